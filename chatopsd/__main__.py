@@ -1,0 +1,3 @@
+from chatopsd.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,97 @@
+"""`chatopsd run | check-config | audit`. Argument parsing only; the work is elsewhere."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from chatopsd import __version__, config, logs
+from chatopsd.core.errors import ConfigError
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="chatopsd", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"chatopsd {__version__}")
+    sub = parser.add_subparsers(dest="cmd", required=True)
+    run = sub.add_parser("run", help="run the daemon")
+    run.add_argument("--config", type=Path, help="TOML config (default: console + demo data)")
+    check = sub.add_parser("check-config", help="validate a config file")
+    check.add_argument("file", type=Path)
+    audit = sub.add_parser("audit", help="print the audit log")
+    audit.add_argument("--config", type=Path)
+    audit.add_argument("--since", help="e.g. 30m, 12h, 7d, or an ISO date/time")
+    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    args = parser.parse_args(argv)
+    try:
+        cfg = config.load(getattr(args, "config", None) or getattr(args, "file", None))
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    if args.cmd == "check-config":
+        print(f"{args.file}: OK (platforms: {', '.join(cfg.platforms) or 'console only'})")
+        return 0
+    if args.cmd == "audit":
+        try:
+            since = _since(args.since)
+        except ValueError as exc:
+            print(f"--since: {exc}", file=sys.stderr)
+            return 2
+        return asyncio.run(_audit(cfg, since, args.json))
+    logs.setup(cfg.chatopsd.log_level, cfg.chatopsd.log_format, config.secrets_of(cfg))
+    return _run(cfg)
+
+
+def _run(cfg: config.Config) -> int:
+    from chatopsd.app import serve
+
+    try:
+        import uvloop
+    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+        asyncio.run(serve(cfg))
+    else:
+        uvloop.run(serve(cfg))
+    return 0
+
+
+def _since(text: str | None) -> datetime | None:
+    if not text:
+        return None
+    units = {"m": 60, "h": 3600, "d": 86400}
+    if text[-1:] in units and text[:-1].isdigit():
+        return datetime.now(UTC) - timedelta(seconds=int(text[:-1]) * units[text[-1]])
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is neither a duration (30m, 12h, 7d) nor an ISO date") from None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
+
+
+async def _audit(cfg: config.Config, since: datetime | None, as_json: bool) -> int:
+    from chatopsd.store.audit import SqliteAuditLog
+    from chatopsd.store.sqlite import Database
+
+    path = cfg.chatopsd.db_path()
+    if not path.exists():
+        print(f"no state database at {path}", file=sys.stderr)
+        return 1
+    db = await Database.open(path)
+    try:
+        entries = await SqliteAuditLog(db).since(since, limit=1_000_000)
+    finally:
+        await db.close()
+    for e in entries:
+        if as_json:
+            row = {k: getattr(e, k) for k in e.__dataclass_fields__}
+            row["at"] = e.at.isoformat()
+            print(json.dumps(row, ensure_ascii=False))
+        else:
+            print(
+                f"{e.at:%Y-%m-%d %H:%M:%S} {e.platform}:{e.channel} {e.actor_name} "
+                f"{e.text!r} → {e.outcome} ({e.duration_ms:.1f} ms)"
+            )
+    return 0

@@ -1,0 +1,166 @@
+"""What every connector is, and the supervisor that keeps it connected.
+
+A connector only translates: platform events in (as `Inbound`, handed to `emit`), neutral
+`Reply`s out (rendered in its own markup). The supervisor owns the life cycle: it calls
+`run()`, which returns or raises when the connection is gone, and runs it again after an
+exponential backoff with full jitter, capped at 60 s, reset once a connection has been stable.
+`FatalConnectorError` (bad token, missing intent) stops the retries and says why.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass
+from enum import Enum
+from typing import Protocol
+
+from chatopsd.core.errors import FatalConnectorError
+from chatopsd.core.messages import Destination, Inbound, Reply, Sent
+from chatopsd.core.ports import Clock
+
+log = logging.getLogger("chatopsd.connector")
+
+# Returns the task handling the event, for a connector that wants to wait for it.
+Emit = Callable[[Inbound], "asyncio.Task[None] | None"]
+
+
+class State(Enum):
+    CONNECTING = "connecting"
+    READY = "ready"
+    BACKING_OFF = "backing off"
+    FAILED = "failed"
+    STOPPED = "stopped"
+
+
+@dataclass
+class Health:
+    state: State = State.CONNECTING
+    reason: str = ""
+    since: float = 0.0
+    connects: int = 0
+    failures: int = 0
+
+
+class Session(Protocol):
+    """Handed to `Connector.run`: where events go and how to say the connection is up."""
+
+    def emit(self, event: Inbound) -> asyncio.Task[None] | None: ...
+
+    def ready(self) -> None: ...
+
+
+class Connector(Protocol):
+    platform: str
+
+    async def run(self, session: Session) -> None:
+        """Connect and serve until the connection is lost (return or raise) or cancelled.
+
+        Raise FatalConnectorError for problems retrying cannot fix."""
+        ...
+
+    async def send(self, destination: Destination, reply: Reply) -> Sent | None:
+        """Post a reply. Raise TransientSendError when a retry may succeed."""
+        ...
+
+    async def edit(self, sent: Sent, reply: Reply) -> None: ...
+
+    async def close(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Backoff:
+    base: float = 1.0
+    cap: float = 60.0
+    stable_after: float = 60.0
+
+    def delay(self, attempt: int, rng: random.Random) -> float:
+        """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
+        return rng.uniform(0.0, min(self.cap, self.base * (2.0 ** min(attempt, 30))))
+
+
+class Supervisor:
+    """Runs one connector forever: reconnects with backoff, tracks health, logs sparingly."""
+
+    def __init__(
+        self,
+        connector: Connector,
+        emit: Emit,
+        clock: Clock,
+        backoff: Backoff | None = None,
+        rng: random.Random | None = None,
+        sleep: Callable[[float], object] = asyncio.sleep,
+    ) -> None:
+        self.connector = connector
+        self._emit = emit
+        self.clock = clock
+        self.backoff = backoff or Backoff()
+        self.rng = rng or random.Random()
+        self._sleep = sleep
+        self.health = Health(since=clock.monotonic())
+        self._connected_at: float | None = None
+        self._last_log = -1e9
+        self._suppressed = 0
+        self.ready_event = asyncio.Event()
+
+    @property
+    def platform(self) -> str:
+        return self.connector.platform
+
+    # Session, as the connector sees us
+    def emit(self, event: Inbound) -> asyncio.Task[None] | None:
+        return self._emit(event)
+
+    def ready(self) -> None:
+        self._connected_at = self.clock.monotonic()
+        self.health.connects += 1
+        self._set(State.READY, "")
+        self.ready_event.set()
+        log.info("%s connected", self.platform)
+
+    def _set(self, state: State, reason: str) -> None:
+        self.health.state, self.health.reason = state, reason
+        self.health.since = self.clock.monotonic()
+
+    async def run(self) -> None:
+        attempt = 0
+        while True:
+            self._set(State.CONNECTING, "")
+            self._connected_at = None
+            try:
+                await self.connector.run(self)
+                reason = "connection closed"
+            except asyncio.CancelledError:
+                self._set(State.STOPPED, "")
+                raise
+            except FatalConnectorError as exc:
+                self._set(State.FAILED, str(exc))
+                log.error("%s stopped: %s", self.platform, exc)
+                return
+            except Exception as exc:
+                reason = f"{type(exc).__name__}: {exc}"
+            self.ready_event.clear()
+            self.health.failures += 1
+            now = self.clock.monotonic()
+            stable = (
+                self._connected_at is not None
+                and now - self._connected_at >= self.backoff.stable_after
+            )
+            attempt = 0 if stable else attempt + 1
+            delay = self.backoff.delay(attempt, self.rng)
+            self._set(State.BACKING_OFF, reason)
+            self._log_retry(reason, delay, now)
+            await self._sleep(delay)  # type: ignore[misc]
+
+    def _log_retry(self, reason: str, delay: float, now: float) -> None:
+        # During an outage: one line per 30 s with a count, not one per attempt.
+        if now - self._last_log < 30.0:
+            self._suppressed += 1
+            return
+        extra = f" ({self._suppressed} more since last report)" if self._suppressed else ""
+        log.warning(
+            "%s disconnected: %s; retrying in %.1f s%s", self.platform, reason, delay, extra
+        )
+        self._last_log, self._suppressed = now, 0

@@ -1,0 +1,188 @@
+"""The command bus: parse, run the middleware chain and the handler, send the replies.
+
+This module is the ONE place errors become replies (`render_error`). Connectors call
+`submit`; it never raises and never blocks them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import replace
+
+from chatopsd.core.commands import CommandSpec, Registry
+from chatopsd.core.context import Call
+from chatopsd.core.errors import Forbidden, RateLimited, UsageError, UserError
+from chatopsd.core.grammar import command_text, tokenize
+from chatopsd.core.messages import Destination, Inbound, Priority, Reply
+from chatopsd.core.ports import ReplySink
+
+log = logging.getLogger("chatopsd.bus")
+
+Next = Callable[[Call], Awaitable[list[Reply]]]
+Middleware = Callable[[Call, Next], Awaitable[list[Reply]]]
+ReactionListener = Callable[[Inbound], Awaitable[None]]
+
+
+def render_error(exc: BaseException, ref: str) -> Reply:
+    """Turn any error into the reply the asker sees. Unexpected errors show only a reference."""
+    if isinstance(exc, UserError):
+        text = exc.message if not exc.hint else f"{exc.message}\n{exc.hint}"
+        # Only the asker needs to see their typo; an outside failure the whole channel must see.
+        private = isinstance(exc, UsageError | RateLimited | Forbidden)
+        return Reply(text=text, ephemeral=private)
+    return Reply(text=f"internal error, reference {ref}. It has been logged.")
+
+
+def new_ref() -> str:
+    return os.urandom(4).hex()
+
+
+class Bus:
+    def __init__(
+        self,
+        registry: Registry,
+        middleware: Sequence[Middleware],
+        outbox: ReplySink,
+        *,
+        prefix: str = "!",
+        bot_names: tuple[str, ...] = ("chatopsd",),
+    ) -> None:
+        self.registry = registry
+        self.outbox = outbox
+        self.prefix = prefix
+        self.bot_names = bot_names
+        self._chain = self._build(list(middleware))
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._accepting = True
+        self.reaction_listeners: list[ReactionListener] = []
+
+    def _build(self, middleware: list[Middleware]) -> Next:
+        async def run_handler(call: Call) -> list[Reply]:
+            if call.error is not None:
+                raise call.error
+            assert call.spec is not None
+            result = await call.spec.handler(call)
+            if result is None:
+                return []
+            return [result] if isinstance(result, Reply) else list(result)
+
+        chain: Next = run_handler
+        for mw in reversed(middleware):
+            chain = _link(mw, chain)
+        return chain
+
+    # -- entry points ----------------------------------------------------------------------
+
+    def submit(self, event: Inbound) -> asyncio.Task[None] | None:
+        """Hand an event to the bus; handled in its own task, returned for whoever wants to
+        wait for it (the console, to keep its output in order). Never raises."""
+        if not self._accepting:
+            # Not claimed, so a platform that redelivers will deliver it to the next run.
+            log.warning("shutting down; dropped %s event %s", event.platform, event.event_id)
+            return None
+        task = asyncio.get_running_loop().create_task(
+            self._handle_quietly(event), name=f"cmd:{event.platform}:{event.event_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _handle_quietly(self, event: Inbound) -> None:
+        await self.handle(event)
+
+    async def handle(self, event: Inbound) -> list[Reply]:
+        """Handle one event and send its replies; returns them (for tests and benchmarks)."""
+        if event.kind == "reaction":
+            for listener in self.reaction_listeners:
+                await self._guard(listener(event), event)
+            return []
+        body = command_text(event, self.prefix, self.bot_names)
+        if body is None:
+            return []
+        call = self._parse(event, body)
+        try:
+            replies = await self._chain(call)
+        except Exception as exc:
+            replies = [render_error(exc, call.ref)]
+            if not isinstance(exc, UserError):
+                log.error(
+                    "internal error ref=%s platform=%s channel=%s actor=%s command=%r",
+                    call.ref,
+                    event.platform,
+                    event.channel,
+                    event.actor.id,
+                    call.command,
+                    exc_info=exc,
+                )
+        destination = Destination.for_inbound(event)
+        priority = call.spec.priority if call.spec else None
+        for reply in replies:
+            if priority is not None and reply.priority > priority:
+                reply = _with_priority(reply, priority)
+            self.outbox.enqueue(destination, reply)
+        return replies
+
+    def _parse(self, event: Inbound, body: str) -> Call:
+        call = Call(
+            event=event, spec=None, args={}, prefix=self.prefix, ref=new_ref(), outbox=self.outbox
+        )
+        try:
+            call.words = tuple(tokenize(body))
+            bound = self.registry.resolve(call.words, self.prefix)
+            call.spec, call.args = bound.spec, bound.args
+        except UsageError as exc:
+            call.error = exc
+            if call.spec is None and call.words:
+                # a known command with bad arguments still gets its role checked and audited
+                call.spec = _matched_spec(self.registry, call.words)
+        return call
+
+    async def _guard(self, coro: Awaitable[None], event: Inbound) -> None:
+        try:
+            await coro
+        except Exception:
+            log.exception(
+                "reaction listener failed platform=%s event=%s", event.platform, event.event_id
+            )
+
+    # -- shutdown --------------------------------------------------------------------------
+
+    async def drain(self, timeout: float) -> int:
+        """Stop accepting events and wait up to `timeout` s for in-flight ones.
+
+        Returns how many were still running (and got cancelled)."""
+        self._accepting = False
+        pending = set(self._tasks)
+        if not pending:
+            return 0
+        _done, still = await asyncio.wait(pending, timeout=timeout)
+        for task in still:
+            task.cancel()
+        return len(still)
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._tasks)
+
+
+def _link(mw: Middleware, nxt: Next) -> Next:
+    async def step(call: Call) -> list[Reply]:
+        return await mw(call, nxt)
+
+    return step
+
+
+def _matched_spec(registry: Registry, words: Sequence[str]) -> CommandSpec | None:
+    lowered = tuple(w.lower() for w in words)
+    for n in range(len(lowered), 0, -1):
+        spec = registry.get(lowered[:n])
+        if spec is not None:
+            return spec
+    return None
+
+
+def _with_priority(reply: Reply, priority: Priority) -> Reply:
+    return replace(reply, priority=priority)

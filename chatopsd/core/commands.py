@@ -1,0 +1,223 @@
+"""Command specs, the registry that matches words to a spec, and typed argument binding.
+
+A spec's `path` is its words: ("ic",), ("ic", "page"), ("ic", "page", "responders"). The
+longest path that prefixes the words wins; the words left over bind to the spec's arguments.
+Help text is generated from the same specs, so it cannot drift from what the parser accepts.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal, Protocol
+
+from chatopsd.core.errors import UsageError
+from chatopsd.core.messages import Priority, Reply
+
+if TYPE_CHECKING:
+    from chatopsd.core.context import Call
+
+ArgKind = Literal["word", "int", "rest"]
+HandlerResult = Reply | Sequence[Reply] | None
+Handler = Callable[["Call"], Awaitable[HandlerResult]]
+
+
+@dataclass(frozen=True, slots=True)
+class Arg:
+    """One argument. `rest` swallows every remaining word; `option` is given as --name VALUE."""
+
+    name: str
+    help: str = ""
+    kind: ArgKind = "word"
+    required: bool = True
+    choices: tuple[str, ...] = ()
+    option: bool = False
+    default: str | int | None = None
+
+    def usage(self) -> str:
+        label = f"--{self.name} {self.name.upper()}" if self.option else f"<{self.name}>"
+        if self.kind == "rest" and not self.option:
+            label = f"<{self.name}...>"
+        return label if self.required else f"[{label}]"
+
+
+@dataclass(frozen=True, slots=True)
+class CommandSpec:
+    """A command: its words, arguments, help, who may run it, and its handler.
+
+    `role` is the role an actor needs (None: anyone). `pages`/`mutates` mark commands that
+    config can restrict to some channels. `priority` orders its replies in the outbox.
+    """
+
+    path: tuple[str, ...]
+    summary: str
+    handler: Handler
+    args: tuple[Arg, ...] = ()
+    role: str | None = None
+    pages: bool = False
+    mutates: bool = False
+    priority: Priority = Priority.NORMAL
+    examples: tuple[str, ...] = ()
+
+    @property
+    def name(self) -> str:
+        return " ".join(self.path)
+
+    def usage(self, prefix: str = "!") -> str:
+        return " ".join([f"{prefix}{self.name}", *(a.usage() for a in self.args)])
+
+
+@dataclass(frozen=True, slots=True)
+class Bound:
+    """A spec matched to words, with its arguments converted to their types."""
+
+    spec: CommandSpec
+    args: Mapping[str, str | int | None] = field(default_factory=dict)
+
+
+class CommandProvider(Protocol):
+    """A handler module's object: the commands it serves."""
+
+    def commands(self) -> list[CommandSpec]: ...
+
+
+class Registry:
+    """All commands, looked up by their words."""
+
+    def __init__(self, specs: Sequence[CommandSpec] = ()) -> None:
+        self._specs: dict[tuple[str, ...], CommandSpec] = {}
+        self._longest = 1
+        for spec in specs:
+            self.add(spec)
+
+    def add(self, spec: CommandSpec) -> None:
+        if spec.path in self._specs:
+            raise ValueError(f"command {spec.name!r} registered twice")
+        self._specs[spec.path] = spec
+        self._longest = max(self._longest, len(spec.path))
+
+    def __iter__(self) -> Iterator[CommandSpec]:
+        return iter(sorted(self._specs.values(), key=lambda s: s.path))
+
+    def get(self, path: tuple[str, ...]) -> CommandSpec | None:
+        return self._specs.get(path)
+
+    def roots(self) -> list[str]:
+        return sorted({p[0] for p in self._specs})
+
+    def children(self, path: tuple[str, ...]) -> list[CommandSpec]:
+        n = len(path)
+        return [s for s in self if s.path[:n] == path and len(s.path) > n]
+
+    def resolve(self, words: Sequence[str], prefix: str = "!") -> Bound:
+        """Match words to the longest known path and bind the rest. Raises UsageError."""
+        if not words:
+            raise UsageError("no command given", hint=f"try {prefix}help")
+        lowered = [w.lower() for w in words[: self._longest]]
+        for n in range(min(len(lowered), self._longest), 0, -1):
+            spec = self._specs.get(tuple(lowered[:n]))
+            if spec is not None:
+                if n < len(words) and not spec.args and self.children(spec.path):
+                    # "!ic pgae": a typo of a sub-command, not an argument to !ic
+                    raise self._unknown(lowered[: n + 1], prefix)
+                return Bound(spec, bind(spec, words[n:], prefix))
+        raise self._unknown(lowered, prefix)
+
+    def _unknown(self, words: list[str], prefix: str) -> UsageError:
+        root = words[0]
+        known_roots = self.roots()
+        if root in known_roots:
+            # a known command with an unknown sub-command: find the deepest known parent
+            depth = 1
+            while depth < len(words) and self.children(tuple(words[: depth + 1])):
+                depth += 1
+            parent = tuple(words[:depth])
+            subs = [s.path[depth] for s in self.children(parent) if len(s.path) == depth + 1]
+            typo = words[depth] if depth < len(words) else ""
+            close = difflib.get_close_matches(typo, subs, n=1) if typo else []
+            base = f"{prefix}{' '.join(parent)}"
+            hint = f"did you mean {base} {close[0]}?" if close else f"see {prefix}help {root}"
+            return UsageError(f"unknown command {base} {typo}".rstrip(), hint=hint)
+        close = difflib.get_close_matches(root, known_roots, n=1, cutoff=0.5)
+        hint = f"did you mean {prefix}{close[0]}?" if close else f"try {prefix}help"
+        return UsageError(f"unknown command {prefix}{root}", hint=hint)
+
+
+def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str, str | int | None]:
+    """Bind words to the spec's arguments: options by name, the rest by position."""
+    usage = f"usage: {spec.usage(prefix)}"
+    options = {a.name: a for a in spec.args if a.option}
+    positional = [a for a in spec.args if not a.option]
+    values: dict[str, str | int | None] = {a.name: a.default for a in spec.args}
+    given: set[str] = set()
+    loose: list[str] = []
+    i = 0
+    while i < len(words):
+        word = words[i]
+        if word.startswith("--") and len(word) > 2:
+            name, eq, inline = word[2:].partition("=")
+            arg = options.get(name)
+            if arg is None:
+                raise UsageError(f"unknown option --{name} for {prefix}{spec.name}", hint=usage)
+            if eq:
+                raw = inline
+            elif i + 1 < len(words):
+                i += 1
+                raw = words[i]
+            else:
+                raise UsageError(f"option --{name} needs a value", hint=usage)
+            values[name] = _convert(arg, raw, usage)
+            given.add(name)
+        else:
+            loose.append(word)
+        i += 1
+    for arg in positional:
+        if not loose:
+            break
+        if arg.kind == "rest":
+            raw, loose = " ".join(loose), []
+        else:
+            raw = loose.pop(0)
+        values[arg.name] = _convert(arg, raw, usage)
+        given.add(arg.name)
+    if loose:
+        raise UsageError(f"unexpected argument {loose[0]!r}", hint=usage)
+    for arg in spec.args:
+        if arg.required and arg.name not in given:
+            raise UsageError(f"missing {arg.usage()}", hint=usage)
+    return values
+
+
+def _convert(arg: Arg, raw: str, usage: str) -> str | int:
+    if arg.choices:
+        match = next((c for c in arg.choices if c.lower() == raw.lower()), None)
+        if match is None:
+            raise UsageError(
+                f"{arg.name} must be one of {', '.join(arg.choices)} (got {raw!r})", hint=usage
+            )
+        raw = match
+    if arg.kind == "int":
+        try:
+            return int(raw)
+        except ValueError:
+            raise UsageError(
+                f"{arg.name} must be a whole number (got {raw!r})", hint=usage
+            ) from None
+    return raw
+
+
+def help_lines(registry: Registry, prefix: str, topic: Sequence[str] = ()) -> list[str]:
+    """Help generated from the specs: all commands, or one command and its sub-commands."""
+    if not topic:
+        return [f"{spec.usage(prefix)} — {spec.summary}" for spec in registry]
+    path = tuple(w.lower().lstrip(prefix) for w in topic)
+    matches = [s for s in registry if s.path[: len(path)] == path]
+    if not matches:
+        raise registry._unknown(list(path), prefix)
+    lines: list[str] = []
+    for spec in matches:
+        lines.append(f"{spec.usage(prefix)} — {spec.summary}")
+        lines.extend(f"    {a.usage()}: {a.help}" for a in spec.args if a.help)
+        lines.extend(f"    e.g. {prefix}{ex}" for ex in spec.examples)
+    return lines

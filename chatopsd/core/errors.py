@@ -1,0 +1,57 @@
+"""Typed errors. Handlers raise these; ONE place (bus.render_error) turns them into replies."""
+
+from __future__ import annotations
+
+
+class UserError(Exception):
+    """Something the person in chat can fix or should know; shown to them as-is."""
+
+    prefix = ""
+
+    def __init__(self, message: str, *, hint: str | None = None) -> None:
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+
+    def __str__(self) -> str:
+        return self.message
+
+
+class UsageError(UserError):
+    """Wrong arguments or unknown command; `hint` carries the usage line or a suggestion."""
+
+
+class NotFound(UserError):
+    """A user, incident or schedule asked for does not exist."""
+
+
+class Forbidden(UserError):
+    """The actor lacks the role, or the command is not allowed in this channel."""
+
+
+class RateLimited(UserError):
+    """The actor sent too many commands; `retry_after` seconds until the next one is taken."""
+
+    def __init__(self, message: str, *, retry_after: float) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class Unavailable(UserError):
+    """An outside system (PagerDuty, monitoring) failed; the message says what and what to do."""
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message names the key path and never the value."""
+
+
+class FatalConnectorError(Exception):
+    """A connector cannot work until a human fixes something (bad token, missing intent)."""
+
+
+class TransientSendError(Exception):
+    """Sending failed in a way worth retrying; `retry_after` when the platform said how long."""
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after

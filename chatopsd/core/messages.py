@@ -1,0 +1,129 @@
+"""The neutral messages every connector translates to and from.
+
+Handlers only ever see these types; nothing platform-specific crosses this line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+from typing import Literal
+
+Kind = Literal["message", "mention", "slash", "button", "reaction"]
+
+
+@dataclass(frozen=True, slots=True)
+class Actor:
+    """Who sent an event: the platform's user id, and name/email when the connector knows them."""
+
+    id: str
+    name: str = ""
+    email: str | None = None
+    is_bot: bool = False
+
+    @property
+    def display(self) -> str:
+        return self.name or self.id
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One chat event addressed to us, as every connector hands it to the bus.
+
+    `event_id` is the platform's id of the event (used to drop redeliveries); `message_id` is
+    the id of the chat message it came in, if any, so replies can reference it. For reactions
+    `text` is the emoji name and `message_id` the message reacted to.
+    """
+
+    platform: str
+    channel: str
+    actor: Actor
+    text: str
+    kind: Kind = "message"
+    event_id: str = ""
+    thread: str | None = None
+    message_id: str | None = None
+
+
+class Priority(IntEnum):
+    """Outbox order: lower goes first. Pages and status changes jump the queue."""
+
+    PAGE = 0
+    STATUS = 1
+    NORMAL = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Button:
+    """A button under a reply; clicking it runs `command` (grammar text, e.g. "ic page")."""
+
+    label: str
+    command: str
+    style: Literal["primary", "danger"] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    """What a handler answers.
+
+    `text` is plain text: connectors escape it for their markup, so user-supplied text in it
+    can never mention @here or break formatting. `title` is rendered bold, `fields` as a
+    label/value list, `code` as a monospace block.
+    """
+
+    text: str = ""
+    title: str | None = None
+    fields: tuple[tuple[str, str], ...] = ()
+    code: str | None = None
+    buttons: tuple[Button, ...] = ()
+    thread: str | None = None
+    ephemeral: bool = False
+    priority: Priority = Priority.NORMAL
+
+    def plain(self) -> str:
+        """The reply as plain text: the fallback every platform can show."""
+        parts: list[str] = []
+        if self.title:
+            parts.append(self.title)
+        if self.text:
+            parts.append(self.text)
+        parts.extend(f"{label}: {value}" for label, value in self.fields)
+        if self.code:
+            parts.append(self.code)
+        if self.buttons:
+            parts.append("  ".join(f"[{b.label}: {b.command}]" for b in self.buttons))
+        return "\n".join(parts)
+
+
+@dataclass(frozen=True, slots=True)
+class Destination:
+    """Where a reply goes: a channel (and thread) on one platform.
+
+    `actor` is set for ephemeral replies (only that user sees them); `reply_to` is the message
+    the reply answers, for platforms that show a reference.
+    """
+
+    platform: str
+    channel: str
+    thread: str | None = None
+    actor: str | None = None
+    reply_to: str | None = None
+
+    @classmethod
+    def for_inbound(cls, event: Inbound) -> Destination:
+        return cls(
+            platform=event.platform,
+            channel=event.channel,
+            thread=event.thread,
+            actor=event.actor.id,
+            reply_to=event.message_id,
+        )
+
+
+@dataclass(slots=True)
+class Sent:
+    """A message we posted, so it can be edited later (pinned status, approvals)."""
+
+    destination: Destination
+    message_id: str
+    extra: dict[str, str] = field(default_factory=dict)

@@ -1,0 +1,174 @@
+"""The bus middleware, in the order the bus runs it: dedupe → authorize → audit → rate limit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from chatopsd.core.bus import Next
+from chatopsd.core.context import Call
+from chatopsd.core.errors import Forbidden, RateLimited, UserError
+from chatopsd.core.messages import Reply
+from chatopsd.core.ports import AuditEntry, AuditLog, Clock, EventLedger
+
+log = logging.getLogger("chatopsd.bus")
+
+
+class Dedupe:
+    """Drop an event whose (platform, event_id) was claimed before, in this run or an earlier."""
+
+    def __init__(self, ledger: EventLedger) -> None:
+        self.ledger = ledger
+
+    async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
+        event = call.event
+        if event.event_id and not await self.ledger.claim(event.platform, event.event_id):
+            log.info(
+                "dropped redelivered event platform=%s event=%s", event.platform, event.event_id
+            )
+            return []
+        return await nxt(call)
+
+
+@dataclass(frozen=True)
+class AccessPolicy:
+    """Who may run what, where. Built from config; pure.
+
+    `roles` maps a role to identities: "platform:user_id", an email address, or "*".
+    Members of "admin" hold every role. `command_roles` overrides a spec's role by command
+    name ("ic page" = "oncall"). Paging/mutating commands are limited to the listed
+    "platform:channel" entries when a list is non-empty.
+    """
+
+    roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
+    command_roles: Mapping[str, str] = field(default_factory=dict)
+    paging_channels: frozenset[str] = frozenset()
+    mutating_channels: frozenset[str] = frozenset()
+
+    def holds(self, call: Call, role: str) -> bool:
+        actor = call.event.actor
+        ids = {f"{call.event.platform}:{actor.id}", "*"}
+        if actor.email:
+            ids.add(actor.email.lower())
+        return any(ids & self.roles.get(r, frozenset()) for r in (role, "admin"))
+
+    def check(self, call: Call) -> None:
+        spec = call.spec
+        if spec is None:
+            return
+        where = f"{call.event.platform}:{call.event.channel}"
+        if spec.pages and self.paging_channels and where not in self.paging_channels:
+            raise Forbidden(
+                f"{call.prefix}{spec.name} pages people and is not allowed here",
+                hint="use one of the channels set in auth.paging_channels",
+            )
+        if spec.mutates and self.mutating_channels and where not in self.mutating_channels:
+            raise Forbidden(
+                f"{call.prefix}{spec.name} is not allowed in this channel",
+                hint="use one of the channels set in auth.mutating_channels",
+            )
+        role = self.command_roles.get(spec.name, spec.role)
+        if role and not self.holds(call, role):
+            raise Forbidden(
+                f"{call.prefix}{spec.name} needs the role {role!r}",
+                hint="ask an admin to add you under [roles] in the config",
+            )
+
+
+def audit_entry(call: Call, clock: Clock, outcome: str, duration_ms: float) -> AuditEntry:
+    e = call.event
+    return AuditEntry(
+        at=clock.now(),
+        platform=e.platform,
+        channel=e.channel,
+        thread=e.thread,
+        actor=e.actor.id,
+        actor_name=e.actor.display,
+        kind=e.kind,
+        text=e.text[:2000],
+        command=call.command,
+        outcome=outcome,
+        duration_ms=round(duration_ms, 3),
+        event_id=e.event_id,
+        ref=call.ref,
+    )
+
+
+class Authorize:
+    """Refuse commands the actor may not run here. Refusals are audited too."""
+
+    def __init__(self, policy: AccessPolicy, audit: AuditLog, clock: Clock) -> None:
+        self.policy, self.audit, self.clock = policy, audit, clock
+
+    async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
+        try:
+            self.policy.check(call)
+        except Forbidden as exc:
+            await self.audit.append(audit_entry(call, self.clock, f"denied: {exc}", 0.0))
+            raise
+        return await nxt(call)
+
+
+class Audit:
+    """Write one audit row per command, durable before the bus sends any reply."""
+
+    def __init__(self, audit: AuditLog, clock: Clock) -> None:
+        self.audit, self.clock = audit, clock
+
+    async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
+        start = self.clock.monotonic()
+        outcome = "ok"
+        try:
+            return await nxt(call)
+        except UserError as exc:
+            outcome = f"{type(exc).__name__}: {exc}"
+            raise
+        except BaseException as exc:
+            outcome = f"internal error {type(exc).__name__} ref={call.ref}"
+            raise
+        finally:
+            elapsed = (self.clock.monotonic() - start) * 1000
+            await self.audit.append(audit_entry(call, self.clock, outcome, elapsed))
+
+
+class RateLimit:
+    """A token bucket per actor: `burst` commands at once, refilled at `per_minute`.
+
+    The first refusal gets a polite reply; further ones in the same dry spell are dropped
+    silently so a flood cannot make the bot flood the channel back.
+    """
+
+    def __init__(self, clock: Clock, per_minute: float = 30, burst: int = 10) -> None:
+        self.clock, self.rate, self.burst = clock, per_minute / 60.0, burst
+        self._buckets: dict[tuple[str, str], tuple[float, float, bool]] = {}
+
+    async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
+        key = (call.event.platform, call.event.actor.id)
+        now = self.clock.monotonic()
+        tokens, last, warned = self._buckets.get(key, (float(self.burst), now, False))
+        tokens = min(float(self.burst), tokens + (now - last) * self.rate)
+        if tokens < 1.0:
+            self._buckets[key] = (tokens, now, True)
+            if warned:
+                return []
+            wait = (1.0 - tokens) / self.rate
+            raise RateLimited(
+                f"Easy there, {call.event.actor.display}: you can send another command in "
+                f"{wait:.0f} s.",
+                retry_after=wait,
+            )
+        self._buckets[key] = (tokens - 1.0, now, False)
+        if len(self._buckets) > 10_000:
+            self._forget_full(now)
+        return await nxt(call)
+
+    def _forget_full(self, now: float) -> None:
+        # Buckets that have refilled completely carry no information; keep memory bounded.
+        full = [
+            k
+            for k, (t, last, _) in self._buckets.items()
+            if t + (now - last) * self.rate >= self.burst
+        ]
+        for k in full:
+            del self._buckets[k]

@@ -1,0 +1,83 @@
+"""The ports handlers and middleware depend on. Implementations live outside core/."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from chatopsd.core.messages import Destination, Reply, Sent
+
+
+class Clock(Protocol):
+    def now(self) -> datetime:
+        """Aware UTC wall time."""
+        ...
+
+    def monotonic(self) -> float:
+        """Seconds on a clock that never goes back (for rate limits, deadlines)."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> datetime:
+        return datetime.now(UTC)
+
+    def monotonic(self) -> float:
+        import time
+
+        return time.monotonic()
+
+
+class EventLedger(Protocol):
+    async def claim(self, platform: str, event_id: str) -> bool:
+        """Record the event durably; False if it was seen before (a redelivery)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class AuditEntry:
+    at: datetime
+    platform: str
+    channel: str
+    thread: str | None
+    actor: str
+    actor_name: str
+    kind: str
+    text: str
+    command: str
+    outcome: str
+    duration_ms: float
+    event_id: str
+    ref: str
+
+
+class AuditLog(Protocol):
+    async def append(self, entry: AuditEntry) -> None:
+        """Durable once this returns."""
+        ...
+
+    async def since(self, since: datetime | None, limit: int = 1000) -> Sequence[AuditEntry]: ...
+
+
+class ReplySink(Protocol):
+    """The outbox, as handlers and the bus see it."""
+
+    def enqueue(self, destination: Destination, reply: Reply) -> None:
+        """Queue a reply; returns at once."""
+        ...
+
+    async def send(self, destination: Destination, reply: Reply) -> Sent | None:
+        """Queue a reply and wait until it is posted; None if it could not be."""
+        ...
+
+    async def edit(self, sent: Sent, reply: Reply) -> None: ...
+
+
+class KeyValue(Protocol):
+    """Small durable state: connector cursors, last-seen times."""
+
+    async def get(self, key: str) -> str | None: ...
+
+    async def put(self, key: str, value: str) -> None: ...

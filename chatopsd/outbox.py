@@ -1,0 +1,157 @@
+"""The outbox: replies queued per platform, pages first, retried on transient failure.
+
+One worker per platform keeps a platform's messages in order within a priority and keeps a
+slow or rate-limited platform from delaying the others.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import logging
+import random
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from chatopsd.connectors.base import Connector
+from chatopsd.core.errors import TransientSendError
+from chatopsd.core.messages import Destination, Priority, Reply, Sent
+
+log = logging.getLogger("chatopsd.outbox")
+
+
+@dataclass(order=True)
+class _Job:
+    priority: int
+    seq: int
+    run: Callable[[], Awaitable[Sent | None]] = field(compare=False)
+    future: asyncio.Future[Sent | None] | None = field(compare=False, default=None)
+    what: str = field(compare=False, default="")
+
+
+class Outbox:
+    def __init__(
+        self,
+        connectors: Mapping[str, Connector],
+        *,
+        attempts: int = 5,
+        base_delay: float = 0.5,
+        max_delay: float = 30.0,
+        sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+    ) -> None:
+        self.connectors = dict(connectors)
+        self.attempts, self.base_delay, self.max_delay = attempts, base_delay, max_delay
+        self._sleep = sleep
+        self._queues: dict[str, asyncio.PriorityQueue[_Job]] = {}
+        self._workers: dict[str, asyncio.Task[None]] = {}
+        self._seq = itertools.count()
+        self.sent = 0
+        self.failed = 0
+
+    def enqueue(self, destination: Destination, reply: Reply) -> None:
+        self._put(
+            destination.platform,
+            reply.priority,
+            lambda: self._connector(destination.platform).send(destination, reply),
+            None,
+            f"reply to {destination.platform}:{destination.channel}",
+        )
+
+    async def send(self, destination: Destination, reply: Reply) -> Sent | None:
+        fut: asyncio.Future[Sent | None] = asyncio.get_running_loop().create_future()
+        self._put(
+            destination.platform,
+            reply.priority,
+            lambda: self._connector(destination.platform).send(destination, reply),
+            fut,
+            f"post to {destination.platform}:{destination.channel}",
+        )
+        return await fut
+
+    async def edit(self, sent: Sent, reply: Reply) -> None:
+        platform = sent.destination.platform
+
+        async def run() -> Sent | None:
+            await self._connector(platform).edit(sent, reply)
+            return sent
+
+        fut: asyncio.Future[Sent | None] = asyncio.get_running_loop().create_future()
+        self._put(platform, reply.priority, run, fut, f"edit {platform}:{sent.message_id}")
+        await fut
+
+    def _connector(self, platform: str) -> Connector:
+        return self.connectors[platform]
+
+    def _put(
+        self,
+        platform: str,
+        priority: Priority,
+        run: Callable[[], Awaitable[Sent | None]],
+        fut: asyncio.Future[Sent | None] | None,
+        what: str,
+    ) -> None:
+        if platform not in self.connectors:
+            log.error("no connector for platform %r; dropped %s", platform, what)
+            if fut is not None:
+                fut.set_result(None)
+            return
+        queue = self._queues.get(platform)
+        if queue is None:
+            queue = self._queues[platform] = asyncio.PriorityQueue()
+            self._workers[platform] = asyncio.get_running_loop().create_task(
+                self._work(platform, queue), name=f"outbox:{platform}"
+            )
+        queue.put_nowait(_Job(int(priority), next(self._seq), run, fut, what))
+
+    async def _work(self, platform: str, queue: asyncio.PriorityQueue[_Job]) -> None:
+        while True:
+            job = await queue.get()
+            try:
+                result = await self._attempt(job)
+            except asyncio.CancelledError:
+                if job.future is not None and not job.future.done():
+                    job.future.cancel()
+                raise
+            if job.future is not None and not job.future.done():
+                job.future.set_result(result)
+            queue.task_done()
+
+    async def _attempt(self, job: _Job) -> Sent | None:
+        for attempt in range(1, self.attempts + 1):
+            try:
+                result = await job.run()
+            except TransientSendError as exc:
+                if attempt == self.attempts:
+                    log.error("gave up on %s after %d attempts: %s", job.what, attempt, exc)
+                    break
+                delay = (
+                    exc.retry_after
+                    if exc.retry_after is not None
+                    else random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
+                )
+                log.warning("%s failed (%s); retry %d in %.1f s", job.what, exc, attempt, delay)
+                await self._sleep(delay)
+            except Exception:
+                log.exception("could not %s", job.what)
+                break
+            else:
+                self.sent += 1
+                return result
+        self.failed += 1
+        return None
+
+    async def flush(self, timeout: float) -> bool:
+        """Wait until every queued reply was handled; False on timeout."""
+        try:
+            async with asyncio.timeout(timeout):
+                for queue in list(self._queues.values()):
+                    await queue.join()
+        except TimeoutError:
+            return False
+        return True
+
+    async def close(self) -> None:
+        for task in self._workers.values():
+            task.cancel()
+        await asyncio.gather(*self._workers.values(), return_exceptions=True)

@@ -1,0 +1,1 @@
+"""SQLite state: one writer, group commit, numbered migrations."""

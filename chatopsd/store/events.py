@@ -1,0 +1,50 @@
+"""The event ledger: which chat events were already handled (dedupe across restarts)."""
+
+from __future__ import annotations
+
+from chatopsd.core.ports import Clock
+from chatopsd.store.sqlite import Database
+
+
+class SqliteEventLedger:
+    """Claims live in memory for speed and in SQLite for restarts.
+
+    Platforms redeliver within minutes (Slack) or on reconnect (Mattermost resync), so ids
+    older than `retention_s` are pruned from both.
+    """
+
+    def __init__(self, db: Database, clock: Clock, retention_s: float = 3 * 86400) -> None:
+        self.db, self.clock, self.retention_s = db, clock, retention_s
+        self._seen: dict[tuple[str, str], float] = {}
+
+    async def load(self) -> int:
+        cutoff = self.clock.now().timestamp() - self.retention_s
+        rows = await self.db.fetchall(
+            "SELECT platform, event_id, seen_at FROM events WHERE seen_at >= ?", (cutoff,)
+        )
+        self._seen = {(r[0], r[1]): r[2] for r in rows}
+        return len(self._seen)
+
+    async def claim(self, platform: str, event_id: str) -> bool:
+        key = (platform, event_id)
+        if key in self._seen:
+            return False
+        now = self.clock.now().timestamp()
+        self._seen[key] = now
+        try:
+            await self.db.write(
+                "INSERT OR IGNORE INTO events (platform, event_id, seen_at) VALUES (?, ?, ?)",
+                (platform, event_id, now),
+            )
+        except BaseException:
+            del self._seen[key]  # not recorded, so not claimed
+            raise
+        return True
+
+    async def prune(self) -> int:
+        cutoff = self.clock.now().timestamp() - self.retention_s
+        await self.db.write("DELETE FROM events WHERE seen_at < ?", (cutoff,))
+        old = [k for k, t in self._seen.items() if t < cutoff]
+        for k in old:
+            del self._seen[k]
+        return len(old)

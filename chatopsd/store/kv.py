@@ -1,0 +1,23 @@
+"""Small durable key/value state (connector cursors, last-seen post times)."""
+
+from __future__ import annotations
+
+import time
+
+from chatopsd.store.sqlite import Database
+
+
+class SqliteKeyValue:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, key: str) -> str | None:
+        row = await self.db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
+        return None if row is None else str(row[0])
+
+    async def put(self, key: str, value: str) -> None:
+        await self.db.write(
+            "INSERT INTO kv (key, value, updated) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
+            (key, value, time.time()),
+        )

@@ -1,0 +1,65 @@
+"""Shared fixtures: a controllable clock, a fresh on-disk database, and a running App."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatopsd.app import App, Io
+from chatopsd.config import Config
+from chatopsd.store.sqlite import Database
+
+
+class FakeClock:
+    """Time that moves only when a test says so."""
+
+    def __init__(self, start: datetime | None = None) -> None:
+        self._now = start or datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+        self._mono = 1000.0
+
+    def now(self) -> datetime:
+        return self._now
+
+    def monotonic(self) -> float:
+        return self._mono
+
+    def advance(self, seconds: float) -> None:
+        self._now += timedelta(seconds=seconds)
+        self._mono += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+async def db(tmp_path: Path) -> AsyncIterator[Database]:
+    database = await Database.open(tmp_path / "state.db")
+    yield database
+    await database.close()
+
+
+def make_config(tmp_path: Path, **sections: Any) -> Config:
+    """A Config with its database in tmp_path; keyword arguments are TOML-shaped sections."""
+    raw: dict[str, Any] = {"chatopsd": {"state_db": str(tmp_path / "state.db")}}
+    for name, value in sections.items():
+        raw.setdefault(name, {}).update(value) if isinstance(value, dict) else None
+        if not isinstance(value, dict):
+            raw[name] = value
+    return Config.model_validate(raw)
+
+
+@pytest.fixture
+async def console_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[App]:
+    """A console-only App with demo data, its console fed from nothing (tests call the bus)."""
+    app = App(make_config(tmp_path), clock=clock, io=Io(stdin=io.StringIO(""),
+                                                        stdout=io.StringIO()))
+    await app.start()
+    yield app
+    await app.stop()
