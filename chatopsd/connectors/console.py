@@ -17,10 +17,10 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
-from typing import TextIO
+from typing import TextIO, get_args
 
 from chatopsd.connectors.base import Session
-from chatopsd.core.messages import Actor, Destination, Inbound, Reply, Sent
+from chatopsd.core.messages import Actor, Destination, Inbound, Kind, Reply, Sent
 
 log = logging.getLogger("chatopsd.console")
 
@@ -82,15 +82,19 @@ class ConsoleConnector:
             if not isinstance(obj, dict) or not isinstance(obj.get("text"), str):
                 raise ValueError("expected an object with a string 'text'")
             actor = obj.get("actor")
+            kind = obj.get("kind", "message")
+            if kind not in get_args(Kind):
+                raise ValueError(f"kind must be one of {', '.join(get_args(Kind))}")
+            event_id = str(obj.get("event_id") or f"{self._run_id}-{next(self._ids)}")
             return Inbound(
                 platform="console",
                 channel=str(obj.get("channel", "console")),
                 actor=Actor(id=str(actor), name=str(actor)) if actor else self.user,
                 text=obj["text"],
-                kind=obj.get("kind", "message"),
-                event_id=str(obj.get("event_id") or f"{self._run_id}-{next(self._ids)}"),
+                kind=kind,
+                event_id=event_id,
                 thread=obj.get("thread"),
-                message_id=str(next(self._msg_ids)),
+                message_id=event_id,  # so each jsonl reply names the event it answers
             )
         except ValueError as exc:
             self._write(json.dumps({"error": f"bad input line: {exc}"}))

@@ -31,7 +31,9 @@ class Call:
 
     @property
     def command(self) -> str:
-        return self.spec.name if self.spec else " ".join(self.words[:2])
+        if self.spec is not None:
+            return self.spec.name
+        return self.words[0] if self.words else ""
 
     @property
     def destination(self) -> Destination:

@@ -1,0 +1,194 @@
+"""The bus and its middleware, with the real SQLite ledger and audit log and a real outbox."""
+
+from __future__ import annotations
+
+import io
+import json
+import logging
+
+import pytest
+
+from chatopsd.connectors.console import ConsoleConnector
+from chatopsd.core.bus import Bus
+from chatopsd.core.commands import Arg, CommandSpec, Registry
+from chatopsd.core.context import Call
+from chatopsd.core.errors import NotFound, Unavailable
+from chatopsd.core.messages import Actor, Inbound, Priority, Reply
+from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
+from chatopsd.outbox import Outbox
+from chatopsd.store.audit import SqliteAuditLog
+from chatopsd.store.events import SqliteEventLedger
+from chatopsd.store.sqlite import Database
+from tests.conftest import FakeClock
+
+
+class Rig:
+    """A bus with every middleware, whose replies land in a jsonl console we can read."""
+
+    def __init__(self, db: Database, clock: FakeClock, policy: AccessPolicy) -> None:
+        self.out = io.StringIO()
+        self.console = ConsoleConnector(fmt="jsonl", stdout=self.out)
+        self.outbox = Outbox({"console": self.console})
+        self.audit = SqliteAuditLog(db)
+        self.ledger = SqliteEventLedger(db, clock)
+        self.handled: list[str] = []
+        registry = Registry(
+            [
+                CommandSpec(("echo",), "echo", self.echo, (Arg("text", kind="rest"),)),
+                CommandSpec(("boom",), "raises", self.boom),
+                CommandSpec(("missing",), "not found", self.missing),
+                CommandSpec(
+                    ("deploy",),
+                    "needs a role",
+                    self.echo,
+                    (Arg("text", kind="rest", required=False),),
+                    role="lead",
+                    mutates=True,
+                ),
+                CommandSpec(("page",), "pages", self.page, pages=True, priority=Priority.PAGE),
+            ]
+        )
+        self.bus = Bus(
+            registry,
+            [
+                Dedupe(self.ledger),
+                Authorize(policy, self.audit, clock),
+                Audit(self.audit, clock),
+                RateLimit(clock, per_minute=6, burst=2),
+            ],
+            self.outbox,
+        )
+
+    async def echo(self, call: Call) -> Reply:
+        self.handled.append(call.event.event_id)
+        return Reply(text=f"echo {call.text('text')}")
+
+    async def boom(self, call: Call) -> Reply:
+        raise RuntimeError("secret internals")
+
+    async def missing(self, call: Call) -> Reply:
+        raise NotFound("no such thing")
+
+    async def page(self, call: Call) -> Reply:
+        raise Unavailable("PagerDuty timed out")
+
+    async def replies(self) -> list[dict[str, object]]:
+        await self.outbox.flush(5)
+        return [json.loads(line) for line in self.out.getvalue().splitlines()]
+
+
+def ev(text: str, event_id: str, actor: str = "alice", channel: str = "ops") -> Inbound:
+    return Inbound("console", channel, Actor(actor, actor.title()), text, event_id=event_id)
+
+
+@pytest.fixture
+async def rig(db: Database, clock: FakeClock) -> Rig:
+    policy = AccessPolicy(
+        roles={"lead": frozenset({"console:bob"})}, paging_channels=frozenset({"console:incidents"})
+    )
+    r = Rig(db, clock, policy)
+    yield r
+    await r.outbox.close()
+
+
+async def test_reply_goes_back_to_the_channel(rig: Rig) -> None:
+    await rig.bus.handle(ev("!echo hi there", "e1"))
+    [reply] = await rig.replies()
+    assert reply["text"] == "echo hi there" and reply["channel"] == "ops"
+    [row] = await rig.audit.since(None)
+    assert (row.command, row.outcome, row.actor, row.event_id) == ("echo", "ok", "alice", "e1")
+
+
+async def test_redelivered_event_is_handled_once_even_after_restart(
+    rig: Rig, db: Database, clock: FakeClock
+) -> None:
+    await rig.bus.handle(ev("!echo once", "dup"))
+    await rig.bus.handle(ev("!echo once", "dup"))
+    assert rig.handled == ["dup"]
+    # a fresh ledger over the same database: what the next run of the daemon sees
+    fresh = SqliteEventLedger(db, clock)
+    assert await fresh.load() == 1
+    assert await fresh.claim("console", "dup") is False
+    assert await fresh.claim("slack", "dup") is True  # ids are per platform
+    assert len(await rig.audit.since(None)) == 1  # the duplicate was dropped before audit
+
+
+async def test_chatter_is_not_a_command(rig: Rig) -> None:
+    assert await rig.bus.handle(ev("good morning", "c1")) == []
+    assert await rig.replies() == [] and await rig.audit.since(None) == []
+
+
+async def test_forbidden_is_refused_audited_and_costs_no_rate_limit(rig: Rig) -> None:
+    for i in range(3):
+        await rig.bus.handle(ev("!deploy api", f"f{i}"))
+    replies = await rig.replies()
+    assert all("needs the role 'lead'" in str(r["text"]) for r in replies) and len(replies) == 3
+    assert all(r["ephemeral"] for r in replies)
+    rows = await rig.audit.since(None)
+    assert [r.outcome.split(":")[0] for r in rows] == ["denied"] * 3
+    # denials did not consume alice's tokens: authorize runs before the rate limit
+    await rig.bus.handle(ev("!echo still here", "f3"))
+    assert "f3" in rig.handled
+    await rig.bus.handle(ev("!deploy api", "ok", actor="bob"))
+    assert "ok" in rig.handled
+
+
+async def test_paging_restricted_to_listed_channels(rig: Rig) -> None:
+    await rig.bus.handle(ev("!page", "p1", channel="random"))
+    await rig.bus.handle(ev("!page", "p2", channel="incidents"))
+    first, second = await rig.replies()
+    assert "not allowed here" in str(first["text"])
+    assert second["text"] == "PagerDuty timed out" and second["ephemeral"] is False
+
+
+async def test_rate_limit_is_polite_once_then_quiet(rig: Rig, clock: FakeClock) -> None:
+    for i in range(5):
+        await rig.bus.handle(ev(f"!echo {i}", f"r{i}"))
+    replies = await rig.replies()
+    assert [r["text"] for r in replies[:2]] == ["echo 0", "echo 1"]
+    assert "you can send another command in 10 s" in str(replies[2]["text"])
+    assert len(replies) == 3  # the 4th and 5th were dropped quietly
+    outcomes = [r.outcome for r in await rig.audit.since(None)]
+    assert outcomes[2].startswith("RateLimited") and len(outcomes) == 5  # audited all the same
+    clock.advance(10)
+    await rig.bus.handle(ev("!echo back", "r9"))
+    assert (await rig.replies())[-1]["text"] == "echo back"
+
+
+async def test_internal_error_gives_a_reference_and_the_bus_stays_up(
+    rig: Rig, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.ERROR, logger="chatopsd.bus"):
+        await rig.bus.handle(ev("!boom", "b1"))
+    [reply] = await rig.replies()
+    text = str(reply["text"])
+    assert text.startswith("internal error, reference ") and "secret internals" not in text
+    ref = text.split("reference ")[1].split(".")[0]
+    assert any(ref in r.getMessage() and r.exc_info for r in caplog.records)
+    [row] = await rig.audit.since(None)
+    assert row.outcome == f"internal error RuntimeError ref={ref}"
+    await rig.bus.handle(ev("!echo alive", "b2"))
+    assert (await rig.replies())[-1]["text"] == "echo alive"
+
+
+async def test_user_errors_render_in_one_place(rig: Rig, clock: FakeClock) -> None:
+    for text, event_id in (("!missing", "m1"), ("!ech hi", "m2"), ("!echo", "m3")):
+        await rig.bus.handle(ev(text, event_id))
+        clock.advance(10)  # stay under the rate limit
+    texts = [r["text"] for r in await rig.replies()]
+    assert texts == [
+        "no such thing",
+        "unknown command !ech\ndid you mean !echo?",
+        "missing <text...>\nusage: !echo <text...>",
+    ]
+    assert [r.command for r in await rig.audit.since(None)] == ["missing", "ech", "echo"]
+
+
+async def test_drain_stops_taking_commands(rig: Rig) -> None:
+    task = rig.bus.submit(ev("!echo before", "d1"))
+    assert task is not None
+    assert await rig.bus.drain(5) == 0
+    assert rig.bus.submit(ev("!echo after", "d2")) is None
+    assert rig.handled == ["d1"]
+    # the dropped event was never claimed: a redelivery after restart will be handled
+    assert await rig.ledger.claim("console", "d2") is True

@@ -1,0 +1,131 @@
+"""Config validation: one clear line per problem, naming the key path, never the value."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatopsd import config
+from chatopsd.core.errors import ConfigError
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "c.toml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("[slack]\nbot_token = 'xoxb-test-1'\n", "slack.app_token: required key is missing"),
+        ("[chatopsd]\nprefix = 3\n", "chatopsd.prefix: Input should be a valid string"),
+        ("[slak]\n", "slak: unknown key (check the spelling against config.example.toml)"),
+        (
+            "[status]\nstalk_seconds = 'often'\n",
+            "status.stalk_seconds: Input should be a valid number",
+        ),
+        (
+            "[[status.sources]]\nname='am'\nkind='alertmanager'\n",
+            "status.sources[0].url: required key is missing",
+        ),
+        (
+            "[[status.sources]]\nname='x'\nkind='carrier-pigeon'\n",
+            "status.sources[0]: Input tag 'carrier-pigeon' found using 'kind' does not match",
+        ),
+        ("[chatopsd\n", "not valid TOML"),
+    ],
+)
+def test_bad_config_gives_one_clear_line(tmp_path: Path, text: str, expected: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text), env={})
+    message = str(info.value)
+    assert expected in message
+    assert len(message.splitlines()) == 1
+
+
+def test_secret_values_never_appear_in_errors(tmp_path: Path) -> None:
+    secret = "xoxb-test-do-not-print-me"
+    text = f"[slack]\napp_token = '{secret}'\nbot_token = 5\n"
+    with pytest.raises(ConfigError) as info:
+        config.load(write(tmp_path, text), env={})
+    assert secret not in str(info.value)
+    assert "slack.app_token: Value error, must be an app-level token starting with xapp-" in str(
+        info.value
+    )
+    assert "slack.bot_token: Input should be a valid string" in str(info.value)
+
+
+def test_tokens_prefer_credentials_then_environment(tmp_path: Path) -> None:
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / "slack_app_token").write_text("xapp-test-from-credential\n")
+    path = write(tmp_path, "[slack]\napp_token = 'xapp-test-file'\nbot_token = 'xoxb-test-file'\n")
+    env = {
+        "CREDENTIALS_DIRECTORY": str(creds),
+        "CHATOPSD_SLACK_APP_TOKEN": "xapp-test-env",
+        "CHATOPSD_SLACK_BOT_TOKEN": "xoxb-test-env",
+    }
+    cfg = config.load(path, env=env)
+    assert cfg.slack is not None
+    assert cfg.slack.app_token.get_secret_value() == "xapp-test-from-credential"
+    assert cfg.slack.bot_token.get_secret_value() == "xoxb-test-env"
+    assert sorted(config.secrets_of(cfg)) == ["xapp-test-from-credential", "xoxb-test-env"]
+    assert "xapp-test" not in repr(cfg)
+
+
+def test_environment_alone_does_not_enable_a_platform() -> None:
+    cfg = config.load(None, env={"CHATOPSD_SLACK_APP_TOKEN": "xapp-test-x"})
+    assert cfg.platforms == [] and cfg.console_enabled
+
+
+def test_example_config_is_valid_and_documents_every_key() -> None:
+    example = ROOT / "config.example.toml"
+    config.load(example, env={})
+    text = example.read_text()
+
+    def keys(model: type[config.Section], prefix: str) -> list[str]:
+        return [f"{prefix}{name}" for name in model.model_fields]
+
+    for section, model in [
+        ("chatopsd", config.ChatopsdSection),
+        ("console", config.ConsoleSection),
+        ("slack", config.SlackSection),
+        ("discord", config.DiscordSection),
+        ("mattermost", config.MattermostSection),
+        ("pagerduty", config.PagerDutySection),
+        ("auth", config.AuthSection),
+        ("ratelimit", config.RateLimitSection),
+    ]:
+        assert f"[{section}]" in text
+        for key in keys(model, ""):
+            assert f"{key} =" in text, f"{section}.{key} is not documented"
+
+
+def cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "chatopsd", *args],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_check_config_cli(tmp_path: Path) -> None:
+    ok = cli("check-config", str(ROOT / "config.example.toml"))
+    assert ok.returncode == 0 and "OK" in ok.stdout
+    bad = cli("check-config", str(write(tmp_path, "[discord]\ntoken = 'sekrit-token-1'\nx = 1\n")))
+    assert bad.returncode == 2
+    assert bad.stderr.strip().endswith(
+        "discord.x: unknown key (check the spelling against config.example.toml)"
+    )
+    assert "sekrit" not in bad.stderr + bad.stdout
+    missing = cli("check-config", str(tmp_path / "nope.toml"))
+    assert missing.returncode == 2 and "file not found" in missing.stderr
