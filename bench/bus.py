@@ -30,10 +30,12 @@ N = 10_000
 
 
 def config(tmp: Path) -> Config:
-    return Config.model_validate({
-        "chatopsd": {"state_db": str(tmp / "bench.db")},
-        "ratelimit": {"per_minute": 1e9, "burst": 1_000_000},
-    })
+    return Config.model_validate(
+        {
+            "chatopsd": {"state_db": str(tmp / "bench.db")},
+            "ratelimit": {"per_minute": 1e9, "burst": 1_000_000},
+        }
+    )
 
 
 async def in_process(tmp: Path) -> None:
@@ -45,8 +47,9 @@ async def in_process(tmp: Path) -> None:
             # latency: one command at a time, from event to replies queued, audit durable
             samples = []
             for i in range(N):
-                event = Inbound("console", "bench", Actor(f"u{i % 50}"), text,
-                                event_id=f"lat-{text}-{i}")
+                event = Inbound(
+                    "console", "bench", Actor(f"u{i % 50}"), text, event_id=f"lat-{text}-{i}"
+                )
                 start = time.perf_counter()
                 await app.bus.handle(event)
                 samples.append(time.perf_counter() - start)
@@ -57,12 +60,14 @@ async def in_process(tmp: Path) -> None:
             sink.seek(0)
             sink.truncate()
             # throughput: 10,000 commands with up to 256 in flight (group commit at work)
-            events = [Inbound("console", "bench", Actor(f"u{i % 50}"), text,
-                              event_id=f"tp-{text}-{i}") for i in range(N)]
+            events = [
+                Inbound("console", "bench", Actor(f"u{i % 50}"), text, event_id=f"tp-{text}-{i}")
+                for i in range(N)
+            ]
             start = time.perf_counter()
             sem = asyncio.Semaphore(256)
 
-            async def one(ev: Inbound) -> None:
+            async def one(ev: Inbound, sem: asyncio.Semaphore = sem) -> None:
                 async with sem:
                     await app.bus.handle(ev)
 
@@ -73,8 +78,10 @@ async def in_process(tmp: Path) -> None:
             sink.truncate()
             rows = await app.db.fetchone("SELECT COUNT(*) FROM audit WHERE text = ?", (text,))
             audited = rows[0] if rows else 0
-            print(f"{text:6} latency p50 {p50:.3f} ms  p99 {p99:.3f} ms  |  throughput "
-                  f"{N / elapsed:,.0f} commands/s  |  audit rows {audited:,}")
+            print(
+                f"{text:6} latency p50 {p50:.3f} ms  p99 {p99:.3f} ms  |  throughput "
+                f"{N / elapsed:,.0f} commands/s  |  audit rows {audited:,}"
+            )
             assert audited == 2 * N, "every command must have its audit row"
     finally:
         await app.stop()
@@ -86,9 +93,15 @@ def start_to_ready(tmp: Path, runs: int = 5) -> None:
     ready, answered, rss = [], [], []
     for _ in range(runs):
         start = time.perf_counter()
-        proc = subprocess.Popen([sys.executable, "-m", "chatopsd", "run", "--config", str(cfg)],
-                                cwd=ROOT, stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True, bufsize=1)
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "chatopsd", "run", "--config", str(cfg)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            bufsize=1,
+        )
         assert proc.stderr is not None and proc.stdin is not None and proc.stdout is not None
         for line in proc.stderr:
             if "chatopsd ready" in line:
@@ -102,8 +115,10 @@ def start_to_ready(tmp: Path, runs: int = 5) -> None:
         rss.append(_rss_kib(proc.pid))
         proc.stdin.close()
         proc.wait(timeout=30)
-    print(f"chatopsd run: ready in {statistics.median(ready) * 1e3:.0f} ms (median of {runs}, "
-          f"from exec to 'ready'), first answer at {statistics.median(answered) * 1e3:.0f} ms")
+    print(
+        f"chatopsd run: ready in {statistics.median(ready) * 1e3:.0f} ms (median of {runs}, "
+        f"from exec to 'ready'), first answer at {statistics.median(answered) * 1e3:.0f} ms"
+    )
     print(f"idle RSS (console only): {statistics.median(rss) / 1024:.1f} MiB")
 
 
