@@ -17,10 +17,11 @@ from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
-from chatopsd.core.ports import Clock, SystemClock
+from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
 from chatopsd.core.status import StatusSource
 from chatopsd.handlers.help import HelpHandler
 from chatopsd.handlers.ic import IcHandler
+from chatopsd.handlers.incident import IncidentHandler, settings_from_config
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
@@ -28,6 +29,7 @@ from chatopsd.outbox import Outbox
 from chatopsd.scheduler import Scheduler
 from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger
+from chatopsd.store.incidents import SqliteIncidentStore
 from chatopsd.store.kv import SqliteKeyValue
 from chatopsd.store.sqlite import Database
 
@@ -76,6 +78,12 @@ class App:
         self._handlers()
 
         self.scheduler.every("prune-events", 3600, self._prune, run_now=False)
+        self.scheduler.every(
+            "incident-pulses",
+            cfg.incidents.pulse_check_seconds,
+            self.incidents.pulse_job,
+            run_now=False,
+        )
         self.scheduler.start()
         for connector in connectors:
             supervisor = Supervisor(connector, self.bus.submit, self.clock)
@@ -127,14 +135,28 @@ class App:
 
     def _handlers(self) -> None:
         directory, pager = self._oncall()
+        self.incidents = IncidentHandler(
+            SqliteIncidentStore(self.db),
+            self.outbox,
+            self.clock,
+            settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
+            self._channel_admin,
+        )
+        self.bus.reaction_listeners.append(self.incidents.on_reaction)
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),
             IcHandler(directory, pager),
             StatusHandler(StatusBoard(self._status_sources())),
+            self.incidents,
         ]
         for handler in handlers:
             for spec in handler.commands():
                 self.registry.add(spec)
+
+    def _channel_admin(self, platform: str) -> ChannelAdmin | None:
+        """The platform's connector if it can create channels (an optional capability)."""
+        connector = self.outbox.connectors.get(platform)
+        return connector if isinstance(connector, ChannelAdmin) else None
 
     def _demo(self) -> bool:
         """Demo data only for a console-only daemon: never show made-up people in a real chat."""

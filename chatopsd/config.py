@@ -159,6 +159,34 @@ class RateLimitSection(Section):
     burst: int = Field(10, ge=1)
 
 
+class IncidentsSection(Section):
+    """Where incident announcements go. Destinations are "platform:channel_id"."""
+
+    routing: dict[Literal["SEV-1", "SEV-2", "SEV-3", "SEV-4"], list[str]] = {}
+    default_channels: list[str] = []
+    management_channel: str | None = None
+    pulse_minutes: float = Field(30.0, gt=0)
+    pulse_check_seconds: float = Field(60.0, ge=1)
+    create_channels: bool = True
+
+    @field_validator("default_channels", "routing", "management_channel")
+    @classmethod
+    def _destinations(cls, v: object) -> object:
+        values: list[object] = []
+        if isinstance(v, dict):
+            for targets in v.values():
+                values.extend(targets)
+        elif isinstance(v, list):
+            values.extend(v)
+        elif v is not None:
+            values.append(v)
+        for target in values:
+            platform, _, channel = str(target).partition(":")
+            if not platform or not channel:
+                raise ValueError('destinations look like "platform:channel_id"')
+        return v
+
+
 class Config(Section):
     chatopsd: ChatopsdSection = ChatopsdSection()
     console: ConsoleSection = ConsoleSection()
@@ -170,6 +198,7 @@ class Config(Section):
     auth: AuthSection = AuthSection()
     roles: dict[str, list[str]] = {}
     ratelimit: RateLimitSection = RateLimitSection()
+    incidents: IncidentsSection = IncidentsSection()
 
     @property
     def platforms(self) -> list[str]:

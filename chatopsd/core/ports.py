@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol
+from typing import Protocol, runtime_checkable
 
 from chatopsd.core.messages import Destination, Reply, Sent
 
@@ -81,3 +81,28 @@ class KeyValue(Protocol):
     async def get(self, key: str) -> str | None: ...
 
     async def put(self, key: str, value: str) -> None: ...
+
+
+class ChannelRefused(Exception):
+    """The platform (or the bot's permissions) did not allow creating a channel; say why."""
+
+
+@runtime_checkable
+class ChannelAdmin(Protocol):
+    """OPTIONAL connector capability: channels of its own for incidents.
+
+    A connector that has these methods gets per-incident channels (the App finds it with
+    isinstance); one without them gets a thread under the announcement instead.
+    """
+
+    async def create_channel(self, name: str, topic: str) -> str:
+        """Create a channel (or reuse ours of that name); return its id. Raise ChannelRefused."""
+        ...
+
+    async def invite(self, channel: str, user_ids: Sequence[str]) -> None:
+        """Add people to the channel. Raise ChannelRefused if not allowed."""
+        ...
+
+    async def pin(self, sent: Sent) -> None:
+        """Pin a message we posted. Raise ChannelRefused if not allowed."""
+        ...

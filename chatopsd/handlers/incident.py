@@ -1,0 +1,587 @@
+"""`!incident ...`: declare and run an incident from chat.
+
+On declare: announce in the channels routed by severity (and in the channel it was declared
+in), open a channel of its own where the platform allows it (else a thread under the
+announcement, and say so), post the status message there and pin it. Every later change is a
+timeline entry stored with the state change, and edits that status message in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from chatopsd.config import IncidentsSection
+from chatopsd.core import incident as core
+from chatopsd.core.commands import Arg, CommandSpec, Handler
+from chatopsd.core.context import Call
+from chatopsd.core.errors import NotFound, UsageError
+from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
+from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
+from chatopsd.core.ports import ChannelAdmin, Clock, ReplySink
+from chatopsd.store.incidents import Home, SqliteIncidentStore
+
+log = logging.getLogger("chatopsd.incident")
+
+DEFAULT_SEVERITY = "SEV-3"
+# Reactions that act like the announcement's buttons (Mattermost has no buttons for us).
+REACTIONS: dict[str, str] = {
+    "white_check_mark": "ack",
+    "heavy_check_mark": "ack",
+    "eyes": "ack",
+    "arrow_up": "escalate",
+    "rotating_light": "escalate",
+    "raising_hand": "join",
+    "raised_hand": "join",
+    "hand": "join",
+}
+
+
+@dataclass(frozen=True)
+class IncidentSettings:
+    """[incidents] in the config, as destinations."""
+
+    routing: dict[int, tuple[Destination, ...]] = field(default_factory=dict)
+    default: tuple[Destination, ...] = ()
+    management: Destination | None = None
+    pulse_minutes: float = 30.0
+    create_channels: bool = True
+    prefix: str = "!"
+
+    def destinations(self, severity: int) -> list[Destination]:
+        found = list(self.routing.get(severity, ())) or list(self.default)
+        if severity == 1 and self.management is not None:
+            found.append(self.management)
+        return found
+
+
+def settings_from_config(section: IncidentsSection, prefix: str) -> IncidentSettings:
+    return IncidentSettings(
+        routing={
+            core.parse_severity(sev): tuple(destination(t) for t in targets)
+            for sev, targets in section.routing.items()
+        },
+        default=tuple(destination(t) for t in section.default_channels),
+        management=destination(section.management_channel) if section.management_channel else None,
+        pulse_minutes=section.pulse_minutes,
+        create_channels=section.create_channels,
+        prefix=prefix,
+    )
+
+
+def destination(target: str) -> Destination:
+    """ "slack:C0123" → Destination("slack", "C0123")."""
+    platform, _, channel = target.partition(":")
+    return Destination(platform, channel)
+
+
+def _dedupe(dests: Sequence[Destination]) -> list[Destination]:
+    seen: set[tuple[str, str, str | None]] = set()
+    out: list[Destination] = []
+    for d in dests:
+        key = (d.platform, d.channel, d.thread)
+        if key not in seen:
+            seen.add(key)
+            out.append(d)
+    return out
+
+
+def _user_id(text: str) -> str:
+    """A user as typed ("<@U123>", "@alice", "alice") → the id a platform can invite."""
+    return text.strip().removeprefix("<").removesuffix(">").lstrip("@!")
+
+
+class IncidentHandler:
+    def __init__(
+        self,
+        store: SqliteIncidentStore,
+        outbox: ReplySink,
+        clock: Clock,
+        settings: IncidentSettings,
+        channel_admin: Callable[[str], ChannelAdmin | None],
+    ) -> None:
+        self.store = store
+        self.outbox = outbox
+        self.clock = clock
+        self.settings = settings
+        self.channel_admin = channel_admin
+        # One process, one writer: serialise read-modify-write of incidents so two people
+        # acknowledging at once get one "acknowledged" and one clear refusal.
+        self._lock = asyncio.Lock()
+
+    def commands(self) -> list[CommandSpec]:
+        rest = Arg("args", "[incident id] then text", kind="rest", required=False)
+        inc = Arg(
+            "args",
+            "[incident id] (optional inside the incident's channel)",
+            kind="rest",
+            required=False,
+        )
+
+        def spec(
+            sub: str, summary: str, handler: Handler, args: tuple[Arg, ...], mutates: bool, *ex: str
+        ) -> CommandSpec:
+            return CommandSpec(
+                ("incident", sub),
+                summary,
+                handler,
+                args,
+                mutates=mutates,
+                priority=Priority.STATUS,
+                examples=ex,
+            )
+
+        return [
+            CommandSpec(("incident",), "open incidents", self.list_open),
+            CommandSpec(
+                ("incident", "declare"),
+                "declare an incident: announce it, open its channel, pin its status",
+                self.declare,
+                (
+                    Arg("title", "what is wrong, in a few words", kind="rest"),
+                    Arg("sev", "SEV-1 (worst) to SEV-4", option=True, required=False),
+                    Arg("service", "the affected service", option=True, required=False),
+                    Arg("description", "more detail (quote it)", option=True, required=False),
+                ),
+                mutates=True,
+                priority=Priority.PAGE,
+                examples=('incident declare --sev 1 "Payments failing" --service payments',),
+            ),
+            spec("ack", "acknowledge: someone is on it", self.ack, (inc,), True, "incident ack"),
+            spec(
+                "update",
+                "add a timestamped update; refreshes the pinned status",
+                self.update,
+                (rest,),
+                True,
+                "incident update rolled back the deploy, error rate falling",
+            ),
+            spec("status", "the incident's current status", self.status, (inc,), False),
+            spec("list", "open incidents", self.list_open, (), False),
+            spec(
+                "escalate",
+                "raise the severity (one level, or to the one given)",
+                self.escalate,
+                (rest,),
+                True,
+                "incident escalate INC-2026-0042 SEV-1",
+            ),
+            spec("assign", "set the assignee", self.assign, (rest,), True, "incident assign @bob"),
+            spec("commander", "hand over Incident Commander", self.commander, (rest,), True),
+            spec("comms", "set the Communications Lead", self.comms, (rest,), True),
+            spec("scribe", "set the Scribe", self.scribe, (rest,), True),
+            spec(
+                "join", "say you are joining; invites you to its channel", self.join, (inc,), True
+            ),
+            spec(
+                "resolve",
+                "resolve with what fixed it; posts the wrap-up",
+                self.resolve,
+                (rest,),
+                True,
+                "incident resolve rolled back to v1.2.2",
+            ),
+            spec("close", "close a resolved incident", self.close, (inc,), True),
+            spec("timeline", "the incident's timeline", self.timeline, (inc,), False),
+            spec("export", "a Markdown postmortem draft", self.export, (inc,), False),
+        ]
+
+    # -- finding the incident ----------------------------------------------------------------
+
+    async def _target(self, event: Inbound, raw: str, usage: str) -> tuple[Incident, str]:
+        """The incident named first in `raw`, or the one whose channel this is; and the rest."""
+        first, _, after = raw.strip().partition(" ")
+        incident_id = core.parse_id(first) if first else None
+        rest = after.strip() if incident_id else raw.strip()
+        if incident_id is None:
+            incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
+            if incident_id is None:
+                raise UsageError(
+                    "which incident? give its id (e.g. INC-2026-0001), or run this in the "
+                    "incident's channel",
+                    hint=usage,
+                )
+        found = await self.store.get(incident_id)
+        if found is None:
+            raise NotFound(
+                f"there is no incident {incident_id}",
+                hint=f"see {self.settings.prefix}incident list",
+            )
+        return found, rest
+
+    def _entry(self, event: Inbound, kind: str, text: str) -> TimelineEntry:
+        return TimelineEntry(
+            self.clock.now(), event.actor.display, event.platform, event.channel, kind, text
+        )
+
+    async def _change(
+        self,
+        event: Inbound,
+        raw: str,
+        usage: str,
+        apply: Callable[[Incident, str], tuple[Incident, str, str]],
+    ) -> tuple[Incident, Incident, str]:
+        """Find, change and store an incident with its timeline entry; refresh its status.
+
+        `apply(incident, rest)` returns (new incident, timeline kind, timeline text)."""
+        async with self._lock:
+            before, rest = await self._target(event, raw, usage)
+            after, kind, text = apply(before, rest)
+            await self.store.save(after, self._entry(event, kind, text))
+        await self._refresh_status(after)
+        return before, after, rest
+
+    async def _refresh_status(self, incident: Incident) -> None:
+        last = await self.store.last_update(incident.id)
+        reply = core.status(incident, last, self.clock.now())
+        for sent in await self.store.messages(incident.id, "status"):
+            await self.outbox.edit(sent, reply)
+
+    # -- declare -----------------------------------------------------------------------------
+
+    async def declare(self, call: Call) -> Reply:
+        event = call.event
+        severity = core.parse_severity(call.text("sev") or DEFAULT_SEVERITY)
+        title = call.text("title") or ""
+        now = self.clock.now()
+
+        def make(incident_id: str) -> tuple[Incident, TimelineEntry]:
+            made = core.declare(
+                incident_id,
+                title,
+                severity,
+                now,
+                event.actor.display,
+                event.platform,
+                event.channel,
+                service=call.text("service"),
+                description=call.text("description"),
+            )
+            return made, self._entry(event, "declared", f"declared {made.sev}: {made.title}")
+
+        incident = await self.store.create(now.year, make)
+        origin = Destination(event.platform, event.channel, event.thread)
+        announce = core.announcement(incident, call.prefix)
+        origin_sent: Sent | None = None
+        announced: list[str] = []
+        for dest in _dedupe([origin, *self.settings.destinations(severity)]):
+            sent = await self.outbox.send(dest, announce)
+            if sent is None:
+                log.error(
+                    "could not announce %s in %s:%s", incident.id, dest.platform, dest.channel
+                )
+                continue
+            await self.store.remember(incident.id, "announce", sent)
+            announced.append(f"{dest.platform}:{dest.channel}")
+            if dest == origin:
+                origin_sent = sent
+        home, notes = await self._open_home(incident, event, origin_sent)
+        await self.store.bind_home(incident.id, home)
+        status = await self.outbox.send(home.destination, core.status(incident, None, now))
+        if status is not None:
+            await self.store.remember(incident.id, "status", status)
+            admin = self.channel_admin(home.platform)
+            if admin is not None and home.thread is None:
+                try:
+                    await admin.pin(status)
+                except Exception as exc:  # a missing pin must not undo the declaration
+                    notes.append(f"Could not pin the status message: {exc}")
+        if notes and home.thread is not None:
+            self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
+        where = (
+            f"Incident channel: #{core.channel_name(incident)}"
+            if home.thread is None
+            else "Incident thread: under the announcement"
+        )
+        lines = [f"{incident.id} declared ({incident.sev}). {where}.", *notes]
+        if announced:
+            lines.append(f"Announced in {', '.join(announced)}.")
+        return Reply(text="\n".join(lines), priority=Priority.STATUS)
+
+    async def _open_home(
+        self, incident: Incident, event: Inbound, origin_sent: Sent | None
+    ) -> tuple[Home, list[str]]:
+        """A channel of its own if the platform allows it; else a thread in the declaring one."""
+        notes: list[str] = []
+        admin = self.channel_admin(event.platform) if self.settings.create_channels else None
+        reason = "this platform connector cannot create channels"
+        if not self.settings.create_channels:
+            reason = "incidents.create_channels is off"
+        if admin is not None:
+            name = core.channel_name(incident)
+            try:
+                channel = await admin.create_channel(
+                    name, f"{incident.id} [{incident.sev}] {incident.title}"
+                )
+            except Exception as exc:
+                reason = f"could not create #{name}: {exc}"
+                log.warning("%s: %s", incident.id, reason)
+            else:
+                try:
+                    await admin.invite(channel, [event.actor.id])
+                except Exception as exc:
+                    notes.append(f"Could not invite {event.actor.display}: {exc}")
+                return Home(event.platform, channel, None), notes
+        # The thread hangs under the announcement; if that failed, under the declare command.
+        thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
+        notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
+        return Home(event.platform, event.channel, thread), notes
+
+    # -- state changes -----------------------------------------------------------------------
+
+    async def ack(self, call: Call) -> Reply:
+        def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
+            text = f"acknowledged{': ' + note if note else ''}"
+            return core.transition(i, "ack", self.clock.now()), "acknowledged", text
+
+        _, after, _ = await self._change(
+            call.event, call.text("args") or "", self._usage(call), apply
+        )
+        return Reply(text=f"{after.id} acknowledged by {call.event.actor.display}.")
+
+    async def update(self, call: Call) -> Reply:
+        def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
+            if not note:
+                raise UsageError("say what changed", hint=self._usage(call))
+            return core.touch(i, "update", self.clock.now()), "update", note
+
+        _, after, _ = await self._change(
+            call.event, call.text("args") or "", self._usage(call), apply
+        )
+        return Reply(text=f"{after.id} updated; the pinned status shows it.")
+
+    async def escalate(self, call: Call) -> Reply:
+        def apply(i: Incident, rest: str) -> tuple[Incident, str, str]:
+            sev = core.parse_severity(rest.split()[0]) if rest.strip() else None
+            new = core.escalate(i, sev, self.clock.now())
+            return new, "escalated", f"escalated {i.sev} → {new.sev}"
+
+        before, after, _ = await self._change(
+            call.event, call.text("args") or "", self._usage(call), apply
+        )
+        announce = core.announcement(after, call.prefix)
+        already = await self.store.messages(after.id, "announce")
+        for old in already:
+            await self.outbox.edit(old, announce)
+        have = {(s.destination.platform, s.destination.channel) for s in already}
+        new_places = [
+            d
+            for d in self.settings.destinations(after.severity)
+            if (d.platform, d.channel) not in have
+        ]
+        for dest in _dedupe(new_places):
+            sent = await self.outbox.send(dest, announce)
+            if sent is not None:
+                await self.store.remember(after.id, "announce", sent)
+        more = (
+            f" Announced in {', '.join(f'{d.platform}:{d.channel}' for d in new_places)}."
+            if new_places
+            else ""
+        )
+        return Reply(
+            text=f"{after.id} escalated {before.sev} → {after.sev}.{more}", priority=Priority.PAGE
+        )
+
+    async def _role(self, call: Call, role: str) -> Reply:
+        def apply(i: Incident, user: str) -> tuple[Incident, str, str]:
+            if not user:
+                raise UsageError(f"say who is the {core.ROLES[role]}", hint=self._usage(call))
+            return (
+                core.set_role(i, role, user, self.clock.now()),
+                "role",
+                f"{core.ROLES[role]}: {user}",
+            )
+
+        _, after, user = await self._change(
+            call.event, call.text("args") or "", self._usage(call), apply
+        )
+        note = await self._invite(after, [_user_id(user)])
+        return Reply(text=f"{core.ROLES[role]} of {after.id}: {user}.{note}")
+
+    async def assign(self, call: Call) -> Reply:
+        return await self._role(call, "assignee")
+
+    async def commander(self, call: Call) -> Reply:
+        return await self._role(call, "commander")
+
+    async def comms(self, call: Call) -> Reply:
+        return await self._role(call, "comms")
+
+    async def scribe(self, call: Call) -> Reply:
+        return await self._role(call, "scribe")
+
+    async def join(self, call: Call) -> Reply:
+        return await self._join(call.event, call.text("args") or "", self._usage(call))
+
+    async def _join(self, event: Inbound, raw: str, usage: str) -> Reply:
+        def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
+            return (
+                core.touch(i, "join", self.clock.now()),
+                "joined",
+                f"{event.actor.display} joined",
+            )
+
+        _, after, _ = await self._change(event, raw, usage, apply)
+        note = await self._invite(after, [event.actor.id]) if event.platform else ""
+        return Reply(text=f"{event.actor.display} joined {after.id}.{note}")
+
+    async def _invite(self, incident: Incident, user_ids: list[str]) -> str:
+        home = await self.store.home(incident.id)
+        if home is None or home.thread is not None:
+            return ""
+        admin = self.channel_admin(home.platform)
+        if admin is None:
+            return ""
+        try:
+            await admin.invite(home.channel, user_ids)
+        except Exception as exc:
+            return f" Could not invite them to the incident channel: {exc}"
+        return ""
+
+    async def resolve(self, call: Call) -> list[Reply]:
+        def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
+            if not note:
+                raise UsageError(
+                    "say what fixed it (it goes in the postmortem)", hint=self._usage(call)
+                )
+            return core.transition(i, "resolve", self.clock.now(), note), "resolved", note
+
+        _, after, _ = await self._change(
+            call.event, call.text("args") or "", self._usage(call), apply
+        )
+        wrap = core.wrapup(after, await self.store.timeline(after.id))
+        places: list[Destination] = []
+        home = await self.store.home(after.id)
+        if home is not None:
+            places.append(home.destination)
+        places += [s.destination for s in await self.store.messages(after.id, "announce")]
+        here = Destination(call.event.platform, call.event.channel, call.event.thread)
+        for dest in _dedupe(places):
+            if dest != here:
+                self.outbox.enqueue(dest, wrap)
+        return [wrap]  # the asker's channel gets it as the command's reply
+
+    async def close(self, call: Call) -> Reply:
+        def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
+            return core.transition(i, "close", self.clock.now()), "closed", "closed"
+
+        _, after, _ = await self._change(
+            call.event, call.text("args") or "", self._usage(call), apply
+        )
+        return Reply(
+            text=f"{after.id} closed. Postmortem draft: {call.prefix}incident export {after.id}"
+        )
+
+    # -- reading -----------------------------------------------------------------------------
+
+    async def status(self, call: Call) -> Reply:
+        incident, _ = await self._target(call.event, call.text("args") or "", self._usage(call))
+        last = await self.store.last_update(incident.id)
+        return core.status(incident, last, self.clock.now())
+
+    async def list_open(self, call: Call) -> Reply:
+        found = await self.store.open()
+        if not found:
+            return Reply(text="No open incidents.")
+        now = self.clock.now()
+        fields = tuple(
+            (
+                f"{i.id} [{i.sev}] {i.title}",
+                f"{i.state.value}, commander {i.commander or 'none'}, "
+                f"open for {core.duration(i.declared_at, now)}",
+            )
+            for i in found
+        )
+        return Reply(title=f"Open incidents ({len(found)})", fields=fields)
+
+    async def timeline(self, call: Call) -> Reply:
+        incident, _ = await self._target(call.event, call.text("args") or "", self._usage(call))
+        entries = await self.store.timeline(incident.id)
+        return Reply(title=f"Timeline of {incident.id}", code=core.timeline_text(entries))
+
+    async def export(self, call: Call) -> Reply:
+        incident, _ = await self._target(call.event, call.text("args") or "", self._usage(call))
+        entries = await self.store.timeline(incident.id)
+        return Reply(
+            title=f"Postmortem draft for {incident.id}",
+            code=core.postmortem(incident, entries, self.clock.now()),
+        )
+
+    def _usage(self, call: Call) -> str:
+        return f"usage: {call.spec.usage(call.prefix)}" if call.spec else ""
+
+    # -- reactions (Mattermost's stand-in for buttons) ---------------------------------------
+
+    async def on_reaction(self, event: Inbound) -> None:
+        action = REACTIONS.get(event.text.strip(":").lower())
+        if action is None or not event.message_id:
+            return
+        incident_id = await self.store.incident_for_message(event.platform, event.message_id)
+        if incident_id is None:
+            return
+        try:
+            if action == "join":
+                reply = await self._join(event, incident_id, "")
+            else:
+
+                def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
+                    if action == "ack":
+                        return (
+                            core.transition(i, "ack", self.clock.now()),
+                            "acknowledged",
+                            "acknowledged (reaction)",
+                        )
+                    new = core.escalate(i, None, self.clock.now())
+                    return new, "escalated", f"escalated {i.sev} → {new.sev} (reaction)"
+
+                _, after, _ = await self._change(event, incident_id, "", apply)
+                reply = Reply(
+                    text=f"{after.id} {action}d by {event.actor.display}.".replace(
+                        "ackd", "acknowledged"
+                    )
+                )
+        except IllegalTransition as exc:
+            log.info("reaction %s on %s ignored: %s", event.text, incident_id, exc)
+            return
+        self.outbox.enqueue(Destination(event.platform, event.channel, event.thread), reply)
+
+    # -- pulses ------------------------------------------------------------------------------
+
+    async def pulse_job(self) -> None:
+        await self.pulse()
+
+    async def pulse(self) -> int:
+        """Remind the commander of each open incident quiet for `pulse_minutes`: once per
+        quiet period. The reminder is recorded before it is sent, so a crash or restart
+        can lose one reminder but never repeat it."""
+        now = self.clock.now()
+        quiet = timedelta(minutes=self.settings.pulse_minutes)
+        reminded = 0
+        for incident in await self.store.open():
+            last_pulse = await self.store.last_pulse(incident.id)
+            since = max(
+                incident.quiet_since(), last_pulse or datetime.min.replace(tzinfo=now.tzinfo)
+            )
+            if now - since < quiet:
+                continue
+            home = await self.store.home(incident.id)
+            if home is None:
+                continue
+            await self.store.mark_pulse(incident.id, now)
+            who = incident.commander or "Incident Commander"
+            self.outbox.enqueue(
+                home.destination,
+                Reply(
+                    text=(
+                        f"{who}: no update on {incident.id} for "
+                        f"{core.duration(incident.quiet_since(), now)}. Post one with "
+                        f"{self.settings.prefix}incident update <what changed>"
+                    ),
+                    priority=Priority.STATUS,
+                ),
+            )
+            reminded += 1
+        return reminded
