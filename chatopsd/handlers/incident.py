@@ -229,7 +229,13 @@ class IncidentHandler:
         `apply(incident, rest)` returns (new incident, timeline kind, timeline text)."""
         async with self._lock:
             before, rest = await self._target(event, raw, usage)
-            after, kind, text = apply(before, rest)
+            try:
+                after, kind, text = apply(before, rest)
+            except IllegalTransition as exc:
+                # the core's hints name commands without the prefix, which only we know
+                if exc.hint and exc.hint.startswith("incident "):
+                    exc.hint = f"{self.settings.prefix}{exc.hint}"
+                raise
             await self.store.save(after, self._entry(event, kind, text))
         await self._refresh_status(after)
         return before, after, rest

@@ -1,0 +1,92 @@
+"""Incidents in the composed App (console connector, jsonl) and the daemon run as a user runs it."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+from chatopsd.app import App, Io
+from chatopsd.core.messages import Actor, Inbound
+from tests.conftest import FakeClock, make_config
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def ev(text: str, n: int, thread: str | None = None) -> Inbound:
+    return Inbound(
+        "console",
+        "ops",
+        Actor("alice", "alice"),
+        text,
+        event_id=f"a{n}",
+        thread=thread,
+        message_id=f"u{n}",
+    )
+
+
+async def test_app_wires_incidents_and_they_survive_a_restart(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    cfg = make_config(
+        tmp_path,
+        console={"format": "jsonl"},
+        incidents={"routing": {"SEV-1": ["console:major"]}, "pulse_minutes": 10},
+    )
+    out = io.StringIO()
+    app = App(cfg, clock=clock, io=Io(stdin=io.StringIO(""), stdout=out))
+    await app.start()
+    assert "incident-pulses" in app.scheduler.jobs
+    [reply] = await app.bus.handle(ev('!incident declare --sev 1 "Checkout down"', 1))
+    assert reply.text.startswith("INC-2026-0001 declared (SEV-1). Incident thread")
+    await app.outbox.flush(5)
+    posted = [json.loads(line) for line in out.getvalue().splitlines()]
+    assert {p["channel"] for p in posted if "Checkout down" in p["text"]} == {"ops", "major"}
+    # the thread under the announcement in #ops is the incident's home
+    announcement = next(p for p in posted if p["channel"] == "ops" and "Acknowledge" in p["text"])
+    [ack] = await app.bus.handle(ev("!incident ack", 2, thread=str(announcement["message_id"])))
+    assert ack.text == "INC-2026-0001 acknowledged by alice."
+    clock.advance(11 * 60)
+    assert await app.incidents.pulse() == 1
+    await app.stop()
+
+    app = App(cfg, clock=clock, io=Io(stdin=io.StringIO(""), stdout=io.StringIO()))
+    await app.start()
+    [listing] = await app.bus.handle(ev("!incident list", 3))
+    assert listing.fields[0][0] == "INC-2026-0001 [SEV-1] Checkout down"
+    assert listing.fields[0][1].startswith("acknowledged, commander alice")
+    assert await app.incidents.pulse() == 0  # already reminded in this quiet period
+    [declared] = await app.bus.handle(ev("!incident declare second one", 4))
+    assert declared.text.startswith("INC-2026-0002 declared (SEV-3)")
+    await app.stop()
+
+
+def test_daemon_declares_from_a_pipe_and_keeps_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "chatopsd.toml"
+    cfg.write_text(
+        f"[chatopsd]\nstate_db = '{tmp_path / 'state.db'}'\n"
+        "[console]\nformat = 'text'\n"
+        "[incidents]\npulse_minutes = 15\ndefault_channels = ['console:console']\n"
+    )
+
+    def run(stdin: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "chatopsd", "run", "--config", str(cfg)],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout
+
+    first = run('!incident declare --sev 2 "API latency" --service api\n')
+    assert "[SEV-2] API latency" in first and " declared (SEV-2)" in first
+    second = run("!incident list\n!incident close INC-2026-0001\n")
+    assert "INC-2026-0001 [SEV-2] API latency" in second
+    assert (
+        "INC-2026-0001 is still declared: resolve it before closing it\n!incident resolve" in second
+    )
