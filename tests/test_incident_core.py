@@ -78,11 +78,15 @@ def test_non_state_actions(action: str, allowed: set[State], state: State) -> No
             return core.escalate(incident, None, at)
         if action == "role":
             return core.set_role(incident, "scribe", "bob", at)
+        if action == "join":
+            return core.join(incident)
         return core.touch(incident, action, at)
 
     if state in allowed:
         after = run()
-        assert after.state is state and after.last_update_at == at
+        assert after.state is state
+        # a join is no status update: it must not silence the pulse
+        assert after.last_update_at == (T0 if action == "join" else at)
     else:
         with pytest.raises(IllegalTransition):
             run()
@@ -143,6 +147,13 @@ def test_bad_severities(text: str) -> None:
 def test_declare_needs_a_title() -> None:
     with pytest.raises(UsageError, match="needs a title"):
         core.declare("INC-2026-0001", "   ", 2, T0, "a", "slack", "C")
+
+
+def test_channel_names_fall_back_to_a_numbered_one() -> None:
+    assert core.channel_names(make()) == [
+        "inc-20261123-payments-failing",
+        "inc-20261123-payments-failing-0042",
+    ]
 
 
 def test_channel_name() -> None:

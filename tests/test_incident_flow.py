@@ -349,3 +349,13 @@ async def test_slash_and_mention_forms(rig: Rig) -> None:
     assert listing.fields[0][0] == "INC-2026-0001 [SEV-2] Search down"
     typed = await rig.text("@chatopsd incident status INC-2026-0001")
     assert "State: declared" in typed
+
+
+async def test_same_title_same_day_gets_a_numbered_channel(rig: Rig) -> None:
+    await declare(rig, "!incident declare api down")
+    out = await rig.text("!incident declare api down")
+    assert "INC-2026-0002 declared (SEV-3). Incident channel: #inc-20261123-api-down-0002." in out
+    assert sorted(rig.chat.channels.values()) == [
+        "inc-20261123-api-down",
+        "inc-20261123-api-down-0002",
+    ]

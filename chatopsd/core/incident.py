@@ -232,9 +232,22 @@ def set_role(incident: Incident, role: str, user: str, at: datetime) -> Incident
 
 
 def touch(incident: Incident, action: str, at: datetime) -> Incident:
-    """An update or a join: allowed while not closed, and it restarts the quiet period."""
+    """An update: allowed while not closed, and it restarts the quiet period."""
     check(incident, action)
     return replace(incident, last_update_at=at)
+
+
+def join(incident: Incident) -> Incident:
+    """Someone joins: a timeline entry, but no status update (the pulse still fires)."""
+    check(incident, "join")
+    return incident
+
+
+def channel_names(incident: Incident) -> list[str]:
+    """Names to try for its channel: the plain one, then one with the id's number, for a
+    second incident with the same title on the same day."""
+    name = channel_name(incident)
+    return [name, f"{name}-{incident.id.rsplit('-', 1)[1]}"]
 
 
 # -- texts -----------------------------------------------------------------------------------

@@ -96,7 +96,8 @@ class ChannelAdmin(Protocol):
     """
 
     async def create_channel(self, name: str, topic: str) -> str:
-        """Create a channel (or reuse ours of that name); return its id. Raise ChannelRefused."""
+        """Create a channel; return its id. Raise ChannelRefused if not allowed or the name
+        is taken (the caller then tries another name, then falls back to a thread)."""
         ...
 
     async def invite(self, channel: str, user_ids: Sequence[str]) -> None:

@@ -284,7 +284,7 @@ class IncidentHandler:
             announced.append(f"{dest.platform}:{dest.channel}")
             if dest == origin:
                 origin_sent = sent
-        home, notes = await self._open_home(incident, event, origin_sent)
+        home, name, notes = await self._open_home(incident, event, origin_sent)
         await self.store.bind_home(incident.id, home)
         status = await self.outbox.send(home.destination, core.status(incident, None, now))
         if status is not None:
@@ -297,11 +297,7 @@ class IncidentHandler:
                     notes.append(f"Could not pin the status message: {exc}")
         if notes and home.thread is not None:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
-        where = (
-            f"Incident channel: #{core.channel_name(incident)}"
-            if home.thread is None
-            else "Incident thread: under the announcement"
-        )
+        where = f"Incident channel: #{name}" if name else "Incident thread: under the announcement"
         lines = [f"{incident.id} declared ({incident.sev}). {where}.", *notes]
         if announced:
             lines.append(f"Announced in {', '.join(announced)}.")
@@ -309,32 +305,36 @@ class IncidentHandler:
 
     async def _open_home(
         self, incident: Incident, event: Inbound, origin_sent: Sent | None
-    ) -> tuple[Home, list[str]]:
+    ) -> tuple[Home, str | None, list[str]]:
         """A channel of its own if the platform allows it; else a thread in the declaring one."""
         notes: list[str] = []
         admin = self.channel_admin(event.platform) if self.settings.create_channels else None
         reason = "this platform connector cannot create channels"
         if not self.settings.create_channels:
             reason = "incidents.create_channels is off"
+        admin_reason: str | None = None
         if admin is not None:
-            name = core.channel_name(incident)
-            try:
-                channel = await admin.create_channel(
-                    name, f"{incident.id} [{incident.sev}] {incident.title}"
-                )
-            except Exception as exc:
-                reason = f"could not create #{name}: {exc}"
-                log.warning("%s: %s", incident.id, reason)
-            else:
+            for name in core.channel_names(incident):
+                try:
+                    topic = f"{incident.id} [{incident.sev}] {incident.title}"
+                    channel = await admin.create_channel(name, topic)
+                except Exception as exc:
+                    # Any failure (refused, name taken, network): the incident is declared
+                    # already, so it must not fail now; a thread will do.
+                    failed = f"could not create #{name}: {exc}"
+                    log.warning("%s: %s", incident.id, failed)
+                    if admin_reason is None:
+                        admin_reason = reason = failed  # the first refusal is the telling one
+                    continue
                 try:
                     await admin.invite(channel, [event.actor.id])
                 except Exception as exc:
                     notes.append(f"Could not invite {event.actor.display}: {exc}")
-                return Home(event.platform, channel, None), notes
+                return Home(event.platform, channel, None), name, notes
         # The thread hangs under the announcement; if that failed, under the declare command.
         thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
         notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
-        return Home(event.platform, event.channel, thread), notes
+        return Home(event.platform, event.channel, thread), None, notes
 
     # -- state changes -----------------------------------------------------------------------
 
@@ -425,7 +425,7 @@ class IncidentHandler:
     async def _join(self, event: Inbound, raw: str, usage: str) -> Reply:
         def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
             return (
-                core.touch(i, "join", self.clock.now()),
+                core.join(i),
                 "joined",
                 f"{event.actor.display} joined",
             )
