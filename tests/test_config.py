@@ -101,6 +101,7 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
         ("pagerduty", config.PagerDutySection),
         ("auth", config.AuthSection),
         ("ratelimit", config.RateLimitSection),
+        ("incidents", config.IncidentsSection),
     ]:
         assert f"[{section}]" in text
         for key in keys(model, ""):
