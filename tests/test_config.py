@@ -130,3 +130,21 @@ def test_check_config_cli(tmp_path: Path) -> None:
     assert "sekrit" not in bad.stderr + bad.stdout
     missing = cli("check-config", str(tmp_path / "nope.toml"))
     assert missing.returncode == 2 and "file not found" in missing.stderr
+
+
+def test_incident_destinations_are_checked(tmp_path: Path) -> None:
+    good = write(
+        tmp_path,
+        "[incidents]\nrouting = { 'SEV-1' = ['slack:C1'] }\nmanagement_channel = 'discord:9'\n",
+    )
+    cfg = config.load(good, env={})
+    assert cfg.incidents.routing == {"SEV-1": ["slack:C1"]} and cfg.incidents.pulse_minutes == 30
+    for body, where in [
+        ("routing = { 'SEV-1' = ['C1'] }", "incidents.routing"),
+        ("routing = { 'SEV-5' = ['slack:C1'] }", "incidents.routing.SEV-5"),
+        ("default_channels = ['slack:']", "incidents.default_channels"),
+        ("pulse_minutes = 0", "incidents.pulse_minutes"),
+    ]:
+        with pytest.raises(config.ConfigError) as err:
+            config.load(write(tmp_path, f"[incidents]\n{body}\n"), env={})
+        assert where in str(err.value), str(err.value)

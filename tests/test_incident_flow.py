@@ -359,3 +359,11 @@ async def test_same_title_same_day_gets_a_numbered_channel(rig: Rig) -> None:
         "inc-20261123-api-down",
         "inc-20261123-api-down-0002",
     ]
+
+
+async def test_joining_twice_is_one_timeline_entry(rig: Rig) -> None:
+    inc = await declare(rig)
+    assert await rig.text(f"!incident join {inc}", actor=BOB) == f"bob joined {inc}."
+    assert await rig.text(f"!incident join {inc}", actor=BOB) == f"bob is already in {inc}."
+    kinds = [e.kind for e in await rig.store.timeline(inc)]
+    assert kinds.count("joined") == 1

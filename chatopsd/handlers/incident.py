@@ -273,8 +273,10 @@ class IncidentHandler:
         announce = core.announcement(incident, call.prefix)
         origin_sent: Sent | None = None
         announced: list[str] = []
-        for dest in _dedupe([origin, *self.settings.destinations(severity)]):
-            sent = await self.outbox.send(dest, announce)
+        places = _dedupe([origin, *self.settings.destinations(severity)])
+        # All at once: a slow or rate-limited platform must not hold up the others.
+        results = await asyncio.gather(*(self.outbox.send(d, announce) for d in places))
+        for dest, sent in zip(places, results, strict=True):
             if sent is None:
                 log.error(
                     "could not announce %s in %s:%s", incident.id, dest.platform, dest.channel
@@ -423,6 +425,14 @@ class IncidentHandler:
         return await self._join(call.event, call.text("args") or "", self._usage(call))
 
     async def _join(self, event: Inbound, raw: str, usage: str) -> Reply:
+        current, _ = await self._target(event, raw, usage)
+        said = f"{event.actor.display} joined"
+        if any(
+            e.kind == "joined" and e.text == said for e in await self.store.timeline(current.id)
+        ):
+            # a second click (or reaction) on "I'm joining" adds nothing to the timeline
+            return Reply(text=f"{event.actor.display} is already in {current.id}.", ephemeral=True)
+
         def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
             return (
                 core.join(i),
