@@ -367,3 +367,19 @@ async def test_joining_twice_is_one_timeline_entry(rig: Rig) -> None:
     assert await rig.text(f"!incident join {inc}", actor=BOB) == f"bob is already in {inc}."
     kinds = [e.kind for e in await rig.store.timeline(inc)]
     assert kinds.count("joined") == 1
+
+
+async def test_unreachable_route_and_refused_pin_do_not_undo_the_declaration(
+    db: Database, clock: FakeClock
+) -> None:
+    settings = IncidentSettings(default=(Destination("ghost", "C1"), Destination("chat", "CALL")))
+    rig = Rig(db, clock, FakeChat(refuse_pins="not_pinnable"), settings)
+    try:
+        out = await rig.text("!incident declare cache cold")
+        assert out.startswith("INC-2026-0001 declared (SEV-3). Incident channel:")
+        assert "Could not pin the status message: not_pinnable" in out
+        assert "Announced in chat:COPS, chat:CALL." in out  # not ghost:C1, which has no connector
+        channel = next(iter(rig.chat.channels))
+        assert "updated" in await rig.text("!incident update warming", channel=channel)
+    finally:
+        await rig.outbox.close()

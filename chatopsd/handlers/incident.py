@@ -89,6 +89,13 @@ def _dedupe(dests: Sequence[Destination]) -> list[Destination]:
     return out
 
 
+def _raw(call: Call) -> str:
+    """The command's one rest-of-line argument (whatever its name)."""
+    if call.spec is None or not call.spec.args:
+        return ""
+    return call.text(call.spec.args[0].name) or ""
+
+
 def _user_id(text: str) -> str:
     """A user as typed ("<@U123>", "@alice", "alice") → the id a platform can invite."""
     return text.strip().removeprefix("<").removesuffix(">").lstrip("@!")
@@ -113,13 +120,14 @@ class IncidentHandler:
         self._lock = asyncio.Lock()
 
     def commands(self) -> list[CommandSpec]:
-        rest = Arg("args", "[incident id] then text", kind="rest", required=False)
-        inc = Arg(
-            "args",
-            "[incident id] (optional inside the incident's channel)",
-            kind="rest",
-            required=False,
-        )
+        # The id is optional inside an incident's channel, so it cannot be a positional
+        # argument of its own: each command takes the rest of the line and _target splits it.
+        def rest(name: str, what: str) -> Arg:
+            return Arg(name, f"[INC id] {what}".strip(), kind="rest", required=False)
+
+        inc = rest("id", "(optional inside the incident's channel or thread)")
+        note = rest("note", "then the text")
+        user = rest("user", "then who")
 
         def spec(
             sub: str, summary: str, handler: Handler, args: tuple[Arg, ...], mutates: bool, *ex: str
@@ -150,12 +158,12 @@ class IncidentHandler:
                 priority=Priority.PAGE,
                 examples=('incident declare --sev 1 "Payments failing" --service payments',),
             ),
-            spec("ack", "acknowledge: someone is on it", self.ack, (inc,), True, "incident ack"),
+            spec("ack", "acknowledge: someone is on it", self.ack, (note,), True, "incident ack"),
             spec(
                 "update",
                 "add a timestamped update; refreshes the pinned status",
                 self.update,
-                (rest,),
+                (note,),
                 True,
                 "incident update rolled back the deploy, error rate falling",
             ),
@@ -165,14 +173,14 @@ class IncidentHandler:
                 "escalate",
                 "raise the severity (one level, or to the one given)",
                 self.escalate,
-                (rest,),
+                (rest("severity", "then SEV-n (default: one level up)"),),
                 True,
                 "incident escalate INC-2026-0042 SEV-1",
             ),
-            spec("assign", "set the assignee", self.assign, (rest,), True, "incident assign @bob"),
-            spec("commander", "hand over Incident Commander", self.commander, (rest,), True),
-            spec("comms", "set the Communications Lead", self.comms, (rest,), True),
-            spec("scribe", "set the Scribe", self.scribe, (rest,), True),
+            spec("assign", "set the assignee", self.assign, (user,), True, "incident assign @bob"),
+            spec("commander", "hand over Incident Commander", self.commander, (user,), True),
+            spec("comms", "set the Communications Lead", self.comms, (user,), True),
+            spec("scribe", "set the Scribe", self.scribe, (user,), True),
             spec(
                 "join", "say you are joining; invites you to its channel", self.join, (inc,), True
             ),
@@ -180,7 +188,7 @@ class IncidentHandler:
                 "resolve",
                 "resolve with what fixed it; posts the wrap-up",
                 self.resolve,
-                (rest,),
+                (note,),
                 True,
                 "incident resolve rolled back to v1.2.2",
             ),
@@ -345,9 +353,7 @@ class IncidentHandler:
             text = f"acknowledged{': ' + note if note else ''}"
             return core.transition(i, "ack", self.clock.now()), "acknowledged", text
 
-        _, after, _ = await self._change(
-            call.event, call.text("args") or "", self._usage(call), apply
-        )
+        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
         return Reply(text=f"{after.id} acknowledged by {call.event.actor.display}.")
 
     async def update(self, call: Call) -> Reply:
@@ -356,9 +362,7 @@ class IncidentHandler:
                 raise UsageError("say what changed", hint=self._usage(call))
             return core.touch(i, "update", self.clock.now()), "update", note
 
-        _, after, _ = await self._change(
-            call.event, call.text("args") or "", self._usage(call), apply
-        )
+        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
     async def escalate(self, call: Call) -> Reply:
@@ -367,9 +371,7 @@ class IncidentHandler:
             new = core.escalate(i, sev, self.clock.now())
             return new, "escalated", f"escalated {i.sev} → {new.sev}"
 
-        before, after, _ = await self._change(
-            call.event, call.text("args") or "", self._usage(call), apply
-        )
+        before, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
         announce = core.announcement(after, call.prefix)
         already = await self.store.messages(after.id, "announce")
         for old in already:
@@ -403,9 +405,7 @@ class IncidentHandler:
                 f"{core.ROLES[role]}: {user}",
             )
 
-        _, after, user = await self._change(
-            call.event, call.text("args") or "", self._usage(call), apply
-        )
+        _, after, user = await self._change(call.event, _raw(call), self._usage(call), apply)
         note = await self._invite(after, [_user_id(user)])
         return Reply(text=f"{core.ROLES[role]} of {after.id}: {user}.{note}")
 
@@ -422,7 +422,7 @@ class IncidentHandler:
         return await self._role(call, "scribe")
 
     async def join(self, call: Call) -> Reply:
-        return await self._join(call.event, call.text("args") or "", self._usage(call))
+        return await self._join(call.event, _raw(call), self._usage(call))
 
     async def _join(self, event: Inbound, raw: str, usage: str) -> Reply:
         current, _ = await self._target(event, raw, usage)
@@ -465,9 +465,7 @@ class IncidentHandler:
                 )
             return core.transition(i, "resolve", self.clock.now(), note), "resolved", note
 
-        _, after, _ = await self._change(
-            call.event, call.text("args") or "", self._usage(call), apply
-        )
+        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
         wrap = core.wrapup(after, await self.store.timeline(after.id))
         places: list[Destination] = []
         home = await self.store.home(after.id)
@@ -484,9 +482,7 @@ class IncidentHandler:
         def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
             return core.transition(i, "close", self.clock.now()), "closed", "closed"
 
-        _, after, _ = await self._change(
-            call.event, call.text("args") or "", self._usage(call), apply
-        )
+        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
         return Reply(
             text=f"{after.id} closed. Postmortem draft: {call.prefix}incident export {after.id}"
         )
@@ -494,7 +490,7 @@ class IncidentHandler:
     # -- reading -----------------------------------------------------------------------------
 
     async def status(self, call: Call) -> Reply:
-        incident, _ = await self._target(call.event, call.text("args") or "", self._usage(call))
+        incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         last = await self.store.last_update(incident.id)
         return core.status(incident, last, self.clock.now())
 
@@ -514,12 +510,12 @@ class IncidentHandler:
         return Reply(title=f"Open incidents ({len(found)})", fields=fields)
 
     async def timeline(self, call: Call) -> Reply:
-        incident, _ = await self._target(call.event, call.text("args") or "", self._usage(call))
+        incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         entries = await self.store.timeline(incident.id)
         return Reply(title=f"Timeline of {incident.id}", code=core.timeline_text(entries))
 
     async def export(self, call: Call) -> Reply:
-        incident, _ = await self._target(call.event, call.text("args") or "", self._usage(call))
+        incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         entries = await self.store.timeline(incident.id)
         return Reply(
             title=f"Postmortem draft for {incident.id}",

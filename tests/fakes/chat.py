@@ -30,9 +30,16 @@ class Posted:
 
 
 class FakeChat:
-    def __init__(self, platform: str = "chat", *, refuse_channels: str | None = None) -> None:
+    def __init__(
+        self,
+        platform: str = "chat",
+        *,
+        refuse_channels: str | None = None,
+        refuse_pins: str | None = None,
+    ) -> None:
         self.platform = platform
         self.refuse_channels = refuse_channels
+        self.refuse_pins = refuse_pins
         self.posts: list[Posted] = []
         self.channels: dict[str, str] = {}  # id -> name
         self.members: dict[str, set[str]] = {}
@@ -70,6 +77,8 @@ class FakeChat:
         self.members[channel].update(user_ids)
 
     async def pin(self, sent: Sent) -> None:
+        if self.refuse_pins:
+            raise ChannelRefused(self.refuse_pins)
         self.pins.append(sent.message_id)
 
     # for assertions
