@@ -383,3 +383,26 @@ async def test_unreachable_route_and_refused_pin_do_not_undo_the_declaration(
         assert "updated" in await rig.text("!incident update warming", channel=channel)
     finally:
         await rig.outbox.close()
+
+
+async def test_escalate_by_reaction_reaches_the_sev1_routes(rig: Rig) -> None:
+    inc = await declare(rig, "!incident declare --sev 2 db slow")
+    announcement = rig.chat.in_channel("CALL")[0]
+    reaction = Inbound(
+        "chat",
+        "CALL",
+        BOB,
+        ":arrow_up:",
+        kind="reaction",
+        event_id="r1",
+        message_id=announcement.message_id,
+    )
+    await rig.bus.handle(reaction)
+    await rig.outbox.flush(5)
+    assert "[SEV-1]" in (announcement.current.title or "")
+    assert "[SEV-1]" in (rig.chat.in_channel("CMGMT")[0].reply.title or "")
+    assert any(
+        f"{inc} escalated SEV-2 → SEV-1." in p.reply.plain() for p in rig.chat.in_channel("CALL")
+    )
+    # bad severities are refused before anything changes
+    assert "severity must be" in await rig.text(f"!incident escalate {inc} SEV-9")

@@ -366,24 +366,32 @@ class IncidentHandler:
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
     async def escalate(self, call: Call) -> Reply:
-        def apply(i: Incident, rest: str) -> tuple[Incident, str, str]:
-            sev = core.parse_severity(rest.split()[0]) if rest.strip() else None
+        rest = _raw(call)
+        first, _, after_id = rest.strip().partition(" ")
+        words = (after_id if core.parse_id(first) else rest).split()
+        sev = core.parse_severity(words[0]) if words else None  # a bad one fails before the lock
+        return await self._escalate(call.event, rest, self._usage(call), sev)
+
+    async def _escalate(self, event: Inbound, raw: str, usage: str, sev: int | None) -> Reply:
+        def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
             new = core.escalate(i, sev, self.clock.now())
             return new, "escalated", f"escalated {i.sev} → {new.sev}"
 
-        before, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
-        announce = core.announcement(after, call.prefix)
+        before, after, _ = await self._change(event, raw, usage, apply)
+        announce = core.announcement(after, self.settings.prefix)
         already = await self.store.messages(after.id, "announce")
         for old in already:
             await self.outbox.edit(old, announce)
         have = {(s.destination.platform, s.destination.channel) for s in already}
-        new_places = [
-            d
-            for d in self.settings.destinations(after.severity)
-            if (d.platform, d.channel) not in have
-        ]
-        for dest in _dedupe(new_places):
-            sent = await self.outbox.send(dest, announce)
+        new_places = _dedupe(
+            [
+                d
+                for d in self.settings.destinations(after.severity)
+                if (d.platform, d.channel) not in have
+            ]
+        )
+        results = await asyncio.gather(*(self.outbox.send(d, announce) for d in new_places))
+        for sent in results:
             if sent is not None:
                 await self.store.remember(after.id, "announce", sent)
         more = (
@@ -537,24 +545,16 @@ class IncidentHandler:
         try:
             if action == "join":
                 reply = await self._join(event, incident_id, "")
+            elif action == "escalate":
+                reply = await self._escalate(event, incident_id, "", None)
             else:
 
                 def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
-                    if action == "ack":
-                        return (
-                            core.transition(i, "ack", self.clock.now()),
-                            "acknowledged",
-                            "acknowledged (reaction)",
-                        )
-                    new = core.escalate(i, None, self.clock.now())
-                    return new, "escalated", f"escalated {i.sev} → {new.sev} (reaction)"
+                    new = core.transition(i, "ack", self.clock.now())
+                    return new, "acknowledged", "acknowledged (reaction)"
 
                 _, after, _ = await self._change(event, incident_id, "", apply)
-                reply = Reply(
-                    text=f"{after.id} {action}d by {event.actor.display}.".replace(
-                        "ackd", "acknowledged"
-                    )
-                )
+                reply = Reply(text=f"{after.id} acknowledged by {event.actor.display}.")
         except IllegalTransition as exc:
             log.info("reaction %s on %s ignored: %s", event.text, incident_id, exc)
             return
