@@ -145,7 +145,7 @@ class App:
         self.bus.reaction_listeners.append(self.incidents.on_reaction)
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),
-            IcHandler(directory, pager),
+            IcHandler(directory, pager, on_paged=self.incidents.link_page),
             StatusHandler(StatusBoard(self._status_sources())),
             self.incidents,
         ]

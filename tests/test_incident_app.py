@@ -90,3 +90,21 @@ def test_daemon_declares_from_a_pipe_and_keeps_it(tmp_path: Path) -> None:
     assert (
         "INC-2026-0001 is still declared: resolve it before closing it\n!incident resolve" in second
     )
+
+
+async def test_ic_page_inside_the_incident_thread_links_the_pagerduty_incident(
+    console_app: App,
+) -> None:
+    app = console_app
+    await app.bus.handle(ev('!incident declare "Checkout down"', 1))
+    await app.outbox.flush(5)
+    [home] = await app.db.fetchall("SELECT channel, thread FROM incident_channels")
+    [paged] = await app.bus.handle(ev("!ic page", 2, thread=home["thread"]))
+    assert "Paged" in paged.text  # the page itself is unchanged
+    [status] = await app.bus.handle(ev("!incident status INC-2026-0001", 3))
+    assert ("PagerDuty", "https://example.invalid/incidents/DEMO0001") in status.fields
+    timeline = await app.incidents.store.timeline("INC-2026-0001")
+    assert timeline[-1].kind == "paged" and "PagerDuty DEMO0001" in timeline[-1].text
+    # paging from a channel that is no incident's links nothing
+    await app.bus.handle(ev("!ic page", 4))
+    assert len(await app.incidents.store.timeline("INC-2026-0001")) == len(timeline)

@@ -42,6 +42,7 @@ async def test_round_trip_and_reopen(tmp_path: Path) -> None:
     acked = core.set_role(
         core.transition(inc, "ack", T0 + timedelta(minutes=2)), "scribe", "bob", T0
     )
+    acked = core.link_page(acked, "https://pd.example/incidents/P1", T0)
     await store.save(acked, TimelineEntry(T0, "bob", "discord", "9", "acknowledged", "ack"))
     await store.bind_home(inc.id, Home("slack", "C777", None))
     await store.remember(inc.id, "status", Sent(Destination("slack", "C777"), "1700.1"))
@@ -50,7 +51,7 @@ async def test_round_trip_and_reopen(tmp_path: Path) -> None:
     db = await Database.open(tmp_path / "s.db")
     store = SqliteIncidentStore(db)
     got = await store.get(inc.id)
-    assert got == acked
+    assert got == acked and got is not None and got.pagerduty == "https://pd.example/incidents/P1"
     assert [e.kind for e in await store.timeline(inc.id)] == ["declared", "acknowledged"]
     assert (await store.timeline(inc.id))[1].platform == "discord"
     assert await store.home(inc.id) == Home("slack", "C777", None)

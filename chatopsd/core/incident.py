@@ -116,6 +116,7 @@ class Incident:
     resolution: str | None = None
     last_update_at: datetime | None = None
     roles: Mapping[str, str] = field(default_factory=dict)
+    pagerduty: str | None = None  # the PagerDuty incident's URL once `!ic page` ran in it
 
     @property
     def sev(self) -> str:
@@ -231,6 +232,12 @@ def set_role(incident: Incident, role: str, user: str, at: datetime) -> Incident
     return replace(incident, roles={**incident.roles, role: user}, last_update_at=at)
 
 
+def link_page(incident: Incident, url: str, at: datetime) -> Incident:
+    """`!ic page` ran in the incident's channel: remember the PagerDuty incident."""
+    check(incident, "update")
+    return replace(incident, pagerduty=url, last_update_at=at)
+
+
 def touch(incident: Incident, action: str, at: datetime) -> Incident:
     """An update: allowed while not closed, and it restarts the quiet period."""
     check(incident, action)
@@ -322,6 +329,8 @@ def status(incident: Incident, last: TimelineEntry | None, now: datetime) -> Rep
     if incident.service:
         fields.append(("Service", incident.service))
     fields.extend(role_fields(incident))
+    if incident.pagerduty:
+        fields.append(("PagerDuty", incident.pagerduty))
     fields.append(("Declared", _when(incident.declared_at)))
     end = incident.resolved_at or now
     fields.append(
@@ -397,6 +406,8 @@ def postmortem(incident: Incident, timeline: Sequence[TimelineEntry], now: datet
         lines.append(f"- Description: {_md(incident.description)}")
     if incident.resolution:
         lines.append(f"- Resolution: {_md(incident.resolution)}")
+    if incident.pagerduty:
+        lines.append(f"- PagerDuty: {_md(incident.pagerduty)}")
     lines += [
         "",
         "_What happened, in two or three sentences:_ TODO",

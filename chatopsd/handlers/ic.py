@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, Unavailable, UsageError
 from chatopsd.core.messages import Button, Priority, Reply
-from chatopsd.core.oncall import Directory, Group, Pager, Person, Roster
+from chatopsd.core.oncall import Directory, Group, Pager, PageResult, Person, Roster
 
 log = logging.getLogger("chatopsd.ic")
 
@@ -19,10 +19,19 @@ _TITLES: dict[Group, str] = {"ic": "Incident Commanders", "responders": "Respond
 
 
 class IcHandler:
-    def __init__(self, directory: Directory, pager: Pager, *, page_deadline: float = 8.0) -> None:
+    def __init__(
+        self,
+        directory: Directory,
+        pager: Pager,
+        *,
+        page_deadline: float = 8.0,
+        on_paged: Callable[[Call, PageResult], Awaitable[None]] | None = None,
+    ) -> None:
         self.directory = directory
         self.pager = pager
         self.page_deadline = page_deadline
+        # e.g. the incident handler linking the page to the incident whose channel this is
+        self.on_paged = on_paged
 
     def commands(self) -> list[CommandSpec]:
         user = Arg("user", "a chat mention, email or name", kind="rest")
@@ -129,6 +138,11 @@ class IcHandler:
             what = str(exc) or f"no answer from the pager within {self.page_deadline:.0f} s"
             log.error("page failed command=%r ref=%s: %s", call.command, call.ref, what)
             return _fallback(people, whom, what, roster)
+        if self.on_paged is not None:
+            try:
+                await self.on_paged(call, result)
+            except Exception:  # the page went out; a failed link must not hide that
+                log.exception("after-page hook failed ref=%s", call.ref)
         names = ", ".join(p.name for p in result.paged)
         lines = [
             f"Paged {names}."

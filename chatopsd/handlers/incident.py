@@ -21,6 +21,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
+from chatopsd.core.oncall import PageResult
 from chatopsd.core.ports import ChannelAdmin, Clock, ReplySink
 from chatopsd.store.incidents import Home, SqliteIncidentStore
 
@@ -494,6 +495,24 @@ class IncidentHandler:
         return Reply(
             text=f"{after.id} closed. Postmortem draft: {call.prefix}incident export {after.id}"
         )
+
+    async def link_page(self, call: Call, result: PageResult) -> None:
+        """`!ic page` succeeded: if it ran in an incident's channel or thread, link the
+        PagerDuty incident to ours (timeline entry, status and postmortem show it)."""
+        event = call.event
+        incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
+        if incident_id is None:
+            return
+        names = ", ".join(p.name for p in result.paged) or "nobody"
+        text = f"paged {names}: PagerDuty {result.incident_id} {result.url}"
+
+        def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
+            return core.link_page(i, result.url, self.clock.now()), "paged", text
+
+        try:
+            await self._change(event, incident_id, "", apply)
+        except IllegalTransition as exc:
+            log.info("page not linked to %s: %s", incident_id, exc)
 
     # -- reading -----------------------------------------------------------------------------
 

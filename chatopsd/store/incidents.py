@@ -19,7 +19,8 @@ from chatopsd.store.sqlite import Database, Op
 
 _COLUMNS = (
     "id, title, severity, state, service, description, declared_at, declared_by, platform, "
-    "channel, acknowledged_at, resolved_at, closed_at, resolution, last_update_at, roles"
+    "channel, acknowledged_at, resolved_at, closed_at, resolution, last_update_at, roles, "
+    "pagerduty"
 )
 _ENTRY = (
     "INSERT INTO incident_timeline (incident_id, at, actor, platform, channel, kind, text) "
@@ -68,6 +69,7 @@ def _row(r: sqlite3.Row) -> Incident:
         resolution=r["resolution"],
         last_update_at=_dt(r["last_update_at"]),
         roles=json.loads(r["roles"]),
+        pagerduty=r["pagerduty"],
     )
 
 
@@ -94,7 +96,7 @@ class SqliteIncidentStore:
                 [
                     (
                         f"INSERT INTO incidents (year, seq, {_COLUMNS}) "
-                        f"VALUES (?, ?, {', '.join('?' * 16)})",
+                        f"VALUES (?, ?, {', '.join('?' * 17)})",
                         (year, seq, *self._values(incident)),
                     ),
                     _entry_op(incident.id, entry),
@@ -121,6 +123,7 @@ class SqliteIncidentStore:
             i.resolution,
             _ts(i.last_update_at),
             json.dumps(dict(i.roles), sort_keys=True),
+            i.pagerduty,
         )
 
     async def save(self, incident: Incident, entry: TimelineEntry) -> None:
@@ -131,7 +134,7 @@ class SqliteIncidentStore:
                 (
                     "UPDATE incidents SET title = ?, severity = ?, state = ?, service = ?, "
                     "description = ?, acknowledged_at = ?, resolved_at = ?, closed_at = ?, "
-                    "resolution = ?, last_update_at = ?, roles = ? WHERE id = ?",
+                    "resolution = ?, last_update_at = ?, roles = ?, pagerduty = ? WHERE id = ?",
                     (
                         i.title,
                         i.severity,
@@ -144,6 +147,7 @@ class SqliteIncidentStore:
                         i.resolution,
                         _ts(i.last_update_at),
                         json.dumps(dict(i.roles), sort_keys=True),
+                        i.pagerduty,
                         i.id,
                     ),
                 ),

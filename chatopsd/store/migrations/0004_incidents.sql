@@ -19,6 +19,7 @@ CREATE TABLE incidents (
     last_update_at  REAL,
     last_pulse_at   REAL,                      -- last status reminder, so restarts do not re-fire
     roles           TEXT NOT NULL DEFAULT '{}', -- JSON {"commander": "...", ...}
+    pagerduty       TEXT,                      -- the PagerDuty incident paged from its channel
     UNIQUE (year, seq)
 );
 CREATE INDEX incidents_state ON incidents (state);
