@@ -10,6 +10,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TextIO
 
+import aiohttp
+
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
@@ -21,8 +23,9 @@ from chatopsd.core.ports import Clock, SystemClock
 from chatopsd.core.status import StatusSource
 from chatopsd.handlers.help import HelpHandler
 from chatopsd.handlers.ic import IcHandler
+from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
-from chatopsd.integrations import demo
+from chatopsd.integrations import demo, sources
 from chatopsd.logs import toggle_debug
 from chatopsd.outbox import Outbox
 from chatopsd.scheduler import Scheduler
@@ -30,6 +33,7 @@ from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger
 from chatopsd.store.kv import SqliteKeyValue
 from chatopsd.store.sqlite import Database
+from chatopsd.store.stalkers import SqliteStalkerStore
 
 log = logging.getLogger("chatopsd")
 
@@ -62,6 +66,8 @@ class App:
         await self.ledger.load()
         self.audit = SqliteAuditLog(self.db)
         self.kv = SqliteKeyValue(self.db)
+        # One HTTP session (connection pool) shared by every status source.
+        self.http = aiohttp.ClientSession()
 
         connectors = self._connectors()
         self.outbox = Outbox({c.platform: c for c in connectors})
@@ -74,8 +80,10 @@ class App:
             bot_names=(cfg.chatopsd.bot_name,),
         )
         self._handlers()
+        await self.stalking.load()
 
         self.scheduler.every("prune-events", 3600, self._prune, run_now=False)
+        self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
         self.scheduler.start()
         for connector in connectors:
             supervisor = Supervisor(connector, self.bus.submit, self.clock)
@@ -127,10 +135,21 @@ class App:
 
     def _handlers(self) -> None:
         directory, pager = self._oncall()
+        status = self.config.status
+        board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
+        self.stalking = Stalking(
+            board,
+            SqliteStalkerStore(self.db),
+            self.outbox,
+            self.clock,
+            poll_seconds=status.stalk_seconds,
+            unknown_after=status.unknown_after,
+        )
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),
             IcHandler(directory, pager),
-            StatusHandler(StatusBoard(self._status_sources())),
+            StatusHandler(board),
+            self.stalking,
         ]
         for handler in handlers:
             for spec in handler.commands():
@@ -148,7 +167,10 @@ class App:
     def _status_sources(self) -> list[StatusSource]:
         if not self.config.status.sources and self._demo():
             return [demo.DemoStatusSource()]
-        return []
+        return sources.build(self.config.status.sources, self.http)
+
+    async def _status_poll(self) -> None:
+        await self.stalking.poll()
 
     async def _prune(self) -> None:
         await self.ledger.prune()
@@ -158,8 +180,9 @@ class App:
         cancelled = await self.bus.drain(grace)
         if cancelled:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
-        await self.outbox.flush(timeout=min(grace, 5.0))
         self.scheduler.shutdown()
+        await self.stalking.wait_posted()
+        await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -169,6 +192,7 @@ class App:
             except Exception:
                 log.exception("closing %s failed", supervisor.platform)
         await self.outbox.close()
+        await self.http.close()
         await self.db.close()
         log.info("chatopsd stopped")
 

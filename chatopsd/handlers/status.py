@@ -27,8 +27,11 @@ class StatusBoard:
         self.timeout = timeout
 
     async def overview(self) -> Overview:
-        readings = await asyncio.gather(*(self._read(s) for s in self.sources))
-        return combine(readings)
+        return combine(await self.readings())
+
+    async def readings(self) -> list[Reading]:
+        """One reading per source, read concurrently; never raises."""
+        return list(await asyncio.gather(*(self._read(s) for s in self.sources)))
 
     async def _read(self, source: StatusSource) -> Reading:
         try:

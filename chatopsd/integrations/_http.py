@@ -1,0 +1,46 @@
+"""One GET of a JSON document for the status sources, with every failure as a clear message."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import aiohttp
+
+
+class SourceError(Exception):
+    """A source could not be read; the message is shown in chat as it is."""
+
+
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+async def get_json(
+    session: aiohttp.ClientSession, url: str, timeout: float, params: Params | None = None
+) -> Any:
+    """GET `url` and decode its JSON body. Raises SourceError with a reason a person can act on."""
+    try:
+        async with session.get(
+            url, params=params, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            body = await resp.read()
+            if resp.status != 200:
+                snippet = body[:200].decode("utf-8", "replace").strip()
+                raise SourceError(
+                    f"HTTP {resp.status} from {url}" + (f": {snippet}" if snippet else "")
+                )
+    except TimeoutError:
+        raise SourceError(f"no answer from {url} in {timeout:g} s") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise SourceError(f"cannot connect to {url}: {exc.os_error.strerror or exc}") from None
+    except aiohttp.ClientError as exc:
+        raise SourceError(f"{url}: {type(exc).__name__}: {exc}") from None
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{url} did not answer JSON: {exc}") from None
+
+
+def join(base: str, path: str) -> str:
+    return base.rstrip("/") + path
