@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import aiohttp
@@ -17,25 +17,37 @@ Params = Mapping[str, str] | Sequence[tuple[str, str]]
 
 
 async def get_json(
-    session: aiohttp.ClientSession, url: str, timeout: float, params: Params | None = None
+    session: aiohttp.ClientSession,
+    url: str,
+    timeout: float,
+    params: Params | None = None,
+    *,
+    json_errors: Collection[int] = (),
 ) -> Any:
-    """GET `url` and decode its JSON body. Raises SourceError with a reason a person can act on."""
+    """GET `url` and decode its JSON body. Raises SourceError with a reason a person can act on.
+
+    Statuses in `json_errors` are decoded too when their body is JSON (Prometheus explains a
+    failed query in a 400/422/503 body)."""
     try:
         async with session.get(
             url, params=params, timeout=aiohttp.ClientTimeout(total=timeout)
         ) as resp:
             body = await resp.read()
-            if resp.status != 200:
-                snippet = body[:200].decode("utf-8", "replace").strip()
-                raise SourceError(
-                    f"HTTP {resp.status} from {url}" + (f": {snippet}" if snippet else "")
-                )
+            status = resp.status
     except TimeoutError:
         raise SourceError(f"no answer from {url} in {timeout:g} s") from None
     except aiohttp.ClientConnectorError as exc:
         raise SourceError(f"cannot connect to {url}: {exc.os_error.strerror or exc}") from None
     except aiohttp.ClientError as exc:
         raise SourceError(f"{url}: {type(exc).__name__}: {exc}") from None
+    if status != 200:
+        if status in json_errors:
+            try:
+                return json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                pass
+        snippet = body[:200].decode("utf-8", "replace").strip()
+        raise SourceError(f"HTTP {status} from {url}" + (f": {snippet}" if snippet else ""))
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:

@@ -15,6 +15,8 @@ import aiohttp
 from chatopsd.core.status import Alert, Reading, Verdict
 from chatopsd.integrations._http import SourceError, get_json, join
 
+DEFAULT_SEVERITIES = {"critical": "CRITICAL", "page": "CRITICAL", "warning": "DEGRADED"}
+
 
 class AlertmanagerStatus:
     def __init__(
@@ -33,8 +35,7 @@ class AlertmanagerStatus:
         self.session = session
         self.timeout = timeout
         self.severity_map = {
-            k.lower(): Verdict(v)
-            for k, v in (severity_map or {"critical": "CRITICAL", "warning": "DEGRADED"}).items()
+            k.lower(): Verdict(v) for k, v in (severity_map or DEFAULT_SEVERITIES).items()
         }
         self.default_verdict = Verdict(default_verdict)
         self.params = [

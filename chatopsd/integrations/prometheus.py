@@ -36,7 +36,9 @@ class PrometheusStatus:
         try:
             # Prometheus' own deadline slightly under ours, so a slow query says why it failed.
             params = {"query": self.query, "timeout": f"{max(self.timeout - 0.5, 0.5):g}s"}
-            payload = await get_json(self.session, self.url, self.timeout, params)
+            payload = await get_json(
+                self.session, self.url, self.timeout, params, json_errors=(400, 422, 503)
+            )
             alerts = self._parse(payload)
         except SourceError as exc:
             return Reading(self.name, Verdict.UNKNOWN, error=str(exc))
