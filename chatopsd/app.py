@@ -181,7 +181,7 @@ class App:
         if cancelled:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
         self.scheduler.shutdown()
-        await self.stalking.wait_posted()
+        await self.stalking.wait_posted(timeout=min(grace, 5.0))
         await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:
             task.cancel()

@@ -8,13 +8,7 @@ tests do not see each other's alerts.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
-import subprocess
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,6 +21,7 @@ import pytest
 from chatopsd.core.status import Verdict
 from chatopsd.integrations.alertmanager import AlertmanagerStatus
 from tests.conftest import FakeClock
+from tests.external import free_port, running
 from tests.status_helpers import posts, say, status_app
 
 BINARY = "/usr/bin/prometheus-alertmanager"
@@ -50,53 +45,21 @@ inhibit_rules:
 """
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture(scope="session")
 def alertmanager(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     work = tmp_path_factory.mktemp("alertmanager")
     (work / "am.yml").write_text(CONFIG)
-    port = _free_port()
+    port = free_port()
     url = f"http://127.0.0.1:{port}"
-    log = (work / "am.log").open("wb")
-    proc = subprocess.Popen(
-        [
-            BINARY,
-            f"--config.file={work / 'am.yml'}",
-            f"--storage.path={work / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            "--cluster.listen-address=",
-        ],
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    try:
-        deadline = time.monotonic() + 15
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"alertmanager exited: {(work / 'am.log').read_text()}")
-            try:
-                with urllib.request.urlopen(f"{url}/-/ready", timeout=1) as resp:
-                    if resp.status == 200:
-                        break
-            except OSError:
-                pass
-            if time.monotonic() > deadline:
-                raise RuntimeError("alertmanager not ready in 15 s")
-            time.sleep(0.05)
+    argv = [
+        BINARY,
+        f"--config.file={work / 'am.yml'}",
+        f"--storage.path={work / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+        "--cluster.listen-address=",  # empty: no gossip port
+    ]
+    with running(argv, f"{url}/-/ready", work / "am.log"):
         yield url
-    finally:
-        os.kill(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            os.kill(proc.pid, signal.SIGKILL)
-            proc.wait()
-        log.close()
 
 
 class Am:
@@ -250,7 +213,7 @@ async def test_status_and_stalker_against_alertmanager(
 
 
 async def test_alertmanager_down_is_unknown_with_warning(tmp_path: Path, clock: FakeClock) -> None:
-    url = f"http://127.0.0.1:{_free_port()}"
+    url = f"http://127.0.0.1:{free_port()}"
     source = {"kind": "alertmanager", "name": "am", "url": url}
     app, _ = await status_app(tmp_path, clock, [source])
     try:

@@ -45,6 +45,7 @@ async def test_prometheus_empty_result_is_normal(fake: FakeMonitoring, session) 
     reading = await src.read()
     assert reading.verdict is Verdict.NORMAL and reading.error is None and not reading.alerts
     assert fake.queries[-1]["query"] == 'up{job="api"} == 0'
+    assert fake.queries[-1]["timeout"] == "4500ms"  # Prometheus refuses "4.5s"
 
 
 async def test_prometheus_non_empty_result_maps_to_configured_verdict(
@@ -229,3 +230,11 @@ async def test_command_missing_and_timeout(tmp_path: Path) -> None:
         import os
 
         os.kill(pid, 0)
+
+
+async def test_credentials_in_url_never_shown(session) -> None:
+    port = _closed_port()
+    src = HttpStatus("h", f"http://monitor:s3cret-pass@127.0.0.1:{port}/s", "a", session)
+    r = await src.read()
+    assert r.error is not None and "s3cret-pass" not in r.error
+    assert r.error.startswith(f"cannot connect to http://127.0.0.1:{port}/s")

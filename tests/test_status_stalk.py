@@ -209,9 +209,17 @@ async def test_undelivered_post_is_retried(app_out, fake: FakeMonitoring, clock:
     clock.advance(POLL)
     assert (await app.stalking.poll()).posted == 2
     assert len(await posts(app, out)) == 1
+    row = await app.db.fetchone("SELECT fingerprint FROM stalkers WHERE platform = 'nowhere'")
+    assert row is not None and row[0] == ""  # persisted as "not told", for a restart too
+    for _ in range(3):
+        clock.advance(POLL)
+        assert (await app.stalking.poll()).posted == 1  # the undelivered one, again
+        await app.stalking.wait_posted()
     clock.advance(POLL)
-    assert (await app.stalking.poll()).posted == 1  # the undelivered one, again
+    assert (await app.stalking.poll()).posted == 0  # gave up until the next change
     assert Destination("nowhere", "x") == ghost.destination
+    row = await app.db.fetchone("SELECT fingerprint FROM stalkers WHERE platform = 'nowhere'")
+    assert row is not None and row[0] != ""
 
 
 async def test_restart_resumes_without_duplicate(

@@ -18,7 +18,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.messages import Priority, Reply
 from chatopsd.core.ports import Clock, ReplySink
-from chatopsd.core.stalking import Stalker, StalkerSet, Steady, fingerprint
+from chatopsd.core.stalking import Stalker, StalkerKey, StalkerSet, Steady, fingerprint
 from chatopsd.core.status import Overview, combine
 from chatopsd.handlers.status import StatusBoard, render
 from chatopsd.store.stalkers import SqliteStalkerStore
@@ -28,6 +28,7 @@ log = logging.getLogger("chatopsd.status")
 _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 _MAX_INTERVAL = 24 * 3600
 _LIST_MAX = 50
+_RETRIES = 3  # polls that retry a post that could not be delivered
 
 
 @dataclass(slots=True)
@@ -57,6 +58,7 @@ class Stalking:
         self.stalkers = StalkerSet()
         self.polls = 0
         self._fanouts: set[asyncio.Task[None]] = set()
+        self._undelivered: dict[StalkerKey, int] = {}
 
     async def load(self) -> None:
         for stalker in await self.store.all():
@@ -183,45 +185,60 @@ class Stalking:
         due = self.stalkers.due(fp, now)
         if not due:
             return PollResult(read=True, fingerprint=fp)
-        previous = {s.key: s.verdict for s in due}
+        verdict = overview.verdict.value
+        # Persisted first: a restart must not post it again. If this write fails, nothing
+        # changed in memory either, and the next poll tries again.
+        await self.store.mark(fp, verdict, now, [s.key for s in due])
+        posts = []
         for stalker in due:
-            self.stalkers.mark(stalker, fp, overview.verdict.value, now)
-        await self.store.mark(due)  # persisted first: a restart must not post it again
-        posts = [(s, _change(overview, previous[s.key])) for s in due]
+            if self.stalkers.get(stalker.key) is not stalker:
+                continue  # unstalked (or replaced) while we were writing
+            was = stalker.verdict
+            self.stalkers.mark(stalker, fp, verdict, now)
+            posts.append((stalker, _change(overview, was)))
         task = asyncio.get_running_loop().create_task(
             self._fan_out(posts, fp), name=f"status-fanout:{fp[:8]}"
         )
         self._fanouts.add(task)
         task.add_done_callback(self._fanouts.discard)
-        log.info("status is %s; posting to %d stalkers", overview.verdict.value, len(due))
-        return PollResult(read=True, posted=len(due), fingerprint=fp)
+        log.info("status is %s; posting to %d stalkers", verdict, len(posts))
+        return PollResult(read=True, posted=len(posts), fingerprint=fp)
 
     async def _fan_out(self, posts: list[tuple[Stalker, Reply]], fp: str) -> None:
         results = await asyncio.gather(
             *(self.outbox.send(s.destination, reply) for s, reply in posts),
             return_exceptions=True,
         )
-        failed = [
-            s
-            for (s, _), r in zip(posts, results, strict=True)
-            if r is None or isinstance(r, BaseException)
-        ]
-        if not failed:
+        retry: list[Stalker] = []
+        for (stalker, _), result in zip(posts, results, strict=True):
+            if result is not None and not isinstance(result, BaseException):
+                self._undelivered.pop(stalker.key, None)
+                continue
+            misses = self._undelivered[stalker.key] = self._undelivered.get(stalker.key, 0) + 1
+            current = self.stalkers.get(stalker.key)
+            if misses > _RETRIES or current is not stalker or current.fingerprint != fp:
+                continue  # a platform gone for good must not be retried every poll forever
+            retry.append(stalker)
+        if not retry:
             return
-        # Not delivered: forget what we "told" them so the next poll tries again.
-        retry = []
-        for s in failed:
-            current = self.stalkers.get(s.key)
-            if current is not None and current.fingerprint == fp:
-                self.stalkers.mark(current, "", current.verdict, current.posted_at)
-                retry.append(current)
-        await self.store.mark(retry)
-        log.warning("status change not delivered to %d stalkers; retrying next poll", len(failed))
+        # Not delivered: forget what we "told" them so the next poll tries again. (All of
+        # them were marked by the same poll, so they share its verdict and time.)
+        verdict, at = retry[0].verdict, retry[0].posted_at
+        for stalker in retry:
+            self.stalkers.mark(stalker, "", verdict, at)
+        await self.store.mark("", verdict, at, [s.key for s in retry])
+        log.warning("status change not delivered to %d stalkers; retrying next poll", len(retry))
 
-    async def wait_posted(self) -> None:
-        """Wait for the fan-outs in flight (tests, benchmarks, shutdown)."""
-        if self._fanouts:
-            await asyncio.gather(*list(self._fanouts), return_exceptions=True)
+    async def wait_posted(self, timeout: float | None = None) -> None:
+        """Wait for the fan-outs in flight (tests, benchmarks, shutdown); past `timeout`,
+        cancel them (shutdown must not wait on a platform that is down)."""
+        pending = set(self._fanouts)
+        if not pending:
+            return
+        _, still = await asyncio.wait(pending, timeout=timeout)
+        for task in still:
+            task.cancel()
+        await asyncio.gather(*pending, return_exceptions=True)
 
 
 def _change(overview: Overview, was: str) -> Reply:

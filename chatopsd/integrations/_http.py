@@ -7,6 +7,7 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import aiohttp
+from yarl import URL
 
 
 class SourceError(Exception):
@@ -28,6 +29,7 @@ async def get_json(
 
     Statuses in `json_errors` are decoded too when their body is JSON (Prometheus explains a
     failed query in a 400/422/503 body)."""
+    shown = display(url)
     try:
         async with session.get(
             url, params=params, timeout=aiohttp.ClientTimeout(total=timeout)
@@ -35,11 +37,11 @@ async def get_json(
             body = await resp.read()
             status = resp.status
     except TimeoutError:
-        raise SourceError(f"no answer from {url} in {timeout:g} s") from None
+        raise SourceError(f"no answer from {shown} in {timeout:g} s") from None
     except aiohttp.ClientConnectorError as exc:
-        raise SourceError(f"cannot connect to {url}: {exc.os_error.strerror or exc}") from None
+        raise SourceError(f"cannot connect to {shown}: {exc.os_error.strerror or exc}") from None
     except aiohttp.ClientError as exc:
-        raise SourceError(f"{url}: {type(exc).__name__}: {exc}") from None
+        raise SourceError(f"{shown}: {type(exc).__name__}: {exc}") from None
     if status != 200:
         if status in json_errors:
             try:
@@ -47,11 +49,20 @@ async def get_json(
             except (UnicodeDecodeError, json.JSONDecodeError):
                 pass
         snippet = body[:200].decode("utf-8", "replace").strip()
-        raise SourceError(f"HTTP {status} from {url}" + (f": {snippet}" if snippet else ""))
+        raise SourceError(f"HTTP {status} from {shown}" + (f": {snippet}" if snippet else ""))
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise SourceError(f"{url} did not answer JSON: {exc}") from None
+        raise SourceError(f"{shown} did not answer JSON: {exc}") from None
+
+
+def display(url: str) -> str:
+    """The URL as shown in chat and logs: without user:password@ (a credential)."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "(invalid URL)"
+    return str(parsed.with_user(None)) if parsed.user or parsed.password else url
 
 
 def join(base: str, path: str) -> str:

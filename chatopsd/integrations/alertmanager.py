@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 
 from chatopsd.core.status import Alert, Reading, Verdict
-from chatopsd.integrations._http import SourceError, get_json, join
+from chatopsd.integrations._http import SourceError, display, get_json, join
 
 DEFAULT_SEVERITIES = {"critical": "CRITICAL", "page": "CRITICAL", "warning": "DEGRADED"}
 
@@ -59,11 +59,11 @@ class AlertmanagerStatus:
 
     def _parse(self, payload: Any) -> list[Alert]:
         if not isinstance(payload, list):
-            raise SourceError(f"{self.url}: expected a JSON list of alerts")
+            raise SourceError(f"{display(self.url)}: expected a JSON list of alerts")
         alerts = []
         for item in payload:
             if not isinstance(item, dict):
-                raise SourceError(f"{self.url}: an alert is not a JSON object")
+                raise SourceError(f"{display(self.url)}: an alert is not a JSON object")
             status = item.get("status")
             state = status.get("state") if isinstance(status, dict) else None
             if state != "active":

@@ -12,7 +12,7 @@ from typing import Any
 import aiohttp
 
 from chatopsd.core.status import Alert, Reading, Verdict
-from chatopsd.integrations._http import SourceError, get_json
+from chatopsd.integrations._http import SourceError, display, get_json
 
 # Words status pages commonly use (Statuspage's indicator: none/minor/major/critical).
 DEFAULT_VALUES: dict[str, str] = {
@@ -70,7 +70,9 @@ class HttpStatus:
         except Exception as exc:  # never raise out of read()
             return Reading(self.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
         if value is None:
-            return Reading(self.name, Verdict.UNKNOWN, error=f"{self.url}: no field {self.field!r}")
+            return Reading(
+                self.name, Verdict.UNKNOWN, error=f"{display(self.url)}: no field {self.field!r}"
+            )
         text = str(value).lower()  # JSON true/false arrive as True/False: "true"/"false"
         verdict = self.values.get(text)
         if verdict is None:

@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp
 
 from chatopsd.core.status import Alert, Reading, Verdict
-from chatopsd.integrations._http import SourceError, get_json, join
+from chatopsd.integrations._http import SourceError, display, get_json, join
 
 _MAX_ALERTS = 50  # a query matching thousands of series must not flood the reply
 
@@ -35,7 +35,11 @@ class PrometheusStatus:
     async def read(self) -> Reading:
         try:
             # Prometheus' own deadline slightly under ours, so a slow query says why it failed.
-            params = {"query": self.query, "timeout": f"{max(self.timeout - 0.5, 0.5):g}s"}
+            # (Its durations take no fractions: "4.5s" is refused, "4500ms" is not.)
+            params = {
+                "query": self.query,
+                "timeout": f"{int(max(self.timeout - 0.5, 0.5) * 1000)}ms",
+            }
             payload = await get_json(
                 self.session, self.url, self.timeout, params, json_errors=(400, 422, 503)
             )
@@ -48,13 +52,13 @@ class PrometheusStatus:
 
     def _parse(self, payload: Any) -> list[Alert]:
         if not isinstance(payload, dict) or "status" not in payload:
-            raise SourceError(f"{self.url}: not a Prometheus API answer")
+            raise SourceError(f"{display(self.url)}: not a Prometheus API answer")
         if payload["status"] != "success":
             kind = payload.get("errorType", "error")
             raise SourceError(f"query failed ({kind}): {payload.get('error', 'no reason given')}")
         data = payload.get("data")
         if not isinstance(data, dict):
-            raise SourceError(f"{self.url}: answer has no data")
+            raise SourceError(f"{display(self.url)}: answer has no data")
         kind, result = data.get("resultType"), data.get("result")
         if kind in ("scalar", "string"):
             # [time, "value"]: a scalar "fires" when it is neither 0 nor NaN
@@ -63,7 +67,7 @@ class PrometheusStatus:
                 return []
             return [Alert(self.alert_name or self.name, self.firing, f"= {value}", self.name)]
         if not isinstance(result, list):
-            raise SourceError(f"{self.url}: result is not a list")
+            raise SourceError(f"{display(self.url)}: result is not a list")
         alerts = []
         for series in result[:_MAX_ALERTS]:
             metric = series.get("metric", {}) if isinstance(series, dict) else {}

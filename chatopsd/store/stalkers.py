@@ -49,9 +49,7 @@ class SqliteStalkerStore:
             "DELETE FROM stalkers WHERE platform = ? AND channel = ? AND thread = ?", key
         )
 
-    async def mark(self, stalkers: Sequence[Stalker]) -> None:
-        """Persist what was posted to each, in one transaction (one executemany)."""
-        if stalkers:
-            await self.db.write_many(
-                (_MARK, (s.fingerprint, s.verdict, s.posted_at, *s.key)) for s in stalkers
-            )
+    async def mark(self, fp: str, verdict: str, at: float, keys: Sequence[StalkerKey]) -> None:
+        """Persist that `fp` was posted to each stalker, in one transaction (executemany)."""
+        if keys:
+            await self.db.write_many((_MARK, (fp, verdict, at, *key)) for key in keys)
