@@ -217,6 +217,12 @@ async def test_undelivered_post_is_retried(app_out, fake: FakeMonitoring, clock:
         await app.stalking.wait_posted()
     clock.advance(POLL)
     assert (await app.stalking.poll()).posted == 0  # gave up until the next change
+    fake.doc = {"status": {"indicator": "major"}}
+    clock.advance(POLL)
+    assert (await app.stalking.poll()).posted == 2  # a new change: tried again
+    await app.stalking.wait_posted()
+    clock.advance(POLL)
+    assert (await app.stalking.poll()).posted == 1
     assert Destination("nowhere", "x") == ghost.destination
     row = await app.db.fetchone("SELECT fingerprint FROM stalkers WHERE platform = 'nowhere'")
     assert row is not None and row[0] != ""

@@ -19,7 +19,7 @@ from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.messages import Priority, Reply
 from chatopsd.core.ports import Clock, ReplySink
 from chatopsd.core.stalking import Stalker, StalkerKey, StalkerSet, Steady, fingerprint
-from chatopsd.core.status import Overview, combine
+from chatopsd.core.status import Overview, Reading, combine
 from chatopsd.handlers.status import StatusBoard, render
 from chatopsd.store.stalkers import SqliteStalkerStore
 
@@ -29,6 +29,13 @@ _UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 _MAX_INTERVAL = 24 * 3600
 _LIST_MAX = 50
 _RETRIES = 3  # polls that retry a post that could not be delivered
+
+
+@dataclass(frozen=True, slots=True)
+class _Post:
+    stalker: Stalker
+    reply: Reply
+    was: str  # the verdict the stalker was told before this post
 
 
 @dataclass(slots=True)
@@ -58,7 +65,8 @@ class Stalking:
         self.stalkers = StalkerSet()
         self.polls = 0
         self._fanouts: set[asyncio.Task[None]] = set()
-        self._undelivered: dict[StalkerKey, int] = {}
+        self._undelivered: dict[StalkerKey, tuple[str, int]] = {}
+        self._failing: set[str] = set()
 
     async def load(self) -> None:
         for stalker in await self.store.all():
@@ -175,7 +183,9 @@ class Stalking:
         if not len(self.stalkers):
             return PollResult(read=False)  # nobody to tell: do not even read the sources
         self.polls += 1
-        steady = self.steady.apply(await self.board.readings())
+        readings = await self.board.readings()
+        steady = self.steady.apply(readings)
+        self._log_health(readings)
         if steady is None:
             log.info("status poll: a source is failing, not yet for %d polls", self.steady.after)
             return PollResult(read=False)
@@ -188,14 +198,15 @@ class Stalking:
         verdict = overview.verdict.value
         # Persisted first: a restart must not post it again. If this write fails, nothing
         # changed in memory either, and the next poll tries again.
-        await self.store.mark(fp, verdict, now, [s.key for s in due])
+        await self.store.mark([(fp, verdict, now, s.key) for s in due])
         posts = []
         for stalker in due:
-            if self.stalkers.get(stalker.key) is not stalker:
-                continue  # unstalked (or replaced) while we were writing
-            was = stalker.verdict
-            self.stalkers.mark(stalker, fp, verdict, now)
-            posts.append((stalker, _change(overview, was)))
+            current = self.stalkers.get(stalker.key)
+            if current is None:
+                continue  # unstalked while we were writing
+            was = current.verdict
+            self.stalkers.mark(current, fp, verdict, now)
+            posts.append(_Post(current, _change(overview, was), was))
         task = asyncio.get_running_loop().create_task(
             self._fan_out(posts, fp), name=f"status-fanout:{fp[:8]}"
         )
@@ -204,29 +215,48 @@ class Stalking:
         log.info("status is %s; posting to %d stalkers", verdict, len(posts))
         return PollResult(read=True, posted=len(posts), fingerprint=fp)
 
-    async def _fan_out(self, posts: list[tuple[Stalker, Reply]], fp: str) -> None:
+    def _log_health(self, readings: list[Reading]) -> None:
+        """One log line when a source starts or stops failing, not one per poll."""
+        for r in readings:
+            failures = self.steady.failures.get(r.source, 0)
+            if r.error is not None and failures == self.steady.after:
+                log.warning(
+                    "status source %s unreadable %d polls in a row: %s", r.source, failures, r.error
+                )
+            elif r.error is None and r.source in self._failing:
+                log.info("status source %s readable again", r.source)
+            if r.error is not None and failures >= self.steady.after:
+                self._failing.add(r.source)
+            elif r.error is None:
+                self._failing.discard(r.source)
+
+    async def _fan_out(self, posts: list[_Post], fp: str) -> None:
         results = await asyncio.gather(
-            *(self.outbox.send(s.destination, reply) for s, reply in posts),
+            *(self.outbox.send(p.stalker.destination, p.reply) for p in posts),
             return_exceptions=True,
         )
-        retry: list[Stalker] = []
-        for (stalker, _), result in zip(posts, results, strict=True):
+        retry: list[_Post] = []
+        for post, result in zip(posts, results, strict=True):
+            key = post.stalker.key
             if result is not None and not isinstance(result, BaseException):
-                self._undelivered.pop(stalker.key, None)
+                self._undelivered.pop(key, None)
                 continue
-            misses = self._undelivered[stalker.key] = self._undelivered.get(stalker.key, 0) + 1
-            current = self.stalkers.get(stalker.key)
-            if misses > _RETRIES or current is not stalker or current.fingerprint != fp:
-                continue  # a platform gone for good must not be retried every poll forever
-            retry.append(stalker)
+            last_fp, misses = self._undelivered.get(key, (fp, 0))
+            misses = misses + 1 if last_fp == fp else 1
+            self._undelivered[key] = (fp, misses)
+            current = self.stalkers.get(key)
+            if misses > _RETRIES or current is not post.stalker or current.fingerprint != fp:
+                continue  # a destination gone for good is not retried every poll forever
+            retry.append(post)
         if not retry:
             return
-        # Not delivered: forget what we "told" them so the next poll tries again. (All of
-        # them were marked by the same poll, so they share its verdict and time.)
-        verdict, at = retry[0].verdict, retry[0].posted_at
-        for stalker in retry:
-            self.stalkers.mark(stalker, "", verdict, at)
-        await self.store.mark("", verdict, at, [s.key for s in retry])
+        # Not delivered: forget what we "told" them, so the next poll tries again.
+        entries = []
+        for post in retry:
+            s = post.stalker
+            self.stalkers.mark(s, "", post.was, s.posted_at)
+            entries.append(("", post.was, s.posted_at, s.key))
+        await self.store.mark(entries)
         log.warning("status change not delivered to %d stalkers; retrying next poll", len(retry))
 
     async def wait_posted(self, timeout: float | None = None) -> None:

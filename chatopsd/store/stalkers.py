@@ -49,7 +49,10 @@ class SqliteStalkerStore:
             "DELETE FROM stalkers WHERE platform = ? AND channel = ? AND thread = ?", key
         )
 
-    async def mark(self, fp: str, verdict: str, at: float, keys: Sequence[StalkerKey]) -> None:
-        """Persist that `fp` was posted to each stalker, in one transaction (executemany)."""
-        if keys:
-            await self.db.write_many((_MARK, (fp, verdict, at, *key)) for key in keys)
+    async def mark(self, entries: Sequence[tuple[str, str, float, StalkerKey]]) -> None:
+        """Persist (fingerprint, verdict, posted_at) per stalker key, in one transaction
+        (one executemany however many stalkers)."""
+        if entries:
+            await self.db.write_many(
+                (_MARK, (fp, verdict, at, *key)) for fp, verdict, at, key in entries
+            )
