@@ -130,7 +130,7 @@ async def test_http_unknown_value_and_missing_field(fake: FakeMonitoring, sessio
 async def test_http_failures_become_unknown_with_reason(
     fake: FakeMonitoring, session, mode: str, expect: str
 ) -> None:
-    fake.mode, fake.slow_seconds = mode, 2.0
+    fake.mode, fake.slow_seconds = mode, 0.8
     for src in (
         HttpStatus("h", fake.url + "/s", "status.indicator", session, timeout=0.3),
         PrometheusStatus("p", fake.url, "up", session, timeout=0.3),
