@@ -8,7 +8,7 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import TextIO
+from typing import TYPE_CHECKING, TextIO
 
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
@@ -22,6 +22,7 @@ from chatopsd.core.status import StatusSource
 from chatopsd.handlers.help import HelpHandler
 from chatopsd.handlers.ic import IcHandler
 from chatopsd.handlers.incident import IncidentHandler, settings_from_config
+from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
@@ -32,6 +33,10 @@ from chatopsd.store.events import SqliteEventLedger
 from chatopsd.store.incidents import SqliteIncidentStore
 from chatopsd.store.kv import SqliteKeyValue
 from chatopsd.store.sqlite import Database
+from chatopsd.store.stalkers import SqliteStalkerStore
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("chatopsd")
 
@@ -55,6 +60,7 @@ class App:
         self.supervisors: list[Supervisor] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.scheduler = Scheduler()
+        self._http_session: aiohttp.ClientSession | None = None
 
     async def start(self) -> None:
         cfg = self.config
@@ -76,6 +82,7 @@ class App:
             bot_names=(cfg.chatopsd.bot_name,),
         )
         self._handlers()
+        await self.stalking.load()
 
         self.scheduler.every("prune-events", 3600, self._prune, run_now=False)
         self.scheduler.every(
@@ -84,6 +91,7 @@ class App:
             self.incidents.pulse_job,
             run_now=False,
         )
+        self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
         self.scheduler.start()
         for connector in connectors:
             supervisor = Supervisor(connector, self.bus.submit, self.clock)
@@ -143,10 +151,21 @@ class App:
             self._channel_admin,
         )
         self.bus.reaction_listeners.append(self.incidents.on_reaction)
+        status = self.config.status
+        board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
+        self.stalking = Stalking(
+            board,
+            SqliteStalkerStore(self.db),
+            self.outbox,
+            self.clock,
+            poll_seconds=status.stalk_seconds,
+            unknown_after=status.unknown_after,
+        )
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),
             IcHandler(directory, pager, on_paged=self.incidents.link_page),
-            StatusHandler(StatusBoard(self._status_sources())),
+            StatusHandler(board),
+            self.stalking,
             self.incidents,
         ]
         for handler in handlers:
@@ -168,9 +187,23 @@ class App:
         return demo.NotConfigured(), demo.NotConfigured()
 
     def _status_sources(self) -> list[StatusSource]:
-        if not self.config.status.sources and self._demo():
-            return [demo.DemoStatusSource()]
-        return []
+        if not self.config.status.sources:
+            return [demo.DemoStatusSource()] if self._demo() else []
+        from chatopsd.integrations import sources  # aiohttp only when something needs it
+
+        return sources.build(self.config.status.sources, self._http())
+
+    def _http(self) -> aiohttp.ClientSession:
+        """One HTTP session (connection pool) shared by the integrations, made on first use,
+        so a console-only daemon never loads aiohttp."""
+        if self._http_session is None:
+            import aiohttp
+
+            self._http_session = aiohttp.ClientSession()
+        return self._http_session
+
+    async def _status_poll(self) -> None:
+        await self.stalking.poll()
 
     async def _prune(self) -> None:
         await self.ledger.prune()
@@ -180,8 +213,9 @@ class App:
         cancelled = await self.bus.drain(grace)
         if cancelled:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
-        await self.outbox.flush(timeout=min(grace, 5.0))
         self.scheduler.shutdown()
+        await self.stalking.wait_posted(timeout=min(grace, 5.0))
+        await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -191,6 +225,8 @@ class App:
             except Exception:
                 log.exception("closing %s failed", supervisor.platform)
         await self.outbox.close()
+        if self._http_session is not None:
+            await self._http_session.close()
         await self.db.close()
         log.info("chatopsd stopped")
 

@@ -114,6 +114,8 @@ class AlertmanagerSource(SourceBase):
         "warning": "DEGRADED",
     }
     default_verdict: VerdictName = "DEGRADED"
+    # Alertmanager filter matchers, e.g. ['team="payments"'] (sent as ?filter=...).
+    matchers: list[str] = []
 
 
 class PrometheusSource(SourceBase):
@@ -121,12 +123,16 @@ class PrometheusSource(SourceBase):
     url: str
     query: str
     firing_verdict: VerdictName = "CRITICAL"
+    # The alert name shown for each result series (default: its alertname/__name__ label).
+    alert_name: str | None = None
 
 
 class HttpSource(SourceBase):
     kind: Literal["http"]
     url: str
     field: str
+    # Case-insensitive value -> state; empty means the built-in map (ok/up/none -> NORMAL,
+    # degraded/warning/minor -> DEGRADED, down/critical/major -> CRITICAL).
     value_map: dict[str, VerdictName] = {}
     default_verdict: VerdictName = "UNKNOWN"
 
@@ -135,6 +141,16 @@ class CommandSource(SourceBase):
     kind: Literal["command"]
     argv: list[str] = Field(min_length=1)
     exit_map: dict[str, VerdictName] = {"0": "NORMAL", "1": "DEGRADED", "2": "CRITICAL"}
+    # First line of stdout (case-insensitive) -> state; wins over the exit code when it matches.
+    output_map: dict[str, VerdictName] = {}
+
+    @field_validator("exit_map")
+    @classmethod
+    def _exit_codes(cls, v: dict[str, str]) -> dict[str, str]:
+        for code in v:
+            if not code.strip().lstrip("-").isdigit():
+                raise ValueError(f'keys must be exit codes like "0" (got {code!r})')
+        return v
 
 
 StatusSourceConfig = Annotated[
@@ -145,7 +161,20 @@ StatusSourceConfig = Annotated[
 
 class StatusSection(Section):
     stalk_seconds: float = Field(30.0, ge=1)
+    # A source must fail this many polls in a row before stalkers are told it is UNKNOWN.
+    unknown_after: int = Field(2, ge=1)
+    # Deadline for reading all sources at once (each source also has timeout_seconds).
+    read_timeout_seconds: float = Field(10.0, gt=0)
     sources: list[StatusSourceConfig] = []
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, v: list[Any]) -> list[Any]:
+        names = [s.name for s in v]
+        dupes = sorted({n for n in names if names.count(n) > 1})
+        if dupes:
+            raise ValueError(f"two sources share the name {dupes[0]!r}")
+        return v
 
 
 class AuthSection(Section):

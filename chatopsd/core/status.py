@@ -29,6 +29,8 @@ class Alert:
     verdict: Verdict
     summary: str = ""
     source: str = ""
+    # What makes two alerts the same alert (Alertmanager's fingerprint); name when empty.
+    key: str = ""
 
 
 @dataclass(frozen=True, slots=True)

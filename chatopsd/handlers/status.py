@@ -25,10 +25,28 @@ class StatusBoard:
     def __init__(self, sources: Sequence[StatusSource], timeout: float = 10.0) -> None:
         self.sources = list(sources)
         self.timeout = timeout
+        self.reads = 0
+        self._inflight: asyncio.Task[list[Reading]] | None = None
 
     async def overview(self) -> Overview:
-        readings = await asyncio.gather(*(self._read(s) for s in self.sources))
-        return combine(readings)
+        return combine(await self.readings())
+
+    async def readings(self) -> list[Reading]:
+        """One reading per source, read concurrently; never raises.
+
+        Callers that arrive while a read is running share it (a burst of `!status` in an
+        incident, or the poll meeting a command, costs the monitoring one read)."""
+        task = self._inflight
+        if task is None or task.done():
+            task = self._inflight = asyncio.get_running_loop().create_task(
+                self._read_all(), name="status-read"
+            )
+        # shielded: one caller giving up must not cancel the read the others wait for
+        return list(await asyncio.shield(task))
+
+    async def _read_all(self) -> list[Reading]:
+        self.reads += 1
+        return list(await asyncio.gather(*(self._read(s) for s in self.sources)))
 
     async def _read(self, source: StatusSource) -> Reading:
         try:

@@ -1,0 +1,69 @@
+"""One GET of a JSON document for the status sources, with every failure as a clear message."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any
+
+import aiohttp
+from yarl import URL
+
+
+class SourceError(Exception):
+    """A source could not be read; the message is shown in chat as it is."""
+
+
+Params = Mapping[str, str] | Sequence[tuple[str, str]]
+
+
+async def get_json(
+    session: aiohttp.ClientSession,
+    url: str,
+    timeout: float,
+    params: Params | None = None,
+    *,
+    json_errors: Collection[int] = (),
+) -> Any:
+    """GET `url` and decode its JSON body. Raises SourceError with a reason a person can act on.
+
+    Statuses in `json_errors` are decoded too when their body is JSON (Prometheus explains a
+    failed query in a 400/422/503 body)."""
+    shown = display(url)
+    try:
+        async with session.get(
+            url, params=params, timeout=aiohttp.ClientTimeout(total=timeout)
+        ) as resp:
+            body = await resp.read()
+            status = resp.status
+    except TimeoutError:
+        raise SourceError(f"no answer from {shown} in {timeout:g} s") from None
+    except aiohttp.ClientConnectorError as exc:
+        raise SourceError(f"cannot connect to {shown}: {exc.os_error.strerror or exc}") from None
+    except aiohttp.ClientError as exc:
+        raise SourceError(f"{shown}: {type(exc).__name__}: {exc}") from None
+    if status != 200:
+        if status in json_errors:
+            try:
+                return json.loads(body)
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                pass
+        snippet = body[:200].decode("utf-8", "replace").strip()
+        raise SourceError(f"HTTP {status} from {shown}" + (f": {snippet}" if snippet else ""))
+    try:
+        return json.loads(body)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise SourceError(f"{shown} did not answer JSON: {exc}") from None
+
+
+def display(url: str) -> str:
+    """The URL as shown in chat and logs: without user:password@ (a credential)."""
+    try:
+        parsed = URL(url)
+    except ValueError:
+        return "(invalid URL)"
+    return str(parsed.with_user(None)) if parsed.user or parsed.password else url
+
+
+def join(base: str, path: str) -> str:
+    return base.rstrip("/") + path

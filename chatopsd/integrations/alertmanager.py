@@ -1,0 +1,83 @@
+"""Alertmanager as a status source: GET {url}/api/v2/alerts, active alerts only.
+
+Silenced and inhibited alerts (state "suppressed") and ones not yet processed are left out,
+both by the query filters and again by their `status.state`, so an Alertmanager that ignores a
+filter cannot make a silenced alert page the channel. The worst severity label wins.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from chatopsd.core.status import Alert, Reading, Verdict
+from chatopsd.integrations._http import SourceError, display, get_json, join
+
+DEFAULT_SEVERITIES = {"critical": "CRITICAL", "page": "CRITICAL", "warning": "DEGRADED"}
+
+
+class AlertmanagerStatus:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = 5.0,
+        severity_map: Mapping[str, str] | None = None,
+        default_verdict: str = "DEGRADED",
+        matchers: tuple[str, ...] = (),
+    ) -> None:
+        self.name = name
+        self.url = join(url, "/api/v2/alerts")
+        self.session = session
+        self.timeout = timeout
+        self.severity_map = {
+            k.lower(): Verdict(v) for k, v in (severity_map or DEFAULT_SEVERITIES).items()
+        }
+        self.default_verdict = Verdict(default_verdict)
+        self.params = [
+            ("active", "true"),
+            ("silenced", "false"),
+            ("inhibited", "false"),
+            ("unprocessed", "false"),
+            *(("filter", m) for m in matchers),
+        ]
+
+    async def read(self) -> Reading:
+        try:
+            payload = await get_json(self.session, self.url, self.timeout, self.params)
+            alerts = self._parse(payload)
+        except SourceError as exc:
+            return Reading(self.name, Verdict.UNKNOWN, error=str(exc))
+        except Exception as exc:  # never raise out of read()
+            return Reading(self.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+        verdict = max((a.verdict for a in alerts), key=lambda v: v.rank, default=Verdict.NORMAL)
+        return Reading(self.name, verdict, tuple(alerts))
+
+    def _parse(self, payload: Any) -> list[Alert]:
+        if not isinstance(payload, list):
+            raise SourceError(f"{display(self.url)}: expected a JSON list of alerts")
+        alerts = []
+        for item in payload:
+            if not isinstance(item, dict):
+                raise SourceError(f"{display(self.url)}: an alert is not a JSON object")
+            status = item.get("status")
+            state = status.get("state") if isinstance(status, dict) else None
+            if state != "active":
+                continue  # suppressed (silenced/inhibited) or unprocessed
+            labels = _table(item.get("labels"))
+            notes = _table(item.get("annotations"))
+            severity = str(labels.get("severity", "")).lower()
+            verdict = self.severity_map.get(severity, self.default_verdict)
+            name = str(labels.get("alertname") or "(unnamed alert)")
+            summary = str(notes.get("summary") or notes.get("description") or "")
+            key = str(item.get("fingerprint") or sorted(labels.items()))
+            alerts.append(Alert(name, verdict, summary, self.name, key))
+        return alerts
+
+
+def _table(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
