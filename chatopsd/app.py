@@ -13,19 +13,23 @@ from typing import TextIO
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
+from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
 from chatopsd.core.ports import Clock, SystemClock
 from chatopsd.core.status import StatusSource
+from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.handlers.help import HelpHandler
 from chatopsd.handlers.ic import IcHandler
+from chatopsd.handlers.ops import OpsHandler
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
 from chatopsd.outbox import Outbox
 from chatopsd.scheduler import Scheduler
+from chatopsd.store.approvals import SqliteApprovals
 from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger
 from chatopsd.store.kv import SqliteKeyValue
@@ -109,7 +113,7 @@ class App:
 
     def _middleware(self) -> list[Middleware]:
         cfg = self.config
-        policy = AccessPolicy(
+        self.policy = policy = AccessPolicy(
             roles={
                 role: frozenset(i.lower() if "@" in i and ":" not in i else i for i in ids)
                 for role, ids in cfg.roles.items()
@@ -131,10 +135,31 @@ class App:
             HelpHandler(self.registry),
             IcHandler(directory, pager),
             StatusHandler(StatusBoard(self._status_sources())),
+            *self._approvals_and_ops(),
         ]
         for handler in handlers:
             for spec in handler.commands():
                 self.registry.add(spec)
+
+    def _approvals_and_ops(self) -> list[CommandProvider]:
+        cfg = self.config
+        self.approvals = ApprovalService(
+            SqliteApprovals(self.db),
+            self.audit,
+            self.clock,
+            self.policy,
+            self.outbox,
+            expire_seconds=cfg.approvals.expire_seconds,
+            prefix=cfg.chatopsd.prefix,
+        )
+        self.approvals.submit = self.bus.submit
+        self.bus.reaction_listeners.append(self.approvals.on_reaction)
+        self.scheduler.every("approvals-expire", cfg.approvals.sweep_seconds, self.approvals.sweep)
+        rules = [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
+        ops = OpsHandler(
+            cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
+        )
+        return [self.approvals, ops]
 
     def _demo(self) -> bool:
         """Demo data only for a console-only daemon: never show made-up people in a real chat."""
