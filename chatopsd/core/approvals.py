@@ -71,12 +71,14 @@ class Requirement:
 def requirement(
     rules: Sequence[Rule], command: str, args: Mapping[str, str], *, destructive: bool
 ) -> Requirement:
-    """The first matching rule decides; with no rule needing approval, destructive commands
-    still need their requester's confirmation."""
+    """The first matching rule decides (count 0: the operator ruled that nothing is needed).
+    With no rule at all, a destructive command needs its requester's confirmation."""
     rule = next((r for r in rules if r.matches(command, args)), None)
-    if rule is not None and rule.count > 0:
+    if rule is None:
+        return Requirement(confirm=destructive)
+    if rule.count > 0:
         return Requirement(approvals=rule.count, role=rule.role)
-    return Requirement(confirm=destructive)
+    return Requirement()
 
 
 @dataclass(frozen=True, slots=True)
