@@ -23,6 +23,7 @@ from chatopsd.core.status import StatusSource
 from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.handlers.help import HelpHandler
 from chatopsd.handlers.ic import IcHandler
+from chatopsd.handlers.intents import IntentHandler
 from chatopsd.handlers.ops import OpsHandler
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
@@ -159,7 +160,10 @@ class App:
         ops = OpsHandler(
             cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
         )
-        return [self.approvals, ops]
+        intents = IntentHandler(self.registry, self.approvals, prefix=cfg.chatopsd.prefix)
+        intents.submit = self.bus.submit
+        self.bus.mention_fallback = intents.spec()
+        return [self.approvals, ops, intents]
 
     def _demo(self) -> bool:
         """Demo data only for a console-only daemon: never show made-up people in a real chat."""
