@@ -167,3 +167,53 @@ async def test_cancelled_run_kills_its_group(tmp_path: Path) -> None:
     with pytest.raises(asyncio.CancelledError):
         await task
     assert not _alive(int(marker.read_text()))
+
+
+async def test_output_is_streamed_while_the_command_runs() -> None:
+    import sys
+
+    seen: list[str] = []
+
+    async def progress(text: str) -> None:
+        seen.append(text)
+
+    code = "import time\nfor i in range(4):\n    print('step', i, flush=True)\n    time.sleep(0.08)"
+    result = await run_argv(
+        [sys.executable, "-c", code], timeout=10, on_progress=progress, progress_interval=0.05
+    )
+    assert result.exit_code == 0 and "step 3" in result.output
+    assert seen and "step 0" in seen[0] and "step 3" not in seen[0]  # partial output first
+
+
+@pytest.mark.parametrize(
+    ("command", "message"),
+    [
+        ({"name": "x", "args": ["a"], "run": ["/bin/x", "{b}"]}, "run refers to {b}"),
+        ({"name": "x", "args": ["a"], "run": ["/bin/x"], "patterns": {"a": "("}}, "regex"),
+        ({"name": "x", "args": ["a"], "run": ["/bin/x"], "choices": {"b": ["1"]}}, "'b'"),
+        ({"name": "x", "args": [], "run": []}, "commands[0].run"),
+        ({"name": "Bad Name!", "args": [], "run": ["/bin/x"]}, "commands[0].name"),
+    ],
+)
+def test_bad_command_config_names_the_key(
+    tmp_path: Path, command: dict[str, object], message: str
+) -> None:
+    import tomllib  # noqa: F401  (the config is built from a dict, as TOML would give it)
+
+    from pydantic import ValidationError
+
+    from chatopsd.config import Config, explain
+
+    with pytest.raises(ValidationError) as info:
+        Config.model_validate({"commands": [command]})
+    assert message in "\n".join(explain(info.value))
+
+
+def test_rule_for_an_unknown_command_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from chatopsd.config import Config, explain
+
+    with pytest.raises(ValidationError) as info:
+        Config.model_validate({"approvals": {"rules": [{"command": "deploy"}]}})
+    assert "no [[commands]] named that" in "\n".join(explain(info.value))
