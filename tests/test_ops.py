@@ -198,7 +198,6 @@ async def test_output_is_streamed_while_the_command_runs() -> None:
 def test_bad_command_config_names_the_key(
     tmp_path: Path, command: dict[str, object], message: str
 ) -> None:
-    import tomllib  # noqa: F401  (the config is built from a dict, as TOML would give it)
 
     from pydantic import ValidationError
 
