@@ -79,6 +79,7 @@ def ops_config(tmp_path: Path, **extra: Any) -> Any:
                 {"command": "deploy", "when": {"env": "production"}, "count": 1, "role": "lead"},
                 {"command": "migrate", "count": 2, "role": "dba"},
                 {"command": "rollback", "count": 0},
+                {"command": "slow", "when": {"mode": "gated"}, "count": 1, "role": "lead"},
             ]
         },
     }

@@ -304,3 +304,30 @@ def test_emoji_and_quoting() -> None:
         "API errors",
         "--sev",
     ]
+
+
+async def test_approved_run_waits_for_a_busy_slot_instead_of_being_lost(
+    rig: OpsRig, tmp_path: Path
+) -> None:
+    import asyncio
+
+    first = rig.app.bus.submit(rig.event("alice", "!slow wait"))
+    assert first is not None
+    for _ in range(300):
+        if rig.runs():
+            break
+        await asyncio.sleep(0.01)
+    await rig.app.bus.handle(rig.event("carol", "!slow gated"))
+    rid = await rig.pending_id()
+    await rig.app.bus.handle(rig.event("bob", f"!approve {rid}"))
+    for _ in range(100):
+        await rig.app.outbox.flush(1)
+        if "waits for the running one" in texts(rig.new_lines()):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the approved run did not say it waits")
+    assert len(rig.runs()) == 1
+    (tmp_path / "runs.jsonl.gate").write_text("go")
+    await rig.settle()
+    assert [r["argv"] for r in rig.runs()] == [["wait"], ["gated"]]

@@ -8,6 +8,7 @@ runs here with its grant checked against the exact command text.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 
@@ -46,7 +47,7 @@ class OpsHandler:
         self.approvals, self.audit, self.clock = approvals, audit, clock
         self.prefix = prefix
         self.progress_interval, self.kill_grace = progress_interval, kill_grace
-        self.running: dict[str, int] = {}
+        self._slots: dict[str, asyncio.Semaphore] = {}  # max_concurrent runs per command
 
     def commands(self) -> list[CommandSpec]:
         return [
@@ -84,16 +85,17 @@ class OpsHandler:
                 role=need.role,
             )
             return None
-        if self.running.get(cfg.name, 0) >= cfg.max_concurrent:
-            raise Busy(
-                f"{self.prefix}{cfg.name} is already running ({cfg.max_concurrent} at a time)",
-                hint="try again when it has finished",
-            )
-        self.running[cfg.name] = self.running.get(cfg.name, 0) + 1
-        try:
+        slots = self._slots.setdefault(cfg.name, asyncio.Semaphore(cfg.max_concurrent))
+        if slots.locked():
+            if grant is None:
+                raise Busy(
+                    f"{self.prefix}{cfg.name} is already running ({cfg.max_concurrent} at a time)",
+                    hint="try again when it has finished",
+                )
+            # an approved request is not thrown away: it waits its turn
+            call.respond(Reply(text=f"{self.prefix}{text} waits for the running one to finish"))
+        async with slots:
             result = await self._run(call, cfg, values, text, grant.id if grant else "")
-        finally:
-            self.running[cfg.name] -= 1
         outcome = _outcome(result)
         if grant is not None:
             await self.approvals.record_result(grant, outcome)
