@@ -293,3 +293,9 @@ async def test_intent_for_a_command_this_daemon_lacks_says_so(app: App) -> None:
 async def test_plain_messages_are_not_parsed_as_intents(app: App) -> None:
     chat = Chat(app)
     assert await chat.send("alice", "page the IC", kind="message") == []
+
+
+async def test_typed_at_name_in_a_plain_message_reaches_the_parser(app: App) -> None:
+    chat = Chat(app)
+    lines = await chat.send("alice", "@chatopsd page someone", kind="message")
+    assert "Page whom?" in _text(lines)

@@ -73,7 +73,7 @@ class OpsHandler:
         granted = grant is not None and (need.kind == grant.kind or need.kind is None)
         if need.kind is not None and not granted:
             if need.kind == "approval":
-                summary = f"{need.approvals} approval(s) from {need.role!r}"
+                summary = cfg.summary or f"runs {cfg.run[0]}"
             else:
                 summary = f"{self.prefix}{cfg.name} is marked destructive"
             await self.approvals.request(
