@@ -13,21 +13,26 @@ from typing import TYPE_CHECKING, TextIO
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
+from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
 from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
 from chatopsd.core.status import StatusSource
+from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.handlers.help import HelpHandler
 from chatopsd.handlers.ic import IcHandler
 from chatopsd.handlers.incident import IncidentHandler, settings_from_config
+from chatopsd.handlers.intents import IntentHandler
+from chatopsd.handlers.ops import OpsHandler
 from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
 from chatopsd.outbox import Outbox
 from chatopsd.scheduler import Scheduler
+from chatopsd.store.approvals import SqliteApprovals
 from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger
 from chatopsd.store.incidents import SqliteIncidentStore
@@ -125,7 +130,7 @@ class App:
 
     def _middleware(self) -> list[Middleware]:
         cfg = self.config
-        policy = AccessPolicy(
+        self.policy = policy = AccessPolicy(
             roles={
                 role: frozenset(i.lower() if "@" in i and ":" not in i else i for i in ids)
                 for role, ids in cfg.roles.items()
@@ -167,6 +172,7 @@ class App:
             StatusHandler(board),
             self.stalking,
             self.incidents,
+            *self._approvals_and_ops(),
         ]
         for handler in handlers:
             for spec in handler.commands():
@@ -176,6 +182,29 @@ class App:
         """The platform's connector if it can create channels (an optional capability)."""
         connector = self.outbox.connectors.get(platform)
         return connector if isinstance(connector, ChannelAdmin) else None
+
+    def _approvals_and_ops(self) -> list[CommandProvider]:
+        cfg = self.config
+        self.approvals = ApprovalService(
+            SqliteApprovals(self.db),
+            self.audit,
+            self.clock,
+            self.policy,
+            self.outbox,
+            expire_seconds=cfg.approvals.expire_seconds,
+            prefix=cfg.chatopsd.prefix,
+        )
+        self.approvals.submit = self.bus.submit
+        self.bus.reaction_listeners.append(self.approvals.on_reaction)
+        self.scheduler.every("approvals-expire", cfg.approvals.sweep_seconds, self.approvals.sweep)
+        rules = [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
+        ops = OpsHandler(
+            cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
+        )
+        intents = IntentHandler(self.registry, self.approvals, prefix=cfg.chatopsd.prefix)
+        intents.submit = self.bus.submit
+        self.bus.mention_fallback = intents.spec()
+        return [self.approvals, ops, intents]
 
     def _demo(self) -> bool:
         """Demo data only for a console-only daemon: never show made-up people in a real chat."""

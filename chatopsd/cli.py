@@ -9,9 +9,13 @@ import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatopsd import __version__, config, logs
 from chatopsd.core.errors import ConfigError
+
+if TYPE_CHECKING:
+    from chatopsd.store.sqlite import Database
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -22,10 +26,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--config", type=Path, help="TOML config (default: console + demo data)")
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path)
-    audit = sub.add_parser("audit", help="print the audit log")
+    audit = sub.add_parser("audit", help="print (or verify) the audit log")
+    audit.add_argument(
+        "action",
+        nargs="?",
+        choices=("show", "verify"),
+        default="show",
+        help="show (default) the rows, or verify the hash chain (exit 1 if broken)",
+    )
     audit.add_argument("--config", type=Path)
     audit.add_argument("--since", help="e.g. 30m, 12h, 7d, or an ISO date/time")
-    audit.add_argument("--json", action="store_true", help="one JSON object per line")
+    audit.add_argument("--actor", help="user id or display name")
+    audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
+    audit.add_argument("--outcome", help="text in the outcome, e.g. denied, 'exit 1', expired")
+    audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
     args = parser.parse_args(argv)
     try:
         cfg = config.load(getattr(args, "config", None) or getattr(args, "file", None))
@@ -41,7 +55,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         except ValueError as exc:
             print(f"--since: {exc}", file=sys.stderr)
             return 2
-        return asyncio.run(_audit(cfg, since, args.json))
+        if args.action == "verify":
+            return asyncio.run(_verify(cfg))
+        return asyncio.run(_audit(cfg, since, args))
     logs.setup(cfg.chatopsd.log_level, cfg.chatopsd.log_format, config.secrets_of(cfg))
     return _run(cfg)
 
@@ -71,21 +87,34 @@ def _since(text: str | None) -> datetime | None:
     return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
-async def _audit(cfg: config.Config, since: datetime | None, as_json: bool) -> int:
-    from chatopsd.store.audit import SqliteAuditLog
+async def _open(cfg: config.Config) -> Database | None:
     from chatopsd.store.sqlite import Database
 
     path = cfg.chatopsd.db_path()
     if not path.exists():
         print(f"no state database at {path}", file=sys.stderr)
+        return None
+    return await Database.open(path)
+
+
+async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Namespace) -> int:
+    from chatopsd.store.audit import SqliteAuditLog
+
+    db = await _open(cfg)
+    if db is None:
         return 1
-    db = await Database.open(path)
     try:
-        entries = await SqliteAuditLog(db).since(since, limit=1_000_000)
+        entries = await SqliteAuditLog(db).query(
+            since=since,
+            actor=args.actor,
+            command=args.command,
+            outcome=args.outcome,
+            limit=10_000_000,
+        )
     finally:
         await db.close()
     for e in entries:
-        if as_json:
+        if args.json:
             row = {k: getattr(e, k) for k in e.__dataclass_fields__}
             row["at"] = e.at.isoformat()
             print(json.dumps(row, ensure_ascii=False))
@@ -95,3 +124,25 @@ async def _audit(cfg: config.Config, since: datetime | None, as_json: bool) -> i
                 f"{e.text!r} → {e.outcome} ({e.duration_ms:.1f} ms)"
             )
     return 0
+
+
+async def _verify(cfg: config.Config) -> int:
+    from chatopsd.store.audit import SqliteAuditLog
+
+    db = await _open(cfg)
+    if db is None:
+        return 1
+    try:
+        verdict = await SqliteAuditLog(db).verify()
+    finally:
+        await db.close()
+    legacy = f" ({verdict.unchained} older rows predate the chain)" if verdict.unchained else ""
+    if verdict.ok:
+        print(f"audit log OK: {verdict.rows} rows{legacy}, head {verdict.head}")
+        return 0
+    print(
+        f"audit log TAMPERED: row id {verdict.broken_at}: {verdict.reason}; "
+        f"the chain is intact up to the row before it{legacy}",
+        file=sys.stderr,
+    )
+    return 1

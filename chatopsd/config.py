@@ -12,7 +12,15 @@ import tomllib
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from chatopsd.core.errors import ConfigError
 
@@ -216,6 +224,61 @@ class IncidentsSection(Section):
         return v
 
 
+class OpsCommandSection(Section):
+    """An operations command from `[[commands]]`: run without a shell, arguments validated first.
+
+    `run` is an argv template: each `{arg}` is replaced inside its own element only, so a value
+    can never become a second argument. An argument without a `patterns`/`choices` entry must
+    match DEFAULT_ARG_PATTERN (ops/runner.py).
+    """
+
+    name: str = Field(pattern=r"^[a-z][a-z0-9-]*( [a-z][a-z0-9-]*)*$")
+    summary: str = ""
+    args: list[str] = []
+    patterns: dict[str, str] = {}
+    choices: dict[str, list[str]] = {}
+    run: list[str] = Field(min_length=1)
+    timeout_seconds: float = Field(300.0, gt=0)
+    role: str | None = None
+    destructive: bool = False
+    max_concurrent: int = Field(1, ge=1)
+    max_output_chars: int = Field(3000, ge=100)
+
+    @model_validator(mode="after")
+    def _known_args(self) -> OpsCommandSection:
+        import re
+
+        for table in (self.patterns, self.choices):
+            for arg in table:
+                if arg not in self.args:
+                    raise ValueError(f"{arg!r} is not one of args {self.args}")
+        for arg, pattern in self.patterns.items():
+            try:
+                re.compile(pattern)
+            except re.error as exc:
+                raise ValueError(f"patterns.{arg} is not a valid regex: {exc}") from None
+        for element in self.run:
+            for ref in re.findall(r"\{([^{}]*)\}", element):
+                if ref not in self.args:
+                    raise ValueError(f"run refers to {{{ref}}}, which is not one of args")
+        return self
+
+
+class ApprovalRuleSection(Section):
+    """One row of the approval matrix: first matching rule wins; count 0 = no approval."""
+
+    command: str
+    when: dict[str, str] = {}
+    count: int = Field(1, ge=0, le=10)
+    role: str = "lead"
+
+
+class ApprovalsSection(Section):
+    expire_seconds: float = Field(900.0, gt=0)
+    sweep_seconds: float = Field(10.0, ge=1)
+    rules: list[ApprovalRuleSection] = []
+
+
 class Config(Section):
     chatopsd: ChatopsdSection = ChatopsdSection()
     console: ConsoleSection = ConsoleSection()
@@ -228,6 +291,22 @@ class Config(Section):
     roles: dict[str, list[str]] = {}
     ratelimit: RateLimitSection = RateLimitSection()
     incidents: IncidentsSection = IncidentsSection()
+    commands: list[OpsCommandSection] = []
+    approvals: ApprovalsSection = ApprovalsSection()
+
+    @model_validator(mode="after")
+    def _rules_name_commands(self) -> Config:
+        known = {c.name: c for c in self.commands}
+        if len(known) != len(self.commands):
+            raise ValueError("two [[commands]] share a name")
+        for i, rule in enumerate(self.approvals.rules):
+            cmd = known.get(rule.command)
+            if cmd is None:
+                raise ValueError(f"approvals.rules[{i}].command: no [[commands]] named that")
+            for arg in rule.when:
+                if arg not in cmd.args:
+                    raise ValueError(f"approvals.rules[{i}].when: {arg!r} is not an argument")
+        return self
 
     @property
     def platforms(self) -> list[str]:

@@ -58,6 +58,9 @@ class Bus:
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
         self.reaction_listeners: list[ReactionListener] = []
+        # A mention the grammar cannot parse goes to this spec with args {"text": body}
+        # (the plain-language intent parser), through the same middleware as any command.
+        self.mention_fallback: CommandSpec | None = None
 
     def _build(self, middleware: list[Middleware]) -> Next:
         async def run_handler(call: Call) -> list[Reply]:
@@ -138,7 +141,16 @@ class Bus:
             if call.spec is None and call.words:
                 # a known command with bad arguments still gets its role checked and audited
                 call.spec = _matched_spec(self.registry, call.words)
+            if self.mention_fallback is not None and self._mentioned(event):
+                call.spec, call.args, call.error = self.mention_fallback, {"text": body}, None
         return call
+
+    def _mentioned(self, event: Inbound) -> bool:
+        """Addressed to the bot by name (a platform mention, or "@chatopsd ..." typed)."""
+        if event.kind == "mention":
+            return True
+        text = event.text.lstrip().lower()
+        return any(text.startswith((f"@{n}".lower(), f"<@{n}>".lower())) for n in self.bot_names)
 
     async def _guard(self, coro: Awaitable[None], event: Inbound) -> None:
         try:

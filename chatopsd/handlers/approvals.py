@@ -1,0 +1,377 @@
+"""Approval and confirmation requests: post them, count votes, expire them, run what was granted.
+
+Everything lives in SQLite (store/approvals.py), so a restart loses nothing: `!approve <id>`
+and reactions on the old message keep working, the "approvals-expire" job finds what expired
+while we were down, and a granted request that was not yet handed to the bus is handed over on
+the next sweep. The granted command is re-dispatched through the bus as the REQUESTER, with
+event id "approval:<id>": the bus dedupes on it (so it runs at most once, even across
+restarts), authorizes the requester again and audits it like any command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from chatopsd.core.approvals import (
+    Action,
+    ActionKind,
+    Person,
+    State,
+    Vote,
+    new_id,
+    refusal,
+    vote_for_emoji,
+)
+from chatopsd.core.commands import Arg, CommandSpec
+from chatopsd.core.context import Call
+from chatopsd.core.errors import Forbidden, NotFound
+from chatopsd.core.messages import Actor, Button, Destination, Inbound, Reply, Sent
+from chatopsd.core.middleware import AccessPolicy
+from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
+from chatopsd.store.approvals import SqliteApprovals
+
+log = logging.getLogger("chatopsd.approvals")
+
+Submit = Callable[[Inbound], "asyncio.Task[None] | None"]
+GRANT_PREFIX = "approval:"
+
+
+class ApprovalService:
+    def __init__(
+        self,
+        store: SqliteApprovals,
+        audit: AuditLog,
+        clock: Clock,
+        policy: AccessPolicy,
+        outbox: ReplySink,
+        *,
+        expire_seconds: float = 900.0,
+        prefix: str = "!",
+    ) -> None:
+        self.store, self.audit, self.clock = store, audit, clock
+        self.policy, self.outbox = policy, outbox
+        self.expire_seconds, self.prefix = expire_seconds, prefix
+        self.submit: Submit | None = None  # the bus's submit; set by app.py once the bus exists
+        self._lock = asyncio.Lock()  # one decision at a time: two approvers must not race
+
+    # -- requests --------------------------------------------------------------------------
+
+    async def request(
+        self,
+        call: Call,
+        *,
+        kind: ActionKind,
+        command: str,
+        summary: str,
+        needed: int = 1,
+        role: str | None = None,
+    ) -> Action:
+        """Store a request and post it; the command runs once it is granted."""
+        e = call.event
+        now = self.clock.now()
+        action = Action(
+            id=new_id(),
+            kind=kind,
+            command=command,
+            summary=summary,
+            platform=e.platform,
+            channel=e.channel,
+            thread=e.thread,
+            requester=Person(e.platform, e.actor.id, e.actor.email),
+            requester_name=e.actor.display,
+            role=role,
+            needed=needed if kind == "approval" else 1,
+            state="pending",
+            created_at=now,
+            expires_at=now + timedelta(seconds=self.expire_seconds),
+        )
+        await self.store.create(action)  # before posting: a fast reaction must find it
+        sent = await self.outbox.send(_where(action), self._request_reply(action))
+        if sent is not None:
+            await self.store.set_message(action.id, sent.message_id)
+        await self._audit(action, e.actor, "request", f"requested {kind} {action.id}", e.event_id)
+        return action
+
+    def _request_reply(self, a: Action) -> Reply:
+        p = self.prefix
+        minutes = max(1, round(self.expire_seconds / 60))
+        if a.kind == "confirm":
+            return Reply(
+                title=f"Confirm: {p}{a.command}",
+                text=(
+                    f"{a.requester_name}, {a.summary}. Click Confirm or react ✅ to run it, "
+                    f"❌ to cancel (or {p}approve {a.id} / {p}reject {a.id}). "
+                    f"Expires in {minutes} min."
+                ),
+                buttons=(
+                    Button("Confirm", f"approve {a.id}", "primary"),
+                    Button("Cancel", f"reject {a.id}", "danger"),
+                ),
+                thread=a.thread,
+            )
+        plural = "approval" if a.needed == 1 else "approvals"
+        return Reply(
+            title=f"Approval needed: {p}{a.command}",
+            text=(
+                f"{a.requester_name} asks to run this ({a.summary}). It needs {a.needed} "
+                f"{plural} from someone with the role {a.role!r} other than the requester. "
+                f"React ✅ to approve or ❌ to reject, or {p}approve {a.id} / {p}reject {a.id}. "
+                f"Expires in {minutes} min."
+            ),
+            fields=(("request", a.id),),
+            buttons=(
+                Button("Approve", f"approve {a.id}", "primary"),
+                Button("Reject", f"reject {a.id}", "danger"),
+            ),
+            thread=a.thread,
+        )
+
+    async def grant_for(self, call: Call, command: str) -> Action | None:
+        """The granted request this call carries out, if it is one (see module doc)."""
+        event_id = call.event.event_id
+        if not event_id.startswith(GRANT_PREFIX):
+            return None
+        action = await self.store.get(event_id[len(GRANT_PREFIX) :])
+        actor = Person(call.event.platform, call.event.actor.id, call.event.actor.email)
+        if (
+            action is None
+            or action.state != "approved"
+            or action.command != command
+            or not actor.same(action.requester)
+        ):
+            return None
+        return action
+
+    async def record_result(self, action: Action, result: str) -> None:
+        await self.store.set_result(action.id, result)
+
+    # -- votes -----------------------------------------------------------------------------
+
+    async def on_reaction(self, event: Inbound) -> None:
+        """A bus reaction listener: ✅/❌ on a request message is a vote."""
+        vote = vote_for_emoji(event.text)
+        if vote is None or not event.message_id:
+            return
+        action = await self.store.by_message(event.platform, event.message_id)
+        if action is None:
+            return
+        message = await self.vote(action.id, event, vote)
+        if message is not None:
+            # the voter must learn why their reaction did nothing; nobody else needs to
+            self.outbox.enqueue(
+                Destination(event.platform, event.channel, event.thread, actor=event.actor.id),
+                Reply(text=message, ephemeral=True),
+            )
+
+    async def vote(self, action_id: str, event: Inbound, vote: Vote) -> str | None:
+        """Count a vote; returns why it was refused, or None when it counted."""
+        async with self._lock:
+            action = await self.store.get(action_id)
+            if action is None:
+                return f"no request {action_id}"
+            now = self.clock.now()
+            voter = Person(event.platform, event.actor.id, event.actor.email)
+            holds = action.role is not None and self.policy.holds(
+                _as_call(event, self.outbox, self.prefix), action.role
+            )
+            why = refusal(action, voter, vote, holds, now)
+            if why is not None:
+                if now >= action.expires_at and action.state == "pending":
+                    await self._expire(action)
+                await self._audit(action, event.actor, vote, f"refused: {why}", event.event_id)
+                return why
+            await self.store.vote(action.id, voter, event.actor.display, vote, now)
+            if vote == "reject":
+                await self._decide(action, "rejected", event.actor, event.event_id)
+                return None
+            counted = await self.store.get(action.id)
+            count = len(counted.approvers) if counted else 0  # one vote per person, by id
+            if count < action.needed:
+                await self._audit(
+                    action,
+                    event.actor,
+                    vote,
+                    f"approved {count} of {action.needed}",
+                    event.event_id,
+                )
+                await self._edit(action, f"{count} of {action.needed} approvals so far")
+                return None
+            await self._decide(action, "approved", event.actor, event.event_id)
+            return None
+
+    async def _decide(self, action: Action, state: State, actor: Actor, event_id: str) -> None:
+        now = self.clock.now()
+        await self.store.decide(action.id, state, actor.display, now)
+        verb: str = state
+        if action.kind == "confirm" and state == "approved":
+            verb = "confirmed"
+        if action.kind == "confirm" and state == "rejected":
+            verb = "cancelled"
+        await self._audit(action, actor, "decide", f"{verb} {action.id}", event_id)
+        await self._edit(action, f"{verb} by {actor.display}")
+        if state != "approved":
+            self.outbox.enqueue(
+                _where(action),
+                Reply(
+                    text=f"Request {action.id} ({self.prefix}{action.command}) was {verb} by "
+                    f"{actor.display}.",
+                    thread=action.thread,
+                ),
+            )
+            return
+        fresh = await self.store.get(action.id)
+        if fresh is not None:
+            await self._dispatch(fresh)
+
+    async def _dispatch(self, action: Action) -> None:
+        if self.submit is None:
+            return
+        task = self.submit(
+            Inbound(
+                platform=action.platform,
+                channel=action.channel,
+                actor=Actor(action.requester.id, action.requester_name, action.requester.email),
+                text=action.command,
+                kind="slash",
+                event_id=f"{GRANT_PREFIX}{action.id}",
+                thread=action.thread,
+                message_id=action.message_id,
+            )
+        )
+        if task is not None:
+            await self.store.mark_dispatched(action.id)
+
+    # -- expiry (the "approvals-expire" job) -------------------------------------------------
+
+    async def sweep(self) -> None:
+        """Expire what is due, and hand over granted requests a restart interrupted."""
+        async with self._lock:
+            for action in await self.store.pending_due(self.clock.now()):
+                await self._expire(action)
+            for action in await self.store.undispatched():
+                log.info("resuming granted request %s", action.id)
+                await self._dispatch(action)
+
+    async def _expire(self, action: Action) -> None:
+        await self.store.decide(action.id, "expired", "(expiry)", self.clock.now())
+        got = len(action.approvers)
+        minutes = max(1, round((action.expires_at - action.created_at).total_seconds() / 60))
+        await self._audit(
+            action,
+            Actor("chatopsd", "chatopsd"),
+            "expire",
+            f"expired {action.id} with {got} of {action.needed}",
+            "",
+        )
+        await self._edit(action, "expired")
+        self.outbox.enqueue(
+            _where(action),
+            Reply(
+                text=(
+                    f"Request {action.id} ({self.prefix}{action.command}) expired after "
+                    f"{minutes} min with {got} of {action.needed} "
+                    f"{'confirmation' if action.kind == 'confirm' else 'approvals'}; "
+                    "nothing was run. Ask again if it is still needed."
+                ),
+                thread=action.thread,
+            ),
+        )
+
+    async def _edit(self, action: Action, status: str) -> None:
+        if not action.message_id:
+            return
+        reply = Reply(
+            title=f"{self.prefix}{action.command}",
+            text=f"Request {action.id}: {status}.",
+            thread=action.thread,
+        )
+        try:
+            await self.outbox.edit(Sent(_where(action), action.message_id), reply)
+        except Exception:
+            log.warning("could not edit request message %s", action.id, exc_info=True)
+
+    async def _audit(
+        self, action: Action, actor: Actor, kind: str, outcome: str, event_id: str
+    ) -> None:
+        await self.audit.append(
+            AuditEntry(
+                at=self.clock.now(),
+                platform=action.platform,
+                channel=action.channel,
+                thread=action.thread,
+                actor=actor.id,
+                actor_name=actor.display,
+                kind=kind,
+                text=action.command,
+                command=f"approval {action.id}",
+                outcome=outcome,
+                duration_ms=0.0,
+                event_id=event_id,
+                ref=action.id,
+            )
+        )
+
+    # -- commands --------------------------------------------------------------------------
+
+    def commands(self) -> list[CommandSpec]:
+        rid = Arg("id", "the request id shown on the request")
+        return [
+            CommandSpec(
+                ("approve",),
+                "approve (or confirm) a pending request",
+                self.approve,
+                (rid,),
+                examples=("approve k7m2q",),
+            ),
+            CommandSpec(
+                ("reject",),
+                "reject (or cancel) a pending request",
+                self.reject,
+                (rid,),
+                examples=("reject k7m2q",),
+            ),
+            CommandSpec(("approvals",), "pending approval requests", self.list_pending),
+        ]
+
+    async def approve(self, call: Call) -> Reply:
+        return await self._vote_command(call, "approve")
+
+    async def reject(self, call: Call) -> Reply:
+        return await self._vote_command(call, "reject")
+
+    async def _vote_command(self, call: Call, vote: Vote) -> Reply:
+        action_id = (call.text("id") or "").lower()
+        if await self.store.get(action_id) is None:
+            raise NotFound(f"no request {action_id}", hint=f"see {self.prefix}approvals")
+        why = await self.vote(action_id, call.event, vote)
+        if why is not None:
+            raise Forbidden(why)
+        return Reply(text=f"Noted: {vote} {action_id}.", ephemeral=True)
+
+    async def list_pending(self, call: Call) -> Reply:
+        pending = await self.store.pending()
+        if not pending:
+            return Reply(text="No pending requests.")
+        return Reply(
+            title="Pending requests",
+            fields=tuple(
+                (
+                    a.id,
+                    f"{self.prefix}{a.command} by {a.requester_name}, "
+                    f"{len(a.approvers)} of {a.needed}, expires {a.expires_at:%H:%M} UTC",
+                )
+                for a in pending
+            ),
+        )
+
+
+def _where(action: Action) -> Destination:
+    return Destination(action.platform, action.channel, action.thread)
+
+
+def _as_call(event: Inbound, outbox: ReplySink, prefix: str) -> Call:
+    # AccessPolicy.holds reads only the event; reactions arrive as bare events
+    return Call(event=event, spec=None, args={}, prefix=prefix, ref="", outbox=outbox)

@@ -1,0 +1,1 @@
+"""Operations commands: argument validation, argv templating and the subprocess runner."""
