@@ -13,6 +13,7 @@ from typing import TextIO
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
+from chatopsd.connectors.slack import SlackConnector
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
@@ -103,6 +104,18 @@ class App:
                     stdin=self.io.stdin,
                     stdout=self.io.stdout,
                     on_eof=on_eof,
+                )
+            )
+        if cfg.slack is not None:
+            found.append(
+                SlackConnector(
+                    app_token=cfg.slack.app_token.get_secret_value(),
+                    bot_token=cfg.slack.bot_token.get_secret_value(),
+                    api_url=cfg.slack.api_url,
+                    clock=self.clock,
+                    prefix=cfg.chatopsd.prefix,
+                    allow_bots=cfg.slack.allow_bots,
+                    ping_interval=cfg.slack.ping_interval_seconds,
                 )
             )
         return found
