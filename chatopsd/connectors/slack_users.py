@@ -6,6 +6,7 @@ leaves the actor as its bare id rather than holding up the command.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections import OrderedDict
 from typing import Any
@@ -21,10 +22,19 @@ log = logging.getLogger("chatopsd.slack")
 
 class UserCache:
     def __init__(
-        self, web: AsyncWebClient, clock: Clock, *, size: int = 5000, ttl: float = 3600.0
+        self,
+        web: AsyncWebClient,
+        clock: Clock,
+        *,
+        size: int = 5000,
+        ttl: float = 3600.0,
+        timeout: float = 3.0,
     ) -> None:
         self.web, self.clock, self.size, self.ttl = web, clock, size, ttl
+        self.timeout = timeout
         self._cache: OrderedDict[str, tuple[float, Actor]] = OrderedDict()
+        # one users.info per user at a time: a burst from one person is one lookup
+        self._inflight: dict[str, asyncio.Future[Actor]] = {}
         self.lookups = 0
 
     async def resolve(self, actor: Actor) -> Actor:
@@ -33,9 +43,29 @@ class UserCache:
         if hit is not None and now - hit[0] < self.ttl:
             self._cache.move_to_end(actor.id)
             return hit[1]
+        pending = self._inflight.get(actor.id)
+        if pending is not None:
+            await asyncio.wait([pending])  # our own cancellation still propagates
+            failed = pending.cancelled() or pending.exception() is not None
+            return actor if failed else pending.result()
+        fut: asyncio.Future[Actor] = asyncio.get_running_loop().create_future()
+        self._inflight[actor.id] = fut
+        try:
+            found = await self._lookup(actor, now)
+            fut.set_result(found)
+            return found
+        except BaseException:
+            fut.cancel()  # waiters fall back to the bare id
+            raise
+        finally:
+            del self._inflight[actor.id]
+
+    async def _lookup(self, actor: Actor, now: float) -> Actor:
         self.lookups += 1
         try:
-            response = await self.web.users_info(user=actor.id)
+            # a slow or rate-limited users.info must not hold a command up for long
+            async with asyncio.timeout(self.timeout):
+                response = await self.web.users_info(user=actor.id)
             user: Any = response.get("user")
         except (SlackApiError, OSError, TimeoutError) as exc:
             log.warning("users.info failed for %s: %s", actor.id, _why(exc))
