@@ -129,11 +129,12 @@ def _mention(event: dict[str, Any], event_id: str, me: Identity, prefix: str) ->
     text = _str(event, "text", "event").strip()
     if prefix and text.startswith(prefix):
         return None  # "!ic @chatopsd": the message event carries it already; answer once
-    token = re.compile(rf"^<@{re.escape(me.user_id)}(?:\|[^>]*)?>[\s:,]*")
-    stripped, found = token.subn("", text, count=1)
-    if not found:
-        # mentioned mid-sentence: drop the token wherever it is and take the rest
-        stripped = re.sub(rf"<@{re.escape(me.user_id)}(?:\|[^>]*)?>", "", text).strip()
+    token = re.compile(rf"<@{re.escape(me.user_id)}(?:\|[^>]*)?>[\s:,]*")
+    found = token.search(text)
+    # "@chatopsd ic page" and "hey @chatopsd ic page" both mean "ic page": the command is
+    # what follows the mention ("ic page @chatopsd" has nothing after it: take what precedes)
+    stripped = text if found is None else text[found.end() :].strip() or text[: found.start()]
+    stripped = token.sub("", stripped).strip()
     return Inbound(
         platform=PLATFORM,
         channel=_str(event, "channel", "event"),
