@@ -60,6 +60,7 @@ class FakeSlack:
         self.scripted: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
         self.delay: dict[str, float] = {}
         self.connections = 0
+        self.ws_url: str | None = None  # what apps.connections.open hands out, if not ours
         self.active: web.WebSocketResponse | None = None
         self._requests: dict[int, web.Request] = {}
         self._muted: set[int] = set()
@@ -155,7 +156,8 @@ class FakeSlack:
         }
 
     def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
-        return {"ok": True, "url": f"ws://127.0.0.1:{self.port}/link?ticket={next(self._ids)}"}
+        url = self.ws_url or f"ws://127.0.0.1:{self.port}/link?ticket={next(self._ids)}"
+        return {"ok": True, "url": url}
 
     def _next_ts(self) -> str:
         return f"1700000000.{next(self._ts):06d}"
