@@ -9,8 +9,9 @@ from collections.abc import AsyncIterator
 import pytest
 
 from chatopsd.connectors.base import Backoff, State, Supervisor
-from chatopsd.connectors.slack import SlackConnector
-from chatopsd.core.messages import Inbound
+from chatopsd.connectors.slack import SlackConnector, SlackSendError
+from chatopsd.core.errors import TransientSendError
+from chatopsd.core.messages import Destination, Inbound, Reply
 from tests.conftest import FakeClock
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 
@@ -89,3 +90,52 @@ async def test_websocket_that_never_opens_is_a_connection_error(
     with pytest.raises(ConnectionError, match="websocket not open"):
         await connector.run(Session())  # type: ignore[arg-type]
     await connector.close()
+
+
+def _connector(fake: FakeSlack, clock: FakeClock) -> SlackConnector:
+    return SlackConnector(
+        app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url, clock=clock, http_timeout=1
+    )
+
+
+async def test_send_timeout_is_transient(fake: FakeSlack, clock: FakeClock) -> None:
+    fake.delay["chat.postMessage"] = 1.3
+    connector = _connector(fake, clock)
+    with pytest.raises(TransientSendError, match=r"chat\.postMessage"):
+        await connector.send(Destination("slack", "C1"), Reply(text="hi"))
+
+
+async def test_rate_limit_without_retry_after_is_retried(fake: FakeSlack, clock: FakeClock) -> None:
+    fake.fail("chat.postMessage", 429, "ratelimited")
+    connector = _connector(fake, clock)
+    sent = await connector.send(Destination("slack", "C1"), Reply(text="hi"))
+    assert sent is not None and sent.extra["channel"] == "C1"
+    assert len(fake.posts()) == 2
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "raised"),
+    [
+        (200, "not_in_channel", SlackSendError),
+        (200, "channel_not_found", SlackSendError),
+        (200, "internal_error", TransientSendError),
+        (502, "bad_gateway", TransientSendError),
+    ],
+)
+async def test_send_errors_are_classified(
+    fake: FakeSlack, clock: FakeClock, status: int, error: str, raised: type[Exception]
+) -> None:
+    for _ in range(3):  # more than the SDK's own retries
+        fake.fail("chat.postMessage", status, error)
+    connector = _connector(fake, clock)
+    with pytest.raises(raised, match=error):
+        await connector.send(Destination("slack", "C1"), Reply(text="hi"))
+
+
+async def test_edit_of_ephemeral_is_skipped(fake: FakeSlack, clock: FakeClock) -> None:
+    connector = _connector(fake, clock)
+    dest = Destination("slack", "C1", actor="U1")
+    sent = await connector.send(dest, Reply(text="psst", ephemeral=True))
+    assert sent is not None
+    await connector.edit(sent, Reply(text="changed"))
+    assert fake.posts("chat.update") == []
