@@ -95,7 +95,7 @@ async def test_ack_is_sent_before_any_work(app: App, fake: FakeSlack) -> None:
     timeline = fake.timeline
     assert timeline.index(("ack", envelope)) < timeline.index(("api", "users.info"))
     assert fake.acks[envelope] == {"envelope_id": envelope}
-    assert fake.ack_times[envelope] - fake.sent_times[envelope] < 0.25
+    assert fake.ack_times[envelope] - fake.sent_times[envelope] < 1.0  # Slack allows 3 s
 
 
 async def test_mention_is_answered_once(app: App, fake: FakeSlack) -> None:

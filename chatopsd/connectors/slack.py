@@ -188,7 +188,12 @@ class SlackConnector:
             return
         # Ack first: Slack counts 3 s from delivery, and user lookups or a slow disk must
         # not turn into a redelivery.
-        await client.send_socket_mode_response(_ack(envelope_id, str(kind), message))
+        try:
+            await client.send_socket_mode_response(_ack(envelope_id, str(kind), message))
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            # Not acked, so not handled: Slack redelivers it on the next socket.
+            log.warning("could not ack envelope %s (%s); Slack will redeliver it", envelope_id, exc)
+            return
         self.acked += 1
         try:
             event = translate(str(kind), message.get("payload"), self.me, self.prefix)
