@@ -412,3 +412,24 @@ async def test_ephemeral_and_edit(app: App, fake: FakeSlack) -> None:
     assert update["ts"] == sent.message_id
     assert update["channel"] == "C1"
     assert "all good" in update["text"]
+
+
+async def test_slash_in_a_channel_the_bot_is_not_in_answers_via_response_url(
+    app: App, fake: FakeSlack
+) -> None:
+    fake.fail("chat.postMessage", 200, "not_in_channel")
+    await fake.slash("/ic")
+    await fake.wait_for(lambda: len(fake.posts("response_url")) == 1)
+    body = fake.posts("response_url")[0]
+    assert "PagerDuty is not configured" in body["text"]
+    assert body["response_type"] == "in_channel"
+    assert body["blocks"]
+    assert app.outbox.failed == 0
+
+
+async def test_not_in_channel_without_slash_is_not_retried(app: App, fake: FakeSlack) -> None:
+    fake.fail("chat.postMessage", 200, "not_in_channel")
+    await fake.event(fake.message("!help"))
+    await fake.wait_for(lambda: app.outbox.failed == 1)
+    assert len(fake.posts()) == 1
+    assert fake.posts("response_url") == []

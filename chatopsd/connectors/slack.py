@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import OrderedDict
 from dataclasses import replace
 from typing import Any
 
@@ -29,6 +30,7 @@ from slack_sdk.http_retry.builtin_async_handlers import (
 from slack_sdk.socket_mode.aiohttp import SocketModeClient
 from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.slack_events import PLATFORM, Identity, MalformedPayload, translate
@@ -56,6 +58,16 @@ _NETWORK = (aiohttp.ClientError, OSError, TimeoutError)
 
 class SlackSendError(Exception):
     """Slack refused a post for a reason retrying will not fix (not_in_channel, ...)."""
+
+    def __init__(self, message: str, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+# A slash command works in channels the bot is not in; its answer then goes to the command's
+# response_url (valid 30 minutes) instead of chat.postMessage.
+_NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
+_RESPONSE_URL_TTL = 25 * 60.0
 
 
 class SlackConnector:
@@ -88,6 +100,7 @@ class SlackConnector:
         self.me = Identity(user_id="", allow_bots=allow_bots)
         self.acked = 0
         self.malformed = 0
+        self._response_urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
     # -- connection ------------------------------------------------------------------------
 
@@ -203,6 +216,8 @@ class SlackConnector:
             return
         if event is None or self._session is None:
             return
+        if event.kind == "slash":
+            self._remember_response_url(event, message.get("payload"))
         if isinstance(message.get("retry_attempt"), int) and message["retry_attempt"] > 0:
             log.info("redelivered event %s (attempt %d)", event.event_id, message["retry_attempt"])
         self._session.emit(await self._resolve(event))
@@ -227,9 +242,48 @@ class SlackConnector:
             )
             extra = {"channel": destination.channel, "ephemeral": "1"}
             return Sent(destination, str(response.get("message_ts") or ""), extra)
-        response = await _call(web.chat_postMessage, "chat.postMessage", args)
+        try:
+            response = await _call(web.chat_postMessage, "chat.postMessage", args)
+        except SlackSendError as exc:
+            url = self._response_url(destination) if exc.error in _NOT_A_MEMBER else None
+            if url is None:
+                raise
+            await self._respond(url, text, blocks, reply.ephemeral)
+            return Sent(destination, "", {"channel": destination.channel, "ephemeral": "1"})
         channel = str(response.get("channel") or destination.channel)
         return Sent(destination, str(response.get("ts") or ""), {"channel": channel})
+
+    def _remember_response_url(self, event: Inbound, payload: Any) -> None:
+        url = payload.get("response_url") if isinstance(payload, dict) else None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            return
+        key = (event.channel, event.actor.id)
+        self._response_urls[key] = (url, asyncio.get_running_loop().time() + _RESPONSE_URL_TTL)
+        self._response_urls.move_to_end(key)
+        while len(self._response_urls) > 1000:
+            self._response_urls.popitem(last=False)
+
+    def _response_url(self, destination: Destination) -> str | None:
+        found = self._response_urls.get((destination.channel, destination.actor or ""))
+        if found is None or found[1] < asyncio.get_running_loop().time():
+            return None
+        return found[0]
+
+    async def _respond(self, url: str, text: str, blocks: list[Any], ephemeral: bool) -> None:
+        hook = AsyncWebhookClient(url, timeout=self.http_timeout)
+        try:
+            response = await hook.send(
+                text=text,
+                blocks=blocks,
+                response_type="ephemeral" if ephemeral else "in_channel",
+                replace_original=False,
+            )
+        except _NETWORK as exc:
+            raise TransientSendError(f"response_url: {type(exc).__name__}: {exc}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientSendError(f"response_url: HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise SlackSendError(f"response_url failed: HTTP {response.status_code}")
 
     async def edit(self, sent: Sent, reply: Reply) -> None:
         if sent.extra.get("ephemeral"):
@@ -274,7 +328,7 @@ async def _call(method: Any, name: str, args: dict[str, Any], **more: Any) -> An
             ) from None
         if status >= 500 or error in _TRANSIENT:
             raise TransientSendError(f"{name}: HTTP {status} {error}".rstrip()) from None
-        raise SlackSendError(f"{name} failed: {error or f'HTTP {status}'}") from None
+        raise SlackSendError(f"{name} failed: {error or f'HTTP {status}'}", error) from None
     except _NETWORK as exc:
         raise TransientSendError(f"{name}: {type(exc).__name__}: {exc}") from None
 

@@ -75,6 +75,7 @@ class FakeSlack:
         app = web.Application()
         app.router.add_route("*", "/api/{method}", self._api)
         app.router.add_get("/link", self._ws)
+        app.router.add_post("/commands/{n}", self._response_url)
         self._runner = web.AppRunner(app, handle_signals=False)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -182,6 +183,12 @@ class FakeSlack:
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = USERS.get(str(args.get("user")))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    async def _response_url(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.calls.append(("response_url", body, time.monotonic()))
+        self.timeline.append(("api", "response_url"))
+        return web.Response(text="ok", content_type="text/html")
 
     # -- socket mode -----------------------------------------------------------------------
 
@@ -303,7 +310,7 @@ class FakeSlack:
                 "command": command,
                 "text": text,
                 "api_app_id": "A1",
-                "response_url": f"https://hooks.slack.invalid/commands/{n}",
+                "response_url": f"http://127.0.0.1:{self.port}/commands/{n}",
                 "trigger_id": f"trigger-{n}",
             },
         )
