@@ -126,6 +126,22 @@ class App:
                     on_eof=on_eof,
                 )
             )
+        # Platform libraries are imported only when their section is configured: a console-only
+        # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
+        if cfg.slack is not None:
+            from chatopsd.connectors.slack import SlackConnector
+
+            found.append(
+                SlackConnector(
+                    app_token=cfg.slack.app_token.get_secret_value(),
+                    bot_token=cfg.slack.bot_token.get_secret_value(),
+                    api_url=cfg.slack.api_url,
+                    clock=self.clock,
+                    prefix=cfg.chatopsd.prefix,
+                    allow_bots=cfg.slack.allow_bots,
+                    ping_interval=cfg.slack.ping_interval_seconds,
+                )
+            )
         return found
 
     def _middleware(self) -> list[Middleware]:

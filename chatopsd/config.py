@@ -63,6 +63,8 @@ class SlackSection(Section):
     bot_token: SecretStr
     api_url: str = "https://slack.com/api/"
     allow_bots: bool = False
+    # Socket Mode heartbeat: a dead or half-open socket is replaced within ~2 intervals.
+    ping_interval_seconds: float = Field(3.0, gt=0, le=60)
 
     @field_validator("app_token")
     @classmethod

@@ -1,0 +1,358 @@
+"""Slack over Socket Mode: an outbound websocket, no public endpoint.
+
+slack-sdk's aiohttp `SocketModeClient` keeps the socket: it follows `disconnect` /
+`refresh_requested` by itself and pings every `ping_interval`, so a dropped or half-open
+socket is replaced within a couple of intervals. This connector adds what the SDK does not:
+  * every envelope is acked before anything else happens (Slack redelivers after 3 s);
+  * payloads are translated to `Inbound` (slack_events) and actors resolved (slack_users);
+    redeliveries keep their event id, and the bus's Dedupe drops them;
+  * auth.test and apps.connections.open run here first, so a bad token is a
+    FatalConnectorError instead of an endless retry inside the SDK;
+  * when the SDK cannot get a socket back for `reconnect_grace` seconds, `run` raises, so
+    the supervisor's backoff (not the SDK's fixed interval) paces a long outage.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import OrderedDict
+from dataclasses import replace
+from typing import Any
+
+import aiohttp
+from slack_sdk.errors import SlackApiError
+from slack_sdk.http_retry.builtin_async_handlers import (
+    AsyncConnectionErrorRetryHandler,
+    AsyncRateLimitErrorRetryHandler,
+    AsyncServerErrorRetryHandler,
+)
+from slack_sdk.socket_mode.aiohttp import SocketModeClient
+from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
+from slack_sdk.web.async_client import AsyncWebClient
+from slack_sdk.webhook.async_client import AsyncWebhookClient
+
+from chatopsd.connectors.base import Session
+from chatopsd.connectors.slack_events import PLATFORM, Identity, MalformedPayload, translate
+from chatopsd.connectors.slack_render import escape, render
+from chatopsd.connectors.slack_users import UserCache
+from chatopsd.core.errors import FatalConnectorError, TransientSendError
+from chatopsd.core.messages import Destination, Inbound, Reply, Sent
+from chatopsd.core.ports import Clock
+
+log = logging.getLogger("chatopsd.slack")
+
+# Errors no retry can fix: the token is wrong, revoked or of the wrong kind.
+_FATAL = {
+    "invalid_auth",
+    "not_authed",
+    "account_inactive",
+    "token_revoked",
+    "token_expired",
+    "not_allowed_token_type",
+    "invalid_token",
+}
+_TRANSIENT = {"ratelimited", "internal_error", "fatal_error", "service_unavailable"}
+_NETWORK = (aiohttp.ClientError, OSError, TimeoutError)
+
+
+class SlackSendError(Exception):
+    """Slack refused a post for a reason retrying will not fix (not_in_channel, ...)."""
+
+    def __init__(self, message: str, error: str = "") -> None:
+        super().__init__(message)
+        self.error = error
+
+
+# A slash command works in channels the bot is not in; its answer then goes to the command's
+# response_url (valid 30 minutes) instead of chat.postMessage.
+_NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
+_RESPONSE_URL_TTL = 25 * 60.0
+
+
+class SlackConnector:
+    platform = PLATFORM
+
+    def __init__(
+        self,
+        *,
+        app_token: str,
+        bot_token: str,
+        api_url: str,
+        clock: Clock,
+        prefix: str = "!",
+        allow_bots: bool = False,
+        ping_interval: float = 3.0,
+        reconnect_grace: float | None = None,
+        connect_timeout: float = 10.0,
+        http_timeout: int = 10,
+    ) -> None:
+        self._app_token, self._bot_token = app_token, bot_token
+        self.api_url = api_url if api_url.endswith("/") else api_url + "/"
+        self.clock, self.prefix, self.allow_bots = clock, prefix, allow_bots
+        self.ping_interval = ping_interval
+        self.reconnect_grace = reconnect_grace or max(5 * ping_interval, 5.0)
+        self.connect_timeout, self.http_timeout = connect_timeout, http_timeout
+        self._web: AsyncWebClient | None = None
+        self._users: UserCache | None = None
+        self._socket: SocketModeClient | None = None
+        self._session: Session | None = None
+        self.me = Identity(user_id="", allow_bots=allow_bots)
+        self.acked = 0
+        self.malformed = 0
+        self._response_urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+
+    # -- connection ------------------------------------------------------------------------
+
+    def web(self) -> AsyncWebClient:
+        """The Web API client, built on first use (inside the running loop)."""
+        if self._web is None:
+            self._web = AsyncWebClient(
+                token=self._bot_token,
+                base_url=self.api_url,
+                timeout=self.http_timeout,
+                retry_handlers=[
+                    AsyncConnectionErrorRetryHandler(max_retry_count=1),
+                    # waits for Retry-After (plus up to 1 s of jitter) before the retry
+                    AsyncRateLimitErrorRetryHandler(max_retry_count=2),
+                    AsyncServerErrorRetryHandler(max_retry_count=2),
+                ],
+            )
+            self._users = UserCache(self._web, self.clock)
+        return self._web
+
+    async def run(self, session: Session) -> None:
+        web = self.web()
+        self.me = await self._identify(web)
+        url = await self._open(web)
+        # The SDK client starts tasks in its constructor: build it here, inside the loop.
+        client = SocketModeClient(
+            app_token=self._app_token, web_client=web, ping_interval=self.ping_interval
+        )
+        client.message_listeners.append(self._on_message)
+        client.wss_uri = url
+        self._socket, self._session = client, session
+        try:
+            try:
+                async with asyncio.timeout(self.connect_timeout):
+                    await client.connect()  # type: ignore[no-untyped-call]
+            except TimeoutError:
+                raise ConnectionError(
+                    f"websocket not open after {self.connect_timeout:.0f} s"
+                ) from None
+            session.ready()
+            await self._watch(client)
+        finally:
+            self._socket = None
+            await _close_quietly(client)
+
+    async def _identify(self, web: AsyncWebClient) -> Identity:
+        try:
+            me = await web.auth_test()
+        except SlackApiError as exc:
+            raise _connect_error(exc, "slack.bot_token", "auth.test") from None
+        return Identity(
+            user_id=str(me.get("user_id") or ""),
+            bot_id=str(me.get("bot_id") or ""),
+            allow_bots=self.allow_bots,
+        )
+
+    async def _open(self, web: AsyncWebClient) -> str:
+        try:
+            response = await web.apps_connections_open(app_token=self._app_token)
+        except SlackApiError as exc:
+            raise _connect_error(exc, "slack.app_token", "apps.connections.open") from None
+        url = response.get("url")
+        if not isinstance(url, str) or not url.startswith(("ws://", "wss://")):
+            raise ConnectionError("apps.connections.open returned no websocket URL")
+        return url
+
+    async def _watch(self, client: SocketModeClient) -> None:
+        """Return (raise) only when the SDK has had no working socket for reconnect_grace s.
+
+        Short gaps (refresh, a dropped socket) are the SDK's to mend; it reconnects in
+        milliseconds. Loop time, not the injected clock: this is about real sockets."""
+        loop = asyncio.get_running_loop()
+        down_since: float | None = None
+        while True:
+            await asyncio.sleep(self.ping_interval / 2)
+            if await client.is_connected():
+                down_since = None
+                continue
+            now = loop.time()
+            down_since = down_since if down_since is not None else now
+            if now - down_since >= self.reconnect_grace:
+                raise ConnectionError(
+                    f"Socket Mode connection down for {now - down_since:.0f} s; reconnecting"
+                )
+
+    # -- inbound ---------------------------------------------------------------------------
+
+    async def _on_message(
+        self, client: AsyncBaseSocketModeClient, message: dict[str, Any], raw: str | None
+    ) -> None:
+        kind = message.get("type")
+        if kind == "hello":
+            return
+        envelope_id = message.get("envelope_id")
+        if not isinstance(envelope_id, str) or not envelope_id:
+            self.malformed += 1
+            log.warning("malformed Socket Mode message ignored (no envelope_id): %.200r", raw)
+            return
+        # Ack first: Slack counts 3 s from delivery, and user lookups or a slow disk must
+        # not turn into a redelivery.
+        try:
+            await client.send_socket_mode_response(_ack(envelope_id, str(kind), message))
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            # Not acked, so not handled: Slack redelivers it on the next socket.
+            log.warning("could not ack envelope %s (%s); Slack will redeliver it", envelope_id, exc)
+            return
+        self.acked += 1
+        try:
+            event = translate(str(kind), message.get("payload"), self.me, self.prefix)
+        except MalformedPayload as exc:
+            self.malformed += 1
+            log.warning("malformed %s envelope %s ignored: %s", kind, envelope_id, exc)
+            return
+        if event is None or self._session is None:
+            return
+        if event.kind == "slash":
+            self._remember_response_url(event, message.get("payload"))
+        if isinstance(message.get("retry_attempt"), int) and message["retry_attempt"] > 0:
+            log.info("redelivered event %s (attempt %d)", event.event_id, message["retry_attempt"])
+        self._session.emit(await self._resolve(event))
+
+    async def _resolve(self, event: Inbound) -> Inbound:
+        if self._users is None:
+            return event
+        return replace(event, actor=await self._users.resolve(event.actor))
+
+    # -- outbound --------------------------------------------------------------------------
+
+    async def send(self, destination: Destination, reply: Reply) -> Sent | None:
+        text, blocks = render(reply)
+        args: dict[str, Any] = {"channel": destination.channel, "text": text, "blocks": blocks}
+        thread = reply.thread or destination.thread
+        if thread:
+            args["thread_ts"] = thread
+        web = self.web()
+        if reply.ephemeral and destination.actor:
+            response = await _call(
+                web.chat_postEphemeral, "chat.postEphemeral", args, user=destination.actor
+            )
+            extra = {"channel": destination.channel, "ephemeral": "1"}
+            return Sent(destination, str(response.get("message_ts") or ""), extra)
+        try:
+            response = await _call(web.chat_postMessage, "chat.postMessage", args)
+        except SlackSendError as exc:
+            url = self._response_url(destination) if exc.error in _NOT_A_MEMBER else None
+            if url is None:
+                raise
+            await self._respond(url, text, blocks, reply.ephemeral)
+            return Sent(destination, "", {"channel": destination.channel, "ephemeral": "1"})
+        channel = str(response.get("channel") or destination.channel)
+        return Sent(destination, str(response.get("ts") or ""), {"channel": channel})
+
+    def _remember_response_url(self, event: Inbound, payload: Any) -> None:
+        url = payload.get("response_url") if isinstance(payload, dict) else None
+        if not isinstance(url, str) or not url.startswith(("https://", "http://")):
+            return
+        key = (event.channel, event.actor.id)
+        self._response_urls[key] = (url, asyncio.get_running_loop().time() + _RESPONSE_URL_TTL)
+        self._response_urls.move_to_end(key)
+        while len(self._response_urls) > 1000:
+            self._response_urls.popitem(last=False)
+
+    def _response_url(self, destination: Destination) -> str | None:
+        found = self._response_urls.get((destination.channel, destination.actor or ""))
+        if found is None or found[1] < asyncio.get_running_loop().time():
+            return None
+        return found[0]
+
+    async def _respond(self, url: str, text: str, blocks: list[Any], ephemeral: bool) -> None:
+        hook = AsyncWebhookClient(url, timeout=self.http_timeout)
+        try:
+            response = await hook.send(
+                text=text,
+                blocks=blocks,
+                response_type="ephemeral" if ephemeral else "in_channel",
+                replace_original=False,
+            )
+        except _NETWORK as exc:
+            raise TransientSendError(f"response_url: {type(exc).__name__}: {exc}") from None
+        if response.status_code == 429 or response.status_code >= 500:
+            raise TransientSendError(f"response_url: HTTP {response.status_code}")
+        if response.status_code != 200:
+            raise SlackSendError(f"response_url failed: HTTP {response.status_code}")
+
+    async def edit(self, sent: Sent, reply: Reply) -> None:
+        if sent.extra.get("ephemeral"):
+            log.info("ephemeral message %s cannot be edited; left as is", sent.message_id)
+            return
+        text, blocks = render(reply)
+        channel = sent.extra.get("channel") or sent.destination.channel
+        args: dict[str, Any] = {
+            "channel": channel,
+            "ts": sent.message_id,
+            "text": text,
+            "blocks": blocks,
+        }
+        await _call(self.web().chat_update, "chat.update", args)
+
+    async def close(self) -> None:
+        if self._socket is not None:
+            await _close_quietly(self._socket)
+            self._socket = None
+
+
+def _ack(envelope_id: str, kind: str, message: dict[str, Any]) -> dict[str, Any]:
+    ack: dict[str, Any] = {"envelope_id": envelope_id}
+    payload = message.get("payload")
+    if kind == "slash_commands" and isinstance(payload, dict):
+        # The immediate answer only the asker sees; the full answer is posted after.
+        said = f"{payload.get('command', '')} {payload.get('text', '')}".strip()
+        ack["payload"] = {"response_type": "ephemeral", "text": f"Working on `{escape(said)}`…"}
+    return ack
+
+
+async def _call(method: Any, name: str, args: dict[str, Any], **more: Any) -> Any:
+    """One Web API call; failures become TransientSendError (outbox retries) or not."""
+    try:
+        return await method(**args, **more)
+    except SlackApiError as exc:
+        error = str(exc.response.get("error") or "")
+        status = exc.response.status_code
+        if status == 429 or error == "ratelimited":
+            raise TransientSendError(
+                f"{name}: rate limited", retry_after=_retry_after(exc)
+            ) from None
+        if status >= 500 or error in _TRANSIENT:
+            raise TransientSendError(f"{name}: HTTP {status} {error}".rstrip()) from None
+        raise SlackSendError(f"{name} failed: {error or f'HTTP {status}'}", error) from None
+    except _NETWORK as exc:
+        raise TransientSendError(f"{name}: {type(exc).__name__}: {exc}") from None
+
+
+def _retry_after(exc: SlackApiError) -> float | None:
+    value = exc.response.headers.get("Retry-After") if exc.response.headers else None
+    try:
+        return float(value) if value is not None else None
+    except (TypeError, ValueError):
+        return None
+
+
+def _connect_error(exc: SlackApiError, key: str, method: str) -> Exception:
+    error = str(exc.response.get("error") or f"HTTP {exc.response.status_code}")
+    if error in _FATAL:
+        return FatalConnectorError(
+            f"Slack refused {key} at {method} ({error}): check the token in the config, "
+            f"CHATOPSD_{key.replace('.', '_').upper()} or the systemd credential"
+        )
+    return ConnectionError(f"{method} failed: {error}")
+
+
+async def _close_quietly(client: SocketModeClient) -> None:
+    try:
+        await client.close()  # type: ignore[no-untyped-call]
+    except Exception as exc:  # a broken socket may fail to close; it is gone either way
+        log.debug("closing the Socket Mode client: %s", exc)

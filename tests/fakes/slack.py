@@ -1,0 +1,377 @@
+"""A protocol-level fake Slack: Web API + Socket Mode websocket on 127.0.0.1, port 0.
+
+The REAL slack-sdk talks to it. It behaves like Slack where it matters to us:
+  * apps.connections.open wants the xapp- token, every other method the xoxb- token
+    (anything else gets {"ok": false, "error": "invalid_auth"});
+  * the websocket says `hello`, sends envelopes, and keeps every envelope that was not acked;
+    a new connection gets them again with retry_attempt + 1 (Slack redelivers unacked events);
+  * failures are scripted per method (`fail`), or injected on the socket (`drop`, `go_half_open`,
+    `disconnect`).
+`timeline` records ("ack", envelope_id) and ("api", method) in the order they happened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import itertools
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+BOT_TOKEN = "xoxb-test-bot"
+APP_TOKEN = "xapp-test-app"
+BOT_USER = "UBOT"
+BOT_ID = "BBOT"
+
+USERS: dict[str, dict[str, Any]] = {
+    "U1": {
+        "id": "U1",
+        "name": "jane",
+        "real_name": "Jane Doe",
+        "is_bot": False,
+        "profile": {
+            "display_name": "Jane Doe",
+            "real_name": "Jane Doe",
+            "email": "Jane@Example.com",
+        },
+    },
+    "U2": {
+        "id": "U2",
+        "name": "bob",
+        "is_bot": False,
+        "profile": {"display_name": "", "real_name": "Bob Roe", "email": "bob@example.com"},
+    },
+}
+
+
+class FakeSlack:
+    def __init__(self, bot_token: str = BOT_TOKEN, app_token: str = APP_TOKEN) -> None:
+        self.bot_token, self.app_token = bot_token, app_token
+        self.calls: list[tuple[str, dict[str, Any], float]] = []
+        self.timeline: list[tuple[str, str]] = []
+        self.acks: dict[str, dict[str, Any]] = {}
+        self.ack_times: dict[str, float] = {}
+        self.sent_times: dict[str, float] = {}
+        self.pending: dict[str, dict[str, Any]] = {}
+        self.scripted: dict[str, list[tuple[int, dict[str, Any], dict[str, str]]]] = {}
+        self.delay: dict[str, float] = {}
+        self.connections = 0
+        self.ws_url: str | None = None  # what apps.connections.open hands out, if not ours
+        self.active: web.WebSocketResponse | None = None
+        self._requests: dict[int, web.Request] = {}
+        self._muted: set[int] = set()
+        self._ids = itertools.count(1)
+        self._ts = itertools.count(1)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    # -- life ------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_route("*", "/api/{method}", self._api)
+        app.router.add_get("/link", self._ws)
+        app.router.add_post("/commands/{n}", self._response_url)
+        self._runner = web.AppRunner(app, handle_signals=False)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        server = site._server
+        assert server is not None
+        self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/"
+
+    # -- scripting -------------------------------------------------------------------------
+
+    def fail(
+        self, method: str, status: int, error: str, headers: dict[str, str] | None = None
+    ) -> None:
+        """The next call of `method` answers `status` with {"ok": false, "error": error}."""
+        self.scripted.setdefault(method, []).append(
+            (status, {"ok": False, "error": error}, headers or {})
+        )
+
+    def posts(self, method: str = "chat.postMessage") -> list[dict[str, Any]]:
+        return [args for m, args, _ in self.calls if m == method]
+
+    def call_times(self, method: str) -> list[float]:
+        return [t for m, _, t in self.calls if m == method]
+
+    async def wait_for(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
+        deadline = time.monotonic() + timeout
+        while not cond():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out; calls={[c[0] for c in self.calls]}")
+            await asyncio.sleep(0.01)
+
+    # -- web API ---------------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        args: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                args.update(await request.json())
+            else:
+                args.update(dict(await request.post()))
+        self.calls.append((method, args, time.monotonic()))
+        self.timeline.append(("api", method))
+        if delay := self.delay.get(method):
+            await asyncio.sleep(delay)
+        if self.scripted.get(method):
+            status, body, headers = self.scripted[method].pop(0)
+            return web.json_response(body, status=status, headers=headers)
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        want = self.app_token if method == "apps.connections.open" else self.bot_token
+        if not token:
+            return web.json_response({"ok": False, "error": "not_authed"})
+        if token != want:
+            return web.json_response({"ok": False, "error": "invalid_auth"})
+        handler = getattr(self, "_m_" + method.replace(".", "_"), None)
+        if handler is None:
+            return web.json_response({"ok": False, "error": "unknown_method"}, status=404)
+        result: dict[str, Any] = handler(args)
+        return web.json_response(result)
+
+    def _m_auth_test(self, args: dict[str, Any]) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "url": "https://fake.slack.com/",
+            "team": "Fake",
+            "user": "chatopsd",
+            "team_id": "T1",
+            "user_id": BOT_USER,
+            "bot_id": BOT_ID,
+            "is_enterprise_install": False,
+        }
+
+    def _m_apps_connections_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        url = self.ws_url or f"ws://127.0.0.1:{self.port}/link?ticket={next(self._ids)}"
+        return {"ok": True, "url": url}
+
+    def _next_ts(self) -> str:
+        return f"1700000000.{next(self._ts):06d}"
+
+    def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("channel") or not (args.get("text") or args.get("blocks")):
+            return {"ok": False, "error": "no_text"}
+        ts = self._next_ts()
+        message = {"type": "message", "text": args.get("text"), "user": BOT_USER, "ts": ts}
+        return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+
+    def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("user"):
+            return {"ok": False, "error": "user_not_in_channel"}
+        return {"ok": True, "message_ts": self._next_ts()}
+
+    def _m_chat_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        if not args.get("ts"):
+            return {"ok": False, "error": "message_not_found"}
+        return {"ok": True, "channel": args["channel"], "ts": args["ts"], "text": args.get("text")}
+
+    def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        user = USERS.get(str(args.get("user")))
+        return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    async def _response_url(self, request: web.Request) -> web.StreamResponse:
+        body = await request.json()
+        self.calls.append(("response_url", body, time.monotonic()))
+        self.timeline.append(("api", "response_url"))
+        return web.Response(text="ok", content_type="text/html")
+
+    # -- socket mode -----------------------------------------------------------------------
+
+    async def _ws(self, request: web.Request) -> web.StreamResponse:
+        ws = web.WebSocketResponse(autoping=False)  # pongs are ours to give (or withhold)
+        await ws.prepare(request)
+        self.connections += 1
+        self._requests[id(ws)] = request
+        self.active = ws
+        await ws.send_json(
+            {
+                "type": "hello",
+                "num_connections": 1,
+                "debug_info": {"host": "fake-slack", "approximate_connection_time": 18060},
+                "connection_info": {"app_id": "A1"},
+            }
+        )
+        for envelope in list(self.pending.values()):  # Slack redelivers what was not acked
+            if "retry_attempt" in envelope:
+                envelope["retry_attempt"] += 1
+                envelope["retry_reason"] = "timeout"
+            await ws.send_json(envelope)
+        try:
+            async for msg in ws:
+                if id(ws) in self._muted:
+                    continue  # half-open: nothing gets through, not even pings
+                if msg.type == WSMsgType.PING:
+                    await ws.pong(msg.data)
+                elif msg.type == WSMsgType.TEXT:
+                    data = json.loads(msg.data)
+                    envelope_id = str(data.get("envelope_id"))
+                    self.acks[envelope_id] = data
+                    self.ack_times[envelope_id] = time.monotonic()
+                    self.timeline.append(("ack", envelope_id))
+                    self.pending.pop(envelope_id, None)
+        finally:
+            if self.active is ws:
+                self.active = None
+        return ws
+
+    async def send_raw(self, text: str) -> None:
+        assert self.active is not None, "no socket connected"
+        await self.active.send_str(text)
+
+    async def send_envelope(
+        self,
+        kind: str,
+        payload: Any,
+        *,
+        envelope_id: str | None = None,
+        retry_attempt: int | None = None,
+    ) -> str:
+        envelope_id = envelope_id or f"env-{next(self._ids)}"
+        envelope: dict[str, Any] = {
+            "envelope_id": envelope_id,
+            "type": kind,
+            "payload": payload,
+            "accepts_response_payload": kind != "events_api",
+        }
+        if kind == "events_api":
+            envelope["retry_attempt"] = retry_attempt or 0
+            envelope["retry_reason"] = "timeout" if retry_attempt else ""
+        self.pending[envelope_id] = envelope
+        self.sent_times[envelope_id] = time.monotonic()
+        if self.active is not None and not self.active.closed:
+            with contextlib.suppress(ConnectionError):  # stays pending for the next socket
+                await self.active.send_json(envelope)
+        return envelope_id
+
+    async def event(
+        self, event: dict[str, Any], *, event_id: str | None = None, retry_attempt: int = 0
+    ) -> str:
+        payload = {
+            "token": "verification-token",
+            "team_id": "T1",
+            "api_app_id": "A1",
+            "event": event,
+            "type": "event_callback",
+            "event_id": event_id or f"Ev{next(self._ids):08d}",
+            "event_time": 1700000000,
+            "authorizations": [{"team_id": "T1", "user_id": BOT_USER, "is_bot": True}],
+        }
+        return await self.send_envelope("events_api", payload, retry_attempt=retry_attempt)
+
+    def message(
+        self,
+        text: str,
+        *,
+        user: str = "U1",
+        channel: str = "C1",
+        thread_ts: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any]:
+        event: dict[str, Any] = {
+            "type": "message",
+            "channel": channel,
+            "user": user,
+            "text": text,
+            "ts": self._next_ts(),
+            "event_ts": "1700000000.000001",
+            "channel_type": "channel",
+        }
+        if thread_ts:
+            event["thread_ts"] = thread_ts
+        event.update(extra)
+        return event
+
+    async def slash(self, command: str, text: str = "", *, user: str = "U1") -> str:
+        n = next(self._ids)
+        return await self.send_envelope(
+            "slash_commands",
+            {
+                "token": "verification-token",
+                "team_id": "T1",
+                "channel_id": "C1",
+                "channel_name": "ops",
+                "user_id": user,
+                "user_name": USERS.get(user, {}).get("name", user),
+                "command": command,
+                "text": text,
+                "api_app_id": "A1",
+                "response_url": f"http://127.0.0.1:{self.port}/commands/{n}",
+                "trigger_id": f"trigger-{n}",
+            },
+        )
+
+    async def click(
+        self, value: str, *, action_id: str = "chatopsd:0", thread_ts: str | None = None
+    ) -> str:
+        n = next(self._ids)
+        message: dict[str, Any] = {"type": "message", "user": BOT_USER, "ts": "1700000000.000100"}
+        if thread_ts:
+            message["thread_ts"] = thread_ts
+        return await self.send_envelope(
+            "interactive",
+            {
+                "type": "block_actions",
+                "user": {"id": "U1", "username": "jane", "name": "jane", "team_id": "T1"},
+                "api_app_id": "A1",
+                "container": {
+                    "type": "message",
+                    "message_ts": "1700000000.000100",
+                    "channel_id": "C1",
+                    "is_ephemeral": False,
+                },
+                "trigger_id": f"trigger-{n}",
+                "team": {"id": "T1", "domain": "fake"},
+                "channel": {"id": "C1", "name": "ops"},
+                "message": message,
+                "response_url": f"https://hooks.slack.invalid/actions/{n}",
+                "actions": [
+                    {
+                        "action_id": action_id,
+                        "block_id": "b1",
+                        "text": {"type": "plain_text", "text": "Page"},
+                        "value": value,
+                        "type": "button",
+                        "action_ts": "1700000001.000001",
+                    }
+                ],
+            },
+        )
+
+    # -- socket failures -------------------------------------------------------------------
+
+    async def disconnect(self, reason: str = "refresh_requested") -> None:
+        """Slack's warning before it closes a socket; new envelopes wait for the next one."""
+        ws, self.active = self.active, None
+        assert ws is not None
+        await ws.send_json(
+            {"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-slack"}}
+        )
+
+    def drop(self) -> None:
+        """Abrupt TCP drop: no close frame, the connection just goes away."""
+        ws, self.active = self.active, None
+        assert ws is not None
+        transport = self._requests[id(ws)].transport
+        assert transport is not None
+        transport.abort()
+
+    def go_half_open(self) -> None:
+        """The socket stays open but nothing arrives any more: no pongs, no acks."""
+        ws, self.active = self.active, None
+        assert ws is not None
+        self._muted.add(id(ws))
