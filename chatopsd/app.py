@@ -99,7 +99,9 @@ class App:
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
         self.scheduler.start()
         for connector in connectors:
-            supervisor = Supervisor(connector, self.bus.submit, self.clock)
+            supervisor = Supervisor(
+                connector, self.bus.submit, self.clock, accepting=self.bus.accepting
+            )
             self.supervisors.append(supervisor)
             self._tasks.append(
                 asyncio.get_running_loop().create_task(

@@ -433,3 +433,21 @@ async def test_not_in_channel_without_slash_is_not_retried(app: App, fake: FakeS
     await fake.wait_for(lambda: app.outbox.failed == 1)
     assert len(fake.posts()) == 1
     assert fake.posts("response_url") == []
+
+
+async def test_event_arriving_during_shutdown_is_left_for_the_next_run(
+    tmp_path: Path, fake: FakeSlack, clock: FakeClock
+) -> None:
+    config = slack_config(tmp_path, fake)
+    app = await started(config, clock)
+    await app.bus.drain(1)  # what stop() does first: no new commands from here on
+    envelope = await fake.event(fake.message("!help"), event_id="EvLate1")
+    await asyncio.sleep(0.3)
+    assert envelope not in fake.acks and not fake.posts()
+    await app.stop()
+    app = await started(config, clock)  # the fake redelivers what was never acked
+    try:
+        await fake.wait_for(lambda: len(fake.posts()) == 1)
+        await fake.wait_for(lambda: not fake.pending)  # and acked by the new run
+    finally:
+        await app.stop()

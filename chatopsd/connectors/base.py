@@ -51,6 +51,11 @@ class Session(Protocol):
 
     def ready(self) -> None: ...
 
+    def accepting(self) -> bool:
+        """False once the daemon is shutting down: do not acknowledge new events then, so the
+        platform redelivers them to the next run instead of them being dropped."""
+        ...
+
 
 class Connector(Protocol):
     platform: str
@@ -92,6 +97,7 @@ class Supervisor:
         backoff: Backoff | None = None,
         rng: random.Random | None = None,
         sleep: Callable[[float], object] = asyncio.sleep,
+        accepting: Callable[[], bool] = lambda: True,
     ) -> None:
         self.connector = connector
         self._emit = emit
@@ -104,6 +110,7 @@ class Supervisor:
         self._last_log = -1e9
         self._suppressed = 0
         self.ready_event = asyncio.Event()
+        self.accepting = accepting
 
     @property
     def platform(self) -> str:

@@ -199,6 +199,10 @@ class SlackConnector:
             self.malformed += 1
             log.warning("malformed Socket Mode message ignored (no envelope_id): %.200r", raw)
             return
+        if self._session is not None and not self._session.accepting():
+            # Shutting down: leave it unacked so Slack redelivers it to the next run.
+            log.info("shutting down; left envelope %s for redelivery", envelope_id)
+            return
         # Ack first: Slack counts 3 s from delivery, and user lookups or a slow disk must
         # not turn into a redelivery.
         try:

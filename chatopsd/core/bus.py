@@ -175,6 +175,9 @@ class Bus:
             task.cancel()
         return len(still)
 
+    def accepting(self) -> bool:
+        return self._accepting
+
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
