@@ -23,12 +23,14 @@ from chatopsd.handlers.help import HelpHandler
 from chatopsd.handlers.ic import IcHandler
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
+from chatopsd.integrations.pagerduty import PagerDutyClient, PagerDutyPager
 from chatopsd.logs import toggle_debug
 from chatopsd.outbox import Outbox
 from chatopsd.scheduler import Scheduler
 from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger
 from chatopsd.store.kv import SqliteKeyValue
+from chatopsd.store.oncall import OnCallCache
 from chatopsd.store.sqlite import Database
 
 log = logging.getLogger("chatopsd")
@@ -62,6 +64,7 @@ class App:
         await self.ledger.load()
         self.audit = SqliteAuditLog(self.db)
         self.kv = SqliteKeyValue(self.db)
+        self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
         self.outbox = Outbox({c.platform: c for c in connectors})
@@ -129,7 +132,7 @@ class App:
         directory, pager = self._oncall()
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),
-            IcHandler(directory, pager),
+            IcHandler(directory, pager, page_deadline=self._page_deadline()),
             StatusHandler(StatusBoard(self._status_sources())),
         ]
         for handler in handlers:
@@ -140,7 +143,38 @@ class App:
         """Demo data only for a console-only daemon: never show made-up people in a real chat."""
         return not self.config.platforms
 
+    async def _oncall_cache(self) -> OnCallCache | None:
+        """The PagerDuty on-call cache (loaded from SQLite) and its refresh job."""
+        pd = self.config.pagerduty
+        if pd is None:
+            return None
+        cache = OnCallCache(
+            self.db,
+            PagerDutyClient(pd.api_url, pd.api_token.get_secret_value()),
+            self.clock,
+            schedules={"ic": pd.ic_schedules, "responders": pd.responder_schedules},
+            refresh_seconds=pd.refresh_seconds,
+        )
+        await cache.load()
+        self.scheduler.every("pagerduty-refresh", pd.refresh_seconds, cache.refresh_job)
+        return cache
+
+    def _page_deadline(self) -> float:
+        pd = self.config.pagerduty
+        return pd.page_deadline_seconds if pd is not None else 8.0
+
     def _oncall(self) -> tuple[Directory, Pager]:
+        pd = self.config.pagerduty
+        if pd is not None and self.oncall_cache is not None:
+            # The client's own deadline is a little shorter than the handler's, so its
+            # specific error ("rate limited", "bad token") wins over a bare timeout.
+            pager = PagerDutyPager(
+                self.oncall_cache.client,
+                from_email=pd.from_email,
+                service_id=pd.service_id,
+                deadline=max(0.5, pd.page_deadline_seconds - 0.5),
+            )
+            return self.oncall_cache, pager
         if self.config.pagerduty is None and self._demo():
             return demo.DemoDirectory(self.clock), demo.DemoPager()
         return demo.NotConfigured(), demo.NotConfigured()
@@ -169,6 +203,8 @@ class App:
             except Exception:
                 log.exception("closing %s failed", supervisor.platform)
         await self.outbox.close()
+        if self.oncall_cache is not None:
+            await self.oncall_cache.client.close()
         await self.db.close()
         log.info("chatopsd stopped")
 
