@@ -122,7 +122,8 @@ class PagerDutyClient:
             if not body.get("more") or not items:
                 break
             offset += len(items)
-        return sorted(best.values(), key=lambda r: (r.level, r.schedule_name, r.user_name))
+        # Grouped by schedule, then escalation level: one compact message per group.
+        return sorted(best.values(), key=lambda r: (r.schedule_name, r.level, r.user_name))
 
     async def user(self, user_id: str, *, deadline: float = 30.0) -> dict[str, Any]:
         body = await self._request(
@@ -153,11 +154,13 @@ class PagerDutyClient:
         title: str,
         user_ids: Sequence[str],
         incident_key: str,
-        details: str,
         deadline: float,
     ) -> tuple[dict[str, Any], bool]:
         """Create the incident; (incident, duplicate). A duplicate open incident_key (our own
-        earlier attempt, or a redelivered command) is looked up and returned, not re-paged."""
+        earlier attempt, or a redelivered command) is looked up and returned, not re-paged.
+
+        No `body.details`: the published spec types it as an object, the live API as a string;
+        the title carries the summary and the incident_key the chat event."""
         until = time.monotonic() + deadline
         payload = {
             "incident": {
@@ -166,7 +169,6 @@ class PagerDutyClient:
                 "service": {"id": service_id, "type": "service_reference"},
                 "urgency": "high",
                 "incident_key": incident_key,
-                "body": {"type": "incident_body", "details": details},
                 "assignments": [
                     {"assignee": {"id": uid, "type": "user_reference"}} for uid in user_ids
                 ],
@@ -313,7 +315,6 @@ class PagerDutyPager:
                 title=summary,
                 user_ids=[p.id for p in targets],
                 incident_key=key,
-                details=f"{summary}\nchatopsd key: {key}",
                 deadline=self.deadline,
             )
         except PagerDutyError as exc:
