@@ -293,3 +293,49 @@ async def test_cache_survives_restart_and_serves_the_console(
     assert "Ada Lovelace (IC Primary, primary): +1 555 0100" in replies[0]
     assert "Barbara Liskov (Database, primary)" in replies[1]
     assert "+1 555 0100" in replies[2]
+
+
+@pytest.mark.parametrize(
+    ("fault", "path", "named"),
+    [
+        ("badjson", "/oncalls", "unreadable answer"),
+        ("429", "/oncalls", "rate limiting us (429)"),
+        ("500", "/users/", "server error (500)"),
+    ],
+)
+async def test_refresh_faults_keep_the_cache_and_name_the_cause(
+    app: App, pd: FakePagerDuty, clock: FakeClock, fault: str, path: str, named: str
+) -> None:
+    cache = app.oncall_cache
+    assert cache is not None
+    pd.fault, pd.fault_path = fault, path
+    assert await cache.refresh() is None
+    clock.advance(121)
+    text = one(await say(app, "!ic"))
+    assert named in text and "+1 555 0100" in text
+
+
+async def test_user_deleted_between_calls_still_listed(app: App, pd: FakePagerDuty) -> None:
+    cache = app.oncall_cache
+    assert cache is not None
+    pd.users["PGONE"] = FakeUser("PGONE", "Gone Person", "gone@example.com", [phone("555 0666")])
+    pd.schedules["PIC2"] = ("IC Shadow", [("PALAN", 1), ("PGONE", 2)])
+    pd.deleted.add("PGONE")  # /oncalls still names them; GET /users/PGONE is a 404
+    assert await cache.refresh() is not None
+    text = one(await say(app, "!ic"))
+    assert "Gone Person (IC Shadow, shadow): no phone number on file" in text
+    assert "+1 555 0102" in text
+
+
+async def test_a_hanging_refresh_does_not_delay_a_page(app: App, pd: FakePagerDuty) -> None:
+    cache = app.oncall_cache
+    assert cache is not None
+    pd.fault, pd.fault_path = "hang", "/oncalls"
+    refreshing = asyncio.create_task(cache.refresh(), name="test-refresh")
+    await asyncio.sleep(0.05)
+    started_at = time.monotonic()
+    assert "Paged Ada Lovelace" in one(await say(app, "!ic page"))
+    assert time.monotonic() - started_at < 0.5
+    assert "Ada Lovelace" in one(await say(app, "!ic"))
+    refreshing.cancel()
+    await asyncio.gather(refreshing, return_exceptions=True)

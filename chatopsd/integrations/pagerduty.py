@@ -65,7 +65,6 @@ class PagerDutyClient:
         request_timeout: float = 10.0,
         max_attempts: int = 4,
         page_size: int = 100,
-        concurrency: int = 8,
     ) -> None:
         self.api_url = api_url.rstrip("/")
         self._token = token
@@ -73,7 +72,6 @@ class PagerDutyClient:
         self.max_attempts = max_attempts
         self.page_size = page_size
         self.requests = 0  # counted for the benchmark and for tests
-        self._limit = asyncio.Semaphore(concurrency)
         self._session: aiohttp.ClientSession | None = None
 
     def _http(self) -> aiohttp.ClientSession:
@@ -226,20 +224,19 @@ class PagerDutyClient:
                 break
             wait: float | None = None
             try:
-                async with self._limit:
-                    self.requests += 1
-                    timeout = aiohttp.ClientTimeout(total=min(self.request_timeout, left))
-                    async with self._http().request(
-                        method,
-                        self.api_url + path,
-                        params=list(query),
-                        json=json_body,
-                        headers=dict(headers or {}),
-                        timeout=timeout,
-                    ) as resp:
-                        raw = await resp.read()
-                        status = resp.status
-                        resp_headers = resp.headers
+                self.requests += 1
+                timeout = aiohttp.ClientTimeout(total=min(self.request_timeout, left))
+                async with self._http().request(
+                    method,
+                    self.api_url + path,
+                    params=list(query),
+                    json=json_body,
+                    headers=dict(headers or {}),
+                    timeout=timeout,
+                ) as resp:
+                    raw = await resp.read()
+                    status = resp.status
+                    resp_headers = resp.headers
             except TimeoutError:
                 last = f"no answer from PagerDuty within {min(self.request_timeout, left):.0f} s"
                 log.warning("pagerduty %s attempt %d: timeout", what, attempt)

@@ -57,7 +57,9 @@ class OnCallCache:
         schedules: dict[Group, Sequence[str]],
         refresh_seconds: float,
         search_deadline: float = 3.0,
+        concurrency: int = 8,
     ) -> None:
+        self.concurrency = concurrency
         self.db = db
         self.client = client
         self.clock = clock
@@ -156,7 +158,24 @@ class OnCallCache:
             # we knew (someone can call them) and say so, rather than forget every number.
             raise PagerDutyError("PagerDuty lists nobody on call on the IC schedules")
         ids = sorted({r.user_id for group_rows in rows.values() for r in group_rows})
-        users = await asyncio.gather(*(self.client.user(uid) for uid in ids))
+        # A few user fetches at a time: polite to PagerDuty's rate limit, and the limit lives
+        # here (not in the client) so a page never queues behind a slow refresh.
+        limit = asyncio.Semaphore(self.concurrency)
+
+        names = {r.user_id: r.user_name for group_rows in rows.values() for r in group_rows}
+
+        async def user(uid: str) -> dict[str, Any]:
+            async with limit:
+                try:
+                    return await self.client.user(uid)
+                except PagerDutyError as exc:
+                    if exc.status != 404:
+                        raise
+                    # Deleted between the two calls: keep the name, without numbers.
+                    log.warning("pagerduty user %s is on call but not found", uid)
+                    return {"id": uid, "name": names.get(uid, uid)}
+
+        users = await asyncio.gather(*(user(uid) for uid in ids))
         people = {uid: _person(u) for uid, u in zip(ids, users, strict=True)}
         entries: dict[str, tuple[OnCall, ...]] = {
             group: tuple(

@@ -75,6 +75,7 @@ class FakePagerDuty:
     policies_per_entry: int = 2  # how many times /oncalls repeats each (schedule, user)
     page_size_cap: int = 3  # small pages, so pagination is exercised
     fault: str | None = None
+    deleted: set[str] = field(default_factory=set)  # on call, but GET /users/{id} is a 404
     fault_path: str = "/"
     violations: list[str] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
@@ -191,7 +192,7 @@ class FakePagerDuty:
 
     async def _user(self, request: web.Request) -> web.Response:
         user = self.users.get(request.match_info["id"])
-        if user is None:
+        if user is None or user.id in self.deleted:
             return _error(404, "Not Found")
         return web.json_response({"user": self._user_json(user)})
 
