@@ -339,3 +339,17 @@ async def test_a_hanging_refresh_does_not_delay_a_page(app: App, pd: FakePagerDu
     assert "Ada Lovelace" in one(await say(app, "!ic"))
     refreshing.cancel()
     await asyncio.gather(refreshing, return_exceptions=True)
+
+
+async def test_unknown_from_user_is_a_specific_400_message(
+    tmp_path: Path, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    app = await started(tmp_path, pd, clock, from_email="nobody@example.com")
+    try:
+        assert app.oncall_cache is not None
+        await app.oncall_cache.refresh()
+        text = one(await say(app, "!ic page"))
+        assert "refused the request as invalid (400)" in text
+        assert "Requester User Not Found" in text and "+1 555 0100" in text
+    finally:
+        await app.stop()
