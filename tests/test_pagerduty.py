@@ -353,3 +353,15 @@ async def test_unknown_from_user_is_a_specific_400_message(
         assert "Requester User Not Found" in text and "+1 555 0100" in text
     finally:
         await app.stop()
+
+
+@pytest.mark.parametrize("fault", ["429", "500"])
+async def test_page_retries_after_the_wait_pagerduty_asks_for(
+    app: App, pd: FakePagerDuty, fault: str
+) -> None:
+    pd.fault, pd.fault_path, pd.fault_times, pd.retry_after = fault, "/incidents", 1, "0.3"
+    started_at = time.monotonic()
+    assert "Paged Ada Lovelace" in one(await say(app, "!ic page"))
+    if fault == "429":
+        assert time.monotonic() - started_at >= 0.3  # ratelimit-reset / Retry-After honoured
+    assert len(pd.incidents) == 1 and pd.count("POST", "/incidents") == 2

@@ -78,6 +78,8 @@ class FakePagerDuty:
     fault: str | None = None
     deleted: set[str] = field(default_factory=set)  # on call, but GET /users/{id} is a 404
     fault_path: str = "/"
+    fault_times: int | None = None  # fault this many requests, then answer normally
+    retry_after: str = "30"  # the ratelimit-reset / Retry-After sent with "429"
     violations: list[str] = field(default_factory=list)
     requests: list[tuple[str, str]] = field(default_factory=list)
     incidents: list[dict[str, Any]] = field(default_factory=list)
@@ -121,6 +123,10 @@ class FakePagerDuty:
         if request.headers.get("Authorization") != f"Token token={TOKEN}":
             return _error(401, "Authentication failed")
         fault = self.fault if request.path.startswith(self.fault_path) else None
+        if fault is not None and self.fault_times is not None:
+            if self.fault_times <= 0:
+                fault = None
+            self.fault_times -= 1
         if fault == "401":
             return _error(401, "Authentication failed")
         if fault == "500":
@@ -129,7 +135,7 @@ class FakePagerDuty:
             return web.json_response(
                 {"error": {"message": "Rate Limit Exceeded", "code": 2020}},
                 status=429,
-                headers={"ratelimit-reset": "30", "Retry-After": "30"},
+                headers={"ratelimit-reset": self.retry_after, "Retry-After": self.retry_after},
             )
         if fault == "429-bare":
             return web.Response(status=429)
