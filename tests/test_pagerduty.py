@@ -365,3 +365,11 @@ async def test_page_retries_after_the_wait_pagerduty_asks_for(
     if fault == "429":
         assert time.monotonic() - started_at >= 0.3  # ratelimit-reset / Retry-After honoured
     assert len(pd.incidents) == 1 and pd.count("POST", "/incidents") == 2
+
+
+async def test_a_lost_answer_is_retried_without_paging_twice(app: App, pd: FakePagerDuty) -> None:
+    pd.fault, pd.fault_path, pd.fault_times = "drop-after", "/incidents", 1
+    text = one(await say(app, "!ic page"))
+    assert "Already paged for this request: Ada Lovelace, Grace Hopper, Alan Turing." in text
+    assert "PINC001" in text
+    assert len(pd.incidents) == 1 and pd.count("POST", "/incidents") == 2

@@ -9,7 +9,7 @@ also requiring them, so no request that references a service or user could ever 
 
 Fault modes (`fault`, applied to paths starting with `fault_path`): "500", "429" (with
 ratelimit-reset and Retry-After), "429-bare" (neither header nor body), "hang", "badjson",
-"empty" (no one on call), "401".
+"empty" (no one on call), "401", "drop-after" (do it, then drop the connection).
 """
 
 from __future__ import annotations
@@ -145,6 +145,8 @@ class FakePagerDuty:
         if fault == "badjson":
             return web.Response(text="{not json", content_type="application/json")
         response: web.StreamResponse = await handler(request)
+        if fault == "drop-after" and request.transport is not None:
+            request.transport.abort()  # did the work, then the answer is lost on the wire
         return response
 
     async def _oncalls(self, request: web.Request) -> web.Response:
