@@ -43,6 +43,8 @@ from chatopsd.store.stalkers import SqliteStalkerStore
 if TYPE_CHECKING:
     import aiohttp
 
+    from chatopsd.store.oncall import OnCallCache
+
 log = logging.getLogger("chatopsd")
 
 
@@ -75,6 +77,7 @@ class App:
         await self.ledger.load()
         self.audit = SqliteAuditLog(self.db)
         self.kv = SqliteKeyValue(self.db)
+        self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
         self.outbox = Outbox({c.platform: c for c in connectors})
@@ -186,7 +189,12 @@ class App:
         )
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),
-            IcHandler(directory, pager, on_paged=self.incidents.link_page),
+            IcHandler(
+                directory,
+                pager,
+                page_deadline=self._page_deadline(),
+                on_paged=self.incidents.link_page,
+            ),
             StatusHandler(board),
             self.stalking,
             self.incidents,
@@ -228,7 +236,43 @@ class App:
         """Demo data only for a console-only daemon: never show made-up people in a real chat."""
         return not self.config.platforms
 
+    async def _oncall_cache(self) -> OnCallCache | None:
+        """The PagerDuty on-call cache (loaded from SQLite) and its refresh job."""
+        pd = self.config.pagerduty
+        if pd is None:
+            return None
+        from chatopsd.integrations.pagerduty import PagerDutyClient  # aiohttp: only when used
+        from chatopsd.store.oncall import OnCallCache
+
+        cache = OnCallCache(
+            self.db,
+            PagerDutyClient(pd.api_url, pd.api_token.get_secret_value()),
+            self.clock,
+            schedules={"ic": pd.ic_schedules, "responders": pd.responder_schedules},
+            refresh_seconds=pd.refresh_seconds,
+        )
+        await cache.load()
+        self.scheduler.every("pagerduty-refresh", pd.refresh_seconds, cache.refresh_job)
+        return cache
+
+    def _page_deadline(self) -> float:
+        pd = self.config.pagerduty
+        return pd.page_deadline_seconds if pd is not None else 8.0
+
     def _oncall(self) -> tuple[Directory, Pager]:
+        pd = self.config.pagerduty
+        if pd is not None and self.oncall_cache is not None:
+            from chatopsd.integrations.pagerduty import PagerDutyPager
+
+            # The client's own deadline is a little shorter than the handler's, so its
+            # specific error ("rate limited", "bad token") wins over a bare timeout.
+            pager = PagerDutyPager(
+                self.oncall_cache.client,
+                from_email=pd.from_email,
+                service_id=pd.service_id,
+                deadline=max(0.5, pd.page_deadline_seconds - 0.5),
+            )
+            return self.oncall_cache, pager
         if self.config.pagerduty is None and self._demo():
             return demo.DemoDirectory(self.clock), demo.DemoPager()
         return demo.NotConfigured(), demo.NotConfigured()
@@ -272,6 +316,8 @@ class App:
             except Exception:
                 log.exception("closing %s failed", supervisor.platform)
         await self.outbox.close()
+        if self.oncall_cache is not None:
+            await self.oncall_cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
         await self.db.close()
