@@ -107,7 +107,12 @@ class App:
                 )
             )
         if cfg.mattermost is not None:
-            found.append(MattermostConnector(cfg.mattermost, self.kv, prefix=cfg.chatopsd.prefix))
+            mm = cfg.mattermost
+            found.append(
+                MattermostConnector(
+                    mm, self.kv, prefix=cfg.chatopsd.prefix, heartbeat=mm.heartbeat_seconds
+                )
+            )
         return found
 
     def _middleware(self) -> list[Middleware]:

@@ -157,8 +157,9 @@ class MattermostConnector:
                     new_id = str(_data(frame).get("connection_id", ""))
                     resumed = bool(conn_id) and new_id == conn_id
                     expected = seq + 1 if resumed else (fseq if isinstance(fseq, int) else 0) + 1
-                    conn_id = new_id
+                    conn_id, seq = new_id, expected - 1
                     await self._put_kv("connection_id", conn_id)
+                    await self._put_kv("seq", str(seq))
                     session.ready()
                     if not resumed:
                         await self._resync(session, f"new connection {new_id[:8]}")
