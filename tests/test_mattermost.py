@@ -161,14 +161,29 @@ async def test_new_connection_fetches_missed_post_once(server: FakeMattermost, a
 async def test_seq_gap_triggers_resync(server: FakeMattermost, app: App) -> None:
     connector: Any = app.supervisors[0].connector
     before = connector.resyncs
+    live = server.current
     server.skip_seq()  # an event lost in transit...
     server.current = None  # ...and the command itself is never sent over the socket
     await server.user_post("!help")
     assert replies(server) == []
-    server.current = server.conns[server.ws_connects and list(server.conns)[-1]]
+    server.current = live
     await server.user_post("unrelated")  # its seq shows the gap
     await until(lambda: replies(server))
     assert connector.resyncs == before + 1
+    await asyncio.sleep(0.2)
+    assert len(replies(server)) == 1
+
+
+async def test_failed_resync_retried_after_reconnect(server: FakeMattermost, app: App) -> None:
+    connector: Any = app.supervisors[0].connector
+    server.since_failures = 1  # the first catch-up fails with HTTP 500
+    server.drop()
+    server.forget_connections()
+    await server.user_post("!help")
+    await until(lambda: replies(server), timeout=10)
+    assert connector.resyncs >= 3  # startup, the failed one, the retry
+    await asyncio.sleep(0.2)
+    assert len(replies(server)) == 1
 
 
 async def test_half_open_detected(server: FakeMattermost, app: App) -> None:
@@ -180,12 +195,24 @@ async def test_half_open_detected(server: FakeMattermost, app: App) -> None:
     await until(lambda: len(server.ws_connects) > connects, timeout=8)
 
 
-async def test_429_retried_with_header(server: FakeMattermost, app: App) -> None:
-    server.post_failures.append((429, {"Retry-After": "0.2", "X-RateLimit-Reset": "1"}))
-    server.post_failures.append((503, {}))
+@pytest.mark.parametrize(
+    "headers", [{"Retry-After": "0.6"}, {"X-RateLimit-Reset": "0.6", "X-RateLimit-Remaining": "0"}]
+)
+async def test_429_retried_honouring_header(
+    server: FakeMattermost, app: App, headers: dict[str, str]
+) -> None:
+    server.post_failures.append((429, headers))
     await server.user_post("!help")
     await until(lambda: replies(server), timeout=8)
-    assert [m for m, p in server.requests if p == "/api/v4/posts"].count("POST") == 3
+    assert len(server.post_times) == 2
+    assert server.post_times[1] - server.post_times[0] >= 0.6
+
+
+async def test_429_without_headers_and_5xx_retried(server: FakeMattermost, app: App) -> None:
+    server.post_failures += [(429, {}), (502, {})]
+    await server.user_post("!help")
+    await until(lambda: replies(server), timeout=8)
+    assert len(server.post_times) == 3
 
 
 async def test_malformed_frame_ignored(

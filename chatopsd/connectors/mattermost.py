@@ -63,6 +63,9 @@ class MattermostConnector:
         self._cursors: dict[str, int] = {}  # channel id -> last seen post create_at (ms)
         self._team_ids: set[str] = set()
         self.resyncs = 0  # how many times missed posts were fetched (for tests and health)
+        # Set while a catch-up is owed: a failed fetch is retried after the next connect even
+        # if that connection resumes (a resume does not bring back what REST failed to fetch).
+        self._resync_owed = False
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -161,7 +164,7 @@ class MattermostConnector:
                     await self._put_kv("connection_id", conn_id)
                     await self._put_kv("seq", str(seq))
                     session.ready()
-                    if not resumed:
+                    if not resumed or self._resync_owed:
                         await self._resync(session, f"new connection {new_id[:8]}")
                     continue
                 if isinstance(fseq, int):
@@ -193,18 +196,29 @@ class MattermostConnector:
 
     async def _resync(self, session: Session, why: str) -> None:
         self.resyncs += 1
+        self._resync_owed = True
         log.info("mattermost: fetching missed posts (%s)", why)
         for cid, since in list(self._cursors.items()):
             try:
                 page = await self._api("GET", f"/channels/{cid}/posts", params={"since": since})
-            except (TransientSendError, RuntimeError) as exc:
+            except TransientSendError as exc:
+                # Reconnect and try again: going on would let live posts move the cursor past
+                # the ones we failed to fetch.
+                raise ConnectionError(f"could not fetch missed posts: {exc}") from None
+            except RuntimeError as exc:
                 log.warning("mattermost: could not fetch missed posts of %s: %s", cid, exc)
                 continue
-            posts = [page["posts"][i] for i in page.get("order", []) if i in page.get("posts", {})]
-            for post in sorted(posts, key=lambda p: int(p.get("create_at", 0))):
+            try:
+                posts = [page["posts"][i] for i in page["order"]]
+                posts.sort(key=lambda p: int(p.get("create_at", 0)))
+            except (KeyError, TypeError, ValueError, AttributeError):
+                log.warning("mattermost: malformed post list for channel %s; skipped", cid)
+                continue
+            for post in posts:
                 if post.get("delete_at") or int(post.get("create_at", 0)) < since:
                     continue  # deleted, or an old post edited since
                 self._on_post(session, post, None)
+        self._resync_owed = False
 
     # -- inbound ---------------------------------------------------------------------------
 

@@ -10,6 +10,7 @@ gets a new connection id and must catch up over REST.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import json
 import ssl
@@ -45,6 +46,8 @@ class FakeMattermost:
         self.requests: list[tuple[str, str]] = []
         self.ws_connects: list[dict[str, str]] = []
         self.post_failures: list[tuple[int, dict[str, str]]] = []  # (status, headers) to answer
+        self.since_failures = 0  # answer this many GET .../posts?since= with HTTP 500
+        self.post_times: list[float] = []  # loop time of every POST /posts
         self.mute_pings = False
         self._ids = itertools.count(1)
         self._last_ms = 0
@@ -218,6 +221,7 @@ class FakeMattermost:
         )
 
     async def _create(self, request: web.Request) -> web.Response:
+        self.post_times.append(asyncio.get_running_loop().time())
         if self.post_failures:
             status, headers = self.post_failures.pop(0)
             return web.json_response(
@@ -252,6 +256,9 @@ class FakeMattermost:
         return web.json_response(post)
 
     async def _since(self, request: web.Request) -> web.Response:
+        if self.since_failures:
+            self.since_failures -= 1
+            return web.json_response({"message": "db down", "status_code": 500}, status=500)
         since = int(request.query.get("since", "0"))
         found = sorted(
             (
