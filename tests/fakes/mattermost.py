@@ -49,6 +49,7 @@ class FakeMattermost:
         self.since_failures = 0  # answer this many GET .../posts?since= with HTTP 500
         self.post_times: list[float] = []  # loop time of every POST /posts
         self.mute_pings = False
+        self.bot_posted = asyncio.Event()  # set on every post we receive from the bot
         self._ids = itertools.count(1)
         self._last_ms = 0
         self.runner: web.AppRunner | None = None
@@ -75,6 +76,7 @@ class FakeMattermost:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
+        self.drop()  # like a dying server process: the kernel closes its sockets
         if self.runner is not None:
             await self.runner.cleanup()
 
@@ -235,6 +237,7 @@ class FakeMattermost:
             body.get("root_id", ""),
             body.get("props", {}),
         )
+        self.bot_posted.set()
         # Our own posts come back over the websocket too; the client must ignore them.
         await self.event(
             "posted",
