@@ -285,3 +285,37 @@ async def test_tls_untrusted_fails_clearly(
 
 def test_fake_post_is_json_string() -> None:
     assert json.loads(json.dumps({"post": "{}"}))["post"] == "{}"
+
+
+async def test_team_filter(server: FakeMattermost, tmp_path: Path, clock: FakeClock) -> None:
+    app = await start_app(mm_config(tmp_path, server.url, teams=["elsewhere"]), clock)
+    try:
+        await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
+        await server.user_post("!help")
+        await asyncio.sleep(0.3)
+        assert replies(server) == []
+    finally:
+        await app.stop()
+
+
+async def test_restart_resumes_from_stored_cursor(
+    server: FakeMattermost, tmp_path: Path, clock: FakeClock
+) -> None:
+    config = mm_config(tmp_path, server.url)
+    app = await start_app(config, clock)
+    await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
+    await server.user_post("!help")
+    await until(lambda: replies(server))
+    assert server.current is not None
+    first_connection = server.current.id
+    await app.stop()
+    server.drop()
+    await server.user_post("!help")  # typed while the daemon was down
+    app = await start_app(config, clock)
+    try:
+        await until(lambda: len(replies(server)) == 2, timeout=8)
+        assert server.ws_connects[-1]["connection_id"] == first_connection  # resumed
+        await asyncio.sleep(0.3)
+        assert len(replies(server)) == 2
+    finally:
+        await app.stop()

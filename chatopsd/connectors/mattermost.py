@@ -62,6 +62,7 @@ class MattermostConnector:
         self._key = f"mattermost:{urlsplit(self.base).netloc}"
         self._cursors: dict[str, int] = {}  # channel id -> last seen post create_at (ms)
         self._team_ids: set[str] = set()
+        self._resume: tuple[str, int] | None = None  # (connection_id, last seq) to resume
         self.resyncs = 0  # how many times missed posts were fetched (for tests and health)
         # Set while a catch-up is owed: a failed fetch is retried after the next connect even
         # if that connection resumes (a resume does not bring back what REST failed to fetch).
@@ -123,8 +124,12 @@ class MattermostConnector:
             await self._load_channels()
         except TransientSendError as exc:
             raise ConnectionError(str(exc)) from None
-        conn_id = await self._get_kv("connection_id") or ""
-        seq = int(await self._get_kv("seq") or "-1")
+        if self._resume is None:  # first run in this process: resume what we had before
+            self._resume = (
+                await self._get_kv("connection_id") or "",
+                int(await self._get_kv("seq") or "-1"),
+            )
+        conn_id, seq = self._resume
         params = {"connection_id": conn_id, "sequence_number": str(seq + 1)} if conn_id else {}
         ws_url = self.base.replace("http", "ws", 1) + "/api/v4/websocket"
         try:
@@ -161,6 +166,7 @@ class MattermostConnector:
                     resumed = bool(conn_id) and new_id == conn_id
                     expected = seq + 1 if resumed else (fseq if isinstance(fseq, int) else 0) + 1
                     conn_id, seq = new_id, expected - 1
+                    self._resume = (conn_id, seq)
                     await self._put_kv("connection_id", conn_id)
                     await self._put_kv("seq", str(seq))
                     session.ready()
@@ -171,7 +177,11 @@ class MattermostConnector:
                     if expected is not None and fseq != expected:
                         await self._resync(session, f"seq gap: expected {expected}, got {fseq}")
                     expected, seq = fseq + 1, fseq
-                    await self._put_kv("seq", str(seq))
+                    self._resume = (conn_id, seq)
+                    if event in _DURABLE:
+                        # Only events we act on are worth a write; a seq left behind in the
+                        # store just makes the server replay a few events after a restart.
+                        await self._put_kv("seq", str(seq))
                 self._on_event(session, event, frame)
             reason = ws.exception() or f"closed with code {ws.close_code}"
         raise ConnectionError(f"websocket lost: {reason}")
@@ -181,6 +191,8 @@ class MattermostConnector:
             teams = await self._api("GET", "/users/me/teams")
             wanted = set(self.cfg.teams)
             self._team_ids = {t["id"] for t in teams if t["id"] in wanted or t["name"] in wanted}
+            if not self._team_ids:
+                log.warning("mattermost: the bot is in none of mattermost.teams; only DMs watched")
         channels = await self._api("GET", "/users/me/channels")
         for ch in channels:
             cid = ch["id"]
@@ -192,7 +204,7 @@ class MattermostConnector:
                 self._cursors[cid] = int(stored) if stored else int(ch.get("last_post_at", 0))
 
     def _watched(self, team_id: str) -> bool:
-        return not self._team_ids or not team_id or team_id in self._team_ids
+        return not self.cfg.teams or not team_id or team_id in self._team_ids
 
     async def _resync(self, session: Session, why: str) -> None:
         self.resyncs += 1
@@ -315,6 +327,7 @@ class MattermostConnector:
 
 
 _background: set[asyncio.Task[None]] = set()
+_DURABLE = frozenset({"posted", "reaction_added"})
 
 
 def _frame(raw: str) -> Json | None:
