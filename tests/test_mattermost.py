@@ -319,3 +319,23 @@ async def test_restart_resumes_from_stored_cursor(
         assert len(replies(server)) == 2
     finally:
         await app.stop()
+
+
+def test_render_blocks() -> None:
+    from chatopsd.connectors.mattermost_render import render
+    from chatopsd.core.messages import Button, Reply
+
+    out = render(
+        Reply(
+            title="Incident *1*",
+            text="@here paged",
+            fields=(("IC", "@alice"),),
+            code="x ``` @all",
+            buttons=(Button("Page", "ic page"),),
+        )
+    )
+    assert out.startswith("**Incident \\*1\\***")
+    assert "@here" not in out and "@alice" not in out and "@all" not in out
+    assert "- **IC**: @\u200balice" in out
+    assert "````\nx ``` @\u200ball\n````" in out  # fence longer than the user's backticks
+    assert "Page: `!ic page`" in out
