@@ -147,6 +147,15 @@ class App:
                     ping_interval=cfg.slack.ping_interval_seconds,
                 )
             )
+        if cfg.mattermost is not None:
+            from chatopsd.connectors.mattermost import MattermostConnector
+
+            mm = cfg.mattermost
+            found.append(
+                MattermostConnector(
+                    mm, self.kv, prefix=cfg.chatopsd.prefix, heartbeat=mm.heartbeat_seconds
+                )
+            )
         return found
 
     def _middleware(self) -> list[Middleware]:

@@ -96,6 +96,7 @@ class MattermostSection(Section):
     verify_tls: bool = True
     teams: list[str] = []
     allow_bots: bool = False
+    heartbeat_seconds: float = Field(20.0, gt=0)
 
 
 class PagerDutySection(Section):
