@@ -8,13 +8,17 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TextIO
 
+from chatopsd import config as config_mod
+from chatopsd import logs
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
+from chatopsd.core.errors import ConfigError
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
 from chatopsd.core.ports import Clock, SystemClock
@@ -30,6 +34,7 @@ from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger
 from chatopsd.store.kv import SqliteKeyValue
 from chatopsd.store.sqlite import Database
+from chatopsd.systemd import Notifier, Watchdog
 
 log = logging.getLogger("chatopsd")
 
@@ -153,6 +158,34 @@ class App:
     async def _prune(self) -> None:
         await self.ledger.prune()
 
+    def status_line(self) -> str:
+        """Connector health for systemd's STATUS= (shown by `systemctl status`)."""
+        parts = []
+        for s in self.supervisors:
+            text = f"{s.platform}: {s.health.state.value}"
+            if s.health.reason and s.health.state.value != "ready":
+                text += f" ({s.health.reason[:80]})"
+            parts.append(text)
+        return "; ".join(parts) or "no connectors"
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply what is safe to change while running; returns what still needs a restart.
+
+        Reloaded: log level and format, roles, auth rules, rate limits (buckets start afresh).
+        Not reloaded: tokens, platform sections, state_db, prefix, bot_name, pagerduty, status."""
+        old = self.config
+        self.config = old.model_copy(
+            update={"roles": new.roles, "auth": new.auth, "ratelimit": new.ratelimit}
+        )
+        self.bus.set_middleware(self._middleware())
+        logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, config_mod.secrets_of(new))
+        fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
+        needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
+        for key in ("state_db", "prefix", "bot_name"):
+            if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):
+                needs_restart.append(f"chatopsd.{key}")
+        return needs_restart
+
     async def stop(self) -> None:
         grace = self.config.chatopsd.shutdown_grace_seconds
         cancelled = await self.bus.drain(grace)
@@ -174,19 +207,48 @@ class App:
 
 
 async def serve(
-    config: Config, io: Io | None = None, on_ready: Callable[[App], None] | None = None
+    config: Config,
+    io: Io | None = None,
+    on_ready: Callable[[App], None] | None = None,
+    config_path: Path | None = None,
 ) -> None:
-    """Run the daemon until SIGTERM/SIGINT (or end of console input when console-only)."""
+    """Run the daemon until SIGTERM/SIGINT (or end of console input when console-only).
+
+    Under systemd (Type=notify): READY=1 once the store is open and the scheduler runs,
+    WATCHDOG=1 while the loop is responsive, RELOADING=1 on SIGHUP, STOPPING=1 on the way out."""
     app = App(config, io=io or Io())
+    notifier = Notifier()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.stopping.set)
     loop.add_signal_handler(signal.SIGUSR1, lambda: log.warning("log level now %s", toggle_debug()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, notifier, config_path))
     await app.start()
+    watchdog = Watchdog(notifier, status=app.status_line)
+    watchdog.start()
+    notifier.ready(app.status_line())
     if on_ready is not None:
         on_ready(app)
     try:
         await app.stopping.wait()
     finally:
         log.info("stopping")
+        notifier.stopping()
+        await watchdog.stop()
         await app.stop()
+        notifier.close()
+
+
+def _reload(app: App, notifier: Notifier, path: Path | None) -> None:
+    notifier.reloading()
+    try:
+        new = config_mod.load(path)
+    except ConfigError as exc:
+        log.error("reload failed, keeping the running config: %s", exc)
+    else:
+        later = app.reload(new)
+        log.warning(
+            "config reloaded (log level/format, roles, auth, rate limits)%s",
+            f"; changed but needs a restart: {', '.join(later)}" if later else "",
+        )
+    notifier.ready(app.status_line())

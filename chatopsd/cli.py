@@ -43,18 +43,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             return 2
         return asyncio.run(_audit(cfg, since, args.json))
     logs.setup(cfg.chatopsd.log_level, cfg.chatopsd.log_format, config.secrets_of(cfg))
-    return _run(cfg)
+    return _run(cfg, args.config)
 
 
-def _run(cfg: config.Config) -> int:
+def _run(cfg: config.Config, path: Path | None = None) -> int:
     from chatopsd.app import serve
 
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, config_path=path))
     else:
-        uvloop.run(serve(cfg))
+        uvloop.run(serve(cfg, config_path=path))
     return 0
 
 
