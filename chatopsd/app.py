@@ -178,7 +178,9 @@ class App:
             update={"roles": new.roles, "auth": new.auth, "ratelimit": new.ratelimit}
         )
         self.bus.set_middleware(self._middleware())
-        logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, config_mod.secrets_of(new))
+        # The running connectors still hold the old tokens: keep redacting those too.
+        secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
+        logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
         fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
         needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
         for key in ("state_db", "prefix", "bot_name"):
