@@ -1,4 +1,4 @@
-"""`chatopsd run | check-config | audit`. Argument parsing only; the work is elsewhere."""
+"""`chatopsd run | check-config | doctor | audit`. Argument parsing only; the work is elsewhere."""
 
 from __future__ import annotations
 
@@ -22,11 +22,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--config", type=Path, help="TOML config (default: console + demo data)")
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path)
+    doctor = sub.add_parser("doctor", help="probe every configured part and say what to fix")
+    doctor.add_argument("--config", type=Path)
     audit = sub.add_parser("audit", help="print the audit log")
     audit.add_argument("--config", type=Path)
     audit.add_argument("--since", help="e.g. 30m, 12h, 7d, or an ISO date/time")
     audit.add_argument("--json", action="store_true", help="one JSON object per line")
     args = parser.parse_args(argv)
+    if args.cmd == "doctor":
+        from chatopsd import doctor as doctor_mod
+
+        return doctor_mod.main(args.config)
     try:
         cfg = config.load(getattr(args, "config", None) or getattr(args, "file", None))
     except ConfigError as exc:
