@@ -16,6 +16,7 @@ from chatopsd import logs
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
+from chatopsd.control import ControlServer
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
@@ -226,6 +227,7 @@ async def serve(
     loop.add_signal_handler(signal.SIGUSR1, lambda: log.warning("log level now %s", toggle_debug()))
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, notifier, config_path))
     await app.start()
+    control = await _start_control(app)
     watchdog = Watchdog(notifier, status=app.status_line)
     watchdog.start()
     notifier.ready(app.status_line())
@@ -237,8 +239,26 @@ async def serve(
         log.info("stopping")
         notifier.stopping()
         await watchdog.stop()
+        if control is not None:
+            await control.close()
         await app.stop()
         notifier.close()
+
+
+async def _start_control(app: App) -> ControlServer | None:
+    cfg = app.config
+    if not cfg.control.enabled:
+        return None
+    control = ControlServer(
+        app, cfg.control.socket_path(cfg.chatopsd.db_path()), cfg.control.allow_uids
+    )
+    try:
+        await control.start()
+    except OSError as exc:
+        # The daemon is more useful running without `ctl` than not running at all.
+        log.error("control socket %s: %s; `chatopsd ctl` will not work", control.path, exc)
+        return None
+    return control
 
 
 def _reload(app: App, notifier: Notifier, path: Path | None) -> None:

@@ -1,4 +1,4 @@
-"""`chatopsd run | check-config | doctor | audit`. Argument parsing only; the work is elsewhere."""
+"""`chatopsd run | check-config | doctor | ctl | audit`: argument parsing only."""
 
 from __future__ import annotations
 
@@ -24,6 +24,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     check.add_argument("file", type=Path)
     doctor = sub.add_parser("doctor", help="probe every configured part and say what to fix")
     doctor.add_argument("--config", type=Path)
+    ctl = sub.add_parser("ctl", help="talk to the running daemon over its control socket")
+    ctl.add_argument("--config", type=Path)
+    ctl.add_argument("--socket", type=Path, help="default: from the config")
+    ctl.add_argument("--json", action="store_true")
+    ctl_sub = ctl.add_subparsers(dest="ctl_cmd", required=True)
+    ctl_sub.add_parser("health", help="connector states, job ages, queue depth")
+    ctl_send = ctl_sub.add_parser("send", help="post a message")
+    ctl_send.add_argument("platform")
+    ctl_send.add_argument("channel")
+    ctl_send.add_argument("text")
+    ctl_broadcast = ctl_sub.add_parser("broadcast", help="post to control.broadcast_channels")
+    ctl_broadcast.add_argument("text")
     audit = sub.add_parser("audit", help="print the audit log")
     audit.add_argument("--config", type=Path)
     audit.add_argument("--since", help="e.g. 30m, 12h, 7d, or an ISO date/time")
@@ -38,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.cmd == "ctl":
+        return _ctl(cfg, args)
     if args.cmd == "check-config":
         print(f"{args.file}: OK (platforms: {', '.join(cfg.platforms) or 'console only'})")
         return 0
@@ -62,6 +76,30 @@ def _run(cfg: config.Config, path: Path | None = None) -> int:
     else:
         uvloop.run(serve(cfg, config_path=path))
     return 0
+
+
+def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
+    from chatopsd import control
+
+    path = args.socket or cfg.control.socket_path(cfg.chatopsd.db_path())
+    payload: dict[str, str] = {"cmd": args.ctl_cmd}
+    for key in ("platform", "channel", "text"):
+        if hasattr(args, key):
+            payload[key] = getattr(args, key)
+    try:
+        answer = control.request(path, payload)
+    except OSError as exc:
+        print(f"{path}: {exc.strerror or exc} (is chatopsd running?)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif not answer.get("ok"):
+        print(answer.get("error") or "; ".join(answer.get("errors", [])), file=sys.stderr)
+    elif args.ctl_cmd == "health":
+        print("\n".join(control.render_health(answer["health"])))
+    else:
+        print("sent to " + ", ".join(answer["sent"]))
+    return 0 if answer.get("ok") else 1
 
 
 def _since(text: str | None) -> datetime | None:

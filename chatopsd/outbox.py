@@ -49,6 +49,11 @@ class Outbox:
         self.sent = 0
         self.failed = 0
 
+    @property
+    def depth(self) -> int:
+        """Replies waiting to be sent, all platforms together."""
+        return sum(q.qsize() for q in self._queues.values())
+
     def enqueue(self, destination: Destination, reply: Reply) -> None:
         self._put(
             destination.platform,
