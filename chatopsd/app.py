@@ -29,6 +29,7 @@ from chatopsd.handlers.ic import IcHandler
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
+from chatopsd.metrics import Exporter, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.scheduler import Scheduler
 from chatopsd.store.audit import SqliteAuditLog
@@ -59,6 +60,7 @@ class App:
         self.supervisors: list[Supervisor] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.scheduler = Scheduler()
+        self.metrics = Metrics()
 
     async def start(self) -> None:
         cfg = self.config
@@ -83,6 +85,7 @@ class App:
 
         self.scheduler.every("prune-events", 3600, self._prune, run_now=False)
         self.scheduler.start()
+        self.metrics.attach(self)
         for connector in connectors:
             supervisor = Supervisor(connector, self.bus.submit, self.clock)
             self.supervisors.append(supervisor)
@@ -126,6 +129,7 @@ class App:
         )
         return [
             Dedupe(self.ledger),
+            self.metrics.middleware,
             Authorize(policy, self.audit, self.clock),
             Audit(self.audit, self.clock),
             RateLimit(self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst),
@@ -228,6 +232,8 @@ async def serve(
     loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, notifier, config_path))
     await app.start()
     control = await _start_control(app)
+    exporter = Exporter(app, app.metrics)
+    await exporter.start()
     watchdog = Watchdog(notifier, status=app.status_line)
     watchdog.start()
     notifier.ready(app.status_line())
@@ -241,6 +247,7 @@ async def serve(
         await watchdog.stop()
         if control is not None:
             await control.close()
+        await exporter.close()
         await app.stop()
         notifier.close()
 
