@@ -179,3 +179,44 @@ async def test_sighup_reloads_what_it_safely_can(
     assert new.ratelimit.per_minute == 5
     assert new.roles == {"ic": ["u1"]}
     assert new.chatopsd.prefix == "!"  # needs a restart: not applied
+
+
+def test_real_process_under_uvloop(listener: tuple[socket.socket, str], tmp_path: Path) -> None:
+    """`chatopsd run` as systemd starts it: READY, watchdog pings, then STOPPING on SIGTERM."""
+    import subprocess
+    import sys
+
+    sock, path = listener
+    sock.setblocking(True)
+    sock.settimeout(10)
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f'[chatopsd]\nstate_db = "{tmp_path / "s.db"}"\n[console]\nenabled = false\n')
+    env = {
+        **os.environ,
+        "NOTIFY_SOCKET": path,
+        "WATCHDOG_USEC": "200000",
+        "RUNTIME_DIRECTORY": str(tmp_path),
+    }
+    env.pop("WATCHDOG_PID", None)
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "chatopsd", "run", "--config", str(cfg)],
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        cwd=Path(__file__).resolve().parent.parent,
+    )
+    try:
+        assert sock.recv(4096).startswith(b"READY=1\n")
+        assert sock.recv(4096) == b"WATCHDOG=1"
+        proc.send_signal(signal.SIGTERM)
+        rest = []
+        while not rest or rest[-1] != b"STOPPING=1":
+            rest.append(sock.recv(4096))
+        assert proc.wait(10) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    err = proc.stderr.read().decode() if proc.stderr else ""
+    assert "chatopsd stopped" in err
