@@ -202,7 +202,7 @@ def test_real_process_under_uvloop(listener: tuple[socket.socket, str], tmp_path
         [sys.executable, "-m", "chatopsd", "run", "--config", str(cfg)],
         env=env,
         stdin=subprocess.DEVNULL,
-        stdout=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
         cwd=Path(__file__).resolve().parent.parent,
     )
@@ -218,5 +218,5 @@ def test_real_process_under_uvloop(listener: tuple[socket.socket, str], tmp_path
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    err = proc.stderr.read().decode() if proc.stderr else ""
-    assert "chatopsd stopped" in err
+    _, err = proc.communicate(timeout=10)
+    assert "chatopsd stopped" in err.decode()
