@@ -32,6 +32,7 @@ if TYPE_CHECKING:
     from chatopsd.core.bus import Next
 
 log = logging.getLogger("chatopsd.metrics")
+command_log = logging.getLogger("chatopsd.command")
 
 LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 
@@ -63,22 +64,39 @@ class Metrics:
         )
 
     async def middleware(self, call: Call, nxt: Next) -> list[Reply]:
+        """Counts the command and writes its one journal line (context, outcome, duration)."""
         # Unknown commands share one label: user typos must not grow the series without bound.
         command = call.spec.name if call.spec is not None else "unknown"
         pages = call.spec is not None and call.spec.pages and call.error is None
         self.commands.labels(call.event.platform, command).inc()
         started = time.perf_counter()
+        outcome = "ok"
         try:
             replies = await nxt(call)
         except RateLimited:
+            outcome = "rate limited"
             self.rate_limited.labels(call.event.platform).inc()
             raise
-        except Exception:
+        except Exception as exc:
+            outcome = type(exc).__name__
             if pages:
                 self.pages.labels("failed").inc()
             raise
         finally:
-            self.latency.labels(command).observe(time.perf_counter() - started)
+            elapsed = time.perf_counter() - started
+            self.latency.labels(command).observe(elapsed)
+            ev = call.event
+            command_log.info(
+                "command %r on %s:%s by %s (%s) -> %s in %.0f ms ref=%s",
+                call.command,
+                ev.platform,
+                ev.channel,
+                ev.actor.id,
+                ev.actor.display,
+                outcome,
+                elapsed * 1000,
+                call.ref,
+            )
         if pages:
             self.pages.labels("sent").inc()
         return replies

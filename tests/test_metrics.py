@@ -158,3 +158,18 @@ def test_public_listen_addresses_are_refused(tmp_path: Path, listen: str) -> Non
 def test_metrics_are_off_by_default() -> None:
     cfg = config.load(None, env={})
     assert cfg.metrics.textfile is None and cfg.metrics.listen is None
+
+
+async def test_each_command_is_logged_once_with_context(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    async def body(app: App) -> None:
+        pass
+
+    caplog.set_level("INFO", logger="chatopsd.command")
+    await run_daemon(tmp_path, {}, COMMANDS, body)
+    lines = [r.getMessage() for r in caplog.records if r.name == "chatopsd.command"]
+    assert len(lines) == 4
+    assert lines[0].startswith("command 'ic' on console:") and "-> ok in" in lines[0]
+    assert "-> rate limited" in lines[3]
+    assert all("ref=" in line for line in lines)
