@@ -36,6 +36,16 @@ def peer_uid(sock: socket.socket) -> int:
     return int(uid)
 
 
+def _alive(path: Path) -> bool:
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(1)
+        try:
+            probe.connect(str(path))
+        except OSError:
+            return False
+    return True
+
+
 def health(app: App) -> dict[str, Any]:
     """What `ctl health` shows: connectors, scheduled jobs (PagerDuty refresh, status poll),
     queue depth."""
@@ -88,8 +98,10 @@ class ControlServer:
 
     async def start(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with contextlib.suppress(FileNotFoundError):
-            if self.path.is_socket():
+        if self.path.is_socket():
+            if _alive(self.path):
+                raise OSError(f"another chatopsd answers on {self.path}")
+            with contextlib.suppress(FileNotFoundError):
                 self.path.unlink()  # left by a killed predecessor
         # Bind with a tight umask so the file never exists with a wider mode, even briefly.
         old = os.umask(0o177)

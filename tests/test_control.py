@@ -186,3 +186,28 @@ async def test_other_users_are_refused(daemon: Daemon, short_dir: Path) -> None:
         assert answer == {"ok": False, "error": f"uid {NOBODY} is not allowed (control.allow_uids)"}
 
     await daemon(body)
+
+
+async def test_stale_socket_is_replaced_but_a_live_one_is_not(
+    tmp_path: Path, short_dir: Path
+) -> None:
+    import socket as socket_mod
+
+    from chatopsd.control import ControlServer
+
+    app = App(make_config(tmp_path, console={"enabled": False}))
+    await app.start()
+    path = short_dir / "c.sock"
+    stale = socket_mod.socket(socket_mod.AF_UNIX)
+    stale.bind(str(path))  # bound but not listening: what a kill -9 leaves behind
+    stale.close()
+    first = ControlServer(app, path)
+    await first.start()  # replaces the stale file
+    second = ControlServer(app, path)
+    try:
+        with pytest.raises(OSError, match="another chatopsd answers"):
+            await second.start()
+        assert (await ask(path, cmd="health"))["ok"]  # the first still answers
+    finally:
+        await first.close()
+        await app.stop()
