@@ -8,14 +8,19 @@ import signal
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from chatopsd import config as config_mod
+from chatopsd import logs
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
+from chatopsd.control import ControlServer
 from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
+from chatopsd.core.errors import ConfigError
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
 from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
@@ -30,6 +35,7 @@ from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
+from chatopsd.metrics import Exporter, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.scheduler import Scheduler
 from chatopsd.store.approvals import SqliteApprovals
@@ -39,6 +45,7 @@ from chatopsd.store.incidents import SqliteIncidentStore
 from chatopsd.store.kv import SqliteKeyValue
 from chatopsd.store.sqlite import Database
 from chatopsd.store.stalkers import SqliteStalkerStore
+from chatopsd.systemd import Notifier, Watchdog
 
 if TYPE_CHECKING:
     import aiohttp
@@ -68,6 +75,7 @@ class App:
         self._tasks: list[asyncio.Task[None]] = []
         self.scheduler = Scheduler()
         self._http_session: aiohttp.ClientSession | None = None
+        self.metrics = Metrics()
 
     async def start(self) -> None:
         cfg = self.config
@@ -101,6 +109,7 @@ class App:
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
         self.scheduler.start()
+        self.metrics.attach(self)
         for connector in connectors:
             supervisor = Supervisor(
                 connector, self.bus.submit, self.clock, accepting=self.bus.accepting
@@ -171,6 +180,7 @@ class App:
         )
         return [
             Dedupe(self.ledger),
+            self.metrics.middleware,
             Authorize(policy, self.audit, self.clock),
             Audit(self.audit, self.clock),
             RateLimit(self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst),
@@ -308,6 +318,36 @@ class App:
     async def _prune(self) -> None:
         await self.ledger.prune()
 
+    def status_line(self) -> str:
+        """Connector health for systemd's STATUS= (shown by `systemctl status`)."""
+        parts = []
+        for s in self.supervisors:
+            text = f"{s.platform}: {s.health.state.value}"
+            if s.health.reason and s.health.state.value != "ready":
+                text += f" ({s.health.reason[:80]})"
+            parts.append(text)
+        return "; ".join(parts) or "no connectors"
+
+    def reload(self, new: Config) -> list[str]:
+        """Apply what is safe to change while running; returns what still needs a restart.
+
+        Reloaded: log level and format, roles, auth rules, rate limits (buckets start afresh).
+        Not reloaded: tokens, platform sections, state_db, prefix, bot_name, pagerduty, status."""
+        old = self.config
+        self.config = old.model_copy(
+            update={"roles": new.roles, "auth": new.auth, "ratelimit": new.ratelimit}
+        )
+        self.bus.set_middleware(self._middleware())
+        # The running connectors still hold the old tokens: keep redacting those too.
+        secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
+        logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
+        fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
+        needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
+        for key in ("state_db", "prefix", "bot_name"):
+            if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):
+                needs_restart.append(f"chatopsd.{key}")
+        return needs_restart
+
     async def stop(self) -> None:
         grace = self.config.chatopsd.shutdown_grace_seconds
         cancelled = await self.bus.drain(grace)
@@ -334,19 +374,70 @@ class App:
 
 
 async def serve(
-    config: Config, io: Io | None = None, on_ready: Callable[[App], None] | None = None
+    config: Config,
+    io: Io | None = None,
+    on_ready: Callable[[App], None] | None = None,
+    config_path: Path | None = None,
 ) -> None:
-    """Run the daemon until SIGTERM/SIGINT (or end of console input when console-only)."""
+    """Run the daemon until SIGTERM/SIGINT (or end of console input when console-only).
+
+    Under systemd (Type=notify): READY=1 once the store is open and the scheduler runs,
+    WATCHDOG=1 while the loop is responsive, RELOADING=1 on SIGHUP, STOPPING=1 on the way out."""
     app = App(config, io=io or Io())
+    notifier = Notifier()
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, app.stopping.set)
     loop.add_signal_handler(signal.SIGUSR1, lambda: log.warning("log level now %s", toggle_debug()))
+    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, notifier, config_path))
     await app.start()
+    control = await _start_control(app)
+    exporter = Exporter(app, app.metrics)
+    await exporter.start()
+    watchdog = Watchdog(notifier, status=app.status_line)
+    watchdog.start()
+    notifier.ready(app.status_line())
     if on_ready is not None:
         on_ready(app)
     try:
         await app.stopping.wait()
     finally:
         log.info("stopping")
+        notifier.stopping()
+        await watchdog.stop()
+        if control is not None:
+            await control.close()
+        await exporter.close()
         await app.stop()
+        notifier.close()
+
+
+async def _start_control(app: App) -> ControlServer | None:
+    cfg = app.config
+    if not cfg.control.enabled:
+        return None
+    control = ControlServer(
+        app, cfg.control.socket_path(cfg.chatopsd.db_path()), cfg.control.allow_uids
+    )
+    try:
+        await control.start()
+    except OSError as exc:
+        # The daemon is more useful running without `ctl` than not running at all.
+        log.error("control socket %s: %s; `chatopsd ctl` will not work", control.path, exc)
+        return None
+    return control
+
+
+def _reload(app: App, notifier: Notifier, path: Path | None) -> None:
+    notifier.reloading()
+    try:
+        new = config_mod.load(path)
+    except ConfigError as exc:
+        log.error("reload failed, keeping the running config: %s", exc)
+    else:
+        later = app.reload(new)
+        log.warning(
+            "config reloaded (log level/format, roles, auth, rate limits)%s",
+            f"; changed but needs a restart: {', '.join(later)}" if later else "",
+        )
+    notifier.ready(app.status_line())

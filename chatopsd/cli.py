@@ -1,4 +1,4 @@
-"""`chatopsd run | check-config | audit`. Argument parsing only; the work is elsewhere."""
+"""`chatopsd run | check-config | doctor | ctl | audit`: argument parsing only."""
 
 from __future__ import annotations
 
@@ -26,6 +26,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     run.add_argument("--config", type=Path, help="TOML config (default: console + demo data)")
     check = sub.add_parser("check-config", help="validate a config file")
     check.add_argument("file", type=Path)
+    doctor = sub.add_parser("doctor", help="probe every configured part and say what to fix")
+    doctor.add_argument("--config", type=Path)
+    ctl = sub.add_parser("ctl", help="talk to the running daemon over its control socket")
+    ctl.add_argument("--config", type=Path)
+    ctl.add_argument("--socket", type=Path, help="default: from the config")
+    ctl.add_argument("--json", action="store_true")
+    ctl_sub = ctl.add_subparsers(dest="ctl_cmd", required=True)
+    ctl_sub.add_parser("health", help="connector states, job ages, queue depth")
+    ctl_send = ctl_sub.add_parser("send", help="post a message")
+    ctl_send.add_argument("platform")
+    ctl_send.add_argument("channel")
+    ctl_send.add_argument("text")
+    ctl_broadcast = ctl_sub.add_parser("broadcast", help="post to control.broadcast_channels")
+    ctl_broadcast.add_argument("text")
     audit = sub.add_parser("audit", help="print (or verify) the audit log")
     audit.add_argument(
         "action",
@@ -41,11 +55,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument("--outcome", help="text in the outcome, e.g. denied, 'exit 1', expired")
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
     args = parser.parse_args(argv)
+    if args.cmd == "doctor":
+        from chatopsd import doctor as doctor_mod
+
+        return doctor_mod.main(args.config)
     try:
         cfg = config.load(getattr(args, "config", None) or getattr(args, "file", None))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    if args.cmd == "ctl":
+        return _ctl(cfg, args)
     if args.cmd == "check-config":
         print(f"{args.file}: OK (platforms: {', '.join(cfg.platforms) or 'console only'})")
         return 0
@@ -59,19 +79,43 @@ def main(argv: Sequence[str] | None = None) -> int:
             return asyncio.run(_verify(cfg))
         return asyncio.run(_audit(cfg, since, args))
     logs.setup(cfg.chatopsd.log_level, cfg.chatopsd.log_format, config.secrets_of(cfg))
-    return _run(cfg)
+    return _run(cfg, args.config)
 
 
-def _run(cfg: config.Config) -> int:
+def _run(cfg: config.Config, path: Path | None = None) -> int:
     from chatopsd.app import serve
 
     try:
         import uvloop
     except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        asyncio.run(serve(cfg))
+        asyncio.run(serve(cfg, config_path=path))
     else:
-        uvloop.run(serve(cfg))
+        uvloop.run(serve(cfg, config_path=path))
     return 0
+
+
+def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
+    from chatopsd import control
+
+    path = args.socket or cfg.control.socket_path(cfg.chatopsd.db_path())
+    payload: dict[str, str] = {"cmd": args.ctl_cmd}
+    for key in ("platform", "channel", "text"):
+        if hasattr(args, key):
+            payload[key] = getattr(args, key)
+    try:
+        answer = control.request(path, payload)
+    except OSError as exc:
+        print(f"{path}: {exc.strerror or exc} (is chatopsd running?)", file=sys.stderr)
+        return 1
+    if args.json:
+        print(json.dumps(answer, indent=2))
+    elif not answer.get("ok"):
+        print(answer.get("error") or "; ".join(answer.get("errors", [])), file=sys.stderr)
+    elif args.ctl_cmd == "health":
+        print("\n".join(control.render_health(answer["health"])))
+    else:
+        print("sent to " + ", ".join(answer["sent"]))
+    return 0 if answer.get("ok") else 1
 
 
 def _since(text: str | None) -> datetime | None:

@@ -282,6 +282,42 @@ class ApprovalsSection(Section):
     rules: list[ApprovalRuleSection] = []
 
 
+class ControlSection(Section):
+    # Default: $RUNTIME_DIRECTORY/control.sock (systemd), else next to the state database.
+    socket: Path | None = None
+    enabled: bool = True
+    # Numeric uids besides the daemon's own (and root) allowed to use the socket.
+    allow_uids: list[int] = []
+    # Where `chatopsd ctl broadcast` posts: "platform:channel" strings.
+    broadcast_channels: list[str] = []
+
+    def socket_path(self, state_db: Path) -> Path:
+        if self.socket is not None:
+            return self.socket
+        runtime = os.environ.get("RUNTIME_DIRECTORY")
+        if runtime:
+            return Path(runtime.split(":")[0]) / "control.sock"
+        return state_db.parent / "chatopsd.sock"
+
+
+class MetricsSection(Section):
+    # Off unless one of these is set. textfile: node_exporter textfile-collector path;
+    # listen: "127.0.0.1:9108" (loopback only) or "unix:/path/metrics.sock".
+    textfile: Path | None = None
+    listen: str | None = None
+    interval_seconds: float = Field(15.0, ge=1)
+
+    @field_validator("listen")
+    @classmethod
+    def _loopback_only(cls, v: str | None) -> str | None:
+        if v is None or v.startswith("unix:"):
+            return v
+        host, _, port = v.rpartition(":")
+        if host not in ("127.0.0.1", "::1", "[::1]", "localhost") or not port.isdigit():
+            raise ValueError("must be 127.0.0.1:PORT, [::1]:PORT or unix:/path (no public port)")
+        return v
+
+
 class Config(Section):
     chatopsd: ChatopsdSection = ChatopsdSection()
     console: ConsoleSection = ConsoleSection()
@@ -293,6 +329,8 @@ class Config(Section):
     auth: AuthSection = AuthSection()
     roles: dict[str, list[str]] = {}
     ratelimit: RateLimitSection = RateLimitSection()
+    control: ControlSection = ControlSection()
+    metrics: MetricsSection = MetricsSection()
     incidents: IncidentsSection = IncidentsSection()
     commands: list[OpsCommandSection] = []
     approvals: ApprovalsSection = ApprovalsSection()

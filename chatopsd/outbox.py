@@ -7,6 +7,7 @@ slow or rate-limited platform from delaying the others.
 from __future__ import annotations
 
 import asyncio
+import collections
 import itertools
 import logging
 import random
@@ -28,6 +29,7 @@ class _Job:
     run: Callable[[], Awaitable[Sent | None]] = field(compare=False)
     future: asyncio.Future[Sent | None] | None = field(compare=False, default=None)
     what: str = field(compare=False, default="")
+    platform: str = field(compare=False, default="")
 
 
 class Outbox:
@@ -48,6 +50,14 @@ class Outbox:
         self._seq = itertools.count()
         self.sent = 0
         self.failed = 0
+        # Per platform, for metrics.
+        self.sent_by: collections.Counter[str] = collections.Counter()
+        self.failed_by: collections.Counter[str] = collections.Counter()
+
+    @property
+    def depth(self) -> int:
+        """Replies waiting to be sent, all platforms together."""
+        return sum(q.qsize() for q in self._queues.values())
 
     def enqueue(self, destination: Destination, reply: Reply) -> None:
         self._put(
@@ -102,7 +112,7 @@ class Outbox:
             self._workers[platform] = asyncio.get_running_loop().create_task(
                 self._work(platform, queue), name=f"outbox:{platform}"
             )
-        queue.put_nowait(_Job(int(priority), next(self._seq), run, fut, what))
+        queue.put_nowait(_Job(int(priority), next(self._seq), run, fut, what, platform))
 
     async def _work(self, platform: str, queue: asyncio.PriorityQueue[_Job]) -> None:
         while True:
@@ -137,8 +147,10 @@ class Outbox:
                 break
             else:
                 self.sent += 1
+                self.sent_by[job.platform] += 1
                 return result
         self.failed += 1
+        self.failed_by[job.platform] += 1
         return None
 
     async def flush(self, timeout: float) -> bool:

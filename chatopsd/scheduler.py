@@ -22,11 +22,14 @@ class Scheduler:
     def __init__(self) -> None:
         self._scheduler = AsyncIOScheduler(timezone=UTC)
         self.failures: dict[str, int] = {}
+        # When each job last finished without raising (health: PagerDuty refresh, status poll).
+        self.last_ok: dict[str, datetime] = {}
 
     def every(self, name: str, seconds: float, job: Job, *, run_now: bool = True) -> None:
         async def guarded() -> None:
             try:
                 await job()
+                self.last_ok[name] = datetime.now(UTC)
             except Exception:
                 self.failures[name] = self.failures.get(name, 0) + 1
                 log.exception("job %s failed", name)

@@ -77,6 +77,10 @@ class Bus:
             chain = _link(mw, chain)
         return chain
 
+    def set_middleware(self, middleware: Sequence[Middleware]) -> None:
+        """Swap the chain (config reload); calls in flight finish on the chain they started."""
+        self._chain = self._build(list(middleware))
+
     # -- entry points ----------------------------------------------------------------------
 
     def submit(self, event: Inbound) -> asyncio.Task[None] | None:

@@ -1,0 +1,410 @@
+"""`chatopsd doctor`: probe every configured part live and say, one line each, what to fix.
+
+Every probe is a plain read-only request against the documented endpoint (no messages are sent,
+nothing is paged), runs with a timeout, and turns any failure into a line, never a traceback.
+Tokens are never printed: lines name the key and the credential file, not the value.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import ssl
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+from urllib.parse import quote
+
+import aiohttp
+
+from chatopsd import config as config_mod
+from chatopsd.config import (
+    AlertmanagerSource,
+    CommandSource,
+    Config,
+    HttpSource,
+    MattermostSection,
+    PagerDutySection,
+    PrometheusSource,
+)
+from chatopsd.core.errors import ConfigError
+from chatopsd.store.kv import SqliteKeyValue
+from chatopsd.store.sqlite import Database
+
+# What the Slack connector needs: post, see mentions, see prefixed commands in channels.
+SLACK_SCOPES = ("chat:write", "app_mentions:read", "channels:history")
+# Discord application flags: the message content intent, approved (large bot) or limited.
+DISCORD_MESSAGE_CONTENT = (1 << 18) | (1 << 19)
+TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class Result:
+    name: str
+    ok: bool
+    detail: str
+
+    def line(self) -> str:
+        return f"{'✓' if self.ok else '✗'} {self.name}: {self.detail}"
+
+
+def _token_hint(section: str, key: str) -> str:
+    return (
+        f"set {section}.{key} (credential {section}_{key}, "
+        f"env CHATOPSD_{section.upper()}_{key.upper()}, or the config file)"
+    )
+
+
+class HttpError(Exception):
+    def __init__(self, status: int, body: Any) -> None:
+        super().__init__(f"HTTP {status}")
+        self.status, self.body = status, body
+
+
+async def _get_json(
+    http: aiohttp.ClientSession,
+    url: str,
+    headers: dict[str, str] | None = None,
+    params: dict[str, str] | None = None,
+    ssl_ctx: ssl.SSLContext | bool = True,
+) -> Any:
+    async with http.get(url, headers=headers, params=params, ssl=ssl_ctx) as resp:
+        try:
+            body = await resp.json(content_type=None)
+        except ValueError:
+            body = None
+        if resp.status >= 400:
+            raise HttpError(resp.status, body)
+        if body is None:
+            raise ValueError("the answer is not JSON")
+        return body
+
+
+def _why(exc: BaseException) -> str:
+    """A failure as the operator needs it: no token, no traceback."""
+    if isinstance(exc, TimeoutError):
+        return "no answer in time (timeout)"
+    if isinstance(exc, HttpError):
+        return {
+            401: "HTTP 401: the token is not accepted",
+            403: "HTTP 403: the token lacks permission",
+            404: "HTTP 404: not found",
+            429: "HTTP 429: rate limited, try again in a minute",
+        }.get(exc.status, f"HTTP {exc.status}")
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return f"TLS certificate not trusted ({exc.certificate_error})"
+    if isinstance(exc, aiohttp.ClientConnectorError):
+        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
+    if isinstance(exc, aiohttp.ClientError):
+        return f"{type(exc).__name__}: {exc}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+async def check_state_db(cfg: Config) -> list[Result]:
+    path = cfg.chatopsd.db_path()
+    name = "state database"
+    try:
+        db = await Database.open(path)
+    except Exception as exc:
+        return [
+            Result(
+                name,
+                False,
+                f"{path}: cannot open ({_why(exc)}); make it writable "
+                "by the service user or set chatopsd.state_db",
+            )
+        ]
+    try:
+        await SqliteKeyValue(db).put("doctor.last_check", "ok")
+    except Exception as exc:
+        return [Result(name, False, f"{path}: not writable ({_why(exc)})")]
+    finally:
+        await db.close()
+    return [Result(name, True, f"{path} is writable")]
+
+
+async def check_slack(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+    from slack_sdk.errors import SlackApiError
+    from slack_sdk.web.async_client import AsyncWebClient
+
+    assert cfg.slack is not None
+    base = cfg.slack.api_url if cfg.slack.api_url.endswith("/") else cfg.slack.api_url + "/"
+    out: list[Result] = []
+    bot = AsyncWebClient(
+        token=cfg.slack.bot_token.get_secret_value(), base_url=base, timeout=int(TIMEOUT)
+    )
+    try:
+        auth = await bot.auth_test()
+        scopes = set(filter(None, auth.headers.get("x-oauth-scopes", "").split(",")))
+        scopes = {s.strip() for s in scopes}
+        missing = [s for s in SLACK_SCOPES if s not in scopes]
+        who = f"@{auth.get('user')} in {auth.get('team')}"
+        if missing:
+            out.append(
+                Result(
+                    "slack bot token",
+                    False,
+                    f"{who}, but missing scopes "
+                    f"{', '.join(missing)}: add them under OAuth & Permissions and "
+                    "reinstall the app",
+                )
+            )
+        else:
+            out.append(Result("slack bot token", True, f"{who}, scopes ok"))
+    except SlackApiError as exc:
+        out.append(
+            Result(
+                "slack bot token",
+                False,
+                f"{exc.response.get('error')}: {_token_hint('slack', 'bot_token')}",
+            )
+        )
+    except Exception as exc:
+        out.append(Result("slack bot token", False, f"{base}: {_why(exc)}"))
+    # apps.connections.open takes the app-level token (xapp-), not the bot token.
+    app_token = cfg.slack.app_token.get_secret_value()
+    app = AsyncWebClient(token=app_token, base_url=base, timeout=int(TIMEOUT))
+    try:
+        await app.apps_connections_open(app_token=app_token)
+        out.append(Result("slack socket mode", True, "app token opens a Socket Mode connection"))
+    except SlackApiError as exc:
+        error = exc.response.get("error")
+        fix = (
+            "enable Socket Mode in the app settings"
+            if error in ("not_allowed_token_type", "not_authed", "socket_mode_not_enabled")
+            else "an app-level token with connections:write is needed"
+        )
+        out.append(
+            Result(
+                "slack socket mode", False, f"{error}: {fix}; {_token_hint('slack', 'app_token')}"
+            )
+        )
+    except Exception as exc:
+        out.append(Result("slack socket mode", False, f"{base}: {_why(exc)}"))
+    return out
+
+
+async def check_discord(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+    assert cfg.discord is not None
+    api = cfg.discord.api_url.rstrip("/")
+    headers = {"Authorization": f"Bot {cfg.discord.token.get_secret_value()}"}
+    try:
+        me = await _get_json(http, f"{api}/users/@me", headers)
+    except Exception as exc:
+        return [Result("discord token", False, f"{_why(exc)}; {_token_hint('discord', 'token')}")]
+    out = [Result("discord token", True, f"logged in as {me.get('username', '?')}")]
+    try:
+        app = await _get_json(http, f"{api}/oauth2/applications/@me", headers)
+        flags = int(app.get("flags") or 0)
+    except Exception as exc:
+        out.append(Result("discord intents", False, f"cannot read the application: {_why(exc)}"))
+        return out
+    if flags & DISCORD_MESSAGE_CONTENT:
+        out.append(Result("discord intents", True, "message content intent enabled"))
+    else:
+        out.append(
+            Result(
+                "discord intents",
+                False,
+                "message content intent is off: enable it "
+                "under Bot → Privileged Gateway Intents (else only mentions work)",
+            )
+        )
+    return out
+
+
+def _mattermost_tls(section: MattermostSection) -> ssl.SSLContext | bool:
+    if not section.verify_tls:
+        return False
+    ctx = ssl.create_default_context()
+    if section.ca_file is not None:
+        ctx.load_verify_locations(cafile=str(section.ca_file))
+    return ctx
+
+
+async def check_mattermost(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+    section = cfg.mattermost
+    assert section is not None
+    base = section.url.rstrip("/")
+    out: list[Result] = []
+    if base.startswith("https://"):
+        if section.verify_tls:
+            out.append(Result("mattermost TLS", True, "https with certificate verification"))
+        else:
+            out.append(
+                Result(
+                    "mattermost TLS",
+                    False,
+                    "verify_tls = false: set "
+                    "mattermost.ca_file to your CA instead of turning checks off",
+                )
+            )
+    elif base.startswith("http://"):
+        out.append(
+            Result(
+                "mattermost TLS",
+                False,
+                "url is http://: the token crosses the network in clear; use https://",
+            )
+        )
+    else:
+        return [Result("mattermost url", False, f"{base!r} is not an http(s) URL")]
+    try:
+        ctx = _mattermost_tls(section)
+    except (OSError, ssl.SSLError) as exc:
+        out.append(Result("mattermost token", False, f"cannot load ca_file: {exc}"))
+        return out
+    headers = {"Authorization": f"Bearer {section.token.get_secret_value()}"}
+    try:
+        me = await _get_json(http, f"{base}/api/v4/users/me", headers, ssl_ctx=ctx)
+    except Exception as exc:
+        hint = "" if not isinstance(exc, HttpError) else f"; {_token_hint('mattermost', 'token')}"
+        out.append(Result("mattermost token", False, f"{base}: {_why(exc)}{hint}"))
+        return out
+    out.append(Result("mattermost token", True, f"{base}: logged in as {me.get('username')}"))
+    return out
+
+
+async def check_pagerduty(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+    pd: PagerDutySection | None = cfg.pagerduty
+    assert pd is not None
+    api = pd.api_url.rstrip("/")
+    headers = {
+        "Authorization": f"Token token={pd.api_token.get_secret_value()}",
+        "Accept": "application/vnd.pagerduty+json;version=2",
+    }
+    try:
+        users = await _get_json(http, f"{api}/users", headers, {"query": pd.from_email})
+    except Exception as exc:
+        hint = f"; {_token_hint('pagerduty', 'api_token')}" if isinstance(exc, HttpError) else ""
+        return [Result("pagerduty token", False, f"{api}: {_why(exc)}{hint}")]
+    out = [Result("pagerduty token", True, f"{api} accepts the token")]
+    emails = {str(u.get("email", "")).lower() for u in users.get("users", [])}
+    if pd.from_email.lower() in emails:
+        out.append(Result("pagerduty from_email", True, f"{pd.from_email} is a user"))
+    else:
+        out.append(
+            Result(
+                "pagerduty from_email",
+                False,
+                f"{pd.from_email} is not a PagerDuty "
+                "user: set pagerduty.from_email to a real user's login email",
+            )
+        )
+
+    async def exists(kind: str, key: str, ident: str) -> Result:
+        try:
+            body = await _get_json(http, f"{api}/{kind}s/{quote(ident, safe='')}", headers)
+            return Result(f"pagerduty {key}", True, f"{ident} ({body[kind].get('name', '?')})")
+        except Exception as exc:
+            return Result(f"pagerduty {key}", False, f"{ident}: {_why(exc)}; check pagerduty.{key}")
+
+    probes = [exists("service", "service_id", pd.service_id)]
+    probes += [exists("schedule", "ic_schedules", s) for s in pd.ic_schedules]
+    probes += [exists("schedule", "responder_schedules", s) for s in pd.responder_schedules]
+    out += await asyncio.gather(*probes)
+    return out
+
+
+async def check_status_sources(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+    async def one(src: Any) -> Result:
+        name = f"status source {src.name}"
+        try:
+            if isinstance(src, AlertmanagerSource):
+                body = await _get_json(http, src.url.rstrip("/") + "/api/v2/alerts")
+                if not isinstance(body, list):
+                    raise ValueError("/api/v2/alerts did not return a list")
+                return Result(name, True, f"alertmanager answers ({len(body)} alerts)")
+            if isinstance(src, PrometheusSource):
+                url = src.url.rstrip("/") + "/api/v1/query"
+                body = await _get_json(http, url, params={"query": src.query})
+                if body.get("status") != "success":
+                    raise ValueError(f"query failed: {body.get('error', body.get('status'))}")
+                return Result(name, True, "prometheus answers the query")
+            if isinstance(src, HttpSource):
+                body = await _get_json(http, src.url)
+                value: Any = body
+                for part in src.field.split("."):
+                    if not isinstance(value, dict) or part not in value:
+                        raise ValueError(f"field {src.field!r} is not in the answer")
+                    value = value[part]
+                return Result(name, True, f"{src.field} = {str(value)[:40]}")
+            if isinstance(src, CommandSource):
+                return await _probe_command(name, src)
+        except Exception as exc:
+            return Result(name, False, f"{getattr(src, 'url', '')}: {_why(exc)}")
+        return Result(name, False, f"unknown kind {src.kind}")
+
+    return list(await asyncio.gather(*(one(s) for s in cfg.status.sources)))
+
+
+async def _probe_command(name: str, src: CommandSource) -> Result:
+    exe = shutil.which(src.argv[0])
+    if exe is None:
+        return Result(name, False, f"{src.argv[0]}: not found or not executable")
+    proc = await asyncio.create_subprocess_exec(
+        exe,
+        *src.argv[1:],
+        stdin=asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+    try:
+        code = await asyncio.wait_for(proc.wait(), src.timeout_seconds)
+    except TimeoutError:
+        proc.kill()
+        await proc.wait()
+        return Result(name, False, f"no exit within {src.timeout_seconds} s")
+    if str(code) not in src.exit_map:
+        return Result(name, False, f"exit status {code} is not in exit_map")
+    return Result(name, True, f"exit {code} = {src.exit_map[str(code)]}")
+
+
+Probe = Callable[[Config, aiohttp.ClientSession], Awaitable[list[Result]]]
+
+
+async def run_checks(cfg: Config, timeout_seconds: float = TIMEOUT) -> list[Result]:
+    probes: list[Probe] = []
+    if cfg.slack is not None:
+        probes.append(check_slack)
+    if cfg.discord is not None:
+        probes.append(check_discord)
+    if cfg.mattermost is not None:
+        probes.append(check_mattermost)
+    if cfg.pagerduty is not None:
+        probes.append(check_pagerduty)
+    if cfg.status.sources:
+        probes.append(check_status_sources)
+    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
+        groups = await asyncio.gather(check_state_db(cfg), *(p(cfg, http) for p in probes))
+    return [r for group in groups for r in group]
+
+
+def main(
+    path: Path | None,
+    out: TextIO | None = None,
+    env: dict[str, str] | None = None,
+    timeout_seconds: float = TIMEOUT,
+) -> int:
+    """Print one line per check; 0 only if every check passed (2 for an unreadable config)."""
+    out = out or sys.stdout
+    try:
+        cfg = config_mod.load(path, env=dict(os.environ) if env is None else env)
+    except ConfigError as exc:
+        print(f"✗ config: {exc}", file=out)
+        return 2
+    print(f"✓ config: {path or 'defaults'} is valid", file=out)
+    results = asyncio.run(run_checks(cfg, timeout_seconds))
+    secrets = config_mod.secrets_of(cfg)
+    for r in results:
+        line = r.line()
+        for secret in secrets:  # belt and braces: a server could echo a token back
+            line = line.replace(secret, "[redacted]")
+        print(line, file=out)
+    failed = [r for r in results if not r.ok]
+    print(f"{len(results) - len(failed)} passed, {len(failed)} failed", file=out)
+    return 1 if failed else 0

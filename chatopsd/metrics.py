@@ -1,0 +1,225 @@
+"""Prometheus metrics: counted by a bus middleware, read from live state at scrape time.
+
+Off by default. When configured they go to a file for node_exporter's textfile collector
+(written atomically every `metrics.interval_seconds`) or to a loopback-only / Unix-socket HTTP
+listener. Never a public port: config refuses any other listen address.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import os
+import time
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from chatopsd.core.context import Call
+from chatopsd.core.errors import RateLimited
+from chatopsd.core.messages import Reply
+
+if TYPE_CHECKING:
+    from chatopsd.app import App
+    from chatopsd.core.bus import Next
+
+log = logging.getLogger("chatopsd.metrics")
+command_log = logging.getLogger("chatopsd.command")
+
+LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+
+
+class Metrics:
+    """The counters the bus feeds, in a registry of their own (one per App)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.commands = Counter(
+            "chatopsd_commands_received", "Commands received", ["platform", "command"], registry=r
+        )
+        self.latency = Histogram(
+            "chatopsd_command_duration_seconds",
+            "Time from dispatch to the handler's answer",
+            ["command"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.rate_limited = Counter(
+            "chatopsd_rate_limit_hits",
+            "Commands refused by the rate limit",
+            ["platform"],
+            registry=r,
+        )
+        self.pages = Counter(
+            "chatopsd_pages", "Paging commands by outcome (sent, failed)", ["outcome"], registry=r
+        )
+
+    async def middleware(self, call: Call, nxt: Next) -> list[Reply]:
+        """Counts the command and writes its one journal line (context, outcome, duration)."""
+        # Unknown commands share one label: user typos must not grow the series without bound.
+        command = call.spec.name if call.spec is not None else "unknown"
+        pages = call.spec is not None and call.spec.pages and call.error is None
+        self.commands.labels(call.event.platform, command).inc()
+        started = time.perf_counter()
+        outcome = "ok"
+        try:
+            replies = await nxt(call)
+        except RateLimited:
+            outcome = "rate limited"
+            self.rate_limited.labels(call.event.platform).inc()
+            raise
+        except Exception as exc:
+            outcome = type(exc).__name__
+            if pages:
+                self.pages.labels("failed").inc()
+            raise
+        finally:
+            elapsed = time.perf_counter() - started
+            self.latency.labels(command).observe(elapsed)
+            ev = call.event
+            command_log.info(
+                "command %r on %s:%s by %s (%s) -> %s in %.0f ms ref=%s",
+                call.command,
+                ev.platform,
+                ev.channel,
+                ev.actor.id,
+                ev.actor.display,
+                outcome,
+                elapsed * 1000,
+                call.ref,
+            )
+        if pages:
+            self.pages.labels("sent").inc()
+        return replies
+
+    def attach(self, app: App) -> None:
+        """Add the collectors that read live state (connectors, outbox, jobs) at scrape time."""
+        self.registry.register(_StateCollector(app))
+
+    def text(self) -> bytes:
+        return generate_latest(self.registry)
+
+
+class _StateCollector(Collector):
+    def __init__(self, app: App) -> None:
+        self.app = app
+
+    def collect(self) -> Iterator[Metric]:
+        app = self.app
+        up = GaugeMetricFamily(
+            "chatopsd_connector_up", "1 when the connector is connected", labels=["platform"]
+        )
+        reconnects = CounterMetricFamily(
+            "chatopsd_connector_reconnects",
+            "Connections lost (each one is retried)",
+            labels=["platform"],
+        )
+        for s in app.supervisors:
+            up.add_metric([s.platform], 1.0 if s.health.state.value == "ready" else 0.0)
+            reconnects.add_metric([s.platform], s.health.failures)
+        yield up
+        yield reconnects
+        sent = CounterMetricFamily("chatopsd_messages_sent", "Messages posted", labels=["platform"])
+        failed = CounterMetricFamily(
+            "chatopsd_messages_failed", "Messages given up on", labels=["platform"]
+        )
+        for platform in sorted(app.outbox.connectors):
+            sent.add_metric([platform], app.outbox.sent_by[platform])
+            failed.add_metric([platform], app.outbox.failed_by[platform])
+        yield sent
+        yield failed
+        yield GaugeMetricFamily(
+            "chatopsd_outbox_depth", "Replies waiting to be sent", value=app.outbox.depth
+        )
+        now = datetime.now(UTC)
+        ages = GaugeMetricFamily(
+            "chatopsd_job_last_success_age_seconds",
+            "Seconds since each scheduled job last succeeded (NaN: never)",
+            labels=["job"],
+        )
+        pd_age = math.nan
+        for name in app.scheduler.jobs:
+            last = app.scheduler.last_ok.get(name)
+            age = (now - last).total_seconds() if last else math.nan
+            ages.add_metric([name], age)
+            if "pagerduty" in name or "oncall" in name:
+                pd_age = age
+        yield ages
+        if app.config.pagerduty is not None:
+            yield GaugeMetricFamily(
+                "chatopsd_pagerduty_refresh_age_seconds",
+                "Seconds since the on-call cache was last refreshed (NaN: never)",
+                value=pd_age,
+            )
+
+
+class Exporter:
+    """Publishes `Metrics` as configured: a textfile, a loopback listener or a Unix socket."""
+
+    def __init__(self, app: App, metrics: Metrics) -> None:
+        self.app, self.metrics = app, metrics
+        self.cfg = app.config.metrics
+        self._runner: web.AppRunner | None = None
+        self.address: str | None = None
+
+    async def start(self) -> None:
+        if self.cfg.textfile is not None:
+            await self.write_textfile()
+            self.app.scheduler.every(
+                "metrics-textfile", self.cfg.interval_seconds, self.write_textfile, run_now=False
+            )
+        if self.cfg.listen is not None:
+            await self._listen(self.cfg.listen)
+
+    async def write_textfile(self) -> None:
+        assert self.cfg.textfile is not None
+        await asyncio.to_thread(_write_atomic, self.cfg.textfile, self.metrics.text())
+
+    async def _listen(self, listen: str) -> None:
+        web_app = web.Application()
+        web_app.router.add_get("/metrics", self._serve)
+        self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=1.0)
+        await self._runner.setup()
+        site: web.BaseSite
+        if listen.startswith("unix:"):
+            path = listen[len("unix:") :]
+            site = web.UnixSite(self._runner, path)
+            await site.start()
+            os.chmod(path, 0o660)
+            self.address = listen
+        else:
+            host, _, port = listen.rpartition(":")
+            site = web.TCPSite(self._runner, host.strip("[]"), int(port))
+            await site.start()
+            # Port 0 means "any free port": report the one the kernel chose.
+            sockets = getattr(site._server, "sockets", None) or []
+            bound = sockets[0].getsockname()[1] if sockets else port
+            self.address = f"{host}:{bound}"
+        log.info("metrics on %s/metrics", self.address)
+
+    async def _serve(self, request: web.Request) -> web.Response:
+        # 0.0.4: what generate_latest writes and what every Prometheus version reads.
+        return web.Response(
+            body=self.metrics.text(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
+        )
+
+    async def close(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    # node_exporter must never read a half-written file: write aside, then rename.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_bytes(data)
+    os.replace(tmp, path)

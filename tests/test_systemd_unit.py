@@ -1,0 +1,61 @@
+"""The unit file: systemd's own analyser scores its sandbox and finds nothing to complain of."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+UNIT = Path(__file__).resolve().parent.parent / "systemd" / "chatopsd.service"
+# The score this unit reached; raise it only with a reason written next to the unit's change.
+MAX_EXPOSURE = 1.1
+ANALYZE = shutil.which("systemd-analyze")
+needs_analyze = pytest.mark.skipif(ANALYZE is None, reason="systemd-analyze is not installed")
+
+
+def _analyze(*args: str) -> subprocess.CompletedProcess[str]:
+    assert ANALYZE is not None
+    return subprocess.run([ANALYZE, *args], capture_output=True, text=True, timeout=60, check=False)
+
+
+def test_unit_has_the_required_settings() -> None:
+    text = UNIT.read_text()
+    for line in (
+        "Type=notify",
+        "StateDirectory=chatopsd",
+        "LoadCredential=slack_bot_token:",
+        "LoadCredential=pagerduty_api_token:",
+        "DynamicUser=yes",
+        "ProtectSystem=strict",
+        "NoNewPrivileges=yes",
+        "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
+        "SystemCallFilter=@system-service",
+        "MemoryDenyWriteExecute=yes",
+    ):
+        assert re.search(rf"^{re.escape(line)}", text, re.M), line
+    assert re.search(r"^WatchdogSec=\d+", text, re.M)
+
+
+@needs_analyze
+def test_security_exposure_does_not_regress() -> None:
+    result = _analyze("security", "--offline=true", "--no-pager", str(UNIT))
+    match = re.search(r"Overall exposure level for \S+: (\d+\.\d+) (\w+)", result.stdout)
+    assert match, result.stdout + result.stderr
+    score, verdict = float(match.group(1)), match.group(2)
+    assert score <= MAX_EXPOSURE, f"exposure {score} > {MAX_EXPOSURE}:\n{result.stdout}"
+    assert verdict == "OK"
+
+
+@needs_analyze
+def test_verify_is_silent(tmp_path: Path) -> None:
+    # verify insists that ExecStart's binary exists: point it at this interpreter in a copy.
+    text = re.sub(r"^ExecStart=\S+", f"ExecStart={sys.executable}", UNIT.read_text(), flags=re.M)
+    copy = tmp_path / "chatopsd.service"
+    copy.write_text(text)
+    result = _analyze("verify", "--no-pager", str(copy))
+    assert result.returncode == 0
+    assert (result.stdout + result.stderr).strip() == "", result.stdout + result.stderr
