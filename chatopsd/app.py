@@ -13,6 +13,7 @@ from typing import TextIO
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
+from chatopsd.connectors.discord import DiscordConnector
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
@@ -105,6 +106,8 @@ class App:
                     on_eof=on_eof,
                 )
             )
+        if cfg.discord is not None:
+            found.append(DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix))
         return found
 
     def _middleware(self) -> list[Middleware]:
