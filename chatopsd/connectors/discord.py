@@ -77,6 +77,9 @@ class _Pending:
 
 class _Client(discord.Client):
     def __init__(self, owner: DiscordConnector, session: Session) -> None:
+        # We never join voice: skip discord.py's warnings about missing voice libraries.
+        discord.VoiceClient.warn_nacl = False
+        discord.VoiceClient.warn_dave = False
         super().__init__(
             intents=intents(),
             max_messages=None,
