@@ -81,6 +81,8 @@ class DiscordSection(Section):
     heartbeat_timeout: float = Field(60.0, gt=0)
     # Discord allows one IDENTIFY per 5 s per bot; tests shorten it.
     identify_delay: float = Field(5.0, ge=0)
+    # How long after the last GUILD_CREATE discord.py waits before it calls the session ready.
+    guild_ready_timeout: float = Field(2.0, ge=0)
 
 
 class MattermostSection(Section):

@@ -1,4 +1,4 @@
-"""The Discord connector through the real App and the real discord.py, against tests/fakes/discord."""
+"""The Discord connector through the real App and real discord.py, against tests/fakes/discord."""
 
 from __future__ import annotations
 
@@ -32,13 +32,16 @@ def discord_config(tmp_path: Path, fake: FakeDiscord, **extra: Any) -> Any:
         "guild_ids": [GUILD_ID],
         "identify_delay": 0.05,
         "heartbeat_timeout": 8.0,
+        "guild_ready_timeout": 0.05,
         **extra,
     }
     return make_config(tmp_path, discord=section, console={"enabled": False})
 
 
 async def start_app(tmp_path: Path, fake: FakeDiscord, clock: FakeClock, **extra: Any) -> App:
-    app = App(discord_config(tmp_path, fake, **extra), clock=clock, io=Io(io.StringIO(""), io.StringIO()))
+    app = App(
+        discord_config(tmp_path, fake, **extra), clock=clock, io=Io(io.StringIO(""), io.StringIO())
+    )
     await app.start()
     return app
 
@@ -49,8 +52,8 @@ def supervisor(app: App) -> Supervisor:
 
 async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
-        while not cond():
-            await asyncio.sleep(0.01)
+        while not cond():  # polling: the conditions live in the fake and the App
+            await asyncio.sleep(0.01)  # noqa: ASYNC110
 
 
 @pytest.fixture
@@ -216,7 +219,9 @@ async def test_op9_not_resumable_identifies_again(app: App, fake: FakeDiscord) -
     await next_message(fake)
 
 
-async def test_zombie_connection_detected(tmp_path: Path, fake: FakeDiscord, clock: FakeClock) -> None:
+async def test_zombie_connection_detected(
+    tmp_path: Path, fake: FakeDiscord, clock: FakeClock
+) -> None:
     application = await start_app(tmp_path, fake, clock, heartbeat_timeout=1.0)
     try:
         await asyncio.wait_for(supervisor(application).ready_event.wait(), 5)

@@ -86,6 +86,7 @@ class _Client(discord.Client):
             chunk_guilds_at_startup=False,
             member_cache_flags=discord.MemberCacheFlags.none(),
             heartbeat_timeout=owner.config.heartbeat_timeout,
+            guild_ready_timeout=owner.config.guild_ready_timeout,
             max_ratelimit_timeout=SEND_RATELIMIT_CAP,
             enable_debug_events=False,
         )

@@ -448,7 +448,9 @@ class FakeDiscord:
 
     def slash(self, name: str, args: str | None = None) -> dict[str, Any]:
         options = [] if args is None else [{"name": "args", "type": 3, "value": args}]
-        return self.interaction(2, {"id": self.snowflake(), "name": name, "type": 1, "options": options})
+        return self.interaction(
+            2, {"id": self.snowflake(), "name": name, "type": 1, "options": options}
+        )
 
     def click(self, custom_id: str, message_id: str = "1") -> dict[str, Any]:
         return self.interaction(3, {"custom_id": custom_id, "component_type": 2})
