@@ -52,8 +52,9 @@ def supervisor(app: App) -> Supervisor:
 
 async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
     async with asyncio.timeout(timeout):
-        while not cond():  # polling: the conditions live in the fake and the App
-            await asyncio.sleep(0.01)  # noqa: ASYNC110
+        # polling: the conditions live in the fake and the App, which signal nothing
+        while not cond():  # noqa: ASYNC110
+            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
