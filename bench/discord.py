@@ -69,7 +69,8 @@ async def round_trips(trips: int) -> None:
     times.sort()
     p99 = times[min(len(times) - 1, int(len(times) * 0.99))]
     print(
-        f"round trip (!help, {trips} trips): p50 {statistics.median(times):.2f} ms, p99 {p99:.2f} ms"
+        f"round trip (!help, {trips} trips): "
+        f"p50 {statistics.median(times):.2f} ms, p99 {p99:.2f} ms"
     )
 
 

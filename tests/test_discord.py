@@ -12,6 +12,9 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.connectors.base import State, Supervisor
+from chatopsd.connectors.discord import DiscordConnector
+from chatopsd.core.errors import TransientSendError
+from chatopsd.core.messages import Destination, Reply
 from tests.conftest import FakeClock, make_config
 from tests.fakes.discord import BOT_ID, CHANNEL_ID, GUILD_ID, TOKEN, FakeDiscord, Recorded
 
@@ -296,3 +299,39 @@ async def test_malformed_payload_does_not_break_the_connection(app: App, fake: F
     await fake.dispatch("MESSAGE_CREATE", fake.message("!help"))
     await next_message(fake)
     assert fake.connections == 1
+
+
+async def test_slash_usage_error_is_ephemeral(app: App, fake: FakeDiscord) -> None:
+    await fake.dispatch("INTERACTION_CREATE", fake.slash("ic", "frobnicate now"))
+    await fake.next_post()  # the deferral
+    follow = await fake.next_post()
+    assert follow.body.get("flags") == 64
+
+
+async def test_post_and_edit_outside_a_command(app: App, fake: FakeDiscord) -> None:
+    where = Destination(platform="discord", channel=str(CHANNEL_ID))
+    sent = await app.outbox.send(where, Reply(title="Status", fields=(("api", "NORMAL"),)))
+    assert sent is not None
+    post = await fake.next_post()
+    assert "message_reference" not in post.body
+    assert post.body["embeds"][0]["fields"][0]["value"] == "NORMAL"
+    await app.outbox.edit(sent, Reply(title="Status", fields=(("api", "CRITICAL"),)))
+    edit = await fake.next_post()
+    assert (edit.method, edit.path) == (
+        "PATCH",
+        f"/channels/{CHANNEL_ID}/messages/{sent.message_id}",
+    )
+
+
+async def test_429_without_via_is_a_cloudflare_block(app: App, fake: FakeDiscord) -> None:
+    fake.fail_next("POST", "/messages", 429, {"message": "banned", "retry_after": 0.1})
+    connector = supervisor(app).connector
+    with pytest.raises(TransientSendError) as info:
+        await connector.send(Destination(platform="discord", channel=str(CHANNEL_ID)), Reply("x"))
+    assert info.value.retry_after == 60.0
+
+
+async def test_send_while_disconnected_is_transient(tmp_path: Path, clock: FakeClock) -> None:
+    connector = DiscordConnector(discord_config(tmp_path, FakeDiscord()).discord)
+    with pytest.raises(TransientSendError):
+        await connector.send(Destination(platform="discord", channel="1"), Reply("x"))
