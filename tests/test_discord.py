@@ -335,3 +335,21 @@ async def test_send_while_disconnected_is_transient(tmp_path: Path, clock: FakeC
     connector = DiscordConnector(discord_config(tmp_path, FakeDiscord()).discord)
     with pytest.raises(TransientSendError):
         await connector.send(Destination(platform="discord", channel="1"), Reply("x"))
+
+
+async def test_zombie_with_traffic_but_no_acks_detected(app: App, fake: FakeDiscord) -> None:
+    fake.ack_heartbeats = False  # events still arrive, so only missing ACKs give it away
+
+    async def chatter() -> None:
+        while True:
+            await fake.dispatch("TYPING_START", {"channel_id": str(CHANNEL_ID), "user_id": "42"})
+            await asyncio.sleep(0.05)
+
+    task = asyncio.get_running_loop().create_task(chatter(), name="test:chatter")
+    try:
+        await wait_for(lambda: fake.connections == 2, timeout=5)
+        fake.ack_heartbeats = True
+        await wait_for(lambda: fake.resumes == 1)
+        assert fake.identifies == 1
+    finally:
+        task.cancel()

@@ -151,6 +151,9 @@ class DiscordConnector:
         configure_endpoints(self.config.api_url, self.config.gateway_url)
         client = _Client(self, session)
         self._client = client
+        watchdog = asyncio.get_running_loop().create_task(
+            _watch_acks(client), name="discord:heartbeat-ack-watchdog"
+        )
         try:
             await client.start(self.config.token.get_secret_value(), reconnect=True)
         except discord.LoginFailure:
@@ -164,6 +167,7 @@ class DiscordConnector:
                 raise FatalConnectorError(MISSING_INTENT) from None
             raise
         finally:
+            watchdog.cancel()
             self._client = None
             if not client.is_closed():
                 await client.close()
@@ -381,6 +385,30 @@ class DiscordConnector:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise TransientSendError(f"{type(exc).__name__}: {exc}") from None
+
+
+ACK_GRACE = 1.5  # heartbeat intervals without an ACK before the connection counts as dead
+
+
+async def _watch_acks(client: discord.Client) -> None:
+    """Close a connection whose heartbeats go unacknowledged, so discord.py RESUMEs.
+
+    discord.py itself only notices silence (nothing at all received for heartbeat_timeout);
+    Discord's rule is stricter: no ACK before the next heartbeat means a zombie connection,
+    even if events still trickle in. This reads discord.py's keep-alive bookkeeping."""
+    while True:
+        ws = client.ws
+        keep_alive = ws._keep_alive if ws is not None else None
+        interval = keep_alive.interval if keep_alive is not None else None
+        if keep_alive is None or not interval:
+            await asyncio.sleep(0.5)
+            continue
+        silent = time.perf_counter() - keep_alive._last_ack
+        if silent > ACK_GRACE * interval and ws is not None and not ws.socket.closed:
+            log.warning("no heartbeat ACK for %.1f s: zombie connection, reconnecting", silent)
+            keep_alive.stop()
+            await ws.close(4000)
+        await asyncio.sleep(max(0.05, interval / 4))
 
 
 def _actor(user: discord.abc.User) -> Actor:
