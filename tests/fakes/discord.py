@@ -21,6 +21,11 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+try:  # discord.py asks for zstd-stream instead of zlib-stream when zstandard is importable
+    import zstandard
+except ImportError:  # pragma: no cover - depends on the environment
+    zstandard = None
+
 BOT_ID = 900000000000000001
 APP_ID = 900000000000000002
 GUILD_ID = 800000000000000001
@@ -69,16 +74,25 @@ class _Session:
 
 
 class _Conn:
-    def __init__(self, ws: web.WebSocketResponse) -> None:
+    """One gateway connection: ONE compression stream for its whole life, flushed per message."""
+
+    def __init__(self, ws: web.WebSocketResponse, compress: str) -> None:
         self.ws = ws
-        self.zlib = zlib.compressobj()
+        self.compress = compress
+        if compress == "zstd-stream":
+            self.zstd = zstandard.ZstdCompressor().compressobj()
+        else:
+            self.zlib = zlib.compressobj()
         self.session: _Session | None = None
         self.lock = asyncio.Lock()
 
     async def send(self, payload: dict[str, Any]) -> None:
         async with self.lock:
             raw = json.dumps(payload).encode()
-            data = self.zlib.compress(raw) + self.zlib.flush(zlib.Z_SYNC_FLUSH)
+            if self.compress == "zstd-stream":
+                data = self.zstd.compress(raw) + self.zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            else:
+                data = self.zlib.compress(raw) + self.zlib.flush(zlib.Z_SYNC_FLUSH)
             await self.ws.send_bytes(data)
 
 
@@ -252,11 +266,13 @@ class FakeDiscord:
     # -- gateway ---------------------------------------------------------------------------
 
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
-        assert request.query.get("compress") == "zlib-stream", request.query
+        compress = request.query.get("compress")
+        expected = "zstd-stream" if zstandard is not None else "zlib-stream"
+        assert compress == expected, request.query
         assert request.query.get("v") == "10"
         ws = web.WebSocketResponse(autoping=True)
         await ws.prepare(request)
-        conn = _Conn(ws)
+        conn = _Conn(ws, compress)
         self._conn = conn
         self.connections += 1
         self.connected.set()
