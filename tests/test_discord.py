@@ -201,6 +201,18 @@ async def test_resume_after_drop_replays_missed_event_once(app: App, fake: FakeD
     assert fake.posted.empty()
 
 
+async def test_failed_reconnect_backs_off_then_resumes(app: App, fake: FakeDiscord) -> None:
+    fake.refuse_gateway = 1  # the first reconnect attempt fails: our backoff, then RESUME
+    await fake.drop()
+    msg = fake.message("!help")
+    await fake.dispatch("MESSAGE_CREATE", msg)
+    await wait_for(lambda: fake.resumes == 1, timeout=10)
+    rec = await next_message(fake)
+    assert rec.body["message_reference"]["message_id"] == msg["id"]
+    assert (fake.refuse_gateway, fake.identifies) == (0, 1)
+    assert supervisor(app).health.failures == 0  # handled inside the connection, not a restart
+
+
 async def test_op7_reconnect_resumes(app: App, fake: FakeDiscord) -> None:
     await fake.send_op(7)
     await wait_for(lambda: fake.resumes == 1)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from typing import Any
 import aiohttp
 import discord
 import yarl
+from discord.gateway import DiscordWebSocket, ReconnectWebSocket
 from discord.http import Route
 
 from chatopsd.config import DiscordSection
@@ -46,6 +48,15 @@ MISSING_INTENT = (
 )
 INTERACTION_TTL = 15 * 60.0  # Discord's interaction tokens expire after 15 minutes
 SEND_RATELIMIT_CAP = 30.0  # longer 429 waits go back to the outbox instead of blocking it
+RECONNECT_CAP = 60.0  # discord.py's own backoff grows to 1024 s; an outage must not cost that
+_RETRIABLE = (
+    OSError,
+    discord.HTTPException,
+    discord.GatewayNotFound,
+    discord.ConnectionClosed,
+    aiohttp.ClientError,
+    asyncio.TimeoutError,
+)
 
 
 def configure_endpoints(api_url: str, gateway_url: str) -> None:
@@ -98,6 +109,67 @@ class _Client(discord.Client):
         # discord.py sleeps a fixed 5 s before every re-IDENTIFY; the delay is configurable.
         if not initial:
             await asyncio.sleep(self.owner.config.identify_delay)
+
+    async def connect(self, *, reconnect: bool = True) -> None:
+        """discord.py's gateway loop, with a capped backoff and RESUME kept across failures.
+
+        Same as `Client.connect` except: reconnect delays are full-jitter exponential capped at
+        RECONNECT_CAP (discord.py's grow to 17 minutes), one log line per failure instead of a
+        traceback, and a failed first connect does not crash on a missing websocket."""
+        attempt = 0
+        params: dict[str, Any] = {"initial": True, "shard_id": self.shard_id}
+        while not self.is_closed():
+            established = False
+            try:
+                coro = DiscordWebSocket.from_client(self, **params)
+                self.ws = await asyncio.wait_for(coro, timeout=60.0)
+                params["initial"] = False
+                established, attempt = True, 0
+                while True:
+                    await self.ws.poll_event()
+            except ReconnectWebSocket as exc:  # op 7, op 9, resumable closes, silence
+                self.dispatch("disconnect")
+                if self.ws is not None:
+                    params.update(
+                        sequence=self.ws.sequence, resume=exc.resume, session=self.ws.session_id
+                    )
+                    if exc.resume:
+                        params["gateway"] = self.ws.gateway
+                if not established:  # closed before it was up: no tight reconnect loop
+                    attempt += 1
+                    await asyncio.sleep(self._backoff(attempt, exc))
+                continue
+            except _RETRIABLE as exc:
+                self.dispatch("disconnect")
+                if self.is_closed():
+                    return
+                if isinstance(exc, discord.ConnectionClosed):
+                    if exc.code == 4014:
+                        raise discord.PrivilegedIntentsRequired(exc.shard_id) from None
+                    if exc.code != 1000:
+                        await self.close()
+                        raise
+                if not reconnect:
+                    await self.close()
+                    raise
+                attempt += 1
+                await asyncio.sleep(self._backoff(attempt, exc))
+                if self.ws is not None and self.ws.session_id is not None:
+                    # Always try to RESUME: if it is too late, Discord answers op 9.
+                    params.update(
+                        sequence=self.ws.sequence,
+                        gateway=self.ws.gateway,
+                        resume=True,
+                        session=self.ws.session_id,
+                    )
+
+    @staticmethod
+    def _backoff(attempt: int, exc: BaseException) -> float:
+        delay = random.uniform(0.0, min(RECONNECT_CAP, 2.0**attempt))
+        log.warning(
+            "discord gateway lost (%s: %s); reconnecting in %.1f s", type(exc).__name__, exc, delay
+        )
+        return delay
 
     async def on_ready(self) -> None:
         self.session.ready()

@@ -106,6 +106,7 @@ class FakeDiscord:
         self.ack_heartbeats = True
         self.close_after_identify: int | None = None
         self.resumable = True
+        self.refuse_gateway = 0  # refuse this many websocket handshakes (an outage)
         self.identifies = 0
         self.resumes = 0
         self.heartbeats = 0
@@ -266,6 +267,9 @@ class FakeDiscord:
     # -- gateway ---------------------------------------------------------------------------
 
     async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_gateway > 0:
+            self.refuse_gateway -= 1
+            return web.Response(status=503, text="upstream unavailable")
         compress = request.query.get("compress")
         expected = "zstd-stream" if zstandard is not None else "zlib-stream"
         assert compress == expected, request.query
