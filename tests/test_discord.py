@@ -365,3 +365,30 @@ async def test_zombie_with_traffic_but_no_acks_detected(app: App, fake: FakeDisc
         assert fake.identifies == 1
     finally:
         task.cancel()
+
+
+async def test_commands_registered_globally_without_guild_ids(
+    tmp_path: Path, fake: FakeDiscord, clock: FakeClock
+) -> None:
+    application = await start_app(tmp_path, fake, clock, guild_ids=[])
+    try:
+        await wait_for(lambda: fake.command_writes == 1)
+        assert sorted(c["name"] for c in fake.commands["global"]) == ["ic", "incident", "status"]
+        assert str(GUILD_ID) not in fake.commands
+    finally:
+        await application.stop()
+
+
+async def test_registration_refused_is_logged_not_fatal(
+    tmp_path: Path, fake: FakeDiscord, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake.fail_next("GET", "/commands", 403, {"message": "Missing Access", "code": 50001})
+    application = await start_app(tmp_path, fake, clock)
+    try:
+        await asyncio.wait_for(supervisor(application).ready_event.wait(), 5)
+        await wait_for(lambda: "applications.commands" in caplog.text)
+        await fake.dispatch("MESSAGE_CREATE", fake.message("!help"))
+        await next_message(fake)
+        assert fake.command_writes == 0
+    finally:
+        await application.stop()
