@@ -235,8 +235,13 @@ class DiscordConnector:
         except discord.ConnectionClosed as exc:
             if exc.code == 4004:
                 raise FatalConnectorError(BAD_TOKEN) from None
-            if exc.code in (4013, 4014):
+            if exc.code == 4014:
                 raise FatalConnectorError(MISSING_INTENT) from None
+            if exc.code in (4010, 4011, 4012, 4013):  # shard, sharding, API version, intents
+                raise FatalConnectorError(
+                    f"Discord closed the gateway with code {exc.code} ({exc.reason or 'no reason'})"
+                    "; retrying cannot fix this: check discord.api_url and discord.gateway_url"
+                ) from None
             raise
         finally:
             watchdog.cancel()
@@ -266,7 +271,7 @@ class DiscordConnector:
                     guild_id,
                 )
                 continue
-            except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+            except Exception as exc:  # never fatal: the prefix commands work without them
                 log.warning("registering slash commands failed (guild %s): %s", guild_id, exc)
                 continue  # tried again on the next READY
             self._registered.add(guild_id)
