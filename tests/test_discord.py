@@ -392,3 +392,17 @@ async def test_registration_refused_is_logged_not_fatal(
         assert fake.command_writes == 0
     finally:
         await application.stop()
+
+
+async def test_long_429_goes_back_to_the_outbox(app: App, fake: FakeDiscord) -> None:
+    fake.fail_next(
+        "POST",
+        "/messages",
+        429,
+        {"message": "You are being rate limited.", "retry_after": 45.0, "global": False},
+        {"Via": "1.1 google"},
+    )
+    connector = supervisor(app).connector
+    with pytest.raises(TransientSendError) as info:
+        await connector.send(Destination(platform="discord", channel=str(CHANNEL_ID)), Reply("x"))
+    assert info.value.retry_after == 45.0
