@@ -134,6 +134,17 @@ async def test_slash_command_defers_then_follows_up(app: App, fake: FakeDiscord)
     assert text_of(follow)
 
 
+async def test_replayed_interaction_answered_once(app: App, fake: FakeDiscord) -> None:
+    inter = fake.slash("ic", "help")
+    await fake.dispatch("INTERACTION_CREATE", inter)
+    await fake.next_post()  # deferral
+    await fake.next_post()  # follow-up
+    await fake.dispatch("INTERACTION_CREATE", inter)  # delivered again (e.g. replay)
+    await wait_for(lambda: sum("/callback" in r.path for r in fake.requests) == 2)
+    await asyncio.sleep(0.3)
+    assert fake.posted.empty()
+
+
 async def test_app_commands_registered_once(app: App, fake: FakeDiscord) -> None:
     await wait_for(lambda: fake.command_writes == 1)
     names = sorted(c["name"] for c in fake.commands[str(GUILD_ID)])

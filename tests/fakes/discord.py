@@ -106,6 +106,7 @@ class FakeDiscord:
         self.ack_heartbeats = True
         self.close_after_identify: int | None = None
         self.resumable = True
+        self.acknowledged: set[str] = set()
         self.refuse_gateway = 0  # refuse this many websocket handshakes (an outage)
         self.identifies = 0
         self.resumes = 0
@@ -224,6 +225,11 @@ class FakeDiscord:
             await self.posted.put(rec)
             return self._json(self._message(parts[1], rec.body, parts[3]))
         if parts[0] == "interactions" and parts[-1] == "callback":
+            if parts[1] in self.acknowledged:
+                return self._json(
+                    {"message": "Interaction has already been acknowledged.", "code": 40060}, 400
+                )
+            self.acknowledged.add(parts[1])
             await self.posted.put(rec)
             kind = rec.body.get("type")
             return self._json(
