@@ -417,3 +417,20 @@ async def test_long_429_goes_back_to_the_outbox(app: App, fake: FakeDiscord) -> 
     with pytest.raises(TransientSendError) as info:
         await connector.send(Destination(platform="discord", channel=str(CHANNEL_ID)), Reply("x"))
     assert info.value.retry_after == 45.0
+
+
+async def test_follow_up_edited_through_the_interaction(app: App, fake: FakeDiscord) -> None:
+    inter = fake.slash("status", "help")
+    await fake.dispatch("INTERACTION_CREATE", inter)
+    await fake.next_post()  # deferral
+    await fake.next_post()  # the bus's answer
+    connector = supervisor(app).connector
+    where = Destination(platform="discord", channel=str(CHANNEL_ID), reply_to=inter["id"])
+    sent = await connector.send(where, Reply("pinned status"))
+    assert sent is not None and sent.extra == {"interaction": inter["id"]}
+    await fake.next_post()
+    await connector.edit(sent, Reply("pinned status, updated"))
+    edit = await fake.next_post()
+    token_path = f"/webhooks/{inter['application_id']}/{inter['token']}/messages/{sent.message_id}"
+    assert (edit.method, edit.path) == ("PATCH", token_path)
+    assert edit.body["content"] == "pinned status, updated"
