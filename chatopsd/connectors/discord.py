@@ -1,9 +1,9 @@
 """Discord over the gateway, with discord.py: messages, mentions, slash commands, buttons.
 
-discord.py owns the websocket: heartbeats, RESUME after drops, op 7 and op 9, zombie
-detection (nothing received for `heartbeat_timeout`), REST rate limits. One `run()` is one
-logged-in `discord.Client`; it returns only when discord.py gives up, and fatal closes (bad
-token 4004, privileged intent 4014) become `FatalConnectorError` with what to fix.
+discord.py speaks the gateway protocol (heartbeats, RESUME, op 7, op 9) and REST rate limits;
+`discord_gateway` owns the reconnect policy and the zombie watchdog. One `run()` is one
+logged-in client; it ends only on a close retrying cannot fix, and the fatal ones (bad token
+4004, privileged intent 4014) become `FatalConnectorError` saying what to fix.
 
 Caches are off: no message cache, no member cache, no chunking, so memory does not grow with
 the size of the servers we are in. Outbound messages are raw JSON through discord.py's HTTP
@@ -14,21 +14,19 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import discord
 import yarl
-from discord.gateway import DiscordWebSocket, ReconnectWebSocket
 from discord.http import Route
 
 from chatopsd.config import DiscordSection
 from chatopsd.connectors import discord_commands
 from chatopsd.connectors.base import Session
+from chatopsd.connectors.discord_gateway import GatewayClient, watch_acks
 from chatopsd.connectors.discord_render import render
 from chatopsd.core.errors import FatalConnectorError, TransientSendError
 from chatopsd.core.messages import Actor, Destination, Inbound, Kind, Reply, Sent
@@ -48,15 +46,6 @@ MISSING_INTENT = (
 )
 INTERACTION_TTL = 15 * 60.0  # Discord's interaction tokens expire after 15 minutes
 SEND_RATELIMIT_CAP = 30.0  # longer 429 waits go back to the outbox instead of blocking it
-RECONNECT_CAP = 60.0  # discord.py's own backoff grows to 1024 s; an outage must not cost that
-_RETRIABLE = (
-    OSError,
-    discord.HTTPException,
-    discord.GatewayNotFound,
-    discord.ConnectionClosed,
-    aiohttp.ClientError,
-    asyncio.TimeoutError,
-)
 
 
 def configure_endpoints(api_url: str, gateway_url: str) -> None:
@@ -86,7 +75,7 @@ class _Pending:
     expires: float
 
 
-class _Client(discord.Client):
+class _Client(GatewayClient):
     def __init__(self, owner: DiscordConnector, session: Session) -> None:
         # We never join voice: skip discord.py's warnings about missing voice libraries.
         discord.VoiceClient.warn_nacl = False
@@ -103,73 +92,11 @@ class _Client(discord.Client):
         )
         self.owner = owner
         self.session = session
-        _guard_parsers(self._connection.parsers)
 
     async def before_identify_hook(self, shard_id: int | None, *, initial: bool = False) -> None:
         # discord.py sleeps a fixed 5 s before every re-IDENTIFY; the delay is configurable.
         if not initial:
             await asyncio.sleep(self.owner.config.identify_delay)
-
-    async def connect(self, *, reconnect: bool = True) -> None:
-        """discord.py's gateway loop, with a capped backoff and RESUME kept across failures.
-
-        Same as `Client.connect` except: reconnect delays are full-jitter exponential capped at
-        RECONNECT_CAP (discord.py's grow to 17 minutes), one log line per failure instead of a
-        traceback, and a failed first connect does not crash on a missing websocket."""
-        attempt = 0
-        params: dict[str, Any] = {"initial": True, "shard_id": self.shard_id}
-        while not self.is_closed():
-            established = False
-            try:
-                coro = DiscordWebSocket.from_client(self, **params)
-                self.ws = await asyncio.wait_for(coro, timeout=60.0)
-                params["initial"] = False
-                established, attempt = True, 0
-                while True:
-                    await self.ws.poll_event()
-            except ReconnectWebSocket as exc:  # op 7, op 9, resumable closes, silence
-                self.dispatch("disconnect")
-                if self.ws is not None:
-                    params.update(
-                        sequence=self.ws.sequence, resume=exc.resume, session=self.ws.session_id
-                    )
-                    if exc.resume:
-                        params["gateway"] = self.ws.gateway
-                if not established:  # closed before it was up: no tight reconnect loop
-                    attempt += 1
-                    await asyncio.sleep(self._backoff(attempt, exc))
-                continue
-            except _RETRIABLE as exc:
-                self.dispatch("disconnect")
-                if self.is_closed():
-                    return
-                if isinstance(exc, discord.ConnectionClosed):
-                    if exc.code == 4014:
-                        raise discord.PrivilegedIntentsRequired(exc.shard_id) from None
-                    if exc.code != 1000:
-                        await self.close()
-                        raise
-                if not reconnect:
-                    await self.close()
-                    raise
-                attempt += 1
-                await asyncio.sleep(self._backoff(attempt, exc))
-                if self.ws is not None and self.ws.session_id is not None:
-                    # Always try to RESUME: if it is too late, Discord answers op 9.
-                    params.update(
-                        sequence=self.ws.sequence,
-                        gateway=self.ws.gateway,
-                        resume=True,
-                        session=self.ws.session_id,
-                    )
-
-    @staticmethod
-    def _backoff(attempt: int, exc: BaseException) -> float:
-        delay = random.uniform(0.0, min(RECONNECT_CAP, 2.0**attempt))
-        log.warning(
-            "discord gateway lost (%s: %s); reconnecting in %.1f s", type(exc).__name__, exc, delay
-        )
-        return delay
 
     async def on_ready(self) -> None:
         self.session.ready()
@@ -186,25 +113,6 @@ class _Client(discord.Client):
 
     async def on_interaction(self, interaction: discord.Interaction[Any]) -> None:
         await self.owner.on_interaction(interaction)
-
-
-def _guard_parsers(parsers: dict[str, Callable[[Any], None]]) -> None:
-    """A malformed dispatch payload must not tear down the connection: log it and drop it.
-
-    discord.py's parsers index payloads directly, and an exception there would end the
-    connection (and its resumable session) for one bad event."""
-
-    def guarded(event: str, parse: Callable[[Any], None]) -> Callable[[Any], None]:
-        def run(data: Any) -> None:
-            try:
-                parse(data)
-            except Exception as exc:
-                log.warning("dropped malformed %s payload: %s: %s", event, type(exc).__name__, exc)
-
-        return run
-
-    for event, parse in list(parsers.items()):
-        parsers[event] = guarded(event, parse)
 
 
 class DiscordConnector:
@@ -224,7 +132,7 @@ class DiscordConnector:
         client = _Client(self, session)
         self._client = client
         watchdog = asyncio.get_running_loop().create_task(
-            _watch_acks(client), name="discord:heartbeat-ack-watchdog"
+            watch_acks(client), name="discord:heartbeat-ack-watchdog"
         )
         try:
             await client.start(self.config.token.get_secret_value(), reconnect=True)
@@ -462,30 +370,6 @@ class DiscordConnector:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise TransientSendError(f"{type(exc).__name__}: {exc}") from None
-
-
-ACK_GRACE = 1.5  # heartbeat intervals without an ACK before the connection counts as dead
-
-
-async def _watch_acks(client: discord.Client) -> None:
-    """Close a connection whose heartbeats go unacknowledged, so discord.py RESUMEs.
-
-    discord.py itself only notices silence (nothing at all received for heartbeat_timeout);
-    Discord's rule is stricter: no ACK before the next heartbeat means a zombie connection,
-    even if events still trickle in. This reads discord.py's keep-alive bookkeeping."""
-    while True:
-        ws = client.ws
-        keep_alive = ws._keep_alive if ws is not None else None
-        interval = keep_alive.interval if keep_alive is not None else None
-        if keep_alive is None or not interval:
-            await asyncio.sleep(0.5)
-            continue
-        silent = time.perf_counter() - keep_alive._last_ack
-        if silent > ACK_GRACE * interval and ws is not None and not ws.socket.closed:
-            log.warning("no heartbeat ACK for %.1f s: zombie connection, reconnecting", silent)
-            keep_alive.stop()
-            await ws.close(4000)
-        await asyncio.sleep(max(0.05, interval / 4))
 
 
 def _actor(user: discord.abc.User) -> Actor:
