@@ -58,9 +58,8 @@ def make_config(tmp_path: Path, **sections: Any) -> Config:
 @pytest.fixture
 async def console_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[App]:
     """A console-only App with demo data, its console fed from nothing (tests call the bus)."""
-    app = App(
-        make_config(tmp_path), clock=clock, io=Io(stdin=io.StringIO(""), stdout=io.StringIO())
-    )
+    app = App(make_config(tmp_path), clock=clock, io=Io(stdin=io.StringIO(""),
+                                                        stdout=io.StringIO()))
     await app.start()
     yield app
     await app.stop()
