@@ -165,6 +165,10 @@ class App:
                     mm, self.kv, prefix=cfg.chatopsd.prefix, heartbeat=mm.heartbeat_seconds
                 )
             )
+        if cfg.discord is not None:
+            from chatopsd.connectors.discord import DiscordConnector
+
+            found.append(DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix))
         return found
 
     def _middleware(self) -> list[Middleware]:

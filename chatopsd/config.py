@@ -87,6 +87,12 @@ class DiscordSection(Section):
     gateway_url: str = "wss://gateway.discord.gg/"
     guild_ids: list[int] = []
     allow_bots: bool = False
+    # No gateway traffic (not even a heartbeat ACK) for this long means a zombie connection.
+    heartbeat_timeout: float = Field(60.0, gt=0)
+    # Discord allows one IDENTIFY per 5 s per bot; tests shorten it.
+    identify_delay: float = Field(5.0, ge=0)
+    # How long after the last GUILD_CREATE discord.py waits before it calls the session ready.
+    guild_ready_timeout: float = Field(2.0, ge=0)
 
 
 class MattermostSection(Section):

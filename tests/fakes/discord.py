@@ -1,0 +1,494 @@
+"""A protocol-level fake Discord: REST under /api/v10 and a gateway websocket, on 127.0.0.1.
+
+The REAL discord.py client talks to it. Faithful where discord.py is strict:
+- JSON responses carry `Content-Type: application/json` exactly (no charset);
+- the gateway speaks zlib-stream transport compression: one compressobj per connection,
+  `Z_SYNC_FLUSH` per message, binary frames;
+- HELLO, IDENTIFY -> READY + GUILD_CREATE, RESUME -> replay + RESUMED, heartbeat ACKs, op 7,
+  op 9, close codes; a 429 carries `Via` (or not, to look like Cloudflare).
+Tests script it: `dispatch()` events (buffered per session for replay on RESUME), `drop()` the
+socket abruptly, `send_op()`, `fail_next()` on REST, stop acking heartbeats.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import zlib
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import WSMsgType, web
+
+try:  # discord.py asks for zstd-stream instead of zlib-stream when zstandard is importable
+    import zstandard
+except ImportError:  # pragma: no cover - depends on the environment
+    zstandard = None
+
+BOT_ID = 900000000000000001
+APP_ID = 900000000000000002
+GUILD_ID = 800000000000000001
+CHANNEL_ID = 800000000000000010
+TOKEN = "discord-test-token"
+_TS = "2026-11-23T12:00:00.000000+00:00"
+
+
+def user(uid: int, name: str, bot: bool = False) -> dict[str, Any]:
+    return {
+        "id": str(uid),
+        "username": name,
+        "global_name": name,
+        "discriminator": "0",
+        "avatar": None,
+        "bot": bot,
+    }
+
+
+def member(u: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "user": u,
+        "roles": [],
+        "joined_at": _TS,
+        "deaf": False,
+        "mute": False,
+        "flags": 0,
+        "permissions": "2147483647",
+    }
+
+
+@dataclass
+class Recorded:
+    method: str
+    path: str
+    headers: dict[str, str]
+    body: Any
+    query: dict[str, str]
+
+
+@dataclass
+class _Session:
+    id: str
+    seq: int = 0
+    events: list[tuple[int, str, Any]] = field(default_factory=list)
+
+
+class _Conn:
+    """One gateway connection: ONE compression stream for its whole life, flushed per message."""
+
+    def __init__(self, ws: web.WebSocketResponse, compress: str) -> None:
+        self.ws = ws
+        self.compress = compress
+        if compress == "zstd-stream":
+            self.zstd = zstandard.ZstdCompressor().compressobj()
+        else:
+            self.zlib = zlib.compressobj()
+        self.session: _Session | None = None
+        self.lock = asyncio.Lock()
+
+    async def send(self, payload: dict[str, Any]) -> None:
+        async with self.lock:
+            raw = json.dumps(payload).encode()
+            if self.compress == "zstd-stream":
+                data = self.zstd.compress(raw) + self.zstd.flush(zstandard.COMPRESSOBJ_FLUSH_BLOCK)
+            else:
+                data = self.zlib.compress(raw) + self.zlib.flush(zlib.Z_SYNC_FLUSH)
+            await self.ws.send_bytes(data)
+
+
+class FakeDiscord:
+    def __init__(self, *, guilds: int = 1, members: int = 0, channels: int = 1) -> None:
+        self.requests: list[Recorded] = []
+        self.commands: dict[str, list[dict[str, Any]]] = {}
+        self.command_writes = 0
+        self.failures: list[tuple[str, str, int, dict[str, str], Any]] = []
+        self.heartbeat_interval_ms = 300
+        self.ack_heartbeats = True
+        self.close_after_identify: int | None = None
+        self.resumable = True
+        self.acknowledged: set[str] = set()
+        self.refuse_gateway = 0  # refuse this many websocket handshakes (an outage)
+        self.identifies = 0
+        self.resumes = 0
+        self.heartbeats = 0
+        self.connections = 0
+        self.guild_count, self.member_count, self.channel_count = guilds, members, channels
+        self._sessions: dict[str, _Session] = {}
+        self._conn: _Conn | None = None
+        self._ids = itertools.count(700000000000000001)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self.connected = asyncio.Event()
+        self.ready_sent = asyncio.Event()
+        self.posted = asyncio.Queue[Recorded]()
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        app = web.Application()
+        app.router.add_get("/gateway", self._gateway)
+        app.router.add_route("*", "/api/v10/{tail:.*}", self._rest)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+
+    async def stop(self) -> None:
+        if self._conn is not None:
+            await self._conn.ws.close()
+        if self._runner is not None:
+            await self._runner.cleanup()
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/api/v10"
+
+    @property
+    def gateway_url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/gateway"
+
+    def snowflake(self) -> str:
+        return str(next(self._ids))
+
+    # -- REST ------------------------------------------------------------------------------
+
+    def fail_next(
+        self,
+        method: str,
+        path_part: str,
+        status: int,
+        body: Any = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        """The next `method` request whose path contains `path_part` gets this answer."""
+        self.failures.append((method, path_part, status, headers or {}, body))
+
+    @staticmethod
+    def _json(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> web.Response:
+        # discord.py checks the content type exactly: no "; charset=utf-8"
+        return web.Response(
+            body=json.dumps(data).encode(),
+            status=status,
+            headers={"Content-Type": "application/json", **(headers or {})},
+        )
+
+    async def _rest(self, request: web.Request) -> web.StreamResponse:
+        path = "/" + request.match_info["tail"]
+        raw = await request.read()
+        body = json.loads(raw) if raw and request.content_type == "application/json" else None
+        rec = Recorded(request.method, path, dict(request.headers), body, dict(request.query))
+        self.requests.append(rec)
+        for i, (method, part, status, headers, fbody) in enumerate(self.failures):
+            if method == request.method and part in path:
+                del self.failures[i]
+                return self._json(fbody, status, headers)
+        auth = request.headers.get("Authorization")
+        is_webhook = path.startswith(("/webhooks/", "/interactions/"))
+        if not is_webhook and auth != f"Bot {TOKEN}":
+            return self._json({"message": "401: Unauthorized", "code": 0}, 401)
+        return await self._route(request.method, path, rec)
+
+    async def _route(self, method: str, path: str, rec: Recorded) -> web.Response:
+        parts = path.strip("/").split("/")
+        if path == "/users/@me":
+            return self._json(user(BOT_ID, "chatopsd", bot=True))
+        if path == "/oauth2/applications/@me":
+            return self._json(
+                {
+                    "id": str(APP_ID),
+                    "name": "chatopsd",
+                    "icon": None,
+                    "description": "",
+                    "bot_public": True,
+                    "bot_require_code_grant": False,
+                    "owner": user(1, "owner"),
+                    "verify_key": "00",
+                    "flags": 0,
+                }
+            )
+        if parts[0] == "applications" and parts[-1] == "commands":
+            scope = parts[3] if len(parts) == 5 else "global"
+            if method == "GET":
+                return self._json(self.commands.get(scope, []))
+            if method == "PUT":
+                self.command_writes += 1
+                self.commands[scope] = [
+                    {**c, "id": self.snowflake(), "application_id": str(APP_ID), "version": "1"}
+                    for c in rec.body
+                ]
+                return self._json(self.commands[scope])
+        if parts[0] == "channels" and parts[-1] == "messages" and method == "POST":
+            await self.posted.put(rec)
+            return self._json(self._message(parts[1], rec.body))
+        if parts[0] == "channels" and method == "PATCH":
+            await self.posted.put(rec)
+            return self._json(self._message(parts[1], rec.body, parts[3]))
+        if parts[0] == "interactions" and parts[-1] == "callback":
+            if parts[1] in self.acknowledged:
+                return self._json(
+                    {"message": "Interaction has already been acknowledged.", "code": 40060}, 400
+                )
+            self.acknowledged.add(parts[1])
+            await self.posted.put(rec)
+            kind = rec.body.get("type")
+            return self._json(
+                {
+                    "interaction": {
+                        "id": parts[1],
+                        "type": 2,
+                        "response_message_loading": kind == 5,
+                        "response_message_ephemeral": False,
+                    }
+                }
+            )
+        if parts[0] == "webhooks":
+            await self.posted.put(rec)
+            return self._json(self._message(str(CHANNEL_ID), rec.body))
+        return self._json({"message": "404: Not Found", "code": 0}, 404)
+
+    def _message(self, channel: str, body: Any, mid: str | None = None) -> dict[str, Any]:
+        return {
+            "id": mid or self.snowflake(),
+            "channel_id": channel,
+            "author": user(BOT_ID, "chatopsd", bot=True),
+            "content": (body or {}).get("content", ""),
+            "timestamp": _TS,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": [],
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": (body or {}).get("embeds", []),
+            "components": (body or {}).get("components", []),
+            "pinned": False,
+            "type": 0,
+            "flags": (body or {}).get("flags", 0),
+        }
+
+    async def next_post(self, timeout: float = 5.0) -> Recorded:
+        return await asyncio.wait_for(self.posted.get(), timeout)
+
+    # -- gateway ---------------------------------------------------------------------------
+
+    async def _gateway(self, request: web.Request) -> web.StreamResponse:
+        if self.refuse_gateway > 0:
+            self.refuse_gateway -= 1
+            return web.Response(status=503, text="upstream unavailable")
+        compress = request.query.get("compress")
+        expected = "zstd-stream" if zstandard is not None else "zlib-stream"
+        assert compress == expected, request.query
+        assert request.query.get("v") == "10"
+        ws = web.WebSocketResponse(autoping=True)
+        await ws.prepare(request)
+        conn = _Conn(ws, compress)
+        self._conn = conn
+        self.connections += 1
+        self.connected.set()
+        await conn.send({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+        async for msg in ws:
+            if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
+                break
+            payload = json.loads(msg.data)
+            await self._on_op(conn, payload)
+        if self._conn is conn:
+            self._conn = None
+        return ws
+
+    async def _on_op(self, conn: _Conn, payload: dict[str, Any]) -> None:
+        op, d = payload.get("op"), payload.get("d")
+        if op == 1:
+            self.heartbeats += 1
+            if self.ack_heartbeats:
+                await conn.send({"op": 11})
+        elif op == 2:
+            self.identifies += 1
+            if d.get("token") != TOKEN:
+                await conn.ws.close(code=4004, message=b"Authentication failed.")
+                return
+            if self.close_after_identify is not None:
+                await conn.ws.close(code=self.close_after_identify, message=b"closed")
+                return
+            session = _Session(id=f"session-{self.identifies}")
+            self._sessions[session.id] = session
+            conn.session = session
+            await self._ready(conn, session)
+        elif op == 6:
+            session = self._sessions.get(d.get("session_id", ""))
+            if session is None or not self.resumable or d.get("token") != TOKEN:
+                await conn.send({"op": 9, "d": False})
+                return
+            self.resumes += 1
+            conn.session = session
+            for seq, t, data in session.events:
+                if seq > (d.get("seq") or 0):
+                    await conn.send({"op": 0, "s": seq, "t": t, "d": data})
+            session.seq += 1
+            await conn.send({"op": 0, "s": session.seq, "t": "RESUMED", "d": {}})
+
+    async def _ready(self, conn: _Conn, session: _Session) -> None:
+        guild_ids = [GUILD_ID + i for i in range(self.guild_count)]
+        ready = {
+            "v": 10,
+            "user": user(BOT_ID, "chatopsd", bot=True),
+            "guilds": [{"id": str(g), "unavailable": True} for g in guild_ids],
+            "session_id": session.id,
+            "resume_gateway_url": self.gateway_url,
+            "application": {"id": str(APP_ID), "flags": 0},
+        }
+        await self._send_event(conn, session, "READY", ready)
+        for g in guild_ids:
+            await self._send_event(conn, session, "GUILD_CREATE", self.guild(g))
+        self.ready_sent.set()
+
+    def guild(self, gid: int) -> dict[str, Any]:
+        channels = [
+            {
+                "id": str(CHANNEL_ID + i),
+                "type": 0,
+                "name": f"channel-{i}",
+                "position": i,
+                "permission_overwrites": [],
+                "guild_id": str(gid),
+            }
+            for i in range(self.channel_count)
+        ]
+        members = [member(user(BOT_ID, "chatopsd", bot=True))]
+        members += [member(user(100000 + i, f"user{i}")) for i in range(self.member_count)]
+        return {
+            "id": str(gid),
+            "name": f"guild {gid}",
+            "icon": None,
+            "owner_id": "1",
+            "roles": [
+                {
+                    "id": str(gid),
+                    "name": "@everyone",
+                    "permissions": "0",
+                    "position": 0,
+                    "color": 0,
+                    "hoist": False,
+                    "managed": False,
+                    "mentionable": False,
+                    "flags": 0,
+                }
+            ],
+            "emojis": [],
+            "features": [],
+            "member_count": len(members),
+            "members": members,
+            "channels": channels,
+            "threads": [],
+            "voice_states": [],
+            "presences": [],
+            "large": len(members) > 250,
+            "unavailable": False,
+            "joined_at": _TS,
+        }
+
+    async def _send_event(self, conn: _Conn | None, session: _Session, t: str, d: Any) -> None:
+        session.seq += 1
+        if t not in ("READY", "RESUMED"):
+            session.events.append((session.seq, t, d))
+        if conn is not None and not conn.ws.closed:
+            await conn.send({"op": 0, "s": session.seq, "t": t, "d": d})
+
+    async def dispatch(self, t: str, d: Any) -> None:
+        """Send an event on the live connection, or buffer it for the next RESUME."""
+        session = self._latest_session()
+        conn = self._conn if self._conn is not None and self._conn.session is session else None
+        await self._send_event(conn, session, t, d)
+
+    def _latest_session(self) -> _Session:
+        return list(self._sessions.values())[-1]
+
+    async def send_raw(self, payload: dict[str, Any]) -> None:
+        assert self._conn is not None
+        await self._conn.send(payload)
+
+    async def send_op(self, op: int, d: Any = None) -> None:
+        await self.send_raw({"op": op, "d": d})
+
+    async def drop(self) -> None:
+        """Abrupt TCP drop: no close frame."""
+        conn = self._conn
+        assert conn is not None
+        self._conn = None
+        transport = conn.ws._req.transport if conn.ws._req is not None else None  # type: ignore[union-attr]
+        if transport is not None:
+            transport.abort()
+
+    async def close_socket(self, code: int) -> None:
+        conn = self._conn
+        assert conn is not None
+        await conn.ws.close(code=code)
+
+    # -- event builders --------------------------------------------------------------------
+
+    def message(
+        self, content: str, *, author_id: int = 42, name: str = "alice", bot: bool = False
+    ) -> dict[str, Any]:
+        author = user(author_id, name, bot=bot)
+        mentions = [user(BOT_ID, "chatopsd", bot=True)] if f"<@{BOT_ID}>" in content else []
+        return {
+            "id": self.snowflake(),
+            "channel_id": str(CHANNEL_ID),
+            "guild_id": str(GUILD_ID),
+            "author": author,
+            "member": {k: v for k, v in member(author).items() if k != "user"},
+            "content": content,
+            "timestamp": _TS,
+            "edited_timestamp": None,
+            "tts": False,
+            "mention_everyone": False,
+            "mentions": mentions,
+            "mention_roles": [],
+            "attachments": [],
+            "embeds": [],
+            "pinned": False,
+            "type": 0,
+        }
+
+    def interaction(
+        self, kind: int, data: dict[str, Any], *, user_id: int = 42, name: str = "alice"
+    ) -> dict[str, Any]:
+        return {
+            "id": self.snowflake(),
+            "application_id": str(APP_ID),
+            "type": kind,
+            "token": f"interaction-token-{self.snowflake()}",
+            "version": 1,
+            "data": data,
+            "guild_id": str(GUILD_ID),
+            "channel_id": str(CHANNEL_ID),
+            "member": member(user(user_id, name)),
+            "app_permissions": "2147483647",
+            "attachment_size_limit": 10485760,
+            "locale": "en-US",
+            "guild_locale": "en-US",
+            "entitlements": [],
+            "authorizing_integration_owners": {"0": str(GUILD_ID)},
+            "context": 0,
+        }
+
+    def slash(self, name: str, args: str | None = None) -> dict[str, Any]:
+        options = [] if args is None else [{"name": "args", "type": 3, "value": args}]
+        return self.interaction(
+            2, {"id": self.snowflake(), "name": name, "type": 1, "options": options}
+        )
+
+    def click(self, custom_id: str, message_id: str = "1") -> dict[str, Any]:
+        return self.interaction(3, {"custom_id": custom_id, "component_type": 2})
+
+    def reaction(self, emoji: str, message_id: str, *, user_id: int = 42) -> dict[str, Any]:
+        return {
+            "user_id": str(user_id),
+            "channel_id": str(CHANNEL_ID),
+            "message_id": message_id,
+            "guild_id": str(GUILD_ID),
+            "emoji": {"id": None, "name": emoji},
+            "member": member(user(user_id, "alice")),
+            "burst": False,
+            "type": 0,
+        }
