@@ -17,7 +17,6 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from aiohttp import web
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
@@ -28,6 +27,8 @@ from chatopsd.core.errors import RateLimited
 from chatopsd.core.messages import Reply
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from chatopsd.app import App
     from chatopsd.core.bus import Next
 
@@ -185,6 +186,8 @@ class Exporter:
         await asyncio.to_thread(_write_atomic, self.cfg.textfile, self.metrics.text())
 
     async def _listen(self, listen: str) -> None:
+        from aiohttp import web  # only when a listener is configured (start time, idle memory)
+
         web_app = web.Application()
         web_app.router.add_get("/metrics", self._serve)
         self._runner = web.AppRunner(web_app, access_log=None, shutdown_timeout=1.0)
@@ -207,6 +210,8 @@ class Exporter:
         log.info("metrics on %s/metrics", self.address)
 
     async def _serve(self, request: web.Request) -> web.Response:
+        from aiohttp import web
+
         # 0.0.4: what generate_latest writes and what every Prometheus version reads.
         return web.Response(
             body=self.metrics.text(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
