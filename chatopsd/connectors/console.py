@@ -51,9 +51,12 @@ class ConsoleConnector:
 
         def pump() -> None:
             # A daemon thread: a blocked readline must not keep the process alive at exit.
-            for line in self.stdin:
-                loop.call_soon_threadsafe(lines.put_nowait, line)
-            loop.call_soon_threadsafe(lines.put_nowait, None)
+            try:
+                for line in self.stdin:
+                    loop.call_soon_threadsafe(lines.put_nowait, line)
+                loop.call_soon_threadsafe(lines.put_nowait, None)
+            except (RuntimeError, ValueError):
+                pass  # the loop closed (daemon stopped) or stdin was closed under us
 
         threading.Thread(target=pump, name="console-stdin", daemon=True).start()
         session.ready()
