@@ -1,0 +1,135 @@
+"""`!ic` on a chat platform: Slack (real slack-sdk, fake Slack) + PagerDuty (fake, spec-checked)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from chatopsd.app import App
+from tests.conftest import FakeClock, make_config
+from tests.fakes.pagerduty import TOKEN, FakePagerDuty
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.test_pagerduty import BOT, DEADLINE, fake_pd
+
+
+@pytest.fixture
+async def pd() -> AsyncIterator[FakePagerDuty]:
+    fake = fake_pd()
+    await fake.start()
+    yield fake
+    await fake.close()
+    assert fake.violations == [], "requests that break the PagerDuty OpenAPI spec"
+
+
+@pytest.fixture
+async def slack() -> AsyncIterator[FakeSlack]:
+    server = FakeSlack()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def app(
+    tmp_path: Path, pd: FakePagerDuty, slack: FakeSlack, clock: FakeClock
+) -> AsyncIterator[App]:
+    config = make_config(
+        tmp_path,
+        console={"enabled": False},
+        slack={"app_token": APP_TOKEN, "bot_token": BOT_TOKEN, "api_url": slack.api_url},
+        pagerduty={
+            "api_token": TOKEN,
+            "api_url": pd.url,
+            "from_email": BOT,
+            "service_id": "PSVC1",
+            "ic_schedules": ["PIC1", "PIC2"],
+            "responder_schedules": ["PRS1", "PRS2"],
+            "page_deadline_seconds": DEADLINE,
+        },
+    )
+    running = App(config, clock=clock)
+    await running.start()
+    await asyncio.wait_for(running.supervisors[0].ready_event.wait(), 5)
+    cache = running.oncall_cache
+    assert cache is not None
+    for _ in range(300):  # the refresh job runs once at start
+        if cache.snapshot.last_ok is not None:
+            break
+        await asyncio.sleep(0.01)
+    assert cache.snapshot.last_ok is not None, cache.snapshot.error
+    yield running
+    await running.stop()
+
+
+def post_text(post: dict[str, object]) -> str:
+    """The fallback text and every block, as one string to search."""
+    return json.dumps(post, ensure_ascii=False)
+
+
+async def test_ic_in_a_slack_thread_lists_the_ics_with_a_page_button(
+    app: App, slack: FakeSlack
+) -> None:
+    await slack.event(slack.message("!ic", thread_ts="1699999999.000001"))
+    await slack.wait_for(lambda: len(slack.posts()) == 1)
+    post = slack.posts()[0]
+    assert post["thread_ts"] == "1699999999.000001"
+    text = post_text(post)
+    for name, number in (
+        ("Ada Lovelace", "555 0100"),
+        ("Grace Hopper", "555 0101"),
+        ("Alan Turing", "555 0102"),
+    ):
+        assert name in text and number in text
+    assert '"value": "ic page"' in text  # the "Page Incident Commanders" button
+
+
+async def test_page_button_pages_once_per_click_and_posts_the_incident(
+    app: App, slack: FakeSlack, pd: FakePagerDuty
+) -> None:
+    await slack.click("ic page", thread_ts="1699999999.000002")
+    await slack.wait_for(lambda: len(slack.posts()) == 1)
+    text = post_text(slack.posts()[0])
+    assert "Paged Ada Lovelace, Grace Hopper, Alan Turing." in text
+    assert "https://example.pagerduty.com/incidents/PINC001" in text
+    assert [i["assignees"] for i in pd.incidents] == [["PADA", "PGRACE", "PALAN"]]
+    assert pd.incidents[0]["incident_key"].startswith("chatopsd/slack/")
+
+
+async def test_redelivered_ic_page_pages_once(
+    app: App, slack: FakeSlack, pd: FakePagerDuty
+) -> None:
+    event = slack.message("!ic page")
+    await slack.event(event, event_id="EvPage1")
+    await slack.wait_for(lambda: len(slack.posts()) == 1)
+    await slack.event(event, event_id="EvPage1", retry_attempt=1)
+    await slack.event(slack.message("!help", user="U2"))  # a barrier: answered after the retry
+    await slack.wait_for(lambda: len(slack.posts()) == 2)
+    assert len(pd.incidents) == 1
+    assert pd.incidents[0]["incident_key"] == "chatopsd/slack/EvPage1"
+
+
+async def test_pagerduty_down_tells_the_slack_channel_with_phone_numbers(
+    app: App, slack: FakeSlack, pd: FakePagerDuty
+) -> None:
+    pd.fault, pd.fault_path = "hang", "/incidents"
+    started = time.monotonic()
+    await slack.event(slack.message("!ic page"))
+    await slack.wait_for(lambda: len(slack.posts()) == 1, timeout=DEADLINE + 5)
+    assert time.monotonic() - started < DEADLINE + 2  # well inside the 10 s promise
+    text = post_text(slack.posts()[0])
+    assert "PAGING FAILED" in text and "no answer from PagerDuty" in text
+    for number in ("555 0100", "555 0101", "555 0102"):
+        assert number in text
+    assert pd.incidents == []
+
+
+async def test_slash_ic_who(app: App, slack: FakeSlack) -> None:
+    await slack.slash("/ic", "who grace@example.com")
+    await slack.wait_for(lambda: len(slack.posts()) == 1)
+    text = post_text(slack.posts()[0])
+    assert "Grace Hopper" in text and "555 0101" in text
