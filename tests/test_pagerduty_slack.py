@@ -14,34 +14,20 @@ from chatopsd.app import App
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.test_pagerduty import BOT, DEADLINE, fake_pd
 
-
-@pytest.fixture
-async def pd() -> AsyncIterator[FakePagerDuty]:
-    fake = fake_pd()
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == [], "requests that break the PagerDuty OpenAPI spec"
-
-
-@pytest.fixture
-async def slack() -> AsyncIterator[FakeSlack]:
-    server = FakeSlack()
-    await server.start()
-    yield server
-    await server.stop()
+# The fakes' fixtures, shared with the single-platform suites (pytest finds imported fixtures).
+from tests.test_pagerduty import BOT, DEADLINE, pd  # noqa: F401
+from tests.test_slack import fake  # noqa: F401
 
 
 @pytest.fixture
 async def app(
-    tmp_path: Path, pd: FakePagerDuty, slack: FakeSlack, clock: FakeClock
+    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
 ) -> AsyncIterator[App]:
     config = make_config(
         tmp_path,
         console={"enabled": False},
-        slack={"app_token": APP_TOKEN, "bot_token": BOT_TOKEN, "api_url": slack.api_url},
+        slack={"app_token": APP_TOKEN, "bot_token": BOT_TOKEN, "api_url": fake.api_url},
         pagerduty={
             "api_token": TOKEN,
             "api_url": pd.url,
@@ -72,11 +58,11 @@ def post_text(post: dict[str, object]) -> str:
 
 
 async def test_ic_in_a_slack_thread_lists_the_ics_with_a_page_button(
-    app: App, slack: FakeSlack
+    app: App, fake: FakeSlack
 ) -> None:
-    await slack.event(slack.message("!ic", thread_ts="1699999999.000001"))
-    await slack.wait_for(lambda: len(slack.posts()) == 1)
-    post = slack.posts()[0]
+    await fake.event(fake.message("!ic", thread_ts="1699999999.000001"))
+    await fake.wait_for(lambda: len(fake.posts()) == 1)
+    post = fake.posts()[0]
     assert post["thread_ts"] == "1699999999.000001"
     text = post_text(post)
     for name, number in (
@@ -89,47 +75,45 @@ async def test_ic_in_a_slack_thread_lists_the_ics_with_a_page_button(
 
 
 async def test_page_button_pages_once_per_click_and_posts_the_incident(
-    app: App, slack: FakeSlack, pd: FakePagerDuty
+    app: App, fake: FakeSlack, pd: FakePagerDuty
 ) -> None:
-    await slack.click("ic page", thread_ts="1699999999.000002")
-    await slack.wait_for(lambda: len(slack.posts()) == 1)
-    text = post_text(slack.posts()[0])
+    await fake.click("ic page", thread_ts="1699999999.000002")
+    await fake.wait_for(lambda: len(fake.posts()) == 1)
+    text = post_text(fake.posts()[0])
     assert "Paged Ada Lovelace, Grace Hopper, Alan Turing." in text
     assert "https://example.pagerduty.com/incidents/PINC001" in text
     assert [i["assignees"] for i in pd.incidents] == [["PADA", "PGRACE", "PALAN"]]
     assert pd.incidents[0]["incident_key"].startswith("chatopsd/slack/")
 
 
-async def test_redelivered_ic_page_pages_once(
-    app: App, slack: FakeSlack, pd: FakePagerDuty
-) -> None:
-    event = slack.message("!ic page")
-    await slack.event(event, event_id="EvPage1")
-    await slack.wait_for(lambda: len(slack.posts()) == 1)
-    await slack.event(event, event_id="EvPage1", retry_attempt=1)
-    await slack.event(slack.message("!help", user="U2"))  # a barrier: answered after the retry
-    await slack.wait_for(lambda: len(slack.posts()) == 2)
+async def test_redelivered_ic_page_pages_once(app: App, fake: FakeSlack, pd: FakePagerDuty) -> None:
+    event = fake.message("!ic page")
+    await fake.event(event, event_id="EvPage1")
+    await fake.wait_for(lambda: len(fake.posts()) == 1)
+    await fake.event(event, event_id="EvPage1", retry_attempt=1)
+    await fake.event(fake.message("!help", user="U2"))  # a barrier: answered after the retry
+    await fake.wait_for(lambda: len(fake.posts()) == 2)
     assert len(pd.incidents) == 1
     assert pd.incidents[0]["incident_key"] == "chatopsd/slack/EvPage1"
 
 
 async def test_pagerduty_down_tells_the_slack_channel_with_phone_numbers(
-    app: App, slack: FakeSlack, pd: FakePagerDuty
+    app: App, fake: FakeSlack, pd: FakePagerDuty
 ) -> None:
     pd.fault, pd.fault_path = "hang", "/incidents"
     started = time.monotonic()
-    await slack.event(slack.message("!ic page"))
-    await slack.wait_for(lambda: len(slack.posts()) == 1, timeout=DEADLINE + 5)
+    await fake.event(fake.message("!ic page"))
+    await fake.wait_for(lambda: len(fake.posts()) == 1, timeout=DEADLINE + 5)
     assert time.monotonic() - started < DEADLINE + 2  # well inside the 10 s promise
-    text = post_text(slack.posts()[0])
+    text = post_text(fake.posts()[0])
     assert "PAGING FAILED" in text and "no answer from PagerDuty" in text
     for number in ("555 0100", "555 0101", "555 0102"):
         assert number in text
     assert pd.incidents == []
 
 
-async def test_slash_ic_who(app: App, slack: FakeSlack) -> None:
-    await slack.slash("/ic", "who grace@example.com")
-    await slack.wait_for(lambda: len(slack.posts()) == 1)
-    text = post_text(slack.posts()[0])
+async def test_slash_ic_who(app: App, fake: FakeSlack) -> None:
+    await fake.slash("/ic", "who grace@example.com")
+    await fake.wait_for(lambda: len(fake.posts()) == 1)
+    text = post_text(fake.posts()[0])
     assert "Grace Hopper" in text and "555 0101" in text
