@@ -91,7 +91,8 @@ def status_ts(fake: FakeSlack, channel: str) -> str:
 
 
 async def test_connector_offers_channel_admin(app: App) -> None:
-    assert app._channel_admin("slack") is app.outbox.connectors["slack"]
+    admin: object = app._channel_admin("slack")
+    assert admin is app.outbox.connectors["slack"]
     assert isinstance(app.outbox.connectors["slack"], ChannelAdmin)
 
 
