@@ -6,11 +6,14 @@ message is posted there and pinned; later changes edit that one message (chat.up
 
 from __future__ import annotations
 
+import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+from jsonschema import Draft4Validator
+from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
 from chatopsd.connectors.slack import SlackConnector
@@ -328,3 +331,47 @@ async def test_port_gives_up_clearly_when_slack_keeps_failing(
     with pytest.raises(ChannelRefused, match=r"Slack is failing \(HTTP 500\) after retries"):
         await connector.pin(sent)
     assert len(fake.posts("pins.add")) == 3
+
+
+# -- the fake answers in Slack's published shapes -------------------------------------------
+
+SPEC = Path("/work/shared/specs/slack/web-api-openapi-v2.json")
+
+
+def _validator(method: str, status: str) -> Any:
+    spec = json.loads(SPEC.read_text())
+    schema = spec["paths"][f"/{method}"]["post"]["responses"][status]["schema"]
+    # the spec's refs are "#/definitions/...": give the schema the spec's definitions
+    return Draft4Validator({**schema, "definitions": spec["definitions"]})
+
+
+@pytest.mark.skipif(not SPEC.exists(), reason="the shared Slack spec is not here")
+async def test_fake_answers_match_the_published_schemas(
+    connector: SlackConnector, fake: FakeSlack
+) -> None:
+    web = connector.web()
+    answers: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def call(method: str, **args: Any) -> None:
+        try:
+            response = await web.api_call(method, params=args)
+            answers.append((method, "200", dict(response.data)))  # type: ignore[arg-type]
+        except SlackApiError as exc:
+            answers.append((method, "default", dict(exc.response.data)))  # type: ignore[arg-type]
+
+    await call("conversations.create", name="inc-shape")
+    [channel] = fake.channels
+    await call("conversations.create", name="inc-shape")  # name_taken
+    await call("conversations.setTopic", channel=channel, topic="t")
+    await call("conversations.invite", channel=channel, users="U0CAROL")
+    await call("conversations.invite", channel=channel, users="U0CAROL,U0NOBODY")  # per user
+    fake.refuse_create = "missing_scope"
+    await call("conversations.create", name="inc-other")
+    sent = await connector.send(Destination("slack", channel), Reply(text="x"))
+    assert sent is not None
+    await call("pins.add", channel=channel, timestamp=sent.message_id)
+    await call("pins.add", channel=channel, timestamp=sent.message_id)  # already_pinned
+    assert [s for _, s, _ in answers].count("default") == 4
+    for method, status, body in answers:
+        errors = [e.message for e in _validator(method, status).iter_errors(body)]
+        assert errors == [], (method, status, body)

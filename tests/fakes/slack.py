@@ -49,6 +49,17 @@ USERS: dict[str, dict[str, Any]] = {
         "is_bot": False,
         "profile": {"display_name": "", "real_name": "Bob Roe", "email": "bob@example.com"},
     },
+    # an id of Slack's real length (the published schemas want 3+ characters)
+    "U0CAROL": {
+        "id": "U0CAROL",
+        "name": "carol",
+        "is_bot": False,
+        "profile": {
+            "display_name": "carol",
+            "real_name": "Carol Poe",
+            "email": "carol@example.com",
+        },
+    },
 }
 
 
