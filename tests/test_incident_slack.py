@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from jsonschema import Draft4Validator
+from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
@@ -357,7 +357,7 @@ async def test_fake_answers_match_the_published_schemas(
             response = await web.api_call(method, params=args)
             answers.append((method, "200", dict(response.data)))  # type: ignore[arg-type]
         except SlackApiError as exc:
-            answers.append((method, "default", dict(exc.response.data)))  # type: ignore[arg-type]
+            answers.append((method, "default", dict(exc.response.data)))
 
     await call("conversations.create", name="inc-shape")
     [channel] = fake.channels
