@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from collections.abc import Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -32,6 +33,7 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from chatopsd.connectors import slack_admin
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.slack_events import PLATFORM, Identity, MalformedPayload, translate
 from chatopsd.connectors.slack_render import escape, render
@@ -302,6 +304,17 @@ class SlackConnector:
             "blocks": blocks,
         }
         await _call(self.web().chat_update, "chat.update", args)
+
+    # -- ChannelAdmin (optional port: per-incident channels) -------------------------------
+
+    async def create_channel(self, name: str, topic: str) -> str:
+        return await slack_admin.create_channel(self.web(), name, topic)
+
+    async def invite(self, channel: str, user_ids: Sequence[str]) -> None:
+        await slack_admin.invite(self.web(), channel, user_ids, self.me.user_id)
+
+    async def pin(self, sent: Sent) -> None:
+        await slack_admin.pin(self.web(), sent)
 
     async def close(self) -> None:
         if self._socket is not None:

@@ -6,7 +6,10 @@ The REAL slack-sdk talks to it. It behaves like Slack where it matters to us:
   * the websocket says `hello`, sends envelopes, and keeps every envelope that was not acked;
     a new connection gets them again with retry_attempt + 1 (Slack redelivers unacked events);
   * failures are scripted per method (`fail`), or injected on the socket (`drop`, `go_half_open`,
-    `disconnect`).
+    `disconnect`);
+  * conversations.create / setTopic / invite keep `channels` (name, topic, members), pins.add
+    keeps `pins`; `refuse_create` makes creation fail with that error (restricted_action,
+    missing_scope, ...), `taken` holds names someone else already has.
 `timeline` records ("ack", envelope_id) and ("api", method) in the order they happened.
 """
 
@@ -16,6 +19,7 @@ import asyncio
 import contextlib
 import itertools
 import json
+import re
 import time
 from collections.abc import Callable
 from typing import Any
@@ -45,6 +49,17 @@ USERS: dict[str, dict[str, Any]] = {
         "is_bot": False,
         "profile": {"display_name": "", "real_name": "Bob Roe", "email": "bob@example.com"},
     },
+    # an id of Slack's real length (the published schemas want 3+ characters)
+    "U0CAROL": {
+        "id": "U0CAROL",
+        "name": "carol",
+        "is_bot": False,
+        "profile": {
+            "display_name": "carol",
+            "real_name": "Carol Poe",
+            "email": "carol@example.com",
+        },
+    },
 }
 
 
@@ -68,6 +83,13 @@ class FakeSlack:
         self._ts = itertools.count(1)
         self._runner: web.AppRunner | None = None
         self.port = 0
+        self.channels: dict[str, dict[str, Any]] = {}
+        self.pins: dict[str, list[str]] = {}  # channel -> pinned ts
+        self.posted: dict[str, dict[str, Any]] = {}  # ts -> chat.postMessage arguments
+        self.taken: set[str] = set()
+        self.refuse_create: str | None = None
+        self.refuse_pin: str | None = None
+        self._channel_ids = itertools.count(1)
 
     # -- life ------------------------------------------------------------------------------
 
@@ -104,6 +126,10 @@ class FakeSlack:
 
     def posts(self, method: str = "chat.postMessage") -> list[dict[str, Any]]:
         return [args for m, args, _ in self.calls if m == method]
+
+    def ts_of(self, post: dict[str, Any]) -> str:
+        """The ts chat.postMessage answered for one of `posts()`."""
+        return next(ts for ts, args in self.posted.items() if args is post)
 
     def call_times(self, method: str) -> list[float]:
         return [t for m, _, t in self.calls if m == method]
@@ -167,6 +193,7 @@ class FakeSlack:
         if not args.get("channel") or not (args.get("text") or args.get("blocks")):
             return {"ok": False, "error": "no_text"}
         ts = self._next_ts()
+        self.posted[ts] = args
         message = {"type": "message", "text": args.get("text"), "user": BOT_USER, "ts": ts}
         return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
 
@@ -179,6 +206,108 @@ class FakeSlack:
         if not args.get("ts"):
             return {"ok": False, "error": "message_not_found"}
         return {"ok": True, "channel": args["channel"], "ts": args["ts"], "text": args.get("text")}
+
+    # conversations.* and pins.add: shapes from shared/specs/slack/web-api-openapi-v2.json
+
+    def _m_conversations_create(self, args: dict[str, Any]) -> dict[str, Any]:
+        if self.refuse_create:
+            error: dict[str, Any] = {"ok": False, "error": self.refuse_create}
+            if self.refuse_create == "missing_scope":
+                error.update(needed="channels:manage", provided="chat:write,commands")
+            return error
+        name = str(args.get("name") or "")
+        if not name:
+            return {"ok": False, "error": "invalid_name_required"}
+        if len(name) > 80:
+            return {"ok": False, "error": "invalid_name_maxlength"}
+        if not re.fullmatch(r"[a-z0-9_-]+", name):
+            return {"ok": False, "error": "invalid_name_specials"}
+        if name in self.taken or any(c["name"] == name for c in self.channels.values()):
+            return {"ok": False, "error": "name_taken"}
+        channel_id = f"CINC{next(self._channel_ids):04d}"
+        self.channels[channel_id] = {
+            "id": channel_id,
+            "name": name,
+            "is_private": str(args.get("is_private")).lower() == "true",
+            "topic": "",
+            "members": [BOT_USER],  # the creator is a member
+        }
+        return {"ok": True, "channel": self._conversation(channel_id)}
+
+    def _conversation(self, channel_id: str) -> dict[str, Any]:
+        c = self.channels[channel_id]
+        topic = {"value": c["topic"], "creator": BOT_USER if c["topic"] else "", "last_set": 0}
+        return {
+            "id": channel_id,
+            "name": c["name"],
+            "name_normalized": c["name"],
+            "is_channel": not c["is_private"],
+            "is_group": False,
+            "is_im": False,
+            "is_mpim": False,
+            "is_private": c["is_private"],
+            "is_archived": False,
+            "is_general": False,
+            "is_shared": False,
+            "is_org_shared": False,
+            "is_ext_shared": False,
+            "is_pending_ext_shared": False,
+            "is_member": True,
+            "created": 1700000000,
+            "creator": BOT_USER,
+            "unlinked": 0,
+            "topic": topic,
+            "purpose": {"value": "", "creator": "", "last_set": 0},
+            "previous_names": [],
+            "num_members": len(c["members"]),
+        }
+
+    def _m_conversations_setTopic(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = str(args.get("channel") or "")
+        if channel_id not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        topic = str(args.get("topic") or "")
+        if len(topic) > 250:
+            return {"ok": False, "error": "too_long"}
+        self.channels[channel_id]["topic"] = topic
+        return {"ok": True, "channel": self._conversation(channel_id)}
+
+    def _m_conversations_invite(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id = str(args.get("channel") or "")
+        if channel_id not in self.channels:
+            return {"ok": False, "error": "channel_not_found"}
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users:
+            return {"ok": False, "error": "no_user"}
+        members: list[str] = self.channels[channel_id]["members"]
+        errors = []
+        for user in users:
+            if user == BOT_USER:
+                errors.append({"ok": False, "error": "cant_invite_self", "user": user})
+            elif user not in USERS:
+                errors.append({"ok": False, "error": "user_not_found", "user": user})
+            elif user in members:
+                errors.append({"ok": False, "error": "already_in_channel", "user": user})
+        if errors:
+            return {"ok": False, "error": errors[0]["error"], "errors": errors}
+        members.extend(users)
+        return {"ok": True, "channel": self._conversation(channel_id)}
+
+    def _m_pins_add(self, args: dict[str, Any]) -> dict[str, Any]:
+        channel_id, ts = str(args.get("channel") or ""), str(args.get("timestamp") or "")
+        if self.refuse_pin:
+            return {"ok": False, "error": self.refuse_pin}
+        if not channel_id:
+            return {"ok": False, "error": "channel_not_found"}
+        if not ts:
+            return {"ok": False, "error": "no_item_specified"}
+        if ts not in self.posted or self.posted[ts]["channel"] != channel_id:
+            return {"ok": False, "error": "message_not_found"}
+        pins = self.pins.setdefault(channel_id, [])
+        if ts in pins:
+            return {"ok": False, "error": "already_pinned"}
+        pins.append(ts)
+        return {"ok": True}
 
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = USERS.get(str(args.get("user")))

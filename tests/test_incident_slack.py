@@ -1,0 +1,377 @@
+"""Incidents on Slack end to end: the real App, the real slack-sdk, tests/fakes/slack.py.
+
+The Slack connector implements the optional ChannelAdmin port, so a declared incident gets a
+channel of its own (conversations.create + setTopic), the declarer is invited, and the status
+message is posted there and pinned; later changes edit that one message (chat.update)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft4Validator  # type: ignore[import-untyped]
+from slack_sdk.errors import SlackApiError
+
+from chatopsd.app import App
+from chatopsd.connectors.slack import SlackConnector
+from chatopsd.core.messages import Destination, Reply, Sent
+from chatopsd.core.ports import ChannelAdmin, ChannelRefused
+from tests.conftest import FakeClock, make_config
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
+from tests.test_slack import PING, started
+
+CHANNEL = "inc-20261123-payments-failing"
+DECLARE = '!incident declare --sev 2 "Payments failing"'
+
+
+@pytest.fixture
+async def fake() -> AsyncIterator[FakeSlack]:
+    server = FakeSlack()
+    await server.start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def app(tmp_path: Path, fake: FakeSlack, clock: FakeClock) -> AsyncIterator[App]:
+    config = make_config(
+        tmp_path,
+        slack={
+            "app_token": APP_TOKEN,
+            "bot_token": BOT_TOKEN,
+            "api_url": fake.api_url,
+            "ping_interval_seconds": PING,
+        },
+        console={"enabled": False},
+        incidents={"routing": {"SEV-2": ["slack:CANN"]}},
+    )
+    running = await started(config, clock)
+    yield running
+    await running.stop()
+
+
+async def say(fake: FakeSlack, text: str, *, channel: str = "C1", expect: str = "") -> str:
+    """Post a message as Jane; wait for the bot's answer in that channel containing `expect`."""
+    before = len(fake.posts())
+    await fake.event(fake.message(text, channel=channel))
+
+    def answered() -> bool:
+        return any(
+            p["channel"] == channel and expect in str(p["text"]) for p in fake.posts()[before:]
+        )
+
+    await fake.wait_for(answered)
+    return next(
+        str(p["text"])
+        for p in fake.posts()[before:]
+        if p["channel"] == channel and expect in str(p["text"])
+    )
+
+
+async def declare(fake: FakeSlack) -> str:
+    return await say(fake, DECLARE, expect="declared (SEV-2)")
+
+
+def methods(fake: FakeSlack) -> list[str]:
+    return [m for m, _, _ in fake.calls if m not in ("users.info", "auth.test")]
+
+
+def status_post(fake: FakeSlack, channel: str) -> dict[str, Any]:
+    return next(p for p in fake.posts() if p["channel"] == channel and "State" in str(p["text"]))
+
+
+def status_ts(fake: FakeSlack, channel: str) -> str:
+    """The ts of the status message, which must be the one pinned."""
+    ts = fake.ts_of(status_post(fake, channel))
+    assert fake.pins[channel] == [ts]
+    return ts
+
+
+# -- the happy path --------------------------------------------------------------------------
+
+
+async def test_connector_offers_channel_admin(app: App) -> None:
+    admin: object = app._channel_admin("slack")
+    assert admin is app.outbox.connectors["slack"]
+    assert isinstance(app.outbox.connectors["slack"], ChannelAdmin)
+
+
+async def test_declare_creates_the_channel_invites_and_pins_the_status(
+    app: App, fake: FakeSlack
+) -> None:
+    reply = await declare(fake)
+    assert reply.startswith(f"INC-2026-0001 declared (SEV-2). Incident channel: #{CHANNEL}.")
+    assert "slack:CANN" in reply
+    [(channel_id, channel)] = fake.channels.items()
+    assert channel["name"] == CHANNEL
+    assert channel["topic"] == "INC-2026-0001 [SEV-2] Payments failing"
+    assert channel["members"] == [BOT_USER, "U1"]  # the declarer is invited
+    status = status_post(fake, channel_id)
+    assert "INC-2026-0001 [SEV-2] Payments failing" in status["text"]
+    assert "thread_ts" not in status
+    status_ts(fake, channel_id)  # pinned
+    # the order a person would see: channel, topic, invite, status, pin
+    flow = [
+        m
+        for m in methods(fake)
+        if m.startswith(("conversations.", "pins.")) or m == "chat.postMessage"
+    ]
+    start = flow.index("conversations.create")
+    assert flow[start : start + 3] == [
+        "conversations.create",
+        "conversations.setTopic",
+        "conversations.invite",
+    ]
+    assert flow.index("pins.add") > flow.index("chat.postMessage", start)
+    [pin] = fake.posts("pins.add")
+    assert pin["channel"] == channel_id
+    # the announcement went to the routed channel with its buttons
+    announced = [p for p in fake.posts() if p["channel"] == "CANN"]
+    assert len(announced) == 1 and "Payments failing" in announced[0]["text"]
+
+
+async def test_update_and_ack_edit_the_pinned_status_in_place(app: App, fake: FakeSlack) -> None:
+    await declare(fake)
+    [channel_id] = fake.channels
+    pinned = status_ts(fake, channel_id)
+    posts_in_channel = len([p for p in fake.posts() if p["channel"] == channel_id])
+
+    await say(fake, "!incident update INC-2026-0001 rolled back the deploy", expect="updated")
+    await fake.wait_for(lambda: len(fake.posts("chat.update")) >= 1)
+    [edit] = fake.posts("chat.update")
+    assert (edit["channel"], edit["ts"]) == (channel_id, pinned)
+    assert "rolled back the deploy" in edit["text"]
+
+    # inside the incident's channel the id can be left out
+    ack = await say(fake, "!incident ack", channel=channel_id, expect="acknowledged")
+    assert ack == "INC-2026-0001 acknowledged by Jane Doe."
+    await fake.wait_for(lambda: len(fake.posts("chat.update")) >= 2)
+    edit = fake.posts("chat.update")[1]
+    assert (edit["channel"], edit["ts"]) == (channel_id, pinned)
+    assert "acknowledged" in edit["text"]
+    # edited, never re-posted or re-pinned
+    assert len([p for p in fake.posts() if p["channel"] == channel_id]) == posts_in_channel + 1
+    assert fake.pins[channel_id] == [pinned]
+    assert len(fake.posts("pins.add")) == 1
+
+
+async def test_resolve_posts_the_wrapup_in_the_incident_and_announcement_channels(
+    app: App, fake: FakeSlack
+) -> None:
+    await declare(fake)
+    [channel_id] = fake.channels
+    pinned = status_ts(fake, channel_id)
+    reply = await say(fake, "!incident resolve INC-2026-0001 fixed", expect="resolved")
+    assert "Resolution: fixed" in reply
+
+    def wrapups() -> set[str]:
+        return {
+            str(p["channel"])
+            for p in fake.posts()
+            if "INC-2026-0001 resolved: Payments failing" in str(p["text"])
+        }
+
+    await fake.wait_for(lambda: wrapups() == {"C1", "CANN", channel_id})
+    await fake.wait_for(
+        lambda: any("resolved" in str(e["text"]) for e in fake.posts("chat.update"))
+    )
+    edit = fake.posts("chat.update")[-1]
+    assert (edit["channel"], edit["ts"]) == (channel_id, pinned)
+
+
+async def test_commander_is_invited_and_a_plain_name_is_refused_clearly(
+    app: App, fake: FakeSlack
+) -> None:
+    await declare(fake)
+    [channel_id] = fake.channels
+    reply = await say(
+        fake, "!incident commander <@U2>", channel=channel_id, expect="Incident Commander"
+    )
+    assert "Could not invite" not in reply
+    assert fake.channels[channel_id]["members"] == [BOT_USER, "U1", "U2"]
+    reply = await say(fake, "!incident scribe bob", channel=channel_id, expect="Scribe")
+    assert "Could not invite them to the incident channel: not Slack users: bob" in reply
+
+
+# -- refusals and fallbacks ------------------------------------------------------------------
+
+
+async def test_refused_creation_falls_back_to_a_thread_and_says_so(
+    app: App, fake: FakeSlack
+) -> None:
+    fake.refuse_create = "restricted_action"
+    reply = await declare(fake)
+    assert "Incident thread: under the announcement." in reply
+    assert "does not let this app do that" in reply and "restricted_action" in reply
+    assert fake.channels == {}
+    announcement = next(
+        p for p in fake.posts() if p["channel"] == "C1" and "Payments failing" in str(p["text"])
+    )
+    announcement_ts = fake.ts_of(announcement)
+    status = status_post(fake, "C1")
+    assert status["thread_ts"] == announcement_ts
+    assert "thread_ts" not in announcement
+    assert "pins.add" not in methods(fake)  # a thread reply is not pinned
+    await fake.wait_for(
+        lambda: any(
+            p.get("thread_ts") == announcement_ts and "No incident channel" in str(p["text"])
+            for p in fake.posts()
+        )
+    )
+    # updates still edit the status in the thread
+    await say(fake, "!incident update INC-2026-0001 still failing", expect="updated")
+    await fake.wait_for(lambda: len(fake.posts("chat.update")) == 1)
+    assert fake.posts("chat.update")[0]["channel"] == "C1"
+
+
+async def test_missing_scope_names_the_scope_to_add(app: App, fake: FakeSlack) -> None:
+    fake.refuse_create = "missing_scope"
+    reply = await declare(fake)
+    assert "Incident thread" in reply
+    assert "lacks the channels:manage scope" in reply and "reinstall" in reply
+
+
+async def test_a_taken_name_gets_the_numbered_name(app: App, fake: FakeSlack) -> None:
+    fake.taken.add(CHANNEL)
+    reply = await declare(fake)
+    assert f"Incident channel: #{CHANNEL}-0001." in reply
+    [channel] = fake.channels.values()
+    assert channel["name"] == f"{CHANNEL}-0001"
+    assert [p["name"] for p in fake.posts("conversations.create")] == [CHANNEL, f"{CHANNEL}-0001"]
+
+
+async def test_a_second_incident_with_the_same_title_gets_the_numbered_name(
+    app: App, fake: FakeSlack
+) -> None:
+    await declare(fake)
+    reply = await say(fake, DECLARE, expect="INC-2026-0002 declared")
+    assert f"#{CHANNEL}-0002" in reply
+    assert sorted(c["name"] for c in fake.channels.values()) == [CHANNEL, f"{CHANNEL}-0002"]
+
+
+async def test_a_refused_pin_is_reported_and_the_channel_kept(app: App, fake: FakeSlack) -> None:
+    fake.refuse_pin = "permission_denied"
+    reply = await declare(fake)
+    assert f"Incident channel: #{CHANNEL}." in reply
+    assert "Could not pin the status message: pins.add: the bot may not pin" in reply
+
+
+async def test_rate_limited_create_is_retried_after_retry_after(app: App, fake: FakeSlack) -> None:
+    fake.fail("conversations.create", 429, "ratelimited", {"Retry-After": "0"})
+    reply = await declare(fake)
+    assert f"Incident channel: #{CHANNEL}." in reply
+    assert [p["name"] for p in fake.posts("conversations.create")] == [CHANNEL, CHANNEL]
+
+
+async def test_server_error_on_create_is_retried(app: App, fake: FakeSlack) -> None:
+    fake.fail("conversations.create", 503, "service_unavailable")
+    reply = await declare(fake)
+    assert f"Incident channel: #{CHANNEL}." in reply
+    assert len(fake.posts("conversations.create")) == 2
+
+
+# -- the port itself, straight against the fake -----------------------------------------------
+
+
+@pytest.fixture
+async def connector(fake: FakeSlack, clock: FakeClock) -> AsyncIterator[SlackConnector]:
+    made = SlackConnector(
+        app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url, clock=clock
+    )
+    yield made
+    await made.close()
+
+
+async def test_port_errors_are_channel_refused(connector: SlackConnector, fake: FakeSlack) -> None:
+    channel = await connector.create_channel("inc-x", "")
+    assert fake.channels[channel]["topic"] == ""
+    assert "conversations.setTopic" not in methods(fake)
+    with pytest.raises(ChannelRefused, match=r"the name is taken \(name_taken\)"):
+        await connector.create_channel("inc-x", "again")
+    with pytest.raises(ChannelRefused, match=r"no such Slack user \(user_not_found\)"):
+        await connector.invite(channel, ["U404"])
+    with pytest.raises(ChannelRefused, match="channel does not exist"):
+        await connector.invite("CNOPE", ["U1"])
+    fake.refuse_create = "not_allowed"
+    with pytest.raises(ChannelRefused, match=r"Slack does not allow it here \(not_allowed\)"):
+        await connector.create_channel("inc-y", "")
+    fake.fail("conversations.create", 200, "invalid_auth")
+    with pytest.raises(ChannelRefused, match=r"refused the bot token \(invalid_auth\)"):
+        await connector.create_channel("inc-z", "")
+
+
+async def test_port_repeats_are_harmless(connector: SlackConnector, fake: FakeSlack) -> None:
+    channel = await connector.create_channel("inc-x", "topic " + "x" * 300)
+    assert len(fake.channels[channel]["topic"]) == 250  # cut to Slack's limit, not refused
+    await connector.invite(channel, ["U1", "U1"])
+    await connector.invite(channel, ["U1"])  # already_in_channel is not a failure
+    await connector.invite(channel, [])  # nobody: no call
+    assert fake.channels[channel]["members"] == [BOT_USER, "U1"]
+    assert len(fake.posts("conversations.invite")) == 2
+    sent = await connector.send(Destination("slack", channel), Reply(title="status", text="ok"))
+    assert sent is not None
+    await connector.pin(sent)
+    await connector.pin(sent)  # already_pinned is not a failure
+    assert fake.pins[channel] == [sent.message_id]
+    with pytest.raises(ChannelRefused, match="message to pin is gone"):
+        await connector.pin(Sent(Destination("slack", channel), "1.2", {"channel": channel}))
+    with pytest.raises(ChannelRefused, match="cannot be pinned"):
+        await connector.pin(Sent(Destination("slack", channel), "", {"ephemeral": "1"}))
+
+
+async def test_port_gives_up_clearly_when_slack_keeps_failing(
+    connector: SlackConnector, fake: FakeSlack
+) -> None:
+    for _ in range(3):  # the first try and the client's two retries
+        fake.fail("pins.add", 500, "internal_error")
+    sent = Sent(Destination("slack", "C1"), "1.2", {"channel": "C1"})
+    with pytest.raises(ChannelRefused, match=r"Slack is failing \(HTTP 500\) after retries"):
+        await connector.pin(sent)
+    assert len(fake.posts("pins.add")) == 3
+
+
+# -- the fake answers in Slack's published shapes -------------------------------------------
+
+SPEC = Path("/work/shared/specs/slack/web-api-openapi-v2.json")
+
+
+def _validator(method: str, status: str) -> Any:
+    spec = json.loads(SPEC.read_text())
+    schema = spec["paths"][f"/{method}"]["post"]["responses"][status]["schema"]
+    # the spec's refs are "#/definitions/...": give the schema the spec's definitions
+    return Draft4Validator({**schema, "definitions": spec["definitions"]})
+
+
+@pytest.mark.skipif(not SPEC.exists(), reason="the shared Slack spec is not here")
+async def test_fake_answers_match_the_published_schemas(
+    connector: SlackConnector, fake: FakeSlack
+) -> None:
+    web = connector.web()
+    answers: list[tuple[str, str, dict[str, Any]]] = []
+
+    async def call(method: str, **args: Any) -> None:
+        try:
+            response = await web.api_call(method, params=args)
+            answers.append((method, "200", dict(response.data)))  # type: ignore[arg-type]
+        except SlackApiError as exc:
+            answers.append((method, "default", dict(exc.response.data)))
+
+    await call("conversations.create", name="inc-shape")
+    [channel] = fake.channels
+    await call("conversations.create", name="inc-shape")  # name_taken
+    await call("conversations.setTopic", channel=channel, topic="t")
+    await call("conversations.invite", channel=channel, users="U0CAROL")
+    await call("conversations.invite", channel=channel, users="U0CAROL,U0NOBODY")  # per user
+    fake.refuse_create = "missing_scope"
+    await call("conversations.create", name="inc-other")
+    sent = await connector.send(Destination("slack", channel), Reply(text="x"))
+    assert sent is not None
+    await call("pins.add", channel=channel, timestamp=sent.message_id)
+    await call("pins.add", channel=channel, timestamp=sent.message_id)  # already_pinned
+    assert [s for _, s, _ in answers].count("default") == 4
+    for method, status, body in answers:
+        errors = [e.message for e in _validator(method, status).iter_errors(body)]
+        assert errors == [], (method, status, body)
