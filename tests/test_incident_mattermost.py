@@ -181,7 +181,15 @@ async def test_rate_limited_for_good_falls_back(server: FakeMattermost, app: App
     assert "Incident thread" in reply and "rate limited" in reply
 
 
-async def test_5xx_on_pin_and_invite_retried(server: FakeMattermost, app: App) -> None:
+async def test_5xx_on_pin_retried(server: FakeMattermost, app: App) -> None:
+    server.pin_failures.append((503, {}))
+    reply = await declare(server)
+    assert "Could not pin" not in reply
+    assert server.pinned == [posts_in(server, created(server)["id"])[0]["id"]]
+    assert server.requests.count(("POST", f"/api/v4/posts/{server.pinned[0]}/pin")) == 2
+
+
+async def test_5xx_and_429_on_invite_retried(server: FakeMattermost, app: App) -> None:
     await declare(server)  # warm: the team is known
     cid = created(server)["id"]
     server.admin_failures += [(503, {}), (429, {})]

@@ -11,8 +11,9 @@ Channel administration (channels.yaml, posts.yaml): `POST /channels` (201 Channe
 `store.sql_channel.save_channel.exists.app_error` for a name in `taken_names` or already made;
 403 while `refuse_channels`), `POST /channels/{id}/members` (201 ChannelMember; 403 while
 `refuse_invites`), `POST /posts/{id}/pin` (200 StatusOK; 403 while `refuse_pins`), and
-`GET /users/username/{name}`. `admin_failures` answers the next admin calls with the given
-(status, headers). Created channels show in `GET /users/me/channels`, the bot a member.
+`GET /users/username/{name}`. `admin_failures` answers the next admin calls (create, member,
+pin) with the given (status, headers); `pin_failures` the next pins. Created channels show
+in `GET /users/me/channels`, the bot a member.
 """
 
 from __future__ import annotations
@@ -66,6 +67,7 @@ class FakeMattermost:
         self.refuse_invites = False
         self.refuse_pins = False
         self.admin_failures: list[tuple[int, dict[str, str]]] = []  # for channel admin calls
+        self.pin_failures: list[tuple[int, dict[str, str]]] = []  # for pins only, first
         self.users = {u["username"]: u for u in (BOT, ALICE, BOB)}
         self._ids = itertools.count(1)
         self._last_ms = 0
@@ -324,6 +326,9 @@ class FakeMattermost:
         return web.json_response(member, status=201)
 
     async def _pin(self, request: web.Request) -> web.Response:
+        if self.pin_failures:
+            status, headers = self.pin_failures.pop(0)
+            return _app_error("api.try_later", "try later", status, headers)
         if (failed := self._admin_failure()) is not None:
             return failed
         pid = request.match_info["id"]
