@@ -228,3 +228,12 @@ async def test_command_in_incident_channel_caught_up_after_outage(
     server.forget_connections()  # the post below only comes back through the REST catch-up
     await server.user_post("!incident status", channel=cid)
     await until(lambda: said(server, cid, "State: declared") and len(posts_in(server, cid)) == 2, 8)
+
+
+async def test_new_channel_watched_before_any_post(server: FakeMattermost, app: App) -> None:
+    # Posts there reach us live and move the cursor anyway; this covers the gap before the
+    # first one, when an outage must still catch the channel up.
+    connector = connector_of(app)
+    cid = await connector.create_channel("inc-quiet", "INC-2026-0009 [SEV-4] quiet")
+    assert connector._cursors[cid] == server.channels[cid]["create_at"]
+    assert server.channels[cid]["header"] == "INC-2026-0009 [SEV-4] quiet"
