@@ -14,6 +14,15 @@ closes a socket whose pong does not come back within half of that (half-open det
 `hello` carries a new connection_id, or an event's `seq` skips, events were lost: the posts of
 every watched channel since the last seen post time are fetched over REST and go through the
 same path; the post id is the event id, so the bus's dedupe drops any already handled.
+
+Incident channels (the optional ChannelAdmin port): `create_channel` makes a public channel in
+the first watched team (mattermost.teams, else the bot's first team) and adds it to the watched
+set, so its posts are caught up after an outage like any other; `invite` adds members one by
+one (the endpoint takes one user); `pin` pins a post. HTTP 403 and "name taken" become
+ChannelRefused with the reason. There is no outbox behind these calls, so they retry here a
+few times: a 429 always (the server did not act on it, Retry-After honoured), a 5xx or
+network error only for invite and pin (harmless to repeat; a create may have happened). What
+still fails surfaces as TransientSendError, and the incident falls back to a thread.
 """
 
 from __future__ import annotations
@@ -21,8 +30,11 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import ssl
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from functools import partial
+from typing import Any, TypeVar
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -32,11 +44,32 @@ from chatopsd.connectors.base import Session
 from chatopsd.connectors.mattermost_render import render
 from chatopsd.core.errors import FatalConnectorError, TransientSendError
 from chatopsd.core.messages import Actor, Destination, Inbound, Reply, Sent
+from chatopsd.core.ports import ChannelRefused
 from chatopsd.store.kv import SqliteKeyValue
 
 log = logging.getLogger("chatopsd.mattermost")
 
 Json = dict[str, Any]
+T = TypeVar("T")
+
+# What Mattermost answers (HTTP 400) when a channel name is already used in the team.
+NAME_TAKEN = "store.sql_channel.save_channel.exists.app_error"
+# Mattermost user ids: 26 lowercase letters and digits; anything else is taken as a username.
+_USER_ID = re.compile(r"[a-z0-9]{26}")
+
+
+class RateLimited(TransientSendError):
+    """HTTP 429: the server did not act on the request, so repeating it is always safe."""
+
+
+class MattermostHTTPError(RuntimeError):
+    """A 4xx answer (other than 401/429): the request itself was refused."""
+
+    def __init__(self, text: str, status: int, error_id: str, message: str) -> None:
+        super().__init__(text)
+        self.status = status
+        self.error_id = error_id
+        self.message = message
 
 
 class MattermostConnector:
@@ -62,6 +95,9 @@ class MattermostConnector:
         self._key = f"mattermost:{urlsplit(self.base).netloc}"
         self._cursors: dict[str, int] = {}  # channel id -> last seen post create_at (ms)
         self._team_ids: set[str] = set()
+        self._home_team: str | None = None  # where incident channels are created
+        self.admin_attempts = 3  # tries of a ChannelAdmin call answered with HTTP 429
+        self.admin_max_wait = 10.0  # longest Retry-After honoured between those tries
         self._resume: tuple[str, int] | None = None  # (connection_id, last seq) to resume
         self.resyncs = 0  # how many times missed posts were fetched (for tests and health)
         # Set while a catch-up is owed: a failed fetch is retried after the next connect even
@@ -90,7 +126,7 @@ class MattermostConnector:
         try:
             async with self._session().request(method, f"{self.base}/api/v4{path}", **kw) as r:
                 if r.status == 429:
-                    raise TransientSendError(
+                    raise RateLimited(
                         f"mattermost rate limited {method} {path}", retry_after=_retry_after(r)
                     )
                 if r.status >= 500:
@@ -101,8 +137,12 @@ class MattermostConnector:
                         "(a bot or personal access token)"
                     )
                 if r.status >= 400:
-                    raise RuntimeError(
-                        f"mattermost {method} {path}: HTTP {r.status}: {await _msg(r)}"
+                    error_id, message = await _error(r)
+                    raise MattermostHTTPError(
+                        f"mattermost {method} {path}: HTTP {r.status}: {message}",
+                        r.status,
+                        error_id,
+                        message,
                     )
                 return await r.json(content_type=None)
         except aiohttp.ClientConnectorCertificateError as exc:
@@ -320,6 +360,99 @@ class MattermostConnector:
             "PUT", f"/posts/{sent.message_id}/patch", json={"message": render(reply, self.prefix)}
         )
 
+    # -- incident channels (ChannelAdmin) -------------------------------------------------
+
+    async def create_channel(self, name: str, topic: str) -> str:
+        team = await self._create_team()
+        body = {
+            "team_id": team,
+            "name": name,
+            "display_name": topic[:64],  # Mattermost's limits: 64, 250 and 1024 characters
+            "purpose": topic[:250],
+            "header": topic[:1024],
+            "type": "O",
+        }
+        try:
+            # Only a 429 is retried: after a 5xx or a timeout the channel may exist already.
+            channel = await self._admin(
+                lambda: self._api("POST", "/channels", json=body), retry_5xx=False
+            )
+        except MattermostHTTPError as exc:
+            if exc.error_id == NAME_TAKEN:
+                raise ChannelRefused(f"a channel named {name} already exists") from None
+            if exc.status == 403:
+                raise ChannelRefused(
+                    "the bot may not create channels (HTTP 403: give it the "
+                    f"create_public_channel permission): {exc.message}"
+                ) from None
+            raise ChannelRefused(
+                f"Mattermost refused the channel {name} (HTTP {exc.status}: {exc.message})"
+            ) from None
+        cid = str(channel["id"])
+        # Watched from now on: a post there is caught up after an outage like any other.
+        self._cursors.setdefault(cid, int(channel.get("create_at", 0) or 0))
+        return cid
+
+    async def invite(self, channel: str, user_ids: Sequence[str]) -> None:
+        refused: list[str] = []
+        for user in user_ids:
+            try:
+                uid = await self._user_id(user)
+                add = partial(
+                    self._api, "POST", f"/channels/{channel}/members", json={"user_id": uid}
+                )
+                await self._admin(add)
+            except MattermostHTTPError as exc:
+                refused.append(f"{user} (HTTP {exc.status}: {exc.message})")
+        if refused:
+            raise ChannelRefused(f"could not add {', '.join(refused)} to the channel")
+
+    async def pin(self, sent: Sent) -> None:
+        try:
+            await self._admin(lambda: self._api("POST", f"/posts/{sent.message_id}/pin"))
+        except MattermostHTTPError as exc:
+            raise ChannelRefused(
+                f"Mattermost refused to pin the post (HTTP {exc.status}: {exc.message})"
+            ) from None
+
+    async def _user_id(self, user: str) -> str:
+        """A user id as is; a username (as typed in a command) looked up."""
+        if _USER_ID.fullmatch(user):
+            return user
+        found = await self._admin(lambda: self._api("GET", f"/users/username/{user}"))
+        return str(found["id"])
+
+    async def _create_team(self) -> str:
+        """The first of mattermost.teams the bot is in; without that setting, its first team."""
+        if self._home_team is None:
+            teams = await self._admin(lambda: self._api("GET", "/users/me/teams"))
+            wanted_teams: list[str | None] = [*self.cfg.teams] or [None]
+            for wanted in wanted_teams:
+                match = [t for t in teams if wanted is None or wanted in (t["id"], t["name"])]
+                if match:
+                    self._home_team = str(match[0]["id"])
+                    break
+            else:
+                raise ChannelRefused(
+                    "the bot is in no team to create channels in (see mattermost.teams)"
+                )
+        return self._home_team
+
+    async def _admin(self, call: Callable[[], Awaitable[T]], *, retry_5xx: bool = True) -> T:
+        """A channel-admin call has no outbox behind it: retry a 429 (honouring Retry-After)
+        and, where a repeat is harmless, a 5xx or network error, a few times."""
+        for attempt in range(1, self.admin_attempts + 1):
+            try:
+                return await call()
+            except TransientSendError as exc:
+                if attempt == self.admin_attempts or not (
+                    isinstance(exc, RateLimited) or retry_5xx
+                ):
+                    raise
+                wait = exc.retry_after if exc.retry_after is not None else 0.5 * attempt
+                await asyncio.sleep(min(wait, self.admin_max_wait))
+        raise AssertionError("unreachable")
+
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()
@@ -370,12 +503,15 @@ def _retry_after(r: aiohttp.ClientResponse) -> float | None:
     return None
 
 
-async def _msg(r: aiohttp.ClientResponse) -> str:
+async def _error(r: aiohttp.ClientResponse) -> tuple[str, str]:
+    """(id, message) of a Mattermost AppError body; empty strings if it is not one."""
     try:
         body = await r.json(content_type=None)
-        return str(body.get("message", ""))[:200] if isinstance(body, dict) else ""
     except (ValueError, aiohttp.ClientError):
-        return ""
+        return "", ""
+    if not isinstance(body, dict):
+        return "", ""
+    return str(body.get("id", ""))[:200], str(body.get("message", ""))[:200]
 
 
 def _tls_message(base: str, exc: Exception) -> str:

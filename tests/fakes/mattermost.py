@@ -6,6 +6,14 @@ data carries the `connection_id`; events carry a per-connection `seq`, and `post
 `data.post` as a JSON string. A client reconnecting with a known `connection_id` and
 `sequence_number` gets the events it missed replayed (resume); after `forget_connections()` it
 gets a new connection id and must catch up over REST.
+
+Channel administration (channels.yaml, posts.yaml): `POST /channels` (201 Channel; 400
+`store.sql_channel.save_channel.exists.app_error` for a name in `taken_names` or already made;
+403 while `refuse_channels`), `POST /channels/{id}/members` (201 ChannelMember; 403 while
+`refuse_invites`), `POST /posts/{id}/pin` (200 StatusOK; 403 while `refuse_pins`), and
+`GET /users/username/{name}`. `admin_failures` answers the next admin calls (create, member,
+pin) with the given (status, headers); `pin_failures` the next pins. Created channels show
+in `GET /users/me/channels`, the bot a member.
 """
 
 from __future__ import annotations
@@ -22,8 +30,9 @@ from typing import Any
 from aiohttp import WSMsgType, web
 
 TOKEN = "mm-test-token"
-BOT = {"id": "botuserid0000000000000000a", "username": "chatopsd", "is_bot": True}
-ALICE = {"id": "aliceid00000000000000000aa", "username": "alice", "is_bot": False}
+BOT: dict[str, Any] = {"id": "botuserid0000000000000000a", "username": "chatopsd", "is_bot": True}
+ALICE: dict[str, Any] = {"id": "aliceid00000000000000000aa", "username": "alice", "is_bot": False}
+BOB: dict[str, Any] = {"id": "bobid0000000000000000000aa", "username": "bob", "is_bot": False}
 TEAM = {"id": "team0000000000000000000000", "name": "ops", "display_name": "Ops"}
 CHANNEL = "chan0000000000000000000000"
 
@@ -50,6 +59,16 @@ class FakeMattermost:
         self.post_times: list[float] = []  # loop time of every POST /posts
         self.mute_pings = False
         self.bot_posted = asyncio.Event()  # set on every post we receive from the bot
+        self.channels: dict[str, dict[str, Any]] = {}  # created through POST /channels
+        self.members: dict[str, list[str]] = {}  # channel id -> user ids, in order added
+        self.pinned: list[str] = []  # post ids
+        self.taken_names: set[str] = set()  # names some other channel already has
+        self.refuse_channels = False
+        self.refuse_invites = False
+        self.refuse_pins = False
+        self.admin_failures: list[tuple[int, dict[str, str]]] = []  # for channel admin calls
+        self.pin_failures: list[tuple[int, dict[str, str]]] = []  # for pins only, first
+        self.users = {u["username"]: u for u in (BOT, ALICE, BOB)}
         self._ids = itertools.count(1)
         self._last_ms = 0
         self.runner: web.AppRunner | None = None
@@ -69,6 +88,10 @@ class FakeMattermost:
         app.router.add_put("/api/v4/posts/{id}/patch", self._patch)
         app.router.add_get("/api/v4/channels/{id}/posts", self._since)
         app.router.add_get("/api/v4/websocket", self._ws)
+        app.router.add_post("/api/v4/channels", self._create_channel)
+        app.router.add_post("/api/v4/channels/{id}/members", self._add_member)
+        app.router.add_post("/api/v4/posts/{id}/pin", self._pin)
+        app.router.add_get("/api/v4/users/username/{name}", self._user_by_name)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
@@ -183,7 +206,7 @@ class FakeMattermost:
         self, user: str, channel: str, message: str, root_id: str, props: dict[str, Any]
     ) -> dict[str, Any]:
         now = self._now_ms()
-        post = {
+        post: dict[str, Any] = {
             "id": f"post{next(self._ids):022d}",
             "create_at": now,
             "update_at": now,
@@ -209,6 +232,7 @@ class FakeMattermost:
 
     async def _channels(self, request: web.Request) -> web.Response:
         last = max((p["create_at"] for p in self.posts.values()), default=0)
+        mine = [c for c in self.channels.values() if BOT["id"] in self.members[c["id"]]]
         return web.json_response(
             [
                 {
@@ -218,9 +242,114 @@ class FakeMattermost:
                     "name": "incidents",
                     "display_name": "Incidents",
                     "last_post_at": last,
-                }
+                },
+                *mine,
             ]
         )
+
+    # -- channel administration ----------------------------------------------------------
+
+    def _admin_failure(self) -> web.Response | None:
+        if not self.admin_failures:
+            return None
+        status, headers = self.admin_failures.pop(0)
+        return _app_error("api.try_later", "try later", status, headers)
+
+    async def _create_channel(self, request: web.Request) -> web.Response:
+        if (failed := self._admin_failure()) is not None:
+            return failed
+        body = await request.json()
+        if self.refuse_channels:
+            return _app_error(
+                "api.context.permissions.app_error",
+                "You do not have the appropriate permissions.",
+                403,
+            )
+        missing = [k for k in ("name", "display_name", "type", "team_id") if not body.get(k)]
+        if missing or body["team_id"] != TEAM["id"] or body["type"] not in ("O", "P"):
+            return _app_error("model.channel.is_valid.app_error", f"invalid: {missing}", 400)
+        names = self.taken_names | {c["name"] for c in self.channels.values()}
+        if body["name"] in names:
+            return _app_error(
+                "store.sql_channel.save_channel.exists.app_error",
+                "A channel with that name already exists on the same team.",
+                400,
+            )
+        now = self._now_ms()
+        channel = {
+            "id": f"newchan{next(self._ids):019d}",
+            "create_at": now,
+            "update_at": now,
+            "delete_at": 0,
+            "team_id": body["team_id"],
+            "type": body["type"],
+            "display_name": body["display_name"],
+            "name": body["name"],
+            "header": body.get("header", ""),
+            "purpose": body.get("purpose", ""),
+            "last_post_at": 0,
+            "total_msg_count": 0,
+            "extra_update_at": 0,
+            "creator_id": BOT["id"],
+        }
+        self.channels[channel["id"]] = channel
+        self.members[channel["id"]] = [BOT["id"]]  # the creator is a member
+        return web.json_response(channel, status=201)
+
+    async def _add_member(self, request: web.Request) -> web.Response:
+        if (failed := self._admin_failure()) is not None:
+            return failed
+        cid = request.match_info["id"]
+        user = (await request.json()).get("user_id", "")
+        if self.refuse_invites:
+            return _app_error(
+                "api.context.permissions.app_error",
+                "You do not have the appropriate permissions.",
+                403,
+            )
+        if cid not in self.members:
+            return _app_error("app.channel.get.existing.app_error", "channel not found", 404)
+        if user not in {u["id"] for u in self.users.values()}:
+            return _app_error("app.user.missing_account.const", "user not found", 404)
+        if user not in self.members[cid]:
+            self.members[cid].append(user)
+        member = {
+            "channel_id": cid,
+            "user_id": user,
+            "roles": "channel_user",
+            "last_viewed_at": 0,
+            "msg_count": 0,
+            "mention_count": 0,
+            "notify_props": {},
+            "last_update_at": self._now_ms(),
+        }
+        return web.json_response(member, status=201)
+
+    async def _pin(self, request: web.Request) -> web.Response:
+        if self.pin_failures:
+            status, headers = self.pin_failures.pop(0)
+            return _app_error("api.try_later", "try later", status, headers)
+        if (failed := self._admin_failure()) is not None:
+            return failed
+        pid = request.match_info["id"]
+        if self.refuse_pins:
+            return _app_error(
+                "api.context.permissions.app_error",
+                "You do not have the appropriate permissions.",
+                403,
+            )
+        if pid not in self.posts:
+            return _app_error("app.post.get.app_error", "post not found", 404)
+        self.posts[pid]["is_pinned"] = True
+        if pid not in self.pinned:
+            self.pinned.append(pid)
+        return web.json_response({"status": "OK"})
+
+    async def _user_by_name(self, request: web.Request) -> web.Response:
+        user = self.users.get(request.match_info["name"])
+        if user is None:
+            return _app_error("app.user.missing_account.const", "user not found", 404)
+        return web.json_response(user)
 
     async def _create(self, request: web.Request) -> web.Response:
         self.post_times.append(asyncio.get_running_loop().time())
@@ -333,3 +462,20 @@ class FakeMattermost:
             if m.type == WSMsgType.PING and not self.mute_pings:
                 await ws.pong(m.data)
         return ws
+
+
+def _app_error(
+    error_id: str, message: str, status: int, headers: dict[str, str] | None = None
+) -> web.Response:
+    """Mattermost's AppError body (definitions.yaml)."""
+    return web.json_response(
+        {
+            "id": error_id,
+            "message": message,
+            "detailed_error": "",
+            "request_id": uuid.uuid4().hex,
+            "status_code": status,
+        },
+        status=status,
+        headers=headers,
+    )
