@@ -51,6 +51,19 @@ def send(proc: subprocess.Popen[str], event_id: str, text: str) -> None:
     proc.stdin.flush()
 
 
+def audit_rows(cfg: Path) -> list[dict[str, object]]:
+    """The audit log as `chatopsd audit --json` prints it."""
+    done = subprocess.run(
+        [sys.executable, "-m", "chatopsd", "audit", "--json", "--config", str(cfg)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        timeout=60,
+        check=True,
+    )
+    return [json.loads(line) for line in done.stdout.splitlines()]
+
+
 def test_piped_commands_are_answered_and_the_daemon_exits(tmp_path: Path) -> None:
     done = subprocess.run(
         [sys.executable, "-m", "chatopsd", "run", "--config", str(config(tmp_path))],
@@ -88,15 +101,7 @@ def test_sigkill_loses_no_answered_command_and_replays_are_dropped(tmp_path: Pat
         proc.wait(timeout=10)
     assert answered == [f"ev-{i}" for i in range(20)]
 
-    audit = subprocess.run(
-        [sys.executable, "-m", "chatopsd", "audit", "--json", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=True,
-    )
-    audited = {json.loads(line)["event_id"] for line in audit.stdout.splitlines()}
+    audited = {row["event_id"] for row in audit_rows(cfg)}
     assert set(answered) <= audited
 
     proc = start(cfg)
@@ -109,15 +114,7 @@ def test_sigkill_loses_no_answered_command_and_replays_are_dropped(tmp_path: Pat
     finally:
         proc.stdin.close()  # type: ignore[union-attr]
         assert proc.wait(timeout=20) == 0
-    rows = subprocess.run(
-        [sys.executable, "-m", "chatopsd", "audit", "--json", "--config", str(cfg)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-        timeout=60,
-        check=True,
-    ).stdout.splitlines()
-    assert sum(json.loads(r)["event_id"] == "ev-3" for r in rows) == 1
+    assert sum(row["event_id"] == "ev-3" for row in audit_rows(cfg)) == 1
 
 
 def test_sigterm_stops_cleanly(tmp_path: Path) -> None:
