@@ -86,6 +86,7 @@ class App:
         await self.ledger.load()
         self.audit = SqliteAuditLog(self.db)
         self.kv = SqliteKeyValue(self.db)
+        self.incident_store = SqliteIncidentStore(self.db)
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
@@ -189,7 +190,7 @@ class App:
         return [
             Dedupe(self.ledger),
             self.metrics.middleware,
-            Authorize(policy, self.audit, self.clock),
+            Authorize(policy, self.audit, self.clock, self.incident_store.is_incident_channel),
             Audit(self.audit, self.clock),
             RateLimit(self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst),
         ]
@@ -197,7 +198,7 @@ class App:
     def _handlers(self) -> None:
         directory, pager = self._oncall()
         self.incidents = IncidentHandler(
-            SqliteIncidentStore(self.db),
+            self.incident_store,
             self.outbox,
             self.clock,
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),

@@ -375,3 +375,30 @@ async def test_fake_answers_match_the_published_schemas(
     for method, status, body in answers:
         errors = [e.message for e in _validator(method, status).iter_errors(body)]
         assert errors == [], (method, status, body)
+
+
+async def test_mutating_channel_list_still_allows_the_incidents_own_channel(
+    tmp_path: Path, fake: FakeSlack, clock: FakeClock
+) -> None:
+    """auth.mutating_channels cannot name channels made later for incidents: they are allowed."""
+    config = make_config(
+        tmp_path,
+        slack={"app_token": APP_TOKEN, "bot_token": BOT_TOKEN, "api_url": fake.api_url},
+        console={"enabled": False},
+        auth={"mutating_channels": ["slack:C1"]},
+    )
+    running = await started(config, clock)
+    try:
+        await declare(fake)  # in C1, which is listed
+        [channel_id] = fake.channels
+        await say(fake, "!incident update checking the database", channel=channel_id)
+        assert len(fake.posts("chat.update")) == 1  # the pinned status was edited
+        assert not fake.posts("chat.postEphemeral")  # and nothing was refused
+        await fake.event(fake.message("!incident update from elsewhere", channel="C9"))
+        await fake.wait_for(lambda: len(fake.posts("chat.postEphemeral")) == 1)
+        refused = fake.posts("chat.postEphemeral")[0]
+        assert refused["channel"] == "C9"
+        assert "is not allowed in this channel" in str(refused["text"])
+        assert "auth.mutating_channels" in str(refused["text"])
+    finally:
+        await running.stop()

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from chatopsd.core.bus import Next
@@ -53,17 +53,35 @@ class AccessPolicy:
             ids.add(actor.email.lower())
         return any(ids & self.roles.get(r, frozenset()) for r in (role, "admin"))
 
-    def check(self, call: Call) -> None:
+    def restricted_here(self, call: Call) -> bool:
+        """True when the channel lists would refuse this command in this channel."""
+        spec = call.spec
+        if spec is None:
+            return False
+        where = f"{call.event.platform}:{call.event.channel}"
+        return (
+            spec.pages and bool(self.paging_channels) and where not in self.paging_channels
+        ) or (spec.mutates and bool(self.mutating_channels) and where not in self.mutating_channels)
+
+    def check(self, call: Call, *, channel_allowed: bool = False) -> None:
+        """Raise Forbidden if the actor may not run this here. `channel_allowed` lifts the
+        channel lists (the channel is one the daemon made for an incident)."""
         spec = call.spec
         if spec is None:
             return
         where = f"{call.event.platform}:{call.event.channel}"
-        if spec.pages and self.paging_channels and where not in self.paging_channels:
+        limited = not channel_allowed
+        if limited and spec.pages and self.paging_channels and where not in self.paging_channels:
             raise Forbidden(
                 f"{call.prefix}{spec.name} pages people and is not allowed here",
                 hint="use one of the channels set in auth.paging_channels",
             )
-        if spec.mutates and self.mutating_channels and where not in self.mutating_channels:
+        if (
+            limited
+            and spec.mutates
+            and self.mutating_channels
+            and where not in self.mutating_channels
+        ):
             raise Forbidden(
                 f"{call.prefix}{spec.name} is not allowed in this channel",
                 hint="use one of the channels set in auth.mutating_channels",
@@ -96,14 +114,29 @@ def audit_entry(call: Call, clock: Clock, outcome: str, duration_ms: float) -> A
 
 
 class Authorize:
-    """Refuse commands the actor may not run here. Refusals are audited too."""
+    """Refuse commands the actor may not run here. Refusals are audited too.
 
-    def __init__(self, policy: AccessPolicy, audit: AuditLog, clock: Clock) -> None:
+    `incident_channel(platform, channel)` says whether a channel is one the daemon created for
+    an incident: paging and mutating commands are allowed there even when the channel lists
+    in config do not name it (they cannot: it did not exist when the config was written).
+    """
+
+    def __init__(
+        self,
+        policy: AccessPolicy,
+        audit: AuditLog,
+        clock: Clock,
+        incident_channel: Callable[[str, str], Awaitable[bool]] | None = None,
+    ) -> None:
         self.policy, self.audit, self.clock = policy, audit, clock
+        self.incident_channel = incident_channel
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
+        allowed = False
+        if self.incident_channel is not None and self.policy.restricted_here(call):
+            allowed = await self.incident_channel(call.event.platform, call.event.channel)
         try:
-            self.policy.check(call)
+            self.policy.check(call, channel_allowed=allowed)
         except Forbidden as exc:
             await self.audit.append(audit_entry(call, self.clock, f"denied: {exc}", 0.0))
             raise

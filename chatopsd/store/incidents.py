@@ -206,6 +206,14 @@ class SqliteIncidentStore:
         )
         return None if row is None else Home(row[0], row[1], row[2] or None)
 
+    async def is_incident_channel(self, platform: str, channel: str) -> bool:
+        """Whether this is a channel of its own that was made for an incident."""
+        row = await self.db.fetchone(
+            "SELECT 1 FROM incident_channels WHERE platform = ? AND channel = ? AND thread = ''",
+            (platform, channel),
+        )
+        return row is not None
+
     async def incident_at(self, platform: str, channel: str, thread: str | None) -> str | None:
         """The incident whose channel (or thread) this is, if any."""
         row = await self.db.fetchone(
