@@ -221,7 +221,9 @@ async def test_failed_reconnect_backs_off_then_resumes(app: App, fake: FakeDisco
     rec = await next_message(fake)
     assert rec.body["message_reference"]["message_id"] == msg["id"]
     assert (fake.refuse_gateway, fake.identifies) == (0, 1)
-    assert supervisor(app).health.failures == 0  # handled inside the connection, not a restart
+    health = supervisor(app).health
+    assert health.failures == 0  # handled inside the connection, not a restart
+    assert health.state is State.READY and health.connects == 2  # lost, then resumed
 
 
 async def test_op7_reconnect_resumes(app: App, fake: FakeDiscord) -> None:

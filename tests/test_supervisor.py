@@ -117,3 +117,16 @@ async def test_outage_logs_a_few_lines_not_one_per_attempt(
     lines = [r for r in caplog.records if "disconnected" in r.getMessage()]
     assert 3 <= len(lines) <= 5  # ~2 minutes of outage, one line per 30 s
     assert "more since last report" in lines[-1].getMessage()
+
+
+async def test_a_connection_the_library_mends_shows_in_health(clock: FakeClock) -> None:
+    conn = Scripted(clock, [])
+    sup = Supervisor(conn, lambda e: None, clock)
+    sup.ready()
+    assert sup.health.state is State.READY and sup.ready_event.is_set()
+    sup.lost("gateway connection lost; resuming")
+    assert sup.health.state is State.CONNECTING and not sup.ready_event.is_set()
+    assert sup.health.reason == "gateway connection lost; resuming"
+    assert sup.health.failures == 0  # not a restart of the connector
+    sup.ready()
+    assert sup.health.state is State.READY and sup.health.connects == 2

@@ -51,6 +51,11 @@ class Session(Protocol):
 
     def ready(self) -> None: ...
 
+    def lost(self, reason: str) -> None:
+        """The connection dropped and the library is reconnecting by itself (health only;
+        call `ready()` again once it is back)."""
+        ...
+
     def accepting(self) -> bool:
         """False once the daemon is shutting down: do not acknowledge new events then, so the
         platform redelivers them to the next run instead of them being dropped."""
@@ -126,6 +131,14 @@ class Supervisor:
         self._set(State.READY, "")
         self.ready_event.set()
         log.info("%s connected", self.platform)
+
+    def lost(self, reason: str) -> None:
+        if self.health.state is State.READY:
+            self._set(State.CONNECTING, reason)
+            self.ready_event.clear()
+            log.info(
+                "%s connection lost (%s); the client library is reconnecting", self.platform, reason
+            )
 
     def _set(self, state: State, reason: str) -> None:
         self.health.state, self.health.reason = state, reason

@@ -105,6 +105,9 @@ class _Client(GatewayClient):
     async def on_resumed(self) -> None:
         self.session.ready()
 
+    async def on_disconnect(self) -> None:
+        self.session.lost("gateway connection lost; resuming")
+
     async def on_message(self, message: discord.Message) -> None:
         self.owner.on_message(self, message)
 

@@ -179,9 +179,13 @@ class SlackConnector:
         while True:
             await asyncio.sleep(self.ping_interval / 2)
             if await client.is_connected():
+                if down_since is not None and self._session is not None:
+                    self._session.ready()  # the SDK mended it
                 down_since = None
                 continue
             now = loop.time()
+            if down_since is None and self._session is not None:
+                self._session.lost("Socket Mode connection lost; the SDK is reconnecting")
             down_since = down_since if down_since is not None else now
             if now - down_since >= self.reconnect_grace:
                 raise ConnectionError(
