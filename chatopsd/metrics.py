@@ -8,19 +8,16 @@ listener. Never a public port: config refuses any other listen address.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import logging
 import math
 import os
 import time
+from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
 
 from chatopsd.core.context import Call
 from chatopsd.core.errors import RateLimited
@@ -28,6 +25,7 @@ from chatopsd.core.messages import Reply
 
 if TYPE_CHECKING:
     from aiohttp import web
+    from prometheus_client.metrics_core import Metric
 
     from chatopsd.app import App
     from chatopsd.core.bus import Next
@@ -39,53 +37,44 @@ LATENCY_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0
 
 
 class Metrics:
-    """The counters the bus feeds, in a registry of their own (one per App)."""
+    """What the bus counts, in plain dicts: cheap on the per-command path, and prometheus-client
+    is only imported when something asks for the exposition (metrics are off by default)."""
 
     def __init__(self) -> None:
-        self.registry = CollectorRegistry()
-        r = self.registry
-        self.commands = Counter(
-            "chatopsd_commands_received", "Commands received", ["platform", "command"], registry=r
-        )
-        self.latency = Histogram(
-            "chatopsd_command_duration_seconds",
-            "Time from dispatch to the handler's answer",
-            ["command"],
-            buckets=LATENCY_BUCKETS,
-            registry=r,
-        )
-        self.rate_limited = Counter(
-            "chatopsd_rate_limit_hits",
-            "Commands refused by the rate limit",
-            ["platform"],
-            registry=r,
-        )
-        self.pages = Counter(
-            "chatopsd_pages", "Paging commands by outcome (sent, failed)", ["outcome"], registry=r
-        )
+        self.commands: Counter[tuple[str, str]] = Counter()  # (platform, command)
+        self.rate_limited: Counter[str] = Counter()  # platform
+        self.pages: Counter[str] = Counter()  # outcome: sent | failed
+        # command -> per-bucket counts (same order as LATENCY_BUCKETS, then +Inf), sum
+        self.latency: dict[str, tuple[list[int], list[float]]] = {}
+        self._app: App | None = None
+
+    def _observe(self, command: str, seconds: float) -> None:
+        counts, total = self.latency.setdefault(command, ([0] * (len(LATENCY_BUCKETS) + 1), [0.0]))
+        counts[bisect.bisect_left(LATENCY_BUCKETS, seconds)] += 1
+        total[0] += seconds
 
     async def middleware(self, call: Call, nxt: Next) -> list[Reply]:
         """Counts the command and writes its one journal line (context, outcome, duration)."""
         # Unknown commands share one label: user typos must not grow the series without bound.
         command = call.spec.name if call.spec is not None else "unknown"
         pages = call.spec is not None and call.spec.pages and call.error is None
-        self.commands.labels(call.event.platform, command).inc()
+        self.commands[(call.event.platform, command)] += 1
         started = time.perf_counter()
         outcome = "ok"
         try:
             replies = await nxt(call)
         except RateLimited:
             outcome = "rate limited"
-            self.rate_limited.labels(call.event.platform).inc()
+            self.rate_limited[call.event.platform] += 1
             raise
         except Exception as exc:
             outcome = type(exc).__name__
             if pages:
-                self.pages.labels("failed").inc()
+                self.pages["failed"] += 1
             raise
         finally:
             elapsed = time.perf_counter() - started
-            self.latency.labels(command).observe(elapsed)
+            self._observe(command, elapsed)
             ev = call.event
             command_log.info(
                 "command %r on %s:%s by %s (%s) -> %s in %.0f ms ref=%s",
@@ -99,22 +88,72 @@ class Metrics:
                 call.ref,
             )
         if pages:
-            self.pages.labels("sent").inc()
+            self.pages["sent"] += 1
         return replies
 
     def attach(self, app: App) -> None:
-        """Add the collectors that read live state (connectors, outbox, jobs) at scrape time."""
-        self.registry.register(_StateCollector(app))
+        """The App whose live state (connectors, outbox, jobs) is read at scrape time."""
+        self._app = app
 
     def text(self) -> bytes:
-        return generate_latest(self.registry)
+        from prometheus_client import CollectorRegistry, generate_latest
+
+        registry = CollectorRegistry()
+        registry.register(_CountsCollector(self))
+        if self._app is not None:
+            registry.register(_StateCollector(self._app))
+        return bytes(generate_latest(registry))
 
 
-class _StateCollector(Collector):
+class _CountsCollector:
+    """The bus's counts as metric families (a collector is anything with collect())."""
+
+    def __init__(self, metrics: Metrics) -> None:
+        self.metrics = metrics
+
+    def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, HistogramMetricFamily
+
+        m = self.metrics
+        commands = CounterMetricFamily(
+            "chatopsd_commands_received", "Commands received", labels=["platform", "command"]
+        )
+        for (platform, command), n in sorted(m.commands.items()):
+            commands.add_metric([platform, command], n)
+        yield commands
+        latency = HistogramMetricFamily(
+            "chatopsd_command_duration_seconds",
+            "Time from dispatch to the handler's answer",
+            labels=["command"],
+        )
+        for command, (counts, total) in sorted(m.latency.items()):
+            cumulative, buckets = 0, []
+            for bound, n in zip((*LATENCY_BUCKETS, math.inf), counts, strict=True):
+                cumulative += n
+                buckets.append(("+Inf" if bound == math.inf else repr(bound), cumulative))
+            latency.add_metric([command], buckets, total[0])
+        yield latency
+        limited = CounterMetricFamily(
+            "chatopsd_rate_limit_hits", "Commands refused by the rate limit", labels=["platform"]
+        )
+        for platform, n in sorted(m.rate_limited.items()):
+            limited.add_metric([platform], n)
+        yield limited
+        pages = CounterMetricFamily(
+            "chatopsd_pages", "Paging commands by outcome (sent, failed)", labels=["outcome"]
+        )
+        for outcome, n in sorted(m.pages.items()):
+            pages.add_metric([outcome], n)
+        yield pages
+
+
+class _StateCollector:
     def __init__(self, app: App) -> None:
         self.app = app
 
     def collect(self) -> Iterator[Metric]:
+        from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
+
         app = self.app
         up = GaugeMetricFamily(
             "chatopsd_connector_up", "1 when the connector is connected", labels=["platform"]
@@ -213,6 +252,8 @@ class Exporter:
         from aiohttp import web
 
         # 0.0.4: what generate_latest writes and what every Prometheus version reads.
+        from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+
         return web.Response(
             body=self.metrics.text(), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4}
         )
