@@ -66,8 +66,9 @@ async def pd() -> AsyncIterator[FakePagerDuty]:
     assert fake.violations == [], "requests that break the PagerDuty OpenAPI spec"
 
 
-def pd_config(tmp_path: Path, pd: FakePagerDuty, **extra: Any) -> Any:
-    section = {
+def pd_section(pd: FakePagerDuty, **extra: Any) -> dict[str, Any]:
+    """The [pagerduty] section pointing at the fake."""
+    return {
         "api_token": TOKEN,
         "api_url": pd.url,
         "from_email": BOT,
@@ -78,6 +79,10 @@ def pd_config(tmp_path: Path, pd: FakePagerDuty, **extra: Any) -> Any:
         "page_deadline_seconds": DEADLINE,
         **extra,
     }
+
+
+def pd_config(tmp_path: Path, pd: FakePagerDuty, **extra: Any) -> Any:
+    section = pd_section(pd, **extra)
     return make_config(tmp_path, pagerduty=section)
 
 
@@ -94,16 +99,20 @@ async def started(tmp_path: Path, pd: FakePagerDuty, clock: FakeClock, **extra: 
 @pytest.fixture
 async def app(tmp_path: Path, pd: FakePagerDuty, clock: FakeClock) -> AsyncIterator[App]:
     app = await started(tmp_path, pd, clock)
+    await first_refresh(app)
+    yield app
+    await app.stop()
+
+
+async def first_refresh(app: App) -> None:
+    """The refresh job runs once at start: wait for it (this is also the wiring test)."""
     cache = app.oncall_cache
     assert cache is not None
-    # The scheduled job runs once at start: wait for it (this is also the wiring test).
-    for _ in range(200):
+    for _ in range(300):
         if cache.snapshot.last_ok is not None:
             break
         await asyncio.sleep(0.01)
     assert cache.snapshot.last_ok is not None, cache.snapshot.error
-    yield app
-    await app.stop()
 
 
 async def say(app: App, text: str, event_id: str | None = None) -> list[Reply]:

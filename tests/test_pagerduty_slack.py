@@ -12,11 +12,11 @@ import pytest
 
 from chatopsd.app import App
 from tests.conftest import FakeClock, make_config
-from tests.fakes.pagerduty import TOKEN, FakePagerDuty
+from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 
 # The fakes' fixtures, shared with the single-platform suites (pytest finds imported fixtures).
-from tests.test_pagerduty import BOT, DEADLINE, pd  # noqa: F401
+from tests.test_pagerduty import DEADLINE, first_refresh, pd, pd_section  # noqa: F401
 from tests.test_slack import fake  # noqa: F401
 
 
@@ -28,26 +28,12 @@ async def app(
         tmp_path,
         console={"enabled": False},
         slack={"app_token": APP_TOKEN, "bot_token": BOT_TOKEN, "api_url": fake.api_url},
-        pagerduty={
-            "api_token": TOKEN,
-            "api_url": pd.url,
-            "from_email": BOT,
-            "service_id": "PSVC1",
-            "ic_schedules": ["PIC1", "PIC2"],
-            "responder_schedules": ["PRS1", "PRS2"],
-            "page_deadline_seconds": DEADLINE,
-        },
+        pagerduty=pd_section(pd),
     )
     running = App(config, clock=clock)
     await running.start()
     await asyncio.wait_for(running.supervisors[0].ready_event.wait(), 5)
-    cache = running.oncall_cache
-    assert cache is not None
-    for _ in range(300):  # the refresh job runs once at start
-        if cache.snapshot.last_ok is not None:
-            break
-        await asyncio.sleep(0.01)
-    assert cache.snapshot.last_ok is not None, cache.snapshot.error
+    await first_refresh(running)
     yield running
     await running.stop()
 
