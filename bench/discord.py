@@ -1,6 +1,6 @@
 """Discord connector figures: command round trip through the fake, and RSS vs guild size.
 
-    /work/venv/bin/python bench/discord.py [--trips 300]
+    .venv/bin/python bench/discord.py [--trips 300]
 
 Round trip: `!help` dispatched by the fake gateway -> reply POSTed to the fake REST, through
 the real App and discord.py (fake and App in one process). RSS: the App runs in its own process

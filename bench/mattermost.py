@@ -1,6 +1,6 @@
 """Mattermost figures through the fake server: command round-trip, and cost of an outage.
 
-    /work/venv/bin/python bench/mattermost.py [--commands 200] [--outage 60]
+    .venv/bin/python bench/mattermost.py [--commands 200] [--outage 60]
 
 Round-trip: a user post "!help" on the fake -> websocket -> App -> REST reply in the thread.
 Outage: the fake stops and a stand-in answers every request on its port with HTTP 502 (a

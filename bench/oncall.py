@@ -1,6 +1,6 @@
 """Benchmark the on-call cache: `!ic` latency from cache, and the cost of one refresh.
 
-    /work/venv/bin/python bench/oncall.py [--schedules 100] [--users 1000] [--runs 2000]
+    .venv/bin/python bench/oncall.py [--schedules 100] [--users 1000] [--runs 2000]
 
 The fake PagerDuty runs in a child process (spec validation off: we measure our side, not
 openapi-core), so the figures are the daemon's own seconds and peak RSS.

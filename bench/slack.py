@@ -1,7 +1,7 @@
 """Slack figures through the fake: ack latency under a burst, command round trip, and the
 time from an abrupt TCP drop to the next answered command.
 
-Run from the repository root: /work/venv/bin/python -m bench.slack
+Run from the repository root: .venv/bin/python -m bench.slack
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Runs the real App (bus, SQLite, outbox, console connector writing JSON lines to memory)
 against an in-process HTTP status endpoint on 127.0.0.1.
 
-    /work/venv/bin/python bench/status.py [--stalkers 1000]
+    .venv/bin/python bench/status.py [--stalkers 1000]
 """
 
 from __future__ import annotations

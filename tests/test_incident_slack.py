@@ -21,6 +21,7 @@ from chatopsd.core.messages import Destination, Reply, Sent
 from chatopsd.core.ports import ChannelAdmin, ChannelRefused
 from tests.conftest import FakeClock, make_config
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
+from tests.spec_files import vendored_spec
 from tests.test_slack import PING, started
 
 CHANNEL = "inc-20261123-payments-failing"
@@ -335,7 +336,7 @@ async def test_port_gives_up_clearly_when_slack_keeps_failing(
 
 # -- the fake answers in Slack's published shapes -------------------------------------------
 
-SPEC = Path("/work/shared/specs/slack/web-api-openapi-v2.json")
+SPEC = vendored_spec("slack", "web-api-openapi-v2.json")
 
 
 def _validator(method: str, status: str) -> Any:

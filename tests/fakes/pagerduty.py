@@ -19,7 +19,6 @@ import copy
 import json
 from dataclasses import dataclass, field
 from functools import cache
-from pathlib import Path
 from typing import Any
 
 from aiohttp import web
@@ -27,15 +26,14 @@ from multidict import CIMultiDict, MultiDict
 from openapi_core import Config, OpenAPI
 from openapi_core.datatypes import RequestParameters
 
-SPEC = Path(__file__).resolve().parents[2] / ".." / "shared" / "specs" / "pagerduty"
-SPEC_FILE = Path("/work/shared/specs/pagerduty/rest-openapiv3.json")
+from tests.spec_files import shared_spec
+
 TOKEN = "pd-test-token-0000"
 
 
 @cache
 def openapi() -> OpenAPI:
-    path = SPEC / "rest-openapiv3.json"
-    spec = json.loads((path if path.exists() else SPEC_FILE).read_text())
+    spec = json.loads(shared_spec("pagerduty", "rest-openapiv3.json").read_text())
     schemas = spec["components"]["schemas"]
     base = copy.deepcopy(schemas["Tag"]["allOf"][0])
     for name in ("id", "type"):
