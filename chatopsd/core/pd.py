@@ -164,8 +164,9 @@ class IncidentApi(Protocol):
         """Triggered and acknowledged incidents (on every service when the list is empty)."""
         ...
 
-    async def created_since(self, since: datetime, service_ids: Sequence[str]) -> list[PdIncident]:
-        """Incidents opened since then, whatever their status now."""
+    async def resolved_since(self, since: datetime, service_ids: Sequence[str]) -> list[PdIncident]:
+        """Incidents opened since then and already resolved (the open ones come from
+        `open_incidents`)."""
         ...
 
     async def get(self, incident_id: str) -> PdIncident: ...

@@ -1,10 +1,11 @@
 """The `pagerduty-incidents` job: PagerDuty incidents followed in chat, with no inbound HTTP.
 
 Each poll reads the open incidents on the followed services, the ones opened since the last
-poll (short-lived ones included) and, one by one, the incidents we show as open that are no
-longer in the open list (resolved out of band: PagerDuty's app, a phone call). It decides what
-changed in one durable write, then posts or edits the owed cards. Webhooks would be cheaper but
-need a public endpoint, which this daemon never opens.
+poll and already resolved (so a short-lived one is not mistaken for news later) and, one by
+one, the incidents we show as open that are no longer in the open list (resolved out of band:
+PagerDuty's app, a phone call). It decides what changed in one durable write, then posts or
+edits the owed cards. Webhooks would be cheaper but need a public endpoint, which this daemon
+never opens.
 
 A failed read or a card that could not be posted makes the job raise, so the scheduler counts
 it and health shows it; a later poll delivers what is still owed.
@@ -84,16 +85,17 @@ class IncidentSync:
         raw = await self.kv.get(CURSOR)
         since = datetime.fromisoformat(raw) if raw else now - timedelta(hours=1)
         found: dict[str, PdIncident] = {}
-        for inc in await self.api.created_since(since - self.overlap, self.service_ids):
+        for inc in await self.api.resolved_since(since - self.overlap, self.service_ids):
             found[inc.id] = inc
         for inc in await self.api.open_incidents(self.service_ids):
             found[inc.id] = inc
         for incident_id in await self.cards.unresolved():
             if incident_id not in found:
                 found[incident_id] = await self.api.get(incident_id)
+        decided = await self.cards.states(list(found))
         changes = []
         for inc in found.values():
-            old = await self.cards.state(inc.id)
+            old = decided.get(inc.id)
             if old is None and not inc.open:
                 continue  # opened and closed between two polls: nothing for anyone to do
             change = _change(inc, old)

@@ -66,9 +66,10 @@ class PagerDutyIncidents:
         services = [("service_ids[]", s) for s in service_ids]
         return await self._incidents([*_OPEN, *services, ("date_range", "all")])
 
-    async def created_since(self, since: datetime, service_ids: Sequence[str]) -> list[PdIncident]:
+    async def resolved_since(self, since: datetime, service_ids: Sequence[str]) -> list[PdIncident]:
         services = [("service_ids[]", s) for s in service_ids]
-        return await self._incidents([("since", _iso(since)), *services])
+        query = [("since", _iso(since)), ("statuses[]", "resolved"), *services]
+        return await self._incidents(query)
 
     async def get(self, incident_id: str) -> PdIncident:
         body = await self._call("GET", f"/incidents/{incident_id}")

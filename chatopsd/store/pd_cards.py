@@ -25,6 +25,19 @@ class SqliteIncidentCards:
         )
         return None if row is None else str(row[0])
 
+    async def states(self, incident_ids: Sequence[str]) -> dict[str, str]:
+        found: dict[str, str] = {}
+        ids = list(incident_ids)
+        for i in range(0, len(ids), 500):  # SQLite's bound-parameter limit is far above this
+            chunk = ids[i : i + 500]
+            rows = await self.db.fetchall(
+                "SELECT incident_id, state FROM pd_incidents "
+                f"WHERE incident_id IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update((str(r[0]), str(r[1])) for r in rows)
+        return found
+
     async def by_number(self, number: int) -> str | None:
         row = await self.db.fetchone(
             "SELECT incident_id FROM pd_incidents WHERE number = ? ORDER BY updated DESC",
