@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 from chatopsd.core.commands import CommandProvider
 from chatopsd.core.ports import UserEmails
 from chatopsd.handlers.incident import destination
-from chatopsd.handlers.pd import Identities, PdHandler
+from chatopsd.handlers.pd import ROLE, Identities, PdHandler
 from chatopsd.handlers.pd_sync import IncidentSync
 from chatopsd.handlers.pd_take import TakeHandler
 from chatopsd.integrations.pagerduty_incidents import PagerDutyIncidents
@@ -56,5 +56,10 @@ def build(app: App) -> list[CommandProvider]:
         schedules=pd.ic_schedules,
         service_id=pd.service_id,
         on_paged=app.incidents.link_page,
+        # read at call time: a config reload swaps app.policy
+        may_page=lambda call: app.policy.holds(
+            call, app.policy.command_roles.get("incident page", ROLE)
+        ),
     )
+    app.incidents.escalation_pager = take.escalation_page
     return [handler, take]

@@ -299,3 +299,43 @@ def test_card_json_round_trip() -> None:
     inc = PdIncident("P1", 3, "t", "acknowledged", assignees=("A",), level=2)
     assert PdIncident.from_digest(inc.digest()) == inc
     assert json.loads(inc.digest())["level"] == 2
+
+
+async def test_incident_escalate_page_pages_a_team_and_a_person_into_the_timeline(
+    app: App, pd: FakePagerDuty
+) -> None:
+    pd.teams["PTEAM1"] = ("Backend", "PEPB")
+    pd.policies["PEPB"] = ("Backend policy", ["PBAR"])
+    declared = text_of(await say(app, '!incident declare --sev 3 "Slow search"'))
+    incident_id = declared[declared.index("INC-") :].split()[0].rstrip(".:,")
+    paged = text_of(await say(app, f"!incident escalate {incident_id} --page team:backend"))
+    assert "Paged team Backend (Barbara Liskov) as grace@example.com" in paged
+    assert "escalated" not in paged  # no severity given: only the page
+    assert pd.incidents[-1]["assignees"] == ["PBAR"]
+    paged = text_of(await say(app, f"!incident escalate {incident_id} SEV-2 --page linus"))
+    assert "escalated SEV-3 → SEV-2" in paged and "Paged Linus Torvalds" in paged
+    timeline = [e.text for e in await app.incident_store.timeline(incident_id)]
+    assert any("paged Barbara Liskov" in t for t in timeline), timeline
+    assert any("paged Linus Torvalds" in t for t in timeline), timeline
+    assert [w[2] for w in pd.writes] == ["grace@example.com", "grace@example.com"]
+
+
+async def test_escalate_page_needs_the_paging_role(
+    tmp_path: Path, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    pd.now = clock.now
+    app = App(
+        make_config(tmp_path, pagerduty=pd_incidents_section(pd), roles={"oncall": []}),
+        clock=clock,
+        io=Io(stdin=io.StringIO(""), stdout=io.StringIO()),
+    )
+    await app.start()
+    try:
+        declared = text_of(await say(app, '!incident declare --sev 3 "Slow search"'))
+        incident_id = declared[declared.index("INC-") :].split()[0].rstrip(".:,")
+        refused = text_of(await say(app, f"!incident escalate {incident_id} --page PIC1"))
+        assert "needs the role 'oncall'" in refused
+        assert "needs the role 'oncall'" in text_of(await say(app, "!pd ack 1"))
+        assert pd.writes == []
+    finally:
+        await app.stop()

@@ -200,6 +200,14 @@ class IncidentApi(Protocol):
         key: str,
     ) -> PdIncident: ...
 
+    async def team_policy(self, query: str) -> tuple[str, str] | None:
+        """(team name, escalation policy id) for the one team matching `query`."""
+        ...
+
+    async def create_for_policy(
+        self, sender: str, *, service_id: str, title: str, policy_id: str, key: str
+    ) -> PdIncident: ...
+
     async def on_call(self, schedule_id: str) -> list[tuple[PdUser, str | None]]:
         """Who is on call on the schedule now, with the end of their shift (ISO) if known."""
         ...

@@ -32,7 +32,7 @@ log = logging.getLogger("chatopsd.pd")
 
 EmailLookup = Callable[[str, str], Awaitable[str | None]]  # (platform, user id) -> email
 _EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
-_ID = re.compile(r"[A-Z0-9]{5,}")
+PD_ID = re.compile(r"[A-Z0-9]{5,}")
 _DURATION = re.compile(r"(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?")
 ROLE = "oncall"
 
@@ -253,7 +253,7 @@ class PdHandler:
                 if inc.number == number:
                     return inc.id
             raise NotFound(f"no open PagerDuty incident #{number} on the followed services")
-        if _ID.fullmatch(word):
+        if PD_ID.fullmatch(word):
             return word
         raise UsageError(f"{raw!r} is not an incident number or PagerDuty id")
 

@@ -15,16 +15,16 @@ from datetime import datetime, timedelta
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
-from chatopsd.core.errors import NotFound, UsageError
+from chatopsd.core.errors import Forbidden, NotFound, UsageError
 from chatopsd.core.messages import Priority, Reply
 from chatopsd.core.oncall import PageResult, Person
 from chatopsd.core.pd import IncidentApi, hhmm
 from chatopsd.core.ports import Clock, KeyValue
-from chatopsd.handlers.pd import ROLE, PdHandler, parse_duration
+from chatopsd.handlers.pd import PD_ID, ROLE, PdHandler, parse_duration
 
 log = logging.getLogger("chatopsd.pd")
 
-OnPaged = Callable[[Call, PageResult], Awaitable[None]]
+OnPaged = Callable[[Call, PageResult, str | None], Awaitable[None]]
 
 
 class TakeHandler:
@@ -38,11 +38,14 @@ class TakeHandler:
         schedules: Sequence[str],
         service_id: str,
         on_paged: OnPaged | None = None,
+        may_page: Callable[[Call], bool] | None = None,
     ) -> None:
         self.api, self.pd, self.kv, self.clock = api, pd, kv, clock
         self.schedules = tuple(schedules)
         self.service_id = service_id
         self.on_paged = on_paged  # the incident handler's timeline hook
+        # `!incident escalate --page` runs under escalate's own role: check paging's too
+        self.may_page = may_page
 
     def commands(self) -> list[CommandSpec]:
         schedule = Arg(
@@ -143,34 +146,70 @@ class TakeHandler:
         )
 
     async def page(self, call: Call) -> Reply:
+        return await self._page(call, (call.text("target") or "").strip(), None)
+
+    async def escalation_page(self, call: Call, target: str, incident_id: str) -> Reply:
+        """`!incident escalate <id> --page <target>`."""
+        if self.may_page is not None and not self.may_page(call):
+            raise Forbidden(
+                f"--page pages people and needs the role {ROLE!r} (as {call.prefix}incident page)",
+                hint="ask an admin to add you under [roles] in the config",
+            )
+        return await self._page(call, target.strip(), incident_id)
+
+    async def _page(self, call: Call, target: str, incident_id: str | None) -> Reply:
+        """Page a schedule (who is on call on it), a person, or a team (its escalation
+        policy). "schedule:", "user:" and "team:" force the kind; otherwise a known or
+        id-shaped schedule, then a person, then a team."""
         sender = await self.pd.sender(call)
-        target = (call.text("target") or "").strip()
-        people: list[Person] = []
-        if target in self.schedules or (target.isalnum() and target.isupper()):
-            people = [Person(u.id, u.name, u.email) for u, _ in await self.api.on_call(target)]
-            if not people:
-                raise NotFound(f"nobody is on call on {target} (or PagerDuty has no such schedule)")
-        else:
-            user = await self.pd._user(call, target)
-            people = [Person(user.id, user.name, user.email)]
+        kind, _, name = target.partition(":")
+        if kind not in ("schedule", "user", "team") or not name:
+            kind, name = "", target
+        if not name:
+            raise UsageError("say whom to page: a schedule id, an email or name, or team:NAME")
         e = call.event
-        title = f"{e.actor.display} pages {target} from {e.platform} #{e.channel}"
-        inc = await self.api.create(
-            sender,
-            service_id=self.service_id,
-            title=title,
-            user_ids=[p.id for p in people],
-            key=call.key,
-        )
+        title = f"{e.actor.display} pages {name} from {e.platform} #{e.channel}"
+        people: list[Person] = []
+        if kind == "schedule" or (not kind and (name in self.schedules or PD_ID.fullmatch(name))):
+            people = [Person(u.id, u.name, u.email) for u, _ in await self.api.on_call(name)]
+            if not people:
+                raise NotFound(f"nobody is on call on {name} (or PagerDuty has no such schedule)")
+        elif kind != "team":
+            try:
+                user = await self.pd._user(call, name)
+                people = [Person(user.id, user.name, user.email)]
+            except NotFound:
+                if kind == "user":
+                    raise
+        if people:
+            inc = await self.api.create(
+                sender,
+                service_id=self.service_id,
+                title=title,
+                user_ids=[p.id for p in people],
+                key=call.key,
+            )
+            whom = ", ".join(p.name for p in people)
+        else:
+            team = await self.api.team_policy(name)
+            if team is None:
+                raise NotFound(f"no schedule, person or team (with a policy) matches {name!r}")
+            team_name, policy = team
+            inc = await self.api.create_for_policy(
+                sender, service_id=self.service_id, title=title, policy_id=policy, key=call.key
+            )
+            whom = f"team {team_name} ({', '.join(inc.assignees) or 'its escalation policy'})"
+            people = [
+                Person(uid, n) for uid, n in zip(inc.assignee_ids, inc.assignees, strict=False)
+            ]
         result = PageResult(inc.id, inc.url, tuple(people))
         if self.on_paged is not None:
             try:
-                await self.on_paged(call, result)
+                await self.on_paged(call, result, incident_id)
             except Exception:  # the page went out; a failed timeline entry must not hide it
                 log.exception("incident timeline hook failed ref=%s", call.ref)
-        names = ", ".join(p.name for p in people)
         return Reply(
-            title=f"Paging {target}",
-            text=f"Paged {names} as {sender}.\nIncident: {inc.url}",
+            title=f"Paging {name}",
+            text=f"Paged {whom} as {sender}.\nIncident: {inc.url}",
             priority=Priority.PAGE,
         )

@@ -152,6 +152,37 @@ class PagerDutyIncidents:
             raise Unavailable(f"PagerDuty: {exc.message}") from exc
         return incident(created)
 
+    async def team_policy(self, query: str) -> tuple[str, str] | None:
+        """(team name, escalation policy id) of the one team matching, or None."""
+        body = await self._call("GET", "/teams", [("query", query), ("limit", "25")])
+        teams = [t for t in body.get("teams") or [] if isinstance(t, dict)]
+        exact = [t for t in teams if str(t.get("name", "")).lower() == query.lower()]
+        teams = exact or teams
+        if len(teams) != 1:
+            return None
+        team_id = str(teams[0].get("id"))
+        found = await self._call("GET", "/escalation_policies", [("team_ids[]", team_id)])
+        policies = [p for p in found.get("escalation_policies") or [] if isinstance(p, dict)]
+        if not policies:
+            return None
+        return str(teams[0].get("name") or team_id), str(policies[0].get("id"))
+
+    async def create_for_policy(
+        self, sender: str, *, service_id: str, title: str, policy_id: str, key: str
+    ) -> PdIncident:
+        body = {
+            "incident": {
+                "type": "incident",
+                "title": title[:1024],
+                "service": {"id": service_id, "type": "service_reference"},
+                "urgency": "high",
+                "incident_key": key,
+                "escalation_policy": {"id": policy_id, "type": "escalation_policy_reference"},
+            }
+        }
+        answer = await self._call("POST", "/incidents", body=body, sender=sender)
+        return incident(_obj(answer, "incident"))
+
     async def on_call(self, schedule_id: str) -> list[tuple[PdUser, str | None]]:
         try:
             rows = await self.client.oncalls([schedule_id], deadline=self.deadline)

@@ -102,6 +102,9 @@ class FakePagerDuty:
     now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
     incident_page_cap: int = 100  # GET /incidents page size ceiling (PagerDuty's is 100)
     gate: asyncio.Event | None = None  # when set, writes wait for it (simultaneous clicks)
+    # team id -> (name, escalation policy id); policy id -> (name, user ids at its first level)
+    teams: dict[str, tuple[str, str]] = field(default_factory=dict)
+    policies: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
     async def start(self) -> None:
         if self.validate:
@@ -119,6 +122,8 @@ class FakePagerDuty:
         app.router.add_post("/incidents/{id}/notes", self._note)
         app.router.add_post("/incidents/{id}/snooze", self._snooze)
         app.router.add_post("/schedules/{id}/overrides", self._add_overrides)
+        app.router.add_get("/teams", self._teams)
+        app.router.add_get("/escalation_policies", self._policies)
         app.router.add_delete("/schedules/{id}/overrides/{override_id}", self._del_override)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
@@ -256,6 +261,11 @@ class FakePagerDuty:
                     ["Open incident with matching dedup key already exists on this service"],
                 )
         assignees = [a["assignee"]["id"] for a in inc.get("assignments", [])]
+        if not assignees and isinstance(inc.get("escalation_policy"), dict):
+            policy = self.policies.get(inc["escalation_policy"]["id"])
+            if policy is None:
+                return _error(400, "Invalid Input Provided", ["Escalation policy not found"])
+            assignees = list(policy[1])
         for uid in assignees:
             if uid not in self.users:
                 return _error(400, "Invalid Input Provided", [f"Assignee {uid} not found"])
@@ -487,6 +497,31 @@ class FakePagerDuty:
                 "offset": offset,
                 "more": offset + limit < len(found),
             }
+        )
+
+    async def _teams(self, request: web.Request) -> web.Response:
+        q = request.query.get("query", "").lower()
+        found = [
+            {"id": tid, "type": "team", "name": name, "summary": name}
+            for tid, (name, _) in self.teams.items()
+            if q in name.lower()
+        ]
+        return web.json_response({"teams": found, "limit": 25, "offset": 0, "more": False})
+
+    async def _policies(self, request: web.Request) -> web.Response:
+        wanted = request.query.getall("team_ids[]", [])
+        found = [
+            {
+                "id": pid,
+                "type": "escalation_policy",
+                "name": self.policies[pid][0],
+                "summary": self.policies[pid][0],
+            }
+            for tid, (_, pid) in self.teams.items()
+            if tid in wanted and pid in self.policies
+        ]
+        return web.json_response(
+            {"escalation_policies": found, "limit": 25, "offset": 0, "more": False}
         )
 
     # -- schedule overrides -----------------------------------------------------------------
