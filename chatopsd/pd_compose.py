@@ -46,7 +46,7 @@ def build(app: App) -> list[CommandProvider]:
     )
     if pd.incident_channels:
         app.scheduler.every("pagerduty-incidents", pd.incident_poll_seconds, sync.poll)
-    identities = Identities(SqliteIdentityLinks(app.db), pd.users, lookup)
+    identities = Identities(SqliteIdentityLinks(app.db), pd.users, lookup, clock=app.clock)
     handler = PdHandler(api, sync, identities, app.clock, service_ids=services)
     take = TakeHandler(
         api,

@@ -163,6 +163,10 @@ async def test_unlinked_user_is_refused_and_nothing_is_sent(app: App, pd: FakePa
         await say(app, "!pd link grace@example.com", NOBODY)
     )
     assert "Linked" in text_of(await say(app, "!pd link linus@example.com", NOBODY))
+    other = Actor("u-other", "Mallory")
+    assert "already linked to someone else" in text_of(
+        await say(app, "!pd link linus@example.com", other)
+    )
     assert "Linus Torvalds" in text_of(await say(app, "!pd whoami", actor=NOBODY))
     assert "acknowledged by Linus Torvalds" in text_of(
         await say(app, "!pd ack PINC001", actor=NOBODY)

@@ -110,6 +110,9 @@ async def test_bob_without_an_email_is_refused_until_he_links(
     await server.user_post("!pd ack 1", user=BOB)
     await until(lambda: "acknowledged by Edsger" in plain(cards(server)[0]["message"]))
     assert pd.writes == [("PUT", "/incidents/PINC001", "edsger@example.com")]
+    # Bob's hidden email was looked up once and cached, not once per command
+    lookups = [r for r in server.requests if r == ("GET", f"/api/v4/users/{BOB['id']}")]
+    assert len(lookups) == 1
 
 
 async def test_take_and_handback_on_mattermost(

@@ -116,6 +116,10 @@ class IdentityLinks(Protocol):
 
     async def email(self, platform: str, user_id: str) -> str | None: ...
 
+    async def holders(self, email: str) -> list[str]:
+        """Every "platform:user_id" linked to this email."""
+        ...
+
 
 @dataclass(frozen=True, slots=True)
 class OwedCard:

@@ -45,22 +45,42 @@ class Identities:
         links: IdentityLinks,
         configured: Mapping[str, str],
         lookup: EmailLookup | None = None,
+        *,
+        clock: Clock | None = None,
+        ttl: float = 3600.0,
     ) -> None:
         self.links = links
         self.configured = {k: v.lower() for k, v in configured.items()}
-        self.lookup = lookup
+        self._lookup = lookup
+        self.clock, self.ttl = clock, ttl
+        # platform lookups (Mattermost GET /users/{id}) cached: one request per person per TTL
+        self._seen: dict[tuple[str, str], tuple[float, str | None]] = {}
+
+    async def lookup(self, platform: str, user_id: str) -> str | None:
+        if self._lookup is None:
+            return None
+        now = self.clock.monotonic() if self.clock is not None else 0.0
+        hit = self._seen.get((platform, user_id))
+        if hit is not None and now - hit[0] < self.ttl:
+            return hit[1]
+        try:
+            found = await self._lookup(platform, user_id)
+        except Exception:  # a lookup failure is "unknown", never "act as the bot"; not cached
+            log.warning("email lookup failed for %s:%s", platform, user_id, exc_info=True)
+            return None
+        found = found.lower() if found else None
+        if len(self._seen) > 10_000:
+            self._seen.clear()
+        self._seen[(platform, user_id)] = (now, found)
+        return found
 
     async def email(self, platform: str, user_id: str, given: str | None = None) -> str | None:
         if found := self.configured.get(f"{platform}:{user_id}"):
             return found
         if given:
             return given.lower()
-        if self.lookup is not None:
-            try:
-                if found := await self.lookup(platform, user_id):
-                    return found.lower()
-            except Exception:  # a lookup failure is "unknown", never "act as the bot"
-                log.warning("email lookup failed for %s:%s", platform, user_id, exc_info=True)
+        if found := await self.lookup(platform, user_id):
+            return found
         return await self.links.email(platform, user_id)
 
     async def source(self, event: Inbound) -> tuple[str | None, str]:
@@ -70,19 +90,19 @@ class Identities:
             return found, "set by an admin in [pagerduty.users]"
         if actor.email:
             return actor.email.lower(), f"from your {event.platform} profile"
-        if self.lookup is not None:
-            try:
-                if found := await self.lookup(event.platform, actor.id):
-                    return found.lower(), f"from your {event.platform} profile"
-            except Exception:
-                log.warning("email lookup failed for %s:%s", event.platform, actor.id)
+        if found := await self.lookup(event.platform, actor.id):
+            return found, f"from your {event.platform} profile"
         if found := await self.links.email(event.platform, actor.id):
             return found, "linked with !pd link"
         return None, ""
 
-    def claimed_by_other(self, email: str, platform: str, user_id: str) -> bool:
+    async def claimed_by_other(self, email: str, platform: str, user_id: str) -> bool:
+        """Linked to someone else already, by an admin or with `!pd link`."""
         me = f"{platform}:{user_id}"
-        return any(v == email.lower() and k != me for k, v in self.configured.items())
+        email = email.lower()
+        if any(v == email and k != me for k, v in self.configured.items()):
+            return True
+        return any(h != me for h in await self.links.holders(email))
 
 
 class PdHandler:
@@ -211,8 +231,11 @@ class PdHandler:
         if not _EMAIL.fullmatch(email):
             raise UsageError(f"{email!r} is not an email address")
         e = call.event
-        if self.identities.claimed_by_other(email, e.platform, e.actor.id):
-            raise Forbidden(f"{email} is already linked to someone else by an admin")
+        if await self.identities.claimed_by_other(email, e.platform, e.actor.id):
+            raise Forbidden(
+                f"{email} is already linked to someone else",
+                hint="if that is wrong, ask an admin to set it under [pagerduty.users]",
+            )
         user = await self.api.user_by_email(email)
         if user is None:
             raise NotFound(f"PagerDuty has no user with the email {email}")

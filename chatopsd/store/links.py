@@ -24,3 +24,9 @@ class SqliteIdentityLinks:
             "SELECT email FROM pd_links WHERE platform = ? AND user_id = ?", (platform, user_id)
         )
         return None if row is None else str(row[0])
+
+    async def holders(self, email: str) -> list[str]:
+        rows = await self.db.fetchall(
+            "SELECT platform, user_id FROM pd_links WHERE email = ?", (email.lower(),)
+        )
+        return [f"{r[0]}:{r[1]}" for r in rows]
