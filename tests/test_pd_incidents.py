@@ -343,3 +343,21 @@ async def test_escalate_page_needs_the_paging_role(
         assert pd.writes == []
     finally:
         await app.stop()
+
+
+async def test_a_failing_poll_shows_in_health(
+    tmp_path: Path, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    from chatopsd.control import health
+
+    pd.fault, pd.fault_path = "401", "/incidents"
+    app = await start(tmp_path, pd, clock, io.StringIO())
+    try:
+        for _ in range(500):  # the job's run at start-up
+            if app.scheduler.failures.get("pagerduty-incidents"):
+                break
+            await asyncio.sleep(0.01)
+        job = health(app)["jobs"]["pagerduty-incidents"]
+        assert job["failures"] == 1 and job["last_ok"] is None
+    finally:
+        await app.stop()

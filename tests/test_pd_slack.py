@@ -134,9 +134,11 @@ async def test_a_user_pagerduty_does_not_know_is_refused(
     pd.trigger("Checkout latency")
     await poll(app)
     await fake.click("pd ack PINC001", user="U0CAROL")
-    await fake.wait_for(lambda: len(fake.posts()) == 2)
-    assert "Requester User Not Found" in json.dumps(fake.posts()[-1])
-    assert pd.writes == [] and pd.incident("PINC001")["status"] == "triggered"
+    await fake.wait_for(lambda: len(fake.posts("chat.postEphemeral")) == 1)
+    refusal = json.dumps(fake.posts("chat.postEphemeral")[0])
+    assert "carol@example.com is not a PagerDuty user" in refusal and "pd link" in refusal
+    assert pd.writes == [] and pd.from_emails == []
+    assert pd.incident("PINC001")["status"] == "triggered"
 
 
 async def test_take_and_handback_in_slack(app: App, fake: FakeSlack, pd: FakePagerDuty) -> None:

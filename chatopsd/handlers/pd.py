@@ -222,6 +222,12 @@ class PdHandler:
                     f'add "{e.platform}:{e.actor.id}" = "you@example.com" under [pagerduty.users])'
                 ),
             )
+        # Checked here, so the refusal says what to do instead of PagerDuty's bare 400.
+        if await self.api.user_by_email(email) is None:
+            raise Forbidden(
+                f"{email} is not a PagerDuty user, so I cannot act in PagerDuty as you",
+                hint=f"link your PagerDuty login: {call.prefix}pd link you@example.com",
+            )
         return email
 
     async def link(self, call: Call) -> Reply:
