@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatopsd.core.addressing import address
 from chatopsd.core.commands import Arg, CommandSpec, Registry, help_lines
 from chatopsd.core.errors import UsageError
-from chatopsd.core.grammar import command_text, tokenize
-from chatopsd.core.messages import Actor, Inbound, Kind
+from chatopsd.core.grammar import tokenize
+from chatopsd.core.messages import Kind
 
 
 async def _noop(call: object) -> None:
@@ -47,8 +48,9 @@ def registry() -> Registry:
     )
 
 
-def event(text: str, kind: Kind = "message") -> Inbound:
-    return Inbound("console", "c", Actor("u"), text, kind=kind)
+def command_text(text: str, kind: Kind = "message") -> str | None:
+    found = address(text, prefix="!", mentions=("@chatopsd", "<@chatopsd>"), kind=kind)
+    return None if found is None else found.text
 
 
 @pytest.mark.parametrize(
@@ -72,7 +74,7 @@ def event(text: str, kind: Kind = "message") -> Inbound:
     ],
 )
 def test_command_text(text: str, kind: Kind, expected: str | None) -> None:
-    assert command_text(event(text, kind), "!", ("chatopsd",)) == expected
+    assert command_text(text, kind) == expected
 
 
 @pytest.mark.parametrize(
@@ -165,7 +167,7 @@ def test_help_is_generated_from_specs() -> None:
 @given(st.text(max_size=80))
 def test_any_input_parses_or_gives_a_usage_error(text: str) -> None:
     reg = registry()
-    body = command_text(event("!" + text), "!", ("chatopsd",))
+    body = command_text("!" + text)
     if body is None:
         return
     try:
