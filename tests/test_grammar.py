@@ -174,3 +174,56 @@ def test_any_input_parses_or_gives_a_usage_error(text: str) -> None:
         reg.resolve(tokenize(body))
     except UsageError as exc:
         assert exc.message
+
+
+def _reference_tokenize(text: str) -> list[str]:
+    """The first, character-by-character tokenizer: the spec the fast one must match."""
+    quotes = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c"}
+    words: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        word: list[str] = []
+        quoted = False
+        while i < n and not text[i].isspace():
+            ch = text[i]
+            close = quotes.get(ch)
+            if close is None:
+                word.append(ch)
+                i += 1
+                continue
+            quoted = True
+            i += 1
+            while i < n and text[i] != close:
+                if text[i] == "\\" and close == '"' and i + 1 < n:
+                    i += 1
+                word.append(text[i])
+                i += 1
+            if i >= n:
+                raise UsageError(f"unterminated quote {ch}")
+            i += 1
+        if word or quoted:
+            words.append("".join(word))
+    return words
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("ab \t\n\\\"'\u201c\u201d\u2018\u2019\u201e\u00a0\x1c-")),
+        max_size=40,
+    )
+    | st.text(max_size=40)
+)
+def test_tokenize_matches_the_reference(text: str) -> None:
+    try:
+        want: list[str] | str = _reference_tokenize(text)
+    except UsageError as exc:
+        want = exc.message
+    try:
+        got: list[str] | str = tokenize(text)
+    except UsageError as exc:
+        got = exc.message
+    assert got == want
