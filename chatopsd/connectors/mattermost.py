@@ -61,7 +61,7 @@ NAME_TAKEN = "store.sql_channel.save_channel.exists.app_error"
 _USER_ID = re.compile(r"[a-z0-9]{26}")
 
 
-class MattermostHTTPError(RuntimeError):
+class MattermostHTTPError(Exception):
     """A 4xx answer (other than 401/429): the request itself was refused."""
 
     def __init__(self, text: str, status: int, error_id: str, message: str) -> None:
@@ -122,7 +122,8 @@ class MattermostConnector:
         return self._http
 
     async def _api(self, method: str, path: str, **kw: Any) -> Any:
-        """One REST call; raises TransientSendError for 429/5xx/network, RuntimeError for 4xx."""
+        """One REST call; raises TransientSendError for 429/5xx/network, MattermostHTTPError
+        for another 4xx."""
         try:
             async with self._session().request(method, f"{self.base}/api/v4{path}", **kw) as r:
                 if r.status == 429:
@@ -260,7 +261,7 @@ class MattermostConnector:
                 # Reconnect and try again: going on would let live posts move the cursor past
                 # the ones we failed to fetch.
                 raise ConnectionError(f"could not fetch missed posts: {exc}") from None
-            except RuntimeError as exc:
+            except MattermostHTTPError as exc:  # e.g. 403: the bot left the channel
                 log.warning("mattermost: could not fetch missed posts of %s: %s", cid, exc)
                 continue
             try:

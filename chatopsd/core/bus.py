@@ -15,10 +15,17 @@ from dataclasses import replace
 from chatopsd.core.addressing import Addressed, address
 from chatopsd.core.commands import CommandSpec, Registry
 from chatopsd.core.context import Call
-from chatopsd.core.errors import Forbidden, RateLimited, UsageError, UserError
+from chatopsd.core.errors import (
+    Forbidden,
+    RateLimited,
+    RateLimitedSend,
+    TransientSendError,
+    UsageError,
+    UserError,
+)
 from chatopsd.core.grammar import tokenize
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply
-from chatopsd.core.ports import ReplySink
+from chatopsd.core.ports import ChannelRefused, ReplySink
 
 log = logging.getLogger("chatopsd.bus")
 
@@ -38,6 +45,19 @@ def render_error(exc: BaseException, ref: str) -> Reply:
         private = isinstance(exc, UsageError | RateLimited | Forbidden)
         return Reply(text=text, ephemeral=private)
     return Reply(text=f"internal error, reference {ref}. It has been logged.")
+
+
+def short_cause(exc: BaseException, ref: str) -> str:
+    """Why a step failed, in a few words fit for chat, for a command that goes on anyway (an
+    incident declared without its pin). A typed error's own message; for anything else the
+    kind of failure and a reference to the log line, never the raw exception text."""
+    if isinstance(exc, UserError | ChannelRefused):
+        return str(exc)
+    if isinstance(exc, RateLimitedSend):
+        return "the platform rate limited us; try again in a minute"
+    if isinstance(exc, TransientSendError):
+        return "the platform did not answer (outage or timeout); try again later"
+    return f"internal error, reference {ref}. It has been logged."
 
 
 def new_ref() -> str:
