@@ -361,3 +361,18 @@ async def test_a_failing_poll_shows_in_health(
         assert job["failures"] == 1 and job["last_ok"] is None
     finally:
         await app.stop()
+
+
+async def test_a_poll_read_older_than_a_click_does_not_revert_the_card(
+    app: App, pd: FakePagerDuty, out: io.StringIO, clock: FakeClock
+) -> None:
+    pd.trigger("Slow reads")
+    await poll(app)
+    sync = app.pd_sync
+    assert sync is not None
+    now, stale = await sync._read()  # a poll reads PagerDuty: still triggered
+    clock.advance(30)
+    assert "acknowledged by Grace Hopper" in text_of(await say(app, "!pd ack PINC001"))
+    await sync._decide(now, stale)  # ...and decides after the click was recorded
+    current = await sync.current("PINC001")
+    assert current is not None and current.status == "acknowledged"

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from chatopsd.core import pd as core
 from chatopsd.core.messages import Destination, Sent
@@ -50,16 +50,21 @@ class IncidentSync:
         self.polls = 0
 
     async def poll(self) -> None:
-        """The scheduled job: decide, then deliver. Raises when either failed."""
+        """The scheduled job: read, decide, then deliver. Raises when any of it failed.
+
+        PagerDuty is read outside the lock, so a slow PagerDuty never holds up a click's card
+        edit; what was read is then checked against newer states recorded meanwhile."""
+        self.polls += 1
+        now, found = await self._read()
         async with self._lock:
-            self.polls += 1
-            await self._decide()
+            await self._decide(now, found)
             await self._deliver()
 
     async def decide(self) -> None:
         """Read PagerDuty and record what changed, without posting (the first half of a poll)."""
+        now, found = await self._read()
         async with self._lock:
-            await self._decide()
+            await self._decide(now, found)
 
     async def deliver(self) -> None:
         async with self._lock:
@@ -80,7 +85,7 @@ class IncidentSync:
         state = await self.cards.state(incident_id)
         return None if state is None else PdIncident.from_digest(state)
 
-    async def _decide(self) -> None:
+    async def _read(self) -> tuple[datetime, dict[str, PdIncident]]:
         now = self.clock.now()
         raw = await self.kv.get(CURSOR)
         since = datetime.fromisoformat(raw) if raw else now - timedelta(hours=1)
@@ -92,6 +97,9 @@ class IncidentSync:
         for incident_id in await self.cards.unresolved():
             if incident_id not in found:
                 found[incident_id] = await self.api.get(incident_id)
+        return now, found
+
+    async def _decide(self, now: datetime, found: dict[str, PdIncident]) -> None:
         decided = await self.cards.states(list(found))
         changes = []
         for inc in found.values():
@@ -126,10 +134,26 @@ class IncidentSync:
 def _change(inc: PdIncident, old: str | None) -> tuple[str, int, str, str] | None:
     """(id, number, status, state) when the incident differs from what was decided before.
     An escalation level only we know (PagerDuty's incident has none) is kept until the
-    incident leaves the open states."""
-    if old is not None and inc.level is None and inc.open:
-        inc = inc.with_level(PdIncident.from_digest(old).level)
+    incident leaves the open states. A read older than the decided state (a click recorded
+    while the poll was reading) changes nothing."""
+    if old is not None:
+        before = PdIncident.from_digest(old)
+        if (
+            inc.changed_at
+            and before.changed_at
+            and _when(inc.changed_at) < _when(before.changed_at)
+        ):
+            return None
+        if inc.level is None and inc.open:
+            inc = inc.with_level(before.level)
     state = inc.digest()
     if state == old:
         return None
     return inc.id, inc.number, inc.status, state
+
+
+def _when(iso: str) -> datetime:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)
