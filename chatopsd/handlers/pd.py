@@ -307,7 +307,14 @@ class PdHandler:
         return Reply(text=f"#{done.number} {done.title}: {core.state_line(done)}.")
 
     async def _claimed(
-        self, call: Call, incident_id: str, verb: str, sender: str, **change: str | None
+        self,
+        call: Call,
+        incident_id: str,
+        verb: str,
+        sender: str,
+        *,
+        status: str,
+        resolution: str | None = None,
     ) -> PdIncident:
         """One write per (incident, action), whoever clicks: the rest are told who won."""
         known = await self.sync.current(incident_id)
@@ -321,7 +328,7 @@ class PdHandler:
             raise UsageError(f"already {verb} by {holder}")
         self._claims[key] = call.event.actor.display
         try:
-            done = await self.api.update(incident_id, sender, **change)  # type: ignore[arg-type]
+            done = await self.api.update(incident_id, sender, status=status, resolution=resolution)
         finally:
             del self._claims[key]
         await self._show(done)
@@ -361,7 +368,7 @@ class PdHandler:
     async def reassign(self, call: Call) -> Reply:
         sender = await self.sender(call)
         incident_id = await self._target(call.text("incident") or "")
-        user = await self._user(call, call.text("user") or "")
+        user = await self.user(call, call.text("user") or "")
         done = await self.api.update(incident_id, sender, assignee_ids=[user.id])
         await self._show(done)
         return Reply(text=f"#{done.number} reassigned to {user.name}.")
@@ -388,7 +395,7 @@ class PdHandler:
         await self._show(done)
         return Reply(text=f"#{done.number} snoozed for {call.text('duration')}.")
 
-    async def _user(self, call: Call, query: str) -> PdUser:
+    async def user(self, call: Call, query: str) -> PdUser:
         """A PagerDuty user from an email, a name, or a chat mention of a linked person."""
         query = query.strip()
         chat_id = query.removeprefix("<").removesuffix(">").lstrip("@!")

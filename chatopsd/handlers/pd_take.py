@@ -176,7 +176,7 @@ class TakeHandler:
                 raise NotFound(f"nobody is on call on {name} (or PagerDuty has no such schedule)")
         elif kind != "team":
             try:
-                user = await self.pd._user(call, name)
+                user = await self.pd.user(call, name)
                 people = [Person(user.id, user.name, user.email)]
             except NotFound:
                 if kind == "user":
