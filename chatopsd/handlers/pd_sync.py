@@ -21,7 +21,7 @@ from datetime import UTC, datetime, timedelta
 from chatopsd.core import pd as core
 from chatopsd.core.messages import Destination, Sent
 from chatopsd.core.pd import IncidentApi, PdIncident
-from chatopsd.core.ports import Clock, IncidentCards, KeyValue, ReplySink
+from chatopsd.core.ports import Clock, IncidentCards, KeyValue, OwedCard, ReplySink
 
 log = logging.getLogger("chatopsd.pd_sync")
 
@@ -45,8 +45,12 @@ class IncidentSync:
         self.service_ids = tuple(service_ids)
         self.destinations = tuple(destinations)
         self.overlap = timedelta(seconds=overlap_seconds)
-        # Decisions and deliveries one at a time: a poll and a click never post a card twice.
+        # Decisions one at a time (a poll's and a click's). Deliveries run outside it, one at a
+        # time per card: a long first poll (hundreds of posts at Slack's pace) never holds up
+        # the card edit of a click, and no card is posted twice.
         self._lock = asyncio.Lock()
+        self._busy: set[tuple[str, str, str]] = set()  # cards being posted or edited
+        self._again: set[tuple[str, str, str]] = set()  # ...that changed again meanwhile
         self.polls = 0
 
     async def poll(self) -> None:
@@ -58,7 +62,7 @@ class IncidentSync:
         now, found = await self._read()
         async with self._lock:
             await self._decide(now, found)
-            await self._deliver()
+        await self._deliver()
 
     async def decide(self) -> None:
         """Read PagerDuty and record what changed, without posting (the first half of a poll)."""
@@ -67,8 +71,7 @@ class IncidentSync:
             await self._decide(now, found)
 
     async def deliver(self) -> None:
-        async with self._lock:
-            await self._deliver()
+        await self._deliver()
 
     async def record(self, incident: PdIncident) -> None:
         """An action from chat changed an incident: show it now, not at the next poll."""
@@ -79,7 +82,7 @@ class IncidentSync:
             change = _change(incident, old)
             if change is not None:
                 await self.cards.decide([change], self.destinations)
-            await self._deliver()
+        await self._deliver(incident.id)
 
     async def current(self, incident_id: str) -> PdIncident | None:
         state = await self.cards.state(incident_id)
@@ -114,21 +117,50 @@ class IncidentSync:
         if changes:
             log.info("pagerduty incidents: %d changed", len(changes))
 
-    async def _deliver(self) -> None:
+    async def _deliver(self, incident_id: str | None = None) -> None:
         failed = 0
-        for owed in await self.cards.owed():
-            reply = core.card(PdIncident.from_digest(owed.wanted))
-            if owed.message_id is None:
-                sent = await self.outbox.send(owed.destination, reply)
-                if sent is None:
-                    failed += 1
-                    continue
-                await self.cards.shown(owed, sent.message_id)
-            else:
-                await self.outbox.edit(Sent(owed.destination, owed.message_id), reply)
-                await self.cards.shown(owed, owed.message_id)
+        for owed in await self.cards.owed(incident_id):
+            failed += await self._deliver_card(owed)
         if failed:
             raise RuntimeError(f"{failed} PagerDuty incident card(s) could not be posted")
+
+    async def _deliver_card(self, owed: OwedCard) -> int:
+        """Post or edit one card; 1 if the post failed. A card already being delivered is
+        marked to go once more when that delivery ends, with whatever is owed then."""
+        key = (owed.incident_id, owed.destination.platform, owed.destination.channel)
+        if key in self._busy:
+            self._again.add(key)
+            return 0
+        self._busy.add(key)
+        try:
+            while True:
+                self._again.discard(key)
+                if not await self._show(owed):
+                    return 1
+                if key not in self._again:
+                    return 0
+                still = [
+                    o
+                    for o in await self.cards.owed(owed.incident_id)
+                    if o.destination == owed.destination
+                ]
+                if not still:
+                    return 0
+                owed = still[0]
+        finally:
+            self._busy.discard(key)
+
+    async def _show(self, owed: OwedCard) -> bool:
+        reply = core.card(PdIncident.from_digest(owed.wanted))
+        if owed.message_id is None:
+            sent = await self.outbox.send(owed.destination, reply)
+            if sent is None:
+                return False
+            await self.cards.shown(owed, sent.message_id)
+        else:
+            await self.outbox.edit(Sent(owed.destination, owed.message_id), reply)
+            await self.cards.shown(owed, owed.message_id)
+        return True
 
 
 def _change(inc: PdIncident, old: str | None) -> tuple[str, int, str, str] | None:
