@@ -376,3 +376,32 @@ async def test_a_poll_read_older_than_a_click_does_not_revert_the_card(
     await sync._decide(now, stale)  # ...and decides after the click was recorded
     current = await sync.current("PINC001")
     assert current is not None and current.status == "acknowledged"
+
+
+async def test_malformed_or_rate_limited_poll_changes_nothing_and_fails(
+    app: App, pd: FakePagerDuty, out: io.StringIO
+) -> None:
+    pd.trigger("Garbled")
+    assert app.pd_sync is not None
+    pd.fault, pd.fault_path = "badjson", "/incidents"
+    with pytest.raises(Exception, match="unreadable"):
+        await app.pd_sync.poll()
+    pd.fault, pd.retry_after = "429", "30"  # a wait past the deadline: give up, say why
+    with pytest.raises(Exception, match="rate limiting"):
+        await app.pd_sync.poll()
+    assert "Garbled" not in cards(out)
+    pd.fault = None
+    await poll(app)
+    assert cards(out).count("PagerDuty #1: Garbled") == 1
+
+
+async def test_take_while_pagerduty_is_down_says_so_and_changes_nothing(
+    app: App, pd: FakePagerDuty
+) -> None:
+    pd.fault, pd.fault_path = "500", "/schedules"
+    reply = text_of(await say(app, "!ic take 1h", actor=ADA))
+    assert "PagerDuty server error (500)" in reply
+    assert pd.overrides == {}
+    rows = await app.audit.since(None)
+    outcome = [r.outcome for r in rows if r.command == "ic take"][-1]
+    assert outcome.startswith(("failed", "Unavailable")), outcome
