@@ -405,3 +405,15 @@ async def test_take_while_pagerduty_is_down_says_so_and_changes_nothing(
     rows = await app.audit.since(None)
     outcome = [r.outcome for r in rows if r.command == "ic take"][-1]
     assert outcome.startswith(("failed", "Unavailable")), outcome
+
+
+async def test_take_tells_the_linked_person_taken_off_the_pager(
+    app: App, pd: FakePagerDuty, out: io.StringIO
+) -> None:
+    taken = text_of(await say(app, "!ic take 1h"))  # Grace takes PIC1 from Ada (level 1)
+    assert "Ada Lovelace: you are off the pager until then" in taken
+    await app.outbox.flush(5)
+    assert "Grace Hopper took the pager on PIC1 from you until 13:00 UTC." in out.getvalue()
+    await say(app, "!ic handback")
+    await app.outbox.flush(5)
+    assert "The pager on PIC1 is yours again." in out.getvalue()

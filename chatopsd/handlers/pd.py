@@ -96,6 +96,13 @@ class Identities:
             return found, "linked with !pd link"
         return None, ""
 
+    async def chat_ids(self, email: str, platform: str) -> list[str]:
+        """User ids on `platform` linked to this email (by an admin or `!pd link`)."""
+        email, prefix = email.lower(), f"{platform}:"
+        found = [k for k, v in self.configured.items() if v == email and k.startswith(prefix)]
+        found += [h for h in await self.links.holders(email) if h.startswith(prefix)]
+        return list(dict.fromkeys(f.removeprefix(prefix) for f in found))
+
     async def claimed_by_other(self, email: str, platform: str, user_id: str) -> bool:
         """Linked to someone else already, by an admin or with `!pd link`."""
         me = f"{platform}:{user_id}"

@@ -123,6 +123,10 @@ class PagerDutyIncidents:
         users = body.get("users")
         return [_user(u) for u in users if isinstance(u, dict)] if isinstance(users, list) else []
 
+    async def user(self, user_id: str) -> PdUser:
+        body = await self._call("GET", f"/users/{user_id}")
+        return _user(_obj(body, "user"))
+
     async def user_by_email(self, email: str) -> PdUser | None:
         key = email.lower()
         if key in self._users:
