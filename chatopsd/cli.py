@@ -113,8 +113,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "verify":
             return asyncio.run(_verify(cfg))
         return asyncio.run(_audit(cfg, since, args))
-    logs.setup(cfg.chatopsd.log_level, cfg.chatopsd.log_format, config.secrets_of(cfg))
+    logs.setup(
+        cfg.chatopsd.log_level,
+        cfg.chatopsd.log_format,
+        config.secrets_of(cfg),
+        file=_interactive_log(cfg),
+    )
     return _run(cfg, args.config)
+
+
+def _interactive_log(cfg: config.Config) -> Path | None:
+    """A person typing at the console: log lines go to a file beside the database, so they do
+    not mix with the replies on screen (the banner says where)."""
+    from chatopsd.connectors.console import interactive
+
+    if not cfg.console_enabled or not interactive(cfg.console.format, sys.stdin, sys.stdout):
+        return None
+    return locations.locate(cfg).state_db.with_suffix(".log")
 
 
 def _run(cfg: config.Config, path: Path | None = None) -> int:
