@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from chatopsd import __version__, logs, pd_compose
 from chatopsd import config as config_mod
-from chatopsd import logs, pd_compose
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
@@ -145,6 +145,8 @@ class App:
                     stdin=self.io.stdin,
                     stdout=self.io.stdout,
                     on_eof=on_eof,
+                    prefix=cfg.chatopsd.prefix,
+                    banner=self._console_banner(),
                 )
             )
         # Platform libraries are imported only when their section is configured: a console-only
@@ -180,6 +182,16 @@ class App:
             )
         return found
 
+    def _console_banner(self) -> str:
+        cfg = self.config
+        log_file = logs.log_file()
+        quits = "Ctrl-D quits" if not cfg.platforms else "Ctrl-D ends the console, Ctrl-C stops"
+        return (
+            f"chatopsd {__version__} · platforms: {', '.join(['console', *cfg.platforms])}\n"
+            f"Type {cfg.chatopsd.prefix}help for the commands; {quits}."
+            + (f"\nLogs: {log_file}" if log_file else "")
+        )
+
     def _middleware(self) -> list[Middleware]:
         cfg = self.config
         self.policy = policy = AccessPolicy(
@@ -207,6 +219,7 @@ class App:
             self.clock,
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
             self._channel_admin,
+            threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
         )
         self.bus.reaction_listeners.append(self.incidents.on_reaction)
         status = self.config.status

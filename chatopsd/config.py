@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from chatopsd import locations
 from chatopsd.core.errors import ConfigError
 
 SECRET_KEYS: tuple[tuple[str, str], ...] = (
@@ -47,10 +48,8 @@ class ChatopsdSection(Section):
     shutdown_grace_seconds: float = Field(10.0, gt=0)
 
     def db_path(self) -> Path:
-        if self.state_db is not None:
-            return self.state_db
-        state_dir = os.environ.get("STATE_DIRECTORY")
-        return Path(state_dir.split(":")[0]) / "state.db" if state_dir else Path("chatopsd.db")
+        # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
+        return locations.state_db(self.state_db)[0]
 
 
 class ConsoleSection(Section):
@@ -312,12 +311,7 @@ class ControlSection(Section):
     broadcast_channels: list[str] = []
 
     def socket_path(self, state_db: Path) -> Path:
-        if self.socket is not None:
-            return self.socket
-        runtime = os.environ.get("RUNTIME_DIRECTORY")
-        if runtime:
-            return Path(runtime.split(":")[0]) / "control.sock"
-        return state_db.parent / "chatopsd.sock"
+        return locations.control_socket(self.socket, state_db)[0]
 
 
 class MetricsSection(Section):

@@ -111,6 +111,7 @@ class IncidentHandler:
         clock: Clock,
         settings: IncidentSettings,
         channel_admin: Callable[[str], ChannelAdmin | None],
+        threads: Callable[[str], bool] = lambda _platform: True,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -119,6 +120,9 @@ class IncidentHandler:
         self.channel_admin = channel_admin
         # `!incident escalate --page X` (issue 17): (call, target, incident id) -> reply
         self.escalation_pager: Callable[[Call, str, str], Awaitable[Reply]] | None = None
+        # Whether a platform shows threads apart from their channel (the console does not:
+        # a "thread" there is the same stream, so posting to it as well prints twice).
+        self.threads = threads
         # One process, one writer: serialise read-modify-write of incidents so two people
         # acknowledging at once get one "acknowledged" and one clear refusal.
         self._lock = asyncio.Lock()
@@ -205,6 +209,10 @@ class IncidentHandler:
             spec("export", "a Markdown postmortem draft", self.export, (inc,), False),
         ]
 
+    def _flat(self, dest: Destination) -> Destination:
+        """Where a message really shows: on a platform without threads, the channel."""
+        return dest if self.threads(dest.platform) else Destination(dest.platform, dest.channel)
+
     # -- finding the incident ----------------------------------------------------------------
 
     async def _target(self, event: Inbound, raw: str, usage: str) -> tuple[Incident, str]:
@@ -214,10 +222,20 @@ class IncidentHandler:
         rest = after.strip() if incident_id else raw.strip()
         if incident_id is None:
             incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
-            if incident_id is None:
+        if incident_id is None:
+            # With exactly one incident open there is nothing to ask, on any platform.
+            open_now = await self.store.open()
+            if len(open_now) == 1:
+                incident_id = open_now[0].id
+            else:
+                which = (
+                    f"{len(open_now)} are open ({', '.join(i.id for i in open_now[:5])}); "
+                    if open_now
+                    else ""
+                )
                 raise UsageError(
-                    "which incident? give its id (e.g. INC-2026-0001), or run this in the "
-                    "incident's channel",
+                    f"which incident? {which}give its id (e.g. INC-2026-0001), or run this in "
+                    "the incident's channel",
                     hint=usage,
                 )
         found = await self.store.get(incident_id)
@@ -314,9 +332,15 @@ class IncidentHandler:
                 except Exception as exc:  # a missing pin must not undo the declaration
                     cause = _cause(exc, f"{incident.id}: pin")
                     notes.append(f"Could not pin the status message: {cause}")
-        if notes and home.thread is not None:
+        threaded = self.threads(event.platform)
+        if notes and home.thread is not None and threaded:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
-        where = f"Incident channel: #{name}" if name else "Incident thread: under the announcement"
+        if name:
+            where = f"Incident channel: #{name}"
+        elif threaded:
+            where = "Incident thread: under the announcement"
+        else:
+            where = "Its status and updates post here"
         lines = [f"{incident.id} declared ({incident.sev}). {where}.", *notes]
         if announced:
             lines.append(f"Announced in {', '.join(announced)}.")
@@ -352,7 +376,8 @@ class IncidentHandler:
                 return Home(event.platform, channel, None), name, notes
         # The thread hangs under the announcement; if that failed, under the declare command.
         thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
-        notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
+        if self.threads(event.platform):
+            notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
         return Home(event.platform, event.channel, thread), None, notes
 
     # -- state changes -----------------------------------------------------------------------
@@ -499,8 +524,8 @@ class IncidentHandler:
         if home is not None:
             places.append(home.destination)
         places += [s.destination for s in await self.store.messages(after.id, "announce")]
-        here = Destination(call.event.platform, call.event.channel, call.event.thread)
-        for dest in _dedupe(places):
+        here = self._flat(Destination(call.event.platform, call.event.channel, call.event.thread))
+        for dest in _dedupe([self._flat(p) for p in places]):
             if dest != here:
                 self.outbox.enqueue(dest, wrap)
         return [wrap]  # the asker's channel gets it as the command's reply
