@@ -388,8 +388,14 @@ def _md(text: str) -> str:
     return re.sub(r"([\\`*_|<>\[\]#])", r"\\\1", text.replace("\n", " "))
 
 
-def postmortem(incident: Incident, timeline: Sequence[TimelineEntry], now: datetime) -> str:
-    """A Markdown postmortem skeleton, its facts filled from the incident and its timeline."""
+def postmortem(
+    incident: Incident,
+    timeline: Sequence[TimelineEntry],
+    now: datetime,
+    followups: Sequence[tuple[str, str, str]] = (),
+) -> str:
+    """A Markdown postmortem skeleton, its facts filled from the incident and its timeline;
+    `followups` are (action, owner, ticket link) rows."""
     end = incident.resolved_at
     window_end = _when(end) if end else f"ongoing (as of {_when(now)})"
     lines = [
@@ -439,7 +445,7 @@ def postmortem(incident: Incident, timeline: Sequence[TimelineEntry], now: datet
         "",
         "| Action | Owner | Ticket |",
         "|---|---|---|",
-        "| TODO | | |",
-        "",
     ]
+    lines += [f"| {_md(a)} | {_md(o)} | {_md(t)} |" for a, o, t in followups] or ["| TODO | | |"]
+    lines.append("")
     return "\n".join(lines)
