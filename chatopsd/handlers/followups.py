@@ -277,7 +277,7 @@ class FollowUps:
         text = reaction_command(event.text, incident_id, event.message_id)
         if text is None:
             return
-        self.submit(
+        task = self.submit(
             Inbound(
                 platform=event.platform,
                 channel=event.channel,
@@ -289,6 +289,8 @@ class FollowUps:
                 message_id=event.message_id,
             )
         )
+        if isinstance(task, asyncio.Task):
+            await task  # so the reaction's handling ends when its command's does
 
     # -- the lifecycle hook ------------------------------------------------------------------
 

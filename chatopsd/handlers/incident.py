@@ -559,8 +559,7 @@ class IncidentHandler:
 
     async def status(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
-        last = await self.store.last_update(incident.id)
-        return core.status(incident, last, self.clock.now())
+        return await self._status_reply(incident)
 
     async def list_open(self, call: Call) -> Reply:
         found = await self.store.open()

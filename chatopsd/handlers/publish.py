@@ -323,8 +323,8 @@ class PublicStatus:
         if call.action == "update":
             assert page_incident_id is not None
             return await client.update_incident(page_incident_id, call.payload)
-        if call.attempts > 0:
-            # An earlier attempt may have created it before its answer was lost.
+        if call.maybe_done:
+            # An earlier attempt may have created it before its answer was lost (or a crash).
             for found in await client.unresolved():
                 mine = found.metadata.get(ps.METADATA_KEY)
                 if isinstance(mine, dict) and mine.get("incident_id") == call.incident_id:
@@ -341,7 +341,7 @@ class PublicStatus:
             # the limit is per key: every incident's calls wait
             self._next_request = max(self._next_request, self.clock.monotonic() + delay)
         retry_at = self.clock.now() + timedelta(seconds=delay)
-        await self.store.attempt_failed(call.id, str(exc), retry_at)
+        await self.store.attempt_failed(call.id, str(exc), retry_at, exc.maybe_done)
         await self._audit(call, f"failed: {exc}; retry in {delay:g} s", started)
         log.warning(
             "status page %s for %s failed (attempt %d): %s",

@@ -34,6 +34,7 @@ class QueuedCall:
     attempts: int
     next_at: datetime
     last_error: str | None
+    maybe_done: bool  # the last attempt may have taken effect (no clear answer, or a crash)
 
 
 def _pub(r: sqlite3.Row) -> Publication:
@@ -153,6 +154,7 @@ class SqlitePublications:
                 int(r["attempts"]),
                 datetime.fromtimestamp(r["next_at"], UTC),
                 r["last_error"],
+                bool(r["maybe_done"]),
             )
             for r in rows
         ]
@@ -172,16 +174,19 @@ class SqlitePublications:
         )
         return None if row is None else row[0]
 
-    async def attempt_failed(self, call_id: int, error: str, retry_at: datetime) -> None:
+    async def attempt_failed(
+        self, call_id: int, error: str, retry_at: datetime, maybe_done: bool
+    ) -> None:
         await self.db.write(
-            "UPDATE public_outbox SET last_error = ?, next_at = ? WHERE id = ?",
-            (error, retry_at.timestamp(), call_id),
+            "UPDATE public_outbox SET last_error = ?, next_at = ?, maybe_done = ? WHERE id = ?",
+            (error, retry_at.timestamp(), int(maybe_done), call_id),
         )
 
     async def note_attempt(self, call_id: int) -> None:
         """Counted before the request goes out, so a crash mid-call is known on restart."""
         await self.db.write(
-            "UPDATE public_outbox SET attempts = attempts + 1 WHERE id = ?", (call_id,)
+            "UPDATE public_outbox SET attempts = attempts + 1, maybe_done = 1 WHERE id = ?",
+            (call_id,),
         )
 
     async def succeeded(

@@ -24,6 +24,7 @@ CREATE TABLE public_outbox (
     attempts    INTEGER NOT NULL DEFAULT 0,
     next_at     REAL NOT NULL,                 -- not before this time
     last_error  TEXT,
+    maybe_done  INTEGER NOT NULL DEFAULT 0,    -- the last attempt may have taken effect
     state       TEXT NOT NULL DEFAULT 'pending' CHECK (state IN ('pending', 'done', 'cancelled')),
     done_at     REAL
 );
