@@ -35,6 +35,7 @@ def config(tmp_path: Path, page: FakeStatuspage, **statuspage: Any) -> Any:
     return make_config(
         tmp_path,
         console={"format": "jsonl"},
+        ratelimit={"burst": 100},
         statuspage={
             "api_url": page.url,
             "api_key": API_KEY,

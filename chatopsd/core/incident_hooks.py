@@ -43,6 +43,6 @@ class IncidentHook(Protocol):
 
 
 class FollowUpRows(Protocol):
-    async def postmortem_rows(self, incident_id: str) -> Sequence[tuple[str, str, str]]:
-        """(action, owner, ticket) rows for the postmortem's follow-up table."""
+    async def postmortem_rows(self, incident_id: str) -> Sequence[tuple[str, str, str, str]]:
+        """(action, owner, ticket key, ticket URL) rows for the postmortem's follow-ups."""
         ...

@@ -308,13 +308,12 @@ class FollowUps:
     async def status_fields(self, incident: Incident) -> Sequence[tuple[str, str]]:
         return ()
 
-    async def postmortem_rows(self, incident_id: str) -> Sequence[tuple[str, str, str]]:
+    async def postmortem_rows(self, incident_id: str) -> Sequence[tuple[str, str, str, str]]:
         rows = []
         for f in await self.store.list(incident_id):
-            ticket = f"{f.ticket_key} {f.ticket_url}" if f.ticket_url else ""
-            if f.done_at is not None:
-                ticket = (ticket + " (done)").strip()
-            rows.append((f.text, f.owner or "", ticket))
+            action = f"{f.text} (done)" if f.done_at is not None else f.text
+            key = f.ticket_key or ("unconfirmed" if f.export_state == "sending" else "")
+            rows.append((action, f.owner or "", key, f.ticket_url or ""))
         return rows
 
 
