@@ -434,7 +434,15 @@ class App:
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
-        fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
+        fixed: tuple[str, ...] = (
+            "slack",
+            "discord",
+            "mattermost",
+            "pagerduty",
+            "status",
+            "console",
+        )
+        fixed += ("statuspage", "tickets")
         needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
         for key in ("state_db", "prefix", "bot_name"):
             if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):

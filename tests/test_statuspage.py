@@ -338,3 +338,52 @@ async def test_publish_without_a_status_page_says_so(console_app: App) -> None:
     await console_app.bus.handle(ev('!incident declare "Anything"'))
     [reply] = await console_app.bus.handle(ev(f"!incident publish {INC}"))
     assert reply.text.startswith("the status page is not configured")
+
+
+async def test_escalation_publishes_or_raises_the_impact(
+    app: App, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    await say(app, '!incident declare --sev 3 "Slow API" --service payments')
+    await say(app, '!incident declare --sev 2 "Checkout errors" --service payments')
+    await app.public.drain()
+    assert page.hits == 0
+    # INC-1 escalated to SEV-1: in auto_publish, so it is published now
+    await say(app, f"!incident escalate {INC} SEV-1")
+    await app.public.drain()
+    [created] = page.calls("POST")
+    assert created["incident"]["impact_override"] == "critical"
+    # INC-2 published by hand, then escalated: the page's impact and components follow
+    await say(app, "!incident publish INC-2026-0002")
+    await tick(app, clock)
+    await say(app, "!incident escalate INC-2026-0002")
+    await tick(app, clock)
+    assert page.calls("PATCH")[-1]["incident"] == {
+        "status": "investigating",
+        "impact_override": "critical",
+        "components": {"cmp_pay": "major_outage"},
+        "deliver_notifications": False,
+    }
+
+
+def test_statuspage_and_tickets_keys_come_from_credentials_or_environment(
+    tmp_path: Path,
+) -> None:
+    from chatopsd import config as config_mod
+
+    (tmp_path / "tickets_token").write_text("tk-from-credential\n")
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[statuspage]\npage_id = 'p1'\n[tickets]\nkind = 'github'\nproject = 'acme/infra'\n"
+    )
+    cfg = config_mod.load(
+        path,
+        env={"CHATOPSD_STATUSPAGE_API_KEY": "sp-from-env", "CREDENTIALS_DIRECTORY": str(tmp_path)},
+    )
+    assert cfg.statuspage is not None and cfg.tickets is not None
+    assert cfg.statuspage.api_key.get_secret_value() == "sp-from-env"
+    assert cfg.tickets.token.get_secret_value() == "tk-from-credential"
+    assert {"sp-from-env", "tk-from-credential"} <= set(config_mod.secrets_of(cfg))
+    assert "sp-from-env" not in repr(cfg)
+    path.write_text("[tickets]\nkind = 'jira'\nproject = 'OPS'\ntoken = 'x'\n")
+    with pytest.raises(config_mod.ConfigError, match="tickets: Value error, url"):
+        config_mod.load(path, env={})

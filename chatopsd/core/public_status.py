@@ -76,6 +76,18 @@ def update_body(
     return body
 
 
+def severity_body(incident: Incident, status: str, components: Sequence[str]) -> dict[str, Any]:
+    """After an escalation: the new impact and component status, the public status kept."""
+    body: dict[str, Any] = {
+        "status": status,
+        "impact_override": IMPACT[incident.severity],
+        "deliver_notifications": False,  # no message to subscribers without public text
+    }
+    if components:
+        body["components"] = {c: COMPONENT_STATUS[incident.severity] for c in components}
+    return body
+
+
 def moves_forward(current: str, new: str) -> bool:
     """Whether `new` is later in the lifecycle than `current` (no going back to identified
     after monitoring because someone acknowledged late)."""

@@ -200,12 +200,8 @@ class PublicStatus:
 
     async def changed(self, change: Change) -> None:
         incident = change.incident
-        if change.kind == "declared":
-            if self.client is not None and incident.sev in self.auto_publish:
-                ids, _ = ps.components_for(incident, self.components)
-                await self._start(
-                    incident, change.event, ids, None, f"auto-published ({incident.sev})"
-                )
+        if change.kind in ("declared", "escalated"):
+            await self._severity(change)
             return
         wanted = ps.STATUS_FOR.get(change.kind)
         if wanted is None and change.public is None:
@@ -229,6 +225,26 @@ class PublicStatus:
             incident.id, status, body, _who(change.event), self.clock.now()
         )
         self.kick()
+
+    async def _severity(self, change: Change) -> None:
+        """Declared or escalated: publish if the severity says so; if already published, an
+        escalation raises the impact and the components' status on the page."""
+        incident = change.incident
+        if self.client is None:
+            return
+        pub = await self.store.get(incident.id)
+        if pub is None:
+            if incident.sev in self.auto_publish:
+                ids, _ = ps.components_for(incident, self.components)
+                how = f"auto-published ({incident.sev})"
+                await self._start(incident, change.event, ids, None, how)
+            return
+        if change.kind == "escalated" and not pub.unpublished:
+            body = ps.severity_body(incident, pub.wanted, pub.components)
+            await self.store.queue_update(
+                incident.id, pub.wanted, body, _who(change.event), self.clock.now()
+            )
+            self.kick()
 
     async def status_fields(self, incident: Incident) -> Sequence[tuple[str, str]]:
         pub = await self.store.get(incident.id)
