@@ -272,6 +272,7 @@ class App:
             self.incidents,
             self._tracker(),
             self.outbox,
+            self.audit,
             self.clock,
             labels=cfg.tickets.labels if cfg.tickets else (),
             incident_url=cfg.tickets.incident_url if cfg.tickets else None,

@@ -114,6 +114,20 @@ async def test_three_followups_become_three_tickets_once(app: App, trackers: Fak
     assert rerun.text == f"{INC}: no open follow-ups without a ticket."
     assert len(trackers.github) == 3
 
+    rows = await app.db.fetchall(
+        "SELECT command, outcome FROM audit WHERE kind = 'ticket' ORDER BY id"
+    )
+    assert [(r[0], r[1]) for r in rows] == [
+        ("tickets create (GitHub)", f"ok: #{n} https://github.com/acme/infra/issues/{n}")
+        for n in (1, 2, 3)
+    ]
+
+    # the postmortem comes after close, and finds more to do
+    late = await say(app, f"!incident followup add {INC} review paging policy")
+    assert late.text == f"{INC} follow-up 4 added: review paging policy"
+    more = await say(app, f"!incident tickets {INC}")
+    assert more.text == "Follow-up 4 → #4 https://github.com/acme/infra/issues/4"
+
     export = await say(app, f"!incident export {INC}")
     assert export.code is not None
     row = "| add an alert on queue depth | @bob | [\\#1](https://github.com/acme/infra/issues/1) |"
@@ -139,6 +153,8 @@ async def test_a_failed_ticket_is_retried_a_lost_answer_is_not(
     reply = await say(app, f"!incident tickets {INC}")
     assert "Follow-up 1: no ticket: HTTP 500 from GitHub" in reply.text
     assert len(trackers.github) == 2  # 2 and 3 went through
+    failed = await app.db.fetchall("SELECT outcome FROM audit WHERE kind = 'ticket' ORDER BY id")
+    assert failed[0][0].startswith("failed: HTTP 500 from GitHub")
     trackers.fault, trackers.fault_times = "drop-after", 1
     await say(app, f"!incident followup add {INC} fourth")
     reply = await say(app, f"!incident tickets {INC}")

@@ -387,3 +387,19 @@ def test_statuspage_and_tickets_keys_come_from_credentials_or_environment(
     path.write_text("[tickets]\nkind = 'jira'\nproject = 'OPS'\ntoken = 'x'\n")
     with pytest.raises(config_mod.ConfigError, match="tickets: Value error, url"):
         config_mod.load(path, env={})
+
+
+async def test_a_lost_answer_to_an_update_does_not_post_it_twice(
+    app: App, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    await say(app, DECLARE)
+    await app.public.drain()
+    page.fault = "badjson"  # the update is made, its answer is lost
+    await say(app, f'!incident update {INC} --public "Fix deployed"')
+    await tick(app, clock)
+    assert (await audit_rows(app))[-1][1].startswith("failed: Statuspage answered PATCH")
+    await tick(app, clock, 2)
+    bodies = [u["body"] for u in page.incidents["spinc1"]["incident_updates"]]
+    assert bodies.count("Fix deployed") == 1
+    assert (await audit_rows(app))[-1] == ("statuspage update", "ok")
+    assert await status_field(app) == "investigating https://stspg.io/fake1"

@@ -18,14 +18,13 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 
-from chatopsd.core import incident as core
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.incident import Incident
 from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
-from chatopsd.core.ports import Clock, ReplySink
+from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.handlers.incident import IncidentHandler
 from chatopsd.integrations.tickets import TicketDraft, TicketError, Tracker
 from chatopsd.store.followups import FollowUp, SqliteFollowUps
@@ -71,6 +70,7 @@ class FollowUps:
         incidents: IncidentHandler,
         tracker: Tracker | None,
         outbox: ReplySink,
+        audit: AuditLog,
         clock: Clock,
         *,
         labels: Sequence[str] = (),
@@ -80,6 +80,7 @@ class FollowUps:
         self.incidents = incidents
         self.tracker = tracker
         self.outbox = outbox
+        self.audit = audit
         self.clock = clock
         self.labels = tuple(labels)
         self.incident_url = incident_url
@@ -178,7 +179,7 @@ class FollowUps:
         if f.export_state != "sending":
             raise UsageError(f"follow-up {f.n} is not unconfirmed; nothing to retry")
         await self.store.release(incident.id, f.n)
-        return Reply(text="\n".join(await self.export(incident)))
+        return Reply(text="\n".join(await self.export(incident, call.event)))
 
     # -- tickets -----------------------------------------------------------------------------
 
@@ -189,9 +190,9 @@ class FollowUps:
                 "no ticket tracker is configured",
                 hint="add a [tickets] section (kind, token, project) to the config",
             )
-        return Reply(text="\n".join(await self.export(incident)))
+        return Reply(text="\n".join(await self.export(incident, call.event)))
 
-    async def export(self, incident: Incident) -> list[str]:
+    async def export(self, incident: Incident, event: Inbound) -> list[str]:
         """Create a ticket for every open follow-up without one; lines saying what happened."""
         if self.tracker is None:
             return []
@@ -212,6 +213,7 @@ class FollowUps:
                     )
                     continue
                 await self.store.claim(incident.id, f.n)
+                started = self.clock.monotonic()
                 try:
                     ticket = await tracker.create(self._draft(incident, f, home))
                 except TicketError as exc:
@@ -219,12 +221,37 @@ class FollowUps:
                         await self.store.release(incident.id, f.n)
                     more = " (unconfirmed: not re-sent on its own)" if exc.maybe_created else ""
                     lines.append(f"Follow-up {f.n}: no ticket: {exc}{more}")
+                    await self._audit(event, incident, f, f"failed: {exc}{more}", started)
                     continue
                 await self.store.ticket_created(incident.id, f.n, ticket.key, ticket.url)
                 lines.append(f"Follow-up {f.n} → {ticket.key} {ticket.url}")
+                await self._audit(event, incident, f, f"ok: {ticket.key} {ticket.url}", started)
         if not lines:
             lines.append(f"{incident.id}: no open follow-ups without a ticket.")
         return lines
+
+    async def _audit(
+        self, event: Inbound, incident: Incident, f: FollowUp, outcome: str, started: float
+    ) -> None:
+        """One audit row per ticket request: what left for the tracker, and how it went."""
+        assert self.tracker is not None
+        await self.audit.append(
+            AuditEntry(
+                at=self.clock.now(),
+                platform=event.platform,
+                channel=event.channel,
+                thread=event.thread,
+                actor=event.actor.id,
+                actor_name=event.actor.display,
+                kind="ticket",
+                text=f"{incident.id} follow-up {f.n}: {f.text}"[:2000],
+                command=f"tickets create ({self.tracker.name})",
+                outcome=outcome,
+                duration_ms=round((self.clock.monotonic() - started) * 1000, 3),
+                event_id=f"{event.event_id}/ticket/{incident.id}/{f.n}",
+                ref=f"{incident.id}#{f.n}",
+            )
+        )
 
     def _draft(self, incident: Incident, f: FollowUp, home: Home | None) -> TicketDraft:
         where = ""
@@ -258,7 +285,7 @@ class FollowUps:
 
     async def _timeline(self, event: Inbound, incident_id: str, kind: str, text: str) -> None:
         def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
-            core.check(i, "update")
+            # no state check: follow-ups and pins are still written after close (postmortem)
             return i, kind, text
 
         await self.incidents._change(event, incident_id, "", apply)
@@ -297,7 +324,7 @@ class FollowUps:
     async def changed(self, change: Change) -> None:
         if change.kind != "closed" or self.tracker is None:
             return
-        lines = await self.export(change.incident)
+        lines = await self.export(change.incident, change.event)
         home = await self.incidents.store.home(change.incident.id)
         if home is not None:
             self.outbox.enqueue(

@@ -338,6 +338,13 @@ class PublicStatus:
     ) -> PageIncident:
         if call.action == "update":
             assert page_incident_id is not None
+            if call.maybe_done:
+                # An earlier attempt may have posted this update already: a second identical
+                # public update would be noise for every subscriber.
+                current = await client.get_incident(page_incident_id)
+                wanted = (str(call.payload.get("status")), str(call.payload.get("body") or ""))
+                if current.latest_update == wanted:
+                    return current
             return await client.update_incident(page_incident_id, call.payload)
         if call.maybe_done:
             # An earlier attempt may have created it before its answer was lost (or a crash).

@@ -45,6 +45,7 @@ class PageIncident:
     status: str
     shortlink: str | None
     metadata: dict[str, Any]
+    latest_update: tuple[str, str] | None = None  # (status, body) of the newest update
 
 
 def retry_after(value: str | None) -> float | None:
@@ -84,6 +85,11 @@ class StatuspageClient:
     ) -> PageIncident:
         path = f"/pages/{self.page_id}/incidents/{page_incident_id}"
         return _incident(await self._call("PATCH", path, {"incident": incident}))
+
+    async def get_incident(self, page_incident_id: str) -> PageIncident:
+        return _incident(
+            await self._call("GET", f"/pages/{self.page_id}/incidents/{page_incident_id}", None)
+        )
 
     async def unresolved(self) -> list[PageIncident]:
         found = await self._call("GET", f"/pages/{self.page_id}/incidents/unresolved", None)
@@ -146,9 +152,14 @@ def _incident(data: Any) -> PageIncident:
     if not isinstance(data, dict) or not isinstance(data.get("id"), str):
         raise StatuspageError("Statuspage answered without an incident id", maybe_done=True)
     metadata = data.get("metadata")
+    updates = data.get("incident_updates")
+    latest = None
+    if isinstance(updates, list) and updates and isinstance(updates[0], dict):
+        latest = (str(updates[0].get("status") or ""), str(updates[0].get("body") or ""))
     return PageIncident(
         id=data["id"],
         status=str(data.get("status") or ""),
         shortlink=data.get("shortlink") if isinstance(data.get("shortlink"), str) else None,
         metadata=metadata if isinstance(metadata, dict) else {},
+        latest_update=latest,
     )

@@ -83,6 +83,7 @@ class FakeStatuspage:
         app.router.add_post(base, self._create)
         app.router.add_get(base + "/unresolved", self._unresolved)
         app.router.add_patch(base + "/{id}", self._update)
+        app.router.add_get(base + "/{id}", self._get)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -189,6 +190,12 @@ class FakeStatuspage:
         if (bad := self._check_components(inc)) is not None:
             return web.json_response({"error": f"component {bad} not found"}, status=422)
         self._apply(record, inc)
+        return web.json_response(record)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        record = self.incidents.get(request.match_info["id"])
+        if record is None:
+            return web.json_response({"error": "not found"}, status=404)
         return web.json_response(record)
 
     async def _unresolved(self, request: web.Request) -> web.Response:
