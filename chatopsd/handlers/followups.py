@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
@@ -26,9 +27,11 @@ from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.handlers.incident import IncidentHandler
-from chatopsd.integrations.tickets import TicketDraft, TicketError, Tracker
 from chatopsd.store.followups import FollowUp, SqliteFollowUps
 from chatopsd.store.incidents import Home
+
+if TYPE_CHECKING:  # the tracker module is loaded only when [tickets] is configured
+    from chatopsd.integrations.tickets import TicketDraft, Tracker
 
 log = logging.getLogger("chatopsd.followups")
 
@@ -196,6 +199,8 @@ class FollowUps:
         """Create a ticket for every open follow-up without one; lines saying what happened."""
         if self.tracker is None:
             return []
+        from chatopsd.integrations.tickets import TicketError
+
         tracker = self.tracker
         lines: list[str] = []
         async with self._exporting:
@@ -254,6 +259,8 @@ class FollowUps:
         )
 
     def _draft(self, incident: Incident, f: FollowUp, home: Home | None) -> TicketDraft:
+        from chatopsd.integrations.tickets import TicketDraft
+
         where = ""
         if home is not None:
             where = f" Its channel: {home.platform} #{home.channel}."

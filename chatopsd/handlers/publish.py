@@ -19,6 +19,7 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from chatopsd.core import public_status as ps
 from chatopsd.core.commands import Arg, CommandSpec, Handler
@@ -29,8 +30,10 @@ from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.handlers.incident import IncidentHandler
-from chatopsd.integrations.statuspage import PageIncident, StatuspageClient, StatuspageError
 from chatopsd.store.publications import QueuedCall, SqlitePublications
+
+if TYPE_CHECKING:  # the client module is loaded only when [statuspage] is configured
+    from chatopsd.integrations.statuspage import PageIncident, StatuspageClient, StatuspageError
 
 log = logging.getLogger("chatopsd.statuspage")
 
@@ -317,6 +320,8 @@ class PublicStatus:
             )
             return
         await self.store.note_attempt(call.id)
+        from chatopsd.integrations.statuspage import StatuspageError
+
         try:
             result = await self._send(client, call, pub.page_incident_id)
         except StatuspageError as exc:
