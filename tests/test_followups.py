@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -28,9 +29,10 @@ async def trackers() -> AsyncIterator[FakeTrackers]:
     assert server.violations == []
 
 
-async def start(tmp_path: Path, clock: FakeClock, tickets: dict[str, Any]) -> App:
+async def start(tmp_path: Path, clock: FakeClock, tickets: dict[str, Any], **more: Any) -> App:
     cfg = make_config(
         tmp_path,
+        **more,
         console={"format": "jsonl"},
         tickets=tickets,
         incidents={"bridge_url": "https://meet.example.com/{incident_id}"},
@@ -241,3 +243,27 @@ async def test_bridge_link_is_posted_and_shown_in_the_status(app: App) -> None:
     assert f"Video bridge: https://meet.example.com/{INC}" in printed(app)
     status = await say(app, f"!incident status {INC}")
     assert ("Bridge", f"https://meet.example.com/{INC}") in status.fields
+
+
+async def test_a_daemon_stopped_while_creating_a_ticket_does_not_send_it_twice(
+    tmp_path: Path, trackers: FakeTrackers, clock: FakeClock
+) -> None:
+    tickets = {"kind": "github", "url": trackers.url, "token": TOKEN, "project": "acme/infra"}
+    grace = {"shutdown_grace_seconds": 0.2}
+    app = await start(tmp_path, clock, tickets, chatopsd=grace)
+    await say(app, '!incident declare "Checkout down"')
+    await say(app, f"!incident followup add {INC} add a canary")
+    trackers.fault = "hang"
+    task = app.bus.submit(ev(f"!incident tickets {INC}"))
+    assert task is not None
+    await asyncio.wait_for(trackers.reached.wait(), 5)
+    await app.stop()  # the command is cut off mid-request, as by a crash
+    assert task.cancelled()
+
+    app = await start(tmp_path, clock, tickets, chatopsd=grace)
+    try:
+        reply = await say(app, f"!incident tickets {INC}")
+        assert reply.text.startswith("Follow-up 1: unconfirmed, not sent again")
+        assert trackers.hits == 1 and trackers.github == []
+    finally:
+        await app.stop()

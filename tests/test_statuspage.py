@@ -6,6 +6,7 @@ from it, so a test moves time on and drains the queue; nothing sleeps on wall ti
 
 from __future__ import annotations
 
+import asyncio
 import io
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -403,3 +404,26 @@ async def test_a_lost_answer_to_an_update_does_not_post_it_twice(
     assert bodies.count("Fix deployed") == 1
     assert (await audit_rows(app))[-1] == ("statuspage update", "ok")
     assert await status_field(app) == "investigating https://stspg.io/fake1"
+
+
+async def test_a_daemon_stopped_mid_create_does_not_create_twice(
+    tmp_path: Path, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    cfg = config(tmp_path, page, timeout_seconds=30)
+    app = await start(cfg, clock)
+    page.fault = "hang-after"  # Statuspage creates it, the answer never comes
+    await say(app, DECLARE)
+    await asyncio.wait_for(page.created.wait(), 5)  # sent by the background worker
+    assert len(page.incidents) == 1
+    await app.stop()  # the daemon goes away while waiting for the answer
+
+    app = await start(cfg, clock)
+    try:
+        await app.public.drain()
+        assert len(page.incidents) == 1  # found again by our metadata, not created twice
+        assert await status_field(app) == "investigating https://stspg.io/fake1"
+        await say(app, f"!incident resolve {INC} fixed")
+        await tick(app, clock)
+        assert page.incidents["spinc1"]["status"] == "resolved"
+    finally:
+        await app.stop()

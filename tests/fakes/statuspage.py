@@ -11,7 +11,8 @@ pass unnoticed and be ignored by the real API). Component ids must be ones this 
 
 Fault modes (`fault`, for `fault_times` requests, then normal): "429" / "420" (with Retry-After
 `retry_after`), "429-bare" / "420-bare" (no header), "500", "hang" (until closed),
-"badjson" (does the work, then answers malformed JSON: the answer is lost).
+"badjson" (does the work, then answers malformed JSON: the answer is lost), "hang-after"
+(does the work, then hangs until closed: as if the daemon died waiting).
 """
 
 from __future__ import annotations
@@ -77,6 +78,7 @@ class FakeStatuspage:
     async def start(self) -> None:
         openapi()
         self._closing = asyncio.Event()
+        self.created = asyncio.Event()  # set when an incident is created
         self._ids = itertools.count(1)
         app = web.Application(middlewares=[self._validate])
         base = f"/v1/pages/{PAGE_ID}/incidents"
@@ -132,6 +134,8 @@ class FakeStatuspage:
             self.requests.append((request.method, request.path, body))
         if fault == "badjson":
             return web.Response(text="{not json", content_type="application/json")
+        if fault == "hang-after":
+            await self._closing.wait()
         return response
 
     def _check_components(self, inc: dict[str, Any]) -> str | None:
@@ -180,6 +184,7 @@ class FakeStatuspage:
         }
         self._apply(record, inc)
         self.incidents[record["id"]] = record
+        self.created.set()
         return web.json_response(record, status=201)
 
     async def _update(self, request: web.Request) -> web.Response:

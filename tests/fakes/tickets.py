@@ -62,10 +62,12 @@ class FakeTrackers:
     violations: list[str] = field(default_factory=list)
     github: list[dict[str, Any]] = field(default_factory=list)  # created issues (request bodies)
     jira: list[dict[str, Any]] = field(default_factory=list)
+    hits: int = 0  # requests that reached the server, answered or not
     url: str = ""
 
     async def start(self) -> None:
         self._closing = asyncio.Event()
+        self.reached = asyncio.Event()  # set when a request reaches the server
         app = web.Application()
         app.router.add_post("/repos/{owner}/{repo}/issues", self._github)
         app.router.add_post("/rest/api/3/issue", self._jira)
@@ -83,6 +85,8 @@ class FakeTrackers:
     async def _check(
         self, request: web.Request, provider: str, name: str, host: str, auth: str
     ) -> tuple[dict[str, Any] | None, web.StreamResponse | None, str | None]:
+        self.hits += 1
+        self.reached.set()
         raw = await request.read()
         try:
             _spec(provider, name).validate_request(_Request(request, raw, host))
