@@ -123,6 +123,8 @@ class App:
                     supervisor.run(), name=f"connector:{connector.platform}"
                 )
             )
+        if self.config.statuspage is not None:
+            self.public.start()  # the status page queue; resumes what a previous run left
         # Everything built so far lives as long as the daemon: keep it out of the collector's
         # full passes, which otherwise walk it all and show up as latency spikes.
         gc.freeze()
@@ -287,8 +289,6 @@ class App:
                     cfg.incidents.bridge_url, self.incident_store, self.outbox, self._channel_admin
                 )
             )
-        if client is not None:
-            self.public.start()  # also resumes what a previous run left queued
         return [self.public, self.followups]
 
     def _tracker(self) -> Tracker | None:
