@@ -427,3 +427,13 @@ async def test_a_daemon_stopped_mid_create_does_not_create_twice(
         assert page.incidents["spinc1"]["status"] == "resolved"
     finally:
         await app.stop()
+
+
+async def test_public_text_without_a_status_page_is_said_not_sent(console_app: App) -> None:
+    app = console_app
+    await app.bus.handle(ev('!incident declare "Anything"'))
+    [reply] = await app.bus.handle(ev(f'!incident update {INC} checking --public "Hello"'))
+    assert reply.text == f"{INC} updated; the pinned status shows it."
+    await app.outbox.flush(5)
+    out = app.outbox.connectors["console"].stdout.getvalue()  # type: ignore[attr-defined]
+    assert "No status page is configured ([statuspage]), so the --public text was not sent" in out

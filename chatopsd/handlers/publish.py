@@ -104,7 +104,12 @@ class PublicStatus:
                     required=False,
                 ),
             ),
-            spec("unpublish", "stop sending updates to the status page", self.unpublish, rest),
+            spec(
+                "unpublish",
+                "stop sending updates to the status page",
+                self.unpublish,
+                Arg("rest", "[INC id]", kind="rest", required=False),
+            ),
             spec(
                 "identified", "the cause is known: status page → identified", self.identified, rest
             ),
@@ -208,6 +213,14 @@ class PublicStatus:
             return
         wanted = ps.STATUS_FOR.get(change.kind)
         if wanted is None and change.public is None:
+            return
+        if self.client is None:
+            if change.public is not None:
+                await self._say(
+                    incident.id,
+                    "No status page is configured ([statuspage]), so the --public text was "
+                    "not sent anywhere.",
+                )
             return
         pub = await self.store.get(incident.id)
         if pub is None or pub.unpublished:
