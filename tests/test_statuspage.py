@@ -437,3 +437,22 @@ async def test_public_text_without_a_status_page_is_said_not_sent(console_app: A
     await app.outbox.flush(5)
     out = app.outbox.connectors["console"].stdout.getvalue()  # type: ignore[attr-defined]
     assert "No status page is configured ([statuspage]), so the --public text was not sent" in out
+
+
+async def test_a_bad_key_is_said_without_the_key(
+    tmp_path: Path, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    out = io.StringIO()
+    app = await start(config(tmp_path, page, api_key="sp-wrong-key-1234"), clock, out)
+    try:
+        await say(app, DECLARE)
+        await app.public.drain()
+        [(command, outcome)] = await audit_rows(app)
+        assert command == "statuspage create"
+        assert outcome.startswith("failed: HTTP 401 (error) from Statuspage POST")
+        await app.outbox.flush(5)
+        assert "could not publish it (HTTP 401" in out.getvalue()
+        everything = out.getvalue() + str(await app.db.fetchall("SELECT * FROM audit"))
+        assert "sp-wrong-key-1234" not in everything
+    finally:
+        await app.stop()
