@@ -435,16 +435,11 @@ class App:
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
-        fixed: tuple[str, ...] = (
-            "slack",
-            "discord",
-            "mattermost",
-            "pagerduty",
-            "status",
-            "console",
-        )
-        fixed += ("statuspage", "tickets")
+        fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
         needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
+        needs_restart += [
+            n for n in ("statuspage", "tickets") if getattr(old, n) != getattr(new, n)
+        ]
         for key in ("state_db", "prefix", "bot_name"):
             if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):
                 needs_restart.append(f"chatopsd.{key}")
