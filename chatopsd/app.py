@@ -176,7 +176,9 @@ class App:
         if cfg.discord is not None:
             from chatopsd.connectors.discord import DiscordConnector
 
-            found.append(DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix))
+            found.append(
+                DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix, clock=self.clock)
+            )
         return found
 
     def _middleware(self) -> list[Middleware]:

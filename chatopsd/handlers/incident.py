@@ -16,14 +16,15 @@ from datetime import datetime, timedelta
 
 from chatopsd.config import IncidentsSection
 from chatopsd.core import incident as core
+from chatopsd.core.bus import new_ref, short_cause
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
-from chatopsd.core.errors import NotFound, UsageError
+from chatopsd.core.errors import NotFound, TransientSendError, UsageError, UserError
 from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
 from chatopsd.core.incident_hooks import Change, FollowUpRows, IncidentHook
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
-from chatopsd.core.ports import ChannelAdmin, Clock, ReplySink
+from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
 from chatopsd.core.public_text import public_text, without_public
 from chatopsd.store.incidents import Home, SqliteIncidentStore
 
@@ -338,7 +339,8 @@ class IncidentHandler:
                 try:
                     await admin.pin(status)
                 except Exception as exc:  # a missing pin must not undo the declaration
-                    notes.append(f"Could not pin the status message: {exc}")
+                    cause = _cause(exc, f"{incident.id}: pin")
+                    notes.append(f"Could not pin the status message: {cause}")
         if notes and home.thread is not None:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
         await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
@@ -366,15 +368,15 @@ class IncidentHandler:
                 except Exception as exc:
                     # Any failure (refused, name taken, network): the incident is declared
                     # already, so it must not fail now; a thread will do.
-                    failed = f"could not create #{name}: {exc}"
-                    log.warning("%s: %s", incident.id, failed)
+                    failed = f"could not create #{name}: {_cause(exc, incident.id)}"
                     if admin_reason is None:
                         admin_reason = reason = failed  # the first refusal is the telling one
                     continue
                 try:
                     await admin.invite(channel, [event.actor.id])
                 except Exception as exc:
-                    notes.append(f"Could not invite {event.actor.display}: {exc}")
+                    cause = _cause(exc, f"{incident.id}: invite")
+                    notes.append(f"Could not invite {event.actor.display}: {cause}")
                 return Home(event.platform, channel, None), name, notes
         # The thread hangs under the announcement; if that failed, under the declare command.
         thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
@@ -504,7 +506,8 @@ class IncidentHandler:
         try:
             await admin.invite(home.channel, user_ids)
         except Exception as exc:
-            return f" Could not invite them to the incident channel: {exc}"
+            cause = _cause(exc, f"{incident.id}: invite")
+            return f" Could not invite them to the incident channel: {cause}"
         return ""
 
     async def resolve(self, call: Call) -> list[Reply]:
@@ -657,3 +660,11 @@ class IncidentHandler:
             )
             reminded += 1
         return reminded
+
+
+def _cause(exc: Exception, what: str) -> str:
+    """Log a failed channel-admin step and say why in a few words (core/bus.short_cause)."""
+    ref = new_ref()
+    expected = isinstance(exc, UserError | ChannelRefused | TransientSendError)
+    log.warning("%s failed (ref %s): %s", what, ref, exc, exc_info=None if expected else exc)
+    return short_cause(exc, ref)
