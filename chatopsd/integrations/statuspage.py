@@ -14,6 +14,8 @@ import json
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chatopsd.core.retry import server_wait
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -46,17 +48,6 @@ class PageIncident:
     shortlink: str | None
     metadata: dict[str, Any]
     latest_update: tuple[str, str] | None = None  # (status, body) of the newest update
-
-
-def retry_after(value: str | None) -> float | None:
-    """Seconds from a Retry-After header (delta-seconds form); None if absent or unusable."""
-    if not value:
-        return None
-    try:
-        seconds = float(value.strip())
-    except ValueError:
-        return None  # an HTTP date: rare here, and the queue's own backoff is a fine answer
-    return max(0.0, seconds)
 
 
 class StatuspageClient:
@@ -117,7 +108,8 @@ class StatuspageClient:
             ) as resp:
                 raw = await resp.read()
                 status = resp.status
-                after = retry_after(resp.headers.get("Retry-After"))
+                # seconds only: a date (rare here) falls back to the queue's own backoff
+                after = server_wait(resp.headers)
         except TimeoutError:
             raise StatuspageError(
                 f"no answer from {shown} in {self.timeout:g} s", maybe_done=maybe
