@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from chatopsd import config as config_mod
-from chatopsd import logs
+from chatopsd import logs, pd_compose
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
@@ -51,6 +51,7 @@ from chatopsd.systemd import Notifier, Watchdog
 if TYPE_CHECKING:
     import aiohttp
 
+    from chatopsd.handlers.pd_sync import IncidentSync
     from chatopsd.integrations.tickets import Tracker
     from chatopsd.store.oncall import OnCallCache
 
@@ -78,6 +79,7 @@ class App:
         self.scheduler = Scheduler()
         self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
+        self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
 
     async def start(self) -> None:
         cfg = self.config
@@ -234,6 +236,7 @@ class App:
             self.incidents,
             *extras,
             *self._approvals_and_ops(),
+            *pd_compose.build(self),
         ]
         for handler in handlers:
             for spec in handler.commands():

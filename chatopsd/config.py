@@ -117,6 +117,20 @@ class PagerDutySection(Section):
     responder_schedules: list[str] = []
     refresh_seconds: float = Field(60.0, ge=5)
     page_deadline_seconds: float = Field(8.0, gt=0, le=10)
+    # Issue 17: incidents followed in chat, and who is who.
+    service_ids: list[str] = []
+    incident_channels: list[str] = []
+    incident_poll_seconds: float = Field(20.0, ge=1)
+    users: dict[str, str] = {}
+
+    @field_validator("incident_channels", "users")
+    @classmethod
+    def _platform_keys(cls, v: object) -> object:
+        for target in v if isinstance(v, list) else v if isinstance(v, dict) else ():
+            platform, _, rest = str(target).partition(":")
+            if not platform or not rest:
+                raise ValueError('entries look like "platform:id"')
+        return v
 
 
 class SourceBase(Section):

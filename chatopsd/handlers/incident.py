@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
@@ -119,6 +119,8 @@ class IncidentHandler:
         self.clock = clock
         self.settings = settings
         self.channel_admin = channel_admin
+        # `!incident escalate --page X` (issue 17): (call, target, incident id) -> reply
+        self.escalation_pager: Callable[[Call, str, str], Awaitable[Reply]] | None = None
         # One process, one writer: serialise read-modify-write of incidents so two people
         # acknowledging at once get one "acknowledged" and one clear refusal.
         self._lock = asyncio.Lock()
@@ -186,9 +188,13 @@ class IncidentHandler:
                 "escalate",
                 "raise the severity (one level, or to the one given)",
                 self.escalate,
-                (rest("severity", "then SEV-n (default: one level up)"),),
+                (
+                    rest("severity", "then SEV-n (default: one level up)"),
+                    Arg("page", "page a schedule, person or team too", option=True, required=False),
+                ),
                 True,
                 "incident escalate INC-2026-0042 SEV-1",
+                "incident escalate INC-2026-0042 --page PTEAMSCHED",
             ),
             spec("assign", "set the assignee", self.assign, (user,), True, "incident assign @bob"),
             spec("commander", "hand over Incident Commander", self.commander, (user,), True),
@@ -409,11 +415,20 @@ class IncidentHandler:
         )
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
-    async def escalate(self, call: Call) -> Reply:
+    async def escalate(self, call: Call) -> Reply | list[Reply]:
         rest = _raw(call)
         first, _, after_id = rest.strip().partition(" ")
         words = (after_id if core.parse_id(first) else rest).split()
         sev = core.parse_severity(words[0]) if words else None  # a bad one fails before the lock
+        target = call.text("page")
+        if target:  # --page: page through PagerDuty; the severity moves only if one is given
+            if self.escalation_pager is None:
+                raise UsageError("paging from an incident needs the [pagerduty] section")
+            incident, _ = await self._target(call.event, rest, self._usage(call))
+            replies = [await self.escalation_pager(call, target, incident.id)]
+            if sev is not None:
+                replies.insert(0, await self._escalate(call.event, rest, self._usage(call), sev))
+            return replies
         return await self._escalate(call.event, rest, self._usage(call), sev)
 
     async def _escalate(self, event: Inbound, raw: str, usage: str, sev: int | None) -> Reply:
@@ -540,11 +555,14 @@ class IncidentHandler:
             text=f"{after.id} closed. Postmortem draft: {call.prefix}incident export {after.id}"
         )
 
-    async def link_page(self, call: Call, result: PageResult) -> None:
-        """`!ic page` succeeded: if it ran in an incident's channel or thread, link the
-        PagerDuty incident to ours (timeline entry, status and postmortem show it)."""
+    async def link_page(
+        self, call: Call, result: PageResult, incident_id: str | None = None
+    ) -> None:
+        """`!ic page` succeeded: if it ran in an incident's channel or thread (or names the
+        incident), link the PagerDuty incident to ours (timeline, status and postmortem)."""
         event = call.event
-        incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
+        if incident_id is None:
+            incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
         if incident_id is None:
             return
         names = ", ".join(p.name for p in result.paged) or "nobody"
