@@ -96,7 +96,7 @@ async def test_new_incident_is_posted_once_with_buttons_then_edited(
     await poll(app)
     shown = cards(out)
     assert shown.count("PagerDuty #1: Database on fire") == 1
-    assert "[Acknowledge: pd ack PINC001]" in shown and "[Resolve: pd resolve PINC001]" in shown
+    assert "[Acknowledge: !pd ack PINC001]" in shown and "[Resolve: !pd resolve PINC001]" in shown
     assert "Elsewhere" not in shown
     await poll(app)  # nothing changed: nothing posted or edited
     assert cards(out) == shown
@@ -104,9 +104,9 @@ async def test_new_incident_is_posted_once_with_buttons_then_edited(
     pd.act("PINC001", "acknowledged", "PGRACE")  # from PagerDuty's app
     await poll(app)
     edited = cards(out)[len(shown) :]
-    assert edited.startswith("(edited ")
+    assert edited.startswith("↻ updated: ")
     assert "acknowledged by Grace Hopper at 12:02" in edited
-    assert "[Acknowledge:" not in edited and "[Resolve: pd resolve PINC001]" in edited
+    assert "[Acknowledge:" not in edited and "[Resolve: !pd resolve PINC001]" in edited
     clock.advance(60)
     pd.act("PINC001", "resolved", "PADA")  # out of band: no longer in the open list
     await poll(app)
@@ -125,7 +125,7 @@ async def test_ack_by_button_acts_as_the_clicker_and_edits_the_card(
     assert "acknowledged by Grace Hopper" in reply
     assert pd.writes == [("PUT", "/incidents/PINC001", "grace@example.com")]
     await app.outbox.flush(5)
-    assert "(edited " in cards(out) and "acknowledged by Grace Hopper" in cards(out)
+    assert "↻ updated: " in cards(out) and "acknowledged by Grace Hopper" in cards(out)
     again = text_of(await say(app, "!pd ack 1", actor=ADA))
     assert "already acknowledged by Grace Hopper" in again
     assert len(pd.writes) == 1
