@@ -417,3 +417,11 @@ async def test_take_tells_the_linked_person_taken_off_the_pager(
     await say(app, "!ic handback")
     await app.outbox.flush(5)
     assert "The pager on PIC1 is yours again." in out.getvalue()
+
+
+async def test_paging_only_yourself_is_refused(app: App, pd: FakePagerDuty) -> None:
+    declared = text_of(await say(app, '!incident declare --sev 3 "Self page"'))
+    incident_id = declared[declared.index("INC-") :].split()[0].rstrip(".:,")
+    reply = text_of(await say(app, f"!incident escalate {incident_id} --page grace@example.com"))
+    assert "would page only you (Grace Hopper)" in reply
+    assert pd.writes == []

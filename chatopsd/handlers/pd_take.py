@@ -205,6 +205,13 @@ class TakeHandler:
             except NotFound:
                 if kind == "user":
                     raise
+        me = await self.api.user_by_email(sender)
+        if people and me is not None and all(p.id == me.id for p in people):
+            # PagerDuty would create it acknowledged by the requester and ring nobody.
+            raise UsageError(
+                f"that would page only you ({me.name}): PagerDuty would open the incident "
+                "already acknowledged and ring nobody"
+            )
         if people:
             inc = await self.api.create(
                 sender,
