@@ -228,6 +228,11 @@ async def test_take_and_handback_create_and_delete_an_override(app: App, pd: Fak
     back = text_of(await say(app, "!ic handback --schedule PIC2"))
     assert "removed" in back and len(pd.overrides) == 1
     assert "no override" in text_of(await say(app, "!ic handback --schedule PIC2"))
+    assert "already hold the pager on PIC1" in text_of(await say(app, "!ic take 1h", actor=ADA))
+    pd.overrides.clear()  # someone removed it in PagerDuty's app
+    gone = text_of(await say(app, "!ic handback", actor=ADA))
+    assert "already removed in PagerDuty" in gone
+    assert "no override" in text_of(await say(app, "!ic handback", actor=ADA))
     assert ("POST", "/schedules/PIC2/overrides", "grace@example.com") in pd.writes
 
 
@@ -425,3 +430,12 @@ async def test_paging_only_yourself_is_refused(app: App, pd: FakePagerDuty) -> N
     reply = text_of(await say(app, f"!incident escalate {incident_id} --page grace@example.com"))
     assert "would page only you (Grace Hopper)" in reply
     assert pd.writes == []
+
+
+async def test_handback_after_the_override_ended(
+    app: App, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    await say(app, "!ic take 30m")
+    clock.advance(3600)
+    assert "already ended at 12:30 UTC" in text_of(await say(app, "!ic handback"))
+    assert "Pager taken" in text_of(await say(app, "!ic take 30m"))  # free to take it again
