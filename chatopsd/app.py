@@ -7,7 +7,7 @@ import gc
 import logging
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -24,7 +24,7 @@ from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
-from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
+from chatopsd.core.ports import ChannelAdmin, Clock, Lease, SystemClock
 from chatopsd.core.status import StatusSource
 from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.handlers.help import HelpHandler
@@ -39,13 +39,13 @@ from chatopsd.logs import toggle_debug
 from chatopsd.metrics import Exporter, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.scheduler import Scheduler
-from chatopsd.store.approvals import SqliteApprovals
-from chatopsd.store.audit import SqliteAuditLog
-from chatopsd.store.events import SqliteEventLedger
-from chatopsd.store.incidents import SqliteIncidentStore
-from chatopsd.store.kv import SqliteKeyValue
-from chatopsd.store.sqlite import Database
-from chatopsd.store.stalkers import SqliteStalkerStore
+from chatopsd.store.approvals import SqlApprovals
+from chatopsd.store.audit import SqlAuditLog
+from chatopsd.store.backend import open_database
+from chatopsd.store.events import SqlEventLedger
+from chatopsd.store.incidents import SqlIncidentStore
+from chatopsd.store.kv import SqlKeyValue
+from chatopsd.store.stalkers import SqlStalkerStore
 from chatopsd.systemd import Notifier, Watchdog
 
 if TYPE_CHECKING:
@@ -81,12 +81,13 @@ class App:
     async def start(self) -> None:
         cfg = self.config
         started = time.perf_counter()
-        self.db = await Database.open(cfg.chatopsd.db_path())
-        self.ledger = SqliteEventLedger(self.db, self.clock)
+        self.db = await open_database(cfg.chatopsd.database, cfg.chatopsd.db_path())
+        self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
-        self.audit = SqliteAuditLog(self.db)
-        self.kv = SqliteKeyValue(self.db)
-        self.incident_store = SqliteIncidentStore(self.db)
+        self.audit = SqlAuditLog(self.db)
+        self.kv = SqlKeyValue(self.db)
+        self.incident_store = SqlIncidentStore(self.db)
+        self.lease = await self._lease()
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
@@ -106,10 +107,11 @@ class App:
         self.scheduler.every(
             "incident-pulses",
             cfg.incidents.pulse_check_seconds,
-            self.incidents.pulse_job,
+            self._leader_only(self.incidents.pulse_job),
             run_now=False,
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
+        self.stalking.fence = lambda: self.lease.token
         self.scheduler.start()
         self.metrics.attach(self)
         for connector in connectors:
@@ -129,7 +131,7 @@ class App:
             "chatopsd ready in %.0f ms: platforms=%s db=%s",
             (time.perf_counter() - started) * 1000,
             ",".join(c.platform for c in connectors),
-            self.db.path,
+            self.db.describe(),
         )
 
     def _connectors(self) -> list[Connector]:
@@ -209,7 +211,7 @@ class App:
         board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
         self.stalking = Stalking(
             board,
-            SqliteStalkerStore(self.db),
+            SqlStalkerStore(self.db),
             self.outbox,
             self.clock,
             poll_seconds=status.stalk_seconds,
@@ -240,7 +242,7 @@ class App:
     def _approvals_and_ops(self) -> list[CommandProvider]:
         cfg = self.config
         self.approvals = ApprovalService(
-            SqliteApprovals(self.db),
+            SqlApprovals(self.db),
             self.audit,
             self.clock,
             self.policy,
@@ -250,7 +252,9 @@ class App:
         )
         self.approvals.submit = self.bus.submit
         self.bus.reaction_listeners.append(self.approvals.on_reaction)
-        self.scheduler.every("approvals-expire", cfg.approvals.sweep_seconds, self.approvals.sweep)
+        self.scheduler.every(
+            "approvals-expire", cfg.approvals.sweep_seconds, self._leader_only(self.approvals.sweep)
+        )
         rules = [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
         ops = OpsHandler(
             cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
@@ -280,7 +284,9 @@ class App:
             refresh_seconds=pd.refresh_seconds,
         )
         await cache.load()
-        self.scheduler.every("pagerduty-refresh", pd.refresh_seconds, cache.refresh_job)
+        self.scheduler.every(
+            "pagerduty-refresh", pd.refresh_seconds, self._leader_only(cache.refresh_job)
+        )
         return cache
 
     def _page_deadline(self) -> float:
@@ -322,7 +328,34 @@ class App:
         return self._http_session
 
     async def _status_poll(self) -> None:
+        if not self.lease.leader:
+            return
+        if self.db.shared:
+            await self.stalking.resync()
         await self.stalking.poll()
+
+    async def _lease(self) -> Lease:
+        """Who runs the singleton jobs: the one SQLite process, or the PostgreSQL lease holder."""
+        from chatopsd.store import lease
+
+        if not self.db.shared:
+            return lease.LocalLease()
+        held = lease.PgLease(
+            self.db,  # type: ignore[arg-type]
+            lease_seconds=self.config.chatopsd.lease_seconds,
+        )
+        await held.start()
+        return held
+
+    def _leader_only(self, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
+        """A singleton job: runs only on the lease holder (a no-op on the other instances)."""
+
+        async def run() -> None:
+            if self.lease.leader:
+                await job()
+
+        run.__name__ = getattr(job, "__name__", "job")
+        return run
 
     async def _prune(self) -> None:
         await self.ledger.prune()
@@ -378,6 +411,7 @@ class App:
             await self.oncall_cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
+        await self.lease.stop()
         await self.db.close()
         log.info("chatopsd stopped")
 

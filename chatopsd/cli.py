@@ -15,7 +15,7 @@ from chatopsd import __version__, config, logs
 from chatopsd.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from chatopsd.store.sqlite import Database
+    from chatopsd.store.db import Database
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -132,13 +132,15 @@ def _since(text: str | None) -> datetime | None:
 
 
 async def _open(cfg: config.Config) -> Database | None:
-    from chatopsd.store.sqlite import Database
+    from chatopsd.store.backend import open_database
 
+    if cfg.chatopsd.database:
+        return await open_database(cfg.chatopsd.database, cfg.chatopsd.db_path())
     path = cfg.chatopsd.db_path()
     if not path.exists():
         print(f"no state database at {path}", file=sys.stderr)
         return None
-    return await Database.open(path)
+    return await open_database(None, path)
 
 
 async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Namespace) -> int:

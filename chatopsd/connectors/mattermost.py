@@ -44,8 +44,7 @@ from chatopsd.connectors.base import Session
 from chatopsd.connectors.mattermost_render import render
 from chatopsd.core.errors import FatalConnectorError, TransientSendError
 from chatopsd.core.messages import Actor, Destination, Inbound, Reply, Sent
-from chatopsd.core.ports import ChannelRefused
-from chatopsd.store.kv import SqliteKeyValue
+from chatopsd.core.ports import ChannelRefused, KeyValue
 
 log = logging.getLogger("chatopsd.mattermost")
 
@@ -78,7 +77,7 @@ class MattermostConnector:
     def __init__(
         self,
         cfg: MattermostSection,
-        kv: SqliteKeyValue,
+        kv: KeyValue,
         *,
         prefix: str = "!",
         heartbeat: float = 20.0,

@@ -22,8 +22,7 @@ from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
-from chatopsd.core.ports import ChannelAdmin, Clock, ReplySink
-from chatopsd.store.incidents import Home, SqliteIncidentStore
+from chatopsd.core.ports import ChannelAdmin, Clock, Home, IncidentStore, ReplySink
 
 log = logging.getLogger("chatopsd.incident")
 
@@ -105,7 +104,7 @@ def _user_id(text: str) -> str:
 class IncidentHandler:
     def __init__(
         self,
-        store: SqliteIncidentStore,
+        store: IncidentStore,
         outbox: ReplySink,
         clock: Clock,
         settings: IncidentSettings,

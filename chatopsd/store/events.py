@@ -1,14 +1,23 @@
-"""The event ledger: which chat events were already handled (dedupe across restarts)."""
+"""The event ledger: which chat events were already handled (dedupe across restarts, and the
+claim that lets several instances share the work: exactly one handles each event)."""
 
 from __future__ import annotations
 
 from chatopsd.core.ports import Clock
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import Database
+
+_CLAIM = (
+    "INSERT INTO events (platform, event_id, seen_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (platform, event_id) DO NOTHING"
+)
 
 
-class SqliteEventLedger:
-    """Claims live in memory for speed and in SQLite for restarts.
+class SqlEventLedger:
+    """Claims live in memory for speed and in the database for restarts and other instances.
 
+    On SQLite (one process) memory is the truth, and the row is written through the group
+    commit. On PostgreSQL the INSERT … ON CONFLICT DO NOTHING decides: the instance whose row
+    went in owns the event; memory only short-cuts what this instance already saw.
     Platforms redeliver within minutes (Slack) or on reconnect (Mattermost resync), so ids
     older than `retention_s` are pruned from both.
     """
@@ -32,14 +41,15 @@ class SqliteEventLedger:
         now = self.clock.now().timestamp()
         self._seen[key] = now
         try:
-            await self.db.write(
-                "INSERT OR IGNORE INTO events (platform, event_id, seen_at) VALUES (?, ?, ?)",
-                (platform, event_id, now),
-            )
+            if self.db.shared:
+                won = await self.db.execute(_CLAIM, (platform, event_id, now)) == 1
+            else:
+                await self.db.write(_CLAIM, (platform, event_id, now))
+                won = True
         except BaseException:
             del self._seen[key]  # not recorded, so not claimed
             raise
-        return True
+        return won
 
     async def prune(self) -> int:
         cutoff = self.clock.now().timestamp() - self.retention_s
@@ -48,3 +58,6 @@ class SqliteEventLedger:
         for k in old:
             del self._seen[k]
         return len(old)
+
+
+SqliteEventLedger = SqlEventLedger  # the former name, still imported elsewhere

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import time
 
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import Database
 
 
-class SqliteKeyValue:
+class SqlKeyValue:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -21,3 +21,6 @@ class SqliteKeyValue:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
             (key, value, time.time()),
         )
+
+
+SqliteKeyValue = SqlKeyValue  # the former name, still imported elsewhere
