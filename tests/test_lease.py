@@ -17,7 +17,7 @@ from chatopsd.store.postgres import PgDatabase
 from chatopsd.store.stalkers import SqlStalkerStore
 from tests.tcp_proxy import TcpProxy
 
-LEASE = 1.0  # seconds: short, so the test waits little (nothing here measures speed)
+LEASE = 2.0  # seconds: short, so the test waits little (nothing here measures speed)
 
 
 @pytest.fixture

@@ -137,6 +137,8 @@ class PgLease:
     async def tick(self) -> None:
         """One round: (re)connect, take or renew the lease, heartbeat; never raises."""
         try:
+            if self._conn is None or self._conn.is_closed():
+                self._conn = await asyncio.wait_for(self.db.connect(), self.lease_seconds)
             await asyncio.wait_for(self._round(), self.interval)
         except Exception as exc:
             if self._token is not None:
@@ -149,8 +151,6 @@ class PgLease:
             log.debug("lease heartbeat failed: %s", exc)
 
     async def _round(self) -> None:
-        if self._conn is None or self._conn.is_closed():
-            self._conn = await self.db.connect()
         sent = time.monotonic()
         conn = self._conn
         if self._token is not None:
@@ -166,7 +166,13 @@ class PgLease:
             self._holder = self.instance
             return
         if not await conn.fetchval("SELECT pg_try_advisory_lock($1)", LEASE_LOCK):
-            self._holder = await conn.fetchval("SELECT holder FROM lease WHERE id = 1")
+            row = await conn.fetchrow(
+                f"SELECT holder, renewed_at < {_NOW} - $1 FROM lease WHERE id = 1",
+                2.0 * self.lease_seconds,
+            )
+            self._holder = row[0] if row else None
+            if row is not None and row[1]:
+                await self._evict(conn)
             return
         row = await conn.fetchrow(
             f"UPDATE lease SET token = token + 1, holder = $1, renewed_at = {_NOW} "
@@ -186,6 +192,22 @@ class PgLease:
         self._was_leader = True
         self.changes += 1
         log.warning("lease: %s is the leader (token %d)", self.instance, self._token)
+
+    async def _evict(self, conn: Any) -> None:
+        """The lock is held but the lease has not been renewed for two lease periods: its
+        holder is cut off without the server noticing (a silent partition keeps the TCP
+        session open for hours). End that session so the lock is freed; the holder, unable
+        to renew, stopped its singleton work long ago."""
+        high, low = LEASE_LOCK >> 32, LEASE_LOCK & 0xFFFFFFFF
+        ended = await conn.fetch(
+            "SELECT pg_terminate_backend(pid) FROM pg_locks WHERE locktype = 'advisory' "
+            "AND classid = $1 AND objid = $2 AND objsubid = 1 AND granted "
+            "AND pid <> pg_backend_pid()",
+            high,
+            low,
+        )
+        if ended:
+            log.warning("lease: ended the session of unresponsive leader %s", self._holder)
 
     async def _heartbeat(self) -> None:
         now = time.time()

@@ -8,6 +8,7 @@ once migrate exactly once: the second waits, then finds the schema current.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import re
@@ -121,7 +122,18 @@ class PgDatabase:
 
     async def connect(self) -> Any:
         """A connection of its own, outside the pool (the lease holds its lock on one)."""
-        return await asyncpg.connect(self.url, password=self._password, command_timeout=30)
+        return await asyncpg.connect(
+            self.url,
+            password=self._password,
+            command_timeout=30,
+            # the server notices a vanished peer within seconds and frees its locks
+            server_settings={
+                "application_name": "chatopsd-lease",
+                "tcp_keepalives_idle": "5",
+                "tcp_keepalives_interval": "2",
+                "tcp_keepalives_count": "3",
+            },
+        )
 
     async def migrate(self) -> None:
         async with self.pool.acquire() as conn:
@@ -179,4 +191,7 @@ class PgDatabase:
         return await self.pool.fetchrow(numbered(sql), *params)
 
     async def close(self) -> None:
-        await self.pool.close()
+        try:
+            await asyncio.wait_for(self.pool.close(), 5.0)
+        except TimeoutError:
+            self.pool.terminate()  # connections to an unreachable server: do not hang exit
