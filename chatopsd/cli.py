@@ -54,7 +54,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
     audit.add_argument("--outcome", help="text in the outcome, e.g. denied, 'exit 1', expired")
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
+    migrate = sub.add_parser(
+        "migrate-state", help="copy a single-host SQLite state into PostgreSQL (docs/ha.md)"
+    )
+    migrate.add_argument("--from", dest="source", required=True, help="sqlite:PATH")
+    migrate.add_argument("--to", dest="target", required=True, help="postgresql://user@host/db")
     args = parser.parse_args(argv)
+    if args.cmd == "migrate-state":
+        return _migrate_state(args.source, args.target)
     if args.cmd == "doctor":
         from chatopsd import doctor as doctor_mod
 
@@ -80,6 +87,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return asyncio.run(_audit(cfg, since, args))
     logs.setup(cfg.chatopsd.log_level, cfg.chatopsd.log_format, config.secrets_of(cfg))
     return _run(cfg, args.config)
+
+
+def _migrate_state(source: str, target: str) -> int:
+    from chatopsd.store import migrate_state as ms
+    from chatopsd.store.postgres import redact
+
+    try:
+        path = ms.parse_source(source)
+        copied = asyncio.run(ms.migrate_state(path, target))
+    except (ms.MigrateError, ConnectionError, RuntimeError) as exc:
+        print(f"migrate-state: {exc}", file=sys.stderr)
+        return 1
+    for c in copied:
+        print(f"{c.table}: {c.rows} rows")
+    print(f"copied {sum(c.rows for c in copied)} rows from {path} to {redact(target)}")
+    return 0
 
 
 def _run(cfg: config.Config, path: Path | None = None) -> int:
