@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import time
 from collections.abc import Awaitable, Callable
@@ -22,9 +23,10 @@ from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.messages import Inbound
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
-from chatopsd.core.ports import ChannelAdmin, Clock, Lease, SystemClock
+from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
 from chatopsd.core.status import StatusSource
 from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.handlers.help import HelpHandler
@@ -169,7 +171,7 @@ class App:
             mm = cfg.mattermost
             found.append(
                 MattermostConnector(
-                    mm, self.kv, prefix=cfg.chatopsd.prefix, heartbeat=mm.heartbeat_seconds
+                    mm, self._own_kv(), prefix=cfg.chatopsd.prefix, heartbeat=mm.heartbeat_seconds
                 )
             )
         if cfg.discord is not None:
@@ -206,7 +208,7 @@ class App:
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
             self._channel_admin,
         )
-        self.bus.reaction_listeners.append(self.incidents.on_reaction)
+        self.bus.reaction_listeners.append(self._claimed("incidents", self.incidents.on_reaction))
         status = self.config.status
         board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
         self.stalking = Stalking(
@@ -251,7 +253,7 @@ class App:
             prefix=cfg.chatopsd.prefix,
         )
         self.approvals.submit = self.bus.submit
-        self.bus.reaction_listeners.append(self.approvals.on_reaction)
+        self.bus.reaction_listeners.append(self._claimed("approvals", self.approvals.on_reaction))
         self.scheduler.every(
             "approvals-expire", cfg.approvals.sweep_seconds, self._leader_only(self.approvals.sweep)
         )
@@ -285,7 +287,9 @@ class App:
         )
         await cache.load()
         self.scheduler.every(
-            "pagerduty-refresh", pd.refresh_seconds, self._leader_only(cache.refresh_job)
+            "pagerduty-refresh",
+            pd.refresh_seconds,
+            self._leader_only(cache.refresh_job, follower=cache.load),
         )
         return cache
 
@@ -334,6 +338,20 @@ class App:
             await self.stalking.resync()
         await self.stalking.poll()
 
+    def _own_kv(self) -> KeyValue:
+        """Connector state (session ids, cursors): this instance's own when the database is
+        shared; as before on SQLite."""
+        if not self.db.shared:
+            return self.kv
+        from chatopsd.store.kv import ScopedKeyValue
+
+        return ScopedKeyValue(self.kv, self._instance_name())
+
+    def _instance_name(self) -> str:
+        import socket
+
+        return self.config.chatopsd.instance or socket.gethostname()
+
     async def _lease(self) -> Lease:
         """Who runs the singleton jobs: the one SQLite process, or the PostgreSQL lease holder."""
         from chatopsd.store import lease
@@ -343,16 +361,38 @@ class App:
         held = lease.PgLease(
             self.db,  # type: ignore[arg-type]
             lease_seconds=self.config.chatopsd.lease_seconds,
+            instance=f"{self._instance_name()}:{os.getpid()}",
         )
         await held.start()
         return held
 
-    def _leader_only(self, job: Callable[[], Awaitable[object]]) -> Callable[[], Awaitable[None]]:
-        """A singleton job: runs only on the lease holder (a no-op on the other instances)."""
+    def _claimed(
+        self, what: str, listener: Callable[[Inbound], Awaitable[None]]
+    ) -> Callable[[Inbound], Awaitable[None]]:
+        """A reaction listener behind the event ledger's claim: with several instances every
+        one sees the reaction, exactly one acts on it (and a redelivery acts on nothing)."""
+
+        async def run(event: Inbound) -> None:
+            if not event.event_id or await self.ledger.claim(
+                event.platform, f"{event.event_id}#{what}"
+            ):
+                await listener(event)
+
+        return run
+
+    def _leader_only(
+        self,
+        job: Callable[[], Awaitable[object]],
+        follower: Callable[[], Awaitable[object]] | None = None,
+    ) -> Callable[[], Awaitable[None]]:
+        """A singleton job: runs only on the lease holder; the other instances run
+        `follower` instead (e.g. re-read the cache the leader refreshed), or nothing."""
 
         async def run() -> None:
             if self.lease.leader:
                 await job()
+            elif follower is not None:
+                await follower()
 
         run.__name__ = getattr(job, "__name__", "job")
         return run

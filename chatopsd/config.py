@@ -48,6 +48,8 @@ class ChatopsdSection(Section):
     # PostgreSQL for several instances (high availability); absent: SQLite at state_db.
     database: str | None = None
     lease_seconds: float = Field(10.0, ge=1)  # leader lease for singleton jobs (PostgreSQL)
+    # This instance's name among several (PostgreSQL); default: the host name.
+    instance: str | None = Field(None, min_length=1, max_length=100)
 
     @field_validator("database")
     @classmethod

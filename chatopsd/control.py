@@ -222,6 +222,7 @@ def _lease(app: App) -> dict[str, Any]:
         "token": st.token,
         "instances": list(st.instances),
         "database": app.db.describe(),
+        "claim_failures": app.ledger.failures,
     }
 
 

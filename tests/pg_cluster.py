@@ -52,7 +52,8 @@ def _as_owner(argv: list[str]) -> list[str]:
     return ["runuser", "-u", "postgres", "--", *argv]
 
 
-def start_cluster() -> Cluster:
+def start_cluster(*, fsync: bool = False) -> Cluster:
+    """fsync off for the tests (speed); the benchmark turns it on (honest figures)."""
     if not (BIN / "initdb").exists():
         pytest.skip(f"PostgreSQL 15 is not installed ({BIN}); .ci/run installs `postgresql`")
     if os.geteuid() == 0:
@@ -85,7 +86,7 @@ def start_cluster() -> Cluster:
                 "-c",
                 "listen_addresses=127.0.0.1",
                 "-c",
-                "fsync=off",
+                f"fsync={'on' if fsync else 'off'}",
                 "-c",
                 "max_connections=200",
             ]

@@ -227,3 +227,16 @@ async def test_sqlite_migration_statements_keep_triggers_whole(tmp_path: Path) -
     names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
     raw.close()
     assert {"audit_no_update", "audit_no_delete"} <= names
+
+
+async def test_claim_on_an_unreachable_shared_database_is_not_ours(
+    pg_url: str, clock: FakeClock
+) -> None:
+    from chatopsd.store.postgres import PgDatabase
+
+    db = await PgDatabase.open(pg_url)
+    ledger = SqlEventLedger(db, clock)
+    assert await ledger.claim("slack", "E0")
+    await db.close()  # cut off: another instance may answer; this one must stay silent
+    assert not await ledger.claim("slack", "E1")
+    assert ledger.failures == 1

@@ -3,8 +3,17 @@ claim that lets several instances share the work: exactly one handles each event
 
 from __future__ import annotations
 
+import logging
+
 from chatopsd.core.ports import Clock
 from chatopsd.store.db import Database
+
+log = logging.getLogger("chatopsd.store")
+
+
+class _Unclaimed(Exception):
+    pass
+
 
 _CLAIM = (
     "INSERT INTO events (platform, event_id, seen_at) VALUES (?, ?, ?) "
@@ -25,6 +34,7 @@ class SqlEventLedger:
     def __init__(self, db: Database, clock: Clock, retention_s: float = 3 * 86400) -> None:
         self.db, self.clock, self.retention_s = db, clock, retention_s
         self._seen: dict[tuple[str, str], float] = {}
+        self.failures = 0  # claims that could not be made (shared database unreachable)
 
     async def load(self) -> int:
         cutoff = self.clock.now().timestamp() - self.retention_s
@@ -42,14 +52,27 @@ class SqlEventLedger:
         self._seen[key] = now
         try:
             if self.db.shared:
-                won = await self.db.execute(_CLAIM, (platform, event_id, now)) == 1
+                won = await self._claim_shared(platform, event_id, now)
             else:
                 await self.db.write(_CLAIM, (platform, event_id, now))
                 won = True
+        except _Unclaimed:
+            del self._seen[key]
+            return False
         except BaseException:
             del self._seen[key]  # not recorded, so not claimed
             raise
         return won
+
+    async def _claim_shared(self, platform: str, event_id: str, now: float) -> bool:
+        try:
+            return await self.db.execute(_CLAIM, (platform, event_id, now)) == 1
+        except Exception as exc:
+            # Cut off from the shared database: not ours. Another instance may claim and
+            # answer it; answering "internal error" here would be a second, wrong answer.
+            self.failures += 1
+            log.error("cannot claim %s event %s (database: %s)", platform, event_id, exc)
+            raise _Unclaimed from exc
 
     async def prune(self) -> int:
         cutoff = self.clock.now().timestamp() - self.retention_s
