@@ -25,6 +25,8 @@ import asyncpg
 import pytest
 
 from tests.fakes.mattermost import TOKEN, FakeMattermost
+from tests.fakes.pagerduty import FakePagerDuty
+from tests.test_pagerduty import fake_pd, pd_section
 
 LEASE = 2.0
 ROOT = Path(__file__).resolve().parent.parent
@@ -52,9 +54,30 @@ async def server() -> AsyncIterator[FakeMattermost]:
     await fake.stop()
 
 
+@pytest.fixture
+async def pd() -> AsyncIterator[FakePagerDuty]:
+    fake = fake_pd()
+    await fake.start()
+    yield fake
+    await fake.close()
+    assert fake.violations == [], "requests that break the PagerDuty OpenAPI spec"
+
+
+def toml_table(values: dict[str, Any]) -> str:
+    def value(v: Any) -> str:
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, list):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return str(v)
+
+    return "\n".join(f"{k} = {value(v)}" for k, v in values.items())
+
+
 class Instances:
-    def __init__(self, tmp: Path, pg_url: str, mm_url: str) -> None:
+    def __init__(self, tmp: Path, pg_url: str, mm_url: str, pd: FakePagerDuty) -> None:
         self.tmp, self.pg_url, self.mm_url = tmp, pg_url, mm_url
+        self.pagerduty = toml_table(pd_section(pd, refresh_seconds=5, page_deadline_seconds=5))
         self.status_file = tmp / "status"
         self.status_file.write_text("normal\n")
         self.procs: dict[str, subprocess.Popen[bytes]] = {}
@@ -88,6 +111,8 @@ kind = "command"
 name = "file"
 argv = ["cat", "{self.status_file}"]
 output_map = {{ normal = "NORMAL", critical = "CRITICAL" }}
+[pagerduty]
+{self.pagerduty}
 """
         )
         log = (home / "log").open("ab")
@@ -134,17 +159,33 @@ def live_connections(server: FakeMattermost) -> int:
     return sum(1 for c in server.conns.values() if c.ws is not None and not c.ws.closed)
 
 
+async def refreshed(pg_url: str) -> bool:
+    conn = await asyncpg.connect(pg_url)
+    try:
+        return bool(await conn.fetchval("SELECT last_ok FROM oncall_refresh WHERE id = 1"))
+    finally:
+        await conn.close()
+
+
 async def test_two_instances_answer_once_and_fail_over(
-    tmp_path: Path, pg_url: str, server: FakeMattermost
+    tmp_path: Path, pg_url: str, server: FakeMattermost, pd: FakePagerDuty
 ) -> None:
-    inst = Instances(tmp_path, pg_url, server.url)
+    inst = Instances(tmp_path, pg_url, server.url, pd)
     try:
         first = inst.start("one")
         await until(lambda: live_connections(server) == 1)
         await until(lambda: lease_holder(pg_url))
         assert (await lease_holder(pg_url) or "").endswith(f":{first.pid}")
+        await until(lambda: refreshed(pg_url))  # the leader's first PagerDuty refresh
         second = inst.start("two")
         await until(lambda: live_connections(server) == 2)
+
+        # one `!ic page`, seen by both instances: one PagerDuty incident, one answer
+        page = await server.user_post("!ic page")
+        await until(lambda: answers(server)[page["id"]] >= 1)
+        await asyncio.sleep(0.5)
+        assert answers(server)[page["id"]] == 1
+        assert len(pd.incidents) == 1
 
         # commands: each answered exactly once across both instances
         stalk = await server.user_post("!status stalk")
