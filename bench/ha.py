@@ -66,10 +66,10 @@ async def claims(url: str) -> None:
     try:
         la, lb = SqlEventLedger(a, SystemClock()), SqlEventLedger(b, SystemClock())
         ids = [f"c{i}" for i in range(N * 3)]
-        sem = asyncio.Semaphore(32)
+        sems = {id(la): asyncio.Semaphore(32), id(lb): asyncio.Semaphore(32)}
 
         async def one(ledger: SqlEventLedger, event_id: str) -> bool:
-            async with sem:
+            async with sems[id(ledger)]:  # each instance its own concurrency
                 return await ledger.claim("slack", event_id)
 
         start = time.perf_counter()
@@ -104,7 +104,7 @@ async def failover(url: str, lease_seconds: float, runs: int = 5) -> None:
             while not b.leader:  # noqa: ASYNC110 (polling the lease's own clock check)
                 await asyncio.sleep(0.005)
             times.append(time.perf_counter() - killed)
-            await b.stop()
+            await asyncio.wait_for(b.stop(), 30)
     finally:
         await a_db.close()
         await b_db.close()

@@ -125,7 +125,10 @@ class PgLease:
                     self.interval,
                 )
         with contextlib.suppress(Exception):
-            await self.db.write("DELETE FROM instances WHERE id = ?", (self.instance,))
+            await asyncio.wait_for(
+                self.db.write("DELETE FROM instances WHERE id = ?", (self.instance,)),
+                self.interval,
+            )
         self._step_down("stopping")
         await self._drop_connection()
 
