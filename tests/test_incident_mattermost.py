@@ -237,3 +237,16 @@ async def test_new_channel_watched_before_any_post(server: FakeMattermost, app: 
     cid = await connector.create_channel("inc-quiet", "INC-2026-0009 [SEV-4] quiet")
     assert connector._cursors[cid] == server.channels[cid]["create_at"]
     assert server.channels[cid]["header"] == "INC-2026-0009 [SEV-4] quiet"
+
+
+async def test_a_hostile_title_is_inert_in_header_and_purpose(
+    server: FakeMattermost, app: App
+) -> None:
+    title = "INC-1 [SEV-1] \x1b[31mred\x1b[0m @channel ![x](http://127.0.0.1/t.png)\nnext\u202e"
+    cid = await connector_of(app).create_channel("inc-hostile", title)
+    channel = server.channels[cid]
+    for key in ("header", "purpose", "display_name"):
+        assert "\x1b" not in channel[key] and "\n" not in channel[key]
+        assert "\u202e" not in channel[key]
+    assert "](" not in channel["header"] and "@\u200bchannel" in channel["header"]
+    assert channel["header"].startswith("INC-1 [SEV-1] [31mred[0m")

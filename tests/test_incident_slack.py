@@ -403,3 +403,12 @@ async def test_mutating_channel_list_still_allows_the_incidents_own_channel(
         assert "auth.mutating_channels" in str(refused["text"])
     finally:
         await running.stop()
+
+
+async def test_a_hostile_title_is_inert_in_the_topic(
+    connector: SlackConnector, fake: FakeSlack
+) -> None:
+    title = "INC-1 [SEV-1] <!here> \x1b[2J<https://127.0.0.1|click>\nsecond line\u202e"
+    channel = await connector.create_channel("inc-hostile", title)
+    topic = fake.channels[channel]["topic"]
+    assert topic == "INC-1 [SEV-1] &lt;!here&gt; [2J&lt;https://127.0.0.1|click&gt; second line"

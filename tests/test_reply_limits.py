@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from chatopsd.connectors import discord_render, mattermost_render, slack_render
-from chatopsd.core.limits import cut, fit
+from chatopsd.core.limits import cut, fit, one_line
 from chatopsd.core.messages import Reply
 
 BIG = "ada@example.com <@here> & *x* " * 4_000  # ~120,000 characters, all of them escaped
@@ -102,3 +102,17 @@ def test_mattermost_keeps_emails_and_neutralises_mentions(
         assert kept in out and "\u200b" not in out
     if neutral is not None:
         assert neutral in out
+
+
+@pytest.mark.parametrize(
+    ("raw", "limit", "want"),
+    [
+        ("a\nb\tc", 20, "a b c"),
+        ("\x1b[31mred\x1b[0m", 20, "[31mred[0m"),
+        ("left\u202eright\u200b!", 20, "leftright!"),
+        ("  many   spaces  ", 20, "many spaces"),
+        ("abcdefghij", 5, "abcd…"),
+    ],
+)
+def test_one_line(raw: str, limit: int, want: str) -> None:
+    assert one_line(raw, limit) == want

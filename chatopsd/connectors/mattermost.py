@@ -43,8 +43,9 @@ import aiohttp
 from chatopsd.config import MattermostSection
 from chatopsd.connectors import mattermost_events as events
 from chatopsd.connectors.base import Session
-from chatopsd.connectors.mattermost_render import render
+from chatopsd.connectors.mattermost_render import inline, render
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
+from chatopsd.core.limits import one_line, rendered_line
 from chatopsd.core.messages import Destination, Reply, Sent
 from chatopsd.core.ports import ChannelRefused
 from chatopsd.core.retry import Backoff, RetryPolicy, retrying, server_wait
@@ -351,9 +352,11 @@ class MattermostConnector:
         body = {
             "team_id": team,
             "name": name,
-            "display_name": topic[:64],  # Mattermost's limits: 64, 250 and 1024 characters
-            "purpose": topic[:250],
-            "header": topic[:1024],
+            # Mattermost's limits: 64, 250 and 1024 characters. The title is user text: one
+            # line, no control characters; the header is markdown, so made inert there.
+            "display_name": one_line(topic, 64),
+            "purpose": one_line(topic, 250),
+            "header": rendered_line(topic, 1024, inline),
             "type": "O",
         }
         try:

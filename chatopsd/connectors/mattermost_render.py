@@ -26,6 +26,13 @@ def escape(text: str) -> str:
     return _MENTION_AT.sub("@" + _ZWSP, escaped)
 
 
+def inline(text: str) -> str:
+    """User text for a one-line markdown field (a channel header): links, images, HTML and
+    mentions made inert, everything else left as typed, so "[SEV-2]" still reads "[SEV-2]"."""
+    text = text.replace("\\", "\\\\").replace("<", "\\<").replace("](", "]\\(")
+    return _MENTION_AT.sub("@" + _ZWSP, text)
+
+
 def _code(text: str) -> str:
     # A fence longer than any backtick run inside, so user text cannot close the block.
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)

@@ -10,10 +10,39 @@ text, before escaping, so no escape sequence or code fence is ever cut in half.
 
 from __future__ import annotations
 
+import unicodedata
 from collections.abc import Callable
 from dataclasses import replace
 
 from chatopsd.core.messages import Reply
+
+# Unicode categories never shown in a one-line field: controls (ESC, newlines are handled as
+# spaces first), format characters (bidi overrides, zero-width joiners), unassigned.
+_HIDDEN = frozenset({"Cc", "Cf", "Cn", "Co", "Cs"})
+
+
+def one_line(text: str, limit: int) -> str:
+    """User text for a one-line field (a channel topic, header or purpose): control and
+    format characters (ESC, bidi overrides, zero-width) removed, whitespace runs made one
+    space, and at most `limit` characters, the last an ellipsis when cut."""
+    cleaned = "".join(
+        " " if ch.isspace() else ch
+        for ch in text
+        if ch.isspace() or unicodedata.category(ch) not in _HIDDEN
+    )
+    line = " ".join(cleaned.split())
+    return line if len(line) <= limit else line[: max(0, limit - 1)] + "…"
+
+
+def rendered_line(text: str, limit: int, render: Callable[[str], str]) -> str:
+    """`one_line(text)` rendered (escaped) by `render`, at most `limit` characters once
+    rendered; shortened before rendering, so no escape sequence is cut in half."""
+    keep = limit
+    while True:
+        out = render(one_line(text, keep))
+        if len(out) <= limit or keep <= 0:
+            return out if len(out) <= limit else ""
+        keep -= len(out) - limit
 
 
 def cut(text: str, keep: int) -> str:
