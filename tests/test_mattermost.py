@@ -339,3 +339,26 @@ def test_render_blocks() -> None:
     assert "- **IC**: @\u200balice" in out
     assert "````\nx ``` @\u200ball\n````" in out  # fence longer than the user's backticks
     assert "Page: `!ic page`" in out
+
+
+async def test_malformed_frames_from_the_field_keep_the_connection(
+    server: FakeMattermost, app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "chatopsd.mattermost")
+    connects = len(server.ws_connects)
+    good = {"id": "x1", "channel_id": CHANNEL, "user_id": "u1", "message": "!help"}
+    deep = "[" * 3000 + "]" * 3000
+    for frame in (
+        {"event": "posted", "data": {"post": json.dumps({**good, "create_at": "abc"})}},
+        {"event": "posted", "data": {"post": json.dumps({**good, "props": "x"})}},
+        {"event": "reaction_added", "broadcast": [], "data": {"reaction": json.dumps(good)}},
+    ):
+        await server.send_raw(json.dumps(frame))
+    await server.send_raw('{"event": "posted", "data": {"post": {"props": ' + deep + "}}}")
+    await server.send_raw(json.dumps({"event": "posted", "data": {"post": '{"props": ' + deep}}))
+    await server.user_post("!help")
+    await until(lambda: replies(server))
+    assert len(server.ws_connects) == connects  # the same websocket all along
+    assert app.supervisors[0].health.state is State.READY
+    assert len(replies(server)) == 1  # none of the malformed posts became a command
+    assert caplog.text.count("mattermost: ") >= 5

@@ -306,7 +306,7 @@ class MattermostConnector:
 
     def _on_post(self, session: Session, post: Json, data: Json | None) -> None:
         """Raises MalformedFrame for a post without the documented shape."""
-        cid, created = str(post.get("channel_id", "")), events.millis(post, "create_at")
+        cid, created = events.text(post, "channel_id"), events.millis(post, "create_at")
         if cid and created > self._cursors.get(cid, 0):
             self._cursors[cid] = created
             task = asyncio.get_running_loop().create_task(
