@@ -36,7 +36,7 @@ from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
-from chatopsd.metrics import Exporter, Metrics
+from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.scheduler import Scheduler
 from chatopsd.store.approvals import SqliteApprovals
@@ -111,7 +111,11 @@ class App:
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
         self.scheduler.start()
-        self.metrics.attach(self)
+        self.metrics.attach(
+            LiveState(
+                self.supervisors, self.outbox, self.scheduler, self.config.pagerduty is not None
+            )
+        )
         for connector in connectors:
             supervisor = Supervisor(
                 connector, self.bus.submit, self.clock, accepting=self.bus.accepting

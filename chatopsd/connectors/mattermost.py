@@ -47,9 +47,8 @@ from chatopsd.connectors.mattermost_render import inline, render
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
 from chatopsd.core.limits import one_line, rendered_line
 from chatopsd.core.messages import Destination, Reply, Sent
-from chatopsd.core.ports import ChannelRefused
+from chatopsd.core.ports import ChannelRefused, KeyValue
 from chatopsd.core.retry import Backoff, RetryPolicy, retrying, server_wait
-from chatopsd.store.kv import SqliteKeyValue
 
 log = logging.getLogger("chatopsd.mattermost")
 
@@ -78,7 +77,7 @@ class MattermostConnector:
     def __init__(
         self,
         cfg: MattermostSection,
-        kv: SqliteKeyValue,
+        kv: KeyValue,
         *,
         prefix: str = "!",
         heartbeat: float = 20.0,
