@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from chatopsd import config as config_mod
-from chatopsd import logs
+from chatopsd import logs, platforms
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
@@ -38,6 +38,7 @@ from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
 from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
+from chatopsd.platforms import Wiring
 from chatopsd.scheduler import Scheduler
 from chatopsd.store.approvals import SqliteApprovals
 from chatopsd.store.audit import SqliteAuditLog
@@ -151,35 +152,9 @@ class App:
             )
         # Platform libraries are imported only when their section is configured: a console-only
         # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-        if cfg.slack is not None:
-            from chatopsd.connectors.slack import SlackConnector
-
-            found.append(
-                SlackConnector(
-                    app_token=cfg.slack.app_token.get_secret_value(),
-                    bot_token=cfg.slack.bot_token.get_secret_value(),
-                    api_url=cfg.slack.api_url,
-                    clock=self.clock,
-                    prefix=cfg.chatopsd.prefix,
-                    allow_bots=cfg.slack.allow_bots,
-                    ping_interval=cfg.slack.ping_interval_seconds,
-                )
-            )
-        if cfg.mattermost is not None:
-            from chatopsd.connectors.mattermost import MattermostConnector
-
-            mm = cfg.mattermost
-            found.append(
-                MattermostConnector(
-                    mm, self.kv, prefix=cfg.chatopsd.prefix, heartbeat=mm.heartbeat_seconds
-                )
-            )
-        if cfg.discord is not None:
-            from chatopsd.connectors.discord import DiscordConnector
-
-            found.append(
-                DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix, clock=self.clock)
-            )
+        wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self.kv)
+        for platform, section in platforms.configured(cfg):
+            found.append(platform.build(section, wiring))
         return found
 
     def _middleware(self) -> list[Middleware]:
@@ -356,7 +331,7 @@ class App:
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
-        fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
+        fixed = (*platforms.names(), "pagerduty", "status", "console")
         needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
         for key in ("state_db", "prefix", "bot_name"):
             if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):
