@@ -18,9 +18,9 @@ from chatopsd.core.bus import Bus
 from chatopsd.core.commands import Registry
 from chatopsd.core.messages import Actor, Destination, Inbound, Reply
 
-SLACK_ME = slack_events.Identity(user_id="UBOT", bot_id="BBOT")
-DISCORD_ME = discord_events.Identity(user_id="777")
-MM_ME = mattermost_events.Identity(user_id="botid", username="chatopsd")
+SLACK_ME = slack_events.identity(user_id="UBOT", bot_id="BBOT")
+DISCORD_ME = discord_events.identity(user_id="777")
+MM_ME = mattermost_events.identity(user_id="botid", username="chatopsd")
 
 # {me} is the platform's own way of mentioning the bot.
 TABLE: list[tuple[str, str | None]] = [

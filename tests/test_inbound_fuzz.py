@@ -59,7 +59,7 @@ def _check(result: Inbound | None) -> None:
         assert isinstance(result.actor.id, str) and isinstance(result.event_id, str)
 
 
-SLACK_ME = slack_events.Identity(user_id="UBOT", bot_id="BBOT")
+SLACK_ME = slack_events.identity(user_id="UBOT", bot_id="BBOT")
 SLACK_BASES = [
     (
         "events_api",
@@ -125,7 +125,7 @@ def test_slack_translation_never_raises_anything_else(
         _check(slack_events.translate(kind, _mutated(payload, data), SLACK_ME, "!"))
 
 
-DISCORD_ME = discord_events.Identity(user_id="777")
+DISCORD_ME = discord_events.identity(user_id="777")
 DISCORD_BASE = {
     "id": "1001",
     "channel_id": "2002",
@@ -147,7 +147,7 @@ def test_discord_translation_never_raises_anything_else(data: st.DataObject) -> 
     _check(discord_events.message_event(fields, DISCORD_ME, "!"))
 
 
-MM_ME = mattermost_events.Identity(user_id="botid", username="chatopsd")
+MM_ME = mattermost_events.identity(user_id="botid", username="chatopsd")
 MM_POST = {
     "id": "p1",
     "channel_id": "ch1",

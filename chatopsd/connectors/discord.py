@@ -201,7 +201,7 @@ class DiscordConnector:
         return user.bot and not self.config.allow_bots
 
     def on_message(self, client: discord.Client, message: discord.Message) -> None:
-        me = events.Identity(
+        me = events.identity(
             str(client.user.id) if client.user is not None else "", self.config.allow_bots
         )
         inbound = events.message_event(_fields(message), me, self.prefix)

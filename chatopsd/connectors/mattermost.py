@@ -44,6 +44,7 @@ from chatopsd.config import MattermostSection
 from chatopsd.connectors import mattermost_events as events
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.mattermost_render import inline, render
+from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
 from chatopsd.core.limits import one_line, rendered_line
 from chatopsd.core.messages import Destination, Reply, Sent
@@ -296,8 +297,8 @@ class MattermostConnector:
             what = "post" if event == "posted" else "reaction"
             log.warning("mattermost: %s event without a valid %s; skipped (%s)", event, what, exc)
 
-    def _identity(self) -> events.Identity:
-        return events.Identity(
+    def _identity(self) -> Identity:
+        return events.identity(
             user_id=str(self.me.get("id", "")),
             username=str(self.me.get("username", "")),
             allow_bots=self.cfg.allow_bots,

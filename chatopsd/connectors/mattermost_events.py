@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Container
-from dataclasses import dataclass
 from typing import Any
 
-from chatopsd.core.addressing import address
+from chatopsd.core.addressing import Identity, address
 from chatopsd.core.messages import Actor, Inbound
 
 PLATFORM = "mattermost"
@@ -23,17 +22,9 @@ class MalformedFrame(ValueError):
     """A frame or post does not have the shape Mattermost documents."""
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who we are on Mattermost (from GET /users/me)."""
-
-    user_id: str
-    username: str = ""
-    allow_bots: bool = False
-
-    @property
-    def mentions(self) -> tuple[str, ...]:
-        return (f"@{self.username}",) if self.username else ()
+def identity(user_id: str, username: str = "", allow_bots: bool = False) -> Identity:
+    """Who we are on Mattermost (from GET /users/me): mentioned as @username."""
+    return Identity(user_id, (f"@{username}",) if username else (), allow_bots)
 
 
 def frame(raw: str) -> Json:

@@ -36,9 +36,15 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 
 from chatopsd.connectors import slack_admin
 from chatopsd.connectors.base import Session
-from chatopsd.connectors.slack_events import PLATFORM, Identity, MalformedPayload, translate
+from chatopsd.connectors.slack_events import (
+    PLATFORM,
+    MalformedPayload,
+    identity,
+    translate,
+)
 from chatopsd.connectors.slack_render import escape, render
 from chatopsd.connectors.slack_users import UserCache
+from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock
@@ -101,7 +107,7 @@ class SlackConnector:
         self._users: UserCache | None = None
         self._socket: SocketModeClient | None = None
         self._session: Session | None = None
-        self.me = Identity(user_id="", allow_bots=allow_bots)
+        self.me = identity("", allow_bots=allow_bots)
         self.acked = 0
         self.malformed = 0
         self._response_urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
@@ -155,7 +161,7 @@ class SlackConnector:
             me = await web.auth_test()
         except SlackApiError as exc:
             raise _connect_error(exc, "slack.bot_token", "auth.test") from None
-        return Identity(
+        return identity(
             user_id=str(me.get("user_id") or ""),
             bot_id=str(me.get("bot_id") or ""),
             allow_bots=self.allow_bots,
