@@ -17,14 +17,7 @@ from chatopsd.core.errors import TransientSendError
 from chatopsd.core.messages import Destination, Reply
 from tests.conftest import FakeClock, make_config
 from tests.fakes.discord import BOT_ID, CHANNEL_ID, GUILD_ID, TOKEN, FakeDiscord, Recorded
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    yield server
-    await server.stop()
+from tests.fixtures.discord import fake  # noqa: F401 (fixtures)
 
 
 def discord_config(tmp_path: Path, fake: FakeDiscord, **extra: Any) -> Any:

@@ -17,7 +17,10 @@ from chatopsd.app import App
 from chatopsd.connectors.mattermost import MattermostConnector
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOB, BOT, CHANNEL, TEAM, TOKEN, FakeMattermost
-from tests.test_mattermost import until
+from tests.fixtures.mattermost import (
+    server,  # noqa: F401 (fixtures)
+    until,
+)
 
 ANNOUNCE = "announce000000000000000000"  # where SEV-2 incidents are announced
 NAME = "inc-20261123-payments-failing"  # FakeClock's day
@@ -35,14 +38,6 @@ def posts_in(server: FakeMattermost, channel: str) -> list[dict[str, Any]]:
 
 def said(server: FakeMattermost, channel: str, text: str) -> list[dict[str, Any]]:
     return [p for p in posts_in(server, channel) if text in plain(p["message"])]
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeMattermost]:
-    fake = FakeMattermost()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture

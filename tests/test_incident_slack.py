@@ -21,19 +21,15 @@ from chatopsd.core.messages import Destination, Reply, Sent
 from chatopsd.core.ports import ChannelAdmin, ChannelRefused
 from tests.conftest import FakeClock, make_config
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
+from tests.fixtures.slack import (
+    PING,
+    fake,  # noqa: F401 (fixtures)
+    started,
+)
 from tests.spec_files import vendored_spec
-from tests.test_slack import PING, started
 
 CHANNEL = "inc-20261123-payments-failing"
 DECLARE = '!incident declare --sev 2 "Payments failing"'
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    server = FakeSlack()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -19,28 +19,15 @@ from chatopsd.connectors.mattermost_render import escape
 from chatopsd.core.messages import Inbound
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import BOT, CHANNEL, TOKEN, FakeMattermost
-
-
-async def until(cond: Callable[[], Any], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+from tests.fixtures.mattermost import (
+    server,  # noqa: F401 (fixtures)
+    until,
+)
 
 
 def mm_config(tmp_path: Path, url: str, **extra: Any) -> Any:
     section = {"url": url, "token": TOKEN, "heartbeat_seconds": 1.0, **extra}
     return make_config(tmp_path, mattermost=section, console={"enabled": False})
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeMattermost]:
-    fake = FakeMattermost()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start_app(config: Any, clock: FakeClock) -> App:
