@@ -47,7 +47,7 @@ class Platform:
 
 
 def _slack(section: Any, w: Wiring) -> Connector:
-    from chatopsd.connectors.slack import SlackConnector
+    from chatopsd.connectors.slack.client import SlackConnector
 
     return SlackConnector(
         app_token=section.app_token.get_secret_value(),
@@ -61,13 +61,13 @@ def _slack(section: Any, w: Wiring) -> Connector:
 
 
 def _discord(section: Any, w: Wiring) -> Connector:
-    from chatopsd.connectors.discord import DiscordConnector
+    from chatopsd.connectors.discord.client import DiscordConnector
 
     return DiscordConnector(section, prefix=w.prefix, clock=w.clock)
 
 
 def _mattermost(section: Any, w: Wiring) -> Connector:
-    from chatopsd.connectors.mattermost import MattermostConnector
+    from chatopsd.connectors.mattermost.client import MattermostConnector
 
     return MattermostConnector(section, w.kv, prefix=w.prefix, heartbeat=section.heartbeat_seconds)
 

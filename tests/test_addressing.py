@@ -12,7 +12,9 @@ from typing import Any
 
 import pytest
 
-from chatopsd.connectors import discord_events, mattermost_events, slack_events
+from chatopsd.connectors.discord import events as discord_events
+from chatopsd.connectors.mattermost import events as mattermost_events
+from chatopsd.connectors.slack import events as slack_events
 from chatopsd.core.addressing import Addressed, address
 from chatopsd.core.bus import Bus
 from chatopsd.core.commands import Registry

@@ -12,7 +12,7 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.connectors.base import State, Supervisor
-from chatopsd.connectors.discord import DiscordConnector
+from chatopsd.connectors.discord.client import DiscordConnector
 from chatopsd.core.errors import TransientSendError
 from chatopsd.core.messages import Destination, Reply
 from tests.conftest import FakeClock, make_config

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatopsd.connectors.discord_render import NO_MENTIONS, escape, render
+from chatopsd.connectors.discord.render import NO_MENTIONS, escape, render
 from chatopsd.core.messages import Button, Reply
 
 

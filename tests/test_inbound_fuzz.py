@@ -12,7 +12,9 @@ from typing import Any
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatopsd.connectors import discord_events, mattermost_events, slack_events
+from chatopsd.connectors.discord import events as discord_events
+from chatopsd.connectors.mattermost import events as mattermost_events
+from chatopsd.connectors.slack import events as slack_events
 from chatopsd.core.messages import Inbound
 
 JSON = st.recursive(

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from chatopsd.app import App
-from chatopsd.connectors.mattermost import MattermostConnector
+from chatopsd.connectors.mattermost.client import MattermostConnector
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOB, BOT, CHANNEL, TEAM, TOKEN, FakeMattermost
 from tests.fixtures.mattermost import (

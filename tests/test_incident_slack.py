@@ -16,7 +16,7 @@ from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
-from chatopsd.connectors.slack import SlackConnector
+from chatopsd.connectors.slack.client import SlackConnector
 from chatopsd.core.messages import Destination, Reply, Sent
 from chatopsd.core.ports import ChannelAdmin, ChannelRefused
 from tests.conftest import FakeClock, make_config

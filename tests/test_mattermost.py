@@ -15,7 +15,7 @@ import trustme
 
 from chatopsd.app import App
 from chatopsd.connectors.base import State
-from chatopsd.connectors.mattermost_render import escape
+from chatopsd.connectors.mattermost.render import escape
 from chatopsd.core.messages import Inbound
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import BOT, CHANNEL, TOKEN, FakeMattermost
@@ -309,7 +309,7 @@ async def test_restart_resumes_from_stored_cursor(
 
 
 def test_render_blocks() -> None:
-    from chatopsd.connectors.mattermost_render import render
+    from chatopsd.connectors.mattermost.render import render
     from chatopsd.core.messages import Button, Reply
 
     out = render(

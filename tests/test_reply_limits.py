@@ -12,7 +12,9 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from chatopsd.connectors import discord_render, mattermost_render, slack_render
+from chatopsd.connectors.discord import render as discord_render
+from chatopsd.connectors.mattermost import render as mattermost_render
+from chatopsd.connectors.slack import render as slack_render
 from chatopsd.core.limits import cut, fit, one_line
 from chatopsd.core.messages import Reply
 

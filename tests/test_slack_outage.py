@@ -8,7 +8,7 @@ import logging
 import pytest
 
 from chatopsd.connectors.base import Backoff, State, Supervisor
-from chatopsd.connectors.slack import SlackConnector, SlackSendError
+from chatopsd.connectors.slack.client import SlackConnector, SlackSendError
 from chatopsd.core.errors import TransientSendError
 from chatopsd.core.messages import Destination, Inbound, Reply
 from tests.conftest import FakeClock

@@ -10,8 +10,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatopsd.connectors.slack_events import MalformedPayload, identity, translate
-from chatopsd.connectors.slack_render import escape, render
+from chatopsd.connectors.slack.events import MalformedPayload, identity, translate
+from chatopsd.connectors.slack.render import escape, render
 from chatopsd.core.messages import Button, Reply
 
 ME = identity("UBOT", bot_id="BBOT")

@@ -4,7 +4,7 @@ slack-sdk's aiohttp `SocketModeClient` keeps the socket: it follows `disconnect`
 `refresh_requested` by itself and pings every `ping_interval`, so a dropped or half-open
 socket is replaced within a couple of intervals. This connector adds what the SDK does not:
   * every envelope is acked before anything else happens (Slack redelivers after 3 s);
-  * payloads are translated to `Inbound` (slack_events) and actors resolved (slack_users);
+  * payloads are translated to `Inbound` (events.py) and actors resolved (users.py);
     redeliveries keep their event id, and the bus's Dedupe drops them;
   * auth.test and apps.connections.open run here first, so a bad token is a
     FatalConnectorError instead of an endless retry inside the SDK;
@@ -34,16 +34,16 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from chatopsd.connectors import slack_admin
 from chatopsd.connectors.base import Session
-from chatopsd.connectors.slack_events import (
+from chatopsd.connectors.slack import admin as slack_admin
+from chatopsd.connectors.slack.events import (
     PLATFORM,
     MalformedPayload,
     identity,
     translate,
 )
-from chatopsd.connectors.slack_render import escape, render
-from chatopsd.connectors.slack_users import UserCache
+from chatopsd.connectors.slack.render import escape, render
+from chatopsd.connectors.slack.users import UserCache
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent

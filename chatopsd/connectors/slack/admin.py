@@ -17,7 +17,7 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
-from chatopsd.connectors.slack_render import escape
+from chatopsd.connectors.slack.render import escape
 from chatopsd.core.limits import rendered_line
 from chatopsd.core.messages import Sent
 from chatopsd.core.ports import ChannelRefused

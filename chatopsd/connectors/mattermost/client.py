@@ -41,9 +41,9 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from chatopsd.config import MattermostSection
-from chatopsd.connectors import mattermost_events as events
 from chatopsd.connectors.base import Session
-from chatopsd.connectors.mattermost_render import inline, render
+from chatopsd.connectors.mattermost import events
+from chatopsd.connectors.mattermost.render import inline, render
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
 from chatopsd.core.limits import one_line, rendered_line

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatopsd.connectors.slack_render import BUTTON_PREFIX
+from chatopsd.connectors.slack.render import BUTTON_PREFIX
 from chatopsd.core.addressing import Addressed, Identity, address
 from chatopsd.core.messages import Actor, Inbound
 
