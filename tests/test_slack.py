@@ -166,6 +166,9 @@ async def test_other_bots_allowed_by_config(
     try:
         await fake.event(fake.message("!help", user="U9", bot_id="B9"))
         await fake.event(fake.message("!help", user=BOT_USER, bot_id=BOT_ID))  # never ourselves
+        # Each event is handled in its own task: wait for the bot's answer before the barrier,
+        # or the barrier's answer may come first under load.
+        await fake.wait_for(lambda: len(fake.posts()) == 1)
         await settle(fake)
         assert len(fake.posts()) == 2
     finally:
