@@ -18,6 +18,7 @@ from chatopsd.connectors.mattermost.client import MattermostConnector
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOB, BOT, CHANNEL, TEAM, TOKEN, FakeMattermost
 from tests.fixtures.mattermost import (
+    plain,
     server,  # noqa: F401 (fixtures)
     until,
 )
@@ -25,11 +26,6 @@ from tests.fixtures.mattermost import (
 ANNOUNCE = "announce000000000000000000"  # where SEV-2 incidents are announced
 NAME = "inc-20261123-payments-failing"  # FakeClock's day
 INC = "INC-2026-0001"
-
-
-def plain(message: str) -> str:
-    """A rendered post as a reader sees it: markdown escapes, bold and anti-ping spaces gone."""
-    return message.replace("\\", "").replace("\u200b", "").replace("**", "")
 
 
 def posts_in(server: FakeMattermost, channel: str) -> list[dict[str, Any]]:

@@ -24,6 +24,7 @@ from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
 from tests.fixtures.slack import (
     PING,
     fake,  # noqa: F401 (fixtures)
+    say,
     started,
 )
 from tests.spec_files import vendored_spec
@@ -48,24 +49,6 @@ async def app(tmp_path: Path, fake: FakeSlack, clock: FakeClock) -> AsyncIterato
     running = await started(config, clock)
     yield running
     await running.stop()
-
-
-async def say(fake: FakeSlack, text: str, *, channel: str = "C1", expect: str = "") -> str:
-    """Post a message as Jane; wait for the bot's answer in that channel containing `expect`."""
-    before = len(fake.posts())
-    await fake.event(fake.message(text, channel=channel))
-
-    def answered() -> bool:
-        return any(
-            p["channel"] == channel and expect in str(p["text"]) for p in fake.posts()[before:]
-        )
-
-    await fake.wait_for(answered)
-    return next(
-        str(p["text"])
-        for p in fake.posts()[before:]
-        if p["channel"] == channel and expect in str(p["text"])
-    )
 
 
 async def declare(fake: FakeSlack) -> str:

@@ -23,6 +23,11 @@ HANDLER_STORE_ALLOWLIST = {
     ("handlers/approvals.py", "chatopsd.store.approvals"),
     ("handlers/incident.py", "chatopsd.store.incidents"),
     ("handlers/stalk.py", "chatopsd.store.stalkers"),
+    # added with the status page / follow-ups / bridge handlers (#21)
+    ("handlers/bridge.py", "chatopsd.store.incidents"),
+    ("handlers/followups.py", "chatopsd.store.followups"),
+    ("handlers/followups.py", "chatopsd.store.incidents"),
+    ("handlers/publish.py", "chatopsd.store.publications"),
 }
 
 FORBIDDEN = {

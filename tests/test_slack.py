@@ -165,6 +165,8 @@ async def test_other_bots_allowed_by_config(
     app = await started(slack_config(tmp_path, fake, allow_bots=True), clock)
     try:
         await fake.event(fake.message("!help", user="U9", bot_id="B9"))
+        # U9 is unknown to users.info, so its answer may come after a barrier's: wait for it
+        await fake.wait_for(lambda: len(fake.posts()) == 1)
         await fake.event(fake.message("!help", user=BOT_USER, bot_id=BOT_ID))  # never ourselves
         # Each event is handled in its own task: wait for the bot's answer before the barrier,
         # or the barrier's answer may come first under load.

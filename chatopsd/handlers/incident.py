@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from typing import NamedTuple
 
@@ -22,9 +22,11 @@ from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, TransientSendError, UsageError, UserError
 from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
+from chatopsd.core.incident_hooks import Change, FollowUpRows, IncidentHook
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
 from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
+from chatopsd.core.public_text import public_text, without_public
 from chatopsd.store.incidents import Home, SqliteIncidentStore
 
 log = logging.getLogger("chatopsd.incident")
@@ -98,10 +100,20 @@ class Given(NamedTuple):
     incident_id: str | None
     rest: str
 
+    @classmethod
+    def of_text(cls, text: str) -> Given:
+        """For callers that hold plain text (a reaction's incident id, other handlers' rest
+        argument): an incident id first if there is one, then the rest."""
+        first, _, after = text.strip().partition(" ")
+        if _is_id(first):
+            return cls(first, after.strip())
+        return cls(None, text.strip())
+
 
 def _raw(call: Call) -> Given:
     """The command's typed arguments: the optional leading id and its tail (whatever its name)."""
-    tail = next((a.name for a in call.spec.args if a.name != "id"), None) if call.spec else None
+    args = call.spec.args if call.spec else ()
+    tail = next((a.name for a in args if a.name != "id" and not a.option), None)
     return Given(call.text("id"), (call.text(tail) or "") if tail else "")
 
 
@@ -122,15 +134,24 @@ class IncidentHandler:
         clock: Clock,
         settings: IncidentSettings,
         channel_admin: Callable[[str], ChannelAdmin | None],
+        threads: Callable[[str], bool] = lambda _platform: True,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.clock = clock
         self.settings = settings
         self.channel_admin = channel_admin
+        # `!incident escalate --page X` (issue 17): (call, target, incident id) -> reply
+        self.escalation_pager: Callable[[Call, str, str], Awaitable[Reply]] | None = None
+        # Whether a platform shows threads apart from their channel (the console does not:
+        # a "thread" there is the same stream, so posting to it as well prints twice).
+        self.threads = threads
         # One process, one writer: serialise read-modify-write of incidents so two people
         # acknowledging at once get one "acknowledged" and one clear refusal.
         self._lock = asyncio.Lock()
+        # Features that follow the lifecycle (status page, follow-ups, bridge): app.py adds them.
+        self.hooks: list[IncidentHook] = []
+        self.followups: FollowUpRows | None = None
 
     def commands(self) -> list[CommandSpec]:
         # The id is optional inside an incident's channel or thread: a leading argument that
@@ -180,11 +201,17 @@ class IncidentHandler:
             spec("ack", "acknowledge: someone is on it", self.ack, note, True, "incident ack"),
             spec(
                 "update",
-                "add a timestamped update; refreshes the pinned status",
+                "add a timestamped update; --public TEXT also posts TEXT to the status page",
                 self.update,
-                note,
+                (
+                    *note,
+                    Arg(
+                        "public", "text for the status page (quote it)", option=True, required=False
+                    ),
+                ),
                 True,
                 "incident update rolled back the deploy, error rate falling",
+                'incident update rolled back --public "A fix is being rolled out"',
             ),
             spec("status", "the incident's current status", self.status, (inc,), False),
             spec("list", "open incidents", self.list_open, (), False),
@@ -192,9 +219,14 @@ class IncidentHandler:
                 "escalate",
                 "raise the severity (one level, or to the one given)",
                 self.escalate,
-                (inc, Arg("severity", "SEV-n (default: one level up)", required=False)),
+                (
+                    inc,
+                    Arg("severity", "SEV-n (default: one level up)", required=False),
+                    Arg("page", "page a schedule, person or team too", option=True, required=False),
+                ),
                 True,
                 "incident escalate INC-2026-0042 SEV-1",
+                "incident escalate INC-2026-0042 --page PTEAMSCHED",
             ),
             spec("assign", "set the assignee", self.assign, user, True, "incident assign @bob"),
             spec("commander", "hand over Incident Commander", self.commander, user, True),
@@ -216,20 +248,34 @@ class IncidentHandler:
             spec("export", "a Markdown postmortem draft", self.export, (inc,), False),
         ]
 
+    def _flat(self, dest: Destination) -> Destination:
+        """Where a message really shows: on a platform without threads, the channel."""
+        return dest if self.threads(dest.platform) else Destination(dest.platform, dest.channel)
+
     # -- finding the incident ----------------------------------------------------------------
 
     async def _target(self, event: Inbound, raw: Given | str, usage: str) -> tuple[Incident, str]:
         """The incident named (an id, or a command's Given), or the one whose channel or
         thread this is; and the rest of the command."""
-        given = raw if isinstance(raw, Given) else Given(raw, "")
+        given = raw if isinstance(raw, Given) else Given.of_text(raw)
         incident_id = core.parse_id(given.incident_id) if given.incident_id else None
         rest = given.rest.strip()
         if incident_id is None:
             incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
-            if incident_id is None:
+        if incident_id is None:
+            # With exactly one incident open there is nothing to ask, on any platform.
+            open_now = await self.store.open()
+            if len(open_now) == 1:
+                incident_id = open_now[0].id
+            else:
+                which = (
+                    f"{len(open_now)} are open ({', '.join(i.id for i in open_now[:5])}); "
+                    if open_now
+                    else ""
+                )
                 raise UsageError(
-                    "which incident? give its id (e.g. INC-2026-0001), or run this in the "
-                    "incident's channel",
+                    f"which incident? {which}give its id (e.g. INC-2026-0001), or run this in "
+                    "the incident's channel",
                     hint=usage,
                 )
         found = await self.store.get(incident_id)
@@ -251,6 +297,7 @@ class IncidentHandler:
         raw: Given | str,
         usage: str,
         apply: Callable[[Incident, str], tuple[Incident, str, str]],
+        public: str | None = None,
     ) -> tuple[Incident, Incident, str]:
         """Find, change and store an incident with its timeline entry; refresh its status.
 
@@ -265,14 +312,35 @@ class IncidentHandler:
                     exc.hint = f"{self.settings.prefix}{exc.hint}"
                 raise
             await self.store.save(after, self._entry(event, kind, text))
+        await self._notify(Change(after, kind, text, event, public))
         await self._refresh_status(after)
         return before, after, rest
 
-    async def _refresh_status(self, incident: Incident) -> None:
+    async def _notify(self, change: Change) -> None:
+        for hook in self.hooks:
+            try:
+                await hook.changed(change)
+            except Exception:  # the change is stored: a follower's failure must not undo it
+                log.exception("incident hook %s failed on %s", type(hook).__name__, change.kind)
+
+    async def _status_reply(self, incident: Incident) -> Reply:
         last = await self.store.last_update(incident.id)
         reply = core.status(incident, last, self.clock.now())
+        extra: list[tuple[str, str]] = []
+        for hook in self.hooks:
+            extra.extend(await hook.status_fields(incident))
+        return replace(reply, fields=reply.fields + tuple(extra)) if extra else reply
+
+    async def _refresh_status(self, incident: Incident) -> None:
+        reply = await self._status_reply(incident)
         for sent in await self.store.messages(incident.id, "status"):
             await self.outbox.edit(sent, reply)
+
+    async def refresh_status(self, incident_id: str) -> None:
+        """Re-render the pinned status (a hook's own state changed, e.g. published)."""
+        incident = await self.store.get(incident_id)
+        if incident is not None:
+            await self._refresh_status(incident)
 
     # -- declare -----------------------------------------------------------------------------
 
@@ -316,7 +384,7 @@ class IncidentHandler:
                 origin_sent = sent
         home, name, notes = await self._open_home(incident, event, origin_sent)
         await self.store.bind_home(incident.id, home)
-        status = await self.outbox.send(home.destination, core.status(incident, None, now))
+        status = await self.outbox.send(home.destination, await self._status_reply(incident))
         if status is not None:
             await self.store.remember(incident.id, "status", status)
             admin = self.channel_admin(home.platform)
@@ -326,9 +394,16 @@ class IncidentHandler:
                 except Exception as exc:  # a missing pin must not undo the declaration
                     cause = _cause(exc, f"{incident.id}: pin")
                     notes.append(f"Could not pin the status message: {cause}")
-        if notes and home.thread is not None:
+        threaded = self.threads(event.platform)
+        if notes and home.thread is not None and threaded:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
-        where = f"Incident channel: #{name}" if name else "Incident thread: under the announcement"
+        await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
+        if name:
+            where = f"Incident channel: #{name}"
+        elif threaded:
+            where = "Incident thread: under the announcement"
+        else:
+            where = "Its status and updates post here"
         lines = [f"{incident.id} declared ({incident.sev}). {where}.", *notes]
         if announced:
             lines.append(f"Announced in {', '.join(announced)}.")
@@ -364,7 +439,8 @@ class IncidentHandler:
                 return Home(event.platform, channel, None), name, notes
         # The thread hangs under the announcement; if that failed, under the declare command.
         thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
-        notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
+        if self.threads(event.platform):
+            notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
         return Home(event.platform, event.channel, thread), None, notes
 
     # -- state changes -----------------------------------------------------------------------
@@ -378,18 +454,34 @@ class IncidentHandler:
         return Reply(text=f"{after.id} acknowledged by {call.event.actor.display}.")
 
     async def update(self, call: Call) -> Reply:
+        public = public_text(call.event.text) if call.text("public") is not None else None
+
         def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
+            note = without_public(note, public)
+            if not note and public:
+                note = f"(public) {public}"
             if not note:
                 raise UsageError("say what changed", hint=self._usage(call))
             return core.touch(i, "update", self.clock.now()), "update", note
 
-        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
+        _, after, _ = await self._change(
+            call.event, _raw(call), self._usage(call), apply, public=public
+        )
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
-    async def escalate(self, call: Call) -> Reply:
+    async def escalate(self, call: Call) -> Reply | list[Reply]:
         given = _raw(call)
         # a bad severity fails before the lock
         sev = core.parse_severity(given.rest) if given.rest else None
+        target = call.text("page")
+        if target:  # --page: page through PagerDuty; the severity moves only if one is given
+            if self.escalation_pager is None:
+                raise UsageError("paging from an incident needs the [pagerduty] section")
+            incident, _ = await self._target(call.event, given, self._usage(call))
+            replies = [await self.escalation_pager(call, target, incident.id)]
+            if sev is not None:
+                replies.insert(0, await self._escalate(call.event, given, self._usage(call), sev))
+            return replies
         return await self._escalate(call.event, given, self._usage(call), sev)
 
     async def _escalate(
@@ -503,8 +595,8 @@ class IncidentHandler:
         if home is not None:
             places.append(home.destination)
         places += [s.destination for s in await self.store.messages(after.id, "announce")]
-        here = Destination(call.event.platform, call.event.channel, call.event.thread)
-        for dest in _dedupe(places):
+        here = self._flat(Destination(call.event.platform, call.event.channel, call.event.thread))
+        for dest in _dedupe([self._flat(p) for p in places]):
             if dest != here:
                 self.outbox.enqueue(dest, wrap)
         return [wrap]  # the asker's channel gets it as the command's reply
@@ -518,11 +610,14 @@ class IncidentHandler:
             text=f"{after.id} closed. Postmortem draft: {call.prefix}incident export {after.id}"
         )
 
-    async def link_page(self, call: Call, result: PageResult) -> None:
-        """`!ic page` succeeded: if it ran in an incident's channel or thread, link the
-        PagerDuty incident to ours (timeline entry, status and postmortem show it)."""
+    async def link_page(
+        self, call: Call, result: PageResult, incident_id: str | None = None
+    ) -> None:
+        """`!ic page` succeeded: if it ran in an incident's channel or thread (or names the
+        incident), link the PagerDuty incident to ours (timeline, status and postmortem)."""
         event = call.event
-        incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
+        if incident_id is None:
+            incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
         if incident_id is None:
             return
         names = ", ".join(p.name for p in result.paged) or "nobody"
@@ -540,8 +635,7 @@ class IncidentHandler:
 
     async def status(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
-        last = await self.store.last_update(incident.id)
-        return core.status(incident, last, self.clock.now())
+        return await self._status_reply(incident)
 
     async def list_open(self, call: Call) -> Reply:
         found = await self.store.open()
@@ -566,9 +660,10 @@ class IncidentHandler:
     async def export(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         entries = await self.store.timeline(incident.id)
+        rows = await self.followups.postmortem_rows(incident.id) if self.followups else ()
         return Reply(
             title=f"Postmortem draft for {incident.id}",
-            code=core.postmortem(incident, entries, self.clock.now()),
+            code=core.postmortem(incident, entries, self.clock.now(), rows),
         )
 
     def _usage(self, call: Call) -> str:

@@ -252,6 +252,9 @@ class PagerDutyClient:
             else:
                 body = _decode(raw)
                 if 200 <= status < 300:
+                    if status == 204 or isinstance(body, list):
+                        # DELETE answers 204 without a body; schedule overrides, a bare list
+                        return {"items": body if isinstance(body, list) else []}
                     if not isinstance(body, dict):
                         raise PagerDutyError(
                             "PagerDuty sent an unreadable answer (not a JSON object)",

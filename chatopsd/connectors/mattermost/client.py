@@ -402,6 +402,14 @@ class MattermostConnector:
                 f"Mattermost refused to pin the post (HTTP {exc.status}: {exc.message})"
             ) from None
 
+    async def user_email(self, user_id: str) -> str | None:
+        """The user's email (GET /users/{id}), to act in PagerDuty as them; None if hidden."""
+        if not _USER_ID.fullmatch(user_id):
+            return None
+        found = await self._api("GET", f"/users/{user_id}")
+        email = found.get("email") if isinstance(found, dict) else None
+        return str(email).lower() if email else None
+
     async def _user_id(self, user: str) -> str:
         """A user id as is; a username (as typed in a command) looked up."""
         if _USER_ID.fullmatch(user):
