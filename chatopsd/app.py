@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from chatopsd import __version__, logs, pd_compose, platforms
 from chatopsd import config as config_mod
-from chatopsd import logs
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
@@ -38,8 +38,9 @@ from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
-from chatopsd.metrics import Exporter, Metrics
+from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
+from chatopsd.platforms import Wiring
 from chatopsd.scheduler import Scheduler
 from chatopsd.store.approvals import SqlApprovals
 from chatopsd.store.audit import SqlAuditLog
@@ -53,6 +54,8 @@ from chatopsd.systemd import Notifier, Watchdog
 if TYPE_CHECKING:
     import aiohttp
 
+    from chatopsd.handlers.pd_sync import IncidentSync
+    from chatopsd.integrations.tickets import Tracker
     from chatopsd.store.oncall import OnCallCache
 
 log = logging.getLogger("chatopsd")
@@ -79,6 +82,7 @@ class App:
         self.scheduler = Scheduler()
         self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
+        self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
 
     async def start(self) -> None:
         cfg = self.config
@@ -115,7 +119,11 @@ class App:
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
         self.stalking.fence = lambda: self.lease.token
         self.scheduler.start()
-        self.metrics.attach(self)
+        self.metrics.attach(
+            LiveState(
+                self.supervisors, self.outbox, self.scheduler, self.config.pagerduty is not None
+            )
+        )
         for connector in connectors:
             supervisor = Supervisor(
                 connector, self.bus.submit, self.clock, accepting=self.bus.accepting
@@ -126,6 +134,8 @@ class App:
                     supervisor.run(), name=f"connector:{connector.platform}"
                 )
             )
+        if self.config.statuspage is not None:
+            self.public.start()  # the status page queue; resumes what a previous run left
         # Everything built so far lives as long as the daemon: keep it out of the collector's
         # full passes, which otherwise walk it all and show up as latency spikes.
         gc.freeze()
@@ -147,38 +157,26 @@ class App:
                     stdin=self.io.stdin,
                     stdout=self.io.stdout,
                     on_eof=on_eof,
+                    prefix=cfg.chatopsd.prefix,
+                    banner=self._console_banner(),
                 )
             )
         # Platform libraries are imported only when their section is configured: a console-only
         # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-        if cfg.slack is not None:
-            from chatopsd.connectors.slack import SlackConnector
-
-            found.append(
-                SlackConnector(
-                    app_token=cfg.slack.app_token.get_secret_value(),
-                    bot_token=cfg.slack.bot_token.get_secret_value(),
-                    api_url=cfg.slack.api_url,
-                    clock=self.clock,
-                    prefix=cfg.chatopsd.prefix,
-                    allow_bots=cfg.slack.allow_bots,
-                    ping_interval=cfg.slack.ping_interval_seconds,
-                )
-            )
-        if cfg.mattermost is not None:
-            from chatopsd.connectors.mattermost import MattermostConnector
-
-            mm = cfg.mattermost
-            found.append(
-                MattermostConnector(
-                    mm, self._own_kv(), prefix=cfg.chatopsd.prefix, heartbeat=mm.heartbeat_seconds
-                )
-            )
-        if cfg.discord is not None:
-            from chatopsd.connectors.discord import DiscordConnector
-
-            found.append(DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix))
+        wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self._own_kv())
+        for platform, section in platforms.configured(cfg):
+            found.append(platform.build(section, wiring))
         return found
+
+    def _console_banner(self) -> str:
+        cfg = self.config
+        log_file = logs.log_file()
+        quits = "Ctrl-D quits" if not cfg.platforms else "Ctrl-D ends the console, Ctrl-C stops"
+        return (
+            f"chatopsd {__version__} · platforms: {', '.join(['console', *cfg.platforms])}\n"
+            f"Type {cfg.chatopsd.prefix}help for the commands; {quits}."
+            + (f"\nLogs: {log_file}" if log_file else "")
+        )
 
     def _middleware(self) -> list[Middleware]:
         cfg = self.config
@@ -207,8 +205,10 @@ class App:
             self.clock,
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
             self._channel_admin,
+            threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
         )
         self.bus.reaction_listeners.append(self._claimed("incidents", self.incidents.on_reaction))
+        extras = self._incident_extras()
         status = self.config.status
         board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
         self.stalking = Stalking(
@@ -230,11 +230,93 @@ class App:
             StatusHandler(board),
             self.stalking,
             self.incidents,
+            *extras,
             *self._approvals_and_ops(),
+            *pd_compose.build(self),
         ]
         for handler in handlers:
             for spec in handler.commands():
                 self.registry.add(spec)
+
+    def _incident_extras(self) -> list[CommandProvider]:
+        """Status page, follow-ups and the video bridge, hooked into the incident lifecycle."""
+        from chatopsd.handlers.bridge import Bridge
+        from chatopsd.handlers.followups import FollowUps
+        from chatopsd.handlers.publish import PublicStatus
+        from chatopsd.store.followups import SqliteFollowUps
+        from chatopsd.store.publications import SqlitePublications
+
+        cfg = self.config
+        sp = cfg.statuspage
+        client = None
+        if sp is not None:
+            from chatopsd.integrations.statuspage import StatuspageClient
+
+            client = StatuspageClient(
+                self._http(),
+                sp.api_url,
+                sp.api_key.get_secret_value(),
+                sp.page_id,
+                timeout=sp.timeout_seconds,
+            )
+        self.public = PublicStatus(
+            SqlitePublications(self.db),
+            self.incidents,
+            client,
+            self.outbox,
+            self.audit,
+            self.clock,
+            components=sp.components if sp else None,
+            auto_publish=sp.auto_publish if sp else (),
+            min_interval=sp.min_interval_seconds if sp else 1.0,
+        )
+        self.followups = FollowUps(
+            SqliteFollowUps(self.db),
+            self.incidents,
+            self._tracker(),
+            self.outbox,
+            self.audit,
+            self.clock,
+            labels=cfg.tickets.labels if cfg.tickets else (),
+            incident_url=cfg.tickets.incident_url if cfg.tickets else None,
+        )
+        self.followups.submit = self.bus.submit
+        self.bus.reaction_listeners.append(self._claimed("followups", self.followups.on_reaction))
+        self.incidents.hooks += [self.public, self.followups]
+        self.incidents.followups = self.followups
+        if cfg.incidents.bridge_url:
+            self.incidents.hooks.append(
+                Bridge(
+                    cfg.incidents.bridge_url, self.incident_store, self.outbox, self._channel_admin
+                )
+            )
+        return [self.public, self.followups]
+
+    def _tracker(self) -> Tracker | None:
+        t = self.config.tickets
+        if t is None:
+            return None
+        from chatopsd.integrations.tickets import GitHubIssues, JiraIssues
+
+        token = t.token.get_secret_value()
+        if t.kind == "github":
+            return GitHubIssues(
+                self._http(),
+                token,
+                t.project,
+                api_url=t.url or "https://api.github.com",
+                timeout=t.timeout_seconds,
+            )
+        assert t.url is not None  # the config requires it for jira
+        return JiraIssues(
+            self._http(),
+            token,
+            t.project,
+            site_url=t.url,
+            email=t.email,
+            issue_type=t.issue_type,
+            timeout=t.timeout_seconds,
+        )
 
     def _channel_admin(self, platform: str) -> ChannelAdmin | None:
         """The platform's connector if it can create channels (an optional capability)."""
@@ -423,8 +505,11 @@ class App:
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
-        fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
+        fixed = (*platforms.names(), "pagerduty", "status", "console")
         needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
+        needs_restart += [
+            n for n in ("statuspage", "tickets") if getattr(old, n) != getattr(new, n)
+        ]
         for key in ("state_db", "prefix", "bot_name"):
             if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):
                 needs_restart.append(f"chatopsd.{key}")
@@ -436,6 +521,7 @@ class App:
         if cancelled:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
         self.scheduler.shutdown()
+        await self.public.stop()
         await self.stalking.wait_posted(timeout=min(grace, 5.0))
         await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:

@@ -26,7 +26,7 @@ import pytest
 
 from tests.fakes.mattermost import TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.test_pagerduty import fake_pd, pd_section
+from tests.fixtures.pagerduty import fake_pd, pd_section
 
 LEASE = 2.0
 ROOT = Path(__file__).resolve().parent.parent

@@ -4,7 +4,7 @@ slack-sdk's aiohttp `SocketModeClient` keeps the socket: it follows `disconnect`
 `refresh_requested` by itself and pings every `ping_interval`, so a dropped or half-open
 socket is replaced within a couple of intervals. This connector adds what the SDK does not:
   * every envelope is acked before anything else happens (Slack redelivers after 3 s);
-  * payloads are translated to `Inbound` (slack_events) and actors resolved (slack_users);
+  * payloads are translated to `Inbound` (events.py) and actors resolved (users.py);
     redeliveries keep their event id, and the bus's Dedupe drops them;
   * auth.test and apps.connections.open run here first, so a bad token is a
     FatalConnectorError instead of an endless retry inside the SDK;
@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -33,14 +34,21 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from chatopsd.connectors import slack_admin
 from chatopsd.connectors.base import Session
-from chatopsd.connectors.slack_events import PLATFORM, Identity, MalformedPayload, translate
-from chatopsd.connectors.slack_render import escape, render
-from chatopsd.connectors.slack_users import UserCache
-from chatopsd.core.errors import FatalConnectorError, TransientSendError
+from chatopsd.connectors.slack import admin as slack_admin
+from chatopsd.connectors.slack.events import (
+    PLATFORM,
+    MalformedPayload,
+    identity,
+    translate,
+)
+from chatopsd.connectors.slack.render import escape, render
+from chatopsd.connectors.slack.users import UserCache
+from chatopsd.core.addressing import Identity
+from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock
+from chatopsd.core.retry import server_wait
 
 log = logging.getLogger("chatopsd.slack")
 
@@ -99,7 +107,7 @@ class SlackConnector:
         self._users: UserCache | None = None
         self._socket: SocketModeClient | None = None
         self._session: Session | None = None
-        self.me = Identity(user_id="", allow_bots=allow_bots)
+        self.me = identity("", allow_bots=allow_bots)
         self.acked = 0
         self.malformed = 0
         self._response_urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
@@ -153,7 +161,7 @@ class SlackConnector:
             me = await web.auth_test()
         except SlackApiError as exc:
             raise _connect_error(exc, "slack.bot_token", "auth.test") from None
-        return Identity(
+        return identity(
             user_id=str(me.get("user_id") or ""),
             bot_id=str(me.get("bot_id") or ""),
             allow_bots=self.allow_bots,
@@ -344,9 +352,7 @@ async def _call(method: Any, name: str, args: dict[str, Any], **more: Any) -> An
         error = str(exc.response.get("error") or "")
         status = exc.response.status_code
         if status == 429 or error == "ratelimited":
-            raise TransientSendError(
-                f"{name}: rate limited", retry_after=_retry_after(exc)
-            ) from None
+            raise RateLimitedSend(f"{name}: rate limited", retry_after=_retry_after(exc)) from None
         if status >= 500 or error in _TRANSIENT:
             raise TransientSendError(f"{name}: HTTP {status} {error}".rstrip()) from None
         raise SlackSendError(f"{name} failed: {error or f'HTTP {status}'}", error) from None
@@ -355,11 +361,10 @@ async def _call(method: Any, name: str, args: dict[str, Any], **more: Any) -> An
 
 
 def _retry_after(exc: SlackApiError) -> float | None:
-    value = exc.response.headers.get("Retry-After") if exc.response.headers else None
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    headers = exc.response.headers or {}
+    # slack-sdk may hand a header's values as a list
+    flat = {k: v[0] if isinstance(v, list) and v else str(v) for k, v in headers.items()}
+    return server_wait(flat, now=time.time())
 
 
 def _connect_error(exc: SlackApiError, key: str, method: str) -> Exception:
