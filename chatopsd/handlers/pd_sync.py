@@ -135,10 +135,8 @@ class IncidentSync:
         try:
             while True:
                 self._again.discard(key)
-                if not await self._show(owed):
-                    return 1
-                if key not in self._again:
-                    return 0
+                # Read again now that this card is ours: the list we came from may predate
+                # another delivery that posted it meanwhile.
                 still = [
                     o
                     for o in await self.cards.owed(owed.incident_id)
@@ -146,7 +144,10 @@ class IncidentSync:
                 ]
                 if not still:
                     return 0
-                owed = still[0]
+                if not await self._show(still[0]):
+                    return 1
+                if key not in self._again:
+                    return 0
         finally:
             self._busy.discard(key)
 
