@@ -123,7 +123,7 @@ class DiscordConnector:
     platform = "discord"
 
     def __init__(
-        self, config: DiscordSection, *, prefix: str = "!", clock: Clock | None = None
+        self, config: DiscordSection, *, clock: Clock | None = None, prefix: str = "!"
     ) -> None:
         self.config = config
         self.prefix = prefix

@@ -31,7 +31,6 @@ import asyncio
 import logging
 import re
 import ssl
-import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
@@ -48,7 +47,7 @@ from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
 from chatopsd.core.limits import one_line, rendered_line
 from chatopsd.core.messages import Destination, Reply, Sent
-from chatopsd.core.ports import ChannelRefused, KeyValue
+from chatopsd.core.ports import ChannelRefused, Clock, KeyValue
 from chatopsd.core.retry import Backoff, RetryPolicy, retrying, server_wait
 
 log = logging.getLogger("chatopsd.mattermost")
@@ -77,17 +76,18 @@ class MattermostConnector:
 
     def __init__(
         self,
-        cfg: MattermostSection,
-        kv: KeyValue,
+        config: MattermostSection,
         *,
+        clock: Clock,
+        kv: KeyValue,
         prefix: str = "!",
-        heartbeat: float = 20.0,
         timeout: float = 15.0,
     ) -> None:
-        self.cfg = cfg
+        self.cfg = cfg = config
+        self.clock = clock
         self.kv = kv
         self.prefix = prefix
-        self.heartbeat = heartbeat
+        self.heartbeat = cfg.heartbeat_seconds
         self.timeout = timeout
         self.base = cfg.url.rstrip("/")
         self._http: aiohttp.ClientSession | None = None
@@ -130,7 +130,7 @@ class MattermostConnector:
                 if r.status == 429:
                     raise RateLimitedSend(
                         f"mattermost rate limited {method} {path}",
-                        retry_after=server_wait(r.headers, now=time.time()),
+                        retry_after=server_wait(r.headers, now=self.clock.now().timestamp()),
                     )
                 if r.status >= 500:
                     raise TransientSendError(f"mattermost {method} {path}: HTTP {r.status}")
