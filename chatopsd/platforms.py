@@ -87,8 +87,7 @@ async def _probe_mattermost(cfg: Config, http: aiohttp.ClientSession) -> list[Re
 
 PLATFORMS: tuple[Platform, ...] = (
     Platform("slack", _slack, _probe_slack, channel_admin=True, direct_messages=True, topics=True),
-    # DMs would need the direct-messages intent, which the connector does not ask for.
-    Platform("discord", _discord, _probe_discord),
+    Platform("discord", _discord, _probe_discord, direct_messages=True),
     Platform(
         "mattermost",
         _mattermost,

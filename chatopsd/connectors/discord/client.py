@@ -64,6 +64,7 @@ def intents() -> discord.Intents:
     wanted.guild_messages = True
     wanted.message_content = True
     wanted.guild_reactions = True
+    wanted.dm_messages = True  # a DM is addressed to us: no prefix needed (core/addressing)
     return wanted
 
 
