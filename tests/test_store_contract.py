@@ -284,3 +284,25 @@ async def test_followups_numbered_per_incident(db: Database) -> None:
     got = await store.get(inc.id, 2)
     assert got is not None and got.text == "fix 1"
     assert [f.n for f in await store.list(inc.id)] == [1, 2, 3]
+
+
+async def test_doctor_checks_the_postgresql_database(pg_url: str, tmp_path: Path) -> None:
+    from chatopsd.doctor import check_state_db
+    from tests.conftest import make_config
+
+    [ok] = await check_state_db(make_config(tmp_path, chatopsd={"database": pg_url}))
+    assert ok.ok and "PostgreSQL" in ok.detail
+    closed = pg_url.rsplit(":", 1)[0] + ":1/nowhere"  # nothing listens on port 1
+    [bad] = await check_state_db(make_config(tmp_path, chatopsd={"database": closed}))
+    assert not bad.ok and "cannot connect" in bad.detail
+
+
+def test_a_password_in_the_database_url_is_refused_without_showing_it(tmp_path: Path) -> None:
+    from chatopsd import config
+    from chatopsd.core.errors import ConfigError
+
+    path = tmp_path / "c.toml"
+    path.write_text('[chatopsd]\ndatabase = "postgresql://u:s3cret@h/db"\n')
+    with pytest.raises(ConfigError, match="chatopsd_database_password") as caught:
+        config.load(path)
+    assert "s3cret" not in str(caught.value)
