@@ -47,7 +47,7 @@ from chatopsd.connectors.slack.render import escape, render
 from chatopsd.connectors.slack.users import UserCache
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
-from chatopsd.core.messages import Destination, Inbound, Reply, Sent
+from chatopsd.core.messages import Actor, Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock
 from chatopsd.core.retry import server_wait
 
@@ -238,6 +238,12 @@ class SlackConnector:
         if isinstance(message.get("retry_attempt"), int) and message["retry_attempt"] > 0:
             log.info("redelivered event %s (attempt %d)", event.event_id, message["retry_attempt"])
         self._session.emit(await self._resolve(event))
+
+    async def user_email(self, user_id: str) -> str | None:
+        """A user's email from the users.info cache (a mention in `!pd reassign <@U…>`)."""
+        if self._users is None:
+            return None
+        return (await self._users.resolve(Actor(user_id))).email
 
     async def _resolve(self, event: Inbound) -> Inbound:
         if self._users is None:
