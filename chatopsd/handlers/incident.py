@@ -23,6 +23,7 @@ from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
 from chatopsd.core.ports import ChannelAdmin, Clock, ReplySink
+from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.store.incidents import Home, SqliteIncidentStore
 
 log = logging.getLogger("chatopsd.incident")
@@ -111,6 +112,7 @@ class IncidentHandler:
         settings: IncidentSettings,
         channel_admin: Callable[[str], ChannelAdmin | None],
         threads: Callable[[str], bool] = lambda _platform: True,
+        times: Times = UTC_TIMES,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -120,6 +122,7 @@ class IncidentHandler:
         # Whether a platform shows threads apart from their channel (the console does not:
         # a "thread" there is the same stream, so posting to it as well prints twice).
         self.threads = threads
+        self.times = times
         # One process, one writer: serialise read-modify-write of incidents so two people
         # acknowledging at once get one "acknowledged" and one clear refusal.
         self._lock = asyncio.Lock()
@@ -269,7 +272,7 @@ class IncidentHandler:
 
     async def _refresh_status(self, incident: Incident) -> None:
         last = await self.store.last_update(incident.id)
-        reply = core.status(incident, last, self.clock.now())
+        reply = core.status(incident, last, self.clock.now(), self.times)
         for sent in await self.store.messages(incident.id, "status"):
             await self.outbox.edit(sent, reply)
 
@@ -297,7 +300,7 @@ class IncidentHandler:
 
         incident = await self.store.create(now.year, make)
         origin = Destination(event.platform, event.channel, event.thread)
-        announce = core.announcement(incident, call.prefix)
+        announce = core.announcement(incident, call.prefix, self.times)
         origin_sent: Sent | None = None
         announced: list[str] = []
         places = _dedupe([origin, *self.settings.destinations(severity)])
@@ -315,7 +318,9 @@ class IncidentHandler:
                 origin_sent = sent
         home, name, notes = await self._open_home(incident, event, origin_sent)
         await self.store.bind_home(incident.id, home)
-        status = await self.outbox.send(home.destination, core.status(incident, None, now))
+        status = await self.outbox.send(
+            home.destination, core.status(incident, None, now, self.times)
+        )
         if status is not None:
             await self.store.remember(incident.id, "status", status)
             admin = self.channel_admin(home.platform)
@@ -404,7 +409,7 @@ class IncidentHandler:
             return new, "escalated", f"escalated {i.sev} → {new.sev}"
 
         before, after, _ = await self._change(event, raw, usage, apply)
-        announce = core.announcement(after, self.settings.prefix)
+        announce = core.announcement(after, self.settings.prefix, self.times)
         already = await self.store.messages(after.id, "announce")
         for old in already:
             await self.outbox.edit(old, announce)
@@ -500,7 +505,7 @@ class IncidentHandler:
             return core.transition(i, "resolve", self.clock.now(), note), "resolved", note
 
         _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
-        wrap = core.wrapup(after, await self.store.timeline(after.id))
+        wrap = core.wrapup(after, await self.store.timeline(after.id), self.times)
         places: list[Destination] = []
         home = await self.store.home(after.id)
         if home is not None:
@@ -544,7 +549,7 @@ class IncidentHandler:
     async def status(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         last = await self.store.last_update(incident.id)
-        return core.status(incident, last, self.clock.now())
+        return core.status(incident, last, self.clock.now(), self.times)
 
     async def list_open(self, call: Call) -> Reply:
         found = await self.store.open()
@@ -564,14 +569,16 @@ class IncidentHandler:
     async def timeline(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         entries = await self.store.timeline(incident.id)
-        return Reply(title=f"Timeline of {incident.id}", code=core.timeline_text(entries))
+        return Reply(
+            title=f"Timeline of {incident.id}", code=core.timeline_text(entries, self.times)
+        )
 
     async def export(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         entries = await self.store.timeline(incident.id)
         return Reply(
             title=f"Postmortem draft for {incident.id}",
-            code=core.postmortem(incident, entries, self.clock.now()),
+            code=core.postmortem(incident, entries, self.clock.now(), self.times),
         )
 
     def _usage(self, call: Call) -> str:
