@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from chatopsd import __version__, logs
+from chatopsd import __version__, logs, pd_compose
 from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
@@ -52,6 +52,8 @@ from chatopsd.systemd import Notifier, Watchdog
 if TYPE_CHECKING:
     import aiohttp
 
+    from chatopsd.handlers.pd_sync import IncidentSync
+    from chatopsd.integrations.tickets import Tracker
     from chatopsd.store.oncall import OnCallCache
 
 log = logging.getLogger("chatopsd")
@@ -80,6 +82,7 @@ class App:
         self.metrics = Metrics()
         # every time shown in chat, in chatopsd.timezone (default: the host's zone)
         self.times = Times(self.config.chatopsd.zone())
+        self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
 
     async def start(self) -> None:
         cfg = self.config
@@ -125,6 +128,8 @@ class App:
                     supervisor.run(), name=f"connector:{connector.platform}"
                 )
             )
+        if self.config.statuspage is not None:
+            self.public.start()  # the status page queue; resumes what a previous run left
         # Everything built so far lives as long as the daemon: keep it out of the collector's
         # full passes, which otherwise walk it all and show up as latency spikes.
         gc.freeze()
@@ -178,7 +183,9 @@ class App:
         if cfg.discord is not None:
             from chatopsd.connectors.discord import DiscordConnector
 
-            found.append(DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix))
+            found.append(
+                DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix, clock=self.clock)
+            )
         return found
 
     def _console_banner(self) -> str:
@@ -222,6 +229,7 @@ class App:
             times=self.times,
         )
         self.bus.reaction_listeners.append(self.incidents.on_reaction)
+        extras = self._incident_extras()
         status = self.config.status
         board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
         self.stalking = Stalking(
@@ -244,11 +252,93 @@ class App:
             StatusHandler(board, self.clock),
             self.stalking,
             self.incidents,
+            *extras,
             *self._approvals_and_ops(),
+            *pd_compose.build(self),
         ]
         for handler in handlers:
             for spec in handler.commands():
                 self.registry.add(spec)
+
+    def _incident_extras(self) -> list[CommandProvider]:
+        """Status page, follow-ups and the video bridge, hooked into the incident lifecycle."""
+        from chatopsd.handlers.bridge import Bridge
+        from chatopsd.handlers.followups import FollowUps
+        from chatopsd.handlers.publish import PublicStatus
+        from chatopsd.store.followups import SqliteFollowUps
+        from chatopsd.store.publications import SqlitePublications
+
+        cfg = self.config
+        sp = cfg.statuspage
+        client = None
+        if sp is not None:
+            from chatopsd.integrations.statuspage import StatuspageClient
+
+            client = StatuspageClient(
+                self._http(),
+                sp.api_url,
+                sp.api_key.get_secret_value(),
+                sp.page_id,
+                timeout=sp.timeout_seconds,
+            )
+        self.public = PublicStatus(
+            SqlitePublications(self.db),
+            self.incidents,
+            client,
+            self.outbox,
+            self.audit,
+            self.clock,
+            components=sp.components if sp else None,
+            auto_publish=sp.auto_publish if sp else (),
+            min_interval=sp.min_interval_seconds if sp else 1.0,
+        )
+        self.followups = FollowUps(
+            SqliteFollowUps(self.db),
+            self.incidents,
+            self._tracker(),
+            self.outbox,
+            self.audit,
+            self.clock,
+            labels=cfg.tickets.labels if cfg.tickets else (),
+            incident_url=cfg.tickets.incident_url if cfg.tickets else None,
+        )
+        self.followups.submit = self.bus.submit
+        self.bus.reaction_listeners.append(self.followups.on_reaction)
+        self.incidents.hooks += [self.public, self.followups]
+        self.incidents.followups = self.followups
+        if cfg.incidents.bridge_url:
+            self.incidents.hooks.append(
+                Bridge(
+                    cfg.incidents.bridge_url, self.incident_store, self.outbox, self._channel_admin
+                )
+            )
+        return [self.public, self.followups]
+
+    def _tracker(self) -> Tracker | None:
+        t = self.config.tickets
+        if t is None:
+            return None
+        from chatopsd.integrations.tickets import GitHubIssues, JiraIssues
+
+        token = t.token.get_secret_value()
+        if t.kind == "github":
+            return GitHubIssues(
+                self._http(),
+                token,
+                t.project,
+                api_url=t.url or "https://api.github.com",
+                timeout=t.timeout_seconds,
+            )
+        assert t.url is not None  # the config requires it for jira
+        return JiraIssues(
+            self._http(),
+            token,
+            t.project,
+            site_url=t.url,
+            email=t.email,
+            issue_type=t.issue_type,
+            timeout=t.timeout_seconds,
+        )
 
     def _channel_admin(self, platform: str) -> ChannelAdmin | None:
         """The platform's connector if it can create channels (an optional capability)."""
@@ -371,6 +461,9 @@ class App:
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
         fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
         needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
+        needs_restart += [
+            n for n in ("statuspage", "tickets") if getattr(old, n) != getattr(new, n)
+        ]
         for key in ("state_db", "prefix", "bot_name"):
             if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):
                 needs_restart.append(f"chatopsd.{key}")
@@ -382,6 +475,7 @@ class App:
         if cancelled:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
         self.scheduler.shutdown()
+        await self.public.stop()
         await self.stalking.wait_posted(timeout=min(grace, 5.0))
         await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from chatopsd.config import IncidentsSection
 from chatopsd.core import incident as core
+from chatopsd.core.bus import new_ref, short_cause
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
-from chatopsd.core.errors import NotFound, UsageError
+from chatopsd.core.errors import NotFound, TransientSendError, UsageError, UserError
 from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
+from chatopsd.core.incident_hooks import Change, FollowUpRows, IncidentHook
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
-from chatopsd.core.ports import ChannelAdmin, Clock, ReplySink
+from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
+from chatopsd.core.public_text import public_text, without_public
 from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.store.incidents import Home, SqliteIncidentStore
 
@@ -119,6 +122,8 @@ class IncidentHandler:
         self.clock = clock
         self.settings = settings
         self.channel_admin = channel_admin
+        # `!incident escalate --page X` (issue 17): (call, target, incident id) -> reply
+        self.escalation_pager: Callable[[Call, str, str], Awaitable[Reply]] | None = None
         # Whether a platform shows threads apart from their channel (the console does not:
         # a "thread" there is the same stream, so posting to it as well prints twice).
         self.threads = threads
@@ -126,6 +131,9 @@ class IncidentHandler:
         # One process, one writer: serialise read-modify-write of incidents so two people
         # acknowledging at once get one "acknowledged" and one clear refusal.
         self._lock = asyncio.Lock()
+        # Features that follow the lifecycle (status page, follow-ups, bridge): app.py adds them.
+        self.hooks: list[IncidentHook] = []
+        self.followups: FollowUpRows | None = None
 
     def commands(self) -> list[CommandSpec]:
         # The id is optional inside an incident's channel, so it cannot be a positional
@@ -169,11 +177,17 @@ class IncidentHandler:
             spec("ack", "acknowledge: someone is on it", self.ack, (note,), True, "incident ack"),
             spec(
                 "update",
-                "add a timestamped update; refreshes the pinned status",
+                "add a timestamped update; --public TEXT also posts TEXT to the status page",
                 self.update,
-                (note,),
+                (
+                    note,
+                    Arg(
+                        "public", "text for the status page (quote it)", option=True, required=False
+                    ),
+                ),
                 True,
                 "incident update rolled back the deploy, error rate falling",
+                'incident update rolled back --public "A fix is being rolled out"',
             ),
             spec("status", "the incident's current status", self.status, (inc,), False),
             spec("list", "open incidents", self.list_open, (), False),
@@ -181,9 +195,13 @@ class IncidentHandler:
                 "escalate",
                 "raise the severity (one level, or to the one given)",
                 self.escalate,
-                (rest("severity", "then SEV-n (default: one level up)"),),
+                (
+                    rest("severity", "then SEV-n (default: one level up)"),
+                    Arg("page", "page a schedule, person or team too", option=True, required=False),
+                ),
                 True,
                 "incident escalate INC-2026-0042 SEV-1",
+                "incident escalate INC-2026-0042 --page PTEAMSCHED",
             ),
             spec("assign", "set the assignee", self.assign, (user,), True, "incident assign @bob"),
             spec("commander", "hand over Incident Commander", self.commander, (user,), True),
@@ -253,6 +271,7 @@ class IncidentHandler:
         raw: str,
         usage: str,
         apply: Callable[[Incident, str], tuple[Incident, str, str]],
+        public: str | None = None,
     ) -> tuple[Incident, Incident, str]:
         """Find, change and store an incident with its timeline entry; refresh its status.
 
@@ -267,14 +286,35 @@ class IncidentHandler:
                     exc.hint = f"{self.settings.prefix}{exc.hint}"
                 raise
             await self.store.save(after, self._entry(event, kind, text))
+        await self._notify(Change(after, kind, text, event, public))
         await self._refresh_status(after)
         return before, after, rest
 
-    async def _refresh_status(self, incident: Incident) -> None:
+    async def _notify(self, change: Change) -> None:
+        for hook in self.hooks:
+            try:
+                await hook.changed(change)
+            except Exception:  # the change is stored: a follower's failure must not undo it
+                log.exception("incident hook %s failed on %s", type(hook).__name__, change.kind)
+
+    async def _status_reply(self, incident: Incident) -> Reply:
         last = await self.store.last_update(incident.id)
         reply = core.status(incident, last, self.clock.now(), self.times)
+        extra: list[tuple[str, str]] = []
+        for hook in self.hooks:
+            extra.extend(await hook.status_fields(incident))
+        return replace(reply, fields=reply.fields + tuple(extra)) if extra else reply
+
+    async def _refresh_status(self, incident: Incident) -> None:
+        reply = await self._status_reply(incident)
         for sent in await self.store.messages(incident.id, "status"):
             await self.outbox.edit(sent, reply)
+
+    async def refresh_status(self, incident_id: str) -> None:
+        """Re-render the pinned status (a hook's own state changed, e.g. published)."""
+        incident = await self.store.get(incident_id)
+        if incident is not None:
+            await self._refresh_status(incident)
 
     # -- declare -----------------------------------------------------------------------------
 
@@ -318,9 +358,7 @@ class IncidentHandler:
                 origin_sent = sent
         home, name, notes = await self._open_home(incident, event, origin_sent)
         await self.store.bind_home(incident.id, home)
-        status = await self.outbox.send(
-            home.destination, core.status(incident, None, now, self.times)
-        )
+        status = await self.outbox.send(home.destination, await self._status_reply(incident))
         if status is not None:
             await self.store.remember(incident.id, "status", status)
             admin = self.channel_admin(home.platform)
@@ -328,10 +366,12 @@ class IncidentHandler:
                 try:
                     await admin.pin(status)
                 except Exception as exc:  # a missing pin must not undo the declaration
-                    notes.append(f"Could not pin the status message: {exc}")
+                    cause = _cause(exc, f"{incident.id}: pin")
+                    notes.append(f"Could not pin the status message: {cause}")
         threaded = self.threads(event.platform)
         if notes and home.thread is not None and threaded:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
+        await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
         if name:
             where = f"Incident channel: #{name}"
         elif threaded:
@@ -361,15 +401,15 @@ class IncidentHandler:
                 except Exception as exc:
                     # Any failure (refused, name taken, network): the incident is declared
                     # already, so it must not fail now; a thread will do.
-                    failed = f"could not create #{name}: {exc}"
-                    log.warning("%s: %s", incident.id, failed)
+                    failed = f"could not create #{name}: {_cause(exc, incident.id)}"
                     if admin_reason is None:
                         admin_reason = reason = failed  # the first refusal is the telling one
                     continue
                 try:
                     await admin.invite(channel, [event.actor.id])
                 except Exception as exc:
-                    notes.append(f"Could not invite {event.actor.display}: {exc}")
+                    cause = _cause(exc, f"{incident.id}: invite")
+                    notes.append(f"Could not invite {event.actor.display}: {cause}")
                 return Home(event.platform, channel, None), name, notes
         # The thread hangs under the announcement; if that failed, under the declare command.
         thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
@@ -388,19 +428,35 @@ class IncidentHandler:
         return Reply(text=f"{after.id} acknowledged by {call.event.actor.display}.")
 
     async def update(self, call: Call) -> Reply:
+        public = public_text(call.event.text) if call.text("public") is not None else None
+
         def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
+            note = without_public(note, public)
+            if not note and public:
+                note = f"(public) {public}"
             if not note:
                 raise UsageError("say what changed", hint=self._usage(call))
             return core.touch(i, "update", self.clock.now()), "update", note
 
-        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
+        _, after, _ = await self._change(
+            call.event, _raw(call), self._usage(call), apply, public=public
+        )
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
-    async def escalate(self, call: Call) -> Reply:
+    async def escalate(self, call: Call) -> Reply | list[Reply]:
         rest = _raw(call)
         first, _, after_id = rest.strip().partition(" ")
         words = (after_id if core.parse_id(first) else rest).split()
         sev = core.parse_severity(words[0]) if words else None  # a bad one fails before the lock
+        target = call.text("page")
+        if target:  # --page: page through PagerDuty; the severity moves only if one is given
+            if self.escalation_pager is None:
+                raise UsageError("paging from an incident needs the [pagerduty] section")
+            incident, _ = await self._target(call.event, rest, self._usage(call))
+            replies = [await self.escalation_pager(call, target, incident.id)]
+            if sev is not None:
+                replies.insert(0, await self._escalate(call.event, rest, self._usage(call), sev))
+            return replies
         return await self._escalate(call.event, rest, self._usage(call), sev)
 
     async def _escalate(self, event: Inbound, raw: str, usage: str, sev: int | None) -> Reply:
@@ -493,7 +549,8 @@ class IncidentHandler:
         try:
             await admin.invite(home.channel, user_ids)
         except Exception as exc:
-            return f" Could not invite them to the incident channel: {exc}"
+            cause = _cause(exc, f"{incident.id}: invite")
+            return f" Could not invite them to the incident channel: {cause}"
         return ""
 
     async def resolve(self, call: Call) -> list[Reply]:
@@ -526,11 +583,14 @@ class IncidentHandler:
             text=f"{after.id} closed. Postmortem draft: {call.prefix}incident export {after.id}"
         )
 
-    async def link_page(self, call: Call, result: PageResult) -> None:
-        """`!ic page` succeeded: if it ran in an incident's channel or thread, link the
-        PagerDuty incident to ours (timeline entry, status and postmortem show it)."""
+    async def link_page(
+        self, call: Call, result: PageResult, incident_id: str | None = None
+    ) -> None:
+        """`!ic page` succeeded: if it ran in an incident's channel or thread (or names the
+        incident), link the PagerDuty incident to ours (timeline, status and postmortem)."""
         event = call.event
-        incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
+        if incident_id is None:
+            incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
         if incident_id is None:
             return
         names = ", ".join(p.name for p in result.paged) or "nobody"
@@ -548,8 +608,7 @@ class IncidentHandler:
 
     async def status(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
-        last = await self.store.last_update(incident.id)
-        return core.status(incident, last, self.clock.now(), self.times)
+        return await self._status_reply(incident)
 
     async def list_open(self, call: Call) -> Reply:
         found = await self.store.open()
@@ -576,9 +635,10 @@ class IncidentHandler:
     async def export(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         entries = await self.store.timeline(incident.id)
+        rows = await self.followups.postmortem_rows(incident.id) if self.followups else ()
         return Reply(
             title=f"Postmortem draft for {incident.id}",
-            code=core.postmortem(incident, entries, self.clock.now(), self.times),
+            code=core.postmortem(incident, entries, self.clock.now(), rows, self.times),
         )
 
     def _usage(self, call: Call) -> str:
@@ -648,3 +708,11 @@ class IncidentHandler:
             )
             reminded += 1
         return reminded
+
+
+def _cause(exc: Exception, what: str) -> str:
+    """Log a failed channel-admin step and say why in a few words (core/bus.short_cause)."""
+    ref = new_ref()
+    expected = isinstance(exc, UserError | ChannelRefused | TransientSendError)
+    log.warning("%s failed (ref %s): %s", what, ref, exc, exc_info=None if expected else exc)
+    return short_cause(exc, ref)
