@@ -81,3 +81,21 @@ def test_timezone_key(tmp_path: Path) -> None:
     # default: the host's zone, $TZ first
     assert config.load(None, env={}).chatopsd.zone({"TZ": "Asia/Tokyo"}) == ZoneInfo("Asia/Tokyo")
     assert config.host_zone({}, localtime=tmp_path / "missing") == UTC
+
+
+def test_pagerduty_cards_follow_the_zone() -> None:
+    from chatopsd.core import pd
+
+    inc = pd.PdIncident(
+        "Q1",
+        7,
+        "DB down",
+        "acknowledged",
+        created_at="2026-11-24T08:00:00Z",
+        changed_by="Grace",
+        changed_at="2026-11-24T08:05:00Z",
+    )
+    fields = dict(pd.card(inc, PARIS).fields)
+    assert fields["Opened"] == "09:00 CET"
+    assert fields["Status"] == "acknowledged by Grace at 09:05 CET"
+    assert dict(pd.card(inc).fields)["Opened"] == "08:00 UTC"
