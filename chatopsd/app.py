@@ -22,6 +22,7 @@ from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.messages import Inbound
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
 from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
@@ -187,13 +188,20 @@ class App:
             paging_channels=frozenset(cfg.auth.paging_channels),
             mutating_channels=frozenset(cfg.auth.mutating_channels),
         )
+        # Order and why: core/middleware.py's docstring.
         return [
             Dedupe(self.ledger),
             self.metrics.middleware,
-            Authorize(policy, self.audit, self.clock, self.incident_store.is_incident_channel),
             Audit(self.audit, self.clock),
-            RateLimit(self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst),
+            RateLimit(
+                self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=self._is_grant
+            ),
+            Authorize(policy, self.incident_store.is_incident_channel),
         ]
+
+    def _is_grant(self, event: Inbound) -> bool:
+        approvals: ApprovalService | None = getattr(self, "approvals", None)
+        return approvals is not None and approvals.is_grant(event)
 
     def _handlers(self) -> None:
         directory, pager = self._oncall()
@@ -204,7 +212,7 @@ class App:
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
             self._channel_admin,
         )
-        self.bus.reaction_listeners.append(self.incidents.on_reaction)
+        self.bus.reaction_commands.append(self.incidents.reaction_command)
         status = self.config.status
         board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
         self.stalking = Stalking(
@@ -249,7 +257,7 @@ class App:
             prefix=cfg.chatopsd.prefix,
         )
         self.approvals.submit = self.bus.submit
-        self.bus.reaction_listeners.append(self.approvals.on_reaction)
+        self.bus.reaction_commands.append(self.approvals.reaction_command)
         self.scheduler.every("approvals-expire", cfg.approvals.sweep_seconds, self.approvals.sweep)
         rules = [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
         ops = OpsHandler(

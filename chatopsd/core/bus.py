@@ -23,7 +23,10 @@ log = logging.getLogger("chatopsd.bus")
 
 Next = Callable[[Call], Awaitable[list[Reply]]]
 Middleware = Callable[[Call, Next], Awaitable[list[Reply]]]
-ReactionListener = Callable[[Inbound], Awaitable[None]]
+# A reaction is never acted on directly: a handler-side mapping turns it into the command it
+# stands for (⬆️ on an incident's announcement → "incident escalate INC-…"), or None, and that
+# command then runs through the same middleware as a typed one (role, channel, rate, audit).
+ReactionCommand = Callable[[Inbound], Awaitable[str | None]]
 
 
 def render_error(exc: BaseException, ref: str) -> Reply:
@@ -57,7 +60,7 @@ class Bus:
         self._chain = self._build(list(middleware))
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
-        self.reaction_listeners: list[ReactionListener] = []
+        self.reaction_commands: list[ReactionCommand] = []
         # A mention the grammar cannot parse goes to this spec with args {"text": body}
         # (the plain-language intent parser), through the same middleware as any command.
         self.mention_fallback: CommandSpec | None = None
@@ -103,17 +106,25 @@ class Bus:
     async def handle(self, event: Inbound) -> list[Reply]:
         """Handle one event and send its replies; returns them (for tests and benchmarks)."""
         if event.kind == "reaction":
-            for listener in self.reaction_listeners:
-                await self._guard(listener(event), event)
-            return []
-        body = command_text(event, self.prefix, self.bot_names)
+            body = await self._reaction_command(event)
+            if body is not None:
+                # audited and authorized as the command it stands for, like a button click
+                event = replace(event, text=body)
+        else:
+            body = command_text(event, self.prefix, self.bot_names)
         if body is None:
             return []
         call = self._parse(event, body)
+        failed = False
         try:
             replies = await self._chain(call)
         except Exception as exc:
-            replies = [render_error(exc, call.ref)]
+            failed = True
+            quiet = isinstance(exc, RateLimited) and exc.quiet
+            replies = [] if quiet else [render_error(exc, call.ref)]
+            if event.kind == "reaction":
+                # only the person reacting needs to learn why their reaction did nothing
+                replies = [replace(r, ephemeral=True) for r in replies]
             if not isinstance(exc, UserError):
                 log.error(
                     "internal error ref=%s platform=%s channel=%s actor=%s command=%r",
@@ -125,7 +136,9 @@ class Bus:
                     exc_info=exc,
                 )
         destination = Destination.for_inbound(event)
-        priority = call.spec.priority if call.spec else None
+        # A refusal or error keeps its own (normal) priority: a flood of refused pages must
+        # not jump the queue ahead of a real page's answer.
+        priority = call.spec.priority if call.spec and not failed else None
         for reply in replies:
             if priority is not None and reply.priority > priority:
                 reply = _with_priority(reply, priority)
@@ -156,13 +169,24 @@ class Bus:
         text = event.text.lstrip().lower()
         return any(text.startswith((f"@{n}".lower(), f"<@{n}>".lower())) for n in self.bot_names)
 
-    async def _guard(self, coro: Awaitable[None], event: Inbound) -> None:
-        try:
-            await coro
-        except Exception:
-            log.exception(
-                "reaction listener failed platform=%s event=%s", event.platform, event.event_id
-            )
+    async def _reaction_command(self, event: Inbound) -> str | None:
+        """The command a reaction stands for, if any handler maps it to one.
+
+        Reactions by bots never count (another bot's ✅ is not an approval), whatever the
+        connector's `allow_bots` says about messages."""
+        if event.actor.is_bot:
+            return None
+        for to_command in self.reaction_commands:
+            try:
+                command = await to_command(event)
+            except Exception:
+                log.exception(
+                    "reaction mapping failed platform=%s event=%s", event.platform, event.event_id
+                )
+                continue
+            if command:
+                return command
+        return None
 
     # -- shutdown --------------------------------------------------------------------------
 

@@ -56,6 +56,8 @@ class ApprovalService:
         self.expire_seconds, self.prefix = expire_seconds, prefix
         self.submit: Submit | None = None  # the bus's submit; set by app.py once the bus exists
         self._lock = asyncio.Lock()  # one decision at a time: two approvers must not race
+        # event ids of granted commands this process handed to the bus (see is_grant)
+        self._granted: set[str] = set()
 
     # -- requests --------------------------------------------------------------------------
 
@@ -150,21 +152,16 @@ class ApprovalService:
 
     # -- votes -----------------------------------------------------------------------------
 
-    async def on_reaction(self, event: Inbound) -> None:
-        """A bus reaction listener: ✅/❌ on a request message is a vote."""
+    async def reaction_command(self, event: Inbound) -> str | None:
+        """✅/❌ on a request message stands for `approve <id>` / `reject <id>`: the bus runs
+        that through the same middleware as the typed command."""
         vote = vote_for_emoji(event.text)
         if vote is None or not event.message_id:
-            return
+            return None
         action = await self.store.by_message(event.platform, event.message_id)
         if action is None:
-            return
-        message = await self.vote(action.id, event, vote)
-        if message is not None:
-            # the voter must learn why their reaction did nothing; nobody else needs to
-            self.outbox.enqueue(
-                Destination(event.platform, event.channel, event.thread, actor=event.actor.id),
-                Reply(text=message, ephemeral=True),
-            )
+            return None
+        return f"{vote} {action.id}"
 
     async def vote(self, action_id: str, event: Inbound, vote: Vote) -> str | None:
         """Count a vote; returns why it was refused, or None when it counted."""
@@ -226,9 +223,17 @@ class ApprovalService:
         if fresh is not None:
             await self._dispatch(fresh)
 
+    def is_grant(self, event: Inbound) -> bool:
+        """Whether this event is a granted command we dispatched (not something a connector
+        can fake: only ids we handed to the bus count). The rate limiter lets it through: it
+        is not the requester acting now, and an approved command must never be lost."""
+        return event.event_id in self._granted
+
     async def _dispatch(self, action: Action) -> None:
         if self.submit is None:
             return
+        event_id = f"{GRANT_PREFIX}{action.id}"
+        self._granted.add(event_id)
         task = self.submit(
             Inbound(
                 platform=action.platform,
@@ -236,13 +241,16 @@ class ApprovalService:
                 actor=Actor(action.requester.id, action.requester_name, action.requester.email),
                 text=action.command,
                 kind="slash",
-                event_id=f"{GRANT_PREFIX}{action.id}",
+                event_id=event_id,
                 thread=action.thread,
                 message_id=action.message_id,
             )
         )
-        if task is not None:
-            await self.store.mark_dispatched(action.id)
+        if task is None:
+            self._granted.discard(event_id)
+            return
+        task.add_done_callback(lambda _t: self._granted.discard(event_id))
+        await self.store.mark_dispatched(action.id)
 
     # -- expiry (the "approvals-expire" job) -------------------------------------------------
 

@@ -554,30 +554,16 @@ class IncidentHandler:
 
     # -- reactions (Mattermost's stand-in for buttons) ---------------------------------------
 
-    async def on_reaction(self, event: Inbound) -> None:
+    async def reaction_command(self, event: Inbound) -> str | None:
+        """The command a reaction on one of an incident's messages stands for; the bus runs it
+        through the same checks as the typed command (role, channel, rate limit, audit)."""
         action = REACTIONS.get(event.text.strip(":").lower())
         if action is None or not event.message_id:
-            return
+            return None
         incident_id = await self.store.incident_for_message(event.platform, event.message_id)
         if incident_id is None:
-            return
-        try:
-            if action == "join":
-                reply = await self._join(event, incident_id, "")
-            elif action == "escalate":
-                reply = await self._escalate(event, incident_id, "", None)
-            else:
-
-                def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
-                    new = core.transition(i, "ack", self.clock.now())
-                    return new, "acknowledged", "acknowledged (reaction)"
-
-                _, after, _ = await self._change(event, incident_id, "", apply)
-                reply = Reply(text=f"{after.id} acknowledged by {event.actor.display}.")
-        except IllegalTransition as exc:
-            log.info("reaction %s on %s ignored: %s", event.text, incident_id, exc)
-            return
-        self.outbox.enqueue(Destination(event.platform, event.channel, event.thread), reply)
+            return None
+        return f"incident {action} {incident_id}"
 
     # -- pulses ------------------------------------------------------------------------------
 
