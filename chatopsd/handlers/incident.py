@@ -296,6 +296,18 @@ class IncidentHandler:
             if dest == origin:
                 origin_sent = sent
         home, name, notes = await self._open_home(incident, event, origin_sent)
+        if home is None:
+            # Nothing posted here to hang a thread under (a slash command whose announcement
+            # failed): binding the whole channel would make it an "incident channel", where
+            # auth.paging_channels and mutating_channels no longer apply.
+            lines = [
+                f"{incident.id} declared ({incident.sev}), but nothing could be posted here, "
+                "so it has no channel or thread of its own: give its id to later commands.",
+                *notes,
+            ]
+            if announced:
+                lines.append(f"Announced in {', '.join(announced)}.")
+            return Reply(text="\n".join(lines), priority=Priority.STATUS)
         await self.store.bind_home(incident.id, home)
         status = await self.outbox.send(home.destination, core.status(incident, None, now))
         if status is not None:
@@ -316,7 +328,7 @@ class IncidentHandler:
 
     async def _open_home(
         self, incident: Incident, event: Inbound, origin_sent: Sent | None
-    ) -> tuple[Home, str | None, list[str]]:
+    ) -> tuple[Home | None, str | None, list[str]]:
         """A channel of its own if the platform allows it; else a thread in the declaring one."""
         notes: list[str] = []
         admin = self.channel_admin(event.platform) if self.settings.create_channels else None
@@ -344,6 +356,9 @@ class IncidentHandler:
                 return Home(event.platform, channel, None), name, notes
         # The thread hangs under the announcement; if that failed, under the declare command.
         thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
+        if not thread:
+            notes.append(f"No incident channel ({reason}).")
+            return None, None, notes
         notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
         return Home(event.platform, event.channel, thread), None, notes
 
