@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import signal
+import sqlite3
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -13,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
 from chatopsd import config as config_mod
-from chatopsd import logs
+from chatopsd import logs, redact
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
@@ -57,6 +58,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatopsd")
 
 
+class StartupError(Exception):
+    """The daemon cannot start; the message is the one line an operator needs."""
+
+
 @dataclass
 class Io:
     """The console's streams (tests and benchmarks pass their own)."""
@@ -82,7 +87,11 @@ class App:
     async def start(self) -> None:
         cfg = self.config
         started = time.perf_counter()
-        self.db = await Database.open(cfg.chatopsd.db_path())
+        path = cfg.chatopsd.db_path()
+        try:
+            self.db = await Database.open(path)
+        except (sqlite3.Error, OSError) as exc:
+            raise StartupError(f"state database {path}: {exc}") from exc
         self.ledger = SqliteEventLedger(self.db, self.clock)
         await self.ledger.load()
         self.audit = SqliteAuditLog(self.db)
@@ -341,7 +350,7 @@ class App:
         for s in self.supervisors:
             text = f"{s.platform}: {s.health.state.value}"
             if s.health.reason and s.health.state.value != "ready":
-                text += f" ({s.health.reason[:80]})"
+                text += f" ({redact.text(s.health.reason)[:80]})"
             parts.append(text)
         return "; ".join(parts) or "no connectors"
 
@@ -364,6 +373,30 @@ class App:
             if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):
                 needs_restart.append(f"chatopsd.{key}")
         return needs_restart
+
+    async def abort(self) -> None:
+        """Undo a start that failed half way: close whatever was opened, so nothing keeps the
+        process alive (an open aiosqlite connection is a thread that blocks exit)."""
+        self.scheduler.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for supervisor in self.supervisors:
+            try:
+                await supervisor.connector.close()
+            except Exception:
+                log.exception("closing %s failed", supervisor.platform)
+        outbox: Outbox | None = getattr(self, "outbox", None)
+        if outbox is not None:
+            await outbox.close()
+        cache: OnCallCache | None = getattr(self, "oncall_cache", None)
+        if cache is not None:
+            await cache.client.close()
+        if self._http_session is not None:
+            await self._http_session.close()
+        db: Database | None = getattr(self, "db", None)
+        if db is not None:
+            await db.close()
 
     async def stop(self) -> None:
         grace = self.config.chatopsd.shutdown_grace_seconds
@@ -403,14 +436,40 @@ async def serve(
     app = App(config, io=io or Io())
     notifier = Notifier()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, app.stopping.set)
-    loop.add_signal_handler(signal.SIGUSR1, lambda: log.warning("log level now %s", toggle_debug()))
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, notifier, config_path))
-    await app.start()
-    control = await _start_control(app)
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, app.stopping.set)
+        loop.add_signal_handler(
+            signal.SIGUSR1, lambda: log.warning("log level now %s", toggle_debug())
+        )
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, notifier, config_path))
+        await _serve(app, notifier, on_ready)
+    finally:
+        # A start-up failure must leave no handler that swallows SIGTERM behind.
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(app: App, notifier: Notifier, on_ready: Callable[[App], None] | None) -> None:
+    control: ControlServer | None = None
     exporter = Exporter(app, app.metrics)
-    await exporter.start()
+    try:
+        try:
+            # first: a busy port fails before any job or connector has started
+            await exporter.start()
+        except OSError as exc:
+            m = app.config.metrics
+            where = f"metrics.listen {m.listen}" if m.listen else f"metrics.textfile {m.textfile}"
+            raise StartupError(f"{where}: {exc.strerror or exc}") from exc
+        await app.start()
+        control = await _start_control(app)
+    except BaseException:
+        if control is not None:
+            await control.close()
+        await exporter.close()
+        await app.abort()
+        raise
     watchdog = Watchdog(notifier, status=app.status_line)
     watchdog.start()
     notifier.ready(app.status_line())

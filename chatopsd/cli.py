@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatopsd import __version__, config, logs
+from chatopsd import __version__, config, logs, redact
 from chatopsd.core.errors import ConfigError
 
 if TYPE_CHECKING:
@@ -83,14 +83,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(cfg: config.Config, path: Path | None = None) -> int:
-    from chatopsd.app import serve
+    from chatopsd.app import StartupError, serve
 
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        asyncio.run(serve(cfg, config_path=path))
-    else:
-        uvloop.run(serve(cfg, config_path=path))
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+            asyncio.run(serve(cfg, config_path=path))
+        else:
+            uvloop.run(serve(cfg, config_path=path))
+    except StartupError as exc:
+        # one line for the journal; systemd sees the failure at once (no kill loop)
+        print(f"chatopsd: cannot start: {redact.text(str(exc))}", file=sys.stderr)
+        return 1
     return 0
 
 

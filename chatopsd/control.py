@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatopsd import redact
 from chatopsd.core.messages import Destination, Reply
 
 if TYPE_CHECKING:
@@ -71,7 +72,7 @@ def health(app: App) -> dict[str, Any]:
             {
                 "platform": s.platform,
                 "state": s.health.state.value,
-                "reason": s.health.reason,
+                "reason": redact.text(s.health.reason),
                 "for_seconds": round(mono - s.health.since, 1),
                 "connects": s.health.connects,
                 "failures": s.health.failures,
