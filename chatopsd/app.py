@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from pydantic import BaseModel
+
 from chatopsd import config as config_mod
 from chatopsd import logs, redact
 from chatopsd.config import Config
@@ -260,7 +262,7 @@ class App:
             SqliteApprovals(self.db),
             self.audit,
             self.clock,
-            self.policy,
+            lambda: self.policy,  # the current one: reload replaces it
             self.outbox,
             expire_seconds=cfg.approvals.expire_seconds,
             prefix=cfg.chatopsd.prefix,
@@ -268,8 +270,8 @@ class App:
         self.approvals.submit = self.bus.submit
         self.bus.reaction_commands.append(self.approvals.reaction_command)
         self.scheduler.every("approvals-expire", cfg.approvals.sweep_seconds, self.approvals.sweep)
-        rules = [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
-        ops = OpsHandler(
+        rules = _rules(cfg)
+        self.ops = ops = OpsHandler(
             cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
         )
         intents = IntentHandler(self.registry, self.approvals, prefix=cfg.chatopsd.prefix)
@@ -355,24 +357,58 @@ class App:
         return "; ".join(parts) or "no connectors"
 
     def reload(self, new: Config) -> list[str]:
-        """Apply what is safe to change while running; returns what still needs a restart.
+        """Apply what is safe to change while running; returns what still needs a restart,
+        by key path: every other difference between the running and the new config.
 
-        Reloaded: log level and format, roles, auth rules, rate limits (buckets start afresh).
-        Not reloaded: tokens, platform sections, state_db, prefix, bot_name, pagerduty, status."""
+        Reloaded: log level and format, roles, auth rules, rate limits (buckets start afresh),
+        `[[approvals.rules]]`, `approvals.expire_seconds` (new requests) and `[[commands]]`."""
         old = self.config
-        self.config = old.model_copy(
-            update={"roles": new.roles, "auth": new.auth, "ratelimit": new.ratelimit}
+        commands_note = self._reload_commands(new)
+        applied = old.model_copy(
+            update={
+                "roles": new.roles,
+                "auth": new.auth,
+                "ratelimit": new.ratelimit,
+                "commands": new.commands if commands_note is None else old.commands,
+                "approvals": old.approvals.model_copy(
+                    update={
+                        "rules": new.approvals.rules,
+                        "expire_seconds": new.approvals.expire_seconds,
+                    }
+                ),
+                "chatopsd": old.chatopsd.model_copy(
+                    update={
+                        "log_level": new.chatopsd.log_level,
+                        "log_format": new.chatopsd.log_format,
+                    }
+                ),
+            }
         )
-        self.bus.set_middleware(self._middleware())
+        self.config = applied
+        self.bus.set_middleware(self._middleware())  # a new AccessPolicy, read by approvals too
+        self.approvals.expire_seconds = new.approvals.expire_seconds
+        self.ops.reconfigure(applied.commands, _rules(applied))
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
-        fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
-        needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
-        for key in ("state_db", "prefix", "bot_name"):
-            if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):
-                needs_restart.append(f"chatopsd.{key}")
+        needs_restart = [d for d in _differences(applied, new) if d != "commands"]
+        if commands_note is not None:
+            needs_restart.append(commands_note)
         return needs_restart
+
+    def _reload_commands(self, new: Config) -> str | None:
+        """Swap the `[[commands]]` in the registry; on a name clash keep the old ones and say so."""
+        ours = {spec.path for spec in self.ops.commands()}
+        fresh = OpsHandler(new.commands, [], self.approvals, self.audit, self.clock).commands()
+        for spec in fresh:
+            if spec.path not in ours and self.registry.get(spec.path) is not None:
+                return f"commands (kept the running ones: {spec.name!r} is a built-in command)"
+        for path in ours:
+            self.registry.remove(path)
+        self.ops.reconfigure(new.commands, self.ops.rules)
+        for spec in self.ops.commands():
+            self.registry.add(spec)
+        return None
 
     async def abort(self) -> None:
         """Undo a start that failed half way: close whatever was opened, so nothing keeps the
@@ -504,6 +540,25 @@ async def _start_control(app: App) -> ControlServer | None:
     return control
 
 
+def _rules(cfg: Config) -> list[Rule]:
+    return [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
+
+
+def _differences(running: Config, new: Config) -> list[str]:
+    """Key paths whose value differs ("incidents.pulse_minutes"; a whole section when it was
+    added or removed): after a reload, exactly what it could not apply."""
+    found: list[str] = []
+    for name in type(running).model_fields:
+        a, b = getattr(running, name), getattr(new, name)
+        if a == b:
+            continue
+        if isinstance(a, BaseModel) and isinstance(b, BaseModel) and type(a) is type(b):
+            found += [f"{name}.{k}" for k in type(a).model_fields if getattr(a, k) != getattr(b, k)]
+        else:
+            found.append(name)
+    return found
+
+
 def _reload(app: App, notifier: Notifier, path: Path | None) -> None:
     notifier.reloading()
     try:
@@ -513,7 +568,8 @@ def _reload(app: App, notifier: Notifier, path: Path | None) -> None:
     else:
         later = app.reload(new)
         log.warning(
-            "config reloaded (log level/format, roles, auth, rate limits)%s",
+            "config reloaded (log level/format, roles, auth, rate limits, approval rules, "
+            "commands)%s",
             f"; changed but needs a restart: {', '.join(later)}" if later else "",
         )
     notifier.ready(app.status_line())

@@ -45,13 +45,14 @@ class ApprovalService:
         store: SqliteApprovals,
         audit: AuditLog,
         clock: Clock,
-        policy: AccessPolicy,
+        policy: Callable[[], AccessPolicy],
         outbox: ReplySink,
         *,
         expire_seconds: float = 900.0,
         prefix: str = "!",
     ) -> None:
         self.store, self.audit, self.clock = store, audit, clock
+        # read at every vote, never copied: a reload that revokes an approver applies at once
         self.policy, self.outbox = policy, outbox
         self.expire_seconds, self.prefix = expire_seconds, prefix
         self.submit: Submit | None = None  # the bus's submit; set by app.py once the bus exists
@@ -171,7 +172,7 @@ class ApprovalService:
                 return f"no request {action_id}"
             now = self.clock.now()
             voter = Person(event.platform, event.actor.id, event.actor.email)
-            holds = action.role is not None and self.policy.holds(
+            holds = action.role is not None and self.policy().holds(
                 _as_call(event, self.outbox, self.prefix), action.role
             )
             why = refusal(action, voter, vote, holds, now)
