@@ -96,7 +96,7 @@ class App:
             raise StartupError(f"state database {path}: {exc}") from exc
         self.ledger = SqliteEventLedger(self.db, self.clock)
         await self.ledger.load()
-        self.audit = SqliteAuditLog(self.db)
+        self.audit = SqliteAuditLog(self.db, _audit_key(cfg))
         self.kv = SqliteKeyValue(self.db)
         self.incident_store = SqliteIncidentStore(self.db)
         self.oncall_cache = await self._oncall_cache()
@@ -115,6 +115,7 @@ class App:
         await self.stalking.load()
 
         self.scheduler.every("prune-events", 3600, self._prune, run_now=False)
+        self.scheduler.every("audit-head", cfg.audit.head_log_seconds, self.log_audit_head)
         self.scheduler.every(
             "incident-pulses",
             cfg.incidents.pulse_check_seconds,
@@ -343,6 +344,12 @@ class App:
     async def _status_poll(self) -> None:
         await self.stalking.poll()
 
+    async def log_audit_head(self) -> None:
+        """The chain's head in the journal: a copy outside the database, so cutting rows
+        off the end shows (`chatopsd audit verify --head HASH`)."""
+        row_id, digest = await self.audit.head()
+        log.info("audit head: row %d hash %s", row_id, digest)
+
     async def _prune(self) -> None:
         await self.ledger.prune()
 
@@ -455,6 +462,7 @@ class App:
             await self.oncall_cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
+        await self.log_audit_head()
         await self.db.close()
         log.info("chatopsd stopped")
 
@@ -538,6 +546,10 @@ async def _start_control(app: App) -> ControlServer | None:
         log.error("control socket %s: %s; `chatopsd ctl` will not work", control.path, exc)
         return None
     return control
+
+
+def _audit_key(cfg: Config) -> bytes | None:
+    return cfg.audit.hmac_key.get_secret_value().encode() or None
 
 
 def _rules(cfg: Config) -> list[Rule]:

@@ -30,7 +30,10 @@ SECRET_KEYS: tuple[tuple[str, str], ...] = (
     ("discord", "token"),
     ("mattermost", "token"),
     ("pagerduty", "api_token"),
+    ("audit", "hmac_key"),
 )
+# Sections that always exist: their secret may come from a credential alone.
+_ALWAYS_PRESENT = frozenset({"audit"})
 VerdictName = Literal["NORMAL", "DEGRADED", "CRITICAL", "UNKNOWN"]
 
 
@@ -324,6 +327,15 @@ class MetricsSection(Section):
         return v
 
 
+class AuditSection(Section):
+    """The audit trail's tamper evidence (see store/audit.py)."""
+
+    # HMAC-SHA256 key for the chain: without it nobody can rewrite rows and recompute hashes.
+    # Like every secret: a credential (audit_hmac_key), CHATOPSD_AUDIT_HMAC_KEY, or this key.
+    hmac_key: SecretStr = SecretStr("")
+    head_log_seconds: float = Field(3600.0, ge=60)  # the chain's head hash goes to the journal
+
+
 class Config(Section):
     chatopsd: ChatopsdSection = ChatopsdSection()
     console: ConsoleSection = ConsoleSection()
@@ -340,6 +352,7 @@ class Config(Section):
     incidents: IncidentsSection = IncidentsSection()
     commands: list[OpsCommandSection] = []
     approvals: ApprovalsSection = ApprovalsSection()
+    audit: AuditSection = AuditSection()
 
     @model_validator(mode="after")
     def _rules_name_commands(self) -> Config:
@@ -412,7 +425,7 @@ def explain(exc: ValidationError) -> list[str]:
 def _overlay_secrets(raw: dict[str, Any], env: dict[str, str]) -> None:
     creds = env.get("CREDENTIALS_DIRECTORY")
     for section, key in SECRET_KEYS:
-        table = raw.get(section)
+        table = raw.setdefault(section, {}) if section in _ALWAYS_PRESENT else raw.get(section)
         if not isinstance(table, dict):
             continue  # sections enable platforms; a token alone does not
         value = None
