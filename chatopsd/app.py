@@ -234,6 +234,8 @@ class App:
             self.clock,
             poll_seconds=status.stalk_seconds,
             unknown_after=status.unknown_after,
+            max_per_channel=status.max_stalkers_per_channel,
+            max_total=status.max_stalkers,
         )
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),

@@ -185,6 +185,8 @@ class StatusSection(Section):
     unknown_after: int = Field(2, ge=1)
     # Deadline for reading all sources at once (each source also has timeout_seconds).
     read_timeout_seconds: float = Field(10.0, gt=0)
+    max_stalkers_per_channel: int = Field(5, ge=1)  # a channel and its threads together
+    max_stalkers: int = Field(500, ge=1)
     sources: list[StatusSourceConfig] = []
 
     @field_validator("sources")
