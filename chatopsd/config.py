@@ -203,6 +203,8 @@ class AuthSection(Section):
     command_roles: dict[str, str] = {}
     paging_channels: list[str] = []
     mutating_channels: list[str] = []
+    # "platform:user_id" = "email": one person's chat identities, counted as one approver
+    identities: dict[str, str] = {}
 
 
 class RateLimitSection(Section):

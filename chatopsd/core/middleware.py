@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from chatopsd.core.bus import Next
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, UserError
-from chatopsd.core.messages import Inbound, Reply
+from chatopsd.core.messages import Actor, Inbound, Reply
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, EventLedger
 
 log = logging.getLogger("chatopsd.bus")
@@ -53,12 +53,22 @@ class AccessPolicy:
     command_roles: Mapping[str, str] = field(default_factory=dict)
     paging_channels: frozenset[str] = frozenset()
     mutating_channels: frozenset[str] = frozenset()
+    # "platform:user_id" → email: links a person's chat identities (a Discord user has no
+    # email we can see), so roles, self-approval and vote counting treat them as one person
+    identities: Mapping[str, str] = field(default_factory=dict)
+
+    def email_of(self, platform: str, actor: Actor) -> str | None:
+        """The person behind a chat identity: the linked email first, then the platform's."""
+        linked = self.identities.get(f"{platform}:{actor.id}")
+        email = linked or actor.email
+        return email.lower() if email else None
 
     def holds(self, call: Call, role: str) -> bool:
         actor = call.event.actor
         ids = {f"{call.event.platform}:{actor.id}", "*"}
-        if actor.email:
-            ids.add(actor.email.lower())
+        email = self.email_of(call.event.platform, actor)
+        if email:
+            ids.add(email)
         return any(ids & self.roles.get(r, frozenset()) for r in (role, "admin"))
 
     def restricted_here(self, call: Call) -> bool:

@@ -83,7 +83,7 @@ class ApprovalService:
             platform=e.platform,
             channel=e.channel,
             thread=e.thread,
-            requester=Person(e.platform, e.actor.id, e.actor.email),
+            requester=self._person(e),
             requester_name=e.actor.display,
             role=role,
             needed=needed if kind == "approval" else 1,
@@ -138,7 +138,7 @@ class ApprovalService:
         if not event_id.startswith(GRANT_PREFIX):
             return None
         action = await self.store.get(event_id[len(GRANT_PREFIX) :])
-        actor = Person(call.event.platform, call.event.actor.id, call.event.actor.email)
+        actor = self._person(call.event)
         if (
             action is None
             or action.state != "approved"
@@ -171,7 +171,7 @@ class ApprovalService:
             if action is None:
                 return f"no request {action_id}"
             now = self.clock.now()
-            voter = Person(event.platform, event.actor.id, event.actor.email)
+            voter = self._person(event)
             holds = action.role is not None and self.policy().holds(
                 _as_call(event, self.outbox, self.prefix), action.role
             )
@@ -181,7 +181,9 @@ class ApprovalService:
                     await self._expire(action)
                 await self._audit(action, event.actor, vote, f"refused: {why}", event.event_id)
                 return why
-            await self.store.vote(action.id, voter, event.actor.display, vote, now)
+            # one vote per PERSON: two chat identities of one human are one approver
+            ballot = Person("person", voter.email, voter.email) if voter.email else voter
+            await self.store.vote(action.id, ballot, event.actor.display, vote, now)
             if vote == "reject":
                 await self._decide(action, "rejected", event.actor, event.event_id)
                 return None
@@ -252,6 +254,11 @@ class ApprovalService:
             return
         task.add_done_callback(lambda _t: self._granted.discard(event_id))
         await self.store.mark_dispatched(action.id)
+
+    def _person(self, event: Inbound) -> Person:
+        """The human behind the event, with identities linked (auth.identities or email)."""
+        email = self.policy().email_of(event.platform, event.actor)
+        return Person(event.platform, event.actor.id, email)
 
     # -- expiry (the "approvals-expire" job) -------------------------------------------------
 
