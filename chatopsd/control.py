@@ -31,6 +31,27 @@ MAX_REQUEST = 64 * 1024
 SEND_TIMEOUT = 30.0
 
 
+def overflow_uid() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/overflowuid").read_text().strip())
+    except (OSError, ValueError):
+        return 65534
+
+
+def refusal(uid: int) -> str:
+    """Why a refused uid may not be what the caller expects. Under `PrivateUsers=yes` the
+    daemon lives in a user namespace where only root and its own user are mapped: every
+    other caller shows up as the overflow uid (nobody), so `control.allow_uids` cannot name
+    them; such callers must run as root or as the service's user."""
+    if uid != overflow_uid():
+        return ""
+    return (
+        f"; uid {uid} is the kernel's overflow uid: the daemon runs in a user namespace "
+        "(systemd PrivateUsers=yes) where your uid is not mapped, so control.allow_uids cannot "
+        "match it. Run chatopsd ctl as root (sudo) or as the service user."
+    )
+
+
 def peer_uid(sock: socket.socket) -> int:
     creds = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
     _pid, uid, _gid = struct.unpack("3i", creds)
@@ -150,8 +171,9 @@ class ControlServer:
     ) -> dict[str, Any]:
         uid = peer_uid(writer.get_extra_info("socket"))
         if uid not in self.allowed:
-            log.warning("control socket: refused uid %d", uid)
-            return {"ok": False, "error": f"uid {uid} is not allowed (control.allow_uids)"}
+            why = refusal(uid)
+            log.warning("control socket: refused uid %d%s", uid, why)
+            return {"ok": False, "error": f"uid {uid} is not allowed (control.allow_uids){why}"}
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
             request = json.loads(line)
