@@ -46,9 +46,10 @@ def refusal(uid: int) -> str:
     if uid != overflow_uid():
         return ""
     return (
-        f"; uid {uid} is the kernel's overflow uid: the daemon runs in a user namespace "
-        "(systemd PrivateUsers=yes) where your uid is not mapped, so control.allow_uids cannot "
-        "match it. Run chatopsd ctl as root (sudo) or as the service user."
+        f"; uid {uid} is also the kernel's overflow uid: if the daemon runs with systemd's "
+        "PrivateUsers=yes, every uid but root's and its own looks like this to it, and "
+        "control.allow_uids cannot match it. Run chatopsd ctl as root (sudo) or as the "
+        "service user."
     )
 
 
