@@ -15,8 +15,8 @@ from typing import TYPE_CHECKING, TextIO
 
 from pydantic import BaseModel
 
+from chatopsd import __version__, logs, pd_compose, redact
 from chatopsd import config as config_mod
-from chatopsd import logs, redact
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
@@ -55,6 +55,8 @@ from chatopsd.systemd import Notifier, Watchdog
 if TYPE_CHECKING:
     import aiohttp
 
+    from chatopsd.handlers.pd_sync import IncidentSync
+    from chatopsd.integrations.tickets import Tracker
     from chatopsd.store.oncall import OnCallCache
 
 log = logging.getLogger("chatopsd")
@@ -85,6 +87,7 @@ class App:
         self.scheduler = Scheduler()
         self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
+        self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
 
     async def start(self) -> None:
         cfg = self.config
@@ -135,6 +138,8 @@ class App:
                     supervisor.run(), name=f"connector:{connector.platform}"
                 )
             )
+        if self.config.statuspage is not None:
+            self.public.start()  # the status page queue; resumes what a previous run left
         # Everything built so far lives as long as the daemon: keep it out of the collector's
         # full passes, which otherwise walk it all and show up as latency spikes.
         gc.freeze()
@@ -156,6 +161,8 @@ class App:
                     stdin=self.io.stdin,
                     stdout=self.io.stdout,
                     on_eof=on_eof,
+                    prefix=cfg.chatopsd.prefix,
+                    banner=self._console_banner(),
                 )
             )
         # Platform libraries are imported only when their section is configured: a console-only
@@ -186,8 +193,20 @@ class App:
         if cfg.discord is not None:
             from chatopsd.connectors.discord import DiscordConnector
 
-            found.append(DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix))
+            found.append(
+                DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix, clock=self.clock)
+            )
         return found
+
+    def _console_banner(self) -> str:
+        cfg = self.config
+        log_file = logs.log_file()
+        quits = "Ctrl-D quits" if not cfg.platforms else "Ctrl-D ends the console, Ctrl-C stops"
+        return (
+            f"chatopsd {__version__} · platforms: {', '.join(['console', *cfg.platforms])}\n"
+            f"Type {cfg.chatopsd.prefix}help for the commands; {quits}."
+            + (f"\nLogs: {log_file}" if log_file else "")
+        )
 
     def _middleware(self) -> list[Middleware]:
         cfg = self.config
@@ -224,8 +243,10 @@ class App:
             self.clock,
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
             self._channel_admin,
+            threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
         )
         self.bus.reaction_commands.append(self.incidents.reaction_command)
+        extras = self._incident_extras()
         status = self.config.status
         board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
         self.stalking = Stalking(
@@ -249,11 +270,93 @@ class App:
             StatusHandler(board),
             self.stalking,
             self.incidents,
+            *extras,
             *self._approvals_and_ops(),
+            *pd_compose.build(self),
         ]
         for handler in handlers:
             for spec in handler.commands():
                 self.registry.add(spec)
+
+    def _incident_extras(self) -> list[CommandProvider]:
+        """Status page, follow-ups and the video bridge, hooked into the incident lifecycle."""
+        from chatopsd.handlers.bridge import Bridge
+        from chatopsd.handlers.followups import FollowUps
+        from chatopsd.handlers.publish import PublicStatus
+        from chatopsd.store.followups import SqliteFollowUps
+        from chatopsd.store.publications import SqlitePublications
+
+        cfg = self.config
+        sp = cfg.statuspage
+        client = None
+        if sp is not None:
+            from chatopsd.integrations.statuspage import StatuspageClient
+
+            client = StatuspageClient(
+                self._http(),
+                sp.api_url,
+                sp.api_key.get_secret_value(),
+                sp.page_id,
+                timeout=sp.timeout_seconds,
+            )
+        self.public = PublicStatus(
+            SqlitePublications(self.db),
+            self.incidents,
+            client,
+            self.outbox,
+            self.audit,
+            self.clock,
+            components=sp.components if sp else None,
+            auto_publish=sp.auto_publish if sp else (),
+            min_interval=sp.min_interval_seconds if sp else 1.0,
+        )
+        self.followups = FollowUps(
+            SqliteFollowUps(self.db),
+            self.incidents,
+            self._tracker(),
+            self.outbox,
+            self.audit,
+            self.clock,
+            labels=cfg.tickets.labels if cfg.tickets else (),
+            incident_url=cfg.tickets.incident_url if cfg.tickets else None,
+        )
+        self.followups.submit = self.bus.submit
+        self.bus.reaction_commands.append(self.followups.reaction_command)
+        self.incidents.hooks += [self.public, self.followups]
+        self.incidents.followups = self.followups
+        if cfg.incidents.bridge_url:
+            self.incidents.hooks.append(
+                Bridge(
+                    cfg.incidents.bridge_url, self.incident_store, self.outbox, self._channel_admin
+                )
+            )
+        return [self.public, self.followups]
+
+    def _tracker(self) -> Tracker | None:
+        t = self.config.tickets
+        if t is None:
+            return None
+        from chatopsd.integrations.tickets import GitHubIssues, JiraIssues
+
+        token = t.token.get_secret_value()
+        if t.kind == "github":
+            return GitHubIssues(
+                self._http(),
+                token,
+                t.project,
+                api_url=t.url or "https://api.github.com",
+                timeout=t.timeout_seconds,
+            )
+        assert t.url is not None  # the config requires it for jira
+        return JiraIssues(
+            self._http(),
+            token,
+            t.project,
+            site_url=t.url,
+            email=t.email,
+            issue_type=t.issue_type,
+            timeout=t.timeout_seconds,
+        )
 
     def _channel_admin(self, platform: str) -> ChannelAdmin | None:
         """The platform's connector if it can create channels (an optional capability)."""
@@ -450,6 +553,7 @@ class App:
         if cancelled:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
         self.scheduler.shutdown()
+        await self.public.stop()
         await self.stalking.wait_posted(timeout=min(grace, 5.0))
         await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:

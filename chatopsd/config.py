@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from chatopsd import locations
 from chatopsd.core.errors import ConfigError
 
 SECRET_KEYS: tuple[tuple[str, str], ...] = (
@@ -31,6 +32,8 @@ SECRET_KEYS: tuple[tuple[str, str], ...] = (
     ("mattermost", "token"),
     ("pagerduty", "api_token"),
     ("audit", "hmac_key"),
+    ("statuspage", "api_key"),
+    ("tickets", "token"),
 )
 # Sections that always exist: their secret may come from a credential alone.
 _ALWAYS_PRESENT = frozenset({"audit"})
@@ -50,10 +53,8 @@ class ChatopsdSection(Section):
     shutdown_grace_seconds: float = Field(10.0, gt=0)
 
     def db_path(self) -> Path:
-        if self.state_db is not None:
-            return self.state_db
-        state_dir = os.environ.get("STATE_DIRECTORY")
-        return Path(state_dir.split(":")[0]) / "state.db" if state_dir else Path("chatopsd.db")
+        # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
+        return locations.state_db(self.state_db)[0]
 
 
 class ConsoleSection(Section):
@@ -118,6 +119,20 @@ class PagerDutySection(Section):
     responder_schedules: list[str] = []
     refresh_seconds: float = Field(60.0, ge=5)
     page_deadline_seconds: float = Field(8.0, gt=0, le=10)
+    # Issue 17: incidents followed in chat, and who is who.
+    service_ids: list[str] = []
+    incident_channels: list[str] = []
+    incident_poll_seconds: float = Field(20.0, ge=1)
+    users: dict[str, str] = {}
+
+    @field_validator("incident_channels", "users")
+    @classmethod
+    def _platform_keys(cls, v: object) -> object:
+        for target in v if isinstance(v, list) else v if isinstance(v, dict) else ():
+            platform, _, rest = str(target).partition(":")
+            if not platform or not rest:
+                raise ValueError('entries look like "platform:id"')
+        return v
 
 
 class SourceBase(Section):
@@ -221,6 +236,9 @@ class IncidentsSection(Section):
     pulse_minutes: float = Field(30.0, gt=0)
     pulse_check_seconds: float = Field(60.0, ge=1)
     create_channels: bool = True
+    # A video bridge link template ("https://meet.example.com/{incident_id}"), posted and pinned
+    # when an incident opens.
+    bridge_url: str | None = None
 
     @field_validator("default_channels", "routing", "management_channel")
     @classmethod
@@ -238,6 +256,42 @@ class IncidentsSection(Section):
             if not platform or not channel:
                 raise ValueError('destinations look like "platform:channel_id"')
         return v
+
+
+class StatuspageSection(Section):
+    """Atlassian Statuspage: incidents published from chat (integrations/statuspage.py)."""
+
+    api_url: str = "https://api.statuspage.io/v1"
+    api_key: SecretStr
+    page_id: str = Field(min_length=1)
+    components: dict[str, str] = {}  # incident service -> component id
+    auto_publish: list[Literal["SEV-1", "SEV-2", "SEV-3", "SEV-4"]] = []
+    timeout_seconds: float = Field(10.0, gt=0)
+    # Statuspage allows one request per second per API key.
+    min_interval_seconds: float = Field(1.0, ge=0)
+
+
+class TicketsSection(Section):
+    """Where follow-ups become tickets (integrations/tickets.py)."""
+
+    kind: Literal["github", "jira"]
+    url: str | None = None  # default https://api.github.com for github; required for jira
+    token: SecretStr
+    project: str = Field(min_length=1)  # owner/repo (github) or project key (jira)
+    labels: list[str] = []
+    email: str | None = None  # jira: the account of the API token (basic auth)
+    issue_type: str = "Task"  # jira
+    # Link in each ticket back to the incident ("https://wiki.example.com/{incident_id}").
+    incident_url: str | None = None
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> TicketsSection:
+        if self.kind == "github" and self.project.count("/") != 1:
+            raise ValueError('project must be "owner/repo" for github')
+        if self.kind == "jira" and not self.url:
+            raise ValueError("url (your Jira site, https://example.atlassian.net) is required")
+        return self
 
 
 class OpsCommandSection(Section):
@@ -305,12 +359,7 @@ class ControlSection(Section):
     broadcast_channels: list[str] = []
 
     def socket_path(self, state_db: Path) -> Path:
-        if self.socket is not None:
-            return self.socket
-        runtime = os.environ.get("RUNTIME_DIRECTORY")
-        if runtime:
-            return Path(runtime.split(":")[0]) / "control.sock"
-        return state_db.parent / "chatopsd.sock"
+        return locations.control_socket(self.socket, state_db)[0]
 
 
 class MetricsSection(Section):
@@ -357,6 +406,8 @@ class Config(Section):
     commands: list[OpsCommandSection] = []
     approvals: ApprovalsSection = ApprovalsSection()
     audit: AuditSection = AuditSection()
+    statuspage: StatuspageSection | None = None
+    tickets: TicketsSection | None = None
 
     @model_validator(mode="after")
     def _rules_name_commands(self) -> Config:

@@ -59,3 +59,10 @@ class TransientSendError(Exception):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class RateLimitedSend(TransientSendError):
+    """A platform or service answered 429: it did not act on the request, so repeating it is
+    always safe (unlike a 5xx or a timeout, after which the effect may have happened).
+
+    Not `RateLimited`, which is a person sending too many commands."""

@@ -10,19 +10,22 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 
 from chatopsd.config import IncidentsSection
 from chatopsd.core import incident as core
+from chatopsd.core.bus import new_ref, short_cause
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
-from chatopsd.core.errors import NotFound, UsageError
+from chatopsd.core.errors import NotFound, TransientSendError, UsageError, UserError
 from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
+from chatopsd.core.incident_hooks import Change, FollowUpRows, IncidentHook
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
-from chatopsd.core.ports import ChannelAdmin, Clock, ReplySink
+from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
+from chatopsd.core.public_text import public_text, without_public
 from chatopsd.store.incidents import Home, SqliteIncidentStore
 
 log = logging.getLogger("chatopsd.incident")
@@ -110,15 +113,24 @@ class IncidentHandler:
         clock: Clock,
         settings: IncidentSettings,
         channel_admin: Callable[[str], ChannelAdmin | None],
+        threads: Callable[[str], bool] = lambda _platform: True,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.clock = clock
         self.settings = settings
         self.channel_admin = channel_admin
+        # `!incident escalate --page X` (issue 17): (call, target, incident id) -> reply
+        self.escalation_pager: Callable[[Call, str, str], Awaitable[Reply]] | None = None
+        # Whether a platform shows threads apart from their channel (the console does not:
+        # a "thread" there is the same stream, so posting to it as well prints twice).
+        self.threads = threads
         # One process, one writer: serialise read-modify-write of incidents so two people
         # acknowledging at once get one "acknowledged" and one clear refusal.
         self._lock = asyncio.Lock()
+        # Features that follow the lifecycle (status page, follow-ups, bridge): app.py adds them.
+        self.hooks: list[IncidentHook] = []
+        self.followups: FollowUpRows | None = None
 
     def commands(self) -> list[CommandSpec]:
         # The id is optional inside an incident's channel, so it cannot be a positional
@@ -162,11 +174,17 @@ class IncidentHandler:
             spec("ack", "acknowledge: someone is on it", self.ack, (note,), True, "incident ack"),
             spec(
                 "update",
-                "add a timestamped update; refreshes the pinned status",
+                "add a timestamped update; --public TEXT also posts TEXT to the status page",
                 self.update,
-                (note,),
+                (
+                    note,
+                    Arg(
+                        "public", "text for the status page (quote it)", option=True, required=False
+                    ),
+                ),
                 True,
                 "incident update rolled back the deploy, error rate falling",
+                'incident update rolled back --public "A fix is being rolled out"',
             ),
             spec("status", "the incident's current status", self.status, (inc,), False),
             spec("list", "open incidents", self.list_open, (), False),
@@ -174,9 +192,13 @@ class IncidentHandler:
                 "escalate",
                 "raise the severity (one level, or to the one given)",
                 self.escalate,
-                (rest("severity", "then SEV-n (default: one level up)"),),
+                (
+                    rest("severity", "then SEV-n (default: one level up)"),
+                    Arg("page", "page a schedule, person or team too", option=True, required=False),
+                ),
                 True,
                 "incident escalate INC-2026-0042 SEV-1",
+                "incident escalate INC-2026-0042 --page PTEAMSCHED",
             ),
             spec("assign", "set the assignee", self.assign, (user,), True, "incident assign @bob"),
             spec("commander", "hand over Incident Commander", self.commander, (user,), True),
@@ -198,6 +220,10 @@ class IncidentHandler:
             spec("export", "a Markdown postmortem draft", self.export, (inc,), False),
         ]
 
+    def _flat(self, dest: Destination) -> Destination:
+        """Where a message really shows: on a platform without threads, the channel."""
+        return dest if self.threads(dest.platform) else Destination(dest.platform, dest.channel)
+
     # -- finding the incident ----------------------------------------------------------------
 
     async def _target(self, event: Inbound, raw: str, usage: str) -> tuple[Incident, str]:
@@ -207,10 +233,20 @@ class IncidentHandler:
         rest = after.strip() if incident_id else raw.strip()
         if incident_id is None:
             incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
-            if incident_id is None:
+        if incident_id is None:
+            # With exactly one incident open there is nothing to ask, on any platform.
+            open_now = await self.store.open()
+            if len(open_now) == 1:
+                incident_id = open_now[0].id
+            else:
+                which = (
+                    f"{len(open_now)} are open ({', '.join(i.id for i in open_now[:5])}); "
+                    if open_now
+                    else ""
+                )
                 raise UsageError(
-                    "which incident? give its id (e.g. INC-2026-0001), or run this in the "
-                    "incident's channel",
+                    f"which incident? {which}give its id (e.g. INC-2026-0001), or run this in "
+                    "the incident's channel",
                     hint=usage,
                 )
         found = await self.store.get(incident_id)
@@ -232,6 +268,7 @@ class IncidentHandler:
         raw: str,
         usage: str,
         apply: Callable[[Incident, str], tuple[Incident, str, str]],
+        public: str | None = None,
     ) -> tuple[Incident, Incident, str]:
         """Find, change and store an incident with its timeline entry; refresh its status.
 
@@ -246,14 +283,35 @@ class IncidentHandler:
                     exc.hint = f"{self.settings.prefix}{exc.hint}"
                 raise
             await self.store.save(after, self._entry(event, kind, text))
+        await self._notify(Change(after, kind, text, event, public))
         await self._refresh_status(after)
         return before, after, rest
 
-    async def _refresh_status(self, incident: Incident) -> None:
+    async def _notify(self, change: Change) -> None:
+        for hook in self.hooks:
+            try:
+                await hook.changed(change)
+            except Exception:  # the change is stored: a follower's failure must not undo it
+                log.exception("incident hook %s failed on %s", type(hook).__name__, change.kind)
+
+    async def _status_reply(self, incident: Incident) -> Reply:
         last = await self.store.last_update(incident.id)
         reply = core.status(incident, last, self.clock.now())
+        extra: list[tuple[str, str]] = []
+        for hook in self.hooks:
+            extra.extend(await hook.status_fields(incident))
+        return replace(reply, fields=reply.fields + tuple(extra)) if extra else reply
+
+    async def _refresh_status(self, incident: Incident) -> None:
+        reply = await self._status_reply(incident)
         for sent in await self.store.messages(incident.id, "status"):
             await self.outbox.edit(sent, reply)
+
+    async def refresh_status(self, incident_id: str) -> None:
+        """Re-render the pinned status (a hook's own state changed, e.g. published)."""
+        incident = await self.store.get(incident_id)
+        if incident is not None:
+            await self._refresh_status(incident)
 
     # -- declare -----------------------------------------------------------------------------
 
@@ -307,9 +365,10 @@ class IncidentHandler:
             ]
             if announced:
                 lines.append(f"Announced in {', '.join(announced)}.")
+            await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
             return Reply(text="\n".join(lines), priority=Priority.STATUS)
         await self.store.bind_home(incident.id, home)
-        status = await self.outbox.send(home.destination, core.status(incident, None, now))
+        status = await self.outbox.send(home.destination, await self._status_reply(incident))
         if status is not None:
             await self.store.remember(incident.id, "status", status)
             admin = self.channel_admin(home.platform)
@@ -317,10 +376,18 @@ class IncidentHandler:
                 try:
                     await admin.pin(status)
                 except Exception as exc:  # a missing pin must not undo the declaration
-                    notes.append(f"Could not pin the status message: {exc}")
-        if notes and home.thread is not None:
+                    cause = _cause(exc, f"{incident.id}: pin")
+                    notes.append(f"Could not pin the status message: {cause}")
+        threaded = self.threads(event.platform)
+        if notes and home.thread is not None and threaded:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
-        where = f"Incident channel: #{name}" if name else "Incident thread: under the announcement"
+        await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
+        if name:
+            where = f"Incident channel: #{name}"
+        elif threaded:
+            where = "Incident thread: under the announcement"
+        else:
+            where = "Its status and updates post here"
         lines = [f"{incident.id} declared ({incident.sev}). {where}.", *notes]
         if announced:
             lines.append(f"Announced in {', '.join(announced)}.")
@@ -344,22 +411,23 @@ class IncidentHandler:
                 except Exception as exc:
                     # Any failure (refused, name taken, network): the incident is declared
                     # already, so it must not fail now; a thread will do.
-                    failed = f"could not create #{name}: {exc}"
-                    log.warning("%s: %s", incident.id, failed)
+                    failed = f"could not create #{name}: {_cause(exc, incident.id)}"
                     if admin_reason is None:
                         admin_reason = reason = failed  # the first refusal is the telling one
                     continue
                 try:
                     await admin.invite(channel, [event.actor.id])
                 except Exception as exc:
-                    notes.append(f"Could not invite {event.actor.display}: {exc}")
+                    cause = _cause(exc, f"{incident.id}: invite")
+                    notes.append(f"Could not invite {event.actor.display}: {cause}")
                 return Home(event.platform, channel, None), name, notes
         # The thread hangs under the announcement; if that failed, under the declare command.
         thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
         if not thread:
             notes.append(f"No incident channel ({reason}).")
             return None, None, notes
-        notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
+        if self.threads(event.platform):
+            notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
         return Home(event.platform, event.channel, thread), None, notes
 
     # -- state changes -----------------------------------------------------------------------
@@ -373,19 +441,35 @@ class IncidentHandler:
         return Reply(text=f"{after.id} acknowledged by {call.event.actor.display}.")
 
     async def update(self, call: Call) -> Reply:
+        public = public_text(call.event.text) if call.text("public") is not None else None
+
         def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
+            note = without_public(note, public)
+            if not note and public:
+                note = f"(public) {public}"
             if not note:
                 raise UsageError("say what changed", hint=self._usage(call))
             return core.touch(i, "update", self.clock.now()), "update", note
 
-        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
+        _, after, _ = await self._change(
+            call.event, _raw(call), self._usage(call), apply, public=public
+        )
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
-    async def escalate(self, call: Call) -> Reply:
+    async def escalate(self, call: Call) -> Reply | list[Reply]:
         rest = _raw(call)
         first, _, after_id = rest.strip().partition(" ")
         words = (after_id if core.parse_id(first) else rest).split()
         sev = core.parse_severity(words[0]) if words else None  # a bad one fails before the lock
+        target = call.text("page")
+        if target:  # --page: page through PagerDuty; the severity moves only if one is given
+            if self.escalation_pager is None:
+                raise UsageError("paging from an incident needs the [pagerduty] section")
+            incident, _ = await self._target(call.event, rest, self._usage(call))
+            replies = [await self.escalation_pager(call, target, incident.id)]
+            if sev is not None:
+                replies.insert(0, await self._escalate(call.event, rest, self._usage(call), sev))
+            return replies
         return await self._escalate(call.event, rest, self._usage(call), sev)
 
     async def _escalate(self, event: Inbound, raw: str, usage: str, sev: int | None) -> Reply:
@@ -478,7 +562,8 @@ class IncidentHandler:
         try:
             await admin.invite(home.channel, user_ids)
         except Exception as exc:
-            return f" Could not invite them to the incident channel: {exc}"
+            cause = _cause(exc, f"{incident.id}: invite")
+            return f" Could not invite them to the incident channel: {cause}"
         return ""
 
     async def resolve(self, call: Call) -> list[Reply]:
@@ -496,8 +581,8 @@ class IncidentHandler:
         if home is not None:
             places.append(home.destination)
         places += [s.destination for s in await self.store.messages(after.id, "announce")]
-        here = Destination(call.event.platform, call.event.channel, call.event.thread)
-        for dest in _dedupe(places):
+        here = self._flat(Destination(call.event.platform, call.event.channel, call.event.thread))
+        for dest in _dedupe([self._flat(p) for p in places]):
             if dest != here:
                 self.outbox.enqueue(dest, wrap)
         return [wrap]  # the asker's channel gets it as the command's reply
@@ -511,11 +596,14 @@ class IncidentHandler:
             text=f"{after.id} closed. Postmortem draft: {call.prefix}incident export {after.id}"
         )
 
-    async def link_page(self, call: Call, result: PageResult) -> None:
-        """`!ic page` succeeded: if it ran in an incident's channel or thread, link the
-        PagerDuty incident to ours (timeline entry, status and postmortem show it)."""
+    async def link_page(
+        self, call: Call, result: PageResult, incident_id: str | None = None
+    ) -> None:
+        """`!ic page` succeeded: if it ran in an incident's channel or thread (or names the
+        incident), link the PagerDuty incident to ours (timeline, status and postmortem)."""
         event = call.event
-        incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
+        if incident_id is None:
+            incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
         if incident_id is None:
             return
         names = ", ".join(p.name for p in result.paged) or "nobody"
@@ -533,8 +621,7 @@ class IncidentHandler:
 
     async def status(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
-        last = await self.store.last_update(incident.id)
-        return core.status(incident, last, self.clock.now())
+        return await self._status_reply(incident)
 
     async def list_open(self, call: Call) -> Reply:
         found = await self.store.open()
@@ -559,9 +646,10 @@ class IncidentHandler:
     async def export(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         entries = await self.store.timeline(incident.id)
+        rows = await self.followups.postmortem_rows(incident.id) if self.followups else ()
         return Reply(
             title=f"Postmortem draft for {incident.id}",
-            code=core.postmortem(incident, entries, self.clock.now()),
+            code=core.postmortem(incident, entries, self.clock.now(), rows),
         )
 
     def _usage(self, call: Call) -> str:
@@ -617,3 +705,11 @@ class IncidentHandler:
             )
             reminded += 1
         return reminded
+
+
+def _cause(exc: Exception, what: str) -> str:
+    """Log a failed channel-admin step and say why in a few words (core/bus.short_cause)."""
+    ref = new_ref()
+    expected = isinstance(exc, UserError | ChannelRefused | TransientSendError)
+    log.warning("%s failed (ref %s): %s", what, ref, exc, exc_info=None if expected else exc)
+    return short_cause(exc, ref)
