@@ -273,3 +273,30 @@ async def test_approved_command_runs_even_when_the_requester_is_rate_limited(
         )
     finally:
         await rig.stop()
+
+
+async def test_a_grant_refused_when_it_comes_to_run_is_recorded_as_not_run(
+    tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("OPS_OUT", str(tmp_path / "runs.jsonl"))
+    rig = await OpsRig(tmp_path, clock).start()
+    try:
+        await rig.say("carol", "!deploy api 1.2 production")
+        rid = await rig.pending_id()
+        # carol loses the right to deploy before bob approves: the grant is re-authorized
+        from tests.opsrig import ops_config
+
+        rig.app.reload(ops_config(tmp_path, auth={"command_roles": {"deploy": "lead"}}))
+        lines = await rig.say("bob", f"!approve {rid}")
+        assert "needs the role 'lead'" in texts(lines)
+        assert rig.runs() == []
+        for _ in range(100):
+            if await rig.app.approvals.store.result(rid):
+                break
+            await asyncio.sleep(0.01)
+        result = await rig.app.approvals.store.result(rid)
+        assert result == f"not run: see the audit row of event approval:{rid}"
+        [row] = [r for r in await rig.app.audit.since(None) if r.event_id == f"approval:{rid}"]
+        assert row.outcome.startswith("denied")
+    finally:
+        await rig.stop()

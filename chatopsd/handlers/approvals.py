@@ -59,6 +59,7 @@ class ApprovalService:
         self._lock = asyncio.Lock()  # one decision at a time: two approvers must not race
         # event ids of granted commands this process handed to the bus (see is_grant)
         self._granted: set[str] = set()
+        self._watchers: set[asyncio.Task[None]] = set()  # strong references (see _settle)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -254,6 +255,26 @@ class ApprovalService:
             return
         task.add_done_callback(lambda _t: self._granted.discard(event_id))
         await self.store.mark_dispatched(action.id)
+        watcher = asyncio.get_running_loop().create_task(
+            self._settle(action.id, task), name=f"approval-result:{action.id}"
+        )
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _settle(self, action_id: str, task: asyncio.Task[None]) -> None:
+        """A granted command that ended without running (refused when it came to run: the
+        requester lost the role, the channel became restricted) must not look pending or
+        done: its request records that it did not run. (A run records its exit itself.)"""
+        await asyncio.wait([task])
+        if task.cancelled():
+            return  # shutting down mid-command: nothing certain to record
+        try:
+            if await self.store.result(action_id) is None:
+                await self.store.set_result(
+                    action_id, f"not run: see the audit row of event {GRANT_PREFIX}{action_id}"
+                )
+        except Exception:
+            log.warning("could not record the result of request %s", action_id, exc_info=True)
 
     def _person(self, event: Inbound) -> Person:
         """The human behind the event, with identities linked (auth.identities or email)."""
