@@ -218,7 +218,14 @@ class App:
             command_roles=cfg.auth.command_roles,
             paging_channels=frozenset(cfg.auth.paging_channels),
             mutating_channels=frozenset(cfg.auth.mutating_channels),
-            identities={k: v.lower() for k, v in cfg.auth.identities.items()},
+            # [pagerduty.users] names people too; auth.identities wins where both do
+            identities={
+                k: v.lower()
+                for k, v in {
+                    **(cfg.pagerduty.users if cfg.pagerduty else {}),
+                    **cfg.auth.identities,
+                }.items()
+            },
         )
         # Order and why: core/middleware.py's docstring.
         return [
