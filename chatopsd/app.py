@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from pydantic import BaseModel
 
-from chatopsd import __version__, logs, pd_compose, redact
+from chatopsd import __version__, logs, pd_compose, platforms, redact
 from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
@@ -40,8 +40,9 @@ from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
-from chatopsd.metrics import Exporter, Metrics
+from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
+from chatopsd.platforms import Wiring
 from chatopsd.scheduler import Scheduler
 from chatopsd.store.approvals import SqliteApprovals
 from chatopsd.store.audit import SqliteAuditLog
@@ -127,7 +128,11 @@ class App:
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
         self.scheduler.start()
-        self.metrics.attach(self)
+        self.metrics.attach(
+            LiveState(
+                self.supervisors, self.outbox, self.scheduler, self.config.pagerduty is not None
+            )
+        )
         for connector in connectors:
             supervisor = Supervisor(
                 connector, self.bus.submit, self.clock, accepting=self.bus.accepting
@@ -167,35 +172,9 @@ class App:
             )
         # Platform libraries are imported only when their section is configured: a console-only
         # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-        if cfg.slack is not None:
-            from chatopsd.connectors.slack import SlackConnector
-
-            found.append(
-                SlackConnector(
-                    app_token=cfg.slack.app_token.get_secret_value(),
-                    bot_token=cfg.slack.bot_token.get_secret_value(),
-                    api_url=cfg.slack.api_url,
-                    clock=self.clock,
-                    prefix=cfg.chatopsd.prefix,
-                    allow_bots=cfg.slack.allow_bots,
-                    ping_interval=cfg.slack.ping_interval_seconds,
-                )
-            )
-        if cfg.mattermost is not None:
-            from chatopsd.connectors.mattermost import MattermostConnector
-
-            mm = cfg.mattermost
-            found.append(
-                MattermostConnector(
-                    mm, self.kv, prefix=cfg.chatopsd.prefix, heartbeat=mm.heartbeat_seconds
-                )
-            )
-        if cfg.discord is not None:
-            from chatopsd.connectors.discord import DiscordConnector
-
-            found.append(
-                DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix, clock=self.clock)
-            )
+        wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self.kv)
+        for platform, section in platforms.configured(cfg):
+            found.append(platform.build(section, wiring))
         return found
 
     def _console_banner(self) -> str:

@@ -425,7 +425,9 @@ class Config(Section):
 
     @property
     def platforms(self) -> list[str]:
-        return [p for p in ("slack", "discord", "mattermost") if getattr(self, p) is not None]
+        from chatopsd.platforms import configured  # the registry imports this module
+
+        return [platform.name for platform, _section in configured(self)]
 
     @property
     def console_enabled(self) -> bool:

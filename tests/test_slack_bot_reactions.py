@@ -14,7 +14,7 @@ from chatopsd.app import App
 from tests.conftest import FakeClock
 from tests.fakes import slack as slack_fake
 from tests.fakes.slack import FakeSlack
-from tests.test_slack import settle, slack_config, started
+from tests.fixtures.slack import slack_config, started
 
 OTHER_BOT = "U0OTHERBOT"
 
@@ -37,6 +37,13 @@ async def app(tmp_path: Path, fake: FakeSlack, clock: FakeClock) -> AsyncIterato
     running = await started(slack_config(tmp_path, fake, allow_bots=True), clock)
     yield running
     await running.stop()
+
+
+async def settle(fake: FakeSlack) -> None:
+    """One more command answered: everything sent before it was at least received."""
+    before = len(fake.posts())
+    await fake.event(fake.message("!help", user="U2"))
+    await fake.wait_for(lambda: len(fake.posts()) > before)
 
 
 async def react(fake: FakeSlack, user: str, ts: str, n: int) -> None:
@@ -66,11 +73,17 @@ async def test_only_people_react_an_incident_up(app: App, fake: FakeSlack) -> No
 
     await react(fake, "U2", announce.message_id, 2)
     await settle(fake)
-    for _ in range(500):  # the audit row is written when the command's task finishes
+    # each event is its own task (user lookup, then the bus): wait for the reaction's row
+    for _ in range(500):
         rows = [r for r in await app.audit.since(None) if r.kind == "reaction"]
-        if rows or not app.bus.in_flight:
+        if rows:
             break
         await asyncio.sleep(0.01)
+    await fake.wait_for(lambda: not app.bus.in_flight)
+    await fake.wait_for(
+        lambda: any(m == "users.info" and a.get("user") == OTHER_BOT for m, a, _ in fake.calls)
+    )
     raised = await app.incident_store.get(incident.id)
-    assert raised is not None and raised.sev == "SEV-2"
+    assert raised is not None and raised.sev == "SEV-2"  # one step: the bot's did not count
+    rows = [r for r in await app.audit.since(None) if r.kind == "reaction"]
     assert [(r.actor, r.command, r.outcome) for r in rows] == [("U2", "incident escalate", "ok")]
