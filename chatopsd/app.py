@@ -5,10 +5,11 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
@@ -28,7 +29,7 @@ from chatopsd.core.errors import ConfigError
 from chatopsd.core.messages import Inbound
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
-from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
+from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
 from chatopsd.core.status import StatusSource
 from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.handlers.help import HelpHandler
@@ -44,13 +45,14 @@ from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.platforms import Wiring
 from chatopsd.scheduler import Scheduler
-from chatopsd.store.approvals import SqliteApprovals
-from chatopsd.store.audit import SqliteAuditLog
-from chatopsd.store.events import SqliteEventLedger
-from chatopsd.store.incidents import SqliteIncidentStore
-from chatopsd.store.kv import SqliteKeyValue
-from chatopsd.store.sqlite import Database
-from chatopsd.store.stalkers import SqliteStalkerStore
+from chatopsd.store.approvals import SqlApprovals
+from chatopsd.store.audit import SqlAuditLog
+from chatopsd.store.backend import open_database
+from chatopsd.store.db import Database
+from chatopsd.store.events import SqlEventLedger
+from chatopsd.store.incidents import SqlIncidentStore
+from chatopsd.store.kv import SqlKeyValue
+from chatopsd.store.stalkers import SqlStalkerStore
 from chatopsd.systemd import Notifier, Watchdog
 
 if TYPE_CHECKING:
@@ -95,14 +97,15 @@ class App:
         started = time.perf_counter()
         path = cfg.chatopsd.db_path()
         try:
-            self.db = await Database.open(path)
+            self.db = await open_database(cfg.chatopsd.database, path)
         except (sqlite3.Error, OSError) as exc:
             raise StartupError(f"state database {path}: {exc}") from exc
-        self.ledger = SqliteEventLedger(self.db, self.clock)
+        self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
-        self.audit = SqliteAuditLog(self.db, _audit_key(cfg))
-        self.kv = SqliteKeyValue(self.db)
-        self.incident_store = SqliteIncidentStore(self.db)
+        self.audit = SqlAuditLog(self.db, _audit_key(cfg))
+        self.kv = SqlKeyValue(self.db)
+        self.incident_store = SqlIncidentStore(self.db)
+        self.lease = await self._lease()
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
@@ -123,10 +126,11 @@ class App:
         self.scheduler.every(
             "incident-pulses",
             cfg.incidents.pulse_check_seconds,
-            self.incidents.pulse_job,
+            self._leader_only(self.incidents.pulse_job),
             run_now=False,
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
+        self.stalking.fence = lambda: self.lease.token
         self.scheduler.start()
         self.metrics.attach(
             LiveState(
@@ -152,7 +156,7 @@ class App:
             "chatopsd ready in %.0f ms: platforms=%s db=%s",
             (time.perf_counter() - started) * 1000,
             ",".join(c.platform for c in connectors),
-            self.db.path,
+            self.db.describe(),
         )
 
     def _connectors(self) -> list[Connector]:
@@ -172,7 +176,7 @@ class App:
             )
         # Platform libraries are imported only when their section is configured: a console-only
         # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-        wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self.kv)
+        wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self._own_kv())
         for platform, section in platforms.configured(cfg):
             found.append(platform.build(section, wiring))
         return found
@@ -237,7 +241,7 @@ class App:
         board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
         self.stalking = Stalking(
             board,
-            SqliteStalkerStore(self.db),
+            SqlStalkerStore(self.db),
             self.outbox,
             self.clock,
             poll_seconds=status.stalk_seconds,
@@ -352,7 +356,7 @@ class App:
     def _approvals_and_ops(self) -> list[CommandProvider]:
         cfg = self.config
         self.approvals = ApprovalService(
-            SqliteApprovals(self.db),
+            SqlApprovals(self.db),
             self.audit,
             self.clock,
             lambda: self.policy,  # the current one: reload replaces it
@@ -362,7 +366,9 @@ class App:
         )
         self.approvals.submit = self.bus.submit
         self.bus.reaction_commands.append(self.approvals.reaction_command)
-        self.scheduler.every("approvals-expire", cfg.approvals.sweep_seconds, self.approvals.sweep)
+        self.scheduler.every(
+            "approvals-expire", cfg.approvals.sweep_seconds, self._leader_only(self.approvals.sweep)
+        )
         rules = _rules(cfg)
         self.ops = ops = OpsHandler(
             cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
@@ -392,7 +398,11 @@ class App:
             refresh_seconds=pd.refresh_seconds,
         )
         await cache.load()
-        self.scheduler.every("pagerduty-refresh", pd.refresh_seconds, cache.refresh_job)
+        self.scheduler.every(
+            "pagerduty-refresh",
+            pd.refresh_seconds,
+            self._leader_only(cache.refresh_job, follower=cache.load),
+        )
         return cache
 
     def _page_deadline(self) -> float:
@@ -434,6 +444,10 @@ class App:
         return self._http_session
 
     async def _status_poll(self) -> None:
+        if not self.lease.leader:
+            return
+        if self.db.shared:
+            await self.stalking.resync()
         await self.stalking.poll()
 
     async def log_audit_head(self) -> None:
@@ -441,6 +455,51 @@ class App:
         off the end shows (`chatopsd audit verify --head HASH`)."""
         row_id, digest = await self.audit.head()
         log.info("audit head: row %d hash %s", row_id, digest)
+
+    def _own_kv(self) -> KeyValue:
+        """Connector state (session ids, cursors): this instance's own when the database is
+        shared; as before on SQLite."""
+        if not self.db.shared:
+            return self.kv
+        from chatopsd.store.kv import ScopedKeyValue
+
+        return ScopedKeyValue(self.kv, self._instance_name())
+
+    def _instance_name(self) -> str:
+        import socket
+
+        return self.config.chatopsd.instance or socket.gethostname()
+
+    async def _lease(self) -> Lease:
+        """Who runs the singleton jobs: the one SQLite process, or the PostgreSQL lease holder."""
+        from chatopsd.store import lease
+
+        if not self.db.shared:
+            return lease.LocalLease()
+        held = lease.PgLease(
+            self.db,  # type: ignore[arg-type]
+            lease_seconds=self.config.chatopsd.lease_seconds,
+            instance=f"{self._instance_name()}:{os.getpid()}",
+        )
+        await held.start()
+        return held
+
+    def _leader_only(
+        self,
+        job: Callable[[], Awaitable[object]],
+        follower: Callable[[], Awaitable[object]] | None = None,
+    ) -> Callable[[], Awaitable[None]]:
+        """A singleton job: runs only on the lease holder; the other instances run
+        `follower` instead (e.g. re-read the cache the leader refreshed), or nothing."""
+
+        async def run() -> None:
+            if self.lease.leader:
+                await job()
+            elif follower is not None:
+                await follower()
+
+        run.__name__ = getattr(job, "__name__", "job")
+        return run
 
     async def _prune(self) -> None:
         await self.ledger.prune()
@@ -529,6 +588,9 @@ class App:
             await cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
+        lease: Lease | None = getattr(self, "lease", None)
+        if lease is not None:
+            await lease.stop()
         db: Database | None = getattr(self, "db", None)
         if db is not None:
             await db.close()
@@ -555,6 +617,7 @@ class App:
             await self.oncall_cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
+        await self.lease.stop()
         await self.log_audit_head()
         await self.db.close()
         log.info("chatopsd stopped")

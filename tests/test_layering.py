@@ -20,13 +20,8 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chatopsd"
 # core/ports.py (the `pg` work). Remove each line once its handler takes a protocol; the list
 # may only shrink.
 HANDLER_STORE_ALLOWLIST = {
-    ("handlers/approvals.py", "chatopsd.store.approvals"),
-    ("handlers/incident.py", "chatopsd.store.incidents"),
-    ("handlers/stalk.py", "chatopsd.store.stalkers"),
     # added with the status page / follow-ups / bridge handlers (#21)
-    ("handlers/bridge.py", "chatopsd.store.incidents"),
     ("handlers/followups.py", "chatopsd.store.followups"),
-    ("handlers/followups.py", "chatopsd.store.incidents"),
     ("handlers/publish.py", "chatopsd.store.publications"),
 }
 

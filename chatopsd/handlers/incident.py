@@ -25,9 +25,15 @@ from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
 from chatopsd.core.incident_hooks import Change, FollowUpRows, IncidentHook
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
-from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
+from chatopsd.core.ports import (
+    ChannelAdmin,
+    ChannelRefused,
+    Clock,
+    Home,
+    IncidentStore,
+    ReplySink,
+)
 from chatopsd.core.public_text import public_text, without_public
-from chatopsd.store.incidents import Home, SqliteIncidentStore
 
 log = logging.getLogger("chatopsd.incident")
 
@@ -129,7 +135,7 @@ def _user_id(text: str) -> str:
 class IncidentHandler:
     def __init__(
         self,
-        store: SqliteIncidentStore,
+        store: IncidentStore,
         outbox: ReplySink,
         clock: Clock,
         settings: IncidentSettings,

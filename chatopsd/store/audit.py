@@ -1,4 +1,4 @@
-"""The audit trail in SQLite: append-only, each row chained to the one before by a hash.
+"""The audit trail (SQLite or PostgreSQL): append-only, each row chained to the one before.
 
 `hash = sha256(prev_hash + canonical(row))`, where canonical is the JSON list of the row's
 fields; with `audit.hmac_key` set it is `"hmac:" + HMAC-SHA256(key, prev_hash + canonical)`,
@@ -12,6 +12,9 @@ to the journal (hourly and at shutdown) and `verify --head HASH` checks it is st
 Cost on the per-command hot path: one json.dumps and one sha256 of a few hundred bytes (a few
 microseconds), no extra SQL: the previous hash is kept in memory. Appends are chained in call
 order, which is also the insert order because the writer queue is FIFO.
+
+With several instances (PostgreSQL) memory cannot know the head: each append reads it and
+inserts in one transaction under an advisory transaction lock, so the chain stays one chain.
 """
 
 from __future__ import annotations
@@ -21,13 +24,12 @@ import hashlib
 import hmac
 import json
 import logging
-import sqlite3
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chatopsd.core.ports import AuditEntry
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import AUDIT_LOCK, Database, Tx
 
 log = logging.getLogger("chatopsd.audit")
 
@@ -38,9 +40,10 @@ _FIELDS = (
 _COLUMNS = f"{_FIELDS}, prev_hash, hash"
 _INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 GENESIS = "0" * 64
-_KEYED_FROM = (
-    "INSERT OR IGNORE INTO audit_meta (key, value) "
-    "SELECT 'keyed_from', CAST(MAX(id) AS TEXT) FROM audit"
+_KEYED_FROM = (  # SQLite and PostgreSQL alike ("WHERE 1 = 1": SQLite's upsert-after-SELECT)
+    "INSERT INTO audit_meta (key, value) "
+    "SELECT 'keyed_from', CAST(MAX(id) AS TEXT) FROM audit WHERE 1 = 1 "
+    "ON CONFLICT (key) DO NOTHING"
 )
 
 
@@ -70,7 +73,7 @@ class Verdict:
         return self.broken_at is None and self.head_seen is not False
 
 
-class SqliteAuditLog:
+class SqlAuditLog:
     def __init__(self, db: Database, key: bytes | None = None) -> None:
         self.db = db
         self.key = key or None
@@ -95,6 +98,9 @@ class SqliteAuditLog:
             entry.event_id,
             entry.ref,
         )
+        if self.db.shared:
+            await self.db.transaction(lambda tx: self._append_shared(tx, values))
+            return
         prev = self._last or GENESIS
         digest = row_hash(prev, values, self.key)
         self._last = digest  # before awaiting: the next append chains onto this one
@@ -107,6 +113,16 @@ class SqliteAuditLog:
         except BaseException:
             self._last = None  # the row may not exist: re-read the head before the next one
             raise
+
+    async def _append_shared(self, tx: Tx, values: tuple[object, ...]) -> None:
+        await tx.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
+        row = await tx.fetchone(
+            "SELECT hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
+        )
+        prev = row[0] if row else GENESIS
+        await tx.execute(_INSERT, (*values, prev, row_hash(prev, values, self.key)))
+        if self.key is not None and not str(prev).startswith(KEYED):
+            await tx.execute(_KEYED_FROM, ())
 
     async def _load(self) -> None:
         async with self._loading:
@@ -151,8 +167,8 @@ class SqliteAuditLog:
             where.append("(command = ? OR command LIKE ? ESCAPE '\\')")
             params += [command, _like_prefix(command)]
         if outcome:
-            where.append("instr(outcome, ?) > 0")
-            params.append(outcome)
+            where.append("outcome LIKE ? ESCAPE '\\'")
+            params.append(f"%{_escape_like(outcome)}%")
         rows = await self.db.fetchall(
             f"SELECT {_FIELDS} FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit),
@@ -226,11 +242,17 @@ class SqliteAuditLog:
     async def _meta_id(self, key: str) -> int | None:
         try:
             row = await self.db.fetchone("SELECT value FROM audit_meta WHERE key = ?", (key,))
-        except sqlite3.OperationalError:
+        except Exception:  # a database from before migration 0020
             return None
         return int(row[0]) if row else None
 
 
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like_prefix(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + " %"
+    return _escape_like(text) + " %"
+
+
+SqliteAuditLog = SqlAuditLog  # the former name, still imported elsewhere
