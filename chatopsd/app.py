@@ -31,6 +31,7 @@ from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, Rat
 from chatopsd.core.oncall import Directory, Pager
 from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
 from chatopsd.core.status import StatusSource
+from chatopsd.core.times import Times
 from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.handlers.help import HelpHandler
 from chatopsd.handlers.ic import IcHandler
@@ -90,6 +91,8 @@ class App:
         self.scheduler = Scheduler()
         self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
+        # every time shown in chat, in chatopsd.timezone (default: the host's zone)
+        self.times = Times(self.config.chatopsd.zone())
         self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
 
     async def start(self) -> None:
@@ -234,6 +237,7 @@ class App:
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
             self._channel_admin,
             threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
+            times=self.times,
         )
         self.bus.reaction_commands.append(self.incidents.reaction_command)
         extras = self._incident_extras()
@@ -256,8 +260,9 @@ class App:
                 pager,
                 page_deadline=self._page_deadline(),
                 on_paged=self.incidents.link_page,
+                times=self.times,
             ),
-            StatusHandler(board),
+            StatusHandler(board, self.clock),
             self.stalking,
             self.incidents,
             *extras,
@@ -363,6 +368,7 @@ class App:
             self.outbox,
             expire_seconds=cfg.approvals.expire_seconds,
             prefix=cfg.chatopsd.prefix,
+            times=self.times,
         )
         self.approvals.submit = self.bus.submit
         self.bus.reaction_commands.append(self.approvals.reaction_command)

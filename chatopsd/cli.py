@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from chatopsd import __version__, config, locations, logs, redact
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.times import Times
 
 if TYPE_CHECKING:
     from chatopsd.store.db import Database
@@ -248,6 +249,7 @@ async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Name
         )
     finally:
         await db.close()
+    times = Times(cfg.chatopsd.zone())  # --json keeps UTC ISO times, for machines
     for e in entries:
         if args.json:
             row = {k: getattr(e, k) for k in e.__dataclass_fields__}
@@ -257,9 +259,9 @@ async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Name
             # Names, channels and outcomes are chat input: an ESC sequence must not reach
             # the terminal of whoever reads the audit trail.
             print(
-                f"{e.at:%Y-%m-%d %H:%M:%S} {_printable(f'{e.platform}:{e.channel}')} "
-                f"{_printable(e.actor_name)} {_printable(repr(e.text))} → "
-                f"{_printable(e.outcome)} ({e.duration_ms:.1f} ms)"
+                f"{times.stamp(e.at)} {times.zone_name(e.at)} "
+                f"{_printable(f'{e.platform}:{e.channel}')} {_printable(e.actor_name)} "
+                f"{_printable(repr(e.text))} → {_printable(e.outcome)} ({e.duration_ms:.1f} ms)"
             )
     return 0
 
