@@ -7,13 +7,16 @@ import gc
 import logging
 import os
 import signal
+import sqlite3
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from chatopsd import __version__, logs, pd_compose, platforms
+from pydantic import BaseModel
+
+from chatopsd import __version__, logs, pd_compose, platforms, redact
 from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
@@ -46,6 +49,7 @@ from chatopsd.scheduler import Scheduler
 from chatopsd.store.approvals import SqlApprovals
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
+from chatopsd.store.db import Database
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.kv import SqlKeyValue
@@ -60,6 +64,10 @@ if TYPE_CHECKING:
     from chatopsd.store.oncall import OnCallCache
 
 log = logging.getLogger("chatopsd")
+
+
+class StartupError(Exception):
+    """The daemon cannot start; the message is the one line an operator needs."""
 
 
 @dataclass
@@ -90,10 +98,14 @@ class App:
     async def start(self) -> None:
         cfg = self.config
         started = time.perf_counter()
-        self.db = await open_database(cfg.chatopsd.database, cfg.chatopsd.db_path())
+        path = cfg.chatopsd.db_path()
+        try:
+            self.db = await open_database(cfg.chatopsd.database, path)
+        except (sqlite3.Error, OSError) as exc:
+            raise StartupError(f"state database {path}: {exc}") from exc
         self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
-        self.audit = SqlAuditLog(self.db)
+        self.audit = SqlAuditLog(self.db, _audit_key(cfg))
         self.kv = SqlKeyValue(self.db)
         self.incident_store = SqlIncidentStore(self.db)
         self.lease = await self._lease()
@@ -113,6 +125,7 @@ class App:
         await self.stalking.load()
 
         self.scheduler.every("prune-events", 3600, self._prune, run_now=False)
+        self.scheduler.every("audit-head", cfg.audit.head_log_seconds, self.log_audit_head)
         self.scheduler.every(
             "incident-pulses",
             cfg.incidents.pulse_check_seconds,
@@ -191,14 +204,29 @@ class App:
             command_roles=cfg.auth.command_roles,
             paging_channels=frozenset(cfg.auth.paging_channels),
             mutating_channels=frozenset(cfg.auth.mutating_channels),
+            # [pagerduty.users] names people too; auth.identities wins where both do
+            identities={
+                k: v.lower()
+                for k, v in {
+                    **(cfg.pagerduty.users if cfg.pagerduty else {}),
+                    **cfg.auth.identities,
+                }.items()
+            },
         )
+        # Order and why: core/middleware.py's docstring.
         return [
             Dedupe(self.ledger),
             self.metrics.middleware,
-            Authorize(policy, self.audit, self.clock, self.incident_store.is_incident_channel),
             Audit(self.audit, self.clock),
-            RateLimit(self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst),
+            RateLimit(
+                self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=self._is_grant
+            ),
+            Authorize(policy, self.incident_store.is_incident_channel),
         ]
+
+    def _is_grant(self, event: Inbound) -> bool:
+        approvals: ApprovalService | None = getattr(self, "approvals", None)
+        return approvals is not None and approvals.is_grant(event)
 
     def _handlers(self) -> None:
         directory, pager = self._oncall()
@@ -211,7 +239,7 @@ class App:
             threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
             times=self.times,
         )
-        self.bus.reaction_listeners.append(self._claimed("incidents", self.incidents.on_reaction))
+        self.bus.reaction_commands.append(self.incidents.reaction_command)
         extras = self._incident_extras()
         status = self.config.status
         board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
@@ -222,6 +250,8 @@ class App:
             self.clock,
             poll_seconds=status.stalk_seconds,
             unknown_after=status.unknown_after,
+            max_per_channel=status.max_stalkers_per_channel,
+            max_total=status.max_stalkers,
         )
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),
@@ -286,7 +316,7 @@ class App:
             incident_url=cfg.tickets.incident_url if cfg.tickets else None,
         )
         self.followups.submit = self.bus.submit
-        self.bus.reaction_listeners.append(self._claimed("followups", self.followups.on_reaction))
+        self.bus.reaction_commands.append(self.followups.reaction_command)
         self.incidents.hooks += [self.public, self.followups]
         self.incidents.followups = self.followups
         if cfg.incidents.bridge_url:
@@ -334,19 +364,19 @@ class App:
             SqlApprovals(self.db),
             self.audit,
             self.clock,
-            self.policy,
+            lambda: self.policy,  # the current one: reload replaces it
             self.outbox,
             expire_seconds=cfg.approvals.expire_seconds,
             prefix=cfg.chatopsd.prefix,
             times=self.times,
         )
         self.approvals.submit = self.bus.submit
-        self.bus.reaction_listeners.append(self._claimed("approvals", self.approvals.on_reaction))
+        self.bus.reaction_commands.append(self.approvals.reaction_command)
         self.scheduler.every(
             "approvals-expire", cfg.approvals.sweep_seconds, self._leader_only(self.approvals.sweep)
         )
-        rules = [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
-        ops = OpsHandler(
+        rules = _rules(cfg)
+        self.ops = ops = OpsHandler(
             cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
         )
         intents = IntentHandler(self.registry, self.approvals, prefix=cfg.chatopsd.prefix)
@@ -426,6 +456,12 @@ class App:
             await self.stalking.resync()
         await self.stalking.poll()
 
+    async def log_audit_head(self) -> None:
+        """The chain's head in the journal: a copy outside the database, so cutting rows
+        off the end shows (`chatopsd audit verify --head HASH`)."""
+        row_id, digest = await self.audit.head()
+        log.info("audit head: row %d hash %s", row_id, digest)
+
     def _own_kv(self) -> KeyValue:
         """Connector state (session ids, cursors): this instance's own when the database is
         shared; as before on SQLite."""
@@ -454,20 +490,6 @@ class App:
         await held.start()
         return held
 
-    def _claimed(
-        self, what: str, listener: Callable[[Inbound], Awaitable[None]]
-    ) -> Callable[[Inbound], Awaitable[None]]:
-        """A reaction listener behind the event ledger's claim: with several instances every
-        one sees the reaction, exactly one acts on it (and a redelivery acts on nothing)."""
-
-        async def run(event: Inbound) -> None:
-            if not event.event_id or await self.ledger.claim(
-                event.platform, f"{event.event_id}#{what}"
-            ):
-                await listener(event)
-
-        return run
-
     def _leader_only(
         self,
         job: Callable[[], Awaitable[object]],
@@ -494,32 +516,90 @@ class App:
         for s in self.supervisors:
             text = f"{s.platform}: {s.health.state.value}"
             if s.health.reason and s.health.state.value != "ready":
-                text += f" ({s.health.reason[:80]})"
+                text += f" ({redact.text(s.health.reason)[:80]})"
             parts.append(text)
         return "; ".join(parts) or "no connectors"
 
     def reload(self, new: Config) -> list[str]:
-        """Apply what is safe to change while running; returns what still needs a restart.
+        """Apply what is safe to change while running; returns what still needs a restart,
+        by key path: every other difference between the running and the new config.
 
-        Reloaded: log level and format, roles, auth rules, rate limits (buckets start afresh).
-        Not reloaded: tokens, platform sections, state_db, prefix, bot_name, pagerduty, status."""
+        Reloaded: log level and format, roles, auth rules, rate limits (buckets start afresh),
+        `[[approvals.rules]]`, `approvals.expire_seconds` (new requests) and `[[commands]]`."""
         old = self.config
-        self.config = old.model_copy(
-            update={"roles": new.roles, "auth": new.auth, "ratelimit": new.ratelimit}
+        commands_note = self._reload_commands(new)
+        applied = old.model_copy(
+            update={
+                "roles": new.roles,
+                "auth": new.auth,
+                "ratelimit": new.ratelimit,
+                "commands": new.commands if commands_note is None else old.commands,
+                "approvals": old.approvals.model_copy(
+                    update={
+                        "rules": new.approvals.rules,
+                        "expire_seconds": new.approvals.expire_seconds,
+                    }
+                ),
+                "chatopsd": old.chatopsd.model_copy(
+                    update={
+                        "log_level": new.chatopsd.log_level,
+                        "log_format": new.chatopsd.log_format,
+                    }
+                ),
+            }
         )
-        self.bus.set_middleware(self._middleware())
+        self.config = applied
+        self.bus.set_middleware(self._middleware())  # a new AccessPolicy, read by approvals too
+        self.approvals.expire_seconds = new.approvals.expire_seconds
+        self.ops.reconfigure(applied.commands, _rules(applied))
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
-        fixed = (*platforms.names(), "pagerduty", "status", "console")
-        needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
-        needs_restart += [
-            n for n in ("statuspage", "tickets") if getattr(old, n) != getattr(new, n)
-        ]
-        for key in ("state_db", "prefix", "bot_name"):
-            if getattr(old.chatopsd, key) != getattr(new.chatopsd, key):
-                needs_restart.append(f"chatopsd.{key}")
+        needs_restart = [d for d in _differences(applied, new) if d != "commands"]
+        if commands_note is not None:
+            needs_restart.append(commands_note)
         return needs_restart
+
+    def _reload_commands(self, new: Config) -> str | None:
+        """Swap the `[[commands]]` in the registry; on a name clash keep the old ones and say so."""
+        ours = {spec.path for spec in self.ops.commands()}
+        fresh = OpsHandler(new.commands, [], self.approvals, self.audit, self.clock).commands()
+        for spec in fresh:
+            if spec.path not in ours and self.registry.get(spec.path) is not None:
+                return f"commands (kept the running ones: {spec.name!r} is a built-in command)"
+        for path in ours:
+            self.registry.remove(path)
+        self.ops.reconfigure(new.commands, self.ops.rules)
+        for spec in self.ops.commands():
+            self.registry.add(spec)
+        return None
+
+    async def abort(self) -> None:
+        """Undo a start that failed half way: close whatever was opened, so nothing keeps the
+        process alive (an open aiosqlite connection is a thread that blocks exit)."""
+        self.scheduler.shutdown()
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        for supervisor in self.supervisors:
+            try:
+                await supervisor.connector.close()
+            except Exception:
+                log.exception("closing %s failed", supervisor.platform)
+        outbox: Outbox | None = getattr(self, "outbox", None)
+        if outbox is not None:
+            await outbox.close()
+        cache: OnCallCache | None = getattr(self, "oncall_cache", None)
+        if cache is not None:
+            await cache.client.close()
+        if self._http_session is not None:
+            await self._http_session.close()
+        lease: Lease | None = getattr(self, "lease", None)
+        if lease is not None:
+            await lease.stop()
+        db: Database | None = getattr(self, "db", None)
+        if db is not None:
+            await db.close()
 
     async def stop(self) -> None:
         grace = self.config.chatopsd.shutdown_grace_seconds
@@ -544,6 +624,7 @@ class App:
         if self._http_session is not None:
             await self._http_session.close()
         await self.lease.stop()
+        await self.log_audit_head()
         await self.db.close()
         log.info("chatopsd stopped")
 
@@ -561,14 +642,40 @@ async def serve(
     app = App(config, io=io or Io())
     notifier = Notifier()
     loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, app.stopping.set)
-    loop.add_signal_handler(signal.SIGUSR1, lambda: log.warning("log level now %s", toggle_debug()))
-    loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, notifier, config_path))
-    await app.start()
-    control = await _start_control(app)
+    signals = (signal.SIGTERM, signal.SIGINT, signal.SIGUSR1, signal.SIGHUP)
+    try:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, app.stopping.set)
+        loop.add_signal_handler(
+            signal.SIGUSR1, lambda: log.warning("log level now %s", toggle_debug())
+        )
+        loop.add_signal_handler(signal.SIGHUP, lambda: _reload(app, notifier, config_path))
+        await _serve(app, notifier, on_ready)
+    finally:
+        # A start-up failure must leave no handler that swallows SIGTERM behind.
+        for sig in signals:
+            loop.remove_signal_handler(sig)
+
+
+async def _serve(app: App, notifier: Notifier, on_ready: Callable[[App], None] | None) -> None:
+    control: ControlServer | None = None
     exporter = Exporter(app, app.metrics)
-    await exporter.start()
+    try:
+        try:
+            # first: a busy port fails before any job or connector has started
+            await exporter.start()
+        except OSError as exc:
+            m = app.config.metrics
+            where = f"metrics.listen {m.listen}" if m.listen else f"metrics.textfile {m.textfile}"
+            raise StartupError(f"{where}: {exc.strerror or exc}") from exc
+        await app.start()
+        control = await _start_control(app)
+    except BaseException:
+        if control is not None:
+            await control.close()
+        await exporter.close()
+        await app.abort()
+        raise
     watchdog = Watchdog(notifier, status=app.status_line)
     watchdog.start()
     notifier.ready(app.status_line())
@@ -603,6 +710,29 @@ async def _start_control(app: App) -> ControlServer | None:
     return control
 
 
+def _audit_key(cfg: Config) -> bytes | None:
+    return cfg.audit.hmac_key.get_secret_value().encode() or None
+
+
+def _rules(cfg: Config) -> list[Rule]:
+    return [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
+
+
+def _differences(running: Config, new: Config) -> list[str]:
+    """Key paths whose value differs ("incidents.pulse_minutes"; a whole section when it was
+    added or removed): after a reload, exactly what it could not apply."""
+    found: list[str] = []
+    for name in type(running).model_fields:
+        a, b = getattr(running, name), getattr(new, name)
+        if a == b:
+            continue
+        if isinstance(a, BaseModel) and isinstance(b, BaseModel) and type(a) is type(b):
+            found += [f"{name}.{k}" for k in type(a).model_fields if getattr(a, k) != getattr(b, k)]
+        else:
+            found.append(name)
+    return found
+
+
 def _reload(app: App, notifier: Notifier, path: Path | None) -> None:
     notifier.reloading()
     try:
@@ -612,7 +742,8 @@ def _reload(app: App, notifier: Notifier, path: Path | None) -> None:
     else:
         later = app.reload(new)
         log.warning(
-            "config reloaded (log level/format, roles, auth, rate limits)%s",
+            "config reloaded (log level/format, roles, auth, rate limits, approval rules, "
+            "commands)%s",
             f"; changed but needs a restart: {', '.join(later)}" if later else "",
         )
     notifier.ready(app.status_line())

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatopsd import __version__, config, locations, logs
+from chatopsd import __version__, config, locations, logs, redact
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.times import Times
 
@@ -83,6 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
     audit.add_argument("--outcome", help="text in the outcome, e.g. denied, 'exit 1', expired")
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
+    audit.add_argument("--head", help="verify: a head hash from the journal that must be there")
     migrate = sub.add_parser(
         "migrate-state", help="copy a single-host SQLite state into PostgreSQL (docs/ha.md)"
     )
@@ -119,7 +120,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"--since: {exc}", file=sys.stderr)
             return 2
         if args.action == "verify":
-            return asyncio.run(_verify(cfg))
+            return asyncio.run(_verify(cfg, args.head))
         return asyncio.run(_audit(cfg, since, args))
     logs.setup(
         cfg.chatopsd.log_level,
@@ -157,14 +158,19 @@ def _interactive_log(cfg: config.Config) -> Path | None:
 
 
 def _run(cfg: config.Config, path: Path | None = None) -> int:
-    from chatopsd.app import serve
+    from chatopsd.app import StartupError, serve
 
     try:
-        import uvloop
-    except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
-        asyncio.run(serve(cfg, config_path=path))
-    else:
-        uvloop.run(serve(cfg, config_path=path))
+        try:
+            import uvloop
+        except ImportError:  # pragma: no cover - uvloop is a dependency; keep running without it
+            asyncio.run(serve(cfg, config_path=path))
+        else:
+            uvloop.run(serve(cfg, config_path=path))
+    except StartupError as exc:
+        # one line for the journal; systemd sees the failure at once (no kill loop)
+        print(f"chatopsd: cannot start: {redact.text(str(exc))}", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -248,30 +254,54 @@ async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Name
         if args.json:
             row = {k: getattr(e, k) for k in e.__dataclass_fields__}
             row["at"] = e.at.isoformat()
-            print(json.dumps(row, ensure_ascii=False))
+            print(_json_printable(json.dumps(row, ensure_ascii=False)))
         else:
+            # Names, channels and outcomes are chat input: an ESC sequence must not reach
+            # the terminal of whoever reads the audit trail.
             print(
-                f"{times.stamp(e.at)} {times.zone_name(e.at)} {e.platform}:{e.channel} "
-                f"{e.actor_name} "
-                f"{e.text!r} → {e.outcome} ({e.duration_ms:.1f} ms)"
+                f"{times.stamp(e.at)} {times.zone_name(e.at)} "
+                f"{_printable(f'{e.platform}:{e.channel}')} {_printable(e.actor_name)} "
+                f"{_printable(repr(e.text))} → {_printable(e.outcome)} ({e.duration_ms:.1f} ms)"
             )
     return 0
 
 
-async def _verify(cfg: config.Config) -> int:
+def _json_printable(line: str) -> str:
+    # json escapes C0 itself; C1 and bidi controls stay raw unless escaped (still valid JSON)
+    return "".join(ch if ch.isprintable() or ch == " " else json.dumps(ch)[1:-1] for ch in line)
+
+
+def _printable(text: str) -> str:
+    """Control and format characters (ESC, C1, bidi overrides) shown as escapes."""
+    return "".join(
+        ch if ch.isprintable() or ch == " " else ch.encode("unicode_escape").decode("ascii")
+        for ch in text
+    )
+
+
+async def _verify(cfg: config.Config, head: str | None = None) -> int:
     from chatopsd.store.audit import SqliteAuditLog
 
     db = await _open(cfg)
     if db is None:
         return 1
+    key = cfg.audit.hmac_key.get_secret_value().encode() or None
     try:
-        verdict = await SqliteAuditLog(db).verify()
+        verdict = await SqliteAuditLog(db, key).verify(expect_head=head)
     finally:
         await db.close()
     legacy = f" ({verdict.unchained} older rows predate the chain)" if verdict.unchained else ""
+    keyed = f", {verdict.keyed} keyed" if verdict.keyed else ""
     if verdict.ok:
-        print(f"audit log OK: {verdict.rows} rows{legacy}, head {verdict.head}")
+        print(f"audit log OK: {verdict.rows} rows{legacy}{keyed}, head {verdict.head}")
         return 0
+    if verdict.broken_at is None:
+        print(
+            f"audit log TRUNCATED or rewritten: head {head} is not in the chain "
+            f"({verdict.rows} rows, head now {verdict.head})",
+            file=sys.stderr,
+        )
+        return 1
     print(
         f"audit log TAMPERED: row id {verdict.broken_at}: {verdict.reason}; "
         f"the chain is intact up to the row before it{legacy}",

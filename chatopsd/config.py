@@ -27,6 +27,8 @@ from pydantic import (
 from chatopsd import locations
 from chatopsd.core.errors import ConfigError
 
+# Sections that always exist: their secret may come from a credential alone.
+_ALWAYS_PRESENT = frozenset({"audit"})
 VerdictName = Literal["NORMAL", "DEGRADED", "CRITICAL", "UNKNOWN"]
 
 
@@ -231,6 +233,8 @@ class StatusSection(Section):
     unknown_after: int = Field(2, ge=1)
     # Deadline for reading all sources at once (each source also has timeout_seconds).
     read_timeout_seconds: float = Field(10.0, gt=0)
+    max_stalkers_per_channel: int = Field(5, ge=1)  # a channel and its threads together
+    max_stalkers: int = Field(500, ge=1)
     sources: list[StatusSourceConfig] = []
 
     @field_validator("sources")
@@ -247,6 +251,8 @@ class AuthSection(Section):
     command_roles: dict[str, str] = {}
     paging_channels: list[str] = []
     mutating_channels: list[str] = []
+    # "platform:user_id" = "email": one person's chat identities, counted as one approver
+    identities: dict[str, str] = {}
 
 
 class RateLimitSection(Section):
@@ -407,6 +413,15 @@ class MetricsSection(Section):
         return v
 
 
+class AuditSection(Section):
+    """The audit trail's tamper evidence (see store/audit.py)."""
+
+    # HMAC-SHA256 key for the chain: without it nobody can rewrite rows and recompute hashes.
+    # Like every secret: a credential (audit_hmac_key), CHATOPSD_AUDIT_HMAC_KEY, or this key.
+    hmac_key: SecretStr = SecretStr("")
+    head_log_seconds: float = Field(3600.0, ge=60)  # the chain's head hash goes to the journal
+
+
 class Config(Section):
     chatopsd: ChatopsdSection = ChatopsdSection()
     console: ConsoleSection = ConsoleSection()
@@ -423,6 +438,7 @@ class Config(Section):
     incidents: IncidentsSection = IncidentsSection()
     commands: list[OpsCommandSection] = []
     approvals: ApprovalsSection = ApprovalsSection()
+    audit: AuditSection = AuditSection()
     statuspage: StatuspageSection | None = None
     tickets: TicketsSection | None = None
 
@@ -540,7 +556,7 @@ def explain(exc: ValidationError) -> list[str]:
 def _overlay_secrets(raw: dict[str, Any], env: dict[str, str]) -> None:
     creds = env.get("CREDENTIALS_DIRECTORY")
     for section, key in SECRET_KEYS:
-        table = raw.get(section)
+        table = raw.setdefault(section, {}) if section in _ALWAYS_PRESENT else raw.get(section)
         if not isinstance(table, dict):
             continue  # sections enable platforms; a token alone does not
         value = None

@@ -20,6 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from chatopsd import redact
 from chatopsd.core.messages import Destination, Reply
 
 if TYPE_CHECKING:
@@ -28,6 +29,28 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatopsd.control")
 MAX_REQUEST = 64 * 1024
 SEND_TIMEOUT = 30.0
+
+
+def overflow_uid() -> int:
+    try:
+        return int(Path("/proc/sys/kernel/overflowuid").read_text().strip())
+    except (OSError, ValueError):
+        return 65534
+
+
+def refusal(uid: int) -> str:
+    """Why a refused uid may not be what the caller expects. Under `PrivateUsers=yes` the
+    daemon lives in a user namespace where only root and its own user are mapped: every
+    other caller shows up as the overflow uid (nobody), so `control.allow_uids` cannot name
+    them; such callers must run as root or as the service's user."""
+    if uid != overflow_uid():
+        return ""
+    return (
+        f"; uid {uid} is also the kernel's overflow uid: if the daemon runs with systemd's "
+        "PrivateUsers=yes, every uid but root's and its own looks like this to it, and "
+        "control.allow_uids cannot match it. Run chatopsd ctl as root (sudo) or as the "
+        "service user."
+    )
 
 
 def peer_uid(sock: socket.socket) -> int:
@@ -71,7 +94,7 @@ def health(app: App) -> dict[str, Any]:
             {
                 "platform": s.platform,
                 "state": s.health.state.value,
-                "reason": s.health.reason,
+                "reason": redact.text(s.health.reason),
                 "for_seconds": round(mono - s.health.since, 1),
                 "connects": s.health.connects,
                 "failures": s.health.failures,
@@ -150,8 +173,9 @@ class ControlServer:
     ) -> dict[str, Any]:
         uid = peer_uid(writer.get_extra_info("socket"))
         if uid not in self.allowed:
-            log.warning("control socket: refused uid %d", uid)
-            return {"ok": False, "error": f"uid {uid} is not allowed (control.allow_uids)"}
+            why = refusal(uid)
+            log.warning("control socket: refused uid %d%s", uid, why)
+            return {"ok": False, "error": f"uid {uid} is not allowed (control.allow_uids){why}"}
         try:
             line = await asyncio.wait_for(reader.readline(), 10)
             request = json.loads(line)

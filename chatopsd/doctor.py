@@ -21,6 +21,7 @@ from urllib.parse import quote
 import aiohttp
 
 from chatopsd import config as config_mod
+from chatopsd import redact
 from chatopsd.config import (
     AlertmanagerSource,
     CommandSource,
@@ -425,10 +426,8 @@ def main(
     results = asyncio.run(run_checks(cfg, timeout_seconds))
     secrets = config_mod.secrets_of(cfg)
     for r in results:
-        line = r.line()
-        for secret in secrets:  # belt and braces: a server could echo a token back
-            line = line.replace(secret, "[redacted]")
-        print(line, file=out)
+        # tokens (a server could echo one back), URL credentials and query values
+        print(redact.text(r.line(), secrets), file=out)
     failed = [r for r in results if not r.ok]
     print(f"{len(results) - len(failed)} passed, {len(failed)} failed", file=out)
     return 1 if failed else 0

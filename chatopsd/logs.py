@@ -8,6 +8,8 @@ import sys
 from collections.abc import Iterable
 from pathlib import Path
 
+from chatopsd import redact
+
 _PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
@@ -16,7 +18,7 @@ class RedactingFormatter(logging.Formatter):
 
     def __init__(self, secrets: Iterable[str], as_json: bool) -> None:
         super().__init__(_PLAIN)
-        self.secrets = sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True)
+        self.secrets = tuple(sorted({s for s in secrets if len(s) >= 6}, key=len, reverse=True))
         self.as_json = as_json
 
     def format(self, record: logging.LogRecord) -> str:
@@ -35,10 +37,8 @@ class RedactingFormatter(logging.Formatter):
         return self.redact(text)
 
     def redact(self, text: str) -> str:
-        for secret in self.secrets:
-            if secret in text:
-                text = text.replace(secret, "[redacted]")
-        return text
+        # configured tokens, URL credentials and query values, webhook/interaction tokens
+        return redact.text(text, self.secrets)
 
 
 def setup(

@@ -53,9 +53,9 @@ class Rig:
             registry,
             [
                 Dedupe(self.ledger),
-                Authorize(policy, self.audit, clock),
                 Audit(self.audit, clock),
                 RateLimit(clock, per_minute=6, burst=2),
+                Authorize(policy),
             ],
             self.outbox,
         )
@@ -119,17 +119,26 @@ async def test_chatter_is_not_a_command(rig: Rig) -> None:
     assert await rig.replies() == [] and await rig.audit.since(None) == []
 
 
-async def test_forbidden_is_refused_audited_and_costs_no_rate_limit(rig: Rig) -> None:
-    for i in range(3):
+async def test_forbidden_is_refused_audited_and_rate_limited_too(
+    rig: Rig, clock: FakeClock
+) -> None:
+    # A flood of refused commands must not become a flood of replies (issue 15, item 4):
+    # refusals cost a token like anything else; burst 2 → two refusals, one "easy there".
+    for i in range(6):
         await rig.bus.handle(ev("!deploy api", f"f{i}"))
     replies = await rig.replies()
-    assert all("needs the role 'lead'" in str(r["text"]) for r in replies) and len(replies) == 3
+    assert [str(r["text"]).split("\n")[0] for r in replies] == [
+        "!deploy needs the role 'lead'",
+        "!deploy needs the role 'lead'",
+        "Easy there, Alice: you can send another command in 10 s.",
+    ]
     assert all(r["ephemeral"] for r in replies)
     rows = await rig.audit.since(None)
-    assert [r.outcome.split(":")[0] for r in rows] == ["denied"] * 3
-    # denials did not consume alice's tokens: authorize runs before the rate limit
-    await rig.bus.handle(ev("!echo still here", "f3"))
-    assert "f3" in rig.handled
+    # every attempt is audited, with what really happened to it
+    assert [r.outcome.split(":")[0] for r in rows] == ["denied"] * 2 + ["RateLimited"] * 4
+    clock.advance(10)
+    await rig.bus.handle(ev("!echo still here", "f7"))
+    assert "f7" in rig.handled
     await rig.bus.handle(ev("!deploy api", "ok", actor="bob"))
     assert "ok" in rig.handled
 

@@ -166,7 +166,7 @@ async def test_reaction_reaches_listeners(app: App, fake: FakeDiscord) -> None:
     async def listener(event: Any) -> None:
         seen.append(event)
 
-    app.bus.reaction_listeners.append(listener)
+    app.bus.reaction_commands.append(listener)
     await fake.dispatch("MESSAGE_REACTION_ADD", fake.reaction("👍", "12345"))
     await fake.dispatch("MESSAGE_REACTION_ADD", fake.reaction("👍", "12345", user_id=BOT_ID))
     await wait_for(lambda: len(seen) == 1)

@@ -52,7 +52,7 @@ class Rig:
         self.bus = Bus(
             Registry(self.handler.commands()), [Dedupe(SqliteEventLedger(db, clock))], self.outbox
         )
-        self.bus.reaction_listeners.append(self.handler.on_reaction)
+        self.bus.reaction_commands.append(self.handler.reaction_command)
         self._ids = itertools.count(1)
 
     def threads(self, platform: str) -> bool:

@@ -88,7 +88,7 @@ async def test_reaction_event(server: FakeMattermost, app: App) -> None:
     async def listener(event: Inbound) -> None:
         seen.append(event)
 
-    app.bus.reaction_listeners.append(listener)
+    app.bus.reaction_commands.append(listener)
     post = await server.user_post("deploy?")
     await server.reaction(post["id"], "white_check_mark")
     await until(lambda: seen)

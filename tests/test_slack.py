@@ -183,7 +183,7 @@ async def test_reaction_reaches_reaction_listeners(app: App, fake: FakeSlack) ->
     async def listener(event: Inbound) -> None:
         seen.append(event)
 
-    app.bus.reaction_listeners.append(listener)
+    app.bus.reaction_commands.append(listener)
     await fake.event(
         {
             "type": "reaction_added",

@@ -114,8 +114,8 @@ async def test_unstalk_and_stalkers(app_out, fake: FakeMonitoring, clock: FakeCl
     assert bye.text == "Stopped stalking the status here."
     [again] = await say(app, "!status unstalk")
     assert again.text == "this channel is not stalking the status"
-    [other] = await say(app, "!status unstalk", channel="war-room")  # the thread one stays
-    assert other.text == "this channel is not stalking the status"
+    [other] = await say(app, "!status unstalk", channel="war-room", thread="T2")
+    assert other.text == "this thread is not stalking the status"  # T1's stays
 
     fake.doc = {"status": {"indicator": "major"}}
     clock.advance(300)

@@ -34,7 +34,10 @@ MAX_COMMAND_CHARS = 40_000
 
 Next = Callable[[Call], Awaitable[list[Reply]]]
 Middleware = Callable[[Call, Next], Awaitable[list[Reply]]]
-ReactionListener = Callable[[Inbound], Awaitable[None]]
+# A reaction is never acted on directly: a handler-side mapping turns it into the command it
+# stands for (⬆️ on an incident's announcement → "incident escalate INC-…"), or None, and that
+# command then runs through the same middleware as a typed one (role, channel, rate, audit).
+ReactionCommand = Callable[[Inbound], Awaitable[str | None]]
 
 
 def render_error(exc: BaseException, ref: str) -> Reply:
@@ -83,7 +86,7 @@ class Bus:
         self._chain = self._build(list(middleware))
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
-        self.reaction_listeners: list[ReactionListener] = []
+        self.reaction_commands: list[ReactionCommand] = []
         # A mention the grammar cannot parse goes to this spec with args {"text": body}
         # (the plain-language intent parser), through the same middleware as any command.
         self.mention_fallback: CommandSpec | None = None
@@ -129,19 +132,29 @@ class Bus:
     async def handle(self, event: Inbound) -> list[Reply]:
         """Handle one event and send its replies; returns them (for tests and benchmarks)."""
         if event.kind == "reaction":
-            for listener in self.reaction_listeners:
-                await self._guard(listener(event), event)
-            return []
-        addressed = self.addressed(event)
+            body = await self._reaction_command(event)
+            if body is None:
+                return []
+            # audited and authorized as the command it stands for, like a button click
+            event = replace(event, text=body)
+            addressed: Addressed | None = Addressed(body, "platform")
+        else:
+            addressed = self.addressed(event)
         if addressed is None:
             return []
         call = self._parse(event, addressed)
         if call.error is not None and addressed.how == "thread" and not self._known_root(call):
             return []  # people talking in a thread we started, not a command for us
+        failed = False
         try:
             replies = await self._chain(call)
         except Exception as exc:
-            replies = [render_error(exc, call.ref)]
+            failed = True
+            quiet = isinstance(exc, RateLimited) and exc.quiet
+            replies = [] if quiet else [render_error(exc, call.ref)]
+            if event.kind == "reaction":
+                # only the person reacting needs to learn why their reaction did nothing
+                replies = [replace(r, ephemeral=True) for r in replies]
             if not isinstance(exc, UserError):
                 log.error(
                     "internal error ref=%s platform=%s channel=%s actor=%s command=%r",
@@ -153,7 +166,9 @@ class Bus:
                     exc_info=exc,
                 )
         destination = Destination.for_inbound(event)
-        priority = call.spec.priority if call.spec else None
+        # A refusal or error keeps its own (normal) priority: a flood of refused pages must
+        # not jump the queue ahead of a real page's answer.
+        priority = call.spec.priority if call.spec and not failed else None
         for reply in replies:
             if priority is not None and reply.priority > priority:
                 reply = _with_priority(reply, priority)
@@ -193,13 +208,24 @@ class Bus:
     def _known_root(self, call: Call) -> bool:
         return bool(call.words) and call.words[0].lower() in self.registry.roots()
 
-    async def _guard(self, coro: Awaitable[None], event: Inbound) -> None:
-        try:
-            await coro
-        except Exception:
-            log.exception(
-                "reaction listener failed platform=%s event=%s", event.platform, event.event_id
-            )
+    async def _reaction_command(self, event: Inbound) -> str | None:
+        """The command a reaction stands for, if any handler maps it to one.
+
+        Reactions by bots never count (another bot's ✅ is not an approval), whatever the
+        connector's `allow_bots` says about messages."""
+        if event.actor.is_bot:
+            return None
+        for to_command in self.reaction_commands:
+            try:
+                command = await to_command(event)
+            except Exception:
+                log.exception(
+                    "reaction mapping failed platform=%s event=%s", event.platform, event.event_id
+                )
+                continue
+            if command:
+                return command
+        return None
 
     # -- shutdown --------------------------------------------------------------------------
 

@@ -101,6 +101,10 @@ class Registry:
         self._specs[spec.path] = spec
         self._longest = max(self._longest, len(spec.path))
 
+    def remove(self, path: tuple[str, ...]) -> None:
+        """Forget a command (a config reload dropped it)."""
+        self._specs.pop(path, None)
+
     def __iter__(self) -> Iterator[CommandSpec]:
         return iter(sorted(self._specs.values(), key=lambda s: s.path))
 

@@ -30,11 +30,15 @@ class Forbidden(UserError):
 
 
 class RateLimited(UserError):
-    """The actor sent too many commands; `retry_after` seconds until the next one is taken."""
+    """The actor sent too many commands; `retry_after` seconds until the next one is taken.
 
-    def __init__(self, message: str, *, retry_after: float) -> None:
+    `quiet`: the actor was told already in this dry spell; refused (and audited) without a
+    reply, so a flood cannot make the bot flood the channel back."""
+
+    def __init__(self, message: str, *, retry_after: float, quiet: bool = False) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.quiet = quiet
 
 
 class Unavailable(UserError):

@@ -1,4 +1,12 @@
-"""The bus middleware, in the order the bus runs it: dedupe → authorize → audit → rate limit."""
+"""The bus middleware, in the order the bus runs it: dedupe → audit → rate limit → authorize.
+
+Why this order:
+- dedupe first: a redelivered event is nobody's doing; it costs no token and no audit row.
+- audit next, around everything else: every attempt leaves one row with its real outcome
+  (ran, refused, rate limited), whatever the inbound kind (message, slash, button, reaction).
+- rate limit before authorize: refusals cost a token too, so 10,000 denied `!ic page` get at
+  most `burst` refusals and one "easy there" back, not 10,000 replies.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +17,7 @@ from dataclasses import dataclass, field
 from chatopsd.core.bus import Next
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, UserError
-from chatopsd.core.messages import Reply
+from chatopsd.core.messages import Actor, Inbound, Reply
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, EventLedger
 
 log = logging.getLogger("chatopsd.bus")
@@ -45,12 +53,22 @@ class AccessPolicy:
     command_roles: Mapping[str, str] = field(default_factory=dict)
     paging_channels: frozenset[str] = frozenset()
     mutating_channels: frozenset[str] = frozenset()
+    # "platform:user_id" → email: links a person's chat identities (a Discord user has no
+    # email we can see), so roles, self-approval and vote counting treat them as one person
+    identities: Mapping[str, str] = field(default_factory=dict)
+
+    def email_of(self, platform: str, actor: Actor) -> str | None:
+        """The person behind a chat identity: the linked email first, then the platform's."""
+        linked = self.identities.get(f"{platform}:{actor.id}")
+        email = linked or actor.email
+        return email.lower() if email else None
 
     def holds(self, call: Call, role: str) -> bool:
         actor = call.event.actor
         ids = {f"{call.event.platform}:{actor.id}", "*"}
-        if actor.email:
-            ids.add(actor.email.lower())
+        email = self.email_of(call.event.platform, actor)
+        if email:
+            ids.add(email)
         return any(ids & self.roles.get(r, frozenset()) for r in (role, "admin"))
 
     def restricted_here(self, call: Call) -> bool:
@@ -114,7 +132,7 @@ def audit_entry(call: Call, clock: Clock, outcome: str, duration_ms: float) -> A
 
 
 class Authorize:
-    """Refuse commands the actor may not run here. Refusals are audited too.
+    """Refuse commands the actor may not run here (the Audit middleware around it records it).
 
     `incident_channel(platform, channel)` says whether a channel is one the daemon created for
     an incident: paging and mutating commands are allowed there even when the channel lists
@@ -124,22 +142,16 @@ class Authorize:
     def __init__(
         self,
         policy: AccessPolicy,
-        audit: AuditLog,
-        clock: Clock,
         incident_channel: Callable[[str, str], Awaitable[bool]] | None = None,
     ) -> None:
-        self.policy, self.audit, self.clock = policy, audit, clock
+        self.policy = policy
         self.incident_channel = incident_channel
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         allowed = False
         if self.incident_channel is not None and self.policy.restricted_here(call):
             allowed = await self.incident_channel(call.event.platform, call.event.channel)
-        try:
-            self.policy.check(call, channel_allowed=allowed)
-        except Forbidden as exc:
-            await self.audit.append(audit_entry(call, self.clock, f"denied: {exc}", 0.0))
-            raise
+        self.policy.check(call, channel_allowed=allowed)
         return await nxt(call)
 
 
@@ -154,6 +166,9 @@ class Audit:
         outcome = "ok"
         try:
             return await nxt(call)
+        except Forbidden as exc:
+            outcome = f"denied: {exc}"
+            raise
         except UserError as exc:
             outcome = f"{type(exc).__name__}: {exc}"
             raise
@@ -168,28 +183,38 @@ class Audit:
 class RateLimit:
     """A token bucket per actor: `burst` commands at once, refilled at `per_minute`.
 
-    The first refusal gets a polite reply; further ones in the same dry spell are dropped
-    silently so a flood cannot make the bot flood the channel back.
+    The first refusal gets a polite reply; further ones in the same dry spell are refused
+    quietly (audited, no reply) so a flood cannot make the bot flood the channel back.
+    `exempt(event)` names events that are not the actor's own doing now: an approved
+    command re-dispatched as its requester must run even if the requester is out of tokens.
     """
 
-    def __init__(self, clock: Clock, per_minute: float = 30, burst: int = 10) -> None:
+    def __init__(
+        self,
+        clock: Clock,
+        per_minute: float = 30,
+        burst: int = 10,
+        exempt: Callable[[Inbound], bool] | None = None,
+    ) -> None:
         self.clock, self.rate, self.burst = clock, per_minute / 60.0, burst
+        self.exempt = exempt
         self._buckets: dict[tuple[str, str], tuple[float, float, bool]] = {}
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
+        if self.exempt is not None and self.exempt(call.event):
+            return await nxt(call)
         key = (call.event.platform, call.event.actor.id)
         now = self.clock.monotonic()
         tokens, last, warned = self._buckets.get(key, (float(self.burst), now, False))
         tokens = min(float(self.burst), tokens + (now - last) * self.rate)
         if tokens < 1.0:
             self._buckets[key] = (tokens, now, True)
-            if warned:
-                return []
             wait = (1.0 - tokens) / self.rate
             raise RateLimited(
                 f"Easy there, {call.event.actor.display}: you can send another command in "
                 f"{wait:.0f} s.",
                 retry_after=wait,
+                quiet=warned,
             )
         self._buckets[key] = (tokens - 1.0, now, False)
         if len(self._buckets) > 10_000:

@@ -45,7 +45,7 @@ class ApprovalService:
         store: ApprovalStore,
         audit: AuditLog,
         clock: Clock,
-        policy: AccessPolicy,
+        policy: Callable[[], AccessPolicy],
         outbox: ReplySink,
         *,
         expire_seconds: float = 900.0,
@@ -54,10 +54,14 @@ class ApprovalService:
     ) -> None:
         self.times = times
         self.store, self.audit, self.clock = store, audit, clock
+        # read at every vote, never copied: a reload that revokes an approver applies at once
         self.policy, self.outbox = policy, outbox
         self.expire_seconds, self.prefix = expire_seconds, prefix
         self.submit: Submit | None = None  # the bus's submit; set by app.py once the bus exists
         self._lock = asyncio.Lock()  # one decision at a time: two approvers must not race
+        # event ids of granted commands this process handed to the bus (see is_grant)
+        self._granted: set[str] = set()
+        self._watchers: set[asyncio.Task[None]] = set()  # strong references (see _settle)
 
     # -- requests --------------------------------------------------------------------------
 
@@ -82,7 +86,7 @@ class ApprovalService:
             platform=e.platform,
             channel=e.channel,
             thread=e.thread,
-            requester=Person(e.platform, e.actor.id, e.actor.email),
+            requester=self._person(e),
             requester_name=e.actor.display,
             role=role,
             needed=needed if kind == "approval" else 1,
@@ -137,7 +141,7 @@ class ApprovalService:
         if not event_id.startswith(GRANT_PREFIX):
             return None
         action = await self.store.get(event_id[len(GRANT_PREFIX) :])
-        actor = Person(call.event.platform, call.event.actor.id, call.event.actor.email)
+        actor = self._person(call.event)
         if (
             action is None
             or action.state != "approved"
@@ -152,21 +156,16 @@ class ApprovalService:
 
     # -- votes -----------------------------------------------------------------------------
 
-    async def on_reaction(self, event: Inbound) -> None:
-        """A bus reaction listener: ✅/❌ on a request message is a vote."""
+    async def reaction_command(self, event: Inbound) -> str | None:
+        """✅/❌ on a request message stands for `approve <id>` / `reject <id>`: the bus runs
+        that through the same middleware as the typed command."""
         vote = vote_for_emoji(event.text)
         if vote is None or not event.message_id:
-            return
+            return None
         action = await self.store.by_message(event.platform, event.message_id)
         if action is None:
-            return
-        message = await self.vote(action.id, event, vote)
-        if message is not None:
-            # the voter must learn why their reaction did nothing; nobody else needs to
-            self.outbox.enqueue(
-                Destination(event.platform, event.channel, event.thread, actor=event.actor.id),
-                Reply(text=message, ephemeral=True),
-            )
+            return None
+        return f"{vote} {action.id}"
 
     async def vote(self, action_id: str, event: Inbound, vote: Vote) -> str | None:
         """Count a vote; returns why it was refused, or None when it counted."""
@@ -175,8 +174,8 @@ class ApprovalService:
             if action is None:
                 return f"no request {action_id}"
             now = self.clock.now()
-            voter = Person(event.platform, event.actor.id, event.actor.email)
-            holds = action.role is not None and self.policy.holds(
+            voter = self._person(event)
+            holds = action.role is not None and self.policy().holds(
                 _as_call(event, self.outbox, self.prefix), action.role
             )
             why = refusal(action, voter, vote, holds, now)
@@ -185,7 +184,9 @@ class ApprovalService:
                     await self._expire(action)
                 await self._audit(action, event.actor, vote, f"refused: {why}", event.event_id)
                 return why
-            await self.store.vote(action.id, voter, event.actor.display, vote, now)
+            # one vote per PERSON: two chat identities of one human are one approver
+            ballot = Person("person", voter.email, voter.email) if voter.email else voter
+            await self.store.vote(action.id, ballot, event.actor.display, vote, now)
             if vote == "reject":
                 await self._decide(action, "rejected", event.actor, event.event_id)
                 return None
@@ -228,9 +229,17 @@ class ApprovalService:
         if fresh is not None:
             await self._dispatch(fresh)
 
+    def is_grant(self, event: Inbound) -> bool:
+        """Whether this event is a granted command we dispatched (not something a connector
+        can fake: only ids we handed to the bus count). The rate limiter lets it through: it
+        is not the requester acting now, and an approved command must never be lost."""
+        return event.event_id in self._granted
+
     async def _dispatch(self, action: Action) -> None:
         if self.submit is None:
             return
+        event_id = f"{GRANT_PREFIX}{action.id}"
+        self._granted.add(event_id)
         task = self.submit(
             Inbound(
                 platform=action.platform,
@@ -238,13 +247,41 @@ class ApprovalService:
                 actor=Actor(action.requester.id, action.requester_name, action.requester.email),
                 text=action.command,
                 kind="slash",
-                event_id=f"{GRANT_PREFIX}{action.id}",
+                event_id=event_id,
                 thread=action.thread,
                 message_id=action.message_id,
             )
         )
-        if task is not None:
-            await self.store.mark_dispatched(action.id)
+        if task is None:
+            self._granted.discard(event_id)
+            return
+        task.add_done_callback(lambda _t: self._granted.discard(event_id))
+        await self.store.mark_dispatched(action.id)
+        watcher = asyncio.get_running_loop().create_task(
+            self._settle(action.id, task), name=f"approval-result:{action.id}"
+        )
+        self._watchers.add(watcher)
+        watcher.add_done_callback(self._watchers.discard)
+
+    async def _settle(self, action_id: str, task: asyncio.Task[None]) -> None:
+        """A granted command that ended without running (refused when it came to run: the
+        requester lost the role, the channel became restricted) must not look pending or
+        done: its request records that it did not run. (A run records its exit itself.)"""
+        await asyncio.wait([task])
+        if task.cancelled():
+            return  # shutting down mid-command: nothing certain to record
+        try:
+            if await self.store.result(action_id) is None:
+                await self.store.set_result(
+                    action_id, f"not run: see the audit row of event {GRANT_PREFIX}{action_id}"
+                )
+        except Exception:
+            log.warning("could not record the result of request %s", action_id, exc_info=True)
+
+    def _person(self, event: Inbound) -> Person:
+        """The human behind the event, with identities linked (auth.identities or email)."""
+        email = self.policy().email_of(event.platform, event.actor)
+        return Person(event.platform, event.actor.id, email)
 
     # -- expiry (the "approvals-expire" job) -------------------------------------------------
 

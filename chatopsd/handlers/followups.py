@@ -296,34 +296,17 @@ class FollowUps:
 
         await self.incidents._change(event, incident_id, "", apply)
 
-    async def on_reaction(self, event: Inbound) -> None:
-        """A bus reaction listener: 📌/📝 in an incident's channel become commands."""
-        if self.submit is None or not event.message_id:
-            return
-        if event.text.strip(":").lower() not in REACTION_COMMANDS:
-            return
+    async def reaction_command(self, event: Inbound) -> str | None:
+        """📌/📝 in an incident's channel stand for commands; the bus runs them through the
+        same middleware as typed ones (role, channel, rate limit, audit)."""
+        if not event.message_id or event.text.strip(":").lower() not in REACTION_COMMANDS:
+            return None
         incident_id = await self.incidents.store.incident_at(
             event.platform, event.channel, event.thread
         )
         if incident_id is None:
-            return  # a reaction elsewhere is not ours to act on
-        text = reaction_command(event.text, incident_id, event.message_id)
-        if text is None:
-            return
-        task = self.submit(
-            Inbound(
-                platform=event.platform,
-                channel=event.channel,
-                actor=event.actor,
-                text=text,
-                kind="button",
-                event_id=f"{event.event_id}/reaction" if event.event_id else "",
-                thread=event.thread,
-                message_id=event.message_id,
-            )
-        )
-        if isinstance(task, asyncio.Task):
-            await task  # so the reaction's handling ends when its command's does
+            return None  # a reaction elsewhere is not ours to act on
+        return reaction_command(event.text, incident_id, event.message_id)
 
     # -- the lifecycle hook ------------------------------------------------------------------
 

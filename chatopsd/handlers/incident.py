@@ -392,6 +392,19 @@ class IncidentHandler:
             if dest == origin:
                 origin_sent = sent
         home, name, notes = await self._open_home(incident, event, origin_sent)
+        if home is None:
+            # Nothing posted here to hang a thread under (a slash command whose announcement
+            # failed): binding the whole channel would make it an "incident channel", where
+            # auth.paging_channels and mutating_channels no longer apply.
+            lines = [
+                f"{incident.id} declared ({incident.sev}), but nothing could be posted here, "
+                "so it has no channel or thread of its own: give its id to later commands.",
+                *notes,
+            ]
+            if announced:
+                lines.append(f"Announced in {', '.join(announced)}.")
+            await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
+            return Reply(text="\n".join(lines), priority=Priority.STATUS)
         await self.store.bind_home(incident.id, home)
         status = await self.outbox.send(home.destination, await self._status_reply(incident))
         if status is not None:
@@ -420,7 +433,7 @@ class IncidentHandler:
 
     async def _open_home(
         self, incident: Incident, event: Inbound, origin_sent: Sent | None
-    ) -> tuple[Home, str | None, list[str]]:
+    ) -> tuple[Home | None, str | None, list[str]]:
         """A channel of its own if the platform allows it; else a thread in the declaring one."""
         notes: list[str] = []
         admin = self.channel_admin(event.platform) if self.settings.create_channels else None
@@ -448,6 +461,9 @@ class IncidentHandler:
                 return Home(event.platform, channel, None), name, notes
         # The thread hangs under the announcement; if that failed, under the declare command.
         thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
+        if not thread:
+            notes.append(f"No incident channel ({reason}).")
+            return None, None, notes
         if self.threads(event.platform):
             notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
         return Home(event.platform, event.channel, thread), None, notes
@@ -682,30 +698,16 @@ class IncidentHandler:
 
     # -- reactions (Mattermost's stand-in for buttons) ---------------------------------------
 
-    async def on_reaction(self, event: Inbound) -> None:
+    async def reaction_command(self, event: Inbound) -> str | None:
+        """The command a reaction on one of an incident's messages stands for; the bus runs it
+        through the same checks as the typed command (role, channel, rate limit, audit)."""
         action = REACTIONS.get(event.text.strip(":").lower())
         if action is None or not event.message_id:
-            return
+            return None
         incident_id = await self.store.incident_for_message(event.platform, event.message_id)
         if incident_id is None:
-            return
-        try:
-            if action == "join":
-                reply = await self._join(event, incident_id, "")
-            elif action == "escalate":
-                reply = await self._escalate(event, incident_id, "", None)
-            else:
-
-                def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
-                    new = core.transition(i, "ack", self.clock.now())
-                    return new, "acknowledged", "acknowledged (reaction)"
-
-                _, after, _ = await self._change(event, incident_id, "", apply)
-                reply = Reply(text=f"{after.id} acknowledged by {event.actor.display}.")
-        except IllegalTransition as exc:
-            log.info("reaction %s on %s ignored: %s", event.text, incident_id, exc)
-            return
-        self.outbox.enqueue(Destination(event.platform, event.channel, event.thread), reply)
+            return None
+        return f"incident {action} {incident_id}"
 
     # -- pulses ------------------------------------------------------------------------------
 

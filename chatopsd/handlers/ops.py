@@ -16,7 +16,7 @@ from chatopsd.config import OpsCommandSection
 from chatopsd.core.approvals import Rule, command_line, requirement
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
-from chatopsd.core.errors import UserError
+from chatopsd.core.errors import UsageError, UserError
 from chatopsd.core.messages import Reply, Sent
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock
 from chatopsd.handlers.approvals import ApprovalService
@@ -49,6 +49,12 @@ class OpsHandler:
         self.progress_interval, self.kill_grace = progress_interval, kill_grace
         self._slots: dict[str, asyncio.Semaphore] = {}  # max_concurrent runs per command
 
+    def reconfigure(self, commands: Sequence[OpsCommandSection], rules: Sequence[Rule]) -> None:
+        """A reload: new `[[commands]]` and `[[approvals.rules]]` apply to the next command.
+        (Runs in flight finish as they started; their slots are kept per name.)"""
+        self.commands_cfg = {c.name: c for c in commands}
+        self.rules = list(rules)
+
     def commands(self) -> list[CommandSpec]:
         return [
             CommandSpec(
@@ -64,7 +70,9 @@ class OpsHandler:
 
     async def handle(self, call: Call) -> Reply | None:
         assert call.spec is not None
-        cfg = self.commands_cfg[call.spec.name]
+        cfg = self.commands_cfg.get(call.spec.name)
+        if cfg is None:  # removed by a reload while this call was on its way
+            raise UsageError(f"{self.prefix}{call.spec.name} is no longer configured")
         rules = [ArgRule(a, cfg.patterns.get(a), tuple(cfg.choices.get(a, ()))) for a in cfg.args]
         values = validate(rules, call.args)  # raises before anything is stored or run
         text = command_line(cfg.name, [values[a] for a in cfg.args])

@@ -55,12 +55,16 @@ class Stalking:
         *,
         poll_seconds: float = 30.0,
         unknown_after: int = 2,
+        max_per_channel: int = 5,
+        max_total: int = 500,
     ) -> None:
         self.board = board
         self.store = store
         self.outbox = outbox
         self.clock = clock
         self.poll_seconds = poll_seconds
+        # Caps: every stalker is a post per change; chat input must not grow them unbounded.
+        self.max_per_channel, self.max_total = max_per_channel, max_total
         self.steady = Steady(unknown_after)
         self.stalkers = StalkerSet()
         self.polls = 0
@@ -122,6 +126,7 @@ class Stalking:
             return Reply(
                 text=f"Already stalking here; now posting changes at most every {_human(interval)}."
             )
+        self._check_caps(e.platform, e.channel, call.prefix)
         overview = await self.board.overview()
         now = self.clock.now().timestamp()
         stalker = Stalker(
@@ -143,15 +148,43 @@ class Stalking:
         )
         return replace(shown, text=f"{shown.text}\n\n{note}")
 
+    def _in_channel(self, platform: str, channel: str) -> list[Stalker]:
+        return [s for s in self.stalkers if (s.platform, s.channel) == (platform, channel)]
+
+    def _check_caps(self, platform: str, channel: str, prefix: str) -> None:
+        if len(self._in_channel(platform, channel)) >= self.max_per_channel:
+            raise UsageError(
+                f"this channel and its threads already have {self.max_per_channel} status "
+                "stalkers (status.max_stalkers_per_channel)",
+                hint=f"{prefix}status unstalk outside a thread stops them all",
+            )
+        if len(self.stalkers) >= self.max_total:
+            raise UsageError(
+                f"{self.max_total} channels already stalk the status (status.max_stalkers)",
+                hint=f"see {prefix}status stalkers",
+            )
+
     async def unstalk(self, call: Call) -> Reply:
+        """In a thread: that thread's stalker. Outside one: every stalker of the channel,
+        its threads' included (on a platform where every post starts a thread, a top-level
+        unstalk must still be able to stop them)."""
         e = call.event
-        key = (e.platform, e.channel, e.thread or "")
-        if self.stalkers.get(key) is None:
+        if e.thread:
+            keys = (
+                [(e.platform, e.channel, e.thread)]
+                if self.stalkers.get((e.platform, e.channel, e.thread))
+                else []
+            )
+        else:
+            keys = [s.key for s in self._in_channel(e.platform, e.channel)]
+        if not keys:
             where = "this thread" if e.thread else "this channel"
             raise NotFound(f"{where} is not stalking the status")
-        await self.store.delete(key)
-        self.stalkers.remove(key)
-        return Reply(text="Stopped stalking the status here.")
+        for key in keys:
+            await self.store.delete(key)
+            self.stalkers.remove(key)
+        more = f" ({len(keys)} stalkers, threads included)" if len(keys) > 1 else ""
+        return Reply(text=f"Stopped stalking the status here{more}.")
 
     async def show_stalkers(self, call: Call) -> Reply:
         all_ = list(self.stalkers)

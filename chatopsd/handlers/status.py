@@ -7,6 +7,7 @@ from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime
 
+from chatopsd import redact
 from chatopsd.core.commands import CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.messages import Priority, Reply
@@ -58,7 +59,8 @@ class StatusBoard:
         except TimeoutError:
             return Reading(source.name, Verdict.UNKNOWN, error=f"no answer in {self.timeout:.0f} s")
         except Exception as exc:  # a source must never take the command down with it
-            return Reading(source.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+            error = redact.text(f"{type(exc).__name__}: {exc}")  # a URL's secrets stay out
+            return Reading(source.name, Verdict.UNKNOWN, error=error)
 
 
 class StatusHandler:

@@ -7,7 +7,8 @@ from collections.abc import Collection, Mapping, Sequence
 from typing import Any
 
 import aiohttp
-from yarl import URL
+
+from chatopsd import redact
 
 
 class SourceError(Exception):
@@ -41,14 +42,15 @@ async def get_json(
     except aiohttp.ClientConnectorError as exc:
         raise SourceError(f"cannot connect to {shown}: {exc.os_error.strerror or exc}") from None
     except aiohttp.ClientError as exc:
-        raise SourceError(f"{shown}: {type(exc).__name__}: {exc}") from None
+        # aiohttp's message may carry the full URL, query string and all
+        raise SourceError(redact.text(f"{shown}: {type(exc).__name__}: {exc}")) from None
     if status != 200:
         if status in json_errors:
             try:
                 return json.loads(body)
             except (UnicodeDecodeError, json.JSONDecodeError):
                 pass
-        snippet = body[:200].decode("utf-8", "replace").strip()
+        snippet = redact.text(body[:200].decode("utf-8", "replace").strip())
         raise SourceError(f"HTTP {status} from {shown}" + (f": {snippet}" if snippet else ""))
     try:
         return json.loads(body)
@@ -57,12 +59,8 @@ async def get_json(
 
 
 def display(url: str) -> str:
-    """The URL as shown in chat and logs: without user:password@ (a credential)."""
-    try:
-        parsed = URL(url)
-    except ValueError:
-        return "(invalid URL)"
-    return str(parsed.with_user(None)) if parsed.user or parsed.password else url
+    """The URL as shown in chat and logs: no user:password@, no query values (credentials)."""
+    return redact.url(url)
 
 
 def join(base: str, path: str) -> str:

@@ -18,7 +18,9 @@ from dataclasses import dataclass
 
 from chatopsd.core.errors import Unavailable, UsageError
 
-DEFAULT_ARG_PATTERN = r"[A-Za-z0-9][A-Za-z0-9._:/@+=-]{0,127}"
+# Letters, digits and ._/@+=- ; no ":" (user@host:/path, scheme:...) and no ".." path
+# segment (x/../../etc/shadow). A command's own `patterns` entry may allow either.
+DEFAULT_ARG_PATTERN = r"(?!(?:.*/)?\.\.(?:/|$))[A-Za-z0-9][A-Za-z0-9._/@+=-]{0,127}"
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 # Variables the child must never see: our tokens arrive through these.

@@ -1,9 +1,13 @@
 """The audit trail (SQLite or PostgreSQL): append-only, each row chained to the one before.
 
 `hash = sha256(prev_hash + canonical(row))`, where canonical is the JSON list of the row's
-fields. Editing, deleting or inserting a row anywhere breaks the chain from there on, which
-`chatopsd audit verify` reports. (Truncating the newest rows cannot be seen from the rows
-alone: keep the head hash `verify` prints somewhere else if that matters.)
+fields; with `audit.hmac_key` set it is `"hmac:" + HMAC-SHA256(key, prev_hash + canonical)`,
+so rewriting rows and recomputing the chain needs the key. Editing, deleting or inserting a
+row anywhere breaks the chain from there on, which `chatopsd audit verify` reports. A row
+without a hash is allowed only among those written before the chain existed (their highest
+id is recorded in `audit_meta` by migration 0020): blanking every hash is tampering too.
+Truncating the newest rows cannot be seen from the rows alone: the daemon logs the head hash
+to the journal (hourly and at shutdown) and `verify --head HASH` checks it is still there.
 
 Cost on the per-command hot path: one json.dumps and one sha256 of a few hundred bytes (a few
 microseconds), no extra SQL: the previous hash is kept in memory. Appends are chained in call
@@ -17,13 +21,17 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import hmac
 import json
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chatopsd.core.ports import AuditEntry
 from chatopsd.store.db import AUDIT_LOCK, Database, Tx
+
+log = logging.getLogger("chatopsd.audit")
 
 _FIELDS = (
     "at, platform, channel, thread, actor, actor_name, kind, text, command, outcome, "
@@ -32,11 +40,22 @@ _FIELDS = (
 _COLUMNS = f"{_FIELDS}, prev_hash, hash"
 _INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"
 GENESIS = "0" * 64
+_KEYED_FROM = (  # SQLite and PostgreSQL alike ("WHERE 1 = 1": SQLite's upsert-after-SELECT)
+    "INSERT INTO audit_meta (key, value) "
+    "SELECT 'keyed_from', CAST(MAX(id) AS TEXT) FROM audit WHERE 1 = 1 "
+    "ON CONFLICT (key) DO NOTHING"
+)
 
 
-def row_hash(prev: str, values: Sequence[object]) -> str:
+KEYED = "hmac:"
+
+
+def row_hash(prev: str, values: Sequence[object], key: bytes | None = None) -> str:
     canonical = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
-    return hashlib.sha256((prev + canonical).encode()).hexdigest()
+    data = (prev + canonical).encode()
+    if key:
+        return KEYED + hmac.new(key, data, hashlib.sha256).hexdigest()
+    return hashlib.sha256(data).hexdigest()
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,15 +65,18 @@ class Verdict:
     head: str
     broken_at: int | None = None
     reason: str = ""
+    keyed: int = 0  # rows chained with the HMAC key
+    head_seen: bool | None = None  # `expect_head` found in the chain (None: not asked)
 
     @property
     def ok(self) -> bool:
-        return self.broken_at is None
+        return self.broken_at is None and self.head_seen is not False
 
 
 class SqlAuditLog:
-    def __init__(self, db: Database) -> None:
+    def __init__(self, db: Database, key: bytes | None = None) -> None:
         self.db = db
+        self.key = key or None
         self._last: str | None = None
         self._loading = asyncio.Lock()
 
@@ -80,22 +102,27 @@ class SqlAuditLog:
             await self.db.transaction(lambda tx: self._append_shared(tx, values))
             return
         prev = self._last or GENESIS
-        digest = row_hash(prev, values)
+        digest = row_hash(prev, values, self.key)
         self._last = digest  # before awaiting: the next append chains onto this one
+        ops: list[tuple[str, Sequence[object]]] = [(_INSERT, (*values, prev, digest))]
+        if self.key is not None and not prev.startswith(KEYED):
+            # the first keyed row: from here on, an unkeyed row is a rewrite without the key
+            ops.append((_KEYED_FROM, ()))
         try:
-            await self.db.write(_INSERT, (*values, prev, digest))
+            await self.db.write_many(ops)
         except BaseException:
             self._last = None  # the row may not exist: re-read the head before the next one
             raise
 
-    @staticmethod
-    async def _append_shared(tx: Tx, values: tuple[object, ...]) -> None:
+    async def _append_shared(self, tx: Tx, values: tuple[object, ...]) -> None:
         await tx.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
         row = await tx.fetchone(
             "SELECT hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
         )
         prev = row[0] if row else GENESIS
-        await tx.execute(_INSERT, (*values, prev, row_hash(prev, values)))
+        await tx.execute(_INSERT, (*values, prev, row_hash(prev, values, self.key)))
+        if self.key is not None and not str(prev).startswith(KEYED):
+            await tx.execute(_KEYED_FROM, ())
 
     async def _load(self) -> None:
         async with self._loading:
@@ -104,6 +131,18 @@ class SqlAuditLog:
                     "SELECT hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
                 )
                 self._last = row[0] if row else GENESIS
+                if self._last.startswith(KEYED) and self.key is None:
+                    log.error(
+                        "the audit chain is keyed but audit.hmac_key is not set: new rows "
+                        "will not verify; restore the key"
+                    )
+
+    async def head(self) -> tuple[int, str]:
+        """The newest row's id and hash (0 and GENESIS for an empty log), for the journal."""
+        row = await self.db.fetchone(
+            "SELECT id, hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
+        )
+        return (int(row[0]), str(row[1])) if row else (0, GENESIS)
 
     async def since(self, since: datetime | None, limit: int = 1000) -> Sequence[AuditEntry]:
         return await self.query(since=since, limit=limit)
@@ -136,45 +175,76 @@ class SqlAuditLog:
         )
         return [AuditEntry(datetime.fromtimestamp(r[0], UTC), *r[1:]) for r in rows]
 
-    async def verify(self, page: int = 5000) -> Verdict:
-        """Recompute the chain over every row; the first row that does not fit breaks it."""
+    async def verify(self, page: int = 5000, expect_head: str | None = None) -> Verdict:
+        """Recompute the chain over every row; the first row that does not fit breaks it.
+
+        `expect_head`: a head hash logged earlier; the verdict fails if it is no longer in
+        the chain (rows were cut off the end, or the chain was rewritten)."""
+        legacy_max = await self._meta_id("legacy_max_id") or 0
+        keyed_from = await self._meta_id("keyed_from")
         prev: str | None = None  # None until the first chained row
-        rows = unchained = 0
+        rows = unchained = keyed = 0
         last_id = 0
+        seen = None if expect_head is None else expect_head in ("", GENESIS)
+
+        def broken(at: int, reason: str) -> Verdict:
+            return Verdict(rows, unchained, prev or GENESIS, at, reason, keyed, seen)
+
         while True:
             batch = await self.db.fetchall(
                 f"SELECT id, {_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
                 (last_id, page),
             )
             if not batch:
-                return Verdict(rows, unchained, prev or GENESIS)
+                return Verdict(rows, unchained, prev or GENESIS, None, "", keyed, seen)
             for r in batch:
                 rows += 1
                 last_id = r[0]
                 values, stored_prev, stored = tuple(r[1:14]), r[14], r[15]
                 if stored is None:
-                    if prev is not None:
-                        return Verdict(rows, unchained, prev, r[0], "the row has no hash")
+                    if prev is not None or r[0] > legacy_max:
+                        return broken(
+                            r[0],
+                            "the row has no hash (only rows written before the chain existed "
+                            "may lack one)",
+                        )
                     unchained += 1  # written before migration 0005
                     continue
                 if stored_prev != (prev or GENESIS):
-                    return Verdict(
-                        rows,
-                        unchained,
-                        prev or GENESIS,
+                    return broken(
                         r[0],
                         "its previous-row hash does not match (a row before it was deleted "
                         "or inserted, or the hash edited)",
                     )
-                if row_hash(stored_prev, values) != stored:
-                    return Verdict(
-                        rows,
-                        unchained,
-                        prev or GENESIS,
+                is_keyed = str(stored).startswith(KEYED)
+                if not is_keyed and keyed_from is not None and r[0] >= keyed_from:
+                    return broken(
                         r[0],
-                        "its contents do not match its hash (the row was edited)",
+                        f"the row is not keyed though the chain is keyed from row {keyed_from} "
+                        "(rewritten without the key)",
                     )
+                if keyed and not is_keyed:
+                    return broken(
+                        r[0],
+                        "an unkeyed row after keyed ones (the chain was rewritten without the key)",
+                    )
+                if is_keyed and self.key is None:
+                    return broken(r[0], "the row is keyed: verify it with audit.hmac_key set")
+                if not hmac.compare_digest(
+                    row_hash(stored_prev, values, self.key if is_keyed else None), stored
+                ):
+                    return broken(r[0], "its contents do not match its hash (the row was edited)")
+                keyed += is_keyed
                 prev = stored
+                if seen is False and stored == expect_head:
+                    seen = True
+
+    async def _meta_id(self, key: str) -> int | None:
+        try:
+            row = await self.db.fetchone("SELECT value FROM audit_meta WHERE key = ?", (key,))
+        except Exception:  # a database from before migration 0020
+            return None
+        return int(row[0]) if row else None
 
 
 def _escape_like(text: str) -> str:

@@ -78,10 +78,11 @@ class SqliteDatabase:
         writer = await _connect(path)
         try:
             await _migrate(writer, path)
+            await _check_writable(writer)
+            reader = await _connect(path)
         except BaseException:
             await writer.close()  # an open connection hangs interpreter exit
             raise
-        reader = await _connect(path)
         return cls(path, writer, reader)
 
     async def write(self, sql: str, params: Params = ()) -> None:
@@ -250,13 +251,20 @@ def _settle(fut: asyncio.Future[Any], exc: BaseException | None) -> None:
 async def _connect(path: Path) -> aiosqlite.Connection:
     db = await aiosqlite.connect(path, isolation_level=None)
     db.row_factory = sqlite3.Row
-    for pragma in (
-        "journal_mode=WAL",
-        "synchronous=NORMAL",
-        "busy_timeout=5000",
-        "foreign_keys=ON",
-    ):
-        await db.execute(f"PRAGMA {pragma}")
+    try:
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=NORMAL",
+            "busy_timeout=5000",
+            "foreign_keys=ON",
+        ):
+            await db.execute(f"PRAGMA {pragma}")
+        # A corrupt or foreign file fails here, at start-up, not at the first command.
+        async with db.execute("SELECT count(*) FROM sqlite_master") as cur:
+            await cur.fetchall()  # closed at once: an open read would pin a stale snapshot
+    except BaseException:
+        await db.close()
+        raise
     return db
 
 
@@ -281,6 +289,16 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
     except BaseException:
         await db.execute("ROLLBACK")
         raise
+
+
+async def _check_writable(db: aiosqlite.Connection) -> None:
+    """Fail at start-up, not at the first command, when the file cannot be written (a
+    read-only file or mount opens fine and reads fine). The probe row is rolled back."""
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        await db.execute("INSERT INTO schema_version VALUES (-1)")
+    finally:
+        await db.execute("ROLLBACK")
 
 
 def _statements(script: str) -> list[str]:

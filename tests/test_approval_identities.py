@@ -1,0 +1,62 @@
+"""One person with two chat identities is one approver and cannot approve their own request
+from the other identity (issue 15, risk): identities are linked by email (the platform's, or
+auth.identities) before votes are counted."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import FakeClock
+from tests.opsrig import OpsRig, texts
+
+LINKED = {
+    "roles": {
+        "lead": ["carol@example.com", "bob@example.com"],
+        "dba": ["bob@example.com", "console:dan"],
+    },
+    "auth": {
+        "identities": {
+            "console:carol": "carol@example.com",
+            "console:carol-on-discord": "Carol@Example.com",
+            "console:bob": "bob@example.com",
+            "console:bob-on-discord": "bob@example.com",
+        }
+    },
+}
+
+
+@pytest.fixture(autouse=True)
+def _env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("OPS_OUT", str(tmp_path / "runs.jsonl"))
+
+
+@pytest.fixture
+async def rig(tmp_path: Path, clock: FakeClock) -> AsyncIterator[OpsRig]:
+    r = await OpsRig(tmp_path, clock, **LINKED).start()
+    yield r
+    await r.stop()
+
+
+async def test_no_self_approval_from_another_identity(rig: OpsRig) -> None:
+    await rig.say("carol", "!deploy api 1.2 production")
+    rid = await rig.pending_id()
+    lines = await rig.say("carol-on-discord", f"!approve {rid}")
+    assert "you cannot approve your own request" in texts(lines)
+    assert rig.runs() == []
+    await rig.say("bob-on-discord", f"!approve {rid}")  # the role, through the linked email
+    assert len(rig.runs()) == 1
+
+
+async def test_two_identities_are_one_approver(rig: OpsRig) -> None:
+    await rig.say("carol", "!migrate users")  # needs two dba approvals
+    rid = await rig.pending_id()
+    await rig.say("bob", f"!approve {rid}")
+    await rig.say("bob-on-discord", f"!approve {rid}")
+    action = await rig.app.approvals.store.get(rid)
+    assert action is not None and action.state == "pending" and len(action.approvers) == 1
+    assert rig.runs() == []
+    await rig.say("dan", f"!approve {rid}")
+    assert [r["argv"] for r in rig.runs()] == [["users"]]

@@ -1,0 +1,135 @@
+"""Secrets in URLs never reach chat, logs, doctor or health (issue 15, items 9 and 13):
+userinfo and query values of every URL shown, Discord webhook/interaction tokens and Slack
+response URLs, as well as the configured tokens. One module does it: chatopsd/redact.py."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+from aiohttp import web
+
+from chatopsd import doctor, logs, redact
+from chatopsd.app import App, Io
+from chatopsd.core.messages import Actor, Inbound
+from tests.conftest import FakeClock, make_config
+
+SECRET = "PLANTEDQUERYSECRET42"
+PASSWORD = "PLANTEDPASSWORD42"
+INTERACTION = "aW50ZXJhY3Rpb246MTIzNDU2Nzg5MDpQTEFOVEVEVE9LRU4"
+
+
+def test_url_loses_userinfo_query_values_and_path_tokens() -> None:
+    assert (
+        redact.url(f"https://mon:{PASSWORD}@example.org:8443/a/b?api_key={SECRET}&verbose=1#x")
+        == "https://example.org:8443/a/b?api_key=[redacted]&verbose=[redacted]#x"
+    )
+    assert (
+        redact.url("http://127.0.0.1:9093/api/v2/alerts") == "http://127.0.0.1:9093/api/v2/alerts"
+    )
+    hook = f"https://discord.com/api/v10/webhooks/1234567890/{INTERACTION}/messages/@original"
+    assert redact.url(hook) == (
+        "https://discord.com/api/v10/webhooks/1234567890/[redacted]/messages/@original"
+    )
+    slack = "https://hooks.slack.com/commands/T0001/1234/PLANTEDRESPONSEURLSECRET"
+    assert "PLANTEDRESPONSEURLSECRET" not in redact.url(slack)
+
+
+def test_text_redacts_urls_inside_sentences_and_configured_secrets() -> None:
+    line = (
+        f"HTTP 500 from http://u:{PASSWORD}@h/s?token={SECRET}: upstream said "
+        f"'see http://h/s?token={SECRET}'; bot token xoxb-PLANTED-TOKEN"
+    )
+    out = redact.text(line, ["xoxb-PLANTED-TOKEN"])
+    assert SECRET not in out and PASSWORD not in out and "xoxb-PLANTED" not in out
+    assert out.startswith("HTTP 500 from http://h/s?token=[redacted]")
+    # a route logged without its scheme still loses the interaction token
+    route = f"POST /interactions/998877/{INTERACTION}/callback"
+    assert INTERACTION not in redact.text(route)
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = handlers, level
+
+
+def test_discord_rate_limit_warning_does_not_log_the_interaction_token(
+    restore_logging: None, capsys: pytest.CaptureFixture[str]
+) -> None:
+    logs.setup("info", "plain", ["configured-bot-token-123"])
+    url = f"https://discord.com/api/v10/webhooks/1234567890/{INTERACTION}"
+    # discord.http's own format string for a 429 (discord.py 2.x, http.py)
+    fmt = "We are being rate limited. %s %s responded with 429. Retrying in %.2f seconds."
+    logging.getLogger("discord.http").warning(fmt, "POST", url, 1.5)
+    logs.setup("info", "json", [])
+    logging.getLogger("discord.http").warning(fmt, "PATCH", url + "/messages/@original", 0.5)
+    err = capsys.readouterr().err
+    assert "responded with 429" in err and "webhooks/1234567890/[redacted]" in err
+    assert INTERACTION not in err
+
+
+# -- chat and doctor, end to end ----------------------------------------------------------------
+
+
+@pytest.fixture
+async def leaky_monitor() -> AsyncIterator[str]:
+    """A monitoring endpoint that fails with 500 and echoes the URL it was asked for."""
+
+    async def handler(request: web.Request) -> web.Response:
+        return web.Response(status=500, text=f"internal error at {request.url}")
+
+    app = web.Application()
+    app.router.add_get("/status", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://monitor:{PASSWORD}@127.0.0.1:{port}/status?api_key={SECRET}"
+    await runner.cleanup()
+
+
+async def test_status_in_chat_shows_no_url_secret(
+    tmp_path: Path, clock: FakeClock, leaky_monitor: str
+) -> None:
+    config = make_config(
+        tmp_path,
+        console={"format": "jsonl"},
+        status={
+            "sources": [{"kind": "http", "name": "mon", "url": leaky_monitor, "field": "state"}]
+        },
+    )
+    out = io.StringIO()
+    app = App(config, clock=clock, io=Io(stdin=io.StringIO(""), stdout=out))
+    await app.start()
+    try:
+        replies = await app.bus.handle(
+            Inbound("console", "ops", Actor("eve", "eve"), "!status", event_id="s1")
+        )
+        await app.outbox.flush(5)
+    finally:
+        await app.stop()
+    shown = "\n".join(r.plain() for r in replies) + out.getvalue()
+    assert "HTTP 500" in shown and "127.0.0.1" in shown  # the failure is still explained
+    assert SECRET not in shown and PASSWORD not in shown
+
+
+async def test_doctor_shows_no_url_secret(tmp_path: Path, leaky_monitor: str) -> None:
+    path = tmp_path / "chatopsd.toml"
+    path.write_text(
+        f'[chatopsd]\nstate_db = "{tmp_path / "state.db"}"\n'
+        f'[[status.sources]]\nkind = "http"\nname = "mon"\n'
+        f'url = "{leaky_monitor}"\nfield = "state"\n'
+    )
+    out = io.StringIO()
+    await asyncio.to_thread(doctor.main, path, out, {})
+    text = out.getvalue()
+    assert "status" in text and "127.0.0.1" in text
+    assert SECRET not in text and PASSWORD not in text
