@@ -17,13 +17,13 @@ from chatopsd import logs
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
-from chatopsd.control import ControlServer
+from chatopsd.control import ControlServer, failing_jobs
 from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
-from chatopsd.core.oncall import Directory, Pager
+from chatopsd.core.oncall import Directory, MemoryPageLog, PageLog, Pager, Person
 from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
 from chatopsd.core.status import StatusSource
 from chatopsd.handlers.approvals import ApprovalService
@@ -38,7 +38,7 @@ from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
 from chatopsd.metrics import Exporter, Metrics
 from chatopsd.outbox import Outbox
-from chatopsd.scheduler import Scheduler
+from chatopsd.scheduler import JobFailed, Scheduler
 from chatopsd.store.approvals import SqliteApprovals
 from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger
@@ -74,7 +74,7 @@ class App:
         self.stopping = asyncio.Event()
         self.supervisors: list[Supervisor] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(self.clock)
         self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
 
@@ -217,12 +217,7 @@ class App:
         )
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),
-            IcHandler(
-                directory,
-                pager,
-                page_deadline=self._page_deadline(),
-                on_paged=self.incidents.link_page,
-            ),
+            self._ic_handler(directory, pager),
             StatusHandler(board),
             self.stalking,
             self.incidents,
@@ -231,6 +226,27 @@ class App:
         for handler in handlers:
             for spec in handler.commands():
                 self.registry.add(spec)
+
+    def _ic_handler(self, directory: Directory, pager: Pager) -> IcHandler:
+        pd = self.config.pagerduty
+        page_log: PageLog = MemoryPageLog()  # the demo: nothing is really paged
+        if pd is not None:
+            from chatopsd.store.oncall import SqlitePageLog
+
+            page_log = SqlitePageLog(self.db)
+        return IcHandler(
+            directory,
+            pager,
+            page_deadline=self._page_deadline(),
+            on_paged=self.incidents.link_page,
+            clock=self.clock,
+            fallback=[
+                Person(f"fallback-{i}", c.name, phones=(c.phone,))
+                for i, c in enumerate(pd.fallback_contacts if pd is not None else [])
+            ],
+            page_log=page_log,
+            repage_window=pd.repage_window_seconds if pd is not None else 300.0,
+        )
 
     def _channel_admin(self, platform: str) -> ChannelAdmin | None:
         """The platform's connector if it can create channels (an optional capability)."""
@@ -322,7 +338,17 @@ class App:
         return self._http_session
 
     async def _status_poll(self) -> None:
-        await self.stalking.poll()
+        """The shared poll; it reads the sources even when nobody stalks, so an unreachable
+        source is logged (once, then every 5 minutes) and counted as a failing job."""
+        result = await self.stalking.poll()
+        readings = result.readings or tuple(await self.stalking.board.readings())
+        failing = []
+        for reading in readings:
+            self.scheduler.outages.report(f"status source {reading.source}", reading.error)
+            if reading.error is not None:
+                failing.append(f"{reading.source} unreachable ({reading.error})")
+        if failing:
+            raise JobFailed("; ".join(failing))
 
     async def _prune(self) -> None:
         await self.ledger.prune()
@@ -335,6 +361,7 @@ class App:
             if s.health.reason and s.health.state.value != "ready":
                 text += f" ({s.health.reason[:80]})"
             parts.append(text)
+        parts.extend(failing_jobs(self))  # e.g. "PagerDuty refresh failing since 21:13 UTC (…)"
         return "; ".join(parts) or "no connectors"
 
     def reload(self, new: Config) -> list[str]:
@@ -362,7 +389,7 @@ class App:
         cancelled = await self.bus.drain(grace)
         if cancelled:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
-        self.scheduler.shutdown()
+        await self.scheduler.stop()
         await self.stalking.wait_posted(timeout=min(grace, 5.0))
         await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:

@@ -52,7 +52,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     audit.add_argument("--since", help="e.g. 30m, 12h, 7d, or an ISO date/time")
     audit.add_argument("--actor", help="user id or display name")
     audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
-    audit.add_argument("--outcome", help="text in the outcome, e.g. denied, 'exit 1', expired")
+    audit.add_argument(
+        "--outcome",
+        help="ok, failed, user_error, denied, rate_limited, error, pending; "
+        "or text in the cause, e.g. 'exit 1'",
+    )
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
     args = parser.parse_args(argv)
     if args.cmd == "doctor":
@@ -165,7 +169,8 @@ async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Name
         else:
             print(
                 f"{e.at:%Y-%m-%d %H:%M:%S} {e.platform}:{e.channel} {e.actor_name} "
-                f"{e.text!r} → {e.outcome} ({e.duration_ms:.1f} ms)"
+                f"{e.text!r} → {e.outcome}{f': {e.cause}' if e.cause else ''} "
+                f"({e.duration_ms:.1f} ms)"
             )
     return 0
 

@@ -171,5 +171,5 @@ async def test_each_command_is_logged_once_with_context(
     lines = [r.getMessage() for r in caplog.records if r.name == "chatopsd.command"]
     assert len(lines) == 4
     assert lines[0].startswith("command 'ic' on console:") and "-> ok in" in lines[0]
-    assert "-> rate limited" in lines[3]
+    assert "-> rate_limited" in lines[3]
     assert all("ref=" in line for line in lines)

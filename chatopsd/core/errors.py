@@ -55,3 +55,8 @@ class TransientSendError(Exception):
     def __init__(self, message: str, *, retry_after: float | None = None) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class JobFailed(Exception):
+    """A scheduled job's run that did not do its work, with the cause in a few words. Raised by
+    jobs that handle the failure themselves, so health counts it (without a traceback)."""

@@ -10,6 +10,7 @@ from chatopsd.core.bus import Next
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, UserError
 from chatopsd.core.messages import Reply
+from chatopsd.core.outcome import Outcome, outcome_of, short_cause
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, EventLedger
 
 log = logging.getLogger("chatopsd.bus")
@@ -94,7 +95,9 @@ class AccessPolicy:
             )
 
 
-def audit_entry(call: Call, clock: Clock, outcome: str, duration_ms: float) -> AuditEntry:
+def audit_entry(
+    call: Call, clock: Clock, outcome: Outcome, duration_ms: float, cause: str = ""
+) -> AuditEntry:
     e = call.event
     return AuditEntry(
         at=clock.now(),
@@ -110,6 +113,7 @@ def audit_entry(call: Call, clock: Clock, outcome: str, duration_ms: float) -> A
         duration_ms=round(duration_ms, 3),
         event_id=e.event_id,
         ref=call.ref,
+        cause=short_cause(cause),
     )
 
 
@@ -138,7 +142,7 @@ class Authorize:
         try:
             self.policy.check(call, channel_allowed=allowed)
         except Forbidden as exc:
-            await self.audit.append(audit_entry(call, self.clock, f"denied: {exc}", 0.0))
+            await self.audit.append(audit_entry(call, self.clock, Outcome.DENIED, 0.0, str(exc)))
             raise
         return await nxt(call)
 
@@ -151,18 +155,21 @@ class Audit:
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         start = self.clock.monotonic()
-        outcome = "ok"
+        outcome, cause = Outcome.OK, ""
         try:
-            return await nxt(call)
+            replies = await nxt(call)
+            # The handler (or the rate limiter, for a silent drop) says what happened.
+            outcome, cause = call.outcome or Outcome.OK, call.cause
+            return replies
         except UserError as exc:
-            outcome = f"{type(exc).__name__}: {exc}"
+            outcome, cause = outcome_of(exc), f"{type(exc).__name__}: {exc}"
             raise
         except BaseException as exc:
-            outcome = f"internal error {type(exc).__name__} ref={call.ref}"
+            outcome, cause = Outcome.ERROR, f"{type(exc).__name__} ref={call.ref}"
             raise
         finally:
             elapsed = (self.clock.monotonic() - start) * 1000
-            await self.audit.append(audit_entry(call, self.clock, outcome, elapsed))
+            await self.audit.append(audit_entry(call, self.clock, outcome, elapsed, cause))
 
 
 class RateLimit:
@@ -184,6 +191,7 @@ class RateLimit:
         if tokens < 1.0:
             self._buckets[key] = (tokens, now, True)
             if warned:
+                call.set_outcome(Outcome.RATE_LIMITED, "dropped: over the rate limit, already told")
                 return []
             wait = (1.0 - tokens) / self.rate
             raise RateLimited(

@@ -30,6 +30,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, NotFound
 from chatopsd.core.messages import Actor, Button, Destination, Inbound, Reply, Sent
 from chatopsd.core.middleware import AccessPolicy
+from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.store.approvals import SqliteApprovals
 
@@ -92,7 +93,9 @@ class ApprovalService:
         sent = await self.outbox.send(_where(action), self._request_reply(action))
         if sent is not None:
             await self.store.set_message(action.id, sent.message_id)
-        await self._audit(action, e.actor, "request", f"requested {kind} {action.id}", e.event_id)
+        await self._audit(
+            action, e.actor, "request", Outcome.PENDING, f"requested {kind} {action.id}", e.event_id
+        )
         return action
 
     def _request_reply(self, a: Action) -> Reply:
@@ -181,7 +184,9 @@ class ApprovalService:
             if why is not None:
                 if now >= action.expires_at and action.state == "pending":
                     await self._expire(action)
-                await self._audit(action, event.actor, vote, f"refused: {why}", event.event_id)
+                await self._audit(
+                    action, event.actor, vote, Outcome.DENIED, f"refused: {why}", event.event_id
+                )
                 return why
             await self.store.vote(action.id, voter, event.actor.display, vote, now)
             if vote == "reject":
@@ -194,6 +199,7 @@ class ApprovalService:
                     action,
                     event.actor,
                     vote,
+                    Outcome.PENDING,
                     f"approved {count} of {action.needed}",
                     event.event_id,
                 )
@@ -210,7 +216,7 @@ class ApprovalService:
             verb = "confirmed"
         if action.kind == "confirm" and state == "rejected":
             verb = "cancelled"
-        await self._audit(action, actor, "decide", f"{verb} {action.id}", event_id)
+        await self._audit(action, actor, "decide", Outcome.OK, f"{verb} {action.id}", event_id)
         await self._edit(action, f"{verb} by {actor.display}")
         if state != "approved":
             self.outbox.enqueue(
@@ -263,6 +269,7 @@ class ApprovalService:
             action,
             Actor("chatopsd", "chatopsd"),
             "expire",
+            Outcome.FAILED,  # the request did not get what it asked for
             f"expired {action.id} with {got} of {action.needed}",
             "",
         )
@@ -294,7 +301,7 @@ class ApprovalService:
             log.warning("could not edit request message %s", action.id, exc_info=True)
 
     async def _audit(
-        self, action: Action, actor: Actor, kind: str, outcome: str, event_id: str
+        self, action: Action, actor: Actor, kind: str, outcome: Outcome, cause: str, event_id: str
     ) -> None:
         await self.audit.append(
             AuditEntry(
@@ -311,6 +318,7 @@ class ApprovalService:
                 duration_ms=0.0,
                 event_id=event_id,
                 ref=action.id,
+                cause=cause,
             )
         )
 

@@ -47,7 +47,7 @@ class DemoDirectory:
         )
         return Roster(entries, as_of=self._started)
 
-    async def find(self, query: str) -> Sequence[Person]:
+    async def find(self, query: str, *, search: bool = True) -> Sequence[Person]:
         q = query.strip().lower().lstrip("@")
         exact = [p for p in _PEOPLE.values() if q in (p.email, p.id.lower())]
         return exact or [p for p in _PEOPLE.values() if q and q in p.name.lower()]
@@ -94,9 +94,9 @@ class NotConfigured:
     _why = "PagerDuty is not configured (add a [pagerduty] section to the config)"
 
     async def roster(self, group: Group) -> Roster:
-        return Roster((), as_of=None, error=self._why)
+        return Roster((), as_of=None, error=self._why, configured=False)
 
-    async def find(self, query: str) -> Sequence[Person]:
+    async def find(self, query: str, *, search: bool = True) -> Sequence[Person]:
         raise Unavailable(self._why)
 
     async def page(self, people: Sequence[Person], summary: str, key: str) -> PageResult:

@@ -160,18 +160,19 @@ class PagerDutyClient:
         No `body.details`: the published spec types it as an object, the live API as a string;
         the title carries the summary and the incident_key the chat event."""
         until = time.monotonic() + deadline
-        payload = {
+        payload: dict[str, dict[str, Any]] = {
             "incident": {
                 "type": "incident",
                 "title": title[:1024],
                 "service": {"id": service_id, "type": "service_reference"},
                 "urgency": "high",
                 "incident_key": incident_key,
-                "assignments": [
-                    {"assignee": {"id": uid, "type": "user_reference"}} for uid in user_ids
-                ],
             }
         }
+        if user_ids:  # none: the service's escalation policy assigns it
+            payload["incident"]["assignments"] = [
+                {"assignee": {"id": uid, "type": "user_reference"}} for uid in user_ids
+            ]
         try:
             body = await self._request(
                 "POST",
@@ -291,10 +292,10 @@ class PagerDutyPager:
         self.web_url = web_url.rstrip("/")
 
     async def page(self, people: Sequence[Person], summary: str, key: str) -> PageResult:
-        if not people:
-            raise Unavailable("nobody is on call to page")
+        """Nobody listed (an empty on-call cache) opens the incident without assignees: the
+        service's escalation policy then notifies whoever PagerDuty knows is on call."""
         me = self.from_email.lower()
-        if all(p.email.lower() == me for p in people):
+        if people and all(p.email.lower() == me for p in people):
             # PagerDuty would create it acknowledged by the From user and notify nobody.
             raise Unavailable(
                 f"the only person to page is {people[0].name}, the PagerDuty user this bot "

@@ -1,9 +1,10 @@
 """The audit trail in SQLite: append-only, each row chained to the one before by a hash.
 
 `hash = sha256(prev_hash + canonical(row))`, where canonical is the JSON list of the row's
-fields. Editing, deleting or inserting a row anywhere breaks the chain from there on, which
-`chatopsd audit verify` reports. (Truncating the newest rows cannot be seen from the rows
-alone: keep the head hash `verify` prints somewhere else if that matters.)
+fields, with `cause` last when it is not NULL (rows written before migration 0010 have none,
+and their hashes stay valid). Editing, deleting or inserting a row anywhere breaks the chain
+from there on, which `chatopsd audit verify` reports. (Truncating the newest rows cannot be
+seen from the rows alone: keep the head hash `verify` prints somewhere else if that matters.)
 
 Cost on the per-command hot path: one json.dumps and one sha256 of a few hundred bytes (a few
 microseconds), no extra SQL: the previous hash is kept in memory. Appends are chained in call
@@ -19,6 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry
 from chatopsd.store.sqlite import Database
 
@@ -26,12 +28,14 @@ _FIELDS = (
     "at, platform, channel, thread, actor, actor_name, kind, text, command, outcome, "
     "duration_ms, event_id, ref"
 )
-_COLUMNS = f"{_FIELDS}, prev_hash, hash"
-_INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"
+_COLUMNS = f"{_FIELDS}, prev_hash, hash, cause"
+_INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 GENESIS = "0" * 64
 
 
-def row_hash(prev: str, values: Sequence[object]) -> str:
+def row_hash(prev: str, values: Sequence[object], cause: str | None = None) -> str:
+    if cause is not None:
+        values = (*values, cause)
     canonical = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
     return hashlib.sha256((prev + canonical).encode()).hexdigest()
 
@@ -74,10 +78,11 @@ class SqliteAuditLog:
             entry.ref,
         )
         prev = self._last or GENESIS
-        digest = row_hash(prev, values)
+        cause = entry.cause or ""
+        digest = row_hash(prev, values, cause)
         self._last = digest  # before awaiting: the next append chains onto this one
         try:
-            await self.db.write(_INSERT, (*values, prev, digest))
+            await self.db.write(_INSERT, (*values, prev, digest, cause))
         except BaseException:
             self._last = None  # the row may not exist: re-read the head before the next one
             raise
@@ -103,7 +108,8 @@ class SqliteAuditLog:
         limit: int = 1000,
     ) -> Sequence[AuditEntry]:
         """Rows in order; `actor` matches the id or the name, `command` a prefix of the
-        command, `outcome` a substring (e.g. "denied", "exit 1")."""
+        command. `outcome` is one of core/outcome.py's set (matched exactly), or else text
+        found in the outcome or the cause (e.g. "exit 1", "PagerDuty")."""
         where = ["at >= ?"]
         params: list[object] = [since.timestamp() if since else 0.0]
         if actor:
@@ -112,11 +118,14 @@ class SqliteAuditLog:
         if command:
             where.append("(command = ? OR command LIKE ? ESCAPE '\\')")
             params += [command, _like_prefix(command)]
-        if outcome:
-            where.append("instr(outcome, ?) > 0")
+        if outcome in set(Outcome):
+            where.append("outcome = ?")
             params.append(outcome)
+        elif outcome:
+            where.append("(instr(outcome, ?) > 0 OR instr(coalesce(cause, ''), ?) > 0)")
+            params += [outcome, outcome]
         rows = await self.db.fetchall(
-            f"SELECT {_FIELDS} FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            f"SELECT {_FIELDS}, cause FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit),
         )
         return [AuditEntry(datetime.fromtimestamp(r[0], UTC), *r[1:]) for r in rows]
@@ -136,7 +145,7 @@ class SqliteAuditLog:
             for r in batch:
                 rows += 1
                 last_id = r[0]
-                values, stored_prev, stored = tuple(r[1:14]), r[14], r[15]
+                values, stored_prev, stored, cause = tuple(r[1:14]), r[14], r[15], r[16]
                 if stored is None:
                     if prev is not None:
                         return Verdict(rows, unchained, prev, r[0], "the row has no hash")
@@ -151,7 +160,7 @@ class SqliteAuditLog:
                         "its previous-row hash does not match (a row before it was deleted "
                         "or inserted, or the hash edited)",
                     )
-                if row_hash(stored_prev, values) != stored:
+                if row_hash(stored_prev, values, cause) != stored:
                     return Verdict(
                         rows,
                         unchained,
