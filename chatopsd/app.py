@@ -348,7 +348,7 @@ class App:
             if reading.error is not None:
                 failing.append(f"{reading.source} unreachable ({reading.error})")
         if failing:
-            raise JobFailed("; ".join(failing))
+            raise JobFailed("; ".join(failing), logged=True)  # logged per source above
 
     async def _prune(self) -> None:
         await self.ledger.prune()

@@ -148,7 +148,7 @@ class Scheduler:
         try:
             await job()
         except JobFailed as exc:
-            self._failed(name, health, str(exc))
+            self._failed(name, health, str(exc), log_it=not exc.logged)
         except Exception as exc:
             if health.failing_since is None:
                 # Not a failure the job knew how to report: the traceback once, when it starts.
@@ -158,12 +158,13 @@ class Scheduler:
             health.last_ok, health.failing_since, health.cause = self.clock.now(), None, ""
             self.outages.ok(f"job {name}")
 
-    def _failed(self, name: str, health: JobHealth, cause: str) -> None:
+    def _failed(self, name: str, health: JobHealth, cause: str, *, log_it: bool = True) -> None:
         health.failures += 1
         health.cause = cause
         if health.failing_since is None:
             health.failing_since = self.clock.now()
-        self.outages.failed(f"job {name}", cause)
+        if log_it:
+            self.outages.failed(f"job {name}", cause)
 
     def failing(self) -> dict[str, JobHealth]:
         return {name: h for name, h in self.health.items() if h.failing}
@@ -172,16 +173,22 @@ class Scheduler:
         """Must be called inside the running loop."""
         self._scheduler.start()
 
-    async def stop(self) -> None:
-        """Stop starting runs, then let the ones in flight end (cancelled) before returning,
-        so nothing reports a CancelledError after the loop has moved on."""
-        if self._scheduler.running:
-            self._scheduler.shutdown(wait=False)
+    async def stop(self, grace: float = 2.0) -> None:
+        """Stop the scheduler before anything is cancelled: no new run starts, runs in flight
+        get `grace` seconds, then are cancelled and end quietly. (APScheduler's own shutdown
+        cancels its tasks, and one cancelled before it started is logged as a job that raised
+        CancelledError: #14.6, seen on a normal exit.)"""
+        if not self._scheduler.running:
+            return
+        self._scheduler.pause()
+        await asyncio.sleep(0)  # a run submitted just before the pause starts, and registers
         running = list(self._running)
-        for task in running:
-            task.cancel()
         if running:
+            _done, late = await asyncio.wait(running, timeout=grace)
+            for task in late:
+                task.cancel()
             await asyncio.gather(*running, return_exceptions=True)
+        self._scheduler.shutdown(wait=False)
 
     def shutdown(self) -> None:
         """Stop at once, without waiting for runs in flight (tests; the daemon uses stop)."""
