@@ -246,7 +246,12 @@ class App:
             ],
             page_log=page_log,
             repage_window=pd.repage_window_seconds if pd is not None else 300.0,
+            services=self._services(),
         )
+
+    def _services(self) -> list[str]:
+        pd = self.config.pagerduty
+        return [s.name for s in pd.services] if pd is not None else []
 
     def _channel_admin(self, platform: str) -> ChannelAdmin | None:
         """The platform's connector if it can create channels (an optional capability)."""
@@ -271,7 +276,9 @@ class App:
         ops = OpsHandler(
             cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
         )
-        intents = IntentHandler(self.registry, self.approvals, prefix=cfg.chatopsd.prefix)
+        intents = IntentHandler(
+            self.registry, self.approvals, prefix=cfg.chatopsd.prefix, services=self._services()
+        )
         intents.submit = self.bus.submit
         self.bus.mention_fallback = intents.spec()
         return [self.approvals, ops, intents]
@@ -292,7 +299,11 @@ class App:
             self.db,
             PagerDutyClient(pd.api_url, pd.api_token.get_secret_value()),
             self.clock,
-            schedules={"ic": pd.ic_schedules, "responders": pd.responder_schedules},
+            schedules={
+                "ic": pd.ic_schedules,
+                "responders": pd.responder_schedules,
+                **{f"service:{s.name}": s.schedules for s in pd.services},
+            },
             refresh_seconds=pd.refresh_seconds,
         )
         await cache.load()

@@ -260,3 +260,27 @@ async def test_slack_without_pagerduty_says_it_is_not_configured(
         assert row.outcome == "failed" and "not configured" in (row.cause or "")
     finally:
         await app.stop()
+
+
+async def test_on_call_for_a_configured_service(
+    tmp_path: Path,
+    pd: FakePagerDuty,
+    clock: FakeClock,
+) -> None:
+    services = [{"name": "payments", "schedules": ["PRS1"]}]
+    app = App(
+        make_config(tmp_path, pagerduty=pd_section(pd, services=services)),
+        clock=clock,
+        io=Io(stdin=io.StringIO(""), stdout=io.StringIO()),
+    )
+    await app.start()
+    try:
+        await first_refresh(app)
+        text = plain(await say(app, "!ic service Payments"))
+        assert text.startswith("People on call for payments")
+        assert "Edsger Dijkstra (Payments, primary): +1 555 0103" in text
+        assert "Ada Lovelace" not in text
+        unknown = plain(await say(app, "!ic service checkout"))
+        assert "I don't know a service called checkout. I know: payments." in unknown
+    finally:
+        await app.stop()

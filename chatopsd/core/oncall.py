@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 Group = Literal["ic", "responders"]
+# A roster's key: a Group, or "service:<name>" for a service in pagerduty.services.
+RosterKey = str
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +73,7 @@ class PageResult:
 class Directory(Protocol):
     """On-call data, always from the cache: never calls the outside world per request."""
 
-    async def roster(self, group: Group) -> Roster: ...
+    async def roster(self, group: RosterKey) -> Roster: ...
 
     async def find(self, query: str, *, search: bool = True) -> Sequence[Person]:
         """People matching an email, chat id ("slack:U123") or part of a name; `search=False`

@@ -18,7 +18,6 @@ from chatopsd.core.errors import NotFound, Unavailable, UsageError
 from chatopsd.core.messages import Button, Priority, Reply, Sent
 from chatopsd.core.oncall import (
     Directory,
-    Group,
     PageLog,
     Pager,
     PageRecord,
@@ -31,7 +30,7 @@ from chatopsd.core.ports import Clock, SystemClock
 
 log = logging.getLogger("chatopsd.ic")
 
-_TITLES: dict[Group, str] = {"ic": "Incident Commanders", "responders": "Responders"}
+_TITLES: dict[str, str] = {"ic": "Incident Commanders", "responders": "Responders"}
 
 
 class IcHandler:
@@ -46,6 +45,7 @@ class IcHandler:
         fallback: Sequence[Person] = (),
         page_log: PageLog | None = None,
         repage_window: float = 300.0,
+        services: Sequence[str] = (),
     ) -> None:
         self.directory = directory
         self.pager = pager
@@ -56,6 +56,7 @@ class IcHandler:
         self.fallback = tuple(fallback)  # pagerduty.fallback_contacts
         self.page_log = page_log
         self.repage_window = repage_window
+        self.services = tuple(services)  # pagerduty.services names
 
     def commands(self) -> list[CommandSpec]:
         user = Arg("user", "a chat mention, email or name", kind="rest")
@@ -72,6 +73,13 @@ class IcHandler:
                 ("ic", "responders"),
                 "everyone on call on the responder schedules",
                 self.show_responders,
+            ),
+            CommandSpec(
+                ("ic", "service"),
+                "who is on call for one service (pagerduty.services)",
+                self.show_service,
+                (Arg("service", "a service name from the config"),),
+                examples=("ic service payments",),
             ),
             CommandSpec(
                 ("ic", "who"),
@@ -114,12 +122,28 @@ class IcHandler:
     async def show_responders(self, call: Call) -> Reply:
         return self._show(call, "responders", await self.directory.roster("responders"))
 
-    def _show(self, call: Call, group: Group, roster: Roster) -> Reply:
-        command = "ic page" if group == "ic" else "ic page responders"
+    async def show_service(self, call: Call) -> Reply:
+        asked = call.text("service") or ""
+        known = {s.lower(): s for s in self.services}
+        name = known.get(asked.lower())
+        if name is None:
+            listing = f"I know: {', '.join(self.services)}." if self.services else ""
+            raise NotFound(
+                f"I don't know a service called {asked}. {listing}".strip(),
+                hint="services are listed under pagerduty.services in the config",
+            )
+        return self._show(call, f"service:{name}", await self.directory.roster(f"service:{name}"))
+
+    def _show(self, call: Call, group: str, roster: Roster) -> Reply:
+        command = "ic page" if group != "responders" else "ic page responders"
+        title = _TITLES.get(group) or f"People on call for {group.removeprefix('service:')}"
         if not roster.entries:
             if roster.answers:
                 return Reply(
-                    title=f"No {_TITLES[group]} on call",
+                    # PagerDuty answered, recently, that nobody is on these schedules.
+                    title=f"No {title} on call"
+                    if group in _TITLES
+                    else f"Nobody on call for {group.removeprefix('service:')}",
                     text="PagerDuty lists nobody on these schedules right now.",
                     fields=_contacts(self.fallback, "fallback"),
                 )
@@ -135,11 +159,12 @@ class IcHandler:
         if note := _freshness(roster):
             text = f"{note}\n{text}{self._by_hand()}"
             fields += _contacts(self.fallback, "fallback")
+        label = _TITLES.get(group, "Incident Commanders")
         return Reply(
-            title=f"{_TITLES[group]} on call",
+            title=title if group.startswith("service:") else f"{title} on call",
             fields=fields,
             text=text,
-            buttons=(Button(f"Page {_TITLES[group]}", command, "danger"),),
+            buttons=(Button(f"Page {label}", command, "danger"),),
         )
 
     def _by_hand(self) -> str:

@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from chatopsd.core.errors import JobFailed, Unavailable
-from chatopsd.core.oncall import Group, OnCall, PageRecord, Person, Roster
+from chatopsd.core.oncall import OnCall, PageRecord, Person, Roster
 from chatopsd.core.ports import Clock
 from chatopsd.integrations.pagerduty import OnCallRow, PagerDutyClient, PagerDutyError
 from chatopsd.store.sqlite import Database, Op
@@ -55,7 +55,7 @@ class OnCallCache:
         client: PagerDutyClient,
         clock: Clock,
         *,
-        schedules: dict[Group, Sequence[str]],
+        schedules: dict[str, Sequence[str]],  # "ic", "responders", "service:<name>"
         refresh_seconds: float,
         search_deadline: float = 3.0,
         concurrency: int = 8,
@@ -72,7 +72,7 @@ class OnCallCache:
 
     # -- Directory ---------------------------------------------------------------------
 
-    async def roster(self, group: Group) -> Roster:
+    async def roster(self, group: str) -> Roster:
         snap = self.snapshot
         stale = snap.last_ok is None or self.clock.now() - snap.last_ok > timedelta(
             seconds=2 * self.refresh_seconds
@@ -162,7 +162,7 @@ class OnCallCache:
             raise JobFailed(self.snapshot.error or "refresh failed")
 
     async def _fetch(self) -> tuple[dict[str, Person], dict[str, tuple[OnCall, ...]]]:
-        rows: dict[Group, list[OnCallRow]] = {}
+        rows: dict[str, list[OnCallRow]] = {}
         for group, ids in self.schedules.items():
             rows[group] = await self.client.oncalls(ids) if ids else []
         if self.schedules.get("ic") and not rows.get("ic"):
