@@ -56,7 +56,9 @@ async def run_daemon(
             try:
                 os.write(w, lines.encode())
                 for _ in range(200):  # until the console printed every answer
-                    if stdout.getvalue().count("\n\n") >= lines.count("\n") - 1:
+                    printed = stdout.getvalue().count("\n\n") >= lines.count("\n") - 1
+                    # (and every command finished: a page posts "Paging…" before its answer)
+                    if printed and not app.bus.in_flight:
                         break
                     await asyncio.sleep(0.01)
                 await body(app)
