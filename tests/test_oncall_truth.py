@@ -284,3 +284,27 @@ async def test_on_call_for_a_configured_service(
         assert "I don't know a service called checkout. I know: payments." in unknown
     finally:
         await app.stop()
+
+
+async def test_page_one_word_is_a_person_if_pagerduty_knows_them_else_a_reason(
+    tmp_path: Path,
+    pd: FakePagerDuty,
+    clock: FakeClock,
+) -> None:
+    app = App(
+        make_config(tmp_path, pagerduty=pd_section(pd)),
+        clock=clock,
+        io=Io(stdin=io.StringIO(""), stdout=io.StringIO()),
+    )
+    await app.start()
+    try:
+        await first_refresh(app)
+        # not on call, found by PagerDuty's user search: that person is paged
+        assert "Paged Linus Torvalds." in plain(await say(app, "!ic page linus"))
+        assert pd.incidents[-1]["assignees"] == ["PLIN"]
+        # nobody called "outage": a reason for the Incident Commanders
+        text = plain(await say(app, "!ic page outage"))
+        assert "Paged Ada Lovelace, Grace Hopper, Alan Turing." in text
+        assert "Reason: outage" in text and pd.incidents[-1]["title"].startswith("outage (")
+    finally:
+        await app.stop()

@@ -30,6 +30,7 @@ from chatopsd.core.ports import Clock, SystemClock
 
 log = logging.getLogger("chatopsd.ic")
 
+SEARCH_BEFORE_PAGE = 1.0  # seconds a one-word `!ic page <word>` may spend asking who <word> is
 _TITLES: dict[str, str] = {"ic": "Incident Commanders", "responders": "Responders"}
 
 
@@ -216,8 +217,15 @@ class IcHandler:
         if "@" in first or first.startswith("<"):
             return await self._one(first), " ".join(words[1:])
         if len(words) == 1:
-            # Cache only: a reason must not wait on a PagerDuty search before the page.
             found = await self.directory.find(first, search=False)
+            if not found:
+                # Someone not on call ("!ic page linus")? Ask PagerDuty, briefly: a one-word
+                # reason must not hold the page up for long.
+                try:
+                    async with asyncio.timeout(SEARCH_BEFORE_PAGE):
+                        found = await self.directory.find(first)
+                except (TimeoutError, Unavailable):
+                    found = []
             if len(found) == 1:
                 return found[0], ""
             if len(found) > 1:

@@ -408,5 +408,6 @@ def _client_error(what: str, status: int, body: Any) -> PagerDutyError:
         message = f"PagerDuty refused the request as invalid (400): {detail or 'no detail'}"
     else:
         message = f"PagerDuty answered {status}: {detail or 'no detail'}"
-    log.error("pagerduty %s -> %d %s", what, status, detail)
+    # debug only: the caller reports it (the page's own log line, the refresh's outage log)
+    log.debug("pagerduty %s -> %d %s", what, status, detail)
     return PagerDutyError(message, status=status, body=body)
