@@ -308,3 +308,43 @@ async def test_page_one_word_is_a_person_if_pagerduty_knows_them_else_a_reason(
         assert "Reason: outage" in text and pd.incidents[-1]["title"].startswith("outage (")
     finally:
         await app.stop()
+
+
+# -- Mattermost ----------------------------------------------------------------------------
+
+
+async def test_mattermost_page_notice_is_edited_into_the_failure(
+    tmp_path: Path,
+    pd: FakePagerDuty,
+    clock: FakeClock,
+) -> None:
+    from tests.fakes.mattermost import TOKEN, FakeMattermost
+
+    pd.fault = "500"
+    server = FakeMattermost()
+    await server.start()
+    config = make_config(
+        tmp_path,
+        console={"enabled": False},
+        mattermost={"url": server.url, "token": TOKEN, "heartbeat_seconds": 1.0},
+        pagerduty=pd_section(pd, fallback_contacts=FALLBACK),
+    )
+    app = App(config, clock=clock)
+    await app.start()
+    try:
+        await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
+        await first_failure(app)
+        await server.user_post("!ic page")
+        for _ in range(int((DEADLINE + 5) * 100)):
+            posts = server.bot_posts()
+            if posts and posts[0].get("edit_at"):
+                break
+            await asyncio.sleep(0.01)
+        [post] = server.bot_posts()  # one message: the notice, edited in place
+        assert post.get("edit_at"), post
+        text = post["message"].replace("\\", "")  # Mattermost markdown, unescaped
+        assert "PAGING FAILED" in text and "server error (500)" in text
+        assert "+1 555 0911" in text and not NOBODY.search(text)
+    finally:
+        await app.stop()
+        await server.stop()
