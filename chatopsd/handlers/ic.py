@@ -175,11 +175,11 @@ class IcHandler:
 
     async def who(self, call: Call) -> Reply:
         person = await self._one(call.text("user") or "")
-        return Reply(
-            title=person.name,
-            fields=(_field(person, "contact"),),
-            text=f"Page them with {call.prefix}ic page {person.email or person.name}.",
-        )
+        text = f"Page them with {call.prefix}ic page {person.email or person.name}."
+        roster = await self.directory.roster("ic")  # in memory: how old the cache is
+        if roster.configured and (note := _freshness(roster)):
+            text = f"{note}\n{text}"  # cached numbers, served with their age
+        return Reply(title=person.name, fields=(_field(person, "contact"),), text=text)
 
     # -- paging ----------------------------------------------------------------------------
 
