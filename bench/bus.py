@@ -1,7 +1,8 @@
 """Benchmark: commands through the full bus (dedupe, authorize, durable audit, rate limit).
 
 Prints: in-process latency p50/p99 and throughput for `!help` and `!ic` over 10,000 commands
-each, `chatopsd run` start-to-ready time, and the idle RSS of a console-only daemon.
+each, the parse time of a 40 kB (and a refused 1 MB) message, `chatopsd run` start-to-ready
+time, and the idle RSS of a console-only daemon.
 Run: .venv/bin/python bench/bus.py   (a benchmark, not a test: figures vary by machine)
 """
 
@@ -83,8 +84,33 @@ async def in_process(tmp: Path) -> None:
                 f"{N / elapsed:,.0f} commands/s  |  audit rows {audited:,}"
             )
             assert audited == 2 * N, "every command must have its audit row"
+        long_messages(app)
     finally:
         await app.stop()
+
+
+def long_messages(app: App) -> None:
+    """Parse time (addressing + tokenizing + matching) of a 40 kB message, the most a command
+    may be, and of a 1 MB one, which is refused before tokenizing."""
+    words = " ".join(f"w{i:04d}" for i in range(8_000))  # 40,000 characters with the spaces
+    for label, text in (
+        ("40 kB", "!ic who " + words[: 40_000 - len("!ic who ")]),
+        ("40 kB unknown", "!nope " + words[: 40_000 - len("!nope ")]),
+        ("1 MB", "!ic who " + "x " * 500_000),
+    ):
+        event = Inbound("console", "bench", Actor("u1"), text, event_id=f"long-{label}")
+        samples = []
+        for _ in range(50):
+            start = time.perf_counter()
+            addressed = app.bus.addressed(event)
+            assert addressed is not None
+            app.bus._parse(event, addressed)
+            samples.append(time.perf_counter() - start)
+        samples.sort()
+        print(
+            f"parse {label:13} ({len(text):,} chars): median {samples[25] * 1e3:.2f} ms, "
+            f"max {samples[-1] * 1e3:.2f} ms"
+        )
 
 
 def start_to_ready(tmp: Path, runs: int = 5) -> None:

@@ -12,8 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from chatopsd import __version__, logs, pd_compose
 from chatopsd import config as config_mod
-from chatopsd import logs
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
@@ -51,6 +51,7 @@ from chatopsd.systemd import Notifier, Watchdog
 if TYPE_CHECKING:
     import aiohttp
 
+    from chatopsd.handlers.pd_sync import IncidentSync
     from chatopsd.store.oncall import OnCallCache
 
 log = logging.getLogger("chatopsd")
@@ -77,6 +78,7 @@ class App:
         self.scheduler = Scheduler(self.clock)
         self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
+        self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
 
     async def start(self) -> None:
         cfg = self.config
@@ -143,6 +145,8 @@ class App:
                     stdin=self.io.stdin,
                     stdout=self.io.stdout,
                     on_eof=on_eof,
+                    prefix=cfg.chatopsd.prefix,
+                    banner=self._console_banner(),
                 )
             )
         # Platform libraries are imported only when their section is configured: a console-only
@@ -173,8 +177,20 @@ class App:
         if cfg.discord is not None:
             from chatopsd.connectors.discord import DiscordConnector
 
-            found.append(DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix))
+            found.append(
+                DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix, clock=self.clock)
+            )
         return found
+
+    def _console_banner(self) -> str:
+        cfg = self.config
+        log_file = logs.log_file()
+        quits = "Ctrl-D quits" if not cfg.platforms else "Ctrl-D ends the console, Ctrl-C stops"
+        return (
+            f"chatopsd {__version__} · platforms: {', '.join(['console', *cfg.platforms])}\n"
+            f"Type {cfg.chatopsd.prefix}help for the commands; {quits}."
+            + (f"\nLogs: {log_file}" if log_file else "")
+        )
 
     def _middleware(self) -> list[Middleware]:
         cfg = self.config
@@ -203,6 +219,7 @@ class App:
             self.clock,
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
             self._channel_admin,
+            threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
         )
         self.bus.reaction_listeners.append(self.incidents.on_reaction)
         status = self.config.status
@@ -222,6 +239,7 @@ class App:
             self.stalking,
             self.incidents,
             *self._approvals_and_ops(),
+            *pd_compose.build(self),
         ]
         for handler in handlers:
             for spec in handler.commands():

@@ -11,36 +11,65 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from chatopsd import __version__, config, logs
+from chatopsd import __version__, config, locations, logs
 from chatopsd.core.errors import ConfigError
 
 if TYPE_CHECKING:
     from chatopsd.store.sqlite import Database
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="chatopsd", description=__doc__)
+def _options(*, socket: bool = False, suppress: bool = False) -> argparse.ArgumentParser:
+    """--config (and --socket) for the top level and again for each subcommand, so either order
+    works. On a subcommand the default is SUPPRESS: an option given before the subcommand is
+    not overwritten by the subcommand's own default."""
+    default = argparse.SUPPRESS if suppress else None
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument(
+        "--config",
+        type=Path,
+        default=default,
+        help="TOML config file (ctl/audit/doctor: default /etc/chatopsd/chatopsd.toml if present)",
+    )
+    if socket:
+        common.add_argument(
+            "--socket",
+            type=Path,
+            default=default,
+            help="control socket (default: the daemon's own rule: control.socket, "
+            "$RUNTIME_DIRECTORY/control.sock, /run/chatopsd/control.sock, next to the database)",
+        )
+    return common
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="chatopsd",
+        description="chatopsd: a ChatOps daemon for on-call teams.",
+        parents=[_options(socket=True)],
+    )
     parser.add_argument("--version", action="version", version=f"chatopsd {__version__}")
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    run = sub.add_parser("run", help="run the daemon")
-    run.add_argument("--config", type=Path, help="TOML config (default: console + demo data)")
+    sub = parser.add_subparsers(dest="cmd", required=True, metavar="COMMAND")
+    opts = _options(suppress=True)
+    ctl_opts = _options(socket=True, suppress=True)
+    sub.add_parser("run", help="run the daemon", parents=[opts])
     check = sub.add_parser("check-config", help="validate a config file")
-    check.add_argument("file", type=Path)
-    doctor = sub.add_parser("doctor", help="probe every configured part and say what to fix")
-    doctor.add_argument("--config", type=Path)
-    ctl = sub.add_parser("ctl", help="talk to the running daemon over its control socket")
-    ctl.add_argument("--config", type=Path)
-    ctl.add_argument("--socket", type=Path, help="default: from the config")
-    ctl.add_argument("--json", action="store_true")
-    ctl_sub = ctl.add_subparsers(dest="ctl_cmd", required=True)
-    ctl_sub.add_parser("health", help="connector states, job ages, queue depth")
-    ctl_send = ctl_sub.add_parser("send", help="post a message")
-    ctl_send.add_argument("platform")
-    ctl_send.add_argument("channel")
-    ctl_send.add_argument("text")
-    ctl_broadcast = ctl_sub.add_parser("broadcast", help="post to control.broadcast_channels")
-    ctl_broadcast.add_argument("text")
-    audit = sub.add_parser("audit", help="print (or verify) the audit log")
+    check.add_argument("file", type=Path, help="the TOML file to validate")
+    sub.add_parser("doctor", help="probe every configured part and say what to fix", parents=[opts])
+    ctl = sub.add_parser(
+        "ctl", help="talk to the running daemon over its control socket", parents=[ctl_opts]
+    )
+    ctl.add_argument("--json", action="store_true", help="print the raw JSON answer")
+    ctl_sub = ctl.add_subparsers(dest="ctl_cmd", required=True, metavar="ACTION")
+    ctl_sub.add_parser("health", help="connector states, job ages, queue depth", parents=[ctl_opts])
+    ctl_send = ctl_sub.add_parser("send", help="post a message", parents=[ctl_opts])
+    ctl_send.add_argument("platform", help="slack, discord, mattermost or console")
+    ctl_send.add_argument("channel", help="the platform's channel id")
+    ctl_send.add_argument("text", help="the message")
+    ctl_broadcast = ctl_sub.add_parser(
+        "broadcast", help="post to control.broadcast_channels", parents=[ctl_opts]
+    )
+    ctl_broadcast.add_argument("text", help="the message")
+    audit = sub.add_parser("audit", help="print (or verify) the audit log", parents=[opts])
     audit.add_argument(
         "action",
         nargs="?",
@@ -48,7 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         default="show",
         help="show (default) the rows, or verify the hash chain (exit 1 if broken)",
     )
-    audit.add_argument("--config", type=Path)
     audit.add_argument("--since", help="e.g. 30m, 12h, 7d, or an ISO date/time")
     audit.add_argument("--actor", help="user id or display name")
     audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
@@ -58,13 +86,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         "or text in the cause, e.g. 'exit 1'",
     )
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if args.cmd in ("ctl", "audit", "doctor"):
+        # A client on the service's host reads the service's config unless told otherwise.
+        args.config = locations.default_config(args.config)
     if args.cmd == "doctor":
         from chatopsd import doctor as doctor_mod
 
         return doctor_mod.main(args.config)
     try:
-        cfg = config.load(getattr(args, "config", None) or getattr(args, "file", None))
+        cfg = config.load(args.file if args.cmd == "check-config" else args.config)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -82,8 +117,23 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.action == "verify":
             return asyncio.run(_verify(cfg))
         return asyncio.run(_audit(cfg, since, args))
-    logs.setup(cfg.chatopsd.log_level, cfg.chatopsd.log_format, config.secrets_of(cfg))
+    logs.setup(
+        cfg.chatopsd.log_level,
+        cfg.chatopsd.log_format,
+        config.secrets_of(cfg),
+        file=_interactive_log(cfg),
+    )
     return _run(cfg, args.config)
+
+
+def _interactive_log(cfg: config.Config) -> Path | None:
+    """A person typing at the console: log lines go to a file beside the database, so they do
+    not mix with the replies on screen (the banner says where)."""
+    from chatopsd.connectors.console import interactive
+
+    if not cfg.console_enabled or not interactive(cfg.console.format, sys.stdin, sys.stdout):
+        return None
+    return locations.locate(cfg).state_db.with_suffix(".log")
 
 
 def _run(cfg: config.Config, path: Path | None = None) -> int:
@@ -101,7 +151,8 @@ def _run(cfg: config.Config, path: Path | None = None) -> int:
 def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
     from chatopsd import control
 
-    path = args.socket or cfg.control.socket_path(cfg.chatopsd.db_path())
+    found = locations.locate(cfg, client=True)
+    path = args.socket or found.socket
     payload: dict[str, str] = {"cmd": args.ctl_cmd}
     for key in ("platform", "channel", "text"):
         if hasattr(args, key):
@@ -109,7 +160,11 @@ def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
     try:
         answer = control.request(path, payload)
     except OSError as exc:
-        print(f"{path}: {exc.strerror or exc} (is chatopsd running?)", file=sys.stderr)
+        source = "--socket" if args.socket else found.socket_source
+        print(
+            f"{path} (from {source}): {exc.strerror or exc} (is chatopsd running?)",
+            file=sys.stderr,
+        )
         return 1
     if args.json:
         print(json.dumps(answer, indent=2))
@@ -138,9 +193,14 @@ def _since(text: str | None) -> datetime | None:
 async def _open(cfg: config.Config) -> Database | None:
     from chatopsd.store.sqlite import Database
 
-    path = cfg.chatopsd.db_path()
+    found = locations.locate(cfg, client=True)
+    path = found.state_db
     if not path.exists():
-        print(f"no state database at {path}", file=sys.stderr)
+        print(
+            f"no state database at {path} (from {found.db_source}); give --config with "
+            "chatopsd.state_db, or run where the daemon runs",
+            file=sys.stderr,
+        )
         return None
     return await Database.open(path)
 

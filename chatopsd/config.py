@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from chatopsd import locations
 from chatopsd.core.errors import ConfigError
 
 SECRET_KEYS: tuple[tuple[str, str], ...] = (
@@ -47,10 +48,8 @@ class ChatopsdSection(Section):
     shutdown_grace_seconds: float = Field(10.0, gt=0)
 
     def db_path(self) -> Path:
-        if self.state_db is not None:
-            return self.state_db
-        state_dir = os.environ.get("STATE_DIRECTORY")
-        return Path(state_dir.split(":")[0]) / "state.db" if state_dir else Path("chatopsd.db")
+        # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
+        return locations.state_db(self.state_db)[0]
 
 
 class ConsoleSection(Section):
@@ -141,6 +140,20 @@ class PagerDutySection(Section):
     repage_window_seconds: float = Field(300.0, ge=0)
     # Services known by name ("who is on call for payments?") -> their schedule ids.
     services: list[PagerDutyService] = []
+    # Issue 17: incidents followed in chat, and who is who.
+    service_ids: list[str] = []
+    incident_channels: list[str] = []
+    incident_poll_seconds: float = Field(20.0, ge=1)
+    users: dict[str, str] = {}
+
+    @field_validator("incident_channels", "users")
+    @classmethod
+    def _platform_keys(cls, v: object) -> object:
+        for target in v if isinstance(v, list) else v if isinstance(v, dict) else ():
+            platform, _, rest = str(target).partition(":")
+            if not platform or not rest:
+                raise ValueError('entries look like "platform:id"')
+        return v
 
 
 class SourceBase(Section):
@@ -344,12 +357,7 @@ class ControlSection(Section):
     broadcast_channels: list[str] = []
 
     def socket_path(self, state_db: Path) -> Path:
-        if self.socket is not None:
-            return self.socket
-        runtime = os.environ.get("RUNTIME_DIRECTORY")
-        if runtime:
-            return Path(runtime.split(":")[0]) / "control.sock"
-        return state_db.parent / "chatopsd.sock"
+        return locations.control_socket(self.socket, state_db)[0]
 
 
 class MetricsSection(Section):

@@ -6,6 +6,7 @@ import json
 import logging
 import sys
 from collections.abc import Iterable
+from pathlib import Path
 
 _PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -40,8 +41,13 @@ class RedactingFormatter(logging.Formatter):
         return text
 
 
-def setup(level: str = "info", fmt: str = "plain", secrets: Iterable[str] = ()) -> None:
-    handler = logging.StreamHandler(sys.stderr)
+def setup(
+    level: str = "info", fmt: str = "plain", secrets: Iterable[str] = (), file: Path | None = None
+) -> None:
+    """`file`: log there instead of stderr (an interactive console keeps its screen for replies)."""
+    handler: logging.Handler = (
+        logging.StreamHandler(sys.stderr) if file is None else logging.FileHandler(file)
+    )
     handler.setFormatter(RedactingFormatter(secrets, fmt == "json"))
     root = logging.getLogger()
     root.handlers[:] = [handler]
@@ -49,6 +55,14 @@ def setup(level: str = "info", fmt: str = "plain", secrets: Iterable[str] = ()) 
     # Library chatter at INFO (every websocket frame, every job run) drowns the useful lines.
     for noisy in ("apscheduler", "discord", "slack_sdk", "aiosqlite", "websockets", "httpx"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+
+
+def log_file() -> Path | None:
+    """The file the logs go to, if not stderr."""
+    for handler in logging.getLogger().handlers:
+        if isinstance(handler, logging.FileHandler):
+            return Path(handler.baseFilename)
+    return None
 
 
 def toggle_debug() -> str:

@@ -10,7 +10,6 @@ import asyncio
 import collections
 import itertools
 import logging
-import random
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +17,7 @@ from typing import Any
 from chatopsd.connectors.base import Connector
 from chatopsd.core.errors import TransientSendError
 from chatopsd.core.messages import Destination, Priority, Reply, Sent
+from chatopsd.core.retry import Backoff, RetryPolicy, retrying
 
 log = logging.getLogger("chatopsd.outbox")
 
@@ -43,7 +43,7 @@ class Outbox:
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
     ) -> None:
         self.connectors = dict(connectors)
-        self.attempts, self.base_delay, self.max_delay = attempts, base_delay, max_delay
+        self.policy = RetryPolicy(attempts, Backoff(base=base_delay, cap=max_delay))
         self._sleep = sleep
         self._queues: dict[str, asyncio.PriorityQueue[_Job]] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
@@ -128,27 +128,19 @@ class Outbox:
             queue.task_done()
 
     async def _attempt(self, job: _Job) -> Sent | None:
-        for attempt in range(1, self.attempts + 1):
-            try:
-                result = await job.run()
-            except TransientSendError as exc:
-                if attempt == self.attempts:
-                    log.error("gave up on %s after %d attempts: %s", job.what, attempt, exc)
-                    break
-                delay = (
-                    exc.retry_after
-                    if exc.retry_after is not None
-                    else random.uniform(0, min(self.max_delay, self.base_delay * 2**attempt))
-                )
-                log.warning("%s failed (%s); retry %d in %.1f s", job.what, exc, attempt, delay)
-                await self._sleep(delay)
-            except Exception:
-                log.exception("could not %s", job.what)
-                break
-            else:
-                self.sent += 1
-                self.sent_by[job.platform] += 1
-                return result
+        def retrying_log(attempt: int, exc: TransientSendError, wait: float) -> None:
+            log.warning("%s failed (%s); retry %d in %.1f s", job.what, exc, attempt, wait)
+
+        try:
+            result = await retrying(job.run, self.policy, on_retry=retrying_log, sleep=self._sleep)
+        except TransientSendError as exc:
+            log.error("gave up on %s after %d attempts: %s", job.what, self.policy.attempts, exc)
+        except Exception:
+            log.exception("could not %s", job.what)
+        else:
+            self.sent += 1
+            self.sent_by[job.platform] += 1
+            return result
         self.failed += 1
         self.failed_by[job.platform] += 1
         return None

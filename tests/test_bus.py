@@ -9,12 +9,13 @@ import logging
 import pytest
 
 from chatopsd.connectors.console import ConsoleConnector
-from chatopsd.core.bus import Bus
+from chatopsd.core.bus import Bus, short_cause
 from chatopsd.core.commands import Arg, CommandSpec, Registry
 from chatopsd.core.context import Call
-from chatopsd.core.errors import NotFound, Unavailable
+from chatopsd.core.errors import NotFound, RateLimitedSend, TransientSendError, Unavailable
 from chatopsd.core.messages import Actor, Inbound, Priority, Reply
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
+from chatopsd.core.ports import ChannelRefused
 from chatopsd.outbox import Outbox
 from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger
@@ -194,3 +195,26 @@ async def test_drain_stops_taking_commands(rig: Rig) -> None:
     assert rig.handled == ["d1"]
     # the dropped event was never claimed: a redelivery after restart will be handled
     assert await rig.ledger.claim("console", "d2") is True
+
+
+async def test_an_oversized_message_is_refused_before_parsing_and_audited(rig: Rig) -> None:
+    text = "!echo " + "word " * 9_000  # 45,006 characters, a quote that never closes after it
+    [reply] = await rig.bus.handle(ev(text + '"', "big"))
+    assert reply.text.startswith("that message is too long for a command (45,")
+    assert "the limit is 40,000" in reply.text and reply.ephemeral
+    assert rig.handled == []
+    [row] = await rig.audit.since(None)
+    assert row.event_id == "big"
+    # just under the limit is parsed as usual
+    await rig.bus.handle(ev("!echo " + "w" * 39_000, "fits"))
+    assert rig.handled == ["fits"]
+
+
+def test_short_cause_never_shows_an_unexpected_exception() -> None:
+    assert short_cause(RuntimeError("token xoxb-1"), "ab12") == (
+        "internal error, reference ab12. It has been logged."
+    )
+    assert short_cause(NotFound("no such user"), "r") == "no such user"
+    assert short_cause(ChannelRefused("missing_scope"), "r") == "missing_scope"
+    assert "rate limited" in short_cause(RateLimitedSend("HTTP 429 on /x"), "r")
+    assert "HTTP" not in short_cause(TransientSendError("HTTP 502 on /x"), "r")

@@ -6,10 +6,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from chatopsd.core.addressing import address
 from chatopsd.core.commands import Arg, CommandSpec, Registry, help_lines
 from chatopsd.core.errors import UsageError
-from chatopsd.core.grammar import command_text, tokenize
-from chatopsd.core.messages import Actor, Inbound, Kind
+from chatopsd.core.grammar import tokenize
+from chatopsd.core.messages import Kind
 
 
 async def _noop(call: object) -> None:
@@ -47,8 +48,9 @@ def registry() -> Registry:
     )
 
 
-def event(text: str, kind: Kind = "message") -> Inbound:
-    return Inbound("console", "c", Actor("u"), text, kind=kind)
+def command_text(text: str, kind: Kind = "message") -> str | None:
+    found = address(text, prefix="!", mentions=("@chatopsd", "<@chatopsd>"), kind=kind)
+    return None if found is None else found.text
 
 
 @pytest.mark.parametrize(
@@ -72,7 +74,7 @@ def event(text: str, kind: Kind = "message") -> Inbound:
     ],
 )
 def test_command_text(text: str, kind: Kind, expected: str | None) -> None:
-    assert command_text(event(text, kind), "!", ("chatopsd",)) == expected
+    assert command_text(text, kind) == expected
 
 
 @pytest.mark.parametrize(
@@ -165,10 +167,63 @@ def test_help_is_generated_from_specs() -> None:
 @given(st.text(max_size=80))
 def test_any_input_parses_or_gives_a_usage_error(text: str) -> None:
     reg = registry()
-    body = command_text(event("!" + text), "!", ("chatopsd",))
+    body = command_text("!" + text)
     if body is None:
         return
     try:
         reg.resolve(tokenize(body))
     except UsageError as exc:
         assert exc.message
+
+
+def _reference_tokenize(text: str) -> list[str]:
+    """The first, character-by-character tokenizer: the spec the fast one must match."""
+    quotes = {'"': '"', "'": "'", "\u201c": "\u201d", "\u2018": "\u2019", "\u201e": "\u201c"}
+    words: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i].isspace():
+            i += 1
+            continue
+        word: list[str] = []
+        quoted = False
+        while i < n and not text[i].isspace():
+            ch = text[i]
+            close = quotes.get(ch)
+            if close is None:
+                word.append(ch)
+                i += 1
+                continue
+            quoted = True
+            i += 1
+            while i < n and text[i] != close:
+                if text[i] == "\\" and close == '"' and i + 1 < n:
+                    i += 1
+                word.append(text[i])
+                i += 1
+            if i >= n:
+                raise UsageError(f"unterminated quote {ch}")
+            i += 1
+        if word or quoted:
+            words.append("".join(word))
+    return words
+
+
+@settings(max_examples=1500, deadline=None)
+@given(
+    st.text(
+        alphabet=st.sampled_from(list("ab \t\n\\\"'\u201c\u201d\u2018\u2019\u201e\u00a0\x1c-")),
+        max_size=40,
+    )
+    | st.text(max_size=40)
+)
+def test_tokenize_matches_the_reference(text: str) -> None:
+    try:
+        want: list[str] | str = _reference_tokenize(text)
+    except UsageError as exc:
+        want = exc.message
+    try:
+        got: list[str] | str = tokenize(text)
+    except UsageError as exc:
+        got = exc.message
+    assert got == want

@@ -48,6 +48,11 @@ def test_security_exposure_does_not_regress() -> None:
     score, verdict = float(match.group(1)), match.group(2)
     assert score <= MAX_EXPOSURE, f"exposure {score} > {MAX_EXPOSURE}:\n{result.stdout}"
     assert verdict == "OK"
+    # what the unit's comment and the README claim is what systemd says
+    claimed = re.search(r"rates this unit (\d+\.\d+) (\w+)", UNIT.read_text())
+    assert claimed and claimed.groups() == (match.group(1), verdict), claimed
+    readme = (UNIT.parent.parent / "README.md").read_text()
+    assert f"rates it **{match.group(1)} {verdict}**" in readme.replace("\n", " ")
 
 
 @needs_analyze

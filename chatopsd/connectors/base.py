@@ -20,6 +20,9 @@ from typing import Protocol
 from chatopsd.core.errors import FatalConnectorError
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock
+from chatopsd.core.retry import Backoff
+
+__all__ = ["Backoff", "Connector", "Health", "Session", "State", "Supervisor"]
 
 log = logging.getLogger("chatopsd.connector")
 
@@ -78,17 +81,6 @@ class Connector(Protocol):
     async def edit(self, sent: Sent, reply: Reply) -> None: ...
 
     async def close(self) -> None: ...
-
-
-@dataclass(frozen=True)
-class Backoff:
-    base: float = 1.0
-    cap: float = 60.0
-    stable_after: float = 60.0
-
-    def delay(self, attempt: int, rng: random.Random) -> float:
-        """Full jitter: uniform in [0, min(cap, base * 2^attempt)]."""
-        return rng.uniform(0.0, min(self.cap, self.base * (2.0 ** min(attempt, 30))))
 
 
 class Supervisor:

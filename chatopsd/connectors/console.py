@@ -4,6 +4,10 @@
 is a JSON object {"text", optional "event_id", "actor", "channel", "kind"} and each reply is
 printed as one JSON object {"channel", "reply_to", "text", "ephemeral"}.
 End of input stops a console-only daemon, so `printf '!ic\n' | chatopsd run` works.
+
+On a terminal (stdin and stdout both a tty, text format) it behaves like a tool: a banner
+(version, platforms, how to quit), a prompt, and log lines kept out of the way (cli.py sends
+them to a file, named in the banner). Through a pipe it prints replies only.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import sys
 import threading
 import uuid
 from collections.abc import Callable
+from dataclasses import replace
 from typing import TextIO, get_args
 
 from chatopsd.connectors.base import Session
@@ -27,6 +32,7 @@ log = logging.getLogger("chatopsd.console")
 
 class ConsoleConnector:
     platform = "console"
+    threads = False  # one stream: a reply "in a thread" prints where everything else does
 
     def __init__(
         self,
@@ -35,11 +41,17 @@ class ConsoleConnector:
         stdin: TextIO | None = None,
         stdout: TextIO | None = None,
         on_eof: Callable[[], None] | None = None,
+        prefix: str = "!",
+        banner: str = "",
     ) -> None:
         self.fmt = fmt
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
         self.on_eof = on_eof
+        self.prefix = prefix
+        self.interactive = interactive(fmt, self.stdin, self.stdout)
+        self.banner = banner
+        self._prompting = False  # the prompt is on screen, waiting for a line
         self.user = _user()
         self._run_id = uuid.uuid4().hex[:8]
         self._ids = itertools.count(1)
@@ -60,10 +72,19 @@ class ConsoleConnector:
 
         threading.Thread(target=pump, name="console-stdin", daemon=True).start()
         session.ready()
+        if self.interactive:
+            if self.banner:
+                self._write(self.banner)
+            self._prompt()
         while (line := await lines.get()) is not None:
+            self._prompting = False  # the user's Enter ended the prompt line
             event = self._parse(line.rstrip("\r\n"))
             if event is not None and (task := session.emit(event)) is not None:
                 await asyncio.wait([task])  # one at a time, so answers print in order
+            self._prompt()
+        if self.interactive:
+            self._prompting = False
+            self._write("")  # end the prompt line that Ctrl-D left open
         if self.on_eof is not None:
             self.on_eof()
         await asyncio.Event().wait()  # input is over; stay "connected" until shutdown
@@ -118,24 +139,56 @@ class ConsoleConnector:
                 )
             )
         else:
-            self._write(reply.plain() + "\n")
+            self._write(self.render(reply) + "\n")
         return Sent(destination, message_id)
 
     async def edit(self, sent: Sent, reply: Reply) -> None:
         if self.fmt == "jsonl":
             self._write(json.dumps({"edit": sent.message_id, "text": reply.plain()}))
         else:
-            self._write(f"(edited {sent.message_id})\n{reply.plain()}\n")
+            self._write(f"↻ updated: {self.render(reply)}\n")
+
+    def render(self, reply: Reply) -> str:
+        """Plain text, with each button shown as the command to type, prefix included."""
+        text = replace(reply, buttons=()).plain()
+        if reply.buttons:
+            hints = "  ".join(f"[{b.label}: {self.prefix}{b.command}]" for b in reply.buttons)
+            text = f"{text}\n{hints}" if text else hints
+        return text
 
     async def close(self) -> None:
         self.stdout.flush()
 
+    def _prompt(self) -> None:
+        if self.interactive and not self._prompting:
+            self._raw(PROMPT)
+            self._prompting = True
+
     def _write(self, text: str) -> None:
+        if self._prompting:
+            # Something arrived while the user is at the prompt (a stalker, an edit): print it
+            # over the prompt line, then show the prompt again below it.
+            self._raw("\r\x1b[K" + text + "\n" + PROMPT)
+        else:
+            self._raw(text + "\n")
+
+    def _raw(self, text: str) -> None:
         try:
-            self.stdout.write(text + "\n")
+            self.stdout.write(text)
             self.stdout.flush()
         except (BrokenPipeError, ValueError):
             log.warning("console output is closed; reply dropped")
+
+
+PROMPT = "> "
+
+
+def interactive(fmt: str, stdin: TextIO, stdout: TextIO) -> bool:
+    """A person at a terminal (rather than a pipe or a script speaking jsonl)."""
+    try:
+        return fmt == "text" and stdin.isatty() and stdout.isatty()
+    except (AttributeError, ValueError):
+        return False
 
 
 def _user() -> Actor:

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,11 +24,13 @@ from discord.http import Route
 
 from chatopsd.config import DiscordSection
 from chatopsd.connectors import discord_commands
+from chatopsd.connectors import discord_events as events
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.discord_gateway import GatewayClient, watch_acks
 from chatopsd.connectors.discord_render import render
 from chatopsd.core.errors import FatalConnectorError, TransientSendError
 from chatopsd.core.messages import Actor, Destination, Inbound, Kind, Reply, Sent
+from chatopsd.core.ports import Clock, SystemClock
 
 log = logging.getLogger("chatopsd.discord")
 
@@ -121,9 +122,12 @@ class _Client(GatewayClient):
 class DiscordConnector:
     platform = "discord"
 
-    def __init__(self, config: DiscordSection, *, prefix: str = "!") -> None:
+    def __init__(
+        self, config: DiscordSection, *, prefix: str = "!", clock: Clock | None = None
+    ) -> None:
         self.config = config
         self.prefix = prefix
+        self.clock = clock or SystemClock()
         self._client: _Client | None = None
         self._pending: dict[str, _Pending] = {}
         self._registered: set[int | None] = set()  # once per process, not per reconnect
@@ -197,29 +201,12 @@ class DiscordConnector:
         return user.bot and not self.config.allow_bots
 
     def on_message(self, client: discord.Client, message: discord.Message) -> None:
-        if self._ignored(client, message.author):
-            return
-        if message.webhook_id is not None and not self.config.allow_bots:
-            return
-        text = message.content.strip()
-        kind: Kind = "message"
-        me = client.user
-        if me is not None:
-            for token in (f"<@{me.id}>", f"<@!{me.id}>"):
-                if text.startswith(token):
-                    text, kind = text[len(token) :].lstrip(" :,\t"), "mention"
-                    break
-        if kind == "message" and not text.startswith(self.prefix):
-            return  # chatter: not ours, and not worth a task
-        self._emit(
-            client,
-            kind,
-            channel=str(message.channel.id),
-            actor=message.author,
-            text=text,
-            event_id=str(message.id),
-            message_id=str(message.id),
+        me = events.Identity(
+            str(client.user.id) if client.user is not None else "", self.config.allow_bots
         )
+        inbound = events.message_event(_fields(message), me, self.prefix)
+        if inbound is not None:
+            self._session_of(client).emit(inbound)
 
     def on_reaction(self, client: discord.Client, payload: discord.RawReactionActionEvent) -> None:
         if client.user is not None and payload.user_id == client.user.id:
@@ -263,7 +250,9 @@ class DiscordConnector:
         else:
             self._prune_pending()
             self._pending[key] = _Pending(
-                interaction.token, interaction.application_id, time.monotonic() + INTERACTION_TTL
+                interaction.token,
+                interaction.application_id,
+                self.clock.monotonic() + INTERACTION_TTL,
             )
         self._emit(
             client,
@@ -304,7 +293,7 @@ class DiscordConnector:
         return client.session
 
     def _prune_pending(self) -> None:
-        now = time.monotonic()
+        now = self.clock.monotonic()
         for key in [k for k, p in self._pending.items() if p.expires < now]:
             del self._pending[key]
 
@@ -313,7 +302,7 @@ class DiscordConnector:
     async def send(self, destination: Destination, reply: Reply) -> Sent | None:
         payload = render(reply)
         pending = self._pending.get(destination.reply_to or "")
-        if pending is not None and pending.expires > time.monotonic():
+        if pending is not None and pending.expires > self.clock.monotonic():
             if reply.ephemeral:
                 payload["flags"] = 64
             route = Route(
@@ -336,7 +325,7 @@ class DiscordConnector:
     async def edit(self, sent: Sent, reply: Reply) -> None:
         payload = render(reply)
         pending = self._pending.get(sent.extra.get("interaction", ""))
-        if pending is not None and pending.expires > time.monotonic():
+        if pending is not None and pending.expires > self.clock.monotonic():
             route = Route(
                 "PATCH",
                 "/webhooks/{webhook_id}/{webhook_token}/messages/{message_id}",
@@ -373,6 +362,24 @@ class DiscordConnector:
             raise
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
             raise TransientSendError(f"{type(exc).__name__}: {exc}") from None
+
+
+def _fields(message: discord.Message) -> events.MessageFields:
+    """The fields discord_events reads, from discord.py's parsed message."""
+    ref = message.reference.resolved if message.reference is not None else None
+    channel = message.channel
+    return events.MessageFields(
+        id=str(message.id),
+        channel_id=str(channel.id),
+        author_id=str(message.author.id),
+        author_name=message.author.name,
+        content=message.content,
+        author_bot=message.author.bot,
+        webhook=message.webhook_id is not None,
+        direct=message.guild is None,
+        replied_to=str(ref.author.id) if isinstance(ref, discord.Message) else None,
+        thread_owner=str(channel.owner_id) if isinstance(channel, discord.Thread) else None,
+    )
 
 
 def _actor(user: discord.abc.User) -> Actor:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import random
 import time
 from collections.abc import Callable
 from typing import Any
@@ -19,9 +18,12 @@ import aiohttp
 import discord
 from discord.gateway import DiscordWebSocket, ReconnectWebSocket
 
+from chatopsd.core.retry import Backoff
+
 log = logging.getLogger("chatopsd.discord")
 
 RECONNECT_CAP = 60.0  # discord.py's own backoff grows to 1024 s; an outage must not cost that
+RECONNECT = Backoff(base=1.0, cap=RECONNECT_CAP)
 _RETRIABLE = (
     OSError,
     discord.HTTPException,
@@ -92,7 +94,7 @@ class GatewayClient(discord.Client):
 
     @staticmethod
     def _backoff(attempt: int, exc: BaseException) -> float:
-        delay = random.uniform(0.0, min(RECONNECT_CAP, 2.0**attempt))
+        delay = RECONNECT.delay(attempt)
         log.warning(
             "discord gateway lost (%s: %s); reconnecting in %.1f s", type(exc).__name__, exc, delay
         )

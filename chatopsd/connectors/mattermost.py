@@ -28,10 +28,11 @@ still fails surfaces as TransientSendError, and the incident falls back to a thr
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import re
 import ssl
+import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
@@ -40,11 +41,13 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from chatopsd.config import MattermostSection
+from chatopsd.connectors import mattermost_events as events
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.mattermost_render import render
-from chatopsd.core.errors import FatalConnectorError, TransientSendError
-from chatopsd.core.messages import Actor, Destination, Inbound, Reply, Sent
+from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
+from chatopsd.core.messages import Destination, Reply, Sent
 from chatopsd.core.ports import ChannelRefused
+from chatopsd.core.retry import Backoff, RetryPolicy, retrying, server_wait
 from chatopsd.store.kv import SqliteKeyValue
 
 log = logging.getLogger("chatopsd.mattermost")
@@ -58,11 +61,7 @@ NAME_TAKEN = "store.sql_channel.save_channel.exists.app_error"
 _USER_ID = re.compile(r"[a-z0-9]{26}")
 
 
-class RateLimited(TransientSendError):
-    """HTTP 429: the server did not act on the request, so repeating it is always safe."""
-
-
-class MattermostHTTPError(RuntimeError):
+class MattermostHTTPError(Exception):
     """A 4xx answer (other than 401/429): the request itself was refused."""
 
     def __init__(self, text: str, status: int, error_id: str, message: str) -> None:
@@ -103,6 +102,7 @@ class MattermostConnector:
         # Set while a catch-up is owed: a failed fetch is retried after the next connect even
         # if that connection resumes (a resume does not bring back what REST failed to fetch).
         self._resync_owed = False
+        self._bot_roots: OrderedDict[str, None] = OrderedDict()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -122,12 +122,14 @@ class MattermostConnector:
         return self._http
 
     async def _api(self, method: str, path: str, **kw: Any) -> Any:
-        """One REST call; raises TransientSendError for 429/5xx/network, RuntimeError for 4xx."""
+        """One REST call; raises TransientSendError for 429/5xx/network, MattermostHTTPError
+        for another 4xx."""
         try:
             async with self._session().request(method, f"{self.base}/api/v4{path}", **kw) as r:
                 if r.status == 429:
-                    raise RateLimited(
-                        f"mattermost rate limited {method} {path}", retry_after=_retry_after(r)
+                    raise RateLimitedSend(
+                        f"mattermost rate limited {method} {path}",
+                        retry_after=server_wait(r.headers, now=time.time()),
                     )
                 if r.status >= 500:
                     raise TransientSendError(f"mattermost {method} {path}: HTTP {r.status}")
@@ -190,8 +192,10 @@ class MattermostConnector:
             async for msg in ws:
                 if msg.type != aiohttp.WSMsgType.TEXT:
                     continue
-                frame = _frame(msg.data)
-                if frame is None:
+                try:
+                    frame = events.frame(msg.data)
+                except events.MalformedFrame as exc:
+                    log.warning("mattermost: malformed websocket frame ignored: %s", exc)
                     continue
                 if frame.get("seq_reply") == 1 and frame.get("status") != "OK":
                     raise FatalConnectorError(
@@ -202,7 +206,7 @@ class MattermostConnector:
                     continue
                 fseq = frame.get("seq")
                 if event == "hello":
-                    new_id = str(_data(frame).get("connection_id", ""))
+                    new_id = str(events.data(frame).get("connection_id", ""))
                     resumed = bool(conn_id) and new_id == conn_id
                     expected = seq + 1 if resumed else (fseq if isinstance(fseq, int) else 0) + 1
                     conn_id, seq = new_id, expected - 1
@@ -257,59 +261,51 @@ class MattermostConnector:
                 # Reconnect and try again: going on would let live posts move the cursor past
                 # the ones we failed to fetch.
                 raise ConnectionError(f"could not fetch missed posts: {exc}") from None
-            except RuntimeError as exc:
+            except MattermostHTTPError as exc:  # e.g. 403: the bot left the channel
                 log.warning("mattermost: could not fetch missed posts of %s: %s", cid, exc)
                 continue
             try:
                 posts = [page["posts"][i] for i in page["order"]]
-                posts.sort(key=lambda p: int(p.get("create_at", 0)))
+                posts.sort(key=lambda p: events.millis(p, "create_at"))
             except (KeyError, TypeError, ValueError, AttributeError):
                 log.warning("mattermost: malformed post list for channel %s; skipped", cid)
                 continue
             for post in posts:
-                if post.get("delete_at") or int(post.get("create_at", 0)) < since:
+                if post.get("delete_at") or events.millis(post, "create_at") < since:
                     continue  # deleted, or an old post edited since
-                self._on_post(session, post, None)
+                try:
+                    self._on_post(session, post, None)
+                except events.MalformedFrame as exc:
+                    log.warning("mattermost: malformed post in %s skipped: %s", cid, exc)
         self._resync_owed = False
 
     # -- inbound ---------------------------------------------------------------------------
 
     def _on_event(self, session: Session, event: str, frame: Json) -> None:
-        data = _data(frame)
-        if event == "posted":
-            post = _json_field(data, "post")
-            if post is None:
-                log.warning("mattermost: posted event without a valid post; ignored")
-                return
-            if not self._watched(str(data.get("team_id", ""))):
-                return
-            self._on_post(session, post, data)
-        elif event == "reaction_added":
-            reaction = _json_field(data, "reaction")
-            if reaction is None:
-                log.warning("mattermost: reaction_added without a valid reaction; ignored")
-                return
-            user = str(reaction.get("user_id", ""))
-            if user == self.me.get("id"):
-                return
-            channel = str(frame.get("broadcast", {}).get("channel_id", ""))
-            post_id = str(reaction.get("post_id", ""))
-            emoji = str(reaction.get("emoji_name", ""))
-            session.emit(
-                Inbound(
-                    platform=self.platform,
-                    channel=channel,
-                    actor=Actor(id=user),
-                    text=emoji,
-                    kind="reaction",
-                    event_id=f"reaction:{post_id}:{user}:{emoji}:{reaction.get('create_at', '')}",
-                    message_id=post_id,
-                )
-            )
+        """One websocket event; a malformed one is logged and skipped, the socket stays."""
+        try:
+            if event == "posted":
+                data = events.data(frame)
+                if self._watched(str(data.get("team_id", ""))):
+                    self._on_post(session, events.json_field(data, "post"), data)
+            elif event == "reaction_added":
+                inbound = events.reaction_event(frame, self._identity())
+                if inbound is not None:
+                    session.emit(inbound)
+        except events.MalformedFrame as exc:
+            what = "post" if event == "posted" else "reaction"
+            log.warning("mattermost: %s event without a valid %s; skipped (%s)", event, what, exc)
+
+    def _identity(self) -> events.Identity:
+        return events.Identity(
+            user_id=str(self.me.get("id", "")),
+            username=str(self.me.get("username", "")),
+            allow_bots=self.cfg.allow_bots,
+        )
 
     def _on_post(self, session: Session, post: Json, data: Json | None) -> None:
-        cid, pid = str(post.get("channel_id", "")), str(post.get("id", ""))
-        created = int(post.get("create_at", 0))
+        """Raises MalformedFrame for a post without the documented shape."""
+        cid, created = str(post.get("channel_id", "")), events.millis(post, "create_at")
         if cid and created > self._cursors.get(cid, 0):
             self._cursors[cid] = created
             task = asyncio.get_running_loop().create_task(
@@ -317,42 +313,30 @@ class MattermostConnector:
             )
             _background.add(task)
             task.add_done_callback(_background.discard)
-        props = post.get("props") or {}
-        user = str(post.get("user_id", ""))
-        if user == self.me.get("id") or post.get("type"):
-            return  # our own post, or a system message (joins, header changes)
-        is_bot = str(props.get("from_bot", "")).lower() == "true" or bool(props.get("from_webhook"))
-        if is_bot and not self.cfg.allow_bots:
-            return
-        text, kind = str(post.get("message", "")), "message"
-        name = str((data or {}).get("sender_name", "")).lstrip("@")
-        mention = f"@{self.me.get('username', '')}"
-        if text.lower().startswith(mention.lower()) and len(mention) > 1:
-            text, kind = text[len(mention) :].lstrip(" :,\t"), "mention"
-        elif mention.lower() in text.lower() and len(mention) > 1:
-            at = text.lower().index(mention.lower())
-            text, kind = (text[:at] + text[at + len(mention) :]).strip(), "mention"
-        session.emit(
-            Inbound(
-                platform=self.platform,
-                channel=cid,
-                actor=Actor(id=user, name=name, is_bot=is_bot),
-                text=text,
-                kind=kind,  # type: ignore[arg-type]
-                event_id=pid,
-                thread=str(post.get("root_id") or pid),
-                message_id=pid,
-            )
-        )
+        if post.get("user_id") == self.me.get("id") and not post.get("root_id"):
+            self._remember_root(str(post.get("id", "")))
+        inbound = events.post_event(post, data, self._identity(), self.prefix, self._bot_roots)
+        if inbound is not None:
+            session.emit(inbound)
+
+    def _remember_root(self, post_id: str) -> None:
+        """A thread we started: replies in it need no prefix. Bounded, oldest forgotten."""
+        if post_id:
+            self._bot_roots[post_id] = None
+            while len(self._bot_roots) > BOT_ROOTS_KEPT:
+                self._bot_roots.popitem(last=False)
 
     # -- outbound --------------------------------------------------------------------------
 
     async def send(self, destination: Destination, reply: Reply) -> Sent | None:
         body: Json = {"channel_id": destination.channel, "message": render(reply, self.prefix)}
-        root = reply.thread or destination.thread
+        # A command posted at the top level is answered in a thread under it (reply_to).
+        root = reply.thread or destination.thread or destination.reply_to
         if root:
             body["root_id"] = root
         post = await self._api("POST", "/posts", json=body)
+        if not root:
+            self._remember_root(str(post["id"]))
         return Sent(destination, str(post["id"]))
 
     async def edit(self, sent: Sent, reply: Reply) -> None:
@@ -415,6 +399,14 @@ class MattermostConnector:
                 f"Mattermost refused to pin the post (HTTP {exc.status}: {exc.message})"
             ) from None
 
+    async def user_email(self, user_id: str) -> str | None:
+        """The user's email (GET /users/{id}), to act in PagerDuty as them; None if hidden."""
+        if not _USER_ID.fullmatch(user_id):
+            return None
+        found = await self._api("GET", f"/users/{user_id}")
+        email = found.get("email") if isinstance(found, dict) else None
+        return str(email).lower() if email else None
+
     async def _user_id(self, user: str) -> str:
         """A user id as is; a username (as typed in a command) looked up."""
         if _USER_ID.fullmatch(user):
@@ -441,17 +433,12 @@ class MattermostConnector:
     async def _admin(self, call: Callable[[], Awaitable[T]], *, retry_5xx: bool = True) -> T:
         """A channel-admin call has no outbox behind it: retry a 429 (honouring Retry-After)
         and, where a repeat is harmless, a 5xx or network error, a few times."""
-        for attempt in range(1, self.admin_attempts + 1):
-            try:
-                return await call()
-            except TransientSendError as exc:
-                if attempt == self.admin_attempts or not (
-                    isinstance(exc, RateLimited) or retry_5xx
-                ):
-                    raise
-                wait = exc.retry_after if exc.retry_after is not None else 0.5 * attempt
-                await asyncio.sleep(min(wait, self.admin_max_wait))
-        raise AssertionError("unreachable")
+        policy = RetryPolicy(
+            self.admin_attempts, Backoff(base=0.5, cap=self.admin_max_wait), self.admin_max_wait
+        )
+        return await retrying(
+            call, policy, retry_on=lambda exc: isinstance(exc, RateLimitedSend) or retry_5xx
+        )
 
     async def close(self) -> None:
         if self._http is not None:
@@ -461,46 +448,7 @@ class MattermostConnector:
 
 _background: set[asyncio.Task[None]] = set()
 _DURABLE = frozenset({"posted", "reaction_added"})
-
-
-def _frame(raw: str) -> Json | None:
-    try:
-        frame = json.loads(raw)
-    except ValueError:
-        log.warning("mattermost: malformed websocket frame ignored (%d bytes)", len(raw))
-        return None
-    if not isinstance(frame, dict):
-        log.warning("mattermost: websocket frame is not an object; ignored")
-        return None
-    return frame
-
-
-def _data(frame: Json) -> Json:
-    data = frame.get("data")
-    return data if isinstance(data, dict) else {}
-
-
-def _json_field(data: Json, name: str) -> Json | None:
-    """Mattermost sends data.post / data.reaction as a JSON string inside the JSON frame."""
-    raw = data.get(name)
-    try:
-        value = json.loads(raw) if isinstance(raw, str) else raw
-    except ValueError:
-        return None
-    return value if isinstance(value, dict) else None
-
-
-def _retry_after(r: aiohttp.ClientResponse) -> float | None:
-    for header in ("Retry-After", "X-RateLimit-Reset"):
-        value = r.headers.get(header)
-        if value is None:
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            continue
-        return max(0.0, seconds)
-    return None
+BOT_ROOTS_KEPT = 10_000  # threads we started that we still recognise
 
 
 async def _error(r: aiohttp.ClientResponse) -> tuple[str, str]:

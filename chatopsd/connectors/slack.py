@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import replace
@@ -38,9 +39,10 @@ from chatopsd.connectors.base import Session
 from chatopsd.connectors.slack_events import PLATFORM, Identity, MalformedPayload, translate
 from chatopsd.connectors.slack_render import escape, render
 from chatopsd.connectors.slack_users import UserCache
-from chatopsd.core.errors import FatalConnectorError, TransientSendError
+from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock
+from chatopsd.core.retry import server_wait
 
 log = logging.getLogger("chatopsd.slack")
 
@@ -344,9 +346,7 @@ async def _call(method: Any, name: str, args: dict[str, Any], **more: Any) -> An
         error = str(exc.response.get("error") or "")
         status = exc.response.status_code
         if status == 429 or error == "ratelimited":
-            raise TransientSendError(
-                f"{name}: rate limited", retry_after=_retry_after(exc)
-            ) from None
+            raise RateLimitedSend(f"{name}: rate limited", retry_after=_retry_after(exc)) from None
         if status >= 500 or error in _TRANSIENT:
             raise TransientSendError(f"{name}: HTTP {status} {error}".rstrip()) from None
         raise SlackSendError(f"{name} failed: {error or f'HTTP {status}'}", error) from None
@@ -355,11 +355,10 @@ async def _call(method: Any, name: str, args: dict[str, Any], **more: Any) -> An
 
 
 def _retry_after(exc: SlackApiError) -> float | None:
-    value = exc.response.headers.get("Retry-After") if exc.response.headers else None
-    try:
-        return float(value) if value is not None else None
-    except (TypeError, ValueError):
-        return None
+    headers = exc.response.headers or {}
+    # slack-sdk may hand a header's values as a list
+    flat = {k: v[0] if isinstance(v, list) and v else str(v) for k, v in headers.items()}
+    return server_wait(flat, now=time.time())
 
 
 def _connect_error(exc: SlackApiError, key: str, method: str) -> Exception:

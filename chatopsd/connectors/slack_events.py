@@ -6,12 +6,12 @@ the connector fills in display name and email from users.info afterwards.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Any
 
 from chatopsd.connectors.slack_render import BUTTON_PREFIX
-from chatopsd.core.messages import Actor, Inbound, Kind
+from chatopsd.core.addressing import Addressed, address
+from chatopsd.core.messages import Actor, Inbound
 
 PLATFORM = "slack"
 # Message subtypes that are still a person typing something; the others (joins, edits,
@@ -30,6 +30,11 @@ class Identity:
     user_id: str
     bot_id: str = ""
     allow_bots: bool = False
+
+    @property
+    def mentions(self) -> tuple[str, ...]:
+        """How a Slack message mentions us: <@U123> (also labelled, <@U123|name>)."""
+        return (f"<@{self.user_id}>",) if self.user_id else ()
 
 
 def translate(kind: str, payload: Any, me: Identity, prefix: str) -> Inbound | None:
@@ -66,7 +71,7 @@ def _event(payload: dict[str, Any], me: Identity, prefix: str) -> Inbound | None
         raise MalformedPayload("payload.event is missing or not an object")
     etype = event.get("type")
     if etype == "message":
-        return _message(event, event_id, me)
+        return _message(event, event_id, me, prefix)
     if etype == "app_mention":
         return _mention(event, event_id, me, prefix)
     if etype == "reaction_added":
@@ -97,7 +102,7 @@ def _is_ignored_sender(event: dict[str, Any], me: Identity) -> bool:
     return bool(bot_id) and not me.allow_bots
 
 
-def _message(event: dict[str, Any], event_id: str, me: Identity) -> Inbound | None:
+def _message(event: dict[str, Any], event_id: str, me: Identity, prefix: str) -> Inbound | None:
     subtype = event.get("subtype")
     if subtype not in _PLAIN_SUBTYPES and not (subtype == "bot_message" and me.allow_bots):
         return None
@@ -109,41 +114,55 @@ def _message(event: dict[str, Any], event_id: str, me: Identity) -> Inbound | No
     user = _opt(event, "user") or _opt(event, "bot_id")
     if user is None:
         raise MalformedPayload("event.user is missing")
-    # In a DM every line is addressed to us, so it counts as a mention (no prefix needed).
-    kind: Kind = "mention" if event.get("channel_type") == "im" else "message"
-    return Inbound(
-        platform=PLATFORM,
-        channel=_str(event, "channel", "event"),
-        actor=Actor(id=user, is_bot=bool(event.get("bot_id"))),
-        text=text,
-        kind=kind,
-        event_id=event_id,
-        thread=_opt(event, "thread_ts"),
-        message_id=_str(event, "ts", "event"),
+    _str(event, "channel", "event")  # malformed is malformed, addressed to us or not
+    direct = event.get("channel_type") == "im"
+    found = address(
+        text,
+        prefix=prefix,
+        mentions=me.mentions,
+        direct=direct,
+        bot_thread=bool(me.user_id) and event.get("parent_user_id") == me.user_id,
     )
+    if found is None:
+        return None  # chatter: not ours, and not worth a task
+    if found.how == "mention" and not direct:
+        return None  # Slack sends an app_mention for the same text: answer that one
+    return _inbound(event, event_id, user, text, found, is_bot=bool(event.get("bot_id")))
 
 
 def _mention(event: dict[str, Any], event_id: str, me: Identity, prefix: str) -> Inbound | None:
     if _is_ignored_sender(event, me):
         return None
-    text = _str(event, "text", "event").strip()
-    if prefix and text.startswith(prefix):
+    text = _str(event, "text", "event")
+    found = address(text, prefix=prefix, mentions=me.mentions, kind="mention")
+    if found is None or found.how == "prefix":
         return None  # "!ic @chatopsd": the message event carries it already; answer once
-    token = re.compile(rf"<@{re.escape(me.user_id)}(?:\|[^>]*)?>[\s:,]*")
-    found = token.search(text)
-    # "@chatopsd ic page" and "hey @chatopsd ic page" both mean "ic page": the command is
-    # what follows the mention ("ic page @chatopsd" has nothing after it: take what precedes)
-    stripped = text if found is None else text[found.end() :].strip() or text[: found.start()]
-    stripped = token.sub("", stripped).strip()
+    return _inbound(event, event_id, _str(event, "user", "event"), text, found)
+
+
+def _inbound(
+    event: dict[str, Any],
+    event_id: str,
+    user: str,
+    text: str,
+    found: Addressed,
+    *,
+    is_bot: bool = False,
+) -> Inbound:
+    """The prefix form keeps its text (the bus strips the prefix); the others carry the
+    command text the addressing found."""
+    kind, text = found.inbound(text)
     return Inbound(
         platform=PLATFORM,
         channel=_str(event, "channel", "event"),
-        actor=Actor(id=_str(event, "user", "event")),
-        text=stripped,
-        kind="mention",
+        actor=Actor(id=user, is_bot=is_bot),
+        text=text,
+        kind=kind,
         event_id=event_id,
         thread=_opt(event, "thread_ts"),
-        message_id=_opt(event, "ts"),
+        message_id=_opt(event, "ts")
+        if event.get("type") == "app_mention"
+        else _str(event, "ts", "event"),
     )
 
 

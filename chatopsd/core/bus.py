@@ -12,14 +12,25 @@ import os
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import replace
 
+from chatopsd.core.addressing import Addressed, address
 from chatopsd.core.commands import CommandSpec, Registry
 from chatopsd.core.context import Call
-from chatopsd.core.errors import Forbidden, RateLimited, UsageError, UserError
-from chatopsd.core.grammar import command_text, tokenize
+from chatopsd.core.errors import (
+    Forbidden,
+    RateLimited,
+    RateLimitedSend,
+    TransientSendError,
+    UsageError,
+    UserError,
+)
+from chatopsd.core.grammar import tokenize
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply
-from chatopsd.core.ports import ReplySink
+from chatopsd.core.ports import ChannelRefused, ReplySink
 
 log = logging.getLogger("chatopsd.bus")
+
+# Longer command text is refused before parsing (Slack's own message limit is 40,000).
+MAX_COMMAND_CHARS = 40_000
 
 Next = Callable[[Call], Awaitable[list[Reply]]]
 Middleware = Callable[[Call, Next], Awaitable[list[Reply]]]
@@ -34,6 +45,19 @@ def render_error(exc: BaseException, ref: str) -> Reply:
         private = isinstance(exc, UsageError | RateLimited | Forbidden)
         return Reply(text=text, ephemeral=private)
     return Reply(text=f"internal error, reference {ref}. It has been logged.")
+
+
+def short_cause(exc: BaseException, ref: str) -> str:
+    """Why a step failed, in a few words fit for chat, for a command that goes on anyway (an
+    incident declared without its pin). A typed error's own message; for anything else the
+    kind of failure and a reference to the log line, never the raw exception text."""
+    if isinstance(exc, UserError | ChannelRefused):
+        return str(exc)
+    if isinstance(exc, RateLimitedSend):
+        return "the platform rate limited us; try again in a minute"
+    if isinstance(exc, TransientSendError):
+        return "the platform did not answer (outage or timeout); try again later"
+    return f"internal error, reference {ref}. It has been logged."
 
 
 def new_ref() -> str:
@@ -54,6 +78,8 @@ class Bus:
         self.outbox = outbox
         self.prefix = prefix
         self.bot_names = bot_names
+        # Typed mentions of the bot (console, tests); platform connectors strip their own.
+        self.mentions = tuple(t for n in bot_names for t in (f"@{n}", f"<@{n}>"))
         self._chain = self._build(list(middleware))
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
@@ -106,10 +132,12 @@ class Bus:
             for listener in self.reaction_listeners:
                 await self._guard(listener(event), event)
             return []
-        body = command_text(event, self.prefix, self.bot_names)
-        if body is None:
+        addressed = self.addressed(event)
+        if addressed is None:
             return []
-        call = self._parse(event, body)
+        call = self._parse(event, addressed)
+        if call.error is not None and addressed.how == "thread" and not self._known_root(call):
+            return []  # people talking in a thread we started, not a command for us
         try:
             replies = await self._chain(call)
         except Exception as exc:
@@ -137,10 +165,23 @@ class Bus:
             self.outbox.enqueue(destination, reply)
         return replies
 
-    def _parse(self, event: Inbound, body: str) -> Call:
+    def addressed(self, event: Inbound) -> Addressed | None:
+        """The command in an event, or None when it is not for us (core/addressing)."""
+        return address(event.text, prefix=self.prefix, mentions=self.mentions, kind=event.kind)
+
+    def _parse(self, event: Inbound, addressed: Addressed) -> Call:
+        body = addressed.text
         call = Call(
             event=event, spec=None, args={}, prefix=self.prefix, ref=new_ref(), outbox=self.outbox
         )
+        if len(body) > MAX_COMMAND_CHARS:
+            # Refused before tokenizing (still audited and rate limited by the chain).
+            call.error = UsageError(
+                f"that message is too long for a command ({len(body):,} characters; "
+                f"the limit is {MAX_COMMAND_CHARS:,})",
+                hint="shorten it, or put long text in a file or a link",
+            )
+            return call
         try:
             call.words = tuple(tokenize(body))
             bound = self.registry.resolve(call.words, self.prefix)
@@ -150,16 +191,12 @@ class Bus:
             if call.spec is None and call.words:
                 # a known command with bad arguments still gets its role checked and audited
                 call.spec = _matched_spec(self.registry, call.words)
-            if self.mention_fallback is not None and self._mentioned(event):
+            if self.mention_fallback is not None and addressed.by_name:
                 call.spec, call.args, call.error = self.mention_fallback, {"text": body}, None
         return call
 
-    def _mentioned(self, event: Inbound) -> bool:
-        """Addressed to the bot by name (a platform mention, or "@chatopsd ..." typed)."""
-        if event.kind == "mention":
-            return True
-        text = event.text.lstrip().lower()
-        return any(text.startswith((f"@{n}".lower(), f"<@{n}>".lower())) for n in self.bot_names)
+    def _known_root(self, call: Call) -> bool:
+        return bool(call.words) and call.words[0].lower() in self.registry.roots()
 
     async def _guard(self, coro: Awaitable[None], event: Inbound) -> None:
         try:
@@ -200,7 +237,9 @@ def _link(mw: Middleware, nxt: Next) -> Next:
 
 
 def _matched_spec(registry: Registry, words: Sequence[str]) -> CommandSpec | None:
-    lowered = tuple(w.lower() for w in words)
+    """The longest known command path that prefixes the words (paths are short: only that
+    many words are looked at, so this is linear in the message, not quadratic)."""
+    lowered = tuple(w.lower() for w in words[: registry.longest])
     for n in range(len(lowered), 0, -1):
         spec = registry.get(lowered[:n])
         if spec is not None:

@@ -100,6 +100,11 @@ class Registry:
     def __iter__(self) -> Iterator[CommandSpec]:
         return iter(sorted(self._specs.values(), key=lambda s: s.path))
 
+    @property
+    def longest(self) -> int:
+        """Words in the longest command path."""
+        return self._longest
+
     def get(self, path: tuple[str, ...]) -> CommandSpec | None:
         return self._specs.get(path)
 

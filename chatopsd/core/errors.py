@@ -57,6 +57,13 @@ class TransientSendError(Exception):
         self.retry_after = retry_after
 
 
+class RateLimitedSend(TransientSendError):
+    """A platform or service answered 429: it did not act on the request, so repeating it is
+    always safe (unlike a 5xx or a timeout, after which the effect may have happened).
+
+    Not `RateLimited`, which is a person sending too many commands."""
+
+
 class JobFailed(Exception):
     """A scheduled job's run that did not do its work, with the cause in a few words. Raised by
     jobs that handle the failure themselves, so health counts it (without a traceback).

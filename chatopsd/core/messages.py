@@ -9,7 +9,9 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 from typing import Literal
 
-Kind = Literal["message", "mention", "slash", "button", "reaction"]
+# "mention": addressed by name or in a DM; "thread": a reply in a thread the bot started,
+# without prefix or mention (see core/addressing.py).
+Kind = Literal["message", "mention", "thread", "slash", "button", "reaction"]
 
 
 @dataclass(frozen=True, slots=True)

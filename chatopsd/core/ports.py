@@ -110,3 +110,60 @@ class ChannelAdmin(Protocol):
     async def pin(self, sent: Sent) -> None:
         """Pin a message we posted. Raise ChannelRefused if not allowed."""
         ...
+
+
+class IdentityLinks(Protocol):
+    """Chat identity → PagerDuty email links made with `!pd link` (issue 17)."""
+
+    async def link(self, platform: str, user_id: str, email: str) -> None: ...
+
+    async def email(self, platform: str, user_id: str) -> str | None: ...
+
+    async def holders(self, email: str) -> list[str]:
+        """Every "platform:user_id" linked to this email."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class OwedCard:
+    """A PagerDuty incident card still to post (message_id None) or to edit."""
+
+    incident_id: str
+    destination: Destination
+    message_id: str | None
+    wanted: str
+
+
+class IncidentCards(Protocol):
+    """The PagerDuty incidents followed in chat: the state decided for each, and its cards."""
+
+    async def state(self, incident_id: str) -> str | None:
+        """The last decided state (a PdIncident digest) or None if never seen."""
+        ...
+
+    async def states(self, incident_ids: Sequence[str]) -> dict[str, str]:
+        """The decided state of each of these that was seen before."""
+        ...
+
+    async def by_number(self, number: int) -> str | None: ...
+
+    async def unresolved(self) -> list[str]: ...
+
+    async def decide(
+        self, changes: Sequence[tuple[str, int, str, str]], destinations: Sequence[Destination]
+    ) -> None:
+        """Record (incident id, number, status, state) atomically; every new incident gets a
+        card owed in each destination, a changed one an edit owed in each of its cards."""
+        ...
+
+    async def owed(self) -> list[OwedCard]: ...
+
+    async def shown(self, card: OwedCard, message_id: str) -> None: ...
+
+
+@runtime_checkable
+class UserEmails(Protocol):
+    """OPTIONAL connector capability: a user's email from the platform (Mattermost
+    GET /users/{id}); used to act in PagerDuty as that person."""
+
+    async def user_email(self, user_id: str) -> str | None: ...

@@ -10,19 +10,20 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from chatopsd.config import IncidentsSection
 from chatopsd.core import incident as core
+from chatopsd.core.bus import new_ref, short_cause
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
-from chatopsd.core.errors import NotFound, UsageError
+from chatopsd.core.errors import NotFound, TransientSendError, UsageError, UserError
 from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
-from chatopsd.core.ports import ChannelAdmin, Clock, ReplySink
+from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
 from chatopsd.store.incidents import Home, SqliteIncidentStore
 
 log = logging.getLogger("chatopsd.incident")
@@ -110,12 +111,18 @@ class IncidentHandler:
         clock: Clock,
         settings: IncidentSettings,
         channel_admin: Callable[[str], ChannelAdmin | None],
+        threads: Callable[[str], bool] = lambda _platform: True,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.clock = clock
         self.settings = settings
         self.channel_admin = channel_admin
+        # `!incident escalate --page X` (issue 17): (call, target, incident id) -> reply
+        self.escalation_pager: Callable[[Call, str, str], Awaitable[Reply]] | None = None
+        # Whether a platform shows threads apart from their channel (the console does not:
+        # a "thread" there is the same stream, so posting to it as well prints twice).
+        self.threads = threads
         # One process, one writer: serialise read-modify-write of incidents so two people
         # acknowledging at once get one "acknowledged" and one clear refusal.
         self._lock = asyncio.Lock()
@@ -174,9 +181,13 @@ class IncidentHandler:
                 "escalate",
                 "raise the severity (one level, or to the one given)",
                 self.escalate,
-                (rest("severity", "then SEV-n (default: one level up)"),),
+                (
+                    rest("severity", "then SEV-n (default: one level up)"),
+                    Arg("page", "page a schedule, person or team too", option=True, required=False),
+                ),
                 True,
                 "incident escalate INC-2026-0042 SEV-1",
+                "incident escalate INC-2026-0042 --page PTEAMSCHED",
             ),
             spec("assign", "set the assignee", self.assign, (user,), True, "incident assign @bob"),
             spec("commander", "hand over Incident Commander", self.commander, (user,), True),
@@ -198,6 +209,10 @@ class IncidentHandler:
             spec("export", "a Markdown postmortem draft", self.export, (inc,), False),
         ]
 
+    def _flat(self, dest: Destination) -> Destination:
+        """Where a message really shows: on a platform without threads, the channel."""
+        return dest if self.threads(dest.platform) else Destination(dest.platform, dest.channel)
+
     # -- finding the incident ----------------------------------------------------------------
 
     async def _target(self, event: Inbound, raw: str, usage: str) -> tuple[Incident, str]:
@@ -207,10 +222,20 @@ class IncidentHandler:
         rest = after.strip() if incident_id else raw.strip()
         if incident_id is None:
             incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
-            if incident_id is None:
+        if incident_id is None:
+            # With exactly one incident open there is nothing to ask, on any platform.
+            open_now = await self.store.open()
+            if len(open_now) == 1:
+                incident_id = open_now[0].id
+            else:
+                which = (
+                    f"{len(open_now)} are open ({', '.join(i.id for i in open_now[:5])}); "
+                    if open_now
+                    else ""
+                )
                 raise UsageError(
-                    "which incident? give its id (e.g. INC-2026-0001), or run this in the "
-                    "incident's channel",
+                    f"which incident? {which}give its id (e.g. INC-2026-0001), or run this in "
+                    "the incident's channel",
                     hint=usage,
                 )
         found = await self.store.get(incident_id)
@@ -305,10 +330,17 @@ class IncidentHandler:
                 try:
                     await admin.pin(status)
                 except Exception as exc:  # a missing pin must not undo the declaration
-                    notes.append(f"Could not pin the status message: {exc}")
-        if notes and home.thread is not None:
+                    cause = _cause(exc, f"{incident.id}: pin")
+                    notes.append(f"Could not pin the status message: {cause}")
+        threaded = self.threads(event.platform)
+        if notes and home.thread is not None and threaded:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
-        where = f"Incident channel: #{name}" if name else "Incident thread: under the announcement"
+        if name:
+            where = f"Incident channel: #{name}"
+        elif threaded:
+            where = "Incident thread: under the announcement"
+        else:
+            where = "Its status and updates post here"
         lines = [f"{incident.id} declared ({incident.sev}). {where}.", *notes]
         if announced:
             lines.append(f"Announced in {', '.join(announced)}.")
@@ -332,19 +364,20 @@ class IncidentHandler:
                 except Exception as exc:
                     # Any failure (refused, name taken, network): the incident is declared
                     # already, so it must not fail now; a thread will do.
-                    failed = f"could not create #{name}: {exc}"
-                    log.warning("%s: %s", incident.id, failed)
+                    failed = f"could not create #{name}: {_cause(exc, incident.id)}"
                     if admin_reason is None:
                         admin_reason = reason = failed  # the first refusal is the telling one
                     continue
                 try:
                     await admin.invite(channel, [event.actor.id])
                 except Exception as exc:
-                    notes.append(f"Could not invite {event.actor.display}: {exc}")
+                    cause = _cause(exc, f"{incident.id}: invite")
+                    notes.append(f"Could not invite {event.actor.display}: {cause}")
                 return Home(event.platform, channel, None), name, notes
         # The thread hangs under the announcement; if that failed, under the declare command.
         thread = event.thread or (origin_sent.message_id if origin_sent else event.message_id)
-        notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
+        if self.threads(event.platform):
+            notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
         return Home(event.platform, event.channel, thread), None, notes
 
     # -- state changes -----------------------------------------------------------------------
@@ -366,11 +399,20 @@ class IncidentHandler:
         _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
-    async def escalate(self, call: Call) -> Reply:
+    async def escalate(self, call: Call) -> Reply | list[Reply]:
         rest = _raw(call)
         first, _, after_id = rest.strip().partition(" ")
         words = (after_id if core.parse_id(first) else rest).split()
         sev = core.parse_severity(words[0]) if words else None  # a bad one fails before the lock
+        target = call.text("page")
+        if target:  # --page: page through PagerDuty; the severity moves only if one is given
+            if self.escalation_pager is None:
+                raise UsageError("paging from an incident needs the [pagerduty] section")
+            incident, _ = await self._target(call.event, rest, self._usage(call))
+            replies = [await self.escalation_pager(call, target, incident.id)]
+            if sev is not None:
+                replies.insert(0, await self._escalate(call.event, rest, self._usage(call), sev))
+            return replies
         return await self._escalate(call.event, rest, self._usage(call), sev)
 
     async def _escalate(self, event: Inbound, raw: str, usage: str, sev: int | None) -> Reply:
@@ -463,7 +505,8 @@ class IncidentHandler:
         try:
             await admin.invite(home.channel, user_ids)
         except Exception as exc:
-            return f" Could not invite them to the incident channel: {exc}"
+            cause = _cause(exc, f"{incident.id}: invite")
+            return f" Could not invite them to the incident channel: {cause}"
         return ""
 
     async def resolve(self, call: Call) -> list[Reply]:
@@ -481,8 +524,8 @@ class IncidentHandler:
         if home is not None:
             places.append(home.destination)
         places += [s.destination for s in await self.store.messages(after.id, "announce")]
-        here = Destination(call.event.platform, call.event.channel, call.event.thread)
-        for dest in _dedupe(places):
+        here = self._flat(Destination(call.event.platform, call.event.channel, call.event.thread))
+        for dest in _dedupe([self._flat(p) for p in places]):
             if dest != here:
                 self.outbox.enqueue(dest, wrap)
         return [wrap]  # the asker's channel gets it as the command's reply
@@ -496,11 +539,14 @@ class IncidentHandler:
             text=f"{after.id} closed. Postmortem draft: {call.prefix}incident export {after.id}"
         )
 
-    async def link_page(self, call: Call, result: PageResult) -> None:
-        """`!ic page` succeeded: if it ran in an incident's channel or thread, link the
-        PagerDuty incident to ours (timeline entry, status and postmortem show it)."""
+    async def link_page(
+        self, call: Call, result: PageResult, incident_id: str | None = None
+    ) -> None:
+        """`!ic page` succeeded: if it ran in an incident's channel or thread (or names the
+        incident), link the PagerDuty incident to ours (timeline, status and postmortem)."""
         event = call.event
-        incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
+        if incident_id is None:
+            incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
         if incident_id is None:
             return
         names = ", ".join(p.name for p in result.paged) or "nobody"
@@ -616,3 +662,11 @@ class IncidentHandler:
             )
             reminded += 1
         return reminded
+
+
+def _cause(exc: Exception, what: str) -> str:
+    """Log a failed channel-admin step and say why in a few words (core/bus.short_cause)."""
+    ref = new_ref()
+    expected = isinstance(exc, UserError | ChannelRefused | TransientSendError)
+    log.warning("%s failed (ref %s): %s", what, ref, exc, exc_info=None if expected else exc)
+    return short_cause(exc, ref)

@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import random
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -27,11 +26,16 @@ import aiohttp
 
 from chatopsd.core.errors import Unavailable
 from chatopsd.core.oncall import PageResult, Person
+from chatopsd.core.retry import Backoff, RetryPolicy, server_wait
 
 log = logging.getLogger("chatopsd.pagerduty")
 
 Query = Sequence[tuple[str, str]]
 _ACCEPT = "application/vnd.pagerduty+json;version=2"
+# Waits between attempts: 0.25 s doubling to 4 s (full jitter), or what PagerDuty asks for;
+# the call's deadline bounds them all.
+RETRY = RetryPolicy(backoff=Backoff(base=0.125, cap=4.0))
+RETRY_MIN_TRY = 0.2  # seconds a retry must have left before the deadline
 
 
 class PagerDutyError(Exception):
@@ -245,10 +249,13 @@ class PagerDutyClient:
             except aiohttp.ClientError as exc:
                 last = f"cannot reach PagerDuty ({type(exc).__name__})"
                 log.warning("pagerduty %s attempt %d: %s", what, attempt, exc)
-                wait = _backoff(attempt)
+                wait = RETRY.backoff.delay(attempt)
             else:
                 body = _decode(raw)
                 if 200 <= status < 300:
+                    if status == 204 or isinstance(body, list):
+                        # DELETE answers 204 without a body; schedule overrides, a bare list
+                        return {"items": body if isinstance(body, list) else []}
                     if not isinstance(body, dict):
                         raise PagerDutyError(
                             "PagerDuty sent an unreadable answer (not a JSON object)",
@@ -257,15 +264,16 @@ class PagerDutyClient:
                     return body
                 if status == 429:
                     last = "PagerDuty is rate limiting us (429)"
-                    wait = _retry_after(resp_headers) or _backoff(attempt)
+                    wait = RETRY.wait(attempt, server_wait(resp_headers, now=time.time()))
                 elif status >= 500:
                     last = f"PagerDuty server error ({status})"
-                    wait = _retry_after(resp_headers) or _backoff(attempt)
+                    wait = RETRY.wait(attempt, server_wait(resp_headers, now=time.time()))
                 else:
                     raise _client_error(what, status, body)
                 log.warning("pagerduty %s attempt %d: %s", what, attempt, last)
             if wait is not None:
-                if time.monotonic() + wait >= until:
+                # A try with almost no time left would only time out and hide the real cause.
+                if time.monotonic() + wait + RETRY_MIN_TRY >= until:
                     last += f"; retry in {wait:.0f} s would pass the deadline"
                     break
                 await asyncio.sleep(wait)
@@ -358,23 +366,6 @@ def _oncall_row(item: Any) -> OnCallRow | None:
         level=level if isinstance(level, int) else 1,
         until=item.get("end") if isinstance(item.get("end"), str) else None,
     )
-
-
-def _retry_after(headers: Mapping[str, str]) -> float | None:
-    """Seconds PagerDuty asked us to wait: `ratelimit-reset` (seconds) or `Retry-After`."""
-    for name in ("ratelimit-reset", "Retry-After"):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            return max(0.0, float(value))
-        except ValueError:
-            continue
-    return None
-
-
-def _backoff(attempt: int) -> float:
-    return float(min(4.0, 0.25 * 2 ** (attempt - 1)) * (0.5 + random.random() / 2))
 
 
 def _errors(body: Any) -> str:

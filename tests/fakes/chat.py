@@ -36,10 +36,12 @@ class FakeChat:
         *,
         refuse_channels: str | None = None,
         refuse_pins: str | None = None,
+        broken_invites: Exception | None = None,
     ) -> None:
         self.platform = platform
         self.refuse_channels = refuse_channels
         self.refuse_pins = refuse_pins
+        self.broken_invites = broken_invites  # raised by invite: a bug in a connector
         self.posts: list[Posted] = []
         self.channels: dict[str, str] = {}  # id -> name
         self.members: dict[str, set[str]] = {}
@@ -74,6 +76,8 @@ class FakeChat:
         return channel_id
 
     async def invite(self, channel: str, user_ids: Sequence[str]) -> None:
+        if self.broken_invites is not None:
+            raise self.broken_invites
         self.members[channel].update(user_ids)
 
     async def pin(self, sent: Sent) -> None:

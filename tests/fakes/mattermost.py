@@ -69,6 +69,7 @@ class FakeMattermost:
         self.admin_failures: list[tuple[int, dict[str, str]]] = []  # for channel admin calls
         self.pin_failures: list[tuple[int, dict[str, str]]] = []  # for pins only, first
         self.users = {u["username"]: u for u in (BOT, ALICE, BOB)}
+        self.emails: dict[str, str] = {ALICE["id"]: "alice@example.com"}  # user id -> email
         self._ids = itertools.count(1)
         self._last_ms = 0
         self.runner: web.AppRunner | None = None
@@ -92,6 +93,7 @@ class FakeMattermost:
         app.router.add_post("/api/v4/channels/{id}/members", self._add_member)
         app.router.add_post("/api/v4/posts/{id}/pin", self._pin)
         app.router.add_get("/api/v4/users/username/{name}", self._user_by_name)
+        app.router.add_get("/api/v4/users/{id}", self._user_by_id)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
         site = web.TCPSite(self.runner, "127.0.0.1", 0, ssl_context=self.ssl_context)
@@ -223,6 +225,14 @@ class FakeMattermost:
         }
         self.posts[post["id"]] = post
         return post
+
+    async def _user_by_id(self, request: web.Request) -> web.Response:
+        """users.yaml GetUser: the email is there unless privacy settings hide it."""
+        uid = request.match_info["id"]
+        user = next((u for u in self.users.values() if u["id"] == uid), None)
+        if user is None:
+            return _app_error("app.user.missing_account.const", "user not found", 404)
+        return web.json_response({**user, "email": self.emails.get(uid, "")})
 
     async def _me(self, request: web.Request) -> web.Response:
         return web.json_response({**BOT, "email": "", "roles": "system_user"})

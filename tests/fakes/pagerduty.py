@@ -10,14 +10,26 @@ also requiring them, so no request that references a service or user could ever 
 Fault modes (`fault`, applied to paths starting with `fault_path`): "500", "429" (with
 ratelimit-reset and Retry-After), "429-bare" (neither header nor body), "hang", "badjson",
 "empty" (no one on call), "401", "drop-after" (do it, then drop the connection).
+
+Incident state (issue 17): incidents created by `POST /incidents` or `trigger()` live in
+`incidents` (our internal dicts; `_incident_json` renders PagerDuty's shape). `PUT /incidents`,
+`PUT /incidents/{id}` (status, escalation_level, assignments, resolution), notes, snooze,
+`GET /incidents` (statuses[], service_ids[], since on created_at, date_range=all, offset
+pagination) and `GET /incidents/{id}`; schedule overrides (`POST`/`DELETE`). Every write's `From`
+must be the email of one of `users` (else 400 as PagerDuty answers), and is recorded in
+`writes` as (method, path, From) so tests can see who PagerDuty would log. `act()` changes an
+incident out of band, as PagerDuty's app or a phone call would.
 """
 
 from __future__ import annotations
 
 import asyncio
 import copy
+import itertools
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from functools import cache
 from typing import Any
 
@@ -83,6 +95,16 @@ class FakePagerDuty:
     incidents: list[dict[str, Any]] = field(default_factory=list)
     from_emails: list[str] = field(default_factory=list)
     url: str = ""
+    # (method, path, From) of every write that changed something, in order
+    writes: list[tuple[str, str, str]] = field(default_factory=list)
+    notes: dict[str, list[tuple[str, str]]] = field(default_factory=dict)  # id -> (From, text)
+    overrides: dict[str, dict[str, Any]] = field(default_factory=dict)  # override id -> body
+    now: Callable[[], datetime] = field(default=lambda: datetime.now(UTC))
+    incident_page_cap: int = 100  # GET /incidents page size ceiling (PagerDuty's is 100)
+    gate: asyncio.Event | None = None  # when set, writes wait for it (simultaneous clicks)
+    # team id -> (name, escalation policy id); policy id -> (name, user ids at its first level)
+    teams: dict[str, tuple[str, str]] = field(default_factory=dict)
+    policies: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
 
     async def start(self) -> None:
         if self.validate:
@@ -94,6 +116,15 @@ class FakePagerDuty:
         app.router.add_get("/users/{id}", self._user)
         app.router.add_post("/incidents", self._create)
         app.router.add_get("/incidents", self._list_incidents)
+        app.router.add_put("/incidents", self._update_many)
+        app.router.add_get("/incidents/{id}", self._get_incident)
+        app.router.add_put("/incidents/{id}", self._update_one)
+        app.router.add_post("/incidents/{id}/notes", self._note)
+        app.router.add_post("/incidents/{id}/snooze", self._snooze)
+        app.router.add_post("/schedules/{id}/overrides", self._add_overrides)
+        app.router.add_get("/teams", self._teams)
+        app.router.add_get("/escalation_policies", self._policies)
+        app.router.add_delete("/schedules/{id}/overrides/{override_id}", self._del_override)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -219,7 +250,7 @@ class FakePagerDuty:
         inc = body["incident"]
         sender = request.headers["From"]
         self.from_emails.append(sender)
-        if not any(u.email == sender for u in self.users.values()):
+        if self._user_by_email(sender) is None:
             return _error(400, "Invalid Input Provided", ["Requester User Not Found"])
         key = inc.get("incident_key")
         for existing in self.incidents:
@@ -230,28 +261,311 @@ class FakePagerDuty:
                     ["Open incident with matching dedup key already exists on this service"],
                 )
         assignees = [a["assignee"]["id"] for a in inc.get("assignments", [])]
+        if not assignees and isinstance(inc.get("escalation_policy"), dict):
+            policy = self.policies.get(inc["escalation_policy"]["id"])
+            if policy is None:
+                return _error(400, "Invalid Input Provided", ["Escalation policy not found"])
+            assignees = list(policy[1])
         for uid in assignees:
             if uid not in self.users:
                 return _error(400, "Invalid Input Provided", [f"Assignee {uid} not found"])
-        n = len(self.incidents) + 1
         sender_ids = [u.id for u in self.users.values() if u.email == sender]
-        incident = {
+        incident = self.trigger(
+            inc["title"],
+            service_id=inc["service"]["id"],
+            assignees=assignees,
+            key=key,
+            urgency=inc.get("urgency", "high"),
+        )
+        if assignees == sender_ids:  # assigned only to the requester: born acknowledged
+            self.act(incident["id"], "acknowledged", sender_ids[0])
+        self.writes.append(("POST", "/incidents", sender))
+        return web.json_response({"incident": self._incident_json(incident)}, status=201)
+
+    # -- incident state ---------------------------------------------------------------------
+
+    def trigger(
+        self,
+        title: str,
+        *,
+        service_id: str = "PSVC1",
+        assignees: list[str] | None = None,
+        key: str | None = None,
+        urgency: str = "high",
+    ) -> dict[str, Any]:
+        """A new triggered incident, as an alert or someone else would open it."""
+        n = len(self.incidents) + 1
+        now = _iso(self.now())
+        incident: dict[str, Any] = {
             "id": f"PINC{n:03d}",
-            "type": "incident",
             "incident_number": n,
-            "title": inc["title"],
+            "title": title,
             "incident_key": key,
-            "status": "acknowledged" if assignees == sender_ids else "triggered",
+            "status": "triggered",
+            "urgency": urgency,
+            "service_id": service_id,
             "html_url": f"https://example.pagerduty.com/incidents/PINC{n:03d}",
-            "assignees": assignees,
+            "assignees": list(assignees or []),
+            "created_at": now,
+            "updated_at": now,
+            "last_status_change_at": now,
+            "last_status_change_by": None,
+            "escalation_level": 1,
+            "acknowledgers": [],
         }
         self.incidents.append(incident)
-        return web.json_response({"incident": incident}, status=201)
+        return incident
+
+    def act(self, incident_id: str, status: str, by: str | None) -> dict[str, Any]:
+        """Change an incident's status out of band (PagerDuty's app, a phone call)."""
+        incident = self.incident(incident_id)
+        now = _iso(self.now())
+        incident["status"] = status
+        incident["last_status_change_at"] = incident["updated_at"] = now
+        incident["last_status_change_by"] = by
+        if status == "acknowledged" and by:
+            incident["acknowledgers"].append((by, now))
+        if status == "triggered":
+            incident["acknowledgers"] = []
+        return incident
+
+    def incident(self, incident_id: str) -> dict[str, Any]:
+        return next(i for i in self.incidents if i["id"] == incident_id)
+
+    def _user_by_email(self, email: str) -> FakeUser | None:
+        return next((u for u in self.users.values() if u.email == email.lower()), None)
+
+    def _incident_json(self, inc: dict[str, Any]) -> dict[str, Any]:
+        def user_ref(uid: str) -> dict[str, Any]:
+            name = self.users[uid].name if uid in self.users else uid
+            return _ref("user", uid, name)
+
+        by = inc["last_status_change_by"]
+        return {
+            "id": inc["id"],
+            "type": "incident",
+            "summary": f"[#{inc['incident_number']}] {inc['title']}",
+            "incident_number": inc["incident_number"],
+            "title": inc["title"],
+            "incident_key": inc["incident_key"],
+            "status": inc["status"],
+            "urgency": inc["urgency"],
+            "html_url": inc["html_url"],
+            "created_at": inc["created_at"],
+            "updated_at": inc["updated_at"],
+            "service": _ref("service", inc["service_id"], f"Service {inc['service_id']}"),
+            "escalation_policy": _ref("escalation_policy", "EP0", "Default"),
+            "last_status_change_at": inc["last_status_change_at"],
+            "last_status_change_by": user_ref(by) if by else _ref("service", inc["service_id"]),
+            "assignments": [
+                {"at": inc["updated_at"], "assignee": user_ref(uid)} for uid in inc["assignees"]
+            ],
+            "acknowledgements": [
+                {"at": at, "acknowledger": user_ref(uid)} for uid, at in inc["acknowledgers"]
+            ],
+            # Not in the published Incident schema; the fake exposes it so tests can read it.
+            "escalation_level": inc["escalation_level"],
+        }
+
+    async def _writer(self, request: web.Request) -> tuple[str, FakeUser] | web.Response:
+        """The From of a write, checked against the account's users."""
+        sender = request.headers.get("From", "")
+        self.from_emails.append(sender)
+        user = self._user_by_email(sender)
+        if user is None:
+            return _error(400, "Invalid Input Provided", ["Requester User Not Found"])
+        if self.gate is not None:
+            await self.gate.wait()
+        return sender, user
+
+    def _apply(
+        self, incident: dict[str, Any], change: dict[str, Any], user: FakeUser
+    ) -> str | None:
+        """Apply one incident update; an error text if PagerDuty would refuse it."""
+        status = change.get("status")
+        if status is not None and status != incident["status"]:
+            if incident["status"] == "resolved" and status != "resolved":
+                return "Incident Already Resolved"
+            self.act(incident["id"], status, user.id)
+        level = change.get("escalation_level")
+        if level is not None:
+            if incident["status"] == "resolved":
+                return "Incident Already Resolved"
+            incident["escalation_level"] = int(level)
+            incident["updated_at"] = _iso(self.now())
+        if "assignments" in change:
+            ids = [a["assignee"]["id"] for a in change["assignments"]]
+            if any(uid not in self.users for uid in ids):
+                return "Assignee not found"
+            incident["assignees"] = ids
+            incident["updated_at"] = _iso(self.now())
+        return None
+
+    async def _update_one(self, request: web.Request) -> web.Response:
+        who = await self._writer(request)
+        if isinstance(who, web.Response):
+            return who
+        sender, user = who
+        incident = self._find(request.match_info["id"])
+        if incident is None:
+            return _error(404, "Not Found")
+        problem = self._apply(incident, (await request.json())["incident"], user)
+        if problem:
+            return _error(400, "Invalid Input Provided", [problem])
+        self.writes.append(("PUT", request.path, sender))
+        return web.json_response({"incident": self._incident_json(incident)})
+
+    async def _update_many(self, request: web.Request) -> web.Response:
+        who = await self._writer(request)
+        if isinstance(who, web.Response):
+            return who
+        sender, user = who
+        done = []
+        for change in (await request.json())["incidents"]:
+            incident = self._find(str(change.get("id")))
+            if incident is None:
+                return _error(404, "Not Found")
+            problem = self._apply(incident, change, user)
+            if problem:
+                return _error(400, "Invalid Input Provided", [problem])
+            done.append(self._incident_json(incident))
+        self.writes.append(("PUT", "/incidents", sender))
+        return web.json_response({"incidents": done, "limit": 25, "offset": 0, "more": False})
+
+    async def _note(self, request: web.Request) -> web.Response:
+        who = await self._writer(request)
+        if isinstance(who, web.Response):
+            return who
+        sender, user = who
+        incident = self._find(request.match_info["id"])
+        if incident is None:
+            return _error(404, "Not Found")
+        content = (await request.json())["note"]["content"]
+        self.notes.setdefault(incident["id"], []).append((sender, content))
+        self.writes.append(("POST", request.path, sender))
+        note = {
+            "id": f"PNOTE{sum(len(n) for n in self.notes.values())}",
+            "user": _ref("user", user.id, user.name),
+            "content": content,
+            "created_at": _iso(self.now()),
+        }
+        return web.json_response({"note": note}, status=201)
+
+    async def _snooze(self, request: web.Request) -> web.Response:
+        who = await self._writer(request)
+        if isinstance(who, web.Response):
+            return who
+        sender, _user = who
+        incident = self._find(request.match_info["id"])
+        if incident is None:
+            return _error(404, "Not Found")
+        if incident["status"] != "acknowledged":
+            return _error(400, "Invalid Input Provided", ["Incident must be acknowledged"])
+        seconds = int((await request.json())["duration"])
+        incident["snoozed_until"] = _iso(self.now() + timedelta(seconds=seconds))
+        self.writes.append(("POST", request.path, sender))
+        return web.json_response({"incident": self._incident_json(incident)}, status=201)
+
+    def _find(self, incident_id: str) -> dict[str, Any] | None:
+        return next((i for i in self.incidents if i["id"] == incident_id), None)
+
+    async def _get_incident(self, request: web.Request) -> web.Response:
+        incident = self._find(request.match_info["id"])
+        if incident is None:
+            return _error(404, "Not Found")
+        return web.json_response({"incident": self._incident_json(incident)})
 
     async def _list_incidents(self, request: web.Request) -> web.Response:
-        key = request.query.get("incident_key")
-        found = [i for i in self.incidents if i["incident_key"] == key]
-        return web.json_response({"incidents": found, "limit": 25, "offset": 0, "more": False})
+        q = request.query
+        found = list(self.incidents)
+        if key := q.get("incident_key"):
+            found = [i for i in found if i["incident_key"] == key]
+        if statuses := q.getall("statuses[]", []):
+            found = [i for i in found if i["status"] in statuses]
+        if services := q.getall("service_ids[]", []):
+            found = [i for i in found if i["service_id"] in services]
+        if q.get("date_range") != "all":
+            since = _parse(q["since"]) if "since" in q else self.now() - timedelta(days=30)
+            found = [i for i in found if _parse(i["created_at"]) >= since]
+        limit = min(int(q.get("limit", "25")), self.incident_page_cap)
+        offset = int(q.get("offset", "0"))
+        page = found[offset : offset + limit]
+        return web.json_response(
+            {
+                "incidents": [self._incident_json(i) for i in page],
+                "limit": limit,
+                "offset": offset,
+                "more": offset + limit < len(found),
+            }
+        )
+
+    async def _teams(self, request: web.Request) -> web.Response:
+        q = request.query.get("query", "").lower()
+        found = [
+            {"id": tid, "type": "team", "name": name, "summary": name}
+            for tid, (name, _) in self.teams.items()
+            if q in name.lower()
+        ]
+        return web.json_response({"teams": found, "limit": 25, "offset": 0, "more": False})
+
+    async def _policies(self, request: web.Request) -> web.Response:
+        wanted = request.query.getall("team_ids[]", [])
+        found = [
+            {
+                "id": pid,
+                "type": "escalation_policy",
+                "name": self.policies[pid][0],
+                "summary": self.policies[pid][0],
+            }
+            for tid, (_, pid) in self.teams.items()
+            if tid in wanted and pid in self.policies
+        ]
+        return web.json_response(
+            {"escalation_policies": found, "limit": 25, "offset": 0, "more": False}
+        )
+
+    # -- schedule overrides -----------------------------------------------------------------
+
+    async def _add_overrides(self, request: web.Request) -> web.Response:
+        sender = request.headers.get("From")
+        if sender is not None and self._user_by_email(sender) is None:
+            return _error(400, "Invalid Input Provided", ["Requester User Not Found"])
+        sid = request.match_info["id"]
+        if sid not in self.schedules:
+            return _error(404, "Not Found")
+        results = []
+        for item in (await request.json())["overrides"]:
+            uid = item["user"]["id"]
+            if uid not in self.users:
+                results.append({"status": 400, "errors": ["User not found"], "override": item})
+                continue
+            oid = f"POVR{next(_override_ids)}"
+            self.overrides[oid] = {"schedule": sid, **item, "id": oid}
+            user = self.users[uid]
+            override = {**item, "id": oid, "user": _ref("user", uid, user.name)}
+            results.append({"status": 201, "override": override})
+        self.writes.append(("POST", request.path, sender or ""))
+        return web.json_response(results, status=201)
+
+    async def _del_override(self, request: web.Request) -> web.Response:
+        oid = request.match_info["override_id"]
+        found = self.overrides.get(oid)
+        if found is None or found["schedule"] != request.match_info["id"]:
+            return _error(404, "Not Found")
+        del self.overrides[oid]
+        self.writes.append(("DELETE", request.path, request.headers.get("From", "")))
+        return web.Response(status=204)
+
+
+_override_ids = itertools.count(1)
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _parse(text: str) -> datetime:
+    return datetime.fromisoformat(text.replace("Z", "+00:00"))
 
 
 def _ref(kind: str, id_: str, summary: str = "") -> dict[str, Any]:

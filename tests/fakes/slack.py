@@ -445,9 +445,15 @@ class FakeSlack:
         )
 
     async def click(
-        self, value: str, *, action_id: str = "chatopsd:0", thread_ts: str | None = None
+        self,
+        value: str,
+        *,
+        action_id: str = "chatopsd:0",
+        thread_ts: str | None = None,
+        user: str = "U1",
     ) -> str:
         n = next(self._ids)
+        name = str(USERS.get(user, {}).get("name", user))
         message: dict[str, Any] = {"type": "message", "user": BOT_USER, "ts": "1700000000.000100"}
         if thread_ts:
             message["thread_ts"] = thread_ts
@@ -455,7 +461,7 @@ class FakeSlack:
             "interactive",
             {
                 "type": "block_actions",
-                "user": {"id": "U1", "username": "jane", "name": "jane", "team_id": "T1"},
+                "user": {"id": user, "username": name, "name": name, "team_id": "T1"},
                 "api_app_id": "A1",
                 "container": {
                     "type": "message",

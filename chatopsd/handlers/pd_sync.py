@@ -1,0 +1,135 @@
+"""The `pagerduty-incidents` job: PagerDuty incidents followed in chat, with no inbound HTTP.
+
+Each poll reads the open incidents on the followed services, the ones opened since the last
+poll and already resolved (so a short-lived one is not mistaken for news later) and, one by
+one, the incidents we show as open that are no longer in the open list (resolved out of band:
+PagerDuty's app, a phone call). It decides what changed in one durable write, then posts or
+edits the owed cards. Webhooks would be cheaper but need a public endpoint, which this daemon
+never opens.
+
+A failed read or a card that could not be posted makes the job raise, so the scheduler counts
+it and health shows it; a later poll delivers what is still owed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from chatopsd.core import pd as core
+from chatopsd.core.messages import Destination, Sent
+from chatopsd.core.pd import IncidentApi, PdIncident
+from chatopsd.core.ports import Clock, IncidentCards, KeyValue, ReplySink
+
+log = logging.getLogger("chatopsd.pd_sync")
+
+CURSOR = "pagerduty.incidents.since"
+
+
+class IncidentSync:
+    def __init__(
+        self,
+        api: IncidentApi,
+        cards: IncidentCards,
+        kv: KeyValue,
+        outbox: ReplySink,
+        clock: Clock,
+        *,
+        service_ids: Sequence[str],
+        destinations: Sequence[Destination],
+        overlap_seconds: float = 60.0,
+    ) -> None:
+        self.api, self.cards, self.kv, self.outbox, self.clock = api, cards, kv, outbox, clock
+        self.service_ids = tuple(service_ids)
+        self.destinations = tuple(destinations)
+        self.overlap = timedelta(seconds=overlap_seconds)
+        # Decisions and deliveries one at a time: a poll and a click never post a card twice.
+        self._lock = asyncio.Lock()
+        self.polls = 0
+
+    async def poll(self) -> None:
+        """The scheduled job: decide, then deliver. Raises when either failed."""
+        async with self._lock:
+            self.polls += 1
+            await self._decide()
+            await self._deliver()
+
+    async def decide(self) -> None:
+        """Read PagerDuty and record what changed, without posting (the first half of a poll)."""
+        async with self._lock:
+            await self._decide()
+
+    async def deliver(self) -> None:
+        async with self._lock:
+            await self._deliver()
+
+    async def record(self, incident: PdIncident) -> None:
+        """An action from chat changed an incident: show it now, not at the next poll."""
+        async with self._lock:
+            old = await self.cards.state(incident.id)
+            if old is None and incident.service_id not in self.service_ids:
+                return  # not a followed incident (`!pd incidents --all`)
+            change = _change(incident, old)
+            if change is not None:
+                await self.cards.decide([change], self.destinations)
+            await self._deliver()
+
+    async def current(self, incident_id: str) -> PdIncident | None:
+        state = await self.cards.state(incident_id)
+        return None if state is None else PdIncident.from_digest(state)
+
+    async def _decide(self) -> None:
+        now = self.clock.now()
+        raw = await self.kv.get(CURSOR)
+        since = datetime.fromisoformat(raw) if raw else now - timedelta(hours=1)
+        found: dict[str, PdIncident] = {}
+        for inc in await self.api.resolved_since(since - self.overlap, self.service_ids):
+            found[inc.id] = inc
+        for inc in await self.api.open_incidents(self.service_ids):
+            found[inc.id] = inc
+        for incident_id in await self.cards.unresolved():
+            if incident_id not in found:
+                found[incident_id] = await self.api.get(incident_id)
+        decided = await self.cards.states(list(found))
+        changes = []
+        for inc in found.values():
+            old = decided.get(inc.id)
+            if old is None and not inc.open:
+                continue  # opened and closed between two polls: nothing for anyone to do
+            change = _change(inc, old)
+            if change is not None:
+                changes.append(change)
+        await self.cards.decide(changes, self.destinations)
+        await self.kv.put(CURSOR, now.isoformat())
+        if changes:
+            log.info("pagerduty incidents: %d changed", len(changes))
+
+    async def _deliver(self) -> None:
+        failed = 0
+        for owed in await self.cards.owed():
+            reply = core.card(PdIncident.from_digest(owed.wanted))
+            if owed.message_id is None:
+                sent = await self.outbox.send(owed.destination, reply)
+                if sent is None:
+                    failed += 1
+                    continue
+                await self.cards.shown(owed, sent.message_id)
+            else:
+                await self.outbox.edit(Sent(owed.destination, owed.message_id), reply)
+                await self.cards.shown(owed, owed.message_id)
+        if failed:
+            raise RuntimeError(f"{failed} PagerDuty incident card(s) could not be posted")
+
+
+def _change(inc: PdIncident, old: str | None) -> tuple[str, int, str, str] | None:
+    """(id, number, status, state) when the incident differs from what was decided before.
+    An escalation level only we know (PagerDuty's incident has none) is kept until the
+    incident leaves the open states."""
+    if old is not None and inc.level is None and inc.open:
+        inc = inc.with_level(PdIncident.from_digest(old).level)
+    state = inc.digest()
+    if state == old:
+        return None
+    return inc.id, inc.number, inc.status, state

@@ -1,0 +1,89 @@
+"""PagerDuty incidents on Discord, end to end (discord.py against the fake gateway and REST,
+the fake PagerDuty spec-checked). Discord gives no email: an unlinked clicker is refused, then
+`!pd link` makes the same click act as that person."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import json
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+
+import pytest
+
+from chatopsd.app import App, Io
+from tests.conftest import FakeClock, make_config
+from tests.fakes.discord import CHANNEL_ID, FakeDiscord, Recorded
+from tests.fakes.pagerduty import FakePagerDuty
+from tests.test_discord import discord_config, fake, text_of  # noqa: F401
+from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
+
+
+@pytest.fixture
+async def app(
+    tmp_path: Path, fake: FakeDiscord, pd: FakePagerDuty, clock: FakeClock
+) -> AsyncIterator[App]:
+    pd.now = clock.now
+    base = discord_config(tmp_path, fake)
+    config = make_config(
+        tmp_path,
+        discord=base.discord.model_dump() if base.discord else {},
+        console={"enabled": False},
+        pagerduty=pd_section(
+            pd,
+            service_ids=["PSVC1"],
+            incident_channels=[f"discord:{CHANNEL_ID}"],
+            incident_poll_seconds=3600,
+        ),
+        roles={"oncall": ["*"]},
+    )
+    running = App(config, clock=clock, io=Io(io.StringIO(""), io.StringIO()))
+    await running.start()
+    await asyncio.wait_for(running.supervisors[0].ready_event.wait(), 5)
+    await first_refresh(running)
+    yield running
+    await running.stop()
+
+
+async def seen(
+    fake: FakeDiscord, log: list[Recorded], pred: Callable[[Recorded], bool]
+) -> Recorded:
+    """The first request (in `log` or still to come) that matches."""
+    for rec in log:
+        if pred(rec):
+            return rec
+    async with asyncio.timeout(5):
+        while True:
+            rec = await fake.next_post()
+            log.append(rec)
+            if pred(rec):
+                return rec
+
+
+async def test_discord_card_click_refused_until_linked_then_acts_as_the_person(
+    app: App, fake: FakeDiscord, pd: FakePagerDuty
+) -> None:
+    log: list[Recorded] = []
+    pd.trigger("Cache stampede", assignees=["PADA"])
+    assert app.pd_sync is not None
+    await app.pd_sync.poll()
+    card = await seen(fake, log, lambda r: "pd ack PINC001" in json.dumps(r.body))
+    assert card.method == "POST" and card.path == f"/channels/{CHANNEL_ID}/messages"
+    assert "PagerDuty #1: Cache stampede" in text_of(card)
+    await fake.dispatch("INTERACTION_CREATE", fake.click("pd ack PINC001"))
+    refused = await seen(fake, log, lambda r: "PagerDuty user" in json.dumps(r.body))
+    assert "pd link" in json.dumps(refused.body)
+    assert pd.writes == []
+    await fake.dispatch("MESSAGE_CREATE", fake.message("!pd link linus@example.com"))
+    await seen(fake, log, lambda r: "Linked" in json.dumps(r.body))
+    await fake.dispatch("INTERACTION_CREATE", fake.click("pd ack PINC001"))
+    edit = await seen(
+        fake,
+        log,
+        lambda r: r.method == "PATCH" and "acknowledged by Linus Torvalds" in json.dumps(r.body),
+    )
+    assert edit.path.startswith(f"/channels/{CHANNEL_ID}/messages/")
+    posts = [r for r in log if r.method == "POST" and "pd resolve PINC001" in json.dumps(r.body)]
+    assert posts == [card]  # one card, edited in place
+    assert pd.writes == [("PUT", "/incidents/PINC001", "linus@example.com")]
