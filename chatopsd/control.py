@@ -64,7 +64,10 @@ def health(app: App) -> dict[str, Any]:
             "cause": job.cause or None,
         }
 
-    def job_like(*words: str) -> Any:
+    def job_like(exact: str, *words: str) -> Any:
+        # The job by its name first: "pagerduty-incidents" also contains "pagerduty".
+        if exact in jobs:
+            return {"job": exact, **jobs[exact]}
         for name, info in jobs.items():
             if any(w in name for w in words):
                 return {"job": name, **info}
@@ -82,8 +85,8 @@ def health(app: App) -> dict[str, Any]:
             }
             for s in app.supervisors
         ],
-        "pagerduty_refresh": job_like("pagerduty", "oncall"),
-        "status_poll": job_like("status", "stalk"),
+        "pagerduty_refresh": job_like("pagerduty-refresh", "oncall"),
+        "status_poll": job_like("status-poll", "stalk"),
         "jobs": jobs,
         "queue_depth": app.outbox.depth,
         "in_flight": app.bus.in_flight,

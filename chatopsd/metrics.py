@@ -189,7 +189,7 @@ class _StateCollector:
             last = app.scheduler.last_ok.get(name)
             age = (now - last).total_seconds() if last else math.nan
             ages.add_metric([name], age)
-            if "pagerduty" in name or "oncall" in name:
+            if name == "pagerduty-refresh":  # (not pagerduty-incidents)
                 pd_age = age
         yield ages
         failing = GaugeMetricFamily(

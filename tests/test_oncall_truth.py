@@ -42,8 +42,9 @@ async def first_failure(app: App) -> None:
     """Wait for the first (failing) refresh to be recorded."""
     cache = app.oncall_cache
     assert cache is not None
+    pd_jobs = {j for j in app.scheduler.jobs if j.startswith("pagerduty-")}
     for _ in range(500):
-        if cache.snapshot.failing_since is not None and app.scheduler.failing():
+        if cache.snapshot.failing_since is not None and pd_jobs <= set(app.scheduler.failing()):
             return
         await asyncio.sleep(0.01)
     raise AssertionError("the first refresh never failed")
@@ -57,8 +58,9 @@ async def down(
 ) -> AsyncIterator[App]:
     """PagerDuty answers 500 to everything from the start; nothing was ever cached."""
     pd.fault = "500"
+    section = pd_section(pd, fallback_contacts=FALLBACK, incident_channels=["console:incidents"])
     app = App(
-        make_config(tmp_path, pagerduty=pd_section(pd, fallback_contacts=FALLBACK)),
+        make_config(tmp_path, pagerduty=section),
         clock=clock,
         io=Io(stdin=io.StringIO(""), stdout=io.StringIO()),
     )
@@ -112,7 +114,10 @@ async def test_pagerduty_down_from_the_start_never_says_nobody_is_on_call(
         answer = await asyncio.to_thread(request, control.path, {"cmd": "health"})
     finally:
         await control.close()
+    # the refresh by its name: the pagerduty-incidents poll (failing too) is another job
+    assert answer["health"]["pagerduty_refresh"]["job"] == "pagerduty-refresh"
     lines = render_health(answer["health"])
+    assert any(ln.startswith("job pagerduty-incidents failing since 12:00 UTC") for ln in lines)
     assert (
         "PagerDuty refresh failing since 12:00 UTC (PagerDuty server error (500)); "
         "last success never (1 failures)"
