@@ -92,3 +92,39 @@ async def test_unreachable_status_source_is_logged_and_fails_the_poll(
         assert "status poll failing since" in app.status_line()
     finally:
         await app.stop()
+
+
+async def test_pagerduty_outage_costs_one_journal_line_per_five_minutes(
+    tmp_path: Path, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Every refresh retries several times; the journal still gets one WARNING for the outage,
+    not a line per attempt per refresh."""
+    from tests.fakes.pagerduty import FakePagerDuty
+    from tests.test_pagerduty import fake_pd, pd_section
+
+    pd: FakePagerDuty = fake_pd()
+    await pd.start()
+    pd.fault = "500"
+    app = App(
+        make_config(tmp_path, pagerduty=pd_section(pd, refresh_seconds=3600)),
+        clock=clock,
+        io=Io(stdin=io.StringIO(""), stdout=io.StringIO()),
+    )
+    await app.start()
+    try:
+        cache = app.oncall_cache
+        assert cache is not None
+        await app.scheduler.run("pagerduty-refresh", cache.refresh_job)  # the outage starts
+        assert "job pagerduty-refresh failing: PagerDuty server error (500)" in caplog.text
+        caplog.clear()
+        with caplog.at_level(logging.DEBUG):
+            for _ in range(2):  # more refreshes, a minute apart, each retrying
+                clock.advance(60)
+                await app.scheduler.run("pagerduty-refresh", cache.refresh_job)
+        loud = [r for r in caplog.records if r.levelno >= logging.WARNING]
+        assert loud == [], [r.getMessage() for r in loud]  # already said when it started
+        assert pd.count("GET", "/oncalls") >= 6  # it did keep trying, several times each
+        assert app.scheduler.health["pagerduty-refresh"].failures >= 3
+    finally:
+        await app.stop()
+        await pd.close()

@@ -244,11 +244,11 @@ class PagerDutyClient:
                     resp_headers = resp.headers
             except TimeoutError:
                 last = f"no answer from PagerDuty within {min(self.request_timeout, left):.0f} s"
-                log.warning("pagerduty %s attempt %d: timeout", what, attempt)
+                log.debug("pagerduty %s attempt %d: timeout", what, attempt)
                 continue
             except aiohttp.ClientError as exc:
                 last = f"cannot reach PagerDuty ({type(exc).__name__})"
-                log.warning("pagerduty %s attempt %d: %s", what, attempt, exc)
+                log.debug("pagerduty %s attempt %d: %s", what, attempt, exc)
                 wait = RETRY.backoff.delay(attempt)
             else:
                 body = _decode(raw)
@@ -270,14 +270,16 @@ class PagerDutyClient:
                     wait = RETRY.wait(attempt, server_wait(resp_headers, now=time.time()))
                 else:
                     raise _client_error(what, status, body)
-                log.warning("pagerduty %s attempt %d: %s", what, attempt, last)
+                log.debug("pagerduty %s attempt %d: %s", what, attempt, last)
             if wait is not None:
                 # A try with almost no time left would only time out and hide the real cause.
                 if time.monotonic() + wait + RETRY_MIN_TRY >= until:
                     last += f"; retry in {wait:.0f} s would pass the deadline"
                     break
                 await asyncio.sleep(wait)
-        log.error("pagerduty %s failed: %s", what, last)
+        # DEBUG: the caller says it once (the page's log line, the refresh job's outage log),
+        # so an outage costs a line every 5 minutes, not one per attempt per refresh.
+        log.debug("pagerduty %s failed: %s", what, last)
         raise PagerDutyError(last)
 
 
