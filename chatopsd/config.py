@@ -31,6 +31,8 @@ SECRET_KEYS: tuple[tuple[str, str], ...] = (
     ("discord", "token"),
     ("mattermost", "token"),
     ("pagerduty", "api_token"),
+    ("statuspage", "api_key"),
+    ("tickets", "token"),
 )
 VerdictName = Literal["NORMAL", "DEGRADED", "CRITICAL", "UNKNOWN"]
 
@@ -46,6 +48,28 @@ class ChatopsdSection(Section):
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_seconds: float = Field(10.0, gt=0)
+    # PostgreSQL for several instances (high availability); absent: SQLite at state_db.
+    database: str | None = None
+    lease_seconds: float = Field(10.0, ge=1)  # leader lease for singleton jobs (PostgreSQL)
+    # This instance's name among several (PostgreSQL); default: the host name.
+    instance: str | None = Field(None, min_length=1, max_length=100)
+
+    @field_validator("database")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ValueError("must be postgresql://user@host:5432/dbname")
+        if parts.password is not None:
+            raise ValueError(
+                "must not hold a password: use the credential chatopsd_database_password "
+                "or PGPASSWORD"
+            )
+        return value
 
     def db_path(self) -> Path:
         # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
@@ -273,6 +297,9 @@ class IncidentsSection(Section):
     pulse_minutes: float = Field(30.0, gt=0)
     pulse_check_seconds: float = Field(60.0, ge=1)
     create_channels: bool = True
+    # A video bridge link template ("https://meet.example.com/{incident_id}"), posted and pinned
+    # when an incident opens.
+    bridge_url: str | None = None
 
     @field_validator("default_channels", "routing", "management_channel")
     @classmethod
@@ -290,6 +317,42 @@ class IncidentsSection(Section):
             if not platform or not channel:
                 raise ValueError('destinations look like "platform:channel_id"')
         return v
+
+
+class StatuspageSection(Section):
+    """Atlassian Statuspage: incidents published from chat (integrations/statuspage.py)."""
+
+    api_url: str = "https://api.statuspage.io/v1"
+    api_key: SecretStr
+    page_id: str = Field(min_length=1)
+    components: dict[str, str] = {}  # incident service -> component id
+    auto_publish: list[Literal["SEV-1", "SEV-2", "SEV-3", "SEV-4"]] = []
+    timeout_seconds: float = Field(10.0, gt=0)
+    # Statuspage allows one request per second per API key.
+    min_interval_seconds: float = Field(1.0, ge=0)
+
+
+class TicketsSection(Section):
+    """Where follow-ups become tickets (integrations/tickets.py)."""
+
+    kind: Literal["github", "jira"]
+    url: str | None = None  # default https://api.github.com for github; required for jira
+    token: SecretStr
+    project: str = Field(min_length=1)  # owner/repo (github) or project key (jira)
+    labels: list[str] = []
+    email: str | None = None  # jira: the account of the API token (basic auth)
+    issue_type: str = "Task"  # jira
+    # Link in each ticket back to the incident ("https://wiki.example.com/{incident_id}").
+    incident_url: str | None = None
+    timeout_seconds: float = Field(10.0, gt=0)
+
+    @model_validator(mode="after")
+    def _shape(self) -> TicketsSection:
+        if self.kind == "github" and self.project.count("/") != 1:
+            raise ValueError('project must be "owner/repo" for github')
+        if self.kind == "jira" and not self.url:
+            raise ValueError("url (your Jira site, https://example.atlassian.net) is required")
+        return self
 
 
 class OpsCommandSection(Section):
@@ -394,6 +457,8 @@ class Config(Section):
     incidents: IncidentsSection = IncidentsSection()
     commands: list[OpsCommandSection] = []
     approvals: ApprovalsSection = ApprovalsSection()
+    statuspage: StatuspageSection | None = None
+    tickets: TicketsSection | None = None
 
     @model_validator(mode="after")
     def _rules_name_commands(self) -> Config:
@@ -411,7 +476,9 @@ class Config(Section):
 
     @property
     def platforms(self) -> list[str]:
-        return [p for p in ("slack", "discord", "mattermost") if getattr(self, p) is not None]
+        from chatopsd.platforms import configured  # the registry imports this module
+
+        return [platform.name for platform, _section in configured(self)]
 
     @property
     def console_enabled(self) -> bool:

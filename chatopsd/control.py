@@ -88,6 +88,7 @@ def health(app: App) -> dict[str, Any]:
         "pagerduty_refresh": job_like("pagerduty-refresh", "oncall"),
         "status_poll": job_like("status-poll", "stalk"),
         "jobs": jobs,
+        "lease": _lease(app),
         "queue_depth": app.outbox.depth,
         "in_flight": app.bus.in_flight,
         "sent": app.outbox.sent,
@@ -236,6 +237,20 @@ def failing_jobs(app: App) -> list[str]:
     ]
 
 
+def _lease(app: App) -> dict[str, Any]:
+    """Leader and instances (several instances on PostgreSQL; on SQLite, this one)."""
+    st = app.lease.state()
+    return {
+        "instance": st.instance,
+        "leader": st.leader,
+        "holder": st.holder,
+        "token": st.token,
+        "instances": list(st.instances),
+        "database": app.db.describe(),
+        "claim_failures": app.ledger.failures,
+    }
+
+
 def render_health(h: dict[str, Any]) -> list[str]:
     lines = []
     for c in h["connectors"]:
@@ -263,6 +278,12 @@ def render_health(h: dict[str, Any]) -> list[str]:
     for name, job in h.get("jobs", {}).items():
         if job.get("failing_since") and name not in _LABELS:
             lines.append(f"job {name} failing since {_hhmm(job['failing_since'])} ({job['cause']})")
+    lease = h.get("lease")
+    if lease:
+        role = "leader" if lease["leader"] else f"follower (leader: {lease['holder'] or 'none'})"
+        lines.append(
+            f"instance {lease['instance']}: {role}; instances: {', '.join(lease['instances'])}"
+        )
     lines.append(
         f"queue depth: {h['queue_depth']}, in flight: {h['in_flight']}, "
         f"sent: {h['sent']}, send failures: {h['send_failures']}"

@@ -45,7 +45,9 @@ def build(app: App) -> list[CommandProvider]:
         destinations=[destination(t) for t in pd.incident_channels],
     )
     if pd.incident_channels:
-        app.scheduler.every("pagerduty-incidents", pd.incident_poll_seconds, sync.poll)
+        app.scheduler.every(
+            "pagerduty-incidents", pd.incident_poll_seconds, app._leader_only(sync.poll)
+        )
     identities = Identities(SqliteIdentityLinks(app.db), pd.users, lookup, clock=app.clock)
     handler = PdHandler(api, sync, identities, app.clock, service_ids=services)
     take = TakeHandler(

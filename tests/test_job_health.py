@@ -100,7 +100,7 @@ async def test_pagerduty_outage_costs_one_journal_line_per_five_minutes(
     """Every refresh retries several times; the journal still gets one WARNING for the outage,
     not a line per attempt per refresh."""
     from tests.fakes.pagerduty import FakePagerDuty
-    from tests.test_pagerduty import fake_pd, pd_section
+    from tests.fixtures.pagerduty import fake_pd, pd_section
 
     pd: FakePagerDuty = fake_pd()
     await pd.start()

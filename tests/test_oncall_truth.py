@@ -25,8 +25,9 @@ from chatopsd.systemd import Notifier, Watchdog
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.test_pagerduty import DEADLINE, first_refresh, pd, pd_section, say  # noqa: F401
-from tests.test_slack import fake  # noqa: F401
+from tests.fixtures.pagerduty import DEADLINE, first_refresh, pd, pd_section  # noqa: F401
+from tests.fixtures.slack import fake  # noqa: F401
+from tests.test_pagerduty import say
 
 FALLBACK = [{"name": "Duty Manager", "phone": "+1 555 0911"}]
 # Words that read as "nobody is on call" at 3am.

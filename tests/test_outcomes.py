@@ -21,8 +21,8 @@ from chatopsd.core.messages import Reply
 from chatopsd.core.outcome import Outcome
 from tests.conftest import FakeClock
 from tests.fakes.pagerduty import FakePagerDuty
+from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
 from tests.opsrig import OpsRig
-from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
 
 # (what, actor, command, PagerDuty fault on /incidents, outcome, text in the cause)
 TABLE = [

@@ -389,8 +389,22 @@ def _md(text: str) -> str:
     return re.sub(r"([\\`*_|<>\[\]#])", r"\\\1", text.replace("\n", " "))
 
 
-def postmortem(incident: Incident, timeline: Sequence[TimelineEntry], now: datetime) -> str:
-    """A Markdown postmortem skeleton, its facts filled from the incident and its timeline."""
+def _ticket(key: str, url: str) -> str:
+    """A ticket cell: a Markdown link when there is a URL."""
+    if not url:
+        return _md(key)
+    safe = url.replace(" ", "%20").replace(")", "%29").replace("|", "%7C")
+    return f"[{_md(key)}]({safe})"
+
+
+def postmortem(
+    incident: Incident,
+    timeline: Sequence[TimelineEntry],
+    now: datetime,
+    followups: Sequence[tuple[str, str, str, str]] = (),
+) -> str:
+    """A Markdown postmortem skeleton, its facts filled from the incident and its timeline;
+    `followups` are (action, owner, ticket key, ticket URL) rows."""
     end = incident.resolved_at
     window_end = _when(end) if end else f"ongoing (as of {_when(now)})"
     lines = [
@@ -440,7 +454,9 @@ def postmortem(incident: Incident, timeline: Sequence[TimelineEntry], now: datet
         "",
         "| Action | Owner | Ticket |",
         "|---|---|---|",
-        "| TODO | | |",
-        "",
     ]
+    lines += [f"| {_md(a)} | {_md(o)} | {_ticket(k, u)} |" for a, o, k, u in followups] or [
+        "| TODO | | |"
+    ]
+    lines.append("")
     return "\n".join(lines)

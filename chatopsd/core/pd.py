@@ -190,6 +190,8 @@ class IncidentApi(Protocol):
 
     async def find_users(self, query: str) -> list[PdUser]: ...
 
+    async def user(self, user_id: str) -> PdUser: ...
+
     async def create(
         self,
         sender: str,

@@ -11,8 +11,9 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from chatopsd.config import IncidentsSection
 from chatopsd.core import incident as core
@@ -21,10 +22,18 @@ from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, TransientSendError, UsageError, UserError
 from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
+from chatopsd.core.incident_hooks import Change, FollowUpRows, IncidentHook
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
-from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
-from chatopsd.store.incidents import Home, SqliteIncidentStore
+from chatopsd.core.ports import (
+    ChannelAdmin,
+    ChannelRefused,
+    Clock,
+    Home,
+    IncidentStore,
+    ReplySink,
+)
+from chatopsd.core.public_text import public_text, without_public
 
 log = logging.getLogger("chatopsd.incident")
 
@@ -91,11 +100,31 @@ def _dedupe(dests: Sequence[Destination]) -> list[Destination]:
     return out
 
 
-def _raw(call: Call) -> str:
-    """The command's one rest-of-line argument (whatever its name)."""
-    if call.spec is None or not call.spec.args:
-        return ""
-    return call.text(call.spec.args[0].name) or ""
+class Given(NamedTuple):
+    """What a command named: the incident id if given first, and the typed tail after it."""
+
+    incident_id: str | None
+    rest: str
+
+    @classmethod
+    def of_text(cls, text: str) -> Given:
+        """For callers that hold plain text (a reaction's incident id, other handlers' rest
+        argument): an incident id first if there is one, then the rest."""
+        first, _, after = text.strip().partition(" ")
+        if _is_id(first):
+            return cls(first, after.strip())
+        return cls(None, text.strip())
+
+
+def _raw(call: Call) -> Given:
+    """The command's typed arguments: the optional leading id and its tail (whatever its name)."""
+    args = call.spec.args if call.spec else ()
+    tail = next((a.name for a in args if a.name != "id" and not a.option), None)
+    return Given(call.text("id"), (call.text(tail) or "") if tail else "")
+
+
+def _is_id(word: str) -> bool:
+    return core.parse_id(word) is not None
 
 
 def _user_id(text: str) -> str:
@@ -106,7 +135,7 @@ def _user_id(text: str) -> str:
 class IncidentHandler:
     def __init__(
         self,
-        store: SqliteIncidentStore,
+        store: IncidentStore,
         outbox: ReplySink,
         clock: Clock,
         settings: IncidentSettings,
@@ -126,16 +155,25 @@ class IncidentHandler:
         # One process, one writer: serialise read-modify-write of incidents so two people
         # acknowledging at once get one "acknowledged" and one clear refusal.
         self._lock = asyncio.Lock()
+        # Features that follow the lifecycle (status page, follow-ups, bridge): app.py adds them.
+        self.hooks: list[IncidentHook] = []
+        self.followups: FollowUpRows | None = None
 
     def commands(self) -> list[CommandSpec]:
-        # The id is optional inside an incident's channel, so it cannot be a positional
-        # argument of its own: each command takes the rest of the line and _target splits it.
-        def rest(name: str, what: str) -> Arg:
-            return Arg(name, f"[INC id] {what}".strip(), kind="rest", required=False)
+        # The id is optional inside an incident's channel or thread: a leading argument that
+        # binds only an incident id, followed by the typed tail.
+        inc = Arg(
+            "id",
+            "INC id (optional inside the incident's channel or thread)",
+            required=False,
+            accepts=_is_id,
+        )
 
-        inc = rest("id", "(optional inside the incident's channel or thread)")
-        note = rest("note", "then the text")
-        user = rest("user", "then who")
+        def rest(name: str, what: str) -> tuple[Arg, Arg]:
+            return inc, Arg(name, what, kind="rest", required=False)
+
+        note = rest("note", "the text")
+        user = rest("user", "who")
 
         def spec(
             sub: str, summary: str, handler: Handler, args: tuple[Arg, ...], mutates: bool, *ex: str
@@ -166,14 +204,20 @@ class IncidentHandler:
                 priority=Priority.PAGE,
                 examples=('incident declare --sev 1 "Payments failing" --service payments',),
             ),
-            spec("ack", "acknowledge: someone is on it", self.ack, (note,), True, "incident ack"),
+            spec("ack", "acknowledge: someone is on it", self.ack, note, True, "incident ack"),
             spec(
                 "update",
-                "add a timestamped update; refreshes the pinned status",
+                "add a timestamped update; --public TEXT also posts TEXT to the status page",
                 self.update,
-                (note,),
+                (
+                    *note,
+                    Arg(
+                        "public", "text for the status page (quote it)", option=True, required=False
+                    ),
+                ),
                 True,
                 "incident update rolled back the deploy, error rate falling",
+                'incident update rolled back --public "A fix is being rolled out"',
             ),
             spec("status", "the incident's current status", self.status, (inc,), False),
             spec("list", "open incidents", self.list_open, (), False),
@@ -182,17 +226,18 @@ class IncidentHandler:
                 "raise the severity (one level, or to the one given)",
                 self.escalate,
                 (
-                    rest("severity", "then SEV-n (default: one level up)"),
+                    inc,
+                    Arg("severity", "SEV-n (default: one level up)", required=False),
                     Arg("page", "page a schedule, person or team too", option=True, required=False),
                 ),
                 True,
                 "incident escalate INC-2026-0042 SEV-1",
                 "incident escalate INC-2026-0042 --page PTEAMSCHED",
             ),
-            spec("assign", "set the assignee", self.assign, (user,), True, "incident assign @bob"),
-            spec("commander", "hand over Incident Commander", self.commander, (user,), True),
-            spec("comms", "set the Communications Lead", self.comms, (user,), True),
-            spec("scribe", "set the Scribe", self.scribe, (user,), True),
+            spec("assign", "set the assignee", self.assign, user, True, "incident assign @bob"),
+            spec("commander", "hand over Incident Commander", self.commander, user, True),
+            spec("comms", "set the Communications Lead", self.comms, user, True),
+            spec("scribe", "set the Scribe", self.scribe, user, True),
             spec(
                 "join", "say you are joining; invites you to its channel", self.join, (inc,), True
             ),
@@ -200,7 +245,7 @@ class IncidentHandler:
                 "resolve",
                 "resolve with what fixed it; posts the wrap-up",
                 self.resolve,
-                (note,),
+                note,
                 True,
                 "incident resolve rolled back to v1.2.2",
             ),
@@ -215,11 +260,12 @@ class IncidentHandler:
 
     # -- finding the incident ----------------------------------------------------------------
 
-    async def _target(self, event: Inbound, raw: str, usage: str) -> tuple[Incident, str]:
-        """The incident named first in `raw`, or the one whose channel this is; and the rest."""
-        first, _, after = raw.strip().partition(" ")
-        incident_id = core.parse_id(first) if first else None
-        rest = after.strip() if incident_id else raw.strip()
+    async def _target(self, event: Inbound, raw: Given | str, usage: str) -> tuple[Incident, str]:
+        """The incident named (an id, or a command's Given), or the one whose channel or
+        thread this is; and the rest of the command."""
+        given = raw if isinstance(raw, Given) else Given.of_text(raw)
+        incident_id = core.parse_id(given.incident_id) if given.incident_id else None
+        rest = given.rest.strip()
         if incident_id is None:
             incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
         if incident_id is None:
@@ -254,9 +300,10 @@ class IncidentHandler:
     async def _change(
         self,
         event: Inbound,
-        raw: str,
+        raw: Given | str,
         usage: str,
         apply: Callable[[Incident, str], tuple[Incident, str, str]],
+        public: str | None = None,
     ) -> tuple[Incident, Incident, str]:
         """Find, change and store an incident with its timeline entry; refresh its status.
 
@@ -271,14 +318,35 @@ class IncidentHandler:
                     exc.hint = f"{self.settings.prefix}{exc.hint}"
                 raise
             await self.store.save(after, self._entry(event, kind, text))
+        await self._notify(Change(after, kind, text, event, public))
         await self._refresh_status(after)
         return before, after, rest
 
-    async def _refresh_status(self, incident: Incident) -> None:
+    async def _notify(self, change: Change) -> None:
+        for hook in self.hooks:
+            try:
+                await hook.changed(change)
+            except Exception:  # the change is stored: a follower's failure must not undo it
+                log.exception("incident hook %s failed on %s", type(hook).__name__, change.kind)
+
+    async def _status_reply(self, incident: Incident) -> Reply:
         last = await self.store.last_update(incident.id)
         reply = core.status(incident, last, self.clock.now())
+        extra: list[tuple[str, str]] = []
+        for hook in self.hooks:
+            extra.extend(await hook.status_fields(incident))
+        return replace(reply, fields=reply.fields + tuple(extra)) if extra else reply
+
+    async def _refresh_status(self, incident: Incident) -> None:
+        reply = await self._status_reply(incident)
         for sent in await self.store.messages(incident.id, "status"):
             await self.outbox.edit(sent, reply)
+
+    async def refresh_status(self, incident_id: str) -> None:
+        """Re-render the pinned status (a hook's own state changed, e.g. published)."""
+        incident = await self.store.get(incident_id)
+        if incident is not None:
+            await self._refresh_status(incident)
 
     # -- declare -----------------------------------------------------------------------------
 
@@ -322,7 +390,7 @@ class IncidentHandler:
                 origin_sent = sent
         home, name, notes = await self._open_home(incident, event, origin_sent)
         await self.store.bind_home(incident.id, home)
-        status = await self.outbox.send(home.destination, core.status(incident, None, now))
+        status = await self.outbox.send(home.destination, await self._status_reply(incident))
         if status is not None:
             await self.store.remember(incident.id, "status", status)
             admin = self.channel_admin(home.platform)
@@ -335,6 +403,7 @@ class IncidentHandler:
         threaded = self.threads(event.platform)
         if notes and home.thread is not None and threaded:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
+        await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
         if name:
             where = f"Incident channel: #{name}"
         elif threaded:
@@ -391,31 +460,39 @@ class IncidentHandler:
         return Reply(text=f"{after.id} acknowledged by {call.event.actor.display}.")
 
     async def update(self, call: Call) -> Reply:
+        public = public_text(call.event.text) if call.text("public") is not None else None
+
         def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
+            note = without_public(note, public)
+            if not note and public:
+                note = f"(public) {public}"
             if not note:
                 raise UsageError("say what changed", hint=self._usage(call))
             return core.touch(i, "update", self.clock.now()), "update", note
 
-        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
+        _, after, _ = await self._change(
+            call.event, _raw(call), self._usage(call), apply, public=public
+        )
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
     async def escalate(self, call: Call) -> Reply | list[Reply]:
-        rest = _raw(call)
-        first, _, after_id = rest.strip().partition(" ")
-        words = (after_id if core.parse_id(first) else rest).split()
-        sev = core.parse_severity(words[0]) if words else None  # a bad one fails before the lock
+        given = _raw(call)
+        # a bad severity fails before the lock
+        sev = core.parse_severity(given.rest) if given.rest else None
         target = call.text("page")
         if target:  # --page: page through PagerDuty; the severity moves only if one is given
             if self.escalation_pager is None:
                 raise UsageError("paging from an incident needs the [pagerduty] section")
-            incident, _ = await self._target(call.event, rest, self._usage(call))
+            incident, _ = await self._target(call.event, given, self._usage(call))
             replies = [await self.escalation_pager(call, target, incident.id)]
             if sev is not None:
-                replies.insert(0, await self._escalate(call.event, rest, self._usage(call), sev))
+                replies.insert(0, await self._escalate(call.event, given, self._usage(call), sev))
             return replies
-        return await self._escalate(call.event, rest, self._usage(call), sev)
+        return await self._escalate(call.event, given, self._usage(call), sev)
 
-    async def _escalate(self, event: Inbound, raw: str, usage: str, sev: int | None) -> Reply:
+    async def _escalate(
+        self, event: Inbound, raw: Given | str, usage: str, sev: int | None
+    ) -> Reply:
         def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
             new = core.escalate(i, sev, self.clock.now())
             return new, "escalated", f"escalated {i.sev} → {new.sev}"
@@ -475,7 +552,7 @@ class IncidentHandler:
     async def join(self, call: Call) -> Reply:
         return await self._join(call.event, _raw(call), self._usage(call))
 
-    async def _join(self, event: Inbound, raw: str, usage: str) -> Reply:
+    async def _join(self, event: Inbound, raw: Given | str, usage: str) -> Reply:
         current, _ = await self._target(event, raw, usage)
         said = f"{event.actor.display} joined"
         if any(
@@ -564,8 +641,7 @@ class IncidentHandler:
 
     async def status(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
-        last = await self.store.last_update(incident.id)
-        return core.status(incident, last, self.clock.now())
+        return await self._status_reply(incident)
 
     async def list_open(self, call: Call) -> Reply:
         found = await self.store.open()
@@ -590,9 +666,10 @@ class IncidentHandler:
     async def export(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         entries = await self.store.timeline(incident.id)
+        rows = await self.followups.postmortem_rows(incident.id) if self.followups else ()
         return Reply(
             title=f"Postmortem draft for {incident.id}",
-            code=core.postmortem(incident, entries, self.clock.now()),
+            code=core.postmortem(incident, entries, self.clock.now(), rows),
         )
 
     def _usage(self, call: Call) -> str:

@@ -15,8 +15,8 @@ from datetime import datetime, timedelta
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
-from chatopsd.core.errors import Forbidden, NotFound, UsageError
-from chatopsd.core.messages import Priority, Reply
+from chatopsd.core.errors import Forbidden, NotFound, UsageError, UserError
+from chatopsd.core.messages import Destination, Priority, Reply
 from chatopsd.core.oncall import PageResult, Person
 from chatopsd.core.pd import IncidentApi, hhmm
 from chatopsd.core.ports import Clock, KeyValue
@@ -122,9 +122,14 @@ class TakeHandler:
             self._key(call, schedule), json.dumps({"id": override, "end": end.isoformat()})
         )
         relieved = ", ".join(u.name for u in others)
-        lines = [f"{me.name} has the pager on {schedule} until {hhmm(end.isoformat())} UTC."]
+        until = f"{hhmm(end.isoformat())} UTC"
+        lines = [f"{me.name} has the pager on {schedule} until {until}."]
         if relieved:
             lines.append(f"{relieved}: you are off the pager until then (override {override}).")
+        for person in others:
+            await self._tell(
+                call, person.id, f"{me.name} took the pager on {schedule} from you until {until}."
+            )
         return Reply(title="Pager taken", text="\n".join(lines), priority=Priority.PAGE)
 
     async def handback(self, call: Call) -> Reply:
@@ -139,11 +144,30 @@ class TakeHandler:
         await self.kv.put(key, "")
         after = await self.api.on_call(schedule)
         back = ", ".join(u.name for u, _ in after) or "the schedule"
+        for person, _ in after:
+            await self._tell(call, person.id, f"The pager on {schedule} is yours again.")
         return Reply(
             title="Pager handed back",
             text=f"Override {override} on {schedule} removed; {back}: the pager is yours again.",
             priority=Priority.PAGE,
         )
+
+    async def _tell(self, call: Call, user_id: str, text: str) -> None:
+        """Tell someone whose shift changed, privately in this channel, if they are linked on
+        this platform (the channel message names them in any case). Best effort."""
+        e = call.event
+        try:
+            person = await self.api.user(user_id)
+            ids = (
+                await self.pd.identities.chat_ids(person.email, e.platform) if person.email else []
+            )
+        except UserError as exc:
+            log.warning("could not tell %s of the shift change: %s", user_id, exc)
+            return
+        for chat_id in ids:
+            if chat_id != e.actor.id:
+                where = Destination(e.platform, e.channel, e.thread, actor=chat_id)
+                call.outbox.enqueue(where, Reply(text=text, ephemeral=True))
 
     async def page(self, call: Call) -> Reply:
         return await self._page(call, (call.text("target") or "").strip(), None)
@@ -176,7 +200,7 @@ class TakeHandler:
                 raise NotFound(f"nobody is on call on {name} (or PagerDuty has no such schedule)")
         elif kind != "team":
             try:
-                user = await self.pd._user(call, name)
+                user = await self.pd.user(call, name)
                 people = [Person(user.id, user.name, user.email)]
             except NotFound:
                 if kind == "user":

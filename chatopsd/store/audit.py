@@ -1,4 +1,4 @@
-"""The audit trail in SQLite: append-only, each row chained to the one before by a hash.
+"""The audit trail (SQLite or PostgreSQL): append-only, each row chained to the one before.
 
 `hash = sha256(prev_hash + canonical(row))`, where canonical is the JSON list of the row's
 fields, with `cause` last when it is not NULL (rows written before migration 0010 have none,
@@ -9,6 +9,9 @@ seen from the rows alone: keep the head hash `verify` prints somewhere else if t
 Cost on the per-command hot path: one json.dumps and one sha256 of a few hundred bytes (a few
 microseconds), no extra SQL: the previous hash is kept in memory. Appends are chained in call
 order, which is also the insert order because the writer queue is FIFO.
+
+With several instances (PostgreSQL) memory cannot know the head: each append reads it and
+inserts in one transaction under an advisory transaction lock, so the chain stays one chain.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from datetime import UTC, datetime
 
 from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import AUDIT_LOCK, Database, Tx
 
 _FIELDS = (
     "at, platform, channel, thread, actor, actor_name, kind, text, command, outcome, "
@@ -53,7 +56,7 @@ class Verdict:
         return self.broken_at is None
 
 
-class SqliteAuditLog:
+class SqlAuditLog:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._last: str | None = None
@@ -77,8 +80,11 @@ class SqliteAuditLog:
             entry.event_id,
             entry.ref,
         )
-        prev = self._last or GENESIS
         cause = entry.cause or ""
+        if self.db.shared:
+            await self.db.transaction(lambda tx: self._append_shared(tx, values, cause))
+            return
+        prev = self._last or GENESIS
         digest = row_hash(prev, values, cause)
         self._last = digest  # before awaiting: the next append chains onto this one
         try:
@@ -86,6 +92,15 @@ class SqliteAuditLog:
         except BaseException:
             self._last = None  # the row may not exist: re-read the head before the next one
             raise
+
+    @staticmethod
+    async def _append_shared(tx: Tx, values: tuple[object, ...], cause: str) -> None:
+        await tx.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
+        row = await tx.fetchone(
+            "SELECT hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
+        )
+        prev = row[0] if row else GENESIS
+        await tx.execute(_INSERT, (*values, prev, row_hash(prev, values, cause), cause))
 
     async def _load(self) -> None:
         async with self._loading:
@@ -119,11 +134,12 @@ class SqliteAuditLog:
             where.append("(command = ? OR command LIKE ? ESCAPE '\\')")
             params += [command, _like_prefix(command)]
         if outcome in set(Outcome):
-            where.append("outcome = ?")
-            params.append(outcome)
+            # (rows from before migration 0010 wrote e.g. "denied: <why>" in one column)
+            where.append("(outcome = ? OR outcome LIKE ? ESCAPE '\\')")
+            params += [outcome, f"{_escape_like(outcome)}:%"]
         elif outcome:
-            where.append("(instr(outcome, ?) > 0 OR instr(coalesce(cause, ''), ?) > 0)")
-            params += [outcome, outcome]
+            where.append("(outcome LIKE ? ESCAPE '\\' OR coalesce(cause, '') LIKE ? ESCAPE '\\')")
+            params += [f"%{_escape_like(outcome)}%"] * 2
         rows = await self.db.fetchall(
             f"SELECT {_FIELDS}, cause FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit),
@@ -171,6 +187,12 @@ class SqliteAuditLog:
                 prev = stored
 
 
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like_prefix(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + " %"
+    return _escape_like(text) + " %"
+
+
+SqliteAuditLog = SqlAuditLog  # the former name, still imported elsewhere

@@ -22,7 +22,7 @@ from chatopsd.core.errors import JobFailed, Unavailable
 from chatopsd.core.oncall import OnCall, PageRecord, Person, Roster
 from chatopsd.core.ports import Clock
 from chatopsd.integrations.pagerduty import OnCallRow, PagerDutyClient, PagerDutyError
-from chatopsd.store.sqlite import Database, Op
+from chatopsd.store.db import Database, Op
 
 log = logging.getLogger("chatopsd.oncall")
 
@@ -303,8 +303,8 @@ def _phones(methods: Any) -> tuple[str, ...]:
     return tuple(found)
 
 
-class SqlitePageLog:
-    """The last page per target, in SQLite: "already paged" survives a restart."""
+class SqlPageLog:
+    """The last page per target, in the database: "already paged" survives a restart."""
 
     def __init__(self, db: Database) -> None:
         self.db = db

@@ -1,0 +1,221 @@
+"""Status page publications in SQLite: what each incident shows publicly, and the durable
+queue of calls still to make (a restart, even kill -9, loses none of them)."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from chatopsd.store.db import Database
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    incident_id: str
+    page_incident_id: str | None
+    shortlink: str | None
+    status: str | None  # confirmed by the page
+    wanted: str  # last queued
+    components: tuple[str, ...]
+    unpublished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedCall:
+    id: int
+    incident_id: str
+    action: str  # create | update
+    payload: dict[str, Any]
+    actor: str
+    actor_name: str
+    attempts: int
+    next_at: datetime
+    last_error: str | None
+    maybe_done: bool  # the last attempt may have taken effect (no clear answer, or a crash)
+
+
+def _pub(r: sqlite3.Row) -> Publication:
+    return Publication(
+        r["incident_id"],
+        r["page_incident_id"],
+        r["shortlink"],
+        r["status"],
+        r["wanted"],
+        tuple(json.loads(r["components"])),
+        bool(r["unpublished"]),
+    )
+
+
+class SqlitePublications:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, incident_id: str) -> Publication | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM public_incidents WHERE incident_id = ?", (incident_id,)
+        )
+        return None if row is None else _pub(row)
+
+    async def start(
+        self,
+        incident_id: str,
+        components: list[str],
+        payload: dict[str, Any],
+        actor: tuple[str, str],
+        at: datetime,
+    ) -> None:
+        """Record the decision to publish and queue the create call, atomically."""
+        await self.db.write_many(
+            [
+                (
+                    "INSERT INTO public_incidents (incident_id, wanted, components, updated_at) "
+                    "VALUES (?, 'investigating', ?, ?)",
+                    (incident_id, json.dumps(components), at.timestamp()),
+                ),
+                self._enqueue_op(incident_id, "create", payload, actor, at),
+            ]
+        )
+
+    async def queue_update(
+        self,
+        incident_id: str,
+        wanted: str,
+        payload: dict[str, Any],
+        actor: tuple[str, str],
+        at: datetime,
+    ) -> None:
+        await self.db.write_many(
+            [
+                (
+                    "UPDATE public_incidents SET wanted = ?, updated_at = ? WHERE incident_id = ?",
+                    (wanted, at.timestamp(), incident_id),
+                ),
+                self._enqueue_op(incident_id, "update", payload, actor, at),
+            ]
+        )
+
+    @staticmethod
+    def _enqueue_op(
+        incident_id: str, action: str, payload: dict[str, Any], actor: tuple[str, str], at: datetime
+    ) -> tuple[str, tuple[object, ...]]:
+        return (
+            "INSERT INTO public_outbox (incident_id, action, payload, actor, actor_name, "
+            "created_at, next_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                incident_id,
+                action,
+                json.dumps(payload, sort_keys=True),
+                actor[0],
+                actor[1],
+                at.timestamp(),
+                at.timestamp(),
+            ),
+        )
+
+    async def unpublish(self, incident_id: str, at: datetime) -> int:
+        """Stop publishing: mark it, and cancel what is still queued. Returns how many."""
+        pending = await self.db.fetchone(
+            "SELECT COUNT(*) FROM public_outbox WHERE incident_id = ? AND state = 'pending'",
+            (incident_id,),
+        )
+        await self.db.write_many(
+            [
+                (
+                    "UPDATE public_incidents SET unpublished = 1, updated_at = ? "
+                    "WHERE incident_id = ?",
+                    (at.timestamp(), incident_id),
+                ),
+                (
+                    "UPDATE public_outbox SET state = 'cancelled', done_at = ? "
+                    "WHERE incident_id = ? AND state = 'pending'",
+                    (at.timestamp(), incident_id),
+                ),
+            ]
+        )
+        return int(pending[0]) if pending else 0
+
+    async def heads(self) -> list[QueuedCall]:
+        """The oldest pending call of each incident: calls of one incident go in order."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM public_outbox WHERE id IN (SELECT MIN(id) FROM public_outbox "
+            "WHERE state = 'pending' GROUP BY incident_id) ORDER BY next_at, id"
+        )
+        return [
+            QueuedCall(
+                r["id"],
+                r["incident_id"],
+                r["action"],
+                json.loads(r["payload"]),
+                r["actor"],
+                r["actor_name"],
+                int(r["attempts"]),
+                datetime.fromtimestamp(r["next_at"], UTC),
+                r["last_error"],
+                bool(r["maybe_done"]),
+            )
+            for r in rows
+        ]
+
+    async def pending_count(self, incident_id: str) -> int:
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) FROM public_outbox WHERE incident_id = ? AND state = 'pending'",
+            (incident_id,),
+        )
+        return int(row[0]) if row else 0
+
+    async def last_error(self, incident_id: str) -> str | None:
+        row = await self.db.fetchone(
+            "SELECT last_error FROM public_outbox WHERE incident_id = ? AND state = 'pending' "
+            "ORDER BY id LIMIT 1",
+            (incident_id,),
+        )
+        return None if row is None else row[0]
+
+    async def attempt_failed(
+        self, call_id: int, error: str, retry_at: datetime, maybe_done: bool
+    ) -> None:
+        await self.db.write(
+            "UPDATE public_outbox SET last_error = ?, next_at = ?, maybe_done = ? WHERE id = ?",
+            (error, retry_at.timestamp(), int(maybe_done), call_id),
+        )
+
+    async def note_attempt(self, call_id: int) -> None:
+        """Counted before the request goes out, so a crash mid-call is known on restart."""
+        await self.db.write(
+            "UPDATE public_outbox SET attempts = attempts + 1, maybe_done = 1 WHERE id = ?",
+            (call_id,),
+        )
+
+    async def succeeded(
+        self,
+        call: QueuedCall,
+        page_incident_id: str,
+        shortlink: str | None,
+        status: str,
+        at: datetime,
+    ) -> None:
+        await self.db.write_many(
+            [
+                (
+                    "UPDATE public_outbox SET state = 'done', done_at = ?, last_error = NULL "
+                    "WHERE id = ?",
+                    (at.timestamp(), call.id),
+                ),
+                (
+                    "UPDATE public_incidents SET page_incident_id = ?, "
+                    "shortlink = COALESCE(?, shortlink), status = ?, updated_at = ? "
+                    "WHERE incident_id = ?",
+                    (page_incident_id, shortlink, status, at.timestamp(), call.incident_id),
+                ),
+            ]
+        )
+
+    async def cancel(self, call_id: int, reason: str, at: datetime) -> None:
+        await self.db.write(
+            "UPDATE public_outbox SET state = 'cancelled', last_error = ?, done_at = ? "
+            "WHERE id = ?",
+            (reason, at.timestamp(), call_id),
+        )

@@ -1,0 +1,164 @@
+"""Fake ticket trackers on 127.0.0.1: GitHub's create-issue and Jira Cloud's create-issue.
+
+Each request is validated with openapi-core against the vendored extracts
+(tests/specs/github/, tests/specs/jira/); Jira's `fields.description`, which the OpenAPI leaves
+untyped, is validated against the Atlassian Document Format schema (tests/specs/atlassian-adf/).
+A violation is recorded in `violations` (tests fail on any) and answered 400.
+
+Fault modes (`fault`, for `fault_times` requests): "500", "hang" (until closed), "drop-after"
+(creates the issue, then drops the connection: the answer is lost).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import json
+from dataclasses import dataclass, field
+from functools import cache
+from typing import Any
+
+from aiohttp import web
+from jsonschema import Draft4Validator  # type: ignore[import-untyped]
+from multidict import CIMultiDict, MultiDict
+from openapi_core import Config, OpenAPI
+from openapi_core.datatypes import RequestParameters
+
+from tests.spec_files import vendored_spec
+
+TOKEN = "tk-test-token-0000"
+JIRA_EMAIL = "bot@example.com"
+
+
+@cache
+def _spec(provider: str, name: str) -> OpenAPI:
+    spec = json.loads(vendored_spec(provider, name).read_text())
+    return OpenAPI.from_dict(spec, config=Config(spec_validator_cls=None))
+
+
+@cache
+def adf_validator() -> Draft4Validator:
+    return Draft4Validator(
+        json.loads(vendored_spec("atlassian-adf", "adf-full.schema.json").read_text())
+    )
+
+
+class _Request:
+    def __init__(self, request: web.Request, body: bytes, host: str) -> None:
+        self.host_url = host
+        self.path = request.path
+        self.method = request.method.lower()
+        self.body = body or None
+        self.content_type = request.content_type
+        self.parameters = RequestParameters(
+            query=MultiDict(request.query), header=CIMultiDict(request.headers), cookie={}
+        )
+
+
+@dataclass
+class FakeTrackers:
+    fault: str | None = None
+    fault_times: int = 1
+    violations: list[str] = field(default_factory=list)
+    github: list[dict[str, Any]] = field(default_factory=list)  # created issues (request bodies)
+    jira: list[dict[str, Any]] = field(default_factory=list)
+    hits: int = 0  # requests that reached the server, answered or not
+    url: str = ""
+
+    async def start(self) -> None:
+        self._closing = asyncio.Event()
+        self.reached = asyncio.Event()  # set when a request reaches the server
+        app = web.Application()
+        app.router.add_post("/repos/{owner}/{repo}/issues", self._github)
+        app.router.add_post("/rest/api/3/issue", self._jira)
+        self._runner = web.AppRunner(app)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self.url = f"http://127.0.0.1:{port}"
+
+    async def close(self) -> None:
+        self._closing.set()
+        await self._runner.cleanup()
+
+    async def _check(
+        self, request: web.Request, provider: str, name: str, host: str, auth: str
+    ) -> tuple[dict[str, Any] | None, web.StreamResponse | None, str | None]:
+        self.hits += 1
+        self.reached.set()
+        raw = await request.read()
+        try:
+            _spec(provider, name).validate_request(_Request(request, raw, host))
+        except Exception as exc:
+            self.violations.append(f"{provider} {request.method} {request.path}: {exc}")
+            return None, web.json_response({"message": f"spec violation: {exc}"}, status=400), None
+        if request.headers.get("Authorization") != auth:
+            return None, web.json_response({"message": "Bad credentials"}, status=401), None
+        fault = self.fault if self.fault_times > 0 else None
+        if fault is not None:
+            self.fault_times -= 1
+        if fault == "500":
+            return None, web.json_response({"message": "Server Error"}, status=500), None
+        if fault == "hang":
+            await self._closing.wait()
+            return None, web.json_response({"message": "hung"}, status=503), None
+        return json.loads(raw), None, fault
+
+    async def _github(self, request: web.Request) -> web.StreamResponse:
+        body, refused, fault = await self._check(
+            request,
+            "github",
+            "github-create-issue.extract.openapi.json",
+            "https://api.github.com",
+            f"Bearer {TOKEN}",
+        )
+        if refused is not None or body is None:
+            return refused or web.Response(status=500)
+        self.github.append(body)
+        n = len(self.github)
+        owner, repo = request.match_info["owner"], request.match_info["repo"]
+        answer = web.json_response(
+            {
+                "id": 1000 + n,
+                "number": n,
+                "title": body["title"],
+                "state": "open",
+                "html_url": f"https://github.com/{owner}/{repo}/issues/{n}",
+                "url": f"https://api.github.com/repos/{owner}/{repo}/issues/{n}",
+            },
+            status=201,
+        )
+        return self._maybe_drop(request, fault, answer)
+
+    async def _jira(self, request: web.Request) -> web.StreamResponse:
+        pair = base64.b64encode(f"{JIRA_EMAIL}:{TOKEN}".encode()).decode()
+        body, refused, fault = await self._check(
+            request,
+            "jira",
+            "jira-create-issue.extract.openapi.json",
+            "https://your-domain.atlassian.net",
+            f"Basic {pair}",
+        )
+        if refused is not None or body is None:
+            return refused or web.Response(status=500)
+        description = body.get("fields", {}).get("description")
+        errors = [e.message for e in adf_validator().iter_errors(description)]
+        if description is None or errors:
+            self.violations.append(f"jira description is not ADF: {errors or 'missing'}")
+            return web.json_response({"errorMessages": errors}, status=400)
+        self.jira.append(body)
+        n = len(self.jira)
+        key = f"{body['fields']['project']['key']}-{n}"
+        answer = web.json_response(
+            {"id": str(10000 + n), "key": key, "self": f"{self.url}/rest/api/3/issue/{10000 + n}"},
+            status=201,
+        )
+        return self._maybe_drop(request, fault, answer)
+
+    def _maybe_drop(
+        self, request: web.Request, fault: str | None, answer: web.StreamResponse
+    ) -> web.StreamResponse:
+        if fault == "drop-after" and request.transport is not None:
+            request.transport.abort()  # created, but the answer never arrives
+        return answer
