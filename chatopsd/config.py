@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import tomllib
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import (
     BaseModel,
@@ -25,15 +25,6 @@ from pydantic import (
 from chatopsd import locations
 from chatopsd.core.errors import ConfigError
 
-SECRET_KEYS: tuple[tuple[str, str], ...] = (
-    ("slack", "app_token"),
-    ("slack", "bot_token"),
-    ("discord", "token"),
-    ("mattermost", "token"),
-    ("pagerduty", "api_token"),
-    ("statuspage", "api_key"),
-    ("tickets", "token"),
-)
 VerdictName = Literal["NORMAL", "DEGRADED", "CRITICAL", "UNKNOWN"]
 
 
@@ -485,6 +476,25 @@ class Config(Section):
         if self.console.enabled is not None:
             return self.console.enabled
         return not self.platforms
+
+
+def _secret_keys() -> tuple[tuple[str, str], ...]:
+    """(section, key) of every token: the SecretStr fields of the top-level sections, so a
+    new platform's or integration's token is redacted and read from credentials without
+    being listed here."""
+    found: list[tuple[str, str]] = []
+    for name, field in Config.model_fields.items():
+        for model in (field.annotation, *get_args(field.annotation)):
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                found += [
+                    (name, key)
+                    for key, f in model.model_fields.items()
+                    if SecretStr in (f.annotation, *get_args(f.annotation))
+                ]
+    return tuple(found)
+
+
+SECRET_KEYS: tuple[tuple[str, str], ...] = _secret_keys()
 
 
 def load(path: Path | None, env: dict[str, str] | None = None) -> Config:

@@ -232,6 +232,11 @@ async def test_take_and_handback_create_and_delete_an_override(app: App, pd: Fak
     back = text_of(await say(app, "!ic handback --schedule PIC2"))
     assert "removed" in back and len(pd.overrides) == 1
     assert "no override" in text_of(await say(app, "!ic handback --schedule PIC2"))
+    assert "already hold the pager on PIC1" in text_of(await say(app, "!ic take 1h", actor=ADA))
+    pd.overrides.clear()  # someone removed it in PagerDuty's app
+    gone = text_of(await say(app, "!ic handback", actor=ADA))
+    assert "already removed in PagerDuty" in gone
+    assert "no override" in text_of(await say(app, "!ic handback", actor=ADA))
     assert ("POST", "/schedules/PIC2/overrides", "grace@example.com") in pd.writes
 
 
@@ -421,3 +426,20 @@ async def test_take_tells_the_linked_person_taken_off_the_pager(
     await say(app, "!ic handback")
     await app.outbox.flush(5)
     assert "The pager on PIC1 is yours again." in out.getvalue()
+
+
+async def test_paging_only_yourself_is_refused(app: App, pd: FakePagerDuty) -> None:
+    declared = text_of(await say(app, '!incident declare --sev 3 "Self page"'))
+    incident_id = declared[declared.index("INC-") :].split()[0].rstrip(".:,")
+    reply = text_of(await say(app, f"!incident escalate {incident_id} --page grace@example.com"))
+    assert "would page only you (Grace Hopper)" in reply
+    assert pd.writes == []
+
+
+async def test_handback_after_the_override_ended(
+    app: App, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    await say(app, "!ic take 30m")
+    clock.advance(3600)
+    assert "already ended at 12:30 UTC" in text_of(await say(app, "!ic handback"))
+    assert "Pager taken" in text_of(await say(app, "!ic take 30m"))  # free to take it again

@@ -207,3 +207,13 @@ async def test_a_click_while_its_card_is_being_posted_posts_once_then_edits(
     await fake.wait_for(lambda: any("acknowledged by Jane Doe" in u for u in updates(fake)))
     assert len(cards(fake, "PINC001")) == 1
     assert pd.writes == [("PUT", "/incidents/PINC001", "jane@example.com")]
+
+
+async def test_reassign_to_a_slack_mention(app: App, fake: FakeSlack, pd: FakePagerDuty) -> None:
+    pd.trigger("Checkout latency", assignees=["PADA"])
+    await poll(app)
+    await fake.event(fake.message("!pd reassign 1 <@U2>"))
+    await fake.wait_for(lambda: any("reassigned to Bob Roe" in json.dumps(p) for p in fake.posts()))
+    assert pd.incident("PINC001")["assignees"] == ["PBOB"]
+    assert pd.writes == [("PUT", "/incidents/PINC001", "jane@example.com")]
+    await fake.wait_for(lambda: any("Bob Roe" in u for u in updates(fake)))  # the card too

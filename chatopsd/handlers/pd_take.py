@@ -105,6 +105,12 @@ class TakeHandler:
         if me is None:
             raise NotFound(f"PagerDuty has no user with the email {sender}")
         now = self.clock.now()
+        held = await self._held(call, schedule)
+        if held is not None and held[1] > now:
+            raise UsageError(
+                f"you already hold the pager on {schedule} until {hhmm(held[1].isoformat())} UTC",
+                hint=f"{call.prefix}ic handback first, then take it again",
+            )
         before = await self.api.on_call(schedule)
         others = [u for u, _ in before if u.id != me.id]
         duration = call.text("duration")
@@ -136,11 +142,22 @@ class TakeHandler:
         sender = await self.pd.sender(call)
         schedule = self._schedule(call)
         key = self._key(call, schedule)
-        raw = await self.kv.get(key)
-        if not raw:
+        held = await self._held(call, schedule)
+        if held is None:
             raise NotFound(f"you have no override on {schedule} from {call.prefix}ic take")
-        override = json.loads(raw)["id"]
-        await self.api.delete_override(schedule, sender, override)
+        override, end = held
+        if end <= self.clock.now():
+            await self.kv.put(key, "")
+            return Reply(
+                text=f"Your override on {schedule} already ended at {hhmm(end.isoformat())} UTC."
+            )
+        try:
+            await self.api.delete_override(schedule, sender, override)
+        except NotFound:  # removed in PagerDuty already: nothing left to hand back
+            await self.kv.put(key, "")
+            return Reply(
+                text=f"Override {override} on {schedule} was already removed in PagerDuty."
+            )
         await self.kv.put(key, "")
         after = await self.api.on_call(schedule)
         back = ", ".join(u.name for u, _ in after) or "the schedule"
@@ -151,6 +168,14 @@ class TakeHandler:
             text=f"Override {override} on {schedule} removed; {back}: the pager is yours again.",
             priority=Priority.PAGE,
         )
+
+    async def _held(self, call: Call, schedule: str) -> tuple[str, datetime] | None:
+        """The caller's override from `!ic take` on this schedule: (id, end)."""
+        raw = await self.kv.get(self._key(call, schedule))
+        if not raw:
+            return None
+        held = json.loads(raw)
+        return str(held["id"]), datetime.fromisoformat(held["end"])
 
     async def _tell(self, call: Call, user_id: str, text: str) -> None:
         """Tell someone whose shift changed, privately in this channel, if they are linked on
@@ -205,6 +230,13 @@ class TakeHandler:
             except NotFound:
                 if kind == "user":
                     raise
+        me = await self.api.user_by_email(sender)
+        if people and me is not None and all(p.id == me.id for p in people):
+            # PagerDuty would create it acknowledged by the requester and ring nobody.
+            raise UsageError(
+                f"that would page only you ({me.name}): PagerDuty would open the incident "
+                "already acknowledged and ring nobody"
+            )
         if people:
             inc = await self.api.create(
                 sender,
