@@ -32,6 +32,7 @@ from chatopsd.core.messages import Actor, Button, Destination, Inbound, Reply, S
 from chatopsd.core.middleware import AccessPolicy
 from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import ApprovalStore, AuditEntry, AuditLog, Clock, ReplySink
+from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.approvals")
 
@@ -50,7 +51,9 @@ class ApprovalService:
         *,
         expire_seconds: float = 900.0,
         prefix: str = "!",
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.store, self.audit, self.clock = store, audit, clock
         self.policy, self.outbox = policy, outbox
         self.expire_seconds, self.prefix = expire_seconds, prefix
@@ -368,7 +371,7 @@ class ApprovalService:
                 (
                     a.id,
                     f"{self.prefix}{a.command} by {a.requester_name}, "
-                    f"{len(a.approvers)} of {a.needed}, expires {a.expires_at:%H:%M} UTC",
+                    f"{len(a.approvers)} of {a.needed}, expires {self.times.hm(a.expires_at)}",
                 )
                 for a in pending
             ),

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
@@ -27,6 +26,7 @@ from chatopsd.core.oncall import (
 )
 from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import Clock, SystemClock
+from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.ic")
 
@@ -47,7 +47,9 @@ class IcHandler:
         page_log: PageLog | None = None,
         repage_window: float = 300.0,
         services: Sequence[str] = (),
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.directory = directory
         self.pager = pager
         self.page_deadline = page_deadline
@@ -148,16 +150,23 @@ class IcHandler:
                     text="PagerDuty lists nobody on these schedules right now.",
                     fields=_contacts(self.fallback, "fallback"),
                 )
-            call.set_outcome(Outcome.FAILED, _unknown(roster))
+            call.set_outcome(Outcome.FAILED, _unknown(roster, self.times))
             return Reply(
                 title="⚠ Can't tell who is on call"
                 + ("" if roster.configured else ": PagerDuty is not configured"),
-                text=_cant_tell(roster) + self._by_hand(),
+                text=_cant_tell(roster, self.times) + self._by_hand(),
                 fields=_contacts(self.fallback, "fallback"),
             )
-        fields = tuple(_field(e.person, f"{e.schedule_name}, {e.role}") for e in roster.entries)
+        fields = tuple(
+            _field(
+                e.person,
+                f"{e.schedule_name}, {e.role}"
+                + (f", until {self.times.day(e.until)}" if e.until else ""),
+            )
+            for e in roster.entries
+        )
         text = f"Page them with {call.prefix}{command}."
-        if note := _freshness(roster):
+        if note := _freshness(roster, self.times):
             text = f"{note}\n{text}{self._by_hand()}"
             fields += _contacts(self.fallback, "fallback")
         label = _TITLES.get(group, "Incident Commanders")
@@ -177,7 +186,7 @@ class IcHandler:
         person = await self._one(call.text("user") or "")
         text = f"Page them with {call.prefix}ic page {person.email or person.name}."
         roster = await self.directory.roster("ic")  # in memory: how old the cache is
-        if roster.configured and (note := _freshness(roster)):
+        if roster.configured and (note := _freshness(roster, self.times)):
             text = f"{note}\n{text}"  # cached numbers, served with their age
         return Reply(title=person.name, fields=(_field(person, "contact"),), text=text)
 
@@ -262,13 +271,14 @@ class IcHandler:
                 priority=Priority.PAGE,
             )
         if not again and (earlier := await self._recent(target)) is not None:
-            call.set_outcome(Outcome.OK, f"already paged at {_hhmm(earlier.at)}")
+            call.set_outcome(Outcome.OK, f"already paged at {self.times.hm(earlier.at)}")
             again_cmd = "ic page again"
             if target.startswith("person:") and people:
                 again_cmd += f" {people[0].email or people[0].name}"
             return Reply(
                 title=f"{whom[0].upper()}{whom[1:]}: already paged",
-                text=f"Already paged at {_hhmm(earlier.at)} by {earlier.actor} ({earlier.url}).",
+                text=f"Already paged at {self.times.hm(earlier.at)} by {earlier.actor} "
+                f"({earlier.url}).",
                 buttons=(Button("Page again", again_cmd, "danger"),),
                 priority=Priority.PAGE,
             )
@@ -328,7 +338,11 @@ class IcHandler:
         if not result.paged:
             lines.append(
                 "The on-call cache is empty, so PagerDuty chose whom to notify."
-                + (f" {_unknown(roster)}." if roster is not None and not roster.answers else "")
+                + (
+                    f" {_unknown(roster, self.times)}."
+                    if roster is not None and not roster.answers
+                    else ""
+                )
             )
         if reason:
             lines.append(f"Reason: {reason}")
@@ -352,14 +366,14 @@ class IcHandler:
         if people:
             text += "\nCall them now:"
         elif roster is not None and not roster.answers:
-            text += f"\n{_cant_tell(roster)}"
+            text += f"\n{_cant_tell(roster, self.times)}"
         else:
             text += "\nNobody to call from the on-call cache; escalate by hand."
         cache_short = roster is not None and not roster.answers
         if self.fallback and (cache_short or not people):
             text += "\nFallback contacts to call by hand are listed too."
             fields += _contacts(self.fallback, "fallback")
-        if roster is not None and people and (note := _freshness(roster)):
+        if roster is not None and people and (note := _freshness(roster, self.times)):
             text += f"\n{note}"
         return Reply(
             title=f"⚠ PAGING FAILED: {whom}",
@@ -397,21 +411,21 @@ def _contacts(people: Sequence[Person], role: str) -> tuple[tuple[str, str], ...
     return tuple(_field(p, role) for p in people)
 
 
-def _unknown(roster: Roster) -> str:
+def _unknown(roster: Roster, times: Times) -> str:
     """Why the cache cannot answer, in a few words (the audit cause)."""
     if not roster.configured:
         return roster.error or "PagerDuty is not configured"
     if roster.failing_since is not None:
-        return f"PagerDuty failing since {_hhmm(roster.failing_since)} ({roster.error})"
+        return f"PagerDuty failing since {times.hm(roster.failing_since)} ({roster.error})"
     return "no on-call data from PagerDuty yet"
 
 
-def _cant_tell(roster: Roster) -> str:
+def _cant_tell(roster: Roster, times: Times) -> str:
     """The first line of an answer built from nothing: it says so, never "nobody"."""
     if not roster.configured:
         return f"I can't tell who is on call: {roster.error or 'PagerDuty is not configured'}."
     if roster.failing_since is not None:
-        answered = f"PagerDuty has not answered since {_hhmm(roster.failing_since)}"
+        answered = f"PagerDuty has not answered since {times.hm(roster.failing_since)}"
         if roster.error:
             answered += f" ({roster.error})"
     else:
@@ -420,18 +434,14 @@ def _cant_tell(roster: Roster) -> str:
         return f"I can't tell who is on call: {answered}, and there is no cached data."
     return (
         f"I can't tell who is on call: {answered}; the last data, as of "
-        f"{_hhmm(roster.as_of)}, listed nobody."
+        f"{times.hm(roster.as_of)}, listed nobody."
     )
 
 
-def _freshness(roster: Roster) -> str:
+def _freshness(roster: Roster, times: Times) -> str:
     if not roster.stale and not roster.failing_since:
         return ""
-    as_of = _hhmm(roster.as_of) if roster.as_of else "never"
-    since = f" since {_hhmm(roster.failing_since)}" if roster.failing_since else ""
+    as_of = times.hm(roster.as_of) if roster.as_of else "never"
+    since = f" since {times.hm(roster.failing_since)}" if roster.failing_since else ""
     why = f" ({roster.error})" if roster.error else ""
     return f"On-call data as of {as_of}; PagerDuty unreachable{since}{why}."
-
-
-def _hhmm(at: datetime) -> str:
-    return at.strftime("%H:%M UTC")

@@ -26,6 +26,7 @@ from chatopsd.core.errors import Forbidden, NotFound, UsageError
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.pd import IncidentApi, PdIncident, PdUser
 from chatopsd.core.ports import Clock, IdentityLinks
+from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.handlers.pd_sync import IncidentSync
 
 log = logging.getLogger("chatopsd.pd")
@@ -121,7 +122,9 @@ class PdHandler:
         clock: Clock,
         *,
         service_ids: Sequence[str],
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.api, self.sync, self.identities, self.clock = api, sync, identities, clock
         self.service_ids = tuple(service_ids)
         self._claims: dict[tuple[str, str], str] = {}  # (incident, action) -> who clicked first
@@ -302,7 +305,7 @@ class PdHandler:
             return await self._ack_mine(sender)
         incident_id = await self._target(raw)
         done = await self._claimed(call, incident_id, "acknowledged", sender, status="acknowledged")
-        return Reply(text=f"#{done.number} {done.title}: {core.state_line(done)}.")
+        return Reply(text=f"#{done.number} {done.title}: {core.state_line(done, self.times)}.")
 
     async def resolve(self, call: Call) -> Reply:
         sender = await self.sender(call)
@@ -311,7 +314,7 @@ class PdHandler:
         done = await self._claimed(
             call, incident_id, "resolved", sender, status="resolved", resolution=note
         )
-        return Reply(text=f"#{done.number} {done.title}: {core.state_line(done)}.")
+        return Reply(text=f"#{done.number} {done.title}: {core.state_line(done, self.times)}.")
 
     async def _claimed(
         self,
@@ -326,9 +329,9 @@ class PdHandler:
         """One write per (incident, action), whoever clicks: the rest are told who won."""
         known = await self.sync.current(incident_id)
         if known is not None and known.status == verb and verb != "triggered":
-            raise UsageError(f"#{known.number} is already {core.state_line(known)}")
+            raise UsageError(f"#{known.number} is already {core.state_line(known, self.times)}")
         if known is not None and known.status == "resolved":
-            raise UsageError(f"#{known.number} is already {core.state_line(known)}")
+            raise UsageError(f"#{known.number} is already {core.state_line(known, self.times)}")
         key = (incident_id, verb)
         holder = self._claims.get(key)
         if holder is not None:

@@ -22,6 +22,7 @@ from chatopsd.core import pd as core
 from chatopsd.core.messages import Destination, Sent
 from chatopsd.core.pd import IncidentApi, PdIncident
 from chatopsd.core.ports import Clock, IncidentCards, KeyValue, OwedCard, ReplySink
+from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.pd_sync")
 
@@ -40,7 +41,9 @@ class IncidentSync:
         service_ids: Sequence[str],
         destinations: Sequence[Destination],
         overlap_seconds: float = 60.0,
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.api, self.cards, self.kv, self.outbox, self.clock = api, cards, kv, outbox, clock
         self.service_ids = tuple(service_ids)
         self.destinations = tuple(destinations)
@@ -151,7 +154,7 @@ class IncidentSync:
             self._busy.discard(key)
 
     async def _show(self, owed: OwedCard) -> bool:
-        reply = core.card(PdIncident.from_digest(owed.wanted))
+        reply = core.card(PdIncident.from_digest(owed.wanted), self.times)
         if owed.message_id is None:
             sent = await self.outbox.send(owed.destination, reply)
             if sent is None:

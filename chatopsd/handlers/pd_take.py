@@ -20,6 +20,7 @@ from chatopsd.core.messages import Destination, Priority, Reply
 from chatopsd.core.oncall import PageResult, Person
 from chatopsd.core.pd import IncidentApi, hhmm
 from chatopsd.core.ports import Clock, KeyValue
+from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.handlers.pd import PD_ID, ROLE, PdHandler, parse_duration
 
 log = logging.getLogger("chatopsd.pd")
@@ -39,7 +40,9 @@ class TakeHandler:
         service_id: str,
         on_paged: OnPaged | None = None,
         may_page: Callable[[Call], bool] | None = None,
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.api, self.pd, self.kv, self.clock = api, pd, kv, clock
         self.schedules = tuple(schedules)
         self.service_id = service_id
@@ -128,7 +131,7 @@ class TakeHandler:
             self._key(call, schedule), json.dumps({"id": override, "end": end.isoformat()})
         )
         relieved = ", ".join(u.name for u in others)
-        until = f"{hhmm(end.isoformat())} UTC"
+        until = hhmm(end.isoformat(), self.times)
         lines = [f"{me.name} has the pager on {schedule} until {until}."]
         if relieved:
             lines.append(f"{relieved}: you are off the pager until then (override {override}).")
