@@ -21,14 +21,14 @@ from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
-from chatopsd.control import ControlServer
+from chatopsd.control import ControlServer, failing_jobs
 from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.messages import Inbound
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
-from chatopsd.core.oncall import Directory, Pager
+from chatopsd.core.oncall import Directory, MemoryPageLog, PageLog, Pager, Person
 from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
 from chatopsd.core.status import StatusSource
 from chatopsd.core.times import Times
@@ -45,7 +45,7 @@ from chatopsd.logs import toggle_debug
 from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.platforms import Wiring
-from chatopsd.scheduler import Scheduler
+from chatopsd.scheduler import JobFailed, Scheduler
 from chatopsd.store.approvals import SqlApprovals
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
@@ -88,7 +88,7 @@ class App:
         self.stopping = asyncio.Event()
         self.supervisors: list[Supervisor] = []
         self._tasks: list[asyncio.Task[None]] = []
-        self.scheduler = Scheduler()
+        self.scheduler = Scheduler(self.clock)
         self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
         # every time shown in chat, in chatopsd.timezone (default: the host's zone)
@@ -255,13 +255,7 @@ class App:
         )
         handlers: list[CommandProvider] = [
             HelpHandler(self.registry),
-            IcHandler(
-                directory,
-                pager,
-                page_deadline=self._page_deadline(),
-                on_paged=self.incidents.link_page,
-                times=self.times,
-            ),
+            self._ic_handler(directory, pager),
             StatusHandler(board, self.clock),
             self.stalking,
             self.incidents,
@@ -272,6 +266,33 @@ class App:
         for handler in handlers:
             for spec in handler.commands():
                 self.registry.add(spec)
+
+    def _ic_handler(self, directory: Directory, pager: Pager) -> IcHandler:
+        pd = self.config.pagerduty
+        page_log: PageLog = MemoryPageLog()  # the demo: nothing is really paged
+        if pd is not None:
+            from chatopsd.store.oncall import SqlPageLog
+
+            page_log = SqlPageLog(self.db)
+        return IcHandler(
+            directory,
+            pager,
+            page_deadline=self._page_deadline(),
+            on_paged=self.incidents.link_page,
+            times=self.times,
+            clock=self.clock,
+            fallback=[
+                Person(f"fallback-{i}", c.name, phones=(c.phone,))
+                for i, c in enumerate(pd.fallback_contacts if pd is not None else [])
+            ],
+            page_log=page_log,
+            repage_window=pd.repage_window_seconds if pd is not None else 300.0,
+            services=self._services(),
+        )
+
+    def _services(self) -> list[str]:
+        pd = self.config.pagerduty
+        return [s.name for s in pd.services] if pd is not None else []
 
     def _incident_extras(self) -> list[CommandProvider]:
         """Status page, follow-ups and the video bridge, hooked into the incident lifecycle."""
@@ -379,7 +400,9 @@ class App:
         self.ops = ops = OpsHandler(
             cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
         )
-        intents = IntentHandler(self.registry, self.approvals, prefix=cfg.chatopsd.prefix)
+        intents = IntentHandler(
+            self.registry, self.approvals, prefix=cfg.chatopsd.prefix, services=self._services()
+        )
         intents.submit = self.bus.submit
         self.bus.mention_fallback = intents.spec()
         return [self.approvals, ops, intents]
@@ -400,7 +423,11 @@ class App:
             self.db,
             PagerDutyClient(pd.api_url, pd.api_token.get_secret_value()),
             self.clock,
-            schedules={"ic": pd.ic_schedules, "responders": pd.responder_schedules},
+            schedules={
+                "ic": pd.ic_schedules,
+                "responders": pd.responder_schedules,
+                **{f"service:{s.name}": s.schedules for s in pd.services},
+            },
             refresh_seconds=pd.refresh_seconds,
         )
         await cache.load()
@@ -454,7 +481,17 @@ class App:
             return
         if self.db.shared:
             await self.stalking.resync()
-        await self.stalking.poll()
+        # The shared poll reads the sources even when nobody stalks, so an unreachable source
+        # is logged (once, then every 5 minutes) and counted as a failing job.
+        result = await self.stalking.poll()
+        readings = result.readings or tuple(await self.stalking.board.readings())
+        failing = []
+        for reading in readings:
+            self.scheduler.outages.report(f"status source {reading.source}", reading.error)
+            if reading.error is not None:
+                failing.append(f"{reading.source} unreachable ({reading.error})")
+        if failing:
+            raise JobFailed("; ".join(failing), logged=True)  # logged per source above
 
     async def log_audit_head(self) -> None:
         """The chain's head in the journal: a copy outside the database, so cutting rows
@@ -518,6 +555,7 @@ class App:
             if s.health.reason and s.health.state.value != "ready":
                 text += f" ({redact.text(s.health.reason)[:80]})"
             parts.append(text)
+        parts.extend(failing_jobs(self))  # e.g. "PagerDuty refresh failing since 21:13 UTC (…)"
         return "; ".join(parts) or "no connectors"
 
     def reload(self, new: Config) -> list[str]:
@@ -606,7 +644,7 @@ class App:
         cancelled = await self.bus.drain(grace)
         if cancelled:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
-        self.scheduler.shutdown()
+        await self.scheduler.stop()
         await self.public.stop()
         await self.stalking.wait_posted(timeout=min(grace, 5.0))
         await self.outbox.flush(timeout=min(grace, 5.0))

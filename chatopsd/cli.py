@@ -81,7 +81,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--since", help="e.g. 30m, 12h, 7d, or an ISO date/time")
     audit.add_argument("--actor", help="user id or display name")
     audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
-    audit.add_argument("--outcome", help="text in the outcome, e.g. denied, 'exit 1', expired")
+    audit.add_argument(
+        "--outcome",
+        help="ok, failed, user_error, denied, rate_limited, error, pending; "
+        "or text in the cause, e.g. 'exit 1'",
+    )
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
     audit.add_argument("--head", help="verify: a head hash from the journal that must be there")
     migrate = sub.add_parser(
@@ -261,7 +265,8 @@ async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Name
             print(
                 f"{times.stamp(e.at)} {times.zone_name(e.at)} "
                 f"{_printable(f'{e.platform}:{e.channel}')} {_printable(e.actor_name)} "
-                f"{_printable(repr(e.text))} → {_printable(e.outcome)} ({e.duration_ms:.1f} ms)"
+                f"{_printable(repr(e.text))} → {_printable(e.outcome)}"
+                f"{_printable(f': {e.cause}') if e.cause else ''} ({e.duration_ms:.1f} ms)"
             )
     return 0
 

@@ -135,11 +135,31 @@ class DiscordSection(Section):
 class MattermostSection(Section):
     url: str
     token: SecretStr
+
+    @field_validator("url")
+    @classmethod
+    def _url_scheme(cls, v: str) -> str:
+        # Without a scheme the client cannot even build a request: say so here, not in a
+        # reconnect loop at run time.
+        if not v.startswith(("https://", "http://")) or not v.split("://", 1)[1].strip("/"):
+            raise ValueError("must be the server's base URL with its scheme, like https://host")
+        return v
+
     ca_file: Path | None = None
     verify_tls: bool = True
     teams: list[str] = []
     allow_bots: bool = False
     heartbeat_seconds: float = Field(20.0, gt=0)
+
+
+class FallbackContact(Section):
+    name: str = Field(min_length=1)
+    phone: str = Field(min_length=1)
+
+
+class PagerDutyService(Section):
+    name: str = Field(min_length=1)
+    schedules: list[str] = Field(min_length=1)
 
 
 class PagerDutySection(Section):
@@ -152,6 +172,12 @@ class PagerDutySection(Section):
     responder_schedules: list[str] = []
     refresh_seconds: float = Field(60.0, ge=5)
     page_deadline_seconds: float = Field(8.0, gt=0, le=10)
+    # Who to call by hand whenever the on-call cache cannot answer (no data, or stale).
+    fallback_contacts: list[FallbackContact] = []
+    # A second `!ic page` within this many seconds answers "already paged" (with a button).
+    repage_window_seconds: float = Field(300.0, ge=0)
+    # Services known by name ("who is on call for payments?") -> their schedule ids.
+    services: list[PagerDutyService] = []
     # Issue 17: incidents followed in chat, and who is who.
     service_ids: list[str] = []
     incident_channels: list[str] = []
@@ -169,7 +195,7 @@ class PagerDutySection(Section):
 
 
 class SourceBase(Section):
-    name: str
+    name: str = ""  # default: the kind, numbered when repeated (alertmanager, alertmanager-2)
     timeout_seconds: float = Field(5.0, gt=0)
 
 
@@ -240,11 +266,31 @@ class StatusSection(Section):
     @field_validator("sources")
     @classmethod
     def _unique_names(cls, v: list[Any]) -> list[Any]:
+        v = _named_sources(v)
         names = [s.name for s in v]
         dupes = sorted({n for n in names if names.count(n) > 1})
         if dupes:
             raise ValueError(f"two sources share the name {dupes[0]!r}")
         return v
+
+
+def _named_sources(sources: list[Any]) -> list[Any]:
+    """Give unnamed sources their kind as name, numbered from the second one of a kind."""
+    taken = {s.name for s in sources if s.name}
+    counts: dict[str, int] = {}
+    named: list[Any] = []
+    for source in sources:
+        if not source.name:
+            counts[source.kind] = n = counts.get(source.kind, 0) + 1
+            name = source.kind if n == 1 else f"{source.kind}-{n}"
+            while name in taken:
+                n += 1
+                name = f"{source.kind}-{n}"
+            counts[source.kind] = n
+            taken.add(name)
+            source = source.model_copy(update={"name": name})
+        named.append(source)
+    return named
 
 
 class AuthSection(Section):

@@ -16,12 +16,13 @@ import os
 import socket
 import struct
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from chatopsd import redact
 from chatopsd.core.messages import Destination, Reply
+from chatopsd.scheduler import JobHealth
 
 if TYPE_CHECKING:
     from chatopsd.app import App
@@ -73,17 +74,23 @@ def health(app: App) -> dict[str, Any]:
     """What `ctl health` shows: connectors, scheduled jobs (PagerDuty refresh, status poll),
     queue depth."""
     mono = app.clock.monotonic()
-    now = datetime.now(UTC)
+    now = app.clock.now()
     jobs: dict[str, Any] = {}
     for name in app.scheduler.jobs:
-        last = app.scheduler.last_ok.get(name)
+        job = app.scheduler.health.get(name) or JobHealth()
+        last, since = job.last_ok, job.failing_since
         jobs[name] = {
             "last_ok": last.isoformat() if last else None,
             "age_seconds": round((now - last).total_seconds(), 1) if last else None,
-            "failures": app.scheduler.failures.get(name, 0),
+            "failures": job.failures,
+            "failing_since": since.isoformat() if since else None,
+            "cause": job.cause or None,
         }
 
-    def job_like(*words: str) -> Any:
+    def job_like(exact: str, *words: str) -> Any:
+        # The job by its name first: "pagerduty-incidents" also contains "pagerduty".
+        if exact in jobs:
+            return {"job": exact, **jobs[exact]}
         for name, info in jobs.items():
             if any(w in name for w in words):
                 return {"job": name, **info}
@@ -101,8 +108,8 @@ def health(app: App) -> dict[str, Any]:
             }
             for s in app.supervisors
         ],
-        "pagerduty_refresh": job_like("pagerduty", "oncall"),
-        "status_poll": job_like("status", "stalk"),
+        "pagerduty_refresh": job_like("pagerduty-refresh", "oncall"),
+        "status_poll": job_like("status-poll", "stalk"),
         "jobs": jobs,
         "lease": _lease(app),
         "queue_depth": app.outbox.depth,
@@ -236,6 +243,24 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 40.0) -> dict[
     return answer
 
 
+_LABELS = {"pagerduty-refresh": "PagerDuty refresh", "status-poll": "status poll"}
+
+
+def _hhmm(iso: str) -> str:
+    return datetime.fromisoformat(iso).strftime("%H:%M UTC")
+
+
+def failing_jobs(app: App) -> list[str]:
+    """One phrase per failing job, e.g. "PagerDuty refresh failing since 21:13 UTC (PagerDuty
+    server error (500))", for STATUS= and logs."""
+    return [
+        f"{_LABELS.get(name, f'job {name}')} failing since "
+        f"{job.failing_since:%H:%M UTC} ({job.cause[:120]})"
+        for name, job in sorted(app.scheduler.failing().items())
+        if job.failing_since is not None
+    ]
+
+
 def _lease(app: App) -> dict[str, Any]:
     """Leader and instances (several instances on PostgreSQL; on SQLite, this one)."""
     st = app.lease.state()
@@ -264,10 +289,19 @@ def render_health(h: dict[str, Any]) -> list[str]:
         job = h.get(key)
         if job is None:
             lines.append(f"{label}: not scheduled")
+        elif job.get("failing_since"):
+            last = "never" if job["age_seconds"] is None else f"{job['age_seconds']:.0f} s ago"
+            lines.append(
+                f"{label} failing since {_hhmm(job['failing_since'])} ({job['cause']}); "
+                f"last success {last} ({job['failures']} failures)"
+            )
         elif job["age_seconds"] is None:
             lines.append(f"{label}: never succeeded ({job['failures']} failures)")
         else:
             lines.append(f"{label}: {job['age_seconds']:.0f} s ago ({job['failures']} failures)")
+    for name, job in h.get("jobs", {}).items():
+        if job.get("failing_since") and name not in _LABELS:
+            lines.append(f"job {name} failing since {_hhmm(job['failing_since'])} ({job['cause']})")
     lease = h.get("lease")
     if lease:
         role = "leader" if lease["leader"] else f"follower (leader: {lease['holder'] or 'none'})"

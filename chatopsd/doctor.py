@@ -225,7 +225,12 @@ async def check_discord(cfg: Config, http: aiohttp.ClientSession) -> list[Result
     try:
         me = await _get_json(http, f"{api}/users/@me", headers)
     except Exception as exc:
-        return [Result("discord token", False, f"{_why(exc)}; {_token_hint('discord', 'token')}")]
+        if isinstance(exc, HttpError) and exc.status in (401, 403):
+            why = f"{_why(exc)}; {_token_hint('discord', 'token')}"
+        else:
+            # Not an answer about the token: the network, a proxy or discord.api_url is at fault.
+            why = f"{api}: {_why(exc)} (the token could not be checked: check the network)"
+        return [Result("discord token", False, why)]
     out = [Result("discord token", True, f"logged in as {me.get('username', '?')}")]
     try:
         app = await _get_json(http, f"{api}/oauth2/applications/@me", headers)
@@ -422,8 +427,9 @@ def main(
     except ConfigError as exc:
         print(f"✗ config: {exc}", file=out)
         return 2
-    print(f"✓ config: {path or 'defaults'} is valid", file=out)
-    results = asyncio.run(run_checks(cfg, timeout_seconds))
+    # The config check is a result like the others: the summary counts every ✓ and ✗ line.
+    results = [Result("config", True, f"{path or 'defaults'} is valid")]
+    results += asyncio.run(run_checks(cfg, timeout_seconds))
     secrets = config_mod.secrets_of(cfg)
     for r in results:
         # tokens (a server could echo one back), URL credentials and query values

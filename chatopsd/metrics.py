@@ -16,13 +16,12 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from chatopsd.core.context import Call
-from chatopsd.core.errors import RateLimited
 from chatopsd.core.messages import Reply
+from chatopsd.core.outcome import Outcome, outcome_of
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -64,17 +63,12 @@ class Metrics:
         pages = call.spec is not None and call.spec.pages and call.error is None
         self.commands[(call.event.platform, command)] += 1
         started = time.perf_counter()
-        outcome = "ok"
+        outcome = Outcome.OK
         try:
             replies = await nxt(call)
-        except RateLimited:
-            outcome = "rate limited"
-            self.rate_limited[call.event.platform] += 1
-            raise
+            outcome = call.outcome or Outcome.OK
         except Exception as exc:
-            outcome = type(exc).__name__
-            if pages:
-                self.pages["failed"] += 1
+            outcome = outcome_of(exc)
             raise
         finally:
             elapsed = time.perf_counter() - started
@@ -91,8 +85,12 @@ class Metrics:
                 elapsed * 1000,
                 call.ref,
             )
-        if pages:
-            self.pages["sent"] += 1
+            if outcome == Outcome.RATE_LIMITED:
+                self.rate_limited[call.event.platform] += 1
+            if pages and outcome == Outcome.OK:
+                self.pages["sent"] += 1
+            elif pages and outcome in (Outcome.FAILED, Outcome.ERROR):
+                self.pages["failed"] += 1
         return replies
 
     def attach(self, state: LiveState) -> None:
@@ -194,7 +192,7 @@ class _StateCollector:
         yield GaugeMetricFamily(
             "chatopsd_outbox_depth", "Replies waiting to be sent", value=app.outbox.depth
         )
-        now = datetime.now(UTC)
+        now = app.scheduler.clock.now()  # the clock the jobs record their times with
         ages = GaugeMetricFamily(
             "chatopsd_job_last_success_age_seconds",
             "Seconds since each scheduled job last succeeded (NaN: never)",
@@ -205,9 +203,25 @@ class _StateCollector:
             last = app.scheduler.last_ok.get(name)
             age = (now - last).total_seconds() if last else math.nan
             ages.add_metric([name], age)
-            if "pagerduty" in name or "oncall" in name:
+            if name == "pagerduty-refresh":  # (not pagerduty-incidents)
                 pd_age = age
         yield ages
+        failing = GaugeMetricFamily(
+            "chatopsd_job_failing_seconds",
+            "Seconds each scheduled job has been failing (0: its last run succeeded)",
+            labels=["job", "cause"],
+        )
+        job_failures = CounterMetricFamily(
+            "chatopsd_job_failures", "Failed runs of each scheduled job", labels=["job"]
+        )
+        for name, health in sorted(app.scheduler.health.items()):
+            since = health.failing_since
+            failing.add_metric(
+                [name, health.cause[:100]], (now - since).total_seconds() if since else 0.0
+            )
+            job_failures.add_metric([name], health.failures)
+        yield failing
+        yield job_failures
         if app.pagerduty:
             yield GaugeMetricFamily(
                 "chatopsd_pagerduty_refresh_age_seconds",

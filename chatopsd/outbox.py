@@ -79,7 +79,7 @@ class Outbox:
         )
         return await fut
 
-    async def edit(self, sent: Sent, reply: Reply) -> None:
+    async def edit(self, sent: Sent, reply: Reply) -> Sent | None:
         platform = sent.destination.platform
 
         async def run() -> Sent | None:
@@ -88,7 +88,7 @@ class Outbox:
 
         fut: asyncio.Future[Sent | None] = asyncio.get_running_loop().create_future()
         self._put(platform, reply.priority, run, fut, f"edit {platform}:{sent.message_id}")
-        await fut
+        return await fut  # None: it could not be edited
 
     def _connector(self, platform: str) -> Connector:
         return self.connectors[platform]

@@ -47,7 +47,12 @@ def request_message(lines: list[dict[str, str]]) -> str:
 
 
 async def audit_outcomes(rig: OpsRig) -> list[str]:
-    return [f"{r.actor}:{r.outcome}" for r in await rig.app.audit.since(None)]
+    """Each row as actor:cause (what happened, in words); the outcome is checked on its own."""
+    return [f"{r.actor}:{r.cause}" for r in await rig.app.audit.since(None)]
+
+
+async def audit_rows(rig: OpsRig) -> list[tuple[str, str, str]]:
+    return [(r.actor, r.outcome, r.cause or "") for r in await rig.app.audit.since(None)]
 
 
 async def test_production_deploy_waits_for_a_lead_then_runs(rig: OpsRig) -> None:
@@ -64,6 +69,10 @@ async def test_production_deploy_waits_for_a_lead_then_runs(rig: OpsRig) -> None
     assert f"carol:requested approval {rid}" in outcomes
     assert f"bob:approved {rid}" in outcomes
     assert any(o.startswith("carol:exit 0") for o in outcomes)
+    rows = await audit_rows(rig)
+    assert ("carol", "pending", f"requested approval {rid}") in rows
+    assert ("bob", "ok", f"approved {rid}") in rows
+    assert any(r[:2] == ("carol", "ok") and r[2].startswith("exit 0") for r in rows)
     assert (await rig.app.approvals.store.result(rid) or "").startswith("exit 0")
     # the grant is used up: approving again, or replaying the grant event, runs nothing more
     lines = await rig.say("bob", f"!approve {rid}")
@@ -105,7 +114,9 @@ async def test_self_approval_is_refused(rig: OpsRig) -> None:
     assert rig.runs() == []
     action = await rig.app.approvals.store.get(rid)
     assert action is not None and action.state == "pending"
-    assert any("refused: you cannot approve" in o for o in await audit_outcomes(rig))
+    assert any(
+        o == "denied" and "refused: you cannot approve" in c for _, o, c in await audit_rows(rig)
+    )
 
 
 async def test_self_approval_by_reaction_is_refused(rig: OpsRig) -> None:
@@ -170,7 +181,10 @@ async def test_expiry_posts_a_message_and_refuses_late_votes(rig: OpsRig) -> Non
     lines = await rig.say("bob", f"!approve {rid}")
     assert "already expired" in texts(lines)
     assert rig.runs() == []
-    assert any(o.startswith(f"chatopsd:expired {rid}") for o in await audit_outcomes(rig))
+    assert any(
+        (a, o) == ("chatopsd", "failed") and c.startswith(f"expired {rid}")
+        for a, o, c in await audit_rows(rig)
+    )
 
 
 async def test_vote_after_deadline_before_the_sweep_is_refused(rig: OpsRig) -> None:

@@ -18,7 +18,9 @@ from chatopsd.store.sqlite import Database
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
 
-def entry(i: int, actor: str = "alice", command: str = "ic", outcome: str = "ok") -> AuditEntry:
+def entry(
+    i: int, actor: str = "alice", command: str = "ic", outcome: str = "ok", cause: str = ""
+) -> AuditEntry:
     return AuditEntry(
         at=T0 + timedelta(seconds=i),
         platform="slack",
@@ -33,6 +35,7 @@ def entry(i: int, actor: str = "alice", command: str = "ic", outcome: str = "ok"
         duration_ms=0.123 * i,
         event_id=f"E{i}",
         ref=f"r{i}",
+        cause=cause,
     )
 
 
@@ -47,7 +50,8 @@ async def fill(path: Path, n: int = 20) -> None:
                 i,
                 actor="bob" if i % 3 else "carol",
                 command="deploy" if i % 4 else "ic page",
-                outcome="ok" if i % 5 else "denied: needs the role 'lead'",
+                outcome="ok" if i % 5 else "denied",
+                cause="" if i % 5 else "needs the role 'lead'",
             )
         )
     await db.close()
@@ -109,14 +113,14 @@ def test_verify_detects_an_edited_row_with_its_hash_recomputed(
     con = sqlite3.connect(setup[0])
     row = con.execute(
         "SELECT at, platform, channel, thread, actor, actor_name, kind, text, command, "
-        "outcome, duration_ms, event_id, ref, prev_hash FROM audit WHERE id = 5"
+        "outcome, duration_ms, event_id, ref, prev_hash, cause FROM audit WHERE id = 5"
     ).fetchone()
     con.close()
     forged = (*row[:9], "ok, nothing to see", *row[10:13])
     _tamper(
         setup[0],
         f"UPDATE audit SET outcome = 'ok, nothing to see', "
-        f"hash = '{row_hash(row[13], forged)}' WHERE id = 5",
+        f"hash = '{row_hash(row[13], forged, row[14])}' WHERE id = 5",
     )
     rc, out = verify(setup[1], capsys)
     assert rc == 1
@@ -170,7 +174,8 @@ def test_filters_and_json_lines(
     assert {r["command"] for r in rows("--command", "ic")} == {"ic", "ic page"}
     assert {r["command"] for r in rows("--command", "ic page")} == {"ic page"}
     denied = rows("--outcome", "denied")
-    assert denied and all(str(r["outcome"]).startswith("denied") for r in denied)
+    assert denied and all(r["outcome"] == "denied" for r in denied)
+    assert rows("--outcome", "role 'lead'") == denied  # other text: found in the cause
     assert rows("--actor", "bob", "--command", "deploy", "--outcome", "denied") == [
         r for r in denied if r["actor"] == "bob" and r["command"] == "deploy"
     ]

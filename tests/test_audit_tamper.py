@@ -109,7 +109,7 @@ def test_keyed_chain_cannot_be_recomputed_without_the_key(
     assert head.startswith("hmac:")
     rows = con.execute(
         "SELECT id, at, platform, channel, thread, actor, actor_name, kind, text, command, "
-        "outcome, duration_ms, event_id, ref, prev_hash FROM audit ORDER BY id"
+        "outcome, duration_ms, event_id, ref, prev_hash, cause FROM audit ORDER BY id"
     ).fetchall()
     con.close()
     prev = rows[0][14]
@@ -118,7 +118,7 @@ def test_keyed_chain_cannot_be_recomputed_without_the_key(
         values = list(r[1:14])
         if r[0] == 2:
             values[9] = "ok, nothing to see"
-        digest = row_hash(prev, values)
+        digest = row_hash(prev, values, r[15])
         statements.append(
             f"UPDATE audit SET outcome = '{values[9]}', prev_hash = '{prev}', hash = '{digest}' "
             f"WHERE id = {r[0]}"

@@ -148,3 +148,40 @@ def test_incident_destinations_are_checked(tmp_path: Path) -> None:
         with pytest.raises(config.ConfigError) as err:
             config.load(write(tmp_path, f"[incidents]\n{body}\n"), env={})
         assert where in str(err.value), str(err.value)
+
+
+def test_mattermost_url_without_a_scheme_fails_check_config(tmp_path: Path) -> None:
+    """#14.11: it passed check-config, then `run` retried forever with InvalidUrlClientError."""
+    for url in ("mattermost.example.com", "ftp://mattermost.example.com", "https://"):
+        text = f"[mattermost]\nurl = '{url}'\ntoken = 'sekrit-token-2'\n"
+        bad = cli("check-config", str(write(tmp_path, text)))
+        assert bad.returncode == 2, url
+        assert "mattermost.url: " in bad.stderr  # the key, named
+        assert "must be the server's base URL with its scheme" in bad.stderr
+        assert "sekrit" not in bad.stderr + bad.stdout
+    good = "[mattermost]\nurl = 'http://127.0.0.1:8065'\ntoken = 'sekrit-token-2'\n"
+    assert config.load(write(tmp_path, good), env={}).mattermost is not None
+
+
+def test_status_source_name_is_optional(tmp_path: Path) -> None:
+    """DESIGN.md: a source with only `kind` and `url` is valid; its name is the kind,
+    numbered when the kind repeats."""
+    text = (
+        "[[status.sources]]\nkind = 'alertmanager'\nurl = 'http://127.0.0.1:9093'\n"
+        "[[status.sources]]\nkind = 'alertmanager'\nurl = 'http://127.0.0.1:9094'\n"
+        "[[status.sources]]\nkind = 'prometheus'\nurl = 'http://127.0.0.1:9090'\nquery = 'up'\n"
+        "[[status.sources]]\nname = 'alertmanager-3'\nkind = 'http'\n"
+        "url = 'http://127.0.0.1:8080'\nfield = 'status'\n"
+        "[[status.sources]]\nkind = 'alertmanager'\nurl = 'http://127.0.0.1:9095'\n"
+    )
+    path = write(tmp_path, text)
+    names = [s.name for s in config.load(path, env={}).status.sources]
+    assert names == [
+        "alertmanager",
+        "alertmanager-2",
+        "prometheus",
+        "alertmanager-3",
+        "alertmanager-4",
+    ]
+    ok = cli("check-config", str(path))
+    assert ok.returncode == 0, ok.stderr

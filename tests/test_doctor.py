@@ -141,8 +141,32 @@ def test_everything_passes(env: Env) -> None:
         "status source script",
     ):
         assert line(lines, name).startswith("✓"), name
-    assert lines[-1] == "16 passed, 0 failed"  # config's own line is not counted
+    assert lines[-1] == "17 passed, 0 failed"  # every ✓ line counted, config's too
+    assert_summary_matches(lines)
     assert "GET /pd/services/PSVC01" in env.targets.requests
+
+
+def assert_summary_matches(lines: list[str]) -> None:
+    """#14.10: the summary printed "1 passed, 7 failed" beside 2 ✓ lines."""
+    passed = sum(ln.startswith("✓ ") for ln in lines)
+    failed = sum(ln.startswith("✗ ") for ln in lines)
+    assert lines[-1] == f"{passed} passed, {failed} failed", lines
+
+
+def test_unreachable_discord_is_blamed_on_the_network_not_the_token(env: Env) -> None:
+    with socket.socket() as s:  # a port nobody listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    path = env.config(
+        discord=f'[discord]\ntoken = "{DISCORD}"\napi_url = "http://127.0.0.1:{port}/api/v10"\n'
+    )
+    code, lines = env.run(path)
+    assert code == 1
+    bad = line(lines, "discord token")
+    assert bad.startswith("✗ discord token: http://127.0.0.1:")
+    assert "cannot connect" in bad and "check the network" in bad
+    assert "credential" not in bad and "reset" not in bad.lower()  # not the token's fault
+    assert_summary_matches(lines)
 
 
 def test_bad_slack_bot_token(env: Env) -> None:
@@ -179,6 +203,8 @@ def test_discord_bad_token_and_missing_intent(env: Env) -> None:
     code, lines = env.run(path)
     assert code == 1
     assert "HTTP 401: the token is not accepted" in line(lines, "discord token")
+    assert "credential discord_token" in line(lines, "discord token")
+    assert_summary_matches(lines)
 
 
 def test_mattermost_untrusted_certificate_and_plain_http(env: Env) -> None:

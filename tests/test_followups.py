@@ -117,7 +117,8 @@ async def test_three_followups_become_three_tickets_once(app: App, trackers: Fak
     assert len(trackers.github) == 3
 
     rows = await app.db.fetchall(
-        "SELECT command, outcome FROM audit WHERE kind = 'ticket' ORDER BY id"
+        "SELECT command, outcome || coalesce(': ' || nullif(cause, ''), '') "  # outcome: cause
+        "FROM audit WHERE kind = 'ticket' ORDER BY id"
     )
     assert [(r[0], r[1]) for r in rows] == [
         ("tickets create (GitHub)", f"ok: #{n} https://github.com/acme/infra/issues/{n}")
@@ -155,7 +156,10 @@ async def test_a_failed_ticket_is_retried_a_lost_answer_is_not(
     reply = await say(app, f"!incident tickets {INC}")
     assert "Follow-up 1: no ticket: HTTP 500 from GitHub" in reply.text
     assert len(trackers.github) == 2  # 2 and 3 went through
-    failed = await app.db.fetchall("SELECT outcome FROM audit WHERE kind = 'ticket' ORDER BY id")
+    failed = await app.db.fetchall(
+        "SELECT outcome || coalesce(': ' || nullif(cause, ''), '') "  # outcome: cause
+        "FROM audit WHERE kind = 'ticket' ORDER BY id"
+    )
     assert failed[0][0].startswith("failed: HTTP 500 from GitHub")
     trackers.fault, trackers.fault_times = "drop-after", 1
     await say(app, f"!incident followup add {INC} fourth")

@@ -109,3 +109,21 @@ async def test_ic_page_inside_the_incident_thread_links_the_pagerduty_incident(
     # paging from a channel that is no incident's links nothing
     await app.bus.handle(ev("!ic page", 4))
     assert len(await app.incidents.store.timeline("INC-2026-0001")) == len(timeline)
+
+
+async def test_escalating_a_sev1_says_it_is_already_the_highest(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    app = App(
+        make_config(tmp_path), clock=clock, io=Io(stdin=io.StringIO(""), stdout=io.StringIO())
+    )
+    await app.start()
+    try:
+        await app.bus.handle(ev('!incident declare --sev 1 "Checkout down"', 1))
+        [reply] = await app.bus.handle(ev("!incident escalate INC-2026-0001 SEV-1", 2))
+        assert "INC-2026-0001 is already SEV-1, the highest severity" in reply.plain()
+        assert "SEV-0" not in reply.plain()
+        [reply] = await app.bus.handle(ev("!incident escalate INC-2026-0001", 3))
+        assert "already SEV-1" in reply.plain() and "SEV-0" not in reply.plain()
+    finally:
+        await app.stop()

@@ -23,14 +23,15 @@ HELP = None
 TABLE: list[tuple[str, str | None, bool]] = [
     # who is on call: read-only
     ("who is on call", "ic", False),
-    ("who is on call for payments?", "ic", False),
+    # a service it does not know: said so, never the IC list as if it answered (#14.8)
+    ("who is on call for payments?", SAY, False),
     ("Who's on call right now?", "ic", False),
     ("whos oncall", "ic", False),
     ("who is the IC", "ic", False),
     ("who's the incident commander?", "ic", False),
     ("who should I page?", "ic", False),
     ("who do I call about the database?", "ic", False),
-    ("hey, who is on-call for the payments service?", "ic", False),
+    ("hey, who is on-call for the payments service?", SAY, False),
     ("who are the responders", "ic responders", False),
     ("who else is on call, everyone please", "ic responders", False),
     ("how do I reach jane@example.com", "ic who jane@example.com", False),
@@ -222,10 +223,27 @@ def _text(lines: list[dict]) -> str:
 
 async def test_mention_question_is_answered_at_once(app: App) -> None:
     chat = Chat(app)
-    lines = await chat.send("alice", "who is on call for payments?")
-    assert "Incident Commander" in _text(lines) or "on call" in _text(lines).lower()
+    lines = await chat.send("alice", "who is on call?")
+    assert "Incident Commanders on call" in _text(lines)
     rows = await app.audit.since(None)
     assert [r.command for r in rows] == ["intent", "ic"]  # both audited, the command as itself
+
+
+async def test_on_call_for_an_unknown_service_says_so(app: App) -> None:
+    chat = Chat(app)
+    lines = await chat.send("alice", "who is on call for payments?")
+    text = _text(lines)
+    assert "I don't know a service called payments." in text
+    assert "No services are configured (pagerduty.services)." in text
+    assert "Ada Lovelace" not in text  # not the IC list, as if it were the answer
+
+
+def test_on_call_for_a_known_service_asks_for_that_service() -> None:
+    i = parse("who is on call for payments?", services=["payments", "billing"])
+    assert (i.command, i.confirm) == ("ic service payments", False)
+    i = parse("@chatopsd who is on call for checkout?", services=["payments", "billing"])
+    assert i.say is not None and i.command is None
+    assert "I don't know a service called checkout. I know: payments, billing." in i.say
 
 
 async def test_paging_from_free_text_waits_for_the_askers_confirmation(app: App) -> None:

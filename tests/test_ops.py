@@ -85,7 +85,10 @@ async def test_runs_without_approval_reports_output_status_and_duration(rig: Ops
     assert "finished OK (exit 0) in" in out
     assert "hello from api | 1.2 | staging" in out
     rows = await rig.app.audit.since(None)
-    assert any(r.command == "deploy (run)" and r.outcome.startswith("exit 0") for r in rows)
+    assert any(
+        r.command == "deploy (run)" and r.outcome == "ok" and (r.cause or "").startswith("exit 0")
+        for r in rows
+    )
 
 
 async def test_failure_exit_status_and_stderr_are_reported(rig: OpsRig) -> None:
@@ -115,7 +118,12 @@ async def test_timeout_kills_the_process_group_and_reports(rig: OpsRig, tmp_path
         await asyncio.sleep(0.01)
     assert not _alive(child), "the grandchild survived the timeout"
     rows = await rig.app.audit.since(None)
-    assert any(r.command == "job (run)" and "timed out" in r.outcome for r in rows)
+    assert any(
+        r.command == "job (run)" and r.outcome == "failed" and "timed out" in (r.cause or "")
+        for r in rows
+    )
+    # the command's own row says so too: `chatopsd audit --outcome failed` finds it
+    assert any(r.command == "job" and r.outcome == "failed" for r in rows)
 
 
 def _alive(pid: int) -> bool:

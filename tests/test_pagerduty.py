@@ -200,6 +200,8 @@ async def test_lookups_served_from_cache_while_pagerduty_is_down(
     assert "On-call data as of 12:00 UTC; PagerDuty unreachable since 12:01 UTC" in text
     assert "server error (500)" in text
     assert "+1 555 0100" in text
+    who = one(await say(app, "!ic who ada@example.com"))  # a cached number, with its age
+    assert "+1 555 0100" in who and "On-call data as of 12:00 UTC" in who
     paged = one(await say(app, "!ic page"))
     assert "PAGING FAILED" in paged and "+1 555 0102" in paged and "as of 12:00 UTC" in paged
     # Recovery clears the note.

@@ -67,8 +67,12 @@ async def test_page_button_pages_once_per_click_and_posts_the_incident(
     app: App, fake: FakeSlack, pd: FakePagerDuty
 ) -> None:
     await fake.click("ic page", thread_ts="1699999999.000002")
-    await fake.wait_for(lambda: len(fake.posts()) == 1)
-    text = post_text(fake.posts()[0])
+    await fake.wait_for(lambda: len(fake.posts("chat.update")) == 1)
+    [notice] = fake.posts()  # said at once, then edited with the result
+    assert "Paging the Incident Commanders…" in post_text(notice)
+    [edit] = fake.posts("chat.update")
+    assert edit["ts"] == fake.ts_of(notice)
+    text = post_text(edit)
     assert "Paged Ada Lovelace, Grace Hopper, Alan Turing." in text
     assert "https://example.pagerduty.com/incidents/PINC001" in text
     assert [i["assignees"] for i in pd.incidents] == [["PADA", "PGRACE", "PALAN"]]
@@ -78,7 +82,7 @@ async def test_page_button_pages_once_per_click_and_posts_the_incident(
 async def test_redelivered_ic_page_pages_once(app: App, fake: FakeSlack, pd: FakePagerDuty) -> None:
     event = fake.message("!ic page")
     await fake.event(event, event_id="EvPage1")
-    await fake.wait_for(lambda: len(fake.posts()) == 1)
+    await fake.wait_for(lambda: len(fake.posts("chat.update")) == 1)
     await fake.event(event, event_id="EvPage1", retry_attempt=1)
     await fake.event(fake.message("!help", user="U2"))  # a barrier: answered after the retry
     await fake.wait_for(lambda: len(fake.posts()) == 2)
@@ -92,9 +96,10 @@ async def test_pagerduty_down_tells_the_slack_channel_with_phone_numbers(
     pd.fault, pd.fault_path = "hang", "/incidents"
     started = time.monotonic()
     await fake.event(fake.message("!ic page"))
-    await fake.wait_for(lambda: len(fake.posts()) == 1, timeout=DEADLINE + 5)
+    await fake.wait_for(lambda: len(fake.posts("chat.update")) == 1, timeout=DEADLINE + 5)
     assert time.monotonic() - started < DEADLINE + 2  # well inside the 10 s promise
-    text = post_text(fake.posts()[0])
+    assert len(fake.posts()) == 1  # the "Paging…" notice, edited into the failure
+    text = post_text(fake.posts("chat.update")[0])
     assert "PAGING FAILED" in text and "no answer from PagerDuty" in text
     for number in ("555 0100", "555 0101", "555 0102"):
         assert number in text

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -53,3 +57,44 @@ async def test_a_slow_job_never_overlaps_itself() -> None:
     await asyncio.sleep(1.0)
     scheduler.shutdown()
     assert overlaps == 0 and 2 <= runs <= 4
+
+
+async def test_stop_during_a_run_logs_no_cancelled_error(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """#14.6: `printf '!IC\\n' | chatopsd run` sometimes ended with "Job approvals-expire raised
+    an exception ... CancelledError": the scheduler cancelled a run at a normal exit."""
+    scheduler = Scheduler()
+    started = asyncio.Event()
+
+    async def sweep() -> None:
+        started.set()
+        await asyncio.sleep(30)
+
+    scheduler.every("approvals-expire", 3600, sweep)
+    scheduler.every("prune", 3600, sweep)
+    with caplog.at_level(logging.DEBUG):
+        scheduler.start()
+        await asyncio.wait_for(started.wait(), 5)
+        await scheduler.stop(grace=0.05)
+        await asyncio.sleep(0.05)  # the executor's done-callbacks have run
+    assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
+    assert "CancelledError" not in caplog.text
+    assert scheduler.failures == {}  # a shutdown is not a job failure
+
+
+def test_console_run_exits_quietly(tmp_path: Path) -> None:
+    """The reproduction from the issue, as a real process: no traceback on a normal exit."""
+    for i in range(4):
+        done = subprocess.run(
+            [sys.executable, "-m", "chatopsd", "run"],
+            input="!IC\n",
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd=tmp_path,
+            env={**os.environ, "STATE_DIRECTORY": str(tmp_path / f"state{i}")},
+        )
+        assert done.returncode == 0, done.stderr
+        assert "Traceback" not in done.stderr and "CancelledError" not in done.stderr, done.stderr
+        assert "Incident Commanders" in done.stdout

@@ -49,7 +49,11 @@ async def test_prefixed_command_in_thread_is_answered_in_thread(app: App, fake: 
     assert "PagerDuty is not configured" in post["text"]
     assert post["blocks"][0] == {
         "type": "section",
-        "text": {"type": "mrkdwn", "text": "*No Incident Commanders on call*"},
+        # never "No Incident Commanders on call": without PagerDuty we cannot know
+        "text": {
+            "type": "mrkdwn",
+            "text": "*⚠ Can't tell who is on call: PagerDuty is not configured*",
+        },
     }
     assert envelope in fake.acks
 

@@ -86,7 +86,8 @@ async def tick(app: App, clock: FakeClock, seconds: float = 1.0) -> None:
 
 async def audit_rows(app: App) -> list[tuple[str, str]]:
     rows = await app.db.fetchall(
-        "SELECT command, outcome FROM audit WHERE kind = 'publish' ORDER BY id"
+        "SELECT command, outcome || coalesce(': ' || nullif(cause, ''), '') "  # outcome: cause
+        "FROM audit WHERE kind = 'publish' ORDER BY id"
     )
     return [(r[0], r[1]) for r in rows]
 

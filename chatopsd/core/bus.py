@@ -169,9 +169,14 @@ class Bus:
         # A refusal or error keeps its own (normal) priority: a flood of refused pages must
         # not jump the queue ahead of a real page's answer.
         priority = call.spec.priority if call.spec and not failed else None
-        for reply in replies:
+        for i, reply in enumerate(replies):
             if priority is not None and reply.priority > priority:
                 reply = _with_priority(reply, priority)
+            if i == 0 and call.replaces is not None:
+                # The handler posted a notice first ("Paging…"): the answer replaces it.
+                if await self.outbox.edit(call.replaces, reply) is not None:
+                    continue
+                log.warning("could not edit %s; posting the answer anew", call.replaces.message_id)
             self.outbox.enqueue(destination, reply)
         return replies
 

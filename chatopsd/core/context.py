@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 
 from chatopsd.core.commands import CommandSpec
 from chatopsd.core.errors import UsageError
-from chatopsd.core.messages import Destination, Inbound, Reply
+from chatopsd.core.messages import Destination, Inbound, Reply, Sent
+from chatopsd.core.outcome import Outcome, short_cause
 from chatopsd.core.ports import ReplySink
 
 
@@ -28,6 +29,12 @@ class Call:
     outbox: ReplySink
     error: UsageError | None = None
     words: tuple[str, ...] = field(default=())
+    # What the handler says happened (None: middleware decides from how it returned), and a
+    # short cause for the audit row.
+    outcome: Outcome | None = None
+    cause: str = ""
+    # A message posted early ("Paging…") that the bus edits into the handler's first reply.
+    replaces: Sent | None = None
 
     @property
     def command(self) -> str:
@@ -47,6 +54,10 @@ class Call:
     def text(self, name: str) -> str | None:
         value = self.args.get(name)
         return None if value is None else str(value)
+
+    def set_outcome(self, outcome: Outcome, cause: str = "") -> None:
+        """State what happened, e.g. `failed` with "PagerDuty server error (500)"."""
+        self.outcome, self.cause = outcome, short_cause(cause)
 
     def respond(self, reply: Reply) -> None:
         """Post an interim reply now (e.g. "paging..."), before the handler returns."""

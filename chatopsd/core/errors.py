@@ -66,3 +66,13 @@ class RateLimitedSend(TransientSendError):
     always safe (unlike a 5xx or a timeout, after which the effect may have happened).
 
     Not `RateLimited`, which is a person sending too many commands."""
+
+
+class JobFailed(Exception):
+    """A scheduled job's run that did not do its work, with the cause in a few words. Raised by
+    jobs that handle the failure themselves, so health counts it (without a traceback).
+    `logged`: the job already logged it (per status source), so the scheduler does not."""
+
+    def __init__(self, cause: str, *, logged: bool = False) -> None:
+        super().__init__(cause)
+        self.logged = logged

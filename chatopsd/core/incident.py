@@ -213,7 +213,8 @@ def escalate(incident: Incident, severity: int | None, at: datetime) -> Incident
     """Raise the severity (SEV-1 is the highest); None means one level up."""
     check(incident, "escalate")
     target = incident.severity - 1 if severity is None else severity
-    if target < 1:
+    if incident.severity == 1 or target < 1:
+        # (not "SEV-1 to SEV-0": there is no SEV-0)
         raise IllegalTransition(f"{incident.id} is already SEV-1, the highest severity")
     if target >= incident.severity:
         raise IllegalTransition(

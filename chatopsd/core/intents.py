@@ -157,6 +157,8 @@ def parse(text: str, services: Sequence[str] = ()) -> Intent:
             )
         if _RESPONDERS.search(low):
             return _with(base, command="ic responders", summary="everyone on call")
+        if service is not None and service not in _NOT_A_SERVICE:
+            return _for_service(base, service, services)
         if _IC_WORDS.search(low) or re.search(r"\b(?:call|page|contact|ping)\b", low):
             return _with(base, command="ic", summary=_oncall_summary(service))
     who = _contact_target(clean, low)
@@ -430,6 +432,47 @@ def _contact_target(clean: str, low: str) -> str | None:
     target = clean[m.start(1) :].strip(" ?.!,")
     target = re.sub(r"^(?:the )", "", target, flags=re.I)
     return target or None
+
+
+# Words after "on call for" that are not service names.
+_NOT_A_SERVICE = frozenset(
+    [
+        "ic",
+        "ics",
+        "incident",
+        "incidents",
+        "responders",
+        "today",
+        "tonight",
+        "now",
+        "this",
+        "week",
+        "weekend",
+        "me",
+        "us",
+        "it",
+        "that",
+    ]
+)
+
+
+def _for_service(base: Intent, service: str, services: Sequence[str]) -> Intent:
+    """#14.8: "who is on call for payments?" answers for that service, or says it does not
+    know the service; never the IC list as if it were the answer."""
+    known = {s.lower(): s for s in services}
+    name = known.get(service.lower())
+    if name is not None:
+        return _with(base, command=f"ic service {name}", summary=f"who is on call for {name}")
+    listing = (
+        f"I know: {', '.join(services)}."
+        if services
+        else "No services are configured (pagerduty.services)."
+    )
+    return _with(
+        base,
+        say=f"I don't know a service called {service}. {listing} "
+        "Ask “who is on call” for the Incident Commanders.",
+    )
 
 
 def _oncall_summary(service: str | None) -> str:

@@ -18,6 +18,7 @@ from chatopsd.core.bus import Next
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, UserError
 from chatopsd.core.messages import Actor, Inbound, Reply
+from chatopsd.core.outcome import Outcome, outcome_of, short_cause
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, EventLedger
 
 log = logging.getLogger("chatopsd.bus")
@@ -112,7 +113,9 @@ class AccessPolicy:
             )
 
 
-def audit_entry(call: Call, clock: Clock, outcome: str, duration_ms: float) -> AuditEntry:
+def audit_entry(
+    call: Call, clock: Clock, outcome: Outcome, duration_ms: float, cause: str = ""
+) -> AuditEntry:
     e = call.event
     return AuditEntry(
         at=clock.now(),
@@ -128,6 +131,7 @@ def audit_entry(call: Call, clock: Clock, outcome: str, duration_ms: float) -> A
         duration_ms=round(duration_ms, 3),
         event_id=e.event_id,
         ref=call.ref,
+        cause=short_cause(cause),
     )
 
 
@@ -163,21 +167,21 @@ class Audit:
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         start = self.clock.monotonic()
-        outcome = "ok"
+        outcome, cause = Outcome.OK, ""
         try:
-            return await nxt(call)
-        except Forbidden as exc:
-            outcome = f"denied: {exc}"
-            raise
+            replies = await nxt(call)
+            # The handler says what happened (a failed page is `failed`, not `ok`).
+            outcome, cause = call.outcome or Outcome.OK, call.cause
+            return replies
         except UserError as exc:
-            outcome = f"{type(exc).__name__}: {exc}"
+            outcome, cause = outcome_of(exc), f"{type(exc).__name__}: {exc}"
             raise
         except BaseException as exc:
-            outcome = f"internal error {type(exc).__name__} ref={call.ref}"
+            outcome, cause = Outcome.ERROR, f"{type(exc).__name__} ref={call.ref}"
             raise
         finally:
             elapsed = (self.clock.monotonic() - start) * 1000
-            await self.audit.append(audit_entry(call, self.clock, outcome, elapsed))
+            await self.audit.append(audit_entry(call, self.clock, outcome, elapsed, cause))
 
 
 class RateLimit:

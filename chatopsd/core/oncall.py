@@ -8,6 +8,8 @@ from datetime import datetime
 from typing import Literal, Protocol
 
 Group = Literal["ic", "responders"]
+# A roster's key: a Group, or "service:<name>" for a service in pagerduty.services.
+RosterKey = str
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +45,12 @@ class Roster:
     stale: bool = False
     failing_since: datetime | None = None
     error: str | None = None
+    configured: bool = True  # False: there is no PagerDuty to ask (not "nobody on call")
+
+    @property
+    def answers(self) -> bool:
+        """The cache can say who is on call: it has data, and the data is fresh."""
+        return self.configured and self.as_of is not None and not self.stale
 
     def people(self) -> list[Person]:
         seen: dict[str, Person] = {}
@@ -65,14 +73,48 @@ class PageResult:
 class Directory(Protocol):
     """On-call data, always from the cache: never calls the outside world per request."""
 
-    async def roster(self, group: Group) -> Roster: ...
+    async def roster(self, group: RosterKey) -> Roster: ...
 
-    async def find(self, query: str) -> Sequence[Person]:
-        """People matching an email, chat id ("slack:U123") or part of a name."""
+    async def find(self, query: str, *, search: bool = True) -> Sequence[Person]:
+        """People matching an email, chat id ("slack:U123") or part of a name; `search=False`
+        looks in the cache only.
+
+        Raises Unavailable when the answer "nobody" could be wrong because the directory
+        could not look (PagerDuty unreachable and the cache has no match)."""
         ...
 
 
 class Pager(Protocol):
     async def page(self, people: Sequence[Person], summary: str, key: str) -> PageResult:
-        """Page these people once per `key`. Raises Unavailable (with what failed) on failure."""
+        """Page these people once per `key`; nobody listed means the service's escalation
+        policy decides. Raises Unavailable (with what failed) on failure."""
         ...
+
+
+@dataclass(frozen=True, slots=True)
+class PageRecord:
+    """A page that went out, so a second `!ic page` soon after can say so instead of paging."""
+
+    target: str  # "ic", "responders", or "person:<id>"
+    at: datetime
+    actor: str
+    url: str
+
+
+class PageLog(Protocol):
+    async def last(self, target: str) -> PageRecord | None: ...
+
+    async def record(self, record: PageRecord) -> None: ...
+
+
+class MemoryPageLog:
+    """PageLog for the demo and tests without a database."""
+
+    def __init__(self) -> None:
+        self._last: dict[str, PageRecord] = {}
+
+    async def last(self, target: str) -> PageRecord | None:
+        return self._last.get(target)
+
+    async def record(self, record: PageRecord) -> None:
+        self._last[record.target] = record

@@ -65,6 +65,7 @@ class AuditEntry:
     duration_ms: float
     event_id: str
     ref: str
+    cause: str | None = ""  # why, in a few words; None on rows written before it existed
 
 
 class AuditLog(Protocol):
@@ -86,7 +87,9 @@ class ReplySink(Protocol):
         """Queue a reply and wait until it is posted; None if it could not be."""
         ...
 
-    async def edit(self, sent: Sent, reply: Reply) -> None: ...
+    async def edit(self, sent: Sent, reply: Reply) -> Sent | None:
+        """Replace a posted message; the outbox returns None if it could not."""
+        ...
 
 
 class KeyValue(Protocol):

@@ -30,6 +30,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, NotFound
 from chatopsd.core.messages import Actor, Button, Destination, Inbound, Reply, Sent
 from chatopsd.core.middleware import AccessPolicy
+from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import ApprovalStore, AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.core.times import UTC_TIMES, Times
 
@@ -98,7 +99,9 @@ class ApprovalService:
         sent = await self.outbox.send(_where(action), self._request_reply(action))
         if sent is not None:
             await self.store.set_message(action.id, sent.message_id)
-        await self._audit(action, e.actor, "request", f"requested {kind} {action.id}", e.event_id)
+        await self._audit(
+            action, e.actor, "request", Outcome.PENDING, f"requested {kind} {action.id}", e.event_id
+        )
         return action
 
     def _request_reply(self, a: Action) -> Reply:
@@ -182,7 +185,9 @@ class ApprovalService:
             if why is not None:
                 if now >= action.expires_at and action.state == "pending":
                     await self._expire(action)
-                await self._audit(action, event.actor, vote, f"refused: {why}", event.event_id)
+                await self._audit(
+                    action, event.actor, vote, Outcome.DENIED, f"refused: {why}", event.event_id
+                )
                 return why
             # one vote per PERSON: two chat identities of one human are one approver
             ballot = Person("person", voter.email, voter.email) if voter.email else voter
@@ -197,6 +202,7 @@ class ApprovalService:
                     action,
                     event.actor,
                     vote,
+                    Outcome.PENDING,
                     f"approved {count} of {action.needed}",
                     event.event_id,
                 )
@@ -213,7 +219,7 @@ class ApprovalService:
             verb = "confirmed"
         if action.kind == "confirm" and state == "rejected":
             verb = "cancelled"
-        await self._audit(action, actor, "decide", f"{verb} {action.id}", event_id)
+        await self._audit(action, actor, "decide", Outcome.OK, f"{verb} {action.id}", event_id)
         await self._edit(action, f"{verb} by {actor.display}")
         if state != "approved":
             self.outbox.enqueue(
@@ -302,6 +308,7 @@ class ApprovalService:
             action,
             Actor("chatopsd", "chatopsd"),
             "expire",
+            Outcome.FAILED,  # the request did not get what it asked for
             f"expired {action.id} with {got} of {action.needed}",
             "",
         )
@@ -333,7 +340,7 @@ class ApprovalService:
             log.warning("could not edit request message %s", action.id, exc_info=True)
 
     async def _audit(
-        self, action: Action, actor: Actor, kind: str, outcome: str, event_id: str
+        self, action: Action, actor: Actor, kind: str, outcome: Outcome, cause: str, event_id: str
     ) -> None:
         await self.audit.append(
             AuditEntry(
@@ -350,6 +357,7 @@ class ApprovalService:
                 duration_ms=0.0,
                 event_id=event_id,
                 ref=action.id,
+                cause=cause,
             )
         )
 

@@ -25,6 +25,7 @@ from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.incident import Incident
 from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
+from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, Home, ReplySink
 from chatopsd.handlers.incident import IncidentHandler
 from chatopsd.store.followups import FollowUp, SqliteFollowUps
@@ -250,10 +251,12 @@ class FollowUps:
                 kind="ticket",
                 text=f"{incident.id} follow-up {f.n}: {f.text}"[:2000],
                 command=f"tickets create ({self.tracker.name})",
-                outcome=outcome,
+                # "failed: <why>" → the closed set's outcome, and the why as its cause
+                outcome=Outcome(outcome.partition(": ")[0]),
                 duration_ms=round((self.clock.monotonic() - started) * 1000, 3),
                 event_id=f"{event.event_id}/ticket/{incident.id}/{f.n}",
                 ref=f"{incident.id}#{f.n}",
+                cause=outcome.partition(": ")[2],
             )
         )
 

@@ -16,6 +16,7 @@ from chatopsd.core.errors import UsageError
 from chatopsd.core.grammar import tokenize
 from chatopsd.core.intents import parse
 from chatopsd.core.messages import Inbound, Reply
+from chatopsd.core.outcome import Outcome
 from chatopsd.handlers.approvals import ApprovalService, Submit
 
 
@@ -54,6 +55,7 @@ class IntentHandler:
             return Reply(text=intent.say)
         if intent.command is None:
             self._grammar_error(text)
+            call.set_outcome(Outcome.USER_ERROR, "not understood")
             return Reply(
                 text=(
                     f"Sorry, I did not understand “{text[:200]}”. Try “who is on call”, "
@@ -64,6 +66,7 @@ class IntentHandler:
         try:
             self.registry.resolve(tokenize(intent.command), p)
         except UsageError:
+            call.set_outcome(Outcome.USER_ERROR, f"no command {intent.command!r}")
             return Reply(
                 text=(
                     f"I read that as {p}{intent.command} ({intent.summary}), but this "
@@ -77,6 +80,7 @@ class IntentHandler:
                 command=intent.command,
                 summary=f"I read “{text[:200]}” as: {intent.summary}",
             )
+            call.set_outcome(Outcome.PENDING, "awaiting confirmation")
             return None
         if self.submit is not None:
             e = call.event

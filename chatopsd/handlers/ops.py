@@ -18,6 +18,7 @@ from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.errors import UsageError, UserError
 from chatopsd.core.messages import Reply, Sent
+from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock
 from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.ops.runner import ArgRule, RunResult, child_env, render, run_argv, validate
@@ -92,6 +93,7 @@ class OpsHandler:
                 needed=need.approvals,
                 role=need.role,
             )
+            call.set_outcome(Outcome.PENDING, f"awaiting {need.kind}")
             return None
         slots = self._slots.setdefault(cfg.name, asyncio.Semaphore(cfg.max_concurrent))
         if slots.locked():
@@ -104,9 +106,11 @@ class OpsHandler:
             call.respond(Reply(text=f"{self.prefix}{text} waits for the running one to finish"))
         async with slots:
             result = await self._run(call, cfg, values, text, grant.id if grant else "")
-        outcome = _outcome(result)
+        cause = _outcome(result)
+        outcome = Outcome.OK if result.exit_code == 0 and not result.timed_out else Outcome.FAILED
+        call.set_outcome(outcome, cause)
         if grant is not None:
-            await self.approvals.record_result(grant, outcome)
+            await self.approvals.record_result(grant, cause)
         await self.audit.append(
             AuditEntry(
                 at=self.clock.now(),
@@ -122,6 +126,7 @@ class OpsHandler:
                 duration_ms=round(result.duration * 1000, 3),
                 event_id=call.event.event_id,
                 ref=call.ref,
+                cause=cause,
             )
         )
         return _report(self.prefix, text, result)

@@ -28,6 +28,7 @@ from chatopsd.core.errors import UsageError
 from chatopsd.core.incident import Incident, touch
 from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
+from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.core.retry import Backoff
 from chatopsd.handlers.incident import IncidentHandler
@@ -421,10 +422,12 @@ class PublicStatus:
                 kind="publish",
                 text=summary[:2000],
                 command=f"statuspage {call.action}",
-                outcome=outcome,
+                # "failed: <why>" → the closed set's outcome, and the why as its cause
+                outcome=Outcome(outcome.partition(": ")[0]),
                 duration_ms=round((self.clock.monotonic() - started) * 1000, 3),
                 event_id=f"statuspage/{call.id}/{call.attempts + 1}",
                 ref=f"sp{call.id}",
+                cause=outcome.partition(": ")[2],
             )
         )
 

@@ -43,6 +43,7 @@ class PollResult:
     read: bool  # the sources were read (False: nobody stalks, or not settled)
     posted: int = 0
     fingerprint: str = ""
+    readings: tuple[Reading, ...] = ()  # what the sources said, when they were read
 
 
 class Stalking:
@@ -70,7 +71,6 @@ class Stalking:
         self.polls = 0
         self._fanouts: set[asyncio.Task[None]] = set()
         self._undelivered: dict[StalkerKey, tuple[str, int]] = {}
-        self._failing: set[str] = set()
         # The lease's fencing token (app.py sets it with several instances): a poll's marks
         # are written only while it still holds, so a superseded leader posts nothing.
         self.fence: Callable[[], int | None] = lambda: None
@@ -229,16 +229,16 @@ class Stalking:
         self.polls += 1
         readings = await self.board.readings()
         steady = self.steady.apply(readings)
-        self._log_health(readings)
+        got = tuple(readings)
         if steady is None:
-            log.info("status poll: a source is failing, not yet for %d polls", self.steady.after)
-            return PollResult(read=False)
+            log.debug("status poll: a source is failing, not yet for %d polls", self.steady.after)
+            return PollResult(read=False, readings=got)
         overview = combine(steady)
         fp = fingerprint(overview)
         now = self.clock.now().timestamp()
         due = self.stalkers.due(fp, now)
         if not due:
-            return PollResult(read=True, fingerprint=fp)
+            return PollResult(read=True, fingerprint=fp, readings=got)
         verdict = overview.verdict.value
         # Persisted first: a restart must not post it again. If this write fails, nothing
         # changed in memory either, and the next poll tries again.
@@ -259,22 +259,7 @@ class Stalking:
         self._fanouts.add(task)
         task.add_done_callback(self._fanouts.discard)
         log.info("status is %s; posting to %d stalkers", verdict, len(posts))
-        return PollResult(read=True, posted=len(posts), fingerprint=fp)
-
-    def _log_health(self, readings: list[Reading]) -> None:
-        """One log line when a source starts or stops failing, not one per poll."""
-        for r in readings:
-            failures = self.steady.failures.get(r.source, 0)
-            if r.error is not None and failures == self.steady.after:
-                log.warning(
-                    "status source %s unreadable %d polls in a row: %s", r.source, failures, r.error
-                )
-            elif r.error is None and r.source in self._failing:
-                log.info("status source %s readable again", r.source)
-            if r.error is not None and failures >= self.steady.after:
-                self._failing.add(r.source)
-            elif r.error is None:
-                self._failing.discard(r.source)
+        return PollResult(read=True, posted=len(posts), fingerprint=fp, readings=got)
 
     async def _fan_out(self, posts: list[_Post], fp: str) -> None:
         results = await asyncio.gather(

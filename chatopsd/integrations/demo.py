@@ -40,7 +40,7 @@ class DemoDirectory:
         self.clock = clock
         self._started: datetime = clock.now()
 
-    async def roster(self, group: Group) -> Roster:
+    async def roster(self, group: str) -> Roster:
         # demo shifts hand over at the next 09:00 UTC, so `!ic` shows a shift end
         now = self.clock.now()
         handover = now.replace(hour=9, minute=0, second=0, microsecond=0)
@@ -48,11 +48,11 @@ class DemoDirectory:
             handover += timedelta(days=1)
         entries = tuple(
             OnCall(_PEOPLE[who], f"DEMO-{group}", schedule, role, handover)
-            for who, schedule, role in _ROSTERS[group]
+            for who, schedule, role in _ROSTERS.get(group, ())  # type: ignore[call-overload]
         )
         return Roster(entries, as_of=self._started)
 
-    async def find(self, query: str) -> Sequence[Person]:
+    async def find(self, query: str, *, search: bool = True) -> Sequence[Person]:
         q = query.strip().lower().lstrip("@")
         exact = [p for p in _PEOPLE.values() if q in (p.email, p.id.lower())]
         return exact or [p for p in _PEOPLE.values() if q and q in p.name.lower()]
@@ -98,10 +98,10 @@ class NotConfigured:
 
     _why = "PagerDuty is not configured (add a [pagerduty] section to the config)"
 
-    async def roster(self, group: Group) -> Roster:
-        return Roster((), as_of=None, error=self._why)
+    async def roster(self, group: str) -> Roster:
+        return Roster((), as_of=None, error=self._why, configured=False)
 
-    async def find(self, query: str) -> Sequence[Person]:
+    async def find(self, query: str, *, search: bool = True) -> Sequence[Person]:
         raise Unavailable(self._why)
 
     async def page(self, people: Sequence[Person], summary: str, key: str) -> PageResult:

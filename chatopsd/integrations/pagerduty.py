@@ -164,18 +164,19 @@ class PagerDutyClient:
         No `body.details`: the published spec types it as an object, the live API as a string;
         the title carries the summary and the incident_key the chat event."""
         until = time.monotonic() + deadline
-        payload = {
+        payload: dict[str, dict[str, Any]] = {
             "incident": {
                 "type": "incident",
                 "title": title[:1024],
                 "service": {"id": service_id, "type": "service_reference"},
                 "urgency": "high",
                 "incident_key": incident_key,
-                "assignments": [
-                    {"assignee": {"id": uid, "type": "user_reference"}} for uid in user_ids
-                ],
             }
         }
+        if user_ids:  # none: the service's escalation policy assigns it
+            payload["incident"]["assignments"] = [
+                {"assignee": {"id": uid, "type": "user_reference"}} for uid in user_ids
+            ]
         try:
             body = await self._request(
                 "POST",
@@ -243,11 +244,11 @@ class PagerDutyClient:
                     resp_headers = resp.headers
             except TimeoutError:
                 last = f"no answer from PagerDuty within {min(self.request_timeout, left):.0f} s"
-                log.warning("pagerduty %s attempt %d: timeout", what, attempt)
+                log.debug("pagerduty %s attempt %d: timeout", what, attempt)
                 continue
             except aiohttp.ClientError as exc:
                 last = f"cannot reach PagerDuty ({type(exc).__name__})"
-                log.warning("pagerduty %s attempt %d: %s", what, attempt, exc)
+                log.debug("pagerduty %s attempt %d: %s", what, attempt, exc)
                 wait = RETRY.backoff.delay(attempt)
             else:
                 body = _decode(raw)
@@ -269,14 +270,16 @@ class PagerDutyClient:
                     wait = RETRY.wait(attempt, server_wait(resp_headers, now=time.time()))
                 else:
                     raise _client_error(what, status, body)
-                log.warning("pagerduty %s attempt %d: %s", what, attempt, last)
+                log.debug("pagerduty %s attempt %d: %s", what, attempt, last)
             if wait is not None:
                 # A try with almost no time left would only time out and hide the real cause.
                 if time.monotonic() + wait + RETRY_MIN_TRY >= until:
                     last += f"; retry in {wait:.0f} s would pass the deadline"
                     break
                 await asyncio.sleep(wait)
-        log.error("pagerduty %s failed: %s", what, last)
+        # DEBUG: the caller says it once (the page's log line, the refresh job's outage log),
+        # so an outage costs a line every 5 minutes, not one per attempt per refresh.
+        log.debug("pagerduty %s failed: %s", what, last)
         raise PagerDutyError(last)
 
 
@@ -299,10 +302,10 @@ class PagerDutyPager:
         self.web_url = web_url.rstrip("/")
 
     async def page(self, people: Sequence[Person], summary: str, key: str) -> PageResult:
-        if not people:
-            raise Unavailable("nobody is on call to page")
+        """Nobody listed (an empty on-call cache) opens the incident without assignees: the
+        service's escalation policy then notifies whoever PagerDuty knows is on call."""
         me = self.from_email.lower()
-        if all(p.email.lower() == me for p in people):
+        if people and all(p.email.lower() == me for p in people):
             # PagerDuty would create it acknowledged by the From user and notify nobody.
             raise Unavailable(
                 f"the only person to page is {people[0].name}, the PagerDuty user this bot "
@@ -398,5 +401,6 @@ def _client_error(what: str, status: int, body: Any) -> PagerDutyError:
         message = f"PagerDuty refused the request as invalid (400): {detail or 'no detail'}"
     else:
         message = f"PagerDuty answered {status}: {detail or 'no detail'}"
-    log.error("pagerduty %s -> %d %s", what, status, detail)
+    # debug only: the caller reports it (the page's own log line, the refresh's outage log)
+    log.debug("pagerduty %s -> %d %s", what, status, detail)
     return PagerDutyError(message, status=status, body=body)

@@ -1,13 +1,15 @@
 """The audit trail (SQLite or PostgreSQL): append-only, each row chained to the one before.
 
 `hash = sha256(prev_hash + canonical(row))`, where canonical is the JSON list of the row's
-fields; with `audit.hmac_key` set it is `"hmac:" + HMAC-SHA256(key, prev_hash + canonical)`,
-so rewriting rows and recomputing the chain needs the key. Editing, deleting or inserting a
-row anywhere breaks the chain from there on, which `chatopsd audit verify` reports. A row
-without a hash is allowed only among those written before the chain existed (their highest
-id is recorded in `audit_meta` by migration 0020): blanking every hash is tampering too.
-Truncating the newest rows cannot be seen from the rows alone: the daemon logs the head hash
-to the journal (hourly and at shutdown) and `verify --head HASH` checks it is still there.
+fields, with `cause` last when it is not NULL (rows written before migration 0010 have none,
+and their hashes stay valid); with `audit.hmac_key` set it is
+`"hmac:" + HMAC-SHA256(key, prev_hash + canonical)`, so rewriting rows and recomputing the chain
+needs the key. Editing, deleting or inserting a row anywhere breaks the chain from there on,
+which `chatopsd audit verify` reports. A row without a hash is allowed only among those written
+before the chain existed (their highest id is recorded in `audit_meta` by migration 0020):
+blanking every hash is tampering too. Truncating the newest rows cannot be seen from the rows
+alone: the daemon logs the head hash to the journal (hourly and at shutdown) and
+`verify --head HASH` checks it is still there.
 
 Cost on the per-command hot path: one json.dumps and one sha256 of a few hundred bytes (a few
 microseconds), no extra SQL: the previous hash is kept in memory. Appends are chained in call
@@ -28,6 +30,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry
 from chatopsd.store.db import AUDIT_LOCK, Database, Tx
 
@@ -37,8 +40,8 @@ _FIELDS = (
     "at, platform, channel, thread, actor, actor_name, kind, text, command, outcome, "
     "duration_ms, event_id, ref"
 )
-_COLUMNS = f"{_FIELDS}, prev_hash, hash"
-_INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * 15)})"
+_COLUMNS = f"{_FIELDS}, prev_hash, hash, cause"
+_INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
 GENESIS = "0" * 64
 _KEYED_FROM = (  # SQLite and PostgreSQL alike ("WHERE 1 = 1": SQLite's upsert-after-SELECT)
     "INSERT INTO audit_meta (key, value) "
@@ -50,7 +53,11 @@ _KEYED_FROM = (  # SQLite and PostgreSQL alike ("WHERE 1 = 1": SQLite's upsert-a
 KEYED = "hmac:"
 
 
-def row_hash(prev: str, values: Sequence[object], key: bytes | None = None) -> str:
+def row_hash(
+    prev: str, values: Sequence[object], cause: str | None = None, key: bytes | None = None
+) -> str:
+    if cause is not None:
+        values = (*values, cause)
     canonical = json.dumps(list(values), ensure_ascii=False, separators=(",", ":"))
     data = (prev + canonical).encode()
     if key:
@@ -98,13 +105,14 @@ class SqlAuditLog:
             entry.event_id,
             entry.ref,
         )
+        cause = entry.cause or ""
         if self.db.shared:
-            await self.db.transaction(lambda tx: self._append_shared(tx, values))
+            await self.db.transaction(lambda tx: self._append_shared(tx, values, cause))
             return
         prev = self._last or GENESIS
-        digest = row_hash(prev, values, self.key)
+        digest = row_hash(prev, values, cause, self.key)
         self._last = digest  # before awaiting: the next append chains onto this one
-        ops: list[tuple[str, Sequence[object]]] = [(_INSERT, (*values, prev, digest))]
+        ops: list[tuple[str, Sequence[object]]] = [(_INSERT, (*values, prev, digest, cause))]
         if self.key is not None and not prev.startswith(KEYED):
             # the first keyed row: from here on, an unkeyed row is a rewrite without the key
             ops.append((_KEYED_FROM, ()))
@@ -114,13 +122,13 @@ class SqlAuditLog:
             self._last = None  # the row may not exist: re-read the head before the next one
             raise
 
-    async def _append_shared(self, tx: Tx, values: tuple[object, ...]) -> None:
+    async def _append_shared(self, tx: Tx, values: tuple[object, ...], cause: str) -> None:
         await tx.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
         row = await tx.fetchone(
             "SELECT hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
         )
         prev = row[0] if row else GENESIS
-        await tx.execute(_INSERT, (*values, prev, row_hash(prev, values, self.key)))
+        await tx.execute(_INSERT, (*values, prev, row_hash(prev, values, cause, self.key), cause))
         if self.key is not None and not str(prev).startswith(KEYED):
             await tx.execute(_KEYED_FROM, ())
 
@@ -157,7 +165,8 @@ class SqlAuditLog:
         limit: int = 1000,
     ) -> Sequence[AuditEntry]:
         """Rows in order; `actor` matches the id or the name, `command` a prefix of the
-        command, `outcome` a substring (e.g. "denied", "exit 1")."""
+        command. `outcome` is one of core/outcome.py's set (matched exactly), or else text
+        found in the outcome or the cause (e.g. "exit 1", "PagerDuty")."""
         where = ["at >= ?"]
         params: list[object] = [since.timestamp() if since else 0.0]
         if actor:
@@ -166,11 +175,15 @@ class SqlAuditLog:
         if command:
             where.append("(command = ? OR command LIKE ? ESCAPE '\\')")
             params += [command, _like_prefix(command)]
-        if outcome:
-            where.append("outcome LIKE ? ESCAPE '\\'")
-            params.append(f"%{_escape_like(outcome)}%")
+        if outcome in set(Outcome):
+            # (rows from before migration 0010 wrote e.g. "denied: <why>" in one column)
+            where.append("(outcome = ? OR outcome LIKE ? ESCAPE '\\')")
+            params += [outcome, f"{_escape_like(outcome)}:%"]
+        elif outcome:
+            where.append("(outcome LIKE ? ESCAPE '\\' OR coalesce(cause, '') LIKE ? ESCAPE '\\')")
+            params += [f"%{_escape_like(outcome)}%"] * 2
         rows = await self.db.fetchall(
-            f"SELECT {_FIELDS} FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
+            f"SELECT {_FIELDS}, cause FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit),
         )
         return [AuditEntry(datetime.fromtimestamp(r[0], UTC), *r[1:]) for r in rows]
@@ -200,7 +213,7 @@ class SqlAuditLog:
             for r in batch:
                 rows += 1
                 last_id = r[0]
-                values, stored_prev, stored = tuple(r[1:14]), r[14], r[15]
+                values, stored_prev, stored, cause = tuple(r[1:14]), r[14], r[15], r[16]
                 if stored is None:
                     if prev is not None or r[0] > legacy_max:
                         return broken(
@@ -231,7 +244,7 @@ class SqlAuditLog:
                 if is_keyed and self.key is None:
                     return broken(r[0], "the row is keyed: verify it with audit.hmac_key set")
                 if not hmac.compare_digest(
-                    row_hash(stored_prev, values, self.key if is_keyed else None), stored
+                    row_hash(stored_prev, values, cause, self.key if is_keyed else None), stored
                 ):
                     return broken(r[0], "its contents do not match its hash (the row was edited)")
                 keyed += is_keyed

@@ -15,10 +15,11 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from chatopsd.core.oncall import Group, OnCall, Person, Roster
+from chatopsd.core.errors import JobFailed, Unavailable
+from chatopsd.core.oncall import OnCall, PageRecord, Person, Roster
 from chatopsd.core.ports import Clock
 from chatopsd.integrations.pagerduty import OnCallRow, PagerDutyClient, PagerDutyError
 from chatopsd.store.db import Database, Op
@@ -54,7 +55,7 @@ class OnCallCache:
         client: PagerDutyClient,
         clock: Clock,
         *,
-        schedules: dict[Group, Sequence[str]],
+        schedules: dict[str, Sequence[str]],  # "ic", "responders", "service:<name>"
         refresh_seconds: float,
         search_deadline: float = 3.0,
         concurrency: int = 8,
@@ -71,7 +72,7 @@ class OnCallCache:
 
     # -- Directory ---------------------------------------------------------------------
 
-    async def roster(self, group: Group) -> Roster:
+    async def roster(self, group: str) -> Roster:
         snap = self.snapshot
         stale = snap.last_ok is None or self.clock.now() - snap.last_ok > timedelta(
             seconds=2 * self.refresh_seconds
@@ -84,7 +85,7 @@ class OnCallCache:
             error=snap.error if stale else None,
         )
 
-    async def find(self, query: str) -> Sequence[Person]:
+    async def find(self, query: str, *, search: bool = True) -> Sequence[Person]:
         """Email or PagerDuty id exactly, then part of a name, in the cache; then PagerDuty's
         user search (bounded by a short deadline; on failure, nothing found)."""
         q = query.strip().lstrip("@").lower()
@@ -95,13 +96,22 @@ class OnCallCache:
         if exact:
             return exact
         named = [p for p in people if q in p.name.lower()]
-        if named:
+        if named or not search:
             return named
+        shown = query.strip()[:80]
+        if self.snapshot.failing_since is not None:
+            # Known down: answer now from the cache rather than wait on a search that fails.
+            raise Unavailable(
+                f"PagerDuty unreachable ({self.snapshot.error or 'refresh failing'}); "
+                f"the cache has no one called {shown!r}"
+            )
         try:
             found = await self.client.search_users(query.strip(), deadline=self.search_deadline)
         except PagerDutyError as exc:
-            log.warning("user search for %r failed: %s", query, exc.message)
-            return []
+            log.warning("user search for %r failed: %s", shown, exc.message)
+            raise Unavailable(
+                f"PagerDuty unreachable ({exc.message}); the cache has no one called {shown!r}"
+            ) from exc
         return [_person(u) for u in found]
 
     # -- the refresh job ---------------------------------------------------------------
@@ -147,10 +157,12 @@ class OnCallCache:
             )
 
     async def refresh_job(self) -> None:
-        await self.refresh()
+        """The scheduled refresh: a failure it kept from the daemon is still a failed run."""
+        if await self.refresh() is None:
+            raise JobFailed(self.snapshot.error or "refresh failed")
 
     async def _fetch(self) -> tuple[dict[str, Person], dict[str, tuple[OnCall, ...]]]:
-        rows: dict[Group, list[OnCallRow]] = {}
+        rows: dict[str, list[OnCallRow]] = {}
         for group, ids in self.schedules.items():
             rows[group] = await self.client.oncalls(ids) if ids else []
         if self.schedules.get("ic") and not rows.get("ic"):
@@ -223,14 +235,14 @@ class OnCallCache:
         ]
         ops.append(_meta_op(now, None, None))
         await self.db.write_many(ops)
-        if self.snapshot.failing_since is not None:
-            log.info("pagerduty refresh recovered (failing since %s)", self.snapshot.failing_since)
+        # (recovery is logged by the scheduler's outage log, once)
         self.snapshot = Snapshot(people, entries, now)
 
     async def _failed(self, error: str) -> None:
         snap = self.snapshot
         since = snap.failing_since or self.clock.now()
-        log.error("pagerduty refresh failed (failing since %s): %s", since.isoformat(), error)
+        # Logged by the scheduler's outage log (one WARNING, then a reminder every 5 minutes).
+        log.debug("pagerduty refresh failed (failing since %s): %s", since.isoformat(), error)
         await self.db.write(*_meta_op(snap.last_ok, since, error))
         snap.failing_since, snap.error = since, error
 
@@ -289,3 +301,26 @@ def _phones(methods: Any) -> tuple[str, ...]:
         if number not in found:
             found.append(number)
     return tuple(found)
+
+
+class SqlPageLog:
+    """The last page per target, in the database: "already paged" survives a restart."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def last(self, target: str) -> PageRecord | None:
+        row = await self.db.fetchone(
+            "SELECT at, actor, url FROM recent_pages WHERE target = ?", (target,)
+        )
+        if row is None:
+            return None
+        return PageRecord(target, datetime.fromtimestamp(row[0], UTC), row[1], row[2])
+
+    async def record(self, record: PageRecord) -> None:
+        await self.db.write(
+            "INSERT INTO recent_pages (target, at, actor, url) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (target) DO UPDATE SET at = excluded.at, actor = excluded.actor, "
+            "url = excluded.url",
+            (record.target, record.at.timestamp(), record.actor, record.url),
+        )
