@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from chatopsd import __version__, logs, pd_compose
+from chatopsd import __version__, logs, oncall_compose, pd_compose
 from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
@@ -51,6 +51,7 @@ from chatopsd.systemd import Notifier, Watchdog
 if TYPE_CHECKING:
     import aiohttp
 
+    from chatopsd.handlers.handoffs import Handoffs
     from chatopsd.handlers.pd_sync import IncidentSync
     from chatopsd.integrations.tickets import Tracker
     from chatopsd.store.oncall import OnCallCache
@@ -80,6 +81,7 @@ class App:
         self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
         self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
+        self.handoffs: Handoffs | None = None  # handoff announcements (issue 18)
 
     async def start(self) -> None:
         cfg = self.config
@@ -250,6 +252,7 @@ class App:
             *extras,
             *self._approvals_and_ops(),
             *pd_compose.build(self),
+            *oncall_compose.build(self),
         ]
         for handler in handlers:
             for spec in handler.commands():

@@ -121,8 +121,10 @@ class PagerDutySection(Section):
     incident_channels: list[str] = []
     incident_poll_seconds: float = Field(20.0, ge=1)
     users: dict[str, str] = {}
+    # Issue 18: on-call awareness pushed out.
+    handoff_channels: list[str] = []
 
-    @field_validator("incident_channels", "users")
+    @field_validator("incident_channels", "users", "handoff_channels")
     @classmethod
     def _platform_keys(cls, v: object) -> object:
         for target in v if isinstance(v, list) else v if isinstance(v, dict) else ():
