@@ -55,6 +55,7 @@ if TYPE_CHECKING:
     from chatopsd.handlers.pd_sync import IncidentSync
     from chatopsd.integrations.tickets import Tracker
     from chatopsd.store.oncall import OnCallCache
+    from chatopsd.store.shifts import ShiftCache
 
 log = logging.getLogger("chatopsd")
 
@@ -82,6 +83,7 @@ class App:
         self.metrics = Metrics()
         self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
         self.handoffs: Handoffs | None = None  # handoff announcements (issue 18)
+        self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
 
     async def start(self) -> None:
         cfg = self.config
@@ -106,6 +108,7 @@ class App:
         )
         self._handlers()
         await self.stalking.load()
+        await oncall_compose.start(self)
 
         self.scheduler.every("prune-events", 3600, self._prune, run_now=False)
         self.scheduler.every(

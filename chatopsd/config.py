@@ -123,6 +123,7 @@ class PagerDutySection(Section):
     users: dict[str, str] = {}
     # Issue 18: on-call awareness pushed out.
     handoff_channels: list[str] = []
+    lookahead_days: float = Field(14.0, gt=0, le=90)
 
     @field_validator("incident_channels", "users", "handoff_channels")
     @classmethod

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from chatopsd.core.oncall import OnCall
 
@@ -108,7 +108,10 @@ def announcement(
     return text
 
 
-def shift_time(at: datetime, tz: tzinfo | None = None) -> str:
-    """ "Tue 09:00" in the configured zone (UTC when none is given)."""
+def shift_time(at: datetime, tz: tzinfo | None = None, now: datetime | None = None) -> str:
+    """ "Tue 09:00" in the configured zone (UTC when none is given); "Mon 07 Dec 08:00" when
+    it is six days or more from `now` (a weekday alone would be ambiguous)."""
     shown = at.astimezone(tz) if tz is not None else at
+    if now is not None and abs(at - now) >= timedelta(days=6):
+        return shown.strftime("%a %d %b %H:%M")
     return shown.strftime("%a %H:%M")
