@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 
     from chatopsd.handlers.handoffs import Handoffs
     from chatopsd.handlers.pd_sync import IncidentSync
+    from chatopsd.handlers.reminders import Reminders
     from chatopsd.integrations.tickets import Tracker
     from chatopsd.store.oncall import OnCallCache
     from chatopsd.store.shifts import ShiftCache
@@ -84,6 +85,7 @@ class App:
         self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
         self.handoffs: Handoffs | None = None  # handoff announcements (issue 18)
         self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
+        self.reminders: Reminders | None = None  # shift reminders by DM (issue 18)
 
     async def start(self) -> None:
         cfg = self.config

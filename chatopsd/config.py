@@ -124,6 +124,7 @@ class PagerDutySection(Section):
     # Issue 18: on-call awareness pushed out.
     handoff_channels: list[str] = []
     lookahead_days: float = Field(14.0, gt=0, le=90)
+    remind_before_minutes: list[Annotated[int, Field(gt=0)]] = []
 
     @field_validator("incident_channels", "users", "handoff_channels")
     @classmethod

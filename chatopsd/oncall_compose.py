@@ -10,10 +10,14 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from chatopsd.core.commands import CommandProvider
+from chatopsd.core.ports import DirectMessages
 from chatopsd.core.shifts import Lookahead
 from chatopsd.handlers.handoffs import Handoffs
 from chatopsd.handlers.ic_shifts import ShiftHandler
 from chatopsd.handlers.incident import destination
+from chatopsd.handlers.oncall_posts import PostDelivery
+from chatopsd.handlers.reminders import Reminders
+from chatopsd.store.links import SqliteIdentityLinks
 from chatopsd.store.oncall import Snapshot
 from chatopsd.store.oncall_push import SqliteOnCallPush
 from chatopsd.store.shifts import ShiftCache
@@ -38,9 +42,17 @@ def build(app: App) -> list[CommandProvider]:
         app.db, cache.client, app.clock, schedule_ids=schedules, days=pd.lookahead_days
     )
     hooks: list[tuple[str, Hook]] = []
+
+    async def dm_channel(platform: str, user_id: str) -> str:
+        connector = app.outbox.connectors.get(platform)
+        if not isinstance(connector, DirectMessages):
+            raise RuntimeError(f"{platform} cannot open direct messages")
+        return await connector.dm_channel(user_id)
+
+    delivery = PostDelivery(store, app.outbox, dm_channel)
     if pd.handoff_channels:
         app.handoffs = handoffs = Handoffs(
-            store, app.outbox, destinations=[destination(t) for t in pd.handoff_channels]
+            store, delivery, destinations=[destination(t) for t in pd.handoff_channels]
         )
 
         async def announce(snap: Snapshot) -> None:
@@ -53,6 +65,38 @@ def build(app: App) -> list[CommandProvider]:
             raise RuntimeError(f"on-call lookahead failed: {shifts.lookahead.error}")
 
     hooks.append(("lookahead", lookahead))
+
+    def current() -> Lookahead:
+        return shifts.lookahead
+
+    if pd.remind_before_minutes:
+        links = SqliteIdentityLinks(app.db)
+        configured = {chat: email.lower() for chat, email in pd.users.items()}
+
+        async def targets(person_id: str) -> list[str]:
+            """Every DM-capable chat identity linked to this PagerDuty user's email."""
+            person = cache.snapshot.people.get(person_id)
+            email = person.email if person is not None else ""
+            if not email:
+                email = str((await cache.client.user(person_id)).get("email") or "")
+            if not email:
+                return []
+            found = [chat for chat, linked in configured.items() if linked == email.lower()]
+            found += await links.holders(email)
+            return [
+                chat
+                for chat in dict.fromkeys(found)
+                if isinstance(app.outbox.connectors.get(chat.partition(":")[0]), DirectMessages)
+            ]
+
+        app.reminders = reminders = Reminders(
+            store, delivery, current, app.clock, targets, minutes=pd.remind_before_minutes
+        )
+
+        async def remind(snap: Snapshot) -> None:
+            await reminders.run()
+
+        hooks.append(("reminders", remind))
 
     async def after_refresh(snap: Snapshot) -> None:
         # Each part runs even when one before it failed; the job then raises, so the
@@ -68,9 +112,6 @@ def build(app: App) -> list[CommandProvider]:
             raise RuntimeError("; ".join(failed))
 
     cache.after_refresh.append(after_refresh)
-
-    def current() -> Lookahead:
-        return shifts.lookahead
 
     return [
         ShiftHandler(

@@ -342,6 +342,11 @@ class DiscordConnector:
             )
         await self._request(route, payload)
 
+    async def dm_channel(self, user_id: str) -> str:
+        """DirectMessages: the DM channel with this user (POST /users/@me/channels)."""
+        data = await self._request(Route("POST", "/users/@me/channels"), {"recipient_id": user_id})
+        return str(data["id"])
+
     async def _request(
         self, route: Route, payload: dict[str, Any], params: dict[str, str] | None = None
     ) -> Any:

@@ -407,6 +407,12 @@ class MattermostConnector:
         email = found.get("email") if isinstance(found, dict) else None
         return str(email).lower() if email else None
 
+    async def dm_channel(self, user_id: str) -> str:
+        """DirectMessages: the direct channel between the bot and this user."""
+        me = str(self.me.get("id") or "") or str((await self._api("GET", "/users/me"))["id"])
+        found = await self._api("POST", "/channels/direct", json=[me, user_id])
+        return str(found["id"])
+
     async def _user_id(self, user: str) -> str:
         """A user id as is; a username (as typed in a command) looked up."""
         if _USER_ID.fullmatch(user):

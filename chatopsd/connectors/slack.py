@@ -322,6 +322,11 @@ class SlackConnector:
     async def pin(self, sent: Sent) -> None:
         await slack_admin.pin(self.web(), sent)
 
+    async def dm_channel(self, user_id: str) -> str:
+        """DirectMessages: the bot's IM channel with this user (conversations.open)."""
+        found = await _call(self.web().conversations_open, "conversations.open", {"users": user_id})
+        return str(found["channel"]["id"])
+
     async def close(self) -> None:
         if self._socket is not None:
             await _close_quietly(self._socket)

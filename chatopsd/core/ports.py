@@ -164,3 +164,12 @@ class UserEmails(Protocol):
     GET /users/{id}); used to act in PagerDuty as that person."""
 
     async def user_email(self, user_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class DirectMessages(Protocol):
+    """OPTIONAL connector capability: a direct-message channel with one user (issue 18: shift
+    reminders). Slack conversations.open, Mattermost POST /channels/direct, Discord
+    POST /users/@me/channels; the reply is then sent there like any other."""
+
+    async def dm_channel(self, user_id: str) -> str: ...

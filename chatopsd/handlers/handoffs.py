@@ -8,15 +8,14 @@ owed for the next run, and the job raises so the scheduler counts the failure.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from datetime import tzinfo
 
 from chatopsd.core import handoff
-from chatopsd.core.messages import Destination, Reply
+from chatopsd.core.messages import Destination
 from chatopsd.core.oncall import OnCall
-from chatopsd.core.ports import ReplySink
+from chatopsd.handlers.oncall_posts import PostDelivery
 from chatopsd.store.oncall_push import SqliteOnCallPush
 
 log = logging.getLogger("chatopsd.handoffs")
@@ -26,20 +25,20 @@ class Handoffs:
     def __init__(
         self,
         store: SqliteOnCallPush,
-        outbox: ReplySink,
+        delivery: PostDelivery,
         *,
         destinations: Sequence[Destination],
         tz: tzinfo | None = None,
     ) -> None:
-        self.store, self.outbox = store, outbox
+        self.store, self.delivery = store, delivery
         self.destinations = tuple(destinations)
         self.tz = tz
-        self._lock = asyncio.Lock()  # one decision and one delivery at a time
+        self._lock = delivery.lock  # one decision and one delivery at a time
 
     async def after_refresh(self, entries: Sequence[OnCall]) -> None:
         async with self._lock:
             await self._decide(entries)
-            await self._deliver()
+            await self.delivery.deliver_locked()
 
     async def decide(self, entries: Sequence[OnCall]) -> None:
         """Record what changed, without posting (the first half of `after_refresh`)."""
@@ -47,8 +46,7 @@ class Handoffs:
             await self._decide(entries)
 
     async def deliver(self) -> None:
-        async with self._lock:
-            await self._deliver()
+        await self.delivery.deliver()
 
     async def _decide(self, entries: Sequence[OnCall]) -> None:
         before = await self.store.watched()
@@ -61,14 +59,3 @@ class Handoffs:
         for s in steps:
             if s.text is not None:
                 log.info("handoff %s: %s", s.watch, s.text)
-
-    async def _deliver(self) -> None:
-        failed = 0
-        for owed in await self.store.owed():
-            sent = await self.outbox.send(owed.destination, Reply(text=owed.text))
-            if sent is None:
-                failed += 1
-                continue
-            await self.store.sent(owed.key, sent.message_id)
-        if failed:
-            raise RuntimeError(f"{failed} on-call announcement(s) could not be posted; still owed")

@@ -21,8 +21,9 @@ from chatopsd.store.sqlite import Database, Op
 @dataclass(frozen=True, slots=True)
 class OwedPost:
     key: str
-    destination: Destination
+    destination: Destination  # for a DM, the channel is the user id
     text: str
+    dm: bool = False
 
 
 class SqliteOnCallPush:
@@ -86,10 +87,46 @@ class SqliteOnCallPush:
 
     async def owed(self) -> list[OwedPost]:
         rows = await self.db.fetchall(
-            "SELECT key, platform, channel, text FROM oncall_posts WHERE sent IS NULL "
+            "SELECT key, platform, channel, text, dm FROM oncall_posts WHERE sent IS NULL "
             "ORDER BY decided, key"
         )
-        return [OwedPost(str(r[0]), Destination(str(r[1]), str(r[2])), str(r[3])) for r in rows]
+        return [
+            OwedPost(str(r[0]), Destination(str(r[1]), str(r[2])), str(r[3]), bool(r[4]))
+            for r in rows
+        ]
+
+    async def reminded(self, keys: Sequence[str]) -> set[str]:
+        """The (shift, threshold) keys already handled."""
+        found: set[str] = set()
+        ids = list(keys)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i : i + 500]
+            rows = await self.db.fetchall(
+                f"SELECT key FROM oncall_reminded WHERE key IN ({', '.join('?' * len(chunk))})",
+                chunk,
+            )
+            found.update(str(r[0]) for r in rows)
+        return found
+
+    async def remind(
+        self, handled: Sequence[str], dms: Sequence[tuple[str, str, str, str]]
+    ) -> None:
+        """Record handled keys and the DMs they owe, (key, platform, user id, text), at once."""
+        now = time.time()
+        ops: list[Op] = [
+            ("INSERT INTO oncall_reminded (key, at) VALUES (?, ?) ON CONFLICT DO NOTHING", (k, now))
+            for k in handled
+        ]
+        ops += [
+            (
+                "INSERT INTO oncall_posts (key, platform, channel, text, decided, dm) "
+                "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (key) DO NOTHING",
+                (f"{key}:{platform}:{user}", platform, user, text, now),
+            )
+            for key, platform, user, text in dms
+        ]
+        if ops:
+            await self.db.write_many(ops)
 
     async def sent(self, key: str, message_id: str) -> None:
         await self.db.write(

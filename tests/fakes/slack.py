@@ -9,7 +9,8 @@ The REAL slack-sdk talks to it. It behaves like Slack where it matters to us:
     `disconnect`);
   * conversations.create / setTopic / invite keep `channels` (name, topic, members), pins.add
     keeps `pins`; `refuse_create` makes creation fail with that error (restricted_action,
-    missing_scope, ...), `taken` holds names someone else already has.
+    missing_scope, ...), `taken` holds names someone else already has;
+  * conversations.open gives one DM channel id per user (kept in `dms`).
 `timeline` records ("ack", envelope_id) and ("api", method) in the order they happened.
 """
 
@@ -90,6 +91,7 @@ class FakeSlack:
         self.refuse_create: str | None = None
         self.refuse_pin: str | None = None
         self._channel_ids = itertools.count(1)
+        self.dms: dict[str, str] = {}  # DM channel id -> user (conversations.open)
 
     # -- life ------------------------------------------------------------------------------
 
@@ -308,6 +310,20 @@ class FakeSlack:
             return {"ok": False, "error": "already_pinned"}
         pins.append(ts)
         return {"ok": True}
+
+    def _m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A DM with one user (issue 18's reminders); the same id every time, as Slack does."""
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        if len(users) > 1:
+            return {"ok": False, "error": "method_not_supported_for_channel_type"}
+        if users[0] not in USERS:
+            return {"ok": False, "error": "user_not_found"}
+        dm = "D" + users[0][1:].rjust(8, "0")
+        self.dms[dm] = users[0]
+        channel = {"id": dm, "created": "1700000000", "is_im": True, "is_open": True}
+        return {"ok": True, "channel": {**channel, "user": users[0]}}
 
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = USERS.get(str(args.get("user")))
