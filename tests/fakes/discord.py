@@ -107,6 +107,7 @@ class FakeDiscord:
         self.close_after_identify: int | None = None
         self.resumable = True
         self.acknowledged: set[str] = set()
+        self.dm_channels: dict[str, str] = {}  # recipient id -> DM channel id (issue 18)
         self.refuse_gateway = 0  # refuse this many websocket handshakes (an outage)
         self.identifies = 0
         self.resumes = 0
@@ -193,6 +194,21 @@ class FakeDiscord:
         parts = path.strip("/").split("/")
         if path == "/users/@me":
             return self._json(user(BOT_ID, "chatopsd", bot=True))
+        if path == "/users/@me/channels" and method == "POST":
+            # Create DM: {"recipient_id"} -> a DM channel (type 1), the same one each time
+            recipient = str((rec.body or {}).get("recipient_id") or "")
+            if not recipient.isdigit():
+                return self._json({"message": "Invalid Form Body", "code": 50035}, 400)
+            cid = self.dm_channels.setdefault(recipient, self.snowflake())
+            return self._json(
+                {
+                    "id": cid,
+                    "type": 1,
+                    "last_message_id": None,
+                    "flags": 0,
+                    "recipients": [user(int(recipient), "someone")],
+                }
+            )
         if path == "/oauth2/applications/@me":
             return self._json(
                 {
