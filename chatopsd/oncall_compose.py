@@ -10,11 +10,13 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from chatopsd.core.commands import CommandProvider
-from chatopsd.core.ports import DirectMessages
+from chatopsd.core.oncall import Person
+from chatopsd.core.ports import ChannelTopics, DirectMessages, UserGroups
 from chatopsd.core.shifts import Lookahead
 from chatopsd.handlers.handoffs import Handoffs
 from chatopsd.handlers.ic_shifts import ShiftHandler
 from chatopsd.handlers.incident import destination
+from chatopsd.handlers.kept_true import KeptTrue, Topic
 from chatopsd.handlers.oncall_posts import PostDelivery
 from chatopsd.handlers.reminders import Reminders
 from chatopsd.store.links import SqliteIdentityLinks
@@ -69,9 +71,52 @@ def build(app: App) -> list[CommandProvider]:
     def current() -> Lookahead:
         return shifts.lookahead
 
+    links = SqliteIdentityLinks(app.db)
+    configured = {chat: email.lower() for chat, email in pd.users.items()}
+
+    async def linked(email: str) -> list[str]:
+        """Every "platform:user_id" linked to this PagerDuty email (config, then `!pd link`)."""
+        if not email:
+            return []
+        found = [chat for chat, known in configured.items() if known == email.lower()]
+        return list(dict.fromkeys(found + await links.holders(email)))
+
+    if pd.topic_channels or pd.slack_usergroups:
+
+        async def set_topic(platform: str, channel: str, text: str) -> None:
+            connector = app.outbox.connectors.get(platform)
+            if not isinstance(connector, ChannelTopics):
+                raise RuntimeError(f"{platform} cannot set channel topics")
+            await connector.set_topic(channel, text)
+
+        async def set_group(group_id: str, user_ids: list[str]) -> None:
+            connector = app.outbox.connectors.get("slack")
+            if not isinstance(connector, UserGroups):
+                raise RuntimeError("no Slack connector to update user groups with")
+            await connector.set_usergroup(group_id, user_ids)
+
+        async def chat_ids(person: Person, platform: str) -> list[str]:
+            found = await linked(person.email)
+            return [c.partition(":")[2] for c in found if c.partition(":")[0] == platform]
+
+        kept = KeptTrue(
+            app.db,
+            topics=[
+                Topic(target.partition(":")[0], target.partition(":")[2], template)
+                for target, template in pd.topic_channels.items()
+            ],
+            usergroups=pd.slack_usergroups,
+            set_topic=set_topic,
+            set_group=set_group,
+            chat_ids=chat_ids,
+        )
+
+        async def keep(snap: Snapshot) -> None:
+            await kept.after_refresh(snap.entries)
+
+        hooks.append(("topics and user groups", keep))
+
     if pd.remind_before_minutes:
-        links = SqliteIdentityLinks(app.db)
-        configured = {chat: email.lower() for chat, email in pd.users.items()}
 
         async def targets(person_id: str) -> list[str]:
             """Every DM-capable chat identity linked to this PagerDuty user's email."""
@@ -79,13 +124,9 @@ def build(app: App) -> list[CommandProvider]:
             email = person.email if person is not None else ""
             if not email:
                 email = str((await cache.client.user(person_id)).get("email") or "")
-            if not email:
-                return []
-            found = [chat for chat, linked in configured.items() if linked == email.lower()]
-            found += await links.holders(email)
             return [
                 chat
-                for chat in dict.fromkeys(found)
+                for chat in await linked(email)
                 if isinstance(app.outbox.connectors.get(chat.partition(":")[0]), DirectMessages)
             ]
 

@@ -182,3 +182,10 @@ def test_observe_groups_by_schedule_and_role_and_labels_them() -> None:
         "IC primary", ("PGRACE",), ("Grace",), T - timedelta(hours=1)
     )
     assert seen["S1:backup"].label == "IC backup"
+
+
+def test_a_topic_template_with_an_unknown_placeholder_is_refused(
+    tmp_path: Path, pd: FakePagerDuty
+) -> None:
+    with pytest.raises(ValueError, match=r"may only use \{ic\} and \{responders\}"):
+        make_config(tmp_path, pagerduty=pd_section(pd, topic_channels={"slack:C1": "IC: {who}"}))

@@ -29,20 +29,27 @@ DAY = timedelta(days=1)
 CAROL_DM = "D000CAROL"
 
 
-def config(tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack) -> Any:
+def config(tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, **extra: Any) -> Any:
     return make_config(
         tmp_path,
         console={"enabled": False},
         slack={"app_token": APP_TOKEN, "bot_token": BOT_TOKEN, "api_url": fake.api_url},
         pagerduty=pd_section(
             pd,
-            remind_before_minutes=[720, 60],
-            users={"slack:U0CAROL": "carol@example.com"},
+            **(
+                extra
+                or {
+                    "remind_before_minutes": [720, 60],
+                    "users": {"slack:U0CAROL": "carol@example.com"},
+                }
+            ),
         ),
     )
 
 
-async def start(tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock) -> App:
+async def start(
+    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock, **extra: Any
+) -> App:
     pd.now = clock.now
     pd.users["PCAROL"] = FakeUser("PCAROL", "Carol Poe", "carol@example.com")
     pd.shifts["PIC1"] = [
@@ -50,7 +57,7 @@ async def start(tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeC
         ("PCAROL", 1, MON8 + DAY, MON8 + 2 * DAY),
         ("PGRACE", 1, MON8 + 2 * DAY, MON8 + 3 * DAY),  # Grace: no chat identity linked
     ]
-    app = App(config(tmp_path, pd, fake), clock=clock)
+    app = App(config(tmp_path, pd, fake, **extra), clock=clock)
     await app.start()
     await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
     await first_refresh(app)
@@ -114,6 +121,85 @@ async def test_a_late_start_sends_only_the_closest_threshold_and_a_failed_dm_sta
     assert len(dms(fake)) == 1
 
 
+KEEP = {
+    "topic_channels": {"slack:C0ONCALL": "IC: {ic} · Responders: {responders}"},
+    "slack_usergroups": {"PIC1": "S0123ABC"},
+    # in the fake, Bob (U2) is Ada's Slack account, U0CAROL Carol's
+    "users": {"slack:U2": "ada@example.com", "slack:U0CAROL": "carol@example.com"},
+}
+
+
+def calls(fake: FakeSlack, method: str) -> int:
+    return len(fake.posts(method))
+
+
+async def test_topic_and_user_group_written_once_per_change_and_a_hand_edit_kept(
+    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+) -> None:
+    fake.channels["C0ONCALL"] = {
+        "id": "C0ONCALL",
+        "name": "oncall",
+        "is_private": False,
+        "topic": "",
+        "members": ["UBOT"],
+    }
+    fake.usergroups["S0123ABC"] = []
+    app = await start(tmp_path, pd, fake, clock, **KEEP)
+    try:
+        topic = fake.channels["C0ONCALL"]["topic"]
+        assert topic.startswith("IC: Ada Lovelace, Alan Turing · Responders: "), topic
+        assert "Edsger Dijkstra" in topic
+        assert fake.usergroups["S0123ABC"] == ["U2"]
+        assert calls(fake, "conversations.setTopic") == 1
+        assert calls(fake, "usergroups.users.update") == 1
+        fake.channels["C0ONCALL"]["topic"] = "Freeze until Friday -- Ada"  # a person's edit
+        await refresh(app)
+        await refresh(app)
+        assert fake.channels["C0ONCALL"]["topic"] == "Freeze until Friday -- Ada"
+        assert calls(fake, "conversations.setTopic") == 1
+        assert calls(fake, "usergroups.users.update") == 1
+        clock.advance(20 * 3600 + 60)  # Tue 08:01: Carol takes over IC Primary
+        await refresh(app)
+        assert fake.channels["C0ONCALL"]["topic"].startswith("IC: Carol Poe, Alan Turing")
+        assert fake.usergroups["S0123ABC"] == ["U0CAROL"]
+        assert calls(fake, "conversations.setTopic") == 2
+        assert calls(fake, "usergroups.users.update") == 2
+    finally:
+        await app.stop()
+    app = await start(tmp_path, pd, fake, clock, **KEEP)  # a restart writes nothing new
+    try:
+        await refresh(app)
+        assert calls(fake, "conversations.setTopic") == 2
+        assert calls(fake, "usergroups.users.update") == 2
+    finally:
+        await app.stop()
+
+
+async def test_a_refused_topic_write_is_retried_and_counted(
+    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+) -> None:
+    fake.usergroups["S0123ABC"] = []
+    fake.channels["C0ONCALL"] = {
+        "id": "C0ONCALL",
+        "name": "oncall",
+        "is_private": False,
+        "topic": "",
+        "members": ["UBOT"],
+    }
+    app = await start(tmp_path, pd, fake, clock, **KEEP)
+    try:
+        clock.advance(20 * 3600 + 60)  # Tue 08:01: Carol takes over
+        fake.fail("conversations.setTopic", 200, "channel_not_found")
+        with pytest.raises(RuntimeError, match="topic:slack:C0ONCALL"):
+            await refresh(app)
+        assert fake.channels["C0ONCALL"]["topic"].startswith("IC: Ada Lovelace")
+        assert fake.usergroups["S0123ABC"] == ["U0CAROL"]  # the other target still kept
+        await refresh(app)
+        assert fake.channels["C0ONCALL"]["topic"].startswith("IC: Carol Poe")
+    finally:
+        await app.stop()
+
+
 SPEC = vendored_spec("slack", "web-api-openapi-v2.json")
 
 
@@ -125,21 +211,28 @@ async def test_conversations_open_answers_match_the_published_schema(
         app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url, clock=clock
     )
     spec = json.loads(SPEC.read_text())
-    answers: list[tuple[str, dict[str, Any]]] = []
+    answers: list[tuple[str, str, dict[str, Any]]] = []
+    fake.usergroups["S0123ABC"] = []
+
+    async def call(method: str, **params: str) -> None:
+        try:
+            found = await connector.web().api_call(method, params=params)
+            answers.append((method, "200", dict(found.data)))  # type: ignore[arg-type]
+        except SlackApiError as exc:
+            answers.append((method, "default", dict(exc.response.data)))  # type: ignore[arg-type]
+
     try:
         for users in ("U0CAROL", "U0NOBODY", ""):
-            try:
-                found = await connector.web().api_call(
-                    "conversations.open", params={"users": users}
-                )
-                answers.append(("200", dict(found.data)))  # type: ignore[arg-type]
-            except SlackApiError as exc:
-                answers.append(("default", dict(exc.response.data)))  # type: ignore[arg-type]
+            await call("conversations.open", users=users)
+        await call("usergroups.users.update", usergroup="S0123ABC", users="U0CAROL")
+        await call("usergroups.users.update", usergroup="S0OTHER", users="U0CAROL")
         assert await connector.dm_channel("U0CAROL") == CAROL_DM
+        await connector.set_usergroup("S0123ABC", ["U2"])
+        assert fake.usergroups["S0123ABC"] == ["U2"]
     finally:
         await connector.close()
-    assert [s for s, _ in answers] == ["200", "default", "default"]
-    for status, body in answers:
-        schema = spec["paths"]["/conversations.open"]["post"]["responses"][status]["schema"]
+    assert [s for _, s, _ in answers] == ["200", "default", "default", "200", "default"]
+    for method, status, body in answers:
+        schema = spec["paths"][f"/{method}"]["post"]["responses"][status]["schema"]
         validator = Draft4Validator({**schema, "definitions": spec["definitions"]})
         assert [e.message for e in validator.iter_errors(body)] == [], body

@@ -173,3 +173,19 @@ class DirectMessages(Protocol):
     POST /users/@me/channels; the reply is then sent there like any other."""
 
     async def dm_channel(self, user_id: str) -> str: ...
+
+
+@runtime_checkable
+class ChannelTopics(Protocol):
+    """OPTIONAL connector capability: set a channel's topic (Slack conversations.setTopic,
+    the Mattermost channel header, the Discord channel topic). Issue 18."""
+
+    async def set_topic(self, channel: str, text: str) -> None: ...
+
+
+@runtime_checkable
+class UserGroups(Protocol):
+    """OPTIONAL connector capability: replace a user group's members (Slack
+    usergroups.users.update). Issue 18."""
+
+    async def set_usergroup(self, group_id: str, user_ids: Sequence[str]) -> None: ...
