@@ -14,7 +14,7 @@ import pytest
 
 from chatopsd.app import App, Io
 from tests.conftest import FakeClock, make_config
-from tests.fakes.discord import FakeDiscord, Recorded
+from tests.fakes.discord import CHANNEL_ID, FakeDiscord, Recorded
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.test_discord import discord_config, fake, text_of  # noqa: F401
 from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
@@ -66,3 +66,40 @@ async def test_a_reminder_opens_a_dm_and_posts_there_once(
     assert "handoff from Ada Lovelace" in text_of(found[0])
     await app.oncall_cache.refresh_job()
     assert fake.posted.empty()  # nothing more
+
+
+@pytest.fixture
+async def topic_app(
+    tmp_path: Path, fake: FakeDiscord, pd: FakePagerDuty, clock: FakeClock
+) -> AsyncIterator[App]:
+    pd.now = clock.now
+    pd.shifts["PIC1"] = [("PADA", 1, MON8, MON8 + DAY), ("PGRACE", 1, MON8 + DAY, MON8 + 2 * DAY)]
+    base = discord_config(tmp_path, fake)
+    config = make_config(
+        tmp_path,
+        discord=base.discord.model_dump() if base.discord else {},
+        console={"enabled": False},
+        pagerduty=pd_section(pd, topic_channels={f"discord:{CHANNEL_ID}": "IC: {ic}"}),
+    )
+    running = App(config, clock=clock, io=Io(io.StringIO(""), io.StringIO()))
+    await running.start()
+    await asyncio.wait_for(running.supervisors[0].ready_event.wait(), 5)
+    await first_refresh(running)
+    assert running.oncall_cache is not None
+    await running.oncall_cache.refresh_job()
+    yield running
+    await running.stop()
+
+
+async def test_the_channel_topic_is_modified_once_per_change(
+    topic_app: App, fake: FakeDiscord, clock: FakeClock
+) -> None:
+    assert topic_app.oncall_cache is not None
+    channel = str(CHANNEL_ID)
+    assert fake.topics[channel] == "IC: Ada Lovelace, Alan Turing"
+    fake.topics[channel] = "edited by a person"
+    await topic_app.oncall_cache.refresh_job()
+    assert fake.topics[channel] == "edited by a person"
+    clock.advance(20 * 3600 + 60)  # Tue 08:01: Grace
+    await topic_app.oncall_cache.refresh_job()
+    assert fake.topics[channel] == "IC: Grace Hopper, Alan Turing"

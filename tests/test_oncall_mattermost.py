@@ -82,3 +82,43 @@ async def test_a_reminder_is_one_direct_message_to_the_linked_person(
     assert "(handoff from Edsger Dijkstra)" in message
     [channel] = [c for c in server.channels.values() if c["type"] == "D"]
     assert sorted(server.members[channel["id"]]) == sorted([BOT["id"], ALICE["id"]])
+
+
+ONCALL = "oncallchan0000000000000000"
+
+
+@pytest.fixture
+async def topic_app(
+    tmp_path: Path, pd: FakePagerDuty, server: FakeMattermost, clock: FakeClock
+) -> AsyncIterator[App]:
+    pd.now = clock.now
+    pd.shifts["PIC1"] = [("PADA", 1, MON8, MON8 + DAY), ("PGRACE", 1, MON8 + DAY, MON8 + 2 * DAY)]
+    server.channels[ONCALL] = {"id": ONCALL, "type": "O", "name": "oncall", "header": ""}
+    server.members[ONCALL] = [BOT["id"]]
+    config = make_config(
+        tmp_path,
+        mattermost={"url": server.url, "token": TOKEN, "heartbeat_seconds": 1.0},
+        console={"enabled": False},
+        pagerduty=pd_section(pd, topic_channels={f"mattermost:{ONCALL}": "IC: {ic}"}),
+    )
+    running = App(config, clock=clock)
+    await running.start()
+    await asyncio.wait_for(running.supervisors[0].ready_event.wait(), 5)
+    await first_refresh(running)
+    await refresh(running)
+    yield running
+    await running.stop()
+
+
+async def test_the_channel_header_is_patched_once_per_change(
+    topic_app: App, server: FakeMattermost, clock: FakeClock
+) -> None:
+    assert server.channel_patches == [(ONCALL, {"header": "IC: Ada Lovelace, Alan Turing"})]
+    server.channels[ONCALL]["header"] = "edited by a person"
+    await refresh(topic_app)
+    assert len(server.channel_patches) == 1
+    assert server.channels[ONCALL]["header"] == "edited by a person"
+    clock.advance(20 * 3600 + 60)  # Tue 08:01: Grace
+    await refresh(topic_app)
+    assert server.channel_patches[-1] == (ONCALL, {"header": "IC: Grace Hopper, Alan Turing"})
+    assert len(server.channel_patches) == 2
