@@ -5,14 +5,15 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import os
 import signal
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from chatopsd import __version__, logs, oncall_compose, pd_compose
+from chatopsd import __version__, logs, oncall_compose, pd_compose, platforms
 from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
@@ -22,9 +23,10 @@ from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.messages import Inbound
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, Pager
-from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
+from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
 from chatopsd.core.status import StatusSource
 from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.handlers.help import HelpHandler
@@ -36,16 +38,17 @@ from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
-from chatopsd.metrics import Exporter, Metrics
+from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
+from chatopsd.platforms import Wiring
 from chatopsd.scheduler import Scheduler
-from chatopsd.store.approvals import SqliteApprovals
-from chatopsd.store.audit import SqliteAuditLog
-from chatopsd.store.events import SqliteEventLedger
-from chatopsd.store.incidents import SqliteIncidentStore
-from chatopsd.store.kv import SqliteKeyValue
-from chatopsd.store.sqlite import Database
-from chatopsd.store.stalkers import SqliteStalkerStore
+from chatopsd.store.approvals import SqlApprovals
+from chatopsd.store.audit import SqlAuditLog
+from chatopsd.store.backend import open_database
+from chatopsd.store.events import SqlEventLedger
+from chatopsd.store.incidents import SqlIncidentStore
+from chatopsd.store.kv import SqlKeyValue
+from chatopsd.store.stalkers import SqlStalkerStore
 from chatopsd.systemd import Notifier, Watchdog
 
 if TYPE_CHECKING:
@@ -54,6 +57,7 @@ if TYPE_CHECKING:
     from chatopsd.handlers.handoffs import Handoffs
     from chatopsd.handlers.pd_sync import IncidentSync
     from chatopsd.handlers.reminders import Reminders
+    from chatopsd.handlers.swaps import SwapHandler
     from chatopsd.integrations.tickets import Tracker
     from chatopsd.store.oncall import OnCallCache
     from chatopsd.store.shifts import ShiftCache
@@ -86,16 +90,18 @@ class App:
         self.handoffs: Handoffs | None = None  # handoff announcements (issue 18)
         self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
         self.reminders: Reminders | None = None  # shift reminders by DM (issue 18)
+        self.swaps: SwapHandler | None = None  # `!ic swap` requests (issue 18)
 
     async def start(self) -> None:
         cfg = self.config
         started = time.perf_counter()
-        self.db = await Database.open(cfg.chatopsd.db_path())
-        self.ledger = SqliteEventLedger(self.db, self.clock)
+        self.db = await open_database(cfg.chatopsd.database, cfg.chatopsd.db_path())
+        self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
-        self.audit = SqliteAuditLog(self.db)
-        self.kv = SqliteKeyValue(self.db)
-        self.incident_store = SqliteIncidentStore(self.db)
+        self.audit = SqlAuditLog(self.db)
+        self.kv = SqlKeyValue(self.db)
+        self.incident_store = SqlIncidentStore(self.db)
+        self.lease = await self._lease()
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
@@ -116,12 +122,17 @@ class App:
         self.scheduler.every(
             "incident-pulses",
             cfg.incidents.pulse_check_seconds,
-            self.incidents.pulse_job,
+            self._leader_only(self.incidents.pulse_job),
             run_now=False,
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
+        self.stalking.fence = lambda: self.lease.token
         self.scheduler.start()
-        self.metrics.attach(self)
+        self.metrics.attach(
+            LiveState(
+                self.supervisors, self.outbox, self.scheduler, self.config.pagerduty is not None
+            )
+        )
         for connector in connectors:
             supervisor = Supervisor(
                 connector, self.bus.submit, self.clock, accepting=self.bus.accepting
@@ -141,7 +152,7 @@ class App:
             "chatopsd ready in %.0f ms: platforms=%s db=%s",
             (time.perf_counter() - started) * 1000,
             ",".join(c.platform for c in connectors),
-            self.db.path,
+            self.db.describe(),
         )
 
     def _connectors(self) -> list[Connector]:
@@ -161,35 +172,9 @@ class App:
             )
         # Platform libraries are imported only when their section is configured: a console-only
         # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-        if cfg.slack is not None:
-            from chatopsd.connectors.slack import SlackConnector
-
-            found.append(
-                SlackConnector(
-                    app_token=cfg.slack.app_token.get_secret_value(),
-                    bot_token=cfg.slack.bot_token.get_secret_value(),
-                    api_url=cfg.slack.api_url,
-                    clock=self.clock,
-                    prefix=cfg.chatopsd.prefix,
-                    allow_bots=cfg.slack.allow_bots,
-                    ping_interval=cfg.slack.ping_interval_seconds,
-                )
-            )
-        if cfg.mattermost is not None:
-            from chatopsd.connectors.mattermost import MattermostConnector
-
-            mm = cfg.mattermost
-            found.append(
-                MattermostConnector(
-                    mm, self.kv, prefix=cfg.chatopsd.prefix, heartbeat=mm.heartbeat_seconds
-                )
-            )
-        if cfg.discord is not None:
-            from chatopsd.connectors.discord import DiscordConnector
-
-            found.append(
-                DiscordConnector(cfg.discord, prefix=cfg.chatopsd.prefix, clock=self.clock)
-            )
+        wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self._own_kv())
+        for platform, section in platforms.configured(cfg):
+            found.append(platform.build(section, wiring))
         return found
 
     def _console_banner(self) -> str:
@@ -231,13 +216,13 @@ class App:
             self._channel_admin,
             threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
         )
-        self.bus.reaction_listeners.append(self.incidents.on_reaction)
+        self.bus.reaction_listeners.append(self._claimed("incidents", self.incidents.on_reaction))
         extras = self._incident_extras()
         status = self.config.status
         board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
         self.stalking = Stalking(
             board,
-            SqliteStalkerStore(self.db),
+            SqlStalkerStore(self.db),
             self.outbox,
             self.clock,
             poll_seconds=status.stalk_seconds,
@@ -306,7 +291,7 @@ class App:
             incident_url=cfg.tickets.incident_url if cfg.tickets else None,
         )
         self.followups.submit = self.bus.submit
-        self.bus.reaction_listeners.append(self.followups.on_reaction)
+        self.bus.reaction_listeners.append(self._claimed("followups", self.followups.on_reaction))
         self.incidents.hooks += [self.public, self.followups]
         self.incidents.followups = self.followups
         if cfg.incidents.bridge_url:
@@ -351,7 +336,7 @@ class App:
     def _approvals_and_ops(self) -> list[CommandProvider]:
         cfg = self.config
         self.approvals = ApprovalService(
-            SqliteApprovals(self.db),
+            SqlApprovals(self.db),
             self.audit,
             self.clock,
             self.policy,
@@ -360,8 +345,10 @@ class App:
             prefix=cfg.chatopsd.prefix,
         )
         self.approvals.submit = self.bus.submit
-        self.bus.reaction_listeners.append(self.approvals.on_reaction)
-        self.scheduler.every("approvals-expire", cfg.approvals.sweep_seconds, self.approvals.sweep)
+        self.bus.reaction_listeners.append(self._claimed("approvals", self.approvals.on_reaction))
+        self.scheduler.every(
+            "approvals-expire", cfg.approvals.sweep_seconds, self._leader_only(self.approvals.sweep)
+        )
         rules = [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
         ops = OpsHandler(
             cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
@@ -391,7 +378,11 @@ class App:
             refresh_seconds=pd.refresh_seconds,
         )
         await cache.load()
-        self.scheduler.every("pagerduty-refresh", pd.refresh_seconds, cache.refresh_job)
+        self.scheduler.every(
+            "pagerduty-refresh",
+            pd.refresh_seconds,
+            self._leader_only(cache.refresh_job, follower=cache.load),
+        )
         return cache
 
     def _page_deadline(self) -> float:
@@ -433,7 +424,70 @@ class App:
         return self._http_session
 
     async def _status_poll(self) -> None:
+        if not self.lease.leader:
+            return
+        if self.db.shared:
+            await self.stalking.resync()
         await self.stalking.poll()
+
+    def _own_kv(self) -> KeyValue:
+        """Connector state (session ids, cursors): this instance's own when the database is
+        shared; as before on SQLite."""
+        if not self.db.shared:
+            return self.kv
+        from chatopsd.store.kv import ScopedKeyValue
+
+        return ScopedKeyValue(self.kv, self._instance_name())
+
+    def _instance_name(self) -> str:
+        import socket
+
+        return self.config.chatopsd.instance or socket.gethostname()
+
+    async def _lease(self) -> Lease:
+        """Who runs the singleton jobs: the one SQLite process, or the PostgreSQL lease holder."""
+        from chatopsd.store import lease
+
+        if not self.db.shared:
+            return lease.LocalLease()
+        held = lease.PgLease(
+            self.db,  # type: ignore[arg-type]
+            lease_seconds=self.config.chatopsd.lease_seconds,
+            instance=f"{self._instance_name()}:{os.getpid()}",
+        )
+        await held.start()
+        return held
+
+    def _claimed(
+        self, what: str, listener: Callable[[Inbound], Awaitable[None]]
+    ) -> Callable[[Inbound], Awaitable[None]]:
+        """A reaction listener behind the event ledger's claim: with several instances every
+        one sees the reaction, exactly one acts on it (and a redelivery acts on nothing)."""
+
+        async def run(event: Inbound) -> None:
+            if not event.event_id or await self.ledger.claim(
+                event.platform, f"{event.event_id}#{what}"
+            ):
+                await listener(event)
+
+        return run
+
+    def _leader_only(
+        self,
+        job: Callable[[], Awaitable[object]],
+        follower: Callable[[], Awaitable[object]] | None = None,
+    ) -> Callable[[], Awaitable[None]]:
+        """A singleton job: runs only on the lease holder; the other instances run
+        `follower` instead (e.g. re-read the cache the leader refreshed), or nothing."""
+
+        async def run() -> None:
+            if self.lease.leader:
+                await job()
+            elif follower is not None:
+                await follower()
+
+        run.__name__ = getattr(job, "__name__", "job")
+        return run
 
     async def _prune(self) -> None:
         await self.ledger.prune()
@@ -461,7 +515,7 @@ class App:
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
-        fixed = ("slack", "discord", "mattermost", "pagerduty", "status", "console")
+        fixed = (*platforms.names(), "pagerduty", "status", "console")
         needs_restart = [name for name in fixed if getattr(old, name) != getattr(new, name)]
         needs_restart += [
             n for n in ("statuspage", "tickets") if getattr(old, n) != getattr(new, n)
@@ -493,6 +547,7 @@ class App:
             await self.oncall_cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
+        await self.lease.stop()
         await self.db.close()
         log.info("chatopsd stopped")
 

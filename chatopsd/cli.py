@@ -15,7 +15,7 @@ from chatopsd import __version__, config, locations, logs
 from chatopsd.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from chatopsd.store.sqlite import Database
+    from chatopsd.store.db import Database
 
 
 def _options(*, socket: bool = False, suppress: bool = False) -> argparse.ArgumentParser:
@@ -82,6 +82,11 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
     audit.add_argument("--outcome", help="text in the outcome, e.g. denied, 'exit 1', expired")
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
+    migrate = sub.add_parser(
+        "migrate-state", help="copy a single-host SQLite state into PostgreSQL (docs/ha.md)"
+    )
+    migrate.add_argument("--from", dest="source", required=True, help="sqlite:PATH")
+    migrate.add_argument("--to", dest="target", required=True, help="postgresql://user@host/db")
     return parser
 
 
@@ -90,6 +95,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.cmd in ("ctl", "audit", "doctor"):
         # A client on the service's host reads the service's config unless told otherwise.
         args.config = locations.default_config(args.config)
+    if args.cmd == "migrate-state":
+        return _migrate_state(args.source, args.target)
     if args.cmd == "doctor":
         from chatopsd import doctor as doctor_mod
 
@@ -120,6 +127,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         file=_interactive_log(cfg),
     )
     return _run(cfg, args.config)
+
+
+def _migrate_state(source: str, target: str) -> int:
+    from chatopsd.store import migrate_state as ms
+    from chatopsd.store.postgres import redact
+
+    try:
+        path = ms.parse_source(source)
+        copied = asyncio.run(ms.migrate_state(path, target))
+    except (ms.MigrateError, ConnectionError, RuntimeError) as exc:
+        print(f"migrate-state: {exc}", file=sys.stderr)
+        return 1
+    for c in copied:
+        print(f"{c.table}: {c.rows} rows")
+    print(f"copied {sum(c.rows for c in copied)} rows from {path} to {redact(target)}")
+    return 0
 
 
 def _interactive_log(cfg: config.Config) -> Path | None:
@@ -187,8 +210,10 @@ def _since(text: str | None) -> datetime | None:
 
 
 async def _open(cfg: config.Config) -> Database | None:
-    from chatopsd.store.sqlite import Database
+    from chatopsd.store.backend import open_database
 
+    if cfg.chatopsd.database:
+        return await open_database(cfg.chatopsd.database, cfg.chatopsd.db_path())
     found = locations.locate(cfg, client=True)
     path = found.state_db
     if not path.exists():
@@ -198,7 +223,7 @@ async def _open(cfg: config.Config) -> Database | None:
             file=sys.stderr,
         )
         return None
-    return await Database.open(path)
+    return await open_database(None, path)
 
 
 async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Namespace) -> int:

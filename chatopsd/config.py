@@ -48,6 +48,28 @@ class ChatopsdSection(Section):
     log_format: Literal["plain", "json"] = "plain"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     shutdown_grace_seconds: float = Field(10.0, gt=0)
+    # PostgreSQL for several instances (high availability); absent: SQLite at state_db.
+    database: str | None = None
+    lease_seconds: float = Field(10.0, ge=1)  # leader lease for singleton jobs (PostgreSQL)
+    # This instance's name among several (PostgreSQL); default: the host name.
+    instance: str | None = Field(None, min_length=1, max_length=100)
+
+    @field_validator("database")
+    @classmethod
+    def _postgresql_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        from urllib.parse import urlsplit
+
+        parts = urlsplit(value)
+        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+            raise ValueError("must be postgresql://user@host:5432/dbname")
+        if parts.password is not None:
+            raise ValueError(
+                "must not hold a password: use the credential chatopsd_database_password "
+                "or PGPASSWORD"
+            )
+        return value
 
     def db_path(self) -> Path:
         # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
@@ -428,7 +450,9 @@ class Config(Section):
 
     @property
     def platforms(self) -> list[str]:
-        return [p for p in ("slack", "discord", "mattermost") if getattr(self, p) is not None]
+        from chatopsd.platforms import configured  # the registry imports this module
+
+        return [platform.name for platform, _section in configured(self)]
 
     @property
     def console_enabled(self) -> bool:

@@ -81,6 +81,7 @@ def health(app: App) -> dict[str, Any]:
         "pagerduty_refresh": job_like("pagerduty", "oncall"),
         "status_poll": job_like("status", "stalk"),
         "jobs": jobs,
+        "lease": _lease(app),
         "queue_depth": app.outbox.depth,
         "in_flight": app.bus.in_flight,
         "sent": app.outbox.sent,
@@ -211,6 +212,20 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 40.0) -> dict[
     return answer
 
 
+def _lease(app: App) -> dict[str, Any]:
+    """Leader and instances (several instances on PostgreSQL; on SQLite, this one)."""
+    st = app.lease.state()
+    return {
+        "instance": st.instance,
+        "leader": st.leader,
+        "holder": st.holder,
+        "token": st.token,
+        "instances": list(st.instances),
+        "database": app.db.describe(),
+        "claim_failures": app.ledger.failures,
+    }
+
+
 def render_health(h: dict[str, Any]) -> list[str]:
     lines = []
     for c in h["connectors"]:
@@ -229,6 +244,12 @@ def render_health(h: dict[str, Any]) -> list[str]:
             lines.append(f"{label}: never succeeded ({job['failures']} failures)")
         else:
             lines.append(f"{label}: {job['age_seconds']:.0f} s ago ({job['failures']} failures)")
+    lease = h.get("lease")
+    if lease:
+        role = "leader" if lease["leader"] else f"follower (leader: {lease['holder'] or 'none'})"
+        lines.append(
+            f"instance {lease['instance']}: {role}; instances: {', '.join(lease['instances'])}"
+        )
     lines.append(
         f"queue depth: {h['queue_depth']}, in flight: {h['in_flight']}, "
         f"sent: {h['sent']}, send failures: {h['send_failures']}"

@@ -31,6 +31,7 @@ from chatopsd.config import (
     PrometheusSource,
 )
 from chatopsd.core.errors import ConfigError
+from chatopsd.platforms import configured
 from chatopsd.store.kv import SqliteKeyValue
 from chatopsd.store.sqlite import Database
 
@@ -367,13 +368,7 @@ Probe = Callable[[Config, aiohttp.ClientSession], Awaitable[list[Result]]]
 
 
 async def run_checks(cfg: Config, timeout_seconds: float = TIMEOUT) -> list[Result]:
-    probes: list[Probe] = []
-    if cfg.slack is not None:
-        probes.append(check_slack)
-    if cfg.discord is not None:
-        probes.append(check_discord)
-    if cfg.mattermost is not None:
-        probes.append(check_mattermost)
+    probes: list[Probe] = [platform.probe for platform, _section in configured(cfg)]
     if cfg.pagerduty is not None:
         probes.append(check_pagerduty)
     if cfg.status.sources:

@@ -14,7 +14,8 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -28,7 +29,10 @@ if TYPE_CHECKING:
     from prometheus_client.metrics_core import Metric
 
     from chatopsd.app import App
+    from chatopsd.connectors.base import Supervisor
     from chatopsd.core.bus import Next
+    from chatopsd.outbox import Outbox
+    from chatopsd.scheduler import Scheduler
 
 log = logging.getLogger("chatopsd.metrics")
 command_log = logging.getLogger("chatopsd.command")
@@ -46,7 +50,7 @@ class Metrics:
         self.pages: Counter[str] = Counter()  # outcome: sent | failed
         # command -> per-bucket counts (same order as LATENCY_BUCKETS, then +Inf), sum
         self.latency: dict[str, tuple[list[int], list[float]]] = {}
-        self._app: App | None = None
+        self._app: LiveState | None = None
 
     def _observe(self, command: str, seconds: float) -> None:
         counts, total = self.latency.setdefault(command, ([0] * (len(LATENCY_BUCKETS) + 1), [0.0]))
@@ -91,9 +95,9 @@ class Metrics:
             self.pages["sent"] += 1
         return replies
 
-    def attach(self, app: App) -> None:
-        """The App whose live state (connectors, outbox, jobs) is read at scrape time."""
-        self._app = app
+    def attach(self, state: LiveState) -> None:
+        """The live state (connectors, outbox, jobs) read at scrape time."""
+        self._app = state
 
     def text(self) -> bytes:
         from prometheus_client import CollectorRegistry, generate_latest
@@ -147,14 +151,24 @@ class _CountsCollector:
         yield pages
 
 
+@dataclass(frozen=True)
+class LiveState:
+    """What the metrics read of the running daemon, and nothing more."""
+
+    supervisors: Sequence[Supervisor]
+    outbox: Outbox
+    scheduler: Scheduler
+    pagerduty: bool  # a [pagerduty] section is configured
+
+
 class _StateCollector:
-    def __init__(self, app: App) -> None:
-        self.app = app
+    def __init__(self, state: LiveState) -> None:
+        self.state = state
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
 
-        app = self.app
+        app = self.state
         up = GaugeMetricFamily(
             "chatopsd_connector_up", "1 when the connector is connected", labels=["platform"]
         )
@@ -194,7 +208,7 @@ class _StateCollector:
             if "pagerduty" in name or "oncall" in name:
                 pd_age = age
         yield ages
-        if app.config.pagerduty is not None:
+        if app.pagerduty:
             yield GaugeMetricFamily(
                 "chatopsd_pagerduty_refresh_age_seconds",
                 "Seconds since the on-call cache was last refreshed (NaN: never)",

@@ -21,7 +21,7 @@ from chatopsd.handlers.oncall_posts import PostDelivery
 from chatopsd.handlers.reminders import Reminders
 from chatopsd.store.links import SqliteIdentityLinks
 from chatopsd.store.oncall import Snapshot
-from chatopsd.store.oncall_push import SqliteOnCallPush
+from chatopsd.store.oncall_push import SqliteKeptState, SqliteOnCallPush
 from chatopsd.store.shifts import ShiftCache
 
 if TYPE_CHECKING:
@@ -100,7 +100,7 @@ def build(app: App) -> list[CommandProvider]:
             return [c.partition(":")[2] for c in found if c.partition(":")[0] == platform]
 
         kept = KeptTrue(
-            app.db,
+            SqliteKeptState(app.db),
             topics=[
                 Topic(target.partition(":")[0], target.partition(":")[2], template)
                 for target, template in pd.topic_channels.items()

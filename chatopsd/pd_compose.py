@@ -13,9 +13,11 @@ from chatopsd.handlers.incident import destination
 from chatopsd.handlers.pd import ROLE, Identities, PdHandler
 from chatopsd.handlers.pd_sync import IncidentSync
 from chatopsd.handlers.pd_take import TakeHandler
+from chatopsd.handlers.swaps import SwapHandler
 from chatopsd.integrations.pagerduty_incidents import PagerDutyIncidents
 from chatopsd.store.links import SqliteIdentityLinks
 from chatopsd.store.pd_cards import SqliteIncidentCards
+from chatopsd.store.swaps import SqlSwaps
 
 if TYPE_CHECKING:
     from chatopsd.app import App
@@ -45,7 +47,9 @@ def build(app: App) -> list[CommandProvider]:
         destinations=[destination(t) for t in pd.incident_channels],
     )
     if pd.incident_channels:
-        app.scheduler.every("pagerduty-incidents", pd.incident_poll_seconds, sync.poll)
+        app.scheduler.every(
+            "pagerduty-incidents", pd.incident_poll_seconds, app._leader_only(sync.poll)
+        )
     identities = Identities(SqliteIdentityLinks(app.db), pd.users, lookup, clock=app.clock)
     handler = PdHandler(api, sync, identities, app.clock, service_ids=services)
     take = TakeHandler(
@@ -62,4 +66,10 @@ def build(app: App) -> list[CommandProvider]:
         ),
     )
     app.incidents.escalation_pager = take.escalation_page
-    return [handler, take]
+    # `!ic swap` (issue 18): requests in the database, overrides made as the taker
+    swaps = SwapHandler(
+        api, handler, SqlSwaps(app.db), app.outbox, app.clock, schedules=pd.ic_schedules
+    )
+    app.scheduler.every("swap-expire", 300, app._leader_only(swaps.sweep), run_now=False)
+    app.swaps = swaps
+    return [handler, take, swaps]

@@ -13,6 +13,7 @@ import pytest
 from chatopsd.app import App, Io
 from chatopsd.config import Config
 from chatopsd.store.sqlite import Database
+from tests.pg_cluster import pg_cluster, pg_url  # noqa: F401 (fixtures)
 
 
 class FakeClock:

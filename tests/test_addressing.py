@@ -12,15 +12,17 @@ from typing import Any
 
 import pytest
 
-from chatopsd.connectors import discord_events, mattermost_events, slack_events
+from chatopsd.connectors.discord import events as discord_events
+from chatopsd.connectors.mattermost import events as mattermost_events
+from chatopsd.connectors.slack import events as slack_events
 from chatopsd.core.addressing import Addressed, address
 from chatopsd.core.bus import Bus
 from chatopsd.core.commands import Registry
 from chatopsd.core.messages import Actor, Destination, Inbound, Reply
 
-SLACK_ME = slack_events.Identity(user_id="UBOT", bot_id="BBOT")
-DISCORD_ME = discord_events.Identity(user_id="777")
-MM_ME = mattermost_events.Identity(user_id="botid", username="chatopsd")
+SLACK_ME = slack_events.identity(user_id="UBOT", bot_id="BBOT")
+DISCORD_ME = discord_events.identity(user_id="777")
+MM_ME = mattermost_events.identity(user_id="botid", username="chatopsd")
 
 # {me} is the platform's own way of mentioning the bot.
 TABLE: list[tuple[str, str | None]] = [

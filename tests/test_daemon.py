@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-import select
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
-from typing import IO
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.daemon_helpers import ROOT, read_json, start
 
 
 def config(tmp_path: Path, fmt: str = "text") -> Path:
@@ -23,26 +21,6 @@ def config(tmp_path: Path, fmt: str = "text") -> Path:
         "[ratelimit]\nper_minute = 6000\nburst = 100\n"
     )
     return path
-
-
-def start(cfg: Path) -> subprocess.Popen[str]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "chatopsd", "run", "--config", str(cfg)],
-        cwd=ROOT,
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
-    )
-
-
-def read_json(stream: IO[str], timeout: float = 20.0) -> dict[str, object]:
-    ready, _, _ = select.select([stream], [], [], timeout)
-    assert ready, f"no answer within {timeout} s"
-    line = stream.readline()
-    assert line, "daemon closed its output"
-    return dict(json.loads(line))
 
 
 def send(proc: subprocess.Popen[str], event_id: str, text: str) -> None:

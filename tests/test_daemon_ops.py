@@ -10,7 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from tests.test_daemon import ROOT, read_json, start
+from tests.daemon_helpers import ROOT, read_json, start
 
 
 def write_config(tmp_path: Path) -> Path:

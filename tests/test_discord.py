@@ -12,33 +12,16 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.connectors.base import State, Supervisor
-from chatopsd.connectors.discord import DiscordConnector
+from chatopsd.connectors.discord.client import DiscordConnector
 from chatopsd.core.errors import TransientSendError
 from chatopsd.core.messages import Destination, Reply
-from tests.conftest import FakeClock, make_config
+from tests.conftest import FakeClock
 from tests.fakes.discord import BOT_ID, CHANNEL_ID, GUILD_ID, TOKEN, FakeDiscord, Recorded
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeDiscord]:
-    server = FakeDiscord()
-    await server.start()
-    yield server
-    await server.stop()
-
-
-def discord_config(tmp_path: Path, fake: FakeDiscord, **extra: Any) -> Any:
-    section = {
-        "token": TOKEN,
-        "api_url": fake.api_url,
-        "gateway_url": fake.gateway_url,
-        "guild_ids": [GUILD_ID],
-        "identify_delay": 0.05,
-        "heartbeat_timeout": 8.0,
-        "guild_ready_timeout": 0.05,
-        **extra,
-    }
-    return make_config(tmp_path, discord=section, console={"enabled": False})
+from tests.fixtures.discord import (
+    discord_config,
+    fake,  # noqa: F401 (fixtures)
+    text_of,
+)
 
 
 async def start_app(tmp_path: Path, fake: FakeDiscord, clock: FakeClock, **extra: Any) -> App:
@@ -74,15 +57,6 @@ async def next_message(fake: FakeDiscord) -> Recorded:
         rec = await fake.next_post()
         if "/callback" not in rec.path:
             return rec
-
-
-def text_of(rec: Recorded) -> str:
-    body = rec.body
-    parts = [body.get("content", "")]
-    for embed in body.get("embeds", []):
-        parts += [embed.get("title", ""), embed.get("description", "")]
-        parts += [f"{f['name']} {f['value']}" for f in embed.get("fields", [])]
-    return "\n".join(parts)
 
 
 async def test_prefix_command_answered_with_reference(app: App, fake: FakeDiscord) -> None:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from chatopsd.connectors.discord_render import NO_MENTIONS, escape, render
+from chatopsd.connectors.discord.render import NO_MENTIONS, escape, render
 from chatopsd.core.messages import Button, Reply
 
 
@@ -42,11 +42,20 @@ def test_buttons_are_components_with_the_command() -> None:
 
 
 def test_limits() -> None:
-    assert len(render(Reply(text="x" * 5000))["content"]) == 2000
+    content = render(Reply(text="x" * 5000))["content"]
+    assert len(content) == 2000 and content.endswith("… (3,025 more characters)")
     embed = render(Reply(title="t" * 300, fields=tuple(("k", "v" * 2000) for _ in range(30))))
     (e,) = embed["embeds"]
-    assert len(e["title"]) == 256 and len(e["fields"]) == 25
+    assert len(e["title"]) == 256 and 0 < len(e["fields"]) <= 25
     assert len(e["fields"][0]["value"]) == 1024
+    # Discord refuses an embed over 6,000 characters in all: the fields that do not fit are
+    # left out, and the reply says so.
+    total = len(e["title"]) + len(e["description"])
+    total += sum(len(f["name"]) + len(f["value"]) for f in e["fields"])
+    assert total <= 6000
+    assert e["description"] == f"({30 - len(e['fields'])} more fields not shown)"
+    long_embed = render(Reply(title="t", text="y" * 9000))["embeds"][0]["description"]
+    assert len(long_embed) == 4096 and long_embed.endswith("more characters)")
     assert render(Reply())["content"]  # Discord refuses an empty message
 
 

@@ -227,3 +227,30 @@ def test_tokenize_matches_the_reference(text: str) -> None:
     except UsageError as exc:
         got = exc.message
     assert got == want
+
+
+@pytest.mark.parametrize(
+    ("words", "args"),
+    [
+        (["ack"], {"id": None, "note": None}),
+        (["ack", "INC-1", "on", "it"], {"id": "INC-1", "note": "on it"}),
+        (["ack", "on", "it"], {"id": None, "note": "on it"}),
+        (["ack", "INC-1"], {"id": "INC-1", "note": None}),
+        (["ack", "on", "INC-1"], {"id": None, "note": "on INC-1"}),  # only a leading id
+    ],
+)
+def test_optional_leading_argument_and_typed_tail(
+    words: list[str], args: dict[str, str | None]
+) -> None:
+    spec = CommandSpec(
+        ("ack",),
+        "ack",
+        _noop,
+        (
+            Arg("id", required=False, accepts=lambda w: w.upper().startswith("INC-")),
+            Arg("note", kind="rest", required=False),
+        ),
+    )
+    bound = Registry([spec]).resolve(words)
+    assert dict(bound.args) == args
+    assert spec.usage() == "!ack [<id>] [<note...>]"

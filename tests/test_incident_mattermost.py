@@ -14,19 +14,18 @@ from typing import Any
 import pytest
 
 from chatopsd.app import App
-from chatopsd.connectors.mattermost import MattermostConnector
+from chatopsd.connectors.mattermost.client import MattermostConnector
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOB, BOT, CHANNEL, TEAM, TOKEN, FakeMattermost
-from tests.test_mattermost import until
+from tests.fixtures.mattermost import (
+    plain,
+    server,  # noqa: F401 (fixtures)
+    until,
+)
 
 ANNOUNCE = "announce000000000000000000"  # where SEV-2 incidents are announced
 NAME = "inc-20261123-payments-failing"  # FakeClock's day
 INC = "INC-2026-0001"
-
-
-def plain(message: str) -> str:
-    """A rendered post as a reader sees it: markdown escapes, bold and anti-ping spaces gone."""
-    return message.replace("\\", "").replace("\u200b", "").replace("**", "")
 
 
 def posts_in(server: FakeMattermost, channel: str) -> list[dict[str, Any]]:
@@ -35,14 +34,6 @@ def posts_in(server: FakeMattermost, channel: str) -> list[dict[str, Any]]:
 
 def said(server: FakeMattermost, channel: str, text: str) -> list[dict[str, Any]]:
     return [p for p in posts_in(server, channel) if text in plain(p["message"])]
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeMattermost]:
-    fake = FakeMattermost()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture
@@ -237,3 +228,16 @@ async def test_new_channel_watched_before_any_post(server: FakeMattermost, app: 
     cid = await connector.create_channel("inc-quiet", "INC-2026-0009 [SEV-4] quiet")
     assert connector._cursors[cid] == server.channels[cid]["create_at"]
     assert server.channels[cid]["header"] == "INC-2026-0009 [SEV-4] quiet"
+
+
+async def test_a_hostile_title_is_inert_in_header_and_purpose(
+    server: FakeMattermost, app: App
+) -> None:
+    title = "INC-1 [SEV-1] \x1b[31mred\x1b[0m @channel ![x](http://127.0.0.1/t.png)\nnext\u202e"
+    cid = await connector_of(app).create_channel("inc-hostile", title)
+    channel = server.channels[cid]
+    for key in ("header", "purpose", "display_name"):
+        assert "\x1b" not in channel[key] and "\n" not in channel[key]
+        assert "\u202e" not in channel[key]
+    assert "](" not in channel["header"] and "@\u200bchannel" in channel["header"]
+    assert channel["header"].startswith("INC-1 [SEV-1] [31mred[0m")

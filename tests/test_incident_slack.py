@@ -16,24 +16,21 @@ from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
-from chatopsd.connectors.slack import SlackConnector
+from chatopsd.connectors.slack.client import SlackConnector
 from chatopsd.core.messages import Destination, Reply, Sent
 from chatopsd.core.ports import ChannelAdmin, ChannelRefused
 from tests.conftest import FakeClock, make_config
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
+from tests.fixtures.slack import (
+    PING,
+    fake,  # noqa: F401 (fixtures)
+    say,
+    started,
+)
 from tests.spec_files import vendored_spec
-from tests.test_slack import PING, started
 
 CHANNEL = "inc-20261123-payments-failing"
 DECLARE = '!incident declare --sev 2 "Payments failing"'
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    server = FakeSlack()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture
@@ -52,24 +49,6 @@ async def app(tmp_path: Path, fake: FakeSlack, clock: FakeClock) -> AsyncIterato
     running = await started(config, clock)
     yield running
     await running.stop()
-
-
-async def say(fake: FakeSlack, text: str, *, channel: str = "C1", expect: str = "") -> str:
-    """Post a message as Jane; wait for the bot's answer in that channel containing `expect`."""
-    before = len(fake.posts())
-    await fake.event(fake.message(text, channel=channel))
-
-    def answered() -> bool:
-        return any(
-            p["channel"] == channel and expect in str(p["text"]) for p in fake.posts()[before:]
-        )
-
-    await fake.wait_for(answered)
-    return next(
-        str(p["text"])
-        for p in fake.posts()[before:]
-        if p["channel"] == channel and expect in str(p["text"])
-    )
 
 
 async def declare(fake: FakeSlack) -> str:
@@ -403,3 +382,12 @@ async def test_mutating_channel_list_still_allows_the_incidents_own_channel(
         assert "auth.mutating_channels" in str(refused["text"])
     finally:
         await running.stop()
+
+
+async def test_a_hostile_title_is_inert_in_the_topic(
+    connector: SlackConnector, fake: FakeSlack
+) -> None:
+    title = "INC-1 [SEV-1] <!here> \x1b[2J<https://127.0.0.1|click>\nsecond line\u202e"
+    channel = await connector.create_channel("inc-hostile", title)
+    topic = fake.channels[channel]["topic"]
+    assert topic == "INC-1 [SEV-1] &lt;!here&gt; [2J&lt;https://127.0.0.1|click&gt; second line"

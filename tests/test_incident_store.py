@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-import sqlite3
+from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -12,10 +12,19 @@ import pytest
 from chatopsd.core import incident as core
 from chatopsd.core.incident import Incident, TimelineEntry
 from chatopsd.core.messages import Destination, Sent
+from chatopsd.store.db import Database as AnyDatabase
 from chatopsd.store.incidents import Home, SqliteIncidentStore
 from chatopsd.store.sqlite import Database
+from tests.pg_cluster import BACKENDS, integrity_errors, open_backend
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[AnyDatabase]:
+    """Every test here that takes `db` runs on SQLite and on PostgreSQL."""
+    async with open_backend(request, tmp_path) as database:
+        yield database
 
 
 def maker(title: str, at: datetime = T0):
@@ -26,7 +35,7 @@ def maker(title: str, at: datetime = T0):
     return make
 
 
-async def test_ids_are_a_sequence_per_year_even_when_declared_at_once(db: Database) -> None:
+async def test_ids_are_a_sequence_per_year_even_when_declared_at_once(db: AnyDatabase) -> None:
     store = SqliteIncidentStore(db)
     made = await asyncio.gather(*(store.create(2026, maker(f"t{i}")) for i in range(5)))
     assert sorted(i.id for i in made) == [f"INC-2026-000{n}" for n in range(1, 6)]
@@ -61,19 +70,19 @@ async def test_round_trip_and_reopen(tmp_path: Path) -> None:
     await db.close()
 
 
-async def test_state_change_and_entry_commit_together_or_not_at_all(db: Database) -> None:
+async def test_state_change_and_entry_commit_together_or_not_at_all(db: AnyDatabase) -> None:
     store = SqliteIncidentStore(db)
     inc = await store.create(2026, maker("x"))
     resolved = core.transition(inc, "resolve", T0, "fixed")
     # an entry the schema refuses (NOT NULL actor) must take the state change down with it
     bad = TimelineEntry(T0, None, "slack", "C1", "resolved", "fixed")  # type: ignore[arg-type]
-    with pytest.raises(sqlite3.IntegrityError):
+    with pytest.raises(integrity_errors()):
         await store.save(resolved, bad)
     assert (await store.get(inc.id)).state is core.State.DECLARED  # type: ignore[union-attr]
     assert len(await store.timeline(inc.id)) == 1
 
 
-async def test_channel_and_thread_lookup(db: Database) -> None:
+async def test_channel_and_thread_lookup(db: AnyDatabase) -> None:
     store = SqliteIncidentStore(db)
     a = await store.create(2026, maker("a"))
     b = await store.create(2026, maker("b"))
@@ -87,7 +96,7 @@ async def test_channel_and_thread_lookup(db: Database) -> None:
     assert await store.incident_at("discord", "CINC", None) is None
 
 
-async def test_messages_and_pulses(db: Database) -> None:
+async def test_messages_and_pulses(db: AnyDatabase) -> None:
     store = SqliteIncidentStore(db)
     inc = await store.create(2026, maker("a"))
     await store.remember(inc.id, "announce", Sent(Destination("slack", "C1"), "m1"))
@@ -100,7 +109,7 @@ async def test_messages_and_pulses(db: Database) -> None:
     assert await store.last_pulse(inc.id) == T0
 
 
-async def test_open_lists_worst_first_and_skips_resolved(db: Database) -> None:
+async def test_open_lists_worst_first_and_skips_resolved(db: AnyDatabase) -> None:
     store = SqliteIncidentStore(db)
     low = await store.create(2026, maker("low"))
     high = await store.create(2026, maker("high"))

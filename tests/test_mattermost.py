@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import ssl
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,32 +15,19 @@ import trustme
 
 from chatopsd.app import App
 from chatopsd.connectors.base import State
-from chatopsd.connectors.mattermost_render import escape
+from chatopsd.connectors.mattermost.render import escape
 from chatopsd.core.messages import Inbound
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import BOT, CHANNEL, TOKEN, FakeMattermost
-
-
-async def until(cond: Callable[[], Any], timeout: float = 5.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
+from tests.fixtures.mattermost import (
+    server,  # noqa: F401 (fixtures)
+    until,
+)
 
 
 def mm_config(tmp_path: Path, url: str, **extra: Any) -> Any:
     section = {"url": url, "token": TOKEN, "heartbeat_seconds": 1.0, **extra}
     return make_config(tmp_path, mattermost=section, console={"enabled": False})
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeMattermost]:
-    fake = FakeMattermost()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start_app(config: Any, clock: FakeClock) -> App:
@@ -322,7 +309,7 @@ async def test_restart_resumes_from_stored_cursor(
 
 
 def test_render_blocks() -> None:
-    from chatopsd.connectors.mattermost_render import render
+    from chatopsd.connectors.mattermost.render import render
     from chatopsd.core.messages import Button, Reply
 
     out = render(
@@ -339,3 +326,26 @@ def test_render_blocks() -> None:
     assert "- **IC**: @\u200balice" in out
     assert "````\nx ``` @\u200ball\n````" in out  # fence longer than the user's backticks
     assert "Page: `!ic page`" in out
+
+
+async def test_malformed_frames_from_the_field_keep_the_connection(
+    server: FakeMattermost, app: App, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, "chatopsd.mattermost")
+    connects = len(server.ws_connects)
+    good = {"id": "x1", "channel_id": CHANNEL, "user_id": "u1", "message": "!help"}
+    deep = "[" * 3000 + "]" * 3000
+    for frame in (
+        {"event": "posted", "data": {"post": json.dumps({**good, "create_at": "abc"})}},
+        {"event": "posted", "data": {"post": json.dumps({**good, "props": "x"})}},
+        {"event": "reaction_added", "broadcast": [], "data": {"reaction": json.dumps(good)}},
+    ):
+        await server.send_raw(json.dumps(frame))
+    await server.send_raw('{"event": "posted", "data": {"post": {"props": ' + deep + "}}}")
+    await server.send_raw(json.dumps({"event": "posted", "data": {"post": '{"props": ' + deep}}))
+    await server.user_post("!help")
+    await until(lambda: replies(server))
+    assert len(server.ws_connects) == connects  # the same websocket all along
+    assert app.supervisors[0].health.state is State.READY
+    assert len(replies(server)) == 1  # none of the malformed posts became a command
+    assert caplog.text.count("mattermost: ") >= 5

@@ -16,8 +16,8 @@ from chatopsd.app import App, Io
 from tests.conftest import FakeClock, make_config
 from tests.fakes.discord import CHANNEL_ID, FakeDiscord, Recorded
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
-from tests.test_discord import discord_config, fake, text_of  # noqa: F401
-from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.fixtures.discord import discord_config, fake, text_of  # noqa: F401
+from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
 
 MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)

@@ -17,7 +17,7 @@ from chatopsd.core.handoff import Holders, Watched
 from chatopsd.core.oncall import OnCall, Person
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
 
 ADA_TO_GRACE = "🔁 IC Primary: Ada Lovelace → Grace Hopper, until Tue 08:00"
 

@@ -16,19 +16,11 @@ from chatopsd.app import App
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOT, TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
-from tests.test_incident_mattermost import plain
-from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.fixtures.mattermost import plain, server  # noqa: F401
+from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
 
 MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 DAY = timedelta(days=1)
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeMattermost]:
-    fake = FakeMattermost()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 @pytest.fixture

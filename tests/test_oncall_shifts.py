@@ -16,7 +16,7 @@ from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
 
 _ids = itertools.count(1)
 MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # the clock starts Monday 12:00 UTC

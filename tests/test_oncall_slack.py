@@ -16,13 +16,13 @@ from jsonschema import Draft4Validator
 from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
-from chatopsd.connectors.slack import SlackConnector
+from chatopsd.connectors.slack.client import SlackConnector
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.fixtures.slack import fake  # noqa: F401
 from tests.spec_files import vendored_spec
-from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
-from tests.test_slack import fake  # noqa: F401
 
 MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # the clock starts Monday 12:00 UTC
 DAY = timedelta(days=1)

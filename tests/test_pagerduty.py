@@ -20,65 +20,15 @@ from chatopsd.core.oncall import Person
 from chatopsd.integrations.pagerduty import PagerDutyClient, PagerDutyPager
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty, FakeUser, phone
+from tests.fixtures.pagerduty import (
+    BOT,
+    DEADLINE,
+    first_refresh,
+    pd,  # noqa: F401 (fixtures)
+    pd_section,
+)
 
-BOT = "chatopsd-bot@example.com"
-DEADLINE = 1.5
 _ids = itertools.count(1)
-
-
-def fake_pd() -> FakePagerDuty:
-    pd = FakePagerDuty()
-    for uid, name, email, phones in (
-        (
-            "PADA",
-            "Ada Lovelace",
-            "ada@example.com",
-            [phone("555 0100"), phone("555 0199", sms=True, blacklisted=True)],
-        ),
-        (
-            "PGRACE",
-            "Grace Hopper",
-            "grace@example.com",
-            [phone("555 0101", sms=True), phone("555 0198", enabled=False)],
-        ),
-        ("PALAN", "Alan Turing", "alan@example.com", [phone("555 0102")]),
-        ("PEDS", "Edsger Dijkstra", "edsger@example.com", [phone("555 0103")]),
-        ("PBAR", "Barbara Liskov", "barbara@example.com", [phone("555 0104")]),
-        ("PLIN", "Linus Torvalds", "linus@example.com", [phone("555 0105")]),
-        ("PBOT", "Chatops Bot", BOT, []),
-    ):
-        pd.users[uid] = FakeUser(uid, name, email, phones)
-    pd.schedules = {
-        "PIC1": ("IC Primary", [("PADA", 1), ("PGRACE", 2)]),
-        "PIC2": ("IC Shadow", [("PALAN", 1)]),
-        "PRS1": ("Payments", [("PEDS", 1)]),
-        "PRS2": ("Database", [("PBAR", 1), ("PEDS", 2)]),
-    }
-    return pd
-
-
-@pytest.fixture
-async def pd() -> AsyncIterator[FakePagerDuty]:
-    fake = fake_pd()
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == [], "requests that break the PagerDuty OpenAPI spec"
-
-
-def pd_section(pd: FakePagerDuty, **extra: Any) -> dict[str, Any]:
-    """The [pagerduty] section pointing at the fake."""
-    return {
-        "api_token": TOKEN,
-        "api_url": pd.url,
-        "from_email": BOT,
-        "service_id": "PSVC1",
-        "ic_schedules": ["PIC1", "PIC2"],
-        "responder_schedules": ["PRS1", "PRS2"],
-        "refresh_seconds": 60,
-        "page_deadline_seconds": DEADLINE,
-        **extra,
-    }
 
 
 def pd_config(tmp_path: Path, pd: FakePagerDuty, **extra: Any) -> Any:
@@ -102,17 +52,6 @@ async def app(tmp_path: Path, pd: FakePagerDuty, clock: FakeClock) -> AsyncItera
     await first_refresh(app)
     yield app
     await app.stop()
-
-
-async def first_refresh(app: App) -> None:
-    """The refresh job runs once at start: wait for it (this is also the wiring test)."""
-    cache = app.oncall_cache
-    assert cache is not None
-    for _ in range(300):
-        if cache.snapshot.last_ok is not None:
-            break
-        await asyncio.sleep(0.01)
-    assert cache.snapshot.last_ok is not None, cache.snapshot.error
 
 
 async def say(app: App, text: str, event_id: str | None = None) -> list[Reply]:

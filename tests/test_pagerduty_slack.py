@@ -14,10 +14,13 @@ from chatopsd.app import App
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-
-# The fakes' fixtures, shared with the single-platform suites (pytest finds imported fixtures).
-from tests.test_pagerduty import DEADLINE, first_refresh, pd, pd_section  # noqa: F401
-from tests.test_slack import fake  # noqa: F401
+from tests.fixtures.pagerduty import (
+    DEADLINE,
+    first_refresh,
+    pd,  # noqa: F401 (fixtures)
+    pd_section,
+)
+from tests.fixtures.slack import fake  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

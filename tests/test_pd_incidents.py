@@ -20,7 +20,11 @@ from chatopsd.core.messages import Actor, Inbound, Reply
 from chatopsd.handlers.pd import parse_duration
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.fixtures.pagerduty import (
+    first_refresh,
+    pd,  # noqa: F401 (fixtures)
+    pd_section,
+)
 
 _ids = itertools.count(1)
 GRACE = Actor("u-grace", "Grace")

@@ -16,19 +16,18 @@ from chatopsd.app import App
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import BOB, CHANNEL, TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
-from tests.test_incident_mattermost import plain
-from tests.test_mattermost import until
-from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.fixtures.mattermost import (
+    plain,
+    server,  # noqa: F401 (fixtures)
+    until,
+)
+from tests.fixtures.pagerduty import (
+    first_refresh,
+    pd,  # noqa: F401 (fixtures)
+    pd_section,
+)
 
 CARDS = "cards00000000000000000000a"  # pagerduty.incident_channels
-
-
-@pytest.fixture
-async def server() -> AsyncIterator[FakeMattermost]:
-    fake = FakeMattermost()
-    await fake.start()
-    yield fake
-    await fake.stop()
 
 
 async def start(tmp_path: Path, pd: FakePagerDuty, server: FakeMattermost, clock: FakeClock) -> App:

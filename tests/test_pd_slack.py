@@ -15,8 +15,12 @@ from chatopsd.app import App
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-from tests.test_pagerduty import first_refresh, pd, pd_section  # noqa: F401
-from tests.test_slack import fake  # noqa: F401
+from tests.fixtures.pagerduty import (
+    first_refresh,
+    pd,  # noqa: F401 (fixtures)
+    pd_section,
+)
+from tests.fixtures.slack import fake  # noqa: F401 (fixtures)
 
 
 def config(tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack) -> Any:

@@ -4,24 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
 
 import pytest
 
 from chatopsd.connectors.base import Backoff, State, Supervisor
-from chatopsd.connectors.slack import SlackConnector, SlackSendError
+from chatopsd.connectors.slack.client import SlackConnector, SlackSendError
 from chatopsd.core.errors import TransientSendError
 from chatopsd.core.messages import Destination, Inbound, Reply
 from tests.conftest import FakeClock
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    server = FakeSlack()
-    await server.start()
-    yield server
-    await server.stop()
+from tests.fixtures.slack import fake  # noqa: F401 (fixtures)
 
 
 async def test_outage_goes_to_supervisor_backoff_then_recovers(

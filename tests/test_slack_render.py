@@ -10,11 +10,11 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatopsd.connectors.slack_events import Identity, MalformedPayload, translate
-from chatopsd.connectors.slack_render import escape, render
+from chatopsd.connectors.slack.events import MalformedPayload, identity, translate
+from chatopsd.connectors.slack.render import escape, render
 from chatopsd.core.messages import Button, Reply
 
-ME = Identity(user_id="UBOT", bot_id="BBOT")
+ME = identity("UBOT", bot_id="BBOT")
 
 
 @pytest.mark.parametrize(

@@ -16,13 +16,7 @@ from chatopsd.integrations.command_source import CommandStatus
 from chatopsd.integrations.http_source import HttpStatus, dig
 from chatopsd.integrations.prometheus import PrometheusStatus
 from tests.fakes.monitoring import FakeMonitoring
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeMonitoring]:
-    server = await FakeMonitoring().start()
-    yield server
-    await server.stop()
+from tests.fixtures.monitoring import fake  # noqa: F401 (fixtures)
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -12,16 +11,10 @@ from chatopsd.core.messages import Destination
 from chatopsd.core.stalking import Stalker
 from tests.conftest import FakeClock
 from tests.fakes.monitoring import FakeMonitoring
+from tests.fixtures.monitoring import fake  # noqa: F401 (fixtures)
 from tests.status_helpers import posts, say, status_app
 
 POLL = 30.0
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeMonitoring]:
-    server = await FakeMonitoring().start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

@@ -13,18 +13,14 @@ from tests.conftest import FakeClock, make_config
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fakes.statuspage import API_KEY, PAGE_ID, FakeStatuspage
 from tests.fakes.tickets import TOKEN, FakeTrackers
-from tests.test_incident_slack import say
-from tests.test_slack import PING, started
+from tests.fixtures.slack import (
+    PING,
+    fake,  # noqa: F401 (fixtures)
+    say,
+    started,
+)
 
 INC = "INC-2026-0001"
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[FakeSlack]:
-    server = FakeSlack()
-    await server.start()
-    yield server
-    await server.stop()
 
 
 @pytest.fixture

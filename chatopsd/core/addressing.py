@@ -29,6 +29,18 @@ _SEPARATORS = " :,\t\n"
 
 
 @dataclass(frozen=True, slots=True)
+class Identity:
+    """Who the bot is on one platform: its user id, the tokens that mention it there (the
+    platform's syntax, as data), whether other bots' messages count, and (Slack) the bot id
+    its own app posts carry."""
+
+    user_id: str
+    mentions: tuple[str, ...] = ()
+    allow_bots: bool = False
+    bot_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
 class Addressed:
     """The command text of a message addressed to us, and how it was addressed."""
 

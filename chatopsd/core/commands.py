@@ -25,7 +25,10 @@ Handler = Callable[["Call"], Awaitable[HandlerResult]]
 
 @dataclass(frozen=True, slots=True)
 class Arg:
-    """One argument. `rest` swallows every remaining word; `option` is given as --name VALUE."""
+    """One argument. `rest` swallows every remaining word (the typed tail); `option` is given
+    as --name VALUE. An optional positional argument with `accepts` binds only a word it
+    accepts and is skipped otherwise: `!incident ack [INC-id] [note...]` takes
+    "INC-2026-0001 on it" and "on it" alike."""
 
     name: str
     help: str = ""
@@ -34,6 +37,7 @@ class Arg:
     choices: tuple[str, ...] = ()
     option: bool = False
     default: str | int | None = None
+    accepts: Callable[[str], bool] | None = None
 
     def usage(self) -> str:
         label = f"--{self.name} {self.name.upper()}" if self.option else f"<{self.name}>"
@@ -180,6 +184,8 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
     for arg in positional:
         if not loose:
             break
+        if arg.accepts is not None and not arg.required and not arg.accepts(loose[0]):
+            continue  # an optional leading argument that is not there
         if arg.kind == "rest":
             raw, loose = " ".join(loose), []
         else:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 
+from chatopsd.core.messages import Destination
 from chatopsd.core.oncall import OnCall
 
 
@@ -42,6 +43,16 @@ class Watched:
     announced: Holders
     pending: Holders | None
     seq: int
+
+
+@dataclass(frozen=True, slots=True)
+class OwedPost:
+    """A post decided and not yet sent (a handoff announcement, a reminder DM)."""
+
+    key: str
+    destination: Destination  # for a DM, the channel is the user id
+    text: str
+    dm: bool = False
 
 
 @dataclass(frozen=True, slots=True)

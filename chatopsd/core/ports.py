@@ -2,12 +2,19 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from chatopsd.core.handoff import OwedPost, Step, Watched
 from chatopsd.core.messages import Destination, Reply, Sent
+
+if TYPE_CHECKING:
+    from chatopsd.core.approvals import Action, Person
+    from chatopsd.core.approvals import State as ApprovalState
+    from chatopsd.core.incident import Incident, TimelineEntry
+    from chatopsd.core.stalking import Stalker, StalkerKey
 
 
 class Clock(Protocol):
@@ -31,8 +38,16 @@ class SystemClock:
 
 
 class EventLedger(Protocol):
+    """Which chat events were handled. With several instances on one database, `claim` is
+    THE active-active guard: exactly one instance gets True for a (platform, event id)."""
+
     async def claim(self, platform: str, event_id: str) -> bool:
-        """Record the event durably; False if it was seen before (a redelivery)."""
+        """Record the event durably; False if it was seen before (a redelivery, or another
+        instance claimed it first)."""
+        ...
+
+    async def prune(self) -> int:
+        """Forget claims older than the retention; returns how many were dropped."""
         ...
 
 
@@ -109,6 +124,28 @@ class ChannelAdmin(Protocol):
         ...
 
 
+# -- stores: what handlers and services persist (implemented once, in store/, over SQLite and
+# PostgreSQL; the composition root picks the backend) ----------------------------------------
+
+
+class StalkerStore(Protocol):
+    """Channels stalking the status, with the state last posted to each."""
+
+    async def all(self) -> list[Stalker]: ...
+
+    async def put(self, s: Stalker) -> None: ...
+
+    async def delete(self, key: StalkerKey) -> None: ...
+
+    async def mark(
+        self, entries: Sequence[tuple[str, str, float, StalkerKey]], *, fence: int | None = None
+    ) -> bool:
+        """Persist (fingerprint, verdict, posted_at) per stalker, atomically. With a fencing
+        token, only if that token is still the current lease's (False: a newer leader exists
+        and nothing was written)."""
+        ...
+
+
 class IdentityLinks(Protocol):
     """Chat identity → PagerDuty email links made with `!pd link` (issue 17)."""
 
@@ -118,6 +155,121 @@ class IdentityLinks(Protocol):
 
     async def holders(self, email: str) -> list[str]:
         """Every "platform:user_id" linked to this email."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Home:
+    """Where an incident's conversation happens: a channel of its own, or a thread."""
+
+    platform: str
+    channel: str
+    thread: str | None
+
+    @property
+    def destination(self) -> Destination:
+        return Destination(self.platform, self.channel, self.thread)
+
+
+class IncidentStore(Protocol):
+    """Incidents, their timelines, homes (channel or thread) and the messages we edit."""
+
+    async def create(
+        self, year: int, make: Callable[[str], tuple[Incident, TimelineEntry]]
+    ) -> Incident:
+        """Allocate the next id of `year`, build the incident with it, store it and its entry."""
+        ...
+
+    async def save(self, incident: Incident, entry: TimelineEntry) -> None: ...
+
+    async def get(self, incident_id: str) -> Incident | None: ...
+
+    async def open(self) -> list[Incident]: ...
+
+    async def timeline(self, incident_id: str) -> list[TimelineEntry]: ...
+
+    async def last_update(self, incident_id: str) -> TimelineEntry | None: ...
+
+    async def bind_home(self, incident_id: str, home: Home) -> None: ...
+
+    async def home(self, incident_id: str) -> Home | None: ...
+
+    async def is_incident_channel(self, platform: str, channel: str) -> bool: ...
+
+    async def incident_at(self, platform: str, channel: str, thread: str | None) -> str | None: ...
+
+    async def remember(self, incident_id: str, purpose: str, sent: Sent) -> None: ...
+
+    async def messages(self, incident_id: str, purpose: str) -> list[Sent]: ...
+
+    async def incident_for_message(self, platform: str, message_id: str) -> str | None: ...
+
+    async def last_pulse(self, incident_id: str) -> datetime | None: ...
+
+    async def mark_pulse(self, incident_id: str, at: datetime) -> None: ...
+
+
+class ApprovalStore(Protocol):
+    """Approval and confirmation requests and their votes."""
+
+    async def create(self, a: Action) -> None: ...
+
+    async def set_message(self, action_id: str, message_id: str) -> None: ...
+
+    async def get(self, action_id: str) -> Action | None: ...
+
+    async def by_message(self, platform: str, message_id: str) -> Action | None: ...
+
+    async def pending_due(self, now: datetime) -> list[Action]: ...
+
+    async def pending(self) -> list[Action]: ...
+
+    async def undispatched(self) -> list[Action]: ...
+
+    async def vote(
+        self, action_id: str, voter: Person, name: str, vote: str, at: datetime
+    ) -> None: ...
+
+    async def decide(self, action_id: str, state: ApprovalState, by: str, at: datetime) -> bool:
+        """Move a pending request to `state`; False if it was no longer pending (another
+        instance, or another approver, decided first)."""
+        ...
+
+    async def mark_dispatched(self, action_id: str) -> bool:
+        """Claim the run of an approved request; False if it was already dispatched."""
+        ...
+
+    async def set_result(self, action_id: str, result: str) -> None: ...
+
+    async def result(self, action_id: str) -> str | None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """Who runs the singleton jobs (status poll, PagerDuty refresh, approval expiry)."""
+
+    instance: str
+    leader: bool
+    token: int | None  # the fencing token while leader
+    holder: str | None  # the instance that holds the lease, as the database says
+    instances: tuple[str, ...] = ()
+
+
+class Lease(Protocol):
+    """Leadership for singleton work. On SQLite the one process always leads."""
+
+    @property
+    def leader(self) -> bool: ...
+
+    @property
+    def token(self) -> int | None: ...
+
+    def state(self) -> LeaseState: ...
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None:
+        """Hand the lease over (a successor need not wait for it to expire)."""
         ...
 
 
@@ -189,3 +341,33 @@ class UserGroups(Protocol):
     usergroups.users.update). Issue 18."""
 
     async def set_usergroup(self, group_id: str, user_ids: Sequence[str]) -> None: ...
+
+
+class OnCallPosts(Protocol):
+    """Issue 18's durable state: handoffs announced, reminders handled, posts owed."""
+
+    async def watched(self) -> dict[str, Watched]: ...
+
+    async def decide(self, steps: Sequence[Step], destinations: Sequence[Destination]) -> None:
+        """Store each watch's new state and the announcements it owes, atomically."""
+        ...
+
+    async def owed(self) -> list[OwedPost]: ...
+
+    async def sent(self, key: str, message_id: str) -> None: ...
+
+    async def reminded(self, keys: Sequence[str]) -> set[str]: ...
+
+    async def remind(
+        self, handled: Sequence[str], dms: Sequence[tuple[str, str, str, str]]
+    ) -> None:
+        """Record handled reminder keys and the DMs they owe, atomically."""
+        ...
+
+
+class KeptState(Protocol):
+    """What was last written to each topic / user group kept true (issue 18)."""
+
+    async def written(self) -> dict[str, str]: ...
+
+    async def record(self, target: str, value: str) -> None: ...

@@ -30,8 +30,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, NotFound
 from chatopsd.core.messages import Actor, Button, Destination, Inbound, Reply, Sent
 from chatopsd.core.middleware import AccessPolicy
-from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
-from chatopsd.store.approvals import SqliteApprovals
+from chatopsd.core.ports import ApprovalStore, AuditEntry, AuditLog, Clock, ReplySink
 
 log = logging.getLogger("chatopsd.approvals")
 
@@ -42,7 +41,7 @@ GRANT_PREFIX = "approval:"
 class ApprovalService:
     def __init__(
         self,
-        store: SqliteApprovals,
+        store: ApprovalStore,
         audit: AuditLog,
         clock: Clock,
         policy: AccessPolicy,

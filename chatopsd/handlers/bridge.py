@@ -9,8 +9,7 @@ from collections.abc import Callable, Sequence
 from chatopsd.core.incident import Incident
 from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Priority, Reply
-from chatopsd.core.ports import ChannelAdmin, ReplySink
-from chatopsd.store.incidents import SqliteIncidentStore
+from chatopsd.core.ports import ChannelAdmin, IncidentStore, ReplySink
 
 log = logging.getLogger("chatopsd.incident")
 
@@ -19,7 +18,7 @@ class Bridge:
     def __init__(
         self,
         template: str,
-        store: SqliteIncidentStore,
+        store: IncidentStore,
         outbox: ReplySink,
         channel_admin: Callable[[str], ChannelAdmin | None],
     ) -> None:

@@ -25,10 +25,9 @@ from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.incident import Incident
 from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
-from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
+from chatopsd.core.ports import AuditEntry, AuditLog, Clock, Home, ReplySink
 from chatopsd.handlers.incident import IncidentHandler
 from chatopsd.store.followups import FollowUp, SqliteFollowUps
-from chatopsd.store.incidents import Home
 
 if TYPE_CHECKING:  # the tracker module is loaded only when [tickets] is configured
     from chatopsd.integrations.tickets import TicketDraft, Tracker

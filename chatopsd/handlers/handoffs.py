@@ -15,8 +15,8 @@ from datetime import tzinfo
 from chatopsd.core import handoff
 from chatopsd.core.messages import Destination
 from chatopsd.core.oncall import OnCall
+from chatopsd.core.ports import OnCallPosts
 from chatopsd.handlers.oncall_posts import PostDelivery
-from chatopsd.store.oncall_push import SqliteOnCallPush
 
 log = logging.getLogger("chatopsd.handoffs")
 
@@ -24,7 +24,7 @@ log = logging.getLogger("chatopsd.handoffs")
 class Handoffs:
     def __init__(
         self,
-        store: SqliteOnCallPush,
+        store: OnCallPosts,
         delivery: PostDelivery,
         *,
         destinations: Sequence[Destination],

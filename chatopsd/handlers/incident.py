@@ -13,6 +13,7 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
+from typing import NamedTuple
 
 from chatopsd.config import IncidentsSection
 from chatopsd.core import incident as core
@@ -24,9 +25,15 @@ from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
 from chatopsd.core.incident_hooks import Change, FollowUpRows, IncidentHook
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.oncall import PageResult
-from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
+from chatopsd.core.ports import (
+    ChannelAdmin,
+    ChannelRefused,
+    Clock,
+    Home,
+    IncidentStore,
+    ReplySink,
+)
 from chatopsd.core.public_text import public_text, without_public
-from chatopsd.store.incidents import Home, SqliteIncidentStore
 
 log = logging.getLogger("chatopsd.incident")
 
@@ -93,11 +100,31 @@ def _dedupe(dests: Sequence[Destination]) -> list[Destination]:
     return out
 
 
-def _raw(call: Call) -> str:
-    """The command's one rest-of-line argument (whatever its name)."""
-    if call.spec is None or not call.spec.args:
-        return ""
-    return call.text(call.spec.args[0].name) or ""
+class Given(NamedTuple):
+    """What a command named: the incident id if given first, and the typed tail after it."""
+
+    incident_id: str | None
+    rest: str
+
+    @classmethod
+    def of_text(cls, text: str) -> Given:
+        """For callers that hold plain text (a reaction's incident id, other handlers' rest
+        argument): an incident id first if there is one, then the rest."""
+        first, _, after = text.strip().partition(" ")
+        if _is_id(first):
+            return cls(first, after.strip())
+        return cls(None, text.strip())
+
+
+def _raw(call: Call) -> Given:
+    """The command's typed arguments: the optional leading id and its tail (whatever its name)."""
+    args = call.spec.args if call.spec else ()
+    tail = next((a.name for a in args if a.name != "id" and not a.option), None)
+    return Given(call.text("id"), (call.text(tail) or "") if tail else "")
+
+
+def _is_id(word: str) -> bool:
+    return core.parse_id(word) is not None
 
 
 def _user_id(text: str) -> str:
@@ -108,7 +135,7 @@ def _user_id(text: str) -> str:
 class IncidentHandler:
     def __init__(
         self,
-        store: SqliteIncidentStore,
+        store: IncidentStore,
         outbox: ReplySink,
         clock: Clock,
         settings: IncidentSettings,
@@ -133,14 +160,20 @@ class IncidentHandler:
         self.followups: FollowUpRows | None = None
 
     def commands(self) -> list[CommandSpec]:
-        # The id is optional inside an incident's channel, so it cannot be a positional
-        # argument of its own: each command takes the rest of the line and _target splits it.
-        def rest(name: str, what: str) -> Arg:
-            return Arg(name, f"[INC id] {what}".strip(), kind="rest", required=False)
+        # The id is optional inside an incident's channel or thread: a leading argument that
+        # binds only an incident id, followed by the typed tail.
+        inc = Arg(
+            "id",
+            "INC id (optional inside the incident's channel or thread)",
+            required=False,
+            accepts=_is_id,
+        )
 
-        inc = rest("id", "(optional inside the incident's channel or thread)")
-        note = rest("note", "then the text")
-        user = rest("user", "then who")
+        def rest(name: str, what: str) -> tuple[Arg, Arg]:
+            return inc, Arg(name, what, kind="rest", required=False)
+
+        note = rest("note", "the text")
+        user = rest("user", "who")
 
         def spec(
             sub: str, summary: str, handler: Handler, args: tuple[Arg, ...], mutates: bool, *ex: str
@@ -171,13 +204,13 @@ class IncidentHandler:
                 priority=Priority.PAGE,
                 examples=('incident declare --sev 1 "Payments failing" --service payments',),
             ),
-            spec("ack", "acknowledge: someone is on it", self.ack, (note,), True, "incident ack"),
+            spec("ack", "acknowledge: someone is on it", self.ack, note, True, "incident ack"),
             spec(
                 "update",
                 "add a timestamped update; --public TEXT also posts TEXT to the status page",
                 self.update,
                 (
-                    note,
+                    *note,
                     Arg(
                         "public", "text for the status page (quote it)", option=True, required=False
                     ),
@@ -193,17 +226,18 @@ class IncidentHandler:
                 "raise the severity (one level, or to the one given)",
                 self.escalate,
                 (
-                    rest("severity", "then SEV-n (default: one level up)"),
+                    inc,
+                    Arg("severity", "SEV-n (default: one level up)", required=False),
                     Arg("page", "page a schedule, person or team too", option=True, required=False),
                 ),
                 True,
                 "incident escalate INC-2026-0042 SEV-1",
                 "incident escalate INC-2026-0042 --page PTEAMSCHED",
             ),
-            spec("assign", "set the assignee", self.assign, (user,), True, "incident assign @bob"),
-            spec("commander", "hand over Incident Commander", self.commander, (user,), True),
-            spec("comms", "set the Communications Lead", self.comms, (user,), True),
-            spec("scribe", "set the Scribe", self.scribe, (user,), True),
+            spec("assign", "set the assignee", self.assign, user, True, "incident assign @bob"),
+            spec("commander", "hand over Incident Commander", self.commander, user, True),
+            spec("comms", "set the Communications Lead", self.comms, user, True),
+            spec("scribe", "set the Scribe", self.scribe, user, True),
             spec(
                 "join", "say you are joining; invites you to its channel", self.join, (inc,), True
             ),
@@ -211,7 +245,7 @@ class IncidentHandler:
                 "resolve",
                 "resolve with what fixed it; posts the wrap-up",
                 self.resolve,
-                (note,),
+                note,
                 True,
                 "incident resolve rolled back to v1.2.2",
             ),
@@ -226,11 +260,12 @@ class IncidentHandler:
 
     # -- finding the incident ----------------------------------------------------------------
 
-    async def _target(self, event: Inbound, raw: str, usage: str) -> tuple[Incident, str]:
-        """The incident named first in `raw`, or the one whose channel this is; and the rest."""
-        first, _, after = raw.strip().partition(" ")
-        incident_id = core.parse_id(first) if first else None
-        rest = after.strip() if incident_id else raw.strip()
+    async def _target(self, event: Inbound, raw: Given | str, usage: str) -> tuple[Incident, str]:
+        """The incident named (an id, or a command's Given), or the one whose channel or
+        thread this is; and the rest of the command."""
+        given = raw if isinstance(raw, Given) else Given.of_text(raw)
+        incident_id = core.parse_id(given.incident_id) if given.incident_id else None
+        rest = given.rest.strip()
         if incident_id is None:
             incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
         if incident_id is None:
@@ -265,7 +300,7 @@ class IncidentHandler:
     async def _change(
         self,
         event: Inbound,
-        raw: str,
+        raw: Given | str,
         usage: str,
         apply: Callable[[Incident, str], tuple[Incident, str, str]],
         public: str | None = None,
@@ -441,22 +476,23 @@ class IncidentHandler:
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
     async def escalate(self, call: Call) -> Reply | list[Reply]:
-        rest = _raw(call)
-        first, _, after_id = rest.strip().partition(" ")
-        words = (after_id if core.parse_id(first) else rest).split()
-        sev = core.parse_severity(words[0]) if words else None  # a bad one fails before the lock
+        given = _raw(call)
+        # a bad severity fails before the lock
+        sev = core.parse_severity(given.rest) if given.rest else None
         target = call.text("page")
         if target:  # --page: page through PagerDuty; the severity moves only if one is given
             if self.escalation_pager is None:
                 raise UsageError("paging from an incident needs the [pagerduty] section")
-            incident, _ = await self._target(call.event, rest, self._usage(call))
+            incident, _ = await self._target(call.event, given, self._usage(call))
             replies = [await self.escalation_pager(call, target, incident.id)]
             if sev is not None:
-                replies.insert(0, await self._escalate(call.event, rest, self._usage(call), sev))
+                replies.insert(0, await self._escalate(call.event, given, self._usage(call), sev))
             return replies
-        return await self._escalate(call.event, rest, self._usage(call), sev)
+        return await self._escalate(call.event, given, self._usage(call), sev)
 
-    async def _escalate(self, event: Inbound, raw: str, usage: str, sev: int | None) -> Reply:
+    async def _escalate(
+        self, event: Inbound, raw: Given | str, usage: str, sev: int | None
+    ) -> Reply:
         def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
             new = core.escalate(i, sev, self.clock.now())
             return new, "escalated", f"escalated {i.sev} → {new.sev}"
@@ -516,7 +552,7 @@ class IncidentHandler:
     async def join(self, call: Call) -> Reply:
         return await self._join(call.event, _raw(call), self._usage(call))
 
-    async def _join(self, event: Inbound, raw: str, usage: str) -> Reply:
+    async def _join(self, event: Inbound, raw: Given | str, usage: str) -> Reply:
         current, _ = await self._target(event, raw, usage)
         said = f"{event.actor.display} joined"
         if any(

@@ -10,13 +10,12 @@ again at the next refresh, and the run raises so the scheduler counts it.
 from __future__ import annotations
 
 import logging
-import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
 from chatopsd.core.oncall import OnCall, Person
-from chatopsd.store.sqlite import Database
+from chatopsd.core.ports import KeptState
 
 log = logging.getLogger("chatopsd.kept_true")
 
@@ -36,7 +35,7 @@ class Topic:
 class KeptTrue:
     def __init__(
         self,
-        db: Database,
+        state: KeptState,
         *,
         topics: list[Topic],
         usergroups: Mapping[str, str],  # schedule id -> Slack user group id
@@ -44,16 +43,13 @@ class KeptTrue:
         set_group: SetGroup,
         chat_ids: ChatIds,
     ) -> None:
-        self.db = db
+        self.state = state
         self.topics = topics
         self.usergroups = dict(usergroups)
         self.set_topic, self.set_group, self.chat_ids = set_topic, set_group, chat_ids
 
     async def after_refresh(self, entries: Mapping[str, tuple[OnCall, ...]]) -> None:
-        written = {
-            str(r[0]): str(r[1])
-            for r in await self.db.fetchall("SELECT target, written FROM oncall_kept")
-        }
+        written = await self.state.written()
         failed: list[str] = []
         ic = _names(entries.get("ic", ()))
         responders = _names(entries.get("responders", ()))
@@ -101,11 +97,7 @@ class KeptTrue:
             log.warning("%s: %s", target, exc)
             failed.append(f"{target}: {exc}")
             return
-        await self.db.write(
-            "INSERT INTO oncall_kept (target, written, at) VALUES (?, ?, ?) "
-            "ON CONFLICT (target) DO UPDATE SET written = excluded.written, at = excluded.at",
-            (target, value, time.time()),
-        )
+        await self.state.record(target, value)
 
 
 def _names(entries: tuple[OnCall, ...]) -> str:

@@ -11,8 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from chatopsd.core.messages import Destination, Reply
-from chatopsd.core.ports import ReplySink
-from chatopsd.store.oncall_push import SqliteOnCallPush
+from chatopsd.core.ports import OnCallPosts, ReplySink
 
 log = logging.getLogger("chatopsd.oncall_posts")
 
@@ -21,7 +20,7 @@ DmChannel = Callable[[str, str], Awaitable[str]]
 
 
 class PostDelivery:
-    def __init__(self, store: SqliteOnCallPush, outbox: ReplySink, dm_channel: DmChannel) -> None:
+    def __init__(self, store: OnCallPosts, outbox: ReplySink, dm_channel: DmChannel) -> None:
         self.store, self.outbox, self.dm_channel = store, outbox, dm_channel
         self.lock = asyncio.Lock()
 

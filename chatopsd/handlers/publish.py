@@ -29,6 +29,7 @@ from chatopsd.core.incident import Incident, touch
 from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
+from chatopsd.core.retry import Backoff
 from chatopsd.handlers.incident import IncidentHandler
 from chatopsd.store.publications import QueuedCall, SqlitePublications
 
@@ -42,7 +43,8 @@ BACKOFF_CAP = 300.0
 
 
 def backoff(attempts: int) -> float:
-    return float(min(BACKOFF_CAP, BACKOFF_BASE * 2 ** max(0, attempts - 1)))
+    # The queue's retries are spread by min_interval already: the ceiling, without jitter.
+    return Backoff(base=BACKOFF_BASE, cap=BACKOFF_CAP).ceiling(attempts - 1)
 
 
 def _raw(call: Call, name: str) -> str:

@@ -14,10 +14,9 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import tzinfo
 
 from chatopsd.core import reminders as core
-from chatopsd.core.ports import Clock
+from chatopsd.core.ports import Clock, OnCallPosts
 from chatopsd.core.shifts import Lookahead
 from chatopsd.handlers.oncall_posts import PostDelivery
-from chatopsd.store.oncall_push import SqliteOnCallPush
 
 log = logging.getLogger("chatopsd.reminders")
 
@@ -28,7 +27,7 @@ Targets = Callable[[str], Awaitable[list[str]]]
 class Reminders:
     def __init__(
         self,
-        store: SqliteOnCallPush,
+        store: OnCallPosts,
         delivery: PostDelivery,
         lookahead: Callable[[], Lookahead],
         clock: Clock,

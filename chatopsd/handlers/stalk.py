@@ -11,17 +11,17 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.messages import Priority, Reply
-from chatopsd.core.ports import Clock, ReplySink
+from chatopsd.core.ports import Clock, ReplySink, StalkerStore
 from chatopsd.core.stalking import Stalker, StalkerKey, StalkerSet, Steady, fingerprint
 from chatopsd.core.status import Overview, Reading, combine
 from chatopsd.handlers.status import StatusBoard, render
-from chatopsd.store.stalkers import SqliteStalkerStore
 
 log = logging.getLogger("chatopsd.status")
 
@@ -49,7 +49,7 @@ class Stalking:
     def __init__(
         self,
         board: StatusBoard,
-        store: SqliteStalkerStore,
+        store: StalkerStore,
         outbox: ReplySink,
         clock: Clock,
         *,
@@ -67,6 +67,17 @@ class Stalking:
         self._fanouts: set[asyncio.Task[None]] = set()
         self._undelivered: dict[StalkerKey, tuple[str, int]] = {}
         self._failing: set[str] = set()
+        # The lease's fencing token (app.py sets it with several instances): a poll's marks
+        # are written only while it still holds, so a superseded leader posts nothing.
+        self.fence: Callable[[], int | None] = lambda: None
+
+    async def resync(self) -> None:
+        """Replace the stalkers in memory by the stored ones (with several instances, the
+        others add and remove stalkers too)."""
+        fresh = StalkerSet()
+        for stalker in await self.store.all():
+            fresh.put(stalker)
+        self.stalkers = fresh
 
     async def load(self) -> None:
         for stalker in await self.store.all():
@@ -198,7 +209,9 @@ class Stalking:
         verdict = overview.verdict.value
         # Persisted first: a restart must not post it again. If this write fails, nothing
         # changed in memory either, and the next poll tries again.
-        await self.store.mark([(fp, verdict, now, s.key) for s in due])
+        if not await self.store.mark([(fp, verdict, now, s.key) for s in due], fence=self.fence()):
+            log.warning("status poll: the lease moved to another instance; not posting")
+            return PollResult(read=True, fingerprint=fp)
         posts = []
         for stalker in due:
             current = self.stalkers.get(stalker.key)

@@ -1,12 +1,11 @@
-"""Approval requests and votes in SQLite."""
+"""Approval requests and votes (SQLite or PostgreSQL, see store/db.py)."""
 
 from __future__ import annotations
 
-import sqlite3
 from datetime import UTC, datetime
 
 from chatopsd.core.approvals import Action, Person, State
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import Database, Row
 
 _COLS = (
     "id, kind, command, summary, platform, channel, thread, requester, requester_name, "
@@ -18,7 +17,7 @@ def _ts(at: datetime) -> float:
     return at.timestamp()
 
 
-class SqliteApprovals:
+class SqlApprovals:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -37,7 +36,7 @@ class SqliteApprovals:
                 a.requester_name,
                 a.requester.email,
                 a.role,
-                a.needed,
+                int(a.needed),
                 a.state,
                 _ts(a.created_at),
                 _ts(a.expires_at),
@@ -84,19 +83,29 @@ class SqliteApprovals:
 
     async def vote(self, action_id: str, voter: Person, name: str, vote: str, at: datetime) -> None:
         await self.db.write(
-            "INSERT OR REPLACE INTO approval_votes VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO approval_votes (approval_id, platform, actor, actor_name, vote, at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (approval_id, platform, actor) DO UPDATE "
+            "SET actor_name = excluded.actor_name, vote = excluded.vote, at = excluded.at",
             (action_id, voter.platform, voter.id, name, vote, _ts(at)),
         )
 
-    async def decide(self, action_id: str, state: State, by: str, at: datetime) -> None:
-        await self.db.write(
-            "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ? "
-            "WHERE id = ? AND state = 'pending'",
-            (state, by, _ts(at), action_id),
+    async def decide(self, action_id: str, state: State, by: str, at: datetime) -> bool:
+        return (
+            await self.db.execute(
+                "UPDATE approvals SET state = ?, decided_by = ?, decided_at = ? "
+                "WHERE id = ? AND state = 'pending'",
+                (state, by, _ts(at), action_id),
+            )
+            == 1
         )
 
-    async def mark_dispatched(self, action_id: str) -> None:
-        await self.db.write("UPDATE approvals SET dispatched = 1 WHERE id = ?", (action_id,))
+    async def mark_dispatched(self, action_id: str) -> bool:
+        return (
+            await self.db.execute(
+                "UPDATE approvals SET dispatched = 1 WHERE id = ? AND dispatched = 0", (action_id,)
+            )
+            == 1
+        )
 
     async def set_result(self, action_id: str, result: str) -> None:
         await self.db.write("UPDATE approvals SET result = ? WHERE id = ?", (result, action_id))
@@ -105,7 +114,7 @@ class SqliteApprovals:
         row = await self.db.fetchone("SELECT result FROM approvals WHERE id = ?", (action_id,))
         return None if row is None else row[0]
 
-    async def _action(self, r: sqlite3.Row) -> Action:
+    async def _action(self, r: Row) -> Action:
         votes = await self.db.fetchall(
             "SELECT actor_name FROM approval_votes WHERE approval_id = ? AND vote = 'approve' "
             "ORDER BY at",
@@ -129,3 +138,6 @@ class SqliteApprovals:
             message_id=r["message_id"],
             approvers=tuple(v[0] for v in votes),
         )
+
+
+SqliteApprovals = SqlApprovals  # the former name, still imported elsewhere

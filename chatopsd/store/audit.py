@@ -1,4 +1,4 @@
-"""The audit trail in SQLite: append-only, each row chained to the one before by a hash.
+"""The audit trail (SQLite or PostgreSQL): append-only, each row chained to the one before.
 
 `hash = sha256(prev_hash + canonical(row))`, where canonical is the JSON list of the row's
 fields. Editing, deleting or inserting a row anywhere breaks the chain from there on, which
@@ -8,6 +8,9 @@ alone: keep the head hash `verify` prints somewhere else if that matters.)
 Cost on the per-command hot path: one json.dumps and one sha256 of a few hundred bytes (a few
 microseconds), no extra SQL: the previous hash is kept in memory. Appends are chained in call
 order, which is also the insert order because the writer queue is FIFO.
+
+With several instances (PostgreSQL) memory cannot know the head: each append reads it and
+inserts in one transaction under an advisory transaction lock, so the chain stays one chain.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chatopsd.core.ports import AuditEntry
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import AUDIT_LOCK, Database, Tx
 
 _FIELDS = (
     "at, platform, channel, thread, actor, actor_name, kind, text, command, outcome, "
@@ -49,7 +52,7 @@ class Verdict:
         return self.broken_at is None
 
 
-class SqliteAuditLog:
+class SqlAuditLog:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._last: str | None = None
@@ -73,6 +76,9 @@ class SqliteAuditLog:
             entry.event_id,
             entry.ref,
         )
+        if self.db.shared:
+            await self.db.transaction(lambda tx: self._append_shared(tx, values))
+            return
         prev = self._last or GENESIS
         digest = row_hash(prev, values)
         self._last = digest  # before awaiting: the next append chains onto this one
@@ -81,6 +87,15 @@ class SqliteAuditLog:
         except BaseException:
             self._last = None  # the row may not exist: re-read the head before the next one
             raise
+
+    @staticmethod
+    async def _append_shared(tx: Tx, values: tuple[object, ...]) -> None:
+        await tx.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
+        row = await tx.fetchone(
+            "SELECT hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
+        )
+        prev = row[0] if row else GENESIS
+        await tx.execute(_INSERT, (*values, prev, row_hash(prev, values)))
 
     async def _load(self) -> None:
         async with self._loading:
@@ -113,8 +128,8 @@ class SqliteAuditLog:
             where.append("(command = ? OR command LIKE ? ESCAPE '\\')")
             params += [command, _like_prefix(command)]
         if outcome:
-            where.append("instr(outcome, ?) > 0")
-            params.append(outcome)
+            where.append("outcome LIKE ? ESCAPE '\\'")
+            params.append(f"%{_escape_like(outcome)}%")
         rows = await self.db.fetchall(
             f"SELECT {_FIELDS} FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit),
@@ -162,6 +177,12 @@ class SqliteAuditLog:
                 prev = stored
 
 
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
 def _like_prefix(text: str) -> str:
-    escaped = text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-    return escaped + " %"
+    return _escape_like(text) + " %"
+
+
+SqliteAuditLog = SqlAuditLog  # the former name, still imported elsewhere

@@ -13,7 +13,7 @@ import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import Database
 
 
 @dataclass(frozen=True, slots=True)

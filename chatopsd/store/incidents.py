@@ -1,21 +1,21 @@
 """Incidents in SQLite: the incident rows, their timelines, their channels and messages.
 
 A state change and its timeline entry go in one `write_many`, so they commit together or not
-at all. Ids are allocated per year under a lock: the daemon is one process with one writer.
+at all. Ids are allocated per year: read the highest and insert the next in one transaction;
+with several instances on PostgreSQL a collision on UNIQUE (year, seq) is retried.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import sqlite3
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from chatopsd.core.incident import Incident, State, TimelineEntry, format_id
 from chatopsd.core.messages import Destination, Sent
-from chatopsd.store.sqlite import Database, Op
+from chatopsd.core.ports import Home
+from chatopsd.store.db import Database, Op, Row, Tx
 
 _COLUMNS = (
     "id, title, severity, state, service, description, declared_at, declared_by, platform, "
@@ -28,17 +28,7 @@ _ENTRY = (
 )
 
 
-@dataclass(frozen=True, slots=True)
-class Home:
-    """Where an incident's conversation happens: a channel of its own, or a thread."""
-
-    platform: str
-    channel: str
-    thread: str | None
-
-    @property
-    def destination(self) -> Destination:
-        return Destination(self.platform, self.channel, self.thread)
+__all__ = ["Home", "SqlIncidentStore", "SqliteIncidentStore"]
 
 
 def _ts(at: datetime | None) -> float | None:
@@ -49,7 +39,7 @@ def _dt(value: float | None) -> datetime | None:
     return None if value is None else datetime.fromtimestamp(value, UTC)
 
 
-def _row(r: sqlite3.Row) -> Incident:
+def _row(r: Row) -> Incident:
     declared = _dt(r["declared_at"])
     assert declared is not None
     return Incident(
@@ -77,7 +67,7 @@ def _entry_op(incident_id: str, e: TimelineEntry) -> Op:
     return (_ENTRY, (incident_id, e.at.timestamp(), e.actor, e.platform, e.channel, e.kind, e.text))
 
 
-class SqliteIncidentStore:
+class SqlIncidentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._allocate = asyncio.Lock()
@@ -86,23 +76,29 @@ class SqliteIncidentStore:
         self, year: int, make: Callable[[str], tuple[Incident, TimelineEntry]]
     ) -> Incident:
         """Allocate the next id of `year`, build the incident with it, store it and its entry."""
-        async with self._allocate:
-            row = await self.db.fetchone(
+
+        async def allocate(tx: Tx) -> Incident | None:
+            row = await tx.fetchone(
                 "SELECT COALESCE(MAX(seq), 0) FROM incidents WHERE year = ?", (year,)
             )
             seq = int(row[0]) + 1 if row else 1
             incident, entry = make(format_id(year, seq))
-            await self.db.write_many(
-                [
-                    (
-                        f"INSERT INTO incidents (year, seq, {_COLUMNS}) "
-                        f"VALUES (?, ?, {', '.join('?' * 17)})",
-                        (year, seq, *self._values(incident)),
-                    ),
-                    _entry_op(incident.id, entry),
-                ]
+            inserted = await tx.execute(
+                f"INSERT INTO incidents (year, seq, {_COLUMNS}) "
+                f"VALUES (?, ?, {', '.join('?' * 17)}) ON CONFLICT DO NOTHING",
+                (year, seq, *self._values(incident)),
             )
-        return incident
+            if inserted != 1:
+                return None  # another instance took this number first: read again
+            await tx.execute(*_entry_op(incident.id, entry))
+            return incident
+
+        async with self._allocate:
+            for _ in range(20):
+                made = await self.db.transaction(allocate)
+                if made is not None:
+                    return made
+        raise RuntimeError(f"could not allocate an incident id for {year}")
 
     @staticmethod
     def _values(i: Incident) -> tuple[object, ...]:
@@ -194,8 +190,9 @@ class SqliteIncidentStore:
 
     async def bind_home(self, incident_id: str, home: Home) -> None:
         await self.db.write(
-            "INSERT OR REPLACE INTO incident_channels (platform, channel, thread, incident_id) "
-            "VALUES (?, ?, ?, ?)",
+            "INSERT INTO incident_channels (platform, channel, thread, incident_id) "
+            "VALUES (?, ?, ?, ?) ON CONFLICT (platform, channel, thread) "
+            "DO UPDATE SET incident_id = excluded.incident_id",
             (home.platform, home.channel, home.thread or "", incident_id),
         )
 
@@ -228,9 +225,10 @@ class SqliteIncidentStore:
     async def remember(self, incident_id: str, purpose: str, sent: Sent) -> None:
         d = sent.destination
         await self.db.write(
-            "INSERT OR REPLACE INTO incident_messages "
+            "INSERT INTO incident_messages "
             "(incident_id, purpose, platform, channel, thread, message_id) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, purpose, platform, channel) "
+            "DO UPDATE SET thread = excluded.thread, message_id = excluded.message_id",
             (incident_id, purpose, d.platform, d.channel, d.thread or "", sent.message_id),
         )
 
@@ -261,3 +259,6 @@ class SqliteIncidentStore:
         await self.db.write(
             "UPDATE incidents SET last_pulse_at = ? WHERE id = ?", (at.timestamp(), incident_id)
         )
+
+
+SqliteIncidentStore = SqlIncidentStore  # the former name, still imported elsewhere

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import time
 
-from chatopsd.store.sqlite import Database
+from chatopsd.core.ports import KeyValue
+from chatopsd.store.db import Database
 
 
-class SqliteKeyValue:
+class SqlKeyValue:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -21,3 +22,20 @@ class SqliteKeyValue:
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
             (key, value, time.time()),
         )
+
+
+class ScopedKeyValue:
+    """One instance's own keys in a shared database (a connector's session id and cursor
+    belong to its connection: two instances sharing them would resume each other's)."""
+
+    def __init__(self, kv: KeyValue, scope: str) -> None:
+        self.kv, self.scope = kv, scope
+
+    async def get(self, key: str) -> str | None:
+        return await self.kv.get(f"{self.scope}/{key}")
+
+    async def put(self, key: str, value: str) -> None:
+        await self.kv.put(f"{self.scope}/{key}", value)
+
+
+SqliteKeyValue = SqlKeyValue  # the former name, still imported elsewhere

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import Database
 
 
 class SqliteIdentityLinks:

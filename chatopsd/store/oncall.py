@@ -21,7 +21,7 @@ from typing import Any
 from chatopsd.core.oncall import Group, OnCall, Person, Roster
 from chatopsd.core.ports import Clock
 from chatopsd.integrations.pagerduty import OnCallRow, PagerDutyClient, PagerDutyError
-from chatopsd.store.sqlite import Database, Op
+from chatopsd.store.db import Database, Op
 
 log = logging.getLogger("chatopsd.oncall")
 

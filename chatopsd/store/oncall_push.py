@@ -11,19 +11,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
-from chatopsd.core.handoff import Holders, Step, Watched
+from chatopsd.core.handoff import Holders, OwedPost, Step, Watched
 from chatopsd.core.messages import Destination
-from chatopsd.store.sqlite import Database, Op
-
-
-@dataclass(frozen=True, slots=True)
-class OwedPost:
-    key: str
-    destination: Destination  # for a DM, the channel is the user id
-    text: str
-    dm: bool = False
+from chatopsd.store.db import Database, Op
 
 
 class SqliteOnCallPush:
@@ -132,4 +123,22 @@ class SqliteOnCallPush:
         await self.db.write(
             "UPDATE oncall_posts SET sent = ?, message_id = ? WHERE key = ?",
             (time.time(), message_id, key),
+        )
+
+
+class SqliteKeptState:
+    """What was last written to each topic and user group kept true (oncall_kept)."""
+
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def written(self) -> dict[str, str]:
+        rows = await self.db.fetchall("SELECT target, written FROM oncall_kept")
+        return {str(r[0]): str(r[1]) for r in rows}
+
+    async def record(self, target: str, value: str) -> None:
+        await self.db.write(
+            "INSERT INTO oncall_kept (target, written, at) VALUES (?, ?, ?) "
+            "ON CONFLICT (target) DO UPDATE SET written = excluded.written, at = excluded.at",
+            (target, value, time.time()),
         )

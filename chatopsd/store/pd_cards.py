@@ -12,7 +12,7 @@ from collections.abc import Sequence
 
 from chatopsd.core.messages import Destination
 from chatopsd.core.ports import OwedCard
-from chatopsd.store.sqlite import Database, Op
+from chatopsd.store.db import Database, Op
 
 
 class SqliteIncidentCards:

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import Database
 
 
 @dataclass(frozen=True, slots=True)

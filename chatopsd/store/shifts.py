@@ -14,8 +14,8 @@ from datetime import datetime, timedelta
 from chatopsd.core.ports import Clock
 from chatopsd.core.shifts import Lookahead, Shift
 from chatopsd.integrations.pagerduty import PagerDutyClient, PagerDutyError
+from chatopsd.store.db import Database, Op
 from chatopsd.store.oncall import _dt, _role
-from chatopsd.store.sqlite import Database, Op
 
 log = logging.getLogger("chatopsd.shifts")
 

@@ -13,49 +13,74 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Iterable, Sequence
-from importlib import resources
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import aiosqlite
 
+from chatopsd.store.db import Dialect, Op, Params, T, Tx, migrations, refuse_newer
+
 log = logging.getLogger("chatopsd.store")
 
-Params = Sequence[Any]
-Op = tuple[str, Params]
+__all__ = ["Database", "Op", "Params", "SqliteDatabase", "migrations"]
 _MAX_BATCH = 512
 
 
-def migrations() -> list[tuple[int, str, str]]:
-    """(version, name, sql) for every file in store/migrations, in order."""
-    found = []
-    for entry in resources.files("chatopsd.store").joinpath("migrations").iterdir():
-        if entry.name.endswith(".sql"):
-            version = int(entry.name.split("_", 1)[0])
-            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
-    found.sort()
-    versions = [v for v, _, _ in found]
-    if len(set(versions)) != len(versions):
-        raise RuntimeError(f"two migrations share a number: {versions}")
-    return found
+@dataclass(slots=True)
+class _Work:
+    """A queued unit: statements for the group commit, or a function needing a transaction
+    (or a row count) of its own."""
+
+    ops: list[Op]
+    fut: asyncio.Future[Any]
+    fn: Callable[[Tx], Awaitable[Any]] | None = None
 
 
-class Database:
+class _Tx:
+    """The writer connection inside `BEGIN IMMEDIATE` (see SqliteDatabase.transaction)."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        async with self._db.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        async with self._db.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._db.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+
+class SqliteDatabase:
+    dialect: Dialect = "sqlite"
+    shared: bool = False  # one process owns the file: what it keeps in memory is the truth
+
     def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
         self.path = path
         self._writer = writer
         self._reader = reader
-        self._queue: asyncio.Queue[tuple[list[Op], asyncio.Future[None]] | None] = asyncio.Queue()
+        self._queue: asyncio.Queue[_Work | None] = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._write_loop(), name="db-writer")
         self._closed = False
 
     @classmethod
-    async def open(cls, path: Path | str) -> Database:
+    async def open(cls, path: Path | str) -> SqliteDatabase:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
         writer = await _connect(path)
-        await _migrate(writer)
+        try:
+            await _migrate(writer, path)
+        except BaseException:
+            await writer.close()  # an open connection hangs interpreter exit
+            raise
         reader = await _connect(path)
         return cls(path, writer, reader)
 
@@ -68,8 +93,43 @@ class Database:
         if self._closed:
             raise RuntimeError("database is closed")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait((list(ops), fut))
+        self._queue.put_nowait(_Work(list(ops), fut))
         await fut
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement on its own (in queue order); returns the rows it changed."""
+
+        async def run(tx: Tx) -> int:
+            return await tx.execute(sql, params)
+
+        return await self._submit(run, begin=False)
+
+    async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `fn` on the writer inside BEGIN IMMEDIATE, between two group commits."""
+        return await self._submit(fn, begin=True)
+
+    async def _submit(self, fn: Callable[[Tx], Awaitable[T]], *, begin: bool) -> T:
+        if self._closed:
+            raise RuntimeError("database is closed")
+        fut: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+
+        async def wrapped(tx: Tx) -> T:
+            if not begin:
+                return await fn(tx)
+            await self._writer.execute("BEGIN IMMEDIATE")
+            try:
+                result = await fn(tx)
+                await self._writer.execute("COMMIT")
+            except BaseException:
+                await self._writer.execute("ROLLBACK")
+                raise
+            return result
+
+        self._queue.put_nowait(_Work([], fut, wrapped))
+        return await fut
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path}"
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         async with self._reader.execute(sql, params) as cur:
@@ -97,7 +157,7 @@ class Database:
         stop = False
         while not stop:
             item = await self._queue.get()
-            batch: list[tuple[list[Op], asyncio.Future[None]]] = []
+            batch: list[_Work] = []
             if item is None:
                 stop = True
             else:
@@ -108,30 +168,52 @@ class Database:
                     stop = True
                 else:
                     batch.append(nxt)
-            if batch:
-                await self._commit(batch)
+            # Statements group-commit; a function runs alone, in queue order between groups.
+            group: list[_Work] = []
+            for work in batch:
+                if work.fn is None:
+                    group.append(work)
+                    continue
+                if group:
+                    await self._commit(group)
+                    group = []
+                await self._run(work)
+            if group:
+                await self._commit(group)
 
-    async def _commit(self, batch: list[tuple[list[Op], asyncio.Future[None]]]) -> None:
+    async def _run(self, work: _Work) -> None:
+        assert work.fn is not None
         try:
-            await self._transaction([op for ops, _ in batch for op in ops])
+            result = await work.fn(_Tx(self._writer))
+        except Exception as exc:
+            _settle(work.fut, exc)
+        else:
+            if not work.fut.done():
+                work.fut.set_result(result)
+
+    async def _commit(self, batch: list[_Work]) -> None:
+        try:
+            await self._transaction([op for w in batch for op in w.ops])
         except Exception as exc:
             if len(batch) == 1:
-                _settle(batch[0][1], exc)
+                _settle(batch[0].fut, exc)
                 return
             # One bad group must not fail its neighbours: retry each group on its own.
-            for ops, fut in batch:
+            for w in batch:
                 try:
-                    await self._transaction(ops)
+                    await self._transaction(w.ops)
                 except Exception as one:
-                    _settle(fut, one)
+                    _settle(w.fut, one)
                 else:
-                    _settle(fut, None)
+                    _settle(w.fut, None)
             return
-        for _, fut in batch:
-            _settle(fut, None)
+        for w in batch:
+            _settle(w.fut, None)
 
     async def _transaction(self, ops: list[Op]) -> None:
         db = self._writer
+        if not ops:
+            return
         if len(ops) == 1:
             # One statement is atomic on its own in autocommit mode: one thread hop, not three.
             # (This is the common case when load is light, so it sets the per-command latency.)
@@ -156,7 +238,7 @@ class Database:
             raise
 
 
-def _settle(fut: asyncio.Future[None], exc: BaseException | None) -> None:
+def _settle(fut: asyncio.Future[Any], exc: BaseException | None) -> None:
     if fut.done():
         return
     if exc is None:
@@ -178,16 +260,44 @@ async def _connect(path: Path) -> aiosqlite.Connection:
     return db
 
 
-async def _migrate(db: aiosqlite.Connection) -> None:
+async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+    """Apply the migrations this database lacks, all in ONE `BEGIN IMMEDIATE` transaction:
+    a second process starting at the same moment waits on the lock, then finds nothing to do."""
     await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    async with db.execute("SELECT MAX(version) FROM schema_version") as cur:
-        row = await cur.fetchone()
-    current = (row[0] if row else None) or 0
-    for version, name, sql in migrations():
-        if version <= current:
-            continue
-        log.info("applying migration %s", name)
-        # executescript commits first, so the BEGIN/COMMIT inside makes the step atomic.
-        await db.executescript(
-            f"BEGIN IMMEDIATE;\n{sql}\nINSERT INTO schema_version VALUES ({version});\nCOMMIT;"
-        )
+    await db.execute("BEGIN IMMEDIATE")
+    try:
+        async with db.execute("SELECT MAX(version) FROM schema_version") as cur:
+            row = await cur.fetchone()
+        current = (row[0] if row else None) or 0
+        refuse_newer(current, "sqlite", str(path))
+        for version, name, sql in migrations("sqlite"):
+            if version <= current:
+                continue
+            log.info("applying migration %s", name)
+            for statement in _statements(sql):
+                await db.execute(statement)
+            await db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+        await db.execute("COMMIT")
+    except BaseException:
+        await db.execute("ROLLBACK")
+        raise
+
+
+def _statements(script: str) -> list[str]:
+    """Split a migration into statements (a trigger's BEGIN … END stays whole)."""
+    found: list[str] = []
+    pending = ""
+    for line in script.splitlines(keepends=True):
+        pending += line
+        if sqlite3.complete_statement(pending):
+            if pending.strip():
+                found.append(pending)
+            pending = ""
+    if pending.strip() and not all(
+        ln.strip().startswith("--") or not ln.strip() for ln in pending.splitlines()
+    ):
+        raise RuntimeError(f"unterminated statement in a migration: {pending[:80]!r}")
+    return found
+
+
+Database = SqliteDatabase  # the name other modules and branches import

@@ -1,11 +1,16 @@
-"""Stalkers in SQLite (migration 0003): survive kill -9, with the state last posted to each."""
+"""Stalkers (migration 0003): survive kill -9, with the state last posted to each.
+
+`mark` with a fencing token (several instances): the write happens only while that token is
+still the lease's, checked in the same transaction, so a leader that was paused past its
+lease cannot record (and then post) a stale change after a newer leader took over.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 
 from chatopsd.core.stalking import Stalker, StalkerKey
-from chatopsd.store.sqlite import Database
+from chatopsd.store.db import Database, Tx
 
 _MARK = (
     "UPDATE stalkers SET fingerprint = ?, verdict = ?, posted_at = ? "
@@ -13,7 +18,15 @@ _MARK = (
 )
 
 
-class SqliteStalkerStore:
+async def fence_holds(tx: Tx, token: int) -> bool:
+    """Whether `token` is still the lease's; on PostgreSQL the row stays share-locked until
+    the transaction ends, so a takeover waits for this write instead of racing it."""
+    lock = " FOR SHARE" if tx.dialect == "postgresql" else ""
+    row = await tx.fetchone(f"SELECT token FROM lease WHERE id = 1{lock}")
+    return row is not None and int(row[0]) == token
+
+
+class SqlStalkerStore:
     def __init__(self, db: Database) -> None:
         self.db = db
 
@@ -35,11 +48,11 @@ class SqliteStalkerStore:
                 s.platform,
                 s.channel,
                 s.thread,
-                s.interval,
+                float(s.interval),
                 s.fingerprint,
                 s.verdict,
-                s.posted_at,
-                s.created_at,
+                float(s.posted_at),
+                float(s.created_at),
                 s.created_by,
             ),
         )
@@ -49,10 +62,26 @@ class SqliteStalkerStore:
             "DELETE FROM stalkers WHERE platform = ? AND channel = ? AND thread = ?", key
         )
 
-    async def mark(self, entries: Sequence[tuple[str, str, float, StalkerKey]]) -> None:
+    async def mark(
+        self, entries: Sequence[tuple[str, str, float, StalkerKey]], *, fence: int | None = None
+    ) -> bool:
         """Persist (fingerprint, verdict, posted_at) per stalker key, in one transaction
-        (one executemany however many stalkers)."""
-        if entries:
-            await self.db.write_many(
-                (_MARK, (fp, verdict, at, *key)) for fp, verdict, at, key in entries
-            )
+        (one executemany however many stalkers). False if the fence no longer holds."""
+        if not entries:
+            return True
+        params = [(fp, verdict, float(at), *key) for fp, verdict, at, key in entries]
+        if fence is None:
+            await self.db.write_many((_MARK, p) for p in params)
+            return True
+
+        async def fenced(tx: Tx) -> bool:
+            if not await fence_holds(tx, fence):
+                return False
+            for p in params:
+                await tx.execute(_MARK, p)
+            return True
+
+        return await self.db.transaction(fenced)
+
+
+SqliteStalkerStore = SqlStalkerStore  # the former name, still imported elsewhere

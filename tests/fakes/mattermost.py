@@ -71,6 +71,7 @@ class FakeMattermost:
         self.admin_failures: list[tuple[int, dict[str, str]]] = []  # for channel admin calls
         self.pin_failures: list[tuple[int, dict[str, str]]] = []  # for pins only, first
         self.users = {u["username"]: u for u in (BOT, ALICE, BOB)}
+        self.broadcast = False  # every event to every connection (several instances)
         self.emails: dict[str, str] = {ALICE["id"]: "alice@example.com"}  # user id -> email
         self.channel_patches: list[tuple[str, dict[str, Any]]] = []  # PUT /channels/{id}/patch
         self._ids = itertools.count(1)
@@ -148,10 +149,20 @@ class FakeMattermost:
         await self.event("reaction_added", {"reaction": json.dumps(reaction)}, CHANNEL)
 
     async def event(self, name: str, data: dict[str, Any], channel: str = "") -> None:
-        """Queue an event on the current connection; sent now if its socket is open."""
-        conn = self.current
-        if conn is None:
+        """Queue an event on the current connection; sent now if its socket is open.
+        With `broadcast` (several chatopsd instances), on every connection, as the real
+        server does for every session of the bot user."""
+        if self.broadcast:
+            for conn in list(self.conns.values()):
+                try:
+                    await self._event_on(conn, name, data, channel)
+                except ConnectionResetError:
+                    conn.ws = None  # that instance is gone; the others still get it
             return
+        if self.current is not None:
+            await self._event_on(self.current, name, data, channel)
+
+    async def _event_on(self, conn: Conn, name: str, data: dict[str, Any], channel: str) -> None:
         conn.seq += 1
         frame = {
             "event": name,

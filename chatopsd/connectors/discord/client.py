@@ -1,13 +1,13 @@
 """Discord over the gateway, with discord.py: messages, mentions, slash commands, buttons.
 
 discord.py speaks the gateway protocol (heartbeats, RESUME, op 7, op 9) and REST rate limits;
-`discord_gateway` owns the reconnect policy and the zombie watchdog. One `run()` is one
+`gateway.py` owns the reconnect policy and the zombie watchdog. One `run()` is one
 logged-in client; it ends only on a close retrying cannot fix, and the fatal ones (bad token
 4004, privileged intent 4014) become `FatalConnectorError` saying what to fix.
 
 Caches are off: no message cache, no member cache, no chunking, so memory does not grow with
 the size of the servers we are in. Outbound messages are raw JSON through discord.py's HTTP
-client (its rate-limit buckets and 429 handling), rendered by `discord_render`.
+client (its rate-limit buckets and 429 handling), rendered by `render.py`.
 """
 
 from __future__ import annotations
@@ -23,11 +23,11 @@ import yarl
 from discord.http import Route
 
 from chatopsd.config import DiscordSection
-from chatopsd.connectors import discord_commands
-from chatopsd.connectors import discord_events as events
 from chatopsd.connectors.base import Session
-from chatopsd.connectors.discord_gateway import GatewayClient, watch_acks
-from chatopsd.connectors.discord_render import render
+from chatopsd.connectors.discord import commands as discord_commands
+from chatopsd.connectors.discord import events
+from chatopsd.connectors.discord.gateway import GatewayClient, watch_acks
+from chatopsd.connectors.discord.render import render
 from chatopsd.core.errors import FatalConnectorError, TransientSendError
 from chatopsd.core.messages import Actor, Destination, Inbound, Kind, Reply, Sent
 from chatopsd.core.ports import Clock, SystemClock
@@ -201,7 +201,7 @@ class DiscordConnector:
         return user.bot and not self.config.allow_bots
 
     def on_message(self, client: discord.Client, message: discord.Message) -> None:
-        me = events.Identity(
+        me = events.identity(
             str(client.user.id) if client.user is not None else "", self.config.allow_bots
         )
         inbound = events.message_event(_fields(message), me, self.prefix)
@@ -375,7 +375,7 @@ class DiscordConnector:
 
 
 def _fields(message: discord.Message) -> events.MessageFields:
-    """The fields discord_events reads, from discord.py's parsed message."""
+    """The fields events.py reads, from discord.py's parsed message."""
     ref = message.reference.resolved if message.reference is not None else None
     channel = message.channel
     return events.MessageFields(

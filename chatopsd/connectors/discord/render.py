@@ -11,11 +11,13 @@ from typing import Any
 
 from discord.utils import escape_markdown, escape_mentions
 
+from chatopsd.core.limits import fit
 from chatopsd.core.messages import Button, Reply
 
 CONTENT_MAX = 2000
 EMBED_TITLE_MAX = 256
 EMBED_DESCRIPTION_MAX = 4096
+EMBED_TOTAL_MAX = 6000
 FIELD_NAME_MAX = 256
 FIELD_VALUE_MAX = 1024
 FIELDS_MAX = 25
@@ -43,12 +45,33 @@ def _cut(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def render(reply: Reply) -> dict[str, Any]:
-    """The JSON body for POST /channels/{id}/messages (or an interaction follow-up)."""
-    payload: dict[str, Any] = {"allowed_mentions": dict(NO_MENTIONS)}
+def _body(reply: Reply) -> str:
     body = escape(reply.text) if reply.text else ""
     if reply.code:
         body = f"{body}\n{code_block(reply.code)}" if body else code_block(reply.code)
+    return body
+
+
+def excess(reply: Reply) -> int:
+    """Characters over Discord's limits (content 2,000; embed description 4,096 and 6,000
+    for the whole embed)."""
+    body = _body(reply)
+    if not (reply.title or reply.fields):
+        return len(body) - CONTENT_MAX
+    title = min(len(escape(reply.title or "")), EMBED_TITLE_MAX)
+    fields = sum(
+        min(len(escape(k)), FIELD_NAME_MAX) + min(len(escape(v)), FIELD_VALUE_MAX)
+        for k, v in reply.fields[:FIELDS_MAX]
+    )
+    return max(len(body) - EMBED_DESCRIPTION_MAX, title + len(body) + fields - EMBED_TOTAL_MAX)
+
+
+def render(reply: Reply) -> dict[str, Any]:
+    """The JSON body for POST /channels/{id}/messages (or an interaction follow-up); a reply
+    over Discord's limits is shortened with a note (core/limits), never refused."""
+    reply = fit(reply, excess)
+    payload: dict[str, Any] = {"allowed_mentions": dict(NO_MENTIONS)}
+    body = _body(reply)
     if reply.title or reply.fields:
         embed: dict[str, Any] = {}
         if reply.title:

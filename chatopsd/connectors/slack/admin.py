@@ -17,6 +17,8 @@ import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from chatopsd.connectors.slack.render import escape
+from chatopsd.core.limits import rendered_line
 from chatopsd.core.messages import Sent
 from chatopsd.core.ports import ChannelRefused
 
@@ -69,14 +71,16 @@ async def create_channel(web: AsyncWebClient, name: str, topic: str) -> str:
     channel_id = channel.get("id") if isinstance(channel, dict) else None
     if not isinstance(channel_id, str) or not channel_id:
         raise ChannelRefused(f"conversations.create for #{name} returned no channel id")
+    # The title is user text: escaped like any reply (no <!here>, no links), on one line
+    # without control characters, within Slack's 250 characters.
+    topic = rendered_line(topic, 250, escape)
     if topic:
         try:
-            # Slack caps topics at 250 characters
             await _admin(
                 web.conversations_setTopic,
                 "conversations.setTopic",
                 channel=channel_id,
-                topic=topic[:250],
+                topic=topic,
             )
         except ChannelRefused as exc:
             log.warning("created #%s (%s) but could not set its topic: %s", name, channel_id, exc)

@@ -9,10 +9,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Container
-from dataclasses import dataclass
 from typing import Any
 
-from chatopsd.core.addressing import address
+from chatopsd.core.addressing import Identity, address
 from chatopsd.core.messages import Actor, Inbound
 
 PLATFORM = "mattermost"
@@ -23,17 +22,9 @@ class MalformedFrame(ValueError):
     """A frame or post does not have the shape Mattermost documents."""
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who we are on Mattermost (from GET /users/me)."""
-
-    user_id: str
-    username: str = ""
-    allow_bots: bool = False
-
-    @property
-    def mentions(self) -> tuple[str, ...]:
-        return (f"@{self.username}",) if self.username else ()
+def identity(user_id: str, username: str = "", allow_bots: bool = False) -> Identity:
+    """Who we are on Mattermost (from GET /users/me): mentioned as @username."""
+    return Identity(user_id, (f"@{username}",) if username else (), allow_bots)
 
 
 def frame(raw: str) -> Json:
@@ -75,7 +66,8 @@ def millis(obj: Json, key: str) -> int:
         raise MalformedFrame(f"{key} is not a number") from None
 
 
-def _text(obj: Json, key: str) -> str:
+def text(obj: Json, key: str) -> str:
+    """A string field; absent is "", any other type is malformed."""
     value = obj.get(key, "")
     if not isinstance(value, str):
         raise MalformedFrame(f"{key} is {type(value).__name__}, not a string")
@@ -96,16 +88,16 @@ def post_event(
     props = post.get("props") or {}
     if not isinstance(props, dict):
         raise MalformedFrame("post.props is not an object")
-    user, pid = _text(post, "user_id"), _text(post, "id")
+    user, pid = text(post, "user_id"), text(post, "id")
     if not pid or user == me.user_id or post.get("type"):
         return None  # our own post, or a system message (joins, header changes)
     is_bot = str(props.get("from_bot", "")).lower() == "true" or bool(props.get("from_webhook"))
     if is_bot and not me.allow_bots:
         return None
-    root = _text(post, "root_id")
+    root = text(post, "root_id")
     event = event or {}
     found = address(
-        _text(post, "message"),
+        text(post, "message"),
         prefix=prefix,
         mentions=me.mentions,
         direct=event.get("channel_type") == "D",
@@ -113,13 +105,13 @@ def post_event(
     )
     if found is None:
         return None
-    kind, text = found.inbound(_text(post, "message"))
+    kind, body = found.inbound(text(post, "message"))
     name = event.get("sender_name", "")
     return Inbound(
         platform=PLATFORM,
-        channel=_text(post, "channel_id"),
+        channel=text(post, "channel_id"),
         actor=Actor(id=user, name=name.lstrip("@") if isinstance(name, str) else "", is_bot=is_bot),
-        text=text,
+        text=body,
         kind=kind,
         event_id=pid,
         # A top-level post is not a thread: a command there is about the channel.
@@ -131,16 +123,16 @@ def post_event(
 def reaction_event(obj: Json, me: Identity) -> Inbound | None:
     """A `reaction_added` frame as an Inbound (None for our own reactions)."""
     reaction = json_field(data(obj), "reaction")
-    user = _text(reaction, "user_id")
+    user = text(reaction, "user_id")
     if not user or user == me.user_id:
         return None
-    broadcast = obj.get("broadcast") or {}
-    if not isinstance(broadcast, dict):
-        raise MalformedFrame("broadcast is not an object")
-    post_id, emoji = _text(reaction, "post_id"), _text(reaction, "emoji_name")
+    broadcast = obj.get("broadcast")
+    if not isinstance(broadcast, dict) or not text(broadcast, "channel_id"):
+        raise MalformedFrame("broadcast.channel_id is missing")
+    post_id, emoji = text(reaction, "post_id"), text(reaction, "emoji_name")
     return Inbound(
         platform=PLATFORM,
-        channel=_text(broadcast, "channel_id"),
+        channel=text(broadcast, "channel_id"),
         actor=Actor(id=user),
         text=emoji,
         kind="reaction",

@@ -41,14 +41,15 @@ from urllib.parse import urlsplit
 import aiohttp
 
 from chatopsd.config import MattermostSection
-from chatopsd.connectors import mattermost_events as events
 from chatopsd.connectors.base import Session
-from chatopsd.connectors.mattermost_render import render
+from chatopsd.connectors.mattermost import events
+from chatopsd.connectors.mattermost.render import inline, render
+from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
+from chatopsd.core.limits import one_line, rendered_line
 from chatopsd.core.messages import Destination, Reply, Sent
-from chatopsd.core.ports import ChannelRefused
+from chatopsd.core.ports import ChannelRefused, KeyValue
 from chatopsd.core.retry import Backoff, RetryPolicy, retrying, server_wait
-from chatopsd.store.kv import SqliteKeyValue
 
 log = logging.getLogger("chatopsd.mattermost")
 
@@ -77,7 +78,7 @@ class MattermostConnector:
     def __init__(
         self,
         cfg: MattermostSection,
-        kv: SqliteKeyValue,
+        kv: KeyValue,
         *,
         prefix: str = "!",
         heartbeat: float = 20.0,
@@ -296,8 +297,8 @@ class MattermostConnector:
             what = "post" if event == "posted" else "reaction"
             log.warning("mattermost: %s event without a valid %s; skipped (%s)", event, what, exc)
 
-    def _identity(self) -> events.Identity:
-        return events.Identity(
+    def _identity(self) -> Identity:
+        return events.identity(
             user_id=str(self.me.get("id", "")),
             username=str(self.me.get("username", "")),
             allow_bots=self.cfg.allow_bots,
@@ -305,7 +306,7 @@ class MattermostConnector:
 
     def _on_post(self, session: Session, post: Json, data: Json | None) -> None:
         """Raises MalformedFrame for a post without the documented shape."""
-        cid, created = str(post.get("channel_id", "")), events.millis(post, "create_at")
+        cid, created = events.text(post, "channel_id"), events.millis(post, "create_at")
         if cid and created > self._cursors.get(cid, 0):
             self._cursors[cid] = created
             task = asyncio.get_running_loop().create_task(
@@ -351,9 +352,11 @@ class MattermostConnector:
         body = {
             "team_id": team,
             "name": name,
-            "display_name": topic[:64],  # Mattermost's limits: 64, 250 and 1024 characters
-            "purpose": topic[:250],
-            "header": topic[:1024],
+            # Mattermost's limits: 64, 250 and 1024 characters. The title is user text: one
+            # line, no control characters; the header is markdown, so made inert there.
+            "display_name": one_line(topic, 64),
+            "purpose": one_line(topic, 250),
+            "header": rendered_line(topic, 1024, inline),
             "type": "O",
         }
         try:

@@ -4,7 +4,7 @@ slack-sdk's aiohttp `SocketModeClient` keeps the socket: it follows `disconnect`
 `refresh_requested` by itself and pings every `ping_interval`, so a dropped or half-open
 socket is replaced within a couple of intervals. This connector adds what the SDK does not:
   * every envelope is acked before anything else happens (Slack redelivers after 3 s);
-  * payloads are translated to `Inbound` (slack_events) and actors resolved (slack_users);
+  * payloads are translated to `Inbound` (events.py) and actors resolved (users.py);
     redeliveries keep their event id, and the bus's Dedupe drops them;
   * auth.test and apps.connections.open run here first, so a bad token is a
     FatalConnectorError instead of an endless retry inside the SDK;
@@ -34,11 +34,17 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from chatopsd.connectors import slack_admin
 from chatopsd.connectors.base import Session
-from chatopsd.connectors.slack_events import PLATFORM, Identity, MalformedPayload, translate
-from chatopsd.connectors.slack_render import escape, render
-from chatopsd.connectors.slack_users import UserCache
+from chatopsd.connectors.slack import admin as slack_admin
+from chatopsd.connectors.slack.events import (
+    PLATFORM,
+    MalformedPayload,
+    identity,
+    translate,
+)
+from chatopsd.connectors.slack.render import escape, render
+from chatopsd.connectors.slack.users import UserCache
+from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock
@@ -101,7 +107,7 @@ class SlackConnector:
         self._users: UserCache | None = None
         self._socket: SocketModeClient | None = None
         self._session: Session | None = None
-        self.me = Identity(user_id="", allow_bots=allow_bots)
+        self.me = identity("", allow_bots=allow_bots)
         self.acked = 0
         self.malformed = 0
         self._response_urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
@@ -155,7 +161,7 @@ class SlackConnector:
             me = await web.auth_test()
         except SlackApiError as exc:
             raise _connect_error(exc, "slack.bot_token", "auth.test") from None
-        return Identity(
+        return identity(
             user_id=str(me.get("user_id") or ""),
             bot_id=str(me.get("bot_id") or ""),
             allow_bots=self.allow_bots,

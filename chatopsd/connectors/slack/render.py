@@ -12,12 +12,14 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from chatopsd.core.limits import fit
 from chatopsd.core.messages import Reply
 
 BUTTON_PREFIX = "chatopsd:"  # action_id prefix: our buttons, and only ours, become commands
 _SECTION_MAX = 3000  # Slack's limit on a section's text
 _FIELD_MAX = 2000  # Slack's limit on one section field
 _FALLBACK_MAX = 39_000  # chat.postMessage truncates `text` at 40,000 characters
+_BLOCKS_MAX = 50  # blocks in one message
 _BROADCAST = re.compile(r"@(here|channel|everyone)\b", re.IGNORECASE)
 
 Block = dict[str, Any]
@@ -39,7 +41,20 @@ def _section(mrkdwn: str) -> Block:
 
 def render(reply: Reply) -> tuple[str, list[Block]]:
     """The reply as (fallback text, blocks). The fallback is shown in notifications and by
-    clients that cannot draw blocks, so it is escaped too."""
+    clients that cannot draw blocks, so it is escaped too. A reply over Slack's limits (50
+    blocks, about 40,000 characters of text) is shortened with a note (core/limits)."""
+    fallback, blocks = _render(reply)
+    if _over(fallback, blocks) > 0:
+        fallback, blocks = _render(fit(reply, lambda r: _over(*_render(r))))
+    # Safety nets only: after fit() both already hold.
+    return fallback[:_FALLBACK_MAX], blocks[:_BLOCKS_MAX]
+
+
+def _over(fallback: str, blocks: list[Block]) -> int:
+    return max(len(fallback) - _FALLBACK_MAX, (len(blocks) - _BLOCKS_MAX) * _SECTION_MAX)
+
+
+def _render(reply: Reply) -> tuple[str, list[Block]]:
     blocks: list[Block] = []
     if reply.title:
         blocks.append(_section(f"*{escape(reply.title)[: _SECTION_MAX - 2]}*"))
@@ -70,5 +85,4 @@ def render(reply: Reply) -> tuple[str, list[Block]]:
                 element["style"] = button.style
             elements.append(element)
         blocks.append({"type": "actions", "elements": elements})
-    # A message may carry at most 50 blocks; the fallback text still has everything.
-    return escape(reply.plain())[:_FALLBACK_MAX], blocks[:50]
+    return escape(reply.plain()), blocks

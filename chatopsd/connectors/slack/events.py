@@ -6,11 +6,10 @@ the connector fills in display name and email from users.info afterwards.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
 
-from chatopsd.connectors.slack_render import BUTTON_PREFIX
-from chatopsd.core.addressing import Addressed, address
+from chatopsd.connectors.slack.render import BUTTON_PREFIX
+from chatopsd.core.addressing import Addressed, Identity, address
 from chatopsd.core.messages import Actor, Inbound
 
 PLATFORM = "slack"
@@ -23,18 +22,11 @@ class MalformedPayload(ValueError):
     """The envelope's payload does not have the shape Slack documents."""
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who we are on Slack (from auth.test), to drop our own messages and strip mentions."""
-
-    user_id: str
-    bot_id: str = ""
-    allow_bots: bool = False
-
-    @property
-    def mentions(self) -> tuple[str, ...]:
-        """How a Slack message mentions us: <@U123> (also labelled, <@U123|name>)."""
-        return (f"<@{self.user_id}>",) if self.user_id else ()
+def identity(user_id: str, bot_id: str = "", allow_bots: bool = False) -> Identity:
+    """Who we are on Slack (from auth.test): a message mentions us as <@U123> (also labelled,
+    <@U123|name>)."""
+    mentions = (f"<@{user_id}>",) if user_id else ()
+    return Identity(user_id, mentions, allow_bots, bot_id)
 
 
 def translate(kind: str, payload: Any, me: Identity, prefix: str) -> Inbound | None:

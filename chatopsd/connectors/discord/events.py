@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from chatopsd.core.addressing import address
+from chatopsd.core.addressing import Identity, address
 from chatopsd.core.messages import Actor, Inbound
 
 PLATFORM = "discord"
@@ -20,17 +20,11 @@ class MalformedPayload(ValueError):
     """A payload without the shape Discord documents."""
 
 
-@dataclass(frozen=True, slots=True)
-class Identity:
-    """Who we are on Discord (the logged-in bot user)."""
-
-    user_id: str
-    allow_bots: bool = False
-
-    @property
-    def mentions(self) -> tuple[str, ...]:
-        """<@id>, and <@!id> (the nickname form older clients still send)."""
-        return (f"<@{self.user_id}>", f"<@!{self.user_id}>") if self.user_id else ()
+def identity(user_id: str, allow_bots: bool = False) -> Identity:
+    """Who we are on Discord (the logged-in bot user): mentioned as <@id>, or <@!id> (the
+    nickname form older clients still send)."""
+    mentions = (f"<@{user_id}>", f"<@!{user_id}>") if user_id else ()
+    return Identity(user_id, mentions, allow_bots)
 
 
 @dataclass(frozen=True, slots=True)

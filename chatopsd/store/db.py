@@ -1,0 +1,136 @@
+"""One store, two databases: the small interface every store class is written against.
+
+The store classes (events, audit, kv, stalkers, incidents, approvals, on-call cache) hold
+their SQL once, written with `?` placeholders in the dialect both databases accept
+(`INSERT … ON CONFLICT … DO UPDATE/NOTHING`, `RETURNING`, `LIKE … ESCAPE`). A backend runs it:
+
+- `sqlite.SqliteDatabase` (aiosqlite): one process owns the file; one writer, group commit.
+- `postgres.PgDatabase` (asyncpg): several instances share it; `?` become `$1, $2, …`.
+
+Where the dialects really differ (a lock statement, a type), a store asks `db.dialect`.
+`db.shared` says whether other processes may write at the same time: with SQLite (never
+shared) a store may trust what it keeps in memory; with PostgreSQL it must ask the database
+(the event ledger's claim, the audit chain's head).
+
+Migrations are numbered per backend and kept side by side:
+
+- SQLite:     chatopsd/store/migrations/NNNN_name.sql
+- PostgreSQL: chatopsd/store/migrations_pg/NNNN_name.sql
+
+To add a table: write the SQLite file in your number range, then its PostgreSQL twin with the
+SAME number and name (`REAL` → `DOUBLE PRECISION`, `INTEGER PRIMARY KEY` → `BIGINT GENERATED
+BY DEFAULT AS IDENTITY PRIMARY KEY`, drop `WITHOUT ROWID`, triggers as PL/pgSQL functions).
+tests/test_store_contract.py fails while a SQLite migration has no twin, and runs every
+store's contract against both databases. A database whose version is newer than the newest
+migration this code knows is refused (it was written by a newer release).
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Awaitable, Callable, Iterable, Sequence
+from importlib import resources
+from typing import Any, Literal, Protocol, TypeVar
+
+Params = Sequence[Any]
+Op = tuple[str, Params]
+Row = Any  # sqlite3.Row or asyncpg.Record: both index by position and by column name
+Dialect = Literal["sqlite", "postgresql"]
+T = TypeVar("T")
+
+# PostgreSQL advisory lock keys (one 64-bit space per database): distinct and stable.
+MIGRATE_LOCK = 0x63686F7073_01  # "chops" + 1
+AUDIT_LOCK = 0x63686F7073_02
+LEASE_LOCK = 0x63686F7073_03
+
+
+class NewerDatabase(RuntimeError):
+    """The database was migrated by a newer chatopsd than this one."""
+
+
+class Tx(Protocol):
+    """A transaction in progress (see Database.transaction)."""
+
+    dialect: Dialect
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run a statement; returns the number of rows it changed."""
+        ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+
+class Database(Protocol):
+    dialect: Dialect
+    shared: bool
+
+    def describe(self) -> str:
+        """Where the data lives, for logs (never a password)."""
+        ...
+
+    async def write(self, sql: str, params: Params = ()) -> None:
+        """Run one statement; durable once this returns."""
+        ...
+
+    async def write_many(self, ops: Iterable[Op]) -> None:
+        """Run statements atomically (all or none)."""
+        ...
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement on its own; returns the number of rows it changed."""
+        ...
+
+    async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `fn` in one transaction (read, decide, write); committed when it returns."""
+        ...
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Row | None: ...
+
+    async def close(self) -> None: ...
+
+
+def migrations(dialect: Dialect = "sqlite") -> list[tuple[int, str, str]]:
+    """(version, file name, sql) of every migration of a backend, in order."""
+    folder = "migrations" if dialect == "sqlite" else "migrations_pg"
+    found = []
+    for entry in resources.files("chatopsd.store").joinpath(folder).iterdir():
+        if entry.name.endswith(".sql"):
+            version = int(entry.name.split("_", 1)[0])
+            found.append((version, entry.name, entry.read_text(encoding="utf-8")))
+    found.sort()
+    versions = [v for v, _, _ in found]
+    if len(set(versions)) != len(versions):
+        raise RuntimeError(f"two {dialect} migrations share a number: {versions}")
+    return found
+
+
+def refuse_newer(current: int, dialect: Dialect, where: str) -> None:
+    """Refuse a database a newer release migrated: its tables may not mean what we think."""
+    known = max((v for v, _, _ in migrations(dialect)), default=0)
+    if current > known:
+        raise NewerDatabase(
+            f"the database {where} is at schema version {current}, newer than this chatopsd "
+            f"knows ({known}): it was upgraded by a newer release. Run that release, or "
+            "restore a backup taken before the upgrade."
+        )
+
+
+@functools.lru_cache(maxsize=512)
+def numbered(sql: str) -> str:
+    """`?` placeholders as PostgreSQL's `$1, $2, …` (quoted text is left alone)."""
+    out: list[str] = []
+    n = 0
+    quoted = False
+    for ch in sql:
+        if ch == "'":
+            quoted = not quoted
+        if ch == "?" and not quoted:
+            n += 1
+            out.append(f"${n}")
+        else:
+            out.append(ch)
+    return "".join(out)

@@ -1,0 +1,197 @@
+"""The PostgreSQL backend (asyncpg): several chatopsd instances share one database.
+
+The store classes' SQL is the same as on SQLite (see store/db.py); here `?` placeholders
+become `$n` and each write runs on a pooled connection (a group of statements in one
+transaction). Migrations run under a session advisory lock, so two instances starting at
+once migrate exactly once: the second waits, then finds the schema current.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import re
+from collections.abc import Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from chatopsd.store.db import (
+    MIGRATE_LOCK,
+    Dialect,
+    Op,
+    Params,
+    T,
+    Tx,
+    migrations,
+    numbered,
+    refuse_newer,
+)
+
+log = logging.getLogger("chatopsd.store")
+
+_COUNT = re.compile(r"(\d+)$")
+
+
+def redact(url: str) -> str:
+    """The URL without a password, for logs and errors."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    if parts.port:
+        host += f":{parts.port}"
+    user = f"{parts.username}@" if parts.username else ""
+    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+
+
+def password_from_environment() -> str | None:
+    """A systemd credential `chatopsd_database_password`, else $PGPASSWORD (asyncpg also
+    reads ~/.pgpass itself)."""
+    creds = os.environ.get("CREDENTIALS_DIRECTORY")
+    if creds:
+        path = Path(creds) / "chatopsd_database_password"
+        if path.is_file():
+            return path.read_text(encoding="utf-8").strip()
+    return os.environ.get("PGPASSWORD") or None
+
+
+def _count(status: str) -> int:
+    """Rows changed, from a command tag such as "INSERT 0 1" or "UPDATE 3"."""
+    m = _COUNT.search(status or "")
+    return int(m.group(1)) if m else 0
+
+
+class _Tx:
+    dialect: Dialect = "postgresql"
+
+    def __init__(self, conn: Any) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return _count(await self._conn.execute(numbered(sql), *params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Any:
+        return await self._conn.fetchrow(numbered(sql), *params)
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        return list(await self._conn.fetch(numbered(sql), *params))
+
+
+class PgDatabase:
+    dialect: Dialect = "postgresql"
+    shared: bool = True  # other instances write too: ask the database, not memory
+
+    def __init__(self, url: str, pool: Any, password: str | None) -> None:
+        self.url = url
+        self.pool = pool
+        self._password = password
+
+    @classmethod
+    async def open(
+        cls, url: str, *, password: str | None = None, min_size: int = 1, max_size: int = 5
+    ) -> PgDatabase:
+        """Connect (a small pool: the daemon's own concurrency is low) and migrate.
+
+        `sslmode` and the other libpq URL parameters are honoured by asyncpg itself."""
+        password = password if password is not None else password_from_environment()
+        try:
+            pool = await asyncpg.create_pool(
+                url,
+                password=password,
+                min_size=min_size,
+                max_size=max_size,
+                command_timeout=30,
+                server_settings={"application_name": "chatopsd"},
+            )
+        except (OSError, asyncpg.PostgresError) as exc:
+            raise ConnectionError(f"PostgreSQL at {redact(url)}: {exc}") from None
+        db = cls(url, pool, password)
+        try:
+            await db.migrate()
+        except BaseException:
+            await pool.close()
+            raise
+        return db
+
+    def describe(self) -> str:
+        return redact(self.url)
+
+    async def connect(self) -> Any:
+        """A connection of its own, outside the pool (the lease holds its lock on one)."""
+        return await asyncpg.connect(
+            self.url,
+            password=self._password,
+            command_timeout=30,
+            # the server notices a vanished peer within seconds and frees its locks
+            server_settings={
+                "application_name": "chatopsd-lease",
+                "tcp_keepalives_idle": "5",
+                "tcp_keepalives_interval": "2",
+                "tcp_keepalives_count": "3",
+            },
+        )
+
+    async def migrate(self) -> None:
+        async with self.pool.acquire() as conn:
+            await conn.execute("SELECT pg_advisory_lock($1)", MIGRATE_LOCK)
+            try:
+                await conn.execute(
+                    "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
+                )
+                current = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
+                refuse_newer(current, "postgresql", self.describe())
+                for version, name, sql in migrations("postgresql"):
+                    if version <= current:
+                        continue
+                    log.info("applying PostgreSQL migration %s", name)
+                    async with conn.transaction():
+                        await conn.execute(sql)
+                        await conn.execute("INSERT INTO schema_version VALUES ($1)", version)
+            finally:
+                await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATE_LOCK)
+
+    async def write(self, sql: str, params: Params = ()) -> None:
+        await self.pool.execute(numbered(sql), *params)
+
+    async def write_many(self, ops: Iterable[Op]) -> None:
+        batch = list(ops)
+        if not batch:
+            return
+        if len(batch) == 1:
+            await self.write(*batch[0])
+            return
+        async with self.pool.acquire() as conn, conn.transaction():
+            i = 0
+            while i < len(batch):
+                sql = batch[i][0]
+                j = i + 1
+                while j < len(batch) and batch[j][0] == sql:
+                    j += 1
+                if j - i == 1:
+                    await conn.execute(numbered(sql), *batch[i][1])
+                else:
+                    await conn.executemany(numbered(sql), [p for _, p in batch[i:j]])
+                i = j
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        return _count(await self.pool.execute(numbered(sql), *params))
+
+    async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        async with self.pool.acquire() as conn, conn.transaction():
+            return await fn(_Tx(conn))
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        return list(await self.pool.fetch(numbered(sql), *params))
+
+    async def fetchone(self, sql: str, params: Params = ()) -> Any:
+        return await self.pool.fetchrow(numbered(sql), *params)
+
+    async def close(self) -> None:
+        try:
+            await asyncio.wait_for(self.pool.close(), 5.0)
+        except TimeoutError:
+            self.pool.terminate()  # connections to an unreachable server: do not hang exit

@@ -1,0 +1,91 @@
+"""The layering of ARCHITECTURE.md, enforced by reading every module's imports with `ast`.
+
+    core          imports nothing of ours outside core
+    handlers      never import connectors, nor concrete stores (chatopsd.store.*)
+    connectors    never import handlers, stores or integrations
+    integrations  never import connectors or handlers
+Only app.py (the composition root), cli.py and doctor.py put concrete pieces together.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parent.parent / "chatopsd"
+
+# Today's handler -> concrete store imports, being replaced by the storage protocols of
+# core/ports.py (the `pg` work). Remove each line once its handler takes a protocol; the list
+# may only shrink.
+HANDLER_STORE_ALLOWLIST = {
+    # added with the status page / follow-ups / bridge handlers (#21)
+    ("handlers/followups.py", "chatopsd.store.followups"),
+    ("handlers/publish.py", "chatopsd.store.publications"),
+}
+
+FORBIDDEN = {
+    "core": ("chatopsd",),  # anything of ours but chatopsd.core itself
+    "handlers": ("chatopsd.connectors", "chatopsd.store"),
+    "connectors": ("chatopsd.handlers", "chatopsd.store", "chatopsd.integrations"),
+    "integrations": ("chatopsd.connectors", "chatopsd.handlers"),
+}
+
+
+def _imports(path: Path) -> list[str]:
+    """Every module a file imports, at any depth (function-level imports included)."""
+    tree = ast.parse(path.read_text(), filename=str(path))
+    found: list[str] = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.extend(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.append(node.module)
+            found.extend(f"{node.module}.{alias.name}" for alias in node.names)
+    return found
+
+
+def _within(module: str, package: str) -> bool:
+    return module == package or module.startswith(package + ".")
+
+
+def _violations(layer: str) -> list[str]:
+    bad: list[str] = []
+    for path in sorted((PACKAGE / layer).rglob("*.py")):
+        rel = path.relative_to(PACKAGE).as_posix()
+        for module in _imports(path):
+            if layer == "core" and _within(module, "chatopsd.core"):
+                continue
+            if not any(_within(module, forbidden) for forbidden in FORBIDDEN[layer]):
+                continue
+            if (rel, module) in HANDLER_STORE_ALLOWLIST or any(
+                rel == f and _within(module, m) for f, m in HANDLER_STORE_ALLOWLIST
+            ):
+                continue
+            bad.append(f"{rel} imports {module}")
+    return bad
+
+
+@pytest.mark.parametrize("layer", sorted(FORBIDDEN))
+def test_layer_imports(layer: str) -> None:
+    assert _violations(layer) == []
+
+
+def test_the_allowlist_only_lists_real_imports() -> None:
+    # An entry whose import is gone must be deleted, so the list can only shrink.
+    for rel, module in HANDLER_STORE_ALLOWLIST:
+        assert any(m.startswith(module) for m in _imports(PACKAGE / rel)), (rel, module)
+
+
+def test_the_checker_catches_a_violation(tmp_path: Path) -> None:
+    sample = tmp_path / "x.py"
+    sample.write_text(
+        "from chatopsd.connectors.slack.client import SlackConnector\n"
+        "def f():\n    import chatopsd.store.kv\n"
+    )
+    assert "chatopsd.connectors.slack.client" in _imports(sample)
+    assert "chatopsd.store.kv" in _imports(sample)
+    handlers = PACKAGE / "handlers"
+    assert not _within("chatopsd.corex", "chatopsd.core")
+    assert _within("chatopsd.store.kv", "chatopsd.store") and handlers.is_dir()

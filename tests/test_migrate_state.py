@@ -1,0 +1,126 @@
+"""`chatopsd migrate-state`: a single-host SQLite state moved into a real PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from chatopsd import cli
+from chatopsd.core import incident as core
+from chatopsd.core.incident import TimelineEntry
+from chatopsd.core.ports import AuditEntry, Home
+from chatopsd.core.stalking import Stalker
+from chatopsd.store.audit import SqlAuditLog
+from chatopsd.store.db import Database
+from chatopsd.store.events import SqlEventLedger
+from chatopsd.store.incidents import SqlIncidentStore
+from chatopsd.store.kv import SqlKeyValue
+from chatopsd.store.postgres import PgDatabase
+from chatopsd.store.sqlite import SqliteDatabase
+from chatopsd.store.stalkers import SqlStalkerStore
+from tests.conftest import FakeClock
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+async def _fill(db: Database, clock: FakeClock) -> str:
+    ledger = SqlEventLedger(db, clock)
+    for i in range(50):
+        await ledger.claim("slack", f"E{i}")
+    audit = SqlAuditLog(db)
+    for i in range(30):
+        at = T0 + timedelta(seconds=i)
+        await audit.append(
+            AuditEntry(
+                at,
+                "slack",
+                "C1",
+                None,
+                "U1",
+                "ada",
+                "message",
+                f"!ic {i}",
+                "ic",
+                "ok",
+                0.5,
+                f"E{i}",
+                f"r{i}",
+            )
+        )
+    store = SqlIncidentStore(db)
+
+    def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
+        inc = core.declare(incident_id, "Payments", 1, T0, "ada", "slack", "C1")
+        return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "declared")
+
+    inc = await store.create(2026, make)
+    await store.save(
+        core.transition(inc, "ack", T0), TimelineEntry(T0, "bo", "s", "c", "acknowledged", "ack")
+    )
+    await store.bind_home(inc.id, Home("slack", "CINC", None))
+    await SqlStalkerStore(db).put(Stalker("slack", "C1", "", 30, "fp", "NORMAL", 1, 1, "ada"))
+    await SqlKeyValue(db).put("mattermost.cursor", "1700")
+    return inc.id
+
+
+def test_migrate_state_copies_everything_and_refuses_a_second_time(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    path = tmp_path / "state.db"
+
+    async def setup() -> tuple[str, str]:
+        db = await SqliteDatabase.open(path)
+        try:
+            inc_id = await _fill(db, FakeClock())
+            head = (await SqlAuditLog(db).verify()).head
+        finally:
+            await db.close()
+        return inc_id, head
+
+    inc_id, head = asyncio.run(setup())
+    assert cli.main(["migrate-state", "--from", f"sqlite:{path}", "--to", pg_url]) == 0
+    out = capsys.readouterr().out
+    assert "audit: 30 rows" in out and "events: 50 rows" in out
+
+    async def check() -> None:
+        pg = await PgDatabase.open(pg_url)
+        try:
+            verdict = await SqlAuditLog(pg).verify()
+            assert verdict.ok and verdict.rows == 30 and verdict.head == head
+            store = SqlIncidentStore(pg)
+            got = await store.get(inc_id)
+            assert got is not None and got.state is core.State.ACKNOWLEDGED
+            assert [e.kind for e in await store.timeline(inc_id)] == ["declared", "acknowledged"]
+            assert await store.home(inc_id) == Home("slack", "CINC", None)
+            assert not await SqlEventLedger(pg, FakeClock()).claim("slack", "E7")
+            assert await SqlKeyValue(pg).get("mattermost.cursor") == "1700"
+            assert [s.channel for s in await SqlStalkerStore(pg).all()] == ["C1"]
+            # new rows get ids after the copied ones (identity moved past them)
+            await SqlAuditLog(pg).append(
+                AuditEntry(
+                    T0,
+                    "slack",
+                    "C1",
+                    None,
+                    "U1",
+                    "ada",
+                    "message",
+                    "!ic",
+                    "ic",
+                    "ok",
+                    0.5,
+                    "E99",
+                    "r99",
+                )
+            )
+            assert (await SqlAuditLog(pg).verify()).ok
+        finally:
+            await pg.close()
+
+    asyncio.run(check())
+    assert cli.main(["migrate-state", "--from", f"sqlite:{path}", "--to", pg_url]) == 1
+    assert "not empty" in capsys.readouterr().err
+    assert cli.main(["migrate-state", "--from", f"sqlite:{tmp_path}/nope.db", "--to", pg_url]) == 1

@@ -1,0 +1,52 @@
+"""The platform registry: config, app and doctor all read the same list, and what each entry
+says it can do is what its connector does."""
+
+from __future__ import annotations
+
+from typing import get_args
+
+from chatopsd import platforms
+from chatopsd.config import Config, Section
+from chatopsd.core.ports import ChannelAdmin, SystemClock
+from chatopsd.platforms import PLATFORMS, Wiring
+
+SECTIONS = {
+    "slack": {"app_token": "xapp-1-test", "bot_token": "xoxb-test"},
+    "discord": {"token": "discord-test-token"},
+    "mattermost": {"url": "http://127.0.0.1:1", "token": "mm-test"},
+}
+
+
+class _Kv:
+    async def get(self, key: str) -> str | None:
+        return None
+
+    async def put(self, key: str, value: str) -> None:
+        return None
+
+
+def test_every_platform_has_a_config_section() -> None:
+    for platform in PLATFORMS:
+        field = Config.model_fields[platform.name]
+        assert any(
+            isinstance(t, type) and issubclass(t, Section) for t in get_args(field.annotation)
+        )
+    assert set(platforms.names()) == set(SECTIONS)
+
+
+def test_config_lists_the_configured_platforms_in_registry_order() -> None:
+    cfg = Config.model_validate({"mattermost": SECTIONS["mattermost"], "slack": SECTIONS["slack"]})
+    assert cfg.platforms == ["slack", "mattermost"]
+    assert not cfg.console_enabled
+    assert Config().platforms == [] and Config().console_enabled
+
+
+def test_each_entry_builds_its_connector_with_the_capabilities_it_declares() -> None:
+    cfg = Config.model_validate(SECTIONS)
+    wiring = Wiring(prefix="!", clock=SystemClock(), kv=_Kv())
+    built = {p.name: p.build(section, wiring) for p, section in platforms.configured(cfg)}
+    assert list(built) == [p.name for p in PLATFORMS]
+    for platform in PLATFORMS:
+        connector = built[platform.name]
+        assert connector.platform == platform.name
+        assert isinstance(connector, ChannelAdmin) is platform.channel_admin, platform.name

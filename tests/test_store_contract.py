@@ -1,0 +1,242 @@
+"""The store contract, run on SQLite and on a real PostgreSQL: every store protocol, the
+migrations of both backends, and what several instances on one PostgreSQL rely on."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from chatopsd.core.approvals import Action, Person
+from chatopsd.core.ports import AuditEntry
+from chatopsd.core.stalking import Stalker
+from chatopsd.store.approvals import SqlApprovals
+from chatopsd.store.audit import SqlAuditLog
+from chatopsd.store.backend import open_database
+from chatopsd.store.db import Database, NewerDatabase, migrations
+from chatopsd.store.events import SqlEventLedger
+from chatopsd.store.kv import SqlKeyValue
+from chatopsd.store.stalkers import SqlStalkerStore
+from tests.conftest import FakeClock
+from tests.pg_cluster import BACKENDS, open_backend
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with open_backend(request, tmp_path) as database:
+        yield database
+
+
+def test_every_sqlite_migration_has_a_postgresql_twin() -> None:
+    lite = {name for _, name, _ in migrations("sqlite")}
+    pg = {name for _, name, _ in migrations("postgresql")}
+    assert sorted(lite - pg) == [], "write its twin in chatopsd/store/migrations_pg/"
+    assert sorted(pg - lite) == []
+
+
+async def test_migrated_once_and_a_newer_database_is_refused(db: Database, tmp_path: Path) -> None:
+    rows = await db.fetchall("SELECT version FROM schema_version ORDER BY version")
+    assert [r[0] for r in rows] == [v for v, _, _ in migrations(db.dialect)]
+    await db.write("INSERT INTO schema_version VALUES (?)", (9999,))
+    url = db.describe() if db.dialect == "postgresql" else None  # the same database again
+    with pytest.raises(NewerDatabase, match="newer than this chatopsd knows"):
+        await open_database(url, tmp_path / "state.db")
+
+
+async def test_two_instances_starting_at_once_migrate_exactly_once(pg_url: str) -> None:
+    from chatopsd.store.postgres import PgDatabase
+
+    dbs = await asyncio.gather(*(PgDatabase.open(pg_url) for _ in range(3)))
+    try:
+        rows = await dbs[0].fetchall("SELECT version FROM schema_version ORDER BY version")
+        assert [r[0] for r in rows] == [v for v, _, _ in migrations("postgresql")]
+    finally:
+        for d in dbs:
+            await d.close()
+
+
+async def test_event_claims(db: Database, clock: FakeClock) -> None:
+    ledger = SqlEventLedger(db, clock, retention_s=60)
+    assert await ledger.claim("slack", "Ev1")
+    assert not await ledger.claim("slack", "Ev1")
+    assert await ledger.claim("discord", "Ev1")  # per platform
+    fresh = SqlEventLedger(db, clock, retention_s=60)  # a restart
+    assert await fresh.load() == 2
+    assert not await fresh.claim("slack", "Ev1")
+    clock.advance(120)
+    await fresh.prune()
+    assert await fresh.claim("slack", "Ev1")
+
+
+async def test_two_instances_claim_each_event_exactly_once(pg_url: str, clock: FakeClock) -> None:
+    from chatopsd.store.postgres import PgDatabase
+
+    a, b = await PgDatabase.open(pg_url), await PgDatabase.open(pg_url)
+    try:
+        la, lb = SqlEventLedger(a, clock), SqlEventLedger(b, clock)
+        ids = [f"E{i}" for i in range(200)]
+        won = await asyncio.gather(
+            *(la.claim("slack", e) for e in ids), *(lb.claim("slack", e) for e in ids)
+        )
+        per_event = [int(x) + int(y) for x, y in zip(won[:200], won[200:], strict=True)]
+        assert per_event == [1] * 200
+        assert 0 < sum(won[:200]) < 200 or sum(won[200:]) in (0, 200)  # both raced
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_key_value(db: Database) -> None:
+    kv = SqlKeyValue(db)
+    assert await kv.get("cursor") is None
+    await kv.put("cursor", "41")
+    await kv.put("cursor", "42")
+    assert await kv.get("cursor") == "42"
+
+
+def _entry(i: int, outcome: str = "ok") -> AuditEntry:
+    return AuditEntry(
+        T0 + timedelta(seconds=i),
+        "slack",
+        "C1",
+        None,
+        f"U{i % 2}",
+        "ada" if i % 2 else "bob",
+        "message",
+        f"!ic {i}",
+        "ic",
+        outcome,
+        1.5,
+        f"Ev{i}",
+        f"r{i}",
+    )
+
+
+async def test_audit_chain_query_and_append_only(db: Database) -> None:
+    audit = SqlAuditLog(db)
+    await asyncio.gather(*(audit.append(_entry(i)) for i in range(20)))
+    await audit.append(_entry(20, "denied: role"))
+    assert [e.event_id for e in await audit.since(T0 + timedelta(seconds=18))] == [
+        "Ev18",
+        "Ev19",
+        "Ev20",
+    ]
+    assert [e.event_id for e in await audit.query(outcome="denied")] == ["Ev20"]
+    assert len(await audit.query(actor="ada")) == 10
+    assert len(await audit.query(command="ic")) == 21
+    verdict = await audit.verify()
+    assert verdict.ok and verdict.rows == 21
+    with pytest.raises(Exception, match="append-only"):
+        await db.write("UPDATE audit SET outcome = 'ok'")
+    with pytest.raises(Exception, match="append-only"):
+        await db.write("DELETE FROM audit")
+
+
+async def test_two_instances_keep_one_audit_chain(pg_url: str) -> None:
+    from chatopsd.store.postgres import PgDatabase
+
+    a, b = await PgDatabase.open(pg_url), await PgDatabase.open(pg_url)
+    try:
+        la, lb = SqlAuditLog(a), SqlAuditLog(b)
+        await asyncio.gather(*(la.append(_entry(i)) for i in range(30)))
+        await asyncio.gather(*(lb.append(_entry(i)) for i in range(30, 60)))
+        await asyncio.gather(*((la if i % 2 else lb).append(_entry(i)) for i in range(60, 100)))
+        verdict = await SqlAuditLog(a).verify()
+        assert verdict.ok and verdict.rows == 100
+    finally:
+        await a.close()
+        await b.close()
+
+
+def _stalker(channel: str, fp: str = "fp0") -> Stalker:
+    return Stalker("slack", channel, "", 30.0, fp, "NORMAL", 100.0, 100.0, "ada")
+
+
+async def test_stalkers_and_fenced_marks(db: Database) -> None:
+    store = SqlStalkerStore(db)
+    await store.put(_stalker("C1"))
+    await store.put(_stalker("C2"))
+    await store.put(_stalker("C2", "fp1"))  # an update, not a second row
+    assert sorted((s.channel, s.fingerprint) for s in await store.all()) == [
+        ("C1", "fp0"),
+        ("C2", "fp1"),
+    ]
+    assert await store.mark([("fp9", "CRITICAL", 200.0, ("slack", "C1", ""))])
+    await db.write("UPDATE lease SET token = 7 WHERE id = 1")
+    # a leader holding token 6 has been superseded: nothing is written
+    assert not await store.mark([("fpX", "NORMAL", 300.0, ("slack", "C1", ""))], fence=6)
+    assert await store.mark([("fpY", "DEGRADED", 300.0, ("slack", "C2", ""))], fence=7)
+    got = {s.channel: (s.fingerprint, s.verdict) for s in await store.all()}
+    assert got == {"C1": ("fp9", "CRITICAL"), "C2": ("fpY", "DEGRADED")}
+    await store.delete(("slack", "C1", ""))
+    assert [s.channel for s in await store.all()] == ["C2"]
+
+
+def _action(action_id: str, expires: datetime) -> Action:
+    return Action(
+        id=action_id,
+        kind="approval",
+        command="deploy api 1.2 production",
+        summary="deploy",
+        platform="slack",
+        channel="C1",
+        thread=None,
+        requester=Person("slack", "U1", "ada@example.com"),
+        requester_name="ada",
+        role="sre",
+        needed=2,
+        state="pending",
+        created_at=T0,
+        expires_at=expires,
+    )
+
+
+async def test_approvals(db: Database) -> None:
+    store = SqlApprovals(db)
+    await store.create(_action("a1", T0 + timedelta(minutes=15)))
+    await store.create(_action("a2", T0 + timedelta(minutes=1)))
+    await store.set_message("a1", "m1")
+    assert (await store.by_message("slack", "m1")).id == "a1"  # type: ignore[union-attr]
+    await store.vote("a1", Person("slack", "U2"), "bob", "approve", T0)
+    await store.vote("a1", Person("slack", "U2"), "bob", "approve", T0)  # again: one vote
+    await store.vote("a1", Person("slack", "U3"), "cy", "approve", T0 + timedelta(seconds=1))
+    got = await store.get("a1")
+    assert got is not None and got.approvers == ("bob", "cy") and got.message_id == "m1"
+    assert [a.id for a in await store.pending_due(T0 + timedelta(minutes=2))] == ["a2"]
+    assert sorted(a.id for a in await store.pending()) == ["a1", "a2"]
+    assert await store.decide("a1", "approved", "cy", T0)
+    assert not await store.decide("a1", "rejected", "dan", T0)  # decided once
+    assert [a.id for a in await store.undispatched()] == ["a1"]
+    assert await store.mark_dispatched("a1")
+    assert not await store.mark_dispatched("a1")  # dispatched once
+    await store.set_result("a1", "exit 0")
+    assert await store.result("a1") == "exit 0"
+    assert await store.get("nope") is None
+
+
+async def test_sqlite_migration_statements_keep_triggers_whole(tmp_path: Path) -> None:
+    db = await open_database(None, tmp_path / "s.db")
+    await db.close()
+    raw = sqlite3.connect(tmp_path / "s.db")
+    names = {r[0] for r in raw.execute("SELECT name FROM sqlite_master WHERE type='trigger'")}
+    raw.close()
+    assert {"audit_no_update", "audit_no_delete"} <= names
+
+
+async def test_claim_on_an_unreachable_shared_database_is_not_ours(
+    pg_url: str, clock: FakeClock
+) -> None:
+    from chatopsd.store.postgres import PgDatabase
+
+    db = await PgDatabase.open(pg_url)
+    ledger = SqlEventLedger(db, clock)
+    assert await ledger.claim("slack", "E0")
+    await db.close()  # cut off: another instance may answer; this one must stay silent
+    assert not await ledger.claim("slack", "E1")
+    assert ledger.failures == 1
