@@ -28,6 +28,7 @@ from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, Rat
 from chatopsd.core.oncall import Directory, Pager
 from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
 from chatopsd.core.status import StatusSource
+from chatopsd.core.times import Times
 from chatopsd.handlers.approvals import ApprovalService
 from chatopsd.handlers.help import HelpHandler
 from chatopsd.handlers.ic import IcHandler
@@ -86,6 +87,8 @@ class App:
         self.scheduler = Scheduler()
         self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
+        # every time shown in chat, in chatopsd.timezone (default: the host's zone)
+        self.times = Times(self.config.chatopsd.zone())
         self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
         self.handoffs: Handoffs | None = None  # handoff announcements (issue 18)
         self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
@@ -215,6 +218,7 @@ class App:
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
             self._channel_admin,
             threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
+            times=self.times,
         )
         self.bus.reaction_listeners.append(self._claimed("incidents", self.incidents.on_reaction))
         extras = self._incident_extras()
@@ -235,8 +239,9 @@ class App:
                 pager,
                 page_deadline=self._page_deadline(),
                 on_paged=self.incidents.link_page,
+                times=self.times,
             ),
-            StatusHandler(board),
+            StatusHandler(board, self.clock),
             self.stalking,
             self.incidents,
             *extras,
@@ -343,6 +348,7 @@ class App:
             self.outbox,
             expire_seconds=cfg.approvals.expire_seconds,
             prefix=cfg.chatopsd.prefix,
+            times=self.times,
         )
         self.approvals.submit = self.bus.submit
         self.bus.reaction_listeners.append(self._claimed("approvals", self.approvals.on_reaction))

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 from chatopsd import __version__, config, locations, logs
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.times import Times
 
 if TYPE_CHECKING:
     from chatopsd.store.db import Database
@@ -242,6 +243,7 @@ async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Name
         )
     finally:
         await db.close()
+    times = Times(cfg.chatopsd.zone())  # --json keeps UTC ISO times, for machines
     for e in entries:
         if args.json:
             row = {k: getattr(e, k) for k in e.__dataclass_fields__}
@@ -249,7 +251,8 @@ async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Name
             print(json.dumps(row, ensure_ascii=False))
         else:
             print(
-                f"{e.at:%Y-%m-%d %H:%M:%S} {e.platform}:{e.channel} {e.actor_name} "
+                f"{times.stamp(e.at)} {times.zone_name(e.at)} {e.platform}:{e.channel} "
+                f"{e.actor_name} "
                 f"{e.text!r} → {e.outcome} ({e.duration_ms:.1f} ms)"
             )
     return 0

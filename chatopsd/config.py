@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import os
 import tomllib
+from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -25,15 +27,6 @@ from pydantic import (
 from chatopsd import locations
 from chatopsd.core.errors import ConfigError
 
-SECRET_KEYS: tuple[tuple[str, str], ...] = (
-    ("slack", "app_token"),
-    ("slack", "bot_token"),
-    ("discord", "token"),
-    ("mattermost", "token"),
-    ("pagerduty", "api_token"),
-    ("statuspage", "api_key"),
-    ("tickets", "token"),
-)
 VerdictName = Literal["NORMAL", "DEGRADED", "CRITICAL", "UNKNOWN"]
 
 
@@ -70,6 +63,25 @@ class ChatopsdSection(Section):
                 "or PGPASSWORD"
             )
         return value
+
+    # IANA zone for every time shown ("Europe/Paris"); default: the host's zone.
+    timezone: str | None = None
+
+    @field_validator("timezone")
+    @classmethod
+    def _zone(cls, v: str | None) -> str | None:
+        if v is not None:
+            try:
+                ZoneInfo(v)
+            except (ZoneInfoNotFoundError, ValueError):
+                raise ValueError("not an IANA time zone name, e.g. Europe/Paris or UTC") from None
+        return v
+
+    def zone(self, env: dict[str, str] | None = None) -> tzinfo:
+        """The configured zone, else the host's ($TZ, then /etc/localtime), else UTC."""
+        if self.timezone is not None:
+            return ZoneInfo(self.timezone)
+        return host_zone(env)
 
     def db_path(self) -> Path:
         # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
@@ -459,6 +471,47 @@ class Config(Section):
         if self.console.enabled is not None:
             return self.console.enabled
         return not self.platforms
+
+
+def _secret_keys() -> tuple[tuple[str, str], ...]:
+    """(section, key) of every token: the SecretStr fields of the top-level sections, so a
+    new platform's or integration's token is redacted and read from credentials without
+    being listed here."""
+    found: list[tuple[str, str]] = []
+    for name, field in Config.model_fields.items():
+        for model in (field.annotation, *get_args(field.annotation)):
+            if isinstance(model, type) and issubclass(model, BaseModel):
+                found += [
+                    (name, key)
+                    for key, f in model.model_fields.items()
+                    if SecretStr in (f.annotation, *get_args(f.annotation))
+                ]
+    return tuple(found)
+
+
+SECRET_KEYS: tuple[tuple[str, str], ...] = _secret_keys()
+
+
+def host_zone(
+    env: dict[str, str] | None = None, localtime: Path = Path("/etc/localtime")
+) -> tzinfo:
+    name = (os.environ if env is None else env).get("TZ", "").lstrip(":")
+    if name:
+        try:
+            return ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            pass  # a POSIX TZ string or a typo: fall back to the system file
+    try:
+        with localtime.open("rb") as f:
+            return ZoneInfo.from_file(f, key=_zone_key(localtime))
+    except (OSError, ValueError):
+        return UTC
+
+
+def _zone_key(localtime: Path) -> str | None:
+    # /etc/localtime -> /usr/share/zoneinfo/Europe/Paris: the name, for logs and repr
+    target = str(localtime.resolve())
+    return target.split("/zoneinfo/", 1)[1] if "/zoneinfo/" in target else None
 
 
 def load(path: Path | None, env: dict[str, str] | None = None) -> Config:

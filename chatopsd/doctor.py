@@ -105,6 +105,8 @@ def _why(exc: BaseException) -> str:
 
 
 async def check_state_db(cfg: Config) -> list[Result]:
+    if cfg.chatopsd.database:
+        return await _check_postgresql(cfg.chatopsd.database)
     path = cfg.chatopsd.db_path()
     name = "state database"
     try:
@@ -125,6 +127,33 @@ async def check_state_db(cfg: Config) -> list[Result]:
     finally:
         await db.close()
     return [Result(name, True, f"{path} is writable")]
+
+
+async def _check_postgresql(url: str) -> list[Result]:
+    """chatopsd.database: connect (password from the credential or PGPASSWORD), migrate,
+    write a row; never prints the password."""
+    from chatopsd.store.backend import open_database
+    from chatopsd.store.postgres import redact
+
+    name, where = "state database", redact(url)
+    try:
+        db = await open_database(url, Path("unused"))
+    except Exception as exc:
+        return [
+            Result(
+                name,
+                False,
+                f"{where}: cannot connect ({_why(exc)}); check the URL, sslmode, and the "
+                "password in the credential chatopsd_database_password or PGPASSWORD",
+            )
+        ]
+    try:
+        await SqliteKeyValue(db).put("doctor.last_check", "ok")
+    except Exception as exc:
+        return [Result(name, False, f"{where}: not writable ({_why(exc)})")]
+    finally:
+        await db.close()
+    return [Result(name, True, f"{where} is reachable and writable (PostgreSQL)")]
 
 
 async def check_slack(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:

@@ -45,13 +45,14 @@ def build(app: App) -> list[CommandProvider]:
         app.clock,
         service_ids=services,
         destinations=[destination(t) for t in pd.incident_channels],
+        times=app.times,
     )
     if pd.incident_channels:
         app.scheduler.every(
             "pagerduty-incidents", pd.incident_poll_seconds, app._leader_only(sync.poll)
         )
     identities = Identities(SqliteIdentityLinks(app.db), pd.users, lookup, clock=app.clock)
-    handler = PdHandler(api, sync, identities, app.clock, service_ids=services)
+    handler = PdHandler(api, sync, identities, app.clock, service_ids=services, times=app.times)
     take = TakeHandler(
         api,
         handler,
@@ -59,6 +60,7 @@ def build(app: App) -> list[CommandProvider]:
         app.clock,
         schedules=pd.ic_schedules,
         service_id=pd.service_id,
+        times=app.times,
         on_paged=app.incidents.link_page,
         # read at call time: a config reload swaps app.policy
         may_page=lambda call: app.policy.holds(

@@ -1,5 +1,8 @@
 """The platform registry: every chat platform the daemon can connect, in one list.
 
+Every connector has the same constructor shape: its config section, then keywords `clock`,
+`prefix` and the ports it needs (`kv`), then its own tuning knobs with defaults.
+
 Each entry names the config section that enables it (its pydantic model lives in config.py),
 builds its connector from that section (importing the platform's library only then, so a
 console-only daemon never loads slack-sdk, discord.py or aiohttp), probes it for `doctor`,
@@ -49,27 +52,19 @@ class Platform:
 def _slack(section: Any, w: Wiring) -> Connector:
     from chatopsd.connectors.slack.client import SlackConnector
 
-    return SlackConnector(
-        app_token=section.app_token.get_secret_value(),
-        bot_token=section.bot_token.get_secret_value(),
-        api_url=section.api_url,
-        clock=w.clock,
-        prefix=w.prefix,
-        allow_bots=section.allow_bots,
-        ping_interval=section.ping_interval_seconds,
-    )
+    return SlackConnector(section, clock=w.clock, prefix=w.prefix)
 
 
 def _discord(section: Any, w: Wiring) -> Connector:
     from chatopsd.connectors.discord.client import DiscordConnector
 
-    return DiscordConnector(section, prefix=w.prefix, clock=w.clock)
+    return DiscordConnector(section, clock=w.clock, prefix=w.prefix)
 
 
 def _mattermost(section: Any, w: Wiring) -> Connector:
     from chatopsd.connectors.mattermost.client import MattermostConnector
 
-    return MattermostConnector(section, w.kv, prefix=w.prefix, heartbeat=section.heartbeat_seconds)
+    return MattermostConnector(section, clock=w.clock, kv=w.kv, prefix=w.prefix)
 
 
 async def _probe_slack(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
@@ -92,8 +87,7 @@ async def _probe_mattermost(cfg: Config, http: aiohttp.ClientSession) -> list[Re
 
 PLATFORMS: tuple[Platform, ...] = (
     Platform("slack", _slack, _probe_slack, channel_admin=True, direct_messages=True, topics=True),
-    # DMs would need the direct-messages intent, which the connector does not ask for.
-    Platform("discord", _discord, _probe_discord),
+    Platform("discord", _discord, _probe_discord, direct_messages=True),
     Platform(
         "mattermost",
         _mattermost,

@@ -48,7 +48,8 @@ async def db(tmp_path: Path) -> AsyncIterator[Database]:
 
 def make_config(tmp_path: Path, **sections: Any) -> Config:
     """A Config with its database in tmp_path; keyword arguments are TOML-shaped sections."""
-    raw: dict[str, Any] = {"chatopsd": {"state_db": str(tmp_path / "state.db")}}
+    # a fixed zone: what tests read must not depend on the machine's
+    raw: dict[str, Any] = {"chatopsd": {"state_db": str(tmp_path / "state.db"), "timezone": "UTC"}}
     for name, value in sections.items():
         raw.setdefault(name, {}).update(value) if isinstance(value, dict) else None
         if not isinstance(value, dict):

@@ -76,6 +76,14 @@ async def test_mention_is_a_command(app: App, fake: FakeDiscord) -> None:
     assert "ic" in text_of(rec)
 
 
+async def test_direct_message_needs_no_prefix(app: App, fake: FakeDiscord) -> None:
+    dm = fake.message("help")
+    del dm["guild_id"], dm["member"]  # a DM: no guild
+    await fake.dispatch("MESSAGE_CREATE", dm)
+    rec = await next_message(fake)
+    assert "chatopsd commands" in text_of(rec)
+
+
 async def test_chatter_own_and_bot_messages_ignored(app: App, fake: FakeDiscord) -> None:
     await fake.dispatch("MESSAGE_CREATE", fake.message("just chatting"))
     await fake.dispatch("MESSAGE_CREATE", fake.message("!help", author_id=BOT_ID, bot=True))

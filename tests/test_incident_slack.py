@@ -16,6 +16,7 @@ from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
+from chatopsd.config import SlackSection
 from chatopsd.connectors.slack.client import SlackConnector
 from chatopsd.core.messages import Destination, Reply, Sent
 from chatopsd.core.ports import ChannelAdmin, ChannelRefused
@@ -259,7 +260,7 @@ async def test_server_error_on_create_is_retried(app: App, fake: FakeSlack) -> N
 @pytest.fixture
 async def connector(fake: FakeSlack, clock: FakeClock) -> AsyncIterator[SlackConnector]:
     made = SlackConnector(
-        app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url, clock=clock
+        SlackSection(app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url), clock=clock
     )
     yield made
     await made.close()

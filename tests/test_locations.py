@@ -14,6 +14,7 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
+from typing import IO
 
 import pytest
 
@@ -43,17 +44,17 @@ def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedP
     )
 
 
-def _wait_for_line(stream: object, needle: str, timeout: float = 20.0) -> None:
-    assert hasattr(stream, "readline")
-    seen = []
-    while True:
-        ready, _, _ = select.select([stream], [], [], timeout)
-        assert ready, f"no {needle!r} within {timeout} s; saw {seen}"
-        line = stream.readline()
-        assert line, f"daemon exited; saw {seen}"
-        seen.append(line)
-        if needle in line:
-            return
+def _wait_for(stream: IO[bytes], needle: bytes, timeout: float = 30.0) -> None:
+    """Read the raw pipe until `needle` shows (no text wrapper: its buffer would hide lines
+    from select)."""
+    seen = b""
+    fd = stream.fileno()
+    while needle not in seen:
+        ready, _, _ = select.select([fd], [], [], timeout)
+        assert ready, f"no {needle!r} within {timeout} s; saw {seen!r}"
+        chunk = os.read(fd, 65536)
+        assert chunk, f"daemon exited; saw {seen!r}"
+        seen += chunk
 
 
 @pytest.fixture
@@ -76,15 +77,14 @@ def systemd_like_daemon(unit_root: Path, tmp_path: Path) -> Iterator[tuple[Path,
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
-        text=True,
-        bufsize=1,
+        bufsize=0,
     )
-    assert proc.stdin is not None and proc.stdout is not None
+    assert proc.stdin is not None and proc.stdout is not None and proc.stderr is not None
     try:
-        _wait_for_line(proc.stderr, "control socket at")
-        proc.stdin.write(json.dumps({"text": "!help", "event_id": "e1", "actor": "ada"}) + "\n")
-        proc.stdin.flush()
-        _wait_for_line(proc.stdout, '"text"')  # answered, so audited
+        _wait_for(proc.stderr, b"control socket at")
+        line = json.dumps({"text": "!help", "event_id": "e1", "actor": "ada"}) + "\n"
+        proc.stdin.write(line.encode())
+        _wait_for(proc.stdout, b'"text"')  # answered, so audited
         yield cfg, env
     finally:
         proc.send_signal(signal.SIGTERM)

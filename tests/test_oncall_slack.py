@@ -16,6 +16,7 @@ from jsonschema import Draft4Validator
 from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
+from chatopsd.config import SlackSection
 from chatopsd.connectors.slack.client import SlackConnector
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
@@ -208,7 +209,7 @@ async def test_conversations_open_answers_match_the_published_schema(
     fake: FakeSlack, clock: FakeClock
 ) -> None:
     connector = SlackConnector(
-        app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url, clock=clock
+        SlackSection(app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url), clock=clock
     )
     spec = json.loads(SPEC.read_text())
     answers: list[tuple[str, str, dict[str, Any]]] = []

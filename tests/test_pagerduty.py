@@ -75,9 +75,11 @@ async def test_ic_lists_everyone_on_the_ic_schedules_deduplicated(
 ) -> None:
     text = one(await say(app, "!ic"))
     assert "Incident Commanders on call" in text
-    assert "Ada Lovelace (IC Primary, primary): +1 555 0100 · ada@example.com" in text
-    assert "Grace Hopper (IC Primary, backup): +1 555 0101" in text
-    assert "Alan Turing (IC Shadow, shadow): +1 555 0102" in text
+    # each shift's end, in chatopsd.timezone (UTC in tests)
+    assert "Ada Lovelace (IC Primary, primary, until Tue 08:00 UTC): +1 555 0100" in text
+    assert "ada@example.com" in text
+    assert "Grace Hopper (IC Primary, backup, until Tue 08:00 UTC): +1 555 0101" in text
+    assert "Alan Turing (IC Shadow, shadow, until Tue 08:00 UTC): +1 555 0102" in text
     assert "0199" not in text and "0198" not in text  # blacklisted / disabled numbers
     assert text.count("Ada Lovelace") == 1  # listed twice by /oncalls (two policies)
     assert pd.count("GET", "/oncalls") >= 4  # pages of 3 rows: pagination was followed
@@ -86,9 +88,9 @@ async def test_ic_lists_everyone_on_the_ic_schedules_deduplicated(
 
 async def test_responders_are_one_message_grouped_by_schedule(app: App) -> None:
     text = one(await say(app, "!ic responders"))
-    assert "Edsger Dijkstra (Payments, primary): +1 555 0103" in text
-    assert "Edsger Dijkstra (Database, backup)" in text
-    assert "Barbara Liskov (Database, primary): +1 555 0104" in text
+    assert "Edsger Dijkstra (Payments, primary, until Tue 08:00 UTC): +1 555 0103" in text
+    assert "Edsger Dijkstra (Database, backup, until Tue 08:00 UTC)" in text
+    assert "Barbara Liskov (Database, primary, until Tue 08:00 UTC): +1 555 0104" in text
 
 
 async def test_who_by_email_name_and_pagerduty_search(app: App, pd: FakePagerDuty) -> None:
@@ -238,8 +240,8 @@ async def test_cache_survives_restart_and_serves_the_console(
     await second.stop()
     replies = [json.loads(line)["text"] for line in out.getvalue().splitlines()]
     assert len(replies) == 3, replies
-    assert "Ada Lovelace (IC Primary, primary): +1 555 0100" in replies[0]
-    assert "Barbara Liskov (Database, primary)" in replies[1]
+    assert "Ada Lovelace (IC Primary, primary, until Tue 08:00 UTC): +1 555 0100" in replies[0]
+    assert "Barbara Liskov (Database, primary, until Tue 08:00 UTC)" in replies[1]
     assert "+1 555 0100" in replies[2]
 
 
@@ -271,7 +273,7 @@ async def test_user_deleted_between_calls_still_listed(app: App, pd: FakePagerDu
     pd.deleted.add("PGONE")  # /oncalls still names them; GET /users/PGONE is a 404
     assert await cache.refresh() is not None
     text = one(await say(app, "!ic"))
-    assert "Gone Person (IC Shadow, shadow): no phone number on file" in text
+    assert "Gone Person (IC Shadow, shadow, until Tue 08:00 UTC): no phone number on file" in text
     assert "+1 555 0102" in text
 
 

@@ -232,6 +232,11 @@ async def test_take_and_handback_create_and_delete_an_override(app: App, pd: Fak
     back = text_of(await say(app, "!ic handback --schedule PIC2"))
     assert "removed" in back and len(pd.overrides) == 1
     assert "no override" in text_of(await say(app, "!ic handback --schedule PIC2"))
+    assert "already hold the pager on PIC1" in text_of(await say(app, "!ic take 1h", actor=ADA))
+    pd.overrides.clear()  # someone removed it in PagerDuty's app
+    gone = text_of(await say(app, "!ic handback", actor=ADA))
+    assert "already removed in PagerDuty" in gone
+    assert "no override" in text_of(await say(app, "!ic handback", actor=ADA))
     assert ("POST", "/schedules/PIC2/overrides", "grace@example.com") in pd.writes
 
 
@@ -347,3 +352,94 @@ async def test_escalate_page_needs_the_paging_role(
         assert pd.writes == []
     finally:
         await app.stop()
+
+
+async def test_a_failing_poll_shows_in_health(
+    tmp_path: Path, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    from chatopsd.control import health
+
+    pd.fault, pd.fault_path = "401", "/incidents"
+    app = await start(tmp_path, pd, clock, io.StringIO())
+    try:
+        for _ in range(500):  # the job's run at start-up
+            if app.scheduler.failures.get("pagerduty-incidents"):
+                break
+            await asyncio.sleep(0.01)
+        job = health(app)["jobs"]["pagerduty-incidents"]
+        assert job["failures"] == 1 and job["last_ok"] is None
+    finally:
+        await app.stop()
+
+
+async def test_a_poll_read_older_than_a_click_does_not_revert_the_card(
+    app: App, pd: FakePagerDuty, out: io.StringIO, clock: FakeClock
+) -> None:
+    pd.trigger("Slow reads")
+    await poll(app)
+    sync = app.pd_sync
+    assert sync is not None
+    now, stale = await sync._read()  # a poll reads PagerDuty: still triggered
+    clock.advance(30)
+    assert "acknowledged by Grace Hopper" in text_of(await say(app, "!pd ack PINC001"))
+    await sync._decide(now, stale)  # ...and decides after the click was recorded
+    current = await sync.current("PINC001")
+    assert current is not None and current.status == "acknowledged"
+
+
+async def test_malformed_or_rate_limited_poll_changes_nothing_and_fails(
+    app: App, pd: FakePagerDuty, out: io.StringIO
+) -> None:
+    pd.trigger("Garbled")
+    assert app.pd_sync is not None
+    pd.fault, pd.fault_path = "badjson", "/incidents"
+    with pytest.raises(Exception, match="unreadable"):
+        await app.pd_sync.poll()
+    pd.fault, pd.retry_after = "429", "30"  # a wait past the deadline: give up, say why
+    with pytest.raises(Exception, match="rate limiting"):
+        await app.pd_sync.poll()
+    assert "Garbled" not in cards(out)
+    pd.fault = None
+    await poll(app)
+    assert cards(out).count("PagerDuty #1: Garbled") == 1
+
+
+async def test_take_while_pagerduty_is_down_says_so_and_changes_nothing(
+    app: App, pd: FakePagerDuty
+) -> None:
+    pd.fault, pd.fault_path = "500", "/schedules"
+    reply = text_of(await say(app, "!ic take 1h", actor=ADA))
+    assert "PagerDuty server error (500)" in reply
+    assert pd.overrides == {}
+    rows = await app.audit.since(None)
+    outcome = [r.outcome for r in rows if r.command == "ic take"][-1]
+    assert outcome.startswith(("failed", "Unavailable")), outcome
+
+
+async def test_take_tells_the_linked_person_taken_off_the_pager(
+    app: App, pd: FakePagerDuty, out: io.StringIO
+) -> None:
+    taken = text_of(await say(app, "!ic take 1h"))  # Grace takes PIC1 from Ada (level 1)
+    assert "Ada Lovelace: you are off the pager until then" in taken
+    await app.outbox.flush(5)
+    assert "Grace Hopper took the pager on PIC1 from you until 13:00 UTC." in out.getvalue()
+    await say(app, "!ic handback")
+    await app.outbox.flush(5)
+    assert "The pager on PIC1 is yours again." in out.getvalue()
+
+
+async def test_paging_only_yourself_is_refused(app: App, pd: FakePagerDuty) -> None:
+    declared = text_of(await say(app, '!incident declare --sev 3 "Self page"'))
+    incident_id = declared[declared.index("INC-") :].split()[0].rstrip(".:,")
+    reply = text_of(await say(app, f"!incident escalate {incident_id} --page grace@example.com"))
+    assert "would page only you (Grace Hopper)" in reply
+    assert pd.writes == []
+
+
+async def test_handback_after_the_override_ended(
+    app: App, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    await say(app, "!ic take 30m")
+    clock.advance(3600)
+    assert "already ended at 12:30 UTC" in text_of(await say(app, "!ic handback"))
+    assert "Pager taken" in text_of(await say(app, "!ic take 30m"))  # free to take it again

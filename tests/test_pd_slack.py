@@ -138,9 +138,11 @@ async def test_a_user_pagerduty_does_not_know_is_refused(
     pd.trigger("Checkout latency")
     await poll(app)
     await fake.click("pd ack PINC001", user="U0CAROL")
-    await fake.wait_for(lambda: len(fake.posts()) == 2)
-    assert "Requester User Not Found" in json.dumps(fake.posts()[-1])
-    assert pd.writes == [] and pd.incident("PINC001")["status"] == "triggered"
+    await fake.wait_for(lambda: len(fake.posts("chat.postEphemeral")) == 1)
+    refusal = json.dumps(fake.posts("chat.postEphemeral")[0])
+    assert "carol@example.com is not a PagerDuty user" in refusal and "pd link" in refusal
+    assert pd.writes == [] and pd.from_emails == []
+    assert pd.incident("PINC001")["status"] == "triggered"
 
 
 async def test_take_and_handback_in_slack(app: App, fake: FakeSlack, pd: FakePagerDuty) -> None:
@@ -188,3 +190,30 @@ async def test_pagerduty_down_during_a_click_keeps_the_buttons(
     pd.fault = None
     await fake.click("pd ack PINC001")
     await fake.wait_for(lambda: any("acknowledged by Jane Doe" in u for u in updates(fake)))
+
+
+async def test_a_click_while_its_card_is_being_posted_posts_once_then_edits(
+    app: App, fake: FakeSlack, pd: FakePagerDuty
+) -> None:
+    pd.trigger("Checkout latency")
+    fake.delay["chat.postMessage"] = 0.5  # Slack slow to accept the card
+    assert app.pd_sync is not None
+    polling = asyncio.ensure_future(app.pd_sync.poll())
+    await fake.wait_for(lambda: len(fake.posts()) == 1)  # the card's post is in flight
+    assert pd.incident("PINC001")["status"] == "triggered"
+    await fake.click("pd ack PINC001")
+    await fake.wait_for(lambda: len(pd.writes) == 1)
+    await polling
+    await fake.wait_for(lambda: any("acknowledged by Jane Doe" in u for u in updates(fake)))
+    assert len(cards(fake, "PINC001")) == 1
+    assert pd.writes == [("PUT", "/incidents/PINC001", "jane@example.com")]
+
+
+async def test_reassign_to_a_slack_mention(app: App, fake: FakeSlack, pd: FakePagerDuty) -> None:
+    pd.trigger("Checkout latency", assignees=["PADA"])
+    await poll(app)
+    await fake.event(fake.message("!pd reassign 1 <@U2>"))
+    await fake.wait_for(lambda: any("reassigned to Bob Roe" in json.dumps(p) for p in fake.posts()))
+    assert pd.incident("PINC001")["assignees"] == ["PBOB"]
+    assert pd.writes == [("PUT", "/incidents/PINC001", "jane@example.com")]
+    await fake.wait_for(lambda: any("Bob Roe" in u for u in updates(fake)))  # the card too

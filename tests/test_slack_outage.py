@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from typing import Any
 
 import pytest
 
+from chatopsd.config import SlackSection
 from chatopsd.connectors.base import Backoff, State, Supervisor
 from chatopsd.connectors.slack.client import SlackConnector, SlackSendError
 from chatopsd.core.errors import TransientSendError
@@ -16,17 +18,16 @@ from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fixtures.slack import fake  # noqa: F401 (fixtures)
 
 
+def section(fake: FakeSlack, **extra: Any) -> SlackSection:
+    return SlackSection(app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url, **extra)
+
+
 async def test_outage_goes_to_supervisor_backoff_then_recovers(
     fake: FakeSlack, clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     caplog.set_level(logging.INFO, "chatopsd")
     connector = SlackConnector(
-        app_token=APP_TOKEN,
-        bot_token=BOT_TOKEN,
-        api_url=fake.api_url,
-        clock=clock,
-        ping_interval=0.2,
-        reconnect_grace=1.0,
+        section(fake, ping_interval_seconds=0.2), clock=clock, reconnect_grace=1.0
     )
     seen: list[Inbound] = []
 
@@ -64,12 +65,7 @@ async def test_websocket_that_never_opens_is_a_connection_error(
     # apps.connections.open hands out a URL where nothing listens.
     fake.ws_url = "ws://127.0.0.1:9/link"
     connector = SlackConnector(
-        app_token=APP_TOKEN,
-        bot_token=BOT_TOKEN,
-        api_url=fake.api_url,
-        clock=clock,
-        ping_interval=0.1,
-        connect_timeout=0.5,
+        section(fake, ping_interval_seconds=0.1), clock=clock, connect_timeout=0.5
     )
 
     class Session:
@@ -85,9 +81,7 @@ async def test_websocket_that_never_opens_is_a_connection_error(
 
 
 def _connector(fake: FakeSlack, clock: FakeClock) -> SlackConnector:
-    return SlackConnector(
-        app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url, clock=clock, http_timeout=1
-    )
+    return SlackConnector(section(fake), clock=clock, http_timeout=1)
 
 
 async def test_send_timeout_is_transient(fake: FakeSlack, clock: FakeClock) -> None:

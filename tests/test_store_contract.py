@@ -240,3 +240,69 @@ async def test_claim_on_an_unreachable_shared_database_is_not_ours(
     await db.close()  # cut off: another instance may answer; this one must stay silent
     assert not await ledger.claim("slack", "E1")
     assert ledger.failures == 1
+
+
+async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
+    from chatopsd.core.messages import Destination
+    from chatopsd.store.links import SqliteIdentityLinks
+    from chatopsd.store.pd_cards import SqliteIncidentCards
+
+    links = SqliteIdentityLinks(db)
+    await links.link("discord", "42", "Ada@Example.com")
+    await links.link("slack", "U1", "ada@example.com")
+    assert await links.email("discord", "42") == "ada@example.com"
+    assert sorted(await links.holders("ADA@example.com")) == ["discord:42", "slack:U1"]
+    cards = SqliteIncidentCards(db)
+    here = Destination("slack", "C1")
+    await cards.decide([("PINC1", 7, "triggered", "s1")], [here])
+    await cards.decide([("PINC1", 7, "triggered", "s1")], [here])  # again: one card
+    [owed] = await cards.owed()
+    assert (owed.incident_id, owed.message_id, owed.wanted) == ("PINC1", None, "s1")
+    await cards.shown(owed, "m1")
+    assert await cards.owed() == []
+    await cards.decide([("PINC1", 7, "acknowledged", "s2")], [here])
+    [edit] = await cards.owed()
+    assert (edit.message_id, edit.wanted) == ("m1", "s2")
+    assert await cards.by_number(7) == "PINC1" and await cards.unresolved() == ["PINC1"]
+    assert await cards.states(["PINC1", "PX"]) == {"PINC1": "s2"}
+
+
+async def test_followups_numbered_per_incident(db: Database) -> None:
+    from chatopsd.core import incident as core
+    from chatopsd.core.incident import TimelineEntry
+    from chatopsd.store.followups import SqliteFollowUps
+    from chatopsd.store.incidents import SqlIncidentStore
+
+    def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
+        inc = core.declare(incident_id, "x", 2, T0, "ada", "slack", "C1")
+        return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "x")
+
+    inc = await SqlIncidentStore(db).create(2026, make)
+    store = SqliteFollowUps(db)
+    assert [await store.add(inc.id, f"fix {i}", None, "ada", T0) for i in range(3)] == [1, 2, 3]
+    await store.done(inc.id, 2, T0)
+    got = await store.get(inc.id, 2)
+    assert got is not None and got.text == "fix 1"
+    assert [f.n for f in await store.list(inc.id)] == [1, 2, 3]
+
+
+async def test_doctor_checks_the_postgresql_database(pg_url: str, tmp_path: Path) -> None:
+    from chatopsd.doctor import check_state_db
+    from tests.conftest import make_config
+
+    [ok] = await check_state_db(make_config(tmp_path, chatopsd={"database": pg_url}))
+    assert ok.ok and "PostgreSQL" in ok.detail
+    closed = pg_url.rsplit(":", 1)[0] + ":1/nowhere"  # nothing listens on port 1
+    [bad] = await check_state_db(make_config(tmp_path, chatopsd={"database": closed}))
+    assert not bad.ok and "cannot connect" in bad.detail
+
+
+def test_a_password_in_the_database_url_is_refused_without_showing_it(tmp_path: Path) -> None:
+    from chatopsd import config
+    from chatopsd.core.errors import ConfigError
+
+    path = tmp_path / "c.toml"
+    path.write_text('[chatopsd]\ndatabase = "postgresql://u:s3cret@h/db"\n')
+    with pytest.raises(ConfigError, match="chatopsd_database_password") as caught:
+        config.load(path)
+    assert "s3cret" not in str(caught.value)

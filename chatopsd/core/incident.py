@@ -16,6 +16,7 @@ from enum import Enum
 
 from chatopsd.core.errors import UsageError, UserError
 from chatopsd.core.messages import Button, Priority, Reply
+from chatopsd.core.times import UTC_TIMES, Times
 
 SEVERITIES = (1, 2, 3, 4)
 SEVERITY_HELP = {
@@ -271,10 +272,6 @@ def channel_name(incident: Incident) -> str:
     return f"inc-{incident.declared_at:%Y%m%d}-{slug(incident.title)}"
 
 
-def _when(at: datetime | None) -> str:
-    return at.strftime("%Y-%m-%d %H:%M UTC") if at else "-"
-
-
 def duration(start: datetime, end: datetime) -> str:
     minutes = max(0, int((end - start) / timedelta(minutes=1)))
     hours, mins = divmod(minutes, 60)
@@ -290,7 +287,7 @@ def role_fields(incident: Incident) -> tuple[tuple[str, str], ...]:
     return tuple((ROLES[r], incident.roles[r]) for r in ROLES if incident.roles.get(r))
 
 
-def announcement(incident: Incident, prefix: str) -> Reply:
+def announcement(incident: Incident, prefix: str, times: Times = UTC_TIMES) -> Reply:
     """The post in the routed channels: what, how bad, who leads, and buttons to act."""
     fields: list[tuple[str, str]] = [
         ("Severity", f"{incident.sev} ({SEVERITY_HELP[incident.severity]})")
@@ -298,7 +295,7 @@ def announcement(incident: Incident, prefix: str) -> Reply:
     if incident.service:
         fields.append(("Service", incident.service))
     fields.extend(role_fields(incident))
-    fields.append(("Declared", f"{_when(incident.declared_at)} by {incident.declared_by}"))
+    fields.append(("Declared", f"{times.full(incident.declared_at)} by {incident.declared_by}"))
     text = incident.description or ""
     more = f"Acknowledge: {prefix}incident ack {incident.id}"
     return Reply(
@@ -314,7 +311,9 @@ def announcement(incident: Incident, prefix: str) -> Reply:
     )
 
 
-def status(incident: Incident, last: TimelineEntry | None, now: datetime) -> Reply:
+def status(
+    incident: Incident, last: TimelineEntry | None, now: datetime, times: Times = UTC_TIMES
+) -> Reply:
     """The pinned status message; edited in place on every change."""
     icon = {
         State.DECLARED: "🔴",
@@ -331,13 +330,13 @@ def status(incident: Incident, last: TimelineEntry | None, now: datetime) -> Rep
     fields.extend(role_fields(incident))
     if incident.pagerduty:
         fields.append(("PagerDuty", incident.pagerduty))
-    fields.append(("Declared", _when(incident.declared_at)))
+    fields.append(("Declared", times.full(incident.declared_at)))
     end = incident.resolved_at or now
     fields.append(
         ("Duration" if incident.resolved_at else "Open for", duration(incident.declared_at, end))
     )
     if last is not None:
-        fields.append(("Last update", f"{_when(last.at)} {last.actor}: {last.text}"))
+        fields.append(("Last update", f"{times.full(last.at)} {last.actor}: {last.text}"))
     return Reply(
         title=f"{icon} {incident.id} [{incident.sev}] {incident.title}",
         fields=tuple(fields),
@@ -345,7 +344,9 @@ def status(incident: Incident, last: TimelineEntry | None, now: datetime) -> Rep
     )
 
 
-def wrapup(incident: Incident, timeline: Sequence[TimelineEntry]) -> Reply:
+def wrapup(
+    incident: Incident, timeline: Sequence[TimelineEntry], times: Times = UTC_TIMES
+) -> Reply:
     """Posted on resolve: how long it took and what happened, briefly."""
     end = incident.resolved_at or incident.last_update_at or incident.declared_at
     counts: dict[str, int] = {}
@@ -354,7 +355,7 @@ def wrapup(incident: Incident, timeline: Sequence[TimelineEntry]) -> Reply:
     people = sorted({e.actor for e in timeline})
     lines = [
         f"Resolved after {duration(incident.declared_at, end)} "
-        f"({_when(incident.declared_at)} → {_when(end)}).",
+        f"({times.full(incident.declared_at)} → {times.full(end)}).",
     ]
     if incident.resolution:
         lines.append(f"Resolution: {incident.resolution}")
@@ -367,7 +368,7 @@ def wrapup(incident: Incident, timeline: Sequence[TimelineEntry]) -> Reply:
     highlights = [
         e for e in timeline if e.kind in ("declared", "acknowledged", "escalated", "resolved")
     ]
-    lines.extend(f"{e.at:%H:%M} {e.kind}: {e.text}" for e in highlights)
+    lines.extend(f"{times.hm(e.at)} {e.kind}: {e.text}" for e in highlights)
     return Reply(
         title=f"✅ {incident.id} resolved: {incident.title}",
         text="\n".join(lines),
@@ -376,9 +377,10 @@ def wrapup(incident: Incident, timeline: Sequence[TimelineEntry]) -> Reply:
     )
 
 
-def timeline_text(timeline: Sequence[TimelineEntry]) -> str:
+def timeline_text(timeline: Sequence[TimelineEntry], times: Times = UTC_TIMES) -> str:
     return "\n".join(
-        f"{e.at:%Y-%m-%d %H:%M:%S} [{e.kind}] {e.actor} ({e.platform} #{e.channel}): {e.text}"
+        f"{times.stamp(e.at)} {times.zone_name(e.at)} [{e.kind}] {e.actor} "
+        f"({e.platform} #{e.channel}): {e.text}"
         for e in timeline
     )
 
@@ -401,11 +403,12 @@ def postmortem(
     timeline: Sequence[TimelineEntry],
     now: datetime,
     followups: Sequence[tuple[str, str, str, str]] = (),
+    times: Times = UTC_TIMES,
 ) -> str:
     """A Markdown postmortem skeleton, its facts filled from the incident and its timeline;
     `followups` are (action, owner, ticket key, ticket URL) rows."""
     end = incident.resolved_at
-    window_end = _when(end) if end else f"ongoing (as of {_when(now)})"
+    window_end = times.full(end) if end else f"ongoing (as of {times.full(now)})"
     lines = [
         f"# Postmortem: {incident.id} {_md(incident.title)}",
         "",
@@ -428,8 +431,8 @@ def postmortem(
         "",
         "## Impact window",
         "",
-        f"- Declared: {_when(incident.declared_at)}",
-        f"- Acknowledged: {_when(incident.acknowledged_at)}",
+        f"- Declared: {times.full(incident.declared_at)}",
+        f"- Acknowledged: {times.full(incident.acknowledged_at)}",
         f"- Resolved: {window_end}",
         f"- Duration: {duration(incident.declared_at, end or now)}",
         "",
@@ -437,11 +440,11 @@ def postmortem(
         "",
         "## Timeline",
         "",
-        "| Time (UTC) | Who | Where | What |",
+        f"| Time ({times.zone_name(now)}) | Who | Where | What |",
         "|---|---|---|---|",
     ]
     lines += [
-        f"| {e.at:%Y-%m-%d %H:%M:%S} | {_md(e.actor)} | {e.platform} #{_md(e.channel)} "
+        f"| {times.stamp(e.at)} | {_md(e.actor)} | {e.platform} #{_md(e.channel)} "
         f"| {e.kind}: {_md(e.text)} |"
         for e in timeline
     ]

@@ -10,10 +10,11 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from chatopsd.core.messages import Button, Priority, Reply
+from chatopsd.core.times import UTC_TIMES, Times
 
 OPEN = ("triggered", "acknowledged")
 
@@ -66,26 +67,24 @@ class PdIncident:
         return replace(self, level=level)
 
 
-def hhmm(iso: str, tz: Any = None) -> str:
-    """ "2026-11-23T21:14:00Z" → "21:14" (UTC unless a zone is given); "" stays ""."""
+def hhmm(iso: str, times: Times = UTC_TIMES) -> str:
+    """ "2026-11-23T21:14:00Z" → "21:14 UTC" (in chatopsd.timezone); "" stays ""."""
     if not iso:
         return ""
     try:
         at = datetime.fromisoformat(iso.replace("Z", "+00:00"))
     except ValueError:
         return iso
-    if tz is not None:
-        at = at.astimezone(tz)
-    return at.strftime("%H:%M")
+    return times.hm(at if at.tzinfo else at.replace(tzinfo=UTC))
 
 
-def state_line(inc: PdIncident) -> str:
+def state_line(inc: PdIncident, times: Times = UTC_TIMES) -> str:
     """ "acknowledged by Grace Hopper at 21:14", "resolved by Ada Lovelace at 21:40"."""
     text = inc.status
     if inc.status != "triggered" and inc.changed_by:
         text += f" by {inc.changed_by}"
     if inc.changed_at and inc.status != "triggered":
-        text += f" at {hhmm(inc.changed_at)}"
+        text += f" at {hhmm(inc.changed_at, times)}"
     if inc.level and inc.level > 1 and inc.open:
         text += f", escalated to level {inc.level}"
     return text
@@ -101,13 +100,13 @@ def buttons(inc: PdIncident) -> tuple[Button, ...]:
     return tuple(found)
 
 
-def card(inc: PdIncident) -> Reply:
+def card(inc: PdIncident, times: Times = UTC_TIMES) -> Reply:
     """The message for one incident: title, state, urgency, assignees, link, buttons."""
     fields = [
-        ("Status", state_line(inc)),
+        ("Status", state_line(inc, times)),
         ("Urgency", inc.urgency),
         ("Assigned to", ", ".join(inc.assignees) or "nobody"),
-        ("Opened", f"{hhmm(inc.created_at)} UTC" if inc.created_at else "unknown"),
+        ("Opened", hhmm(inc.created_at, times) if inc.created_at else "unknown"),
     ]
     if inc.service:
         fields.append(("Service", inc.service))
@@ -189,6 +188,8 @@ class IncidentApi(Protocol):
     async def user_by_email(self, email: str) -> PdUser | None: ...
 
     async def find_users(self, query: str) -> list[PdUser]: ...
+
+    async def user(self, user_id: str) -> PdUser: ...
 
     async def create(
         self,

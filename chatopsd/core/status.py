@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from enum import Enum
 from typing import Protocol
 
@@ -31,6 +32,8 @@ class Alert:
     source: str = ""
     # What makes two alerts the same alert (Alertmanager's fingerprint); name when empty.
     key: str = ""
+    # When it started firing, if the source says (Alertmanager's startsAt).
+    since: datetime | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -31,6 +31,7 @@ from chatopsd.core.errors import Forbidden, NotFound
 from chatopsd.core.messages import Actor, Button, Destination, Inbound, Reply, Sent
 from chatopsd.core.middleware import AccessPolicy
 from chatopsd.core.ports import ApprovalStore, AuditEntry, AuditLog, Clock, ReplySink
+from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.approvals")
 
@@ -49,7 +50,9 @@ class ApprovalService:
         *,
         expire_seconds: float = 900.0,
         prefix: str = "!",
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.store, self.audit, self.clock = store, audit, clock
         self.policy, self.outbox = policy, outbox
         self.expire_seconds, self.prefix = expire_seconds, prefix
@@ -360,7 +363,7 @@ class ApprovalService:
                 (
                     a.id,
                     f"{self.prefix}{a.command} by {a.requester_name}, "
-                    f"{len(a.approvers)} of {a.needed}, expires {a.expires_at:%H:%M} UTC",
+                    f"{len(a.approvers)} of {a.needed}, expires {self.times.hm(a.expires_at)}",
                 )
                 for a in pending
             ),

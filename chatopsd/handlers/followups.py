@@ -265,7 +265,7 @@ class FollowUps:
             where = f" Its channel: {home.platform} #{home.channel}."
         paragraphs = [
             f"Follow-up {f.n} of incident {incident.id} [{incident.sev}] {incident.title} "
-            f"(declared {incident.declared_at:%Y-%m-%d %H:%M} UTC).{where}",
+            f"(declared {self.incidents.times.full(incident.declared_at)}).{where}",
             f.text,
             f"Owner: {f.owner}" if f.owner else "",
             f"Added by {f.added_by}. Created by chatopsd.",

@@ -5,13 +5,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Sequence
-from datetime import datetime
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, Unavailable, UsageError
 from chatopsd.core.messages import Button, Priority, Reply
 from chatopsd.core.oncall import Directory, Group, Pager, PageResult, Person, Roster
+from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.ic")
 
@@ -26,7 +26,9 @@ class IcHandler:
         *,
         page_deadline: float = 8.0,
         on_paged: Callable[[Call, PageResult], Awaitable[None]] | None = None,
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.directory = directory
         self.pager = pager
         self.page_deadline = page_deadline
@@ -78,13 +80,20 @@ class IcHandler:
         if not roster.entries:
             return Reply(
                 title=f"No {_TITLES[group]} on call",
-                text=_freshness(roster)
+                text=_freshness(roster, self.times)
                 or roster.error
                 or "The on-call schedules are empty right now.",
             )
-        fields = tuple(_field(e.person, f"{e.schedule_name}, {e.role}") for e in roster.entries)
+        fields = tuple(
+            _field(
+                e.person,
+                f"{e.schedule_name}, {e.role}"
+                + (f", until {self.times.day(e.until)}" if e.until else ""),
+            )
+            for e in roster.entries
+        )
         text = f"Page them with {call.prefix}{command}."
-        if note := _freshness(roster):
+        if note := _freshness(roster, self.times):
             text = f"{note}\n{text}"
         return Reply(
             title=f"{_TITLES[group]} on call",
@@ -137,7 +146,7 @@ class IcHandler:
         except (Unavailable, TimeoutError) as exc:
             what = str(exc) or f"no answer from the pager within {self.page_deadline:.0f} s"
             log.error("page failed command=%r ref=%s: %s", call.command, call.ref, what)
-            return _fallback(people, whom, what, roster)
+            return _fallback(people, whom, what, roster, self.times)
         if self.on_paged is not None:
             try:
                 await self.on_paged(call, result)
@@ -154,13 +163,15 @@ class IcHandler:
         return Reply(title=f"Paging {whom}", text="\n".join(lines), priority=Priority.PAGE)
 
 
-def _fallback(people: Sequence[Person], whom: str, what: str, roster: Roster) -> Reply:
+def _fallback(
+    people: Sequence[Person], whom: str, what: str, roster: Roster, times: Times
+) -> Reply:
     text = f"Could not page {whom}: {what}."
     if people:
         text += "\nCall them now:"
     else:
         text += "\nNobody to call from the on-call cache; escalate by hand."
-    if note := _freshness(roster):
+    if note := _freshness(roster, times):
         text += f"\n{note}"
     return Reply(
         title=f"⚠ PAGING FAILED: {whom}",
@@ -178,14 +189,10 @@ def _field(person: Person, role: str) -> tuple[str, str]:
     return label, contact
 
 
-def _freshness(roster: Roster) -> str:
+def _freshness(roster: Roster, times: Times) -> str:
     if not roster.stale and not roster.failing_since:
         return ""
-    as_of = _hhmm(roster.as_of) if roster.as_of else "never"
-    since = f" since {_hhmm(roster.failing_since)}" if roster.failing_since else ""
+    as_of = times.hm(roster.as_of) if roster.as_of else "never"
+    since = f" since {times.hm(roster.failing_since)}" if roster.failing_since else ""
     why = f" ({roster.error})" if roster.error else ""
     return f"On-call data as of {as_of}; PagerDuty unreachable{since}{why}."
-
-
-def _hhmm(at: datetime) -> str:
-    return at.strftime("%H:%M UTC")

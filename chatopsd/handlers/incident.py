@@ -34,6 +34,7 @@ from chatopsd.core.ports import (
     ReplySink,
 )
 from chatopsd.core.public_text import public_text, without_public
+from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.incident")
 
@@ -141,6 +142,7 @@ class IncidentHandler:
         settings: IncidentSettings,
         channel_admin: Callable[[str], ChannelAdmin | None],
         threads: Callable[[str], bool] = lambda _platform: True,
+        times: Times = UTC_TIMES,
     ) -> None:
         self.store = store
         self.outbox = outbox
@@ -152,6 +154,7 @@ class IncidentHandler:
         # Whether a platform shows threads apart from their channel (the console does not:
         # a "thread" there is the same stream, so posting to it as well prints twice).
         self.threads = threads
+        self.times = times
         # One process, one writer: serialise read-modify-write of incidents so two people
         # acknowledging at once get one "acknowledged" and one clear refusal.
         self._lock = asyncio.Lock()
@@ -331,7 +334,7 @@ class IncidentHandler:
 
     async def _status_reply(self, incident: Incident) -> Reply:
         last = await self.store.last_update(incident.id)
-        reply = core.status(incident, last, self.clock.now())
+        reply = core.status(incident, last, self.clock.now(), self.times)
         extra: list[tuple[str, str]] = []
         for hook in self.hooks:
             extra.extend(await hook.status_fields(incident))
@@ -372,7 +375,7 @@ class IncidentHandler:
 
         incident = await self.store.create(now.year, make)
         origin = Destination(event.platform, event.channel, event.thread)
-        announce = core.announcement(incident, call.prefix)
+        announce = core.announcement(incident, call.prefix, self.times)
         origin_sent: Sent | None = None
         announced: list[str] = []
         places = _dedupe([origin, *self.settings.destinations(severity)])
@@ -498,7 +501,7 @@ class IncidentHandler:
             return new, "escalated", f"escalated {i.sev} → {new.sev}"
 
         before, after, _ = await self._change(event, raw, usage, apply)
-        announce = core.announcement(after, self.settings.prefix)
+        announce = core.announcement(after, self.settings.prefix, self.times)
         already = await self.store.messages(after.id, "announce")
         for old in already:
             await self.outbox.edit(old, announce)
@@ -595,7 +598,7 @@ class IncidentHandler:
             return core.transition(i, "resolve", self.clock.now(), note), "resolved", note
 
         _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
-        wrap = core.wrapup(after, await self.store.timeline(after.id))
+        wrap = core.wrapup(after, await self.store.timeline(after.id), self.times)
         places: list[Destination] = []
         home = await self.store.home(after.id)
         if home is not None:
@@ -661,7 +664,9 @@ class IncidentHandler:
     async def timeline(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
         entries = await self.store.timeline(incident.id)
-        return Reply(title=f"Timeline of {incident.id}", code=core.timeline_text(entries))
+        return Reply(
+            title=f"Timeline of {incident.id}", code=core.timeline_text(entries, self.times)
+        )
 
     async def export(self, call: Call) -> Reply:
         incident, _ = await self._target(call.event, _raw(call), self._usage(call))
@@ -669,7 +674,7 @@ class IncidentHandler:
         rows = await self.followups.postmortem_rows(incident.id) if self.followups else ()
         return Reply(
             title=f"Postmortem draft for {incident.id}",
-            code=core.postmortem(incident, entries, self.clock.now(), rows),
+            code=core.postmortem(incident, entries, self.clock.now(), rows, self.times),
         )
 
     def _usage(self, call: Call) -> str:

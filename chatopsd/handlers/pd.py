@@ -26,6 +26,7 @@ from chatopsd.core.errors import Forbidden, NotFound, UsageError
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.pd import IncidentApi, PdIncident, PdUser
 from chatopsd.core.ports import Clock, IdentityLinks
+from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.handlers.pd_sync import IncidentSync
 
 log = logging.getLogger("chatopsd.pd")
@@ -96,6 +97,13 @@ class Identities:
             return found, "linked with !pd link"
         return None, ""
 
+    async def chat_ids(self, email: str, platform: str) -> list[str]:
+        """User ids on `platform` linked to this email (by an admin or `!pd link`)."""
+        email, prefix = email.lower(), f"{platform}:"
+        found = [k for k, v in self.configured.items() if v == email and k.startswith(prefix)]
+        found += [h for h in await self.links.holders(email) if h.startswith(prefix)]
+        return list(dict.fromkeys(f.removeprefix(prefix) for f in found))
+
     async def claimed_by_other(self, email: str, platform: str, user_id: str) -> bool:
         """Linked to someone else already, by an admin or with `!pd link`."""
         me = f"{platform}:{user_id}"
@@ -114,7 +122,9 @@ class PdHandler:
         clock: Clock,
         *,
         service_ids: Sequence[str],
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.api, self.sync, self.identities, self.clock = api, sync, identities, clock
         self.service_ids = tuple(service_ids)
         self._claims: dict[tuple[str, str], str] = {}  # (incident, action) -> who clicked first
@@ -222,6 +232,12 @@ class PdHandler:
                     f'add "{e.platform}:{e.actor.id}" = "you@example.com" under [pagerduty.users])'
                 ),
             )
+        # Checked here, so the refusal says what to do instead of PagerDuty's bare 400.
+        if await self.api.user_by_email(email) is None:
+            raise Forbidden(
+                f"{email} is not a PagerDuty user, so I cannot act in PagerDuty as you",
+                hint=f"link your PagerDuty login: {call.prefix}pd link you@example.com",
+            )
         return email
 
     async def link(self, call: Call) -> Reply:
@@ -289,7 +305,7 @@ class PdHandler:
             return await self._ack_mine(sender)
         incident_id = await self._target(raw)
         done = await self._claimed(call, incident_id, "acknowledged", sender, status="acknowledged")
-        return Reply(text=f"#{done.number} {done.title}: {core.state_line(done)}.")
+        return Reply(text=f"#{done.number} {done.title}: {core.state_line(done, self.times)}.")
 
     async def resolve(self, call: Call) -> Reply:
         sender = await self.sender(call)
@@ -298,24 +314,31 @@ class PdHandler:
         done = await self._claimed(
             call, incident_id, "resolved", sender, status="resolved", resolution=note
         )
-        return Reply(text=f"#{done.number} {done.title}: {core.state_line(done)}.")
+        return Reply(text=f"#{done.number} {done.title}: {core.state_line(done, self.times)}.")
 
     async def _claimed(
-        self, call: Call, incident_id: str, verb: str, sender: str, **change: str | None
+        self,
+        call: Call,
+        incident_id: str,
+        verb: str,
+        sender: str,
+        *,
+        status: str,
+        resolution: str | None = None,
     ) -> PdIncident:
         """One write per (incident, action), whoever clicks: the rest are told who won."""
         known = await self.sync.current(incident_id)
         if known is not None and known.status == verb and verb != "triggered":
-            raise UsageError(f"#{known.number} is already {core.state_line(known)}")
+            raise UsageError(f"#{known.number} is already {core.state_line(known, self.times)}")
         if known is not None and known.status == "resolved":
-            raise UsageError(f"#{known.number} is already {core.state_line(known)}")
+            raise UsageError(f"#{known.number} is already {core.state_line(known, self.times)}")
         key = (incident_id, verb)
         holder = self._claims.get(key)
         if holder is not None:
             raise UsageError(f"already {verb} by {holder}")
         self._claims[key] = call.event.actor.display
         try:
-            done = await self.api.update(incident_id, sender, **change)  # type: ignore[arg-type]
+            done = await self.api.update(incident_id, sender, status=status, resolution=resolution)
         finally:
             del self._claims[key]
         await self._show(done)
@@ -355,7 +378,7 @@ class PdHandler:
     async def reassign(self, call: Call) -> Reply:
         sender = await self.sender(call)
         incident_id = await self._target(call.text("incident") or "")
-        user = await self._user(call, call.text("user") or "")
+        user = await self.user(call, call.text("user") or "")
         done = await self.api.update(incident_id, sender, assignee_ids=[user.id])
         await self._show(done)
         return Reply(text=f"#{done.number} reassigned to {user.name}.")
@@ -382,7 +405,7 @@ class PdHandler:
         await self._show(done)
         return Reply(text=f"#{done.number} snoozed for {call.text('duration')}.")
 
-    async def _user(self, call: Call, query: str) -> PdUser:
+    async def user(self, call: Call, query: str) -> PdUser:
         """A PagerDuty user from an email, a name, or a chat mention of a linked person."""
         query = query.strip()
         chat_id = query.removeprefix("<").removesuffix(">").lstrip("@!")

@@ -16,12 +16,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 
 from chatopsd.core import pd as core
 from chatopsd.core.messages import Destination, Sent
 from chatopsd.core.pd import IncidentApi, PdIncident
-from chatopsd.core.ports import Clock, IncidentCards, KeyValue, ReplySink
+from chatopsd.core.ports import Clock, IncidentCards, KeyValue, OwedCard, ReplySink
+from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.pd_sync")
 
@@ -40,30 +41,40 @@ class IncidentSync:
         service_ids: Sequence[str],
         destinations: Sequence[Destination],
         overlap_seconds: float = 60.0,
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.api, self.cards, self.kv, self.outbox, self.clock = api, cards, kv, outbox, clock
         self.service_ids = tuple(service_ids)
         self.destinations = tuple(destinations)
         self.overlap = timedelta(seconds=overlap_seconds)
-        # Decisions and deliveries one at a time: a poll and a click never post a card twice.
+        # Decisions one at a time (a poll's and a click's). Deliveries run outside it, one at a
+        # time per card: a long first poll (hundreds of posts at Slack's pace) never holds up
+        # the card edit of a click, and no card is posted twice.
         self._lock = asyncio.Lock()
+        self._busy: set[tuple[str, str, str]] = set()  # cards being posted or edited
+        self._again: set[tuple[str, str, str]] = set()  # ...that changed again meanwhile
         self.polls = 0
 
     async def poll(self) -> None:
-        """The scheduled job: decide, then deliver. Raises when either failed."""
+        """The scheduled job: read, decide, then deliver. Raises when any of it failed.
+
+        PagerDuty is read outside the lock, so a slow PagerDuty never holds up a click's card
+        edit; what was read is then checked against newer states recorded meanwhile."""
+        self.polls += 1
+        now, found = await self._read()
         async with self._lock:
-            self.polls += 1
-            await self._decide()
-            await self._deliver()
+            await self._decide(now, found)
+        await self._deliver()
 
     async def decide(self) -> None:
         """Read PagerDuty and record what changed, without posting (the first half of a poll)."""
+        now, found = await self._read()
         async with self._lock:
-            await self._decide()
+            await self._decide(now, found)
 
     async def deliver(self) -> None:
-        async with self._lock:
-            await self._deliver()
+        await self._deliver()
 
     async def record(self, incident: PdIncident) -> None:
         """An action from chat changed an incident: show it now, not at the next poll."""
@@ -74,13 +85,13 @@ class IncidentSync:
             change = _change(incident, old)
             if change is not None:
                 await self.cards.decide([change], self.destinations)
-            await self._deliver()
+        await self._deliver(incident.id)
 
     async def current(self, incident_id: str) -> PdIncident | None:
         state = await self.cards.state(incident_id)
         return None if state is None else PdIncident.from_digest(state)
 
-    async def _decide(self) -> None:
+    async def _read(self) -> tuple[datetime, dict[str, PdIncident]]:
         now = self.clock.now()
         raw = await self.kv.get(CURSOR)
         since = datetime.fromisoformat(raw) if raw else now - timedelta(hours=1)
@@ -92,6 +103,9 @@ class IncidentSync:
         for incident_id in await self.cards.unresolved():
             if incident_id not in found:
                 found[incident_id] = await self.api.get(incident_id)
+        return now, found
+
+    async def _decide(self, now: datetime, found: dict[str, PdIncident]) -> None:
         decided = await self.cards.states(list(found))
         changes = []
         for inc in found.values():
@@ -106,30 +120,75 @@ class IncidentSync:
         if changes:
             log.info("pagerduty incidents: %d changed", len(changes))
 
-    async def _deliver(self) -> None:
+    async def _deliver(self, incident_id: str | None = None) -> None:
         failed = 0
-        for owed in await self.cards.owed():
-            reply = core.card(PdIncident.from_digest(owed.wanted))
-            if owed.message_id is None:
-                sent = await self.outbox.send(owed.destination, reply)
-                if sent is None:
-                    failed += 1
-                    continue
-                await self.cards.shown(owed, sent.message_id)
-            else:
-                await self.outbox.edit(Sent(owed.destination, owed.message_id), reply)
-                await self.cards.shown(owed, owed.message_id)
+        for owed in await self.cards.owed(incident_id):
+            failed += await self._deliver_card(owed)
         if failed:
             raise RuntimeError(f"{failed} PagerDuty incident card(s) could not be posted")
+
+    async def _deliver_card(self, owed: OwedCard) -> int:
+        """Post or edit one card; 1 if the post failed. A card already being delivered is
+        marked to go once more when that delivery ends, with whatever is owed then."""
+        key = (owed.incident_id, owed.destination.platform, owed.destination.channel)
+        if key in self._busy:
+            self._again.add(key)
+            return 0
+        self._busy.add(key)
+        try:
+            while True:
+                self._again.discard(key)
+                if not await self._show(owed):
+                    return 1
+                if key not in self._again:
+                    return 0
+                still = [
+                    o
+                    for o in await self.cards.owed(owed.incident_id)
+                    if o.destination == owed.destination
+                ]
+                if not still:
+                    return 0
+                owed = still[0]
+        finally:
+            self._busy.discard(key)
+
+    async def _show(self, owed: OwedCard) -> bool:
+        reply = core.card(PdIncident.from_digest(owed.wanted), self.times)
+        if owed.message_id is None:
+            sent = await self.outbox.send(owed.destination, reply)
+            if sent is None:
+                return False
+            await self.cards.shown(owed, sent.message_id)
+        else:
+            await self.outbox.edit(Sent(owed.destination, owed.message_id), reply)
+            await self.cards.shown(owed, owed.message_id)
+        return True
 
 
 def _change(inc: PdIncident, old: str | None) -> tuple[str, int, str, str] | None:
     """(id, number, status, state) when the incident differs from what was decided before.
     An escalation level only we know (PagerDuty's incident has none) is kept until the
-    incident leaves the open states."""
-    if old is not None and inc.level is None and inc.open:
-        inc = inc.with_level(PdIncident.from_digest(old).level)
+    incident leaves the open states. A read older than the decided state (a click recorded
+    while the poll was reading) changes nothing."""
+    if old is not None:
+        before = PdIncident.from_digest(old)
+        if (
+            inc.changed_at
+            and before.changed_at
+            and _when(inc.changed_at) < _when(before.changed_at)
+        ):
+            return None
+        if inc.level is None and inc.open:
+            inc = inc.with_level(before.level)
     state = inc.digest()
     if state == old:
         return None
     return inc.id, inc.number, inc.status, state
+
+
+def _when(iso: str) -> datetime:
+    try:
+        return datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return datetime.min.replace(tzinfo=UTC)

@@ -15,11 +15,12 @@ from datetime import datetime, timedelta
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
-from chatopsd.core.errors import Forbidden, NotFound, UsageError
-from chatopsd.core.messages import Priority, Reply
+from chatopsd.core.errors import Forbidden, NotFound, UsageError, UserError
+from chatopsd.core.messages import Destination, Priority, Reply
 from chatopsd.core.oncall import PageResult, Person
 from chatopsd.core.pd import IncidentApi, hhmm
 from chatopsd.core.ports import Clock, KeyValue
+from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.handlers.pd import PD_ID, ROLE, PdHandler, parse_duration
 
 log = logging.getLogger("chatopsd.pd")
@@ -39,7 +40,9 @@ class TakeHandler:
         service_id: str,
         on_paged: OnPaged | None = None,
         may_page: Callable[[Call], bool] | None = None,
+        times: Times = UTC_TIMES,
     ) -> None:
+        self.times = times
         self.api, self.pd, self.kv, self.clock = api, pd, kv, clock
         self.schedules = tuple(schedules)
         self.service_id = service_id
@@ -105,6 +108,12 @@ class TakeHandler:
         if me is None:
             raise NotFound(f"PagerDuty has no user with the email {sender}")
         now = self.clock.now()
+        held = await self._held(call, schedule)
+        if held is not None and held[1] > now:
+            raise UsageError(
+                f"you already hold the pager on {schedule} until {hhmm(held[1].isoformat())} UTC",
+                hint=f"{call.prefix}ic handback first, then take it again",
+            )
         before = await self.api.on_call(schedule)
         others = [u for u, _ in before if u.id != me.id]
         duration = call.text("duration")
@@ -122,28 +131,71 @@ class TakeHandler:
             self._key(call, schedule), json.dumps({"id": override, "end": end.isoformat()})
         )
         relieved = ", ".join(u.name for u in others)
-        lines = [f"{me.name} has the pager on {schedule} until {hhmm(end.isoformat())} UTC."]
+        until = hhmm(end.isoformat(), self.times)
+        lines = [f"{me.name} has the pager on {schedule} until {until}."]
         if relieved:
             lines.append(f"{relieved}: you are off the pager until then (override {override}).")
+        for person in others:
+            await self._tell(
+                call, person.id, f"{me.name} took the pager on {schedule} from you until {until}."
+            )
         return Reply(title="Pager taken", text="\n".join(lines), priority=Priority.PAGE)
 
     async def handback(self, call: Call) -> Reply:
         sender = await self.pd.sender(call)
         schedule = self._schedule(call)
         key = self._key(call, schedule)
-        raw = await self.kv.get(key)
-        if not raw:
+        held = await self._held(call, schedule)
+        if held is None:
             raise NotFound(f"you have no override on {schedule} from {call.prefix}ic take")
-        override = json.loads(raw)["id"]
-        await self.api.delete_override(schedule, sender, override)
+        override, end = held
+        if end <= self.clock.now():
+            await self.kv.put(key, "")
+            return Reply(
+                text=f"Your override on {schedule} already ended at {hhmm(end.isoformat())} UTC."
+            )
+        try:
+            await self.api.delete_override(schedule, sender, override)
+        except NotFound:  # removed in PagerDuty already: nothing left to hand back
+            await self.kv.put(key, "")
+            return Reply(
+                text=f"Override {override} on {schedule} was already removed in PagerDuty."
+            )
         await self.kv.put(key, "")
         after = await self.api.on_call(schedule)
         back = ", ".join(u.name for u, _ in after) or "the schedule"
+        for person, _ in after:
+            await self._tell(call, person.id, f"The pager on {schedule} is yours again.")
         return Reply(
             title="Pager handed back",
             text=f"Override {override} on {schedule} removed; {back}: the pager is yours again.",
             priority=Priority.PAGE,
         )
+
+    async def _held(self, call: Call, schedule: str) -> tuple[str, datetime] | None:
+        """The caller's override from `!ic take` on this schedule: (id, end)."""
+        raw = await self.kv.get(self._key(call, schedule))
+        if not raw:
+            return None
+        held = json.loads(raw)
+        return str(held["id"]), datetime.fromisoformat(held["end"])
+
+    async def _tell(self, call: Call, user_id: str, text: str) -> None:
+        """Tell someone whose shift changed, privately in this channel, if they are linked on
+        this platform (the channel message names them in any case). Best effort."""
+        e = call.event
+        try:
+            person = await self.api.user(user_id)
+            ids = (
+                await self.pd.identities.chat_ids(person.email, e.platform) if person.email else []
+            )
+        except UserError as exc:
+            log.warning("could not tell %s of the shift change: %s", user_id, exc)
+            return
+        for chat_id in ids:
+            if chat_id != e.actor.id:
+                where = Destination(e.platform, e.channel, e.thread, actor=chat_id)
+                call.outbox.enqueue(where, Reply(text=text, ephemeral=True))
 
     async def page(self, call: Call) -> Reply:
         return await self._page(call, (call.text("target") or "").strip(), None)
@@ -176,11 +228,18 @@ class TakeHandler:
                 raise NotFound(f"nobody is on call on {name} (or PagerDuty has no such schedule)")
         elif kind != "team":
             try:
-                user = await self.pd._user(call, name)
+                user = await self.pd.user(call, name)
                 people = [Person(user.id, user.name, user.email)]
             except NotFound:
                 if kind == "user":
                     raise
+        me = await self.api.user_by_email(sender)
+        if people and me is not None and all(p.id == me.id for p in people):
+            # PagerDuty would create it acknowledged by the requester and ring nobody.
+            raise UsageError(
+                f"that would page only you ({me.name}): PagerDuty would open the incident "
+                "already acknowledged and ring nobody"
+            )
         if people:
             inc = await self.api.create(
                 sender,

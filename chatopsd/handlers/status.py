@@ -5,11 +5,14 @@ from __future__ import annotations
 import asyncio
 from collections import Counter
 from collections.abc import Sequence
+from datetime import datetime
 
 from chatopsd.core.commands import CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.messages import Priority, Reply
+from chatopsd.core.ports import Clock
 from chatopsd.core.status import Overview, Reading, StatusSource, Verdict, combine
+from chatopsd.core.times import age
 
 _ICONS = {
     Verdict.NORMAL: "✅",
@@ -59,17 +62,19 @@ class StatusBoard:
 
 
 class StatusHandler:
-    def __init__(self, board: StatusBoard) -> None:
+    def __init__(self, board: StatusBoard, clock: Clock | None = None) -> None:
         self.board = board
+        self.clock = clock
 
     def commands(self) -> list[CommandSpec]:
         return [CommandSpec(("status",), "the system status from monitoring", self.status)]
 
     async def status(self, call: Call) -> Reply:
-        return render(await self.board.overview())
+        now = self.clock.now() if self.clock is not None else None
+        return render(await self.board.overview(), now=now)
 
 
-def render(overview: Overview, top: int = 5) -> Reply:
+def render(overview: Overview, top: int = 5, now: datetime | None = None) -> Reply:
     """The overview as a reply: verdict, the firing alerts behind it, unreadable sources."""
     if not overview.readings:
         return Reply(
@@ -97,7 +102,10 @@ def render(overview: Overview, top: int = 5) -> Reply:
             break
         times = f" ×{by_name[alert.name]}" if by_name[alert.name] > 1 else ""
         about = f": {alert.summary}" if alert.summary else ""
-        lines.append(f"{alert.verdict.value} {alert.name}{times}{about} ({alert.source})")
+        # how long it has been firing (the oldest of its instances), when the source says
+        starts = [a.since for a in overview.alerts if a.name == alert.name and a.since]
+        firing = f"firing {age(now - min(starts))}, " if now and starts else ""
+        lines.append(f"{alert.verdict.value} {alert.name}{times}{about} ({firing}{alert.source})")
     for problem in overview.problems:
         lines.append(f"⚠ cannot check {problem.source}: {problem.error}")
     if not lines:

@@ -8,6 +8,7 @@ filter cannot make a silenced alert page the channel. The worst severity label w
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -75,8 +76,27 @@ class AlertmanagerStatus:
             name = str(labels.get("alertname") or "(unnamed alert)")
             summary = str(notes.get("summary") or notes.get("description") or "")
             key = str(item.get("fingerprint") or sorted(labels.items()))
-            alerts.append(Alert(name, verdict, summary, self.name, key))
+            alerts.append(
+                Alert(name, verdict, summary, self.name, key, _time(item.get("startsAt")))
+            )
         return alerts
+
+
+def _time(value: Any) -> datetime | None:
+    """startsAt (RFC 3339, e.g. 2026-11-29T21:05:00.123456789Z); None if absent or odd."""
+    if not isinstance(value, str) or not value:
+        return None
+    text = value.replace("Z", "+00:00")
+    # Go prints nanoseconds; fromisoformat takes at most microseconds.
+    if "." in text:
+        head, _, rest = text.partition(".")
+        digits = len(rest) - len(rest.lstrip("0123456789"))
+        text = f"{head}.{rest[: min(digits, 6)]}{rest[digits:]}"
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return None
+    return at if at.tzinfo else at.replace(tzinfo=UTC)
 
 
 def _table(value: Any) -> dict[str, Any]:

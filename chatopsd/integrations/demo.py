@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from chatopsd.core.errors import Unavailable
 from chatopsd.core.oncall import Group, OnCall, PageResult, Person, Roster
@@ -41,8 +41,13 @@ class DemoDirectory:
         self._started: datetime = clock.now()
 
     async def roster(self, group: Group) -> Roster:
+        # demo shifts hand over at the next 09:00 UTC, so `!ic` shows a shift end
+        now = self.clock.now()
+        handover = now.replace(hour=9, minute=0, second=0, microsecond=0)
+        if handover <= now:
+            handover += timedelta(days=1)
         entries = tuple(
-            OnCall(_PEOPLE[who], f"DEMO-{group}", schedule, role)
+            OnCall(_PEOPLE[who], f"DEMO-{group}", schedule, role, handover)
             for who, schedule, role in _ROSTERS[group]
         )
         return Roster(entries, as_of=self._started)

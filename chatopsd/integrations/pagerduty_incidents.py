@@ -22,7 +22,7 @@ class PagerDutyIncidents:
     def __init__(self, client: PagerDutyClient, *, deadline: float = 8.0) -> None:
         self.client = client
         self.deadline = deadline
-        self._users: dict[str, PdUser | None] = {}  # email -> user (None: no such user)
+        self._users: dict[str, PdUser] = {}  # email -> user, for users that exist
 
     async def _call(
         self,
@@ -123,12 +123,21 @@ class PagerDutyIncidents:
         users = body.get("users")
         return [_user(u) for u in users if isinstance(u, dict)] if isinstance(users, list) else []
 
+    async def user(self, user_id: str) -> PdUser:
+        body = await self._call("GET", f"/users/{user_id}")
+        return _user(_obj(body, "user"))
+
     async def user_by_email(self, email: str) -> PdUser | None:
         key = email.lower()
-        if key not in self._users:
-            found = [u for u in await self.find_users(key) if u.email.lower() == key]
-            self._users[key] = found[0] if found else None
-        return self._users[key]
+        if key in self._users:
+            return self._users[key]
+        found = [u for u in await self.find_users(key) if u.email.lower() == key]
+        if not found:
+            return None  # not cached: the user may be added to PagerDuty later
+        if len(self._users) > 10_000:
+            self._users.clear()
+        self._users[key] = found[0]
+        return found[0]
 
     async def create(
         self,

@@ -81,10 +81,12 @@ class SqliteIncidentCards:
         if ops:
             await self.db.write_many(ops)
 
-    async def owed(self) -> list[OwedCard]:
+    async def owed(self, incident_id: str | None = None) -> list[OwedCard]:
+        one = "" if incident_id is None else "AND incident_id = ? "
         rows = await self.db.fetchall(
             "SELECT incident_id, platform, channel, message_id, wanted FROM pd_cards "
-            "WHERE shown IS NULL OR shown <> wanted ORDER BY incident_id"
+            f"WHERE (shown IS NULL OR shown <> wanted) {one}ORDER BY incident_id",
+            () if incident_id is None else (incident_id,),
         )
         return [
             OwedCard(str(r[0]), Destination(str(r[1]), str(r[2])), r[3], str(r[4])) for r in rows

@@ -64,6 +64,7 @@ def intents() -> discord.Intents:
     wanted.guild_messages = True
     wanted.message_content = True
     wanted.guild_reactions = True
+    wanted.dm_messages = True  # a DM is addressed to us: no prefix needed (core/addressing)
     return wanted
 
 
@@ -123,7 +124,7 @@ class DiscordConnector:
     platform = "discord"
 
     def __init__(
-        self, config: DiscordSection, *, prefix: str = "!", clock: Clock | None = None
+        self, config: DiscordSection, *, clock: Clock | None = None, prefix: str = "!"
     ) -> None:
         self.config = config
         self.prefix = prefix

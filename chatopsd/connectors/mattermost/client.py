@@ -15,27 +15,16 @@ closes a socket whose pong does not come back within half of that (half-open det
 every watched channel since the last seen post time are fetched over REST and go through the
 same path; the post id is the event id, so the bus's dedupe drops any already handled.
 
-Incident channels (the optional ChannelAdmin port): `create_channel` makes a public channel in
-the first watched team (mattermost.teams, else the bot's first team) and adds it to the watched
-set, so its posts are caught up after an outage like any other; `invite` adds members one by
-one (the endpoint takes one user); `pin` pins a post. HTTP 403 and "name taken" become
-ChannelRefused with the reason. There is no outbox behind these calls, so they retry here a
-few times: a 429 always (the server did not act on it, Retry-After honoured), a 5xx or
-network error only for invite and pin (harmless to repeat; a create may have happened). What
-still fails surfaces as TransientSendError, and the incident falls back to a thread.
+Incident channels (the optional ChannelAdmin port) are in admin.py.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-import re
 import ssl
-import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
-from functools import partial
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
 import aiohttp
@@ -43,51 +32,40 @@ import aiohttp
 from chatopsd.config import MattermostSection
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.mattermost import events
-from chatopsd.connectors.mattermost.render import inline, render
+from chatopsd.connectors.mattermost.admin import (
+    USER_ID,
+    ChannelAdminCalls,
+    MattermostHTTPError,
+)
+from chatopsd.connectors.mattermost.render import render
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
-from chatopsd.core.limits import one_line, rendered_line
 from chatopsd.core.messages import Destination, Reply, Sent
-from chatopsd.core.ports import ChannelRefused, KeyValue
-from chatopsd.core.retry import Backoff, RetryPolicy, retrying, server_wait
+from chatopsd.core.ports import Clock, KeyValue
+from chatopsd.core.retry import server_wait
 
 log = logging.getLogger("chatopsd.mattermost")
 
 Json = dict[str, Any]
-T = TypeVar("T")
-
-# What Mattermost answers (HTTP 400) when a channel name is already used in the team.
-NAME_TAKEN = "store.sql_channel.save_channel.exists.app_error"
-# Mattermost user ids: 26 lowercase letters and digits; anything else is taken as a username.
-_USER_ID = re.compile(r"[a-z0-9]{26}")
 
 
-class MattermostHTTPError(Exception):
-    """A 4xx answer (other than 401/429): the request itself was refused."""
-
-    def __init__(self, text: str, status: int, error_id: str, message: str) -> None:
-        super().__init__(text)
-        self.status = status
-        self.error_id = error_id
-        self.message = message
-
-
-class MattermostConnector:
+class MattermostConnector(ChannelAdminCalls):
     platform = "mattermost"
 
     def __init__(
         self,
-        cfg: MattermostSection,
-        kv: KeyValue,
+        config: MattermostSection,
         *,
+        clock: Clock,
+        kv: KeyValue,
         prefix: str = "!",
-        heartbeat: float = 20.0,
         timeout: float = 15.0,
     ) -> None:
-        self.cfg = cfg
+        self.cfg = cfg = config
+        self.clock = clock
         self.kv = kv
         self.prefix = prefix
-        self.heartbeat = heartbeat
+        self.heartbeat = cfg.heartbeat_seconds
         self.timeout = timeout
         self.base = cfg.url.rstrip("/")
         self._http: aiohttp.ClientSession | None = None
@@ -130,7 +108,7 @@ class MattermostConnector:
                 if r.status == 429:
                     raise RateLimitedSend(
                         f"mattermost rate limited {method} {path}",
-                        retry_after=server_wait(r.headers, now=time.time()),
+                        retry_after=server_wait(r.headers, now=self.clock.now().timestamp()),
                     )
                 if r.status >= 500:
                     raise TransientSendError(f"mattermost {method} {path}: HTTP {r.status}")
@@ -345,66 +323,9 @@ class MattermostConnector:
             "PUT", f"/posts/{sent.message_id}/patch", json={"message": render(reply, self.prefix)}
         )
 
-    # -- incident channels (ChannelAdmin) -------------------------------------------------
-
-    async def create_channel(self, name: str, topic: str) -> str:
-        team = await self._create_team()
-        body = {
-            "team_id": team,
-            "name": name,
-            # Mattermost's limits: 64, 250 and 1024 characters. The title is user text: one
-            # line, no control characters; the header is markdown, so made inert there.
-            "display_name": one_line(topic, 64),
-            "purpose": one_line(topic, 250),
-            "header": rendered_line(topic, 1024, inline),
-            "type": "O",
-        }
-        try:
-            # Only a 429 is retried: after a 5xx or a timeout the channel may exist already.
-            channel = await self._admin(
-                lambda: self._api("POST", "/channels", json=body), retry_5xx=False
-            )
-        except MattermostHTTPError as exc:
-            if exc.error_id == NAME_TAKEN:
-                raise ChannelRefused(f"a channel named {name} already exists") from None
-            if exc.status == 403:
-                raise ChannelRefused(
-                    "the bot may not create channels (HTTP 403: give it the "
-                    f"create_public_channel permission): {exc.message}"
-                ) from None
-            raise ChannelRefused(
-                f"Mattermost refused the channel {name} (HTTP {exc.status}: {exc.message})"
-            ) from None
-        cid = str(channel["id"])
-        # Watched from now on: a post there is caught up after an outage like any other.
-        self._cursors.setdefault(cid, int(channel.get("create_at", 0) or 0))
-        return cid
-
-    async def invite(self, channel: str, user_ids: Sequence[str]) -> None:
-        refused: list[str] = []
-        for user in user_ids:
-            try:
-                uid = await self._user_id(user)
-                add = partial(
-                    self._api, "POST", f"/channels/{channel}/members", json={"user_id": uid}
-                )
-                await self._admin(add)
-            except MattermostHTTPError as exc:
-                refused.append(f"{user} (HTTP {exc.status}: {exc.message})")
-        if refused:
-            raise ChannelRefused(f"could not add {', '.join(refused)} to the channel")
-
-    async def pin(self, sent: Sent) -> None:
-        try:
-            await self._admin(lambda: self._api("POST", f"/posts/{sent.message_id}/pin"))
-        except MattermostHTTPError as exc:
-            raise ChannelRefused(
-                f"Mattermost refused to pin the post (HTTP {exc.status}: {exc.message})"
-            ) from None
-
     async def user_email(self, user_id: str) -> str | None:
         """The user's email (GET /users/{id}), to act in PagerDuty as them; None if hidden."""
-        if not _USER_ID.fullmatch(user_id):
+        if not USER_ID.fullmatch(user_id):
             return None
         found = await self._api("GET", f"/users/{user_id}")
         email = found.get("email") if isinstance(found, dict) else None
@@ -419,39 +340,6 @@ class MattermostConnector:
         me = str(self.me.get("id") or "") or str((await self._api("GET", "/users/me"))["id"])
         found = await self._api("POST", "/channels/direct", json=[me, user_id])
         return str(found["id"])
-
-    async def _user_id(self, user: str) -> str:
-        """A user id as is; a username (as typed in a command) looked up."""
-        if _USER_ID.fullmatch(user):
-            return user
-        found = await self._admin(lambda: self._api("GET", f"/users/username/{user}"))
-        return str(found["id"])
-
-    async def _create_team(self) -> str:
-        """The first of mattermost.teams the bot is in; without that setting, its first team."""
-        if self._home_team is None:
-            teams = await self._admin(lambda: self._api("GET", "/users/me/teams"))
-            wanted_teams: list[str | None] = [*self.cfg.teams] or [None]
-            for wanted in wanted_teams:
-                match = [t for t in teams if wanted is None or wanted in (t["id"], t["name"])]
-                if match:
-                    self._home_team = str(match[0]["id"])
-                    break
-            else:
-                raise ChannelRefused(
-                    "the bot is in no team to create channels in (see mattermost.teams)"
-                )
-        return self._home_team
-
-    async def _admin(self, call: Callable[[], Awaitable[T]], *, retry_5xx: bool = True) -> T:
-        """A channel-admin call has no outbox behind it: retry a 429 (honouring Retry-After)
-        and, where a repeat is harmless, a 5xx or network error, a few times."""
-        policy = RetryPolicy(
-            self.admin_attempts, Backoff(base=0.5, cap=self.admin_max_wait), self.admin_max_wait
-        )
-        return await retrying(
-            call, policy, retry_on=lambda exc: isinstance(exc, RateLimitedSend) or retry_5xx
-        )
 
     async def close(self) -> None:
         if self._http is not None:

@@ -34,6 +34,7 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
+from chatopsd.config import SlackSection
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.slack import admin as slack_admin
 from chatopsd.connectors.slack.events import (
@@ -46,7 +47,7 @@ from chatopsd.connectors.slack.render import escape, render
 from chatopsd.connectors.slack.users import UserCache
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
-from chatopsd.core.messages import Destination, Inbound, Reply, Sent
+from chatopsd.core.messages import Actor, Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock
 from chatopsd.core.retry import server_wait
 
@@ -85,29 +86,27 @@ class SlackConnector:
 
     def __init__(
         self,
+        config: SlackSection,
         *,
-        app_token: str,
-        bot_token: str,
-        api_url: str,
         clock: Clock,
         prefix: str = "!",
-        allow_bots: bool = False,
-        ping_interval: float = 3.0,
         reconnect_grace: float | None = None,
         connect_timeout: float = 10.0,
         http_timeout: int = 10,
     ) -> None:
-        self._app_token, self._bot_token = app_token, bot_token
+        self._app_token = config.app_token.get_secret_value()
+        self._bot_token = config.bot_token.get_secret_value()
+        api_url = config.api_url
         self.api_url = api_url if api_url.endswith("/") else api_url + "/"
-        self.clock, self.prefix, self.allow_bots = clock, prefix, allow_bots
-        self.ping_interval = ping_interval
-        self.reconnect_grace = reconnect_grace or max(5 * ping_interval, 5.0)
+        self.clock, self.prefix, self.allow_bots = clock, prefix, config.allow_bots
+        self.ping_interval = config.ping_interval_seconds
+        self.reconnect_grace = reconnect_grace or max(5 * self.ping_interval, 5.0)
         self.connect_timeout, self.http_timeout = connect_timeout, http_timeout
         self._web: AsyncWebClient | None = None
         self._users: UserCache | None = None
         self._socket: SocketModeClient | None = None
         self._session: Session | None = None
-        self.me = identity("", allow_bots=allow_bots)
+        self.me = identity("", allow_bots=self.allow_bots)
         self.acked = 0
         self.malformed = 0
         self._response_urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
@@ -239,6 +238,12 @@ class SlackConnector:
         if isinstance(message.get("retry_attempt"), int) and message["retry_attempt"] > 0:
             log.info("redelivered event %s (attempt %d)", event.event_id, message["retry_attempt"])
         self._session.emit(await self._resolve(event))
+
+    async def user_email(self, user_id: str) -> str | None:
+        """A user's email from the users.info cache (a mention in `!pd reassign <@U…>`)."""
+        if self._users is None:
+            return None
+        return (await self._users.resolve(Actor(user_id))).email
 
     async def _resolve(self, event: Inbound) -> Inbound:
         if self._users is None:
