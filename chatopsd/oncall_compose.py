@@ -54,7 +54,10 @@ def build(app: App) -> list[CommandProvider]:
     delivery = PostDelivery(store, app.outbox, dm_channel)
     if pd.handoff_channels:
         app.handoffs = handoffs = Handoffs(
-            store, delivery, destinations=[destination(t) for t in pd.handoff_channels]
+            store,
+            delivery,
+            destinations=[destination(t) for t in pd.handoff_channels],
+            tz=app.times.zone,  # chatopsd.timezone
         )
 
         async def announce(snap: Snapshot) -> None:
@@ -131,7 +134,13 @@ def build(app: App) -> list[CommandProvider]:
             ]
 
         app.reminders = reminders = Reminders(
-            store, delivery, current, app.clock, targets, minutes=pd.remind_before_minutes
+            store,
+            delivery,
+            current,
+            app.clock,
+            targets,
+            minutes=pd.remind_before_minutes,
+            tz=app.times.zone,
         )
 
         async def remind(snap: Snapshot) -> None:
@@ -161,6 +170,7 @@ def build(app: App) -> list[CommandProvider]:
             ic_schedules=pd.ic_schedules,
             schedules=schedules,
             days=pd.lookahead_days,
+            tz=app.times.zone,
         )
     ]
 

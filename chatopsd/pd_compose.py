@@ -70,7 +70,13 @@ def build(app: App) -> list[CommandProvider]:
     app.incidents.escalation_pager = take.escalation_page
     # `!ic swap` (issue 18): requests in the database, overrides made as the taker
     swaps = SwapHandler(
-        api, handler, SqlSwaps(app.db), app.outbox, app.clock, schedules=pd.ic_schedules
+        api,
+        handler,
+        SqlSwaps(app.db),
+        app.outbox,
+        app.clock,
+        schedules=pd.ic_schedules,
+        tz=app.times.zone,
     )
     app.scheduler.every("swap-expire", 300, app._leader_only(swaps.sweep), run_now=False)
     app.swaps = swaps

@@ -189,3 +189,11 @@ def test_a_topic_template_with_an_unknown_placeholder_is_refused(
 ) -> None:
     with pytest.raises(ValueError, match=r"may only use \{ic\} and \{responders\}"):
         make_config(tmp_path, pagerduty=pd_section(pd, topic_channels={"slack:C1": "IC: {who}"}))
+
+
+def test_shift_times_are_shown_in_the_configured_zone() -> None:
+    from zoneinfo import ZoneInfo
+
+    paris = ZoneInfo("Europe/Paris")
+    assert handoff.shift_time(T, paris) == "Tue 10:00"
+    assert handoff.shift_time(T, paris, now=T - timedelta(days=7)) == "Tue 24 Nov 10:00"
