@@ -9,6 +9,7 @@ again at the next refresh, and the run raises so the scheduler counts it.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
@@ -47,8 +48,14 @@ class KeptTrue:
         self.topics = topics
         self.usergroups = dict(usergroups)
         self.set_topic, self.set_group, self.chat_ids = set_topic, set_group, chat_ids
+        # one run at a time: two overlapping refreshes must not both see "not written yet"
+        self._lock = asyncio.Lock()
 
     async def after_refresh(self, entries: Mapping[str, tuple[OnCall, ...]]) -> None:
+        async with self._lock:
+            await self._after_refresh(entries)
+
+    async def _after_refresh(self, entries: Mapping[str, tuple[OnCall, ...]]) -> None:
         written = await self.state.written()
         failed: list[str] = []
         ic = _names(entries.get("ic", ()))
