@@ -1,6 +1,10 @@
 """Benchmark the on-call cache: `!ic` latency from cache, and the cost of one refresh.
 
     .venv/bin/python bench/oncall.py [--schedules 100] [--users 1000] [--runs 2000]
+    .venv/bin/python bench/oncall.py --schedules 50 --lookahead-days 30   # issue 18's figure
+
+The refresh job's full cost (the current on-calls, then the lookahead of coming shifts and the
+handoff decisions, issue 18) is printed on its own line.
 
 The fake PagerDuty runs in a child process (spec validation off: we measure our side, not
 openapi-core), so the figures are the daemon's own seconds and peak RSS.
@@ -17,6 +21,7 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -27,7 +32,9 @@ from tests.conftest import make_config
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty, FakeUser, phone
 
 
-def serve_fake(schedules: int, users: int, ports: mp.Queue[int], stop: mp.Event) -> None:  # type: ignore[type-arg]
+def serve_fake(  # type: ignore[type-arg]
+    schedules: int, users: int, days: int, ports: mp.Queue[int], stop: mp.Event
+) -> None:
     async def main() -> None:
         fake = FakePagerDuty(validate=False, page_size_cap=100, policies_per_entry=2)
         for i in range(users):
@@ -40,6 +47,17 @@ def serve_fake(schedules: int, users: int, ports: mp.Queue[int], stop: mp.Event)
         for s in range(schedules):
             members = [(f"PU{(s * per + k) % users:05d}", 1 + k % 2) for k in range(per)]
             fake.schedules[f"PS{s:04d}"] = (f"Schedule {s}", members)
+            # a daily rotation through the members, from yesterday to past the lookahead
+            day0 = datetime.now(UTC).replace(hour=8, minute=0, second=0, microsecond=0)
+            fake.shifts[f"PS{s:04d}"] = [
+                (
+                    members[d % len(members)][0],
+                    1,
+                    day0 + timedelta(days=d),
+                    day0 + timedelta(days=d + 1),
+                )
+                for d in range(-1, days + 1)
+            ]
         await fake.start()
         ports.put(int(fake.url.rsplit(":", 1)[1]))
         await asyncio.to_thread(stop.wait)
@@ -70,6 +88,8 @@ async def bench(args: argparse.Namespace, port: int) -> None:
             "ic_schedules": ids[:2],
             "responder_schedules": ids[2:],
             "refresh_seconds": 3600,
+            "lookahead_days": args.lookahead_days,
+            "handoff_channels": ["console:bench"],
         },
         ratelimit={"per_minute": 1e9, "burst": 1_000_000},  # measure !ic, not the limiter
     )
@@ -92,6 +112,32 @@ async def measure(app: App, args: argparse.Namespace) -> None:
         f"refresh: {args.schedules} schedules, {stats.people} users, {stats.entries} on-call "
         f"rows: {stats.requests} requests, {stats.seconds:.2f} s, "
         f"peak RSS {rss_mib():.1f} MiB (before this refresh {base_rss:.1f} MiB)"
+    )
+
+    assert app.shifts is not None
+    for _ in range(600):  # the start-up job's lookahead: let it finish (at most 30 s)
+        if app.shifts.lookahead.as_of is not None:
+            break
+        await asyncio.sleep(0.05)
+    before, started, base_rss = cache.client.requests, time.perf_counter(), rss_mib()
+    cpu = time.process_time()
+    await cache.refresh_job()  # what the scheduler runs: refresh, lookahead, handoffs
+    seconds = time.perf_counter() - started
+    assert app.shifts is not None and app.shifts.lookahead.as_of is not None
+    print(
+        f"refresh job with lookahead ({args.schedules} schedules, {args.lookahead_days} days, "
+        f"{len(app.shifts.lookahead.shifts)} shifts) and handoffs: "
+        f"{cache.client.requests - before} requests, {seconds * 1000:.0f} ms "
+        f"({(time.process_time() - cpu) * 1000:.0f} ms of our CPU), "
+        f"peak RSS {rss_mib():.1f} MiB (before {base_rss:.1f} MiB)"
+    )
+
+    before, started, cpu = cache.client.requests, time.perf_counter(), time.process_time()
+    assert await app.shifts.refresh()
+    print(
+        f"lookahead read alone: {cache.client.requests - before} requests, "
+        f"{(time.perf_counter() - started) * 1000:.0f} ms "
+        f"({(time.process_time() - cpu) * 1000:.0f} ms of our CPU; the rest is the fake)"
     )
 
     handler_ms: list[float] = []
@@ -121,11 +167,14 @@ def main() -> None:
     parser.add_argument("--schedules", type=int, default=100)
     parser.add_argument("--users", type=int, default=1000)
     parser.add_argument("--runs", type=int, default=2000)
+    parser.add_argument("--lookahead-days", type=int, default=30)
     args = parser.parse_args()
     ctx = mp.get_context("spawn")
     ports: mp.Queue[int] = ctx.Queue()
     stop = ctx.Event()
-    child = ctx.Process(target=serve_fake, args=(args.schedules, args.users, ports, stop))
+    child = ctx.Process(
+        target=serve_fake, args=(args.schedules, args.users, args.lookahead_days, ports, stop)
+    )
     child.start()
     try:
         asyncio.run(bench(args, ports.get(timeout=30)))

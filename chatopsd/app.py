@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TextIO
 
 from pydantic import BaseModel
 
-from chatopsd import __version__, logs, pd_compose, platforms, redact
+from chatopsd import __version__, logs, platforms, redact
 from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
@@ -59,9 +59,13 @@ from chatopsd.systemd import Notifier, Watchdog
 if TYPE_CHECKING:
     import aiohttp
 
+    from chatopsd.handlers.handoffs import Handoffs
     from chatopsd.handlers.pd_sync import IncidentSync
+    from chatopsd.handlers.reminders import Reminders
+    from chatopsd.handlers.swaps import SwapHandler
     from chatopsd.integrations.tickets import Tracker
     from chatopsd.store.oncall import OnCallCache
+    from chatopsd.store.shifts import ShiftCache
 
 log = logging.getLogger("chatopsd")
 
@@ -93,7 +97,12 @@ class App:
         self.metrics = Metrics()
         # every time shown in chat, in chatopsd.timezone (default: the host's zone)
         self.times = Times(self.config.chatopsd.zone())
+        self._stopped = False
         self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
+        self.handoffs: Handoffs | None = None  # handoff announcements (issue 18)
+        self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
+        self.reminders: Reminders | None = None  # shift reminders by DM (issue 18)
+        self.swaps: SwapHandler | None = None  # `!ic swap` requests (issue 18)
 
     async def start(self) -> None:
         cfg = self.config
@@ -123,6 +132,10 @@ class App:
         )
         self._handlers()
         await self.stalking.load()
+        if self.config.pagerduty is not None:
+            from chatopsd import oncall_compose
+
+            await oncall_compose.start(self)
 
         self.scheduler.every("prune-events", 3600, self._prune, run_now=False)
         self.scheduler.every("audit-head", cfg.audit.head_log_seconds, self.log_audit_head)
@@ -261,7 +274,7 @@ class App:
             self.incidents,
             *extras,
             *self._approvals_and_ops(),
-            *pd_compose.build(self),
+            *self._pagerduty_extras(),
         ]
         for handler in handlers:
             for spec in handler.commands():
@@ -293,6 +306,16 @@ class App:
     def _services(self) -> list[str]:
         pd = self.config.pagerduty
         return [s.name for s in pd.services] if pd is not None else []
+
+    def _pagerduty_extras(self) -> list[CommandProvider]:
+        """`!pd`, `!ic take/next/schedule/swap`, the incident poll, handoffs and reminders:
+        built only with a [pagerduty] section (they load the PagerDuty client and aiohttp,
+        which a console-only daemon never needs)."""
+        if self.config.pagerduty is None:
+            return []
+        from chatopsd import oncall_compose, pd_compose
+
+        return [*pd_compose.build(self), *oncall_compose.build(self)]
 
     def _incident_extras(self) -> list[CommandProvider]:
         """Status page, follow-ups and the video bridge, hooked into the incident lifecycle."""
@@ -640,6 +663,9 @@ class App:
             await db.close()
 
     async def stop(self) -> None:
+        if self._stopped:  # a second stop (e.g. a test's, then its fixture's) does nothing
+            return
+        self._stopped = True
         grace = self.config.chatopsd.shutdown_grace_seconds
         cancelled = await self.bus.drain(grace)
         if cancelled:

@@ -183,8 +183,28 @@ class PagerDutySection(Section):
     incident_channels: list[str] = []
     incident_poll_seconds: float = Field(20.0, ge=1)
     users: dict[str, str] = {}
+    # Issue 18: on-call awareness pushed out.
+    handoff_channels: list[str] = []
+    lookahead_days: float = Field(14.0, gt=0, le=90)
+    remind_before_minutes: list[Annotated[int, Field(gt=0)]] = []
+    topic_channels: dict[
+        str, str
+    ] = {}  # "platform:channel" -> "IC: {ic} · Responders: {responders}"
+    slack_usergroups: dict[str, str] = {}  # schedule id -> Slack user group id
 
-    @field_validator("incident_channels", "users")
+    @field_validator("topic_channels")
+    @classmethod
+    def _topic_templates(cls, v: dict[str, str]) -> dict[str, str]:
+        for target, template in v.items():
+            try:
+                template.format(ic="", responders="")
+            except (KeyError, IndexError, ValueError) as exc:
+                raise ValueError(
+                    f"the topic for {target} may only use {{ic}} and {{responders}} ({exc})"
+                ) from None
+        return v
+
+    @field_validator("incident_channels", "users", "handoff_channels", "topic_channels")
     @classmethod
     def _platform_keys(cls, v: object) -> object:
         for target in v if isinstance(v, list) else v if isinstance(v, dict) else ():

@@ -13,9 +13,11 @@ from chatopsd.handlers.incident import destination
 from chatopsd.handlers.pd import ROLE, Identities, PdHandler
 from chatopsd.handlers.pd_sync import IncidentSync
 from chatopsd.handlers.pd_take import TakeHandler
+from chatopsd.handlers.swaps import SwapHandler
 from chatopsd.integrations.pagerduty_incidents import PagerDutyIncidents
 from chatopsd.store.links import SqliteIdentityLinks
 from chatopsd.store.pd_cards import SqliteIncidentCards
+from chatopsd.store.swaps import SqlSwaps
 
 if TYPE_CHECKING:
     from chatopsd.app import App
@@ -66,4 +68,16 @@ def build(app: App) -> list[CommandProvider]:
         ),
     )
     app.incidents.escalation_pager = take.escalation_page
-    return [handler, take]
+    # `!ic swap` (issue 18): requests in the database, overrides made as the taker
+    swaps = SwapHandler(
+        api,
+        handler,
+        SqlSwaps(app.db),
+        app.outbox,
+        app.clock,
+        schedules=pd.ic_schedules,
+        tz=app.times.zone,
+    )
+    app.scheduler.every("swap-expire", 300, app._leader_only(swaps.sweep), run_now=False)
+    app.swaps = swaps
+    return [handler, take, swaps]

@@ -62,7 +62,7 @@ async def test_failed_announcement_binds_no_channel_and_limits_still_apply(app: 
     assert await app.incident_store.home(incident.id) is None
     await run(app, "ic page", "D1", "s2")
     [row] = [r for r in await app.audit.since(None) if r.event_id == "s2"]
-    assert row.outcome.startswith("denied") and "pages people" in row.outcome
+    assert row.outcome == "denied" and "pages people" in (row.cause or "")
 
 
 async def test_slash_in_a_dm_obeys_the_paging_channels(app: App) -> None:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
+from chatopsd.core.handoff import OwedPost, Step, Watched
 from chatopsd.core.messages import Destination, Reply, Sent
 
 if TYPE_CHECKING:
@@ -320,3 +321,58 @@ class UserEmails(Protocol):
     GET /users/{id}); used to act in PagerDuty as that person."""
 
     async def user_email(self, user_id: str) -> str | None: ...
+
+
+@runtime_checkable
+class DirectMessages(Protocol):
+    """OPTIONAL connector capability: a direct-message channel with one user (issue 18: shift
+    reminders). Slack conversations.open, Mattermost POST /channels/direct, Discord
+    POST /users/@me/channels; the reply is then sent there like any other."""
+
+    async def dm_channel(self, user_id: str) -> str: ...
+
+
+@runtime_checkable
+class ChannelTopics(Protocol):
+    """OPTIONAL connector capability: set a channel's topic (Slack conversations.setTopic,
+    the Mattermost channel header, the Discord channel topic). Issue 18."""
+
+    async def set_topic(self, channel: str, text: str) -> None: ...
+
+
+@runtime_checkable
+class UserGroups(Protocol):
+    """OPTIONAL connector capability: replace a user group's members (Slack
+    usergroups.users.update). Issue 18."""
+
+    async def set_usergroup(self, group_id: str, user_ids: Sequence[str]) -> None: ...
+
+
+class OnCallPosts(Protocol):
+    """Issue 18's durable state: handoffs announced, reminders handled, posts owed."""
+
+    async def watched(self) -> dict[str, Watched]: ...
+
+    async def decide(self, steps: Sequence[Step], destinations: Sequence[Destination]) -> None:
+        """Store each watch's new state and the announcements it owes, atomically."""
+        ...
+
+    async def owed(self) -> list[OwedPost]: ...
+
+    async def sent(self, key: str, message_id: str) -> None: ...
+
+    async def reminded(self, keys: Sequence[str]) -> set[str]: ...
+
+    async def remind(
+        self, handled: Sequence[str], dms: Sequence[tuple[str, str, str, str]]
+    ) -> None:
+        """Record handled reminder keys and the DMs they owe, atomically."""
+        ...
+
+
+class KeptState(Protocol):
+    """What was last written to each topic / user group kept true (issue 18)."""
+
+    async def written(self) -> dict[str, str]: ...
+
+    async def record(self, target: str, value: str) -> None: ...

@@ -20,6 +20,7 @@ import logging
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any
 
 import aiohttp
@@ -58,6 +59,15 @@ class OnCallRow:
     user_name: str
     level: int
     until: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class ShiftRow:
+    """One shift in the lookahead: who, on which schedule and level, from when until when."""
+
+    row: OnCallRow
+    start: str
+    end: str
 
 
 class PagerDutyClient:
@@ -126,6 +136,38 @@ class PagerDutyClient:
             offset += len(items)
         # Grouped by schedule, then escalation level: one compact message per group.
         return sorted(best.values(), key=lambda r: (r.schedule_name, r.level, r.user_name))
+
+    async def shifts(
+        self,
+        schedule_ids: Sequence[str],
+        since: datetime,
+        until: datetime,
+        *,
+        deadline: float = 30.0,
+    ) -> list[ShiftRow]:
+        """Every on-call shift on these schedules overlapping since..until (the lookahead),
+        one row per (schedule, user, start), at its lowest escalation level."""
+        best: dict[tuple[str, str, str], ShiftRow] = {}
+        offset = 0
+        stop = time.monotonic() + deadline
+        window = [("since", _iso(since)), ("until", _iso(until))]
+        while True:
+            query: list[tuple[str, str]] = [("schedule_ids[]", s) for s in schedule_ids]
+            query += [*window, ("limit", str(self.page_size)), ("offset", str(offset))]
+            body = await self._request("GET", "/oncalls", query, until=stop)
+            items = _list(body, "oncalls")
+            for item in items:
+                row = _oncall_row(item)
+                start = item.get("start") if isinstance(item, dict) else None
+                if row is None or not isinstance(start, str) or row.until is None:
+                    continue  # a permanent on-call (no start/end) is no shift
+                key = (row.schedule_id, row.user_id, start)
+                if key not in best or row.level < best[key].row.level:
+                    best[key] = ShiftRow(row, start, row.until)
+            if not body.get("more") or not items:
+                break
+            offset += len(items)
+        return sorted(best.values(), key=lambda r: (r.start, r.row.schedule_name, r.row.level))
 
     async def user(self, user_id: str, *, deadline: float = 30.0) -> dict[str, Any]:
         body = await self._request(
@@ -333,6 +375,10 @@ class PagerDutyPager:
 
 
 # -- helpers -------------------------------------------------------------------------------
+
+
+def _iso(at: datetime) -> str:
+    return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _decode(raw: bytes) -> Any:

@@ -13,7 +13,7 @@ import asyncio
 import json
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -69,6 +69,9 @@ class OnCallCache:
         self.search_deadline = search_deadline
         self.snapshot = Snapshot()
         self._lock = asyncio.Lock()
+        # Run after each refresh that succeeded, with what it read (handoffs, issue 18); never
+        # after a failed one, so nothing downstream mistakes an outage for "nobody on call".
+        self.after_refresh: list[Callable[[Snapshot], Awaitable[None]]] = []
 
     # -- Directory ---------------------------------------------------------------------
 
@@ -160,6 +163,9 @@ class OnCallCache:
         """The scheduled refresh: a failure it kept from the daemon is still a failed run."""
         if await self.refresh() is None:
             raise JobFailed(self.snapshot.error or "refresh failed")
+        snap = self.snapshot
+        for hook in self.after_refresh:
+            await hook(snap)
 
     async def _fetch(self) -> tuple[dict[str, Person], dict[str, tuple[OnCall, ...]]]:
         rows: dict[str, list[OnCallRow]] = {}

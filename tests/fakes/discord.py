@@ -107,6 +107,8 @@ class FakeDiscord:
         self.close_after_identify: int | None = None
         self.resumable = True
         self.acknowledged: set[str] = set()
+        self.dm_channels: dict[str, str] = {}  # recipient id -> DM channel id (issue 18)
+        self.topics: dict[str, str] = {}  # channel id -> topic set by Modify Channel (issue 18)
         self.refuse_gateway = 0  # refuse this many websocket handshakes (an outage)
         self.identifies = 0
         self.resumes = 0
@@ -193,6 +195,21 @@ class FakeDiscord:
         parts = path.strip("/").split("/")
         if path == "/users/@me":
             return self._json(user(BOT_ID, "chatopsd", bot=True))
+        if path == "/users/@me/channels" and method == "POST":
+            # Create DM: {"recipient_id"} -> a DM channel (type 1), the same one each time
+            recipient = str((rec.body or {}).get("recipient_id") or "")
+            if not recipient.isdigit():
+                return self._json({"message": "Invalid Form Body", "code": 50035}, 400)
+            cid = self.dm_channels.setdefault(recipient, self.snowflake())
+            return self._json(
+                {
+                    "id": cid,
+                    "type": 1,
+                    "last_message_id": None,
+                    "flags": 0,
+                    "recipients": [user(int(recipient), "someone")],
+                }
+            )
         if path == "/oauth2/applications/@me":
             return self._json(
                 {
@@ -221,6 +238,28 @@ class FakeDiscord:
         if parts[0] == "channels" and parts[-1] == "messages" and method == "POST":
             await self.posted.put(rec)
             return self._json(self._message(parts[1], rec.body))
+        if parts[0] == "channels" and len(parts) == 2 and method == "PATCH":
+            # Modify Channel: a guild text channel's topic is 0-1024 characters
+            topic = (rec.body or {}).get("topic")
+            if not isinstance(topic, str) or len(topic) > 1024:
+                return self._json({"message": "Invalid Form Body", "code": 50035}, 400)
+            self.topics[parts[1]] = topic
+            return self._json(
+                {
+                    "id": parts[1],
+                    "type": 0,
+                    "guild_id": str(GUILD_ID),
+                    "name": "incidents",
+                    "position": 0,
+                    "permission_overwrites": [],
+                    "nsfw": False,
+                    "parent_id": None,
+                    "topic": topic,
+                    "last_message_id": None,
+                    "rate_limit_per_user": 0,
+                    "flags": 0,
+                }
+            )
         if parts[0] == "channels" and method == "PATCH":
             await self.posted.put(rec)
             return self._json(self._message(parts[1], rec.body, parts[3]))

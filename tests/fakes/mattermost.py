@@ -13,7 +13,9 @@ Channel administration (channels.yaml, posts.yaml): `POST /channels` (201 Channe
 `refuse_invites`), `POST /posts/{id}/pin` (200 StatusOK; 403 while `refuse_pins`), and
 `GET /users/username/{name}`. `admin_failures` answers the next admin calls (create, member,
 pin) with the given (status, headers); `pin_failures` the next pins. Created channels show
-in `GET /users/me/channels`, the bot a member.
+in `GET /users/me/channels`, the bot a member. `POST /channels/direct` (201 Channel of type
+"D"; 400 unless two user ids including the caller's, 404 for an unknown user) and
+`PUT /channels/{id}/patch` (the header kept true, issue 18; recorded in `channel_patches`).
 """
 
 from __future__ import annotations
@@ -71,6 +73,7 @@ class FakeMattermost:
         self.users = {u["username"]: u for u in (BOT, ALICE, BOB)}
         self.broadcast = False  # every event to every connection (several instances)
         self.emails: dict[str, str] = {ALICE["id"]: "alice@example.com"}  # user id -> email
+        self.channel_patches: list[tuple[str, dict[str, Any]]] = []  # PUT /channels/{id}/patch
         self._ids = itertools.count(1)
         self._last_ms = 0
         self.runner: web.AppRunner | None = None
@@ -91,6 +94,8 @@ class FakeMattermost:
         app.router.add_get("/api/v4/channels/{id}/posts", self._since)
         app.router.add_get("/api/v4/websocket", self._ws)
         app.router.add_post("/api/v4/channels", self._create_channel)
+        app.router.add_post("/api/v4/channels/direct", self._direct)
+        app.router.add_put("/api/v4/channels/{id}/patch", self._patch_channel)
         app.router.add_post("/api/v4/channels/{id}/members", self._add_member)
         app.router.add_post("/api/v4/posts/{id}/pin", self._pin)
         app.router.add_get("/api/v4/users/username/{name}", self._user_by_name)
@@ -275,6 +280,59 @@ class FakeMattermost:
             return None
         status, headers = self.admin_failures.pop(0)
         return _app_error("api.try_later", "try later", status, headers)
+
+    async def _patch_channel(self, request: web.Request) -> web.Response:
+        """channels.yaml PatchChannel: name, display_name, purpose, header (each optional);
+        200 with the whole channel; 404 for an unknown channel."""
+        channel = self.channels.get(request.match_info["id"])
+        if channel is None:
+            return _app_error("app.channel.get.existing.app_error", "channel not found", 404)
+        body = await request.json()
+        allowed = {"name", "display_name", "purpose", "header", "group_constrained"}
+        if not isinstance(body, dict) or not set(body) <= allowed:
+            return _app_error("api.context.invalid_body_param.app_error", "bad patch", 400)
+        self.channel_patches.append((channel["id"], body))
+        channel.update({k: v for k, v in body.items() if isinstance(v, str)})
+        channel["update_at"] = self._now_ms()
+        return web.json_response(channel)
+
+    async def _direct(self, request: web.Request) -> web.Response:
+        """channels.yaml CreateDirectChannel: a body of exactly two user ids, one of them the
+        caller; 201 with the direct channel ("D", named "<id>__<id>"), the same one each time."""
+        body = await request.json()
+        known = {u["id"] for u in self.users.values()}
+        if (
+            not isinstance(body, list)
+            or len(body) != 2
+            or not all(isinstance(u, str) for u in body)
+            or BOT["id"] not in body
+        ):
+            return _app_error("api.context.invalid_body_param.app_error", "bad user ids", 400)
+        if not set(body) <= known:
+            return _app_error("app.user.missing_account.const", "user not found", 404)
+        name = "__".join(sorted(body))
+        found = next((c for c in self.channels.values() if c["name"] == name), None)
+        if found is None:
+            now = self._now_ms()
+            found = {
+                "id": f"dmchan{next(self._ids):020d}",
+                "create_at": now,
+                "update_at": now,
+                "delete_at": 0,
+                "team_id": "",
+                "type": "D",
+                "display_name": "",
+                "name": name,
+                "header": "",
+                "purpose": "",
+                "last_post_at": 0,
+                "total_msg_count": 0,
+                "extra_update_at": 0,
+                "creator_id": BOT["id"],
+            }
+            self.channels[found["id"]] = found
+            self.members[found["id"]] = sorted(body)
+        return web.json_response(found, status=201)
 
     async def _create_channel(self, request: web.Request) -> web.Response:
         if (failed := self._admin_failure()) is not None:

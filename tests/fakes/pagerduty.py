@@ -105,6 +105,10 @@ class FakePagerDuty:
     # team id -> (name, escalation policy id); policy id -> (name, user ids at its first level)
     teams: dict[str, tuple[str, str]] = field(default_factory=dict)
     policies: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
+    # Issue 18: timed shifts, schedule id -> [(user id, level, start, end)]. A schedule listed
+    # here answers GET /oncalls from them (the shift covering `now`, or every shift overlapping
+    # `since`..`until`); its entry in `schedules` then only gives the name.
+    shifts: dict[str, list[tuple[str, int, datetime, datetime]]] = field(default_factory=dict)
 
     async def start(self) -> None:
         if self.validate:
@@ -181,9 +185,15 @@ class FakePagerDuty:
     async def _oncalls(self, request: web.Request) -> web.Response:
         wanted = request.query.getall("schedule_ids[]", [])
         rows: list[dict[str, Any]] = []
+        now = self.now()
+        since = _parse(request.query["since"]) if "since" in request.query else now
+        until = _parse(request.query["until"]) if "until" in request.query else now
         if self.fault != "empty":
             for sid in wanted:
                 if sid not in self.schedules:
+                    continue
+                if sid in self.shifts:
+                    rows += self._shift_rows(sid, since, until)
                     continue
                 name, entries = self.schedules[sid]
                 for policy in range(self.policies_per_entry):
@@ -211,6 +221,30 @@ class FakePagerDuty:
                 "total": None,
             }
         )
+
+    def _shift_rows(self, sid: str, since: datetime, until: datetime) -> list[dict[str, Any]]:
+        """PagerDuty's overlap rule: a shift is listed if it overlaps since..until (a shift
+        covering the instant when both are now)."""
+        name = self.schedules[sid][0]
+        rows = []
+        for policy in range(self.policies_per_entry):
+            for uid, level, start, end in self.shifts[sid]:
+                if since == until:
+                    if not start <= since < end:
+                        continue
+                elif not (start < until and end > since):
+                    continue
+                rows.append(
+                    {
+                        "escalation_policy": _ref("escalation_policy", f"EP{policy}"),
+                        "escalation_level": level,
+                        "schedule": _ref("schedule", sid, name),
+                        "user": _ref("user", uid, self.users[uid].name),
+                        "start": _iso(start),
+                        "end": _iso(end),
+                    }
+                )
+        return rows
 
     def _user_json(self, user: FakeUser) -> dict[str, Any]:
         return {

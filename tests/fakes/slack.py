@@ -9,7 +9,9 @@ The REAL slack-sdk talks to it. It behaves like Slack where it matters to us:
     `disconnect`);
   * conversations.create / setTopic / invite keep `channels` (name, topic, members), pins.add
     keeps `pins`; `refuse_create` makes creation fail with that error (restricted_action,
-    missing_scope, ...), `taken` holds names someone else already has.
+    missing_scope, ...), `taken` holds names someone else already has;
+  * conversations.open gives one DM channel id per user (kept in `dms`);
+    usergroups.users.update replaces the members of a group in `usergroups` (known ids only).
 `timeline` records ("ack", envelope_id) and ("api", method) in the order they happened.
 """
 
@@ -90,6 +92,8 @@ class FakeSlack:
         self.refuse_create: str | None = None
         self.refuse_pin: str | None = None
         self._channel_ids = itertools.count(1)
+        self.dms: dict[str, str] = {}  # DM channel id -> user (conversations.open)
+        self.usergroups: dict[str, list[str]] = {}  # usergroup id -> members (issue 18)
 
     # -- life ------------------------------------------------------------------------------
 
@@ -308,6 +312,52 @@ class FakeSlack:
             return {"ok": False, "error": "already_pinned"}
         pins.append(ts)
         return {"ok": True}
+
+    def _m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A DM with one user (issue 18's reminders); the same id every time, as Slack does."""
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if not users:
+            return {"ok": False, "error": "users_list_not_supplied"}
+        if len(users) > 1:
+            return {"ok": False, "error": "method_not_supported_for_channel_type"}
+        if users[0] not in USERS:
+            return {"ok": False, "error": "user_not_found"}
+        dm = "D" + users[0][1:].rjust(8, "0")
+        self.dms[dm] = users[0]
+        channel = {"id": dm, "created": "1700000000", "is_im": True, "is_open": True}
+        return {"ok": True, "channel": {**channel, "user": users[0]}}
+
+    def _m_usergroups_users_update(self, args: dict[str, Any]) -> dict[str, Any]:
+        group = str(args.get("usergroup") or "")
+        users = [u for u in str(args.get("users") or "").split(",") if u]
+        if group not in self.usergroups:
+            return {"ok": False, "error": "no_permission"}  # Slack's answer for a foreign id
+        if not users or any(u not in USERS for u in users):
+            return {"ok": False, "error": "invalid_arg_name"}
+        self.usergroups[group] = users
+        subteam = {
+            "id": group,
+            "team_id": "T01",
+            "is_usergroup": True,
+            "is_subteam": True,
+            "name": "IC on call",
+            "description": "",
+            "handle": "ic-oncall",
+            "is_external": False,
+            "date_create": 1700000000,
+            "date_update": 1700000001,
+            "date_delete": 0,
+            "auto_type": None,
+            "auto_provision": False,
+            "enterprise_subteam_id": "",
+            "created_by": "U0CAROL",
+            "updated_by": "U0CAROL",
+            "deleted_by": None,
+            "prefs": {"channels": [], "groups": []},
+            "users": users,
+            "user_count": len(users),
+        }
+        return {"ok": True, "usergroup": subteam}
 
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = USERS.get(str(args.get("user")))

@@ -331,6 +331,16 @@ class MattermostConnector(ChannelAdminCalls):
         email = found.get("email") if isinstance(found, dict) else None
         return str(email).lower() if email else None
 
+    async def set_topic(self, channel: str, text: str) -> None:
+        """ChannelTopics: the channel header (PUT /channels/{id}/patch)."""
+        await self._api("PUT", f"/channels/{channel}/patch", json={"header": text})
+
+    async def dm_channel(self, user_id: str) -> str:
+        """DirectMessages: the direct channel between the bot and this user."""
+        me = str(self.me.get("id") or "") or str((await self._api("GET", "/users/me"))["id"])
+        found = await self._api("POST", "/channels/direct", json=[me, user_id])
+        return str(found["id"])
+
     async def close(self) -> None:
         if self._http is not None:
             await self._http.close()

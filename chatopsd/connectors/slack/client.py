@@ -333,6 +333,21 @@ class SlackConnector:
     async def pin(self, sent: Sent) -> None:
         await slack_admin.pin(self.web(), sent)
 
+    async def dm_channel(self, user_id: str) -> str:
+        """DirectMessages: the bot's IM channel with this user (conversations.open)."""
+        found = await _call(self.web().conversations_open, "conversations.open", {"users": user_id})
+        return str(found["channel"]["id"])
+
+    async def set_topic(self, channel: str, text: str) -> None:
+        """ChannelTopics: conversations.setTopic."""
+        args = {"channel": channel, "topic": text}
+        await _call(self.web().conversations_setTopic, "conversations.setTopic", args)
+
+    async def set_usergroup(self, group_id: str, user_ids: Sequence[str]) -> None:
+        """UserGroups: usergroups.users.update (the whole member list at once)."""
+        args = {"usergroup": group_id, "users": ",".join(user_ids)}
+        await _call(self.web().usergroups_users_update, "usergroups.users.update", args)
+
     async def close(self) -> None:
         if self._socket is not None:
             await _close_quietly(self._socket)

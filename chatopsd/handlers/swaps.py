@@ -1,0 +1,174 @@
+"""`!ic swap <from> <until> [reason]`: ask for cover, with a "Take it" button (issue 18).
+
+The request is posted where it was asked; whoever takes it (the `oncall` role, linked to a
+PagerDuty user) gets an override on the schedule for that window, made as them. The take is
+one conditional write, so a second taker is refused; an override PagerDuty refuses undoes the
+take. The request message is edited to say who took it, and the requester is told. A request
+expires when its window starts; the `swap-expire` job edits the message to say so.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta, tzinfo
+
+from chatopsd.core.commands import Arg, CommandSpec
+from chatopsd.core.context import Call
+from chatopsd.core.errors import Forbidden, NotFound, UsageError
+from chatopsd.core.handoff import shift_time
+from chatopsd.core.messages import Button, Destination, Reply, Sent
+from chatopsd.core.pd import IncidentApi
+from chatopsd.core.ports import Clock, ReplySink
+from chatopsd.core.swaps import Swap, SwapStore
+from chatopsd.handlers.pd import ROLE, PdHandler, parse_duration
+
+log = logging.getLogger("chatopsd.swaps")
+
+
+class SwapHandler:
+    def __init__(
+        self,
+        api: IncidentApi,
+        pd: PdHandler,
+        store: SwapStore,
+        outbox: ReplySink,
+        clock: Clock,
+        *,
+        schedules: Sequence[str],
+        tz: tzinfo | None = None,
+    ) -> None:
+        self.api, self.pd, self.store, self.outbox, self.clock = api, pd, store, outbox, clock
+        self.schedules = tuple(schedules)
+        self.tz = tz
+
+    def commands(self) -> list[CommandSpec]:
+        return [
+            CommandSpec(
+                ("ic", "swap"),
+                "ask for someone to cover your on-call window",
+                self.request,
+                (
+                    Arg("from", "when: 2026-11-24T08:00 (UTC) or a delay like 2h"),
+                    Arg("until", "when: a date-time, or a length like 8h"),
+                    Arg("reason", "why (optional)", kind="rest", required=False),
+                ),
+                role=ROLE,
+                mutates=True,
+                examples=("ic swap 2026-11-24T08:00 12h dentist", "ic swap 1h 4h"),
+            ),
+            CommandSpec(
+                ("ic", "swap", "take"),
+                "take a swap request: an override for you on that window",
+                self.take,
+                (Arg("id", "the request number", kind="int"),),
+                role=ROLE,
+                pages=True,
+                mutates=True,
+            ),
+        ]
+
+    async def request(self, call: Call) -> Reply:
+        if not self.schedules:
+            raise UsageError("no IC schedule configured to swap on")
+        now = self.clock.now()
+        start = _when(call.text("from") or "", now)
+        until = _when(call.text("until") or "", start)
+        if until <= start:
+            raise UsageError("the window ends before it starts")
+        if start < now - timedelta(minutes=1):
+            raise UsageError("the window has already started")
+        e = call.event
+        swap = Swap(
+            0,
+            self.schedules[0],
+            start,
+            until,
+            call.text("reason") or "",
+            f"{e.platform}:{e.actor.id}",
+            e.actor.display,
+            e.platform,
+            e.channel,
+            None,
+            expires=max(start, now + timedelta(minutes=1)),
+        )
+        swap_id = await self.store.open(swap)
+        swap = replace(swap, id=swap_id)
+        sent = await self.outbox.send(Destination(e.platform, e.channel), self._card(swap, now))
+        if sent is None:
+            raise RuntimeError("the swap request could not be posted")
+        await self.store.posted(swap_id, sent.message_id)
+        return Reply(text=f"Swap request #{swap_id} posted; it expires when the window starts.")
+
+    async def take(self, call: Call) -> Reply:
+        raw = call.args.get("id")
+        swap = await self.store.get(int(raw)) if isinstance(raw, int) else None
+        if swap is None:
+            raise NotFound(f"no swap request #{raw}")
+        sender = await self.pd.sender(call)  # linked, or Forbidden with how to link
+        me = await self.api.user_by_email(sender)
+        if me is None:
+            raise NotFound(f"PagerDuty has no user with the email {sender}")
+        e = call.event
+        taker = f"{e.platform}:{e.actor.id}"
+        now = self.clock.now()
+        if not await self.store.claim(swap.id, taker, e.actor.display, now):
+            again = await self.store.get(swap.id)
+            if again is not None and again.taker:
+                raise Forbidden(f"swap #{swap.id} was already taken by {again.taker_name}")
+            raise Forbidden(f"swap #{swap.id} has expired")
+        try:
+            await self.api.add_override(swap.schedule_id, sender, me.id, swap.start, swap.until)
+        except Exception:
+            await self.store.release(swap.id, taker)
+            raise
+        done = replace(swap, taker=taker, taker_name=e.actor.display)
+        if swap.message_id:
+            where = Destination(swap.platform, swap.channel)
+            await self.outbox.edit(Sent(where, swap.message_id), self._card(done, now))
+        window = f"{shift_time(swap.start, self.tz, now)} → {shift_time(swap.until, self.tz, now)}"
+        user = swap.requester.partition(":")[2]
+        self.outbox.enqueue(
+            Destination(swap.platform, swap.channel, thread=swap.message_id, actor=None),
+            Reply(
+                text=f"{swap.requester_name}: {e.actor.display} took your swap #{swap.id} "
+                f"({window}); the PagerDuty override is in place.",
+            ),
+        )
+        log.info("swap %d taken by %s (requester %s)", swap.id, taker, user)
+        return Reply(text=f"You have swap #{swap.id}: {window}, override made in PagerDuty.")
+
+    async def sweep(self) -> None:
+        """The `swap-expire` job: edit untaken requests whose window started."""
+        now = self.clock.now()
+        for swap in await self.store.expired(now):
+            if swap.message_id:
+                where = Destination(swap.platform, swap.channel)
+                await self.outbox.edit(Sent(where, swap.message_id), self._card(swap, now))
+            await self.store.close(swap.id)
+
+    def _card(self, swap: Swap, now: datetime) -> Reply:
+        window = f"{shift_time(swap.start, self.tz, now)} → {shift_time(swap.until, self.tz, now)}"
+        text = f"{swap.requester_name} needs cover on {swap.schedule_id}: {window}"
+        if swap.reason:
+            text += f" ({swap.reason})"
+        if swap.taker:
+            return Reply(title=f"🔁 Swap #{swap.id}: taken by {swap.taker_name}", text=text)
+        if swap.expires <= now:
+            return Reply(title=f"🔁 Swap #{swap.id}: expired, nobody took it", text=text)
+        return Reply(
+            title=f"🔁 Swap request #{swap.id}",
+            text=text,
+            buttons=(Button("Take it", f"ic swap take {swap.id}", "primary"),),
+        )
+
+
+def _when(text: str, base: datetime) -> datetime:
+    """A date-time (UTC unless it says otherwise), or a delay/length from `base`."""
+    text = text.strip()
+    try:
+        at = datetime.fromisoformat(text)
+    except ValueError:
+        return base + timedelta(seconds=parse_duration(text))
+    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

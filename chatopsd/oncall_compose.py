@@ -1,0 +1,182 @@
+"""Wiring for on-call awareness pushed out (issue 18), called from the composition root.
+
+Kept out of app.py so the root only gains a few lines; nothing here decides anything.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING
+
+from chatopsd.core.commands import CommandProvider
+from chatopsd.core.oncall import Person
+from chatopsd.core.ports import ChannelTopics, DirectMessages, UserGroups
+from chatopsd.core.shifts import Lookahead
+from chatopsd.handlers.handoffs import Handoffs
+from chatopsd.handlers.ic_shifts import ShiftHandler
+from chatopsd.handlers.incident import destination
+from chatopsd.handlers.kept_true import KeptTrue, Topic
+from chatopsd.handlers.oncall_posts import PostDelivery
+from chatopsd.handlers.reminders import Reminders
+from chatopsd.store.links import SqliteIdentityLinks
+from chatopsd.store.oncall import Snapshot
+from chatopsd.store.oncall_push import SqliteKeptState, SqliteOnCallPush
+from chatopsd.store.shifts import ShiftCache
+
+if TYPE_CHECKING:
+    from chatopsd.app import App
+
+log = logging.getLogger("chatopsd.oncall_push")
+
+Hook = Callable[[Snapshot], Awaitable[None]]
+
+
+def build(app: App) -> list[CommandProvider]:
+    """The lookahead cache and `!ic next/schedule`; handoff announcements after each refresh."""
+    pd = app.config.pagerduty
+    cache = app.oncall_cache
+    if pd is None or cache is None:
+        return []
+    store = SqliteOnCallPush(app.db)
+    schedules = [*pd.ic_schedules, *pd.responder_schedules]
+    app.shifts = shifts = ShiftCache(
+        app.db, cache.client, app.clock, schedule_ids=schedules, days=pd.lookahead_days
+    )
+    hooks: list[tuple[str, Hook]] = []
+
+    async def dm_channel(platform: str, user_id: str) -> str:
+        connector = app.outbox.connectors.get(platform)
+        if not isinstance(connector, DirectMessages):
+            raise RuntimeError(f"{platform} cannot open direct messages")
+        return await connector.dm_channel(user_id)
+
+    delivery = PostDelivery(store, app.outbox, dm_channel)
+    if pd.handoff_channels:
+        app.handoffs = handoffs = Handoffs(
+            store,
+            delivery,
+            destinations=[destination(t) for t in pd.handoff_channels],
+            tz=app.times.zone,  # chatopsd.timezone
+        )
+
+        async def announce(snap: Snapshot) -> None:
+            await handoffs.after_refresh([e for group in snap.entries.values() for e in group])
+
+        hooks.append(("handoffs", announce))
+
+    async def lookahead(snap: Snapshot) -> None:
+        if not await shifts.refresh():
+            raise RuntimeError(f"on-call lookahead failed: {shifts.lookahead.error}")
+
+    hooks.append(("lookahead", lookahead))
+
+    def current() -> Lookahead:
+        return shifts.lookahead
+
+    links = SqliteIdentityLinks(app.db)
+    configured = {chat: email.lower() for chat, email in pd.users.items()}
+
+    async def linked(email: str) -> list[str]:
+        """Every "platform:user_id" linked to this PagerDuty email (config, then `!pd link`)."""
+        if not email:
+            return []
+        found = [chat for chat, known in configured.items() if known == email.lower()]
+        return list(dict.fromkeys(found + await links.holders(email)))
+
+    if pd.topic_channels or pd.slack_usergroups:
+
+        async def set_topic(platform: str, channel: str, text: str) -> None:
+            connector = app.outbox.connectors.get(platform)
+            if not isinstance(connector, ChannelTopics):
+                raise RuntimeError(f"{platform} cannot set channel topics")
+            await connector.set_topic(channel, text)
+
+        async def set_group(group_id: str, user_ids: list[str]) -> None:
+            connector = app.outbox.connectors.get("slack")
+            if not isinstance(connector, UserGroups):
+                raise RuntimeError("no Slack connector to update user groups with")
+            await connector.set_usergroup(group_id, user_ids)
+
+        async def chat_ids(person: Person, platform: str) -> list[str]:
+            found = await linked(person.email)
+            return [c.partition(":")[2] for c in found if c.partition(":")[0] == platform]
+
+        kept = KeptTrue(
+            SqliteKeptState(app.db),
+            topics=[
+                Topic(target.partition(":")[0], target.partition(":")[2], template)
+                for target, template in pd.topic_channels.items()
+            ],
+            usergroups=pd.slack_usergroups,
+            set_topic=set_topic,
+            set_group=set_group,
+            chat_ids=chat_ids,
+        )
+
+        async def keep(snap: Snapshot) -> None:
+            await kept.after_refresh(snap.entries)
+
+        hooks.append(("topics and user groups", keep))
+
+    if pd.remind_before_minutes:
+
+        async def targets(person_id: str) -> list[str]:
+            """Every DM-capable chat identity linked to this PagerDuty user's email."""
+            person = cache.snapshot.people.get(person_id)
+            email = person.email if person is not None else ""
+            if not email:
+                email = str((await cache.client.user(person_id)).get("email") or "")
+            return [
+                chat
+                for chat in await linked(email)
+                if isinstance(app.outbox.connectors.get(chat.partition(":")[0]), DirectMessages)
+            ]
+
+        app.reminders = reminders = Reminders(
+            store,
+            delivery,
+            current,
+            app.clock,
+            targets,
+            minutes=pd.remind_before_minutes,
+            tz=app.times.zone,
+        )
+
+        async def remind(snap: Snapshot) -> None:
+            await reminders.run()
+
+        hooks.append(("reminders", remind))
+
+    async def after_refresh(snap: Snapshot) -> None:
+        # Each part runs even when one before it failed; the job then raises, so the
+        # scheduler counts the failure and health shows it.
+        failed = []
+        for name, hook in hooks:
+            try:
+                await hook(snap)
+            except Exception as exc:
+                log.exception("after the PagerDuty refresh: %s failed", name)
+                failed.append(f"{name}: {exc}")
+        if failed:
+            raise RuntimeError("; ".join(failed))
+
+    cache.after_refresh.append(after_refresh)
+
+    return [
+        ShiftHandler(
+            current,
+            app.clock,
+            ic_schedules=pd.ic_schedules,
+            schedules=schedules,
+            days=pd.lookahead_days,
+            tz=app.times.zone,
+        )
+    ]
+
+
+async def start(app: App) -> None:
+    """Load what the previous run cached (before the first refresh can replace it)."""
+    shifts = getattr(app, "shifts", None)
+    if isinstance(shifts, ShiftCache):
+        await shifts.load()

@@ -1,0 +1,239 @@
+"""Shift reminders by Slack DM (issue 18), end to end: the real slack-sdk against the fake
+Slack (conversations.open + chat.postMessage, answers checked against the published Web API
+schema), the fake PagerDuty's timed shifts (spec-checked), an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from jsonschema import Draft4Validator
+from slack_sdk.errors import SlackApiError
+
+from chatopsd.app import App
+from chatopsd.config import SlackSection
+from chatopsd.connectors.slack.client import SlackConnector
+from tests.conftest import FakeClock, make_config
+from tests.fakes.pagerduty import FakePagerDuty, FakeUser
+from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
+from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.fixtures.slack import fake  # noqa: F401
+from tests.spec_files import vendored_spec
+
+MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # the clock starts Monday 12:00 UTC
+DAY = timedelta(days=1)
+CAROL_DM = "D000CAROL"
+
+
+def config(tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, **extra: Any) -> Any:
+    return make_config(
+        tmp_path,
+        console={"enabled": False},
+        slack={"app_token": APP_TOKEN, "bot_token": BOT_TOKEN, "api_url": fake.api_url},
+        pagerduty=pd_section(
+            pd,
+            **(
+                extra
+                or {
+                    "remind_before_minutes": [720, 60],
+                    "users": {"slack:U0CAROL": "carol@example.com"},
+                }
+            ),
+        ),
+    )
+
+
+async def start(
+    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock, **extra: Any
+) -> App:
+    pd.now = clock.now
+    pd.users["PCAROL"] = FakeUser("PCAROL", "Carol Poe", "carol@example.com")
+    pd.shifts["PIC1"] = [
+        ("PADA", 1, MON8, MON8 + DAY),
+        ("PCAROL", 1, MON8 + DAY, MON8 + 2 * DAY),
+        ("PGRACE", 1, MON8 + 2 * DAY, MON8 + 3 * DAY),  # Grace: no chat identity linked
+    ]
+    app = App(config(tmp_path, pd, fake, **extra), clock=clock)
+    await app.start()
+    await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
+    await first_refresh(app)
+    await refresh(app)
+    return app
+
+
+async def refresh(app: App) -> None:
+    assert app.oncall_cache is not None
+    await app.oncall_cache.refresh_job()
+
+
+@pytest.fixture
+async def app(
+    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+) -> AsyncIterator[App]:
+    running = await start(tmp_path, pd, fake, clock)
+    yield running
+    await running.stop()
+
+
+def dms(fake: FakeSlack) -> list[str]:
+    return [str(p.get("text")) for p in fake.posts() if p.get("channel") == CAROL_DM]
+
+
+async def test_reminders_at_each_threshold_exactly_once_across_a_restart(
+    tmp_path: Path, app: App, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+) -> None:
+    assert dms(fake) == []  # Carol starts Tue 08:00: 20 h away, no threshold reached
+    clock.advance(8 * 3600 + 30 * 60)  # Mon 20:30: within 720 minutes
+    await refresh(app)
+    await refresh(app)
+    want = "You're IC Primary from Tue 08:00 until Wed 08:00 (handoff from Ada Lovelace)"
+    assert len(dms(fake)) == 1 and want in dms(fake)[0], dms(fake)
+    assert fake.dms == {CAROL_DM: "U0CAROL"}
+    await app.stop()
+    app2 = await start(tmp_path, pd, fake, clock)
+    try:
+        await refresh(app2)
+        assert len(dms(fake)) == 1  # not again after a restart
+        clock.advance(10 * 3600 + 45 * 60)  # Tue 07:15: within 60 minutes
+        await refresh(app2)
+        await refresh(app2)
+        assert len(dms(fake)) == 2 and want in dms(fake)[1]
+        clock.advance(3600)  # her shift has started: nothing more
+        await refresh(app2)
+        assert len(dms(fake)) == 2
+    finally:
+        await app2.stop()
+
+
+async def test_a_late_start_sends_only_the_closest_threshold_and_a_failed_dm_stays_owed(
+    app: App, fake: FakeSlack, clock: FakeClock
+) -> None:
+    clock.advance(19 * 3600 + 30 * 60)  # Tue 07:30: both thresholds reached at once
+    fake.fail("conversations.open", 200, "user_disabled")  # a refused DM...
+    with pytest.raises(RuntimeError, match="could not be sent"):
+        await refresh(app)  # ...is a failure the scheduler counts
+    assert dms(fake) == []
+    await refresh(app)  # ...and is sent by the next run
+    assert len(dms(fake)) == 1
+
+
+KEEP = {
+    "topic_channels": {"slack:C0ONCALL": "IC: {ic} · Responders: {responders}"},
+    "slack_usergroups": {"PIC1": "S0123ABC"},
+    # in the fake, Bob (U2) is Ada's Slack account, U0CAROL Carol's
+    "users": {"slack:U2": "ada@example.com", "slack:U0CAROL": "carol@example.com"},
+}
+
+
+def calls(fake: FakeSlack, method: str) -> int:
+    return len(fake.posts(method))
+
+
+async def test_topic_and_user_group_written_once_per_change_and_a_hand_edit_kept(
+    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+) -> None:
+    fake.channels["C0ONCALL"] = {
+        "id": "C0ONCALL",
+        "name": "oncall",
+        "is_private": False,
+        "topic": "",
+        "members": ["UBOT"],
+    }
+    fake.usergroups["S0123ABC"] = []
+    app = await start(tmp_path, pd, fake, clock, **KEEP)
+    try:
+        topic = fake.channels["C0ONCALL"]["topic"]
+        assert topic.startswith("IC: Ada Lovelace, Alan Turing · Responders: "), topic
+        assert "Edsger Dijkstra" in topic
+        assert fake.usergroups["S0123ABC"] == ["U2"]
+        assert calls(fake, "conversations.setTopic") == 1
+        assert calls(fake, "usergroups.users.update") == 1
+        fake.channels["C0ONCALL"]["topic"] = "Freeze until Friday -- Ada"  # a person's edit
+        await refresh(app)
+        await refresh(app)
+        assert fake.channels["C0ONCALL"]["topic"] == "Freeze until Friday -- Ada"
+        assert calls(fake, "conversations.setTopic") == 1
+        assert calls(fake, "usergroups.users.update") == 1
+        clock.advance(20 * 3600 + 60)  # Tue 08:01: Carol takes over IC Primary
+        await refresh(app)
+        assert fake.channels["C0ONCALL"]["topic"].startswith("IC: Carol Poe, Alan Turing")
+        assert fake.usergroups["S0123ABC"] == ["U0CAROL"]
+        assert calls(fake, "conversations.setTopic") == 2
+        assert calls(fake, "usergroups.users.update") == 2
+    finally:
+        await app.stop()
+    app = await start(tmp_path, pd, fake, clock, **KEEP)  # a restart writes nothing new
+    try:
+        await refresh(app)
+        assert calls(fake, "conversations.setTopic") == 2
+        assert calls(fake, "usergroups.users.update") == 2
+    finally:
+        await app.stop()
+
+
+async def test_a_refused_topic_write_is_retried_and_counted(
+    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+) -> None:
+    fake.usergroups["S0123ABC"] = []
+    fake.channels["C0ONCALL"] = {
+        "id": "C0ONCALL",
+        "name": "oncall",
+        "is_private": False,
+        "topic": "",
+        "members": ["UBOT"],
+    }
+    app = await start(tmp_path, pd, fake, clock, **KEEP)
+    try:
+        clock.advance(20 * 3600 + 60)  # Tue 08:01: Carol takes over
+        fake.fail("conversations.setTopic", 200, "channel_not_found")
+        with pytest.raises(RuntimeError, match="topic:slack:C0ONCALL"):
+            await refresh(app)
+        assert fake.channels["C0ONCALL"]["topic"].startswith("IC: Ada Lovelace")
+        assert fake.usergroups["S0123ABC"] == ["U0CAROL"]  # the other target still kept
+        await refresh(app)
+        assert fake.channels["C0ONCALL"]["topic"].startswith("IC: Carol Poe")
+    finally:
+        await app.stop()
+
+
+SPEC = vendored_spec("slack", "web-api-openapi-v2.json")
+
+
+@pytest.mark.skipif(not SPEC.exists(), reason="the Slack spec is not here")
+async def test_conversations_open_answers_match_the_published_schema(
+    fake: FakeSlack, clock: FakeClock
+) -> None:
+    connector = SlackConnector(
+        SlackSection(app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url), clock=clock
+    )
+    spec = json.loads(SPEC.read_text())
+    answers: list[tuple[str, str, dict[str, Any]]] = []
+    fake.usergroups["S0123ABC"] = []
+
+    async def call(method: str, **params: str) -> None:
+        try:
+            found = await connector.web().api_call(method, params=params)
+            answers.append((method, "200", dict(found.data)))  # type: ignore[arg-type]
+        except SlackApiError as exc:
+            answers.append((method, "default", dict(exc.response.data)))  # type: ignore[arg-type]
+
+    try:
+        for users in ("U0CAROL", "U0NOBODY", ""):
+            await call("conversations.open", users=users)
+        await call("usergroups.users.update", usergroup="S0123ABC", users="U0CAROL")
+        await call("usergroups.users.update", usergroup="S0OTHER", users="U0CAROL")
+        assert await connector.dm_channel("U0CAROL") == CAROL_DM
+        await connector.set_usergroup("S0123ABC", ["U2"])
+        assert fake.usergroups["S0123ABC"] == ["U2"]
+    finally:
+        await connector.close()
+    assert [s for _, s, _ in answers] == ["200", "default", "default", "200", "default"]
+    for method, status, body in answers:
+        schema = spec["paths"][f"/{method}"]["post"]["responses"][status]["schema"]
+        validator = Draft4Validator({**schema, "definitions": spec["definitions"]})
+        assert [e.message for e in validator.iter_errors(body)] == [], body
