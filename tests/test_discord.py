@@ -418,3 +418,22 @@ async def test_follow_up_edited_through_the_interaction(app: App, fake: FakeDisc
     token_path = f"/webhooks/{inter['application_id']}/{inter['token']}/messages/{sent.message_id}"
     assert (edit.method, edit.path) == ("PATCH", token_path)
     assert edit.body["content"] == "pinned status, updated"
+
+
+async def test_interaction_deferred_by_another_instance_is_followed_up(
+    app: App, fake: FakeDiscord
+) -> None:
+    # Two instances of the bot both get every interaction; the other one's callback came
+    # first, so ours gets 400/40060. The answer must still go through the interaction's token
+    # (ending the other instance's "thinking..."), not as a loose channel message.
+    inter = fake.slash("ic", "help")
+    fake.acknowledged.add(inter["id"])
+    await fake.dispatch("INTERACTION_CREATE", inter)
+    follow = await next_message(fake)
+    assert follow.path.startswith(f"/webhooks/{inter['application_id']}/{inter['token']}")
+    assert text_of(follow)
+    refused = [
+        r for r in fake.requests if r.path.endswith(f"{inter['id']}/{inter['token']}/callback")
+    ]
+    assert len(refused) == 1  # the one callback we tried, refused with 40060
+    assert not any(r.path == f"/channels/{CHANNEL_ID}/messages" for r in fake.requests)

@@ -7,14 +7,16 @@ import json
 import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
+import aiohttp
 import pytest
 
 from chatopsd.app import App
 from chatopsd.connectors.base import State
 from chatopsd.core.messages import Button, Destination, Inbound, Reply
 from tests.conftest import FakeClock
-from tests.fakes.slack import BOT_ID, BOT_USER, FakeSlack
+from tests.fakes.slack import APP_TOKEN, BOT_ID, BOT_USER, FakeSlack
 from tests.fixtures.slack import (
     fake,  # noqa: F401 (fixtures)
     slack_config,
@@ -435,3 +437,48 @@ async def test_event_arriving_during_shutdown_is_left_for_the_next_run(
         await fake.wait_for(lambda: not fake.pending)  # and acked by the new run
     finally:
         await app.stop()
+
+
+async def other_connection(fake: FakeSlack) -> tuple[aiohttp.ClientSession, Any]:
+    """A second Socket Mode connection of the same app (another instance) that never acks."""
+    session = aiohttp.ClientSession()
+    async with session.post(
+        fake.api_url + "apps.connections.open", headers={"Authorization": f"Bearer {APP_TOKEN}"}
+    ) as response:
+        url = (await response.json())["url"]
+    ws = await session.ws_connect(url)
+    hello = await ws.receive_json()
+    assert hello["type"] == "hello" and hello["num_connections"] == 2
+    return session, ws
+
+
+async def test_envelopes_spread_over_connections_and_unacked_ones_come_back(
+    app: App, fake: FakeSlack
+) -> None:
+    fake.ack_timeout = 0.5
+    session, ws = await other_connection(fake)
+    try:
+        for i in range(6):
+            await fake.event(fake.message("!help", channel=f"C{i}"), event_id=f"EvSpread{i}")
+        seen = [await ws.receive_json() for _ in range(3)]  # one envelope in two comes here
+        assert [e["retry_attempt"] for e in seen] == [0, 0, 0]
+        # never acked there: after the window Slack sends each again, to the other connection
+        await fake.wait_for(lambda: len(fake.posts()) == 6)
+        again = [d for d in fake.deliveries if d[2] == 1]
+        assert sorted(d[0] for d in again) == sorted(e["envelope_id"] for e in seen)
+        assert {fake.sent_envelope(d[0])["retry_reason"] for d in again} == {"timeout"}
+        assert sorted(p["channel"] for p in fake.posts()) == [f"C{i}" for i in range(6)]
+
+        # a connection that closes with envelopes unacked: they move on at once
+        before = len(fake.deliveries)
+        await fake.event(fake.message("!help", channel="C6"), event_id="EvClosed1")
+        await fake.event(fake.message("!help", channel="C7"), event_id="EvClosed2")
+        mine = await ws.receive_json()
+        await ws.close()
+        await fake.wait_for(lambda: len(fake.posts()) == 8)
+        retried = fake.sent_envelope(mine["envelope_id"])
+        assert (retried["retry_attempt"], retried["retry_reason"]) == (1, "connection_failed")
+        assert len(fake.deliveries) == before + 3
+        assert not fake.pending
+    finally:
+        await session.close()

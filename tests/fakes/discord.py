@@ -8,6 +8,11 @@ The REAL discord.py client talks to it. Faithful where discord.py is strict:
   op 9, close codes; a 429 carries `Via` (or not, to look like Cloudflare).
 Tests script it: `dispatch()` events (buffered per session for replay on RESUME), `drop()` the
 socket abruptly, `send_op()`, `fail_next()` on REST, stop acking heartbeats.
+Several sessions of one bot (several instances, no sharding) each get every dispatch, as on
+Discord; `drop()`, `send_op()` and `close_socket()` act on the newest connection. An
+interaction is answered once: a second callback for its id gets 400, code 40060 ("Interaction
+has already been acknowledged"), and follow-ups through its token need that first callback
+(else 404, code 10015 "Unknown Webhook").
 """
 
 from __future__ import annotations
@@ -71,6 +76,7 @@ class _Session:
     id: str
     seq: int = 0
     events: list[tuple[int, str, Any]] = field(default_factory=list)
+    live: bool = True  # False once a RESUME of it was refused: it gets no more events
 
 
 class _Conn:
@@ -116,7 +122,9 @@ class FakeDiscord:
         self.connections = 0
         self.guild_count, self.member_count, self.channel_count = guilds, members, channels
         self._sessions: dict[str, _Session] = {}
-        self._conn: _Conn | None = None
+        self._conn: _Conn | None = None  # the newest open connection
+        self.conns: list[_Conn] = []  # every open connection, oldest first
+        self._tokens: dict[str, str] = {}  # interaction token -> interaction id
         self._ids = itertools.count(700000000000000001)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -137,8 +145,8 @@ class FakeDiscord:
         self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
 
     async def stop(self) -> None:
-        if self._conn is not None:
-            await self._conn.ws.close()
+        for conn in list(self.conns):
+            await conn.ws.close()
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -282,6 +290,10 @@ class FakeDiscord:
                 }
             )
         if parts[0] == "webhooks":
+            interaction = self._tokens.get(parts[2] if len(parts) > 2 else "")
+            if interaction is not None and interaction not in self.acknowledged:
+                # a follow-up before any callback: the interaction's webhook does not exist yet
+                return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
             await self.posted.put(rec)
             return self._json(self._message(str(CHANNEL_ID), rec.body))
         return self._json({"message": "404: Not Found", "code": 0}, 404)
@@ -323,17 +335,25 @@ class FakeDiscord:
         await ws.prepare(request)
         conn = _Conn(ws, compress)
         self._conn = conn
+        self.conns.append(conn)
         self.connections += 1
         self.connected.set()
-        await conn.send({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
-        async for msg in ws:
-            if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
-                break
-            payload = json.loads(msg.data)
-            await self._on_op(conn, payload)
-        if self._conn is conn:
-            self._conn = None
+        try:
+            await conn.send({"op": 10, "d": {"heartbeat_interval": self.heartbeat_interval_ms}})
+            async for msg in ws:
+                if msg.type is not WSMsgType.TEXT and msg.type is not WSMsgType.BINARY:
+                    break
+                payload = json.loads(msg.data)
+                await self._on_op(conn, payload)
+        finally:
+            self._forget(conn)
         return ws
+
+    def _forget(self, conn: _Conn) -> None:
+        if conn in self.conns:
+            self.conns.remove(conn)
+        if self._conn is conn:
+            self._conn = self.conns[-1] if self.conns else None
 
     async def _on_op(self, conn: _Conn, payload: dict[str, Any]) -> None:
         op, d = payload.get("op"), payload.get("d")
@@ -356,6 +376,8 @@ class FakeDiscord:
         elif op == 6:
             session = self._sessions.get(d.get("session_id", ""))
             if session is None or not self.resumable or d.get("token") != TOKEN:
+                if session is not None:
+                    session.live = False  # invalid: the client identifies a new one
                 await conn.send({"op": 9, "d": False})
                 return
             self.resumes += 1
@@ -434,13 +456,15 @@ class FakeDiscord:
             await conn.send({"op": 0, "s": session.seq, "t": t, "d": d})
 
     async def dispatch(self, t: str, d: Any) -> None:
-        """Send an event on the live connection, or buffer it for the next RESUME."""
-        session = self._latest_session()
-        conn = self._conn if self._conn is not None and self._conn.session is session else None
-        await self._send_event(conn, session, t, d)
+        """Send an event to every live session of the bot (one per instance), each on its
+        open connection, or buffered for its next RESUME."""
+        for session in [s for s in self._sessions.values() if s.live]:
+            conn = next((c for c in reversed(self.conns) if c.session is session), None)
+            await self._send_event(conn, session, t, d)
 
-    def _latest_session(self) -> _Session:
-        return list(self._sessions.values())[-1]
+    def ready_sessions(self) -> int:
+        """Open connections whose session got READY (each instance that can receive events)."""
+        return sum(1 for c in self.conns if c.session is not None and not c.ws.closed)
 
     async def send_raw(self, payload: dict[str, Any]) -> None:
         assert self._conn is not None
@@ -453,7 +477,7 @@ class FakeDiscord:
         """Abrupt TCP drop: no close frame."""
         conn = self._conn
         assert conn is not None
-        self._conn = None
+        self._forget(conn)
         transport = conn.ws._req.transport if conn.ws._req is not None else None  # type: ignore[union-attr]
         if transport is not None:
             transport.abort()
@@ -492,11 +516,13 @@ class FakeDiscord:
     def interaction(
         self, kind: int, data: dict[str, Any], *, user_id: int = 42, name: str = "alice"
     ) -> dict[str, Any]:
+        interaction_id, token = self.snowflake(), f"interaction-token-{self.snowflake()}"
+        self._tokens[token] = interaction_id
         return {
-            "id": self.snowflake(),
+            "id": interaction_id,
             "application_id": str(APP_ID),
             "type": kind,
-            "token": f"interaction-token-{self.snowflake()}",
+            "token": token,
             "version": 1,
             "data": data,
             "guild_id": str(GUILD_ID),

@@ -5,6 +5,14 @@ The REAL slack-sdk talks to it. It behaves like Slack where it matters to us:
     (anything else gets {"ok": false, "error": "invalid_auth"});
   * the websocket says `hello`, sends envelopes, and keeps every envelope that was not acked;
     a new connection gets them again with retry_attempt + 1 (Slack redelivers unacked events);
+  * several connections of one app (Slack allows up to 10, each `apps.connections.open` hands
+    out a new URL) share the envelopes: each goes to ONE open connection, round-robin. One not
+    acked within `ack_timeout` (3 s on Slack), or whose connection closed before its ack, goes
+    again to another open connection with `retry_attempt` + 1 and a `retry_reason` (events_api
+    envelopes; an unacked slash command or click is not retried, as on Slack: it is kept in
+    `expired`). `deliveries` records (envelope_id, connection number, retry_attempt);
+  * every ack received is checked (a known envelope id; a response payload only where the
+    envelope accepts one); what breaks that lands in `violations`;
   * failures are scripted per method (`fail`), or injected on the socket (`drop`, `go_half_open`,
     `disconnect`);
   * conversations.create / setTopic / invite keep `channels` (name, topic, members), pins.add
@@ -24,6 +32,7 @@ import json
 import re
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -65,8 +74,31 @@ USERS: dict[str, dict[str, Any]] = {
 }
 
 
+@dataclass
+class _Socket:
+    """One Socket Mode connection: its number (the ticket in its URL) and its websocket."""
+
+    n: int
+    ws: web.WebSocketResponse
+    request: web.Request
+
+
+@dataclass
+class _InFlight:
+    """An envelope not acked yet: where it went last and when (None: waits for a socket)."""
+
+    on: int | None
+    at: float
+
+
 class FakeSlack:
-    def __init__(self, bot_token: str = BOT_TOKEN, app_token: str = APP_TOKEN) -> None:
+    def __init__(
+        self,
+        bot_token: str = BOT_TOKEN,
+        app_token: str = APP_TOKEN,
+        *,
+        ack_timeout: float = 3.0,
+    ) -> None:
         self.bot_token, self.app_token = bot_token, app_token
         self.calls: list[tuple[str, dict[str, Any], float]] = []
         self.timeline: list[tuple[str, str]] = []
@@ -78,8 +110,15 @@ class FakeSlack:
         self.delay: dict[str, float] = {}
         self.connections = 0
         self.ws_url: str | None = None  # what apps.connections.open hands out, if not ours
-        self.active: web.WebSocketResponse | None = None
-        self._requests: dict[int, web.Request] = {}
+        self.active: web.WebSocketResponse | None = None  # the newest open connection
+        self.ack_timeout = ack_timeout  # Slack's window before it redelivers elsewhere
+        self.deliveries: list[tuple[str, int, int]] = []  # (envelope_id, connection, attempt)
+        self.expired: list[str] = []  # unacked envelopes Slack does not retry
+        self.violations: list[str] = []  # acks that break the protocol
+        self._open: list[_Socket] = []  # connections envelopes may go to, oldest first
+        self._in_flight: dict[str, _InFlight] = {}
+        self._turn = 0
+        self._sweeper: asyncio.Task[None] | None = None
         self._muted: set[int] = set()
         self._ids = itertools.count(1)
         self._ts = itertools.count(1)
@@ -94,6 +133,7 @@ class FakeSlack:
         self._channel_ids = itertools.count(1)
         self.dms: dict[str, str] = {}  # DM channel id -> user (conversations.open)
         self.usergroups: dict[str, list[str]] = {}  # usergroup id -> members (issue 18)
+        self._sent: dict[str, dict[str, Any]] = {}  # every envelope ever sent, by id
 
     # -- life ------------------------------------------------------------------------------
 
@@ -109,8 +149,15 @@ class FakeSlack:
         server = site._server
         assert server is not None
         self.port = server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._sweeper = asyncio.get_running_loop().create_task(
+            self._sweep(), name="fake-slack:ack-timeouts"
+        )
 
     async def stop(self) -> None:
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._sweeper
         if self._runner is not None:
             await self._runner.cleanup()
 
@@ -375,21 +422,20 @@ class FakeSlack:
         ws = web.WebSocketResponse(autoping=False)  # pongs are ours to give (or withhold)
         await ws.prepare(request)
         self.connections += 1
-        self._requests[id(ws)] = request
+        sock = _Socket(int(request.query.get("ticket") or 0) or -self.connections, ws, request)
+        self._open.append(sock)
         self.active = ws
         await ws.send_json(
             {
                 "type": "hello",
-                "num_connections": 1,
+                "num_connections": len(self._open),
                 "debug_info": {"host": "fake-slack", "approximate_connection_time": 18060},
                 "connection_info": {"app_id": "A1"},
             }
         )
-        for envelope in list(self.pending.values()):  # Slack redelivers what was not acked
-            if "retry_attempt" in envelope:
-                envelope["retry_attempt"] += 1
-                envelope["retry_reason"] = "timeout"
-            await ws.send_json(envelope)
+        for envelope_id, flight in list(self._in_flight.items()):
+            if flight.on is None:  # Slack redelivers what was not acked
+                await self._deliver(self.pending[envelope_id], sock, retry="timeout")
         try:
             async for msg in ws:
                 if id(ws) in self._muted:
@@ -397,16 +443,94 @@ class FakeSlack:
                 if msg.type == WSMsgType.PING:
                     await ws.pong(msg.data)
                 elif msg.type == WSMsgType.TEXT:
-                    data = json.loads(msg.data)
-                    envelope_id = str(data.get("envelope_id"))
-                    self.acks[envelope_id] = data
-                    self.ack_times[envelope_id] = time.monotonic()
-                    self.timeline.append(("ack", envelope_id))
-                    self.pending.pop(envelope_id, None)
+                    self._on_ack(json.loads(msg.data))
         finally:
-            if self.active is ws:
-                self.active = None
+            self._forget(sock)
+            # what it was given and never acked goes to another connection now
+            for envelope_id, flight in list(self._in_flight.items()):
+                if flight.on == sock.n:
+                    flight.on = None
+                    await self._redeliver(envelope_id, "connection_failed")
         return ws
+
+    def _forget(self, sock: _Socket) -> None:
+        """No more envelopes go to this connection."""
+        if sock in self._open:
+            self._open.remove(sock)
+        if self.active is sock.ws:
+            self.active = self._open[-1].ws if self._open else None
+
+    def _socket_of(self, ws: web.WebSocketResponse | None) -> _Socket:
+        found = next((s for s in self._open if s.ws is ws), None)
+        assert found is not None, "no socket connected"
+        return found
+
+    def _on_ack(self, data: Any) -> None:
+        envelope_id = str(data.get("envelope_id")) if isinstance(data, dict) else "None"
+        envelope = self.pending.get(envelope_id)
+        if envelope_id not in self.sent_times:
+            self.violations.append(f"ack of an unknown envelope: {str(data)[:200]}")
+        elif "payload" in data and not self.sent_envelope(envelope_id)["accepts_response_payload"]:
+            self.violations.append(f"response payload on envelope {envelope_id}")
+        if envelope is None and envelope_id in self.acks:
+            return  # a late second ack (its redelivery was acked first): Slack ignores it
+        self.acks[envelope_id] = data
+        self.ack_times[envelope_id] = time.monotonic()
+        self.timeline.append(("ack", envelope_id))
+        self.pending.pop(envelope_id, None)
+        self._in_flight.pop(envelope_id, None)
+
+    def sent_envelope(self, envelope_id: str) -> dict[str, Any]:
+        return self._sent[envelope_id]
+
+    async def _deliver(
+        self, envelope: dict[str, Any], sock: _Socket | None, retry: str = ""
+    ) -> None:
+        envelope_id = envelope["envelope_id"]
+        if retry and "retry_attempt" in envelope:
+            envelope["retry_attempt"] += 1
+            envelope["retry_reason"] = retry
+        if sock is None or sock.ws.closed:
+            self._in_flight[envelope_id] = _InFlight(None, time.monotonic())
+            return
+        self._in_flight[envelope_id] = _InFlight(sock.n, time.monotonic())
+        self.deliveries.append((envelope_id, sock.n, int(envelope.get("retry_attempt") or 0)))
+        try:
+            await sock.ws.send_json(envelope)
+        except ConnectionError:  # stays pending for the next socket
+            self._in_flight[envelope_id] = _InFlight(None, time.monotonic())
+
+    def _next_socket(self, avoid: int | None = None) -> _Socket | None:
+        """Round-robin over the open connections (not `avoid`, the one that failed)."""
+        choices = [s for s in self._open if s.n != avoid and not s.ws.closed]
+        if not choices:
+            return None
+        self._turn += 1
+        return choices[self._turn % len(choices)]
+
+    async def _redeliver(self, envelope_id: str, reason: str, avoid: int | None = None) -> None:
+        envelope = self.pending[envelope_id]
+        if envelope["type"] != "events_api" and reason == "timeout":
+            # an unanswered slash command or click is an error for the user, never retried
+            self.pending.pop(envelope_id)
+            self._in_flight.pop(envelope_id)
+            self.expired.append(envelope_id)
+            return
+        await self._deliver(envelope, self._next_socket(avoid), retry=reason)
+
+    async def _sweep(self) -> None:
+        """Envelopes not acked within ack_timeout go to another open connection."""
+        while True:
+            await asyncio.sleep(min(0.05, self.ack_timeout / 4))
+            now = time.monotonic()
+            for envelope_id, flight in list(self._in_flight.items()):
+                if flight.on is None or now - flight.at < self.ack_timeout:
+                    continue
+                if not any(s.n != flight.on for s in self._open) and (
+                    self.pending[envelope_id]["type"] == "events_api"
+                ):
+                    continue  # no other connection: it waits for one (or for its ack)
+                await self._redeliver(envelope_id, "timeout", avoid=flight.on)
 
     async def send_raw(self, text: str) -> None:
         assert self.active is not None, "no socket connected"
@@ -431,10 +555,9 @@ class FakeSlack:
             envelope["retry_attempt"] = retry_attempt or 0
             envelope["retry_reason"] = "timeout" if retry_attempt else ""
         self.pending[envelope_id] = envelope
+        self._sent[envelope_id] = envelope
         self.sent_times[envelope_id] = time.monotonic()
-        if self.active is not None and not self.active.closed:
-            with contextlib.suppress(ConnectionError):  # stays pending for the next socket
-                await self.active.send_json(envelope)
+        await self._deliver(envelope, self._next_socket())
         return envelope_id
 
     async def event(
@@ -540,23 +663,28 @@ class FakeSlack:
     # -- socket failures -------------------------------------------------------------------
 
     async def disconnect(self, reason: str = "refresh_requested") -> None:
-        """Slack's warning before it closes a socket; new envelopes wait for the next one."""
-        ws, self.active = self.active, None
-        assert ws is not None
-        await ws.send_json(
+        """Slack's warning before it closes a socket; new envelopes go to the others (or wait
+        for the next socket)."""
+        sock = self._socket_of(self.active)
+        self._forget(sock)
+        await sock.ws.send_json(
             {"type": "disconnect", "reason": reason, "debug_info": {"host": "fake-slack"}}
         )
 
     def drop(self) -> None:
-        """Abrupt TCP drop: no close frame, the connection just goes away."""
-        ws, self.active = self.active, None
-        assert ws is not None
-        transport = self._requests[id(ws)].transport
+        """Abrupt TCP drop of the newest connection: no close frame, it just goes away."""
+        sock = self._socket_of(self.active)
+        self._forget(sock)
+        transport = sock.request.transport
         assert transport is not None
         transport.abort()
 
     def go_half_open(self) -> None:
-        """The socket stays open but nothing arrives any more: no pongs, no acks."""
-        ws, self.active = self.active, None
-        assert ws is not None
-        self._muted.add(id(ws))
+        """The newest socket stays open but nothing arrives any more: no pongs, no acks."""
+        sock = self._socket_of(self.active)
+        self._forget(sock)
+        self._muted.add(id(sock.ws))
+
+    def open_connections(self) -> int:
+        """Connections envelopes may go to now."""
+        return sum(1 for s in self._open if not s.ws.closed)

@@ -46,6 +46,7 @@ MISSING_INTENT = (
     "MESSAGE CONTENT INTENT, save, and restart chatopsd."
 )
 INTERACTION_TTL = 15 * 60.0  # Discord's interaction tokens expire after 15 minutes
+ALREADY_ACKNOWLEDGED = 40060  # JSON error code: another session answered the callback first
 SEND_RATELIMIT_CAP = 30.0  # longer 429 waits go back to the outbox instead of blocking it
 
 
@@ -246,15 +247,19 @@ class DiscordConnector:
         try:
             # Within Discord's 3 s: "thinking..." for a command; nothing visible for a click.
             await interaction.response.defer(thinking=kind == "slash")
-        except (discord.HTTPException, aiohttp.ClientError, OSError) as exc:
+        except discord.HTTPException as exc:
+            if exc.code != ALREADY_ACKNOWLEDGED:
+                log.warning("could not defer interaction %s: %s; replying in channel", key, exc)
+            else:
+                # Another instance of this bot deferred it first (every session gets every
+                # interaction). Its token carries follow-ups from any of us, and whichever
+                # instance claims the command must answer through it, or the "thinking..."
+                # the other one started would never end.
+                self._remember(interaction)
+        except (aiohttp.ClientError, OSError) as exc:
             log.warning("could not defer interaction %s: %s; replying in channel", key, exc)
         else:
-            self._prune_pending()
-            self._pending[key] = _Pending(
-                interaction.token,
-                interaction.application_id,
-                self.clock.monotonic() + INTERACTION_TTL,
-            )
+            self._remember(interaction)
         self._emit(
             client,
             kind,
@@ -263,6 +268,15 @@ class DiscordConnector:
             text=text,
             event_id=key,
             message_id=key,
+        )
+
+    def _remember(self, interaction: discord.Interaction[Any]) -> None:
+        """An acknowledged interaction: its replies go out as follow-ups through its token."""
+        self._prune_pending()
+        self._pending[str(interaction.id)] = _Pending(
+            interaction.token,
+            interaction.application_id,
+            self.clock.monotonic() + INTERACTION_TTL,
         )
 
     def _emit(
