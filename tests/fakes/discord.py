@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import json
+import time
 import zlib
 from dataclasses import dataclass, field
 from typing import Any
@@ -69,6 +70,7 @@ class Recorded:
     headers: dict[str, str]
     body: Any
     query: dict[str, str]
+    at: float = field(default_factory=time.monotonic)  # when it came in
 
 
 @dataclass
@@ -453,7 +455,10 @@ class FakeDiscord:
         if t not in ("READY", "RESUMED"):
             session.events.append((session.seq, t, d))
         if conn is not None and not conn.ws.closed:
-            await conn.send({"op": 0, "s": session.seq, "t": t, "d": d})
+            try:
+                await conn.send({"op": 0, "s": session.seq, "t": t, "d": d})
+            except ConnectionError:  # its instance just died; the event waits for a RESUME
+                self._forget(conn)
 
     async def dispatch(self, t: str, d: Any) -> None:
         """Send an event to every live session of the bot (one per instance), each on its

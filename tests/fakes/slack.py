@@ -115,6 +115,7 @@ class FakeSlack:
         self.deliveries: list[tuple[str, int, int]] = []  # (envelope_id, connection, attempt)
         self.expired: list[str] = []  # unacked envelopes Slack does not retry
         self.violations: list[str] = []  # acks that break the protocol
+        self.acked_on: dict[str, int] = {}  # envelope_id -> the connection its ack came on
         self._open: list[_Socket] = []  # connections envelopes may go to, oldest first
         self._in_flight: dict[str, _InFlight] = {}
         self._turn = 0
@@ -443,7 +444,7 @@ class FakeSlack:
                 if msg.type == WSMsgType.PING:
                     await ws.pong(msg.data)
                 elif msg.type == WSMsgType.TEXT:
-                    self._on_ack(json.loads(msg.data))
+                    self._on_ack(json.loads(msg.data), sock.n)
         finally:
             self._forget(sock)
             # what it was given and never acked goes to another connection now
@@ -465,7 +466,7 @@ class FakeSlack:
         assert found is not None, "no socket connected"
         return found
 
-    def _on_ack(self, data: Any) -> None:
+    def _on_ack(self, data: Any, connection: int) -> None:
         envelope_id = str(data.get("envelope_id")) if isinstance(data, dict) else "None"
         envelope = self.pending.get(envelope_id)
         if envelope_id not in self.sent_times:
@@ -475,6 +476,7 @@ class FakeSlack:
         if envelope is None and envelope_id in self.acks:
             return  # a late second ack (its redelivery was acked first): Slack ignores it
         self.acks[envelope_id] = data
+        self.acked_on[envelope_id] = connection
         self.ack_times[envelope_id] = time.monotonic()
         self.timeline.append(("ack", envelope_id))
         self.pending.pop(envelope_id, None)
@@ -688,3 +690,7 @@ class FakeSlack:
     def open_connections(self) -> int:
         """Connections envelopes may go to now."""
         return sum(1 for s in self._open if not s.ws.closed)
+
+    def connection_numbers(self) -> list[int]:
+        """The numbers (as in `deliveries`) of the connections envelopes may go to now."""
+        return [s.n for s in self._open if not s.ws.closed]
