@@ -3,10 +3,14 @@
 Prints: command latency p50/p99 through the full bus (dedupe claim, authorize, durable audit)
 on SQLite and on PostgreSQL; claim throughput of two instances claiming the same events
 (each exactly once); failover time, from the leader's death (its lock connection gone, its
-loop stopped: what kill -9 does) to the survivor holding the lease, median of 5.
+loop stopped: what kill -9 does) to the survivor holding the lease, median of 5; then 5
+real failovers (--e2e 5): two chatopsd processes on the fake Slack, Discord and Mattermost
+(tests/test_ha.py's set-up, lease_seconds 2), 150 commands over the three, the leader
+`kill -9`ed at the 75th: the failover time to the first singleton job on the survivor (the
+status stalker's post) and how many commands were lost or answered twice.
 Starts a private PostgreSQL 15 cluster (as the tests do, but with fsync on), torn down at
 the end.
-Run: .venv/bin/python bench/ha.py [--lease 10]   (a benchmark: figures vary by machine)
+Run: .venv/bin/python bench/ha.py [--lease 10] [--e2e 5]   (figures vary by machine)
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import io
+import signal
 import statistics
 import subprocess
 import sys
@@ -116,7 +121,66 @@ async def failover(url: str, lease_seconds: float, runs: int = 5) -> None:
     )
 
 
-async def run_all(cluster: Cluster, lease_seconds: float) -> None:
+async def e2e_run(url: str) -> tuple[float, int, int, int]:
+    """One real failover: (seconds to the survivor's first stalker post, commands sent,
+    lost, answered twice)."""
+    from tests.fixtures.pagerduty import fake_pd
+    from tests.test_ha import PLATFORMS, Instances, answers_settle, lease_holder, open_chat, until
+
+    pd = fake_pd()
+    pd.validate = False
+    await pd.start()
+    try:
+        async with open_chat() as chat:
+            with tempfile.TemporaryDirectory() as tmp:
+                inst = Instances(Path(tmp), url, chat, pd)
+                try:
+                    first = inst.start("one")
+                    await until(lambda: chat.connected(1), 60)
+                    await until(lambda: lease_holder(url))
+                    inst.start("two")
+                    await until(lambda: chat.connected(2), 60)
+                    await until(lambda: chat.discord_ready() >= 2)
+                    stalk = await chat.command("mattermost", "!status stalk", 9000)
+                    await until(lambda: chat.answers()[stalk] >= 1)
+                    keys = []
+                    killed = 0.0
+                    for n in range(150):
+                        if n == 75:
+                            first.send_signal(signal.SIGKILL)
+                            killed = time.monotonic()
+                            inst.status_file.write_text("critical\n")
+                        keys.append(await chat.command(PLATFORMS[n % 3], "!help ic", n))
+                        if n % 30 == 29:
+                            await asyncio.sleep(0.05)
+                    await until(lambda: chat.stalker_changes()["mattermost"] >= 1, 60)
+                    took = time.monotonic() - killed
+                    await answers_settle(chat, keys)
+                    counts = chat.answers()
+                    lost = sum(1 for k in keys if counts[k] == 0)
+                    return took, len(keys), lost, sum(1 for k in keys if counts[k] > 1)
+                finally:
+                    inst.stop_all()
+    finally:
+        await pd.close()
+
+
+async def e2e(cluster: Cluster, runs: int) -> None:
+    """Real processes, real kill -9: lost and doubled commands across `runs` failovers."""
+    from tests.test_ha import LEASE
+
+    results = [await e2e_run(cluster.url(f"e2e{run}")) for run in range(runs)]
+    times = [r[0] for r in results]
+    print(
+        f"kill -9 of the leader, {runs} runs, two processes on Slack+Discord+Mattermost, "
+        f"lease_seconds={LEASE:g}: first singleton job (stalker post) on the survivor after "
+        f"median {statistics.median(times):.2f} s (min {min(times):.2f}, max {max(times):.2f}); "
+        f"commands lost {sum(r[2] for r in results)}, answered twice "
+        f"{sum(r[3] for r in results)} (of {sum(r[1] for r in results)})"
+    )
+
+
+async def run_all(cluster: Cluster, lease_seconds: float, e2e_runs: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = {"ratelimit": {"per_minute": 1e9, "burst": 1_000_000}}
         await latency("SQLite", {"chatopsd": {"state_db": f"{tmp}/bench.db"}, **base})
@@ -126,18 +190,20 @@ async def run_all(cluster: Cluster, lease_seconds: float) -> None:
         )
     await claims(cluster.url("claims"))
     await failover(cluster.url("lease"), lease_seconds)
+    if e2e_runs:
+        await e2e(cluster, e2e_runs)
 
 
-def main(lease_seconds: float) -> None:
+def main(lease_seconds: float, e2e_runs: int) -> None:
     if not (BIN / "initdb").exists():
         print(f"PostgreSQL 15 is not installed ({BIN}): apt-get install postgresql")
         return
     cluster = start_cluster(fsync=True)
     try:
         where = ["-h", cluster.host, "-p", str(cluster.port), "-U", SUPERUSER]
-        for name in ("lat", "claims", "lease"):
+        for name in ("lat", "claims", "lease", *(f"e2e{run}" for run in range(e2e_runs))):
             subprocess.run([str(BIN / "createdb"), *where, name], check=True)
-        uvloop.run(run_all(cluster, lease_seconds))
+        uvloop.run(run_all(cluster, lease_seconds, e2e_runs))
     finally:
         stop_cluster(cluster)
 
@@ -145,4 +211,6 @@ def main(lease_seconds: float) -> None:
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--lease", type=float, default=10.0, help="lease_seconds (default 10)")
-    main(parser.parse_args().lease)
+    parser.add_argument("--e2e", type=int, default=5, help="real kill -9 failovers (0: none)")
+    args = parser.parse_args()
+    main(args.lease, args.e2e)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import signal
 import subprocess
@@ -178,19 +179,28 @@ def stalker_post(args: dict[str, Any]) -> bool:
     return args.get("channel") == SLACK_STALKING and "CRITICAL" in str(args.get("text")).upper()
 
 
-@pytest.fixture
-async def chat() -> AsyncIterator[Chat]:
+@contextlib.asynccontextmanager
+async def open_chat() -> AsyncIterator[Chat]:
+    """The three fakes, started (also used by bench/ha.py)."""
     slack = FakeSlack(ack_timeout=SLACK_ACK_WINDOW)
     discord = FakeDiscord()
     mattermost = FakeMattermost()
     mattermost.broadcast = True  # every event to every connection of the bot, as the server
     for fake in (slack, discord, mattermost):
         await fake.start()
-    yield Chat(slack, discord, mattermost)
-    await mattermost.stop()
-    await discord.stop()
-    await slack.stop()
-    assert slack.violations == [], "acks that break Socket Mode's protocol"
+    try:
+        yield Chat(slack, discord, mattermost)
+    finally:
+        await mattermost.stop()
+        await discord.stop()
+        await slack.stop()
+
+
+@pytest.fixture
+async def chat() -> AsyncIterator[Chat]:
+    async with open_chat() as fakes:
+        yield fakes
+        assert fakes.slack.violations == [], "acks that break Socket Mode's protocol"
 
 
 def toml_table(values: dict[str, Any]) -> str:
