@@ -166,7 +166,11 @@ class App:
         )
         for connector in connectors:
             supervisor = Supervisor(
-                connector, self.bus.submit, self.clock, accepting=self.bus.accepting
+                connector,
+                self.bus.submit,
+                self.clock,
+                accepting=self.bus.accepting,
+                admit=self.bus.admit,
             )
             self.supervisors.append(supervisor)
             self._tasks.append(

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.core.approvals import Action, Person
-from chatopsd.core.ports import AuditEntry
+from chatopsd.core.ports import AuditEntry, ClaimUnavailable
 from chatopsd.core.stalking import Stalker
 from chatopsd.store.approvals import SqlApprovals
 from chatopsd.store.audit import SqlAuditLog
@@ -238,8 +238,10 @@ async def test_claim_on_an_unreachable_shared_database_is_not_ours(
     ledger = SqlEventLedger(db, clock)
     assert await ledger.claim("slack", "E0")
     await db.close()  # cut off: another instance may answer; this one must stay silent
-    assert not await ledger.claim("slack", "E1")
+    with pytest.raises(ClaimUnavailable):
+        await ledger.claim("slack", "E1")
     assert ledger.failures == 1
+    await db.close()
 
 
 async def test_identity_links_and_pagerduty_cards(db: Database) -> None:

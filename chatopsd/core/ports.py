@@ -37,14 +37,20 @@ class SystemClock:
         return time.monotonic()
 
 
+class ClaimUnavailable(Exception):
+    """The shared database could not record the claim: the event is not ours (another
+    instance may claim it; a platform that redelivers unacknowledged events will)."""
+
+
 class EventLedger(Protocol):
     """Which chat events were handled. With several instances on one database, `claim` is
     THE active-active guard: exactly one instance gets True for a (platform, event id)."""
 
     async def claim(self, platform: str, event_id: str, payload: str | None = None) -> bool:
         """Record the event durably; False if it was seen before (a redelivery, or another
-        instance claimed it first). `payload` (the command) is kept until `answered`, so
-        another instance can take the command over if this one dies first."""
+        instance claimed it first); ClaimUnavailable if it could not be recorded. `payload`
+        (the command) is kept until `answered`, so another instance can take the command
+        over if this one dies first."""
         ...
 
     async def answered(self, platform: str, event_id: str) -> None:
