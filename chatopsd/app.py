@@ -337,7 +337,7 @@ class App:
         from chatopsd.handlers.bridge import Bridge
         from chatopsd.handlers.followups import FollowUps
         from chatopsd.handlers.publish import PublicStatus
-        from chatopsd.store.followups import SqliteFollowUps
+        from chatopsd.store.followups import SqlFollowUps
         from chatopsd.store.publications import SqlitePublications
 
         cfg = self.config
@@ -365,7 +365,7 @@ class App:
             min_interval=sp.min_interval_seconds if sp else 1.0,
         )
         self.followups = FollowUps(
-            SqliteFollowUps(self.db),
+            SqlFollowUps(self.db),
             self.incidents,
             self._tracker(),
             self.outbox,
