@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -319,3 +319,47 @@ def test_a_password_in_the_database_url_is_refused_without_showing_it(tmp_path: 
     with pytest.raises(ConfigError, match="chatopsd_database_password") as caught:
         config.load(path)
     assert "s3cret" not in str(caught.value)
+
+
+async def test_incident_changes_are_decided_on_the_stored_row_one_at_a_time(
+    db: Database,
+) -> None:
+    from chatopsd.core import incident as core
+    from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
+    from chatopsd.store.incidents import SqlIncidentStore
+
+    def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
+        inc = core.declare(incident_id, "x", 2, T0, "ada", "slack", "C1")
+        return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "x")
+
+    store, other = SqlIncidentStore(db), SqlIncidentStore(db)  # two instances' worth
+    inc = await store.create(2026, make)
+
+    def ack(who: str) -> Callable[[Incident], tuple[Incident, TimelineEntry]]:
+        def step(current: Incident) -> tuple[Incident, TimelineEntry]:
+            after = core.transition(current, "ack", T0)
+            return after, TimelineEntry(T0, who, "slack", "C1", "acknowledged", who)
+
+        return step
+
+    results = await asyncio.gather(
+        store.change(inc.id, ack("bo")), other.change(inc.id, ack("cy")), return_exceptions=True
+    )
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(won) == 1 and len(lost) == 1 and isinstance(lost[0], IllegalTransition)
+    timeline = [e.kind for e in await store.timeline(inc.id)]
+    assert timeline.count("acknowledged") == 1  # the refused one left nothing behind
+
+    def role(who: str) -> Callable[[Incident], tuple[Incident, TimelineEntry]]:
+        def step(current: Incident) -> tuple[Incident, TimelineEntry]:
+            after = core.set_role(current, who, who, T0)
+            return after, TimelineEntry(T0, who, "slack", "C1", "role", who)
+
+        return step
+
+    # concurrent changes of different fields: neither overwrites the other
+    await asyncio.gather(store.change(inc.id, role("scribe")), other.change(inc.id, role("comms")))
+    stored = await store.get(inc.id)
+    assert stored is not None and {"scribe", "comms"} <= set(stored.roles)
+    assert await store.change("INC-2026-9999", role("scribe")) is None

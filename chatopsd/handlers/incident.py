@@ -155,9 +155,6 @@ class IncidentHandler:
         # a "thread" there is the same stream, so posting to it as well prints twice).
         self.threads = threads
         self.times = times
-        # One process, one writer: serialise read-modify-write of incidents so two people
-        # acknowledging at once get one "acknowledged" and one clear refusal.
-        self._lock = asyncio.Lock()
         # Features that follow the lifecycle (status page, follow-ups, bridge): app.py adds them.
         self.hooks: list[IncidentHook] = []
         self.followups: FollowUpRows | None = None
@@ -311,16 +308,26 @@ class IncidentHandler:
         """Find, change and store an incident with its timeline entry; refresh its status.
 
         `apply(incident, rest)` returns (new incident, timeline kind, timeline text)."""
-        async with self._lock:
-            before, rest = await self._target(event, raw, usage)
+        found, rest = await self._target(event, raw, usage)
+        said: list[tuple[str, str]] = []
+
+        def step(current: Incident) -> tuple[Incident, TimelineEntry]:
+            # decided on the incident as stored now (another instance may have changed it)
             try:
-                after, kind, text = apply(before, rest)
+                after, kind, text = apply(current, rest)
             except IllegalTransition as exc:
                 # the core's hints name commands without the prefix, which only we know
                 if exc.hint and exc.hint.startswith("incident "):
                     exc.hint = f"{self.settings.prefix}{exc.hint}"
                 raise
-            await self.store.save(after, self._entry(event, kind, text))
+            said.append((kind, text))
+            return after, self._entry(event, kind, text)
+
+        changed = await self.store.change(found.id, step)
+        if changed is None:
+            raise NotFound(f"there is no incident {found.id}")
+        before, after = changed
+        kind, text = said[-1]
         await self._notify(Change(after, kind, text, event, public))
         await self._refresh_status(after)
         return before, after, rest
