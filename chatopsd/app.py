@@ -118,6 +118,8 @@ class App:
         self.kv = SqlKeyValue(self.db)
         self.incident_store = SqlIncidentStore(self.db)
         self.lease = await self._lease()
+        self.ledger.instance = self.lease.instance
+        self.ledger.answerable = self.lease.alive
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
@@ -146,6 +148,15 @@ class App:
             run_now=False,
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
+        if self.db.shared:
+            from chatopsd.takeover import Takeover
+
+            self.takeover = Takeover(
+                self.ledger, self.bus, self.clock, dead_after_s=cfg.chatopsd.lease_seconds
+            )
+            self.scheduler.every(
+                "take-over", cfg.chatopsd.lease_seconds / 5, self._leader_only(self.takeover.sweep)
+            )
         self.stalking.fence = lambda: self.lease.token
         self.scheduler.start()
         self.metrics.attach(
@@ -228,7 +239,7 @@ class App:
         )
         # Order and why: core/middleware.py's docstring.
         return [
-            Dedupe(self.ledger),
+            Dedupe(self.ledger, durable=self.db.shared),
             self.metrics.middleware,
             Audit(self.audit, self.clock),
             RateLimit(

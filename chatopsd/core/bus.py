@@ -126,18 +126,34 @@ class Bus:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _handle_quietly(self, event: Inbound) -> None:
-        await self.handle(event)
+    async def _handle_quietly(self, event: Inbound, resumed: bool = False) -> None:
+        await self.handle(event, resumed=resumed)
 
-    async def handle(self, event: Inbound) -> list[Reply]:
-        """Handle one event and send its replies; returns them (for tests and benchmarks)."""
-        if event.kind == "reaction":
+    def resume(self, event: Inbound) -> asyncio.Task[None] | None:
+        """Handle a command taken over from an instance that died before answering it."""
+        if not self._accepting:
+            return None
+        task = asyncio.get_running_loop().create_task(
+            self._handle_quietly(event, True), name=f"resumed:{event.platform}:{event.event_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def handle(self, event: Inbound, *, resumed: bool = False) -> list[Reply]:
+        """Handle one event and send its replies; returns them (for tests and benchmarks).
+
+        `resumed`: a command another instance claimed and died before answering, taken over
+        from the event ledger (a reaction there already stands for its command)."""
+        if resumed and event.kind == "reaction":
+            addressed: Addressed | None = Addressed(event.text, "platform")
+        elif event.kind == "reaction":
             body = await self._reaction_command(event)
             if body is None:
                 return []
             # audited and authorized as the command it stands for, like a button click
             event = replace(event, text=body)
-            addressed: Addressed | None = Addressed(body, "platform")
+            addressed = Addressed(body, "platform")
         else:
             addressed = self.addressed(event)
         if addressed is None:
@@ -165,20 +181,43 @@ class Bus:
                     call.command,
                     exc_info=exc,
                 )
-        destination = Destination.for_inbound(event)
         # A refusal or error keeps its own (normal) priority: a flood of refused pages must
         # not jump the queue ahead of a real page's answer.
         priority = call.spec.priority if call.spec and not failed else None
+        replies = [
+            _with_priority(r, priority) if priority is not None and r.priority > priority else r
+            for r in replies
+        ]
+        if call.answered is None:
+            await self._deliver(call, replies, wait=False)
+        elif call.answerable is not None and not call.answerable():
+            # Cut off from the shared database long enough that the others may count us dead
+            # and take this command over: answering too would answer twice.
+            log.warning(
+                "not answering %s event %s: this instance may be counted dead; a survivor "
+                "takes it over",
+                event.platform,
+                event.event_id,
+            )
+        else:
+            await self._deliver(call, replies, wait=True)
+            await call.answered()
+        return replies
+
+    async def _deliver(self, call: Call, replies: list[Reply], *, wait: bool) -> None:
+        """Send the replies in order; with `wait`, each one is sent (or given up on) before
+        this returns, so the command can be marked answered."""
+        destination = Destination.for_inbound(call.event)
         for i, reply in enumerate(replies):
-            if priority is not None and reply.priority > priority:
-                reply = _with_priority(reply, priority)
             if i == 0 and call.replaces is not None:
                 # The handler posted a notice first ("Paging…"): the answer replaces it.
                 if await self.outbox.edit(call.replaces, reply) is not None:
                     continue
                 log.warning("could not edit %s; posting the answer anew", call.replaces.message_id)
-            self.outbox.enqueue(destination, reply)
-        return replies
+            if wait:
+                await self.outbox.send(destination, reply)
+            else:
+                self.outbox.enqueue(destination, reply)
 
     def addressed(self, event: Inbound) -> Addressed | None:
         """The command in an event, or None when it is not for us (core/addressing)."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 from chatopsd.core.commands import CommandSpec
@@ -35,6 +35,10 @@ class Call:
     cause: str = ""
     # A message posted early ("Paging…") that the bus edits into the handler's first reply.
     replaces: Sent | None = None
+    # Set by Dedupe when the claim is shared by several instances: the bus calls `answered`
+    # once the replies went out, and sends nothing while `answerable()` is False.
+    answered: Callable[[], Awaitable[None]] | None = None
+    answerable: Callable[[], bool] | None = None
 
     @property
     def command(self) -> str:

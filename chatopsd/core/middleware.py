@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from chatopsd.core.bus import Next
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, UserError
-from chatopsd.core.messages import Actor, Inbound, Reply
+from chatopsd.core.messages import Actor, Inbound, Reply, inbound_to_json
 from chatopsd.core.outcome import Outcome, outcome_of, short_cause
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, EventLedger
 
@@ -25,18 +25,33 @@ log = logging.getLogger("chatopsd.bus")
 
 
 class Dedupe:
-    """Drop an event whose (platform, event_id) was claimed before, in this run or an earlier."""
+    """Drop an event whose (platform, event_id) was claimed before, in this run or an earlier.
 
-    def __init__(self, ledger: EventLedger) -> None:
+    With `durable` (several instances on one database) the claim keeps the command until it
+    was answered, and the bus reports the answer (`call.answered`): an instance that dies in
+    between leaves it for a survivor to take over instead of losing it."""
+
+    def __init__(self, ledger: EventLedger, *, durable: bool = False) -> None:
         self.ledger = ledger
+        self.durable = durable
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         event = call.event
-        if event.event_id and not await self.ledger.claim(event.platform, event.event_id):
+        if not event.event_id:
+            return await nxt(call)
+        payload = inbound_to_json(event) if self.durable else None
+        if not await self.ledger.claim(event.platform, event.event_id, payload):
             log.info(
                 "dropped redelivered event platform=%s event=%s", event.platform, event.event_id
             )
             return []
+        if self.durable:
+            ledger, platform, event_id = self.ledger, event.platform, event.event_id
+
+            async def answered() -> None:
+                await ledger.answered(platform, event_id)
+
+            call.answered, call.answerable = answered, ledger.answerable
         return await nxt(call)
 
 

@@ -41,9 +41,18 @@ class EventLedger(Protocol):
     """Which chat events were handled. With several instances on one database, `claim` is
     THE active-active guard: exactly one instance gets True for a (platform, event id)."""
 
-    async def claim(self, platform: str, event_id: str) -> bool:
+    async def claim(self, platform: str, event_id: str, payload: str | None = None) -> bool:
         """Record the event durably; False if it was seen before (a redelivery, or another
-        instance claimed it first)."""
+        instance claimed it first). `payload` (the command) is kept until `answered`, so
+        another instance can take the command over if this one dies first."""
+        ...
+
+    async def answered(self, platform: str, event_id: str) -> None:
+        """The claimed command's replies went out: nobody needs to take it over."""
+        ...
+
+    def answerable(self) -> bool:
+        """False while this instance must not answer (the others may count it dead)."""
         ...
 
     async def prune(self) -> int:
@@ -261,6 +270,8 @@ class LeaseState:
 class Lease(Protocol):
     """Leadership for singleton work. On SQLite the one process always leads."""
 
+    instance: str  # this instance's name (host:pid), as claims and heartbeats record it
+
     @property
     def leader(self) -> bool: ...
 
@@ -268,6 +279,11 @@ class Lease(Protocol):
     def token(self) -> int | None: ...
 
     def state(self) -> LeaseState: ...
+
+    def alive(self) -> bool:
+        """False while the other instances may count this one dead (no recent heartbeat):
+        it must not answer commands then, a survivor takes them over."""
+        ...
 
     async def start(self) -> None: ...
 
