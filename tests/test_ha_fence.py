@@ -149,8 +149,13 @@ async def test_one_click_claim_per_incident_and_action(db: Database) -> None:
     # an instance that died mid-write leaves its claim: taken over once it is stale
     assert await claims.claim("PINC1", "acknowledged", "Alan", 1003.0 + 1) is None
     late = 1004.0 + CLAIM_STALE_SECONDS
-    assert await claims.claim("PINC1", "acknowledged", "Alan", late) is not None
+    assert await claims.claim("PINC1", "acknowledged", "Alan", late, "slack:E1") is not None
     assert await claims.holder("PINC1", "acknowledged") == "Alan"
+    # the same click handled again (its instance died; a survivor took the command over)
+    # takes its own claim over at once; another click still waits
+    assert await claims.claim("PINC1", "acknowledged", "Ada", late + 1, "slack:E2") is None
+    assert await claims.claim("PINC1", "acknowledged", "Alan", late + 1, "slack:E1") is not None
+    assert await claims.claim("PINC1", "acknowledged", "Ada", late + 2, "") is None
 
 
 # -- two instances on one PostgreSQL ----------------------------------------------------------

@@ -346,8 +346,11 @@ class IncidentCards(Protocol):
 class ClickClaims(Protocol):
     """One write to PagerDuty per (incident, action), whichever instance got the click."""
 
-    async def claim(self, incident_id: str, action: str, holder: str, now: float) -> str | None:
-        """The claim's id if this click won, None if another write is under way."""
+    async def claim(
+        self, incident_id: str, action: str, holder: str, now: float, event: str = ""
+    ) -> str | None:
+        """The claim's id if this click won, None if another write is under way (`event`:
+        the chat event, which may take its own claim over when it is handled again)."""
         ...
 
     async def holder(self, incident_id: str, action: str) -> str | None: ...

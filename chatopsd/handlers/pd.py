@@ -334,7 +334,9 @@ class PdHandler:
         if known is not None and known.status == "resolved":
             raise UsageError(f"#{known.number} is already {core.state_line(known, self.times)}")
         who = call.event.actor.display
-        claim = await self.claims.claim(incident_id, verb, who, self.clock.now().timestamp())
+        e = call.event
+        event = f"{e.platform}:{e.event_id}" if e.event_id else ""
+        claim = await self.claims.claim(incident_id, verb, who, self.clock.now().timestamp(), event)
         if claim is None:
             holder = await self.claims.holder(incident_id, verb)
             raise UsageError(f"already {verb} by {holder or 'someone else'}")

@@ -188,15 +188,20 @@ class SqlClickClaims:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def claim(self, incident_id: str, action: str, holder: str, now: float) -> str | None:
-        """The claim's id if this click won; None if someone else's write is under way."""
+    async def claim(
+        self, incident_id: str, action: str, holder: str, now: float, event: str = ""
+    ) -> str | None:
+        """The claim's id if this click won; None if someone else's write is under way.
+        `event` ("platform:event id"): the same event handled again (taken over from an
+        instance that died) takes its own claim over at once."""
         nonce = uuid.uuid4().hex
         won = await self.db.execute(
-            "INSERT INTO pd_click_claims (incident_id, action, holder, nonce, claimed_at) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (incident_id, action) DO UPDATE SET "
-            "holder = excluded.holder, nonce = excluded.nonce, claimed_at = excluded.claimed_at "
-            "WHERE pd_click_claims.claimed_at < ?",
-            (incident_id, action, holder, nonce, now, now - CLAIM_STALE_SECONDS),
+            "INSERT INTO pd_click_claims (incident_id, action, holder, nonce, claimed_at, event) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, action) DO UPDATE SET "
+            "holder = excluded.holder, nonce = excluded.nonce, claimed_at = excluded.claimed_at, "
+            "event = excluded.event "
+            "WHERE pd_click_claims.claimed_at < ? OR pd_click_claims.event = excluded.event",
+            (incident_id, action, holder, nonce, now, event or None, now - CLAIM_STALE_SECONDS),
         )
         return nonce if won else None
 
