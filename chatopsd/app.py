@@ -166,7 +166,11 @@ class App:
         )
         for connector in connectors:
             supervisor = Supervisor(
-                connector, self.bus.submit, self.clock, accepting=self.bus.accepting
+                connector,
+                self.bus.submit,
+                self.clock,
+                accepting=self.bus.accepting,
+                admit=self.bus.admit,
             )
             self.supervisors.append(supervisor)
             self._tasks.append(
@@ -333,7 +337,7 @@ class App:
         from chatopsd.handlers.bridge import Bridge
         from chatopsd.handlers.followups import FollowUps
         from chatopsd.handlers.publish import PublicStatus
-        from chatopsd.store.followups import SqliteFollowUps
+        from chatopsd.store.followups import SqlFollowUps
         from chatopsd.store.publications import SqlitePublications
 
         cfg = self.config
@@ -364,7 +368,7 @@ class App:
             poll_seconds=cfg.chatopsd.lease_seconds / 5 if self.db.shared else None,
         )
         self.followups = FollowUps(
-            SqliteFollowUps(self.db),
+            SqlFollowUps(self.db),
             self.incidents,
             self._tracker(),
             self.outbox,

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.core.approvals import Action, Person
-from chatopsd.core.ports import AuditEntry
+from chatopsd.core.ports import AuditEntry, ClaimUnavailable
 from chatopsd.core.stalking import Stalker
 from chatopsd.store.approvals import SqlApprovals
 from chatopsd.store.audit import SqlAuditLog
@@ -238,8 +238,10 @@ async def test_claim_on_an_unreachable_shared_database_is_not_ours(
     ledger = SqlEventLedger(db, clock)
     assert await ledger.claim("slack", "E0")
     await db.close()  # cut off: another instance may answer; this one must stay silent
-    assert not await ledger.claim("slack", "E1")
+    with pytest.raises(ClaimUnavailable):
+        await ledger.claim("slack", "E1")
     assert ledger.failures == 1
+    await db.close()
 
 
 async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
@@ -270,7 +272,7 @@ async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
 async def test_followups_numbered_per_incident(db: Database) -> None:
     from chatopsd.core import incident as core
     from chatopsd.core.incident import TimelineEntry
-    from chatopsd.store.followups import SqliteFollowUps
+    from chatopsd.store.followups import SqlFollowUps
     from chatopsd.store.incidents import SqlIncidentStore
 
     def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
@@ -278,12 +280,23 @@ async def test_followups_numbered_per_incident(db: Database) -> None:
         return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "x")
 
     inc = await SqlIncidentStore(db).create(2026, make)
-    store = SqliteFollowUps(db)
+    store = SqlFollowUps(db)
     assert [await store.add(inc.id, f"fix {i}", None, "ada", T0) for i in range(3)] == [1, 2, 3]
     await store.done(inc.id, 2, T0)
     got = await store.get(inc.id, 2)
     assert got is not None and got.text == "fix 1"
     assert [f.n for f in await store.list(inc.id)] == [1, 2, 3]
+    # two writers at once (two instances' worth): every number once, none lost
+    other = SqlFollowUps(db)
+    added = await asyncio.gather(
+        *((store, other)[i % 2].add(inc.id, f"more {i}", None, "bo", T0) for i in range(8))
+    )
+    assert sorted(added) == list(range(4, 12))
+    # exporting is decided once: a second decision (another command, another instance) loses
+    assert await store.claim(inc.id, 1) is True
+    assert await store.claim(inc.id, 1) is False
+    await store.release(inc.id, 1)
+    assert await store.claim(inc.id, 1) is True
 
 
 async def test_doctor_checks_the_postgresql_database(pg_url: str, tmp_path: Path) -> None:

@@ -37,14 +37,20 @@ class SystemClock:
         return time.monotonic()
 
 
+class ClaimUnavailable(Exception):
+    """The shared database could not record the claim: the event is not ours (another
+    instance may claim it; a platform that redelivers unacknowledged events will)."""
+
+
 class EventLedger(Protocol):
     """Which chat events were handled. With several instances on one database, `claim` is
     THE active-active guard: exactly one instance gets True for a (platform, event id)."""
 
     async def claim(self, platform: str, event_id: str, payload: str | None = None) -> bool:
         """Record the event durably; False if it was seen before (a redelivery, or another
-        instance claimed it first). `payload` (the command) is kept until `answered`, so
-        another instance can take the command over if this one dies first."""
+        instance claimed it first); ClaimUnavailable if it could not be recorded. `payload`
+        (the command) is kept until `answered`, so another instance can take the command
+        over if this one dies first."""
         ...
 
     async def answered(self, platform: str, event_id: str) -> None:
@@ -419,3 +425,45 @@ class KeptState(Protocol):
     async def written(self) -> dict[str, str]: ...
 
     async def record(self, target: str, value: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A follow-up action of an incident, and the ticket it became (issue 21)."""
+
+    incident_id: str
+    n: int
+    text: str
+    owner: str | None
+    added_by: str
+    added_at: datetime
+    done_at: datetime | None
+    export_state: str | None  # None | sending | sent
+    ticket_key: str | None
+    ticket_url: str | None
+
+
+class FollowUpStore(Protocol):
+    """Follow-ups per incident. Export is decided (`claim`) durably before the ticket is
+    created, so a crash or a second instance never creates it twice."""
+
+    async def add(
+        self, incident_id: str, text: str, owner: str | None, added_by: str, at: datetime
+    ) -> int:
+        """Store a follow-up; returns its number within the incident (unique across
+        instances)."""
+        ...
+
+    async def list(self, incident_id: str) -> list[FollowUp]: ...
+
+    async def get(self, incident_id: str, n: int) -> FollowUp | None: ...
+
+    async def done(self, incident_id: str, n: int, at: datetime) -> None: ...
+
+    async def claim(self, incident_id: str, n: int) -> bool:
+        """Decide to send it; False if it was already decided (here or by another instance)."""
+        ...
+
+    async def release(self, incident_id: str, n: int) -> None: ...
+
+    async def ticket_created(self, incident_id: str, n: int, key: str, url: str) -> None: ...

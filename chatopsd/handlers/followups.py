@@ -26,9 +26,16 @@ from chatopsd.core.incident import Incident
 from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.outcome import Outcome
-from chatopsd.core.ports import AuditEntry, AuditLog, Clock, Home, ReplySink
+from chatopsd.core.ports import (
+    AuditEntry,
+    AuditLog,
+    Clock,
+    FollowUp,
+    FollowUpStore,
+    Home,
+    ReplySink,
+)
 from chatopsd.handlers.incident import IncidentHandler
-from chatopsd.store.followups import FollowUp, SqliteFollowUps
 
 if TYPE_CHECKING:  # the tracker module is loaded only when [tickets] is configured
     from chatopsd.integrations.tickets import TicketDraft, Tracker
@@ -69,7 +76,7 @@ def _n(text: str) -> int:
 class FollowUps:
     def __init__(
         self,
-        store: SqliteFollowUps,
+        store: FollowUpStore,
         incidents: IncidentHandler,
         tracker: Tracker | None,
         outbox: ReplySink,
@@ -217,7 +224,8 @@ class FollowUps:
                         f"{incident.id} {f.n}"
                     )
                     continue
-                await self.store.claim(incident.id, f.n)
+                if not await self.store.claim(incident.id, f.n):
+                    continue  # another command (or instance) is exporting it right now
                 started = self.clock.monotonic()
                 try:
                     ticket = await tracker.create(self._draft(incident, f, home))
