@@ -330,17 +330,44 @@ class IncidentCards(Protocol):
     async def unresolved(self) -> list[str]: ...
 
     async def decide(
-        self, changes: Sequence[tuple[str, int, str, str]], destinations: Sequence[Destination]
-    ) -> None:
+        self,
+        changes: Sequence[tuple[str, int, str, str]],
+        destinations: Sequence[Destination],
+        *,
+        fence: int | None = None,
+    ) -> bool:
         """Record (incident id, number, status, state) atomically; every new incident gets a
-        card owed in each destination, a changed one an edit owed in each of its cards."""
+        card owed in each destination, a changed one an edit owed in each of its cards.
+        With `fence` (a lease token), only while it is still the lease's (else False)."""
         ...
 
     async def owed(self, incident_id: str | None = None) -> list[OwedCard]:
         """Cards still to post or edit (of one incident, or all)."""
         ...
 
+    async def claim(self, card: OwedCard, *, fence: int | None = None) -> str | None:
+        """Take the delivery of one card (the claim's id), or None: the fence no longer
+        holds, or another instance is delivering it."""
+        ...
+
+    async def release(self, card: OwedCard, claim: str) -> None: ...
+
     async def shown(self, card: OwedCard, message_id: str) -> None: ...
+
+
+class ClickClaims(Protocol):
+    """One write to PagerDuty per (incident, action), whichever instance got the click."""
+
+    async def claim(
+        self, incident_id: str, action: str, holder: str, now: float, event: str = ""
+    ) -> str | None:
+        """The claim's id if this click won, None if another write is under way (`event`:
+        the chat event, which may take its own claim over when it is handled again)."""
+        ...
+
+    async def holder(self, incident_id: str, action: str) -> str | None: ...
+
+    async def release(self, incident_id: str, action: str, claim: str) -> None: ...
 
 
 @runtime_checkable
