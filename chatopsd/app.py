@@ -166,7 +166,11 @@ class App:
         )
         for connector in connectors:
             supervisor = Supervisor(
-                connector, self.bus.submit, self.clock, accepting=self.bus.accepting
+                connector,
+                self.bus.submit,
+                self.clock,
+                accepting=self.bus.accepting,
+                admit=self.bus.admit,
             )
             self.supervisors.append(supervisor)
             self._tasks.append(
@@ -333,7 +337,7 @@ class App:
         from chatopsd.handlers.bridge import Bridge
         from chatopsd.handlers.followups import FollowUps
         from chatopsd.handlers.publish import PublicStatus
-        from chatopsd.store.followups import SqliteFollowUps
+        from chatopsd.store.followups import SqlFollowUps
         from chatopsd.store.publications import SqlitePublications
 
         cfg = self.config
@@ -359,9 +363,12 @@ class App:
             components=sp.components if sp else None,
             auto_publish=sp.auto_publish if sp else (),
             min_interval=sp.min_interval_seconds if sp else 1.0,
+            # several instances: the leader sends, and picks up what followers queued
+            lease=self.lease,
+            poll_seconds=cfg.chatopsd.lease_seconds / 5 if self.db.shared else None,
         )
         self.followups = FollowUps(
-            SqliteFollowUps(self.db),
+            SqlFollowUps(self.db),
             self.incidents,
             self._tracker(),
             self.outbox,
@@ -465,10 +472,18 @@ class App:
             refresh_seconds=pd.refresh_seconds,
         )
         await cache.load()
+
+        async def follow() -> None:
+            # a follower re-reads what the leader's refresh wrote: on-call, then lookahead
+            from chatopsd import oncall_compose
+
+            await cache.load()
+            await oncall_compose.follow(self)
+
         self.scheduler.every(
             "pagerduty-refresh",
             pd.refresh_seconds,
-            self._leader_only(cache.refresh_job, follower=cache.load),
+            self._leader_only(cache.refresh_job, follower=follow),
         )
         return cache
 

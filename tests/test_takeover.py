@@ -125,6 +125,8 @@ async def test_two_survivors_take_a_command_over_once(
     c = Instance(c_db, clock, "c")
     try:
         await a.beat(age_s=60.0)
+        await b.beat()
+        await c.beat()  # alive: what one survivor took over is not the other's to take
         for n in range(20):
             await a.ledger.claim("console", f"E{n}", inbound_to_json(ev(f"!echo {n}", f"E{n}")))
         await asyncio.gather(b.takeover.sweep(), c.takeover.sweep())
@@ -208,3 +210,21 @@ def test_the_stored_command_round_trips() -> None:
     assert inbound_from_json(inbound_to_json(event)) == event
     with pytest.raises(ValueError):
         inbound_from_json(inbound_to_json(event).replace('"message"', '"telegram"'))
+
+
+async def test_admit_says_whether_the_platform_may_forget_the_event(
+    pg_url: str, pair: tuple[Instance, Instance], clock: FakeClock
+) -> None:
+    a, _ = pair
+    assert await a.bus.admit(ev("!echo one", "E1")) is True  # claimed here
+    assert await a.bus.admit(ev("!echo one", "E1")) is True  # a redelivery: claimed before
+    assert await a.bus.admit(ev("just talking", "E2")) is True  # not for us: nothing to redo
+    cut_db = await PgDatabase.open(pg_url)
+    cut = Instance(cut_db, clock, "cut")
+    await cut_db.close()  # the shared database is out of reach: the claim cannot be recorded
+    assert await cut.bus.admit(ev("!echo two", "E3")) is False  # deliver it again elsewhere
+    await cut.bus.drain(1)
+    assert await cut.answers() == []  # and no "internal error" answer from here
+    await cut.outbox.close()
+    await a.bus.drain(5)
+    assert await a.answers() == ["echo one"]

@@ -112,22 +112,52 @@ class Bus:
 
     # -- entry points ----------------------------------------------------------------------
 
-    def submit(self, event: Inbound) -> asyncio.Task[None] | None:
+    def submit(
+        self, event: Inbound, claimed: asyncio.Future[bool] | None = None
+    ) -> asyncio.Task[None] | None:
         """Hand an event to the bus; handled in its own task, returned for whoever wants to
-        wait for it (the console, to keep its output in order). Never raises."""
+        wait for it (the console, to keep its output in order). Never raises. `claimed`
+        (see `admit`) is resolved once the event is recorded as ours or as not ours."""
         if not self._accepting:
             # Not claimed, so a platform that redelivers will deliver it to the next run.
             log.warning("shutting down; dropped %s event %s", event.platform, event.event_id)
+            if claimed is not None and not claimed.done():
+                claimed.set_result(False)
             return None
         task = asyncio.get_running_loop().create_task(
-            self._handle_quietly(event), name=f"cmd:{event.platform}:{event.event_id}"
+            self._handle_quietly(event, claimed=claimed),
+            name=f"cmd:{event.platform}:{event.event_id}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _handle_quietly(self, event: Inbound, resumed: bool = False) -> None:
-        await self.handle(event, resumed=resumed)
+    async def admit(self, event: Inbound) -> bool:
+        """Submit the event and wait until its claim is recorded: True when the platform may
+        forget it (claimed, a redelivery, or nothing for us), False when it should deliver it
+        again (shutting down, or the shared database could not record the claim). A
+        platform that acknowledges events (Slack) acknowledges only then, so an instance
+        killed between the two loses nothing: the event comes again, or a survivor takes
+        the recorded claim over."""
+        claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.submit(event, claimed)
+        return await asyncio.shield(claimed)
+
+    async def _handle_quietly(
+        self,
+        event: Inbound,
+        resumed: bool = False,
+        claimed: asyncio.Future[bool] | None = None,
+    ) -> None:
+        settled = True  # whatever happens before a claim (not for us, say): nothing to redo
+        try:
+            await self.handle(event, resumed=resumed, claimed=claimed)
+        except asyncio.CancelledError:
+            settled = False  # cut short by shutdown before it was claimed: deliver it again
+            raise
+        finally:
+            if claimed is not None and not claimed.done():
+                claimed.set_result(settled)
 
     def resume(self, event: Inbound) -> asyncio.Task[None] | None:
         """Handle a command taken over from an instance that died before answering it."""
@@ -140,7 +170,13 @@ class Bus:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def handle(self, event: Inbound, *, resumed: bool = False) -> list[Reply]:
+    async def handle(
+        self,
+        event: Inbound,
+        *,
+        resumed: bool = False,
+        claimed: asyncio.Future[bool] | None = None,
+    ) -> list[Reply]:
         """Handle one event and send its replies; returns them (for tests and benchmarks).
 
         `resumed`: a command another instance claimed and died before answering, taken over
@@ -159,6 +195,7 @@ class Bus:
         if addressed is None:
             return []
         call = self._parse(event, addressed)
+        call.claimed = claimed
         if call.error is not None and addressed.how == "thread" and not self._known_root(call):
             return []  # people talking in a thread we started, not a command for us
         failed = False

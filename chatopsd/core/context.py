@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -39,6 +40,9 @@ class Call:
     # once the replies went out, and sends nothing while `answerable()` is False.
     answered: Callable[[], Awaitable[None]] | None = None
     answerable: Callable[[], bool] | None = None
+    # Resolved once the event's claim is recorded (True) or could not be (False): a
+    # connector that acknowledges events (Slack) waits on it (Bus.admit).
+    claimed: asyncio.Future[bool] | None = None
 
     @property
     def command(self) -> str:
@@ -58,6 +62,10 @@ class Call:
     def text(self, name: str) -> str | None:
         value = self.args.get(name)
         return None if value is None else str(value)
+
+    def settle_claim(self, recorded: bool) -> None:
+        if self.claimed is not None and not self.claimed.done():
+            self.claimed.set_result(recorded)
 
     def set_outcome(self, outcome: Outcome, cause: str = "") -> None:
         """State what happened, e.g. `failed` with "PagerDuty server error (500)"."""

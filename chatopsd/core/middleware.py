@@ -19,7 +19,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, UserError
 from chatopsd.core.messages import Actor, Inbound, Reply, inbound_to_json
 from chatopsd.core.outcome import Outcome, outcome_of, short_cause
-from chatopsd.core.ports import AuditEntry, AuditLog, Clock, EventLedger
+from chatopsd.core.ports import AuditEntry, AuditLog, ClaimUnavailable, Clock, EventLedger
 
 log = logging.getLogger("chatopsd.bus")
 
@@ -40,7 +40,15 @@ class Dedupe:
         if not event.event_id:
             return await nxt(call)
         payload = inbound_to_json(event) if self.durable else None
-        if not await self.ledger.claim(event.platform, event.event_id, payload):
+        try:
+            won = await self.ledger.claim(event.platform, event.event_id, payload)
+        except ClaimUnavailable:
+            # Not ours (logged by the ledger). Answering "internal error" would be a second,
+            # wrong answer where another instance claims it.
+            call.settle_claim(False)
+            return []
+        call.settle_claim(True)  # recorded (by us or before): the platform may forget it
+        if not won:
             log.info(
                 "dropped redelivered event platform=%s event=%s", event.platform, event.event_id
             )

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from chatopsd.core.ports import Clock
+from chatopsd.core.ports import ClaimUnavailable, Clock, Orphan
 from chatopsd.store.db import Database
 
 log = logging.getLogger("chatopsd.store")
@@ -22,10 +21,6 @@ log = logging.getLogger("chatopsd.store")
 # PostgreSQL's clock, in epoch seconds: heartbeats are written with it, so "dead" does not
 # depend on the hosts' clocks agreeing. (Orphans are looked for only on PostgreSQL.)
 DB_NOW = "extract(epoch from clock_timestamp())"
-
-
-class _Unclaimed(Exception):
-    pass
 
 
 _CLAIM = (
@@ -36,17 +31,6 @@ _CLAIM_OWNED = (
     "INSERT INTO events (platform, event_id, seen_at, instance, payload) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (platform, event_id) DO NOTHING"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Orphan:
-    """A command a dead instance claimed and never answered."""
-
-    platform: str
-    event_id: str
-    instance: str
-    payload: str
-    seen_at: float
 
 
 class SqlEventLedger:
@@ -113,9 +97,6 @@ class SqlEventLedger:
             else:
                 await self.db.write(_CLAIM, (platform, event_id, now))
                 won = True
-        except _Unclaimed:
-            del self._seen[key]
-            return False
         except BaseException:
             del self._seen[key]  # not recorded, so not claimed
             raise
@@ -136,7 +117,7 @@ class SqlEventLedger:
             # answer it; answering "internal error" here would be a second, wrong answer.
             self.failures += 1
             log.error("cannot claim %s event %s (database: %s)", platform, event_id, exc)
-            raise _Unclaimed from exc
+            raise ClaimUnavailable(str(exc)) from exc
 
     async def answered(self, platform: str, event_id: str) -> None:
         """The command's replies went out (or were given up on): nobody takes it over now."""
