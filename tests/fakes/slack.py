@@ -496,11 +496,15 @@ class FakeSlack:
             self._in_flight[envelope_id] = _InFlight(None, time.monotonic())
             return
         self._in_flight[envelope_id] = _InFlight(sock.n, time.monotonic())
-        self.deliveries.append((envelope_id, sock.n, int(envelope.get("retry_attempt") or 0)))
         try:
             await sock.ws.send_json(envelope)
-        except ConnectionError:  # stays pending for the next socket
-            self._in_flight[envelope_id] = _InFlight(None, time.monotonic())
+        except ConnectionError:
+            # That connection is going away (its process died, say): another one gets it,
+            # or it waits for the next to open.
+            self._forget(sock)
+            await self._deliver(envelope, self._next_socket())
+            return
+        self.deliveries.append((envelope_id, sock.n, int(envelope.get("retry_attempt") or 0)))
 
     def _next_socket(self, avoid: int | None = None) -> _Socket | None:
         """Round-robin over the open connections (not `avoid`, the one that failed)."""
