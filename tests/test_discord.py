@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
+import zlib
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import pytest
 
 from chatopsd.app import App, Io
@@ -17,6 +20,7 @@ from chatopsd.core.errors import TransientSendError
 from chatopsd.core.messages import Destination, Reply
 from tests.conftest import FakeClock
 from tests.fakes.discord import BOT_ID, CHANNEL_ID, GUILD_ID, TOKEN, FakeDiscord, Recorded
+from tests.fakes.discord import zstandard as _zstd
 from tests.fixtures.discord import (
     discord_config,
     fake,  # noqa: F401 (fixtures)
@@ -437,3 +441,32 @@ async def test_interaction_deferred_by_another_instance_is_followed_up(
     ]
     assert len(refused) == 1  # the one callback we tried, refused with 40060
     assert not any(r.path == f"/channels/{CHANNEL_ID}/messages" for r in fake.requests)
+
+
+async def test_every_session_of_the_bot_gets_every_dispatch(app: App, fake: FakeDiscord) -> None:
+    # A second instance of the bot (another gateway session, no sharding): Discord sends each
+    # event to both. Here the second one is a bare client reading what the gateway sends.
+    session = aiohttp.ClientSession()
+    try:
+        if _zstd is not None:
+            pytest.skip("zstandard is installed: the fake speaks zstd-stream, read here as zlib")
+        ws = await session.ws_connect(f"{fake.gateway_url}?v=10&encoding=json&compress=zlib-stream")
+        inflate = zlib.decompressobj()
+
+        async def receive() -> dict[str, Any]:
+            return dict(json.loads(inflate.decompress((await ws.receive()).data)))
+
+        assert (await receive())["op"] == 10
+        await ws.send_json({"op": 2, "d": {"token": TOKEN, "intents": 0, "properties": {}}})
+        assert (await receive())["t"] == "READY"
+        assert (await receive())["t"] == "GUILD_CREATE"
+        await wait_for(lambda: fake.ready_sessions() == 2)
+        msg = fake.message("!help")
+        await fake.dispatch("MESSAGE_CREATE", msg)
+        seen = await receive()
+        assert (seen["t"], seen["d"]["id"]) == ("MESSAGE_CREATE", msg["id"])
+        rec = await next_message(fake)  # and the App, on its own session, answered it
+        assert rec.body["message_reference"]["message_id"] == msg["id"]
+        await ws.close()
+    finally:
+        await session.close()
