@@ -92,6 +92,9 @@ class Registry:
     def __init__(self, specs: Sequence[CommandSpec] = ()) -> None:
         self._specs: dict[tuple[str, ...], CommandSpec] = {}
         self._longest = 1
+        # `!help`'s full listing per prefix: specs are frozen, so it changes only when a
+        # command is added or removed (start-up, config reload), not per call (43 usages).
+        self._listing: dict[str, tuple[str, ...]] = {}
         for spec in specs:
             self.add(spec)
 
@@ -100,13 +103,24 @@ class Registry:
             raise ValueError(f"command {spec.name!r} registered twice")
         self._specs[spec.path] = spec
         self._longest = max(self._longest, len(spec.path))
+        self._listing.clear()
 
     def remove(self, path: tuple[str, ...]) -> None:
         """Forget a command (a config reload dropped it)."""
         self._specs.pop(path, None)
+        self._listing.clear()
 
     def __iter__(self) -> Iterator[CommandSpec]:
         return iter(sorted(self._specs.values(), key=lambda s: s.path))
+
+    def listing(self, prefix: str) -> tuple[str, ...]:
+        """One line per command, in order: "usage — summary" (`!help` with no topic)."""
+        lines = self._listing.get(prefix)
+        if lines is None:
+            lines = self._listing[prefix] = tuple(
+                f"{spec.usage(prefix)} — {spec.summary}" for spec in self
+            )
+        return lines
 
     @property
     def longest(self) -> int:
@@ -225,7 +239,7 @@ def _convert(arg: Arg, raw: str, usage: str) -> str | int:
 def help_lines(registry: Registry, prefix: str, topic: Sequence[str] = ()) -> list[str]:
     """Help generated from the specs: all commands, or one command and its sub-commands."""
     if not topic:
-        return [f"{spec.usage(prefix)} — {spec.summary}" for spec in registry]
+        return list(registry.listing(prefix))
     path = tuple(w.lower().lstrip(prefix) for w in topic)
     matches = [s for s in registry if s.path[: len(path)] == path]
     if not matches:
