@@ -26,9 +26,8 @@ from chatopsd.store.db import (
     Params,
     T,
     Tx,
-    migrations,
+    missing,
     numbered,
-    refuse_newer,
 )
 
 log = logging.getLogger("chatopsd.store")
@@ -142,11 +141,9 @@ class PgDatabase:
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
                 )
-                current = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
-                refuse_newer(current, "postgresql", self.describe())
-                for version, name, sql in migrations("postgresql"):
-                    if version <= current:
-                        continue
+                applied = [r[0] for r in await conn.fetch("SELECT version FROM schema_version")]
+                # every version not recorded, lower ones too (store/db.py: `missing`)
+                for version, name, sql in missing(applied, "postgresql", self.describe()):
                     log.info("applying PostgreSQL migration %s", name)
                     async with conn.transaction():
                         await conn.execute(sql)

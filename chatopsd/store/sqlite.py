@@ -20,7 +20,7 @@ from typing import Any
 
 import aiosqlite
 
-from chatopsd.store.db import Dialect, Op, Params, T, Tx, migrations, refuse_newer
+from chatopsd.store.db import Dialect, Op, Params, T, Tx, migrations, missing
 
 log = logging.getLogger("chatopsd.store")
 
@@ -269,18 +269,15 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
-    """Apply the migrations this database lacks, all in ONE `BEGIN IMMEDIATE` transaction:
-    a second process starting at the same moment waits on the lock, then finds nothing to do."""
+    """Apply every migration this database lacks (store/db.py: `missing`), all in ONE
+    `BEGIN IMMEDIATE` transaction: a second process starting at the same moment waits on the
+    lock, then finds nothing to do."""
     await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     await db.execute("BEGIN IMMEDIATE")
     try:
-        async with db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
-        current = (row[0] if row else None) or 0
-        refuse_newer(current, "sqlite", str(path))
-        for version, name, sql in migrations("sqlite"):
-            if version <= current:
-                continue
+        async with db.execute("SELECT version FROM schema_version") as cur:
+            applied = [row[0] for row in await cur.fetchall()]
+        for version, name, sql in missing(applied, "sqlite", str(path)):
             log.info("applying migration %s", name)
             for statement in _statements(sql):
                 await db.execute(statement)
