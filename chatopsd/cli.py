@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import json
+import sqlite3
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
@@ -244,20 +245,28 @@ def _since(text: str | None) -> datetime | None:
 
 
 async def _open(cfg: config.Config) -> Database | None:
-    from chatopsd.store.backend import open_database
+    """The service's database, read-only: `audit` reads while the daemon runs and must
+    neither migrate nor write it (a file owned by the service stays as it is)."""
+    from chatopsd.store.backend import open_readonly
 
-    if cfg.chatopsd.database:
-        return await open_database(cfg.chatopsd.database, cfg.chatopsd.db_path())
+    url = cfg.chatopsd.database
     found = locations.locate(cfg, client=True)
     path = found.state_db
-    if not path.exists():
+    if not url and not path.exists():
         print(
             f"no state database at {path} (from {found.db_source}); give --config with "
             "chatopsd.state_db, or run where the daemon runs",
             file=sys.stderr,
         )
         return None
-    return await open_database(None, path)
+    try:
+        return await open_readonly(url, path)
+    except (OSError, RuntimeError, sqlite3.Error) as exc:
+        # (NewerDatabase/OlderDatabase are RuntimeErrors; PostgreSQL's ConnectionError an
+        # OSError, its message without a password)
+        where = redact.text(str(exc))
+        print(f"cannot read the state database: {where}", file=sys.stderr)
+        return None
 
 
 async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Namespace) -> int:

@@ -52,6 +52,10 @@ class NewerDatabase(RuntimeError):
     """The database was migrated by a newer chatopsd than this one."""
 
 
+class OlderDatabase(RuntimeError):
+    """A read-only reader found migrations missing (it may not apply them itself)."""
+
+
 class Tx(Protocol):
     """A transaction in progress (see Database.transaction)."""
 
@@ -129,6 +133,20 @@ def missing(applied: Iterable[int], dialect: Dialect, where: str) -> list[tuple[
     done = set(applied)
     refuse_newer(max(done, default=0), dialect, where)
     return [m for m in migrations(dialect) if m[0] not in done]
+
+
+def require_current(applied: Iterable[int], dialect: Dialect, where: str) -> None:
+    """For a read-only reader (`chatopsd audit`): the schema must be exactly what this code
+    knows, since a reader cannot migrate. Newer is refused as by the runners; older says who
+    upgrades it."""
+    lacking = missing(applied, dialect, where)
+    if lacking:
+        names = ", ".join(name for _, name, _ in lacking)
+        raise OlderDatabase(
+            f"the database {where} lacks migrations this chatopsd expects ({names}): start "
+            "the daemon of this release once (it upgrades the database), or use the chatopsd "
+            "that runs the daemon"
+        )
 
 
 @functools.lru_cache(maxsize=512)
