@@ -7,7 +7,6 @@ Help text is generated from the same specs, so it cannot drift from what the par
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -152,6 +151,8 @@ class Registry:
         raise self._unknown(lowered, prefix)
 
     def _unknown(self, words: list[str], prefix: str) -> UsageError:
+        from difflib import get_close_matches  # only for typos: not loaded at start-up
+
         root = words[0]
         known_roots = self.roots()
         if root in known_roots:
@@ -162,11 +163,11 @@ class Registry:
             parent = tuple(words[:depth])
             subs = [s.path[depth] for s in self.children(parent) if len(s.path) == depth + 1]
             typo = words[depth] if depth < len(words) else ""
-            close = difflib.get_close_matches(typo, subs, n=1) if typo else []
+            close = get_close_matches(typo, subs, n=1) if typo else []
             base = f"{prefix}{' '.join(parent)}"
             hint = f"did you mean {base} {close[0]}?" if close else f"see {prefix}help {root}"
             return UsageError(f"unknown command {base} {typo}".rstrip(), hint=hint)
-        close = difflib.get_close_matches(root, known_roots, n=1, cutoff=0.5)
+        close = get_close_matches(root, known_roots, n=1, cutoff=0.5)
         hint = f"did you mean {prefix}{close[0]}?" if close else f"try {prefix}help"
         return UsageError(f"unknown command {prefix}{root}", hint=hint)
 

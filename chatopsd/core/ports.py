@@ -7,12 +7,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from chatopsd.core.handoff import OwedPost, Step, Watched
 from chatopsd.core.messages import Destination, Reply, Sent
 
 if TYPE_CHECKING:
+    # (annotations only, the handoff types too: that logic loads with the PagerDuty features)
     from chatopsd.core.approvals import Action, Person
     from chatopsd.core.approvals import State as ApprovalState
+    from chatopsd.core.handoff import OwedPost, Step, Watched
     from chatopsd.core.incident import Incident, TimelineEntry
     from chatopsd.core.stalking import Stalker, StalkerKey
 
