@@ -118,6 +118,8 @@ class App:
         self.kv = SqlKeyValue(self.db)
         self.incident_store = SqlIncidentStore(self.db)
         self.lease = await self._lease()
+        self.ledger.instance = self.lease.instance
+        self.ledger.answerable = self.lease.alive
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
@@ -146,6 +148,15 @@ class App:
             run_now=False,
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
+        if self.db.shared:
+            from chatopsd.takeover import Takeover
+
+            self.takeover = Takeover(
+                self.ledger, self.bus, self.clock, dead_after_s=cfg.chatopsd.lease_seconds
+            )
+            self.scheduler.every(
+                "take-over", cfg.chatopsd.lease_seconds / 5, self._leader_only(self.takeover.sweep)
+            )
         self.stalking.fence = lambda: self.lease.token
         self.scheduler.start()
         self.metrics.attach(
@@ -155,7 +166,11 @@ class App:
         )
         for connector in connectors:
             supervisor = Supervisor(
-                connector, self.bus.submit, self.clock, accepting=self.bus.accepting
+                connector,
+                self.bus.submit,
+                self.clock,
+                accepting=self.bus.accepting,
+                admit=self.bus.admit,
             )
             self.supervisors.append(supervisor)
             self._tasks.append(
@@ -228,7 +243,7 @@ class App:
         )
         # Order and why: core/middleware.py's docstring.
         return [
-            Dedupe(self.ledger),
+            Dedupe(self.ledger, durable=self.db.shared),
             self.metrics.middleware,
             Audit(self.audit, self.clock),
             RateLimit(
@@ -322,7 +337,7 @@ class App:
         from chatopsd.handlers.bridge import Bridge
         from chatopsd.handlers.followups import FollowUps
         from chatopsd.handlers.publish import PublicStatus
-        from chatopsd.store.followups import SqliteFollowUps
+        from chatopsd.store.followups import SqlFollowUps
         from chatopsd.store.publications import SqlitePublications
 
         cfg = self.config
@@ -348,9 +363,12 @@ class App:
             components=sp.components if sp else None,
             auto_publish=sp.auto_publish if sp else (),
             min_interval=sp.min_interval_seconds if sp else 1.0,
+            # several instances: the leader sends, and picks up what followers queued
+            lease=self.lease,
+            poll_seconds=cfg.chatopsd.lease_seconds / 5 if self.db.shared else None,
         )
         self.followups = FollowUps(
-            SqliteFollowUps(self.db),
+            SqlFollowUps(self.db),
             self.incidents,
             self._tracker(),
             self.outbox,
@@ -454,10 +472,18 @@ class App:
             refresh_seconds=pd.refresh_seconds,
         )
         await cache.load()
+
+        async def follow() -> None:
+            # a follower re-reads what the leader's refresh wrote: on-call, then lookahead
+            from chatopsd import oncall_compose
+
+            await cache.load()
+            await oncall_compose.follow(self)
+
         self.scheduler.every(
             "pagerduty-refresh",
             pd.refresh_seconds,
-            self._leader_only(cache.refresh_job, follower=cache.load),
+            self._leader_only(cache.refresh_job, follower=follow),
         )
         return cache
 

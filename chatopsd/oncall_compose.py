@@ -180,3 +180,13 @@ async def start(app: App) -> None:
     shifts = getattr(app, "shifts", None)
     if isinstance(shifts, ShiftCache):
         await shifts.load()
+
+
+async def follow(app: App) -> None:
+    """On an instance that does not lead (several instances on PostgreSQL), each round of the
+    `pagerduty-refresh` job: re-read the lookahead the leader's refresh wrote, so `!ic next`
+    and `!ic schedule` answer here what they answer on the leader (one interval late at most).
+    """
+    shifts = getattr(app, "shifts", None)
+    if isinstance(shifts, ShiftCache):
+        await shifts.load()

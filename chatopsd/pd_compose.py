@@ -16,7 +16,7 @@ from chatopsd.handlers.pd_take import TakeHandler
 from chatopsd.handlers.swaps import SwapHandler
 from chatopsd.integrations.pagerduty_incidents import PagerDutyIncidents
 from chatopsd.store.links import SqliteIdentityLinks
-from chatopsd.store.pd_cards import SqliteIncidentCards
+from chatopsd.store.pd_cards import SqlClickClaims, SqliteIncidentCards
 from chatopsd.store.swaps import SqlSwaps
 
 if TYPE_CHECKING:
@@ -46,13 +46,22 @@ def build(app: App) -> list[CommandProvider]:
         service_ids=services,
         destinations=[destination(t) for t in pd.incident_channels],
         times=app.times,
+        lease=app.lease,  # the poll's writes are fenced with the leader's token
     )
     if pd.incident_channels:
         app.scheduler.every(
             "pagerduty-incidents", pd.incident_poll_seconds, app._leader_only(sync.poll)
         )
     identities = Identities(SqliteIdentityLinks(app.db), pd.users, lookup, clock=app.clock)
-    handler = PdHandler(api, sync, identities, app.clock, service_ids=services, times=app.times)
+    handler = PdHandler(
+        api,
+        sync,
+        identities,
+        app.clock,
+        service_ids=services,
+        claims=SqlClickClaims(app.db),  # one PagerDuty write per click across instances
+        times=app.times,
+    )
     take = TakeHandler(
         api,
         handler,

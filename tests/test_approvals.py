@@ -3,6 +3,7 @@ and wrong role refused, two approvals, expiry, confirmation, and a restart in be
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -345,3 +346,38 @@ async def test_approved_run_waits_for_a_busy_slot_instead_of_being_lost(
     (tmp_path / "runs.jsonl.gate").write_text("go")
     await rig.settle()
     assert [r["argv"] for r in rig.runs()] == [["wait"], ["gated"]]
+
+
+async def test_two_instances_counting_votes_at_once_decide_and_run_once(
+    tmp_path: Path, clock: FakeClock, pg_url: str
+) -> None:
+    # Two instances on one PostgreSQL; dan's vote lands on one, erin's on the other, at the
+    # same moment. Each may see both votes: the request is still approved and run once.
+    rigs = []
+    for name in ("a", "b"):
+        home = tmp_path / name
+        home.mkdir()
+        rigs.append(
+            await OpsRig(
+                home, clock, chatopsd={"database": pg_url, "instance": name, "lease_seconds": 5}
+            ).start()
+        )
+    a, b = rigs
+    a.record = b.record = tmp_path / "runs.jsonl"  # where the target records (OPS_OUT)
+    try:
+        await a.say("carol", "!migrate users")
+        rid = await a.pending_id()
+        await asyncio.gather(a.say("dan", f"!approve {rid}"), b.say("erin", f"!approve {rid}"))
+        for _ in range(300):
+            if a.runs() and not (a.app.bus.in_flight or b.app.bus.in_flight):
+                break
+            await asyncio.sleep(0.02)
+        await asyncio.gather(a.settle(), b.settle())
+        assert [r["argv"] for r in a.runs()] == [["users"]]
+        decided = [r for r in await a.app.audit.since(None) if (r.cause or "") == f"approved {rid}"]
+        assert len(decided) == 1, decided
+        said = texts(a.new_lines() + b.new_lines())
+        assert said.count("finished OK") <= 1
+    finally:
+        for r in rigs:
+            await r.stop()

@@ -21,7 +21,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chatopsd"
 # may only shrink.
 HANDLER_STORE_ALLOWLIST = {
     # added with the status page / follow-ups / bridge handlers (#21)
-    ("handlers/followups.py", "chatopsd.store.followups"),
     ("handlers/publish.py", "chatopsd.store.publications"),
 }
 

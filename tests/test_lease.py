@@ -120,6 +120,9 @@ async def test_cut_network_leader_stops_before_another_takes_over(
         await until(lambda: not a.leader)
         await until(lambda: b.leader)
         assert overlap == []  # never two leaders at the same moment
+        # and a stopped answering commands (Lease.alive: half a lease without a heartbeat),
+        # which b takes over only once a's heartbeat is a whole lease old
+        assert not a.alive() and b.alive()
         assert time.monotonic() - cut_at <= LEASE + b.interval + 0.5
     finally:
         sampling = False

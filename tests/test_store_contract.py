@@ -5,14 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
 from chatopsd.core.approvals import Action, Person
-from chatopsd.core.ports import AuditEntry
+from chatopsd.core.ports import AuditEntry, ClaimUnavailable
 from chatopsd.core.stalking import Stalker
 from chatopsd.store.approvals import SqlApprovals
 from chatopsd.store.audit import SqlAuditLog
@@ -281,8 +281,10 @@ async def test_claim_on_an_unreachable_shared_database_is_not_ours(
     ledger = SqlEventLedger(db, clock)
     assert await ledger.claim("slack", "E0")
     await db.close()  # cut off: another instance may answer; this one must stay silent
-    assert not await ledger.claim("slack", "E1")
+    with pytest.raises(ClaimUnavailable):
+        await ledger.claim("slack", "E1")
     assert ledger.failures == 1
+    await db.close()
 
 
 async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
@@ -313,7 +315,7 @@ async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
 async def test_followups_numbered_per_incident(db: Database) -> None:
     from chatopsd.core import incident as core
     from chatopsd.core.incident import TimelineEntry
-    from chatopsd.store.followups import SqliteFollowUps
+    from chatopsd.store.followups import SqlFollowUps
     from chatopsd.store.incidents import SqlIncidentStore
 
     def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
@@ -321,12 +323,23 @@ async def test_followups_numbered_per_incident(db: Database) -> None:
         return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "x")
 
     inc = await SqlIncidentStore(db).create(2026, make)
-    store = SqliteFollowUps(db)
+    store = SqlFollowUps(db)
     assert [await store.add(inc.id, f"fix {i}", None, "ada", T0) for i in range(3)] == [1, 2, 3]
     await store.done(inc.id, 2, T0)
     got = await store.get(inc.id, 2)
     assert got is not None and got.text == "fix 1"
     assert [f.n for f in await store.list(inc.id)] == [1, 2, 3]
+    # two writers at once (two instances' worth): every number once, none lost
+    other = SqlFollowUps(db)
+    added = await asyncio.gather(
+        *((store, other)[i % 2].add(inc.id, f"more {i}", None, "bo", T0) for i in range(8))
+    )
+    assert sorted(added) == list(range(4, 12))
+    # exporting is decided once: a second decision (another command, another instance) loses
+    assert await store.claim(inc.id, 1) is True
+    assert await store.claim(inc.id, 1) is False
+    await store.release(inc.id, 1)
+    assert await store.claim(inc.id, 1) is True
 
 
 async def test_doctor_checks_the_postgresql_database(pg_url: str, tmp_path: Path) -> None:
@@ -349,3 +362,47 @@ def test_a_password_in_the_database_url_is_refused_without_showing_it(tmp_path: 
     with pytest.raises(ConfigError, match="chatopsd_database_password") as caught:
         config.load(path)
     assert "s3cret" not in str(caught.value)
+
+
+async def test_incident_changes_are_decided_on_the_stored_row_one_at_a_time(
+    db: Database,
+) -> None:
+    from chatopsd.core import incident as core
+    from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
+    from chatopsd.store.incidents import SqlIncidentStore
+
+    def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
+        inc = core.declare(incident_id, "x", 2, T0, "ada", "slack", "C1")
+        return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "x")
+
+    store, other = SqlIncidentStore(db), SqlIncidentStore(db)  # two instances' worth
+    inc = await store.create(2026, make)
+
+    def ack(who: str) -> Callable[[Incident], tuple[Incident, TimelineEntry]]:
+        def step(current: Incident) -> tuple[Incident, TimelineEntry]:
+            after = core.transition(current, "ack", T0)
+            return after, TimelineEntry(T0, who, "slack", "C1", "acknowledged", who)
+
+        return step
+
+    results = await asyncio.gather(
+        store.change(inc.id, ack("bo")), other.change(inc.id, ack("cy")), return_exceptions=True
+    )
+    won = [r for r in results if not isinstance(r, BaseException)]
+    lost = [r for r in results if isinstance(r, BaseException)]
+    assert len(won) == 1 and len(lost) == 1 and isinstance(lost[0], IllegalTransition)
+    timeline = [e.kind for e in await store.timeline(inc.id)]
+    assert timeline.count("acknowledged") == 1  # the refused one left nothing behind
+
+    def role(who: str) -> Callable[[Incident], tuple[Incident, TimelineEntry]]:
+        def step(current: Incident) -> tuple[Incident, TimelineEntry]:
+            after = core.set_role(current, who, who, T0)
+            return after, TimelineEntry(T0, who, "slack", "C1", "role", who)
+
+        return step
+
+    # concurrent changes of different fields: neither overwrites the other
+    await asyncio.gather(store.change(inc.id, role("scribe")), other.change(inc.id, role("comms")))
+    stored = await store.get(inc.id)
+    assert stored is not None and {"scribe", "comms"} <= set(stored.roles)
+    assert await store.change("INC-2026-9999", role("scribe")) is None

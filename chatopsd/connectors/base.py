@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from enum import Enum
 from typing import Protocol
@@ -51,6 +51,12 @@ class Session(Protocol):
     """Handed to `Connector.run`: where events go and how to say the connection is up."""
 
     def emit(self, event: Inbound) -> asyncio.Task[None] | None: ...
+
+    async def admit(self, event: Inbound) -> bool:
+        """Emit the event and wait until it is recorded as handled-here or not-ours: for a
+        connector that acknowledges events (Slack Socket Mode), which acknowledges only when
+        this returns True (False: leave it for the platform to deliver again)."""
+        ...
 
     def ready(self) -> None: ...
 
@@ -95,9 +101,11 @@ class Supervisor:
         rng: random.Random | None = None,
         sleep: Callable[[float], object] = asyncio.sleep,
         accepting: Callable[[], bool] = lambda: True,
+        admit: Callable[[Inbound], Awaitable[bool]] | None = None,
     ) -> None:
         self.connector = connector
         self._emit = emit
+        self._admit = admit
         self.clock = clock
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
@@ -116,6 +124,12 @@ class Supervisor:
     # Session, as the connector sees us
     def emit(self, event: Inbound) -> asyncio.Task[None] | None:
         return self._emit(event)
+
+    async def admit(self, event: Inbound) -> bool:
+        if self._admit is None:
+            self._emit(event)
+            return True
+        return await self._admit(event)
 
     def ready(self) -> None:
         self._connected_at = self.clock.monotonic()

@@ -112,37 +112,90 @@ class Bus:
 
     # -- entry points ----------------------------------------------------------------------
 
-    def submit(self, event: Inbound) -> asyncio.Task[None] | None:
+    def submit(
+        self, event: Inbound, claimed: asyncio.Future[bool] | None = None
+    ) -> asyncio.Task[None] | None:
         """Hand an event to the bus; handled in its own task, returned for whoever wants to
-        wait for it (the console, to keep its output in order). Never raises."""
+        wait for it (the console, to keep its output in order). Never raises. `claimed`
+        (see `admit`) is resolved once the event is recorded as ours or as not ours."""
         if not self._accepting:
             # Not claimed, so a platform that redelivers will deliver it to the next run.
             log.warning("shutting down; dropped %s event %s", event.platform, event.event_id)
+            if claimed is not None and not claimed.done():
+                claimed.set_result(False)
             return None
         task = asyncio.get_running_loop().create_task(
-            self._handle_quietly(event), name=f"cmd:{event.platform}:{event.event_id}"
+            self._handle_quietly(event, claimed=claimed),
+            name=f"cmd:{event.platform}:{event.event_id}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _handle_quietly(self, event: Inbound) -> None:
-        await self.handle(event)
+    async def admit(self, event: Inbound) -> bool:
+        """Submit the event and wait until its claim is recorded: True when the platform may
+        forget it (claimed, a redelivery, or nothing for us), False when it should deliver it
+        again (shutting down, or the shared database could not record the claim). A
+        platform that acknowledges events (Slack) acknowledges only then, so an instance
+        killed between the two loses nothing: the event comes again, or a survivor takes
+        the recorded claim over."""
+        claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.submit(event, claimed)
+        return await asyncio.shield(claimed)
 
-    async def handle(self, event: Inbound) -> list[Reply]:
-        """Handle one event and send its replies; returns them (for tests and benchmarks)."""
-        if event.kind == "reaction":
+    async def _handle_quietly(
+        self,
+        event: Inbound,
+        resumed: bool = False,
+        claimed: asyncio.Future[bool] | None = None,
+    ) -> None:
+        settled = True  # whatever happens before a claim (not for us, say): nothing to redo
+        try:
+            await self.handle(event, resumed=resumed, claimed=claimed)
+        except asyncio.CancelledError:
+            settled = False  # cut short by shutdown before it was claimed: deliver it again
+            raise
+        finally:
+            if claimed is not None and not claimed.done():
+                claimed.set_result(settled)
+
+    def resume(self, event: Inbound) -> asyncio.Task[None] | None:
+        """Handle a command taken over from an instance that died before answering it."""
+        if not self._accepting:
+            return None
+        task = asyncio.get_running_loop().create_task(
+            self._handle_quietly(event, True), name=f"resumed:{event.platform}:{event.event_id}"
+        )
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def handle(
+        self,
+        event: Inbound,
+        *,
+        resumed: bool = False,
+        claimed: asyncio.Future[bool] | None = None,
+    ) -> list[Reply]:
+        """Handle one event and send its replies; returns them (for tests and benchmarks).
+
+        `resumed`: a command another instance claimed and died before answering, taken over
+        from the event ledger (a reaction there already stands for its command)."""
+        if resumed and event.kind == "reaction":
+            addressed: Addressed | None = Addressed(event.text, "platform")
+        elif event.kind == "reaction":
             body = await self._reaction_command(event)
             if body is None:
                 return []
             # audited and authorized as the command it stands for, like a button click
             event = replace(event, text=body)
-            addressed: Addressed | None = Addressed(body, "platform")
+            addressed = Addressed(body, "platform")
         else:
             addressed = self.addressed(event)
         if addressed is None:
             return []
         call = self._parse(event, addressed)
+        call.claimed = claimed
         if call.error is not None and addressed.how == "thread" and not self._known_root(call):
             return []  # people talking in a thread we started, not a command for us
         failed = False
@@ -165,20 +218,45 @@ class Bus:
                     call.command,
                     exc_info=exc,
                 )
-        destination = Destination.for_inbound(event)
         # A refusal or error keeps its own (normal) priority: a flood of refused pages must
         # not jump the queue ahead of a real page's answer.
         priority = call.spec.priority if call.spec and not failed else None
+        replies = [
+            _with_priority(r, priority) if priority is not None and r.priority > priority else r
+            for r in replies
+        ]
+        claim = call.claim
+        if claim is None:
+            await self._deliver(call, replies, wait=False)
+        elif claim.answerable():
+            await self._deliver(call, replies, wait=True)
+            await claim.answered()
+        elif await claim.take_answer():
+            # Our heartbeat is late: the others may count us dead and take this over. Marked
+            # answered first, so they cannot; if we die while sending, it is lost, not doubled.
+            await self._deliver(call, replies, wait=True)
+        else:
+            log.warning(
+                "not answering %s event %s: another instance took it over",
+                event.platform,
+                event.event_id,
+            )
+        return replies
+
+    async def _deliver(self, call: Call, replies: list[Reply], *, wait: bool) -> None:
+        """Send the replies in order; with `wait`, each one is sent (or given up on) before
+        this returns, so the command can be marked answered."""
+        destination = Destination.for_inbound(call.event)
         for i, reply in enumerate(replies):
-            if priority is not None and reply.priority > priority:
-                reply = _with_priority(reply, priority)
             if i == 0 and call.replaces is not None:
                 # The handler posted a notice first ("Paging…"): the answer replaces it.
                 if await self.outbox.edit(call.replaces, reply) is not None:
                     continue
                 log.warning("could not edit %s; posting the answer anew", call.replaces.message_id)
-            self.outbox.enqueue(destination, reply)
-        return replies
+            if wait:
+                await self.outbox.send(destination, reply)
+            else:
+                self.outbox.enqueue(destination, reply)
 
     def addressed(self, event: Inbound) -> Addressed | None:
         """The command in an event, or None when it is not for us (core/addressing)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -9,7 +10,7 @@ from chatopsd.core.commands import CommandSpec
 from chatopsd.core.errors import UsageError
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.outcome import Outcome, short_cause
-from chatopsd.core.ports import ReplySink
+from chatopsd.core.ports import AnswerClaim, ReplySink
 
 
 @dataclass(slots=True)
@@ -35,6 +36,11 @@ class Call:
     cause: str = ""
     # A message posted early ("Paging…") that the bus edits into the handler's first reply.
     replaces: Sent | None = None
+    # Set by Dedupe when the claim is shared by several instances (see core/ports.AnswerClaim).
+    claim: AnswerClaim | None = None
+    # Resolved once the event's claim is recorded (True) or could not be (False): a
+    # connector that acknowledges events (Slack) waits on it (Bus.admit).
+    claimed: asyncio.Future[bool] | None = None
 
     @property
     def command(self) -> str:
@@ -54,6 +60,10 @@ class Call:
     def text(self, name: str) -> str | None:
         value = self.args.get(name)
         return None if value is None else str(value)
+
+    def settle_claim(self, recorded: bool) -> None:
+        if self.claimed is not None and not self.claimed.done():
+            self.claimed.set_result(recorded)
 
     def set_outcome(self, outcome: Outcome, cause: str = "") -> None:
         """State what happened, e.g. `failed` with "PagerDuty server error (500)"."""

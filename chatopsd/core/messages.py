@@ -5,9 +5,10 @@ Handlers only ever see these types; nothing platform-specific crosses this line.
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 from enum import IntEnum
-from typing import Literal
+from typing import Literal, get_args
 
 # "mention": addressed by name or in a DM; "thread": a reply in a thread the bot started,
 # without prefix or mention (see core/addressing.py).
@@ -129,3 +130,39 @@ class Sent:
     destination: Destination
     message_id: str
     extra: dict[str, str] = field(default_factory=dict)
+
+
+def inbound_to_json(event: Inbound) -> str:
+    """The event as stored with its claim, so another instance can take it over."""
+    a = event.actor
+    return json.dumps(
+        {
+            "platform": event.platform,
+            "channel": event.channel,
+            "actor": [a.id, a.name, a.email, a.is_bot],
+            "text": event.text,
+            "kind": event.kind,
+            "event_id": event.event_id,
+            "thread": event.thread,
+            "message_id": event.message_id,
+        },
+        separators=(",", ":"),
+    )
+
+
+def inbound_from_json(text: str) -> Inbound:
+    """The inverse of `inbound_to_json`; ValueError (or KeyError/TypeError) if it is not one."""
+    d = json.loads(text)
+    actor_id, name, email, is_bot = d["actor"]
+    if d["kind"] not in get_args(Kind):
+        raise ValueError(f"unknown event kind {d['kind']!r}")
+    return Inbound(
+        platform=str(d["platform"]),
+        channel=str(d["channel"]),
+        actor=Actor(str(actor_id), str(name), email, bool(is_bot)),
+        text=str(d["text"]),
+        kind=d["kind"],
+        event_id=str(d["event_id"]),
+        thread=d["thread"],
+        message_id=d["message_id"],
+    )

@@ -17,27 +17,63 @@ from dataclasses import dataclass, field
 from chatopsd.core.bus import Next
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, UserError
-from chatopsd.core.messages import Actor, Inbound, Reply
+from chatopsd.core.messages import Actor, Inbound, Reply, inbound_to_json
 from chatopsd.core.outcome import Outcome, outcome_of, short_cause
-from chatopsd.core.ports import AuditEntry, AuditLog, Clock, EventLedger
+from chatopsd.core.ports import AuditEntry, AuditLog, ClaimUnavailable, Clock, EventLedger
 
 log = logging.getLogger("chatopsd.bus")
 
 
 class Dedupe:
-    """Drop an event whose (platform, event_id) was claimed before, in this run or an earlier."""
+    """Drop an event whose (platform, event_id) was claimed before, in this run or an earlier.
 
-    def __init__(self, ledger: EventLedger) -> None:
+    With `durable` (several instances on one database) the claim keeps the command until it
+    was answered, and the bus reports the answer (`call.claim`): an instance that dies in
+    between leaves it for a survivor to take over instead of losing it."""
+
+    def __init__(self, ledger: EventLedger, *, durable: bool = False) -> None:
         self.ledger = ledger
+        self.durable = durable
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         event = call.event
-        if event.event_id and not await self.ledger.claim(event.platform, event.event_id):
+        if not event.event_id:
+            return await nxt(call)
+        payload = inbound_to_json(event) if self.durable else None
+        try:
+            won = await self.ledger.claim(event.platform, event.event_id, payload)
+        except ClaimUnavailable:
+            # Not ours (logged by the ledger). Answering "internal error" would be a second,
+            # wrong answer where another instance claims it.
+            call.settle_claim(False)
+            return []
+        call.settle_claim(True)  # recorded (by us or before): the platform may forget it
+        if not won:
             log.info(
                 "dropped redelivered event platform=%s event=%s", event.platform, event.event_id
             )
             return []
+        if self.durable:
+            call.claim = _Claim(self.ledger, event.platform, event.event_id)
         return await nxt(call)
+
+
+class _Claim:
+    """core/ports.AnswerClaim over the event ledger."""
+
+    __slots__ = ("event_id", "ledger", "platform")
+
+    def __init__(self, ledger: EventLedger, platform: str, event_id: str) -> None:
+        self.ledger, self.platform, self.event_id = ledger, platform, event_id
+
+    def answerable(self) -> bool:
+        return self.ledger.answerable()
+
+    async def answered(self) -> None:
+        await self.ledger.answered(self.platform, self.event_id)
+
+    async def take_answer(self) -> bool:
+        return await self.ledger.take_answer(self.platform, self.event_id)
 
 
 @dataclass(frozen=True)

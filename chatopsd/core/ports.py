@@ -38,17 +38,82 @@ class SystemClock:
         return time.monotonic()
 
 
+class ClaimUnavailable(Exception):
+    """The shared database could not record the claim: the event is not ours (another
+    instance may claim it; a platform that redelivers unacknowledged events will)."""
+
+
+class AnswerClaim(Protocol):
+    """A claimed command's answer, with several instances: the bus answers it once."""
+
+    def answerable(self) -> bool:
+        """True while nobody else may take the command over (our heartbeat is fresh)."""
+        ...
+
+    async def answered(self) -> None:
+        """Its replies went out (after them: a kill before this gives a second answer)."""
+        ...
+
+    async def take_answer(self) -> bool:
+        """Before answering while not `answerable`: True if it is still ours to answer."""
+        ...
+
+
 class EventLedger(Protocol):
     """Which chat events were handled. With several instances on one database, `claim` is
     THE active-active guard: exactly one instance gets True for a (platform, event id)."""
 
-    async def claim(self, platform: str, event_id: str) -> bool:
+    async def claim(self, platform: str, event_id: str, payload: str | None = None) -> bool:
         """Record the event durably; False if it was seen before (a redelivery, or another
-        instance claimed it first)."""
+        instance claimed it first); ClaimUnavailable if it could not be recorded. `payload`
+        (the command) is kept until `answered`, so another instance can take the command
+        over if this one dies first."""
+        ...
+
+    async def answered(self, platform: str, event_id: str) -> None:
+        """The claimed command's replies went out: nobody needs to take it over."""
+        ...
+
+    def answerable(self) -> bool:
+        """False while the others may count this instance dead (its heartbeat is late): it
+        must then `take_answer` before answering."""
+        ...
+
+    async def take_answer(self, platform: str, event_id: str) -> bool:
+        """Mark the claim answered before answering, if it is still ours: True when we are
+        to answer, False when another instance took the command over (or we cannot tell)."""
         ...
 
     async def prune(self) -> int:
         """Forget claims older than the retention; returns how many were dropped."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Orphan:
+    """A command a dead instance claimed and never answered (several instances)."""
+
+    platform: str
+    event_id: str
+    instance: str
+    payload: str  # the command, as core/messages.inbound_to_json wrote it
+    seen_at: float
+
+
+class OrphanedClaims(Protocol):
+    """The event ledger's side that lets a survivor take over a dead instance's commands."""
+
+    async def orphans(self, dead_after_s: float, max_age_s: float) -> list[Orphan]:
+        """Unanswered claims of instances silent for `dead_after_s`, claimed in the last
+        `max_age_s`."""
+        ...
+
+    async def adopt(self, orphan: Orphan) -> bool:
+        """Take the claim over; True for the one instance that wins it."""
+        ...
+
+    async def abandon(self, orphan: Orphan) -> None:
+        """Give up on it (too old, or unreadable)."""
         ...
 
 
@@ -186,6 +251,12 @@ class IncidentStore(Protocol):
 
     async def save(self, incident: Incident, entry: TimelineEntry) -> None: ...
 
+    async def change(
+        self, incident_id: str, step: Callable[[Incident], tuple[Incident, TimelineEntry]]
+    ) -> tuple[Incident, Incident] | None:
+        """Read-change-store in one transaction with the row locked: (before, after)."""
+        ...
+
     async def get(self, incident_id: str) -> Incident | None: ...
 
     async def open(self) -> list[Incident]: ...
@@ -262,6 +333,8 @@ class LeaseState:
 class Lease(Protocol):
     """Leadership for singleton work. On SQLite the one process always leads."""
 
+    instance: str  # this instance's name (host:pid), as claims and heartbeats record it
+
     @property
     def leader(self) -> bool: ...
 
@@ -269,6 +342,11 @@ class Lease(Protocol):
     def token(self) -> int | None: ...
 
     def state(self) -> LeaseState: ...
+
+    def alive(self) -> bool:
+        """False while the other instances may count this one dead (no recent heartbeat):
+        it must not answer commands then, a survivor takes them over."""
+        ...
 
     async def start(self) -> None: ...
 
@@ -303,17 +381,44 @@ class IncidentCards(Protocol):
     async def unresolved(self) -> list[str]: ...
 
     async def decide(
-        self, changes: Sequence[tuple[str, int, str, str]], destinations: Sequence[Destination]
-    ) -> None:
+        self,
+        changes: Sequence[tuple[str, int, str, str]],
+        destinations: Sequence[Destination],
+        *,
+        fence: int | None = None,
+    ) -> bool:
         """Record (incident id, number, status, state) atomically; every new incident gets a
-        card owed in each destination, a changed one an edit owed in each of its cards."""
+        card owed in each destination, a changed one an edit owed in each of its cards.
+        With `fence` (a lease token), only while it is still the lease's (else False)."""
         ...
 
     async def owed(self, incident_id: str | None = None) -> list[OwedCard]:
         """Cards still to post or edit (of one incident, or all)."""
         ...
 
+    async def claim(self, card: OwedCard, *, fence: int | None = None) -> str | None:
+        """Take the delivery of one card (the claim's id), or None: the fence no longer
+        holds, or another instance is delivering it."""
+        ...
+
+    async def release(self, card: OwedCard, claim: str) -> None: ...
+
     async def shown(self, card: OwedCard, message_id: str) -> None: ...
+
+
+class ClickClaims(Protocol):
+    """One write to PagerDuty per (incident, action), whichever instance got the click."""
+
+    async def claim(
+        self, incident_id: str, action: str, holder: str, now: float, event: str = ""
+    ) -> str | None:
+        """The claim's id if this click won, None if another write is under way (`event`:
+        the chat event, which may take its own claim over when it is handled again)."""
+        ...
+
+    async def holder(self, incident_id: str, action: str) -> str | None: ...
+
+    async def release(self, incident_id: str, action: str, claim: str) -> None: ...
 
 
 @runtime_checkable
@@ -377,3 +482,45 @@ class KeptState(Protocol):
     async def written(self) -> dict[str, str]: ...
 
     async def record(self, target: str, value: str) -> None: ...
+
+
+@dataclass(frozen=True, slots=True)
+class FollowUp:
+    """A follow-up action of an incident, and the ticket it became (issue 21)."""
+
+    incident_id: str
+    n: int
+    text: str
+    owner: str | None
+    added_by: str
+    added_at: datetime
+    done_at: datetime | None
+    export_state: str | None  # None | sending | sent
+    ticket_key: str | None
+    ticket_url: str | None
+
+
+class FollowUpStore(Protocol):
+    """Follow-ups per incident. Export is decided (`claim`) durably before the ticket is
+    created, so a crash or a second instance never creates it twice."""
+
+    async def add(
+        self, incident_id: str, text: str, owner: str | None, added_by: str, at: datetime
+    ) -> int:
+        """Store a follow-up; returns its number within the incident (unique across
+        instances)."""
+        ...
+
+    async def list(self, incident_id: str) -> list[FollowUp]: ...
+
+    async def get(self, incident_id: str, n: int) -> FollowUp | None: ...
+
+    async def done(self, incident_id: str, n: int, at: datetime) -> None: ...
+
+    async def claim(self, incident_id: str, n: int) -> bool:
+        """Decide to send it; False if it was already decided (here or by another instance)."""
+        ...
+
+    async def release(self, incident_id: str, n: int) -> None: ...
+
+    async def ticket_created(self, incident_id: str, n: int, key: str, url: str) -> None: ...

@@ -213,7 +213,10 @@ class ApprovalService:
 
     async def _decide(self, action: Action, state: State, actor: Actor, event_id: str) -> None:
         now = self.clock.now()
-        await self.store.decide(action.id, state, actor.display, now)
+        if not await self.store.decide(action.id, state, actor.display, now):
+            # Decided already: by a vote counted at the same moment on another instance
+            # (each saw the other's vote), or by expiry. That one announces and dispatches.
+            return
         verb: str = state
         if action.kind == "confirm" and state == "approved":
             verb = "confirmed"

@@ -128,6 +128,21 @@ def _is_id(word: str) -> bool:
     return core.parse_id(word) is not None
 
 
+# The optional leading incident id of every incident command (its own handlers' and the
+# status page / follow-up ones): binds only a word that is an incident id.
+INCIDENT_ID = Arg(
+    "id",
+    "INC id (optional inside the incident's channel or thread)",
+    required=False,
+    accepts=_is_id,
+)
+
+
+def given(call: Call) -> Given:
+    """The incident a command named (if it did) and its typed tail."""
+    return _raw(call)
+
+
 def _user_id(text: str) -> str:
     """A user as typed ("<@U123>", "@alice", "alice") → the id a platform can invite."""
     return text.strip().removeprefix("<").removesuffix(">").lstrip("@!")
@@ -155,9 +170,6 @@ class IncidentHandler:
         # a "thread" there is the same stream, so posting to it as well prints twice).
         self.threads = threads
         self.times = times
-        # One process, one writer: serialise read-modify-write of incidents so two people
-        # acknowledging at once get one "acknowledged" and one clear refusal.
-        self._lock = asyncio.Lock()
         # Features that follow the lifecycle (status page, follow-ups, bridge): app.py adds them.
         self.hooks: list[IncidentHook] = []
         self.followups: FollowUpRows | None = None
@@ -165,12 +177,7 @@ class IncidentHandler:
     def commands(self) -> list[CommandSpec]:
         # The id is optional inside an incident's channel or thread: a leading argument that
         # binds only an incident id, followed by the typed tail.
-        inc = Arg(
-            "id",
-            "INC id (optional inside the incident's channel or thread)",
-            required=False,
-            accepts=_is_id,
-        )
+        inc = INCIDENT_ID
 
         def rest(name: str, what: str) -> tuple[Arg, Arg]:
             return inc, Arg(name, what, kind="rest", required=False)
@@ -311,16 +318,26 @@ class IncidentHandler:
         """Find, change and store an incident with its timeline entry; refresh its status.
 
         `apply(incident, rest)` returns (new incident, timeline kind, timeline text)."""
-        async with self._lock:
-            before, rest = await self._target(event, raw, usage)
+        found, rest = await self._target(event, raw, usage)
+        said: list[tuple[str, str]] = []
+
+        def step(current: Incident) -> tuple[Incident, TimelineEntry]:
+            # decided on the incident as stored now (another instance may have changed it)
             try:
-                after, kind, text = apply(before, rest)
+                after, kind, text = apply(current, rest)
             except IllegalTransition as exc:
                 # the core's hints name commands without the prefix, which only we know
                 if exc.hint and exc.hint.startswith("incident "):
                     exc.hint = f"{self.settings.prefix}{exc.hint}"
                 raise
-            await self.store.save(after, self._entry(event, kind, text))
+            said.append((kind, text))
+            return after, self._entry(event, kind, text)
+
+        changed = await self.store.change(found.id, step)
+        if changed is None:
+            raise NotFound(f"there is no incident {found.id}")
+        before, after = changed
+        kind, text = said[-1]
         await self._notify(Change(after, kind, text, event, public))
         await self._refresh_status(after)
         return before, after, rest

@@ -8,9 +8,9 @@ wins over a self-made link, and an email already claimed by someone else cannot 
 with `From: <that email>`; without one the action is refused with how to link, never done
 silently as the bot.
 
-Clicks are claimed once per (incident, action): when two people press Acknowledge together,
-one write goes to PagerDuty and the other is told who got there first. A failed write frees
-the claim, so the buttons stay usable.
+Clicks are claimed once per (incident, action), in the database (so across instances too):
+when two people press Acknowledge together, one write goes to PagerDuty and the other is told
+who got there first. A failed write frees the claim, so the buttons stay usable.
 """
 
 from __future__ import annotations
@@ -25,7 +25,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, NotFound, UsageError
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.pd import IncidentApi, PdIncident, PdUser
-from chatopsd.core.ports import Clock, IdentityLinks
+from chatopsd.core.ports import ClickClaims, Clock, IdentityLinks
 from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.handlers.pd_sync import IncidentSync
 
@@ -122,12 +122,13 @@ class PdHandler:
         clock: Clock,
         *,
         service_ids: Sequence[str],
+        claims: ClickClaims,
         times: Times = UTC_TIMES,
     ) -> None:
         self.times = times
         self.api, self.sync, self.identities, self.clock = api, sync, identities, clock
         self.service_ids = tuple(service_ids)
-        self._claims: dict[tuple[str, str], str] = {}  # (incident, action) -> who clicked first
+        self.claims = claims  # (incident, action) -> who clicked first, in the database
 
     def commands(self) -> list[CommandSpec]:
         target = Arg("incident", "its number (#12), its PagerDuty id, or mine")
@@ -332,15 +333,17 @@ class PdHandler:
             raise UsageError(f"#{known.number} is already {core.state_line(known, self.times)}")
         if known is not None and known.status == "resolved":
             raise UsageError(f"#{known.number} is already {core.state_line(known, self.times)}")
-        key = (incident_id, verb)
-        holder = self._claims.get(key)
-        if holder is not None:
-            raise UsageError(f"already {verb} by {holder}")
-        self._claims[key] = call.event.actor.display
+        who = call.event.actor.display
+        e = call.event
+        event = f"{e.platform}:{e.event_id}" if e.event_id else ""
+        claim = await self.claims.claim(incident_id, verb, who, self.clock.now().timestamp(), event)
+        if claim is None:
+            holder = await self.claims.holder(incident_id, verb)
+            raise UsageError(f"already {verb} by {holder or 'someone else'}")
         try:
             done = await self.api.update(incident_id, sender, status=status, resolution=resolution)
         finally:
-            del self._claims[key]
+            await self.claims.release(incident_id, verb, claim)
         await self._show(done)
         return done
 

@@ -9,6 +9,13 @@ never opens.
 
 A failed read or a card that could not be posted makes the job raise, so the scheduler counts
 it and health shows it; a later poll delivers what is still owed.
+
+Several instances (issue 19): the poll runs on the lease holder, and it reads the lease's
+token once, at its start. Its decision and each card's delivery claim are written only while
+that token is still the lease's (store/pd_cards.py), so a leader paused past its lease that
+wakes up mid-poll decides nothing and posts nothing; the new leader's poll does it, once.
+A click's own card update (`record`) runs on whichever instance got the click, unfenced (the
+click was claimed once), and claims each card in the database like the poll does.
 """
 
 from __future__ import annotations
@@ -21,7 +28,7 @@ from datetime import UTC, datetime, timedelta
 from chatopsd.core import pd as core
 from chatopsd.core.messages import Destination, Sent
 from chatopsd.core.pd import IncidentApi, PdIncident
-from chatopsd.core.ports import Clock, IncidentCards, KeyValue, OwedCard, ReplySink
+from chatopsd.core.ports import Clock, IncidentCards, KeyValue, Lease, OwedCard, ReplySink
 from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.pd_sync")
@@ -42,8 +49,10 @@ class IncidentSync:
         destinations: Sequence[Destination],
         overlap_seconds: float = 60.0,
         times: Times = UTC_TIMES,
+        lease: Lease | None = None,
     ) -> None:
         self.times = times
+        self.lease = lease  # None: the only instance (always leads, nothing to fence)
         self.api, self.cards, self.kv, self.outbox, self.clock = api, cards, kv, outbox, clock
         self.service_ids = tuple(service_ids)
         self.destinations = tuple(destinations)
@@ -62,19 +71,36 @@ class IncidentSync:
         PagerDuty is read outside the lock, so a slow PagerDuty never holds up a click's card
         edit; what was read is then checked against newer states recorded meanwhile."""
         self.polls += 1
+        leading, fence = self._fence()
+        if not leading:
+            return
         now, found = await self._read()
         async with self._lock:
-            await self._decide(now, found)
-        await self._deliver()
+            if not await self._decide(now, found, fence):
+                return
+        await self._deliver(fence=fence)
 
     async def decide(self) -> None:
         """Read PagerDuty and record what changed, without posting (the first half of a poll)."""
+        leading, fence = self._fence()
+        if not leading:
+            return
         now, found = await self._read()
         async with self._lock:
-            await self._decide(now, found)
+            await self._decide(now, found, fence)
 
     async def deliver(self) -> None:
-        await self._deliver()
+        leading, fence = self._fence()
+        if leading:
+            await self._deliver(fence=fence)
+
+    def _fence(self) -> tuple[bool, int | None]:
+        """(leading, token) read together: the token first, then whether it is still valid
+        (a PostgreSQL leader's token is an int; the only instance on SQLite has None)."""
+        if self.lease is None:
+            return True, None
+        token = self.lease.token
+        return self.lease.leader, token
 
     async def record(self, incident: PdIncident) -> None:
         """An action from chat changed an incident: show it now, not at the next poll."""
@@ -105,7 +131,9 @@ class IncidentSync:
                 found[incident_id] = await self.api.get(incident_id)
         return now, found
 
-    async def _decide(self, now: datetime, found: dict[str, PdIncident]) -> None:
+    async def _decide(
+        self, now: datetime, found: dict[str, PdIncident], fence: int | None = None
+    ) -> bool:
         decided = await self.cards.states(list(found))
         changes = []
         for inc in found.values():
@@ -115,19 +143,26 @@ class IncidentSync:
             change = _change(inc, old)
             if change is not None:
                 changes.append(change)
-        await self.cards.decide(changes, self.destinations)
+        if not await self.cards.decide(changes, self.destinations, fence=fence):
+            log.warning(
+                "pagerduty incidents: the lease moved on (token %s superseded); "
+                "this instance records and posts nothing",
+                fence,
+            )
+            return False
         await self.kv.put(CURSOR, now.isoformat())
         if changes:
             log.info("pagerduty incidents: %d changed", len(changes))
+        return True
 
-    async def _deliver(self, incident_id: str | None = None) -> None:
+    async def _deliver(self, incident_id: str | None = None, *, fence: int | None = None) -> None:
         failed = 0
         for owed in await self.cards.owed(incident_id):
-            failed += await self._deliver_card(owed)
+            failed += await self._deliver_card(owed, fence)
         if failed:
             raise RuntimeError(f"{failed} PagerDuty incident card(s) could not be posted")
 
-    async def _deliver_card(self, owed: OwedCard) -> int:
+    async def _deliver_card(self, owed: OwedCard, fence: int | None) -> int:
         """Post or edit one card; 1 if the post failed. A card already being delivered is
         marked to go once more when that delivery ends, with whatever is owed then."""
         key = (owed.incident_id, owed.destination.platform, owed.destination.channel)
@@ -138,17 +173,28 @@ class IncidentSync:
         try:
             while True:
                 self._again.discard(key)
-                # Read again now that this card is ours: the list we came from may predate
-                # another delivery that posted it meanwhile.
-                still = [
-                    o
-                    for o in await self.cards.owed(owed.incident_id)
-                    if o.destination == owed.destination
-                ]
-                if not still:
+                # Claimed in the database first: a superseded leader gets no claim (it posts
+                # nothing), and another instance delivering this card keeps it.
+                claim = await self.cards.claim(owed, fence=fence)
+                if claim is None:
                     return 0
-                if not await self._show(still[0]):
-                    return 1
+                shown = False
+                try:
+                    # Read again now that this card is ours: the list we came from may
+                    # predate another delivery that posted it meanwhile.
+                    still = [
+                        o
+                        for o in await self.cards.owed(owed.incident_id)
+                        if o.destination == owed.destination
+                    ]
+                    if not still:
+                        return 0
+                    if not await self._show(still[0]):
+                        return 1
+                    shown = True  # `shown` freed the claim with the message it records
+                finally:
+                    if not shown:
+                        await self.cards.release(owed, claim)
                 if key not in self._again:
                     return 0
         finally:

@@ -10,6 +10,15 @@ Every call is queued in SQLite first, then sent by one worker: one request per
 off), anything else backs off exponentially. A failed attempt is audited as failed, said once
 in the incident's channel, and stays queued; calls of one incident go in order. A create whose
 answer was lost is looked up (by our metadata) before it is sent again, so no duplicate.
+
+Several instances on PostgreSQL (issue 19): every instance queues (the one that handled the
+command), only the lease holder sends. The leader looks at the queue every `poll_seconds`
+(lease_seconds / 5) besides its own kicks, so it picks up what followers queued. The token
+is read when a drain starts; the claim of a call (`note_attempt`, before its request) and the
+mark-sent are written only while that token is still the lease's, so a leader paused past its
+lease sends nothing, and the next leader resumes the queue with the lost-answer checks above.
+Between its claim and its request the worker checks once more that it still leads: the lease
+(store/lease.py) ends a leader's own term a quarter lease before anyone may take over.
 """
 
 from __future__ import annotations
@@ -29,10 +38,10 @@ from chatopsd.core.incident import Incident, touch
 from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.outcome import Outcome
-from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
+from chatopsd.core.ports import AuditEntry, AuditLog, Clock, Lease, ReplySink
 from chatopsd.core.retry import Backoff
 from chatopsd.handlers.incident import IncidentHandler
-from chatopsd.store.publications import QueuedCall, SqlitePublications
+from chatopsd.store.publications import QueuedCall, SqlitePublications, Superseded
 
 if TYPE_CHECKING:  # the client module is loaded only when [statuspage] is configured
     from chatopsd.integrations.statuspage import PageIncident, StatuspageClient, StatuspageError
@@ -65,6 +74,8 @@ class PublicStatus:
         components: Mapping[str, str] | None = None,
         auto_publish: Sequence[str] = (),
         min_interval: float = 1.0,
+        lease: Lease | None = None,
+        poll_seconds: float | None = None,
     ) -> None:
         self.store = store
         self.incidents = incidents
@@ -75,6 +86,9 @@ class PublicStatus:
         self.components = dict(components or {})
         self.auto_publish = frozenset(auto_publish)
         self.min_interval = min_interval
+        self.lease = lease  # None: the only instance (always leads, nothing to fence)
+        # Shared database: how often the leader looks for calls other instances queued.
+        self.poll_seconds = poll_seconds
         self._draining = asyncio.Lock()
         self._kick = asyncio.Event()
         self._next_request = 0.0  # monotonic: the key's rate limit, shared by every incident
@@ -301,29 +315,50 @@ class PublicStatus:
             except Exception:
                 log.exception("status page queue failed; trying again shortly")
                 wait = BACKOFF_BASE
+            if self.poll_seconds is not None:
+                wait = self.poll_seconds if wait is None else min(wait, self.poll_seconds)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout=wait)
 
+    def _fence(self) -> tuple[bool, int | None]:
+        """(leading, token) read together: the token first, then whether it is still valid
+        (a PostgreSQL leader's token is an int; the only instance on SQLite has None)."""
+        if self.lease is None:
+            return True, None
+        token = self.lease.token
+        return self.lease.leader, token
+
     async def drain(self) -> float | None:
         """Send every call that is due, rate limit allowing. Returns seconds until the next
-        one is due (None: the queue is empty)."""
+        one is due (None: the queue is empty, or another instance leads and sends)."""
         if self.client is None:
             return None
+        leading, fence = self._fence()
+        if not leading:
+            return None
         async with self._draining:
-            while True:
-                heads = await self.store.heads()
-                if not heads:
-                    return None
-                now = self.clock.now()
-                due = [h for h in heads if h.next_at <= now]
-                if not due:
-                    return max(0.05, min((h.next_at - now).total_seconds() for h in heads))
-                wait = self._next_request - self.clock.monotonic()
-                if wait > 0:
-                    return wait
-                await self._attempt(self.client, due[0])
+            try:
+                while True:
+                    heads = await self.store.heads()
+                    if not heads:
+                        return None
+                    now = self.clock.now()
+                    due = [h for h in heads if h.next_at <= now]
+                    if not due:
+                        return max(0.05, min((h.next_at - now).total_seconds() for h in heads))
+                    wait = self._next_request - self.clock.monotonic()
+                    if wait > 0:
+                        return wait
+                    await self._attempt(self.client, due[0], fence)
+            except Superseded:
+                log.warning(
+                    "status page queue: the lease moved on (token %s superseded); "
+                    "this instance sends nothing more",
+                    fence,
+                )
+                return None
 
-    async def _attempt(self, client: StatuspageClient, call: QueuedCall) -> None:
+    async def _attempt(self, client: StatuspageClient, call: QueuedCall, fence: int | None) -> None:
         started = self.clock.monotonic()
         self._next_request = started + self.min_interval
         pub = await self.store.get(call.incident_id)
@@ -335,17 +370,26 @@ class PublicStatus:
                 call.id, "the page incident was never created", self.clock.now()
             )
             return
-        await self.store.note_attempt(call.id)
+        if not await self.store.note_attempt(call.id, fence=fence):
+            return  # done or cancelled meanwhile (heads were read before)
+        if self.lease is not None and not self.lease.leader:
+            raise Superseded("the lease lapsed before the request went out")
         from chatopsd.integrations.statuspage import StatuspageError
 
         try:
             result = await self._send(client, call, pub.page_incident_id)
         except StatuspageError as exc:
-            await self._failed(call, exc, started)
+            await self._failed(call, exc, started, fence)
             return
         now = self.clock.now()
         status = str(call.payload.get("status") or result.status)
-        await self.store.succeeded(call, result.id, result.shortlink, status, now)
+        try:
+            await self.store.succeeded(call, result.id, result.shortlink, status, now, fence=fence)
+        except Superseded:
+            # It went out, but whoever leads now owns the queue: it finds the call pending
+            # with maybe_done set, sees the page has it, and records and announces it once.
+            await self._audit(call, "ok: sent; the next leader records it", started)
+            raise
         await self._audit(call, "ok", started)
         link = f" {result.shortlink}" if result.shortlink else ""
         if call.action == "create":
@@ -375,7 +419,9 @@ class PublicStatus:
                     return found
         return await client.create_incident(call.payload)
 
-    async def _failed(self, call: QueuedCall, exc: StatuspageError, started: float) -> None:
+    async def _failed(
+        self, call: QueuedCall, exc: StatuspageError, started: float, fence: int | None
+    ) -> None:
         attempts = call.attempts + 1
         if exc.slow_down and exc.retry_after is not None:
             delay = exc.retry_after
@@ -385,7 +431,7 @@ class PublicStatus:
             # the limit is per key: every incident's calls wait
             self._next_request = max(self._next_request, self.clock.monotonic() + delay)
         retry_at = self.clock.now() + timedelta(seconds=delay)
-        await self.store.attempt_failed(call.id, str(exc), retry_at, exc.maybe_done)
+        await self.store.attempt_failed(call.id, str(exc), retry_at, exc.maybe_done, fence=fence)
         await self._audit(call, f"failed: {exc}; retry in {delay:g} s", started)
         log.warning(
             "status page %s for %s failed (attempt %d): %s",

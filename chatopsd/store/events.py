@@ -1,22 +1,35 @@
 """The event ledger: which chat events were already handled (dedupe across restarts, and the
-claim that lets several instances share the work: exactly one handles each event)."""
+claim that lets several instances share the work: exactly one handles each event).
+
+With several instances (PostgreSQL) a claim also records who claimed it and the command
+itself, until it was answered. When an instance dies between claim and answer, the lease
+holder finds the claim (`orphans`), takes it over (`adopt`, a compare-and-set on the owner)
+and handles it again: a `kill -9` loses no command. A page handled twice is still one
+PagerDuty incident (the incident_key is the chat event).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import logging
+from collections.abc import Callable
 
-from chatopsd.core.ports import Clock
+from chatopsd.core.ports import ClaimUnavailable, Clock, Orphan
 from chatopsd.store.db import Database
 
 log = logging.getLogger("chatopsd.store")
 
-
-class _Unclaimed(Exception):
-    pass
+# PostgreSQL's clock, in epoch seconds: heartbeats are written with it, so "dead" does not
+# depend on the hosts' clocks agreeing. (Orphans are looked for only on PostgreSQL.)
+DB_NOW = "extract(epoch from clock_timestamp())"
 
 
 _CLAIM = (
     "INSERT INTO events (platform, event_id, seen_at) VALUES (?, ?, ?) "
+    "ON CONFLICT (platform, event_id) DO NOTHING"
+)
+_CLAIM_OWNED = (
+    "INSERT INTO events (platform, event_id, seen_at, instance, payload) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (platform, event_id) DO NOTHING"
 )
 
@@ -39,11 +52,18 @@ class SqlEventLedger:
         clock: Clock,
         retention_s: float = 3 * 86400,
         max_events: int = 50_000,
+        instance: str = "",
     ) -> None:
         self.db, self.clock, self.retention_s = db, clock, retention_s
         self.max_events = max_events
+        self.instance = instance
         self._seen: dict[tuple[str, str], float] = {}  # insertion order = claim order
+        self._adopted: set[tuple[str, str]] = set()  # taken over, to be handled once more
         self.failures = 0  # claims that could not be made (shared database unreachable)
+        self.adopted = 0  # commands taken over from dead instances
+        # False while the others may count this instance dead (its heartbeat is late): it then
+        # answers only what `take_answer` still gives it (set by the app from the lease).
+        self.answerable: Callable[[], bool] = lambda: True
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -59,8 +79,13 @@ class SqlEventLedger:
         self._seen = {(r[0], r[1]): r[2] for r in rows}
         return len(self._seen)
 
-    async def claim(self, platform: str, event_id: str) -> bool:
+    async def claim(self, platform: str, event_id: str, payload: str | None = None) -> bool:
+        """True when this instance is to handle the event. `payload` (the command as JSON) is
+        kept with a shared claim until `answered`, so a survivor can take it over."""
         key = (platform, event_id)
+        if key in self._adopted:
+            self._adopted.discard(key)
+            return True
         if key in self._seen:
             return False
         now = self.clock.now().timestamp()
@@ -69,27 +94,104 @@ class SqlEventLedger:
             del self._seen[next(iter(self._seen))]
         try:
             if self.db.shared:
-                won = await self._claim_shared(platform, event_id, now)
+                won = await self._claim_shared(platform, event_id, now, payload)
             else:
                 await self.db.write(_CLAIM, (platform, event_id, now))
                 won = True
-        except _Unclaimed:
-            del self._seen[key]
-            return False
         except BaseException:
             del self._seen[key]  # not recorded, so not claimed
             raise
         return won
 
-    async def _claim_shared(self, platform: str, event_id: str, now: float) -> bool:
+    async def _claim_shared(
+        self, platform: str, event_id: str, now: float, payload: str | None
+    ) -> bool:
         try:
-            return await self.db.execute(_CLAIM, (platform, event_id, now)) == 1
+            return (
+                await self.db.execute(
+                    _CLAIM_OWNED, (platform, event_id, now, self.instance, payload)
+                )
+                == 1
+            )
         except Exception as exc:
             # Cut off from the shared database: not ours. Another instance may claim and
             # answer it; answering "internal error" here would be a second, wrong answer.
             self.failures += 1
             log.error("cannot claim %s event %s (database: %s)", platform, event_id, exc)
-            raise _Unclaimed from exc
+            raise ClaimUnavailable(str(exc)) from exc
+
+    async def answered(self, platform: str, event_id: str) -> None:
+        """The command's replies went out (or were given up on): nobody takes it over now."""
+        if not self.db.shared:
+            return  # one process: nobody to take over from
+        try:
+            await self.db.execute(
+                "UPDATE events SET done_at = ?, payload = NULL "
+                "WHERE platform = ? AND event_id = ? AND instance = ?",
+                (self.clock.now().timestamp(), platform, event_id, self.instance),
+            )
+        except Exception as exc:
+            # The survivor may take it over and answer a second time; say so where it shows.
+            log.error("could not mark %s event %s answered (database: %s)", platform, event_id, exc)
+
+    async def take_answer(self, platform: str, event_id: str, attempts: int = 3) -> bool:
+        """The claim is still ours and nobody may take it over any more: it is marked
+        answered first, then answered (at most once: lost if we die in between). Used only
+        when our heartbeat is late, so a survivor may be taking the command over right now;
+        this UPDATE and its compare-and-set lock the same row, so exactly one of the two
+        wins."""
+        if not self.db.shared:
+            return True
+        for attempt in range(attempts):
+            try:
+                changed = await self.db.execute(
+                    "UPDATE events SET done_at = ?, payload = NULL WHERE platform = ? "
+                    "AND event_id = ? AND instance = ? AND done_at IS NULL",
+                    (self.clock.now().timestamp(), platform, event_id, self.instance),
+                )
+            except Exception as exc:
+                log.warning("cannot confirm %s event %s is ours (%s)", platform, event_id, exc)
+                await asyncio.sleep(0.5 * (attempt + 1))
+                continue
+            return changed == 1
+        return False  # out of reach: a survivor takes it over once we count as dead
+
+    async def orphans(self, dead_after_s: float, max_age_s: float) -> list[Orphan]:
+        """Unanswered claims of instances whose heartbeat is older than `dead_after_s`
+        (by the database's clock, the one every heartbeat is written with), claimed in the
+        last `max_age_s`. Only with a shared database."""
+        if not self.db.shared:
+            return []
+        rows = await self.db.fetchall(
+            "SELECT e.platform, e.event_id, e.instance, e.payload, e.seen_at FROM events e "
+            "WHERE e.done_at IS NULL AND e.payload IS NOT NULL AND e.seen_at >= ? "
+            "AND e.instance <> ? AND NOT EXISTS (SELECT 1 FROM instances i "
+            f"WHERE i.id = e.instance AND i.seen_at > {DB_NOW} - ?) "
+            "ORDER BY e.seen_at LIMIT 500",
+            (self.clock.now().timestamp() - max_age_s, self.instance, dead_after_s),
+        )
+        return [Orphan(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+
+    async def adopt(self, orphan: Orphan) -> bool:
+        """Take the claim over from its dead owner; True if we won it (one survivor does)."""
+        changed = await self.db.execute(
+            "UPDATE events SET instance = ? WHERE platform = ? AND event_id = ? "
+            "AND instance = ? AND done_at IS NULL",
+            (self.instance, orphan.platform, orphan.event_id, orphan.instance),
+        )
+        if changed != 1:
+            return False
+        self._adopted.add((orphan.platform, orphan.event_id))
+        self.adopted += 1
+        return True
+
+    async def abandon(self, orphan: Orphan) -> None:
+        """Give up on an orphan too old to answer now (it is logged by the caller)."""
+        await self.db.execute(
+            "UPDATE events SET done_at = ?, payload = NULL "
+            "WHERE platform = ? AND event_id = ? AND instance = ?",
+            (self.clock.now().timestamp(), orphan.platform, orphan.event_id, orphan.instance),
+        )
 
     async def prune(self) -> int:
         cutoff = self.clock.now().timestamp() - self.retention_s

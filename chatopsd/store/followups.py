@@ -1,4 +1,4 @@
-"""Follow-up actions of incidents in SQLite, with the ticket each became.
+"""Follow-up actions of incidents (SQLite or PostgreSQL), with the ticket each became.
 
 Export is decided before it is sent: `claim` marks a follow-up 'sending' durably, then the
 ticket is created, then `ticket_created` stores its link. A crash between the two leaves it
@@ -8,26 +8,17 @@ than asking a person to look (see handlers/followups.py).
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from chatopsd.core.ports import FollowUp
 from chatopsd.store.db import Database
 
-
-@dataclass(frozen=True, slots=True)
-class FollowUp:
-    incident_id: str
-    n: int
-    text: str
-    owner: str | None
-    added_by: str
-    added_at: datetime
-    done_at: datetime | None
-    export_state: str | None  # None | sending | sent
-    ticket_key: str | None
-    ticket_url: str | None
+_ADD = (
+    "INSERT INTO incident_followups (incident_id, n, text, owner, added_by, added_at) "
+    "SELECT ?, COALESCE(MAX(n), 0) + 1, ?, ?, ?, ? FROM incident_followups "
+    "WHERE incident_id = ? RETURNING n"
+)
 
 
 def _row(r: sqlite3.Row) -> FollowUp:
@@ -45,27 +36,27 @@ def _row(r: sqlite3.Row) -> FollowUp:
     )
 
 
-class SqliteFollowUps:
+class SqlFollowUps:
     def __init__(self, db: Database) -> None:
         self.db = db
-        self._adding = asyncio.Lock()
 
     async def add(
         self, incident_id: str, text: str, owner: str | None, added_by: str, at: datetime
     ) -> int:
-        """Store a follow-up; returns its number within the incident."""
-        async with self._adding:  # one process, one writer: numbers cannot collide
-            row = await self.db.fetchone(
-                "SELECT COALESCE(MAX(n), 0) FROM incident_followups WHERE incident_id = ?",
-                (incident_id,),
-            )
-            n = (int(row[0]) if row else 0) + 1
-            await self.db.write(
-                "INSERT INTO incident_followups (incident_id, n, text, owner, added_by, added_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
-                (incident_id, n, text, owner, added_by, at.timestamp()),
-            )
-        return n
+        """Store a follow-up; returns its number within the incident. The number is chosen
+        in the INSERT itself; two instances adding at once collide on the primary key and
+        the loser takes the next number."""
+        params = (incident_id, text, owner, added_by, at.timestamp(), incident_id)
+        for attempt in range(5):
+            try:
+                row = await self.db.transaction(lambda tx: tx.fetchone(_ADD, params))
+            except Exception as exc:
+                if attempt == 4 or not _duplicate(exc):
+                    raise
+                continue
+            assert row is not None  # INSERT … RETURNING always returns the row
+            return int(row[0])
+        raise AssertionError("unreachable")
 
     async def list(self, incident_id: str) -> list[FollowUp]:
         rows = await self.db.fetchall(
@@ -85,13 +76,15 @@ class SqliteFollowUps:
             (at.timestamp(), incident_id, n),
         )
 
-    async def claim(self, incident_id: str, n: int) -> None:
-        """Decide to send: durable before the ticket is created."""
-        await self.db.write(
+    async def claim(self, incident_id: str, n: int) -> bool:
+        """Decide to send: durable before the ticket is created; False when it was decided
+        already (by another command, or another instance)."""
+        changed = await self.db.execute(
             "UPDATE incident_followups SET export_state = 'sending' "
             "WHERE incident_id = ? AND n = ? AND export_state IS NULL",
             (incident_id, n),
         )
+        return changed == 1
 
     async def release(self, incident_id: str, n: int) -> None:
         """The tracker certainly did not create it (it answered with an error): may retry."""
@@ -107,3 +100,10 @@ class SqliteFollowUps:
             "ticket_url = ? WHERE incident_id = ? AND n = ?",
             (key, url, incident_id, n),
         )
+
+
+def _duplicate(exc: Exception) -> bool:
+    """A primary-key collision, on either database."""
+    if isinstance(exc, sqlite3.IntegrityError):
+        return True
+    return type(exc).__name__ == "UniqueViolationError"  # asyncpg, imported only with PG

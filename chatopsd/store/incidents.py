@@ -1,4 +1,4 @@
-"""Incidents in SQLite: the incident rows, their timelines, their channels and messages.
+"""Incidents (SQLite or PostgreSQL): the incident rows, timelines, channels and messages.
 
 A state change and its timeline entry go in one `write_many`, so they commit together or not
 at all. Ids are allocated per year: read the highest and insert the next in one transaction;
@@ -67,6 +67,29 @@ def _entry_op(incident_id: str, e: TimelineEntry) -> Op:
     return (_ENTRY, (incident_id, e.at.timestamp(), e.actor, e.platform, e.channel, e.kind, e.text))
 
 
+def _update_op(i: Incident) -> Op:
+    return (
+        "UPDATE incidents SET title = ?, severity = ?, state = ?, service = ?, "
+        "description = ?, acknowledged_at = ?, resolved_at = ?, closed_at = ?, "
+        "resolution = ?, last_update_at = ?, roles = ?, pagerduty = ? WHERE id = ?",
+        (
+            i.title,
+            i.severity,
+            i.state.value,
+            i.service,
+            i.description,
+            _ts(i.acknowledged_at),
+            _ts(i.resolved_at),
+            _ts(i.closed_at),
+            i.resolution,
+            _ts(i.last_update_at),
+            json.dumps(dict(i.roles), sort_keys=True),
+            i.pagerduty,
+            i.id,
+        ),
+    )
+
+
 class SqlIncidentStore:
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -124,32 +147,29 @@ class SqlIncidentStore:
 
     async def save(self, incident: Incident, entry: TimelineEntry) -> None:
         """Store the incident's new state and the timeline entry for it, atomically."""
-        i = incident
-        await self.db.write_many(
-            [
-                (
-                    "UPDATE incidents SET title = ?, severity = ?, state = ?, service = ?, "
-                    "description = ?, acknowledged_at = ?, resolved_at = ?, closed_at = ?, "
-                    "resolution = ?, last_update_at = ?, roles = ?, pagerduty = ? WHERE id = ?",
-                    (
-                        i.title,
-                        i.severity,
-                        i.state.value,
-                        i.service,
-                        i.description,
-                        _ts(i.acknowledged_at),
-                        _ts(i.resolved_at),
-                        _ts(i.closed_at),
-                        i.resolution,
-                        _ts(i.last_update_at),
-                        json.dumps(dict(i.roles), sort_keys=True),
-                        i.pagerduty,
-                        i.id,
-                    ),
-                ),
-                _entry_op(i.id, entry),
-            ]
-        )
+        await self.db.write_many([_update_op(incident), _entry_op(incident.id, entry)])
+
+    async def change(
+        self, incident_id: str, step: Callable[[Incident], tuple[Incident, TimelineEntry]]
+    ) -> tuple[Incident, Incident] | None:
+        """Read, change and store an incident in one transaction: (before, after), or None
+        if there is no such incident. The row is locked while `step` decides (FOR UPDATE on
+        PostgreSQL; SQLite has one writer), so two instances acknowledging at once give one
+        "acknowledged" and one refusal, and no change overwrites another. An exception from
+        `step` (an illegal transition) rolls back and propagates."""
+        lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
+
+        async def run(tx: Tx) -> tuple[Incident, Incident] | None:
+            row = await tx.fetchone(f"SELECT * FROM incidents WHERE id = ?{lock}", (incident_id,))
+            if row is None:
+                return None
+            before = _row(row)
+            after, entry = step(before)
+            await tx.execute(*_update_op(after))
+            await tx.execute(*_entry_op(after.id, entry))
+            return before, after
+
+        return await self.db.transaction(run)
 
     async def get(self, incident_id: str) -> Incident | None:
         row = await self.db.fetchone(

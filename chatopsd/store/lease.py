@@ -60,6 +60,9 @@ class LocalLease:
     def state(self) -> LeaseState:
         return LeaseState(self.instance, True, None, self.instance, (self.instance,))
 
+    def alive(self) -> bool:
+        return True
+
     async def start(self) -> None:
         return None
 
@@ -82,6 +85,7 @@ class PgLease:
         self._instances: tuple[str, ...] = ()
         self._task: asyncio.Task[None] | None = None
         self._started = time.time()
+        self._beat_sent = -1e9  # time.monotonic() when the last heartbeat that went in was sent
         self.changes = 0  # leadership gained or lost (tests, health)
         self._was_leader = False
 
@@ -97,6 +101,12 @@ class PgLease:
     @property
     def token(self) -> int | None:
         return self._token if self.leader else None
+
+    def alive(self) -> bool:
+        """Whether the others still count this instance alive. They take over its unanswered
+        commands once its heartbeat is `lease_seconds` old (database clock); it stops
+        answering after `lease_seconds / 2` without a heartbeat, so never both answer."""
+        return time.monotonic() - self._beat_sent < self.lease_seconds / 2
 
     def state(self) -> LeaseState:
         leader = self.leader
@@ -217,15 +227,17 @@ class PgLease:
             log.warning("lease: ended the session of unresponsive leader %s", self._holder)
 
     async def _heartbeat(self) -> None:
-        now = time.time()
+        # The database's clock: other instances judge "dead" by it (events.orphans).
+        sent = time.monotonic()
         await self.db.write(
-            "INSERT INTO instances (id, started_at, seen_at) VALUES (?, ?, ?) "
+            f"INSERT INTO instances (id, started_at, seen_at) VALUES (?, ?, {_NOW}) "
             "ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
-            (self.instance, self._started, now),
+            (self.instance, self._started),
         )
+        self._beat_sent = sent
         rows = await self.db.fetchall(
-            "SELECT id FROM instances WHERE seen_at > ? ORDER BY id",
-            (now - 3 * self.lease_seconds,),
+            f"SELECT id FROM instances WHERE seen_at > {_NOW} - ? ORDER BY id",
+            (3 * self.lease_seconds,),
         )
         self._instances = tuple(str(r[0]) for r in rows)
 

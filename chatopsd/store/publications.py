@@ -1,5 +1,14 @@
-"""Status page publications in SQLite: what each incident shows publicly, and the durable
-queue of calls still to make (a restart, even kill -9, loses none of them)."""
+"""Status page publications: what each incident shows publicly, and the durable queue of calls
+still to make (a restart, even kill -9, loses none of them).
+
+Several instances (PostgreSQL, issue 19): any instance queues (the one that handled the
+command); only the lease holder sends. The worker's writes take the leader's fencing token
+(`fence`): `note_attempt` (the claim of a call, made before its request goes out),
+`attempt_failed` and `succeeded` (the mark-sent) happen only while that token is still the
+lease's, checked in the same transaction (stalkers.fence_holds). A leader paused past its
+lease gets no claim, so it sends nothing; whoever leads next finds the call pending, with
+`maybe_done` set if an attempt may have gone out, and checks the page before sending again.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from chatopsd.store.db import Database
+from chatopsd.store.db import Database, Op, Tx
+from chatopsd.store.stalkers import fence_holds
+
+
+class Superseded(Exception):
+    """A fenced write was refused: the lease has a newer token, this instance no longer leads."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,20 +188,58 @@ class SqlitePublications:
         )
         return None if row is None else row[0]
 
+    async def _fenced(self, ops: list[Op], fence: int | None) -> None:
+        """Write `ops` atomically; with `fence`, only while that token is the lease's (else
+        Superseded, nothing written)."""
+        if fence is None:
+            await self.db.write_many(ops)
+            return
+
+        async def fenced(tx: Tx) -> None:
+            if not await fence_holds(tx, fence):
+                raise Superseded(f"lease token {fence} superseded")
+            for sql, params in ops:
+                await tx.execute(sql, params)
+
+        await self.db.transaction(fenced)
+
     async def attempt_failed(
-        self, call_id: int, error: str, retry_at: datetime, maybe_done: bool
+        self,
+        call_id: int,
+        error: str,
+        retry_at: datetime,
+        maybe_done: bool,
+        *,
+        fence: int | None = None,
     ) -> None:
-        await self.db.write(
-            "UPDATE public_outbox SET last_error = ?, next_at = ?, maybe_done = ? WHERE id = ?",
-            (error, retry_at.timestamp(), int(maybe_done), call_id),
+        await self._fenced(
+            [
+                (
+                    "UPDATE public_outbox SET last_error = ?, next_at = ?, maybe_done = ? "
+                    "WHERE id = ?",
+                    (error, retry_at.timestamp(), int(maybe_done), call_id),
+                )
+            ],
+            fence,
         )
 
-    async def note_attempt(self, call_id: int) -> None:
-        """Counted before the request goes out, so a crash mid-call is known on restart."""
-        await self.db.write(
-            "UPDATE public_outbox SET attempts = attempts + 1, maybe_done = 1 WHERE id = ?",
-            (call_id,),
+    async def note_attempt(self, call_id: int, *, fence: int | None = None) -> bool:
+        """Counted before the request goes out, so a crash mid-call is known on restart (and
+        by the next leader). False, nothing written: the call is no longer pending (do not
+        send it); Superseded: the fence no longer holds (send nothing)."""
+        sql = (
+            "UPDATE public_outbox SET attempts = attempts + 1, maybe_done = 1 "
+            "WHERE id = ? AND state = 'pending'"
         )
+        if fence is None:
+            return await self.db.execute(sql, (call_id,)) == 1
+
+        async def fenced(tx: Tx) -> bool:
+            if not await fence_holds(tx, fence):
+                raise Superseded(f"lease token {fence} superseded")
+            return await tx.execute(sql, (call_id,)) == 1
+
+        return await self.db.transaction(fenced)
 
     async def succeeded(
         self,
@@ -196,8 +248,10 @@ class SqlitePublications:
         shortlink: str | None,
         status: str,
         at: datetime,
+        *,
+        fence: int | None = None,
     ) -> None:
-        await self.db.write_many(
+        await self._fenced(
             [
                 (
                     "UPDATE public_outbox SET state = 'done', done_at = ?, last_error = NULL "
@@ -210,7 +264,8 @@ class SqlitePublications:
                     "WHERE incident_id = ?",
                     (page_incident_id, shortlink, status, at.timestamp(), call.incident_id),
                 ),
-            ]
+            ],
+            fence,
         )
 
     async def cancel(self, call_id: int, reason: str, at: datetime) -> None:

@@ -79,6 +79,9 @@ class SlackSendError(Exception):
 # response_url (valid 30 minutes) instead of chat.postMessage.
 _NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 _RESPONSE_URL_TTL = 25 * 60.0
+# How long an envelope may wait for its claim before it is left unacknowledged (Slack
+# redelivers after 3 s without an ack).
+ACK_WAIT = 2.5
 
 
 class SlackConnector:
@@ -216,28 +219,39 @@ class SlackConnector:
             # Shutting down: leave it unacked so Slack redelivers it to the next run.
             log.info("shutting down; left envelope %s for redelivery", envelope_id)
             return
-        # Ack first: Slack counts 3 s from delivery, and user lookups or a slow disk must
-        # not turn into a redelivery.
-        try:
-            await client.send_socket_mode_response(_ack(envelope_id, str(kind), message))
-        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
-            # Not acked, so not handled: Slack redelivers it on the next socket.
-            log.warning("could not ack envelope %s (%s); Slack will redeliver it", envelope_id, exc)
-            return
-        self.acked += 1
         try:
             event = translate(str(kind), message.get("payload"), self.me, self.prefix)
         except MalformedPayload as exc:
             self.malformed += 1
             log.warning("malformed %s envelope %s ignored: %s", kind, envelope_id, exc)
+            event = None  # acknowledged below: a redelivery would be just as malformed
+        if event is not None and self._session is not None:
+            if event.kind == "slash":
+                self._remember_response_url(event, message.get("payload"))
+            if isinstance(message.get("retry_attempt"), int) and message["retry_attempt"] > 0:
+                log.info(
+                    "redelivered event %s (attempt %d)", event.event_id, message["retry_attempt"]
+                )
+            # Acknowledge only once the event is claimed (recorded in the state store), so a
+            # kill between the two loses nothing: unacknowledged, Slack delivers it again,
+            # to another connection. Slack counts 3 s; a claim is milliseconds. Past
+            # ACK_WAIT it stays unacknowledged and the redelivery meets the claim.
+            try:
+                recorded = await asyncio.wait_for(
+                    self._session.admit(await self._resolve(event)), ACK_WAIT
+                )
+            except TimeoutError:
+                recorded = False
+            if not recorded:
+                log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
+                return
+        try:
+            await client.send_socket_mode_response(_ack(envelope_id, str(kind), message))
+        except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
+            # Claimed but not acked: Slack redelivers it and the claim drops the redelivery.
+            log.warning("could not ack envelope %s (%s); Slack will redeliver it", envelope_id, exc)
             return
-        if event is None or self._session is None:
-            return
-        if event.kind == "slash":
-            self._remember_response_url(event, message.get("payload"))
-        if isinstance(message.get("retry_attempt"), int) and message["retry_attempt"] > 0:
-            log.info("redelivered event %s (attempt %d)", event.event_id, message["retry_attempt"])
-        self._session.emit(await self._resolve(event))
+        self.acked += 1
 
     async def user_email(self, user_id: str) -> str | None:
         """A user's email from the users.info cache (a mention in `!pd reassign <@U…>`)."""

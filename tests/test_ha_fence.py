@@ -1,0 +1,472 @@
+"""Fenced singleton writes and cross-instance claims (issue 19), on SQLite and on a real
+PostgreSQL: the stores' contract first, then two App instances sharing one PostgreSQL (each
+with its own pool and PgLease), against the fake Statuspage and the fake PagerDuty.
+
+A "deposed" leader is one whose token was superseded in the `lease` row (as a takeover does)
+while it still counts itself leader, as a leader paused past its lease does when it wakes up:
+only the database fence stands between it and a stale send."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import itertools
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from chatopsd.app import App, Io
+from chatopsd.core import incident as core
+from chatopsd.core.incident import TimelineEntry
+from chatopsd.core.messages import Actor, Destination, Inbound
+from chatopsd.store.db import Database
+from chatopsd.store.incidents import SqlIncidentStore
+from chatopsd.store.pd_cards import CLAIM_STALE_SECONDS, SqlClickClaims, SqliteIncidentCards
+from chatopsd.store.publications import SqlitePublications, Superseded
+from tests.conftest import FakeClock, make_config
+from tests.fakes.pagerduty import FakePagerDuty
+from tests.fakes.statuspage import API_KEY, PAGE_ID, FakeStatuspage
+from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.pg_cluster import BACKENDS, open_backend
+
+T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+HERE = Destination("slack", "C1")
+
+
+@pytest.fixture(params=BACKENDS)
+async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Database]:
+    async with open_backend(request, tmp_path) as database:
+        yield database
+
+
+async def supersede(db: Database) -> int:
+    """What a takeover does to the lease row: a newer token (and no holder yet)."""
+    await db.write("UPDATE lease SET token = token + 1, holder = NULL WHERE id = 1")
+    row = await db.fetchone("SELECT token FROM lease WHERE id = 1")
+    assert row is not None
+    return int(row[0])
+
+
+# -- the stores' contract, on both databases -------------------------------------------------
+
+
+async def test_status_page_queue_writes_are_fenced(db: Database) -> None:
+    def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
+        inc = core.declare(incident_id, "x", 1, T0, "ada", "slack", "C1")
+        return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "x")
+
+    inc = await SqlIncidentStore(db).create(2026, make)
+    store = SqlitePublications(db)
+    await store.start(inc.id, ["cmp"], {"name": "x"}, ("slack:U1", "Ada"), T0)
+    [call] = await store.heads()
+    old = await supersede(db)
+    new = await supersede(db)
+    with pytest.raises(Superseded):
+        await store.note_attempt(call.id, fence=old)
+    with pytest.raises(Superseded):
+        await store.succeeded(call, "sp1", None, "investigating", T0, fence=old)
+    with pytest.raises(Superseded):
+        await store.attempt_failed(call.id, "x", T0, True, fence=old)
+    [still] = await store.heads()
+    assert (still.attempts, still.maybe_done, still.last_error) == (0, False, None)
+    pub = await store.get(inc.id)
+    assert pub is not None and pub.page_incident_id is None  # nothing was marked sent
+
+    assert await store.note_attempt(call.id, fence=new)  # the current leader claims it
+    [claimed] = await store.heads()
+    assert (claimed.attempts, claimed.maybe_done) == (1, True)
+    await store.succeeded(call, "sp1", "https://stspg.io/x", "investigating", T0, fence=new)
+    assert await store.heads() == []
+    assert not await store.note_attempt(call.id, fence=new)  # done: nobody sends it again
+    pub = await store.get(inc.id)
+    assert pub is not None and pub.page_incident_id == "sp1"
+
+
+async def test_pagerduty_card_decide_and_delivery_claim_are_fenced(db: Database) -> None:
+    cards = SqliteIncidentCards(db)
+    old = await supersede(db)
+    new = await supersede(db)
+    assert not await cards.decide([("PINC1", 1, "triggered", "s1")], [HERE], fence=old)
+    assert await cards.owed() == [] and await cards.state("PINC1") is None
+    assert await cards.decide([("PINC1", 1, "triggered", "s1")], [HERE], fence=new)
+    [owed] = await cards.owed()
+    assert await cards.claim(owed, fence=old) is None  # a deposed leader may not post it
+    claim = await cards.claim(owed, fence=new)
+    assert claim is not None
+    await cards.shown(owed, "m1")
+    assert await cards.owed() == []
+    assert await cards.decide([("PINC1", 1, "acknowledged", "s2")], [HERE], fence=new)
+    [edit] = await cards.owed()
+    assert await cards.claim(edit, fence=old) is None  # nor edit it
+    assert (edit.message_id, edit.wanted) == ("m1", "s2")
+
+
+async def test_a_card_is_delivered_by_one_instance_at_a_time(db: Database) -> None:
+    cards = SqliteIncidentCards(db)
+    await cards.decide([("PINC1", 1, "triggered", "s1")], [HERE])
+    [owed] = await cards.owed()
+    first = await cards.claim(owed, now=1000.0)
+    assert first is not None
+    second = await cards.claim(owed, now=1001.0)
+    if not db.shared:
+        # one process: its own bookkeeping keeps one delivery per card; nothing to wait for
+        assert second is not None
+        return
+    assert second is None  # another instance is posting it
+    await cards.release(owed, "not-mine")  # only the maker frees a claim
+    assert await cards.claim(owed, now=1002.0) is None
+    await cards.release(owed, first)
+    third = await cards.claim(owed, now=1003.0)
+    assert third is not None
+    # the instance that held it died: taken over once stale, or at once by a newer leader
+    assert await cards.claim(owed, now=1003.0 + CLAIM_STALE_SECONDS - 1) is None
+    assert await cards.claim(owed, now=1004.0 + CLAIM_STALE_SECONDS) is not None
+    token = await supersede(db)
+    held = await cards.claim(owed, fence=token, now=2000.0)
+    assert held is not None
+    newer = await supersede(db)
+    assert await cards.claim(owed, fence=newer, now=2001.0) is not None
+    await cards.shown(owed, "m1")  # the post is recorded, and the claim freed
+    assert await cards.owed() == []
+
+
+async def test_one_click_claim_per_incident_and_action(db: Database) -> None:
+    claims = SqlClickClaims(db)
+    won = await claims.claim("PINC1", "acknowledged", "Grace", 1000.0)
+    assert won is not None
+    assert await claims.claim("PINC1", "acknowledged", "Ada", 1000.5) is None
+    assert await claims.holder("PINC1", "acknowledged") == "Grace"
+    other = await claims.claim("PINC1", "resolved", "Ada", 1001.0)  # another action
+    assert other is not None
+    await claims.release("PINC1", "acknowledged", "not-mine")
+    assert await claims.claim("PINC1", "acknowledged", "Ada", 1002.0) is None
+    await claims.release("PINC1", "acknowledged", won)
+    again = await claims.claim("PINC1", "acknowledged", "Ada", 1003.0)
+    assert again is not None
+    # an instance that died mid-write leaves its claim: taken over once it is stale
+    assert await claims.claim("PINC1", "acknowledged", "Alan", 1003.0 + 1) is None
+    late = 1004.0 + CLAIM_STALE_SECONDS
+    assert await claims.claim("PINC1", "acknowledged", "Alan", late, "slack:E1") is not None
+    assert await claims.holder("PINC1", "acknowledged") == "Alan"
+    # the same click handled again (its instance died; a survivor took the command over)
+    # takes its own claim over at once; another click still waits
+    assert await claims.claim("PINC1", "acknowledged", "Ada", late + 1, "slack:E2") is None
+    assert await claims.claim("PINC1", "acknowledged", "Alan", late + 1, "slack:E1") is not None
+    assert await claims.claim("PINC1", "acknowledged", "Ada", late + 2, "") is None
+
+
+# -- two instances on one PostgreSQL ----------------------------------------------------------
+
+_n = itertools.count(1)
+INC = "INC-2026-0001"
+DECLARE = '!incident declare --sev 1 "Payments failing" --service payments'
+LONG_LEASE = 60.0  # the leader keeps counting itself leader for the whole test
+
+
+class Pair:
+    """Two instances on one PostgreSQL: `a` started first (the leader), then `b`."""
+
+    def __init__(self, a: App, b: App, out: dict[str, io.StringIO]) -> None:
+        self.a, self.b, self.out = a, b, out
+
+    async def handover(self) -> None:
+        """`a` goes away (its lock connection with it); `b` takes the lease."""
+        await self.a.stop()
+        for _ in range(100):
+            await self.b.lease.tick()
+            if self.b.lease.leader:
+                return
+            await asyncio.sleep(0.05)
+        raise AssertionError("b never took the lease")
+
+
+async def two_apps(
+    tmp_path: Path, pg_url: str, clock: FakeClock, **sections: Any
+) -> tuple[App, App, dict[str, io.StringIO]]:
+    apps, out = [], {}
+    for name in ("a", "b"):
+        out[name] = io.StringIO()
+        (tmp_path / name).mkdir()
+        cfg = make_config(
+            tmp_path / name,
+            chatopsd={"database": pg_url, "instance": name, "lease_seconds": LONG_LEASE},
+            console={"format": "jsonl"},
+            ratelimit={"burst": 100},
+            **sections,
+        )
+        app = App(cfg, clock=clock, io=Io(stdin=io.StringIO(""), stdout=out[name]))
+        await app.start()
+        apps.append(app)
+    a, b = apps
+    assert a.lease.leader and not b.lease.leader
+    return a, b, out
+
+
+@pytest.fixture
+async def page() -> AsyncIterator[FakeStatuspage]:
+    server = FakeStatuspage()
+    await server.start()
+    yield server
+    await server.close()
+    assert server.violations == []
+
+
+def statuspage_section(page: FakeStatuspage, **extra: Any) -> dict[str, Any]:
+    return {
+        "api_url": page.url,
+        "api_key": API_KEY,
+        "page_id": PAGE_ID,
+        "components": {"payments": "cmp_pay"},
+        "auto_publish": ["SEV-1"],
+        "timeout_seconds": 0.5,
+        **extra,
+    }
+
+
+@pytest.fixture
+async def sp_pair(
+    tmp_path: Path, pg_url: str, page: FakeStatuspage, clock: FakeClock
+) -> AsyncIterator[Pair]:
+    a, b, out = await two_apps(tmp_path, pg_url, clock, statuspage=statuspage_section(page))
+    # the tests drive the queues themselves
+    await a.public.stop()
+    await b.public.stop()
+    yield Pair(a, b, out)
+    await b.stop()
+    await a.stop()
+
+
+async def say(app: App, text: str, actor: Actor | None = None) -> str:
+    n = next(_n)
+    event = Inbound(
+        "console",
+        "ops",
+        actor or Actor("alice", "alice"),
+        text,
+        event_id=f"f{n}",
+        message_id=f"m{n}",
+    )
+    return "\n".join(r.plain() for r in await app.bus.handle(event))
+
+
+async def published_said(app: App, out: io.StringIO) -> list[str]:
+    await app.outbox.flush(5)
+    return [line for line in out.getvalue().splitlines() if "Status page: published" in line]
+
+
+async def test_a_follower_queues_and_the_leader_sends_exactly_once(
+    sp_pair: Pair, page: FakeStatuspage
+) -> None:
+    a, b = sp_pair.a, sp_pair.b
+    assert "declared (SEV-1)" in await say(b, DECLARE)  # auto-published: queued on b
+    assert await b.public.drain() is None  # a follower sends nothing
+    assert page.hits == 0
+    await a.public.drain()  # the leader picks up what b queued
+    assert len(page.calls("POST")) == 1
+    await a.public.drain()
+    await b.public.drain()
+    assert len(page.calls("POST")) == 1 and len(page.incidents) == 1
+    assert "investigating https://stspg.io/fake1" in await say(b, f"!incident status {INC}")
+    assert len(await published_said(a, sp_pair.out["a"])) == 1
+
+
+async def test_a_deposed_leader_sends_nothing_and_the_next_one_sends_once(
+    sp_pair: Pair, page: FakeStatuspage
+) -> None:
+    a, b = sp_pair.a, sp_pair.b
+    await say(b, DECLARE)
+    await supersede(a.db)
+    assert a.lease.leader  # paused past its lease: it still believes it leads
+    await a.public.drain()
+    assert page.hits == 0  # the fence refused its claim: no request went out
+    rows = await a.db.fetchall("SELECT attempts, maybe_done FROM public_outbox")
+    assert [tuple(r) for r in rows] == [(0, 0)]
+    await sp_pair.handover()
+    await b.public.drain()
+    assert len(page.calls("POST")) == 1
+    assert len(await published_said(b, sp_pair.out["b"])) == 1
+
+
+@pytest.mark.parametrize("how", ["answer lost", "leader died waiting"])
+async def test_the_next_leader_checks_a_lost_answer_before_sending_again(
+    sp_pair: Pair, page: FakeStatuspage, clock: FakeClock, how: str
+) -> None:
+    a, b = sp_pair.a, sp_pair.b
+    await say(a, DECLARE)
+    if how == "answer lost":
+        page.fault = "badjson"  # created on the page; the answer is malformed
+        await a.public.drain()
+    else:
+        page.fault = "hang-after"  # created on the page; the answer never comes
+        sending = asyncio.ensure_future(a.public.drain())
+        await asyncio.wait_for(page.created.wait(), 5)
+        sending.cancel()  # the leader dies mid-call
+        await asyncio.gather(sending, return_exceptions=True)
+    assert len(page.calls("POST")) == 1
+    page.fault = None
+    await sp_pair.handover()
+    clock.advance(5)
+    await b.public.drain()
+    assert len(page.calls("POST")) == 1  # found by our metadata, not created again
+    assert len(page.incidents) == 1
+    assert "investigating https://stspg.io/fake1" in await say(b, f"!incident status {INC}")
+    await say(b, f"!incident resolve {INC} fixed")
+    clock.advance(1)
+    await b.public.drain()
+    assert page.incidents["spinc1"]["status"] == "resolved"
+
+
+async def test_the_leaders_worker_picks_up_a_followers_call_without_a_kick(
+    tmp_path: Path, pg_url: str, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    a, b, _ = await two_apps(tmp_path, pg_url, clock, statuspage=statuspage_section(page))
+    try:
+        a.public.poll_seconds = 0.05  # how often the leader looks (lease_seconds / 5)
+        a.public.kick()  # let its worker start waiting with the short interval
+        await say(b, DECLARE)  # b's kick reaches only b, which does not send
+        await asyncio.wait_for(page.created.wait(), 10)
+        for _ in range(200):
+            if not await a.db.fetchall("SELECT 1 FROM public_outbox WHERE state = 'pending'"):
+                break
+            await asyncio.sleep(0.02)
+        assert len(page.calls("POST")) == 1
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+# -- PagerDuty incident cards and clicks, two instances ---------------------------------------
+
+GRACE = Actor("u-grace", "Grace")
+ADA = Actor("u-ada", "Ada")
+
+
+@pytest.fixture
+async def pd_pair(
+    tmp_path: Path, pg_url: str, pd: FakePagerDuty, clock: FakeClock
+) -> AsyncIterator[Pair]:
+    pd.now = clock.now
+    section = pd_section(
+        pd,
+        service_ids=["PSVC1"],
+        incident_channels=["console:incidents"],
+        incident_poll_seconds=3600,  # the tests run the poll themselves
+        users={"console:u-grace": "grace@example.com", "console:u-ada": "ada@example.com"},
+    )
+    a, b, out = await two_apps(
+        tmp_path,
+        pg_url,
+        clock,
+        pagerduty=section,
+        roles={"oncall": ["console:u-grace", "console:u-ada"]},
+    )
+    await first_refresh(a)
+    yield Pair(a, b, out)
+    await b.stop()
+    await a.stop()
+
+
+def cards_in(out: io.StringIO, title: str) -> int:
+    return out.getvalue().count(f"PagerDuty #1: {title}")
+
+
+async def run(step: Callable[[], Awaitable[None]], app: App) -> None:
+    await step()
+    await app.outbox.flush(5)
+
+
+async def test_a_deposed_leaders_poll_posts_no_card(pd_pair: Pair, pd: FakePagerDuty) -> None:
+    a, b = pd_pair.a, pd_pair.b
+    assert a.pd_sync is not None and b.pd_sync is not None
+    pd.trigger("Database on fire", assignees=["PADA"])
+    await supersede(a.db)
+    assert a.lease.leader
+    await run(a.pd_sync.poll, a)
+    assert cards_in(pd_pair.out["a"], "Database on fire") == 0
+    assert await a.db.fetchall("SELECT 1 FROM pd_cards") == []  # nothing decided either
+    await pd_pair.handover()
+    await run(b.pd_sync.poll, b)
+    await run(b.pd_sync.poll, b)
+    assert cards_in(pd_pair.out["b"], "Database on fire") == 1
+
+
+async def test_a_leader_deposed_between_decide_and_post_posts_nothing(
+    pd_pair: Pair, pd: FakePagerDuty
+) -> None:
+    a, b = pd_pair.a, pd_pair.b
+    assert a.pd_sync is not None and b.pd_sync is not None
+    pd.trigger("Database on fire", assignees=["PADA"])
+    await a.pd_sync.decide()  # decided while it led; the post is owed
+    await supersede(a.db)
+    await run(a.pd_sync.deliver, a)  # it wakes up and tries to post
+    assert cards_in(pd_pair.out["a"], "Database on fire") == 0
+    await pd_pair.handover()
+    await run(b.pd_sync.poll, b)  # the owed card, posted once by the new leader
+    await run(b.pd_sync.poll, b)
+    assert cards_in(pd_pair.out["b"], "Database on fire") == 1
+
+
+async def test_two_instances_clicking_at_once_make_one_pagerduty_write(
+    pd_pair: Pair, pd: FakePagerDuty
+) -> None:
+    a, b = pd_pair.a, pd_pair.b
+    assert a.pd_sync is not None
+    pd.trigger("Queue backlog", assignees=["PADA"])
+    await run(a.pd_sync.poll, a)
+    pd.gate = asyncio.Event()  # hold a's write in flight while b's click lands
+    first = asyncio.ensure_future(say(a, "!pd ack PINC001", actor=GRACE))
+    for _ in range(400):
+        if pd.from_emails:
+            break
+        await asyncio.sleep(0.005)
+    assert pd.from_emails, "a's write never reached PagerDuty"
+    second = await say(b, "!pd ack PINC001", actor=ADA)
+    pd.gate.set()
+    winner = await first
+    assert "already acknowledged by Grace" in second
+    assert "acknowledged by Grace Hopper" in winner
+    assert pd.writes == [("PUT", "/incidents/PINC001", "grace@example.com")]
+
+
+# -- the on-call lookahead on a follower ------------------------------------------------------
+
+MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+DAY = timedelta(days=1)
+
+
+async def run_job(app: App, name: str) -> None:
+    """One run of a scheduled job as the scheduler runs it (leader: the job; follower: its
+    follower step)."""
+    job = app.scheduler._scheduler.get_job(name)
+    assert job is not None, name
+    await job.func()
+
+
+async def test_a_follower_answers_ic_next_from_the_leaders_latest_refresh(
+    tmp_path: Path, pg_url: str, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    pd.now = clock.now
+    pd.shifts["PIC1"] = [("PADA", 1, MON8, MON8 + DAY), ("PGRACE", 1, MON8 + DAY, MON8 + 2 * DAY)]
+    a, b, _ = await two_apps(tmp_path, pg_url, clock, pagerduty=pd_section(pd, lookahead_days=7))
+    try:
+        await first_refresh(a)
+        await run_job(a, "pagerduty-refresh")
+        await run_job(b, "pagerduty-refresh")
+        assert "then Grace Hopper from Tue 08:00" in await say(b, "!ic next")
+        # the rotation changes; the leader's next refresh reads it
+        pd.shifts["PIC1"] = [
+            ("PADA", 1, MON8, MON8 + DAY),
+            ("PALAN", 1, MON8 + DAY, MON8 + 2 * DAY),
+        ]
+        await run_job(a, "pagerduty-refresh")
+        assert "then Alan Turing from Tue 08:00" in await say(a, "!ic next")
+        await run_job(b, "pagerduty-refresh")  # the follower's round of the same job
+        answer = await say(b, "!ic next")
+        assert "then Alan Turing from Tue 08:00" in answer, answer
+        assert "Grace Hopper" not in answer
+    finally:
+        await b.stop()
+        await a.stop()
