@@ -22,10 +22,11 @@ from chatopsd.app import App, Io
 from chatopsd.core import incident as core
 from chatopsd.core.incident import TimelineEntry
 from chatopsd.core.messages import Actor, Destination, Inbound
+from chatopsd.core.ports import Superseded
 from chatopsd.store.db import Database
 from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.pd_cards import CLAIM_STALE_SECONDS, SqlClickClaims, SqliteIncidentCards
-from chatopsd.store.publications import SqlitePublications, Superseded
+from chatopsd.store.publications import SqlitePublications
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.statuspage import API_KEY, PAGE_ID, FakeStatuspage
