@@ -28,8 +28,10 @@ from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.pd_cards import CLAIM_STALE_SECONDS, SqlClickClaims, SqliteIncidentCards
 from chatopsd.store.publications import SqlitePublications
 from tests.conftest import FakeClock, make_config
+from tests.fakes.monitoring import FakeMonitoring
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.statuspage import API_KEY, PAGE_ID, FakeStatuspage
+from tests.fixtures.monitoring import fake  # noqa: F401
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
 from tests.pg_cluster import BACKENDS, open_backend
 
@@ -468,6 +470,53 @@ async def test_a_follower_answers_ic_next_from_the_leaders_latest_refresh(
         answer = await say(b, "!ic next")
         assert "then Alan Turing from Tue 08:00" in answer, answer
         assert "Grace Hopper" not in answer
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+# -- the status stalker: a lease that lapses in the middle of a poll ---------------------------
+
+
+async def test_a_poll_whose_lease_lapsed_midway_posts_and_writes_nothing(
+    tmp_path: Path, pg_url: str, fake: FakeMonitoring, clock: FakeClock
+) -> None:
+    source = {
+        "kind": "http",
+        "name": "statuspage",
+        "url": fake.url + "/api/v2/status.json",
+        "field": "status.indicator",
+        "timeout_seconds": 30,
+    }
+    status = {"sources": [source], "stalk_seconds": 3600}
+    a, b, out = await two_apps(tmp_path, pg_url, clock, status=status)
+    pair = Pair(a, b, out)
+    try:
+        assert "Stalking" in await say(a, "!status stalk")
+        before = await a.db.fetchall("SELECT fingerprint, verdict, posted_at FROM stalkers")
+        fake.doc = {"status": {"indicator": "major"}}
+        clock.advance(3600)  # the stalker's interval: the change is due
+        fake.gate = asyncio.Event()  # the poll is held in the middle of reading the source
+        polling = asyncio.ensure_future(a.stalking.poll())
+        await asyncio.wait_for(fake.entered.wait(), 10)
+        await supersede(a.db)  # another instance took the lease over meanwhile
+        await a.lease.tick()  # a finds out: it no longer leads and has no token
+        assert not a.lease.leader and a.lease.token is None
+        fake.gate.set()
+        fake.gate = None
+        result = await polling
+        assert result.posted == 0
+        await a.outbox.flush(5)
+        assert "Status changed" not in out["a"].getvalue()
+        after = await a.db.fetchall("SELECT fingerprint, verdict, posted_at FROM stalkers")
+        assert [tuple(r) for r in after] == [tuple(r) for r in before]  # nothing written
+        await pair.handover()
+        await b.stalking.resync()
+        assert (await b.stalking.poll()).posted == 1  # the change, posted once by the leader
+        assert (await b.stalking.poll()).posted == 0
+        await b.stalking.wait_posted()
+        await b.outbox.flush(5)
+        assert out["b"].getvalue().count("Status changed: CRITICAL") == 1
     finally:
         await b.stop()
         await a.stop()
