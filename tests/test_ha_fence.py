@@ -23,6 +23,7 @@ from chatopsd.core import incident as core
 from chatopsd.core.incident import TimelineEntry
 from chatopsd.core.messages import Actor, Destination, Inbound
 from chatopsd.core.ports import Superseded
+from chatopsd.core.shifts import Shift
 from chatopsd.store.db import Database
 from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.pd_cards import CLAIM_STALE_SECONDS, SqlClickClaims, SqliteIncidentCards
@@ -517,6 +518,57 @@ async def test_a_poll_whose_lease_lapsed_midway_posts_and_writes_nothing(
         await b.stalking.wait_posted()
         await b.outbox.flush(5)
         assert out["b"].getvalue().count("Status changed: CRITICAL") == 1
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+async def test_a_follower_never_pairs_old_shifts_with_a_new_refresh_time(
+    tmp_path: Path, pg_url: str, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    """The leader refreshes the lookahead over and over (each refresh: a new person, a new
+    as_of) while the follower reloads it: every load is one refresh, never a mix."""
+
+    def ic(shifts: tuple[Shift, ...]) -> list[str]:
+        return [s.person_id for s in shifts if s.schedule_id == "PIC1"]
+
+    pd.now = clock.now
+    people = ["PADA", "PGRACE", "PALAN"]
+    pd.shifts["PIC1"] = [("PADA", 1, MON8, MON8 + 2 * DAY)]
+    a, b, _ = await two_apps(tmp_path, pg_url, clock, pagerduty=pd_section(pd, lookahead_days=7))
+    try:
+        await first_refresh(a)
+        assert a.shifts is not None and b.shifts is not None
+        expected: dict[datetime, str] = {}
+        rounds = 40
+        start = clock.now()
+        for i in range(1, rounds + 1):  # the plan: refresh i at start + i min, person i % 3
+            expected[start + timedelta(minutes=i)] = people[i % 3]
+        done = asyncio.Event()
+
+        async def lead() -> None:
+            assert a.shifts is not None
+            try:
+                for i in range(1, rounds + 1):
+                    pd.shifts["PIC1"] = [(people[i % 3], 1, MON8, MON8 + 2 * DAY)]
+                    clock.advance(60)
+                    assert await a.shifts.refresh()
+            finally:
+                done.set()
+
+        leading = asyncio.ensure_future(lead())
+        seen = 0
+        while not done.is_set():
+            await b.shifts.load()
+            look = b.shifts.lookahead
+            if look.as_of in expected:
+                seen += 1
+                assert ic(look.shifts) == [expected[look.as_of]], look
+        await leading
+        await b.shifts.load()
+        assert b.shifts.lookahead.as_of == start + timedelta(minutes=rounds)
+        assert ic(b.shifts.lookahead.shifts) == [people[rounds % 3]]
+        assert seen > 0
     finally:
         await b.stop()
         await a.stop()
