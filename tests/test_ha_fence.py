@@ -435,6 +435,40 @@ async def test_two_instances_clicking_at_once_make_one_pagerduty_write(
     assert pd.writes == [("PUT", "/incidents/PINC001", "grace@example.com")]
 
 
+async def test_pd_ack_mine_takes_the_click_claim_of_each_incident(
+    pd_pair: Pair, pd: FakePagerDuty
+) -> None:
+    """Grace acknowledges #1 on instance a while Ada's `!pd ack mine` runs on b: #1 gets one
+    write (Grace's), #2 (nobody else's) is acknowledged by Ada."""
+    a, b = pd_pair.a, pd_pair.b
+    assert a.pd_sync is not None
+    pd.trigger("Queue backlog", assignees=["PADA"])
+    pd.trigger("Disk full", assignees=["PADA"])
+    await run(a.pd_sync.poll, a)
+    pd.gate = asyncio.Event()  # hold the writes in flight
+    first = asyncio.ensure_future(say(a, "!pd ack PINC001", actor=GRACE))
+    for _ in range(400):
+        if pd.from_emails:
+            break
+        await asyncio.sleep(0.005)
+    assert pd.from_emails == ["grace@example.com"], "a's write never reached PagerDuty"
+    mine = asyncio.ensure_future(say(b, "!pd ack mine", actor=ADA))
+    for _ in range(400):
+        if len(pd.from_emails) == 2:
+            break
+        await asyncio.sleep(0.005)
+    assert pd.from_emails == ["grace@example.com", "ada@example.com"]
+    pd.gate.set()
+    assert "acknowledged by Grace Hopper" in await first
+    answer = await mine
+    assert "Acknowledged #2 as Ada Lovelace." in answer, answer
+    assert "Already being acknowledged: #1 (by Grace)." in answer, answer
+    assert sorted(pd.writes) == [
+        ("PUT", "/incidents/PINC001", "grace@example.com"),
+        ("PUT", "/incidents/PINC002", "ada@example.com"),
+    ]
+
+
 # -- the on-call lookahead on a follower ------------------------------------------------------
 
 MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
