@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -603,6 +604,60 @@ async def test_a_follower_never_pairs_old_shifts_with_a_new_refresh_time(
         assert b.shifts.lookahead.as_of == start + timedelta(minutes=rounds)
         assert ic(b.shifts.lookahead.shifts) == [people[rounds % 3]]
         assert seen > 0
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+# -- handoff announcements: a deposed leader ---------------------------------------------------
+
+ADA_TO_GRACE = "🔁 IC Primary: Ada Lovelace → Grace Hopper"
+
+
+def handoffs_in(out: io.StringIO) -> list[str]:
+    """The handoff announcements among the console's JSON lines."""
+    said = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    return [str(p["text"]) for p in said if str(p.get("text", "")).startswith("🔁")]
+
+
+@pytest.mark.parametrize("when", ["before deciding", "between deciding and posting"])
+async def test_a_deposed_leader_announces_no_handoff_and_the_next_one_announces_once(
+    tmp_path: Path, pg_url: str, pd: FakePagerDuty, clock: FakeClock, when: str
+) -> None:
+    pd.now = clock.now
+    section = pd_section(pd, handoff_channels=["console:oncall"])
+    a, b, out = await two_apps(tmp_path, pg_url, clock, pagerduty=section)
+    pair = Pair(a, b, out)
+    try:
+        await first_refresh(a)
+        await run_job(a, "pagerduty-refresh")  # the baseline, in order after the start-up one
+        assert a.handoffs is not None and a.oncall_cache is not None
+        pd.schedules["PIC1"] = ("IC Primary", [("PGRACE", 1), ("PALAN", 2)])
+        await run_job(a, "pagerduty-refresh")  # seen once: not yet news
+        if when == "before deciding":
+            await supersede(a.db)
+            assert a.lease.leader  # paused past its lease: it still believes it leads
+            await run_job(a, "pagerduty-refresh")  # the second sighting would announce
+            assert await a.db.fetchall("SELECT 1 FROM oncall_posts") == []  # nothing decided
+        else:
+            await a.oncall_cache.refresh()
+            entries = [e for g in a.oncall_cache.snapshot.entries.values() for e in g]
+            await a.handoffs.decide(entries)  # decided while it led: the posts are owed
+            assert len(await a.db.fetchall("SELECT 1 FROM oncall_posts")) == 2
+            await supersede(a.db)
+            await a.handoffs.deliver()  # it wakes up and tries to post
+            await run_job(a, "pagerduty-refresh")
+            rows = await a.db.fetchall("SELECT sent, claimed_by FROM oncall_posts")
+            assert [tuple(r) for r in rows] == [(None, None), (None, None)]  # none claimed
+        await a.outbox.flush(5)
+        assert handoffs_in(out["a"]) == []
+        await pair.handover()
+        for _ in range(3):
+            await run_job(b, "pagerduty-refresh")
+        await b.outbox.flush(5)
+        said = handoffs_in(out["b"])
+        assert len(said) == 2, said  # the primary and the backup level, once each
+        assert sum(t.startswith(ADA_TO_GRACE) for t in said) == 1, said
     finally:
         await b.stop()
         await a.stop()

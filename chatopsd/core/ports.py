@@ -404,33 +404,73 @@ class UserGroups(Protocol):
 
 
 class OnCallPosts(Protocol):
-    """Issue 18's durable state: handoffs announced, reminders handled, posts owed."""
+    """Issue 18's durable state: handoffs announced, reminders handled, posts owed.
+
+    Singleton work (issue 19): `decide`, `remind` and `claim` take the leader's fencing token
+    and write only while it is still the lease's (False / None otherwise); on a shared
+    database a missing token is refused."""
 
     async def watched(self) -> dict[str, Watched]: ...
 
-    async def decide(self, steps: Sequence[Step], destinations: Sequence[Destination]) -> None:
+    async def decide(
+        self,
+        steps: Sequence[Step],
+        destinations: Sequence[Destination],
+        *,
+        fence: int | None = None,
+    ) -> bool:
         """Store each watch's new state and the announcements it owes, atomically."""
         ...
 
     async def owed(self) -> list[OwedPost]: ...
+
+    async def claim(self, post: OwedPost, *, fence: int | None = None) -> str | None:
+        """Take the sending of one owed post (the claim's id), or None: the fence no longer
+        holds, it was sent meanwhile, or another instance is sending it."""
+        ...
+
+    async def release(self, key: str, claim: str) -> None: ...
 
     async def sent(self, key: str, message_id: str) -> None: ...
 
     async def reminded(self, keys: Sequence[str]) -> set[str]: ...
 
     async def remind(
-        self, handled: Sequence[str], dms: Sequence[tuple[str, str, str, str]]
-    ) -> None:
+        self,
+        handled: Sequence[str],
+        dms: Sequence[tuple[str, str, str, str]],
+        *,
+        fence: int | None = None,
+    ) -> bool:
         """Record handled reminder keys and the DMs they owe, atomically."""
         ...
 
 
 class KeptState(Protocol):
-    """What was last written to each topic / user group kept true (issue 18)."""
+    """What was last written to each topic / user group kept true (issue 18), fenced like
+    OnCallPosts (issue 19)."""
 
     async def written(self) -> dict[str, str]: ...
 
-    async def record(self, target: str, value: str) -> None: ...
+    async def holds(self, fence: int | None) -> bool:
+        """Whether a write may go out now (the fence still holds)."""
+        ...
+
+    async def record(self, target: str, value: str, *, fence: int | None = None) -> bool: ...
+
+    async def forget(self, target: str) -> None:
+        """A write went out unrecorded: have the next leader write it again."""
+        ...
+
+
+def read_fence(lease: Lease | None) -> tuple[bool, int | None]:
+    """(leading, token) read together, once per run of singleton work: the run then writes
+    with that token, so a lease lost midway fences its writes instead of unfencing them.
+    No lease: the only instance (always leads, nothing to fence)."""
+    if lease is None:
+        return True, None
+    token = lease.token
+    return lease.leader, token
 
 
 @dataclass(frozen=True, slots=True)
