@@ -1,6 +1,7 @@
 """Fenced singleton writes and cross-instance claims (issue 19), on SQLite and on a real
 PostgreSQL: the stores' contract first, then two App instances sharing one PostgreSQL (each
-with its own pool and PgLease), against the fake Statuspage and the fake PagerDuty.
+with its own pool and PgLease), against the fake Statuspage, the fake PagerDuty, the fake
+Mattermost and a fake HTTP status source.
 
 A "deposed" leader is one whose token was superseded in the `lease` row (as a takeover does)
 while it still counts itself leader, as a leader paused past its lease does when it wakes up:
@@ -30,9 +31,11 @@ from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.pd_cards import CLAIM_STALE_SECONDS, SqlClickClaims, SqliteIncidentCards
 from chatopsd.store.publications import SqlitePublications
 from tests.conftest import FakeClock, make_config
+from tests.fakes.mattermost import ALICE, BOT, TOKEN, FakeMattermost
 from tests.fakes.monitoring import FakeMonitoring
-from tests.fakes.pagerduty import FakePagerDuty
+from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fakes.statuspage import API_KEY, PAGE_ID, FakeStatuspage
+from tests.fixtures.mattermost import plain, server  # noqa: F401
 from tests.fixtures.monitoring import fake  # noqa: F401
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
 from tests.pg_cluster import BACKENDS, open_backend
@@ -661,3 +664,77 @@ async def test_a_deposed_leader_announces_no_handoff_and_the_next_one_announces_
     finally:
         await b.stop()
         await a.stop()
+
+
+# -- reminders, topics: a deposed leader, on the real Mattermost connector ---------------------
+
+ONCALL = "oncallchan0000000000000000"
+
+
+async def test_a_deposed_leader_sends_no_reminder_and_writes_no_topic(
+    tmp_path: Path, pg_url: str, pd: FakePagerDuty, server: FakeMattermost, clock: FakeClock
+) -> None:
+    """The leader's token is superseded while it still believes it leads (paused past its
+    lease): its refresh sends no reminder DM and patches no channel header. Leading again
+    under a new token, it sends each once."""
+    pd.now = clock.now
+    pd.users["PALICE"] = FakeUser("PALICE", "Alice Liddell", "alice@example.com")
+    pd.shifts["PIC1"] = [("PADA", 1, MON8, MON8 + DAY), ("PGRACE", 1, MON8 + DAY, MON8 + 2 * DAY)]
+    pd.shifts["PRS1"] = [("PEDS", 1, MON8, MON8 + DAY), ("PALICE", 1, MON8 + DAY, MON8 + 2 * DAY)]
+    server.channels[ONCALL] = {"id": ONCALL, "type": "O", "name": "oncall", "header": ""}
+    server.members[ONCALL] = [BOT["id"]]
+    config = make_config(
+        tmp_path,
+        chatopsd={"database": pg_url, "instance": "a", "lease_seconds": LONG_LEASE},
+        mattermost={"url": server.url, "token": TOKEN, "heartbeat_seconds": 1.0},
+        console={"enabled": False},
+        pagerduty=pd_section(
+            pd,
+            remind_before_minutes=[60],
+            users={f"mattermost:{ALICE['id']}": "alice@example.com"},
+            topic_channels={f"mattermost:{ONCALL}": "IC: {ic}"},
+        ),
+    )
+    app = App(config, clock=clock)
+    await app.start()
+
+    def dms() -> list[str]:
+        direct = {cid for cid, c in server.channels.items() if c["type"] == "D"}
+        return [plain(p["message"]) for p in server.bot_posts() if p["channel_id"] in direct]
+
+    async def lead_again() -> None:
+        await app.lease.tick()  # finds its token superseded: steps down
+        assert not app.lease.leader
+        await app.lease.tick()  # the lease is free: takes it with a new token
+        assert app.lease.leader
+
+    try:
+        await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
+        await first_refresh(app)
+        await run_job(app, "pagerduty-refresh")
+        assert len(server.channel_patches) == 1  # the header, written once at start
+        clock.advance(19 * 3600 + 15 * 60)  # Tue 07:15: Alice starts at 08:00
+        await supersede(app.db)
+        assert app.lease.leader  # paused past its lease: it still believes it leads
+        await run_job(app, "pagerduty-refresh")
+        await run_job(app, "pagerduty-refresh")
+        assert dms() == []
+        assert await app.db.fetchall("SELECT 1 FROM oncall_reminded") == []
+        await lead_again()
+        await run_job(app, "pagerduty-refresh")
+        await run_job(app, "pagerduty-refresh")
+        [dm] = dms()
+        assert "You're Payments primary from Tue 08:00" in dm
+
+        clock.advance(45 * 60 + 60)  # Tue 08:01: Grace is the IC now
+        await supersede(app.db)
+        await run_job(app, "pagerduty-refresh")
+        assert len(server.channel_patches) == 1  # no header written by a deposed leader
+        await lead_again()
+        await run_job(app, "pagerduty-refresh")
+        await run_job(app, "pagerduty-refresh")
+        assert len(server.channel_patches) == 2
+        assert server.channel_patches[-1][1]["header"].startswith("IC: Grace Hopper")
+        assert len(dms()) == 1
+    finally:
+        await app.stop()
