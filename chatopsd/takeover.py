@@ -16,8 +16,7 @@ import logging
 
 from chatopsd.core.bus import Bus
 from chatopsd.core.messages import inbound_from_json
-from chatopsd.core.ports import Clock
-from chatopsd.store.events import SqlEventLedger
+from chatopsd.core.ports import Clock, OrphanedClaims
 
 log = logging.getLogger("chatopsd.takeover")
 
@@ -25,7 +24,7 @@ log = logging.getLogger("chatopsd.takeover")
 class Takeover:
     def __init__(
         self,
-        ledger: SqlEventLedger,
+        ledger: OrphanedClaims,
         bus: Bus,
         clock: Clock,
         *,

@@ -95,3 +95,23 @@ async def test_discord_card_click_refused_until_linked_then_acts_as_the_person(
     posts = [r for r in log if r.method == "POST" and "pd resolve PINC001" in json.dumps(r.body)]
     assert posts == [card]  # one card, edited in place
     assert pd.writes == [("PUT", "/incidents/PINC001", "linus@example.com")]
+
+
+async def test_ic_page_on_discord_says_paging_at_once_then_edits_in_the_result(
+    app: App, fake: FakeDiscord, pd: FakePagerDuty
+) -> None:
+    log: list[Recorded] = []
+    await fake.dispatch("MESSAGE_CREATE", fake.message("!ic page"))
+    notice = await seen(fake, log, lambda r: "Paging the Incident Commanders" in json.dumps(r.body))
+    assert notice.method == "POST" and notice.path == f"/channels/{CHANNEL_ID}/messages"
+    edit = await seen(fake, log, lambda r: r.method == "PATCH")
+    assert edit.path.startswith(f"/channels/{CHANNEL_ID}/messages/")
+    assert "Paged Ada Lovelace" in text_of(edit)  # the notice became the answer
+    assert "incidents/PINC001" in json.dumps(edit.body)
+    await fake.dispatch("MESSAGE_CREATE", fake.message("!help"))  # a barrier: answered after
+    await seen(fake, log, lambda r: "chatopsd commands" in json.dumps(r.body))
+    answers = [r for r in log if r.method == "POST" and "Paged Ada" in json.dumps(r.body)]
+    assert answers == []  # not posted a second time
+    assert len(pd.incidents) == 1 and pd.incidents[0]["incident_key"].startswith(
+        "chatopsd/discord/"
+    )

@@ -67,6 +67,34 @@ class EventLedger(Protocol):
 
 
 @dataclass(frozen=True, slots=True)
+class Orphan:
+    """A command a dead instance claimed and never answered (several instances)."""
+
+    platform: str
+    event_id: str
+    instance: str
+    payload: str  # the command, as core/messages.inbound_to_json wrote it
+    seen_at: float
+
+
+class OrphanedClaims(Protocol):
+    """The event ledger's side that lets a survivor take over a dead instance's commands."""
+
+    async def orphans(self, dead_after_s: float, max_age_s: float) -> list[Orphan]:
+        """Unanswered claims of instances silent for `dead_after_s`, claimed in the last
+        `max_age_s`."""
+        ...
+
+    async def adopt(self, orphan: Orphan) -> bool:
+        """Take the claim over; True for the one instance that wins it."""
+        ...
+
+    async def abandon(self, orphan: Orphan) -> None:
+        """Give up on it (too old, or unreadable)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
 class AuditEntry:
     at: datetime
     platform: str

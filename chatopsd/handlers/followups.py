@@ -35,7 +35,7 @@ from chatopsd.core.ports import (
     Home,
     ReplySink,
 )
-from chatopsd.handlers.incident import IncidentHandler
+from chatopsd.handlers.incident import INCIDENT_ID, IncidentHandler, given
 
 if TYPE_CHECKING:  # the tracker module is loaded only when [tickets] is configured
     from chatopsd.integrations.tickets import TicketDraft, Tracker
@@ -112,32 +112,47 @@ class FollowUps:
                 priority=Priority.STATUS,
             )
 
-        def rest(what: str, required: bool = False) -> Arg:
-            return Arg("rest", f"[INC id] {what}".strip(), kind="rest", required=required)
+        def tail(name: str, what: str, required: bool = False) -> Arg:
+            return Arg(name, what, kind="rest", required=required)
 
         return [
             spec(
                 ("followup", "add"),
                 "add a follow-up action (exported as a ticket at close)",
                 self.add,
-                rest("then what to do", required=True),
+                INCIDENT_ID,
+                tail("what", "what to do", required=True),
                 Arg("owner", "who owns it (@user)", option=True, required=False),
             ),
-            spec(("followup", "list"), "the incident's follow-ups", self.list_followups, rest("")),
-            spec(("followup", "done"), "mark a follow-up done", self.done, rest("then its number")),
+            spec(
+                ("followup", "list"), "the incident's follow-ups", self.list_followups, INCIDENT_ID
+            ),
+            spec(
+                ("followup", "done"),
+                "mark a follow-up done",
+                self.done,
+                INCIDENT_ID,
+                tail("number", "the follow-up's number"),
+            ),
             spec(
                 ("followup", "retry"),
                 "send an unconfirmed follow-up to the tracker again",
                 self.retry,
-                rest("then its number"),
+                INCIDENT_ID,
+                tail("number", "the follow-up's number"),
             ),
-            spec(("tickets",), "export open follow-ups as tickets now", self.tickets, rest("")),
-            spec(("pin",), "add a chat message to the timeline", self.pin, rest("then a message")),
+            spec(("tickets",), "export open follow-ups as tickets now", self.tickets, INCIDENT_ID),
+            spec(
+                ("pin",),
+                "add a chat message to the timeline",
+                self.pin,
+                INCIDENT_ID,
+                tail("message", "the message's reference (a 📌 reaction on it does this)"),
+            ),
         ]
 
     async def _find(self, call: Call) -> tuple[Incident, str]:
-        raw = call.text("rest") or ""
-        return await self.incidents._target(call.event, raw, self.incidents._usage(call))
+        return await self.incidents._target(call.event, given(call), self.incidents._usage(call))
 
     # -- follow-ups --------------------------------------------------------------------------
 

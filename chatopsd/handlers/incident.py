@@ -128,6 +128,21 @@ def _is_id(word: str) -> bool:
     return core.parse_id(word) is not None
 
 
+# The optional leading incident id of every incident command (its own handlers' and the
+# status page / follow-up ones): binds only a word that is an incident id.
+INCIDENT_ID = Arg(
+    "id",
+    "INC id (optional inside the incident's channel or thread)",
+    required=False,
+    accepts=_is_id,
+)
+
+
+def given(call: Call) -> Given:
+    """The incident a command named (if it did) and its typed tail."""
+    return _raw(call)
+
+
 def _user_id(text: str) -> str:
     """A user as typed ("<@U123>", "@alice", "alice") → the id a platform can invite."""
     return text.strip().removeprefix("<").removesuffix(">").lstrip("@!")
@@ -162,12 +177,7 @@ class IncidentHandler:
     def commands(self) -> list[CommandSpec]:
         # The id is optional inside an incident's channel or thread: a leading argument that
         # binds only an incident id, followed by the typed tail.
-        inc = Arg(
-            "id",
-            "INC id (optional inside the incident's channel or thread)",
-            required=False,
-            accepts=_is_id,
-        )
+        inc = INCIDENT_ID
 
         def rest(name: str, what: str) -> tuple[Arg, Arg]:
             return inc, Arg(name, what, kind="rest", required=False)

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
-from dataclasses import dataclass
 
-from chatopsd.core.ports import ClaimUnavailable, Clock
+from chatopsd.core.ports import ClaimUnavailable, Clock, Orphan
 from chatopsd.store.db import Database
 
 log = logging.getLogger("chatopsd.store")
@@ -32,17 +31,6 @@ _CLAIM_OWNED = (
     "INSERT INTO events (platform, event_id, seen_at, instance, payload) VALUES (?, ?, ?, ?, ?) "
     "ON CONFLICT (platform, event_id) DO NOTHING"
 )
-
-
-@dataclass(frozen=True, slots=True)
-class Orphan:
-    """A command a dead instance claimed and never answered."""
-
-    platform: str
-    event_id: str
-    instance: str
-    payload: str
-    seen_at: float
 
 
 class SqlEventLedger:
