@@ -42,6 +42,22 @@ class ClaimUnavailable(Exception):
     instance may claim it; a platform that redelivers unacknowledged events will)."""
 
 
+class AnswerClaim(Protocol):
+    """A claimed command's answer, with several instances: the bus answers it once."""
+
+    def answerable(self) -> bool:
+        """True while nobody else may take the command over (our heartbeat is fresh)."""
+        ...
+
+    async def answered(self) -> None:
+        """Its replies went out (after them: a kill before this gives a second answer)."""
+        ...
+
+    async def take_answer(self) -> bool:
+        """Before answering while not `answerable`: True if it is still ours to answer."""
+        ...
+
+
 class EventLedger(Protocol):
     """Which chat events were handled. With several instances on one database, `claim` is
     THE active-active guard: exactly one instance gets True for a (platform, event id)."""
@@ -58,7 +74,13 @@ class EventLedger(Protocol):
         ...
 
     def answerable(self) -> bool:
-        """False while this instance must not answer (the others may count it dead)."""
+        """False while the others may count this instance dead (its heartbeat is late): it
+        must then `take_answer` before answering."""
+        ...
+
+    async def take_answer(self, platform: str, event_id: str) -> bool:
+        """Mark the claim answered before answering, if it is still ours: True when we are
+        to answer, False when another instance took the command over (or we cannot tell)."""
         ...
 
     async def prune(self) -> int:
