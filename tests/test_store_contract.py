@@ -210,7 +210,14 @@ async def test_stalkers_and_fenced_marks(db: Database) -> None:
         ("C1", "fp0"),
         ("C2", "fp1"),
     ]
-    assert await store.mark([("fp9", "CRITICAL", 200.0, ("slack", "C1", ""))])
+    unfenced = [("fp9", "CRITICAL", 200.0, ("slack", "C1", ""))]
+    if db.shared:
+        # several instances: no token means no lease (it lapsed mid-poll): refused
+        assert not await store.mark(unfenced)
+        await db.write("UPDATE lease SET token = 5 WHERE id = 1")
+        assert await store.mark(unfenced, fence=5)
+    else:
+        assert await store.mark(unfenced)  # the only process: nothing to fence
     await db.write("UPDATE lease SET token = 7 WHERE id = 1")
     # a leader holding token 6 has been superseded: nothing is written
     assert not await store.mark([("fpX", "NORMAL", 300.0, ("slack", "C1", ""))], fence=6)
