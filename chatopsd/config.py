@@ -165,6 +165,8 @@ class PagerDutyService(Section):
 class PagerDutySection(Section):
     api_token: SecretStr
     api_url: str = "https://api.pagerduty.com"
+    # Reserved (a fixed key in DESIGN.md): nothing reads it. Pages are REST `POST /incidents`,
+    # which can assign the people on call; Events v2 cannot, and needs a routing key too.
     events_url: str = "https://events.pagerduty.com/v2/enqueue"
     from_email: str
     service_id: str

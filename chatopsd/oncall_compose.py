@@ -51,7 +51,8 @@ def build(app: App) -> list[CommandProvider]:
             raise RuntimeError(f"{platform} cannot open direct messages")
         return await connector.dm_channel(user_id)
 
-    delivery = PostDelivery(store, app.outbox, dm_channel)
+    # the lease: handoffs and reminders are decided and sent under the leader's token
+    delivery = PostDelivery(store, app.outbox, dm_channel, app.lease)
     if pd.handoff_channels:
         app.handoffs = handoffs = Handoffs(
             store,
@@ -112,6 +113,7 @@ def build(app: App) -> list[CommandProvider]:
             set_topic=set_topic,
             set_group=set_group,
             chat_ids=chat_ids,
+            lease=app.lease,  # topics and user groups are written under the leader's token
         )
 
         async def keep(snap: Snapshot) -> None:

@@ -163,6 +163,20 @@ def test_help_is_generated_from_specs() -> None:
         help_lines(reg, "!", ["nope"])
 
 
+def test_help_listing_follows_added_and_removed_commands() -> None:
+    """The full listing is kept between calls: a command added or removed (a config reload
+    of [[commands]]) must show at once, under each prefix."""
+    reg = registry()
+    before = help_lines(reg, "!")
+    assert help_lines(reg, "!") == before
+    reg.add(CommandSpec(("deploy",), "ship it", handler=_noop))
+    assert "!deploy — ship it" in help_lines(reg, "!")
+    assert ".deploy — ship it" in help_lines(reg, ".")
+    reg.remove(("deploy",))
+    assert help_lines(reg, "!") == before
+    assert all("deploy" not in line for line in help_lines(reg, "."))
+
+
 @settings(max_examples=400, deadline=None)
 @given(st.text(max_size=80))
 def test_any_input_parses_or_gives_a_usage_error(text: str) -> None:

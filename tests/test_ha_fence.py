@@ -1,6 +1,7 @@
 """Fenced singleton writes and cross-instance claims (issue 19), on SQLite and on a real
 PostgreSQL: the stores' contract first, then two App instances sharing one PostgreSQL (each
-with its own pool and PgLease), against the fake Statuspage and the fake PagerDuty.
+with its own pool and PgLease), against the fake Statuspage, the fake PagerDuty, the fake
+Mattermost and a fake HTTP status source.
 
 A "deposed" leader is one whose token was superseded in the `lease` row (as a takeover does)
 while it still counts itself leader, as a leader paused past its lease does when it wakes up:
@@ -11,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import io
 import itertools
+import json
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -22,13 +24,19 @@ from chatopsd.app import App, Io
 from chatopsd.core import incident as core
 from chatopsd.core.incident import TimelineEntry
 from chatopsd.core.messages import Actor, Destination, Inbound
+from chatopsd.core.ports import Superseded
+from chatopsd.core.shifts import Shift
 from chatopsd.store.db import Database
 from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.pd_cards import CLAIM_STALE_SECONDS, SqlClickClaims, SqliteIncidentCards
-from chatopsd.store.publications import SqlitePublications, Superseded
+from chatopsd.store.publications import SqlitePublications
 from tests.conftest import FakeClock, make_config
-from tests.fakes.pagerduty import FakePagerDuty
+from tests.fakes.mattermost import ALICE, BOT, TOKEN, FakeMattermost
+from tests.fakes.monitoring import FakeMonitoring
+from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fakes.statuspage import API_KEY, PAGE_ID, FakeStatuspage
+from tests.fixtures.mattermost import plain, server  # noqa: F401
+from tests.fixtures.monitoring import fake  # noqa: F401
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
 from tests.pg_cluster import BACKENDS, open_backend
 
@@ -431,6 +439,40 @@ async def test_two_instances_clicking_at_once_make_one_pagerduty_write(
     assert pd.writes == [("PUT", "/incidents/PINC001", "grace@example.com")]
 
 
+async def test_pd_ack_mine_takes_the_click_claim_of_each_incident(
+    pd_pair: Pair, pd: FakePagerDuty
+) -> None:
+    """Grace acknowledges #1 on instance a while Ada's `!pd ack mine` runs on b: #1 gets one
+    write (Grace's), #2 (nobody else's) is acknowledged by Ada."""
+    a, b = pd_pair.a, pd_pair.b
+    assert a.pd_sync is not None
+    pd.trigger("Queue backlog", assignees=["PADA"])
+    pd.trigger("Disk full", assignees=["PADA"])
+    await run(a.pd_sync.poll, a)
+    pd.gate = asyncio.Event()  # hold the writes in flight
+    first = asyncio.ensure_future(say(a, "!pd ack PINC001", actor=GRACE))
+    for _ in range(400):
+        if pd.from_emails:
+            break
+        await asyncio.sleep(0.005)
+    assert pd.from_emails == ["grace@example.com"], "a's write never reached PagerDuty"
+    mine = asyncio.ensure_future(say(b, "!pd ack mine", actor=ADA))
+    for _ in range(400):
+        if len(pd.from_emails) == 2:
+            break
+        await asyncio.sleep(0.005)
+    assert pd.from_emails == ["grace@example.com", "ada@example.com"]
+    pd.gate.set()
+    assert "acknowledged by Grace Hopper" in await first
+    answer = await mine
+    assert "Acknowledged #2 as Ada Lovelace." in answer, answer
+    assert "Already being acknowledged: #1 (by Grace)." in answer, answer
+    assert sorted(pd.writes) == [
+        ("PUT", "/incidents/PINC001", "grace@example.com"),
+        ("PUT", "/incidents/PINC002", "ada@example.com"),
+    ]
+
+
 # -- the on-call lookahead on a follower ------------------------------------------------------
 
 MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
@@ -470,3 +512,229 @@ async def test_a_follower_answers_ic_next_from_the_leaders_latest_refresh(
     finally:
         await b.stop()
         await a.stop()
+
+
+# -- the status stalker: a lease that lapses in the middle of a poll ---------------------------
+
+
+async def test_a_poll_whose_lease_lapsed_midway_posts_and_writes_nothing(
+    tmp_path: Path, pg_url: str, fake: FakeMonitoring, clock: FakeClock
+) -> None:
+    source = {
+        "kind": "http",
+        "name": "statuspage",
+        "url": fake.url + "/api/v2/status.json",
+        "field": "status.indicator",
+        "timeout_seconds": 30,
+    }
+    status = {"sources": [source], "stalk_seconds": 3600}
+    a, b, out = await two_apps(tmp_path, pg_url, clock, status=status)
+    pair = Pair(a, b, out)
+    try:
+        assert "Stalking" in await say(a, "!status stalk")
+        before = await a.db.fetchall("SELECT fingerprint, verdict, posted_at FROM stalkers")
+        fake.doc = {"status": {"indicator": "major"}}
+        clock.advance(3600)  # the stalker's interval: the change is due
+        fake.gate = asyncio.Event()  # the poll is held in the middle of reading the source
+        polling = asyncio.ensure_future(a.stalking.poll())
+        await asyncio.wait_for(fake.entered.wait(), 10)
+        await supersede(a.db)  # another instance took the lease over meanwhile
+        await a.lease.tick()  # a finds out: it no longer leads and has no token
+        assert not a.lease.leader and a.lease.token is None
+        fake.gate.set()
+        fake.gate = None
+        result = await polling
+        assert result.posted == 0
+        await a.outbox.flush(5)
+        assert "Status changed" not in out["a"].getvalue()
+        after = await a.db.fetchall("SELECT fingerprint, verdict, posted_at FROM stalkers")
+        assert [tuple(r) for r in after] == [tuple(r) for r in before]  # nothing written
+        await pair.handover()
+        await b.stalking.resync()
+        assert (await b.stalking.poll()).posted == 1  # the change, posted once by the leader
+        assert (await b.stalking.poll()).posted == 0
+        await b.stalking.wait_posted()
+        await b.outbox.flush(5)
+        assert out["b"].getvalue().count("Status changed: CRITICAL") == 1
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+async def test_a_follower_never_pairs_old_shifts_with_a_new_refresh_time(
+    tmp_path: Path, pg_url: str, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    """The leader refreshes the lookahead over and over (each refresh: a new person, a new
+    as_of) while the follower reloads it: every load is one refresh, never a mix."""
+
+    def ic(shifts: tuple[Shift, ...]) -> list[str]:
+        return [s.person_id for s in shifts if s.schedule_id == "PIC1"]
+
+    pd.now = clock.now
+    people = ["PADA", "PGRACE", "PALAN"]
+    pd.shifts["PIC1"] = [("PADA", 1, MON8, MON8 + 2 * DAY)]
+    a, b, _ = await two_apps(tmp_path, pg_url, clock, pagerduty=pd_section(pd, lookahead_days=7))
+    try:
+        await first_refresh(a)
+        assert a.shifts is not None and b.shifts is not None
+        expected: dict[datetime, str] = {}
+        rounds = 40
+        start = clock.now()
+        for i in range(1, rounds + 1):  # the plan: refresh i at start + i min, person i % 3
+            expected[start + timedelta(minutes=i)] = people[i % 3]
+        done = asyncio.Event()
+
+        async def lead() -> None:
+            assert a.shifts is not None
+            try:
+                for i in range(1, rounds + 1):
+                    pd.shifts["PIC1"] = [(people[i % 3], 1, MON8, MON8 + 2 * DAY)]
+                    clock.advance(60)
+                    assert await a.shifts.refresh()
+            finally:
+                done.set()
+
+        leading = asyncio.ensure_future(lead())
+        seen = 0
+        while not done.is_set():
+            await b.shifts.load()
+            look = b.shifts.lookahead
+            if look.as_of in expected:
+                seen += 1
+                assert ic(look.shifts) == [expected[look.as_of]], look
+        await leading
+        await b.shifts.load()
+        assert b.shifts.lookahead.as_of == start + timedelta(minutes=rounds)
+        assert ic(b.shifts.lookahead.shifts) == [people[rounds % 3]]
+        assert seen > 0
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+# -- handoff announcements: a deposed leader ---------------------------------------------------
+
+ADA_TO_GRACE = "🔁 IC Primary: Ada Lovelace → Grace Hopper"
+
+
+def handoffs_in(out: io.StringIO) -> list[str]:
+    """The handoff announcements among the console's JSON lines."""
+    said = [json.loads(line) for line in out.getvalue().splitlines() if line.strip()]
+    return [str(p["text"]) for p in said if str(p.get("text", "")).startswith("🔁")]
+
+
+@pytest.mark.parametrize("when", ["before deciding", "between deciding and posting"])
+async def test_a_deposed_leader_announces_no_handoff_and_the_next_one_announces_once(
+    tmp_path: Path, pg_url: str, pd: FakePagerDuty, clock: FakeClock, when: str
+) -> None:
+    pd.now = clock.now
+    section = pd_section(pd, handoff_channels=["console:oncall"])
+    a, b, out = await two_apps(tmp_path, pg_url, clock, pagerduty=section)
+    pair = Pair(a, b, out)
+    try:
+        await first_refresh(a)
+        await run_job(a, "pagerduty-refresh")  # the baseline, in order after the start-up one
+        assert a.handoffs is not None and a.oncall_cache is not None
+        pd.schedules["PIC1"] = ("IC Primary", [("PGRACE", 1), ("PALAN", 2)])
+        await run_job(a, "pagerduty-refresh")  # seen once: not yet news
+        if when == "before deciding":
+            await supersede(a.db)
+            assert a.lease.leader  # paused past its lease: it still believes it leads
+            await run_job(a, "pagerduty-refresh")  # the second sighting would announce
+            assert await a.db.fetchall("SELECT 1 FROM oncall_posts") == []  # nothing decided
+        else:
+            await a.oncall_cache.refresh()
+            entries = [e for g in a.oncall_cache.snapshot.entries.values() for e in g]
+            await a.handoffs.decide(entries)  # decided while it led: the posts are owed
+            assert len(await a.db.fetchall("SELECT 1 FROM oncall_posts")) == 2
+            await supersede(a.db)
+            await a.handoffs.deliver()  # it wakes up and tries to post
+            await run_job(a, "pagerduty-refresh")
+            rows = await a.db.fetchall("SELECT sent, claimed_by FROM oncall_posts")
+            assert [tuple(r) for r in rows] == [(None, None), (None, None)]  # none claimed
+        await a.outbox.flush(5)
+        assert handoffs_in(out["a"]) == []
+        await pair.handover()
+        for _ in range(3):
+            await run_job(b, "pagerduty-refresh")
+        await b.outbox.flush(5)
+        said = handoffs_in(out["b"])
+        assert len(said) == 2, said  # the primary and the backup level, once each
+        assert sum(t.startswith(ADA_TO_GRACE) for t in said) == 1, said
+    finally:
+        await b.stop()
+        await a.stop()
+
+
+# -- reminders, topics: a deposed leader, on the real Mattermost connector ---------------------
+
+ONCALL = "oncallchan0000000000000000"
+
+
+async def test_a_deposed_leader_sends_no_reminder_and_writes_no_topic(
+    tmp_path: Path, pg_url: str, pd: FakePagerDuty, server: FakeMattermost, clock: FakeClock
+) -> None:
+    """The leader's token is superseded while it still believes it leads (paused past its
+    lease): its refresh sends no reminder DM and patches no channel header. Leading again
+    under a new token, it sends each once."""
+    pd.now = clock.now
+    pd.users["PALICE"] = FakeUser("PALICE", "Alice Liddell", "alice@example.com")
+    pd.shifts["PIC1"] = [("PADA", 1, MON8, MON8 + DAY), ("PGRACE", 1, MON8 + DAY, MON8 + 2 * DAY)]
+    pd.shifts["PRS1"] = [("PEDS", 1, MON8, MON8 + DAY), ("PALICE", 1, MON8 + DAY, MON8 + 2 * DAY)]
+    server.channels[ONCALL] = {"id": ONCALL, "type": "O", "name": "oncall", "header": ""}
+    server.members[ONCALL] = [BOT["id"]]
+    config = make_config(
+        tmp_path,
+        chatopsd={"database": pg_url, "instance": "a", "lease_seconds": LONG_LEASE},
+        mattermost={"url": server.url, "token": TOKEN, "heartbeat_seconds": 1.0},
+        console={"enabled": False},
+        pagerduty=pd_section(
+            pd,
+            remind_before_minutes=[60],
+            users={f"mattermost:{ALICE['id']}": "alice@example.com"},
+            topic_channels={f"mattermost:{ONCALL}": "IC: {ic}"},
+        ),
+    )
+    app = App(config, clock=clock)
+    await app.start()
+
+    def dms() -> list[str]:
+        direct = {cid for cid, c in server.channels.items() if c["type"] == "D"}
+        return [plain(p["message"]) for p in server.bot_posts() if p["channel_id"] in direct]
+
+    async def lead_again() -> None:
+        await app.lease.tick()  # finds its token superseded: steps down
+        assert not app.lease.leader
+        await app.lease.tick()  # the lease is free: takes it with a new token
+        assert app.lease.leader
+
+    try:
+        await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
+        await first_refresh(app)
+        await run_job(app, "pagerduty-refresh")
+        assert len(server.channel_patches) == 1  # the header, written once at start
+        clock.advance(19 * 3600 + 15 * 60)  # Tue 07:15: Alice starts at 08:00
+        await supersede(app.db)
+        assert app.lease.leader  # paused past its lease: it still believes it leads
+        await run_job(app, "pagerduty-refresh")
+        await run_job(app, "pagerduty-refresh")
+        assert dms() == []
+        assert await app.db.fetchall("SELECT 1 FROM oncall_reminded") == []
+        await lead_again()
+        await run_job(app, "pagerduty-refresh")
+        await run_job(app, "pagerduty-refresh")
+        [dm] = dms()
+        assert "You're Payments primary from Tue 08:00" in dm
+
+        clock.advance(45 * 60 + 60)  # Tue 08:01: Grace is the IC now
+        await supersede(app.db)
+        await run_job(app, "pagerduty-refresh")
+        assert len(server.channel_patches) == 1  # no header written by a deposed leader
+        await lead_again()
+        await run_job(app, "pagerduty-refresh")
+        await run_job(app, "pagerduty-refresh")
+        assert len(server.channel_patches) == 2
+        assert server.channel_patches[-1][1]["header"].startswith("IC: Grace Hopper")
+        assert len(dms()) == 1
+    finally:
+        await app.stop()

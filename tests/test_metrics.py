@@ -55,12 +55,15 @@ async def run_daemon(
         async def go() -> None:
             try:
                 os.write(w, lines.encode())
-                for _ in range(200):  # until the console printed every answer
-                    printed = stdout.getvalue().count("\n\n") >= lines.count("\n") - 1
-                    # (and every command finished: a page posts "Paging…" before its answer)
-                    if printed and not app.bus.in_flight:
-                        break
+                # Until every line was taken as a command and finished, and every answer
+                # left the outbox. (Counting printed answers raced: the console reads the
+                # next line only after the previous command ended, so "nothing in flight"
+                # was also true between two commands; a bounded poll gave up under load.)
+                # Each line here is a command; serve()'s timeout below bounds the wait.
+                commands = lines.count("\n")
+                while sum(app.metrics.commands.values()) < commands or app.bus.in_flight:
                     await asyncio.sleep(0.01)
+                assert await app.outbox.flush(10)
                 await body(app)
             finally:
                 app.stopping.set()

@@ -177,19 +177,36 @@ async def test_cancelled_run_kills_its_group(tmp_path: Path) -> None:
     assert not _alive(int(marker.read_text()))
 
 
-async def test_output_is_streamed_while_the_command_runs() -> None:
+async def test_output_is_streamed_while_the_command_runs(tmp_path: Path) -> None:
     import sys
 
     seen: list[str] = []
+    go = tmp_path / "go"
 
     async def progress(text: str) -> None:
         seen.append(text)
+        if "step 0" in text:
+            go.touch()  # the first output reached chat while the command still runs
 
-    code = "import time\nfor i in range(4):\n    print('step', i, flush=True)\n    time.sleep(0.08)"
-    result = await run_argv(
-        [sys.executable, "-c", code], timeout=10, on_progress=progress, progress_interval=0.05
+    # The command prints its first step, then waits until that step was reported as
+    # progress (the file), then finishes: partial output must come while it runs, whatever
+    # the load on the machine (no timing between the two processes is assumed).
+    code = (
+        "import os, sys, time\n"
+        "print('step 0', flush=True)\n"
+        "while not os.path.exists(sys.argv[1]):\n"
+        "    time.sleep(0.01)\n"
+        "for i in (1, 2, 3):\n"
+        "    print('step', i, flush=True)\n"
     )
-    assert result.exit_code == 0 and "step 3" in result.output
+    result = await run_argv(
+        [sys.executable, "-c", code, str(go)],
+        timeout=30,
+        on_progress=progress,
+        progress_interval=0.05,
+    )
+    assert result.exit_code == 0 and not result.timed_out
+    assert "step 0" in result.output and "step 3" in result.output
     assert seen and "step 0" in seen[0] and "step 3" not in seen[0]  # partial output first
 
 

@@ -49,6 +49,49 @@ async def test_migrated_once_and_a_newer_database_is_refused(db: Database, tmp_p
         await open_database(url, tmp_path / "state.db")
 
 
+def _forget_0011(db: Database) -> list[tuple[str, tuple[object, ...]]]:
+    """Turn a current database into one made by a build that had every migration but 0011
+    (recent_pages): helpers number in separate ranges, so such databases exist."""
+    assert 11 in [v for v, _, _ in migrations(db.dialect)]
+    return [("DROP TABLE recent_pages", ()), ("DELETE FROM schema_version WHERE version = 11", ())]
+
+
+async def test_a_missing_lower_migration_is_applied(db: Database, tmp_path: Path) -> None:
+    await db.write_many(_forget_0011(db))
+    url = db.describe() if db.dialect == "postgresql" else None  # the same database again
+    again = await open_database(url, tmp_path / "state.db")
+    try:
+        rows = await again.fetchall("SELECT version FROM schema_version ORDER BY version")
+        assert [r[0] for r in rows] == [v for v, _, _ in migrations(db.dialect)]
+        await again.write(
+            "INSERT INTO recent_pages (target, at, actor, url) VALUES (?, ?, ?, ?)",
+            ("ic", 1.0, "ada", "https://example.invalid/1"),
+        )
+        row = await again.fetchone("SELECT actor FROM recent_pages WHERE target = ?", ("ic",))
+        assert row is not None and row[0] == "ada"
+    finally:
+        await again.close()
+    # and a newer database is still refused, gap or not
+    await db.write_many([*_forget_0011(db), ("INSERT INTO schema_version VALUES (?)", (9999,))])
+    with pytest.raises(NewerDatabase, match="newer than this chatopsd knows"):
+        await open_database(url, tmp_path / "state.db")
+
+
+async def test_instances_filling_a_gap_at_once_apply_it_exactly_once(pg_url: str) -> None:
+    from chatopsd.store.postgres import PgDatabase
+
+    first = await PgDatabase.open(pg_url)
+    try:
+        await first.write_many(_forget_0011(first))
+        dbs = await asyncio.gather(*(PgDatabase.open(pg_url) for _ in range(3)))
+        for d in dbs:
+            await d.close()
+        rows = await first.fetchall("SELECT version FROM schema_version ORDER BY version")
+        assert [r[0] for r in rows] == [v for v, _, _ in migrations("postgresql")]
+    finally:
+        await first.close()
+
+
 async def test_two_instances_starting_at_once_migrate_exactly_once(pg_url: str) -> None:
     from chatopsd.store.postgres import PgDatabase
 
@@ -167,7 +210,14 @@ async def test_stalkers_and_fenced_marks(db: Database) -> None:
         ("C1", "fp0"),
         ("C2", "fp1"),
     ]
-    assert await store.mark([("fp9", "CRITICAL", 200.0, ("slack", "C1", ""))])
+    unfenced = [("fp9", "CRITICAL", 200.0, ("slack", "C1", ""))]
+    if db.shared:
+        # several instances: no token means no lease (it lapsed mid-poll): refused
+        assert not await store.mark(unfenced)
+        await db.write("UPDATE lease SET token = 5 WHERE id = 1")
+        assert await store.mark(unfenced, fence=5)
+    else:
+        assert await store.mark(unfenced)  # the only process: nothing to fence
     await db.write("UPDATE lease SET token = 7 WHERE id = 1")
     # a leader holding token 6 has been superseded: nothing is written
     assert not await store.mark([("fpX", "NORMAL", 300.0, ("slack", "C1", ""))], fence=6)

@@ -171,7 +171,7 @@ async def test_too_old_or_unreadable_commands_are_given_up_not_run(
     assert await b.ledger.orphans(5.0, 3600) == []
 
 
-async def test_an_instance_that_may_be_counted_dead_does_not_answer(
+async def test_a_late_instance_answers_what_is_still_its_own_once(
     pair: tuple[Instance, Instance],
 ) -> None:
     a, b = pair
@@ -182,14 +182,37 @@ async def test_an_instance_that_may_be_counted_dead_does_not_answer(
     task = a.bus.submit(ev("!echo slow", "E1"))
     assert task is not None
     await asyncio.sleep(0.05)
-    alive = False  # cut off from the database while the handler ran
+    alive = False  # its heartbeat went late while the handler ran; nobody took it over
     a.hold.set()
     await task
-    assert await a.answers() == []  # not answered here ...
+    assert await a.answers() == ["echo slow"]  # still its own: answered here, once ...
     await a.beat(age_s=60.0)
     await b.takeover.sweep()
     await b.bus.drain(5)
-    assert await b.answers() == ["echo slow"]  # ... but by the survivor, once
+    assert await b.answers() == [] and b.takeover.resumed == 0  # ... and not again
+
+
+async def test_a_late_instance_does_not_answer_what_was_taken_over(
+    pair: tuple[Instance, Instance],
+) -> None:
+    a, b = pair
+    a.ledger.answerable = lambda: False  # late all along
+    a.hold.clear()
+    await a.beat()
+    task = a.bus.submit(ev("!echo slow", "E1"))
+    assert task is not None
+    for _ in range(200):
+        if a.ran:
+            break
+        await asyncio.sleep(0.01)
+    await a.beat(age_s=60.0)
+    await b.beat()
+    await b.takeover.sweep()  # counted dead: b takes the command over and answers it
+    await b.bus.drain(5)
+    assert await b.answers() == ["echo slow"]
+    a.hold.set()  # a's handler finishes after all
+    await task
+    assert await a.answers() == []  # b answered it: a stays silent
 
 
 async def test_a_reaction_is_taken_over_as_the_command_it_stood_for(

@@ -225,20 +225,22 @@ class Bus:
             _with_priority(r, priority) if priority is not None and r.priority > priority else r
             for r in replies
         ]
-        if call.answered is None:
+        claim = call.claim
+        if claim is None:
             await self._deliver(call, replies, wait=False)
-        elif call.answerable is not None and not call.answerable():
-            # Cut off from the shared database long enough that the others may count us dead
-            # and take this command over: answering too would answer twice.
+        elif claim.answerable():
+            await self._deliver(call, replies, wait=True)
+            await claim.answered()
+        elif await claim.take_answer():
+            # Our heartbeat is late: the others may count us dead and take this over. Marked
+            # answered first, so they cannot; if we die while sending, it is lost, not doubled.
+            await self._deliver(call, replies, wait=True)
+        else:
             log.warning(
-                "not answering %s event %s: this instance may be counted dead; a survivor "
-                "takes it over",
+                "not answering %s event %s: another instance took it over",
                 event.platform,
                 event.event_id,
             )
-        else:
-            await self._deliver(call, replies, wait=True)
-            await call.answered()
         return replies
 
     async def _deliver(self, call: Call, replies: list[Reply], *, wait: bool) -> None:

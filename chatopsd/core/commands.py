@@ -7,7 +7,6 @@ Help text is generated from the same specs, so it cannot drift from what the par
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Awaitable, Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
@@ -92,6 +91,9 @@ class Registry:
     def __init__(self, specs: Sequence[CommandSpec] = ()) -> None:
         self._specs: dict[tuple[str, ...], CommandSpec] = {}
         self._longest = 1
+        # `!help`'s full listing per prefix: specs are frozen, so it changes only when a
+        # command is added or removed (start-up, config reload), not per call (43 usages).
+        self._listing: dict[str, tuple[str, ...]] = {}
         for spec in specs:
             self.add(spec)
 
@@ -100,13 +102,24 @@ class Registry:
             raise ValueError(f"command {spec.name!r} registered twice")
         self._specs[spec.path] = spec
         self._longest = max(self._longest, len(spec.path))
+        self._listing.clear()
 
     def remove(self, path: tuple[str, ...]) -> None:
         """Forget a command (a config reload dropped it)."""
         self._specs.pop(path, None)
+        self._listing.clear()
 
     def __iter__(self) -> Iterator[CommandSpec]:
         return iter(sorted(self._specs.values(), key=lambda s: s.path))
+
+    def listing(self, prefix: str) -> tuple[str, ...]:
+        """One line per command, in order: "usage — summary" (`!help` with no topic)."""
+        lines = self._listing.get(prefix)
+        if lines is None:
+            lines = self._listing[prefix] = tuple(
+                f"{spec.usage(prefix)} — {spec.summary}" for spec in self
+            )
+        return lines
 
     @property
     def longest(self) -> int:
@@ -138,6 +151,8 @@ class Registry:
         raise self._unknown(lowered, prefix)
 
     def _unknown(self, words: list[str], prefix: str) -> UsageError:
+        from difflib import get_close_matches  # only for typos: not loaded at start-up
+
         root = words[0]
         known_roots = self.roots()
         if root in known_roots:
@@ -148,11 +163,11 @@ class Registry:
             parent = tuple(words[:depth])
             subs = [s.path[depth] for s in self.children(parent) if len(s.path) == depth + 1]
             typo = words[depth] if depth < len(words) else ""
-            close = difflib.get_close_matches(typo, subs, n=1) if typo else []
+            close = get_close_matches(typo, subs, n=1) if typo else []
             base = f"{prefix}{' '.join(parent)}"
             hint = f"did you mean {base} {close[0]}?" if close else f"see {prefix}help {root}"
             return UsageError(f"unknown command {base} {typo}".rstrip(), hint=hint)
-        close = difflib.get_close_matches(root, known_roots, n=1, cutoff=0.5)
+        close = get_close_matches(root, known_roots, n=1, cutoff=0.5)
         hint = f"did you mean {prefix}{close[0]}?" if close else f"try {prefix}help"
         return UsageError(f"unknown command {prefix}{root}", hint=hint)
 
@@ -225,7 +240,7 @@ def _convert(arg: Arg, raw: str, usage: str) -> str | int:
 def help_lines(registry: Registry, prefix: str, topic: Sequence[str] = ()) -> list[str]:
     """Help generated from the specs: all commands, or one command and its sub-commands."""
     if not topic:
-        return [f"{spec.usage(prefix)} — {spec.summary}" for spec in registry]
+        return list(registry.listing(prefix))
     path = tuple(w.lower().lstrip(prefix) for w in topic)
     matches = [s for s in registry if s.path[: len(path)] == path]
     if not matches:

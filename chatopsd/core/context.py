@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from chatopsd.core.commands import CommandSpec
 from chatopsd.core.errors import UsageError
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.outcome import Outcome, short_cause
-from chatopsd.core.ports import ReplySink
+from chatopsd.core.ports import AnswerClaim, ReplySink
 
 
 @dataclass(slots=True)
@@ -36,10 +36,8 @@ class Call:
     cause: str = ""
     # A message posted early ("Paging…") that the bus edits into the handler's first reply.
     replaces: Sent | None = None
-    # Set by Dedupe when the claim is shared by several instances: the bus calls `answered`
-    # once the replies went out, and sends nothing while `answerable()` is False.
-    answered: Callable[[], Awaitable[None]] | None = None
-    answerable: Callable[[], bool] | None = None
+    # Set by Dedupe when the claim is shared by several instances (see core/ports.AnswerClaim).
+    claim: AnswerClaim | None = None
     # Resolved once the event's claim is recorded (True) or could not be (False): a
     # connector that acknowledges events (Slack) waits on it (Bus.admit).
     claimed: asyncio.Future[bool] | None = None

@@ -28,7 +28,7 @@ class Dedupe:
     """Drop an event whose (platform, event_id) was claimed before, in this run or an earlier.
 
     With `durable` (several instances on one database) the claim keeps the command until it
-    was answered, and the bus reports the answer (`call.answered`): an instance that dies in
+    was answered, and the bus reports the answer (`call.claim`): an instance that dies in
     between leaves it for a survivor to take over instead of losing it."""
 
     def __init__(self, ledger: EventLedger, *, durable: bool = False) -> None:
@@ -54,13 +54,26 @@ class Dedupe:
             )
             return []
         if self.durable:
-            ledger, platform, event_id = self.ledger, event.platform, event.event_id
-
-            async def answered() -> None:
-                await ledger.answered(platform, event_id)
-
-            call.answered, call.answerable = answered, ledger.answerable
+            call.claim = _Claim(self.ledger, event.platform, event.event_id)
         return await nxt(call)
+
+
+class _Claim:
+    """core/ports.AnswerClaim over the event ledger."""
+
+    __slots__ = ("event_id", "ledger", "platform")
+
+    def __init__(self, ledger: EventLedger, platform: str, event_id: str) -> None:
+        self.ledger, self.platform, self.event_id = ledger, platform, event_id
+
+    def answerable(self) -> bool:
+        return self.ledger.answerable()
+
+    async def answered(self) -> None:
+        await self.ledger.answered(self.platform, self.event_id)
+
+    async def take_answer(self) -> bool:
+        return await self.ledger.take_answer(self.platform, self.event_id)
 
 
 @dataclass(frozen=True)

@@ -5,14 +5,15 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from chatopsd.core.handoff import OwedPost, Step, Watched
 from chatopsd.core.messages import Destination, Reply, Sent
 
 if TYPE_CHECKING:
+    # (annotations only, the handoff types too: that logic loads with the PagerDuty features)
     from chatopsd.core.approvals import Action, Person
     from chatopsd.core.approvals import State as ApprovalState
+    from chatopsd.core.handoff import OwedPost, Step, Watched
     from chatopsd.core.incident import Incident, TimelineEntry
     from chatopsd.core.stalking import Stalker, StalkerKey
 
@@ -42,6 +43,22 @@ class ClaimUnavailable(Exception):
     instance may claim it; a platform that redelivers unacknowledged events will)."""
 
 
+class AnswerClaim(Protocol):
+    """A claimed command's answer, with several instances: the bus answers it once."""
+
+    def answerable(self) -> bool:
+        """True while nobody else may take the command over (our heartbeat is fresh)."""
+        ...
+
+    async def answered(self) -> None:
+        """Its replies went out (after them: a kill before this gives a second answer)."""
+        ...
+
+    async def take_answer(self) -> bool:
+        """Before answering while not `answerable`: True if it is still ours to answer."""
+        ...
+
+
 class EventLedger(Protocol):
     """Which chat events were handled. With several instances on one database, `claim` is
     THE active-active guard: exactly one instance gets True for a (platform, event id)."""
@@ -58,7 +75,13 @@ class EventLedger(Protocol):
         ...
 
     def answerable(self) -> bool:
-        """False while this instance must not answer (the others may count it dead)."""
+        """False while the others may count this instance dead (its heartbeat is late): it
+        must then `take_answer` before answering."""
+        ...
+
+    async def take_answer(self, platform: str, event_id: str) -> bool:
+        """Mark the claim answered before answering, if it is still ours: True when we are
+        to answer, False when another instance took the command over (or we cannot tell)."""
         ...
 
     async def prune(self) -> int:
@@ -432,33 +455,73 @@ class UserGroups(Protocol):
 
 
 class OnCallPosts(Protocol):
-    """Issue 18's durable state: handoffs announced, reminders handled, posts owed."""
+    """Issue 18's durable state: handoffs announced, reminders handled, posts owed.
+
+    Singleton work (issue 19): `decide`, `remind` and `claim` take the leader's fencing token
+    and write only while it is still the lease's (False / None otherwise); on a shared
+    database a missing token is refused."""
 
     async def watched(self) -> dict[str, Watched]: ...
 
-    async def decide(self, steps: Sequence[Step], destinations: Sequence[Destination]) -> None:
+    async def decide(
+        self,
+        steps: Sequence[Step],
+        destinations: Sequence[Destination],
+        *,
+        fence: int | None = None,
+    ) -> bool:
         """Store each watch's new state and the announcements it owes, atomically."""
         ...
 
     async def owed(self) -> list[OwedPost]: ...
+
+    async def claim(self, post: OwedPost, *, fence: int | None = None) -> str | None:
+        """Take the sending of one owed post (the claim's id), or None: the fence no longer
+        holds, it was sent meanwhile, or another instance is sending it."""
+        ...
+
+    async def release(self, key: str, claim: str) -> None: ...
 
     async def sent(self, key: str, message_id: str) -> None: ...
 
     async def reminded(self, keys: Sequence[str]) -> set[str]: ...
 
     async def remind(
-        self, handled: Sequence[str], dms: Sequence[tuple[str, str, str, str]]
-    ) -> None:
+        self,
+        handled: Sequence[str],
+        dms: Sequence[tuple[str, str, str, str]],
+        *,
+        fence: int | None = None,
+    ) -> bool:
         """Record handled reminder keys and the DMs they owe, atomically."""
         ...
 
 
 class KeptState(Protocol):
-    """What was last written to each topic / user group kept true (issue 18)."""
+    """What was last written to each topic / user group kept true (issue 18), fenced like
+    OnCallPosts (issue 19)."""
 
     async def written(self) -> dict[str, str]: ...
 
-    async def record(self, target: str, value: str) -> None: ...
+    async def holds(self, fence: int | None) -> bool:
+        """Whether a write may go out now (the fence still holds)."""
+        ...
+
+    async def record(self, target: str, value: str, *, fence: int | None = None) -> bool: ...
+
+    async def forget(self, target: str) -> None:
+        """A write went out unrecorded: have the next leader write it again."""
+        ...
+
+
+def read_fence(lease: Lease | None) -> tuple[bool, int | None]:
+    """(leading, token) read together, once per run of singleton work: the run then writes
+    with that token, so a lease lost midway fences its writes instead of unfencing them.
+    No lease: the only instance (always leads, nothing to fence)."""
+    if lease is None:
+        return True, None
+    token = lease.token
+    return lease.leader, token
 
 
 @dataclass(frozen=True, slots=True)
@@ -501,3 +564,104 @@ class FollowUpStore(Protocol):
     async def release(self, incident_id: str, n: int) -> None: ...
 
     async def ticket_created(self, incident_id: str, n: int, key: str, url: str) -> None: ...
+
+
+class Superseded(Exception):
+    """A fenced write was refused: the lease has a newer token, this instance no longer leads."""
+
+
+@dataclass(frozen=True, slots=True)
+class Publication:
+    """What one incident shows on the public status page (issue 21)."""
+
+    incident_id: str
+    page_incident_id: str | None
+    shortlink: str | None
+    status: str | None  # confirmed by the page
+    wanted: str  # last queued
+    components: tuple[str, ...]
+    unpublished: bool
+
+
+@dataclass(frozen=True, slots=True)
+class QueuedCall:
+    """A status page call still to make, from the durable queue."""
+
+    id: int
+    incident_id: str
+    action: str  # create | update
+    payload: dict[str, Any]
+    actor: str
+    actor_name: str
+    attempts: int
+    next_at: datetime
+    last_error: str | None
+    maybe_done: bool  # the last attempt may have taken effect (no clear answer, or a crash)
+
+
+class Publications(Protocol):
+    """Status page publications and the durable queue of calls still to make. Any instance
+    queues; only the lease holder sends, and its worker's writes take its fencing token
+    (`fence`): refused with Superseded once the token is no longer the lease's."""
+
+    async def get(self, incident_id: str) -> Publication | None: ...
+
+    async def start(
+        self,
+        incident_id: str,
+        components: list[str],
+        payload: dict[str, Any],
+        actor: tuple[str, str],
+        at: datetime,
+    ) -> None:
+        """Record the decision to publish and queue the create call, atomically."""
+        ...
+
+    async def queue_update(
+        self,
+        incident_id: str,
+        wanted: str,
+        payload: dict[str, Any],
+        actor: tuple[str, str],
+        at: datetime,
+    ) -> None: ...
+
+    async def unpublish(self, incident_id: str, at: datetime) -> int:
+        """Stop publishing and cancel what is still queued; returns how many were."""
+        ...
+
+    async def heads(self) -> list[QueuedCall]:
+        """The oldest pending call of each incident (calls of one incident go in order)."""
+        ...
+
+    async def pending_count(self, incident_id: str) -> int: ...
+
+    async def last_error(self, incident_id: str) -> str | None: ...
+
+    async def attempt_failed(
+        self,
+        call_id: int,
+        error: str,
+        retry_at: datetime,
+        maybe_done: bool,
+        *,
+        fence: int | None = None,
+    ) -> None: ...
+
+    async def note_attempt(self, call_id: int, *, fence: int | None = None) -> bool:
+        """The claim of a call, before its request goes out. False: no longer pending (do
+        not send); Superseded: the fence no longer holds (send nothing)."""
+        ...
+
+    async def succeeded(
+        self,
+        call: QueuedCall,
+        page_incident_id: str,
+        shortlink: str | None,
+        status: str,
+        at: datetime,
+        *,
+        fence: int | None = None,
+    ) -> None: ...
+
+    async def cancel(self, call_id: int, reason: str, at: datetime) -> None: ...

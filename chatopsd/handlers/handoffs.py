@@ -4,6 +4,9 @@ Runs only after a refresh that succeeded (the cache never calls a failed or empt
 on call"): it compares each watched (schedule, role) with the state stored in the database,
 decides in one durable write, then posts what is owed. A post that could not be sent stays
 owed for the next run, and the job raises so the scheduler counts the failure.
+
+Several instances (issue 19): the run reads the lease's token once; its decision and each
+post's claim are written only while that token is still the lease's (see PostDelivery).
 """
 
 from __future__ import annotations
@@ -36,26 +39,35 @@ class Handoffs:
         self._lock = delivery.lock  # one decision and one delivery at a time
 
     async def after_refresh(self, entries: Sequence[OnCall]) -> None:
+        leading, fence = self.delivery.fence()
+        if not leading:
+            return
         async with self._lock:
-            await self._decide(entries)
-            await self.delivery.deliver_locked()
+            if await self._decide(entries, fence):
+                await self.delivery.deliver_locked(fence)
 
     async def decide(self, entries: Sequence[OnCall]) -> None:
         """Record what changed, without posting (the first half of `after_refresh`)."""
+        leading, fence = self.delivery.fence()
+        if not leading:
+            return
         async with self._lock:
-            await self._decide(entries)
+            await self._decide(entries, fence)
 
     async def deliver(self) -> None:
         await self.delivery.deliver()
 
-    async def _decide(self, entries: Sequence[OnCall]) -> None:
+    async def _decide(self, entries: Sequence[OnCall], fence: int | None) -> bool:
         before = await self.store.watched()
         steps = []
         for watch, seen in handoff.observe(entries).items():
             s = handoff.step(watch, seen, before.get(watch), self.tz)
             if s is not None:
                 steps.append(s)
-        await self.store.decide(steps, self.destinations)
+        if not await self.store.decide(steps, self.destinations, fence=fence):
+            log.warning("handoffs: the lease moved to another instance; deciding nothing")
+            return False
         for s in steps:
             if s.text is not None:
                 log.info("handoff %s: %s", s.watch, s.text)
+        return True

@@ -5,6 +5,11 @@ group's members) and compares it with what it last wrote, stored in the database
 no call at all. So a topic a person edited stays as they left it until who is on call changes,
 and a restart writes nothing new. Only a successful write is recorded: a failed one is tried
 again at the next refresh, and the run raises so the scheduler counts it.
+
+Several instances (issue 19): the run reads the lease's token once and checks it still holds
+before each write, so a leader paused past its lease that wakes up writes nothing stale. A
+write whose record is then refused (the lease moved in between) is forgotten, so whoever
+leads writes that target again at its next refresh.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ from dataclasses import dataclass
 from functools import partial
 
 from chatopsd.core.oncall import OnCall, Person
-from chatopsd.core.ports import KeptState
+from chatopsd.core.ports import KeptState, Lease, Superseded, read_fence
 
 log = logging.getLogger("chatopsd.kept_true")
 
@@ -43,8 +48,10 @@ class KeptTrue:
         set_topic: SetTopic,
         set_group: SetGroup,
         chat_ids: ChatIds,
+        lease: Lease | None = None,
     ) -> None:
         self.state = state
+        self.lease = lease  # None: the only instance (always leads, nothing to fence)
         self.topics = topics
         self.usergroups = dict(usergroups)
         self.set_topic, self.set_group, self.chat_ids = set_topic, set_group, chat_ids
@@ -52,10 +59,18 @@ class KeptTrue:
         self._lock = asyncio.Lock()
 
     async def after_refresh(self, entries: Mapping[str, tuple[OnCall, ...]]) -> None:
+        leading, fence = read_fence(self.lease)
+        if not leading:
+            return
         async with self._lock:
-            await self._after_refresh(entries)
+            try:
+                await self._after_refresh(entries, fence)
+            except Superseded:
+                log.warning("topics and user groups: the lease moved to another instance")
 
-    async def _after_refresh(self, entries: Mapping[str, tuple[OnCall, ...]]) -> None:
+    async def _after_refresh(
+        self, entries: Mapping[str, tuple[OnCall, ...]], fence: int | None
+    ) -> None:
         written = await self.state.written()
         failed: list[str] = []
         ic = _names(entries.get("ic", ()))
@@ -64,7 +79,12 @@ class KeptTrue:
             target = f"topic:{t.platform}:{t.channel}"
             text = t.template.format(ic=ic or "nobody listed", responders=responders or "-")
             await self._keep(
-                target, text, written, failed, partial(self.set_topic, t.platform, t.channel, text)
+                target,
+                text,
+                written,
+                failed,
+                partial(self.set_topic, t.platform, t.channel, text),
+                fence,
             )
         every = [e for group in entries.values() for e in group]
         for schedule, group_id in self.usergroups.items():
@@ -84,6 +104,7 @@ class KeptTrue:
                 written,
                 failed,
                 partial(self.set_group, group_id, members),
+                fence,
             )
         if failed:
             raise RuntimeError("could not keep true: " + "; ".join(failed))
@@ -95,16 +116,21 @@ class KeptTrue:
         written: Mapping[str, str],
         failed: list[str],
         write: Callable[[], Awaitable[None]],
+        fence: int | None,
     ) -> None:
         if written.get(target) == value:
             return
+        if not await self.state.holds(fence):
+            raise Superseded(f"lease token {fence} superseded")
         try:
             await write()
         except Exception as exc:  # connector errors of every kind: retried next refresh
             log.warning("%s: %s", target, exc)
             failed.append(f"{target}: {exc}")
             return
-        await self.state.record(target, value)
+        if not await self.state.record(target, value, fence=fence):
+            await self.state.forget(target)
+            raise Superseded(f"lease token {fence} superseded")
 
 
 def _names(entries: tuple[OnCall, ...]) -> str:

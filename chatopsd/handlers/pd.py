@@ -10,7 +10,8 @@ silently as the bot.
 
 Clicks are claimed once per (incident, action), in the database (so across instances too):
 when two people press Acknowledge together, one write goes to PagerDuty and the other is told
-who got there first. A failed write frees the claim, so the buttons stay usable.
+who got there first. A failed write frees the claim, so the buttons stay usable. `!pd ack
+mine` takes the same claim for each incident it acknowledges.
 """
 
 from __future__ import annotations
@@ -303,7 +304,7 @@ class PdHandler:
         sender = await self.sender(call)
         raw = call.text("incident") or ""
         if raw.lower() == "mine":
-            return await self._ack_mine(sender)
+            return await self._ack_mine(call, sender)
         incident_id = await self._target(raw)
         done = await self._claimed(call, incident_id, "acknowledged", sender, status="acknowledged")
         return Reply(text=f"#{done.number} {done.title}: {core.state_line(done, self.times)}.")
@@ -353,7 +354,10 @@ class PdHandler:
         except Exception:  # PagerDuty has it; the next poll will show it
             log.warning("card update after a chat action failed", exc_info=True)
 
-    async def _ack_mine(self, sender: str) -> Reply:
+    async def _ack_mine(self, call: Call, sender: str) -> Reply:
+        """Acknowledge every triggered incident assigned to the sender, each under the same
+        (incident, acknowledged) claim as a click: an incident someone is acknowledging on
+        another instance (a click, another `mine`) gets one write, theirs."""
         me = await self.api.user_by_email(sender)
         if me is None:
             raise NotFound(f"PagerDuty has no user with the email {sender}")
@@ -364,12 +368,27 @@ class PdHandler:
         ]
         if not mine:
             return Reply(text="Nothing triggered is assigned to you.")
-        done = []
+        e = call.event
+        event = f"{e.platform}:{e.event_id}" if e.event_id else ""
+        who = e.actor.display
+        done, taken = [], []
         for inc in mine:
-            after = await self.api.update(inc.id, sender, status="acknowledged")
+            now = self.clock.now().timestamp()
+            claim = await self.claims.claim(inc.id, "acknowledged", who, now, event)
+            if claim is None:
+                holder = await self.claims.holder(inc.id, "acknowledged")
+                taken.append(f"#{inc.number} (by {holder or 'someone else'})")
+                continue
+            try:
+                after = await self.api.update(inc.id, sender, status="acknowledged")
+            finally:
+                await self.claims.release(inc.id, "acknowledged", claim)
             await self._show(after)
             done.append(f"#{after.number}")
-        return Reply(text=f"Acknowledged {', '.join(done)} as {me.name}.")
+        text = f"Acknowledged {', '.join(done)} as {me.name}." if done else ""
+        if taken:
+            text += (" " if text else "") + f"Already being acknowledged: {', '.join(taken)}."
+        return Reply(text=text)
 
     async def note(self, call: Call) -> Reply:
         sender = await self.sender(call)

@@ -38,10 +38,18 @@ from chatopsd.core.incident import Incident, touch
 from chatopsd.core.incident_hooks import Change
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.outcome import Outcome
-from chatopsd.core.ports import AuditEntry, AuditLog, Clock, Lease, ReplySink
+from chatopsd.core.ports import (
+    AuditEntry,
+    AuditLog,
+    Clock,
+    Lease,
+    Publications,
+    QueuedCall,
+    ReplySink,
+    Superseded,
+)
 from chatopsd.core.retry import Backoff
 from chatopsd.handlers.incident import IncidentHandler
-from chatopsd.store.publications import QueuedCall, SqlitePublications, Superseded
 
 if TYPE_CHECKING:  # the client module is loaded only when [statuspage] is configured
     from chatopsd.integrations.statuspage import PageIncident, StatuspageClient, StatuspageError
@@ -64,7 +72,7 @@ def _raw(call: Call, name: str) -> str:
 class PublicStatus:
     def __init__(
         self,
-        store: SqlitePublications,
+        store: Publications,
         incidents: IncidentHandler,
         client: StatuspageClient | None,
         outbox: ReplySink,

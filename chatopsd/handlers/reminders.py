@@ -5,6 +5,9 @@ DM per shift and threshold, on every platform where their PagerDuty email is lin
 `[pagerduty.users]` or `!pd link`) and the connector can open DMs. Which (shift, threshold)
 pairs were handled and the DMs they owe are written in one transaction, so a restart neither
 repeats nor loses one.
+
+Several instances (issue 19): the run reads the lease's token once; the handled keys and
+each DM's claim are written only while that token is still the lease's (see PostDelivery).
 """
 
 from __future__ import annotations
@@ -42,14 +45,17 @@ class Reminders:
         self.tz = tz
 
     async def run(self) -> None:
+        leading, fence = self.delivery.fence()
+        if not leading:
+            return
         async with self.delivery.lock:
-            await self._decide()
-            await self.delivery.deliver_locked()
+            if await self._decide(fence):
+                await self.delivery.deliver_locked(fence)
 
-    async def _decide(self) -> None:
+    async def _decide(self, fence: int | None) -> bool:
         look = self.lookahead()
         if look.as_of is None:
-            return  # never read: nothing known, nothing decided
+            return True  # never read: nothing known, nothing decided
         dues = core.due(look.shifts, self.clock.now(), self.minutes, self.tz)
         done = await self.store.reminded([d.key for d in dues])
         handled: list[str] = []
@@ -69,4 +75,7 @@ class Reminders:
                     platform, _, user = target.partition(":")
                     dms.append((d.key, platform, user, d.text))
             handled.append(d.key)
-        await self.store.remind(handled, dms)
+        if not await self.store.remind(handled, dms, fence=fence):
+            log.warning("reminders: the lease moved to another instance; deciding nothing")
+            return False
+        return True

@@ -15,3 +15,16 @@ async def open_database(url: str | None, path: Path) -> Database:
     from chatopsd.store.sqlite import SqliteDatabase
 
     return await SqliteDatabase.open(path)
+
+
+async def open_readonly(url: str | None, path: Path) -> Database:
+    """The same database for reading only (`chatopsd audit`): no migration, no write probe,
+    and the database itself refuses writes (SQLite `mode=ro`; PostgreSQL sessions whose
+    transactions are read-only), so reading while the daemon runs changes nothing."""
+    if url:
+        from chatopsd.store.postgres import PgDatabase
+
+        return await PgDatabase.open(url, read_only=True)
+    from chatopsd.store.sqlite import SqliteReader
+
+    return await SqliteReader.open(path)

@@ -23,6 +23,10 @@ BY DEFAULT AS IDENTITY PRIMARY KEY`, drop `WITHOUT ROWID`, triggers as PL/pgSQL 
 tests/test_store_contract.py fails while a SQLite migration has no twin, and runs every
 store's contract against both databases. A database whose version is newer than the newest
 migration this code knows is refused (it was written by a newer release).
+
+The runners apply every migration whose number the database has not recorded, in order, not
+only those above its highest: helpers work in separate number ranges, so a database made by a
+build that had 0095 but not yet 0090 must still get 0090 when a build with both starts.
 """
 
 from __future__ import annotations
@@ -46,6 +50,10 @@ LEASE_LOCK = 0x63686F7073_03
 
 class NewerDatabase(RuntimeError):
     """The database was migrated by a newer chatopsd than this one."""
+
+
+class OlderDatabase(RuntimeError):
+    """A read-only reader found migrations missing (it may not apply them itself)."""
 
 
 class Tx(Protocol):
@@ -116,6 +124,28 @@ def refuse_newer(current: int, dialect: Dialect, where: str) -> None:
             f"the database {where} is at schema version {current}, newer than this chatopsd "
             f"knows ({known}): it was upgraded by a newer release. Run that release, or "
             "restore a backup taken before the upgrade."
+        )
+
+
+def missing(applied: Iterable[int], dialect: Dialect, where: str) -> list[tuple[int, str, str]]:
+    """The migrations a database still needs, in order: every one whose version it has not
+    recorded, below its highest too. A database newer than this code is refused first."""
+    done = set(applied)
+    refuse_newer(max(done, default=0), dialect, where)
+    return [m for m in migrations(dialect) if m[0] not in done]
+
+
+def require_current(applied: Iterable[int], dialect: Dialect, where: str) -> None:
+    """For a read-only reader (`chatopsd audit`): the schema must be exactly what this code
+    knows, since a reader cannot migrate. Newer is refused as by the runners; older says who
+    upgrades it."""
+    lacking = missing(applied, dialect, where)
+    if lacking:
+        names = ", ".join(name for _, name, _ in lacking)
+        raise OlderDatabase(
+            f"the database {where} lacks migrations this chatopsd expects ({names}): start "
+            "the daemon of this release once (it upgrades the database), or use the chatopsd "
+            "that runs the daemon"
         )
 
 

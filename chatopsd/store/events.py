@@ -10,6 +10,7 @@ PagerDuty incident (the incident_key is the chat event).
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Callable
 
@@ -60,8 +61,8 @@ class SqlEventLedger:
         self._adopted: set[tuple[str, str]] = set()  # taken over, to be handled once more
         self.failures = 0  # claims that could not be made (shared database unreachable)
         self.adopted = 0  # commands taken over from dead instances
-        # False while this instance may have been declared dead by the others (its heartbeat
-        # is stale): it must not answer then, the survivor will (set by the app from the lease).
+        # False while the others may count this instance dead (its heartbeat is late): it then
+        # answers only what `take_answer` still gives it (set by the app from the lease).
         self.answerable: Callable[[], bool] = lambda: True
 
     def __len__(self) -> int:
@@ -132,6 +133,28 @@ class SqlEventLedger:
         except Exception as exc:
             # The survivor may take it over and answer a second time; say so where it shows.
             log.error("could not mark %s event %s answered (database: %s)", platform, event_id, exc)
+
+    async def take_answer(self, platform: str, event_id: str, attempts: int = 3) -> bool:
+        """The claim is still ours and nobody may take it over any more: it is marked
+        answered first, then answered (at most once: lost if we die in between). Used only
+        when our heartbeat is late, so a survivor may be taking the command over right now;
+        this UPDATE and its compare-and-set lock the same row, so exactly one of the two
+        wins."""
+        if not self.db.shared:
+            return True
+        for attempt in range(attempts):
+            try:
+                changed = await self.db.execute(
+                    "UPDATE events SET done_at = ?, payload = NULL WHERE platform = ? "
+                    "AND event_id = ? AND instance = ? AND done_at IS NULL",
+                    (self.clock.now().timestamp(), platform, event_id, self.instance),
+                )
+            except Exception as exc:
+                log.warning("cannot confirm %s event %s is ours (%s)", platform, event_id, exc)
+                await asyncio.sleep(0.5 * (attempt + 1))
+                continue
+            return changed == 1
+        return False  # out of reach: a survivor takes it over once we count as dead
 
     async def orphans(self, dead_after_s: float, max_age_s: float) -> list[Orphan]:
         """Unanswered claims of instances whose heartbeat is older than `dead_after_s`

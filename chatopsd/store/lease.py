@@ -124,16 +124,9 @@ class PgLease:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self._conn is not None and self._token is not None:
+        if self._conn is not None:
             with contextlib.suppress(Exception):
-                await asyncio.wait_for(
-                    self._conn.execute(
-                        "UPDATE lease SET holder = NULL, renewed_at = 0 "
-                        "WHERE id = 1 AND token = $1",
-                        self._token,
-                    ),
-                    self.interval,
-                )
+                await asyncio.wait_for(self._release(self._conn, self._token), self.interval)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
                 self.db.write("DELETE FROM instances WHERE id = ?", (self.instance,)),
@@ -141,6 +134,17 @@ class PgLease:
             )
         self._step_down("stopping")
         await self._drop_connection()
+
+    async def _release(self, conn: Any, token: int | None) -> None:
+        """Give the lease and the lock up before the connection goes: closing it alone frees
+        the lock only once the server has noticed, so a successor ticking right after our
+        stop() could still find it taken and wait out the lease instead."""
+        if token is not None:
+            await conn.execute(
+                "UPDATE lease SET holder = NULL, renewed_at = 0 WHERE id = 1 AND token = $1",
+                token,
+            )
+        await conn.fetchval("SELECT pg_advisory_unlock($1)", LEASE_LOCK)
 
     async def _run(self) -> None:
         while True:

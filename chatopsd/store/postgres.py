@@ -26,9 +26,9 @@ from chatopsd.store.db import (
     Params,
     T,
     Tx,
-    migrations,
+    missing,
     numbered,
-    refuse_newer,
+    require_current,
 )
 
 log = logging.getLogger("chatopsd.store")
@@ -92,12 +92,23 @@ class PgDatabase:
 
     @classmethod
     async def open(
-        cls, url: str, *, password: str | None = None, min_size: int = 1, max_size: int = 5
+        cls,
+        url: str,
+        *,
+        password: str | None = None,
+        min_size: int = 1,
+        max_size: int = 5,
+        read_only: bool = False,
     ) -> PgDatabase:
         """Connect (a small pool: the daemon's own concurrency is low) and migrate.
 
+        `read_only` (`chatopsd audit`): no migration, and every transaction of the pool's
+        sessions is read-only (`default_transaction_read_only`), so the server refuses writes.
         `sslmode` and the other libpq URL parameters are honoured by asyncpg itself."""
         password = password if password is not None else password_from_environment()
+        settings = {"application_name": "chatopsd"}
+        if read_only:
+            settings = {"application_name": "chatopsd-audit", "default_transaction_read_only": "on"}
         try:
             pool = await asyncpg.create_pool(
                 url,
@@ -105,13 +116,17 @@ class PgDatabase:
                 min_size=min_size,
                 max_size=max_size,
                 command_timeout=30,
-                server_settings={"application_name": "chatopsd"},
+                server_settings=settings,
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise ConnectionError(f"PostgreSQL at {redact(url)}: {exc}") from None
         db = cls(url, pool, password)
         try:
-            await db.migrate()
+            if read_only:
+                applied = [r[0] for r in await pool.fetch("SELECT version FROM schema_version")]
+                require_current(applied, "postgresql", db.describe())
+            else:
+                await db.migrate()
         except BaseException:
             await pool.close()
             raise
@@ -142,11 +157,9 @@ class PgDatabase:
                 await conn.execute(
                     "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)"
                 )
-                current = await conn.fetchval("SELECT MAX(version) FROM schema_version") or 0
-                refuse_newer(current, "postgresql", self.describe())
-                for version, name, sql in migrations("postgresql"):
-                    if version <= current:
-                        continue
+                applied = [r[0] for r in await conn.fetch("SELECT version FROM schema_version")]
+                # every version not recorded, lower ones too (store/db.py: `missing`)
+                for version, name, sql in missing(applied, "postgresql", self.describe()):
                     log.info("applying PostgreSQL migration %s", name)
                     async with conn.transaction():
                         await conn.execute(sql)

@@ -14,41 +14,12 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from chatopsd.core.ports import Publication, QueuedCall, Superseded
 from chatopsd.store.db import Database, Op, Tx
 from chatopsd.store.stalkers import fence_holds
-
-
-class Superseded(Exception):
-    """A fenced write was refused: the lease has a newer token, this instance no longer leads."""
-
-
-@dataclass(frozen=True, slots=True)
-class Publication:
-    incident_id: str
-    page_incident_id: str | None
-    shortlink: str | None
-    status: str | None  # confirmed by the page
-    wanted: str  # last queued
-    components: tuple[str, ...]
-    unpublished: bool
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedCall:
-    id: int
-    incident_id: str
-    action: str  # create | update
-    payload: dict[str, Any]
-    actor: str
-    actor_name: str
-    attempts: int
-    next_at: datetime
-    last_error: str | None
-    maybe_done: bool  # the last attempt may have taken effect (no clear answer, or a crash)
 
 
 def _pub(r: sqlite3.Row) -> Publication:

@@ -1,4 +1,4 @@
-"""The on-call lookahead cache: coming shifts from GET /oncalls with since/until, in SQLite.
+"""The on-call lookahead cache: coming shifts from GET /oncalls with since/until, in the database.
 
 Refreshed right after each successful on-call refresh (one paginated read for every
 configured schedule), loaded at start, served from memory. A failed read keeps the last good
@@ -36,29 +36,36 @@ class ShiftCache:
         self.lookahead = Lookahead((), None)
 
     async def load(self) -> None:
+        """The shifts and their as_of/horizon in ONE statement (one snapshot on both
+        databases): a follower reloading while the leader's refresh commits never pairs old
+        shifts with the new horizon. The meta row is joined onto every shift row; with no
+        shift stored, one row carries the meta alone."""
         rows = await self.db.fetchall(
-            "SELECT schedule_id, schedule_name, role, person_id, person_name, start, until "
-            "FROM oncall_shifts ORDER BY position"
+            "SELECT m.id, m.last_ok, m.horizon, m.failing_since, m.error, s.schedule_id, "
+            "s.schedule_name, s.role, s.person_id, s.person_name, s.start, s.until "
+            "FROM (SELECT 1 AS one) AS base "
+            "LEFT JOIN oncall_shifts_meta AS m ON m.id = 1 "
+            "LEFT JOIN oncall_shifts AS s ON 1 = 1 "
+            "ORDER BY s.position"
         )
         shifts = tuple(
             Shift(
-                r[0],
-                r[1],
-                r[2],
-                r[3],
-                r[4],
-                datetime.fromisoformat(r[5]),
-                datetime.fromisoformat(r[6]),
+                r[5],
+                r[6],
+                r[7],
+                r[8],
+                r[9],
+                datetime.fromisoformat(r[10]),
+                datetime.fromisoformat(r[11]),
             )
             for r in rows
+            if r[5] is not None
         )
-        meta = await self.db.fetchone(
-            "SELECT last_ok, horizon, failing_since, error FROM oncall_shifts_meta WHERE id = 1"
-        )
-        if meta is None:
+        meta = rows[0]  # always one row at least (the base)
+        if meta[0] is None:  # never refreshed
             self.lookahead = Lookahead(shifts, None)
         else:
-            self.lookahead = Lookahead(shifts, _dt(meta[0]), _dt(meta[1]), _dt(meta[2]), meta[3])
+            self.lookahead = Lookahead(shifts, _dt(meta[1]), _dt(meta[2]), _dt(meta[3]), meta[4])
 
     async def refresh(self) -> bool:
         """Read the coming shifts; True if they were replaced, False if the read failed."""

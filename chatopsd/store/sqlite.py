@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
@@ -20,11 +21,20 @@ from typing import Any
 
 import aiosqlite
 
-from chatopsd.store.db import Dialect, Op, Params, T, Tx, migrations, refuse_newer
+from chatopsd.store.db import (
+    Dialect,
+    Op,
+    Params,
+    T,
+    Tx,
+    migrations,
+    missing,
+    require_current,
+)
 
 log = logging.getLogger("chatopsd.store")
 
-__all__ = ["Database", "Op", "Params", "SqliteDatabase", "migrations"]
+__all__ = ["Database", "Op", "Params", "SqliteDatabase", "SqliteReader", "migrations"]
 _MAX_BATCH = 512
 
 
@@ -239,6 +249,77 @@ class SqliteDatabase:
             raise
 
 
+class SqliteReader:
+    """The database opened read-only (URI `mode=ro`) on one connection: `chatopsd audit`
+    reads through it, while the daemon may hold the file. No migration runs and nothing is
+    written: SQLite itself refuses any write on this connection ("attempt to write a
+    readonly database"), which is what the write methods below run into."""
+
+    dialect: Dialect = "sqlite"
+    shared: bool = False
+
+    def __init__(self, path: Path, conn: aiosqlite.Connection) -> None:
+        self.path = path
+        self._conn = conn
+
+    @classmethod
+    async def open(cls, path: Path | str) -> SqliteReader:
+        path, uri = _read_only_uri(Path(path))
+        conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        try:
+            await conn.execute("PRAGMA busy_timeout=5000")  # the daemon may be checkpointing
+            async with conn.execute("SELECT version FROM schema_version") as cur:
+                applied = [row[0] for row in await cur.fetchall()]
+            require_current(applied, "sqlite", str(path))
+        except BaseException:
+            await conn.close()  # an open connection hangs interpreter exit
+            raise
+        return cls(path, conn)
+
+    def describe(self) -> str:
+        return f"sqlite:{self.path} (read-only)"
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        async with self._conn.execute(sql, params) as cur:
+            return list(await cur.fetchall())
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        async with self._conn.execute(sql, params) as cur:
+            return await cur.fetchone()
+
+    async def write(self, sql: str, params: Params = ()) -> None:
+        await self.execute(sql, params)
+
+    async def write_many(self, ops: Iterable[Op]) -> None:
+        for sql, params in ops:
+            await self.execute(sql, params)
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        async with self._conn.execute(sql, params) as cur:
+            return cur.rowcount
+
+    async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        return await fn(_Tx(self._conn))
+
+    async def close(self) -> None:
+        await self._conn.close()
+
+
+def _read_only_uri(path: Path) -> tuple[Path, str]:
+    """The absolute path and its `file:` URI with `mode=ro` (as_uri quotes `?`, `#`, `%`).
+
+    Without a `-wal` file no process has the database open (the last one to close deletes
+    it after a full checkpoint), so the file alone is the whole database: it is read with
+    `immutable=1`, which creates no `-wal`/`-shm`. A plain read-only open would create both,
+    owned by whoever ran `chatopsd audit` (root, under sudo), and the service's own user
+    could then not open its database. (A daemon starting meanwhile writes to a new WAL; the
+    file itself changes only at a checkpoint.)"""
+    path = Path(os.path.abspath(path))
+    quiet = "" if path.with_name(path.name + "-wal").exists() else "&immutable=1"
+    return path, f"{path.as_uri()}?mode=ro{quiet}"
+
+
 def _settle(fut: asyncio.Future[Any], exc: BaseException | None) -> None:
     if fut.done():
         return
@@ -269,18 +350,15 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 
 
 async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
-    """Apply the migrations this database lacks, all in ONE `BEGIN IMMEDIATE` transaction:
-    a second process starting at the same moment waits on the lock, then finds nothing to do."""
+    """Apply every migration this database lacks (store/db.py: `missing`), all in ONE
+    `BEGIN IMMEDIATE` transaction: a second process starting at the same moment waits on the
+    lock, then finds nothing to do."""
     await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
     await db.execute("BEGIN IMMEDIATE")
     try:
-        async with db.execute("SELECT MAX(version) FROM schema_version") as cur:
-            row = await cur.fetchone()
-        current = (row[0] if row else None) or 0
-        refuse_newer(current, "sqlite", str(path))
-        for version, name, sql in migrations("sqlite"):
-            if version <= current:
-                continue
+        async with db.execute("SELECT version FROM schema_version") as cur:
+            applied = [row[0] for row in await cur.fetchall()]
+        for version, name, sql in missing(applied, "sqlite", str(path)):
             log.info("applying migration %s", name)
             for statement in _statements(sql):
                 await db.execute(statement)

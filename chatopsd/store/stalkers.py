@@ -2,7 +2,8 @@
 
 `mark` with a fencing token (several instances): the write happens only while that token is
 still the lease's, checked in the same transaction, so a leader that was paused past its
-lease cannot record (and then post) a stale change after a newer leader took over.
+lease cannot record (and then post) a stale change after a newer leader took over. On a
+shared database a mark without a token (the lease lapsed mid-poll) is refused.
 """
 
 from __future__ import annotations
@@ -66,9 +67,14 @@ class SqlStalkerStore:
         self, entries: Sequence[tuple[str, str, float, StalkerKey]], *, fence: int | None = None
     ) -> bool:
         """Persist (fingerprint, verdict, posted_at) per stalker key, in one transaction
-        (one executemany however many stalkers). False if the fence no longer holds."""
+        (one executemany however many stalkers). False if the fence no longer holds.
+
+        On a shared database only the lease holder marks, so no token means no lease (it
+        lapsed while the poll read the sources): refused, never written unfenced."""
         if not entries:
             return True
+        if fence is None and self.db.shared:
+            return False
         params = [(fp, verdict, float(at), *key) for fp, verdict, at, key in entries]
         if fence is None:
             await self.db.write_many((_MARK, p) for p in params)

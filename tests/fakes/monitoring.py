@@ -25,6 +25,9 @@ class FakeMonitoring:
         self.alerts: list[dict[str, Any]] = []
         self.doc: Any = {"status": {"indicator": "none"}}
         self.hits: Counter[str] = Counter()
+        # Set by a test to hold every request until it is set: a poll caught mid-read.
+        self.gate: asyncio.Event | None = None
+        self.entered = asyncio.Event()
         self.queries: list[dict[str, str]] = []
         self._runner: web.AppRunner | None = None
         self.url = ""
@@ -47,6 +50,9 @@ class FakeMonitoring:
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.hits[request.path] += 1
         self.queries.append(dict(request.query))
+        if self.gate is not None:
+            self.entered.set()
+            await self.gate.wait()
         if self.mode == "500":
             return web.Response(status=500, text="internal server error")
         if self.mode == "429":

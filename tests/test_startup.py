@@ -1,0 +1,80 @@
+"""What start-up loads: a console-only daemon with no accounts configured must not import the
+libraries only platforms, PagerDuty, PostgreSQL or metrics need (start time and idle memory,
+bench/bus.py), and the CLI leaves Python's cyclic collector on after it paused it."""
+
+from __future__ import annotations
+
+import gc
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from chatopsd import cli
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# Imported only when their section (or a typo, or a PagerDuty feature) needs them.
+NOT_AT_START = (
+    "aiohttp",
+    "slack_sdk",
+    "discord",
+    "asyncpg",
+    "prometheus_client",
+    "chatopsd.integrations.pagerduty",
+    "chatopsd.store.postgres",
+    "chatopsd.core.handoff",  # the handoff logic: PagerDuty's on-call push
+    "difflib",  # "did you mean": only for an unknown command
+)
+
+SCRIPT = """
+import io, json, sys
+from pathlib import Path
+import uvloop
+from chatopsd.app import App, Io
+from chatopsd.config import load
+from chatopsd.core.messages import Actor, Inbound
+
+async def main():
+    app = App(load(Path(sys.argv[1])), io=Io(stdin=io.StringIO(""), stdout=io.StringIO()))
+    await app.start()
+    await app.bus.handle(Inbound("console", "ops", Actor("ada"), "!help", event_id="e1"))
+    await app.stop()
+
+uvloop.run(main())
+print(json.dumps(sorted(sys.modules)))
+"""
+
+
+def test_console_only_daemon_loads_no_platform_or_feature_library(tmp_path: Path) -> None:
+    cfg = tmp_path / "chatopsd.toml"
+    cfg.write_text(f'[chatopsd]\nstate_db = "{tmp_path / "state.db"}"\n')
+    done = subprocess.run(
+        [sys.executable, "-c", SCRIPT, str(cfg)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    assert "chatopsd.app" in loaded and "chatopsd.handlers.help" in loaded  # it did start
+    assert sorted(m for m in NOT_AT_START if m in loaded) == []
+
+
+def test_cli_leaves_the_collector_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """main() pauses the collector while it starts; every way out turns it back on."""
+    cfg = tmp_path / "chatopsd.toml"
+    cfg.write_text(f'[chatopsd]\nstate_db = "{tmp_path / "state.db"}"\n')
+    assert gc.isenabled()
+    assert cli.main(["check-config", str(cfg)]) == 0
+    assert gc.isenabled()
+    (tmp_path / "bad.toml").write_text("[chatopsd]\nprefix = ''\n")
+    assert cli.main(["check-config", str(tmp_path / "bad.toml")]) == 2
+    assert gc.isenabled()
+    with pytest.raises(SystemExit):  # argparse exits from inside main
+        cli.main(["--version"])
+    assert gc.isenabled()
+    assert "chatopsd.prefix" in capsys.readouterr().err
