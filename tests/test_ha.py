@@ -131,7 +131,7 @@ class Chat:
         references the command's message."""
         found = []
         for rec in self.discord.requests:
-            if rec.method != "POST" or not isinstance(rec.body, dict):
+            if rec.method != "POST" or not isinstance(rec.body, dict) or rec.duplicate:
                 continue
             if rec.path.startswith("/webhooks/"):
                 found.append((f"token:{rec.path.split('/')[3]}", rec))
@@ -165,7 +165,7 @@ class Chat:
         counts["slack"] = sum(1 for args in self.slack.posts() if stalker_post(args))
         for rec in self.discord.requests:
             body = rec.body if isinstance(rec.body, dict) else {}
-            posted = rec.method == "POST" and rec.path.endswith("/messages")
+            posted = rec.method == "POST" and rec.path.endswith("/messages") and not rec.duplicate
             if posted and "message_reference" not in body and "CRITICAL" in str(body).upper():
                 counts["discord"] += 1
         for post in self.mattermost.bot_posts():
@@ -511,12 +511,15 @@ async def test_three_platforms_300_commands_leader_killed_mid_stream(
                 inst.print_warnings()
             assert not odd_lost and not odd_twice, (odd_lost, odd_twice)
             causes = collections.Counter(cause for cause, _ in why)
+            kinds = collections.Counter(
+                "discord interaction" if k[1].startswith("token:") else k[0] for k in twice
+            )
             pytest.xfail(
-                f"known defects of main: {len(twice)} answered twice (answered by the killed "
-                "instance just before the kill, before its claim was marked answered; taken "
-                f"over by the survivor); {causes[KILLED_IN_FLIGHT]} lost in flight on the "
-                f"killed instance; {causes[SURVIVOR_DROPPED]} lost because the survivor "
-                "stopped answering its own claims while its heartbeat was late (Lease.alive)"
+                f"known defects of main: answered twice {dict(kinds)} (by the killed instance "
+                "just before the kill, then by the survivor that took it over: an interaction "
+                "follow-up carries no key a survivor can find); lost: "
+                f"{causes[KILLED_IN_FLIGHT]} in flight on the killed instance, "
+                f"{causes[SURVIVOR_DROPPED]} dropped by the survivor while its heartbeat was late"
             )
     finally:
         inst.stop_all()

@@ -12,7 +12,8 @@ Several sessions of one bot (several instances, no sharding) each get every disp
 Discord; `drop()`, `send_op()` and `close_socket()` act on the newest connection. An
 interaction is answered once: a second callback for its id gets 400, code 40060 ("Interaction
 has already been acknowledged"), and follow-ups through its token need that first callback
-(else 404, code 10015 "Unknown Webhook").
+(else 404, code 10015 "Unknown Webhook"). A message sent with a `nonce` and `enforce_nonce`
+already used gives back the first message instead of a second (`Recorded.duplicate`).
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ class Recorded:
     body: Any
     query: dict[str, str]
     at: float = field(default_factory=time.monotonic)  # when it came in
+    duplicate: bool = False  # a message whose enforced nonce was seen: no new message made
 
 
 @dataclass
@@ -127,6 +129,7 @@ class FakeDiscord:
         self._conn: _Conn | None = None  # the newest open connection
         self.conns: list[_Conn] = []  # every open connection, oldest first
         self._tokens: dict[str, str] = {}  # interaction token -> interaction id
+        self._nonces: dict[tuple[str, str], dict[str, Any]] = {}  # (channel, nonce) -> message
         self._ids = itertools.count(700000000000000001)
         self._runner: web.AppRunner | None = None
         self.port = 0
@@ -246,8 +249,22 @@ class FakeDiscord:
                 ]
                 return self._json(self.commands[scope])
         if parts[0] == "channels" and parts[-1] == "messages" and method == "POST":
+            nonce = (rec.body or {}).get("nonce")
+            if nonce is not None and (not isinstance(nonce, (str, int)) or len(str(nonce)) > 25):
+                return self._json({"message": "Invalid Form Body", "code": 50035}, 400)
+            if nonce is not None and (rec.body or {}).get("enforce_nonce"):
+                # Discord returns the message made with this nonce (a few minutes back)
+                # instead of making a second one
+                first = self._nonces.get((parts[1], str(nonce)))
+                if first is not None:
+                    rec.duplicate = True
+                    return self._json(first)
+            message = self._message(parts[1], rec.body)
+            if nonce is not None:
+                message["nonce"] = nonce
+                self._nonces[parts[1], str(nonce)] = message
             await self.posted.put(rec)
-            return self._json(self._message(parts[1], rec.body))
+            return self._json(message)
         if parts[0] == "channels" and len(parts) == 2 and method == "PATCH":
             # Modify Channel: a guild text channel's topic is 0-1024 characters
             topic = (rec.body or {}).get("topic")

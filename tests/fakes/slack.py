@@ -19,6 +19,8 @@ The REAL slack-sdk talks to it. It behaves like Slack where it matters to us:
     keeps `pins`; `refuse_create` makes creation fail with that error (restricted_action,
     missing_scope, ...), `taken` holds names someone else already has;
   * conversations.open gives one DM channel id per user (kept in `dms`);
+    conversations.history / conversations.replies list the channel's messages (the users' sent
+    through `event`, the bot's posts with their blocks) after `oldest`; a ts is epoch time;
     usergroups.users.update replaces the members of a group in `usergroups` (known ids only).
 `timeline` records ("ack", envelope_id) and ("api", method) in the order they happened.
 """
@@ -122,7 +124,8 @@ class FakeSlack:
         self._sweeper: asyncio.Task[None] | None = None
         self._muted: set[int] = set()
         self._ids = itertools.count(1)
-        self._ts = itertools.count(1)
+        self._last_ts = 0.0
+        self.history: dict[str, list[dict[str, Any]]] = {}  # channel -> messages, oldest first
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.channels: dict[str, dict[str, Any]] = {}
@@ -239,7 +242,10 @@ class FakeSlack:
         return {"ok": True, "url": url}
 
     def _next_ts(self) -> str:
-        return f"1700000000.{next(self._ts):06d}"
+        # Slack's ts is the epoch time of the message (what conversations.history's `oldest`
+        # compares with), unique per channel
+        self._last_ts = max(self._last_ts + 1e-6, time.time())
+        return f"{self._last_ts:.6f}"
 
     def _m_chat_postMessage(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("channel") or not (args.get("text") or args.get("blocks")):
@@ -247,7 +253,42 @@ class FakeSlack:
         ts = self._next_ts()
         self.posted[ts] = args
         message = {"type": "message", "text": args.get("text"), "user": BOT_USER, "ts": ts}
+        blocks = args.get("blocks")
+        stored = {**message, "bot_id": BOT_ID}
+        if blocks:
+            stored["blocks"] = json.loads(blocks) if isinstance(blocks, str) else blocks
+        if args.get("thread_ts"):
+            stored["thread_ts"] = str(args["thread_ts"])
+        self.history.setdefault(str(args["channel"]), []).append(stored)
         return {"ok": True, "channel": args["channel"], "ts": ts, "message": message}
+
+    def _m_conversations_history(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A channel's messages (not thread replies), newest first, after `oldest`."""
+        channel = str(args.get("channel") or "")
+        if not channel:
+            return {"ok": False, "error": "channel_not_found"}
+        oldest, limit = float(args.get("oldest") or 0), int(args.get("limit") or 100)
+        found = [
+            m
+            for m in self.history.get(channel, [])
+            if float(m["ts"]) > oldest and m.get("thread_ts", m["ts"]) == m["ts"]
+        ]
+        found.reverse()
+        return {"ok": True, "messages": found[:limit], "has_more": len(found) > limit}
+
+    def _m_conversations_replies(self, args: dict[str, Any]) -> dict[str, Any]:
+        """A thread: its parent, then its replies after `oldest`, oldest first."""
+        channel, parent = str(args.get("channel") or ""), str(args.get("ts") or "")
+        messages = self.history.get(channel, [])
+        if not any(m["ts"] == parent for m in messages):
+            return {"ok": False, "error": "thread_not_found"}
+        oldest, limit = float(args.get("oldest") or 0), int(args.get("limit") or 100)
+        found = [
+            m
+            for m in messages
+            if m["ts"] == parent or (m.get("thread_ts") == parent and float(m["ts"]) > oldest)
+        ]
+        return {"ok": True, "messages": found[:limit], "has_more": len(found) > limit}
 
     def _m_chat_postEphemeral(self, args: dict[str, Any]) -> dict[str, Any]:
         if not args.get("user"):
@@ -579,6 +620,10 @@ class FakeSlack:
             "event_time": 1700000000,
             "authorizations": [{"team_id": "T1", "user_id": BOT_USER, "is_bot": True}],
         }
+        if event.get("type") == "message" and event.get("channel") and event.get("ts"):
+            known = self.history.setdefault(str(event["channel"]), [])
+            if not any(m["ts"] == event["ts"] for m in known):
+                known.append({k: event[k] for k in ("type", "user", "text", "ts") if k in event})
         return await self.send_envelope("events_api", payload, retry_attempt=retry_attempt)
 
     def message(
