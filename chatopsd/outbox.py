@@ -17,6 +17,7 @@ from typing import Any
 from chatopsd.connectors.base import Connector
 from chatopsd.core.errors import TransientSendError
 from chatopsd.core.messages import Destination, Priority, Reply, Sent
+from chatopsd.core.ports import PostedAnswers
 from chatopsd.core.retry import Backoff, RetryPolicy, retrying
 
 log = logging.getLogger("chatopsd.outbox")
@@ -89,6 +90,17 @@ class Outbox:
         fut: asyncio.Future[Sent | None] = asyncio.get_running_loop().create_future()
         self._put(platform, reply.priority, run, fut, f"edit {platform}:{sent.message_id}")
         return await fut  # None: it could not be edited
+
+    async def posted(self, destination: Destination, key: str, since: float) -> bool:
+        connector = self.connectors.get(destination.platform)
+        if not isinstance(connector, PostedAnswers):
+            return False
+        try:
+            return await connector.answer_posted(destination, key, since)
+        except Exception as exc:
+            # Cannot tell: answer (a possible second answer beats a certainly lost one).
+            log.warning("could not look for answer %s on %s: %s", key, destination.platform, exc)
+            return False
 
     def _connector(self, platform: str) -> Connector:
         return self.connectors[platform]

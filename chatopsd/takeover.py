@@ -69,4 +69,4 @@ class Takeover:
                 age,
             )
             self.resumed += 1
-            self.bus.resume(event)
+            self.bus.resume(event, orphan.seen_at)

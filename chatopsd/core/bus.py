@@ -146,7 +146,7 @@ class Bus:
     async def _handle_quietly(
         self,
         event: Inbound,
-        resumed: bool = False,
+        resumed: float | None = None,
         claimed: asyncio.Future[bool] | None = None,
     ) -> None:
         settled = True  # whatever happens before a claim (not for us, say): nothing to redo
@@ -159,12 +159,15 @@ class Bus:
             if claimed is not None and not claimed.done():
                 claimed.set_result(settled)
 
-    def resume(self, event: Inbound) -> asyncio.Task[None] | None:
-        """Handle a command taken over from an instance that died before answering it."""
+    def resume(self, event: Inbound, since: float) -> asyncio.Task[None] | None:
+        """Handle a command taken over from an instance that died before recording its
+        answer (claimed at `since`, epoch seconds): replies it had posted are not posted
+        again."""
         if not self._accepting:
             return None
         task = asyncio.get_running_loop().create_task(
-            self._handle_quietly(event, True), name=f"resumed:{event.platform}:{event.event_id}"
+            self._handle_quietly(event, since),
+            name=f"resumed:{event.platform}:{event.event_id}",
         )
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
@@ -174,14 +177,15 @@ class Bus:
         self,
         event: Inbound,
         *,
-        resumed: bool = False,
+        resumed: float | None = None,
         claimed: asyncio.Future[bool] | None = None,
     ) -> list[Reply]:
         """Handle one event and send its replies; returns them (for tests and benchmarks).
 
-        `resumed`: a command another instance claimed and died before answering, taken over
-        from the event ledger (a reaction there already stands for its command)."""
-        if resumed and event.kind == "reaction":
+        `resumed`: when another instance claimed this command (then) and died before
+        recording its answer; taken over from the event ledger (a reaction there already
+        stands for its command)."""
+        if resumed is not None and event.kind == "reaction":
             addressed: Addressed | None = Addressed(event.text, "platform")
         elif event.kind == "reaction":
             body = await self._reaction_command(event)
@@ -228,13 +232,16 @@ class Bus:
         claim = call.claim
         if claim is None:
             await self._deliver(call, replies, wait=False)
-        elif claim.answerable():
-            await self._deliver(call, replies, wait=True)
+            return replies
+        # Keyed, so a survivor can tell whether this instance's answer went out.
+        replies = [replace(r, key=f"{event.event_id}#{i}") for i, r in enumerate(replies)]
+        if claim.answerable():
+            await self._deliver(call, replies, wait=True, resumed=resumed)
             await claim.answered()
         elif await claim.take_answer():
             # Our heartbeat is late: the others may count us dead and take this over. Marked
             # answered first, so they cannot; if we die while sending, it is lost, not doubled.
-            await self._deliver(call, replies, wait=True)
+            await self._deliver(call, replies, wait=True, resumed=resumed)
         else:
             log.warning(
                 "not answering %s event %s: another instance took it over",
@@ -243,11 +250,21 @@ class Bus:
             )
         return replies
 
-    async def _deliver(self, call: Call, replies: list[Reply], *, wait: bool) -> None:
+    async def _deliver(
+        self, call: Call, replies: list[Reply], *, wait: bool, resumed: float | None = None
+    ) -> None:
         """Send the replies in order; with `wait`, each one is sent (or given up on) before
-        this returns, so the command can be marked answered."""
+        this returns, so the command can be marked answered. For a `resumed` command, a
+        reply the dead instance posted (found by its key) is not posted again."""
         destination = Destination.for_inbound(call.event)
         for i, reply in enumerate(replies):
+            if (
+                resumed is not None
+                and reply.key is not None
+                and await self.outbox.posted(destination, reply.key, resumed - 5.0)
+            ):
+                log.info("answer %s was posted before its instance died", reply.key)
+                continue
             if i == 0 and call.replaces is not None:
                 # The handler posted a notice first ("Paging…"): the answer replaces it.
                 if await self.outbox.edit(call.replaces, reply) is not None:

@@ -82,6 +82,10 @@ class Reply:
     thread: str | None = None
     ephemeral: bool = False
     priority: Priority = Priority.NORMAL
+    # Set by the bus on the answer to a command claimed by one of several instances
+    # ("<event id>#<n>"): connectors mark the post with it, so an instance that takes the
+    # command over can see whether the dead one's answer went out (PostedAnswers).
+    key: str | None = None
 
     def plain(self) -> str:
         """The reply as plain text: the fallback every platform can show."""

@@ -158,6 +158,11 @@ class ReplySink(Protocol):
         """Replace a posted message; the outbox returns None if it could not."""
         ...
 
+    async def posted(self, destination: Destination, key: str, since: float) -> bool:
+        """Whether a reply marked `key` was posted there since `since` (epoch seconds);
+        False where the platform cannot tell (see PostedAnswers)."""
+        ...
+
 
 class KeyValue(Protocol):
     """Small durable state: connector cursors, last-seen times."""
@@ -665,3 +670,12 @@ class Publications(Protocol):
     ) -> None: ...
 
     async def cancel(self, call_id: int, reason: str, at: datetime) -> None: ...
+
+
+@runtime_checkable
+class PostedAnswers(Protocol):
+    """OPTIONAL connector capability: find a reply by the key it was posted with
+    (Reply.key). An instance taking over a dead one's command asks before answering, so a
+    command the dead one answered just before dying is not answered twice."""
+
+    async def answer_posted(self, destination: Destination, key: str, since: float) -> bool: ...

@@ -28,7 +28,15 @@ from datetime import UTC, datetime, timedelta
 from chatopsd.core import pd as core
 from chatopsd.core.messages import Destination, Sent
 from chatopsd.core.pd import IncidentApi, PdIncident
-from chatopsd.core.ports import Clock, IncidentCards, KeyValue, Lease, OwedCard, ReplySink
+from chatopsd.core.ports import (
+    Clock,
+    IncidentCards,
+    KeyValue,
+    Lease,
+    OwedCard,
+    ReplySink,
+    read_fence,
+)
 from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.pd_sync")
@@ -71,7 +79,7 @@ class IncidentSync:
         PagerDuty is read outside the lock, so a slow PagerDuty never holds up a click's card
         edit; what was read is then checked against newer states recorded meanwhile."""
         self.polls += 1
-        leading, fence = self._fence()
+        leading, fence = read_fence(self.lease)
         if not leading:
             return
         now, found = await self._read()
@@ -82,7 +90,7 @@ class IncidentSync:
 
     async def decide(self) -> None:
         """Read PagerDuty and record what changed, without posting (the first half of a poll)."""
-        leading, fence = self._fence()
+        leading, fence = read_fence(self.lease)
         if not leading:
             return
         now, found = await self._read()
@@ -90,17 +98,9 @@ class IncidentSync:
             await self._decide(now, found, fence)
 
     async def deliver(self) -> None:
-        leading, fence = self._fence()
+        leading, fence = read_fence(self.lease)
         if leading:
             await self._deliver(fence=fence)
-
-    def _fence(self) -> tuple[bool, int | None]:
-        """(leading, token) read together: the token first, then whether it is still valid
-        (a PostgreSQL leader's token is an int; the only instance on SQLite has None)."""
-        if self.lease is None:
-            return True, None
-        token = self.lease.token
-        return self.lease.leader, token
 
     async def record(self, incident: PdIncident) -> None:
         """An action from chat changed an incident: show it now, not at the next poll."""

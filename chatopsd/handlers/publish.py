@@ -47,6 +47,7 @@ from chatopsd.core.ports import (
     QueuedCall,
     ReplySink,
     Superseded,
+    read_fence,
 )
 from chatopsd.core.retry import Backoff
 from chatopsd.handlers.incident import IncidentHandler
@@ -328,20 +329,12 @@ class PublicStatus:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._kick.wait(), timeout=wait)
 
-    def _fence(self) -> tuple[bool, int | None]:
-        """(leading, token) read together: the token first, then whether it is still valid
-        (a PostgreSQL leader's token is an int; the only instance on SQLite has None)."""
-        if self.lease is None:
-            return True, None
-        token = self.lease.token
-        return self.lease.leader, token
-
     async def drain(self) -> float | None:
         """Send every call that is due, rate limit allowing. Returns seconds until the next
         one is due (None: the queue is empty, or another instance leads and sends)."""
         if self.client is None:
             return None
-        leading, fence = self._fence()
+        leading, fence = read_fence(self.lease)
         if not leading:
             return None
         async with self._draining:

@@ -13,6 +13,7 @@ client (its rate-limit buckets and 429 handling), rendered by `render.py`.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 from dataclasses import dataclass
 from typing import Any
@@ -319,6 +320,11 @@ class DiscordConnector:
                 "message_id": destination.reply_to,
                 "fail_if_not_exists": False,
             }
+        if reply.key:
+            # Discord drops a second message with the same nonce from us for a few minutes
+            # and returns the first: a survivor re-sending a dead instance's answer is a no-op.
+            payload["nonce"] = hashlib.sha256(reply.key.encode()).hexdigest()[:25]
+            payload["enforce_nonce"] = True
         route = Route("POST", "/channels/{channel_id}/messages", channel_id=destination.channel)
         data = await self._request(route, payload)
         return Sent(destination, str(data["id"]))

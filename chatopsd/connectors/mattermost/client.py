@@ -46,6 +46,9 @@ from chatopsd.core.retry import server_wait
 
 log = logging.getLogger("chatopsd.mattermost")
 
+# The post property that carries Reply.key (custom props are stored and returned as given).
+ANSWER_PROP = "chatopsd_answer"
+
 Json = dict[str, Any]
 
 
@@ -313,10 +316,25 @@ class MattermostConnector(ChannelAdminCalls):
         root = reply.thread or destination.thread or destination.reply_to
         if root:
             body["root_id"] = root
+        if reply.key:
+            body["props"] = {ANSWER_PROP: reply.key}
         post = await self._api("POST", "/posts", json=body)
         if not root:
             self._remember_root(str(post["id"]))
         return Sent(destination, str(post["id"]))
+
+    async def answer_posted(self, destination: Destination, key: str, since: float) -> bool:
+        """PostedAnswers: a post of ours in the channel since `since` carrying the key."""
+        page = await self._api(
+            "GET", f"/channels/{destination.channel}/posts", params={"since": int(since * 1000)}
+        )
+        posts = page.get("posts") if isinstance(page, dict) else None
+        return any(
+            isinstance(p, dict)
+            and isinstance(p.get("props"), dict)
+            and p["props"].get(ANSWER_PROP) == key
+            for p in (posts or {}).values()
+        )
 
     async def edit(self, sent: Sent, reply: Reply) -> None:
         await self._api(

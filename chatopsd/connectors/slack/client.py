@@ -79,6 +79,8 @@ class SlackSendError(Exception):
 # response_url (valid 30 minutes) instead of chat.postMessage.
 _NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 _RESPONSE_URL_TTL = 25 * 60.0
+# The block id that carries Reply.key on our answers (core/ports.PostedAnswers).
+ANSWER_BLOCK = "chatopsd-answer:"
 # How long an envelope may wait for its claim before it is left unacknowledged (Slack
 # redelivers after 3 s without an ack).
 ACK_WAIT = 2.5
@@ -268,6 +270,9 @@ class SlackConnector:
 
     async def send(self, destination: Destination, reply: Reply) -> Sent | None:
         text, blocks = render(reply)
+        if reply.key and blocks:
+            # Slack stores a block's id with the message: how a survivor finds this answer
+            blocks[0] = {**blocks[0], "block_id": ANSWER_BLOCK + reply.key}
         args: dict[str, Any] = {"channel": destination.channel, "text": text, "blocks": blocks}
         thread = reply.thread or destination.thread
         if thread:
@@ -289,6 +294,24 @@ class SlackConnector:
             return Sent(destination, "", {"channel": destination.channel, "ephemeral": "1"})
         channel = str(response.get("channel") or destination.channel)
         return Sent(destination, str(response.get("ts") or ""), {"channel": channel})
+
+    async def answer_posted(self, destination: Destination, key: str, since: float) -> bool:
+        """PostedAnswers: a message since `since` whose first block carries the key, in the
+        thread the answer went to (conversations.replies) or the channel (.history)."""
+        args: dict[str, Any] = {"channel": destination.channel, "oldest": f"{since:.6f}"}
+        if destination.thread:
+            method, name = self.web().conversations_replies, "conversations.replies"
+            args["ts"] = destination.thread
+        else:
+            method, name = self.web().conversations_history, "conversations.history"
+        found = await _call(method, name, {**args, "limit": 200})
+        wanted = ANSWER_BLOCK + key
+        return any(
+            isinstance(block, dict) and block.get("block_id") == wanted
+            for message in found.get("messages") or []
+            if isinstance(message, dict)
+            for block in message.get("blocks") or []
+        )
 
     def _remember_response_url(self, event: Inbound, payload: Any) -> None:
         url = payload.get("response_url") if isinstance(payload, dict) else None
