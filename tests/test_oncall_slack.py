@@ -237,3 +237,26 @@ async def test_conversations_open_answers_match_the_published_schema(
         schema = spec["paths"][f"/{method}"]["post"]["responses"][status]["schema"]
         validator = Draft4Validator({**schema, "definitions": spec["definitions"]})
         assert [e.message for e in validator.iter_errors(body)] == [], body
+
+
+async def test_a_topic_longer_than_slack_takes_is_cut_not_refused(
+    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+) -> None:
+    fake.channels["C0ONCALL"] = {
+        "id": "C0ONCALL",
+        "name": "oncall",
+        "is_private": False,
+        "topic": "",
+        "members": ["UBOT"],
+    }
+    fake.usergroups["S0123ABC"] = []
+    long_template = "IC: {ic} · Responders: {responders} · " + "escalate via #ops-help " * 20
+    keep = {**KEEP, "topic_channels": {"slack:C0ONCALL": long_template}}
+    app = await start(tmp_path, pd, fake, clock, **keep)
+    try:
+        [sent] = fake.posts("conversations.setTopic")
+        assert len(sent["topic"]) <= 250  # Slack answers too_long past 250 characters
+        assert sent["topic"].startswith("IC: Ada Lovelace") and sent["topic"].endswith("…")
+        assert fake.channels["C0ONCALL"]["topic"] == sent["topic"]
+    finally:
+        await app.stop()

@@ -30,6 +30,7 @@ from chatopsd.connectors.discord import events
 from chatopsd.connectors.discord.gateway import GatewayClient, watch_acks
 from chatopsd.connectors.discord.render import render
 from chatopsd.core.errors import FatalConnectorError, TransientSendError
+from chatopsd.core.limits import one_line
 from chatopsd.core.messages import Actor, Destination, Inbound, Kind, Reply, Sent
 from chatopsd.core.ports import Clock, SystemClock
 
@@ -366,7 +367,8 @@ class DiscordConnector:
     async def set_topic(self, channel: str, text: str) -> None:
         """ChannelTopics: Modify Channel (PATCH /channels/{id}) with the topic."""
         route = Route("PATCH", "/channels/{channel_id}", channel_id=channel)
-        await self._request(route, {"topic": text})
+        # Discord refuses a topic over 1,024 characters (a topic notifies nobody: as typed)
+        await self._request(route, {"topic": one_line(text, 1024)})
 
     async def dm_channel(self, user_id: str) -> str:
         """DirectMessages: the DM channel with this user (POST /users/@me/channels)."""

@@ -37,9 +37,10 @@ from chatopsd.connectors.mattermost.admin import (
     ChannelAdminCalls,
     MattermostHTTPError,
 )
-from chatopsd.connectors.mattermost.render import render
+from chatopsd.connectors.mattermost.render import inline, render
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
+from chatopsd.core.limits import rendered_line
 from chatopsd.core.messages import Destination, Reply, Sent
 from chatopsd.core.ports import Clock, KeyValue
 from chatopsd.core.retry import server_wait
@@ -351,7 +352,9 @@ class MattermostConnector(ChannelAdminCalls):
 
     async def set_topic(self, channel: str, text: str) -> None:
         """ChannelTopics: the channel header (PUT /channels/{id}/patch)."""
-        await self._api("PUT", f"/channels/{channel}/patch", json={"header": text})
+        # Mattermost refuses a header over 1,024 characters
+        header = rendered_line(text, 1024, inline)
+        await self._api("PUT", f"/channels/{channel}/patch", json={"header": header})
 
     async def dm_channel(self, user_id: str) -> str:
         """DirectMessages: the direct channel between the bot and this user."""

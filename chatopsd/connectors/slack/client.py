@@ -47,6 +47,7 @@ from chatopsd.connectors.slack.render import escape, render
 from chatopsd.connectors.slack.users import UserCache
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
+from chatopsd.core.limits import rendered_line
 from chatopsd.core.messages import Actor, Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock
 from chatopsd.core.retry import server_wait
@@ -79,6 +80,7 @@ class SlackSendError(Exception):
 # response_url (valid 30 minutes) instead of chat.postMessage.
 _NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 _RESPONSE_URL_TTL = 25 * 60.0
+TOPIC_LIMIT = 250  # characters, conversations.setTopic
 # The block id that carries Reply.key on our answers (core/ports.PostedAnswers).
 ANSWER_BLOCK = "chatopsd-answer:"
 # How long an envelope may wait for its claim before it is left unacknowledged (Slack
@@ -376,8 +378,9 @@ class SlackConnector:
         return str(found["channel"]["id"])
 
     async def set_topic(self, channel: str, text: str) -> None:
-        """ChannelTopics: conversations.setTopic."""
-        args = {"channel": channel, "topic": text}
+        """ChannelTopics: conversations.setTopic (Slack refuses a topic over 250 characters:
+        cut, on one line, escaped)."""
+        args = {"channel": channel, "topic": rendered_line(text, TOPIC_LIMIT, escape)}
         await _call(self.web().conversations_setTopic, "conversations.setTopic", args)
 
     async def set_usergroup(self, group_id: str, user_ids: Sequence[str]) -> None:
