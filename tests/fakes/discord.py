@@ -117,6 +117,8 @@ class FakeDiscord:
         self.close_after_identify: int | None = None
         self.resumable = True
         self.acknowledged: set[str] = set()
+        self.callback_types: dict[str, Any] = {}  # interaction id -> callback type
+        self.originals: dict[str, str] = {}  # interaction token -> its response message id
         self.dm_channels: dict[str, str] = {}  # recipient id -> DM channel id (issue 18)
         self.topics: dict[str, str] = {}  # channel id -> topic set by Modify Channel (issue 18)
         self.refuse_gateway = 0  # refuse this many websocket handshakes (an outage)
@@ -296,6 +298,7 @@ class FakeDiscord:
                     {"message": "Interaction has already been acknowledged.", "code": 40060}, 400
                 )
             self.acknowledged.add(parts[1])
+            self.callback_types[parts[1]] = rec.body.get("type")
             await self.posted.put(rec)
             kind = rec.body.get("type")
             return self._json(
@@ -309,11 +312,18 @@ class FakeDiscord:
                 }
             )
         if parts[0] == "webhooks":
-            interaction = self._tokens.get(parts[2] if len(parts) > 2 else "")
+            token = parts[2] if len(parts) > 2 else ""
+            interaction = self._tokens.get(token)
             if interaction is not None and interaction not in self.acknowledged:
                 # a follow-up before any callback: the interaction's webhook does not exist yet
                 return self._json({"message": "Unknown Webhook", "code": 10015}, 404)
             await self.posted.put(rec)
+            if parts[-1] == "@original" and method == "PATCH":
+                # the deferred response itself: one message per interaction, edited
+                if interaction is None or self.callback_types.get(interaction) != 5:
+                    return self._json({"message": "Unknown Message", "code": 10008}, 404)
+                original = self.originals.setdefault(token, self.snowflake())
+                return self._json(self._message(str(CHANNEL_ID), rec.body, original))
             return self._json(self._message(str(CHANNEL_ID), rec.body))
         return self._json({"message": "404: Not Found", "code": 0}, 404)
 

@@ -78,6 +78,8 @@ class _Pending:
     token: str
     application_id: int
     expires: float
+    # A slash command's deferred "thinking…" response, which its first answer replaces
+    thinking: bool = False
 
 
 class _Client(GatewayClient):
@@ -257,11 +259,11 @@ class DiscordConnector:
                 # interaction). Its token carries follow-ups from any of us, and whichever
                 # instance claims the command must answer through it, or the "thinking..."
                 # the other one started would never end.
-                self._remember(interaction)
+                self._remember(interaction, kind == "slash")
         except (aiohttp.ClientError, OSError) as exc:
             log.warning("could not defer interaction %s: %s; replying in channel", key, exc)
         else:
-            self._remember(interaction)
+            self._remember(interaction, kind == "slash")
         self._emit(
             client,
             kind,
@@ -272,13 +274,14 @@ class DiscordConnector:
             message_id=key,
         )
 
-    def _remember(self, interaction: discord.Interaction[Any]) -> None:
+    def _remember(self, interaction: discord.Interaction[Any], thinking: bool) -> None:
         """An acknowledged interaction: its replies go out as follow-ups through its token."""
         self._prune_pending()
         self._pending[str(interaction.id)] = _Pending(
             interaction.token,
             interaction.application_id,
             self.clock.monotonic() + INTERACTION_TTL,
+            thinking,
         )
 
     def _emit(
@@ -320,6 +323,20 @@ class DiscordConnector:
         payload = render(reply)
         pending = self._pending.get(destination.reply_to or "")
         if pending is not None and pending.expires > self.clock.monotonic():
+            if pending.thinking and reply.key and reply.key.endswith("#0") and not reply.ephemeral:
+                # The first answer of a command claimed among several instances replaces the
+                # "thinking…" response (PATCH @original): done twice, by a dead instance and
+                # the one that took the command over, it is still one message.
+                route = Route(
+                    "PATCH",
+                    "/webhooks/{webhook_id}/{webhook_token}/messages/@original",
+                    webhook_id=pending.application_id,
+                    webhook_token=pending.token,
+                )
+                data = await self._request(route, payload)
+                return Sent(
+                    destination, str(data["id"]), {"interaction": destination.reply_to or ""}
+                )
             if reply.ephemeral:
                 payload["flags"] = 64
             route = Route(
