@@ -142,3 +142,14 @@ async def test_audit_does_not_migrate_an_older_database(console_app: App, tmp_pa
     assert "lacks migrations this chatopsd expects (0011_recent_pages.sql)" in err
     assert "start the daemon" in err
     assert files(tmp_path / "state.db") == before
+
+
+async def test_audit_of_a_never_migrated_postgresql_database_says_so(
+    pg_url: str, tmp_path: Path
+) -> None:
+    cfg = tmp_path / "chatopsd.toml"
+    cfg.write_text(f'[chatopsd]\ndatabase = "{pg_url}"\nstate_db = "{tmp_path / "s.db"}"\n')
+    rc, out, err = await audit_cli(cfg)
+    assert rc == 1 and out == ""
+    assert "lacks migrations this chatopsd expects" in err and "start the daemon" in err
+    assert "Traceback" not in err

@@ -123,8 +123,11 @@ class PgDatabase:
         db = cls(url, pool, password)
         try:
             if read_only:
-                applied = [r[0] for r in await pool.fetch("SELECT version FROM schema_version")]
-                require_current(applied, "postgresql", db.describe())
+                try:
+                    rows = await pool.fetch("SELECT version FROM schema_version")
+                except asyncpg.UndefinedTableError:
+                    rows = []  # never migrated: said below as every missing migration is
+                require_current([r[0] for r in rows], "postgresql", db.describe())
             else:
                 await db.migrate()
         except BaseException:
