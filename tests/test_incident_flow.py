@@ -197,13 +197,13 @@ async def test_resolve_posts_wrapup_everywhere_and_close_needs_resolve(
 
 async def test_an_unexpected_admin_error_is_not_shown_raw(db: Database, clock: FakeClock) -> None:
     # A connector bug must not put its exception text (here, something secret) into chat.
-    chat = FakeChat(broken_invites=KeyError("xoxb-not-for-chat"))
+    chat = FakeChat(broken_invites=KeyError("secret-not-for-chat"))
     rig = Rig(db, clock, chat, IncidentSettings())
     try:
         out = await rig.text('!incident declare "Login broken"')
         assert "declared" in out and "Incident channel: #inc-" in out
         assert "Could not invite alice: internal error, reference " in out
-        assert "xoxb" not in out and "KeyError" not in out
+        assert "secret-not-for-chat" not in out and "KeyError" not in out
     finally:
         await rig.outbox.close()
 

@@ -129,13 +129,13 @@ def test_a_rerun_upgrades_in_place_and_keeps_config_and_tokens(dest: tuple[Path,
     cfg = root / "etc/chatopsd/chatopsd.toml"
     token = root / "etc/chatopsd/credentials/slack_bot_token"
     cfg.write_text('[chatopsd]\nprefix = "?"\n')
-    token.write_text("xoxb-not-a-real-token")
+    token.write_text("placeholder-not-a-token")
     installed = next((root / "opt/chatopsd/lib").glob("python3*/site-packages")) / "chatopsd"
     (installed / "locations.py").write_text("# an older release\n")
     out = _install(root).stdout
     assert "(kept as it was)" in out
     assert cfg.read_text() == '[chatopsd]\nprefix = "?"\n'
-    assert token.read_text() == "xoxb-not-a-real-token" and _mode(token) == 0o600
+    assert token.read_text() == "placeholder-not-a-token" and _mode(token) == 0o600
     # the package was reinstalled from the checkout, not skipped as "already satisfied"
     assert (installed / "locations.py").read_text() == (ROOT / "chatopsd/locations.py").read_text()
 

@@ -9,8 +9,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
+from typing import Any
 
 from chatopsd.core.addressing import Addressed, address
 from chatopsd.core.commands import CommandSpec, Registry
@@ -124,10 +125,13 @@ class Bus:
             if claimed is not None and not claimed.done():
                 claimed.set_result(False)
             return None
-        task = asyncio.get_running_loop().create_task(
-            self._handle_quietly(event, claimed=claimed),
-            name=f"cmd:{event.platform}:{event.event_id}",
+        return self._spawn(
+            self._handle_quietly(event, claimed=claimed), f"cmd:{event.platform}:{event.event_id}"
         )
+
+    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+        """A command's own task, kept until done (drain waits for these)."""
+        task = asyncio.get_running_loop().create_task(work, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
         return task
@@ -165,13 +169,9 @@ class Bus:
         again."""
         if not self._accepting:
             return None
-        task = asyncio.get_running_loop().create_task(
-            self._handle_quietly(event, since),
-            name=f"resumed:{event.platform}:{event.event_id}",
+        return self._spawn(
+            self._handle_quietly(event, since), f"resumed:{event.platform}:{event.event_id}"
         )
-        self._tasks.add(task)
-        task.add_done_callback(self._tasks.discard)
-        return task
 
     async def handle(
         self,

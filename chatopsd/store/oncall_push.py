@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from chatopsd.core.handoff import Holders, OwedPost, Step, Watched
 from chatopsd.core.messages import Destination
 from chatopsd.store.db import Database, Op, Tx
-from chatopsd.store.stalkers import fence_holds
+from chatopsd.store.stalkers import fence_holds, write_fenced
 
 CLAIM_STALE_SECONDS = 120.0  # a post takes seconds, never this long
 
@@ -38,15 +38,7 @@ async def _fenced(db: Database, ops: Sequence[Op], fence: int | None) -> bool:
         if ops:
             await db.write_many(ops)
         return True
-
-    async def fenced(tx: Tx) -> bool:
-        if not await fence_holds(tx, fence):
-            return False
-        for sql, params in ops:
-            await tx.execute(sql, params)
-        return True
-
-    return await db.transaction(fenced)
+    return await write_fenced(db, ops, fence)
 
 
 class SqliteOnCallPush:

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from chatopsd.core.messages import Destination
 from chatopsd.core.ports import OwedCard
 from chatopsd.store.db import Database, Op, Tx
-from chatopsd.store.stalkers import fence_holds
+from chatopsd.store.stalkers import fence_holds, write_fenced
 
 CLAIM_STALE_SECONDS = 120.0  # a delivery or a PagerDuty write takes seconds, never this long
 
@@ -105,15 +105,7 @@ class SqliteIncidentCards:
             if ops:
                 await self.db.write_many(ops)
             return True
-
-        async def fenced(tx: Tx) -> bool:
-            if not await fence_holds(tx, fence):
-                return False
-            for sql, params in ops:
-                await tx.execute(sql, params)
-            return True
-
-        return await self.db.transaction(fenced)
+        return await write_fenced(self.db, ops, fence)
 
     async def owed(self, incident_id: str | None = None) -> list[OwedCard]:
         one = "" if incident_id is None else "AND incident_id = ? "

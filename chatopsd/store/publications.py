@@ -19,7 +19,7 @@ from typing import Any
 
 from chatopsd.core.ports import Publication, QueuedCall, Superseded
 from chatopsd.store.db import Database, Op, Tx
-from chatopsd.store.stalkers import fence_holds
+from chatopsd.store.stalkers import fence_holds, write_fenced
 
 
 def _pub(r: sqlite3.Row) -> Publication:
@@ -165,14 +165,8 @@ class SqlitePublications:
         if fence is None:
             await self.db.write_many(ops)
             return
-
-        async def fenced(tx: Tx) -> None:
-            if not await fence_holds(tx, fence):
-                raise Superseded(f"lease token {fence} superseded")
-            for sql, params in ops:
-                await tx.execute(sql, params)
-
-        await self.db.transaction(fenced)
+        if not await write_fenced(self.db, ops, fence):
+            raise Superseded(f"lease token {fence} superseded")
 
     async def attempt_failed(
         self,

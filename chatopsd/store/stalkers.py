@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from chatopsd.core.stalking import Stalker, StalkerKey
-from chatopsd.store.db import Database, Tx
+from chatopsd.store.db import Database, Op, Tx
 
 _MARK = (
     "UPDATE stalkers SET fingerprint = ?, verdict = ?, posted_at = ? "
@@ -25,6 +25,21 @@ async def fence_holds(tx: Tx, token: int) -> bool:
     lock = " FOR SHARE" if tx.dialect == "postgresql" else ""
     row = await tx.fetchone(f"SELECT token FROM lease WHERE id = 1{lock}")
     return row is not None and int(row[0]) == token
+
+
+async def write_fenced(db: Database, ops: Sequence[Op], token: int) -> bool:
+    """Write `ops` in one transaction, only while `token` is the lease's: False (nothing
+    written) once another instance has taken the lease over. Every fenced singleton write
+    goes through here; what a write without a token means is the caller's to say."""
+
+    async def fenced(tx: Tx) -> bool:
+        if not await fence_holds(tx, token):
+            return False
+        for sql, params in ops:
+            await tx.execute(sql, params)
+        return True
+
+    return await db.transaction(fenced)
 
 
 class SqlStalkerStore:
