@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -37,15 +37,28 @@ _COUNT = re.compile(r"(\d+)$")
 
 
 def redact(url: str) -> str:
-    """The URL without a password, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    """The URL without a password (`user:password@` or `?password=`), for logs, errors and
+    `ctl health`. The config refuses both; this is for whatever else hands us a URL."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        port = parts.port
+    except ValueError:
+        return "(a malformed PostgreSQL URL)"
+    netloc = parts.netloc
+    if password is not None:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        if port:
+            host += f":{port}"
+        netloc = (f"{parts.username}@" if parts.username else "") + host
+    query = "&".join(
+        pair
+        for pair in parts.query.split("&")
+        if unquote(pair.partition("=")[0]).strip().lower() != "password"
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def password_from_environment() -> str | None:
