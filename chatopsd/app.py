@@ -9,10 +9,10 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel
 
@@ -49,7 +49,7 @@ from chatopsd.scheduler import JobFailed, Scheduler
 from chatopsd.store.approvals import SqlApprovals
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
-from chatopsd.store.db import Database
+from chatopsd.store.db import Database, NewerDatabase
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.kv import SqlKeyValue
@@ -109,8 +109,15 @@ class App:
         started = time.perf_counter()
         path = cfg.chatopsd.db_path()
         try:
-            self.db = await open_database(cfg.chatopsd.database, path)
-        except (sqlite3.Error, OSError) as exc:
+            self.db = await open_database(
+                cfg.chatopsd.database,
+                path,
+                connect_timeout=cfg.chatopsd.database_connect_timeout_seconds,
+            )
+        except (sqlite3.Error, OSError, NewerDatabase) as exc:
+            if cfg.chatopsd.database:
+                # "PostgreSQL at host:port/db: why" (never a password); no SQLite path
+                raise StartupError(f"state database: {exc}") from exc
             raise StartupError(f"state database {path}: {exc}") from exc
         self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
@@ -750,6 +757,7 @@ async def serve(
 async def _serve(app: App, notifier: Notifier, on_ready: Callable[[App], None] | None) -> None:
     control: ControlServer | None = None
     exporter = Exporter(app, app.metrics)
+    started = False
     try:
         try:
             # first: a busy port fails before any job or connector has started
@@ -758,14 +766,20 @@ async def _serve(app: App, notifier: Notifier, on_ready: Callable[[App], None] |
             m = app.config.metrics
             where = f"metrics.listen {m.listen}" if m.listen else f"metrics.textfile {m.textfile}"
             raise StartupError(f"{where}: {exc.strerror or exc}") from exc
-        await app.start()
-        control = await _start_control(app)
+        started = await _unless_stopped(app.start(), app.stopping)
+        if started:
+            control = await _start_control(app)
     except BaseException:
         if control is not None:
             await control.close()
         await exporter.close()
         await app.abort()
         raise
+    if not started:
+        log.warning("stopped during start-up")
+        await exporter.close()
+        await app.abort()
+        return
     watchdog = Watchdog(notifier, status=app.status_line)
     watchdog.start()
     notifier.ready(app.status_line())
@@ -782,6 +796,27 @@ async def _serve(app: App, notifier: Notifier, on_ready: Callable[[App], None] |
         await exporter.close()
         await app.stop()
         notifier.close()
+
+
+async def _unless_stopped(start: Coroutine[Any, Any, None], stopping: asyncio.Event) -> bool:
+    """Run start-up unless a stop signal comes first: True once it has finished, False when
+    SIGTERM came first (start-up is then cancelled). Start-up can wait long on the outside
+    (a database that accepts connections and never answers), and systemd's stop must not
+    wait for that."""
+    starting = asyncio.ensure_future(start)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not starting.done():
+            starting.cancel()
+            # whatever start-up raises while being cancelled is moot: we are stopping
+            await asyncio.gather(starting, return_exceptions=True)
+    if starting.cancelled():
+        return False
+    starting.result()  # start-up's own error, if it failed before the stop came
+    return True
 
 
 async def _start_control(app: App) -> ControlServer | None:

@@ -45,6 +45,8 @@ class ChatopsdSection(Section):
     shutdown_grace_seconds: float = Field(10.0, gt=0)
     # PostgreSQL for several instances (high availability); absent: SQLite at state_db.
     database: str | None = None
+    # How long connecting to PostgreSQL may take (each connection: TCP, TLS, log-in).
+    database_connect_timeout_seconds: float = Field(10.0, gt=0, le=300)
     lease_seconds: float = Field(10.0, ge=1)  # leader lease for singleton jobs (PostgreSQL)
     # This instance's name among several (PostgreSQL); default: the host name.
     instance: str | None = Field(None, min_length=1, max_length=100)

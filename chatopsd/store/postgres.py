@@ -72,6 +72,17 @@ def password_from_environment() -> str | None:
     return os.environ.get("PGPASSWORD") or None
 
 
+def connect_failure(exc: BaseException, timeout: float) -> str:
+    """Why a connection could not be made, in words: a timeout's own text is empty."""
+    if isinstance(exc, TimeoutError):
+        return (
+            f"no answer within {timeout:g} s (connect timeout, "
+            "chatopsd.database_connect_timeout_seconds): the server accepted the connection "
+            "but did not answer, or the network drops packets"
+        )
+    return str(exc) or type(exc).__name__
+
+
 def _count(status: str) -> int:
     """Rows changed, from a command tag such as "INSERT 0 1" or "UPDATE 3"."""
     m = _COUNT.search(status or "")
@@ -98,10 +109,13 @@ class PgDatabase:
     dialect: Dialect = "postgresql"
     shared: bool = True  # other instances write too: ask the database, not memory
 
-    def __init__(self, url: str, pool: Any, password: str | None) -> None:
+    def __init__(
+        self, url: str, pool: Any, password: str | None, connect_timeout: float = 10.0
+    ) -> None:
         self.url = url
         self.pool = pool
         self._password = password
+        self.connect_timeout = connect_timeout
 
     @classmethod
     async def open(
@@ -112,12 +126,15 @@ class PgDatabase:
         min_size: int = 1,
         max_size: int = 5,
         read_only: bool = False,
+        connect_timeout: float = 10.0,
     ) -> PgDatabase:
         """Connect (a small pool: the daemon's own concurrency is low) and migrate.
 
         `read_only` (`chatopsd audit`): no migration, and every transaction of the pool's
         sessions is read-only (`default_transaction_read_only`), so the server refuses writes.
-        `sslmode` and the other libpq URL parameters are honoured by asyncpg itself."""
+        `sslmode` and the other libpq URL parameters are honoured by asyncpg itself.
+        `connect_timeout` bounds each connection's set-up (TCP, TLS, start-up, password): a
+        server that accepts and never answers fails after it, not after asyncpg's 60 s."""
         password = password if password is not None else password_from_environment()
         settings = {"application_name": "chatopsd"}
         if read_only:
@@ -129,11 +146,14 @@ class PgDatabase:
                 min_size=min_size,
                 max_size=max_size,
                 command_timeout=30,
+                timeout=connect_timeout,
                 server_settings=settings,
             )
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise ConnectionError(f"PostgreSQL at {redact(url)}: {exc}") from None
-        db = cls(url, pool, password)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ConnectionError(
+                f"PostgreSQL at {redact(url)}: {connect_failure(exc, connect_timeout)}"
+            ) from None
+        db = cls(url, pool, password, connect_timeout)
         try:
             if read_only:
                 try:
@@ -157,6 +177,7 @@ class PgDatabase:
             self.url,
             password=self._password,
             command_timeout=30,
+            timeout=self.connect_timeout,
             # the server notices a vanished peer within seconds and frees its locks
             server_settings={
                 "application_name": "chatopsd-lease",
