@@ -37,13 +37,19 @@ _CLAIM_OWNED = (
 class SqlEventLedger:
     """Claims live in memory for speed and in the database for restarts and other instances.
 
-    On SQLite (one process) memory is the truth, and the row is written through the group
-    commit. On PostgreSQL the INSERT … ON CONFLICT DO NOTHING decides: the instance whose row
-    went in owns the event; memory only short-cuts what this instance already saw.
-    Platforms redeliver within minutes (Slack) or on reconnect (Mattermost resync), so ids
-    older than `retention_s` are pruned from both. Every event is claimed (before the rate
-    limiter), so a flood of fresh ids must not grow memory without end: past `max_events`
-    the oldest claims are forgotten first (they are the least likely to be redelivered).
+    Platforms redeliver within minutes (Slack) or on reconnect (Mattermost resync, Discord
+    resume), so a claim is kept for `retention_s` (the redelivery horizon, 3 days) in the
+    database, however many events came since; then it is pruned. Memory is a front cache
+    bounded by `max_events` (every event is claimed, before the rate limiter, so a flood of
+    fresh ids must not grow it without end): past the bound the oldest are dropped from
+    memory only.
+
+    On SQLite (one process) memory answers alone while it holds every claim of the horizon,
+    and the row is written through the group commit. Once claims were dropped from memory
+    (or a restart loaded only the newest `max_events`), an id memory does not know is looked
+    up by the insert itself (`ON CONFLICT DO NOTHING`: no row went in, so it was claimed
+    before). On PostgreSQL that insert always decides: the instance whose row went in owns
+    the event; memory only short-cuts what this instance already saw.
     """
 
     def __init__(
@@ -58,6 +64,9 @@ class SqlEventLedger:
         self.max_events = max_events
         self.instance = instance
         self._seen: dict[tuple[str, str], float] = {}  # insertion order = claim order
+        # The newest claim time memory dropped (or never loaded): while it is older than the
+        # horizon, memory holds every claim that still counts and a miss is a new event.
+        self._forgotten_until = float("-inf")
         self._adopted: set[tuple[str, str]] = set()  # taken over, to be handled once more
         self.failures = 0  # claims that could not be made (shared database unreachable)
         self.adopted = 0  # commands taken over from dead instances
@@ -77,6 +86,8 @@ class SqlEventLedger:
         )
         rows.reverse()  # oldest first, like claims made in this run
         self._seen = {(r[0], r[1]): r[2] for r in rows}
+        if len(rows) >= self.max_events:
+            self._forgotten_until = rows[0][2]  # older claims stay in the database only
         return len(self._seen)
 
     async def claim(self, platform: str, event_id: str, payload: str | None = None) -> bool:
@@ -91,13 +102,17 @@ class SqlEventLedger:
         now = self.clock.now().timestamp()
         self._seen[key] = now
         while len(self._seen) > self.max_events:
-            del self._seen[next(iter(self._seen))]
+            oldest = next(iter(self._seen))
+            self._forgotten_until = max(self._forgotten_until, self._seen.pop(oldest))
         try:
             if self.db.shared:
                 won = await self._claim_shared(platform, event_id, now, payload)
-            else:
-                await self.db.write(_CLAIM, (platform, event_id, now))
+            elif self._forgotten_until < now - self.retention_s:
+                await self.db.write(_CLAIM, (platform, event_id, now))  # memory knows all
                 won = True
+            else:
+                # memory dropped claims that still count: the database decides
+                won = await self.db.execute(_CLAIM, (platform, event_id, now)) == 1
         except BaseException:
             del self._seen[key]  # not recorded, so not claimed
             raise
@@ -194,14 +209,10 @@ class SqlEventLedger:
         )
 
     async def prune(self) -> int:
+        """Forget claims older than the redelivery horizon (by time only: a claim inside it
+        still stops a redelivery, however many events came since)."""
         cutoff = self.clock.now().timestamp() - self.retention_s
         await self.db.write("DELETE FROM events WHERE seen_at < ?", (cutoff,))
-        # and beyond the size bound, oldest first (the table is what the next run loads)
-        await self.db.write(
-            "DELETE FROM events WHERE seen_at < "
-            "(SELECT seen_at FROM events ORDER BY seen_at DESC LIMIT 1 OFFSET ?)",
-            (self.max_events - 1,),
-        )
         old = [k for k, t in self._seen.items() if t < cutoff]
         for k in old:
             del self._seen[k]
