@@ -27,7 +27,14 @@ from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.messages import Inbound
-from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
+from chatopsd.core.middleware import (
+    AccessPolicy,
+    Audit,
+    Authorize,
+    Dedupe,
+    RateLimit,
+    Started,
+)
 from chatopsd.core.oncall import Directory, MemoryPageLog, PageLog, Pager, Person
 from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
 from chatopsd.core.status import StatusSource
@@ -155,12 +162,17 @@ class App:
             run_now=False,
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
-        if self.db.shared:
-            from chatopsd.takeover import Takeover
+        from chatopsd.takeover import Takeover
 
-            self.takeover = Takeover(
-                self.ledger, self.bus, self.clock, dead_after_s=cfg.chatopsd.lease_seconds
-            )
+        self.takeover = Takeover(
+            self.ledger,
+            self.bus,
+            self.clock,
+            self.audit,
+            dead_after_s=cfg.chatopsd.lease_seconds,
+            times=self.times,
+        )
+        if self.db.shared:
             self.scheduler.every(
                 "take-over", cfg.chatopsd.lease_seconds / 5, self._leader_only(self.takeover.sweep)
             )
@@ -185,6 +197,12 @@ class App:
                     supervisor.run(), name=f"connector:{connector.platform}"
                 )
             )
+        if not self.db.shared:
+            self._tasks.append(
+                asyncio.get_running_loop().create_task(
+                    self._report_interrupted(), name="report-interrupted"
+                )
+            )
         if self.config.statuspage is not None:
             self.public.start()  # the status page queue; resumes what a previous run left
         # Everything built so far lives as long as the daemon: keep it out of the collector's
@@ -196,6 +214,21 @@ class App:
             ",".join(c.platform for c in connectors),
             self.db.describe(),
         )
+
+    async def _report_interrupted(self, connect_wait: float = 30.0) -> None:
+        """SQLite: what the previous run started with outside effects and never finished
+        (it was killed or crashed mid-command) is told in its channel and audited as
+        `interrupted`, once the connectors are up (or after `connect_wait` s regardless)."""
+        try:
+            async with asyncio.timeout(connect_wait):
+                for supervisor in self.supervisors:
+                    await supervisor.ready_event.wait()
+        except TimeoutError:
+            pass
+        try:
+            await self.takeover.sweep()
+        except Exception:
+            log.exception("could not report the commands the previous run left unfinished")
 
     def _connectors(self) -> list[Connector]:
         cfg = self.config
@@ -257,6 +290,7 @@ class App:
                 self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=self._is_grant
             ),
             Authorize(policy, self.incident_store.is_incident_channel),
+            Started(self.ledger),
         ]
 
     def _is_grant(self, event: Inbound) -> bool:

@@ -87,7 +87,7 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
     audit.add_argument(
         "--outcome",
-        help="ok, failed, user_error, denied, rate_limited, error, pending; "
+        help="ok, failed, user_error, denied, rate_limited, error, pending, interrupted; "
         "or text in the cause, e.g. 'exit 1'",
     )
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")

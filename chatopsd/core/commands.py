@@ -51,6 +51,10 @@ class CommandSpec:
 
     `role` is the role an actor needs (None: anyone). `pages`/`mutates` mark commands that
     config can restrict to some channels. `priority` orders its replies in the outbox.
+    `effects` marks a command that acts outside chat and our database in a way not safe to
+    repeat (runs a process, creates a channel, publishes to the status page, files a ticket):
+    it is recorded as started, durably, before its handler runs, and one whose instance died
+    running it is reported in its channel, never run again (core/middleware.Started).
     """
 
     path: tuple[str, ...]
@@ -62,6 +66,7 @@ class CommandSpec:
     mutates: bool = False
     priority: Priority = Priority.NORMAL
     examples: tuple[str, ...] = ()
+    effects: bool = False
 
     @property
     def name(self) -> str:

@@ -44,7 +44,12 @@ class ClaimUnavailable(Exception):
 
 
 class AnswerClaim(Protocol):
-    """A claimed command's answer, with several instances: the bus answers it once."""
+    """A claimed command's answer, with several instances (or a command with outside effects
+    recorded as started): the bus answers it once, then reports it answered."""
+
+    # Answers carry the key `<event id>#<n>`: only where another instance may take the
+    # command over and must find what was already posted.
+    keyed: bool
 
     def answerable(self) -> bool:
         """True while nobody else may take the command over (our heartbeat is fresh)."""
@@ -68,6 +73,13 @@ class EventLedger(Protocol):
         instance claimed it first); ClaimUnavailable if it could not be recorded. `payload`
         (the command) is kept until `answered`, so another instance can take the command
         over if this one dies first."""
+        ...
+
+    async def started(self, platform: str, event_id: str, payload: str) -> bool:
+        """Record durably, before a command with outside effects acts, that it started
+        (`payload`: the command): if this instance dies before `answered`, the command is
+        reported, never run again. False if the event is no longer ours to run (another
+        instance took it over); an exception if it could not be recorded."""
         ...
 
     async def answered(self, platform: str, event_id: str) -> None:
@@ -98,6 +110,9 @@ class Orphan:
     instance: str
     payload: str  # the command, as core/messages.inbound_to_json wrote it
     seen_at: float
+    # When its outside effects began (epoch seconds), or None: a started command is reported
+    # (it may or may not have taken effect), never run again.
+    started_at: float | None = None
 
 
 class OrphanedClaims(Protocol):
@@ -108,12 +123,13 @@ class OrphanedClaims(Protocol):
         `max_age_s`."""
         ...
 
-    async def adopt(self, orphan: Orphan) -> bool:
-        """Take the claim over; True for the one instance that wins it."""
+    async def adopt(self, orphan: Orphan, *, resume: bool = True) -> bool:
+        """Take the claim over; True for the one instance that wins it. `resume`: it is to
+        be handled again here (False: only reported)."""
         ...
 
     async def abandon(self, orphan: Orphan) -> None:
-        """Give up on it (too old, or unreadable)."""
+        """Done with it: given up (too old, unreadable), or reported as interrupted."""
         ...
 
 
@@ -141,6 +157,11 @@ class AuditLog(Protocol):
         ...
 
     async def since(self, since: datetime | None, limit: int = 1000) -> Sequence[AuditEntry]: ...
+
+    async def of_event(self, platform: str, event_id: str, since: datetime) -> AuditEntry | None:
+        """The newest row a command left from `since` on (its own or its run's): unless it
+        is `interrupted`, the command finished."""
+        ...
 
 
 class ReplySink(Protocol):

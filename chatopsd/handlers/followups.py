@@ -41,6 +41,8 @@ if TYPE_CHECKING:  # the tracker module is loaded only when [tickets] is configu
     from chatopsd.integrations.tickets import TicketDraft, Tracker
 
 log = logging.getLogger("chatopsd.followups")
+# The commands that send follow-ups to the tracker (closing an incident does too)
+_EXPORTS = frozenset({("tickets",), ("followup", "retry")})
 
 Submit = Callable[[Inbound], object]
 
@@ -110,6 +112,7 @@ class FollowUps:
                 args,
                 mutates=path != ("followup", "list"),
                 priority=Priority.STATUS,
+                effects=path in _EXPORTS,  # files tickets in the tracker
             )
 
         def tail(name: str, what: str, required: bool = False) -> Arg:

@@ -196,6 +196,9 @@ class IncidentHandler:
                 mutates=mutates,
                 priority=Priority.STATUS,
                 examples=ex,
+                # through the hooks: the status page (--public, auto-publish, resolved) and
+                # the tickets exported at close
+                effects=sub in ("update", "escalate", "resolve", "close"),
             )
 
         return [
@@ -213,6 +216,7 @@ class IncidentHandler:
                 mutates=True,
                 priority=Priority.PAGE,
                 examples=('incident declare --sev 1 "Payments failing" --service payments',),
+                effects=True,  # opens a channel, posts a bridge, may auto-publish
             ),
             spec("ack", "acknowledge: someone is on it", self.ack, note, True, "incident ack"),
             spec(

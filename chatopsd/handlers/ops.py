@@ -65,6 +65,7 @@ class OpsHandler:
                 tuple(Arg(a, _arg_help(c, a), choices=()) for a in c.args),
                 role=c.role,
                 mutates=True,
+                effects=True,  # runs a process: never twice for one command
             )
             for c in self.commands_cfg.values()
         ]

@@ -114,6 +114,7 @@ class PublicStatus:
                 args,
                 mutates=True,
                 priority=Priority.STATUS,
+                effects=True,  # the status page
             )
 
         rest = Arg("rest", "[INC id] then the text", kind="rest", required=False)

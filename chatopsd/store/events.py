@@ -6,6 +6,11 @@ itself, until it was answered. When an instance dies between claim and answer, t
 holder finds the claim (`orphans`), takes it over (`adopt`, a compare-and-set on the owner)
 and handles it again: a `kill -9` loses no command. A page handled twice is still one
 PagerDuty incident (the incident_key is the chat event).
+
+A command with outside effects (core/commands.CommandSpec.effects) is recorded as `started`
+before it acts, on either database. One left started and unanswered is not handled again:
+it is reported (core/ports.Orphan.started_at; chatopsd/takeover.py), by a survivor or, on
+SQLite, by the next start.
 """
 
 from __future__ import annotations
@@ -27,6 +32,15 @@ DB_NOW = "extract(epoch from clock_timestamp())"
 _CLAIM = (
     "INSERT INTO events (platform, event_id, seen_at) VALUES (?, ?, ?) "
     "ON CONFLICT (platform, event_id) DO NOTHING"
+)
+# Before a command with outside effects acts: the row (ours, still open) says it started.
+# On SQLite the claim row exists already (no instance); an event without an id gets its own.
+_STARTED = (
+    "INSERT INTO events (platform, event_id, seen_at, instance, payload, started_at) "
+    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (platform, event_id) DO UPDATE SET "
+    "started_at = excluded.started_at, instance = excluded.instance, payload = excluded.payload "
+    "WHERE events.done_at IS NULL "
+    "AND (events.instance IS NULL OR events.instance = excluded.instance)"
 )
 _CLAIM_OWNED = (
     "INSERT INTO events (platform, event_id, seen_at, instance, payload) VALUES (?, ?, ?, ?, ?) "
@@ -68,6 +82,8 @@ class SqlEventLedger:
         # horizon, memory holds every claim that still counts and a miss is a new event.
         self._forgotten_until = float("-inf")
         self._adopted: set[tuple[str, str]] = set()  # taken over, to be handled once more
+        # commands with outside effects started here and not yet answered
+        self._started: set[tuple[str, str]] = set()
         self.failures = 0  # claims that could not be made (shared database unreachable)
         self.adopted = 0  # commands taken over from dead instances
         # False while the others may count this instance dead (its heartbeat is late): it then
@@ -135,10 +151,26 @@ class SqlEventLedger:
             log.error("cannot claim %s event %s (database: %s)", platform, event_id, exc)
             raise ClaimUnavailable(str(exc)) from exc
 
+    async def started(self, platform: str, event_id: str, payload: str) -> bool:
+        """Before a command with outside effects acts: recorded durably (a raise when it
+        cannot be: the command must not act unrecorded). False when the event is no longer
+        ours to run (a survivor took it over)."""
+        key = (platform, event_id)
+        now = self.clock.now().timestamp()
+        changed = await self.db.execute(
+            _STARTED, (platform, event_id, now, self.instance, payload, now)
+        )
+        if changed != 1:
+            return False
+        self._started.add(key)
+        return True
+
     async def answered(self, platform: str, event_id: str) -> None:
         """The command's replies went out (or were given up on): nobody takes it over now."""
-        if not self.db.shared:
-            return  # one process: nobody to take over from
+        key = (platform, event_id)
+        if not self.db.shared and key not in self._started:
+            return  # one process, nothing started: nobody to take over from, nothing to tell
+        self._started.discard(key)
         try:
             await self.db.execute(
                 "UPDATE events SET done_at = ?, payload = NULL "
@@ -174,21 +206,34 @@ class SqlEventLedger:
     async def orphans(self, dead_after_s: float, max_age_s: float) -> list[Orphan]:
         """Unanswered claims of instances whose heartbeat is older than `dead_after_s`
         (by the database's clock, the one every heartbeat is written with), claimed in the
-        last `max_age_s`. Only with a shared database."""
+        last `max_age_s`; a started one whenever it was claimed (it is reported, not run).
+
+        On SQLite (one process), the commands an earlier run started and never finished: it
+        was killed or crashed mid-command."""
         if not self.db.shared:
-            return []
+            rows = await self.db.fetchall(
+                "SELECT platform, event_id, instance, payload, seen_at, started_at FROM events "
+                "WHERE started_at IS NOT NULL AND done_at IS NULL ORDER BY seen_at LIMIT 500"
+            )
+            return [
+                Orphan(r[0], r[1], r[2] or "", r[3], r[4], r[5])
+                for r in rows
+                if (r[0], r[1]) not in self._started  # this run's own, still running
+            ]
         rows = await self.db.fetchall(
-            "SELECT e.platform, e.event_id, e.instance, e.payload, e.seen_at FROM events e "
-            "WHERE e.done_at IS NULL AND e.payload IS NOT NULL AND e.seen_at >= ? "
+            "SELECT e.platform, e.event_id, e.instance, e.payload, e.seen_at, e.started_at "
+            "FROM events e WHERE e.done_at IS NULL AND e.payload IS NOT NULL "
+            "AND (e.seen_at >= ? OR e.started_at IS NOT NULL) "
             "AND e.instance <> ? AND NOT EXISTS (SELECT 1 FROM instances i "
             f"WHERE i.id = e.instance AND i.seen_at > {DB_NOW} - ?) "
             "ORDER BY e.seen_at LIMIT 500",
             (self.clock.now().timestamp() - max_age_s, self.instance, dead_after_s),
         )
-        return [Orphan(r[0], r[1], r[2], r[3], r[4]) for r in rows]
+        return [Orphan(r[0], r[1], r[2], r[3], r[4], r[5]) for r in rows]
 
-    async def adopt(self, orphan: Orphan) -> bool:
-        """Take the claim over from its dead owner; True if we won it (one survivor does)."""
+    async def adopt(self, orphan: Orphan, *, resume: bool = True) -> bool:
+        """Take the claim over from its dead owner; True if we won it (one survivor does).
+        `resume`: it is to be handled again here (not when it is only reported)."""
         changed = await self.db.execute(
             "UPDATE events SET instance = ? WHERE platform = ? AND event_id = ? "
             "AND instance = ? AND done_at IS NULL",
@@ -196,16 +241,24 @@ class SqlEventLedger:
         )
         if changed != 1:
             return False
-        self._adopted.add((orphan.platform, orphan.event_id))
+        if resume:
+            self._adopted.add((orphan.platform, orphan.event_id))
         self.adopted += 1
         return True
 
     async def abandon(self, orphan: Orphan) -> None:
-        """Give up on an orphan too old to answer now (it is logged by the caller)."""
+        """Done with an orphan: given up on (too old to answer now, unreadable; logged by
+        the caller), or reported as interrupted after `adopt`."""
         await self.db.execute(
             "UPDATE events SET done_at = ?, payload = NULL "
-            "WHERE platform = ? AND event_id = ? AND instance = ?",
-            (self.clock.now().timestamp(), orphan.platform, orphan.event_id, orphan.instance),
+            "WHERE platform = ? AND event_id = ? AND instance IN (?, ?)",
+            (
+                self.clock.now().timestamp(),
+                orphan.platform,
+                orphan.event_id,
+                orphan.instance,
+                self.instance,
+            ),
         )
 
     async def prune(self) -> int:
