@@ -97,12 +97,22 @@ class Takeover:
     async def _report(self, orphan: Orphan, event: Inbound, started_at: float) -> None:
         """Tell the channel and audit it; never run it again. Told at least once: a survivor
         that dies before marking it done leaves it to the next one."""
+        started = datetime.fromtimestamp(started_at, UTC)
+        recorded = await self.audit.of_event(event.platform, event.event_id, started)
         if not await self.ledger.adopt(orphan, resume=False):
             return  # another survivor reports it
-        started = datetime.fromtimestamp(started_at, UTC)
+        try:
+            await self._tell(orphan, event, started, recorded)
+        except Exception:
+            await self.ledger.release(orphan)  # the next sweep tries again
+            raise
+        await self.ledger.abandon(orphan)
+
+    async def _tell(
+        self, orphan: Orphan, event: Inbound, started: datetime, recorded: AuditEntry | None
+    ) -> None:
         command, again = self._command(event)
         instance = orphan.instance or "(unknown)"
-        recorded = await self.audit.of_event(event.platform, event.event_id, started)
         finished = recorded if recorded and recorded.outcome != Outcome.INTERRUPTED else None
         if recorded is None:
             await self.audit.append(
@@ -138,7 +148,6 @@ class Takeover:
         notice = self._notice(event, instance, started, again, finished)
         if await self.bus.outbox.send(Destination.for_inbound(event), notice) is None:
             log.error("could not tell %s:%s about %r", event.platform, event.channel, again)
-        await self.ledger.abandon(orphan)
 
     def _command(self, event: Inbound) -> tuple[str, str]:
         """The command's name (for the audit) and the exact text that runs it again."""

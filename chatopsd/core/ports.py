@@ -128,6 +128,10 @@ class OrphanedClaims(Protocol):
         be handled again here (False: only reported)."""
         ...
 
+    async def release(self, orphan: Orphan) -> None:
+        """Give an orphan adopted to be reported back to its dead owner (reporting failed)."""
+        ...
+
     async def abandon(self, orphan: Orphan) -> None:
         """Done with it: given up (too old, unreadable), or reported as interrupted."""
         ...

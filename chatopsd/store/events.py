@@ -189,6 +189,7 @@ class SqlEventLedger:
         wins."""
         if not self.db.shared:
             return True
+        self._started.discard((platform, event_id))
         for attempt in range(attempts):
             try:
                 changed = await self.db.execute(
@@ -245,6 +246,15 @@ class SqlEventLedger:
             self._adopted.add((orphan.platform, orphan.event_id))
         self.adopted += 1
         return True
+
+    async def release(self, orphan: Orphan) -> None:
+        """Give back an orphan adopted to be reported, when reporting it failed: it is its
+        dead owner's again, for the next sweep (here or on another survivor)."""
+        await self.db.execute(
+            "UPDATE events SET instance = ? WHERE platform = ? AND event_id = ? "
+            "AND instance = ? AND done_at IS NULL",
+            (orphan.instance, orphan.platform, orphan.event_id, self.instance),
+        )
 
     async def abandon(self, orphan: Orphan) -> None:
         """Done with an orphan: given up on (too old to answer now, unreadable; logged by
