@@ -88,6 +88,7 @@ class PgLease:
         self._beat_sent = -1e9  # time.monotonic() when the last heartbeat that went in was sent
         self.changes = 0  # leadership gained or lost (tests, health)
         self._was_leader = False
+        self._stopping = False
 
     @property
     def leader(self) -> bool:
@@ -121,9 +122,18 @@ class PgLease:
     async def stop(self) -> None:
         """Hand the lease over cleanly: a successor need not wait for it to expire."""
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            self._stopping = True
+            # One cancel can be lost: Python 3.11's wait_for returns the result of a step that
+            # completes in the same instant instead of raising, and the loop would then run
+            # (and keep the daemon from stopping) forever. Cancel until it has ended (5 s at
+            # most: stopping must not hang on it either way).
+            for _ in range(20):
+                if self._task.done():
+                    break
+                self._task.cancel()
+                await asyncio.wait({self._task}, timeout=0.25)
+            else:
+                log.error("lease: the renewal task of %s did not stop", self.instance)
         if self._conn is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(self._release(self._conn, self._token), self.interval)
@@ -147,7 +157,7 @@ class PgLease:
         await conn.fetchval("SELECT pg_advisory_unlock($1)", LEASE_LOCK)
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             await asyncio.sleep(self.interval)
             await self.tick()
 
