@@ -26,6 +26,8 @@ from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.identity import configured_map
+from chatopsd.core.identity_service import IdentityService
 from chatopsd.core.messages import Inbound
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.oncall import Directory, MemoryPageLog, PageLog, Pager, Person
@@ -53,6 +55,7 @@ from chatopsd.store.db import Database
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.kv import SqlKeyValue
+from chatopsd.store.links import SqliteIdentityLinks
 from chatopsd.store.stalkers import SqlStalkerStore
 from chatopsd.systemd import Notifier, Watchdog
 
@@ -124,6 +127,10 @@ class App:
 
         connectors = self._connectors()
         self.outbox = Outbox({c.platform: c for c in connectors})
+        # who is who, for roles, approvals, `!pd`, shift DMs and mentions (core/identity.py)
+        self.identities = IdentityService(
+            SqliteIdentityLinks(self.db), self.outbox.connectors, _configured_identities(cfg)
+        )
         self.registry = Registry()
         self.bus = Bus(
             self.registry,
@@ -232,14 +239,6 @@ class App:
             command_roles=cfg.auth.command_roles,
             paging_channels=frozenset(cfg.auth.paging_channels),
             mutating_channels=frozenset(cfg.auth.mutating_channels),
-            # [pagerduty.users] names people too; auth.identities wins where both do
-            identities={
-                k: v.lower()
-                for k, v in {
-                    **(cfg.pagerduty.users if cfg.pagerduty else {}),
-                    **cfg.auth.identities,
-                }.items()
-            },
         )
         # Order and why: core/middleware.py's docstring.
         return [
@@ -249,7 +248,9 @@ class App:
             RateLimit(
                 self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=self._is_grant
             ),
-            Authorize(policy, self.incident_store.is_incident_channel),
+            Authorize(
+                policy, self.incident_store.is_incident_channel, identify=self.identities.of_call
+            ),
         ]
 
     def _is_grant(self, event: Inbound) -> bool:
@@ -316,6 +317,7 @@ class App:
             page_log=page_log,
             repage_window=pd.repage_window_seconds if pd is not None else 300.0,
             services=self._services(),
+            identities=self.identities,
         )
 
     def _services(self) -> list[str]:
@@ -428,6 +430,7 @@ class App:
             self.clock,
             lambda: self.policy,  # the current one: reload replaces it
             self.outbox,
+            self.identities,
             expire_seconds=cfg.approvals.expire_seconds,
             prefix=cfg.chatopsd.prefix,
             times=self.times,
@@ -611,8 +614,9 @@ class App:
         """Apply what is safe to change while running; returns what still needs a restart,
         by key path: every other difference between the running and the new config.
 
-        Reloaded: log level and format, roles, auth rules, rate limits (buckets start afresh),
-        `[[approvals.rules]]`, `approvals.expire_seconds` (new requests) and `[[commands]]`."""
+        Reloaded: log level and format, roles, auth rules and identities, `[pagerduty.users]`,
+        rate limits (buckets start afresh), `[[approvals.rules]]`, `approvals.expire_seconds`
+        (new requests) and `[[commands]]`."""
         old = self.config
         commands_note = self._reload_commands(new)
         applied = old.model_copy(
@@ -620,6 +624,10 @@ class App:
                 "roles": new.roles,
                 "auth": new.auth,
                 "ratelimit": new.ratelimit,
+                # [pagerduty.users] says who is who, and so grants roles and approvals
+                "pagerduty": old.pagerduty.model_copy(update={"users": new.pagerduty.users})
+                if old.pagerduty is not None and new.pagerduty is not None
+                else old.pagerduty,
                 "commands": new.commands if commands_note is None else old.commands,
                 "approvals": old.approvals.model_copy(
                     update={
@@ -636,6 +644,7 @@ class App:
             }
         )
         self.config = applied
+        self.identities.reconfigure(_configured_identities(applied))
         self.bus.set_middleware(self._middleware())  # a new AccessPolicy, read by approvals too
         self.approvals.expire_seconds = new.approvals.expire_seconds
         self.ops.reconfigure(applied.commands, _rules(applied))
@@ -808,6 +817,12 @@ def _rules(cfg: Config) -> list[Rule]:
     return [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
 
 
+def _configured_identities(cfg: Config) -> dict[str, str]:
+    """The configured level of the identity service: `[pagerduty.users]` and
+    `auth.identities` (which wins where both name one chat identity)."""
+    return configured_map(cfg.pagerduty.users if cfg.pagerduty else {}, cfg.auth.identities)
+
+
 def _differences(running: Config, new: Config) -> list[str]:
     """Key paths whose value differs ("incidents.pulse_minutes"; a whole section when it was
     added or removed): after a reload, exactly what it could not apply."""
@@ -832,8 +847,8 @@ def _reload(app: App, notifier: Notifier, path: Path | None) -> None:
     else:
         later = app.reload(new)
         log.warning(
-            "config reloaded (log level/format, roles, auth, rate limits, approval rules, "
-            "commands)%s",
+            "config reloaded (log level/format, roles, auth, pagerduty.users, rate limits, "
+            "approval rules, commands)%s",
             f"; changed but needs a restart: {', '.join(later)}" if later else "",
         )
     notifier.ready(app.status_line())

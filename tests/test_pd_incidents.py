@@ -49,7 +49,10 @@ async def start(tmp_path: Path, pd: FakePagerDuty, clock: FakeClock, out: io.Str
         make_config(
             tmp_path,
             pagerduty=pd_incidents_section(pd),
-            roles={"oncall": ["console:u-grace", "console:u-ada", "console:u-none"]},
+            roles={
+                "oncall": ["console:u-grace", "console:u-ada", "console:u-none"],
+                "admin": ["console:u-root"],
+            },
         ),
         clock=clock,
         io=Io(stdin=io.StringIO(""), stdout=out),
@@ -160,18 +163,31 @@ async def test_unlinked_user_is_refused_and_nothing_is_sent(app: App, pd: FakePa
     reply = text_of(await say(app, "!pd ack PINC001", actor=NOBODY))
     assert "I don't know your PagerDuty user" in reply and "!pd link" in reply
     assert pd.writes == [] and pd.from_emails == []
-    assert "You are not linked" in text_of(await say(app, "!pd whoami", actor=NOBODY))
+    assert "You act as nobody" in text_of(await say(app, "!pd whoami", actor=NOBODY))
     # Linking needs an email PagerDuty knows, and not one an admin gave someone else.
     assert "no user with the email" in text_of(await say(app, "!pd link x@nowhere.io", NOBODY))
-    assert "already linked to someone else" in text_of(
+    assert "already belongs to another console account (set by an admin" in text_of(
         await say(app, "!pd link grace@example.com", NOBODY)
     )
-    assert "Linked" in text_of(await say(app, "!pd link linus@example.com", NOBODY))
+    asked = text_of(await say(app, "!pd link linus@example.com", NOBODY))
+    assert "an admin must approve" in asked
+    request = asked.split("(request ", 1)[1].split(",", 1)[0]
     other = Actor("u-other", "Mallory")
-    assert "already linked to someone else" in text_of(
+    # a claim nobody confirmed holds nothing back: someone else may claim too
+    assert "an admin must approve" in text_of(await say(app, "!pd link linus@example.com", other))
+    assert "not confirmed yet" in text_of(await say(app, "!pd ack PINC001", actor=NOBODY))
+    assert "not confirmed yet" in text_of(await say(app, "!pd whoami", actor=NOBODY))
+    assert pd.writes == []
+    await say(app, f"!approve {request}", actor=Actor("u-root", "Root"))
+    for _ in range(500):  # the granted `pd link` runs as its own command
+        if not app.bus.in_flight:
+            break
+        await asyncio.sleep(0.01)
+    assert "Linus Torvalds" in text_of(await say(app, "!pd whoami", actor=NOBODY))
+    # now that it is someone's, nobody else on this platform can have it
+    assert "already belongs to another console account (a confirmed !pd link)" in text_of(
         await say(app, "!pd link linus@example.com", other)
     )
-    assert "Linus Torvalds" in text_of(await say(app, "!pd whoami", actor=NOBODY))
     assert "acknowledged by Linus Torvalds" in text_of(
         await say(app, "!pd ack PINC001", actor=NOBODY)
     )

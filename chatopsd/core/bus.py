@@ -312,8 +312,16 @@ class Bus:
         """The command a reaction stands for, if any handler maps it to one.
 
         Reactions by bots never count (another bot's ✅ is not an approval), whatever the
-        connector's `allow_bots` says about messages."""
+        connector's `allow_bots` says about messages; nor do those of a reactor the connector
+        could not look up: not known to be a person is not a person."""
         if event.actor.is_bot:
+            return None
+        if not event.actor.resolved:
+            log.warning(
+                "ignored a reaction by %s:%s: could not look the reactor up",
+                event.platform,
+                event.actor.id,
+            )
             return None
         for to_command in self.reaction_commands:
             try:

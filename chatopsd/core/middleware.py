@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 from chatopsd.core.bus import Next
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, UserError
-from chatopsd.core.messages import Actor, Inbound, Reply, inbound_to_json
+from chatopsd.core.identity import Identity, chat_id, unknown_reason
+from chatopsd.core.messages import Inbound, Reply, inbound_to_json
 from chatopsd.core.outcome import Outcome, outcome_of, short_cause
 from chatopsd.core.ports import AuditEntry, AuditLog, ClaimUnavailable, Clock, EventLedger
 
@@ -83,30 +84,25 @@ class AccessPolicy:
     `roles` maps a role to identities: "platform:user_id", an email address, or "*".
     Members of "admin" hold every role. `command_roles` overrides a spec's role by command
     name ("ic page" = "oncall"). Paging/mutating commands are limited to the listed
-    "platform:channel" entries when a list is non-empty.
+    "platform:channel" entries when a list is non-empty. Who someone is (their email, and
+    whether it can be trusted) is the identity service's answer (core/identity.py): a role
+    given to an email applies only to an identity whose email is at a usable level.
     """
 
     roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
     command_roles: Mapping[str, str] = field(default_factory=dict)
     paging_channels: frozenset[str] = frozenset()
     mutating_channels: frozenset[str] = frozenset()
-    # "platform:user_id" → email: links a person's chat identities (a Discord user has no
-    # email we can see), so roles, self-approval and vote counting treat them as one person
-    identities: Mapping[str, str] = field(default_factory=dict)
 
-    def email_of(self, platform: str, actor: Actor) -> str | None:
-        """The person behind a chat identity: the linked email first, then the platform's."""
-        linked = self.identities.get(f"{platform}:{actor.id}")
-        email = linked or actor.email
-        return email.lower() if email else None
-
-    def holds(self, call: Call, role: str) -> bool:
-        actor = call.event.actor
-        ids = {f"{call.event.platform}:{actor.id}", "*"}
-        email = self.email_of(call.event.platform, actor)
-        if email:
-            ids.add(email)
+    def holds(self, who: Identity, role: str) -> bool:
+        ids = {who.chat, "*"}
+        if who.email:
+            ids.add(who.email)
         return any(ids & self.roles.get(r, frozenset()) for r in (role, "admin"))
+
+    def role_of(self, call: Call) -> str | None:
+        spec = call.spec
+        return None if spec is None else self.command_roles.get(spec.name, spec.role)
 
     def restricted_here(self, call: Call) -> bool:
         """True when the channel lists would refuse this command in this channel."""
@@ -118,9 +114,9 @@ class AccessPolicy:
             spec.pages and bool(self.paging_channels) and where not in self.paging_channels
         ) or (spec.mutates and bool(self.mutating_channels) and where not in self.mutating_channels)
 
-    def check(self, call: Call, *, channel_allowed: bool = False) -> None:
-        """Raise Forbidden if the actor may not run this here. `channel_allowed` lifts the
-        channel lists (the channel is one the daemon made for an incident)."""
+    def check_channel(self, call: Call, *, channel_allowed: bool = False) -> None:
+        """Raise Forbidden if this command may not run in this channel. `channel_allowed`
+        lifts the channel lists (the channel is one the daemon made for an incident)."""
         spec = call.spec
         if spec is None:
             return
@@ -141,12 +137,18 @@ class AccessPolicy:
                 f"{call.prefix}{spec.name} is not allowed in this channel",
                 hint="use one of the channels set in auth.mutating_channels",
             )
-        role = self.command_roles.get(spec.name, spec.role)
-        if role and not self.holds(call, role):
-            raise Forbidden(
-                f"{call.prefix}{spec.name} needs the role {role!r}",
-                hint="ask an admin to add you under [roles] in the config",
-            )
+
+    def check_role(self, call: Call, who: Identity) -> None:
+        """Raise Forbidden if `who` lacks the command's role, saying what to do."""
+        role = self.role_of(call)
+        if role is None or self.holds(who, role):
+            return
+        hint = "ask an admin to add you under [roles] in the config"
+        if who.email is None and (who.claimed is not None or who.unverified or not who.complete):
+            why, todo = unknown_reason(who, call.prefix)
+            hint = f"{why}: {todo}"
+        name = call.spec.name if call.spec is not None else call.command
+        raise Forbidden(f"{call.prefix}{name} needs the role {role!r}", hint=hint)
 
 
 def audit_entry(
@@ -177,21 +179,32 @@ class Authorize:
     `incident_channel(platform, channel)` says whether a channel is one the daemon created for
     an incident: paging and mutating commands are allowed there even when the channel lists
     in config do not name it (they cannot: it did not exist when the config was written).
+    `identify` is the identity service's `of_call`: asked only when the chat id alone does
+    not hold the role (without it, only chat ids and "*" grant roles).
     """
 
     def __init__(
         self,
         policy: AccessPolicy,
         incident_channel: Callable[[str, str], Awaitable[bool]] | None = None,
+        *,
+        identify: Callable[[Call], Awaitable[Identity]] | None = None,
     ) -> None:
         self.policy = policy
         self.incident_channel = incident_channel
+        self.identify = identify
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         allowed = False
         if self.incident_channel is not None and self.policy.restricted_here(call):
             allowed = await self.incident_channel(call.event.platform, call.event.channel)
-        self.policy.check(call, channel_allowed=allowed)
+        self.policy.check_channel(call, channel_allowed=allowed)
+        role = self.policy.role_of(call)
+        if role is not None:
+            who = call.identity or Identity(chat_id(call.event.platform, call.event.actor.id))
+            if not self.policy.holds(who, role) and self.identify is not None:
+                who = await self.identify(call)
+            self.policy.check_role(call, who)
         return await nxt(call)
 
 

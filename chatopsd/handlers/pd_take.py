@@ -39,7 +39,7 @@ class TakeHandler:
         schedules: Sequence[str],
         service_id: str,
         on_paged: OnPaged | None = None,
-        may_page: Callable[[Call], bool] | None = None,
+        may_page: Callable[[Call], Awaitable[bool]] | None = None,
         times: Times = UTC_TIMES,
     ) -> None:
         self.times = times
@@ -186,9 +186,10 @@ class TakeHandler:
         e = call.event
         try:
             person = await self.api.user(user_id)
-            ids = (
-                await self.pd.identities.chat_ids(person.email, e.platform) if person.email else []
-            )
+            ids = [
+                chat.partition(":")[2]
+                for chat in await self.pd.identities.chat_ids(person.email, e.platform)
+            ]
         except UserError as exc:
             log.warning("could not tell %s of the shift change: %s", user_id, exc)
             return
@@ -202,7 +203,7 @@ class TakeHandler:
 
     async def escalation_page(self, call: Call, target: str, incident_id: str) -> Reply:
         """`!incident escalate <id> --page <target>`."""
-        if self.may_page is not None and not self.may_page(call):
+        if self.may_page is not None and not await self.may_page(call):
             raise Forbidden(
                 f"--page pages people and needs the role {ROLE!r} (as {call.prefix}incident page)",
                 hint="ask an admin to add you under [roles] in the config",

@@ -10,17 +10,18 @@ expires when its window starts; the `swap-expire` job edits the message to say s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta, tzinfo
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
-from chatopsd.core.errors import Forbidden, NotFound, UsageError
+from chatopsd.core.errors import Forbidden, NotFound, Unavailable, UsageError
 from chatopsd.core.handoff import shift_time
 from chatopsd.core.messages import Button, Destination, Reply, Sent
 from chatopsd.core.pd import IncidentApi
 from chatopsd.core.ports import Clock, ReplySink
+from chatopsd.core.shifts import Lookahead, held_through
 from chatopsd.core.swaps import Swap, SwapStore
 from chatopsd.handlers.pd import ROLE, PdHandler, parse_duration
 
@@ -38,10 +39,13 @@ class SwapHandler:
         *,
         schedules: Sequence[str],
         tz: tzinfo | None = None,
+        lookahead: Callable[[], Lookahead] | None = None,
     ) -> None:
         self.api, self.pd, self.store, self.outbox, self.clock = api, pd, store, outbox, clock
         self.schedules = tuple(schedules)
         self.tz = tz
+        # the coming shifts read from PagerDuty (store/shifts.py): a swap offers one you hold
+        self.lookahead = lookahead or (lambda: Lookahead((), None))
 
     def commands(self) -> list[CommandSpec]:
         return [
@@ -79,6 +83,7 @@ class SwapHandler:
             raise UsageError("the window ends before it starts")
         if start < now - timedelta(minutes=1):
             raise UsageError("the window has already started")
+        await self._holds(call, self.schedules[0], start, until)
         e = call.event
         swap = Swap(
             0,
@@ -100,6 +105,33 @@ class SwapHandler:
             raise RuntimeError("the swap request could not be posted")
         await self.store.posted(swap_id, sent.message_id)
         return Reply(text=f"Swap request #{swap_id} posted; it expires when the window starts.")
+
+    async def _holds(self, call: Call, schedule: str, start: datetime, until: datetime) -> None:
+        """Refuse a request for a window the requester is not on call for: a swap gives away
+        your own shift, never someone else's."""
+        sender = await self.pd.sender(call)  # known, or Forbidden with what to do
+        me = await self.api.user_by_email(sender)
+        if me is None:
+            raise NotFound(f"PagerDuty has no user with the email {sender}")
+        known = self.lookahead()
+        if known.as_of is None:
+            raise Unavailable(
+                "I cannot check your shifts: the coming shifts have not been read from "
+                f"PagerDuty yet{f' ({known.error})' if known.error else ''}",
+                hint="try again after the next on-call refresh",
+            )
+        now = self.clock.now()
+        if known.horizon is not None and until > known.horizon:
+            raise UsageError(
+                f"I can only see shifts until {shift_time(known.horizon, self.tz, now)}",
+                hint="ask for a window that ends before then",
+            )
+        if not held_through(known.shifts, schedule, me.id, start, until):
+            window = f"{shift_time(start, self.tz, now)} → {shift_time(until, self.tz, now)}"
+            raise Forbidden(
+                f"you ({me.name}) are not on call on {schedule} for all of {window}",
+                hint=f"a swap offers a shift you hold: see {call.prefix}ic schedule",
+            )
 
     async def take(self, call: Call) -> Reply:
         raw = call.args.get("id")

@@ -21,7 +21,8 @@ The REAL slack-sdk talks to it. It behaves like Slack where it matters to us:
   * conversations.open gives one DM channel id per user (kept in `dms`);
     conversations.history / conversations.replies list the channel's messages (the users' sent
     through `event`, the bot's posts with their blocks) after `oldest`; a ts is epoch time;
-    usergroups.users.update replaces the members of a group in `usergroups` (known ids only).
+    usergroups.users.update replaces the members of a group in `usergroups` (known ids only);
+    users.info and users.lookupByEmail answer from `USERS`.
 `timeline` records ("ack", envelope_id) and ("api", method) in the order they happened.
 """
 
@@ -451,6 +452,17 @@ class FakeSlack:
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
         user = USERS.get(str(args.get("user")))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    def _m_users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
+        """users.lookupByEmail (web-api-openapi-v2.json): `email` is required; an address no
+        member has is `users_not_found`."""
+        email = str(args.get("email") or "").lower()
+        if not email:
+            return {"ok": False, "error": "invalid_arg_name"}
+        for user in USERS.values():
+            if str(user.get("profile", {}).get("email", "")).lower() == email:
+                return {"ok": True, "user": user}
+        return {"ok": False, "error": "users_not_found"}
 
     async def _response_url(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()
