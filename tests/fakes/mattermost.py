@@ -12,7 +12,8 @@ Channel administration (channels.yaml, posts.yaml): `POST /channels` (201 Channe
 403 while `refuse_channels`), `POST /channels/{id}/members` (201 ChannelMember; 403 while
 `refuse_invites`), `POST /posts/{id}/pin` (200 StatusOK; 403 while `refuse_pins`), and
 `GET /users/username/{name}`. Users (`GET /users/{id}`, `GET /users/email/{email}`) carry the
-address in `emails` and `email_verified` true for the ids in `verified`. `admin_failures`
+address in `emails` and `email_verified` true for the ids in `verified` (`user_failures`: ids
+whose lookup answers 500). `admin_failures`
 answers the next admin calls (create, member, pin) with the given (status, headers);
 `pin_failures` the next pins. Created channels show
 in `GET /users/me/channels`, the bot a member. `POST /channels/direct` (201 Channel of type
@@ -77,6 +78,7 @@ class FakeMattermost:
         self.emails: dict[str, str] = {ALICE["id"]: "alice@example.com"}  # user id -> email
         # users whose address Mattermost verified (User.email_verified); others are unverified
         self.verified: set[str] = {ALICE["id"]}
+        self.user_failures: set[str] = set()  # user ids whose GET /users/{id} answers 500
         self.channel_patches: list[tuple[str, dict[str, Any]]] = []  # PUT /channels/{id}/patch
         self._ids = itertools.count(1)
         self._last_ms = 0
@@ -250,6 +252,8 @@ class FakeMattermost:
     async def _user_by_id(self, request: web.Request) -> web.Response:
         """users.yaml GetUser: the email is there unless privacy settings hide it."""
         uid = request.match_info["id"]
+        if uid in self.user_failures:
+            return _app_error("app.user.get.app_error", "database unavailable", 500)
         user = next((u for u in self.users.values() if u["id"] == uid), None)
         if user is None:
             return _app_error("app.user.missing_account.const", "user not found", 404)

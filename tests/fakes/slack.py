@@ -22,7 +22,8 @@ The REAL slack-sdk talks to it. It behaves like Slack where it matters to us:
     conversations.history / conversations.replies list the channel's messages (the users' sent
     through `event`, the bot's posts with their blocks) after `oldest`; a ts is epoch time;
     usergroups.users.update replaces the members of a group in `usergroups` (known ids only);
-    users.info and users.lookupByEmail answer from `USERS`.
+    users.info and users.lookupByEmail answer from `USERS` (users.info fails for the ids in
+    `user_failures`).
 `timeline` records ("ack", envelope_id) and ("api", method) in the order they happened.
 """
 
@@ -138,6 +139,7 @@ class FakeSlack:
         self._channel_ids = itertools.count(1)
         self.dms: dict[str, str] = {}  # DM channel id -> user (conversations.open)
         self.usergroups: dict[str, list[str]] = {}  # usergroup id -> members (issue 18)
+        self.user_failures: set[str] = set()  # user ids whose users.info answers fatal_error
         self._sent: dict[str, dict[str, Any]] = {}  # every envelope ever sent, by id
 
     # -- life ------------------------------------------------------------------------------
@@ -450,6 +452,8 @@ class FakeSlack:
         return {"ok": True, "usergroup": subteam}
 
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        if str(args.get("user")) in self.user_failures:
+            return {"ok": False, "error": "fatal_error"}
         user = USERS.get(str(args.get("user")))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
 
