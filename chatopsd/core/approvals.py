@@ -150,8 +150,8 @@ def refusal(
         return "you cannot approve your own request"
     if not sure:
         return (
-            f"I could not look up who you or the requester are just now, so I cannot tell "
-            f"you apart: try {action.id} again in a minute"
+            "I could not look up who you or the requester are just now, so I cannot tell "
+            "you apart: try again in a minute"
         )
     if not holds_role:
         return f"approving {action.id} needs the role {action.role!r}"
