@@ -26,6 +26,7 @@ from pydantic import (
 
 from chatopsd import locations
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.public_status import TITLE_PLACEHOLDERS, placeholders
 
 # Sections that always exist: their secret may come from a credential alone.
 _ALWAYS_PRESENT = frozenset({"audit"})
@@ -367,9 +368,21 @@ class StatuspageSection(Section):
     page_id: str = Field(min_length=1)
     components: dict[str, str] = {}  # incident service -> component id
     auto_publish: list[Literal["SEV-1", "SEV-2", "SEV-3", "SEV-4"]] = []
+    # The public name of an auto-published incident (nobody chose to show its internal
+    # title): {service} (when it is one of `components`), {sev}; "{title}" opts into the title.
+    auto_publish_title: str = Field("Service disruption: {service}", min_length=1, max_length=255)
     timeout_seconds: float = Field(10.0, gt=0)
     # Statuspage allows one request per second per API key.
     min_interval_seconds: float = Field(1.0, ge=0)
+
+    @field_validator("auto_publish_title")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        unknown = sorted(placeholders(template) - TITLE_PLACEHOLDERS)
+        if unknown:
+            known = ", ".join(f"{{{p}}}" for p in sorted(TITLE_PLACEHOLDERS))
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} (known: {known})")
+        return template
 
 
 class TicketsSection(Section):

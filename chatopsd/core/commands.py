@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from chatopsd.core.errors import UsageError
+from chatopsd.core.grammar import Quoted
 from chatopsd.core.messages import Priority, Reply
 
 if TYPE_CHECKING:
@@ -27,7 +28,13 @@ class Arg:
     """One argument. `rest` swallows every remaining word (the typed tail); `option` is given
     as --name VALUE. An optional positional argument with `accepts` binds only a word it
     accepts and is skipped otherwise: `!incident ack [INC-id] [note...]` takes
-    "INC-2026-0001 on it" and "on it" alike."""
+    "INC-2026-0001 on it" and "on it" alike.
+
+    `last`: an option whose value ends the command. A word typed after it is refused rather
+    than bound elsewhere, so text meant for one audience (`--public "..."`, the status page)
+    is never cut short or mixed with text for another (the internal note).
+    `role`: the role an actor needs to give this option (config: `auth.command_roles` with
+    the key "<command> --<name>")."""
 
     name: str
     help: str = ""
@@ -37,6 +44,8 @@ class Arg:
     option: bool = False
     default: str | int | None = None
     accepts: Callable[[str], bool] | None = None
+    last: bool = False
+    role: str | None = None
 
     def usage(self) -> str:
         label = f"--{self.name} {self.name.upper()}" if self.option else f"<{self.name}>"
@@ -68,7 +77,8 @@ class CommandSpec:
         return " ".join(self.path)
 
     def usage(self, prefix: str = "!") -> str:
-        return " ".join([f"{prefix}{self.name}", *(a.usage() for a in self.args)])
+        ordered = [a for a in self.args if not a.last] + [a for a in self.args if a.last]
+        return " ".join([f"{prefix}{self.name}", *(a.usage() for a in ordered)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -183,7 +193,7 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
     i = 0
     while i < len(words):
         word = words[i]
-        if word.startswith("--") and len(word) > 2:
+        if word.startswith("--") and len(word) > 2 and not isinstance(word, Quoted):
             name, eq, inline = word[2:].partition("=")
             arg = options.get(name)
             if arg is None:
@@ -197,6 +207,13 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
                 raise UsageError(f"option --{name} needs a value", hint=usage)
             values[name] = _convert(arg, raw, usage)
             given.add(name)
+            if arg.last and i + 1 < len(words):
+                after = " ".join(words[i + 1 :])
+                after = after if len(after) <= 60 else after[:59] + "…"
+                raise UsageError(
+                    f"nothing may follow the --{name} text (got {after!r} after it)",
+                    hint=f"put --{name} last and quote its text whole; {usage}",
+                )
         else:
             loose.append(word)
         i += 1

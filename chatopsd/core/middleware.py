@@ -82,8 +82,8 @@ class AccessPolicy:
 
     `roles` maps a role to identities: "platform:user_id", an email address, or "*".
     Members of "admin" hold every role. `command_roles` overrides a spec's role by command
-    name ("ic page" = "oncall"). Paging/mutating commands are limited to the listed
-    "platform:channel" entries when a list is non-empty.
+    name ("ic page" = "oncall"), and an option's by "<command> --<option>". Paging/mutating
+    commands are limited to the listed "platform:channel" entries when a list is non-empty.
     """
 
     roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -147,6 +147,16 @@ class AccessPolicy:
                 f"{call.prefix}{spec.name} needs the role {role!r}",
                 hint="ask an admin to add you under [roles] in the config",
             )
+        for arg in spec.args:
+            # an option with a role of its own ("incident update --public"), when given
+            if arg.option and arg.role is not None and call.args.get(arg.name) is not None:
+                given = f"{spec.name} --{arg.name}"
+                role = self.command_roles.get(given, arg.role)
+                if role and not self.holds(call, role):
+                    raise Forbidden(
+                        f"{call.prefix}{given} needs the role {role!r}",
+                        hint="ask an admin to add you under [roles] in the config",
+                    )
 
 
 def audit_entry(

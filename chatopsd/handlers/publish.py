@@ -50,7 +50,7 @@ from chatopsd.core.ports import (
     read_fence,
 )
 from chatopsd.core.retry import Backoff
-from chatopsd.handlers.incident import IncidentHandler
+from chatopsd.handlers.incident import STATUSPAGE_ROLE, IncidentHandler
 
 if TYPE_CHECKING:  # the client module is loaded only when [statuspage] is configured
     from chatopsd.integrations.statuspage import PageIncident, StatuspageClient, StatuspageError
@@ -82,6 +82,7 @@ class PublicStatus:
         *,
         components: Mapping[str, str] | None = None,
         auto_publish: Sequence[str] = (),
+        auto_publish_title: str = "Service disruption: {service}",
         min_interval: float = 1.0,
         lease: Lease | None = None,
         poll_seconds: float | None = None,
@@ -94,6 +95,7 @@ class PublicStatus:
         self.clock = clock
         self.components = dict(components or {})
         self.auto_publish = frozenset(auto_publish)
+        self.auto_publish_title = auto_publish_title
         self.min_interval = min_interval
         self.lease = lease  # None: the only instance (always leads, nothing to fence)
         # Shared database: how often the leader looks for calls other instances queued.
@@ -112,6 +114,7 @@ class PublicStatus:
                 summary,
                 handler,
                 args,
+                role=STATUSPAGE_ROLE,
                 mutates=True,
                 priority=Priority.STATUS,
             )
@@ -172,12 +175,14 @@ class PublicStatus:
             raise UsageError(
                 f"{incident.id} {state}", hint="updates: incident update --public TEXT"
             )
-        await self._start(incident, call.event, ids, message or None, "published")
+        # a person with the status page role chose to show it: under its own title
+        await self._start(incident, incident.title, call.event, ids, message or None, "published")
         return Reply(text=f"{incident.id} queued for the status page (investigating).")
 
     async def _start(
         self,
         incident: Incident,
+        name: str,
         event: Inbound,
         components: list[str],
         message: str | None,
@@ -186,7 +191,7 @@ class PublicStatus:
         await self.store.start(
             incident.id,
             components,
-            ps.create_body(incident, components, message),
+            ps.create_body(incident, name, components, message),
             _who(event),
             self.clock.now(),
         )
@@ -279,7 +284,9 @@ class PublicStatus:
             if incident.sev in self.auto_publish:
                 ids, _ = ps.components_for(incident, self.components)
                 how = f"auto-published ({incident.sev})"
-                await self._start(incident, change.event, ids, None, how)
+                # nobody chose to show its internal title: the configured public name
+                name = ps.auto_title(self.auto_publish_title, incident, self.components)
+                await self._start(incident, name, change.event, ids, None, how)
             return
         if change.kind == "escalated" and not pub.unpublished:
             body = ps.severity_body(incident, pub.wanted, pub.components)
