@@ -4,18 +4,35 @@ One request per ticket, no retries here (the follow-up store decides what may be
 `TicketError.maybe_created` is True when the request may have reached the tracker although we
 got no usable answer (timeout, dropped connection): such a follow-up is not sent again on its
 own. Tokens never appear in an error.
+
+Exported text never mentions anyone: a mention in a ticket notifies people from the bot's
+account (GitHub `@user` and `@org/team`, Jira's wiki `[~user]` / `[~accountid:…]`). `inert`
+puts a zero-width space after the `@` or the `[`, so the text reads as typed but neither
+tracker sees a mention.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import aiohttp
+
+
+_ZWSP = "\u200b"
+# "@" where GitHub starts a mention (not inside a word: "ada@example.com" is no mention);
+# "[" opening Jira's wiki mention "[~name]".
+_MENTION = re.compile(r"(?<!\w)@(?=[A-Za-z0-9])|\[(?=~)")
+
+
+def inert(text: str) -> str:
+    """The text with every mention made inert (linear: one pass, no backtracking)."""
+    return _MENTION.sub(lambda m: m.group(0) + _ZWSP, text)
 
 
 class TicketError(Exception):
@@ -95,10 +112,10 @@ class GitHubIssues:
         self.base, self.timeout = api_url.rstrip("/"), timeout
 
     async def create(self, draft: TicketDraft) -> Ticket:
-        text = "\n\n".join(draft.paragraphs)
+        text = "\n\n".join(inert(p) for p in draft.paragraphs)
         if draft.link is not None:
-            text += f"\n\n[{draft.link[0]}]({draft.link[1]})"
-        body: dict[str, Any] = {"title": draft.title, "body": text}
+            text += f"\n\n[{inert(draft.link[0])}]({draft.link[1]})"
+        body: dict[str, Any] = {"title": inert(draft.title), "body": text}
         if draft.labels:
             body["labels"] = list(draft.labels)
         data = await _post(
@@ -144,7 +161,7 @@ class JiraIssues:
     async def create(self, draft: TicketDraft) -> Ticket:
         fields: dict[str, Any] = {
             "project": {"key": self.project},
-            "summary": draft.title[:255],
+            "summary": inert(draft.title)[:255],
             "issuetype": {"name": self.issue_type},
             "description": adf(draft.paragraphs, draft.link),
         }
@@ -165,9 +182,12 @@ class JiraIssues:
 
 
 def adf(paragraphs: Sequence[str], link: tuple[str, str] | None = None) -> dict[str, Any]:
-    """An Atlassian Document Format document: one paragraph per text, then the link."""
+    """An Atlassian Document Format document: one paragraph per text, then the link; the
+    texts with their mentions made inert."""
     content: list[dict[str, Any]] = [
-        {"type": "paragraph", "content": [{"type": "text", "text": p}]} for p in paragraphs if p
+        {"type": "paragraph", "content": [{"type": "text", "text": inert(p)}]}
+        for p in paragraphs
+        if p
     ]
     if link is not None:
         content.append(
@@ -176,7 +196,7 @@ def adf(paragraphs: Sequence[str], link: tuple[str, str] | None = None) -> dict[
                 "content": [
                     {
                         "type": "text",
-                        "text": link[0],
+                        "text": inert(link[0]),
                         "marks": [{"type": "link", "attrs": {"href": link[1]}}],
                     }
                 ],
