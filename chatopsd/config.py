@@ -7,6 +7,7 @@ A platform section that is present is enabled.
 
 from __future__ import annotations
 
+import base64
 import os
 import tomllib
 from datetime import UTC, tzinfo
@@ -24,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from chatopsd import locations
+from chatopsd import locations, redact
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.public_status import TITLE_PLACEHOLDERS, placeholders
 
@@ -652,7 +653,9 @@ def _overlay_secrets(raw: dict[str, Any], env: dict[str, str]) -> None:
 
 
 def secrets_of(config: Config) -> list[str]:
-    """Every token value in the config, so logging can redact them."""
+    """Every token value in the config, so logs, chat and the audit trail can redact them:
+    the token keys, the secret parts of the status sources' URLs (a key in the path or the
+    query), and the basic-auth pair that carries the Jira token."""
     found = []
     for section, key in SECRET_KEYS:
         table = getattr(config, section)
@@ -660,4 +663,12 @@ def secrets_of(config: Config) -> list[str]:
             value = getattr(table, key).get_secret_value()
             if value:
                 found.append(value)
+    for source in config.status.sources:
+        url = getattr(source, "url", None)
+        if url:
+            found += redact.url_secrets(url, every_value=False)
+    tickets = config.tickets
+    if tickets is not None and tickets.email:
+        pair = f"{tickets.email}:{tickets.token.get_secret_value()}"
+        found.append(base64.b64encode(pair.encode()).decode())
     return found

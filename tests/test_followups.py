@@ -310,3 +310,33 @@ async def test_exported_text_mentions_nobody_and_reads_as_typed(
         assert "ada@example.com" in title  # an email address is left alone
     finally:
         await app.stop()
+
+
+@pytest.mark.parametrize("kind", ["github", "jira"])
+async def test_a_token_the_tracker_quotes_back_reaches_neither_chat_nor_the_audit_trail(
+    tmp_path: Path, trackers: FakeTrackers, clock: FakeClock, kind: str
+) -> None:
+    import base64
+
+    tickets: dict[str, Any] = {"kind": kind, "url": trackers.url, "token": TOKEN}
+    if kind == "jira":  # basic auth: the header carries base64("email:token"), not the token
+        tickets.update(project="OPS", email=JIRA_EMAIL)
+    else:
+        tickets.update(project="acme/infra")
+    pair = base64.b64encode(f"{JIRA_EMAIL}:{TOKEN}".encode()).decode()
+    app = await start(tmp_path, clock, tickets)
+    try:
+        await say(app, '!incident declare --sev 2 "Payments failing"')
+        await say(app, f"!incident followup add {INC} add an alert on queue depth")
+        trackers.fault = "echo-auth"  # a 400 whose body quotes our Authorization header
+        reply = await say(app, f"!incident tickets {INC}")
+        await app.outbox.flush(5)
+        name = "GitHub" if kind == "github" else "Jira"
+        assert reply.text.startswith(f"Follow-up 1: no ticket: HTTP 400 from {name}: ")
+        assert "'Authorization': '" in reply.text and "[redacted]" in reply.text
+        rows = await app.db.fetchall("SELECT outcome, text, cause FROM audit WHERE kind = 'ticket'")
+        assert rows[0][0] == "failed" and "[redacted]" in rows[0][2]
+        for shown in (reply.text, printed(app), str(rows)):
+            assert TOKEN not in shown and pair not in shown
+    finally:
+        await app.stop()

@@ -621,3 +621,26 @@ def test_an_unknown_title_placeholder_is_refused(tmp_path: Path) -> None:
     )
     with pytest.raises(config_mod.ConfigError, match=r"auto_publish_title.*\{incident\}"):
         config_mod.load(path, env={})
+
+
+async def test_a_key_statuspage_quotes_back_reaches_neither_chat_nor_the_audit_trail(
+    tmp_path: Path, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    out = io.StringIO()
+    app = await start(config(tmp_path, page), clock, out)
+    try:
+        page.fault = "echo-auth"  # a 400 whose body quotes our Authorization header
+        await say(app, DECLARE)
+        await app.public.drain()
+        [(command, outcome)] = await audit_rows(app)
+        assert command == "statuspage create"
+        assert outcome.startswith("failed: HTTP 400 (error) from Statuspage POST")
+        assert "'Authorization': 'OAuth [redacted]'" in outcome
+        field = await status_field(app)
+        assert "last attempt failed: HTTP 400" in field
+        await app.outbox.flush(5)
+        assert "could not publish it (HTTP 400" in out.getvalue()
+        everything = out.getvalue() + field + str(await app.db.fetchall("SELECT * FROM audit"))
+        assert API_KEY not in everything
+    finally:
+        await app.stop()

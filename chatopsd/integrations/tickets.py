@@ -68,10 +68,11 @@ async def _post(
     headers: dict[str, str],
     timeout: float,
     what: str,
+    secrets: Sequence[str],
 ) -> Any:
     import aiohttp  # here, not at import: a daemon without [tickets] never loads it
 
-    from chatopsd.integrations._http import display
+    from chatopsd.integrations._http import display, error_snippet
 
     shown = display(url)
     try:
@@ -87,7 +88,7 @@ async def _post(
     except aiohttp.ClientError as exc:
         raise TicketError(f"{shown}: {type(exc).__name__}: {exc}", maybe_created=True) from None
     if status not in (200, 201):
-        snippet = raw[:200].decode("utf-8", "replace").strip()
+        snippet = error_snippet(raw, secrets)  # an echo of our Authorization header included
         raise TicketError(f"HTTP {status} from {what}" + (f": {snippet}" if snippet else ""))
     try:
         return json.loads(raw)
@@ -129,6 +130,7 @@ class GitHubIssues:
             },
             self.timeout,
             "GitHub",
+            (self._token,),
         )
         if not isinstance(data, dict) or not isinstance(data.get("html_url"), str):
             raise TicketError("GitHub answered without the issue's URL", maybe_created=True)
@@ -152,9 +154,11 @@ class JiraIssues:
         self.session, self.project, self.issue_type = session, project, issue_type
         self.base, self.timeout = site_url.rstrip("/"), timeout
         # Jira Cloud: basic auth with the account's email and an API token; else a bearer token.
+        self._secrets: tuple[str, ...] = (token,)
         if email:
             pair = base64.b64encode(f"{email}:{token}".encode()).decode()
             self._auth = f"Basic {pair}"
+            self._secrets += (pair,)
         else:
             self._auth = f"Bearer {token}"
 
@@ -175,6 +179,7 @@ class JiraIssues:
             {"Authorization": self._auth, "Accept": "application/json"},
             self.timeout,
             "Jira",
+            self._secrets,
         )
         if not isinstance(data, dict) or not isinstance(data.get("key"), str):
             raise TicketError("Jira answered without the issue's key", maybe_created=True)

@@ -26,8 +26,8 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from chatopsd.core.outcome import Outcome
@@ -81,15 +81,23 @@ class Verdict:
 
 
 class SqlAuditLog:
-    def __init__(self, db: Database, key: bytes | None = None) -> None:
+    def __init__(
+        self, db: Database, key: bytes | None = None, redact: Callable[[str], str] | None = None
+    ) -> None:
         self.db = db
         self.key = key or None
+        # configured secrets out of the text and cause before the row is written and hashed
+        self.redact = redact
         self._last: str | None = None
         self._loading = asyncio.Lock()
 
     async def append(self, entry: AuditEntry) -> None:
         if self._last is None:
             await self._load()
+        if self.redact is not None:
+            entry = replace(
+                entry, text=self.redact(entry.text), cause=self.redact(entry.cause or "")
+            )
         values = (
             entry.at.timestamp(),
             entry.platform,
