@@ -644,3 +644,20 @@ async def test_a_key_statuspage_quotes_back_reaches_neither_chat_nor_the_audit_t
         assert API_KEY not in everything
     finally:
         await app.stop()
+
+
+async def test_publish_takes_a_quoted_message_whole_and_nothing_after_it(
+    app: App, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    await say(app, '!incident declare --sev 2 "Slow checkout" --service payments')
+    refused = await say(
+        app, f'!incident publish {INC} "Checkout is slow" internal: ACME key in the logs'
+    )
+    assert refused.text.startswith("nothing may follow the quoted message")
+    await app.public.drain()
+    assert page.hits == 0
+    await say(app, f'!incident publish {INC} "Checkout is slow" --components payments')
+    await app.public.drain()
+    [created] = page.calls("POST")
+    assert created["incident"]["body"] == "Checkout is slow"
+    assert "ACME" not in str(page.requests)

@@ -30,9 +30,10 @@ class Arg:
     accepts and is skipped otherwise: `!incident ack [INC-id] [note...]` takes
     "INC-2026-0001 on it" and "on it" alike.
 
-    `last`: an option whose value ends the command. A word typed after it is refused rather
-    than bound elsewhere, so text meant for one audience (`--public "..."`, the status page)
-    is never cut short or mixed with text for another (the internal note).
+    `last`: text meant for one audience (the status page's customers) that must not be cut
+    short or mixed with other text. For an option: its value ends the command, and a word
+    typed after it is refused rather than bound elsewhere (`--public "..."` and the internal
+    note). For a `rest` argument: once a word of it was quoted, that word must end it.
     `role`: the role an actor needs to give this option (config: `auth.command_roles` with
     the key "<command> --<name>")."""
 
@@ -77,7 +78,9 @@ class CommandSpec:
         return " ".join(self.path)
 
     def usage(self, prefix: str = "!") -> str:
-        ordered = [a for a in self.args if not a.last] + [a for a in self.args if a.last]
+        # an option that ends the command is shown last
+        ends = [a for a in self.args if a.last and a.option]
+        ordered = [a for a in self.args if a not in ends] + ends
         return " ".join([f"{prefix}{self.name}", *(a.usage() for a in ordered)])
 
 
@@ -208,10 +211,9 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
             values[name] = _convert(arg, raw, usage)
             given.add(name)
             if arg.last and i + 1 < len(words):
-                after = " ".join(words[i + 1 :])
-                after = after if len(after) <= 60 else after[:59] + "…"
                 raise UsageError(
-                    f"nothing may follow the --{name} text (got {after!r} after it)",
+                    f"nothing may follow the --{name} text (got {_clip(words[i + 1 :])!r} "
+                    "after it)",
                     hint=f"put --{name} last and quote its text whole; {usage}",
                 )
         else:
@@ -223,6 +225,8 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
         if arg.accepts is not None and not arg.required and not arg.accepts(loose[0]):
             continue  # an optional leading argument that is not there
         if arg.kind == "rest":
+            if arg.last:
+                _quoted_ends(arg, loose, usage)
             raw, loose = " ".join(loose), []
         else:
             raw = loose.pop(0)
@@ -234,6 +238,22 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
         if arg.required and arg.name not in given:
             raise UsageError(f"missing {arg.usage()}", hint=usage)
     return values
+
+
+def _quoted_ends(arg: Arg, words: Sequence[str], usage: str) -> None:
+    """Refuse words after a quoted one: the quotes said where the text ends."""
+    quoted = next((i for i, w in enumerate(words) if isinstance(w, Quoted)), None)
+    if quoted is not None and quoted + 1 < len(words):
+        raise UsageError(
+            f"nothing may follow the quoted {arg.name} (got {_clip(words[quoted + 1 :])!r} "
+            "after it)",
+            hint=f"quote all of it, or none of it; {usage}",
+        )
+
+
+def _clip(words: Sequence[str], limit: int = 60) -> str:
+    text = " ".join(words)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def _convert(arg: Arg, raw: str, usage: str) -> str | int:

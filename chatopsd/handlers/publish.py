@@ -125,7 +125,13 @@ class PublicStatus:
                 "publish",
                 "publish the incident on the status page (investigating)",
                 self.publish,
-                Arg("rest", "[INC id] then the public message", kind="rest", required=False),
+                Arg(
+                    "message",
+                    "[INC id] then the public message (quoted: nothing after it)",
+                    kind="rest",
+                    required=False,
+                    last=True,
+                ),
                 Arg(
                     "components",
                     "affected components, a,b (default: its service)",
@@ -156,7 +162,7 @@ class PublicStatus:
     async def publish(self, call: Call) -> Reply:
         self._need_client()
         usage = self.incidents._usage(call)
-        incident, message = await self.incidents._target(call.event, _raw(call, "rest"), usage)
+        incident, message = await self.incidents._target(call.event, _raw(call, "message"), usage)
         names = [n.strip() for n in (call.text("components") or "").split(",") if n.strip()]
         ids, unknown = ps.components_for(incident, self.components, names)
         if unknown:
