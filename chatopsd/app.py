@@ -115,6 +115,7 @@ class App:
         self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
         self.audit = SqlAuditLog(self.db, _audit_key(cfg))
+        await self.audit.key_chain(self.clock.now())  # so `audit verify` can expect keyed rows
         self.kv = SqlKeyValue(self.db)
         self.incident_store = SqlIncidentStore(self.db)
         self.lease = await self._lease()
