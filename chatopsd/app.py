@@ -250,7 +250,7 @@ class App:
             RateLimit(
                 self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=self._is_grant
             ),
-            Authorize(policy, self.incident_store.is_incident_channel),
+            Authorize(policy, self.incident_store.is_open_incident_channel),
         ]
 
     def _is_grant(self, event: Inbound) -> bool:

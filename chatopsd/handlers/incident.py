@@ -194,6 +194,7 @@ class IncidentHandler:
                 handler,
                 args,
                 mutates=mutates,
+                incident_work=True,
                 priority=Priority.STATUS,
                 examples=ex,
             )
@@ -211,6 +212,7 @@ class IncidentHandler:
                     Arg("description", "more detail (quote it)", option=True, required=False),
                 ),
                 mutates=True,
+                incident_work=True,
                 priority=Priority.PAGE,
                 examples=('incident declare --sev 1 "Payments failing" --service payments',),
             ),

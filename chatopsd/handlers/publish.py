@@ -113,6 +113,7 @@ class PublicStatus:
                 handler,
                 args,
                 mutates=True,
+                incident_work=True,
                 priority=Priority.STATUS,
             )
 
