@@ -121,6 +121,7 @@ class App:
         self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
         self.audit = SqlAuditLog(self.db, _audit_key(cfg), redact=self.redact_secrets)
+        await self.audit.key_chain(self.clock.now())  # so `audit verify` can expect keyed rows
         self.kv = SqlKeyValue(self.db)
         self.incident_store = SqlIncidentStore(self.db)
         self.lease = await self._lease()
@@ -256,7 +257,7 @@ class App:
             RateLimit(
                 self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=self._is_grant
             ),
-            Authorize(policy, self.incident_store.is_incident_channel),
+            Authorize(policy, self.incident_store.is_open_incident_channel),
         ]
 
     def _is_grant(self, event: Inbound) -> bool:

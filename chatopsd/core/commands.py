@@ -60,7 +60,9 @@ class CommandSpec:
     """A command: its words, arguments, help, who may run it, and its handler.
 
     `role` is the role an actor needs (None: anyone). `pages`/`mutates` mark commands that
-    config can restrict to some channels. `priority` orders its replies in the outbox.
+    config can restrict to some channels. `incident_work` marks the incident commands: in an
+    open incident's own channel those channel lists do not apply to them (nor to paging
+    commands). `priority` orders its replies in the outbox.
     """
 
     path: tuple[str, ...]
@@ -70,6 +72,7 @@ class CommandSpec:
     role: str | None = None
     pages: bool = False
     mutates: bool = False
+    incident_work: bool = False
     priority: Priority = Priority.NORMAL
     examples: tuple[str, ...] = ()
 

@@ -185,8 +185,10 @@ class Authorize:
     """Refuse commands the actor may not run here (the Audit middleware around it records it).
 
     `incident_channel(platform, channel)` says whether a channel is one the daemon created for
-    an incident: paging and mutating commands are allowed there even when the channel lists
-    in config do not name it (they cannot: it did not exist when the config was written).
+    an incident that is still open: incident and paging commands are allowed there even when
+    the channel lists in config do not name it (they cannot: it did not exist when the config
+    was written). Nothing else is (an ops command stays where the lists say), and once the
+    incident is closed the lists apply to everything again.
     """
 
     def __init__(
@@ -199,7 +201,13 @@ class Authorize:
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         allowed = False
-        if self.incident_channel is not None and self.policy.restricted_here(call):
+        spec = call.spec
+        incident_work = spec is not None and (spec.pages or spec.incident_work)
+        if (
+            self.incident_channel is not None
+            and incident_work
+            and self.policy.restricted_here(call)
+        ):
             allowed = await self.incident_channel(call.event.platform, call.event.channel)
         self.policy.check(call, channel_allowed=allowed)
         return await nxt(call)

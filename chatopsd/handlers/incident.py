@@ -196,6 +196,7 @@ class IncidentHandler:
                 handler,
                 args,
                 mutates=mutates,
+                incident_work=True,
                 priority=Priority.STATUS,
                 examples=ex,
             )
@@ -213,6 +214,7 @@ class IncidentHandler:
                     Arg("description", "more detail (quote it)", option=True, required=False),
                 ),
                 mutates=True,
+                incident_work=True,
                 priority=Priority.PAGE,
                 examples=('incident declare --sev 1 "Payments failing" --service payments',),
             ),

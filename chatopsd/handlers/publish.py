@@ -116,6 +116,7 @@ class PublicStatus:
                 args,
                 role=STATUSPAGE_ROLE,
                 mutates=True,
+                incident_work=True,
                 priority=Priority.STATUS,
             )
 
