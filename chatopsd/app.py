@@ -370,7 +370,7 @@ class App:
             self.clock,
             components=sp.components if sp else None,
             auto_publish=sp.auto_publish if sp else (),
-            auto_publish_title=sp.auto_publish_title if sp else "",
+            public_title=sp.public_title if sp else "",
             min_interval=sp.min_interval_seconds if sp else 1.0,
             # several instances: the leader sends, and picks up what followers queued
             lease=self.lease,

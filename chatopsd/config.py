@@ -371,12 +371,12 @@ class StatuspageSection(Section):
     auto_publish: list[Literal["SEV-1", "SEV-2", "SEV-3", "SEV-4"]] = []
     # The public name of an auto-published incident (nobody chose to show its internal
     # title): {service} (when it is one of `components`), {sev}; "{title}" opts into the title.
-    auto_publish_title: str = Field("Service disruption: {service}", min_length=1, max_length=255)
+    public_title: str = Field("Service disruption: {service}", min_length=1, max_length=255)
     timeout_seconds: float = Field(10.0, gt=0)
     # Statuspage allows one request per second per API key.
     min_interval_seconds: float = Field(1.0, ge=0)
 
-    @field_validator("auto_publish_title")
+    @field_validator("public_title")
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
         unknown = sorted(placeholders(template) - TITLE_PLACEHOLDERS)

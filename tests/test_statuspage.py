@@ -226,6 +226,24 @@ async def test_manual_publish_with_components_and_message(
     assert again.text.startswith(f"{INC} is already published")
 
 
+async def test_manual_publish_never_shows_the_internal_title_unless_typed(
+    app: App, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    await say(app, '!incident declare --sev 2 "db-7 primary lost: bad migration" --service api')
+    await say(app, f"!incident publish {INC}")
+    await app.public.drain()
+    [created] = page.calls("POST")
+    assert created["incident"]["name"] == "Service disruption: api"
+    assert "db-7" not in str(created)
+    await say(app, '!incident declare --sev 2 "Internal name" --service api')
+    await say(app, '!incident publish INC-2026-0002 --title "Checkout errors"')
+    await tick(app, clock)  # one call per second
+    assert [c["incident"]["name"] for c in page.calls("POST")] == [
+        "Service disruption: api",
+        "Checkout errors",
+    ]
+
+
 async def test_unpublish_stops_further_updates(
     app: App, page: FakeStatuspage, clock: FakeClock
 ) -> None:
@@ -596,7 +614,7 @@ async def test_auto_publish_shows_the_public_title_not_the_internal_one(
     service: str,
     name: str,
 ) -> None:
-    more = {} if template is None else {"auto_publish_title": template}
+    more = {} if template is None else {"public_title": template}
     app = await start(config(tmp_path, page, **more), clock)
     try:
         await say(
@@ -617,9 +635,9 @@ def test_an_unknown_title_placeholder_is_refused(tmp_path: Path) -> None:
 
     path = tmp_path / "c.toml"
     path.write_text(
-        "[statuspage]\napi_key = 'k'\npage_id = 'p1'\nauto_publish_title = 'Down: {incident}'\n"
+        "[statuspage]\napi_key = 'k'\npage_id = 'p1'\npublic_title = 'Down: {incident}'\n"
     )
-    with pytest.raises(config_mod.ConfigError, match=r"auto_publish_title.*\{incident\}"):
+    with pytest.raises(config_mod.ConfigError, match=r"public_title.*\{incident\}"):
         config_mod.load(path, env={})
 
 

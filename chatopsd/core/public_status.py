@@ -3,7 +3,7 @@
 Severity sets the impact and the affected components' status; the incident's lifecycle sets
 the public status. Nothing internal is ever copied into a body: the only texts sent are the
 public name (the incident's title when a person publishes it; for an automatic publication,
-which nobody chose to show, `statuspage.auto_publish_title`) and the text a person gave
+which nobody chose to show, `statuspage.public_title`) and the text a person gave
 `--public` or `publish`.
 """
 

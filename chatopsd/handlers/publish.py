@@ -82,7 +82,7 @@ class PublicStatus:
         *,
         components: Mapping[str, str] | None = None,
         auto_publish: Sequence[str] = (),
-        auto_publish_title: str = "Service disruption: {service}",
+        public_title: str = "Service disruption: {service}",
         min_interval: float = 1.0,
         lease: Lease | None = None,
         poll_seconds: float | None = None,
@@ -95,7 +95,7 @@ class PublicStatus:
         self.clock = clock
         self.components = dict(components or {})
         self.auto_publish = frozenset(auto_publish)
-        self.auto_publish_title = auto_publish_title
+        self.public_title = public_title
         self.min_interval = min_interval
         self.lease = lease  # None: the only instance (always leads, nothing to fence)
         # Shared database: how often the leader looks for calls other instances queued.
@@ -132,6 +132,12 @@ class PublicStatus:
                     kind="rest",
                     required=False,
                     last=True,
+                ),
+                Arg(
+                    "title",
+                    "the public name (default: statuspage.public_title)",
+                    option=True,
+                    required=False,
                 ),
                 Arg(
                     "components",
@@ -182,8 +188,11 @@ class PublicStatus:
             raise UsageError(
                 f"{incident.id} {state}", hint="updates: incident update --public TEXT"
             )
-        # a person with the status page role chose to show it: under its own title
-        await self._start(incident, incident.title, call.event, ids, message or None, "published")
+        # The internal title is never shown unless someone types it as the public one: only
+        # text explicitly given for the public page leaves for it.
+        title = (call.text("title") or "").strip()
+        name = title or ps.auto_title(self.public_title, incident, self.components)
+        await self._start(incident, name, call.event, ids, message or None, "published")
         return Reply(text=f"{incident.id} queued for the status page (investigating).")
 
     async def _start(
@@ -292,7 +301,7 @@ class PublicStatus:
                 ids, _ = ps.components_for(incident, self.components)
                 how = f"auto-published ({incident.sev})"
                 # nobody chose to show its internal title: the configured public name
-                name = ps.auto_title(self.auto_publish_title, incident, self.components)
+                name = ps.auto_title(self.public_title, incident, self.components)
                 await self._start(incident, name, change.event, ids, None, how)
             return
         if change.kind == "escalated" and not pub.unpublished:
