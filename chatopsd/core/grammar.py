@@ -2,7 +2,8 @@
 
 Which texts are commands at all (prefix, mention, DM, slash) is core/addressing.py's call.
 Quotes: "double", 'single' and the curly quotes chat clients substitute. A backslash escapes the
-next character inside double quotes. Pure functions only.
+next character inside double quotes. A word that begins with a quote is a `Quoted` word: taken
+literally, never as an option, so a note that says "--public" stays a note. Pure functions only.
 """
 
 from __future__ import annotations
@@ -22,6 +23,12 @@ _PIECE = re.compile(
 _ESCAPED = re.compile(r"\\([\s\S])")
 
 
+class Quoted(str):
+    """A word whose first character was inside quotes: text, never an `--option`."""
+
+    __slots__ = ()
+
+
 def tokenize(text: str) -> list[str]:
     """Split on whitespace, honouring quotes. Raises UsageError on an unterminated quote.
 
@@ -30,7 +37,8 @@ def tokenize(text: str) -> list[str]:
         return text.split()
     words: list[str] = []
     word: list[str] = []
-    quoted = False
+    quoted = False  # the word has a quoted piece (so "" is a word)
+    literal = False  # the word's first piece was quoted
     pos, n = 0, len(text)
     while pos < n:
         m = _PIECE.match(text, pos)
@@ -41,14 +49,20 @@ def tokenize(text: str) -> list[str]:
         pos = m.end()
         if m.group(1) is not None:  # whitespace: the word ends
             if word or quoted:
-                words.append("".join(word))
-            word, quoted = [], False
+                words.append(_word(word, literal))
+            word, quoted, literal = [], False, False
         elif m.group(2) is not None:
             word.append(m.group(2))
         else:
+            literal = literal or not word
             quoted = True
             inner = next(g for g in m.groups()[2:] if g is not None)
             word.append(_ESCAPED.sub(r"\1", inner) if m.group(3) is not None else inner)
     if word or quoted:
-        words.append("".join(word))
+        words.append(_word(word, literal))
     return words
+
+
+def _word(pieces: list[str], literal: bool) -> str:
+    text = "".join(pieces)
+    return Quoted(text) if literal else text

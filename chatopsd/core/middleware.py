@@ -83,10 +83,11 @@ class AccessPolicy:
 
     `roles` maps a role to identities: "platform:user_id", an email address, or "*".
     Members of "admin" hold every role. `command_roles` overrides a spec's role by command
-    name ("ic page" = "oncall"). Paging/mutating commands are limited to the listed
-    "platform:channel" entries when a list is non-empty. Who someone is (their email, and
-    whether it can be trusted) is the identity service's answer (core/identity.py): a role
-    given to an email applies only to an identity whose email is at a usable level.
+    name ("ic page" = "oncall"), and an option's by "<command> --<option>". Paging/mutating
+    commands are limited to the listed "platform:channel" entries when a list is non-empty.
+    Who someone is (their email, and whether it can be trusted) is the identity service's
+    answer (core/identity.py): a role given to an email applies only to an identity whose
+    email is at a usable level.
     """
 
     roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -99,10 +100,6 @@ class AccessPolicy:
         if who.email:
             ids.add(who.email)
         return any(ids & self.roles.get(r, frozenset()) for r in (role, "admin"))
-
-    def role_of(self, call: Call) -> str | None:
-        spec = call.spec
-        return None if spec is None else self.command_roles.get(spec.name, spec.role)
 
     def restricted_here(self, call: Call) -> bool:
         """True when the channel lists would refuse this command in this channel."""
@@ -138,17 +135,33 @@ class AccessPolicy:
                 hint="use one of the channels set in auth.mutating_channels",
             )
 
-    def check_role(self, call: Call, who: Identity) -> None:
-        """Raise Forbidden if `who` lacks the command's role, saying what to do."""
-        role = self.role_of(call)
-        if role is None or self.holds(who, role):
-            return
-        hint = "ask an admin to add you under [roles] in the config"
-        if who.email is None and (who.claimed is not None or who.unverified or not who.complete):
-            why, todo = unknown_reason(who, call.prefix)
-            hint = f"{why}: {todo}"
-        name = call.spec.name if call.spec is not None else call.command
-        raise Forbidden(f"{call.prefix}{name} needs the role {role!r}", hint=hint)
+    def roles_needed(self, call: Call) -> list[tuple[str, str]]:
+        """(what, role) pairs the actor must hold: the command's role, and the role of each
+        option given that has one of its own ("incident update --public")."""
+        spec = call.spec
+        if spec is None:
+            return []
+        needed = []
+        if role := self.command_roles.get(spec.name, spec.role):
+            needed.append((spec.name, role))
+        for arg in spec.args:
+            if arg.option and arg.role is not None and call.args.get(arg.name) is not None:
+                given = f"{spec.name} --{arg.name}"
+                if role := self.command_roles.get(given, arg.role):
+                    needed.append((given, role))
+        return needed
+
+    def check_roles(self, call: Call, who: Identity) -> None:
+        """Raise Forbidden if `who` lacks a role the command needs, saying what to do."""
+        for what, role in self.roles_needed(call):
+            if self.holds(who, role):
+                continue
+            hint = "ask an admin to add you under [roles] in the config"
+            unsure = who.claimed is not None or who.unverified or not who.complete
+            if who.email is None and unsure:
+                why, todo = unknown_reason(who, call.prefix)
+                hint = f"{why}: {todo}"
+            raise Forbidden(f"{call.prefix}{what} needs the role {role!r}", hint=hint)
 
 
 def audit_entry(
@@ -177,10 +190,12 @@ class Authorize:
     """Refuse commands the actor may not run here (the Audit middleware around it records it).
 
     `incident_channel(platform, channel)` says whether a channel is one the daemon created for
-    an incident: paging and mutating commands are allowed there even when the channel lists
-    in config do not name it (they cannot: it did not exist when the config was written).
-    `identify` is the identity service's `of_call`: asked only when the chat id alone does
-    not hold the role (without it, only chat ids and "*" grant roles).
+    an incident that is still open: incident and paging commands are allowed there even when
+    the channel lists in config do not name it (they cannot: it did not exist when the config
+    was written). Nothing else is (an ops command stays where the lists say), and once the
+    incident is closed the lists apply to everything again. `identify` is the identity
+    service's `of_call`: asked only when the chat id alone does not hold a needed role
+    (without it, only chat ids and "*" grant roles).
     """
 
     def __init__(
@@ -196,15 +211,22 @@ class Authorize:
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         allowed = False
-        if self.incident_channel is not None and self.policy.restricted_here(call):
+        spec = call.spec
+        incident_work = spec is not None and (spec.pages or spec.incident_work)
+        if (
+            self.incident_channel is not None
+            and incident_work
+            and self.policy.restricted_here(call)
+        ):
             allowed = await self.incident_channel(call.event.platform, call.event.channel)
         self.policy.check_channel(call, channel_allowed=allowed)
-        role = self.policy.role_of(call)
-        if role is not None:
+        needed = self.policy.roles_needed(call)
+        if needed:
             who = call.identity or Identity(chat_id(call.event.platform, call.event.actor.id))
-            if not self.policy.holds(who, role) and self.identify is not None:
+            held = all(self.policy.holds(who, role) for _, role in needed)
+            if not held and self.identify is not None:
                 who = await self.identify(call)
-            self.policy.check_role(call, who)
+            self.policy.check_roles(call, who)
         return await nxt(call)
 
 
