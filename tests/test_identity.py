@@ -220,6 +220,8 @@ async def test_mallory_cannot_act_as_ada(world: World) -> None:
     assert linked.outcome == "pending"
     [ask] = world.slack_dms("U0ADA")
     request = dm_request_id(ask)
+    again = await world.say("discord", MALLORY, "!pd link ada@example.com")
+    assert again.outcome == "ok" and len(world.slack_dms("U0ADA")) == 1  # no flood of DMs
     for command in (
         "!pd ack PINC001",
         "!pd resolve PINC001 done",
@@ -242,3 +244,13 @@ async def test_mallory_cannot_act_as_ada(world: World) -> None:
     ack = await world.say("slack", "U0ADA", "!pd ack PINC001")
     assert ack.outcome == "ok", ack.cause
     assert world.pd.writes == [("PUT", "/incidents/PINC001", "ada@example.com")]
+
+
+async def test_a_claim_is_never_accepted_on_a_guess(world: World) -> None:
+    """Slack cannot say whether a member has the address: the claim is refused for now."""
+    world.slack.fail("users.lookupByEmail", 200, "fatal_error")
+    row = await world.say("discord", ED, "!pd link edsger@example.com")
+    assert row.outcome == "failed"
+    assert "could not ask slack whether someone there already uses" in str(row.cause)
+    assert await world.app.approvals.store.pending() == []
+    assert await world.app.identities.links.link("discord", str(ED)) is None

@@ -122,9 +122,11 @@ class IdentityService:
                 profile = await connector.user_by_email(email)
             except Exception as exc:
                 log.warning("could not ask %s who has %s: %s", platform, email, exc)
+                why = str(exc) if isinstance(exc, ProfileUnavailable) else type(exc).__name__
                 raise Unavailable(
-                    f"I could not ask {platform} whether someone there already uses {email}",
-                    hint="try again in a minute",
+                    f"I could not ask {platform} whether someone there already uses {email} "
+                    f"({why})",
+                    hint="try again in a minute; if it keeps failing, tell an admin",
                 ) from None
             if profile is not None and profile.email_verified and not profile.is_bot:
                 found.append(Holder(chat_id(platform, profile.user_id), Trust.PLATFORM))

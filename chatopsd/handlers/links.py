@@ -79,7 +79,7 @@ class LinkHandler:
 
     # -- !pd link <email> ------------------------------------------------------------------
 
-    async def link(self, call: Call) -> Reply | None:
+    async def link(self, call: Call) -> Reply:
         raw = call.text("email") or ""
         email = parse_email(raw)
         if email is None:
@@ -117,6 +117,19 @@ class LinkHandler:
             log.info("link %s -> %s approved by an admin (%s)", me.chat, email, grant.id)
             await self.approvals.record_result(grant, "linked")
             return _private(f"Linked: you act in PagerDuty as {user.name} ({email}).")
+        earlier = await self.identities.links.link(e.platform, e.actor.id)
+        if (
+            earlier is not None
+            and not earlier.confirmed
+            and earlier.email == email
+            and earlier.expires is not None
+            and earlier.expires > self.clock.now()
+        ):
+            # asked already: asking again must not flood the holder (or the admins)
+            return _private(
+                f"Still waiting for the confirmation of your link to {email} (request "
+                f"{earlier.request}, until {self.times.hm(earlier.expires)})."
+            )
         if vouchers:
             return await self._ask_holders(call, email, vouchers)
         action = await self.approvals.request(
@@ -139,8 +152,9 @@ class LinkHandler:
 
     async def _ask_holders(self, call: Call, email: str, vouchers: list[Holder]) -> Reply:
         e = call.event
+        now = self.clock.now()
         request = new_id()
-        expires = self.clock.now() + timedelta(seconds=self.confirm_seconds)
+        expires = now + timedelta(seconds=self.confirm_seconds)
         await self.identities.links.claim(e.platform, e.actor.id, email, request, expires)
         minutes = max(1, round(self.confirm_seconds / 60))
         ask = Reply(

@@ -395,7 +395,9 @@ class MattermostConnector(ChannelAdminCalls):
         try:
             found = await self._api("GET", f"/users/email/{quote(email, safe='@')}")
         except MattermostHTTPError as exc:
-            if exc.status == 404:
+            # 403: the server's privacy settings hide addresses from the bot, so no address
+            # here can count as verified (user_profile sees none either): nobody has it
+            if exc.status in (403, 404):
                 return None
             raise ProfileUnavailable(str(exc)) from None
         except (TransientSendError, FatalConnectorError) as exc:
