@@ -50,12 +50,12 @@ def redact(url: str) -> str:
 
 def password_from_environment() -> str | None:
     """A systemd credential `chatopsd_database_password`, else $PGPASSWORD (asyncpg also
-    reads ~/.pgpass itself)."""
+    reads ~/.pgpass itself). An empty credential file means "not given", as for tokens."""
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds:
         path = Path(creds) / "chatopsd_database_password"
-        if path.is_file():
-            return path.read_text(encoding="utf-8").strip()
+        if path.is_file() and (password := path.read_text(encoding="utf-8").strip()):
+            return password
     return os.environ.get("PGPASSWORD") or None
 
 
