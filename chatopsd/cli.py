@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -181,8 +182,13 @@ def _interactive_log(cfg: config.Config) -> Path | None:
 
 
 def _run(cfg: config.Config, path: Path | None = None) -> int:
-    from chatopsd.app import StartupError, serve
+    from chatopsd.app import StartupError, nothing_to_serve, serve
 
+    if why := nothing_to_serve(cfg, sys.stdin, path):
+        # EX_CONFIG: the unit's RestartPreventExitStatus=78 shows "failed" with this line
+        # instead of restarting a daemon that would only stop again.
+        print(f"chatopsd: {why}", file=sys.stderr)
+        return os.EX_CONFIG
     try:
         try:
             import uvloop

@@ -40,6 +40,7 @@ def test_unit_has_the_required_settings() -> None:
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         "SystemCallFilter=@system-service",
         "MemoryDenyWriteExecute=yes",
+        "RestartPreventExitStatus=78",  # a config that cannot work fails once, no restart loop
     ):
         assert re.search(rf"^{re.escape(line)}", text, re.M), line
     assert re.search(r"^WatchdogSec=\d+", text, re.M)
