@@ -221,10 +221,9 @@ def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
         answer = control.request(path, payload)
     except OSError as exc:
         source = "--socket" if args.socket else found.socket_source
-        print(
-            f"{path} (from {source}): {exc.strerror or exc} (is chatopsd running?)",
-            file=sys.stderr,
-        )
+        print(control.connect_failure(path, source, exc), file=sys.stderr)
+        if args.ctl_cmd == "health":  # a daemon that is not there is failing; else: unknown
+            return control.FAILING if control.not_running(exc) else control.UNKNOWN
         return 1
     if args.json:
         print(json.dumps(answer, indent=2))
@@ -234,6 +233,8 @@ def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
         print("\n".join(control.render_health(answer["health"])))
     else:
         print("sent to " + ", ".join(answer["sent"]))
+    if args.ctl_cmd == "health":
+        return control.verdict(answer["health"])[0] if answer.get("ok") else control.UNKNOWN
     return 0 if answer.get("ok") else 1
 
 
