@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from chatopsd import __version__, locations, logs, redact
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.outcome import Outcome
 from chatopsd.core.times import Times
 
 if TYPE_CHECKING:
@@ -88,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
     audit.add_argument(
         "--outcome",
-        help="ok, failed, user_error, denied, rate_limited, error, pending; "
-        "or text in the cause, e.g. 'exit 1'",
+        choices=[str(o) for o in Outcome],
+        help="one of %(choices)s (see README, outcomes)",
     )
+    audit.add_argument("--cause", help="text in the cause, e.g. 'exit 1' or 'PagerDuty'")
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
     audit.add_argument("--head", help="verify: a head hash from the journal that must be there")
     migrate = sub.add_parser(
@@ -288,10 +290,18 @@ async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Name
             actor=args.actor,
             command=args.command,
             outcome=args.outcome,
+            cause=args.cause,
             limit=10_000_000,
         )
     finally:
         await db.close()
+    if not entries:
+        asked = [
+            f"--{name} {value}"
+            for name in ("since", "actor", "command", "outcome", "cause")
+            if (value := getattr(args, name))
+        ]
+        print(f"no audit rows{' match ' + ' '.join(asked) if asked else ''}", file=sys.stderr)
     times = Times(cfg.chatopsd.zone())  # --json keeps UTC ISO times, for machines
     for e in entries:
         if args.json:
