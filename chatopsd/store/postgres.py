@@ -59,6 +59,18 @@ def password_from_environment() -> str | None:
     return os.environ.get("PGPASSWORD") or None
 
 
+def _password_hint(given: str | None) -> str:
+    """Where the password of a refused login comes from, so the operator knows what to fix."""
+    sources = (
+        "the systemd credential chatopsd_database_password "
+        "(/etc/chatopsd/credentials/chatopsd_database_password for the service), else "
+        "PGPASSWORD, else ~/.pgpass"
+    )
+    if given is None:
+        return f"no password was given; it comes from {sources}"
+    return f"the password given was refused; it comes from {sources}"
+
+
 def _count(status: str) -> int:
     """Rows changed, from a command tag such as "INSERT 0 1" or "UPDATE 3"."""
     m = _COUNT.search(status or "")
@@ -118,6 +130,10 @@ class PgDatabase:
                 command_timeout=30,
                 server_settings=settings,
             )
+        except asyncpg.InvalidPasswordError as exc:
+            raise ConnectionError(
+                f"PostgreSQL at {redact(url)}: {exc}: {_password_hint(password)}"
+            ) from None
         except (OSError, asyncpg.PostgresError) as exc:
             raise ConnectionError(f"PostgreSQL at {redact(url)}: {exc}") from None
         db = cls(url, pool, password)
