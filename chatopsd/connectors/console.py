@@ -159,6 +159,11 @@ class ConsoleConnector:
         return text
 
     async def close(self) -> None:
+        if self._prompting:
+            # Stopped at the prompt (Ctrl-C, SIGTERM): end its line, or the shell's prompt
+            # would follow "> " on the same line.
+            self._prompting = False
+            self._raw("\n")
         self.stdout.flush()
 
     def _prompt(self) -> None:
