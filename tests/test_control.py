@@ -338,6 +338,8 @@ def test_what_keeps_a_listed_uid_out_is_named(tmp_path: Path) -> None:
     private = control.uid_map("0 0 1\n61234 61234 1\n")
     assert control.inside_uid(61234, private) == 61234
     assert control.inside_uid(1000, private) is None
+    # listing nobody must not admit every unmapped caller, who all show up as the overflow uid
+    assert control.inside_uid(65534, private) is None
     lines = control.unreachable(closed / "c", [1000, 0], private)
     hidden = [ln for ln in lines if "told apart" in ln]
     assert len(hidden) == 1
