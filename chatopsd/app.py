@@ -77,6 +77,26 @@ class StartupError(Exception):
     """The daemon cannot start; the message is the one line an operator needs."""
 
 
+def nothing_to_serve(cfg: Config, stdin: TextIO | None, config_path: Path | None) -> str | None:
+    """Why this daemon could never be reached, in one line naming the file to edit; None when
+    it can. With no chat platform the console is the only way in, and a closed stdin or
+    /dev/null (systemd's StandardInput=null, the shipped config untouched) never says a word:
+    such a start is a configuration error, not a daemon that reports ready and exits at once.
+    A pipe or a file is input (`printf '!ic\n' | chatopsd run` answers and exits)."""
+    from chatopsd.connectors.console import no_input
+
+    if cfg.platforms or not cfg.console_enabled or not no_input(stdin):
+        return None
+    names = platforms.names()
+    sections = ", ".join(f"[{name}]" for name in names[:-1]) + f" or [{names[-1]}]"
+    guides = ", ".join(f"docs/{name}.md" for name in names)
+    where = str(config_path) if config_path else "a config file given with --config"
+    return (
+        f"nothing can reach this daemon: no chat platform is configured and stdin is not a "
+        f"terminal or a pipe; add a {sections} section to {where} ({guides})"
+    )
+
+
 @dataclass
 class Io:
     """The console's streams (tests and benchmarks pass their own)."""

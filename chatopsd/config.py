@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import tomllib
+from collections.abc import Mapping
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -568,6 +569,8 @@ def _secret_keys() -> tuple[tuple[str, str], ...]:
 
 
 SECRET_KEYS: tuple[tuple[str, str], ...] = _secret_keys()
+# chatopsd.database holds no password: it comes from this credential, else PGPASSWORD.
+DATABASE_CREDENTIAL = "chatopsd_database_password"
 
 
 def host_zone(
@@ -636,20 +639,35 @@ def explain(exc: ValidationError) -> list[str]:
 
 
 def _overlay_secrets(raw: dict[str, Any], env: dict[str, str]) -> None:
-    creds = env.get("CREDENTIALS_DIRECTORY")
     for section, key in SECRET_KEYS:
         table = raw.setdefault(section, {}) if section in _ALWAYS_PRESENT else raw.get(section)
         if not isinstance(table, dict):
             continue  # sections enable platforms; a token alone does not
-        value = None
-        if creds:
-            cred = Path(creds) / f"{section}_{key}"
-            if cred.is_file():
-                value = cred.read_text(encoding="utf-8").strip()
-        if value is None:
-            value = env.get(f"CHATOPSD_{section.upper()}_{key.upper()}")
+        # An empty credential means "not given": install.sh creates every file the unit
+        # loads (systemd refuses to start when one is missing), most of them left empty.
+        value = credential(env, f"{section}_{key}") or env.get(
+            f"CHATOPSD_{section.upper()}_{key.upper()}"
+        )
         if value:
             table[key] = value
+
+
+def credential(env: Mapping[str, str], name: str) -> str | None:
+    """The systemd credential `name` ($CREDENTIALS_DIRECTORY/name), stripped; None when the
+    file is absent or empty, so the next source (the environment, the file) applies."""
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    if not creds:
+        return None
+    path = Path(creds) / name
+    if not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8").strip() or None
+
+
+def credential_names() -> tuple[str, ...]:
+    """Every credential the service may be given: one per token key of the config model,
+    plus the PostgreSQL password (read by store/postgres.py). The unit loads each one."""
+    return (*(f"{section}_{key}" for section, key in SECRET_KEYS), DATABASE_CREDENTIAL)
 
 
 def secrets_of(config: Config) -> list[str]:

@@ -375,8 +375,13 @@ async def test_followups_numbered_per_incident(db: Database) -> None:
 
 async def test_doctor_checks_the_postgresql_database(pg_url: str, tmp_path: Path) -> None:
     from chatopsd.doctor import check_state_db
+    from chatopsd.store.postgres import PgDatabase
     from tests.conftest import make_config
 
+    # never migrated: said so, and doctor leaves it as it was (it creates no schema)
+    [fresh] = await check_state_db(make_config(tmp_path, chatopsd={"database": pg_url}))
+    assert not fresh.ok and "lacks migrations" in fresh.detail, fresh.detail
+    await (await PgDatabase.open(pg_url)).close()  # what the daemon's first start does
     [ok] = await check_state_db(make_config(tmp_path, chatopsd={"database": pg_url}))
     assert ok.ok and "PostgreSQL" in ok.detail
     closed = pg_url.rsplit(":", 1)[0] + ":1/nowhere"  # nothing listens on port 1

@@ -204,11 +204,13 @@ class SqlAuditLog:
         actor: str | None = None,
         command: str | None = None,
         outcome: str | None = None,
+        cause: str | None = None,
         limit: int = 1000,
     ) -> Sequence[AuditEntry]:
         """Rows in order; `actor` matches the id or the name, `command` a prefix of the
-        command. `outcome` is one of core/outcome.py's set (matched exactly), or else text
-        found in the outcome or the cause (e.g. "exit 1", "PagerDuty")."""
+        command. `outcome` is one of core/outcome.py's set (matched exactly; anything else is
+        refused, so a typo never reads as "no such rows"); `cause` is text found in the
+        cause (e.g. "exit 1", "PagerDuty")."""
         where = ["at >= ?"]
         params: list[object] = [since.timestamp() if since else 0.0]
         if actor:
@@ -217,13 +219,18 @@ class SqlAuditLog:
         if command:
             where.append("(command = ? OR command LIKE ? ESCAPE '\\')")
             params += [command, _like_prefix(command)]
-        if outcome in set(Outcome):
+        if outcome is not None:
+            if outcome not in set(Outcome):
+                raise ValueError(
+                    f"outcome {outcome!r} is not one of {', '.join(o.value for o in Outcome)}"
+                )
             # (rows from before migration 0010 wrote e.g. "denied: <why>" in one column)
             where.append("(outcome = ? OR outcome LIKE ? ESCAPE '\\')")
             params += [outcome, f"{_escape_like(outcome)}:%"]
-        elif outcome:
+        if cause:
+            # (and in the outcome column of those older rows)
             where.append("(outcome LIKE ? ESCAPE '\\' OR coalesce(cause, '') LIKE ? ESCAPE '\\')")
-            params += [f"%{_escape_like(outcome)}%"] * 2
+            params += [f"%{_escape_like(cause)}%"] * 2
         rows = await self.db.fetchall(
             f"SELECT {_FIELDS}, cause FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit),
