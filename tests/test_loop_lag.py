@@ -59,15 +59,6 @@ async def test_a_command_holding_the_loop_is_named_in_one_warning_and_counted(
     assert _metric(app, "chatopsd_event_loop_lag_max_seconds") >= 0.25
 
 
-async def test_an_idle_loop_has_no_stall(console_app: App) -> None:
-    app = console_app
-    for _ in range(3):
-        await app.loop_lag.checked()
-    # computing for over 100 ms between two checks, with nothing running, never happens; a
-    # busy CI host may still delay a check (the thread is not running, so it is not computing)
-    assert [s for s in app.loop_lag.recent if s.cpu > 0.1] == []
-
-
 async def test_a_40kB_hostile_mention_holds_up_nobody_else(
     tmp_path: Path,
     fake: FakeSlack,
