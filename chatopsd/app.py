@@ -104,6 +104,12 @@ class App:
         self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
         self.reminders: Reminders | None = None  # shift reminders by DM (issue 18)
         self.swaps: SwapHandler | None = None  # `!ic swap` requests (issue 18)
+        # the configured tokens, kept out of chat and the audit trail as well as the logs
+        self.secrets = redact.usable(config_mod.secrets_of(self.config))
+
+    def redact_secrets(self, text: str) -> str:
+        """`text` without any configured token (an outside system's error may quote one)."""
+        return redact.mask(text, self.secrets)
 
     async def start(self) -> None:
         cfg = self.config
@@ -115,7 +121,8 @@ class App:
             raise StartupError(f"state database {path}: {exc}") from exc
         self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
-        self.audit = SqlAuditLog(self.db, _audit_key(cfg))
+        self.audit = SqlAuditLog(self.db, _audit_key(cfg), redact=self.redact_secrets)
+        await self.audit.key_chain(self.clock.now())  # so `audit verify` can expect keyed rows
         self.kv = SqlKeyValue(self.db)
         self.incident_store = SqlIncidentStore(self.db)
         self.lease = await self._lease()
@@ -124,7 +131,7 @@ class App:
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
-        self.outbox = Outbox({c.platform: c for c in connectors})
+        self.outbox = Outbox({c.platform: c for c in connectors}, redact=self.redact_secrets)
         self.registry = Registry()
         self.bus = Bus(
             self.registry,
@@ -132,6 +139,7 @@ class App:
             self.outbox,
             prefix=cfg.chatopsd.prefix,
             bot_names=(cfg.chatopsd.bot_name,),
+            redact=self.redact_secrets,
         )
         self.loop_lag = LoopLag(self.bus)  # warns when something holds the loop (looplag.py)
         self._handlers()
@@ -256,7 +264,7 @@ class App:
             RateLimit(
                 self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=self._is_grant
             ),
-            Authorize(policy, self.incident_store.is_incident_channel),
+            Authorize(policy, self.incident_store.is_open_incident_channel),
         ]
 
     def _is_grant(self, event: Inbound) -> bool:
@@ -369,6 +377,7 @@ class App:
             self.clock,
             components=sp.components if sp else None,
             auto_publish=sp.auto_publish if sp else (),
+            public_title=sp.public_title if sp else "",
             min_interval=sp.min_interval_seconds if sp else 1.0,
             # several instances: the leader sends, and picks up what followers queued
             lease=self.lease,
@@ -649,6 +658,7 @@ class App:
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
+        self.secrets = redact.usable(secrets)
         needs_restart = [d for d in _differences(applied, new) if d != "commands"]
         if commands_note is not None:
             needs_restart.append(commands_note)

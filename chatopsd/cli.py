@@ -333,11 +333,14 @@ async def _verify(cfg: config.Config, head: str | None = None) -> int:
         print(f"audit log OK: {verdict.rows} rows{legacy}{keyed}, head {verdict.head}")
         return 0
     if verdict.broken_at is None:
-        print(
-            f"audit log TRUNCATED or rewritten: head {head} is not in the chain "
-            f"({verdict.rows} rows, head now {verdict.head})",
-            file=sys.stderr,
-        )
+        if verdict.unkeyed:
+            print(f"audit log NOT VERIFIED: {verdict.reason}", file=sys.stderr)
+        if verdict.head_seen is False:
+            print(
+                f"audit log TRUNCATED or rewritten: head {head} is not in the chain "
+                f"({verdict.rows} rows, head now {verdict.head})",
+                file=sys.stderr,
+            )
         return 1
     print(
         f"audit log TAMPERED: row id {verdict.broken_at}: {verdict.reason}; "

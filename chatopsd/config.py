@@ -7,6 +7,7 @@ A platform section that is present is enabled.
 
 from __future__ import annotations
 
+import base64
 import os
 import tomllib
 from datetime import UTC, tzinfo
@@ -24,8 +25,9 @@ from pydantic import (
     model_validator,
 )
 
-from chatopsd import locations
+from chatopsd import locations, redact
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.public_status import TITLE_PLACEHOLDERS, placeholders
 
 # Sections that always exist: their secret may come from a credential alone.
 _ALWAYS_PRESENT = frozenset({"audit"})
@@ -367,9 +369,21 @@ class StatuspageSection(Section):
     page_id: str = Field(min_length=1)
     components: dict[str, str] = {}  # incident service -> component id
     auto_publish: list[Literal["SEV-1", "SEV-2", "SEV-3", "SEV-4"]] = []
+    # The public name of an auto-published incident (nobody chose to show its internal
+    # title): {service} (when it is one of `components`), {sev}; "{title}" opts into the title.
+    public_title: str = Field("Service disruption: {service}", min_length=1, max_length=255)
     timeout_seconds: float = Field(10.0, gt=0)
     # Statuspage allows one request per second per API key.
     min_interval_seconds: float = Field(1.0, ge=0)
+
+    @field_validator("public_title")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        unknown = sorted(placeholders(template) - TITLE_PLACEHOLDERS)
+        if unknown:
+            known = ", ".join(f"{{{p}}}" for p in sorted(TITLE_PLACEHOLDERS))
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} (known: {known})")
+        return template
 
 
 class TicketsSection(Section):
@@ -639,7 +653,9 @@ def _overlay_secrets(raw: dict[str, Any], env: dict[str, str]) -> None:
 
 
 def secrets_of(config: Config) -> list[str]:
-    """Every token value in the config, so logging can redact them."""
+    """Every token value in the config, so logs, chat and the audit trail can redact them:
+    the token keys, the secret parts of the status sources' URLs (a key in the path or the
+    query), and the basic-auth pair that carries the Jira token."""
     found = []
     for section, key in SECRET_KEYS:
         table = getattr(config, section)
@@ -647,4 +663,12 @@ def secrets_of(config: Config) -> list[str]:
             value = getattr(table, key).get_secret_value()
             if value:
                 found.append(value)
+    for source in config.status.sources:
+        url = getattr(source, "url", None)
+        if url:
+            found += redact.url_secrets(url, every_value=False)
+    tickets = config.tickets
+    if tickets is not None and tickets.email:
+        pair = f"{tickets.email}:{tickets.token.get_secret_value()}"
+        found.append(base64.b64encode(pair.encode()).decode())
     return found

@@ -68,6 +68,7 @@ def build(app: App) -> list[CommandProvider]:
         app.kv,
         app.clock,
         schedules=pd.ic_schedules,
+        pageable=[*pd.responder_schedules, *(s for svc in pd.services for s in svc.schedules)],
         service_id=pd.service_id,
         times=app.times,
         on_paged=app.incidents.link_page,

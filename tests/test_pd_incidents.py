@@ -443,3 +443,24 @@ async def test_handback_after_the_override_ended(
     clock.advance(3600)
     assert "already ended at 12:30 UTC" in text_of(await say(app, "!ic handback"))
     assert "Pager taken" in text_of(await say(app, "!ic take 30m"))  # free to take it again
+
+
+async def test_a_token_pagerduty_quotes_back_reaches_neither_chat_nor_the_audit_trail(
+    app: App, pd: FakePagerDuty, out: io.StringIO
+) -> None:
+    from tests.fakes.pagerduty import TOKEN
+
+    pd.trigger("API 5xx")
+    await poll(app)
+    # PagerDuty's 400 quotes our Authorization header back in its error detail
+    pd.fault, pd.fault_path = "echo-auth", "/incidents/PINC001"
+    replies = await say(app, "!pd ack PINC001")
+    await app.outbox.flush(5)
+    answer = text_of(replies)  # as the bus rendered the error
+    assert "PagerDuty refused the request as invalid (400)" in answer
+    assert "'Authorization': 'Token token=[redacted]'" in answer
+    rows = await app.db.fetchall("SELECT command, text, cause FROM audit ORDER BY id")
+    [cause] = [r[2] for r in rows if r[0] == "pd ack"]
+    assert "PagerDuty refused the request as invalid (400)" in cause and "[redacted]" in cause
+    for shown in (answer, out.getvalue(), str(rows)):
+        assert TOKEN not in shown

@@ -40,24 +40,33 @@ Middleware = Callable[[Call, Next], Awaitable[list[Reply]]]
 # stands for (⬆️ on an incident's announcement → "incident escalate INC-…"), or None, and that
 # command then runs through the same middleware as a typed one (role, channel, rate, audit).
 ReactionCommand = Callable[[Inbound], Awaitable[str | None]]
+# Takes the configured secrets out of a text (injected: core knows no config). An outside
+# system's error may quote our own token back ("HTTP 400: … 'Authorization': 'Bearer …'").
+Redact = Callable[[str], str]
 
 
-def render_error(exc: BaseException, ref: str) -> Reply:
-    """Turn any error into the reply the asker sees. Unexpected errors show only a reference."""
+def _unchanged(text: str) -> str:
+    return text
+
+
+def render_error(exc: BaseException, ref: str, redact: Redact = _unchanged) -> Reply:
+    """Turn any error into the reply the asker sees. Unexpected errors show only a reference;
+    a typed error's text is shown without any configured secret it quotes."""
     if isinstance(exc, UserError):
-        text = exc.message if not exc.hint else f"{exc.message}\n{exc.hint}"
+        text = redact(exc.message if not exc.hint else f"{exc.message}\n{exc.hint}")
         # Only the asker needs to see their typo; an outside failure the whole channel must see.
         private = isinstance(exc, UsageError | RateLimited | Forbidden)
         return Reply(text=text, ephemeral=private)
     return Reply(text=f"internal error, reference {ref}. It has been logged.")
 
 
-def short_cause(exc: BaseException, ref: str) -> str:
+def short_cause(exc: BaseException, ref: str, redact: Redact = _unchanged) -> str:
     """Why a step failed, in a few words fit for chat, for a command that goes on anyway (an
-    incident declared without its pin). A typed error's own message; for anything else the
-    kind of failure and a reference to the log line, never the raw exception text."""
+    incident declared without its pin). A typed error's own message (less any configured
+    secret); for anything else the kind of failure and a reference to the log line, never
+    the raw exception text."""
     if isinstance(exc, UserError | ChannelRefused):
-        return str(exc)
+        return redact(str(exc))
     if isinstance(exc, RateLimitedSend):
         return "the platform rate limited us; try again in a minute"
     if isinstance(exc, TransientSendError):
@@ -78,8 +87,10 @@ class Bus:
         *,
         prefix: str = "!",
         bot_names: tuple[str, ...] = ("chatopsd",),
+        redact: Redact = _unchanged,
     ) -> None:
         self.registry = registry
+        self.redact = redact
         self.outbox = outbox
         self.prefix = prefix
         self.bot_names = bot_names
@@ -216,7 +227,7 @@ class Bus:
         except Exception as exc:
             failed = True
             quiet = isinstance(exc, RateLimited) and exc.quiet
-            replies = [] if quiet else [render_error(exc, call.ref)]
+            replies = [] if quiet else [render_error(exc, call.ref, self.redact)]
             if event.kind == "reaction":
                 # only the person reacting needs to learn why their reaction did nothing
                 replies = [replace(r, ephemeral=True) for r in replies]

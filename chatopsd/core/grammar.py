@@ -2,7 +2,8 @@
 
 Which texts are commands at all (prefix, mention, DM, slash) is core/addressing.py's call.
 Quotes: "double", 'single' and the curly quotes chat clients substitute. A backslash escapes the
-next character inside double quotes. Pure functions only.
+next character inside double quotes. A word that begins with a quote is a `Quoted` word: taken
+literally, never as an option, so a note that says "--public" stays a note. Pure functions only.
 """
 
 from __future__ import annotations
@@ -27,6 +28,12 @@ _UNCLOSED = 8
 _ESCAPED = re.compile(r"\\([\s\S])")
 
 
+class Quoted(str):
+    """A word whose first character was inside quotes: text, never an `--option`."""
+
+    __slots__ = ()
+
+
 def tokenize(text: str) -> list[str]:
     """Split on whitespace, honouring quotes. Raises UsageError on an unterminated quote.
 
@@ -36,7 +43,8 @@ def tokenize(text: str) -> list[str]:
         return text.split()
     words: list[str] = []
     word: list[str] = []
-    quoted = False
+    quoted = False  # the word has a quoted piece (so "" is a word)
+    literal = False  # the word's first piece was quoted
     for m in _PIECE.finditer(text):
         piece = m.lastindex or 0  # the one group of the alternative that matched
         if piece == _UNCLOSED:
@@ -45,14 +53,20 @@ def tokenize(text: str) -> list[str]:
             )
         if piece == 1:  # whitespace: the word ends
             if word or quoted:
-                words.append("".join(word))
-            word, quoted = [], False
+                words.append(_word(word, literal))
+            word, quoted, literal = [], False, False
         elif piece == 2:
             word.append(m.group(2))
         else:
+            literal = literal or not word
             quoted = True
             inner = m.group(piece)
             word.append(_ESCAPED.sub(r"\1", inner) if piece == 3 and "\\" in inner else inner)
     if word or quoted:
-        words.append("".join(word))
+        words.append(_word(word, literal))
     return words
+
+
+def _word(pieces: list[str], literal: bool) -> str:
+    text = "".join(pieces)
+    return Quoted(text) if literal else text

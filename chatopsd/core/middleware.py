@@ -82,8 +82,8 @@ class AccessPolicy:
 
     `roles` maps a role to identities: "platform:user_id", an email address, or "*".
     Members of "admin" hold every role. `command_roles` overrides a spec's role by command
-    name ("ic page" = "oncall"). Paging/mutating commands are limited to the listed
-    "platform:channel" entries when a list is non-empty.
+    name ("ic page" = "oncall"), and an option's by "<command> --<option>". Paging/mutating
+    commands are limited to the listed "platform:channel" entries when a list is non-empty.
     """
 
     roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
@@ -147,6 +147,16 @@ class AccessPolicy:
                 f"{call.prefix}{spec.name} needs the role {role!r}",
                 hint="ask an admin to add you under [roles] in the config",
             )
+        for arg in spec.args:
+            # an option with a role of its own ("incident update --public"), when given
+            if arg.option and arg.role is not None and call.args.get(arg.name) is not None:
+                given = f"{spec.name} --{arg.name}"
+                role = self.command_roles.get(given, arg.role)
+                if role and not self.holds(call, role):
+                    raise Forbidden(
+                        f"{call.prefix}{given} needs the role {role!r}",
+                        hint="ask an admin to add you under [roles] in the config",
+                    )
 
 
 def audit_entry(
@@ -175,8 +185,10 @@ class Authorize:
     """Refuse commands the actor may not run here (the Audit middleware around it records it).
 
     `incident_channel(platform, channel)` says whether a channel is one the daemon created for
-    an incident: paging and mutating commands are allowed there even when the channel lists
-    in config do not name it (they cannot: it did not exist when the config was written).
+    an incident that is still open: incident and paging commands are allowed there even when
+    the channel lists in config do not name it (they cannot: it did not exist when the config
+    was written). Nothing else is (an ops command stays where the lists say), and once the
+    incident is closed the lists apply to everything again.
     """
 
     def __init__(
@@ -189,7 +201,13 @@ class Authorize:
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         allowed = False
-        if self.incident_channel is not None and self.policy.restricted_here(call):
+        spec = call.spec
+        incident_work = spec is not None and (spec.pages or spec.incident_work)
+        if (
+            self.incident_channel is not None
+            and incident_work
+            and self.policy.restricted_here(call)
+        ):
             allowed = await self.incident_channel(call.event.platform, call.event.channel)
         self.policy.check(call, channel_allowed=allowed)
         return await nxt(call)

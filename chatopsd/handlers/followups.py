@@ -110,6 +110,7 @@ class FollowUps:
                 handler,
                 args,
                 mutates=path != ("followup", "list"),
+                incident_work=True,
                 priority=Priority.STATUS,
             )
 
