@@ -44,6 +44,7 @@ from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
+from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.platforms import Wiring
@@ -167,6 +168,7 @@ class App:
             bot_names=(cfg.chatopsd.bot_name,),
             redact=self.redact_secrets,
         )
+        self.loop_lag = LoopLag(self.bus)  # warns when something holds the loop (looplag.py)
         self._handlers()
         await self.stalking.load()
         if self.config.pagerduty is not None:
@@ -196,7 +198,11 @@ class App:
         self.scheduler.start()
         self.metrics.attach(
             LiveState(
-                self.supervisors, self.outbox, self.scheduler, self.config.pagerduty is not None
+                self.supervisors,
+                self.outbox,
+                self.scheduler,
+                self.config.pagerduty is not None,
+                self.loop_lag,
             )
         )
         for connector in connectors:
@@ -215,6 +221,7 @@ class App:
             )
         if self.config.statuspage is not None:
             self.public.start()  # the status page queue; resumes what a previous run left
+        self.loop_lag.start()  # from here on (start-up itself imports and migrates)
         # Everything built so far lives as long as the daemon: keep it out of the collector's
         # full passes, which otherwise walk it all and show up as latency spikes.
         gc.freeze()
@@ -706,6 +713,9 @@ class App:
         """Undo a start that failed half way: close whatever was opened, so nothing keeps the
         process alive (an open aiosqlite connection is a thread that blocks exit)."""
         self.scheduler.shutdown()
+        loop_lag: LoopLag | None = getattr(self, "loop_lag", None)
+        if loop_lag is not None:
+            loop_lag.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -757,6 +767,7 @@ class App:
         await self.lease.stop()
         await self.log_audit_head()
         await self.db.close()
+        self.loop_lag.stop()
         log.info("chatopsd stopped")
 
 

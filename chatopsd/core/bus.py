@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
@@ -102,6 +103,12 @@ class Bus:
         # A mention the grammar cannot parse goes to this spec with args {"text": body}
         # (the plain-language intent parser), through the same middleware as any command.
         self.mention_fallback: CommandSpec | None = None
+        # What runs now and what finished last, for the loop-lag monitor to name the command
+        # that held the loop (it may have been its last step): a dict entry and a bounded
+        # deque append per command, nothing more on this path.
+        self._running: dict[int, Call] = {}  # by id(): refs are random and may repeat
+        self._finished: deque[Call] = deque(maxlen=32)
+        self._finished_count = 0
 
     def _build(self, middleware: list[Middleware]) -> Next:
         async def run_handler(call: Call) -> list[Reply]:
@@ -214,6 +221,7 @@ class Bus:
         if call.error is not None and addressed.how == "thread" and not self._known_root(call):
             return []  # people talking in a thread we started, not a command for us
         failed = False
+        self._running[id(call)] = call
         try:
             replies = await self._chain(call)
         except Exception as exc:
@@ -233,6 +241,10 @@ class Bus:
                     call.command,
                     exc_info=exc,
                 )
+        finally:
+            del self._running[id(call)]
+            self._finished.append(call)
+            self._finished_count += 1
         # A refusal or error keeps its own (normal) priority: a flood of refused pages must
         # not jump the queue ahead of a real page's answer.
         priority = call.spec.priority if call.spec and not failed else None
@@ -285,6 +297,19 @@ class Bus:
                 await self.outbox.send(destination, reply)
             else:
                 self.outbox.enqueue(destination, reply)
+
+    def activity_mark(self) -> int:
+        """How many commands have finished (the loop-lag monitor takes it every tick)."""
+        return self._finished_count
+
+    def commands_since(self, mark: int) -> list[str]:
+        """Commands running now or finished since `mark`: "intent (ref 1a2b3c4d, slack:U1)"."""
+        newer = min(self._finished_count - mark, len(self._finished))
+        calls = [*self._running.values(), *list(self._finished)[len(self._finished) - newer :]]
+        return [
+            f"{c.command or 'unknown'} (ref {c.ref}, {c.event.platform}:{c.event.actor.id})"
+            for c in calls
+        ]
 
     def addressed(self, event: Inbound) -> Addressed | None:
         """The command in an event, or None when it is not for us (core/addressing)."""

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 from chatopsd.core.errors import UsageError
 from chatopsd.core.grammar import Quoted
 from chatopsd.core.messages import Priority, Reply
+from chatopsd.core.values import whole_number
 
 if TYPE_CHECKING:
     from chatopsd.core.context import Call
@@ -269,11 +270,9 @@ def _convert(arg: Arg, raw: str, usage: str) -> str | int:
         raw = match
     if arg.kind == "int":
         try:
-            return int(raw)
-        except ValueError:
-            raise UsageError(
-                f"{arg.name} must be a whole number (got {raw!r})", hint=usage
-            ) from None
+            return whole_number(raw, arg.name)
+        except UsageError as exc:
+            raise UsageError(exc.message, hint=usage) from None
     return raw
 
 

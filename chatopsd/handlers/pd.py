@@ -27,13 +27,14 @@ from chatopsd.core.messages import Priority, Reply
 from chatopsd.core.pd import IncidentApi, PdIncident, PdUser
 from chatopsd.core.ports import ClickClaims, Clock
 from chatopsd.core.times import UTC_TIMES, Times
+from chatopsd.core.values import duration, is_email, whole_number
 from chatopsd.handlers.pd_sync import IncidentSync
 
 log = logging.getLogger("chatopsd.pd")
 
-_EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 PD_ID = re.compile(r"[A-Z0-9]{5,}")
-_DURATION = re.compile(r"(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?")
+# PagerDuty snoozes and overrides made from chat: 1 second to 7 days.
+MAX_DURATION = 7 * 24 * 3600
 ROLE = "oncall"
 
 
@@ -164,7 +165,7 @@ class PdHandler:
         """An incident id from "12", "#12" or "PABC123"."""
         word = raw.strip().lstrip("#")
         if word.isdigit():
-            number = int(word)
+            number = whole_number(word, "the incident number")
             known = await self.sync.cards.by_number(number)
             if known is not None:
                 return known
@@ -174,7 +175,7 @@ class PdHandler:
             raise NotFound(f"no open PagerDuty incident #{number} on the followed services")
         if PD_ID.fullmatch(word):
             return word
-        raise UsageError(f"{raw!r} is not an incident number or PagerDuty id")
+        raise UsageError(f"{_cut(raw)!r} is not an incident number or PagerDuty id")
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -317,7 +318,7 @@ class PdHandler:
                     hint="they can link themselves with !pd link, or use an email",
                 )
             email = person.email
-        elif _EMAIL.fullmatch(query):
+        elif is_email(query):
             email = query.lower()
         if email is not None:
             user = await self.api.user_by_email(email)
@@ -335,15 +336,9 @@ class PdHandler:
 
 def parse_duration(text: str) -> int:
     """ "90s", "30m", "2h", "1h30m", "1d" → seconds (PagerDuty takes 1 s to 7 days)."""
-    raw = text.strip().lower().replace(" ", "")
-    match = _DURATION.fullmatch(raw) if raw else None
-    if raw.isdigit():
-        seconds = int(raw) * 60  # a bare number is minutes
-    elif match is None or not any(match.groups()):
-        raise UsageError(f"{text!r} is not a duration", hint="e.g. 30m, 2h, 1h30m")
-    else:
-        d, h, m, s = (int(g or 0) for g in match.groups())
-        seconds = ((d * 24 + h) * 60 + m) * 60 + s
-    if not 1 <= seconds <= 7 * 24 * 3600:
-        raise UsageError("a duration must be between 1 second and 7 days")
-    return seconds
+    return duration(text, maximum=MAX_DURATION)
+
+
+def _cut(text: str) -> str:
+    """A typed value quoted back in a refusal, kept short."""
+    return text if len(text) <= 60 else text[:60] + "…"

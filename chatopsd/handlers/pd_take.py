@@ -114,6 +114,8 @@ class TakeHandler:
         return f"pagerduty.take.{schedule}.{call.event.platform}:{call.event.actor.id}"
 
     async def take(self, call: Call) -> Reply:
+        duration = call.text("duration")
+        seconds = parse_duration(duration) if duration else None  # a bad one: usage, first
         schedule = self._schedule(call)  # before anything is asked of PagerDuty
         sender = await self.pd.sender(call)
         me = await self.api.user_by_email(sender)
@@ -128,9 +130,8 @@ class TakeHandler:
             )
         before = await self.api.on_call(schedule)
         others = [u for u, _ in before if u.id != me.id]
-        duration = call.text("duration")
-        if duration:
-            end = now + timedelta(seconds=parse_duration(duration))
+        if seconds is not None:
+            end = now + timedelta(seconds=seconds)
         else:
             ends = [datetime.fromisoformat(t.replace("Z", "+00:00")) for _, t in before if t]
             if not ends:

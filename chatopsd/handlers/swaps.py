@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
@@ -22,8 +22,8 @@ from chatopsd.core.messages import Button, Destination, Reply, Sent
 from chatopsd.core.pd import IncidentApi
 from chatopsd.core.ports import Clock, ReplySink
 from chatopsd.core.shifts import Lookahead, held_through
-from chatopsd.core.swaps import Swap, SwapStore
-from chatopsd.handlers.pd import ROLE, PdHandler, parse_duration
+from chatopsd.core.swaps import FROM_HELP, UNTIL_HELP, Swap, SwapStore, window
+from chatopsd.handlers.pd import ROLE, PdHandler
 
 log = logging.getLogger("chatopsd.swaps")
 
@@ -54,8 +54,8 @@ class SwapHandler:
                 "ask for someone to cover your on-call window",
                 self.request,
                 (
-                    Arg("from", "when: 2026-11-24T08:00 (UTC) or a delay like 2h"),
-                    Arg("until", "when: a date-time, or a length like 8h"),
+                    Arg("from", FROM_HELP),
+                    Arg("until", UNTIL_HELP),
                     Arg("reason", "why (optional)", kind="rest", required=False),
                 ),
                 role=ROLE,
@@ -77,12 +77,7 @@ class SwapHandler:
         if not self.schedules:
             raise UsageError("no IC schedule configured to swap on")
         now = self.clock.now()
-        start = _when(call.text("from") or "", now)
-        until = _when(call.text("until") or "", start)
-        if until <= start:
-            raise UsageError("the window ends before it starts")
-        if start < now - timedelta(minutes=1):
-            raise UsageError("the window has already started")
+        start, until = window(call.text("from") or "", call.text("until") or "", now)
         await self._holds(call, self.schedules[0], start, until)
         e = call.event
         swap = Swap(
@@ -194,13 +189,3 @@ class SwapHandler:
             text=text,
             buttons=(Button("Take it", f"ic swap take {swap.id}", "primary"),),
         )
-
-
-def _when(text: str, base: datetime) -> datetime:
-    """A date-time (UTC unless it says otherwise), or a delay/length from `base`."""
-    text = text.strip()
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        return base + timedelta(seconds=parse_duration(text))
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)
