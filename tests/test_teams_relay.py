@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import random
+import time
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -301,7 +302,7 @@ async def test_without_renewal_the_fake_closes_with_1008() -> None:
     await fake.start()
     try:
         token = teams_relay.sas(
-            fake.namespace, fake.path, fake.key_name, fake.key, int(__import__("time").time()) + 1
+            fake.namespace, fake.path, fake.key_name, fake.key, int(time.time()) + 1
         )
         async with aiohttp.ClientSession() as http:
             ws = await http.ws_connect(

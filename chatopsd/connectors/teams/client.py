@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import json
 import logging
 import random
 from collections.abc import Awaitable, Callable, Sequence
@@ -231,6 +232,13 @@ class ConnectorClient:
         base = self.check_service_url(service_url)
         # Conversation ids hold ':', '@' and ';': quoted here, and not re-quoted by yarl.
         url = URL(base + path, encoded=True)
+        # Compact, non-ASCII as is: Teams counts a message's size on its text.
+        payload = (
+            None
+            if body is None
+            else json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+        )
+        headers = {} if body is None else {"Content-Type": "application/json; charset=utf-8"}
         refreshed = False
 
         async def attempt() -> Any:
@@ -241,8 +249,8 @@ class ConnectorClient:
                 async with self._session().request(
                     method,
                     url,
-                    json=body,
-                    headers={"Authorization": f"Bearer {token}"},
+                    data=payload,
+                    headers=headers | {"Authorization": f"Bearer {token}"},
                     timeout=aiohttp.ClientTimeout(total=self.timeout),
                 ) as r:
                     if r.status == 401 and not refreshed:

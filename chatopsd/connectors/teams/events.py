@@ -227,6 +227,8 @@ def translate(
         return _with(base, events=(event,), reply_to_id=reply_to)
     text = _str(activity, "text").replace("\u00a0", " ").replace("&nbsp;", " ")
     mine = _bot_mentions(activity, bot_id, app_id)
+    if not mine and recipient is not None and recipient.name:
+        mine = {f"<at>{recipient.name}</at>"}  # the mention entity missing: the tag still says
     text = _AT.sub(lambda m: m.group(0) if m.group(0) in mine else f"@{m.group(1)}", text)
     found = address(
         text,
