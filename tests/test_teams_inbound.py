@@ -242,6 +242,16 @@ async def test_failures_after_authentication_are_still_200(rig: Rig) -> None:
     assert rig.pipeline.counts["not_admitted"] == 1
 
 
+async def test_a_crash_after_authentication_is_still_200(rig: Rig) -> None:
+    def crash(_activity: object) -> events.Translated:
+        raise RuntimeError("a bug in translation")
+
+    rig.pipeline.translate = crash  # a collaborator that fails, as a bug would
+    status, headers, _ = await rig.post()
+    assert status == 200 and "Via" in headers
+    assert rig.pipeline.counts["failed"] == 1 and rig.admitted == []
+
+
 # -- invokes --------------------------------------------------------------------------------
 
 
