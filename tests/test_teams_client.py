@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from chatopsd.connectors.teams import render
+from chatopsd.connectors.teams.admin import GraphChannels
 from chatopsd.connectors.teams.auth import TokenProvider, TokenRefused
 from chatopsd.connectors.teams.client import (
     THREAD_LIMITS,
@@ -22,7 +23,7 @@ from chatopsd.connectors.teams.client import (
 )
 from chatopsd.core.errors import RateLimitedSend, TransientSendError
 from chatopsd.core.messages import Button, Reply
-from chatopsd.core.ports import SystemClock
+from chatopsd.core.ports import ChannelRefused, SystemClock
 from tests.conftest import FakeClock
 from tests.fakes import teams_bot
 from tests.fakes.teams_bot import FakeBotService
@@ -254,3 +255,38 @@ async def test_a_burst_of_twenty_to_one_thread_is_spaced(bot: FakeBotService, ri
         assert len([u for u in sent[i:] if u < t + 2]) <= 8
     assert sent[-1] >= 4.0  # 20 posts at 8 per 2 s: the last in the third window
     assert len(bot.activities) == 20
+
+
+async def test_graph_channel_with_a_graph_token(bot: FakeBotService) -> None:
+    cfg = section(**bot.section())
+    tokens = TokenProvider(cfg, cfg.graph_scope, clock=SystemClock())
+    graph = GraphChannels(tokens, cfg.graph_url, clock=SystemClock())
+    try:
+        name = "SEV-1 payments: card authorisations failing in eu-west since 14:02\nreally"
+        channel = await graph.create_channel(teams_bot.TEAM_ID, name, "incident 42")
+        assert channel.startswith("19:") and channel.endswith("@thread.tacv2")
+        (made,) = bot.channels
+        assert made["team"] == teams_bot.TEAM_ID and made["membershipType"] == "standard"
+        assert len(made["displayName"]) == 50 and made["displayName"].endswith("…")
+        assert "\n" not in made["displayName"]
+        assert [r["scope"] for r in bot.token_requests] == ["https://graph.microsoft.com/.default"]
+        bot.refuse_channels = True
+        with pytest.raises(ChannelRefused) as refused:
+            await graph.create_channel(teams_bot.TEAM_ID, "incident 43")
+        assert "Channel.Create.Group" in str(refused.value)
+    finally:
+        await graph.close()
+        await tokens.close()
+
+
+async def test_a_bot_framework_token_does_not_open_graph(bot: FakeBotService) -> None:
+    cfg = section(**bot.section())
+    tokens = TokenProvider(cfg, cfg.bot_scope, clock=SystemClock())  # the wrong audience
+    graph = GraphChannels(tokens, cfg.graph_url, clock=SystemClock())
+    try:
+        with pytest.raises(ChannelRefused) as refused:
+            await graph.create_channel(teams_bot.TEAM_ID, "incident 44")
+        assert "HTTP 401" in str(refused.value) and bot.channels == []
+    finally:
+        await graph.close()
+        await tokens.close()

@@ -345,6 +345,22 @@ async def test_dropped_channel_reconnects_with_capped_jittered_backoff(
 
 
 @pytest.mark.parametrize(
+    ("code", "meaning"), [(1011, "service error"), (1008, "the token expired")]
+)
+async def test_a_service_close_is_followed_by_a_reconnect(
+    relay: FakeRelay, harness: Any, code: int, meaning: str
+) -> None:
+    h = harness()
+    await relay.wait_listeners(1)
+    await h.wait_ready()
+    await relay.close_listeners(code)
+    await relay.wait_listeners(1, total=2)
+    await h.wait_ready(2)
+    assert h.lost == [f"the relay closed the control channel (code {code}: {meaning})"]
+    assert len(h.delays) == 1 and 0 <= h.delays[0] <= 2.0
+
+
+@pytest.mark.parametrize(
     ("status", "words"),
     [(401, "teams_relay_key"), (403, "Listen right"), (404, "teams.relay_path")],
 )

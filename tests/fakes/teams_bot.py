@@ -15,7 +15,8 @@ token endpoint issues.
                                              validated with openapi-core against
                                              tests/specs/teams/botframework-channel.openapi3.json
                                              (violations recorded, requests answered 400)
-  POST /v1.0/teams/{team}/channels           Graph channel creation (displayName at most 50)
+  POST /v1.0/teams/{team}/channels           Graph channel creation (displayName at most 50,
+                                             a Graph-scoped token; 403 with refuse_channels)
 
 The Connector checks the bearer token (signed by "entra", audience the Bot Framework), refuses
 a message over 100 KB counted in UTF-16 with 413 `MessageSizeTooBig`, and answers the next
@@ -132,6 +133,7 @@ class FakeBotService:
     conversations: list[dict[str, Any]] = field(default_factory=list)  # create bodies
     channels: list[dict[str, Any]] = field(default_factory=list)  # Graph creations
     call_times: list[float] = field(default_factory=list)  # time.monotonic() per Connector call
+    refuse_channels: bool = False  # Graph answers 403 (Channel.Create.Group not granted)
     url: str = ""
 
     def __post_init__(self) -> None:
@@ -455,6 +457,11 @@ class FakeBotService:
     # -- Graph ---------------------------------------------------------------------------
 
     async def _graph_channel(self, request: web.Request) -> web.Response:
+        if self.refuse_channels:
+            return web.json_response(
+                {"error": {"code": "Forbidden", "message": "Missing role permissions."}},
+                status=403,
+            )
         if not self._token_ok(request, GRAPH_AUDIENCE):
             return web.json_response(
                 {

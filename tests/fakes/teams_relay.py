@@ -218,6 +218,12 @@ class FakeRelay:
             if transport is not None:
                 transport.abort()
 
+    async def close_listeners(self, code: int) -> None:
+        """The service ends every control channel with `code` (1008 token, 1011 error)."""
+        for listener in list(self.listeners):
+            listener.closed_with = code
+            await listener.ws.close(code=code, message=b"closed by the test")
+
     def half_open(self) -> None:
         """Connected, but nothing arrives any more: no PONGs, no requests."""
         self.silent = True
