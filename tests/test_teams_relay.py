@@ -412,3 +412,19 @@ async def test_websocket_senders_are_rejected(relay: FakeRelay, harness: Any) ->
 async def test_no_listener_is_a_502_from_the_relay(relay: FakeRelay) -> None:
     async with aiohttp.ClientSession() as http, http.post(relay.endpoint, data=b"{}") as r:
         assert r.status == 502 and "Via" not in r.headers
+
+
+def test_rendezvous_addresses_must_stay_in_the_relay_domain() -> None:
+    real = RelayListener(section(), Echo(), clock=SystemClock())
+    assert real._trusted_address("wss://g7-prod-am3-001-sb.servicebus.windows.net:443/$hc/x?a=1")
+    assert real._trusted_address(f"wss://{teams_relay.NAMESPACE}/$hc/chatopsd?sb-hc-id=1")
+    for address in (
+        "wss://evil.example/$hc/chatopsd",
+        "wss://servicebus.windows.net.evil.example/$hc/x",
+        "ws://g7.servicebus.windows.net/$hc/x",  # not encrypted
+        "https://g7.servicebus.windows.net/$hc/x",
+    ):
+        assert not real._trusted_address(address), address
+    test = RelayListener(section("ws://127.0.0.1:9/$hc/chatopsd"), Echo(), clock=SystemClock())
+    assert test._trusted_address("ws://127.0.0.1:9/$hc/chatopsd?sb-hc-action=request")
+    assert not test._trusted_address("ws://127.0.0.2:9/$hc/chatopsd?sb-hc-action=request")
