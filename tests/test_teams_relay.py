@@ -110,7 +110,9 @@ async def relay() -> AsyncIterator[FakeRelay]:
 
 
 class Harness:
-    def __init__(self, relay: FakeRelay, handler: Echo, **cfg: Any) -> None:
+    def __init__(
+        self, relay: FakeRelay, handler: Echo, recycle_seconds: float = 86400.0, **cfg: Any
+    ) -> None:
         self.delays: list[float] = []
         self.ready = 0
         self.lost: list[str] = []
@@ -121,6 +123,7 @@ class Harness:
             sleep=self._sleep,
             rng=random.Random(7),
             backoff=Backoff(base=1.0, cap=30.0, stable_after=60.0),
+            recycle_seconds=recycle_seconds,
         )
         self.task: asyncio.Task[None] | None = None
         self._readied = asyncio.Condition()
@@ -158,8 +161,8 @@ class Harness:
 async def harness(relay: FakeRelay) -> AsyncIterator[Any]:
     made: list[Harness] = []
 
-    def make(handler: Echo | None = None, **cfg: Any) -> Harness:
-        h = Harness(relay, handler or Echo(), **cfg)
+    def make(handler: Echo | None = None, **kw: Any) -> Harness:
+        h = Harness(relay, handler or Echo(), **kw)
         made.append(h)
         h.start()
         return h
@@ -428,3 +431,11 @@ def test_rendezvous_addresses_must_stay_in_the_relay_domain() -> None:
     test = RelayListener(section("ws://127.0.0.1:9/$hc/chatopsd"), Echo(), clock=SystemClock())
     assert test._trusted_address("ws://127.0.0.1:9/$hc/chatopsd?sb-hc-action=request")
     assert not test._trusted_address("ws://127.0.0.2:9/$hc/chatopsd?sb-hc-action=request")
+
+
+async def test_the_connection_is_recycled_without_a_wait(relay: FakeRelay, harness: Any) -> None:
+    h = harness(recycle_seconds=0.3)
+    await relay.wait_listeners(1, total=2)
+    await h.wait_ready(2)
+    assert h.lost[0] == "recycled after a day" and h.delays[0] == 0.0
+    assert relay.all_listeners[0].closed_with is None  # closed by us, cleanly

@@ -303,7 +303,8 @@ class RelayListener:
             attempt = 0 if stable else attempt + 1
             delay = 0.0 if recycled else self.backoff.delay(attempt, self._rng)
             self.health.retries = [*self.health.retries[-19:], delay]
-            log.warning("teams relay: %s; listening again in %.1f s", reason, delay)
+            level = logging.INFO if recycled else logging.WARNING
+            log.log(level, "teams relay: %s; listening again in %.1f s", reason, delay)
             await self._sleep(delay)
 
     async def listen_once(self, on_ready: Callable[[], object] = lambda: None) -> bool:
