@@ -439,3 +439,21 @@ async def test_the_connection_is_recycled_without_a_wait(relay: FakeRelay, harne
     await h.wait_ready(2)
     assert h.lost[0] == "recycled after a day" and h.delays[0] == 0.0
     assert relay.all_listeners[0].closed_with is None  # closed by us, cleanly
+
+
+async def test_a_stalled_relay_answers_504_and_the_listener_stays() -> None:
+    fake = FakeRelay(timeout=0.5)
+    await fake.start()
+    try:
+        echo = Echo()
+        h = Harness(fake, echo)
+        h.start()
+        await fake.wait_listeners(1)
+        fake.stall()
+        async with aiohttp.ClientSession() as http, http.post(fake.endpoint, data=b"{}") as r:
+            assert r.status == 504 and "Via" not in r.headers
+        assert len(echo.requests) == 1  # it reached the listener, which answered
+        assert len(fake.all_listeners) == 1 and h.lost == []
+        await h.stop()
+    finally:
+        await fake.close()

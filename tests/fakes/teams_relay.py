@@ -28,8 +28,9 @@ upper-cases escapes) is refused with 403, like an expired or altered URL.
 
 Test controls: `refuse_next` (statuses for the next listen handshakes), `drop()` (abort every
 listener's TCP connection), `half_open()` (the fake stays connected but sends and routes
-nothing), `connect_sender()` (a websocket sender: the listener must reject it; rejections are
-recorded in `rejections`).
+nothing), `stall()` (requests delivered, answers lost: the sender gets 504),
+`close_listeners(code)` (the service closes the channels), `connect_sender()` (a websocket
+sender: the listener must reject it; rejections are recorded in `rejections`).
 """
 
 from __future__ import annotations
@@ -146,6 +147,7 @@ class FakeRelay:
         self.violations: list[str] = []
         self.via_rendezvous: list[str] = []  # request ids delivered over a rendezvous socket
         self.silent = False
+        self.stalled = False
         self.connected = asyncio.Condition()
         self._pending: dict[str, Pending] = {}
         self._sender_sockets: dict[object, tuple[web.WebSocketResponse, asyncio.Lock]] = {}
@@ -223,6 +225,11 @@ class FakeRelay:
         for listener in list(self.listeners):
             listener.closed_with = code
             await listener.ws.close(code=code, message=b"closed by the test")
+
+    def stall(self) -> None:
+        """Requests still go to the listener, but its answers are lost inside the relay: the
+        sender gets the relay's own 504 after `timeout`."""
+        self.stalled = True
 
     def half_open(self) -> None:
         """Connected, but nothing arrives any more: no PONGs, no requests."""
@@ -367,6 +374,8 @@ class FakeRelay:
             pending.future.set_result((502, {"X-Fake-Violation": why[:100]}, b""))
 
     def _complete(self, pending: Pending, body: bytes) -> None:
+        if self.stalled:
+            return
         if not pending.future.done():
             pending.future.set_result((pending.head["status"], pending.head["headers"], body))
 
