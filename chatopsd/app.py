@@ -26,6 +26,8 @@ from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.identity import configured_map
+from chatopsd.core.identity_service import IdentityService
 from chatopsd.core.messages import Inbound
 from chatopsd.core.middleware import (
     AccessPolicy,
@@ -49,6 +51,7 @@ from chatopsd.handlers.stalk import Stalking
 from chatopsd.handlers.status import StatusBoard, StatusHandler
 from chatopsd.integrations import demo
 from chatopsd.logs import toggle_debug
+from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.platforms import Wiring
@@ -60,6 +63,7 @@ from chatopsd.store.db import Database, NewerDatabase
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.kv import SqlKeyValue
+from chatopsd.store.links import SqliteIdentityLinks
 from chatopsd.store.stalkers import SqlStalkerStore
 from chatopsd.systemd import Notifier, Watchdog
 
@@ -79,6 +83,26 @@ log = logging.getLogger("chatopsd")
 
 class StartupError(Exception):
     """The daemon cannot start; the message is the one line an operator needs."""
+
+
+def nothing_to_serve(cfg: Config, stdin: TextIO | None, config_path: Path | None) -> str | None:
+    """Why this daemon could never be reached, in one line naming the file to edit; None when
+    it can. With no chat platform the console is the only way in, and a closed stdin or
+    /dev/null (systemd's StandardInput=null, the shipped config untouched) never says a word:
+    such a start is a configuration error, not a daemon that reports ready and exits at once.
+    A pipe or a file is input (`printf '!ic\n' | chatopsd run` answers and exits)."""
+    from chatopsd.connectors.console import no_input
+
+    if cfg.platforms or not cfg.console_enabled or not no_input(stdin):
+        return None
+    names = platforms.names()
+    sections = ", ".join(f"[{name}]" for name in names[:-1]) + f" or [{names[-1]}]"
+    guides = ", ".join(f"docs/{name}.md" for name in names)
+    where = str(config_path) if config_path else "a config file given with --config"
+    return (
+        f"nothing can reach this daemon: no chat platform is configured and stdin is not a "
+        f"terminal or a pipe; add a {sections} section to {where} ({guides})"
+    )
 
 
 @dataclass
@@ -110,6 +134,12 @@ class App:
         self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
         self.reminders: Reminders | None = None  # shift reminders by DM (issue 18)
         self.swaps: SwapHandler | None = None  # `!ic swap` requests (issue 18)
+        # the configured tokens, kept out of chat and the audit trail as well as the logs
+        self.secrets = redact.usable(config_mod.secrets_of(self.config))
+
+    def redact_secrets(self, text: str) -> str:
+        """`text` without any configured token (an outside system's error may quote one)."""
+        return redact.mask(text, self.secrets)
 
     async def start(self) -> None:
         cfg = self.config
@@ -128,7 +158,8 @@ class App:
             raise StartupError(f"state database {path}: {exc}") from exc
         self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
-        self.audit = SqlAuditLog(self.db, _audit_key(cfg))
+        self.audit = SqlAuditLog(self.db, _audit_key(cfg), redact=self.redact_secrets)
+        await self.audit.key_chain(self.clock.now())  # so `audit verify` can expect keyed rows
         self.kv = SqlKeyValue(self.db)
         self.incident_store = SqlIncidentStore(self.db)
         self.lease = await self._lease()
@@ -137,7 +168,11 @@ class App:
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
-        self.outbox = Outbox({c.platform: c for c in connectors})
+        self.outbox = Outbox({c.platform: c for c in connectors}, redact=self.redact_secrets)
+        # who is who, for roles, approvals, `!pd`, shift DMs and mentions (core/identity.py)
+        self.identities = IdentityService(
+            SqliteIdentityLinks(self.db), self.outbox.connectors, _configured_identities(cfg)
+        )
         self.registry = Registry()
         self.bus = Bus(
             self.registry,
@@ -145,7 +180,9 @@ class App:
             self.outbox,
             prefix=cfg.chatopsd.prefix,
             bot_names=(cfg.chatopsd.bot_name,),
+            redact=self.redact_secrets,
         )
+        self.loop_lag = LoopLag(self.bus)  # warns when something holds the loop (looplag.py)
         self._handlers()
         await self.stalking.load()
         if self.config.pagerduty is not None:
@@ -180,7 +217,11 @@ class App:
         self.scheduler.start()
         self.metrics.attach(
             LiveState(
-                self.supervisors, self.outbox, self.scheduler, self.config.pagerduty is not None
+                self.supervisors,
+                self.outbox,
+                self.scheduler,
+                self.config.pagerduty is not None,
+                self.loop_lag,
             )
         )
         for connector in connectors:
@@ -205,6 +246,7 @@ class App:
             )
         if self.config.statuspage is not None:
             self.public.start()  # the status page queue; resumes what a previous run left
+        self.loop_lag.start()  # from here on (start-up itself imports and migrates)
         # Everything built so far lives as long as the daemon: keep it out of the collector's
         # full passes, which otherwise walk it all and show up as latency spikes.
         gc.freeze()
@@ -272,14 +314,6 @@ class App:
             command_roles=cfg.auth.command_roles,
             paging_channels=frozenset(cfg.auth.paging_channels),
             mutating_channels=frozenset(cfg.auth.mutating_channels),
-            # [pagerduty.users] names people too; auth.identities wins where both do
-            identities={
-                k: v.lower()
-                for k, v in {
-                    **(cfg.pagerduty.users if cfg.pagerduty else {}),
-                    **cfg.auth.identities,
-                }.items()
-            },
         )
         # Order and why: core/middleware.py's docstring.
         return [
@@ -289,7 +323,11 @@ class App:
             RateLimit(
                 self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=self._is_grant
             ),
-            Authorize(policy, self.incident_store.is_incident_channel),
+            Authorize(
+                policy,
+                self.incident_store.is_open_incident_channel,
+                identify=self.identities.of_call,
+            ),
             Started(self.ledger),
         ]
 
@@ -357,6 +395,7 @@ class App:
             page_log=page_log,
             repage_window=pd.repage_window_seconds if pd is not None else 300.0,
             services=self._services(),
+            identities=self.identities,
         )
 
     def _services(self) -> list[str]:
@@ -403,6 +442,7 @@ class App:
             self.clock,
             components=sp.components if sp else None,
             auto_publish=sp.auto_publish if sp else (),
+            public_title=sp.public_title if sp else "",
             min_interval=sp.min_interval_seconds if sp else 1.0,
             # several instances: the leader sends, and picks up what followers queued
             lease=self.lease,
@@ -469,6 +509,7 @@ class App:
             self.clock,
             lambda: self.policy,  # the current one: reload replaces it
             self.outbox,
+            self.identities,
             expire_seconds=cfg.approvals.expire_seconds,
             prefix=cfg.chatopsd.prefix,
             times=self.times,
@@ -652,8 +693,9 @@ class App:
         """Apply what is safe to change while running; returns what still needs a restart,
         by key path: every other difference between the running and the new config.
 
-        Reloaded: log level and format, roles, auth rules, rate limits (buckets start afresh),
-        `[[approvals.rules]]`, `approvals.expire_seconds` (new requests) and `[[commands]]`."""
+        Reloaded: log level and format, roles, auth rules and identities, `[pagerduty.users]`,
+        rate limits (buckets start afresh), `[[approvals.rules]]`, `approvals.expire_seconds`
+        (new requests) and `[[commands]]`."""
         old = self.config
         commands_note = self._reload_commands(new)
         applied = old.model_copy(
@@ -661,6 +703,10 @@ class App:
                 "roles": new.roles,
                 "auth": new.auth,
                 "ratelimit": new.ratelimit,
+                # [pagerduty.users] says who is who, and so grants roles and approvals
+                "pagerduty": old.pagerduty.model_copy(update={"users": new.pagerduty.users})
+                if old.pagerduty is not None and new.pagerduty is not None
+                else old.pagerduty,
                 "commands": new.commands if commands_note is None else old.commands,
                 "approvals": old.approvals.model_copy(
                     update={
@@ -677,12 +723,14 @@ class App:
             }
         )
         self.config = applied
+        self.identities.reconfigure(_configured_identities(applied))
         self.bus.set_middleware(self._middleware())  # a new AccessPolicy, read by approvals too
         self.approvals.expire_seconds = new.approvals.expire_seconds
         self.ops.reconfigure(applied.commands, _rules(applied))
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
+        self.secrets = redact.usable(secrets)
         needs_restart = [d for d in _differences(applied, new) if d != "commands"]
         if commands_note is not None:
             needs_restart.append(commands_note)
@@ -706,6 +754,9 @@ class App:
         """Undo a start that failed half way: close whatever was opened, so nothing keeps the
         process alive (an open aiosqlite connection is a thread that blocks exit)."""
         self.scheduler.shutdown()
+        loop_lag: LoopLag | None = getattr(self, "loop_lag", None)
+        if loop_lag is not None:
+            loop_lag.stop()
         for task in self._tasks:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
@@ -757,6 +808,7 @@ class App:
         await self.lease.stop()
         await self.log_audit_head()
         await self.db.close()
+        self.loop_lag.stop()
         log.info("chatopsd stopped")
 
 
@@ -877,6 +929,12 @@ def _rules(cfg: Config) -> list[Rule]:
     return [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
 
 
+def _configured_identities(cfg: Config) -> dict[str, str]:
+    """The configured level of the identity service: `[pagerduty.users]` and
+    `auth.identities` (which wins where both name one chat identity)."""
+    return configured_map(cfg.pagerduty.users if cfg.pagerduty else {}, cfg.auth.identities)
+
+
 def _differences(running: Config, new: Config) -> list[str]:
     """Key paths whose value differs ("incidents.pulse_minutes"; a whole section when it was
     added or removed): after a reload, exactly what it could not apply."""
@@ -901,8 +959,8 @@ def _reload(app: App, notifier: Notifier, path: Path | None) -> None:
     else:
         later = app.reload(new)
         log.warning(
-            "config reloaded (log level/format, roles, auth, rate limits, approval rules, "
-            "commands)%s",
+            "config reloaded (log level/format, roles, auth, pagerduty.users, rate limits, "
+            "approval rules, commands)%s",
             f"; changed but needs a restart: {', '.join(later)}" if later else "",
         )
     notifier.ready(app.status_line())

@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import gc
 import json
+import os
 import sqlite3
 import sys
 from collections.abc import Sequence
@@ -15,6 +16,7 @@ from typing import TYPE_CHECKING
 
 from chatopsd import __version__, locations, logs, redact
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.outcome import Outcome
 from chatopsd.core.times import Times
 
 if TYPE_CHECKING:
@@ -87,9 +89,10 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--command", help="command, e.g. 'ic page' or 'deploy' (and its runs)")
     audit.add_argument(
         "--outcome",
-        help="ok, failed, user_error, denied, rate_limited, error, pending, interrupted; "
-        "or text in the cause, e.g. 'exit 1'",
+        choices=[str(o) for o in Outcome],
+        help="one of %(choices)s (see README, outcomes)",
     )
+    audit.add_argument("--cause", help="text in the cause, e.g. 'exit 1' or 'PagerDuty'")
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
     audit.add_argument("--head", help="verify: a head hash from the journal that must be there")
     migrate = sub.add_parser(
@@ -186,8 +189,13 @@ def _interactive_log(cfg: config.Config) -> Path | None:
 
 
 def _run(cfg: config.Config, path: Path | None = None) -> int:
-    from chatopsd.app import StartupError, serve
+    from chatopsd.app import StartupError, nothing_to_serve, serve
 
+    if why := nothing_to_serve(cfg, sys.stdin, path):
+        # EX_CONFIG: the unit's RestartPreventExitStatus=78 shows "failed" with this line
+        # instead of restarting a daemon that would only stop again.
+        print(f"chatopsd: {why}", file=sys.stderr)
+        return os.EX_CONFIG
     try:
         try:
             import uvloop
@@ -220,10 +228,9 @@ def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
         answer = control.request(path, payload)
     except OSError as exc:
         source = "--socket" if args.socket else found.socket_source
-        print(
-            f"{path} (from {source}): {exc.strerror or exc} (is chatopsd running?)",
-            file=sys.stderr,
-        )
+        print(control.connect_failure(path, source, exc), file=sys.stderr)
+        if args.ctl_cmd == "health":  # a daemon that is not there is failing; else: unknown
+            return control.FAILING if control.not_running(exc) else control.UNKNOWN
         return 1
     if args.json:
         print(json.dumps(answer, indent=2))
@@ -233,6 +240,8 @@ def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
         print("\n".join(control.render_health(answer["health"])))
     else:
         print("sent to " + ", ".join(answer["sent"]))
+    if args.ctl_cmd == "health":
+        return control.verdict(answer["health"])[0] if answer.get("ok") else control.UNKNOWN
     return 0 if answer.get("ok") else 1
 
 
@@ -286,10 +295,18 @@ async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Name
             actor=args.actor,
             command=args.command,
             outcome=args.outcome,
+            cause=args.cause,
             limit=10_000_000,
         )
     finally:
         await db.close()
+    if not entries:
+        asked = [
+            f"--{name} {value}"
+            for name in ("since", "actor", "command", "outcome", "cause")
+            if (value := getattr(args, name))
+        ]
+        print(f"no audit rows{' match ' + ' '.join(asked) if asked else ''}", file=sys.stderr)
     times = Times(cfg.chatopsd.zone())  # --json keeps UTC ISO times, for machines
     for e in entries:
         if args.json:
@@ -338,11 +355,14 @@ async def _verify(cfg: config.Config, head: str | None = None) -> int:
         print(f"audit log OK: {verdict.rows} rows{legacy}{keyed}, head {verdict.head}")
         return 0
     if verdict.broken_at is None:
-        print(
-            f"audit log TRUNCATED or rewritten: head {head} is not in the chain "
-            f"({verdict.rows} rows, head now {verdict.head})",
-            file=sys.stderr,
-        )
+        if verdict.unkeyed:
+            print(f"audit log NOT VERIFIED: {verdict.reason}", file=sys.stderr)
+        if verdict.head_seen is False:
+            print(
+                f"audit log TRUNCATED or rewritten: head {head} is not in the chain "
+                f"({verdict.rows} rows, head now {verdict.head})",
+                file=sys.stderr,
+            )
         return 1
     print(
         f"audit log TAMPERED: row id {verdict.broken_at}: {verdict.reason}; "

@@ -7,8 +7,10 @@ A platform section that is present is enabled.
 
 from __future__ import annotations
 
+import base64
 import os
 import tomllib
+from collections.abc import Mapping
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -24,8 +26,9 @@ from pydantic import (
     model_validator,
 )
 
-from chatopsd import locations
+from chatopsd import locations, redact
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.public_status import TITLE_PLACEHOLDERS, placeholders
 
 # Sections that always exist: their secret may come from a credential alone.
 _ALWAYS_PRESENT = frozenset({"audit"})
@@ -389,9 +392,21 @@ class StatuspageSection(Section):
     page_id: str = Field(min_length=1)
     components: dict[str, str] = {}  # incident service -> component id
     auto_publish: list[Literal["SEV-1", "SEV-2", "SEV-3", "SEV-4"]] = []
+    # The public name of an auto-published incident (nobody chose to show its internal
+    # title): {service} (when it is one of `components`), {sev}; "{title}" opts into the title.
+    public_title: str = Field("Service disruption: {service}", min_length=1, max_length=255)
     timeout_seconds: float = Field(10.0, gt=0)
     # Statuspage allows one request per second per API key.
     min_interval_seconds: float = Field(1.0, ge=0)
+
+    @field_validator("public_title")
+    @classmethod
+    def _known_placeholders(cls, template: str) -> str:
+        unknown = sorted(placeholders(template) - TITLE_PLACEHOLDERS)
+        if unknown:
+            known = ", ".join(f"{{{p}}}" for p in sorted(TITLE_PLACEHOLDERS))
+            raise ValueError(f"unknown placeholder {{{unknown[0]}}} (known: {known})")
+        return template
 
 
 class TicketsSection(Section):
@@ -576,6 +591,8 @@ def _secret_keys() -> tuple[tuple[str, str], ...]:
 
 
 SECRET_KEYS: tuple[tuple[str, str], ...] = _secret_keys()
+# chatopsd.database holds no password: it comes from this credential, else PGPASSWORD.
+DATABASE_CREDENTIAL = "chatopsd_database_password"
 
 
 def host_zone(
@@ -644,24 +661,41 @@ def explain(exc: ValidationError) -> list[str]:
 
 
 def _overlay_secrets(raw: dict[str, Any], env: dict[str, str]) -> None:
-    creds = env.get("CREDENTIALS_DIRECTORY")
     for section, key in SECRET_KEYS:
         table = raw.setdefault(section, {}) if section in _ALWAYS_PRESENT else raw.get(section)
         if not isinstance(table, dict):
             continue  # sections enable platforms; a token alone does not
-        value = None
-        if creds:
-            cred = Path(creds) / f"{section}_{key}"
-            if cred.is_file():
-                value = cred.read_text(encoding="utf-8").strip()
-        if value is None:
-            value = env.get(f"CHATOPSD_{section.upper()}_{key.upper()}")
+        # An empty credential means "not given": install.sh creates every file the unit
+        # loads (systemd refuses to start when one is missing), most of them left empty.
+        value = credential(env, f"{section}_{key}") or env.get(
+            f"CHATOPSD_{section.upper()}_{key.upper()}"
+        )
         if value:
             table[key] = value
 
 
+def credential(env: Mapping[str, str], name: str) -> str | None:
+    """The systemd credential `name` ($CREDENTIALS_DIRECTORY/name), stripped; None when the
+    file is absent or empty, so the next source (the environment, the file) applies."""
+    creds = env.get("CREDENTIALS_DIRECTORY")
+    if not creds:
+        return None
+    path = Path(creds) / name
+    if not path.is_file():
+        return None
+    return path.read_text(encoding="utf-8").strip() or None
+
+
+def credential_names() -> tuple[str, ...]:
+    """Every credential the service may be given: one per token key of the config model,
+    plus the PostgreSQL password (read by store/postgres.py). The unit loads each one."""
+    return (*(f"{section}_{key}" for section, key in SECRET_KEYS), DATABASE_CREDENTIAL)
+
+
 def secrets_of(config: Config) -> list[str]:
-    """Every token value in the config, so logging can redact them."""
+    """Every token value in the config, so logs, chat and the audit trail can redact them:
+    the token keys, the secret parts of the status sources' URLs (a key in the path or the
+    query), and the basic-auth pair that carries the Jira token."""
     found = []
     for section, key in SECRET_KEYS:
         table = getattr(config, section)
@@ -669,4 +703,12 @@ def secrets_of(config: Config) -> list[str]:
             value = getattr(table, key).get_secret_value()
             if value:
                 found.append(value)
+    for source in config.status.sources:
+        url = getattr(source, "url", None)
+        if url:
+            found += redact.url_secrets(url, every_value=False)
+    tickets = config.tickets
+    if tickets is not None and tickets.email:
+        pair = f"{tickets.email}:{tickets.token.get_secret_value()}"
+        found.append(base64.b64encode(pair.encode()).decode())
     return found

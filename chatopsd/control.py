@@ -1,19 +1,22 @@
 """The control socket: a Unix socket for `chatopsd ctl health | send | broadcast`.
 
-No TCP, ever. The socket file is created owner-only (0600) in the runtime directory, and each
-connection's peer credentials (SO_PEERCRED) are checked as well, so a socket made reachable by a
-lax directory mode still refuses other users. The protocol is one JSON request line and one
-JSON answer line per connection.
+No TCP, ever. Each connection's peer credentials (SO_PEERCRED) are checked against root, the
+daemon's own uid and `control.allow_uids`. Without allow_uids the socket file is owner-only
+(0600); with them it is 0666, so that the listed users can connect at all, and the peer-uid
+check is what keeps everyone else out. The protocol is one JSON request line and one JSON answer
+line per connection.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import errno
 import json
 import logging
 import os
 import socket
+import stat
 import struct
 from collections.abc import Iterable
 from datetime import datetime
@@ -43,14 +46,15 @@ def refusal(uid: int) -> str:
     """Why a refused uid may not be what the caller expects. Under `PrivateUsers=yes` the
     daemon lives in a user namespace where only root and its own user are mapped: every
     other caller shows up as the overflow uid (nobody), so `control.allow_uids` cannot name
-    them; such callers must run as root or as the service's user."""
+    them; such callers must run as root or as the service's user, or the unit needs
+    PrivateUsers=no."""
     if uid != overflow_uid():
         return ""
     return (
         f"; uid {uid} is also the kernel's overflow uid: if the daemon runs with systemd's "
         "PrivateUsers=yes, every uid but root's and its own looks like this to it, and "
         "control.allow_uids cannot match it. Run chatopsd ctl as root (sudo) or as the "
-        "service user."
+        "service user, or add PrivateUsers=no in a drop-in (docs/operations.md)."
     )
 
 
@@ -119,16 +123,88 @@ def health(app: App) -> dict[str, Any]:
     }
 
 
+def uid_map(text: str | None = None) -> list[tuple[int, int, int]]:
+    """This process's user namespace map: (inside, outside, count) ranges. Outside a user
+    namespace it is the identity over every uid."""
+    if text is None:
+        try:
+            text = Path("/proc/self/uid_map").read_text()
+        except OSError:
+            return [(0, 0, 2**32 - 1)]
+    ranges = []
+    for line in text.splitlines():
+        fields = line.split()
+        if len(fields) == 3 and all(f.isdigit() for f in fields):
+            inside, outside, count = (int(f) for f in fields)
+            ranges.append((inside, outside, count))
+    return ranges
+
+
+def inside_uid(uid: int, ranges: Iterable[tuple[int, int, int]]) -> int | None:
+    """The uid a host user (as `id -u` shows it) has inside this namespace; None when it is
+    not mapped (it then shows up as the overflow uid and cannot be told apart)."""
+    for inside, outside, count in ranges:
+        if outside <= uid < outside + count:
+            return inside + uid - outside
+    return None
+
+
+def unreachable(
+    path: Path, allow_uids: Iterable[int], ranges: Iterable[tuple[int, int, int]]
+) -> list[str]:
+    """Why a user listed in control.allow_uids still could not use the socket, one line each:
+    a directory on the way that others may not enter, or a uid this daemon cannot see."""
+    listed = sorted(set(allow_uids))
+    if not listed:
+        return []
+    why = []
+    folder = path.parent.resolve()
+    for parent in (*reversed(folder.parents), folder):  # from / down
+        try:
+            mode = parent.stat().st_mode
+        except OSError:
+            continue
+        if not mode & stat.S_IXOTH:
+            why.append(
+                f"control.allow_uids: {parent} (mode {stat.S_IMODE(mode):04o}) keeps other "
+                "users from the socket: make it searchable by others (chmod o+x; under "
+                "systemd, RuntimeDirectoryMode=0755)"
+            )
+    ranges = list(ranges)
+    hidden = [uid for uid in listed if inside_uid(uid, ranges) is None]
+    if hidden:
+        why.append(
+            f"control.allow_uids: uid {', '.join(map(str, hidden))} cannot be told apart inside "
+            f"this daemon's user namespace (systemd PrivateUsers=yes shows it as "
+            f"{overflow_uid()}) and is refused: add PrivateUsers=no in a drop-in "
+            "(systemctl edit chatopsd), or run chatopsd ctl as root or the service user"
+        )
+    return why
+
+
 class ControlServer:
     def __init__(self, app: App, path: Path, allow_uids: Iterable[int] = ()) -> None:
         self.app = app
         self.path = path
-        self.allowed = {0, os.getuid(), *allow_uids}
+        self.allow_uids = sorted(set(allow_uids))
+        ranges = uid_map()
+        # root and the daemon's own user, plus each listed host uid as this namespace sees it
+        seen = (inside_uid(uid, ranges) for uid in self.allow_uids)
+        self.allowed = {0, os.getuid(), *(uid for uid in seen if uid is not None)}
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
 
+    @property
+    def mode(self) -> int:
+        """Owner-only, unless other users are listed: then they must be able to connect, and
+        the peer-uid check decides."""
+        return 0o666 if self.allow_uids else 0o600
+
     async def start(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        # A directory made here lets listed users through (search only, no listing).
+        self.path.parent.mkdir(
+            parents=True, exist_ok=True, mode=0o711 if self.allow_uids else 0o700
+        )
         if self.path.is_socket():
             if _alive(self.path):
                 raise OSError(f"another chatopsd answers on {self.path}")
@@ -142,8 +218,10 @@ class ControlServer:
             )
         finally:
             os.umask(old)
-        os.chmod(self.path, 0o600)
-        log.info("control socket at %s", self.path)
+        os.chmod(self.path, self.mode)
+        log.info("control socket at %s (mode %04o)", self.path, self.mode)
+        for line in unreachable(self.path, self.allow_uids, uid_map()):
+            log.warning("%s", line)
 
     async def close(self) -> None:
         if self._server is not None:
@@ -243,6 +321,26 @@ def request(path: Path, payload: dict[str, Any], timeout: float = 40.0) -> dict[
     return answer
 
 
+def not_running(exc: OSError) -> bool:
+    """No socket, or nobody listening on it: the daemon is not running (there)."""
+    return exc.errno in (errno.ENOENT, errno.ECONNREFUSED)
+
+
+def connect_failure(path: Path, source: str, exc: OSError) -> str:
+    """What `ctl` says when it cannot talk to the socket. Only a missing socket or a refused
+    connection suggest that the daemon is not running; a permission error says whose it is."""
+    where = f"{path} (from {source})"
+    if not_running(exc):
+        return f"{where}: {exc.strerror} (is chatopsd running?)"
+    if exc.errno in (errno.EACCES, errno.EPERM):
+        return (
+            f"{where}: {exc.strerror}: the socket admits root, the service's user and "
+            f"control.allow_uids; run as root (sudo), or add uid {os.getuid()} to "
+            "control.allow_uids"
+        )
+    return f"{where}: {exc.strerror or exc}"
+
+
 _LABELS = {"pagerduty-refresh": "PagerDuty refresh", "status-poll": "status poll"}
 
 
@@ -273,6 +371,37 @@ def _lease(app: App) -> dict[str, Any]:
         "database": app.db.describe(),
         "claim_failures": app.ledger.failures,
     }
+
+
+# `ctl health` exit statuses, as monitoring plugins use them (Nagios, Icinga, Sensu...).
+HEALTHY, DEGRADED, FAILING, UNKNOWN = 0, 1, 2, 3
+VERDICT_WORDS = {HEALTHY: "healthy", DEGRADED: "degraded", FAILING: "failing", UNKNOWN: "unknown"}
+
+
+def verdict(h: dict[str, Any]) -> tuple[int, list[str]]:
+    """The daemon's health as one status and its reasons, from the `health` answer:
+
+    - failing (2): nobody can reach the bot (no connector ready), or a connector gave up
+      (a fatal error such as a revoked token: it will not come back by itself);
+    - degraded (1): a connector is reconnecting while another works, or a scheduled job is
+      failing (answers come from a stale cache, a status source is not read);
+    - healthy (0): everything else."""
+    failing: list[str] = []
+    degraded: list[str] = []
+    connectors = h.get("connectors", [])
+    for c in connectors:
+        if c["state"] == "failed":
+            failing.append(f"{c['platform']} failed" + (f" ({c['reason']})" if c["reason"] else ""))
+        elif c["state"] != "ready":
+            degraded.append(f"{c['platform']} {c['state']}")
+    if not any(c["state"] == "ready" for c in connectors):
+        failing.insert(0, "no connector is ready")
+    for name, job in h.get("jobs", {}).items():
+        if job.get("failing_since"):
+            degraded.append(f"{_LABELS.get(name, f'job {name}')} failing")
+    if failing:
+        return FAILING, failing + degraded
+    return (DEGRADED, degraded) if degraded else (HEALTHY, [])
 
 
 def render_health(h: dict[str, Any]) -> list[str]:
@@ -312,4 +441,6 @@ def render_health(h: dict[str, Any]) -> list[str]:
         f"queue depth: {h['queue_depth']}, in flight: {h['in_flight']}, "
         f"sent: {h['sent']}, send failures: {h['send_failures']}"
     )
+    code, reasons = verdict(h)
+    lines.append(f"health: {VERDICT_WORDS[code]}" + (f" ({'; '.join(reasons)})" if reasons else ""))
     return lines

@@ -12,7 +12,7 @@ import os
 import shutil
 import ssl
 import sys
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
@@ -21,7 +21,7 @@ from urllib.parse import quote
 import aiohttp
 
 from chatopsd import config as config_mod
-from chatopsd import redact
+from chatopsd import locations, redact
 from chatopsd.config import (
     AlertmanagerSource,
     CommandSource,
@@ -33,8 +33,7 @@ from chatopsd.config import (
 )
 from chatopsd.core.errors import ConfigError
 from chatopsd.platforms import configured
-from chatopsd.store.kv import SqliteKeyValue
-from chatopsd.store.sqlite import Database
+from chatopsd.store.backend import open_readonly
 
 # What the Slack connector needs: post, see mentions, see prefixed commands in channels.
 SLACK_SCOPES = ("chat:write", "app_mentions:read", "channels:history")
@@ -105,41 +104,42 @@ def _why(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-async def check_state_db(cfg: Config) -> list[Result]:
+async def check_state_db(cfg: Config, env: Mapping[str, str] | None = None) -> list[Result]:
+    """The service's database, found as `ctl` finds its socket (locations.py), opened
+    read-only: doctor never creates, migrates or writes a database, so a wrong path is
+    reported instead of leaving a stray empty file that `audit` would then read."""
     if cfg.chatopsd.database:
         return await _check_postgresql(cfg.chatopsd.database)
-    path = cfg.chatopsd.db_path()
-    name = "state database"
-    try:
-        db = await Database.open(path)
-    except Exception as exc:
+    found = locations.locate(cfg, env, client=True)
+    path, name = found.state_db, "state database"
+    where = f"{path} (from {found.db_source})"
+    if not path.is_file():
         return [
             Result(
                 name,
                 False,
-                f"{path}: cannot open ({_why(exc)}); make it writable "
-                "by the service user or set chatopsd.state_db",
+                f"{where} does not exist: not the service's database, or the service has not "
+                "started yet (it creates it at its first start). doctor creates none: give "
+                "--config with chatopsd.state_db, or run it where the daemon runs",
             )
         ]
     try:
-        await SqliteKeyValue(db).put("doctor.last_check", "ok")
+        db = await open_readonly(None, path)
     except Exception as exc:
-        return [Result(name, False, f"{path}: not writable ({_why(exc)})")]
-    finally:
-        await db.close()
-    return [Result(name, True, f"{path} is writable")]
+        return [Result(name, False, f"{where}: cannot read it ({_why(exc)})")]
+    await db.close()
+    return [Result(name, True, f"{where}: readable, schema current")]
 
 
 async def _check_postgresql(url: str) -> list[Result]:
-    """chatopsd.database: connect (password from the credential or PGPASSWORD), migrate,
-    write a row; never prints the password."""
-    from chatopsd.store.backend import open_database
+    """chatopsd.database: connect (password from the credential or PGPASSWORD) read-only and
+    check the schema; never migrates or writes, never prints the password."""
     from chatopsd.store.postgres import redact
 
     name, where = "state database", redact(url)
     try:
-        db = await open_database(url, Path("unused"))
-    except Exception as exc:
+        db = await open_readonly(url, Path("unused"))
+    except ConnectionError as exc:
         return [
             Result(
                 name,
@@ -148,13 +148,10 @@ async def _check_postgresql(url: str) -> list[Result]:
                 "password in the credential chatopsd_database_password or PGPASSWORD",
             )
         ]
-    try:
-        await SqliteKeyValue(db).put("doctor.last_check", "ok")
     except Exception as exc:
-        return [Result(name, False, f"{where}: not writable ({_why(exc)})")]
-    finally:
-        await db.close()
-    return [Result(name, True, f"{where} is reachable and writable (PostgreSQL)")]
+        return [Result(name, False, f"{where}: cannot read it ({_why(exc)})")]
+    await db.close()
+    return [Result(name, True, f"{where}: reachable, schema current (PostgreSQL)")]
 
 
 async def check_slack(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
@@ -402,7 +399,9 @@ async def _probe_command(name: str, src: CommandSource) -> Result:
 Probe = Callable[[Config, aiohttp.ClientSession], Awaitable[list[Result]]]
 
 
-async def run_checks(cfg: Config, timeout_seconds: float = TIMEOUT) -> list[Result]:
+async def run_checks(
+    cfg: Config, timeout_seconds: float = TIMEOUT, env: Mapping[str, str] | None = None
+) -> list[Result]:
     probes: list[Probe] = [platform.probe for platform, _section in configured(cfg)]
     if cfg.pagerduty is not None:
         probes.append(check_pagerduty)
@@ -410,7 +409,7 @@ async def run_checks(cfg: Config, timeout_seconds: float = TIMEOUT) -> list[Resu
         probes.append(check_status_sources)
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        groups = await asyncio.gather(check_state_db(cfg), *(p(cfg, http) for p in probes))
+        groups = await asyncio.gather(check_state_db(cfg, env), *(p(cfg, http) for p in probes))
     return [r for group in groups for r in group]
 
 
@@ -422,14 +421,15 @@ def main(
 ) -> int:
     """Print one line per check; 0 only if every check passed (2 for an unreadable config)."""
     out = out or sys.stdout
+    env = dict(os.environ) if env is None else env
     try:
-        cfg = config_mod.load(path, env=dict(os.environ) if env is None else env)
+        cfg = config_mod.load(path, env=env)
     except ConfigError as exc:
         print(f"✗ config: {exc}", file=out)
         return 2
     # The config check is a result like the others: the summary counts every ✓ and ✗ line.
     results = [Result("config", True, f"{path or 'defaults'} is valid")]
-    results += asyncio.run(run_checks(cfg, timeout_seconds))
+    results += asyncio.run(run_checks(cfg, timeout_seconds, env))
     secrets = config_mod.secrets_of(cfg)
     for r in results:
         # tokens (a server could echo one back), URL credentials and query values

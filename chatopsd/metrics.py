@@ -30,6 +30,7 @@ if TYPE_CHECKING:
     from chatopsd.app import App
     from chatopsd.connectors.base import Supervisor
     from chatopsd.core.bus import Next
+    from chatopsd.looplag import LoopLag
     from chatopsd.outbox import Outbox
     from chatopsd.scheduler import Scheduler
 
@@ -157,6 +158,7 @@ class LiveState:
     outbox: Outbox
     scheduler: Scheduler
     pagerduty: bool  # a [pagerduty] section is configured
+    loop_lag: LoopLag | None = None
 
 
 class _StateCollector:
@@ -222,6 +224,18 @@ class _StateCollector:
             job_failures.add_metric([name], health.failures)
         yield failing
         yield job_failures
+        if app.loop_lag is not None:
+            yield GaugeMetricFamily(
+                "chatopsd_event_loop_lag_max_seconds",
+                "Largest event-loop lag over the last minute or two: how late a check that "
+                "runs every 50 ms ran (something held the loop that long)",
+                value=app.loop_lag.largest_lag,
+            )
+            yield CounterMetricFamily(
+                "chatopsd_event_loop_stalls",
+                "Times the event loop was held for over 100 ms (each one logged as a warning)",
+                value=app.loop_lag.stalls,
+            )
         if app.pagerduty:
             yield GaugeMetricFamily(
                 "chatopsd_pagerduty_refresh_age_seconds",

@@ -19,7 +19,6 @@ from chatopsd.handlers.incident import destination
 from chatopsd.handlers.kept_true import KeptTrue, Topic
 from chatopsd.handlers.oncall_posts import PostDelivery
 from chatopsd.handlers.reminders import Reminders
-from chatopsd.store.links import SqliteIdentityLinks
 from chatopsd.store.oncall import Snapshot
 from chatopsd.store.oncall_push import SqliteKeptState, SqliteOnCallPush
 from chatopsd.store.shifts import ShiftCache
@@ -75,16 +74,6 @@ def build(app: App) -> list[CommandProvider]:
     def current() -> Lookahead:
         return shifts.lookahead
 
-    links = SqliteIdentityLinks(app.db)
-    configured = {chat: email.lower() for chat, email in pd.users.items()}
-
-    async def linked(email: str) -> list[str]:
-        """Every "platform:user_id" linked to this PagerDuty email (config, then `!pd link`)."""
-        if not email:
-            return []
-        found = [chat for chat, known in configured.items() if known == email.lower()]
-        return list(dict.fromkeys(found + await links.holders(email)))
-
     if pd.topic_channels or pd.slack_usergroups:
 
         async def set_topic(platform: str, channel: str, text: str) -> None:
@@ -100,8 +89,8 @@ def build(app: App) -> list[CommandProvider]:
             await connector.set_usergroup(group_id, user_ids)
 
         async def chat_ids(person: Person, platform: str) -> list[str]:
-            found = await linked(person.email)
-            return [c.partition(":")[2] for c in found if c.partition(":")[0] == platform]
+            found = await app.identities.chat_ids(person.email, platform)
+            return [c.partition(":")[2] for c in found]
 
         kept = KeptTrue(
             SqliteKeptState(app.db),
@@ -124,14 +113,15 @@ def build(app: App) -> list[CommandProvider]:
     if pd.remind_before_minutes:
 
         async def targets(person_id: str) -> list[str]:
-            """Every DM-capable chat identity linked to this PagerDuty user's email."""
+            """Every DM-capable chat identity the identity service trusts for this PagerDuty
+            user's email (configured, or a confirmed link: never an unconfirmed claim)."""
             person = cache.snapshot.people.get(person_id)
             email = person.email if person is not None else ""
             if not email:
                 email = str((await cache.client.user(person_id)).get("email") or "")
             return [
                 chat
-                for chat in await linked(email)
+                for chat in await app.identities.chat_ids(email)
                 if isinstance(app.outbox.connectors.get(chat.partition(":")[0]), DirectMessages)
             ]
 

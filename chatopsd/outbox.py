@@ -1,7 +1,9 @@
 """The outbox: replies queued per platform, pages first, retried on transient failure.
 
 One worker per platform keeps a platform's messages in order within a priority and keeps a
-slow or rate-limited platform from delaying the others.
+slow or rate-limited platform from delaying the others. Every reply, posted or edited, leaves
+without the configured secrets (`redact`): the last gate before chat, whoever built the text
+(an error an outside system wrote, quoting our token, can reach a reply by many paths).
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import collections
 import itertools
 import logging
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chatopsd.connectors.base import Connector
@@ -42,8 +44,10 @@ class Outbox:
         base_delay: float = 0.5,
         max_delay: float = 30.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
+        redact: Callable[[str], str] | None = None,
     ) -> None:
         self.connectors = dict(connectors)
+        self.redact = redact
         self.policy = RetryPolicy(attempts, Backoff(base=base_delay, cap=max_delay))
         self._sleep = sleep
         self._queues: dict[str, asyncio.PriorityQueue[_Job]] = {}
@@ -61,6 +65,7 @@ class Outbox:
         return sum(q.qsize() for q in self._queues.values())
 
     def enqueue(self, destination: Destination, reply: Reply) -> None:
+        reply = self._clean(reply)
         self._put(
             destination.platform,
             reply.priority,
@@ -70,6 +75,7 @@ class Outbox:
         )
 
     async def send(self, destination: Destination, reply: Reply) -> Sent | None:
+        reply = self._clean(reply)
         fut: asyncio.Future[Sent | None] = asyncio.get_running_loop().create_future()
         self._put(
             destination.platform,
@@ -81,6 +87,7 @@ class Outbox:
         return await fut
 
     async def edit(self, sent: Sent, reply: Reply) -> Sent | None:
+        reply = self._clean(reply)
         platform = sent.destination.platform
 
         async def run() -> Sent | None:
@@ -101,6 +108,18 @@ class Outbox:
             # Cannot tell: answer (a possible second answer beats a certainly lost one).
             log.warning("could not look for answer %s on %s: %s", key, destination.platform, exc)
             return False
+
+    def _clean(self, reply: Reply) -> Reply:
+        """The reply without any configured secret in what it shows."""
+        redact = self.redact
+        if redact is None:
+            return reply
+        text, title = redact(reply.text), reply.title and redact(reply.title)
+        code = reply.code and redact(reply.code)
+        fields = tuple((redact(label), redact(value)) for label, value in reply.fields)
+        if (text, title, code, fields) == (reply.text, reply.title, reply.code, reply.fields):
+            return reply
+        return replace(reply, text=text, title=title, code=code, fields=fields)
 
     def _connector(self, platform: str) -> Connector:
         return self.connectors[platform]

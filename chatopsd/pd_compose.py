@@ -5,22 +5,28 @@ Kept out of app.py so the root only gains a few lines; nothing here decides anyt
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING
 
 from chatopsd.core.commands import CommandProvider
-from chatopsd.core.ports import UserEmails
+from chatopsd.core.context import Call
+from chatopsd.core.messages import Destination, Reply
+from chatopsd.core.ports import DirectMessages
+from chatopsd.core.shifts import Lookahead
 from chatopsd.handlers.incident import destination
-from chatopsd.handlers.pd import ROLE, Identities, PdHandler
+from chatopsd.handlers.links import LinkHandler
+from chatopsd.handlers.pd import ROLE, PdHandler
 from chatopsd.handlers.pd_sync import IncidentSync
 from chatopsd.handlers.pd_take import TakeHandler
 from chatopsd.handlers.swaps import SwapHandler
 from chatopsd.integrations.pagerduty_incidents import PagerDutyIncidents
-from chatopsd.store.links import SqliteIdentityLinks
 from chatopsd.store.pd_cards import SqlClickClaims, SqliteIncidentCards
 from chatopsd.store.swaps import SqlSwaps
 
 if TYPE_CHECKING:
     from chatopsd.app import App
+
+log = logging.getLogger("chatopsd.pd")
 
 
 def build(app: App) -> list[CommandProvider]:
@@ -29,11 +35,18 @@ def build(app: App) -> list[CommandProvider]:
     if pd is None or app.oncall_cache is None:
         return []
 
-    async def lookup(platform: str, user_id: str) -> str | None:
+    async def direct(chat: str, reply: Reply) -> bool:
+        """A direct message to one chat identity; False if it could not be sent."""
+        platform, _, user_id = chat.partition(":")
         connector = app.outbox.connectors.get(platform)
-        if isinstance(connector, UserEmails):
-            return await connector.user_email(user_id)
-        return None
+        if not isinstance(connector, DirectMessages):
+            return False
+        try:
+            channel = await connector.dm_channel(user_id)
+        except Exception:
+            log.warning("could not open a direct message with %s", chat, exc_info=True)
+            return False
+        return await app.outbox.send(Destination(platform, channel), reply) is not None
 
     api = PagerDutyIncidents(app.oncall_cache.client, deadline=pd.page_deadline_seconds)
     services = pd.service_ids or [pd.service_id]
@@ -52,29 +65,32 @@ def build(app: App) -> list[CommandProvider]:
         app.scheduler.every(
             "pagerduty-incidents", pd.incident_poll_seconds, app._leader_only(sync.poll)
         )
-    identities = Identities(SqliteIdentityLinks(app.db), pd.users, lookup, clock=app.clock)
     handler = PdHandler(
         api,
         sync,
-        identities,
+        app.identities,
         app.clock,
         service_ids=services,
         claims=SqlClickClaims(app.db),  # one PagerDuty write per click across instances
         times=app.times,
     )
+
+    async def may_page(call: Call) -> bool:
+        # read at call time: a config reload swaps app.policy
+        role = app.policy.command_roles.get("incident page", ROLE)
+        return app.policy.holds(await app.identities.of_call(call), role)
+
     take = TakeHandler(
         api,
         handler,
         app.kv,
         app.clock,
         schedules=pd.ic_schedules,
+        pageable=[*pd.responder_schedules, *(s for svc in pd.services for s in svc.schedules)],
         service_id=pd.service_id,
         times=app.times,
         on_paged=app.incidents.link_page,
-        # read at call time: a config reload swaps app.policy
-        may_page=lambda call: app.policy.holds(
-            call, app.policy.command_roles.get("incident page", ROLE)
-        ),
+        may_page=may_page,
     )
     app.incidents.escalation_pager = take.escalation_page
     # `!ic swap` (issue 18): requests in the database, overrides made as the taker
@@ -86,7 +102,10 @@ def build(app: App) -> list[CommandProvider]:
         app.clock,
         schedules=pd.ic_schedules,
         tz=app.times.zone,
+        # built later (oncall_compose): read at call time
+        lookahead=lambda: app.shifts.lookahead if app.shifts is not None else Lookahead((), None),
     )
     app.scheduler.every("swap-expire", 300, app._leader_only(swaps.sweep), run_now=False)
     app.swaps = swaps
-    return [handler, take, swaps]
+    links = LinkHandler(app.identities, api, app.approvals, direct, app.clock, times=app.times)
+    return [handler, links, take, swaps]

@@ -13,7 +13,13 @@
 #                                     absent, so an unused platform's token need not exist
 # Under DESTDIR the venv's scripts name the DESTDIR path: a scratch root to inspect or test,
 # not a package to copy elsewhere. systemctl is never run under DESTDIR.
+#
+# The interpreter: $PYTHON, else the first python3 on PATH. The service runs it as a
+# sandboxed user that cannot see /home, /root or /run/user (ProtectHome=yes), so a per-user
+# build there (pyenv, asdf) is refused with the fix; the venv is rebuilt whenever the
+# interpreter differs from the one it was made with (a re-run with another PYTHON=).
 set -euo pipefail
+umask 022 # the venv is read by the service's user: never inherit root's 077
 
 src="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 root="${DESTDIR:-}"
@@ -34,12 +40,59 @@ fi
   || die "$python is older than 3.11 (set PYTHON=/path/to/python3.11)"
 "$python" -c 'import venv, ensurepip' 2>/dev/null \
   || die "$python cannot make a venv: apt-get install python3-venv"
+# The binary itself (a pyenv shim is a script that runs another interpreter).
+interpreter="$("$python" -c 'import os, sys; print(os.path.realpath(sys.executable))')"
+py_version="$("$interpreter" -c 'import platform; print(platform.python_version())')"
 
-# 1. The venv. Re-created only when missing or broken (e.g. after a Python upgrade).
-if ! "$prefix/bin/python" -c 'import sys' 2>/dev/null; then
-  say "creating the venv in $prefix"
+# 0. Can the service's user run it? Every directory from / must let others in, the binary
+# (and libpython, if shared) be executable and the standard library readable by others, and
+# none of it under what ProtectHome=yes hides.
+blocked="$("$interpreter" - <<'PY'
+import os, stat, sys, sysconfig
+
+
+def refuse(why: str) -> None:
+    print(why)
+    sys.exit(1)
+
+
+hidden = ("/home", "/root", "/run/user")
+needs = {
+    os.path.realpath(sys.executable): (stat.S_IXOTH, "executable"),
+    os.path.realpath(os.__file__): (stat.S_IROTH, "readable"),
+}
+if sysconfig.get_config_var("Py_ENABLE_SHARED"):
+    libdir = sysconfig.get_config_var("LIBDIR") or ""
+    lib = os.path.join(libdir, sysconfig.get_config_var("LDLIBRARY") or "")
+    if os.path.isfile(lib):
+        needs[os.path.realpath(lib)] = (stat.S_IROTH, "readable")
+for path, (bit, what) in needs.items():
+    for top in hidden:
+        if path.startswith(top + "/"):
+            refuse(f"{path} is under {top}, which the service cannot see (ProtectHome=yes)")
+    parts = path.split("/")
+    for i in range(2, len(parts)):
+        folder = "/".join(parts[:i])
+        mode = os.stat(folder).st_mode
+        if not mode & stat.S_IXOTH:
+            refuse(f"{folder} (mode {stat.S_IMODE(mode):04o}) cannot be entered by other users")
+    mode = os.stat(path).st_mode
+    if not mode & bit:
+        refuse(f"{path} (mode {stat.S_IMODE(mode):04o}) is not {what} by other users")
+PY
+)" || die "the service cannot run this Python: $blocked; use a Python 3.11+ that every user can run, e.g. PYTHON=/usr/bin/python3 $0 (apt-get install python3 python3-venv)"
+
+# 1. The venv. Re-created when missing, broken, or made with another interpreter.
+built_on=""
+[ -L "$prefix/bin/python" ] && built_on="$(readlink -f "$prefix/bin/python")"
+if [ "$built_on" != "$interpreter" ] || ! "$prefix/bin/python" -c 'import sys' 2>/dev/null; then
+  if [ -n "$built_on" ] && [ "$built_on" != "$interpreter" ]; then
+    say "the venv in $prefix was made with $built_on: rebuilding it with $interpreter"
+  else
+    say "creating the venv in $prefix"
+  fi
   rm -rf "$prefix"
-  "$python" -m venv "$prefix"
+  "$interpreter" -m venv "$prefix"
 fi
 # A regular (not editable) install with its dependencies, built from a clean copy of the
 # checkout: pip builds in the source tree otherwise, and a stale build/ there could ship a
@@ -87,7 +140,7 @@ if [ -z "$root" ] && command -v systemctl >/dev/null && [ -d /run/systemd/system
 fi
 
 cat <<EOF
-Installed $version in ${prefix}.
+Installed $version in $prefix with Python $py_version ($interpreter).
 
 Next steps:
   1. Edit $etc/chatopsd.toml$([ "$fresh_config" = 1 ] && printf ' (a copy of config.example.toml)' || printf ' (kept as it was)'):

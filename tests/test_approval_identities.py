@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import FakeClock
-from tests.opsrig import OpsRig, texts
+from tests.opsrig import OpsRig, ops_config, texts
 
 LINKED = {
     "roles": {
@@ -60,3 +60,27 @@ async def test_two_identities_are_one_approver(rig: OpsRig) -> None:
     assert rig.runs() == []
     await rig.say("dan", f"!approve {rid}")
     assert [r["argv"] for r in rig.runs()] == [["users"]]
+
+
+async def test_no_self_approval_when_the_address_became_known_after_asking(
+    rig: OpsRig, tmp_path: Path
+) -> None:
+    """Frank asks from an account nobody tied to an address yet; the config (reloaded) then
+    ties it and his other account to his address: his other account still cannot approve,
+    because who asked is looked up again when the vote comes."""
+    await rig.say("frank", "!deploy api 1.2 production")
+    rid = await rig.pending_id()
+    action = await rig.app.approvals.store.get(rid)
+    assert action is not None and action.requester.email is None
+    identities = {
+        **LINKED["auth"]["identities"],
+        "console:frank": "frank@example.com",
+        "console:frank-on-discord": "frank@example.com",
+    }
+    roles = {**LINKED["roles"], "lead": [*LINKED["roles"]["lead"], "frank@example.com"]}
+    assert rig.app.reload(ops_config(tmp_path, roles=roles, auth={"identities": identities})) == []
+    lines = await rig.say("frank-on-discord", f"!approve {rid}")
+    assert "you cannot approve your own request" in texts(lines)
+    assert rig.runs() == []
+    await rig.say("carol", f"!approve {rid}")
+    assert len(rig.runs()) == 1

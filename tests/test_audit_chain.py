@@ -175,9 +175,25 @@ def test_filters_and_json_lines(
     assert {r["command"] for r in rows("--command", "ic page")} == {"ic page"}
     denied = rows("--outcome", "denied")
     assert denied and all(r["outcome"] == "denied" for r in denied)
-    assert rows("--outcome", "role 'lead'") == denied  # other text: found in the cause
+    assert rows("--cause", "role 'lead'") == denied  # text: found in the cause
     assert rows("--actor", "bob", "--command", "deploy", "--outcome", "denied") == [
         r for r in denied if r["actor"] == "bob" and r["command"] == "deploy"
     ]
     assert cli.main(["audit", "--config", cfg, "--actor", "bob"]) == 0
     assert "Bob" in capsys.readouterr().out
+
+
+def test_an_unknown_outcome_is_refused_and_an_empty_result_says_so(
+    setup: tuple[Path, Path], capsys: pytest.CaptureFixture[str]
+) -> None:
+    cfg = str(setup[1])
+    with pytest.raises(SystemExit) as refused:  # a typo must not read as "no such rows"
+        cli.main(["audit", "--config", cfg, "--outcome", "faild"])
+    assert refused.value.code == 2
+    err = capsys.readouterr().err
+    assert "--outcome: invalid choice: 'faild'" in err
+    assert "'ok', 'failed', 'user_error', 'denied', 'rate_limited', 'error', 'pending'" in err
+    assert cli.main(["audit", "--config", cfg, "--actor", "nobody-here", "--outcome", "ok"]) == 0
+    out, err = capsys.readouterr()
+    assert out == ""
+    assert err == "no audit rows match --actor nobody-here --outcome ok\n"

@@ -128,11 +128,15 @@ def test_keyed_chain_cannot_be_recomputed_without_the_key(
     # the chain is keyed from row 1 on (audit_meta): an unkeyed rewrite is caught
     rc, out = run_cli(capsys, "audit", "verify", "--config", keyed)
     assert rc == 1 and "TAMPERED" in out and "row id 1" in out and "without the key" in out
-    # a forger who also deletes that marker is caught by the head hash from the journal
+    # a forger who also deletes that marker leaves a keyed configuration with no keyed row
     con = sqlite3.connect(db)
+    con.execute("DROP TRIGGER audit_meta_no_delete")  # audit_meta is append-only too
     con.execute("DELETE FROM audit_meta WHERE key = 'keyed_from'")
     con.commit()
     con.close()
+    rc, out = run_cli(capsys, "audit", "verify", "--config", keyed)
+    assert rc == 1 and "NOT VERIFIED" in out and "none of the 4 rows" in out
+    # and the head hash from the journal is gone from the chain
     rc, out = run_cli(capsys, "audit", "verify", "--config", keyed, "--head", head)
     assert rc == 1 and "TRUNCATED or rewritten" in out
     # and a keyed log is not "verified" by someone who lacks the key

@@ -57,7 +57,7 @@ async def run(app: App, text: str, channel: str, event_id: str) -> None:
 async def test_failed_announcement_binds_no_channel_and_limits_still_apply(app: App) -> None:
     await run(app, 'incident declare --sev 3 "db slow"', "D1", "s1")
     [incident] = await app.incident_store.open()
-    assert await app.incident_store.is_incident_channel("console", "D1") is False
+    assert await app.incident_store.is_open_incident_channel("console", "D1") is False
     assert await app.incident_store.incident_at("console", "D1", None) is None
     assert await app.incident_store.home(incident.id) is None
     await run(app, "ic page", "D1", "s2")

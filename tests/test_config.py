@@ -79,6 +79,38 @@ def test_tokens_prefer_credentials_then_environment(tmp_path: Path) -> None:
     assert "xapp-test" not in repr(cfg)
 
 
+@pytest.mark.parametrize("content", ["", "\n", "  \n"])
+def test_an_empty_credential_is_not_given(tmp_path: Path, content: str) -> None:
+    """install.sh creates every credential the unit loads, empty: an empty one must let the
+    environment variable (a drop-in's Environment=) and then the file apply."""
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    for name in config.credential_names():
+        (creds / name).write_text(content)
+    path = write(tmp_path, "[slack]\napp_token = 'xapp-test-file'\n")
+    env = {"CREDENTIALS_DIRECTORY": str(creds), "CHATOPSD_SLACK_BOT_TOKEN": "xoxb-test-env"}
+    cfg = config.load(path, env=env)
+    assert cfg.slack is not None
+    assert cfg.slack.bot_token.get_secret_value() == "xoxb-test-env"
+    assert cfg.slack.app_token.get_secret_value() == "xapp-test-file"
+    assert cfg.audit.hmac_key.get_secret_value() == ""  # still "no key", not an empty key
+
+
+def test_an_empty_database_password_credential_is_not_given(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from chatopsd.store.postgres import password_from_environment
+
+    creds = tmp_path / "creds"
+    creds.mkdir()
+    (creds / config.DATABASE_CREDENTIAL).write_text("")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(creds))
+    monkeypatch.setenv("PGPASSWORD", "from-pgpassword")
+    assert password_from_environment() == "from-pgpassword"
+    (creds / config.DATABASE_CREDENTIAL).write_text("from-credential\n")
+    assert password_from_environment() == "from-credential"
+
+
 def test_environment_alone_does_not_enable_a_platform() -> None:
     cfg = config.load(None, env={"CHATOPSD_SLACK_APP_TOKEN": "xapp-test-x"})
     assert cfg.platforms == [] and cfg.console_enabled

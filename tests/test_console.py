@@ -8,6 +8,8 @@ import os
 import pty
 import re
 import select
+import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -96,6 +98,14 @@ def test_a_terminal_gets_a_banner_a_prompt_and_no_log_lines(
     assert "chatopsd ready" in logged and "command 'ic'" in logged
 
 
+def test_ctrl_c_at_the_prompt_leaves_the_shell_a_fresh_line(terminal: Terminal) -> None:
+    terminal.until_prompt()
+    terminal.proc.send_signal(signal.SIGINT)  # what Ctrl-C sends to the foreground process
+    assert terminal.proc.wait(20) == 0
+    terminal.until_prompt()  # read what was printed on the way out, to the end
+    assert terminal.seen.endswith(PROMPT + "\n"), terminal.seen[-40:]
+
+
 def test_an_incident_on_the_console_prints_each_message_once(terminal: Terminal) -> None:
     terminal.until_prompt()
     declared = terminal.type('!incident declare --sev 2 "API slow"')
@@ -132,3 +142,20 @@ def test_through_a_pipe_only_replies_are_printed(tmp_path: Path) -> None:
     assert out.count("declared (SEV-3)") == 1
     assert "INFO" not in out and "chatopsd ready" in done.stderr  # logs stay on stderr
     assert not (tmp_path / "chatopsd.log").exists()
+
+
+def test_what_a_run_in_the_checkout_leaves_behind_is_ignored_by_git() -> None:
+    """Running the daemon from a clone (the README's quick start) leaves its database, its
+    socket and, on a terminal, its log file there: none of them is something to commit."""
+    if shutil.which("git") is None or not (ROOT / ".git").exists():
+        pytest.skip("not a git checkout")
+    names = ["chatopsd.db", "chatopsd.db-wal", "chatopsd.sock", "chatopsd.log"]
+    done = subprocess.run(
+        ["git", "check-ignore", "--no-index", *names],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert sorted(done.stdout.split()) == sorted(names), done.stdout + done.stderr

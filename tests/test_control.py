@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import io
 import json
 import os
@@ -31,7 +32,7 @@ def short_dir() -> Iterator[Path]:
     shutil.rmtree(d, ignore_errors=True)
 
 
-Daemon = Callable[[Callable[[App], Awaitable[None]]], Awaitable[None]]
+Daemon = Callable[..., Awaitable[None]]
 
 
 @pytest.fixture
@@ -41,13 +42,14 @@ async def daemon(tmp_path: Path, short_dir: Path) -> AsyncIterator[Daemon]:
     stdin = os.fdopen(r, "r")
     stdout = io.StringIO()
 
-    async def run(body: Callable[[App], Awaitable[None]]) -> None:
+    async def run(body: Callable[[App], Awaitable[None]], allow_uids: list[int] = []) -> None:  # noqa: B006
         cfg = make_config(
             tmp_path,
             console={"enabled": True},
             control={
                 "socket": str(short_dir / "c.sock"),
                 "broadcast_channels": ["console:ops", "nowhere:x"],
+                "allow_uids": allow_uids,
             },
         )
         done: list[asyncio.Task[None]] = []
@@ -136,8 +138,93 @@ async def test_cli_ctl(daemon: Daemon, short_dir: Path, capsys: pytest.CaptureFi
     await daemon(body)
     out = capsys.readouterr().out
     assert "console: ready" in out and "sent to console:ops" in out
-    assert cli.main(["ctl", "--socket", str(short_dir / "c.sock"), "health"]) == 1
+    # the daemon is gone: for monitoring that is "failing" (2), and the guess fits
+    assert cli.main(["ctl", "--socket", str(short_dir / "c.sock"), "health"]) == 2
     assert "is chatopsd running?" in capsys.readouterr().err
+    assert (
+        cli.main(["ctl", "--socket", str(short_dir / "c.sock"), "send", "console", "o", "x"]) == 1
+    )
+
+
+async def test_ctl_health_exit_status_follows_the_verdict(
+    daemon: Daemon, short_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from chatopsd.core.errors import JobFailed
+
+    sock = short_dir / "c.sock"
+
+    async def unreachable_source() -> None:
+        raise JobFailed("alertmanager: cannot connect")
+
+    async def body(app: App) -> None:
+        health = ["ctl", "--socket", str(sock), "health"]
+        assert await asyncio.to_thread(cli.main, health) == control.HEALTHY
+        assert capsys.readouterr().out.splitlines()[-1] == "health: healthy"
+        # a scheduled job that fails (the scheduler's own bookkeeping, as a real poll does)
+        await app.scheduler.run("status-poll", unreachable_source)
+        assert await asyncio.to_thread(cli.main, health) == control.DEGRADED
+        assert capsys.readouterr().out.splitlines()[-1] == "health: degraded (status poll failing)"
+        as_json = ["ctl", "--json", "--socket", str(sock), "health"]
+        assert await asyncio.to_thread(cli.main, as_json) == control.DEGRADED
+
+    await daemon(body)
+
+
+def _connector(platform: str, state: str, reason: str = "") -> dict[str, Any]:
+    return {"platform": platform, "state": state, "reason": reason}
+
+
+def _job(failing: bool) -> dict[str, Any]:
+    return {"failing_since": "2026-11-23T12:00:00+00:00" if failing else None}
+
+
+@pytest.mark.parametrize(
+    ("connectors", "jobs", "expected"),
+    [
+        ([_connector("slack", "ready")], {}, (0, [])),
+        (
+            [_connector("slack", "ready"), _connector("discord", "backing off")],
+            {},
+            (1, ["discord backing off"]),
+        ),
+        (
+            [_connector("slack", "ready")],
+            {"pagerduty-refresh": _job(True), "status-poll": _job(False)},
+            (1, ["PagerDuty refresh failing"]),
+        ),
+        (
+            [_connector("slack", "backing off")],
+            {},
+            (2, ["no connector is ready", "slack backing off"]),
+        ),
+        (
+            [_connector("slack", "ready"), _connector("discord", "failed", "4004: bad token")],
+            {"prune-events": _job(True)},
+            (2, ["discord failed (4004: bad token)", "job prune-events failing"]),
+        ),
+        ([], {}, (2, ["no connector is ready"])),
+    ],
+)
+def test_the_health_verdict(
+    connectors: list[dict[str, Any]], jobs: dict[str, Any], expected: tuple[int, list[str]]
+) -> None:
+    assert control.verdict({"connectors": connectors, "jobs": jobs}) == expected
+
+
+@pytest.mark.parametrize(
+    ("code", "says", "never"),
+    [
+        (errno.ENOENT, "(is chatopsd running?)", "allow_uids"),
+        (errno.ECONNREFUSED, "(is chatopsd running?)", "allow_uids"),
+        (errno.EACCES, "run as root (sudo), or add uid", "is chatopsd running"),
+        (errno.EPERM, "control.allow_uids", "is chatopsd running"),
+    ],
+)
+def test_ctl_says_why_it_could_not_connect(code: int, says: str, never: str) -> None:
+    exc = OSError(code, os.strerror(code))
+    line = control.connect_failure(Path("/run/chatopsd/control.sock"), "--socket", exc)
+    assert line.startswith(f"/run/chatopsd/control.sock (from --socket): {os.strerror(code)}")
+    assert says in line and never not in line
 
 
 CONNECT = """
@@ -188,6 +275,78 @@ async def test_other_users_are_refused(daemon: Daemon, short_dir: Path) -> None:
         assert answer["error"].startswith(f"uid {NOBODY} is not allowed (control.allow_uids)")
 
     await daemon(body)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to act as another user")
+async def test_a_uid_in_allow_uids_gets_in_and_others_still_do_not(
+    daemon: Daemon, short_dir: Path
+) -> None:
+    """control.allow_uids used to be unusable: the socket was 0600, so a listed user got
+    "Permission denied" before the daemon could check anything."""
+    sock = short_dir / "c.sock"
+    os.chmod(short_dir, 0o755)
+    python = shutil.which("python3", path="/usr/bin:/bin")
+    if python is None:
+        pytest.skip("no system python3 for the other user")
+
+    def connect_as(uid: int) -> dict[str, Any]:
+        done = subprocess.run(
+            [python, "-c", CONNECT, str(sock)],
+            user=uid,
+            cwd="/",
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+        assert done.returncode == 0, done.stderr
+        assert done.stdout.strip() != "EACCES", "the file mode kept a listed user out"
+        answer: dict[str, Any] = json.loads(done.stdout)
+        return answer
+
+    other = 65533  # an unnamed uid that is not listed
+
+    async def body(app: App) -> None:
+        assert stat.S_IMODE(sock.stat().st_mode) == 0o666  # anyone may connect...
+        answer = await asyncio.to_thread(connect_as, NOBODY)
+        assert answer["ok"] and answer["health"]["connectors"][0]["platform"] == "console"
+        refused = await asyncio.to_thread(connect_as, other)  # ...the peer uid decides
+        assert refused == {
+            "ok": False,
+            "error": f"uid {other} is not allowed (control.allow_uids)",
+        }
+
+    await daemon(body, allow_uids=[NOBODY])
+
+
+def test_what_keeps_a_listed_uid_out_is_named(tmp_path: Path) -> None:
+    closed = tmp_path / "run"
+    closed.mkdir(mode=0o700)
+    closed.chmod(0o700)
+    identity = control.uid_map("         0          0 4294967295\n")
+    assert control.unreachable(closed / "c.sock", [], identity) == []  # nobody listed
+    lines = control.unreachable(closed / "c.sock", [1000], identity)
+    assert lines[-1] == (
+        f"control.allow_uids: {closed} (mode 0700) keeps other users from the socket: make it "
+        "searchable by others (chmod o+x; under systemd, RuntimeDirectoryMode=0755)"
+    )
+    closed.chmod(0o755)
+    assert not any(
+        str(closed) in line for line in control.unreachable(closed / "c", [1000], identity)
+    )
+    # systemd's PrivateUsers=yes: only root and the service's own uid are mapped
+    private = control.uid_map("0 0 1\n61234 61234 1\n")
+    assert control.inside_uid(61234, private) == 61234
+    assert control.inside_uid(1000, private) is None
+    # listing nobody must not admit every unmapped caller, who all show up as the overflow uid
+    assert control.inside_uid(65534, private) is None
+    lines = control.unreachable(closed / "c", [1000, 0], private)
+    hidden = [ln for ln in lines if "told apart" in ln]
+    assert len(hidden) == 1
+    assert hidden[0].startswith("control.allow_uids: uid 1000 cannot be told apart")
+    assert "PrivateUsers=no" in hidden[0]
+    # a shifted map (a container's): the daemon sees host uid 101000 as 1000
+    assert control.inside_uid(101000, control.uid_map("0 100000 65536")) == 1000
 
 
 async def test_stale_socket_is_replaced_but_a_live_one_is_not(

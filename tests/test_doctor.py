@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import shutil
 import socket
@@ -14,6 +15,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd import cli, doctor
+from chatopsd.store.sqlite import SqliteDatabase
 from tests.fakes.probe_targets import (
     DISCORD,
     MATTERMOST,
@@ -108,8 +110,18 @@ def env(cert: tuple[Path, Path], tmp_path: Path) -> Iterator[Env]:
     tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     tls.load_cert_chain(str(crt), str(key))
     targets = Targets()
+    # the service's database, as its first start leaves it (doctor never makes one)
+    asyncio.run(_make_database(tmp_path / "state" / "state.db"))
     with ServerThread(targets, tls) as server:
         yield Env(server, targets, crt, tmp_path)
+
+
+async def _make_database(path: Path) -> None:
+    await (await SqliteDatabase.open(path)).close()
+
+
+def _files(folder: Path) -> dict[str, tuple[int, int]]:
+    return {p.name: (p.stat().st_size, p.stat().st_mtime_ns) for p in folder.iterdir()}
 
 
 def line(lines: list[str], name: str) -> str:
@@ -273,6 +285,58 @@ def test_state_database_not_writable(env: Env, tmp_path: Path) -> None:
     code, lines = env.run(env.config(chatopsd=f'[chatopsd]\nstate_db = "{blocker}/x/state.db"\n'))
     assert code == 1
     assert line(lines, "state database").startswith("✗")
+
+
+def test_the_service_database_is_read_and_left_as_it_was(env: Env) -> None:
+    state = env.tmp / "state"
+    before = _files(state)
+    code, lines = env.run(env.config(slack="", discord="", mattermost="", pagerduty="", status=""))
+    assert code == 0, lines
+    assert line(lines, "state database") == (
+        f"✓ state database: {state / 'state.db'} (from chatopsd.state_db): readable, schema current"
+    )
+    assert _files(state) == before  # no -wal, no -shm, no write
+
+
+@pytest.mark.parametrize("where", ["state_db", "STATE_DIRECTORY"])
+def test_a_wrong_database_path_is_reported_and_never_created(
+    env: Env, tmp_path: Path, where: str
+) -> None:
+    wrong = tmp_path / "typo" / "state.db"
+    cfg = env.config(slack="", discord="", mattermost="", pagerduty="", status="", chatopsd="")
+    if where == "state_db":
+        cfg.write_text(f'[chatopsd]\nstate_db = "{wrong}"\n')
+        environ = {}
+    else:
+        environ = {"STATE_DIRECTORY": str(wrong.parent)}
+    out = io.StringIO()
+    code = doctor.main(cfg, out=out, env=environ)
+    assert code == 1
+    source = "chatopsd.state_db" if where == "state_db" else "$STATE_DIRECTORY"
+    assert line(out.getvalue().splitlines(), "state database") == (
+        f"✗ state database: {wrong} (from {source}) does not exist: not the service's "
+        "database, or the service has not started yet (it creates it at its first start). "
+        "doctor creates none: give --config with chatopsd.state_db, or run it where the "
+        "daemon runs"
+    )
+    assert not wrong.parent.exists()  # neither the file nor its directory
+
+
+def test_doctor_in_a_random_directory_creates_nothing_there(
+    env: Env, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without chatopsd.state_db or $STATE_DIRECTORY the rule ends at ./chatopsd.db: doctor
+    used to create that empty file wherever it ran, and `audit` then read it."""
+    if Path("/var/lib/chatopsd/state.db").exists():
+        pytest.skip("this host runs the service: the rule finds its database first")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = env.config(slack="", discord="", mattermost="", pagerduty="", status="", chatopsd="")
+    out = io.StringIO()
+    assert doctor.main(cfg, out=out, env={}) == 1
+    assert "chatopsd.db (from the working directory) does not exist" in out.getvalue()
+    assert list(elsewhere.iterdir()) == []
 
 
 def test_cli_doctor_exit_status(env: Env, capsys: pytest.CaptureFixture[str]) -> None:

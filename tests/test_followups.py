@@ -106,7 +106,8 @@ async def test_three_followups_become_three_tickets_once(app: App, trackers: Fak
     assert first["labels"] == ["incident-followup"]
     assert f"incident {INC} [SEV-2] Payments failing" in first["body"]
     assert f"[{INC}](https://wiki.example.com/incidents/{INC})" in first["body"]
-    assert "Owner: @bob" in first["body"]
+    assert "Owner: @\u200bbob" in first["body"]  # reads "@bob", notifies nobody
+    assert trackers.mentions == []
     assert "Follow-up 3 → #3 https://github.com/acme/infra/issues/3" in printed(app)
 
     # a second close is refused, and exporting again creates nothing
@@ -269,5 +270,73 @@ async def test_a_daemon_stopped_while_creating_a_ticket_does_not_send_it_twice(
         reply = await say(app, f"!incident tickets {INC}")
         assert reply.text.startswith("Follow-up 1: unconfirmed, not sent again")
         assert trackers.hits == 1 and trackers.github == []
+    finally:
+        await app.stop()
+
+
+# Follow-up text that would notify people from the bot's account if exported verbatim.
+MENTIONS = (
+    "page @bob and @acme/oncall, then ask [~accountid:5b10ac8d82e05b22cc7d4ef5] (ada@example.com)"
+)
+
+
+@pytest.mark.parametrize("kind", ["github", "jira"])
+async def test_exported_text_mentions_nobody_and_reads_as_typed(
+    tmp_path: Path, trackers: FakeTrackers, clock: FakeClock, kind: str
+) -> None:
+    tickets: dict[str, Any] = {"kind": kind, "url": trackers.url, "token": TOKEN}
+    if kind == "jira":
+        tickets.update(project="OPS", email=JIRA_EMAIL)
+    else:
+        tickets.update(project="acme/infra")
+    app = await start(tmp_path, clock, tickets)
+    try:
+        await say(app, '!incident declare --sev 2 "Payments failing, cc @release-team"')
+        await say(app, f"!incident followup add {INC} {MENTIONS} --owner @carol")
+        await say(app, f"!incident resolve {INC} rolled back")
+        reply = await say(app, f"!incident tickets {INC}")
+        assert reply.text.startswith("Follow-up 1 → ")
+        assert trackers.mentions == []  # nobody is notified
+        if kind == "github":
+            [issue] = trackers.github
+            title, body = issue["title"], issue["body"]
+        else:
+            [issue] = trackers.jira
+            title = issue["fields"]["summary"]
+            body = json.dumps(issue["fields"]["description"], ensure_ascii=False)
+        shown = (title + body).replace("\u200b", "")  # what a reader sees
+        assert f"[{INC}] {MENTIONS}" in shown
+        assert "Owner: @carol" in shown and "cc @release-team" in shown
+        assert "ada@example.com" in title  # an email address is left alone
+    finally:
+        await app.stop()
+
+
+@pytest.mark.parametrize("kind", ["github", "jira"])
+async def test_a_token_the_tracker_quotes_back_reaches_neither_chat_nor_the_audit_trail(
+    tmp_path: Path, trackers: FakeTrackers, clock: FakeClock, kind: str
+) -> None:
+    import base64
+
+    tickets: dict[str, Any] = {"kind": kind, "url": trackers.url, "token": TOKEN}
+    if kind == "jira":  # basic auth: the header carries base64("email:token"), not the token
+        tickets.update(project="OPS", email=JIRA_EMAIL)
+    else:
+        tickets.update(project="acme/infra")
+    pair = base64.b64encode(f"{JIRA_EMAIL}:{TOKEN}".encode()).decode()
+    app = await start(tmp_path, clock, tickets)
+    try:
+        await say(app, '!incident declare --sev 2 "Payments failing"')
+        await say(app, f"!incident followup add {INC} add an alert on queue depth")
+        trackers.fault = "echo-auth"  # a 400 whose body quotes our Authorization header
+        reply = await say(app, f"!incident tickets {INC}")
+        await app.outbox.flush(5)
+        name = "GitHub" if kind == "github" else "Jira"
+        assert reply.text.startswith(f"Follow-up 1: no ticket: HTTP 400 from {name}: ")
+        assert "'Authorization': '" in reply.text and "[redacted]" in reply.text
+        rows = await app.db.fetchall("SELECT outcome, text, cause FROM audit WHERE kind = 'ticket'")
+        assert rows[0][0] == "failed" and "[redacted]" in rows[0][2]
+        for shown in (reply.text, printed(app), str(rows)):
+            assert TOKEN not in shown and pair not in shown
     finally:
         await app.stop()

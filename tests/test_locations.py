@@ -135,7 +135,7 @@ def test_a_missing_daemon_is_reported_with_where_we_looked(tmp_path: Path) -> No
     cfg = tmp_path / "c.toml"
     cfg.write_text(f"[chatopsd]\nstate_db = '{tmp_path / 'none.db'}'\n")
     done = _cli("ctl", "health", "--config", str(cfg))
-    assert done.returncode == 1
+    assert done.returncode == 2  # for monitoring: failing
     assert "from next to the database" in done.stderr and "is chatopsd running?" in done.stderr
     done = _cli("audit", "--config", str(cfg))
     assert done.returncode == 1

@@ -6,6 +6,7 @@ import asyncio
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import asyncpg
 import pytest
 
 from chatopsd import cli
@@ -21,7 +22,9 @@ from chatopsd.store.kv import SqlKeyValue
 from chatopsd.store.postgres import PgDatabase
 from chatopsd.store.sqlite import SqliteDatabase
 from chatopsd.store.stalkers import SqlStalkerStore
+from tests import daemon_helpers
 from tests.conftest import FakeClock
+from tests.pg_cluster import SUPERUSER, Cluster
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -124,3 +127,74 @@ def test_migrate_state_copies_everything_and_refuses_a_second_time(
     assert cli.main(["migrate-state", "--from", f"sqlite:{path}", "--to", pg_url]) == 1
     assert "not empty" in capsys.readouterr().err
     assert cli.main(["migrate-state", "--from", f"sqlite:{tmp_path}/nope.db", "--to", pg_url]) == 1
+
+
+def test_migrate_state_refuses_while_the_single_host_daemon_holds_the_file(
+    tmp_path: Path, pg_url: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A copy taken while the daemon writes misses what it writes meanwhile. Refused while
+    the daemon runs, idle or not; a daemon killed with -9 holds nothing any more."""
+    path = tmp_path / "state.db"
+    cfg = tmp_path / "chatopsd.toml"
+    cfg.write_text(f'[chatopsd]\nstate_db = "{path}"\n[console]\nformat = "jsonl"\n')
+    daemon = daemon_helpers.start(cfg)
+    try:
+        assert daemon.stdin is not None and daemon.stdout is not None
+        daemon.stdin.write('{"text": "!help", "event_id": "e1"}\n')
+        daemon.stdin.flush()
+        daemon_helpers.read_json(daemon.stdout)  # answered: the database is open
+        args = ["migrate-state", "--from", f"sqlite:{path}", "--to", pg_url]
+        assert cli.main(args) == 1
+        err = capsys.readouterr().err
+        assert f"migrate-state: {path} is open in another process" in err
+        assert "stop it first (systemctl stop chatopsd)" in err
+    finally:
+        daemon.kill()  # as kill -9 would: no clean close, its WAL left behind
+        daemon.wait(20)
+    assert path.with_name("state.db-wal").exists()
+    assert cli.main(args) == 0, capsys.readouterr().err
+    assert "audit: 1 rows" in capsys.readouterr().out  # what the daemon wrote is copied
+
+
+def test_a_refused_postgresql_login_names_the_credential_and_pgpassword(
+    tmp_path: Path,
+    pg_cluster: Cluster,
+    pg_url: str,
+    monkeypatch: pytest.MonkeyPatch,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """The test cluster trusts every local login; one role is made to need a password."""
+    role = "chatopsd_needs_password"
+    hba = pg_cluster.datadir / "data" / "pg_hba.conf"
+    if f" {role} " not in hba.read_text():
+        hba.write_text(f"host all {role} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+
+    async def make_role() -> None:
+        admin = await asyncpg.connect(pg_url)
+        try:
+            exists = await admin.fetchval("SELECT 1 FROM pg_roles WHERE rolname = $1", role)
+            if not exists:
+                await admin.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'placeholder-pw'")
+            await admin.execute("SELECT pg_reload_conf()")
+        finally:
+            await admin.close()
+
+    asyncio.run(make_role())
+    path = tmp_path / "state.db"
+    asyncio.run(_make(path))
+    target = pg_url.replace(f"//{SUPERUSER}@", f"//{role}@")
+    monkeypatch.delenv("PGPASSWORD", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.setenv("PGPASSFILE", str(tmp_path / "no-pgpass"))
+    for password, said in ((None, "no password was given"), ("wrong", "was refused")):
+        if password is not None:
+            monkeypatch.setenv("PGPASSWORD", password)
+        assert cli.main(["migrate-state", "--from", f"sqlite:{path}", "--to", target]) == 1
+        err = capsys.readouterr().err
+        assert "password authentication failed" in err and said in err
+        assert "chatopsd_database_password" in err and "PGPASSWORD" in err
+        assert "wrong" not in err and "placeholder-pw" not in err
+
+
+async def _make(path: Path) -> None:
+    await (await SqliteDatabase.open(path)).close()

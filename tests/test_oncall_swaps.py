@@ -1,13 +1,16 @@
 """`!ic swap` (issue 18) end to end on the console connector: the request with its "Take it"
 button, a take by a linked person with the `oncall` role making the override in the fake
 PagerDuty (spec-checked, From checked), the message edited, the requester told, a second
-taker refused, and expiry."""
+taker refused, and expiry. A requester offers only a window they are on call for (the coming
+shifts read from the fake PagerDuty)."""
 
 from __future__ import annotations
 
+import asyncio
 import io
 import itertools
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -23,6 +26,8 @@ GRACE = Actor("u-grace", "Grace")
 ADA = Actor("u-ada", "Ada")
 NOBODY = Actor("u-none", "Nemo")
 OUTSIDER = Actor("u-out", "Olive")
+MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # the clock starts Monday 12:00 UTC
+DAY = timedelta(days=1)
 
 
 @pytest.fixture
@@ -35,6 +40,12 @@ async def app(
     tmp_path: Path, pd: FakePagerDuty, clock: FakeClock, out: io.StringIO
 ) -> AsyncIterator[App]:
     pd.now = clock.now
+    # Grace is on call on PIC1 from Monday 08:00 to Wednesday 08:00 (two shifts), then Ada
+    pd.shifts["PIC1"] = [
+        ("PGRACE", 1, MON8, MON8 + DAY),
+        ("PGRACE", 1, MON8 + DAY, MON8 + 2 * DAY),
+        ("PADA", 1, MON8 + 2 * DAY, MON8 + 3 * DAY),
+    ]
     running = App(
         make_config(
             tmp_path,
@@ -53,6 +64,10 @@ async def app(
     )
     await running.start()
     await first_refresh(running)
+    for _ in range(500):  # the coming shifts are read right after the first refresh
+        if running.shifts is not None and running.shifts.lookahead.as_of is not None:
+            break
+        await asyncio.sleep(0.01)
     yield running
     await running.stop()
 
@@ -108,4 +123,21 @@ async def test_an_untaken_request_expires_and_its_message_says_so(
     await app.swaps.sweep()
     await app.outbox.flush(timeout=2)
     assert "Swap #1: expired, nobody took it" in out.getvalue()
+    assert pd.overrides == {}
+
+
+async def test_only_a_window_the_requester_is_on_call_for_can_be_offered(
+    app: App, pd: FakePagerDuty
+) -> None:
+    not_hers = await say(app, "!ic swap 1h 2h", ADA)  # Grace's shift, not Ada's
+    assert "you (Ada Lovelace) are not on call on PIC1 for all of" in not_hers
+    crossing = await say(app, "!ic swap 2026-11-25T06:00 4h", GRACE)  # into Ada's shift
+    assert "not on call on PIC1" in crossing
+    far = await say(app, "!ic swap 2026-12-20T08:00 2h", ADA)  # past the lookahead
+    assert "I can only see shifts until" in far
+    unknown = await say(app, "!ic swap 1h 2h", NOBODY)  # no PagerDuty user to check
+    assert "PagerDuty user" in unknown
+    assert app.swaps is not None and await app.swaps.store.get(1) is None  # nothing posted
+    # across her two back-to-back shifts: one window she holds throughout
+    assert "Swap request #1 posted" in await say(app, "!ic swap 2026-11-24T06:00 4h", GRACE)
     assert pd.overrides == {}

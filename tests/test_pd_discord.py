@@ -1,6 +1,6 @@
 """PagerDuty incidents on Discord, end to end (discord.py against the fake gateway and REST,
 the fake PagerDuty spec-checked). Discord gives no email: an unlinked clicker is refused, then
-`!pd link` makes the same click act as that person."""
+`!pd link`, once an admin approved it, makes the same click act as that person."""
 
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ async def app(
             incident_channels=[f"discord:{CHANNEL_ID}"],
             incident_poll_seconds=3600,
         ),
-        roles={"oncall": ["*"]},
+        roles={"oncall": ["*"], "admin": ["discord:77"]},
     )
     running = App(config, clock=clock, io=Io(io.StringIO(""), io.StringIO()))
     await running.start()
@@ -84,7 +84,14 @@ async def test_discord_card_click_refused_until_linked_then_acts_as_the_person(
     assert "pd link" in json.dumps(refused.body)
     assert pd.writes == []
     await fake.dispatch("MESSAGE_CREATE", fake.message("!pd link linus@example.com"))
-    await seen(fake, log, lambda r: "Linked" in json.dumps(r.body))
+    asked = await seen(fake, log, lambda r: "an admin must approve" in json.dumps(r.body))
+    request = text_of(asked).split("(request ", 1)[1].split(",", 1)[0]
+    await fake.dispatch("INTERACTION_CREATE", fake.click("pd ack PINC001"))
+    still = await seen(fake, log, lambda r: "not confirmed yet" in json.dumps(r.body))
+    assert "linus@example.com" in text_of(still) and pd.writes == []  # a claim grants nothing
+    approve = fake.message(f"!approve {request}", author_id=77, name="root")
+    await fake.dispatch("MESSAGE_CREATE", approve)
+    await seen(fake, log, lambda r: "Linked: you act in PagerDuty as Linus" in json.dumps(r.body))
     await fake.dispatch("INTERACTION_CREATE", fake.click("pd ack PINC001"))
     edit = await seen(
         fake,

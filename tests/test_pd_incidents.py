@@ -49,7 +49,10 @@ async def start(tmp_path: Path, pd: FakePagerDuty, clock: FakeClock, out: io.Str
         make_config(
             tmp_path,
             pagerduty=pd_incidents_section(pd),
-            roles={"oncall": ["console:u-grace", "console:u-ada", "console:u-none"]},
+            roles={
+                "oncall": ["console:u-grace", "console:u-ada", "console:u-none"],
+                "admin": ["console:u-root"],
+            },
         ),
         clock=clock,
         io=Io(stdin=io.StringIO(""), stdout=out),
@@ -160,18 +163,31 @@ async def test_unlinked_user_is_refused_and_nothing_is_sent(app: App, pd: FakePa
     reply = text_of(await say(app, "!pd ack PINC001", actor=NOBODY))
     assert "I don't know your PagerDuty user" in reply and "!pd link" in reply
     assert pd.writes == [] and pd.from_emails == []
-    assert "You are not linked" in text_of(await say(app, "!pd whoami", actor=NOBODY))
+    assert "You act as nobody" in text_of(await say(app, "!pd whoami", actor=NOBODY))
     # Linking needs an email PagerDuty knows, and not one an admin gave someone else.
     assert "no user with the email" in text_of(await say(app, "!pd link x@nowhere.io", NOBODY))
-    assert "already linked to someone else" in text_of(
+    assert "already belongs to another console account (set by an admin" in text_of(
         await say(app, "!pd link grace@example.com", NOBODY)
     )
-    assert "Linked" in text_of(await say(app, "!pd link linus@example.com", NOBODY))
+    asked = text_of(await say(app, "!pd link linus@example.com", NOBODY))
+    assert "an admin must approve" in asked
+    request = asked.split("(request ", 1)[1].split(",", 1)[0]
     other = Actor("u-other", "Mallory")
-    assert "already linked to someone else" in text_of(
+    # a claim nobody confirmed holds nothing back: someone else may claim too
+    assert "an admin must approve" in text_of(await say(app, "!pd link linus@example.com", other))
+    assert "not confirmed yet" in text_of(await say(app, "!pd ack PINC001", actor=NOBODY))
+    assert "not confirmed yet" in text_of(await say(app, "!pd whoami", actor=NOBODY))
+    assert pd.writes == []
+    await say(app, f"!approve {request}", actor=Actor("u-root", "Root"))
+    for _ in range(500):  # the granted `pd link` runs as its own command
+        if not app.bus.in_flight:
+            break
+        await asyncio.sleep(0.01)
+    assert "Linus Torvalds" in text_of(await say(app, "!pd whoami", actor=NOBODY))
+    # now that it is someone's, nobody else on this platform can have it
+    assert "already belongs to another console account (a confirmed !pd link)" in text_of(
         await say(app, "!pd link linus@example.com", other)
     )
-    assert "Linus Torvalds" in text_of(await say(app, "!pd whoami", actor=NOBODY))
     assert "acknowledged by Linus Torvalds" in text_of(
         await say(app, "!pd ack PINC001", actor=NOBODY)
     )
@@ -443,3 +459,24 @@ async def test_handback_after_the_override_ended(
     clock.advance(3600)
     assert "already ended at 12:30 UTC" in text_of(await say(app, "!ic handback"))
     assert "Pager taken" in text_of(await say(app, "!ic take 30m"))  # free to take it again
+
+
+async def test_a_token_pagerduty_quotes_back_reaches_neither_chat_nor_the_audit_trail(
+    app: App, pd: FakePagerDuty, out: io.StringIO
+) -> None:
+    from tests.fakes.pagerduty import TOKEN
+
+    pd.trigger("API 5xx")
+    await poll(app)
+    # PagerDuty's 400 quotes our Authorization header back in its error detail
+    pd.fault, pd.fault_path = "echo-auth", "/incidents/PINC001"
+    replies = await say(app, "!pd ack PINC001")
+    await app.outbox.flush(5)
+    answer = text_of(replies)  # as the bus rendered the error
+    assert "PagerDuty refused the request as invalid (400)" in answer
+    assert "'Authorization': 'Token token=[redacted]'" in answer
+    rows = await app.db.fetchall("SELECT command, text, cause FROM audit ORDER BY id")
+    [cause] = [r[2] for r in rows if r[0] == "pd ack"]
+    assert "PagerDuty refused the request as invalid (400)" in cause and "[redacted]" in cause
+    for shown in (answer, out.getvalue(), str(rows)):
+        assert TOKEN not in shown

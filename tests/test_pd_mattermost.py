@@ -1,7 +1,8 @@
 """PagerDuty incidents in Mattermost, end to end: the real connector (aiohttp) against the
 fake Mattermost, the fake PagerDuty (spec-checked). Mattermost buttons would need an HTTP
 callback this daemon does not open, so a "click" is the command the card shows as a hint.
-Alice's email comes from GET /users/{id}; Bob's is hidden, so he must link first."""
+Alice's email comes from GET /users/{id} (verified by Mattermost); Bob's is hidden, so he must
+link first, and an admin (Alice) approves the link before it counts."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ import pytest
 
 from chatopsd.app import App
 from tests.conftest import FakeClock, make_config
-from tests.fakes.mattermost import BOB, CHANNEL, TOKEN, FakeMattermost
+from tests.fakes.mattermost import ALICE, BOB, CHANNEL, TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fixtures.mattermost import (
     plain,
@@ -43,7 +44,7 @@ async def start(tmp_path: Path, pd: FakePagerDuty, server: FakeMattermost, clock
             incident_channels=[f"mattermost:{CARDS}"],
             incident_poll_seconds=3600,
         ),
-        roles={"oncall": ["*"]},
+        roles={"oncall": ["*"], "admin": [f"mattermost:{ALICE['id']}"]},
     )
     app = App(config, clock=clock)
     await app.start()
@@ -103,9 +104,13 @@ async def test_bob_without_an_email_is_refused_until_he_links(
     await until(lambda: any("I don't know your PagerDuty user" in r for r in replies(server)))
     assert pd.writes == []
     await server.user_post("!pd link edsger@example.com", user=BOB)
-    await until(lambda: any("Linked" in r for r in replies(server)))
+    await until(lambda: any("an admin must approve" in r for r in replies(server)))
+    [asked] = [r for r in replies(server) if "an admin must approve" in r]
+    request = asked.split("(request ", 1)[1].split(",", 1)[0]
+    await server.user_post(f"!approve {request}")  # Alice holds admin
+    await until(lambda: any("Linked: you act in PagerDuty as Edsger" in r for r in replies(server)))
     await server.user_post("!pd whoami", user=BOB)
-    await until(lambda: any("linked with !pd link" in r for r in replies(server)))
+    await until(lambda: any("confirmed by an admin" in r for r in replies(server)))
     await server.user_post("!pd ack 1", user=BOB)
     await until(lambda: "acknowledged by Edsger" in plain(cards(server)[0]["message"]))
     assert pd.writes == [("PUT", "/incidents/PINC001", "edsger@example.com")]

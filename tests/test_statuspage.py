@@ -32,11 +32,16 @@ async def page() -> AsyncIterator[FakeStatuspage]:
     assert server.violations == []
 
 
+# alice may speak to customers (the status page role); bob, like any guest, may not
+ROLES = {"statuspage": ["console:alice"]}
+
+
 def config(tmp_path: Path, page: FakeStatuspage, **statuspage: Any) -> Any:
     return make_config(
         tmp_path,
         console={"format": "jsonl"},
         ratelimit={"burst": 100},
+        roles=ROLES,
         statuspage={
             "api_url": page.url,
             "api_key": API_KEY,
@@ -115,7 +120,8 @@ async def test_sev1_is_auto_published_and_follows_the_lifecycle(
     await app.public.drain()
     [created] = page.calls("POST")
     incident = created["incident"]
-    assert incident["name"] == "Payments failing"
+    # published automatically, so under the configured public name, not the internal title
+    assert incident["name"] == "Service disruption: payments"
     assert incident["status"] == "investigating"
     assert incident["impact_override"] == "critical"
     assert incident["components"] == {"cmp_pay": "major_outage"}
@@ -141,8 +147,8 @@ async def test_sev1_is_auto_published_and_follows_the_lifecycle(
     await tick(app, clock, 5)
     assert len(page.calls("PATCH")) == 1
 
-    # unquoted public text is still all of it
-    await say(app, f"!incident update {INC} --public Payments recovering in EU")
+    # public text only: the timeline shows it as such
+    await say(app, f'!incident update {INC} --public "Payments recovering in EU"')
     await tick(app, clock)
     assert page.calls("PATCH")[-1]["incident"]["body"] == "Payments recovering in EU"
     assert (await app.incidents.store.timeline(INC))[
@@ -218,6 +224,24 @@ async def test_manual_publish_with_components_and_message(
     }
     again = await say(app, f"!incident publish {INC}")
     assert again.text.startswith(f"{INC} is already published")
+
+
+async def test_manual_publish_never_shows_the_internal_title_unless_typed(
+    app: App, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    await say(app, '!incident declare --sev 2 "db-7 primary lost: bad migration" --service api')
+    await say(app, f"!incident publish {INC}")
+    await app.public.drain()
+    [created] = page.calls("POST")
+    assert created["incident"]["name"] == "Service disruption: api"
+    assert "db-7" not in str(created)
+    await say(app, '!incident declare --sev 2 "Internal name" --service api')
+    await say(app, '!incident publish INC-2026-0002 --title "Checkout errors"')
+    await tick(app, clock)  # one call per second
+    assert [c["incident"]["name"] for c in page.calls("POST")] == [
+        "Service disruption: api",
+        "Checkout errors",
+    ]
 
 
 async def test_unpublish_stops_further_updates(
@@ -336,9 +360,17 @@ async def test_the_queue_survives_a_restart(
         await app.stop()
 
 
-async def test_publish_without_a_status_page_says_so(console_app: App) -> None:
-    await console_app.bus.handle(ev('!incident declare "Anything"'))
-    [reply] = await console_app.bus.handle(ev(f"!incident publish {INC}"))
+@pytest.fixture
+async def no_page_app(tmp_path: Path, clock: FakeClock) -> AsyncIterator[App]:
+    """No [statuspage] section; alice holds the status page role all the same."""
+    running = await start(make_config(tmp_path, console={"format": "jsonl"}, roles=ROLES), clock)
+    yield running
+    await running.stop()
+
+
+async def test_publish_without_a_status_page_says_so(no_page_app: App) -> None:
+    await no_page_app.bus.handle(ev('!incident declare "Anything"'))
+    [reply] = await no_page_app.bus.handle(ev(f"!incident publish {INC}"))
     assert reply.text.startswith("the status page is not configured")
 
 
@@ -430,8 +462,8 @@ async def test_a_daemon_stopped_mid_create_does_not_create_twice(
         await app.stop()
 
 
-async def test_public_text_without_a_status_page_is_said_not_sent(console_app: App) -> None:
-    app = console_app
+async def test_public_text_without_a_status_page_is_said_not_sent(no_page_app: App) -> None:
+    app = no_page_app
     await app.bus.handle(ev('!incident declare "Anything"'))
     [reply] = await app.bus.handle(ev(f'!incident update {INC} checking --public "Hello"'))
     assert reply.text == f"{INC} updated; the pinned status shows it."
@@ -457,3 +489,193 @@ async def test_a_bad_key_is_said_without_the_key(
         assert "sp-wrong-key-1234" not in everything
     finally:
         await app.stop()
+
+
+# -- only text marked public, only from people allowed to publish ------------------------------
+
+
+async def test_internal_text_never_rides_along_with_public_text(
+    app: App, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    await say(app, DECLARE)
+    await app.public.drain()
+    # the leak: internal words typed after the quoted public text are refused, not published
+    refused = await say(
+        app,
+        f'!incident update {INC} --public "We are investigating" internal: leaked ACME key',
+    )
+    assert refused.text.startswith("nothing may follow the --public text")
+    assert refused.ephemeral
+    # unquoted public text is refused too: nothing guesses where it ends
+    unquoted = await say(app, f"!incident update {INC} --public We are on it ACME key")
+    assert unquoted.text.startswith("nothing may follow the --public text")
+    # a quoted internal note that merely contains --public stays internal
+    await say(
+        app, f'!incident update {INC} "ACME --public key leaked in logs" --public "We are on it"'
+    )
+    await say(app, f"!incident update {INC} 'rotate the ACME key, --public \"later\"'")
+    await tick(app, clock, 5)
+    assert [c["incident"].get("body") for c in page.calls("PATCH")] == ["We are on it"]
+    assert "ACME" not in str(page.requests)
+    timeline = [e.text for e in await app.incidents.store.timeline(INC)]
+    assert timeline[-2:] == [
+        "ACME --public key leaked in logs",
+        'rotate the ACME key, --public "later"',
+    ]
+    assert not any("We are investigating" in t for t in timeline)  # the refused update
+
+
+async def test_status_page_commands_need_the_status_page_role(
+    app: App, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    await say(app, '!incident declare --sev 2 "Checkout errors" --service payments')
+    for command in (
+        f"!incident publish {INC} We are looking into it",
+        f'!incident update {INC} --public "All fine now"',
+        f"!incident identified {INC}",
+        f"!incident monitor {INC}",
+        f"!incident unpublish {INC}",
+    ):
+        [refused] = await app.bus.handle(ev(command, actor="bob"))
+        name = command.split(f" {INC}")[0]
+        if "--public" in command:
+            name += " --public"
+        assert refused.text == (
+            f"{name} needs the role 'statuspage'\n"
+            "ask an admin to add you under [roles] in the config"
+        ), command
+    # an internal update needs no role
+    [noted] = await app.bus.handle(ev(f"!incident update {INC} checking the pool", actor="bob"))
+    assert noted.text == f"{INC} updated; the pinned status shows it."
+    await tick(app, clock, 5)
+    assert page.hits == 0
+    denied = await app.db.fetchall(
+        "SELECT command FROM audit WHERE actor = 'bob' AND outcome = 'denied' ORDER BY id"
+    )
+    assert [r[0] for r in denied] == [
+        "incident publish",
+        "incident update",
+        "incident identified",
+        "incident monitor",
+        "incident unpublish",
+    ]
+    # alice holds the role: published, then updated
+    await say(app, f"!incident publish {INC}")
+    await say(app, f'!incident update {INC} --public "Fixed"')
+    await tick(app, clock)
+    await tick(app, clock)
+    assert [m for m, _, _ in page.requests] == ["POST", "PATCH"]
+
+
+async def test_the_roles_are_configurable_per_command_and_for_public_text(
+    tmp_path: Path, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    cfg = make_config(
+        tmp_path,
+        console={"format": "jsonl"},
+        ratelimit={"burst": 100},
+        roles={"comms": ["console:bob"], "statuspage": ["console:alice"]},
+        auth={"command_roles": {"incident publish": "comms", "incident update --public": "comms"}},
+        statuspage={"api_url": page.url, "api_key": API_KEY, "page_id": PAGE_ID},
+    )
+    app = await start(cfg, clock)
+    try:
+        await say(app, '!incident declare --sev 2 "Checkout errors"')
+        [refused] = await app.bus.handle(ev(f"!incident publish {INC}"))  # alice
+        assert refused.text.startswith("!incident publish needs the role 'comms'")
+        [refused] = await app.bus.handle(ev(f'!incident update {INC} --public "x"'))
+        assert refused.text.startswith("!incident update --public needs the role 'comms'")
+        [ok] = await app.bus.handle(ev(f"!incident publish {INC}", actor="bob"))
+        assert ok.text == f"{INC} queued for the status page (investigating)."
+        [ok] = await app.bus.handle(ev(f'!incident update {INC} --public "Fixed"', actor="bob"))
+        assert ok.text == f"{INC} updated; the pinned status shows it."
+        await tick(app, clock)
+        await tick(app, clock)
+        assert [c["incident"].get("body") for c in page.calls("PATCH")] == ["Fixed"]
+    finally:
+        await app.stop()
+
+
+@pytest.mark.parametrize(
+    ("template", "service", "name"),
+    [
+        (None, "payments", "Service disruption: payments"),
+        # a service the page has no component for is not named: it may be internal
+        (None, "acme-key-vault", "Service disruption"),
+        ("{sev}: degraded {service}", "api", "SEV-1: degraded api"),
+        ("{title}", "payments", "db-7 disk full, ACME creds rotated"),  # opted in
+    ],
+)
+async def test_auto_publish_shows_the_public_title_not_the_internal_one(
+    tmp_path: Path,
+    page: FakeStatuspage,
+    clock: FakeClock,
+    template: str | None,
+    service: str,
+    name: str,
+) -> None:
+    more = {} if template is None else {"public_title": template}
+    app = await start(config(tmp_path, page, **more), clock)
+    try:
+        await say(
+            app,
+            f'!incident declare --sev 1 "db-7 disk full, ACME creds rotated" --service {service}',
+        )
+        await app.public.drain()
+        [created] = page.calls("POST")
+        assert created["incident"]["name"] == name
+        if template != "{title}":
+            assert "ACME" not in str(page.requests)
+    finally:
+        await app.stop()
+
+
+def test_an_unknown_title_placeholder_is_refused(tmp_path: Path) -> None:
+    from chatopsd import config as config_mod
+
+    path = tmp_path / "c.toml"
+    path.write_text(
+        "[statuspage]\napi_key = 'k'\npage_id = 'p1'\npublic_title = 'Down: {incident}'\n"
+    )
+    with pytest.raises(config_mod.ConfigError, match=r"public_title.*\{incident\}"):
+        config_mod.load(path, env={})
+
+
+async def test_a_key_statuspage_quotes_back_reaches_neither_chat_nor_the_audit_trail(
+    tmp_path: Path, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    out = io.StringIO()
+    app = await start(config(tmp_path, page), clock, out)
+    try:
+        page.fault = "echo-auth"  # a 400 whose body quotes our Authorization header
+        await say(app, DECLARE)
+        await app.public.drain()
+        [(command, outcome)] = await audit_rows(app)
+        assert command == "statuspage create"
+        assert outcome.startswith("failed: HTTP 400 (error) from Statuspage POST")
+        assert "'Authorization': 'OAuth [redacted]'" in outcome
+        field = await status_field(app)
+        assert "last attempt failed: HTTP 400" in field
+        await app.outbox.flush(5)
+        assert "could not publish it (HTTP 400" in out.getvalue()
+        everything = out.getvalue() + field + str(await app.db.fetchall("SELECT * FROM audit"))
+        assert API_KEY not in everything
+    finally:
+        await app.stop()
+
+
+async def test_publish_takes_a_quoted_message_whole_and_nothing_after_it(
+    app: App, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    await say(app, '!incident declare --sev 2 "Slow checkout" --service payments')
+    refused = await say(
+        app, f'!incident publish {INC} "Checkout is slow" internal: ACME key in the logs'
+    )
+    assert refused.text.startswith("nothing may follow the quoted message")
+    await app.public.drain()
+    assert page.hits == 0
+    await say(app, f'!incident publish {INC} "Checkout is slow" --components payments')
+    await app.public.drain()
+    [created] = page.calls("POST")
+    assert created["incident"]["body"] == "Checkout is slow"
+    assert "ACME" not in str(page.requests)

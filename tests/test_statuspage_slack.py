@@ -59,6 +59,7 @@ async def app(
         },
         console={"enabled": False},
         ratelimit={"burst": 100},
+        roles={"statuspage": ["slack:U1"]},  # Jane may post public text
         incidents={"bridge_url": "https://meet.example.com/{incident_id}"},
         statuspage={
             "api_url": page.url,

@@ -300,10 +300,34 @@ async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
     from chatopsd.store.pd_cards import SqliteIncidentCards
 
     links = SqliteIdentityLinks(db)
-    await links.link("discord", "42", "Ada@Example.com")
-    await links.link("slack", "U1", "ada@example.com")
-    assert await links.email("discord", "42") == "ada@example.com"
-    assert sorted(await links.holders("ADA@example.com")) == ["discord:42", "slack:U1"]
+    later = T0 + timedelta(minutes=15)
+    await links.claim("discord", "42", "Ada@Example.com", "k7m2q", later)
+    await links.claim("slack", "U1", "ada@example.com", "x2b9c", later)
+    [claim] = [link for link in await links.holders("ADA@example.com") if link.chat == "discord:42"]
+    assert (claim.email, claim.confirmed, claim.request, claim.expires) == (
+        "ada@example.com",
+        False,
+        "k7m2q",
+        later,
+    )
+    assert await links.by_request("k7m2q") == claim
+    # confirming needs the pending claim to that very address, once
+    assert not await links.confirm("discord", "42", "grace@example.com", "slack:U9")
+    assert await links.confirm("discord", "42", "ada@example.com", "slack:U9")
+    assert not await links.confirm("discord", "42", "ada@example.com", "slack:U9")
+    done = await links.link("discord", "42")
+    assert done is not None and done.confirmed_by == "slack:U9" and done.request is None
+    assert await links.by_request("k7m2q") is None
+    # a new claim replaces the link and is unconfirmed again; an admin's grant writes it
+    await links.claim("discord", "42", "grace@example.com", "m3n4p", later)
+    again = await links.link("discord", "42")
+    assert again is not None and (again.email, again.confirmed) == ("grace@example.com", False)
+    await links.grant("discord", "42", "linus@example.com", "an admin (request q8r7s)")
+    granted = await links.link("discord", "42")
+    assert granted is not None and granted.confirmed and granted.email == "linus@example.com"
+    assert [link.chat for link in await links.holders("ada@example.com")] == ["slack:U1"]
+    assert await links.drop("slack", "U1") and not await links.drop("slack", "U1")
+    assert await links.link("slack", "U1") is None
     cards = SqliteIncidentCards(db)
     here = Destination("slack", "C1")
     await cards.decide([("PINC1", 7, "triggered", "s1")], [here])
@@ -351,8 +375,13 @@ async def test_followups_numbered_per_incident(db: Database) -> None:
 
 async def test_doctor_checks_the_postgresql_database(pg_url: str, tmp_path: Path) -> None:
     from chatopsd.doctor import check_state_db
+    from chatopsd.store.postgres import PgDatabase
     from tests.conftest import make_config
 
+    # never migrated: said so, and doctor leaves it as it was (it creates no schema)
+    [fresh] = await check_state_db(make_config(tmp_path, chatopsd={"database": pg_url}))
+    assert not fresh.ok and "lacks migrations" in fresh.detail, fresh.detail
+    await (await PgDatabase.open(pg_url)).close()  # what the daemon's first start does
     [ok] = await check_state_db(make_config(tmp_path, chatopsd={"database": pg_url}))
     assert ok.ok and "PostgreSQL" in ok.detail
     closed = pg_url.rsplit(":", 1)[0] + ":1/nowhere"  # nothing listens on port 1

@@ -6,9 +6,14 @@ import re
 import shutil
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
+from typing import get_args
 
 import pytest
+from pydantic import BaseModel, SecretStr
+
+from chatopsd import config
 
 UNIT = Path(__file__).resolve().parent.parent / "systemd" / "chatopsd.service"
 # The score this unit reached; raise it only with a reason written next to the unit's change.
@@ -35,6 +40,7 @@ def test_unit_has_the_required_settings() -> None:
         "RestrictAddressFamilies=AF_INET AF_INET6 AF_UNIX",
         "SystemCallFilter=@system-service",
         "MemoryDenyWriteExecute=yes",
+        "RestartPreventExitStatus=78",  # a config that cannot work fails once, no restart loop
     ):
         assert re.search(rf"^{re.escape(line)}", text, re.M), line
     assert re.search(r"^WatchdogSec=\d+", text, re.M)
@@ -64,3 +70,33 @@ def test_verify_is_silent(tmp_path: Path) -> None:
     result = _analyze("verify", "--no-pager", str(copy))
     assert result.returncode == 0
     assert (result.stdout + result.stderr).strip() == "", result.stdout + result.stderr
+
+
+def _secret_fields(model: type[BaseModel], path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+    """Every SecretStr field of the config model, at any depth (through optional sections,
+    lists and unions), found here independently of config.py's own list."""
+    for name, field in model.model_fields.items():
+        pending: list[object] = [field.annotation]
+        while pending:
+            kind = pending.pop()
+            if kind is SecretStr:
+                yield (*path, name)
+            elif isinstance(kind, type) and issubclass(kind, BaseModel):
+                yield from _secret_fields(kind, (*path, name))
+            else:
+                pending.extend(get_args(kind))
+
+
+def test_the_unit_loads_a_credential_for_every_token_key_the_config_knows() -> None:
+    """A token key the unit does not load never reaches the service: its credential file is
+    silently unused. The list comes from the model, so a new token key cannot be forgotten."""
+    secrets = sorted(_secret_fields(config.Config))
+    assert secrets, "the config model has no SecretStr field: this walk is broken"
+    # a credential is named <section>_<key>: a secret deeper than a section's key has none
+    assert all(len(path) == 2 for path in secrets), secrets
+    expected = {"_".join(path) for path in secrets} | {config.DATABASE_CREDENTIAL}
+    assert set(config.credential_names()) == expected
+    loaded = dict(re.findall(r"^LoadCredential=([a-z_]+):(\S+)$", UNIT.read_text(), re.M))
+    assert set(loaded) == expected
+    for name, path in loaded.items():
+        assert path == f"/etc/chatopsd/credentials/{name}", name

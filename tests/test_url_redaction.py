@@ -133,3 +133,98 @@ async def test_doctor_shows_no_url_secret(tmp_path: Path, leaky_monitor: str) ->
     text = out.getvalue()
     assert "status" in text and "127.0.0.1" in text
     assert SECRET not in text and PASSWORD not in text
+
+
+# -- tokens in a source's path or bare query, and echoed back in an error body -----------------
+
+PATH_TOKEN = "k7Hq2vX9pLm4sT8w"  # 16 characters: a key that lives in the URL's path
+BARE = "abc123ef"  # a short bare query string that is the key itself
+
+
+def test_a_path_token_and_a_short_bare_query_are_not_shown() -> None:
+    shown = redact.url(f"https://status.example.com/v1/{PATH_TOKEN}/status?{BARE}")
+    assert shown == "https://status.example.com/v1/[redacted]/status?[redacted]"
+    uuid = "https://hc-ping.com/5a1f2c3e-1111-2222-3333-444455556666"
+    assert redact.url(uuid) == "https://hc-ping.com/[redacted]"
+    # routes, ids and flags stay readable
+    for kept in (
+        "http://127.0.0.1:9093/api/v2/alerts",
+        "https://example.org/alertmanager-production/api/v1/query?json",
+        "https://acme.pagerduty.com/incidents/Q1ABCDEF2GHIJK",
+    ):
+        assert redact.url(kept) == kept
+    assert redact.url_secrets(f"http://u:pw-123456@h/v1/{PATH_TOKEN}/s?{BARE}&env=prod") == [
+        "pw-123456",
+        PATH_TOKEN,
+        BARE,
+        "prod",
+    ]
+    # for redacting everywhere: words and numbers are not taken for secrets
+    assert redact.url_secrets(
+        f"http://h/v1/{PATH_TOKEN}?{BARE}&env=prod&n=1", every_value=False
+    ) == [
+        PATH_TOKEN,
+        BARE,
+    ]
+
+
+@pytest.fixture
+async def echoing_monitor() -> AsyncIterator[str]:
+    """A monitoring endpoint keyed by its path and a bare query, that fails with 500 and
+    quotes the key back in plain words (not as a URL)."""
+
+    async def handler(request: web.Request) -> web.Response:
+        key = request.match_info["key"]
+        return web.Response(status=500, text=f"key {key} ({request.query_string}) has expired")
+
+    app = web.Application()
+    app.router.add_get("/v1/{key}/status", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    yield f"http://127.0.0.1:{port}/v1/{PATH_TOKEN}/status?{BARE}"
+    await runner.cleanup()
+
+
+async def test_status_source_tokens_in_the_path_or_echoed_are_not_shown(
+    tmp_path: Path, clock: FakeClock, echoing_monitor: str
+) -> None:
+    config = make_config(
+        tmp_path,
+        console={"format": "jsonl"},
+        status={
+            "sources": [{"kind": "http", "name": "mon", "url": echoing_monitor, "field": "state"}]
+        },
+    )
+    out = io.StringIO()
+    app = App(config, clock=clock, io=Io(stdin=io.StringIO(""), stdout=out))
+    await app.start()
+    try:
+        replies = await app.bus.handle(
+            Inbound("console", "ops", Actor("eve", "eve"), "!status", event_id="s1")
+        )
+        await app.outbox.flush(5)
+        audit = str(await app.db.fetchall("SELECT * FROM audit"))
+    finally:
+        await app.stop()
+    shown = "\n".join(r.plain() for r in replies) + out.getvalue()
+    assert "HTTP 500" in shown and "127.0.0.1" in shown and "has expired" in shown
+    assert "/v1/[redacted]/status?[redacted]" in shown
+    for where in (shown, audit):
+        assert PATH_TOKEN not in where and BARE not in where
+
+
+async def test_doctor_shows_no_path_token(tmp_path: Path, echoing_monitor: str) -> None:
+    path = tmp_path / "chatopsd.toml"
+    path.write_text(
+        f'[chatopsd]\nstate_db = "{tmp_path / "state.db"}"\n'
+        f'[[status.sources]]\nkind = "http"\nname = "mon"\n'
+        f'url = "{echoing_monitor}"\nfield = "state"\n'
+    )
+    out = io.StringIO()
+    await asyncio.to_thread(doctor.main, path, out, {})
+    text = out.getvalue()
+    assert "HTTP 500" in text and "127.0.0.1" in text
+    assert PATH_TOKEN not in text and BARE not in text

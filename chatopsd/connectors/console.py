@@ -17,6 +17,8 @@ import getpass
 import itertools
 import json
 import logging
+import os
+import stat
 import sys
 import threading
 import uuid
@@ -157,6 +159,11 @@ class ConsoleConnector:
         return text
 
     async def close(self) -> None:
+        if self._prompting:
+            # Stopped at the prompt (Ctrl-C, SIGTERM): end its line, or the shell's prompt
+            # would follow "> " on the same line.
+            self._prompting = False
+            self._raw("\n")
         self.stdout.flush()
 
     def _prompt(self) -> None:
@@ -188,6 +195,24 @@ def interactive(fmt: str, stdin: TextIO, stdout: TextIO) -> bool:
     try:
         return fmt == "text" and stdin.isatty() and stdout.isatty()
     except (AttributeError, ValueError):
+        return False
+
+
+def no_input(stdin: TextIO | None) -> bool:
+    """Nothing can ever arrive on stdin: it is closed, or it is /dev/null (what systemd, cron
+    and `nohup` give a daemon). A terminal, a pipe or a file, even an empty one, is input: a
+    pipe's commands are answered before end of input stops a console-only daemon."""
+    if stdin is None:
+        return True
+    try:
+        here = os.fstat(stdin.fileno())
+    except (AttributeError, ValueError, OSError):
+        return True  # closed, or no file descriptor at all
+    if not stat.S_ISCHR(here.st_mode):
+        return False
+    try:
+        return here.st_rdev == os.stat(os.devnull).st_rdev
+    except OSError:
         return False
 
 

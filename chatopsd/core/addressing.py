@@ -107,12 +107,19 @@ def _unprefixed(text: str, prefix: str) -> str:
 @lru_cache(maxsize=64)
 def _mention_pattern(tokens: tuple[str, ...]) -> re.Pattern[str]:
     """One regex for the bot's mention tokens, whole tokens only: "@chatopsd" does not match
-    in "@chatopsdx" or "ops@chatopsd.example" (an email is not a mention)."""
+    in "@chatopsdx" or "ops@chatopsd.example" (an email is not a mention).
+
+    Linear in the text, since every message in every channel goes through it: a label stops
+    at the next "<" (Slack escapes "<" in what people type), so "<@U1|<@U1|…" does not make
+    each mention scan the rest of the message; and "not followed by more of a word" looks
+    past dots and hyphens possessively, so it cannot backtrack."""
     parts = []
     for token in sorted(set(tokens), key=len, reverse=True):
         if token.endswith(">"):
             # angle-bracket mentions may carry a label: <@U123|chatopsd>
-            parts.append(re.escape(token[:-1]) + r"(?:\|[^>]*)?>")
+            parts.append(re.escape(token[:-1]) + r"(?:\|[^<>]*+)?>")
         else:
-            parts.append(re.escape(token) + r"(?![\w.-]*\w)")
+            # not "@chatopsdx", "@chatopsd.example", "@chatopsd-bot": no word char follows,
+            # directly or after dots and hyphens
+            parts.append(re.escape(token) + r"(?![.-]*+\w)")
     return re.compile(r"(?<![\w@.])(?:" + "|".join(parts) + ")", re.IGNORECASE)

@@ -117,14 +117,29 @@ class Action:
 
 
 def refusal(
-    action: Action, voter: Person, vote: Vote, holds_role: bool, now: datetime
+    action: Action,
+    voter: Person,
+    vote: Vote,
+    holds_role: bool,
+    now: datetime,
+    *,
+    requester_now: Person | None = None,
+    sure: bool = True,
 ) -> str | None:
-    """Why this vote does not count (None: it counts)."""
+    """Why this vote does not count (None: it counts).
+
+    The voter is the requester when they are the same chat identity, or share an address
+    with the requester as stored at request time OR as resolved now (`requester_now`): an
+    address unknown when the request was made must not let its owner approve it from
+    another account. `sure` is False when a lookup of either failed: then no approval counts
+    (we cannot tell them apart), though withdrawing and confirming still work."""
     if action.state != "pending":
         return f"request {action.id} is already {action.state}"
     if now >= action.expires_at:
         return f"request {action.id} has expired"
-    is_requester = voter.same(action.requester)
+    is_requester = voter.same(action.requester) or (
+        requester_now is not None and voter.same(requester_now)
+    )
     if action.kind == "confirm":
         if not is_requester:
             return f"only the person who asked can confirm {action.id}"
@@ -133,6 +148,11 @@ def refusal(
         return None  # withdrawing your own request is always allowed
     if is_requester:
         return "you cannot approve your own request"
+    if not sure:
+        return (
+            "I could not look up who you or the requester are just now, so I cannot tell "
+            "you apart: try again in a minute"
+        )
     if not holds_role:
         return f"approving {action.id} needs the role {action.role!r}"
     return None

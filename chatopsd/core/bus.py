@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections import deque
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from dataclasses import replace
 from typing import Any
@@ -39,24 +40,33 @@ Middleware = Callable[[Call, Next], Awaitable[list[Reply]]]
 # stands for (⬆️ on an incident's announcement → "incident escalate INC-…"), or None, and that
 # command then runs through the same middleware as a typed one (role, channel, rate, audit).
 ReactionCommand = Callable[[Inbound], Awaitable[str | None]]
+# Takes the configured secrets out of a text (injected: core knows no config). An outside
+# system's error may quote our own token back ("HTTP 400: … 'Authorization': 'Bearer …'").
+Redact = Callable[[str], str]
 
 
-def render_error(exc: BaseException, ref: str) -> Reply:
-    """Turn any error into the reply the asker sees. Unexpected errors show only a reference."""
+def _unchanged(text: str) -> str:
+    return text
+
+
+def render_error(exc: BaseException, ref: str, redact: Redact = _unchanged) -> Reply:
+    """Turn any error into the reply the asker sees. Unexpected errors show only a reference;
+    a typed error's text is shown without any configured secret it quotes."""
     if isinstance(exc, UserError):
-        text = exc.message if not exc.hint else f"{exc.message}\n{exc.hint}"
+        text = redact(exc.message if not exc.hint else f"{exc.message}\n{exc.hint}")
         # Only the asker needs to see their typo; an outside failure the whole channel must see.
         private = isinstance(exc, UsageError | RateLimited | Forbidden)
         return Reply(text=text, ephemeral=private)
     return Reply(text=f"internal error, reference {ref}. It has been logged.")
 
 
-def short_cause(exc: BaseException, ref: str) -> str:
+def short_cause(exc: BaseException, ref: str, redact: Redact = _unchanged) -> str:
     """Why a step failed, in a few words fit for chat, for a command that goes on anyway (an
-    incident declared without its pin). A typed error's own message; for anything else the
-    kind of failure and a reference to the log line, never the raw exception text."""
+    incident declared without its pin). A typed error's own message (less any configured
+    secret); for anything else the kind of failure and a reference to the log line, never
+    the raw exception text."""
     if isinstance(exc, UserError | ChannelRefused):
-        return str(exc)
+        return redact(str(exc))
     if isinstance(exc, RateLimitedSend):
         return "the platform rate limited us; try again in a minute"
     if isinstance(exc, TransientSendError):
@@ -77,8 +87,10 @@ class Bus:
         *,
         prefix: str = "!",
         bot_names: tuple[str, ...] = ("chatopsd",),
+        redact: Redact = _unchanged,
     ) -> None:
         self.registry = registry
+        self.redact = redact
         self.outbox = outbox
         self.prefix = prefix
         self.bot_names = bot_names
@@ -91,6 +103,12 @@ class Bus:
         # A mention the grammar cannot parse goes to this spec with args {"text": body}
         # (the plain-language intent parser), through the same middleware as any command.
         self.mention_fallback: CommandSpec | None = None
+        # What runs now and what finished last, for the loop-lag monitor to name the command
+        # that held the loop (it may have been its last step): a dict entry and a bounded
+        # deque append per command, nothing more on this path.
+        self._running: dict[int, Call] = {}  # by id(): refs are random and may repeat
+        self._finished: deque[Call] = deque(maxlen=32)
+        self._finished_count = 0
 
     def _build(self, middleware: list[Middleware]) -> Next:
         async def run_handler(call: Call) -> list[Reply]:
@@ -203,12 +221,13 @@ class Bus:
         if call.error is not None and addressed.how == "thread" and not self._known_root(call):
             return []  # people talking in a thread we started, not a command for us
         failed = False
+        self._running[id(call)] = call
         try:
             replies = await self._chain(call)
         except Exception as exc:
             failed = True
             quiet = isinstance(exc, RateLimited) and exc.quiet
-            replies = [] if quiet else [render_error(exc, call.ref)]
+            replies = [] if quiet else [render_error(exc, call.ref, self.redact)]
             if event.kind == "reaction":
                 # only the person reacting needs to learn why their reaction did nothing
                 replies = [replace(r, ephemeral=True) for r in replies]
@@ -222,6 +241,10 @@ class Bus:
                     call.command,
                     exc_info=exc,
                 )
+        finally:
+            del self._running[id(call)]
+            self._finished.append(call)
+            self._finished_count += 1
         # A refusal or error keeps its own (normal) priority: a flood of refused pages must
         # not jump the queue ahead of a real page's answer.
         priority = call.spec.priority if call.spec and not failed else None
@@ -276,6 +299,19 @@ class Bus:
             else:
                 self.outbox.enqueue(destination, reply)
 
+    def activity_mark(self) -> int:
+        """How many commands have finished (the loop-lag monitor takes it every tick)."""
+        return self._finished_count
+
+    def commands_since(self, mark: int) -> list[str]:
+        """Commands running now or finished since `mark`: "intent (ref 1a2b3c4d, slack:U1)"."""
+        newer = min(self._finished_count - mark, len(self._finished))
+        calls = [*self._running.values(), *list(self._finished)[len(self._finished) - newer :]]
+        return [
+            f"{c.command or 'unknown'} (ref {c.ref}, {c.event.platform}:{c.event.actor.id})"
+            for c in calls
+        ]
+
     def addressed(self, event: Inbound) -> Addressed | None:
         """The command in an event, or None when it is not for us (core/addressing)."""
         return address(event.text, prefix=self.prefix, mentions=self.mentions, kind=event.kind)
@@ -313,8 +349,16 @@ class Bus:
         """The command a reaction stands for, if any handler maps it to one.
 
         Reactions by bots never count (another bot's ✅ is not an approval), whatever the
-        connector's `allow_bots` says about messages."""
+        connector's `allow_bots` says about messages; nor do those of a reactor the connector
+        could not look up: not known to be a person is not a person."""
         if event.actor.is_bot:
+            return None
+        if not event.actor.resolved:
+            log.warning(
+                "ignored a reaction by %s:%s: could not look the reactor up",
+                event.platform,
+                event.actor.id,
+            )
             return None
         for to_command in self.reaction_commands:
             try:

@@ -12,7 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from chatopsd.core.errors import UsageError
+from chatopsd.core.grammar import Quoted
 from chatopsd.core.messages import Priority, Reply
+from chatopsd.core.values import whole_number
 
 if TYPE_CHECKING:
     from chatopsd.core.context import Call
@@ -27,7 +29,14 @@ class Arg:
     """One argument. `rest` swallows every remaining word (the typed tail); `option` is given
     as --name VALUE. An optional positional argument with `accepts` binds only a word it
     accepts and is skipped otherwise: `!incident ack [INC-id] [note...]` takes
-    "INC-2026-0001 on it" and "on it" alike."""
+    "INC-2026-0001 on it" and "on it" alike.
+
+    `last`: text meant for one audience (the status page's customers) that must not be cut
+    short or mixed with other text. For an option: its value ends the command, and a word
+    typed after it is refused rather than bound elsewhere (`--public "..."` and the internal
+    note). For a `rest` argument: once a word of it was quoted, that word must end it.
+    `role`: the role an actor needs to give this option (config: `auth.command_roles` with
+    the key "<command> --<name>")."""
 
     name: str
     help: str = ""
@@ -37,6 +46,8 @@ class Arg:
     option: bool = False
     default: str | int | None = None
     accepts: Callable[[str], bool] | None = None
+    last: bool = False
+    role: str | None = None
 
     def usage(self) -> str:
         label = f"--{self.name} {self.name.upper()}" if self.option else f"<{self.name}>"
@@ -50,7 +61,9 @@ class CommandSpec:
     """A command: its words, arguments, help, who may run it, and its handler.
 
     `role` is the role an actor needs (None: anyone). `pages`/`mutates` mark commands that
-    config can restrict to some channels. `priority` orders its replies in the outbox.
+    config can restrict to some channels. `incident_work` marks the incident commands: in an
+    open incident's own channel those channel lists do not apply to them (nor to paging
+    commands). `priority` orders its replies in the outbox.
     `effects` marks a command that acts outside chat and our database in a way not safe to
     repeat (runs a process, creates a channel, publishes to the status page, files a ticket):
     it is recorded as started, durably, before its handler runs, and one whose instance died
@@ -64,6 +77,7 @@ class CommandSpec:
     role: str | None = None
     pages: bool = False
     mutates: bool = False
+    incident_work: bool = False
     priority: Priority = Priority.NORMAL
     examples: tuple[str, ...] = ()
     effects: bool = False
@@ -73,7 +87,10 @@ class CommandSpec:
         return " ".join(self.path)
 
     def usage(self, prefix: str = "!") -> str:
-        return " ".join([f"{prefix}{self.name}", *(a.usage() for a in self.args)])
+        # an option that ends the command is shown last
+        ends = [a for a in self.args if a.last and a.option]
+        ordered = [a for a in self.args if a not in ends] + ends
+        return " ".join([f"{prefix}{self.name}", *(a.usage() for a in ordered)])
 
 
 @dataclass(frozen=True, slots=True)
@@ -188,7 +205,7 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
     i = 0
     while i < len(words):
         word = words[i]
-        if word.startswith("--") and len(word) > 2:
+        if word.startswith("--") and len(word) > 2 and not isinstance(word, Quoted):
             name, eq, inline = word[2:].partition("=")
             arg = options.get(name)
             if arg is None:
@@ -202,6 +219,12 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
                 raise UsageError(f"option --{name} needs a value", hint=usage)
             values[name] = _convert(arg, raw, usage)
             given.add(name)
+            if arg.last and i + 1 < len(words):
+                raise UsageError(
+                    f"nothing may follow the --{name} text (got {_clip(words[i + 1 :])!r} "
+                    "after it)",
+                    hint=f"put --{name} last and quote its text whole; {usage}",
+                )
         else:
             loose.append(word)
         i += 1
@@ -211,6 +234,8 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
         if arg.accepts is not None and not arg.required and not arg.accepts(loose[0]):
             continue  # an optional leading argument that is not there
         if arg.kind == "rest":
+            if arg.last:
+                _quoted_ends(arg, loose, usage)
             raw, loose = " ".join(loose), []
         else:
             raw = loose.pop(0)
@@ -224,6 +249,22 @@ def bind(spec: CommandSpec, words: Sequence[str], prefix: str = "!") -> dict[str
     return values
 
 
+def _quoted_ends(arg: Arg, words: Sequence[str], usage: str) -> None:
+    """Refuse words after a quoted one: the quotes said where the text ends."""
+    quoted = next((i for i, w in enumerate(words) if isinstance(w, Quoted)), None)
+    if quoted is not None and quoted + 1 < len(words):
+        raise UsageError(
+            f"nothing may follow the quoted {arg.name} (got {_clip(words[quoted + 1 :])!r} "
+            "after it)",
+            hint=f"quote all of it, or none of it; {usage}",
+        )
+
+
+def _clip(words: Sequence[str], limit: int = 60) -> str:
+    text = " ".join(words)
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
 def _convert(arg: Arg, raw: str, usage: str) -> str | int:
     if arg.choices:
         match = next((c for c in arg.choices if c.lower() == raw.lower()), None)
@@ -234,11 +275,9 @@ def _convert(arg: Arg, raw: str, usage: str) -> str | int:
         raw = match
     if arg.kind == "int":
         try:
-            return int(raw)
-        except ValueError:
-            raise UsageError(
-                f"{arg.name} must be a whole number (got {raw!r})", hint=usage
-            ) from None
+            return whole_number(raw, arg.name)
+        except UsageError as exc:
+            raise UsageError(exc.message, hint=usage) from None
     return raw
 
 

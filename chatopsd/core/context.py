@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from chatopsd.core.commands import CommandSpec
 from chatopsd.core.errors import UsageError
+from chatopsd.core.identity import Identity
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.outcome import Outcome, short_cause
 from chatopsd.core.ports import AnswerClaim, ReplySink
@@ -41,6 +42,8 @@ class Call:
     # Resolved once the event's claim is recorded (True) or could not be (False): a
     # connector that acknowledges events (Slack) waits on it (Bus.admit).
     claimed: asyncio.Future[bool] | None = None
+    # Who the actor is (core/identity), resolved on first need by the identity service.
+    identity: Identity | None = None
 
     @property
     def command(self) -> str:

@@ -8,6 +8,17 @@ asked back, and what is not understood gets None so the caller can answer with h
 How: the text is normalised (quotes, politeness, punctuation), ids, severities, services and
 people are pulled out with regular expressions, then a short decision list picks ONE intent.
 Read-only questions are tried before verbs, so "who should I page?" is a lookup, not a page.
+
+Anyone can mention the bot, and the parser runs on the event loop, so it must stay cheap
+whatever the text: a request is at most MAX_CHARS characters (longer is refused, not cut: a
+cut could drop the "don't" of "don't page anyone"), and every pattern here is linear in the
+text. Python's regex engine backtracks, so the patterns follow three rules: a pattern that
+`search` tries at every position starts with a guard that fails at once where it cannot
+begin (a lookbehind, so a run of letters is scanned from its start only, not from each of its
+letters); a run is matched possessively (`++`, `*+`) where what follows cannot be part of it,
+so a failure gives nothing back to retry; and no `.*` between two words (search for the
+second after the first instead). What is anchored at the end (`$`) is done with string
+methods, since a search for it starts over at every position.
 """
 
 from __future__ import annotations
@@ -17,6 +28,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chatopsd.core.approvals import command_line
+from chatopsd.core.errors import UsageError
+
+# A question or a request is a sentence or two; a title a line. Past this it is not chat.
+MAX_CHARS = 1000
 
 
 @dataclass(frozen=True, slots=True)
@@ -36,20 +51,23 @@ class Intent:
 _INCIDENT = re.compile(r"\binc-\d{4}-\d{1,6}\b")
 _SEV = re.compile(r"\b(?:sev(?:erity)?[\s-]?|p)([1-4])\b")
 _SEV_WORDS = {"critical": "SEV-1", "major": "SEV-2", "minor": "SEV-3"}
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_MENTION = re.compile(r"<@[\w.-]+>|@[\w.-]+")
-_SERVICE_AFTER = re.compile(r"\b(?:service|svc)\s+([a-z0-9][a-z0-9-]*)")
-_SERVICE_BEFORE = re.compile(r"\b([a-z0-9][a-z0-9-]*)\s+service\b")
+_EMAIL = re.compile(r"(?<![\w.+-])[\w.+-]++@[\w-]++(?:\.[\w-]++)+")
+_MENTION = re.compile(r"<@[\w.-]++>|@[\w.-]++")
+_SERVICE_AFTER = re.compile(r"\b(?:service|svc)\s++([a-z0-9][a-z0-9-]*+)")
+# "api service": the name is the whole run of letters, digits and hyphens before "service",
+# scanned from the run's start only ("a-a-a-…" is not re-scanned from every "a").
+_SERVICE_BEFORE = re.compile(r"(?<![a-z0-9-])-*+([a-z0-9][a-z0-9-]*+)\s++service\b")
 _NOT_SERVICE = frozenset(
     ["on", "for", "in", "of", "to", "the", "a", "an", "which", "what", "this", "that", "my", "our"]
 )
 _POLITE = re.compile(
-    r"^(?:(?:hey|hi|hello|ok|okay|so|um|please|pls|plz|kindly|quick question)[\s,!:]+)+"
+    r"^(?:(?:hey|hi|hello|ok|okay|so|um|please|pls|plz|kindly|quick question)[\s,!:]++)++"
     r"|^(?:can|could|would|will) you (?:please )?|^i (?:want|need|would like) (?:you )?to "
     r"|^(?:let'?s|lets) |^go (?:and )?",
     re.I,
 )
-_TRAILING = re.compile(r"(?:[\s,]+(?:please|pls|plz|thanks|thank you|asap|now|right now))+$", re.I)
+# Politeness at the end ("…, please", "… asap thanks"): stripped with string methods.
+_TRAILING = ("right now", "thank you", "please", "thanks", "asap", "pls", "plz", "now")
 
 _ONCALL = r"(?:on[\s-]?call|oncall)"
 _IC_WORDS = re.compile(
@@ -59,39 +77,41 @@ _RESPONDERS = re.compile(
     r"\b(?:responders?|everyone|everybody|all hands|the (?:whole )?team|whole team|"
     r"all (?:of )?(?:the )?" + _ONCALL + r"(?: people)?|the rotation)\b"
 )
-_NEGATED_PAGE = re.compile(r"\b(?:don'?t|do not|never|no need to|stop)\s+(?:page|wake|call)")
+_NEGATED_PAGE = re.compile(r"\b(?:don'?t|do not|never|no need to|stop)\s++(?:page|wake|call)")
 _PAGE_VERB = re.compile(r"\b(?:page|wake(?: up)?|summon|call (?:in|out)|alert|ping)\b")
 _ACK_VERB = re.compile(r"\b(?:ack|acknowledge|acknowledged|ack'?d|i'?m on it|taking)\b")
 _RESOLVE_VERB = re.compile(
-    r"\b(?:resolve|resolved|fixed|mark(?:ed)? (?:it |\S+ )?(?:as )?resolved)\b"
+    r"\b(?:resolve|resolved|fixed|mark(?:ed)? (?:it |\S++ )?(?:as )?resolved)\b"
 )
 _CLOSE_VERB = re.compile(r"\bclose\b")
 _UPDATE_VERB = re.compile(r"\b(?:update|post an update (?:to|on|for)|add (?:a )?note (?:to|on))\b")
 _ESCALATE_VERB = re.compile(r"\b(?:escalate|bump|upgrade)\b")
 _DECLARE = re.compile(
-    r"\b(?:create|open|declare|start|raise|file|log|report|kick off|spin up)\s+"
-    r"(?:a |an |the )?(?:new )?(?:(?:sev[\s-]?[1-4]|p[1-4]|critical|major|minor)\s+)?incident\b"
-    r"|\b(?:we have|there'?s|there is|we'?ve got)\s+(?:a |an )?(?:new )?"
-    r"(?:(?:sev[\s-]?[1-4]|p[1-4]|critical|major|minor)\s+)?(?:incident|outage)\b"
+    r"\b(?:create|open|declare|start|raise|file|log|report|kick off|spin up)\s++"
+    r"(?:a |an |the )?(?:new )?(?:(?:sev[\s-]?[1-4]|p[1-4]|critical|major|minor)\s++)?incident\b"
+    r"|\b(?:we have|there'?s|there is|we'?ve got)\s++(?:a |an )?(?:new )?"
+    r"(?:(?:sev[\s-]?[1-4]|p[1-4]|critical|major|minor)\s++)?(?:incident|outage)\b"
     r"|^(?:new|declare) incident\b"
 )
-_LIST = re.compile(
-    r"\b(?:list|show(?: me)?|any|which|what|open|current|active|ongoing)\b.*\bincidents\b"
-    r"|^incidents$|\bincidents (?:are )?(?:open|active|ongoing|running)\b"
-)
+# "list … incidents": the first word, then "incidents" somewhere after it (see _then).
+_LIST_WORD = re.compile(r"\b(?:list|show(?: me)?|any|which|what|open|current|active|ongoing)\b")
+_INCIDENTS = re.compile(r"\bincidents\b")
+_LIST = re.compile(r"^incidents$|\bincidents (?:are )?(?:open|active|ongoing|running)\b")
+_PENDING = re.compile(r"\bpending\b")
+_APPROVALS = re.compile(r"\bapprovals?\b")
 _STATUS = re.compile(
     r"\b(?:status|health|healthy|alerts?|alerting|firing)\b"
     r"|\bis (?:everything|everything'?s|all|it all) (?:ok|okay|fine|up|good|working|green)\b"
     r"|\bare (?:we|things|systems) (?:up|down|ok|okay|fine|healthy)\b"
     r"|\bhow (?:are|is) (?:things|everything|it going|prod|production)\b"
     r"|\bwhat'?s (?:broken|down|on fire|happening|going on)\b|\banything (?:broken|down|on fire)\b"
-    r"|\bis (?:\S+ ){0,2}(?:down|up|broken|degraded)\b"
+    r"|\bis (?:\S++ ){0,2}(?:down|up|broken|degraded)\b"
 )
 _WHO = re.compile(r"^(?:who|whos|who'?s|who is|who are)\b|\bwho (?:is|are|do|should|can)\b")
 _CONTACT = re.compile(
     r"\b(?:how (?:do|can|should) (?:i|we) (?:reach|contact|call)"
     r"|contact (?:info(?:rmation)? |details )?(?:for|of)"
-    r"|phone(?: number)? (?:for|of)|number for|reach)\s+(.+)$"
+    r"|phone(?: number)? (?:for|of)|number for|reach)\s++(.+)$"
 )
 _HELP = re.compile(
     r"^(?:help|\?|what can you do|what do you do|commands|usage|how does this work"
@@ -127,7 +147,19 @@ _VAGUE = frozenset({"someone", "somebody", "anyone", "anybody", "people"})
 
 
 def parse(text: str, services: Sequence[str] = ()) -> Intent:
-    """The intent of one mention (the bot's name already stripped)."""
+    """The intent of one mention (the bot's name already stripped). Raises UsageError when the
+    text is longer than MAX_CHARS."""
+    if len(text) > MAX_CHARS:
+        raise UsageError(
+            f"that is too long for me to read as a request ({len(text):,} characters; I read "
+            f"up to {MAX_CHARS:,})",
+            hint="ask in a sentence or two, or use a command: help lists them",
+        )
+    return _parse(text, services)
+
+
+def _parse(text: str, services: Sequence[str]) -> Intent:
+    """`parse` without the length limit (linear all the same: the tests hold it to that)."""
     clean = _normalise(text)
     low = clean.lower()
     if not low:
@@ -179,7 +211,7 @@ def parse(text: str, services: Sequence[str] = ()) -> Intent:
     if verbs:
         return _VERB_HANDLERS[verbs[0][0]](clean, low, base)
 
-    if _LIST.search(low):
+    if _LIST.search(low) or _then(_LIST_WORD, _INCIDENTS, low):
         return _with(base, command="incident list", summary="the open incidents")
     if incident is not None:
         if re.search(r"\btimeline\b", low):
@@ -197,12 +229,22 @@ def parse(text: str, services: Sequence[str] = ()) -> Intent:
         )
     if _STATUS.search(low):
         return _with(base, command="status", summary="the system status")
-    if re.search(r"\bpending\b.*\bapprovals?\b|\bapprovals?\b.*\bpending\b|^approvals$", low):
+    if _then(_PENDING, _APPROVALS, low) or _then(_APPROVALS, _PENDING, low) or low == "approvals":
         return _with(base, command="approvals", summary="the pending approval requests")
     return base
 
 
 _ONCALL_RE = re.compile(r"\b" + _ONCALL + r"\b")
+_ONCALL_FOR = re.compile(
+    r"\b" + _ONCALL + r"\s++(?:for|on|in)\s++(?:the\s++)?([a-z0-9][a-z0-9-]*+)"
+)
+
+
+def _then(first: re.Pattern[str], second: re.Pattern[str], low: str) -> bool:
+    """`first` somewhere, and `second` after it: what `first.*second` asks, in linear time
+    (a `.*` makes the engine rescan the rest of the text from every match of `first`)."""
+    m = first.search(low)
+    return m is not None and second.search(low, m.end()) is not None
 
 
 def _verbs(low: str) -> list[tuple[str, int]]:
@@ -373,14 +415,10 @@ def _declare(clean: str, low: str, base: Intent) -> Intent:
     rest = re.sub(
         r"^[\s:,-]*(?:(?:for|about|regarding|re|on|with|because of|:)\s*)?", "", rest, flags=re.I
     )
-    rest = _SEV.sub("", rest)
+    rest = " ".join(_SEV.sub("", rest).split())
     if base.service:
-        svc = re.escape(base.service)
-        trailing = (
-            rf"[\s,]*(?:(?:on|for|in|of) )?(?:the )?(?:(?:service|svc)\s+{svc}|{svc}\s+service)$"
-        )
-        rest = re.sub(trailing, "", rest.rstrip(" .!?"), flags=re.I)  # "... on service x" only
-    rest = re.sub(r"\b(?:with )?(?:severity|sev)\b\s*$", "", rest, flags=re.I)
+        rest = _without_service(rest.rstrip(" .!?"), base.service)  # "... on service x" only
+    rest = _SEV_AT_END.sub("", rest)
     title = re.sub(r"\s+", " ", rest).strip(" ,.:-")
     if not title:
         return _with(
@@ -497,7 +535,7 @@ def _service(low: str, services: Sequence[str]) -> str | None:
     for name in services:
         if re.search(rf"\b{re.escape(name.lower())}\b", low):
             return name
-    m = re.search(r"\b" + _ONCALL + r"\s+(?:for|on|in)\s+(?:the\s+)?([a-z0-9][a-z0-9-]*)", low)
+    m = _ONCALL_FOR.search(low)
     return m.group(1) if m else None
 
 
@@ -506,14 +544,49 @@ def _after(clean: str, low: str, pattern: re.Pattern[str]) -> str:
     return clean[m.end() :].strip() if m else ""
 
 
+_SEV_AT_END = re.compile(r"\b(?:with )?(?:severity|sev)\b\s*+$", re.I)
+
+
+def _without_service(title: str, service: str) -> str:
+    """The title without a trailing "[, ][on|for|in|of ][the ]service X" or "X service"
+    (any case). String methods: an end-anchored pattern is retried at every position."""
+    svc = service.lower()
+    for tail in (f"service {svc}", f"svc {svc}", f"{svc} service"):
+        if len(title) >= len(tail) and title[-len(tail) :].lower() == tail:
+            cut = title[: -len(tail)]
+            break
+    else:
+        return title
+    if cut[-4:].lower() == "the ":
+        cut = cut[:-4]
+    for word in ("on ", "for ", "in ", "of "):
+        if cut[-len(word) :].lower() == word:
+            cut = cut[: -len(word)]
+            break
+    return cut.rstrip(" ,")
+
+
+def _without_trailing(text: str) -> str:
+    """The text without politeness at its end: ", please", " asap thanks" (each word after a
+    space or comma, at the very end). Walks back by index: no copy per word stripped."""
+    end = len(text)
+    while True:
+        word = next((w for w in _TRAILING if text[end - len(w) : end].lower() == w), None)
+        if word is None or end - len(word) < 1 or text[end - len(word) - 1] not in " ,":
+            return text[:end]
+        end -= len(word)
+        while end and text[end - 1] in " ,":
+            end -= 1
+
+
 def _normalise(text: str) -> str:
     """Same-meaning spellings to one; keeps the case of what is left (titles, names)."""
     t = text.replace("\u2019", "'").replace("\u2018", "'").replace("\u201c", '"')
-    t = t.replace("\u201d", '"').strip()
-    t = re.sub(r"\s+", " ", t)
+    t = t.replace("\u201d", '"')
+    t = " ".join(t.split())
     t = t.strip(" ?!.").strip()
     for _ in range(3):
-        t = _TRAILING.sub("", _POLITE.sub("", t, count=1)).strip(" ?!.,")
+        t = _without_trailing(_POLITE.sub("", t, count=1)).strip(" ?!.,")
     return t.strip(" ?!.,").strip()
 
 

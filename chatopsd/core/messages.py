@@ -17,12 +17,18 @@ Kind = Literal["message", "mention", "thread", "slash", "button", "reaction"]
 
 @dataclass(frozen=True, slots=True)
 class Actor:
-    """Who sent an event: the platform's user id, and name/email when the connector knows them."""
+    """Who sent an event: the platform's user id, and name/email when the connector knows them.
+
+    `email` is set only from the platform's own profile of the user, for an address the
+    platform vouches for (Slack's profile email); the identity service (core/identity.py)
+    decides what it is worth. `resolved` is False when the connector could not look the user
+    up (so it cannot tell a person from a bot): such an actor's reaction never counts."""
 
     id: str
     name: str = ""
     email: str | None = None
     is_bot: bool = False
+    resolved: bool = True
 
     @property
     def display(self) -> str:
@@ -143,7 +149,7 @@ def inbound_to_json(event: Inbound) -> str:
         {
             "platform": event.platform,
             "channel": event.channel,
-            "actor": [a.id, a.name, a.email, a.is_bot],
+            "actor": [a.id, a.name, a.email, a.is_bot, a.resolved],
             "text": event.text,
             "kind": event.kind,
             "event_id": event.event_id,
@@ -157,13 +163,14 @@ def inbound_to_json(event: Inbound) -> str:
 def inbound_from_json(text: str) -> Inbound:
     """The inverse of `inbound_to_json`; ValueError (or KeyError/TypeError) if it is not one."""
     d = json.loads(text)
-    actor_id, name, email, is_bot = d["actor"]
+    actor_id, name, email, is_bot, *rest = d["actor"]
+    resolved = bool(rest[0]) if rest else True  # stored by a version that did not say
     if d["kind"] not in get_args(Kind):
         raise ValueError(f"unknown event kind {d['kind']!r}")
     return Inbound(
         platform=str(d["platform"]),
         channel=str(d["channel"]),
-        actor=Actor(str(actor_id), str(name), email, bool(is_bot)),
+        actor=Actor(str(actor_id), str(name), email, bool(is_bot), resolved),
         text=str(d["text"]),
         kind=d["kind"],
         event_id=str(d["event_id"]),

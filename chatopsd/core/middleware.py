@@ -18,7 +18,8 @@ from dataclasses import dataclass, field
 from chatopsd.core.bus import Next
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, Unavailable, UserError
-from chatopsd.core.messages import Actor, Inbound, Reply, inbound_to_json
+from chatopsd.core.identity import Identity, chat_id, unknown_reason
+from chatopsd.core.messages import Inbound, Reply, inbound_to_json
 from chatopsd.core.outcome import Outcome, outcome_of, short_cause
 from chatopsd.core.ports import AuditEntry, AuditLog, ClaimUnavailable, Clock, EventLedger
 
@@ -120,30 +121,22 @@ class AccessPolicy:
 
     `roles` maps a role to identities: "platform:user_id", an email address, or "*".
     Members of "admin" hold every role. `command_roles` overrides a spec's role by command
-    name ("ic page" = "oncall"). Paging/mutating commands are limited to the listed
-    "platform:channel" entries when a list is non-empty.
+    name ("ic page" = "oncall"), and an option's by "<command> --<option>". Paging/mutating
+    commands are limited to the listed "platform:channel" entries when a list is non-empty.
+    Who someone is (their email, and whether it can be trusted) is the identity service's
+    answer (core/identity.py): a role given to an email applies only to an identity whose
+    email is at a usable level.
     """
 
     roles: Mapping[str, frozenset[str]] = field(default_factory=dict)
     command_roles: Mapping[str, str] = field(default_factory=dict)
     paging_channels: frozenset[str] = frozenset()
     mutating_channels: frozenset[str] = frozenset()
-    # "platform:user_id" → email: links a person's chat identities (a Discord user has no
-    # email we can see), so roles, self-approval and vote counting treat them as one person
-    identities: Mapping[str, str] = field(default_factory=dict)
 
-    def email_of(self, platform: str, actor: Actor) -> str | None:
-        """The person behind a chat identity: the linked email first, then the platform's."""
-        linked = self.identities.get(f"{platform}:{actor.id}")
-        email = linked or actor.email
-        return email.lower() if email else None
-
-    def holds(self, call: Call, role: str) -> bool:
-        actor = call.event.actor
-        ids = {f"{call.event.platform}:{actor.id}", "*"}
-        email = self.email_of(call.event.platform, actor)
-        if email:
-            ids.add(email)
+    def holds(self, who: Identity, role: str) -> bool:
+        ids = {who.chat, "*"}
+        if who.email:
+            ids.add(who.email)
         return any(ids & self.roles.get(r, frozenset()) for r in (role, "admin"))
 
     def restricted_here(self, call: Call) -> bool:
@@ -156,9 +149,9 @@ class AccessPolicy:
             spec.pages and bool(self.paging_channels) and where not in self.paging_channels
         ) or (spec.mutates and bool(self.mutating_channels) and where not in self.mutating_channels)
 
-    def check(self, call: Call, *, channel_allowed: bool = False) -> None:
-        """Raise Forbidden if the actor may not run this here. `channel_allowed` lifts the
-        channel lists (the channel is one the daemon made for an incident)."""
+    def check_channel(self, call: Call, *, channel_allowed: bool = False) -> None:
+        """Raise Forbidden if this command may not run in this channel. `channel_allowed`
+        lifts the channel lists (the channel is one the daemon made for an incident)."""
         spec = call.spec
         if spec is None:
             return
@@ -179,12 +172,34 @@ class AccessPolicy:
                 f"{call.prefix}{spec.name} is not allowed in this channel",
                 hint="use one of the channels set in auth.mutating_channels",
             )
-        role = self.command_roles.get(spec.name, spec.role)
-        if role and not self.holds(call, role):
-            raise Forbidden(
-                f"{call.prefix}{spec.name} needs the role {role!r}",
-                hint="ask an admin to add you under [roles] in the config",
-            )
+
+    def roles_needed(self, call: Call) -> list[tuple[str, str]]:
+        """(what, role) pairs the actor must hold: the command's role, and the role of each
+        option given that has one of its own ("incident update --public")."""
+        spec = call.spec
+        if spec is None:
+            return []
+        needed = []
+        if role := self.command_roles.get(spec.name, spec.role):
+            needed.append((spec.name, role))
+        for arg in spec.args:
+            if arg.option and arg.role is not None and call.args.get(arg.name) is not None:
+                given = f"{spec.name} --{arg.name}"
+                if role := self.command_roles.get(given, arg.role):
+                    needed.append((given, role))
+        return needed
+
+    def check_roles(self, call: Call, who: Identity) -> None:
+        """Raise Forbidden if `who` lacks a role the command needs, saying what to do."""
+        for what, role in self.roles_needed(call):
+            if self.holds(who, role):
+                continue
+            hint = "ask an admin to add you under [roles] in the config"
+            unsure = who.claimed is not None or who.unverified or not who.complete
+            if who.email is None and unsure:
+                why, todo = unknown_reason(who, call.prefix)
+                hint = f"{why}: {todo}"
+            raise Forbidden(f"{call.prefix}{what} needs the role {role!r}", hint=hint)
 
 
 def audit_entry(
@@ -213,23 +228,43 @@ class Authorize:
     """Refuse commands the actor may not run here (the Audit middleware around it records it).
 
     `incident_channel(platform, channel)` says whether a channel is one the daemon created for
-    an incident: paging and mutating commands are allowed there even when the channel lists
-    in config do not name it (they cannot: it did not exist when the config was written).
+    an incident that is still open: incident and paging commands are allowed there even when
+    the channel lists in config do not name it (they cannot: it did not exist when the config
+    was written). Nothing else is (an ops command stays where the lists say), and once the
+    incident is closed the lists apply to everything again. `identify` is the identity
+    service's `of_call`: asked only when the chat id alone does not hold a needed role
+    (without it, only chat ids and "*" grant roles).
     """
 
     def __init__(
         self,
         policy: AccessPolicy,
         incident_channel: Callable[[str, str], Awaitable[bool]] | None = None,
+        *,
+        identify: Callable[[Call], Awaitable[Identity]] | None = None,
     ) -> None:
         self.policy = policy
         self.incident_channel = incident_channel
+        self.identify = identify
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
         allowed = False
-        if self.incident_channel is not None and self.policy.restricted_here(call):
+        spec = call.spec
+        incident_work = spec is not None and (spec.pages or spec.incident_work)
+        if (
+            self.incident_channel is not None
+            and incident_work
+            and self.policy.restricted_here(call)
+        ):
             allowed = await self.incident_channel(call.event.platform, call.event.channel)
-        self.policy.check(call, channel_allowed=allowed)
+        self.policy.check_channel(call, channel_allowed=allowed)
+        needed = self.policy.roles_needed(call)
+        if needed:
+            who = call.identity or Identity(chat_id(call.event.platform, call.event.actor.id))
+            held = all(self.policy.holds(who, role) for _, role in needed)
+            if not held and self.identify is not None:
+                who = await self.identify(call)
+            self.policy.check_roles(call, who)
         return await nxt(call)
 
 

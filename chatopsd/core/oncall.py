@@ -18,7 +18,6 @@ class Person:
     name: str
     email: str = ""
     phones: tuple[str, ...] = ()
-    chat_ids: tuple[str, ...] = ()  # "platform:user_id" the person is known by in chat
 
 
 @dataclass(frozen=True, slots=True)

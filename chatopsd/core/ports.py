@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from chatopsd.core.approvals import Action, Person
     from chatopsd.core.approvals import State as ApprovalState
     from chatopsd.core.handoff import OwedPost, Step, Watched
+    from chatopsd.core.identity import Link, Profile
     from chatopsd.core.incident import Incident, TimelineEntry
     from chatopsd.core.stalking import Stalker, StalkerKey
 
@@ -246,15 +247,31 @@ class StalkerStore(Protocol):
 
 
 class IdentityLinks(Protocol):
-    """Chat identity → PagerDuty email links made with `!pd link` (issue 17)."""
+    """`!pd link` claims, and whether each was confirmed (core/identity.py has the rules)."""
 
-    async def link(self, platform: str, user_id: str, email: str) -> None: ...
-
-    async def email(self, platform: str, user_id: str) -> str | None: ...
-
-    async def holders(self, email: str) -> list[str]:
-        """Every "platform:user_id" linked to this email."""
+    async def claim(
+        self, platform: str, user_id: str, email: str, request: str, expires: datetime
+    ) -> None:
+        """Record an unconfirmed claim (replacing this identity's earlier link, if any)."""
         ...
+
+    async def confirm(self, platform: str, user_id: str, email: str, by: str) -> bool:
+        """Mark the pending claim confirmed, only if it is still a claim to this email."""
+        ...
+
+    async def grant(self, platform: str, user_id: str, email: str, by: str) -> None:
+        """Write the link confirmed (an admin approved it), whatever was there."""
+        ...
+
+    async def link(self, platform: str, user_id: str) -> Link | None: ...
+
+    async def by_request(self, request: str) -> Link | None: ...
+
+    async def holders(self, email: str) -> list[Link]:
+        """Every link (confirmed or not) to this email."""
+        ...
+
+    async def drop(self, platform: str, user_id: str) -> bool: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,7 +316,7 @@ class IncidentStore(Protocol):
 
     async def home(self, incident_id: str) -> Home | None: ...
 
-    async def is_incident_channel(self, platform: str, channel: str) -> bool: ...
+    async def is_open_incident_channel(self, platform: str, channel: str) -> bool: ...
 
     async def incident_at(self, platform: str, channel: str, thread: str | None) -> str | None: ...
 
@@ -452,11 +469,14 @@ class ClickClaims(Protocol):
 
 
 @runtime_checkable
-class UserEmails(Protocol):
-    """OPTIONAL connector capability: a user's email from the platform (Mattermost
-    GET /users/{id}); used to act in PagerDuty as that person."""
+class UserProfiles(Protocol):
+    """OPTIONAL connector capability: what the platform says about a user (Slack users.info
+    and users.lookupByEmail, Mattermost GET /users/{id} and /users/email/{email}), for the
+    identity service. None: no such user; ProfileUnavailable: the platform could not say."""
 
-    async def user_email(self, user_id: str) -> str | None: ...
+    async def user_profile(self, user_id: str) -> Profile | None: ...
+
+    async def user_by_email(self, email: str) -> Profile | None: ...
 
 
 @runtime_checkable

@@ -2,11 +2,14 @@
 
 Severity sets the impact and the affected components' status; the incident's lifecycle sets
 the public status. Nothing internal is ever copied into a body: the only texts sent are the
-incident's title (its public name) and what a person typed after --public or `publish`.
+public name (the incident's title when a person publishes it; for an automatic publication,
+which nobody chose to show, `statuspage.public_title`) and the text a person gave
+`--public` or `publish`.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -28,6 +31,25 @@ STATUS_FOR: dict[str, str] = {
 }
 ORDER = ("investigating", "identified", "monitoring", "resolved")
 METADATA_KEY = "chatopsd"
+TITLE_PLACEHOLDERS = frozenset({"service", "sev", "title"})
+_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+# left dangling by an empty {service}: "Service disruption: " reads "Service disruption"
+_DANGLING = " \t:;,-\u2013\u2014"
+
+
+def placeholders(template: str) -> set[str]:
+    """The {names} a title template refers to."""
+    return set(_PLACEHOLDER.findall(template))
+
+
+def auto_title(template: str, incident: Incident, components: Mapping[str, str]) -> str:
+    """The public name of an incident published automatically. {service} is filled only with
+    a service the page has a component for (a name the operator made public), {sev} with the
+    severity; the internal title appears only where the template says {title}."""
+    service = incident.service if incident.service and incident.service in components else ""
+    values = {"service": service, "sev": incident.sev, "title": incident.title}
+    name = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    return name.strip(_DANGLING)[:255] or "Service disruption"
 
 
 def components_for(
@@ -47,10 +69,10 @@ def components_for(
 
 
 def create_body(
-    incident: Incident, components: Sequence[str], message: str | None
+    incident: Incident, name: str, components: Sequence[str], message: str | None
 ) -> dict[str, Any]:
     body: dict[str, Any] = {
-        "name": incident.title[:255],
+        "name": name[:255],
         "status": "investigating",
         "impact_override": IMPACT[incident.severity],
         "deliver_notifications": True,

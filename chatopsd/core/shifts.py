@@ -88,3 +88,22 @@ def table(
 
 def _names(shifts: Sequence[Shift]) -> str:
     return " & ".join(dict.fromkeys(s.person_name for s in shifts))
+
+
+def held_through(
+    shifts: Sequence[Shift], schedule_id: str, person_id: str, start: datetime, end: datetime
+) -> bool:
+    """Whether `person_id` is on call on `schedule_id` (at any level) for all of start..end:
+    their shifts there, joined end to start, cover the window without a gap."""
+    mine = sorted(
+        (s for s in shifts if s.schedule_id == schedule_id and s.person_id == person_id),
+        key=lambda s: s.start,
+    )
+    covered = start
+    for s in mine:
+        if s.start > covered:
+            break
+        covered = max(covered, s.end)
+        if covered >= end:
+            return True
+    return covered >= end

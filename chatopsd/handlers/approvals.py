@@ -28,6 +28,7 @@ from chatopsd.core.approvals import (
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, NotFound
+from chatopsd.core.identity_service import IdentityService
 from chatopsd.core.messages import Actor, Button, Destination, Inbound, Reply, Sent
 from chatopsd.core.middleware import AccessPolicy
 from chatopsd.core.outcome import Outcome
@@ -48,6 +49,7 @@ class ApprovalService:
         clock: Clock,
         policy: Callable[[], AccessPolicy],
         outbox: ReplySink,
+        identities: IdentityService,
         *,
         expire_seconds: float = 900.0,
         prefix: str = "!",
@@ -57,6 +59,7 @@ class ApprovalService:
         self.store, self.audit, self.clock = store, audit, clock
         # read at every vote, never copied: a reload that revokes an approver applies at once
         self.policy, self.outbox = policy, outbox
+        self.identities = identities  # who is who, asked again at every decision
         self.expire_seconds, self.prefix = expire_seconds, prefix
         self.submit: Submit | None = None  # the bus's submit; set by app.py once the bus exists
         self._lock = asyncio.Lock()  # one decision at a time: two approvers must not race
@@ -87,7 +90,7 @@ class ApprovalService:
             platform=e.platform,
             channel=e.channel,
             thread=e.thread,
-            requester=self._person(e),
+            requester=await self._person(e),
             requester_name=e.actor.display,
             role=role,
             needed=needed if kind == "approval" else 1,
@@ -144,12 +147,12 @@ class ApprovalService:
         if not event_id.startswith(GRANT_PREFIX):
             return None
         action = await self.store.get(event_id[len(GRANT_PREFIX) :])
-        actor = self._person(call.event)
+        e = call.event
         if (
             action is None
             or action.state != "approved"
             or action.command != command
-            or not actor.same(action.requester)
+            or (e.platform, e.actor.id) != (action.requester.platform, action.requester.id)
         ):
             return None
         return action
@@ -177,11 +180,23 @@ class ApprovalService:
             if action is None:
                 return f"no request {action_id}"
             now = self.clock.now()
-            voter = self._person(event)
-            holds = action.role is not None and self.policy().holds(
-                _as_call(event, self.outbox, self.prefix), action.role
+            # Who votes, and who asked, as the identity service knows them NOW: an address
+            # unknown when the request was made (a failed lookup, a link confirmed since)
+            # still makes the requester's other accounts the requester.
+            voter_id = await self.identities.of(event.platform, event.actor)
+            voter = Person(event.platform, event.actor.id, voter_id.email)
+            asked = action.requester
+            requester_id = await self.identities.of_chat(asked.platform, asked.id)
+            holds = action.role is not None and self.policy().holds(voter_id, action.role)
+            why = refusal(
+                action,
+                voter,
+                vote,
+                holds,
+                now,
+                requester_now=Person(asked.platform, asked.id, requester_id.email),
+                sure=voter_id.complete and requester_id.complete,
             )
-            why = refusal(action, voter, vote, holds, now)
             if why is not None:
                 if now >= action.expires_at and action.state == "pending":
                     await self._expire(action)
@@ -253,7 +268,8 @@ class ApprovalService:
             Inbound(
                 platform=action.platform,
                 channel=action.channel,
-                actor=Actor(action.requester.id, action.requester_name, action.requester.email),
+                # No email: who the requester is gets resolved again when the command runs.
+                actor=Actor(action.requester.id, action.requester_name),
                 text=action.command,
                 kind="slash",
                 event_id=event_id,
@@ -287,10 +303,10 @@ class ApprovalService:
         except Exception:
             log.warning("could not record the result of request %s", action_id, exc_info=True)
 
-    def _person(self, event: Inbound) -> Person:
-        """The human behind the event, with identities linked (auth.identities or email)."""
-        email = self.policy().email_of(event.platform, event.actor)
-        return Person(event.platform, event.actor.id, email)
+    async def _person(self, event: Inbound) -> Person:
+        """The human behind the event: the identity service's usable address, if any."""
+        who = await self.identities.of(event.platform, event.actor)
+        return Person(event.platform, event.actor.id, who.email)
 
     # -- expiry (the "approvals-expire" job) -------------------------------------------------
 
@@ -420,8 +436,3 @@ class ApprovalService:
 
 def _where(action: Action) -> Destination:
     return Destination(action.platform, action.channel, action.thread)
-
-
-def _as_call(event: Inbound, outbox: ReplySink, prefix: str) -> Call:
-    # AccessPolicy.holds reads only the event; reactions arrive as bare events
-    return Call(event=event, spec=None, args={}, prefix=prefix, ref="", outbox=outbox)

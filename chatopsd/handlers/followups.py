@@ -35,6 +35,7 @@ from chatopsd.core.ports import (
     Home,
     ReplySink,
 )
+from chatopsd.core.values import whole_number
 from chatopsd.handlers.incident import INCIDENT_ID, IncidentHandler, given
 
 if TYPE_CHECKING:  # the tracker module is loaded only when [tickets] is configured
@@ -70,9 +71,9 @@ def reaction_command(emoji: str, incident_id: str, message_ref: str) -> str | No
 
 def _n(text: str) -> int:
     try:
-        return int(text.strip().lstrip("#"))
-    except ValueError:
-        raise UsageError(f"a follow-up number, like 2 (got {text!r})") from None
+        return whole_number(text)
+    except UsageError as exc:
+        raise UsageError(f"a follow-up number, like 2: {exc.message}") from None
 
 
 class FollowUps:
@@ -111,6 +112,7 @@ class FollowUps:
                 handler,
                 args,
                 mutates=path != ("followup", "list"),
+                incident_work=True,
                 priority=Priority.STATUS,
                 effects=path in _EXPORTS,  # files tickets in the tracker
             )

@@ -14,6 +14,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, Unavailable, UsageError
+from chatopsd.core.identity_service import IdentityService
 from chatopsd.core.messages import Button, Priority, Reply, Sent
 from chatopsd.core.oncall import (
     Directory,
@@ -48,8 +49,10 @@ class IcHandler:
         repage_window: float = 300.0,
         services: Sequence[str] = (),
         times: Times = UTC_TIMES,
+        identities: IdentityService | None = None,
     ) -> None:
         self.times = times
+        self.identities = identities  # who a chat mention names
         self.directory = directory
         self.pager = pager
         self.page_deadline = page_deadline
@@ -183,7 +186,7 @@ class IcHandler:
         return "\nIf you cannot reach anyone, call the fallback contacts:"
 
     async def who(self, call: Call) -> Reply:
-        person = await self._one(call.text("user") or "")
+        person = await self._one(call.text("user") or "", call.event.platform)
         text = f"Page them with {call.prefix}ic page {person.email or person.name}."
         roster = await self.directory.roster("ic")  # in memory: how old the cache is
         if roster.configured and (note := _freshness(roster, self.times)):
@@ -207,7 +210,7 @@ class IcHandler:
 
     async def _page_command(self, call: Call, *, again: bool) -> Reply:
         words = (call.text("target") or "").split()
-        person, reason = await self._target(words)
+        person, reason = await self._target(words, call.event.platform)
         if person is not None:
             return await self._page(
                 call, [person], person.name, None, f"person:{person.id}", reason, again
@@ -217,14 +220,14 @@ class IcHandler:
             call, roster.people(), "the Incident Commanders", roster, "ic", reason, again
         )
 
-    async def _target(self, words: Sequence[str]) -> tuple[Person | None, str]:
+    async def _target(self, words: Sequence[str], platform: str) -> tuple[Person | None, str]:
         """(one person to page, reason). A mention or an email first names a person; a single
         word that is someone in the on-call cache does too; any other words are a reason."""
         if not words:
             return None, ""
         first = words[0]
         if "@" in first or first.startswith("<"):
-            return await self._one(first), " ".join(words[1:])
+            return await self._one(first, platform), " ".join(words[1:])
         if len(words) == 1:
             found = await self.directory.find(first, search=False)
             if not found:
@@ -241,9 +244,22 @@ class IcHandler:
                 raise _ambiguous(first, found)
         return None, " ".join(words)
 
-    async def _one(self, query: str) -> Person:
+    async def _one(self, query: str, platform: str) -> Person:
         if not query.strip():
             raise UsageError("say who: a mention, an email or a name")
+        named = (
+            await self.identities.of_mention(platform, query.strip())
+            if self.identities is not None
+            else None
+        )
+        if named is not None:
+            # a chat mention: the person's email as the identity service trusts it
+            if named.email is None:
+                raise NotFound(
+                    f"I don't know who {query.strip()} is in PagerDuty",
+                    hint="use their email or name (they can link themselves with !pd link)",
+                )
+            query = named.email
         found = await self.directory.find(query)
         if not found:
             raise NotFound(f"nobody matches {query!r} in the on-call directory")

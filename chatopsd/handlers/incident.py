@@ -33,12 +33,14 @@ from chatopsd.core.ports import (
     IncidentStore,
     ReplySink,
 )
-from chatopsd.core.public_text import public_text, without_public
 from chatopsd.core.times import UTC_TIMES, Times
 
 log = logging.getLogger("chatopsd.incident")
 
 DEFAULT_SEVERITY = "SEV-3"
+# The role that may speak to customers: publish to the status page, or post --public text
+# (auth.command_roles overrides it per command, or per option: "incident update --public").
+STATUSPAGE_ROLE = "statuspage"
 # Reactions that act like the announcement's buttons (Mattermost has no buttons for us).
 REACTIONS: dict[str, str] = {
     "white_check_mark": "ack",
@@ -194,6 +196,7 @@ class IncidentHandler:
                 handler,
                 args,
                 mutates=mutates,
+                incident_work=True,
                 priority=Priority.STATUS,
                 examples=ex,
                 # through the hooks: the status page (--public, auto-publish, resolved) and
@@ -214,6 +217,7 @@ class IncidentHandler:
                     Arg("description", "more detail (quote it)", option=True, required=False),
                 ),
                 mutates=True,
+                incident_work=True,
                 priority=Priority.PAGE,
                 examples=('incident declare --sev 1 "Payments failing" --service payments',),
                 effects=True,  # opens a channel, posts a bridge, may auto-publish
@@ -221,12 +225,17 @@ class IncidentHandler:
             spec("ack", "acknowledge: someone is on it", self.ack, note, True, "incident ack"),
             spec(
                 "update",
-                "add a timestamped update; --public TEXT also posts TEXT to the status page",
+                'add a timestamped update; --public "TEXT" also posts TEXT to the status page',
                 self.update,
                 (
                     *note,
                     Arg(
-                        "public", "text for the status page (quote it)", option=True, required=False
+                        "public",
+                        "text for the status page, quoted, last",
+                        option=True,
+                        required=False,
+                        last=True,
+                        role=STATUSPAGE_ROLE,
                     ),
                 ),
                 True,
@@ -500,10 +509,15 @@ class IncidentHandler:
         return Reply(text=f"{after.id} acknowledged by {call.event.actor.display}.")
 
     async def update(self, call: Call) -> Reply:
-        public = public_text(call.event.text) if call.text("public") is not None else None
+        # Only the option's parsed value goes public: the grammar keeps quoted text whole and
+        # refuses words after it, so no internal text can be taken for public text.
+        public = call.text("public")
+        if public is not None:
+            public = public.strip()
+            if not public:
+                raise UsageError("the --public text is empty", hint=self._usage(call))
 
         def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
-            note = without_public(note, public)
             if not note and public:
                 note = f"(public) {public}"
             if not note:

@@ -1,12 +1,9 @@
 """`!pd ...`: work PagerDuty incidents from chat, as the person who asked.
 
-Who is who: a chat user maps to a PagerDuty user by email. In order: an admin's link in
-config (`[pagerduty.users]`), the email the platform gives (Slack users.info, Mattermost
-GET /users/{id}), then a link made with `!pd link` (Discord gives no email). A platform's email
-wins over a self-made link, and an email already claimed by someone else cannot be linked, so
-`!pd link` cannot take over a colleague's PagerDuty identity. Every PagerDuty write is sent
-with `From: <that email>`; without one the action is refused with how to link, never done
-silently as the bot.
+Who is who is the identity service's answer (core/identity.py): an admin's entry in config,
+an address the platform verified, or a `!pd link` someone who can vouch for it confirmed
+(handlers/links.py). Every PagerDuty write is sent with `From: <that email>`; without one the
+action is refused with what to do, never done silently as the bot.
 
 Clicks are claimed once per (incident, action), in the database (so across instances too):
 when two people press Acknowledge together, one write goes to PagerDuty and the other is told
@@ -18,100 +15,27 @@ from __future__ import annotations
 
 import logging
 import re
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 
 from chatopsd.core import pd as core
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, NotFound, UsageError
-from chatopsd.core.messages import Inbound, Priority, Reply
+from chatopsd.core.identity import unknown_reason
+from chatopsd.core.identity_service import IdentityService
+from chatopsd.core.messages import Priority, Reply
 from chatopsd.core.pd import IncidentApi, PdIncident, PdUser
-from chatopsd.core.ports import ClickClaims, Clock, IdentityLinks
+from chatopsd.core.ports import ClickClaims, Clock
 from chatopsd.core.times import UTC_TIMES, Times
+from chatopsd.core.values import duration, is_email, whole_number
 from chatopsd.handlers.pd_sync import IncidentSync
 
 log = logging.getLogger("chatopsd.pd")
 
-EmailLookup = Callable[[str, str], Awaitable[str | None]]  # (platform, user id) -> email
-_EMAIL = re.compile(r"[^@\s<>]+@[^@\s<>]+\.[^@\s<>]+")
 PD_ID = re.compile(r"[A-Z0-9]{5,}")
-_DURATION = re.compile(r"(?:(\d+)\s*d)?\s*(?:(\d+)\s*h)?\s*(?:(\d+)\s*m(?:in)?)?\s*(?:(\d+)\s*s)?")
+# PagerDuty snoozes and overrides made from chat: 1 second to 7 days.
+MAX_DURATION = 7 * 24 * 3600
 ROLE = "oncall"
-
-
-class Identities:
-    """Chat identity → PagerDuty email, in the order the module docstring gives."""
-
-    def __init__(
-        self,
-        links: IdentityLinks,
-        configured: Mapping[str, str],
-        lookup: EmailLookup | None = None,
-        *,
-        clock: Clock | None = None,
-        ttl: float = 3600.0,
-    ) -> None:
-        self.links = links
-        self.configured = {k: v.lower() for k, v in configured.items()}
-        self._lookup = lookup
-        self.clock, self.ttl = clock, ttl
-        # platform lookups (Mattermost GET /users/{id}) cached: one request per person per TTL
-        self._seen: dict[tuple[str, str], tuple[float, str | None]] = {}
-
-    async def lookup(self, platform: str, user_id: str) -> str | None:
-        if self._lookup is None:
-            return None
-        now = self.clock.monotonic() if self.clock is not None else 0.0
-        hit = self._seen.get((platform, user_id))
-        if hit is not None and now - hit[0] < self.ttl:
-            return hit[1]
-        try:
-            found = await self._lookup(platform, user_id)
-        except Exception:  # a lookup failure is "unknown", never "act as the bot"; not cached
-            log.warning("email lookup failed for %s:%s", platform, user_id, exc_info=True)
-            return None
-        found = found.lower() if found else None
-        if len(self._seen) > 10_000:
-            self._seen.clear()
-        self._seen[(platform, user_id)] = (now, found)
-        return found
-
-    async def email(self, platform: str, user_id: str, given: str | None = None) -> str | None:
-        if found := self.configured.get(f"{platform}:{user_id}"):
-            return found
-        if given:
-            return given.lower()
-        if found := await self.lookup(platform, user_id):
-            return found
-        return await self.links.email(platform, user_id)
-
-    async def source(self, event: Inbound) -> tuple[str | None, str]:
-        """(email, where it came from) for `!pd whoami`."""
-        actor = event.actor
-        if found := self.configured.get(f"{event.platform}:{actor.id}"):
-            return found, "set by an admin in [pagerduty.users]"
-        if actor.email:
-            return actor.email.lower(), f"from your {event.platform} profile"
-        if found := await self.lookup(event.platform, actor.id):
-            return found, f"from your {event.platform} profile"
-        if found := await self.links.email(event.platform, actor.id):
-            return found, "linked with !pd link"
-        return None, ""
-
-    async def chat_ids(self, email: str, platform: str) -> list[str]:
-        """User ids on `platform` linked to this email (by an admin or `!pd link`)."""
-        email, prefix = email.lower(), f"{platform}:"
-        found = [k for k, v in self.configured.items() if v == email and k.startswith(prefix)]
-        found += [h for h in await self.links.holders(email) if h.startswith(prefix)]
-        return list(dict.fromkeys(f.removeprefix(prefix) for f in found))
-
-    async def claimed_by_other(self, email: str, platform: str, user_id: str) -> bool:
-        """Linked to someone else already, by an admin or with `!pd link`."""
-        me = f"{platform}:{user_id}"
-        email = email.lower()
-        if any(v == email and k != me for k, v in self.configured.items()):
-            return True
-        return any(h != me for h in await self.links.holders(email))
 
 
 class PdHandler:
@@ -119,7 +43,7 @@ class PdHandler:
         self,
         api: IncidentApi,
         sync: IncidentSync,
-        identities: Identities,
+        identities: IdentityService,
         clock: Clock,
         *,
         service_ids: Sequence[str],
@@ -209,68 +133,23 @@ class PdHandler:
                 (target, Arg("duration", "e.g. 30m, 2h, 1h30m")),
                 examples=("pd snooze 12 1h",),
             ),
-            spec(
-                ("link",),
-                "link your chat identity to your PagerDuty email",
-                self.link,
-                (Arg("email", "your PagerDuty login email"),),
-                pages=False,
-            ),
-            spec(("whoami",), "the PagerDuty user you act as", self.whoami, pages=False),
         ]
 
     # -- identity ----------------------------------------------------------------------------
 
     async def sender(self, call: Call) -> str:
-        """The caller's PagerDuty email, or Forbidden with how to link."""
-        e = call.event
-        email = await self.identities.email(e.platform, e.actor.id, e.actor.email)
-        if email is None:
-            raise Forbidden(
-                "I don't know your PagerDuty user, and I never act in PagerDuty as the bot "
-                "on someone's behalf.",
-                hint=(
-                    f"link yourself: {call.prefix}pd link you@example.com (or ask an admin to "
-                    f'add "{e.platform}:{e.actor.id}" = "you@example.com" under [pagerduty.users])'
-                ),
-            )
+        """The caller's PagerDuty email, or Forbidden saying what to do."""
+        me = await self.identities.of_call(call)
+        if me.email is None:
+            why, todo = unknown_reason(me, call.prefix)
+            raise Forbidden(f"{why[0].upper()}{why[1:]}.", hint=todo)
         # Checked here, so the refusal says what to do instead of PagerDuty's bare 400.
-        if await self.api.user_by_email(email) is None:
+        if await self.api.user_by_email(me.email) is None:
             raise Forbidden(
-                f"{email} is not a PagerDuty user, so I cannot act in PagerDuty as you",
+                f"{me.email} is not a PagerDuty user, so I cannot act in PagerDuty as you",
                 hint=f"link your PagerDuty login: {call.prefix}pd link you@example.com",
             )
-        return email
-
-    async def link(self, call: Call) -> Reply:
-        email = (call.text("email") or "").strip().lower().strip("<>")
-        if email.startswith("mailto:"):
-            email = email[7:].split("|", 1)[0]
-        if not _EMAIL.fullmatch(email):
-            raise UsageError(f"{email!r} is not an email address")
-        e = call.event
-        if await self.identities.claimed_by_other(email, e.platform, e.actor.id):
-            raise Forbidden(
-                f"{email} is already linked to someone else",
-                hint="if that is wrong, ask an admin to set it under [pagerduty.users]",
-            )
-        user = await self.api.user_by_email(email)
-        if user is None:
-            raise NotFound(f"PagerDuty has no user with the email {email}")
-        await self.identities.links.link(e.platform, e.actor.id, email)
-        return Reply(text=f"Linked: you act in PagerDuty as {user.name} ({email}).", ephemeral=True)
-
-    async def whoami(self, call: Call) -> Reply:
-        email, where = await self.identities.source(call.event)
-        if email is None:
-            return Reply(
-                text=f"You are not linked to a PagerDuty user. Link with "
-                f"{call.prefix}pd link you@example.com.",
-                ephemeral=True,
-            )
-        user = await self.api.user_by_email(email)
-        who = f"{user.name} ({email}, {user.id})" if user else f"{email} (no such PagerDuty user!)"
-        return Reply(text=f"You act in PagerDuty as {who}; {where}.", ephemeral=True)
+        return me.email
 
     # -- reading -----------------------------------------------------------------------------
 
@@ -286,7 +165,7 @@ class PdHandler:
         """An incident id from "12", "#12" or "PABC123"."""
         word = raw.strip().lstrip("#")
         if word.isdigit():
-            number = int(word)
+            number = whole_number(word, "the incident number")
             known = await self.sync.cards.by_number(number)
             if known is not None:
                 return known
@@ -296,7 +175,7 @@ class PdHandler:
             raise NotFound(f"no open PagerDuty incident #{number} on the followed services")
         if PD_ID.fullmatch(word):
             return word
-        raise UsageError(f"{raw!r} is not an incident number or PagerDuty id")
+        raise UsageError(f"{_cut(raw)!r} is not an incident number or PagerDuty id")
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -430,9 +309,16 @@ class PdHandler:
     async def user(self, call: Call, query: str) -> PdUser:
         """A PagerDuty user from an email, a name, or a chat mention of a linked person."""
         query = query.strip()
-        chat_id = query.removeprefix("<").removesuffix(">").lstrip("@!")
-        email = await self.identities.email(call.event.platform, chat_id) if chat_id else None
-        if email is None and _EMAIL.fullmatch(query):
+        email: str | None = None
+        person = await self.identities.of_mention(call.event.platform, query)
+        if person is not None:
+            if person.email is None:
+                raise NotFound(
+                    f"I don't know the PagerDuty user of {query}",
+                    hint="they can link themselves with !pd link, or use an email",
+                )
+            email = person.email
+        elif is_email(query):
             email = query.lower()
         if email is not None:
             user = await self.api.user_by_email(email)
@@ -450,15 +336,9 @@ class PdHandler:
 
 def parse_duration(text: str) -> int:
     """ "90s", "30m", "2h", "1h30m", "1d" → seconds (PagerDuty takes 1 s to 7 days)."""
-    raw = text.strip().lower().replace(" ", "")
-    match = _DURATION.fullmatch(raw) if raw else None
-    if raw.isdigit():
-        seconds = int(raw) * 60  # a bare number is minutes
-    elif match is None or not any(match.groups()):
-        raise UsageError(f"{text!r} is not a duration", hint="e.g. 30m, 2h, 1h30m")
-    else:
-        d, h, m, s = (int(g or 0) for g in match.groups())
-        seconds = ((d * 24 + h) * 60 + m) * 60 + s
-    if not 1 <= seconds <= 7 * 24 * 3600:
-        raise UsageError("a duration must be between 1 second and 7 days")
-    return seconds
+    return duration(text, maximum=MAX_DURATION)
+
+
+def _cut(text: str) -> str:
+    """A typed value quoted back in a refusal, kept short."""
+    return text if len(text) <= 60 else text[:60] + "…"

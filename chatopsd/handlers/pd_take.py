@@ -1,9 +1,11 @@
 """`!ic take`, `!ic handback` and `!incident page`: PagerDuty writes made from chat as the
 person who asked (registered under the `ic` and `incident` commands, kept apart from them).
 
-`!ic take [duration]` puts an override for the caller on the IC schedule (or `--schedule`),
-until the current shift ends unless a duration is given; `!ic handback` deletes it. The
-override id is kept in the key/value store, so a handback works after a restart.
+`!ic take [duration]` puts an override for the caller on the IC schedule (or `--schedule`,
+one of `pagerduty.ic_schedules`), until the current shift ends unless a duration is given;
+`!ic handback` deletes it. The override id is kept in the key/value store, so a handback works
+after a restart. `!incident page` pages a schedule only if it is configured (IC, responder or a
+service's): nothing here reaches a schedule of the account that the config does not name.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from chatopsd.core.oncall import PageResult, Person
 from chatopsd.core.pd import IncidentApi, hhmm
 from chatopsd.core.ports import Clock, KeyValue
 from chatopsd.core.times import UTC_TIMES, Times
-from chatopsd.handlers.pd import PD_ID, ROLE, PdHandler, parse_duration
+from chatopsd.handlers.pd import ROLE, PdHandler, parse_duration
 
 log = logging.getLogger("chatopsd.pd")
 
@@ -37,14 +39,17 @@ class TakeHandler:
         clock: Clock,
         *,
         schedules: Sequence[str],
+        pageable: Sequence[str] = (),
         service_id: str,
         on_paged: OnPaged | None = None,
-        may_page: Callable[[Call], bool] | None = None,
+        may_page: Callable[[Call], Awaitable[bool]] | None = None,
         times: Times = UTC_TIMES,
     ) -> None:
         self.times = times
         self.api, self.pd, self.kv, self.clock = api, pd, kv, clock
-        self.schedules = tuple(schedules)
+        self.schedules = tuple(schedules)  # the IC schedules: `!ic take` and `handback`
+        # every configured schedule (IC, responders, services'): `!incident page`
+        self.pageable = frozenset((*schedules, *pageable))
         self.service_id = service_id
         self.on_paged = on_paged  # the incident handler's timeline hook
         # `!incident escalate --page` runs under escalate's own role: check paging's too
@@ -93,17 +98,26 @@ class TakeHandler:
         ]
 
     def _schedule(self, call: Call) -> str:
-        schedule = call.text("schedule") or (self.schedules[0] if self.schedules else "")
-        if not schedule:
-            raise UsageError("no IC schedule configured: say --schedule ID")
-        return schedule
+        asked = call.text("schedule")
+        if not asked:
+            if not self.schedules:
+                raise UsageError("no IC schedule configured (pagerduty.ic_schedules)")
+            return self.schedules[0]
+        if asked not in self.schedules:
+            raise UsageError(
+                f"{_clip(asked)!r} is not one of the IC schedules",
+                hint=f"pagerduty.ic_schedules: {', '.join(self.schedules)}",
+            )
+        return asked
 
     def _key(self, call: Call, schedule: str) -> str:
         return f"pagerduty.take.{schedule}.{call.event.platform}:{call.event.actor.id}"
 
     async def take(self, call: Call) -> Reply:
+        duration = call.text("duration")
+        seconds = parse_duration(duration) if duration else None  # a bad one: usage, first
+        schedule = self._schedule(call)  # before anything is asked of PagerDuty
         sender = await self.pd.sender(call)
-        schedule = self._schedule(call)
         me = await self.api.user_by_email(sender)
         if me is None:
             raise NotFound(f"PagerDuty has no user with the email {sender}")
@@ -116,9 +130,8 @@ class TakeHandler:
             )
         before = await self.api.on_call(schedule)
         others = [u for u, _ in before if u.id != me.id]
-        duration = call.text("duration")
-        if duration:
-            end = now + timedelta(seconds=parse_duration(duration))
+        if seconds is not None:
+            end = now + timedelta(seconds=seconds)
         else:
             ends = [datetime.fromisoformat(t.replace("Z", "+00:00")) for _, t in before if t]
             if not ends:
@@ -142,8 +155,8 @@ class TakeHandler:
         return Reply(title="Pager taken", text="\n".join(lines), priority=Priority.PAGE)
 
     async def handback(self, call: Call) -> Reply:
-        sender = await self.pd.sender(call)
         schedule = self._schedule(call)
+        sender = await self.pd.sender(call)
         key = self._key(call, schedule)
         held = await self._held(call, schedule)
         if held is None:
@@ -186,9 +199,10 @@ class TakeHandler:
         e = call.event
         try:
             person = await self.api.user(user_id)
-            ids = (
-                await self.pd.identities.chat_ids(person.email, e.platform) if person.email else []
-            )
+            ids = [
+                chat.partition(":")[2]
+                for chat in await self.pd.identities.chat_ids(person.email, e.platform)
+            ]
         except UserError as exc:
             log.warning("could not tell %s of the shift change: %s", user_id, exc)
             return
@@ -202,7 +216,7 @@ class TakeHandler:
 
     async def escalation_page(self, call: Call, target: str, incident_id: str) -> Reply:
         """`!incident escalate <id> --page <target>`."""
-        if self.may_page is not None and not self.may_page(call):
+        if self.may_page is not None and not await self.may_page(call):
             raise Forbidden(
                 f"--page pages people and needs the role {ROLE!r} (as {call.prefix}incident page)",
                 hint="ask an admin to add you under [roles] in the config",
@@ -210,19 +224,24 @@ class TakeHandler:
         return await self._page(call, target.strip(), incident_id)
 
     async def _page(self, call: Call, target: str, incident_id: str | None) -> Reply:
-        """Page a schedule (who is on call on it), a person, or a team (its escalation
-        policy). "schedule:", "user:" and "team:" force the kind; otherwise a known or
-        id-shaped schedule, then a person, then a team."""
-        sender = await self.pd.sender(call)
+        """Page a configured schedule (who is on call on it), a person, or a team (its
+        escalation policy). "schedule:", "user:" and "team:" force the kind; otherwise a
+        configured schedule, then a person, then a team."""
         kind, _, name = target.partition(":")
         if kind not in ("schedule", "user", "team") or not name:
             kind, name = "", target
         if not name:
             raise UsageError("say whom to page: a schedule id, an email or name, or team:NAME")
+        if kind == "schedule" and name not in self.pageable:
+            raise UsageError(
+                f"{_clip(name)!r} is not a configured schedule",
+                hint=f"schedules: {', '.join(sorted(self.pageable)) or 'none configured'}",
+            )
+        sender = await self.pd.sender(call)
         e = call.event
         title = f"{e.actor.display} pages {name} from {e.platform} #{e.channel}"
         people: list[Person] = []
-        if kind == "schedule" or (not kind and (name in self.schedules or PD_ID.fullmatch(name))):
+        if kind == "schedule" or (not kind and name in self.pageable):
             people = [Person(u.id, u.name, u.email) for u, _ in await self.api.on_call(name)]
             if not people:
                 raise NotFound(f"nobody is on call on {name} (or PagerDuty has no such schedule)")
@@ -272,3 +291,8 @@ class TakeHandler:
             text=f"Paged {whom} as {sender}.\nIncident: {inc.url}",
             priority=Priority.PAGE,
         )
+
+
+def _clip(text: str, limit: int = 40) -> str:
+    """User text quoted back in a refusal: short."""
+    return text if len(text) <= limit else text[:limit] + "…"

@@ -50,7 +50,7 @@ from chatopsd.core.ports import (
     read_fence,
 )
 from chatopsd.core.retry import Backoff
-from chatopsd.handlers.incident import IncidentHandler
+from chatopsd.handlers.incident import STATUSPAGE_ROLE, IncidentHandler
 
 if TYPE_CHECKING:  # the client module is loaded only when [statuspage] is configured
     from chatopsd.integrations.statuspage import PageIncident, StatuspageClient, StatuspageError
@@ -82,6 +82,7 @@ class PublicStatus:
         *,
         components: Mapping[str, str] | None = None,
         auto_publish: Sequence[str] = (),
+        public_title: str = "Service disruption: {service}",
         min_interval: float = 1.0,
         lease: Lease | None = None,
         poll_seconds: float | None = None,
@@ -94,6 +95,7 @@ class PublicStatus:
         self.clock = clock
         self.components = dict(components or {})
         self.auto_publish = frozenset(auto_publish)
+        self.public_title = public_title
         self.min_interval = min_interval
         self.lease = lease  # None: the only instance (always leads, nothing to fence)
         # Shared database: how often the leader looks for calls other instances queued.
@@ -112,7 +114,9 @@ class PublicStatus:
                 summary,
                 handler,
                 args,
+                role=STATUSPAGE_ROLE,
                 mutates=True,
+                incident_work=True,
                 priority=Priority.STATUS,
                 effects=True,  # the status page
             )
@@ -123,7 +127,19 @@ class PublicStatus:
                 "publish",
                 "publish the incident on the status page (investigating)",
                 self.publish,
-                Arg("rest", "[INC id] then the public message", kind="rest", required=False),
+                Arg(
+                    "message",
+                    "[INC id] then the public message (quoted: nothing after it)",
+                    kind="rest",
+                    required=False,
+                    last=True,
+                ),
+                Arg(
+                    "title",
+                    "the public name (default: statuspage.public_title)",
+                    option=True,
+                    required=False,
+                ),
                 Arg(
                     "components",
                     "affected components, a,b (default: its service)",
@@ -154,7 +170,7 @@ class PublicStatus:
     async def publish(self, call: Call) -> Reply:
         self._need_client()
         usage = self.incidents._usage(call)
-        incident, message = await self.incidents._target(call.event, _raw(call, "rest"), usage)
+        incident, message = await self.incidents._target(call.event, _raw(call, "message"), usage)
         names = [n.strip() for n in (call.text("components") or "").split(",") if n.strip()]
         ids, unknown = ps.components_for(incident, self.components, names)
         if unknown:
@@ -173,12 +189,17 @@ class PublicStatus:
             raise UsageError(
                 f"{incident.id} {state}", hint="updates: incident update --public TEXT"
             )
-        await self._start(incident, call.event, ids, message or None, "published")
+        # The internal title is never shown unless someone types it as the public one: only
+        # text explicitly given for the public page leaves for it.
+        title = (call.text("title") or "").strip()
+        name = title or ps.auto_title(self.public_title, incident, self.components)
+        await self._start(incident, name, call.event, ids, message or None, "published")
         return Reply(text=f"{incident.id} queued for the status page (investigating).")
 
     async def _start(
         self,
         incident: Incident,
+        name: str,
         event: Inbound,
         components: list[str],
         message: str | None,
@@ -187,7 +208,7 @@ class PublicStatus:
         await self.store.start(
             incident.id,
             components,
-            ps.create_body(incident, components, message),
+            ps.create_body(incident, name, components, message),
             _who(event),
             self.clock.now(),
         )
@@ -280,7 +301,9 @@ class PublicStatus:
             if incident.sev in self.auto_publish:
                 ids, _ = ps.components_for(incident, self.components)
                 how = f"auto-published ({incident.sev})"
-                await self._start(incident, change.event, ids, None, how)
+                # nobody chose to show its internal title: the configured public name
+                name = ps.auto_title(self.public_title, incident, self.components)
+                await self._start(incident, name, change.event, ids, None, how)
             return
         if change.kind == "escalated" and not pub.unpublished:
             body = ps.severity_body(incident, pub.wanted, pub.components)

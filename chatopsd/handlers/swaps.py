@@ -10,19 +10,20 @@ expires when its window starts; the `swap-expire` job edits the message to say s
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import replace
-from datetime import UTC, datetime, timedelta, tzinfo
+from datetime import datetime, timedelta, tzinfo
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
-from chatopsd.core.errors import Forbidden, NotFound, UsageError
+from chatopsd.core.errors import Forbidden, NotFound, Unavailable, UsageError
 from chatopsd.core.handoff import shift_time
 from chatopsd.core.messages import Button, Destination, Reply, Sent
 from chatopsd.core.pd import IncidentApi
 from chatopsd.core.ports import Clock, ReplySink
-from chatopsd.core.swaps import Swap, SwapStore
-from chatopsd.handlers.pd import ROLE, PdHandler, parse_duration
+from chatopsd.core.shifts import Lookahead, held_through
+from chatopsd.core.swaps import FROM_HELP, UNTIL_HELP, Swap, SwapStore, window
+from chatopsd.handlers.pd import ROLE, PdHandler
 
 log = logging.getLogger("chatopsd.swaps")
 
@@ -38,10 +39,13 @@ class SwapHandler:
         *,
         schedules: Sequence[str],
         tz: tzinfo | None = None,
+        lookahead: Callable[[], Lookahead] | None = None,
     ) -> None:
         self.api, self.pd, self.store, self.outbox, self.clock = api, pd, store, outbox, clock
         self.schedules = tuple(schedules)
         self.tz = tz
+        # the coming shifts read from PagerDuty (store/shifts.py): a swap offers one you hold
+        self.lookahead = lookahead or (lambda: Lookahead((), None))
 
     def commands(self) -> list[CommandSpec]:
         return [
@@ -50,8 +54,8 @@ class SwapHandler:
                 "ask for someone to cover your on-call window",
                 self.request,
                 (
-                    Arg("from", "when: 2026-11-24T08:00 (UTC) or a delay like 2h"),
-                    Arg("until", "when: a date-time, or a length like 8h"),
+                    Arg("from", FROM_HELP),
+                    Arg("until", UNTIL_HELP),
                     Arg("reason", "why (optional)", kind="rest", required=False),
                 ),
                 role=ROLE,
@@ -73,12 +77,8 @@ class SwapHandler:
         if not self.schedules:
             raise UsageError("no IC schedule configured to swap on")
         now = self.clock.now()
-        start = _when(call.text("from") or "", now)
-        until = _when(call.text("until") or "", start)
-        if until <= start:
-            raise UsageError("the window ends before it starts")
-        if start < now - timedelta(minutes=1):
-            raise UsageError("the window has already started")
+        start, until = window(call.text("from") or "", call.text("until") or "", now)
+        await self._holds(call, self.schedules[0], start, until)
         e = call.event
         swap = Swap(
             0,
@@ -100,6 +100,33 @@ class SwapHandler:
             raise RuntimeError("the swap request could not be posted")
         await self.store.posted(swap_id, sent.message_id)
         return Reply(text=f"Swap request #{swap_id} posted; it expires when the window starts.")
+
+    async def _holds(self, call: Call, schedule: str, start: datetime, until: datetime) -> None:
+        """Refuse a request for a window the requester is not on call for: a swap gives away
+        your own shift, never someone else's."""
+        sender = await self.pd.sender(call)  # known, or Forbidden with what to do
+        me = await self.api.user_by_email(sender)
+        if me is None:
+            raise NotFound(f"PagerDuty has no user with the email {sender}")
+        known = self.lookahead()
+        if known.as_of is None:
+            raise Unavailable(
+                "I cannot check your shifts: the coming shifts have not been read from "
+                f"PagerDuty yet{f' ({known.error})' if known.error else ''}",
+                hint="try again after the next on-call refresh",
+            )
+        now = self.clock.now()
+        if known.horizon is not None and until > known.horizon:
+            raise UsageError(
+                f"I can only see shifts until {shift_time(known.horizon, self.tz, now)}",
+                hint="ask for a window that ends before then",
+            )
+        if not held_through(known.shifts, schedule, me.id, start, until):
+            window = f"{shift_time(start, self.tz, now)} → {shift_time(until, self.tz, now)}"
+            raise Forbidden(
+                f"you ({me.name}) are not on call on {schedule} for all of {window}",
+                hint=f"a swap offers a shift you hold: see {call.prefix}ic schedule",
+            )
 
     async def take(self, call: Call) -> Reply:
         raw = call.args.get("id")
@@ -162,13 +189,3 @@ class SwapHandler:
             text=text,
             buttons=(Button("Take it", f"ic swap take {swap.id}", "primary"),),
         )
-
-
-def _when(text: str, base: datetime) -> datetime:
-    """A date-time (UTC unless it says otherwise), or a delay/length from `base`."""
-    text = text.strip()
-    try:
-        at = datetime.fromisoformat(text)
-    except ValueError:
-        return base + timedelta(seconds=parse_duration(text))
-    return at if at.tzinfo is not None else at.replace(tzinfo=UTC)

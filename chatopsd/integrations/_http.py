@@ -31,6 +31,8 @@ async def get_json(
     Statuses in `json_errors` are decoded too when their body is JSON (Prometheus explains a
     failed query in a 400/422/503 body)."""
     shown = display(url)
+    # what the server may quote back of the URL it was asked for (a key in its path or query)
+    quoted = redact.url_secrets(url)
     try:
         async with session.get(
             url, params=params, timeout=aiohttp.ClientTimeout(total=timeout)
@@ -43,19 +45,27 @@ async def get_json(
         raise SourceError(f"cannot connect to {shown}: {exc.os_error.strerror or exc}") from None
     except aiohttp.ClientError as exc:
         # aiohttp's message may carry the full URL, query string and all
-        raise SourceError(redact.text(f"{shown}: {type(exc).__name__}: {exc}")) from None
+        raise SourceError(redact.text(f"{shown}: {type(exc).__name__}: {exc}", quoted)) from None
     if status != 200:
         if status in json_errors:
             try:
                 return json.loads(body)
             except (UnicodeDecodeError, json.JSONDecodeError):
                 pass
-        snippet = redact.text(body[:200].decode("utf-8", "replace").strip())
+        snippet = error_snippet(body, quoted)
         raise SourceError(f"HTTP {status} from {shown}" + (f": {snippet}" if snippet else ""))
     try:
         return json.loads(body)
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise SourceError(f"{shown} did not answer JSON: {exc}") from None
+
+
+def error_snippet(body: bytes, secrets: Sequence[str] = (), limit: int = 200) -> str:
+    """The start of an error body, fit to show: `secrets` (our own credentials, which some
+    servers and proxies quote back) and URL credentials masked BEFORE it is cut, so a token
+    that straddles the cut cannot leave half of itself behind."""
+    text = redact.text(body[: limit * 20].decode("utf-8", "replace"), secrets)
+    return " ".join(text.split())[:limit]
 
 
 def display(url: str) -> str:

@@ -17,15 +17,17 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 
-from chatopsd.core.errors import Unavailable
+from chatopsd.core.errors import Unavailable, UsageError
 from chatopsd.core.oncall import PageResult, Person
 from chatopsd.core.retry import Backoff, RetryPolicy, server_wait
 
@@ -37,6 +39,32 @@ _ACCEPT = "application/vnd.pagerduty+json;version=2"
 # the call's deadline bounds them all.
 RETRY = RetryPolicy(backoff=Backoff(base=0.125, cap=4.0))
 RETRY_MIN_TRY = 0.2  # seconds a retry must have left before the deadline
+
+# PagerDuty's object ids (PABC123, Q2KEIG9RMGOSUL): capital letters and digits, short.
+PD_ID = re.compile(r"[A-Z0-9]{1,64}")
+# A REST path template: literal lower-case segments, and `{}` where an id goes.
+_TEMPLATE = re.compile(r"(?:/(?:[a-z_]+|\{\}))+")
+
+
+def rest_path(template: str, ids: Sequence[str] = ()) -> str:
+    """The ONE place a PagerDuty REST path is built from ids (`_request` calls it).
+
+    Each `{}` of `template` takes the next id, which must look like a PagerDuty id and is
+    percent-quoted as one path segment besides: an id from chat (`PIC1/../PRS1`, `PINC1?x=`)
+    can neither leave its segment nor reach another endpoint. A bad id is the asker's
+    mistake (a usage error), refused before any request."""
+    if not _TEMPLATE.fullmatch(template) or template.count("{}") != len(ids):
+        raise ValueError(f"not a PagerDuty path template for {len(ids)} ids: {template!r}")
+    parts = template.split("{}")
+    path = parts[0]
+    for value, rest in zip(ids, parts[1:], strict=True):
+        if not PD_ID.fullmatch(value):
+            shown = value if len(value) <= 40 else value[:40] + "…"
+            raise UsageError(
+                f"{shown!r} is not a PagerDuty id (capital letters and digits, e.g. PABC123)"
+            )
+        path += quote(value, safe="") + rest
+    return path
 
 
 class PagerDutyError(Exception):
@@ -172,8 +200,9 @@ class PagerDutyClient:
     async def user(self, user_id: str, *, deadline: float = 30.0) -> dict[str, Any]:
         body = await self._request(
             "GET",
-            f"/users/{user_id}",
+            "/users/{}",
             [("include[]", "contact_methods")],
+            ids=(user_id,),
             until=time.monotonic() + deadline,
         )
         user = body.get("user")
@@ -256,13 +285,16 @@ class PagerDutyClient:
     async def _request(
         self,
         method: str,
-        path: str,
+        template: str,
         query: Query,
         *,
+        ids: Sequence[str] = (),
         until: float,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
+        """`template` is a literal path with `{}` for each of `ids` (see `rest_path`)."""
+        path = rest_path(template, ids)
         what = f"{method} {path}"
         last = "no attempt made"
         for attempt in range(1, self.max_attempts + 1):
@@ -403,8 +435,8 @@ def _oncall_row(item: Any) -> OnCallRow | None:
     user, schedule = item.get("user"), item.get("schedule")
     if not isinstance(user, dict) or not isinstance(schedule, dict):
         return None
-    if not user.get("id") or not schedule.get("id"):
-        return None
+    if not PD_ID.fullmatch(str(user.get("id") or "")) or not schedule.get("id"):
+        return None  # no user id, or none we could ever put in a path
     level = item.get("escalation_level")
     return OnCallRow(
         schedule_id=str(schedule["id"]),

@@ -30,22 +30,25 @@ class PagerDutyIncidents:
         path: str,
         query: Query = (),
         *,
+        ids: Sequence[str] = (),
         body: Any = None,
         sender: str | None = None,
     ) -> dict[str, Any]:
+        """`path` is a template with `{}` for each of `ids` (integrations.pagerduty.rest_path)."""
         headers = {"From": sender} if sender else None
         try:
             return await self.client._request(
                 method,
                 path,
                 query,
+                ids=ids,
                 until=time.monotonic() + self.deadline,
                 json_body=body,
                 headers=headers,
             )
         except PagerDutyError as exc:
             if exc.status == 404:
-                raise NotFound(f"PagerDuty does not know {path.rsplit('/', 1)[-1]}") from exc
+                raise NotFound(f"PagerDuty does not know {ids[-1] if ids else path}") from exc
             raise Unavailable(f"PagerDuty: {exc.message}") from exc
 
     async def _incidents(self, query: list[tuple[str, str]]) -> list[PdIncident]:
@@ -72,7 +75,7 @@ class PagerDutyIncidents:
         return await self._incidents(query)
 
     async def get(self, incident_id: str) -> PdIncident:
-        body = await self._call("GET", f"/incidents/{incident_id}")
+        body = await self._call("GET", "/incidents/{}", ids=(incident_id,))
         return incident(_obj(body, "incident"))
 
     async def update(
@@ -97,14 +100,15 @@ class PagerDutyIncidents:
         if resolution:
             change["resolution"] = resolution
         body = await self._call(
-            "PUT", f"/incidents/{incident_id}", body={"incident": change}, sender=sender
+            "PUT", "/incidents/{}", ids=(incident_id,), body={"incident": change}, sender=sender
         )
         return incident(_obj(body, "incident"))
 
     async def note(self, incident_id: str, sender: str, text: str) -> None:
         await self._call(
             "POST",
-            f"/incidents/{incident_id}/notes",
+            "/incidents/{}/notes",
+            ids=(incident_id,),
             body={"note": {"content": text}},
             sender=sender,
         )
@@ -112,7 +116,8 @@ class PagerDutyIncidents:
     async def snooze(self, incident_id: str, sender: str, seconds: int) -> PdIncident:
         body = await self._call(
             "POST",
-            f"/incidents/{incident_id}/snooze",
+            "/incidents/{}/snooze",
+            ids=(incident_id,),
             body={"duration": seconds},
             sender=sender,
         )
@@ -124,7 +129,7 @@ class PagerDutyIncidents:
         return [_user(u) for u in users if isinstance(u, dict)] if isinstance(users, list) else []
 
     async def user(self, user_id: str) -> PdUser:
-        body = await self._call("GET", f"/users/{user_id}")
+        body = await self._call("GET", "/users/{}", ids=(user_id,))
         return _user(_obj(body, "user"))
 
     async def user_by_email(self, email: str) -> PdUser | None:
@@ -216,8 +221,9 @@ class PagerDutyIncidents:
         try:
             answer = await self.client._request(
                 "POST",
-                f"/schedules/{schedule_id}/overrides",
+                "/schedules/{}/overrides",
                 (),
+                ids=(schedule_id,),
                 until=time.monotonic() + self.deadline,
                 json_body=body,
                 headers=headers,
@@ -235,7 +241,10 @@ class PagerDutyIncidents:
 
     async def delete_override(self, schedule_id: str, sender: str, override_id: str) -> None:
         await self._call(
-            "DELETE", f"/schedules/{schedule_id}/overrides/{override_id}", sender=sender
+            "DELETE",
+            "/schedules/{}/overrides/{}",
+            ids=(schedule_id, override_id),
+            sender=sender,
         )
 
 

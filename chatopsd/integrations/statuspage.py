@@ -93,7 +93,7 @@ class StatuspageClient:
     async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
         import aiohttp  # here, not at import: a daemon without [statuspage] never loads it
 
-        from chatopsd.integrations._http import display
+        from chatopsd.integrations._http import display, error_snippet
 
         url = self.base + path
         shown = display(url)
@@ -122,7 +122,7 @@ class StatuspageClient:
                 f"{shown}: {type(exc).__name__}: {exc}", maybe_done=maybe
             ) from None
         if status >= 400:
-            snippet = raw[:200].decode("utf-8", "replace").strip()
+            snippet = error_snippet(raw, (self._key,))
             what = "rate limited" if status in SLOW_DOWN else "error"
             raise StatuspageError(
                 f"HTTP {status} ({what}) from Statuspage {method} {path}"

@@ -4,18 +4,35 @@ One request per ticket, no retries here (the follow-up store decides what may be
 `TicketError.maybe_created` is True when the request may have reached the tracker although we
 got no usable answer (timeout, dropped connection): such a follow-up is not sent again on its
 own. Tokens never appear in an error.
+
+Exported text never mentions anyone: a mention in a ticket notifies people from the bot's
+account (GitHub `@user` and `@org/team`, Jira's wiki `[~user]` / `[~accountid:…]`). `inert`
+puts a zero-width space after the `@` or the `[`, so the text reads as typed but neither
+tracker sees a mention.
 """
 
 from __future__ import annotations
 
 import base64
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Protocol
 
 if TYPE_CHECKING:
     import aiohttp
+
+
+_ZWSP = "\u200b"
+# "@" where GitHub starts a mention (not inside a word: "ada@example.com" is no mention);
+# "[" opening Jira's wiki mention "[~name]".
+_MENTION = re.compile(r"(?<!\w)@(?=[A-Za-z0-9])|\[(?=~)")
+
+
+def inert(text: str) -> str:
+    """The text with every mention made inert (linear: one pass, no backtracking)."""
+    return _MENTION.sub(lambda m: m.group(0) + _ZWSP, text)
 
 
 class TicketError(Exception):
@@ -51,10 +68,11 @@ async def _post(
     headers: dict[str, str],
     timeout: float,
     what: str,
+    secrets: Sequence[str],
 ) -> Any:
     import aiohttp  # here, not at import: a daemon without [tickets] never loads it
 
-    from chatopsd.integrations._http import display
+    from chatopsd.integrations._http import display, error_snippet
 
     shown = display(url)
     try:
@@ -70,7 +88,7 @@ async def _post(
     except aiohttp.ClientError as exc:
         raise TicketError(f"{shown}: {type(exc).__name__}: {exc}", maybe_created=True) from None
     if status not in (200, 201):
-        snippet = raw[:200].decode("utf-8", "replace").strip()
+        snippet = error_snippet(raw, secrets)  # an echo of our Authorization header included
         raise TicketError(f"HTTP {status} from {what}" + (f": {snippet}" if snippet else ""))
     try:
         return json.loads(raw)
@@ -95,10 +113,10 @@ class GitHubIssues:
         self.base, self.timeout = api_url.rstrip("/"), timeout
 
     async def create(self, draft: TicketDraft) -> Ticket:
-        text = "\n\n".join(draft.paragraphs)
+        text = "\n\n".join(inert(p) for p in draft.paragraphs)
         if draft.link is not None:
-            text += f"\n\n[{draft.link[0]}]({draft.link[1]})"
-        body: dict[str, Any] = {"title": draft.title, "body": text}
+            text += f"\n\n[{inert(draft.link[0])}]({draft.link[1]})"
+        body: dict[str, Any] = {"title": inert(draft.title), "body": text}
         if draft.labels:
             body["labels"] = list(draft.labels)
         data = await _post(
@@ -112,6 +130,7 @@ class GitHubIssues:
             },
             self.timeout,
             "GitHub",
+            (self._token,),
         )
         if not isinstance(data, dict) or not isinstance(data.get("html_url"), str):
             raise TicketError("GitHub answered without the issue's URL", maybe_created=True)
@@ -135,16 +154,18 @@ class JiraIssues:
         self.session, self.project, self.issue_type = session, project, issue_type
         self.base, self.timeout = site_url.rstrip("/"), timeout
         # Jira Cloud: basic auth with the account's email and an API token; else a bearer token.
+        self._secrets: tuple[str, ...] = (token,)
         if email:
             pair = base64.b64encode(f"{email}:{token}".encode()).decode()
             self._auth = f"Basic {pair}"
+            self._secrets += (pair,)
         else:
             self._auth = f"Bearer {token}"
 
     async def create(self, draft: TicketDraft) -> Ticket:
         fields: dict[str, Any] = {
             "project": {"key": self.project},
-            "summary": draft.title[:255],
+            "summary": inert(draft.title)[:255],
             "issuetype": {"name": self.issue_type},
             "description": adf(draft.paragraphs, draft.link),
         }
@@ -158,6 +179,7 @@ class JiraIssues:
             {"Authorization": self._auth, "Accept": "application/json"},
             self.timeout,
             "Jira",
+            self._secrets,
         )
         if not isinstance(data, dict) or not isinstance(data.get("key"), str):
             raise TicketError("Jira answered without the issue's key", maybe_created=True)
@@ -165,9 +187,12 @@ class JiraIssues:
 
 
 def adf(paragraphs: Sequence[str], link: tuple[str, str] | None = None) -> dict[str, Any]:
-    """An Atlassian Document Format document: one paragraph per text, then the link."""
+    """An Atlassian Document Format document: one paragraph per text, then the link; the
+    texts with their mentions made inert."""
     content: list[dict[str, Any]] = [
-        {"type": "paragraph", "content": [{"type": "text", "text": p}]} for p in paragraphs if p
+        {"type": "paragraph", "content": [{"type": "text", "text": inert(p)}]}
+        for p in paragraphs
+        if p
     ]
     if link is not None:
         content.append(
@@ -176,7 +201,7 @@ def adf(paragraphs: Sequence[str], link: tuple[str, str] | None = None) -> dict[
                 "content": [
                     {
                         "type": "text",
-                        "text": link[0],
+                        "text": inert(link[0]),
                         "marks": [{"type": "link", "attrs": {"href": link[1]}}],
                     }
                 ],

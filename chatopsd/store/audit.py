@@ -11,6 +11,15 @@ blanking every hash is tampering too. Truncating the newest rows cannot be seen 
 alone: the daemon logs the head hash to the journal (hourly and at shutdown) and
 `verify --head HASH` checks it is still there.
 
+`audit_meta` is append-only like `audit` (migration 0099), and it is never trusted on its own
+word. The rows pin it: a keyed row's hash covers its previous-row hash, so it fixes every row
+before it, and the first chained row (previous hash GENESIS) ends the legacy range, which may
+therefore not reach it. What the rows cannot pin is a log in which no keyed row is left (every
+hash blanked, or the chain recomputed without the key, and the markers deleted). So with a key
+configured, a non-empty log must contain keyed rows: the daemon appends a keyed row when it
+starts with a key on an unkeyed head (`key_chain`), and `verify` fails a keyed configuration
+whose log has none.
+
 Cost on the per-command hot path: one json.dumps and one sha256 of a few hundred bytes (a few
 microseconds), no extra SQL: the previous hash is kept in memory. Appends are chained in call
 order, which is also the insert order because the writer queue is FIFO.
@@ -26,8 +35,8 @@ import hashlib
 import hmac
 import json
 import logging
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 from chatopsd.core.outcome import Outcome
@@ -74,37 +83,32 @@ class Verdict:
     reason: str = ""
     keyed: int = 0  # rows chained with the HMAC key
     head_seen: bool | None = None  # `expect_head` found in the chain (None: not asked)
+    unkeyed: bool = False  # a key is configured but no row is keyed (see `reason`)
 
     @property
     def ok(self) -> bool:
-        return self.broken_at is None and self.head_seen is not False
+        return self.broken_at is None and self.head_seen is not False and not self.unkeyed
 
 
 class SqlAuditLog:
-    def __init__(self, db: Database, key: bytes | None = None) -> None:
+    def __init__(
+        self, db: Database, key: bytes | None = None, redact: Callable[[str], str] | None = None
+    ) -> None:
         self.db = db
         self.key = key or None
+        # configured secrets out of the text and cause before the row is written and hashed
+        self.redact = redact
         self._last: str | None = None
         self._loading = asyncio.Lock()
 
     async def append(self, entry: AuditEntry) -> None:
         if self._last is None:
             await self._load()
-        values = (
-            entry.at.timestamp(),
-            entry.platform,
-            entry.channel,
-            entry.thread,
-            entry.actor,
-            entry.actor_name,
-            entry.kind,
-            entry.text,
-            entry.command,
-            entry.outcome,
-            entry.duration_ms,
-            entry.event_id,
-            entry.ref,
-        )
+        if self.redact is not None:
+            entry = replace(
+                entry, text=self.redact(entry.text), cause=self.redact(entry.cause or "")
+            )
+        values = _values(entry)
         cause = entry.cause or ""
         if self.db.shared:
             await self.db.transaction(lambda tx: self._append_shared(tx, values, cause))
@@ -122,15 +126,53 @@ class SqlAuditLog:
             self._last = None  # the row may not exist: re-read the head before the next one
             raise
 
-    async def _append_shared(self, tx: Tx, values: tuple[object, ...], cause: str) -> None:
+    async def _append_shared(
+        self, tx: Tx, values: tuple[object, ...], cause: str, *, unless_keyed: bool = False
+    ) -> bool:
         await tx.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
         row = await tx.fetchone(
             "SELECT hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
         )
         prev = row[0] if row else GENESIS
+        if unless_keyed and str(prev).startswith(KEYED):
+            return False
         await tx.execute(_INSERT, (*values, prev, row_hash(prev, values, cause, self.key), cause))
         if self.key is not None and not str(prev).startswith(KEYED):
             await tx.execute(_KEYED_FROM, ())
+        return True
+
+    async def key_chain(self, at: datetime) -> bool:
+        """With a key: if the chain's head is not keyed yet, append a keyed row that says so.
+
+        From then on the log holds a keyed row, so `verify` can tell it from a log rewritten
+        without the key (which has none). Called once at start-up; True when it keyed the
+        chain. The change is logged as a warning: had the key been set before, the unkeyed
+        head means the chain was rewritten, which the journal's last head shows."""
+        if self.key is None:
+            return False
+        entry = AuditEntry(
+            at, "chatopsd", "", None, "chatopsd", "chatopsd", "audit",
+            "audit.hmac_key is set: the chain is keyed from this row on", "audit key", "ok",
+            0.0, "", "",
+        )  # fmt: skip
+        if self.db.shared:
+            added = await self.db.transaction(
+                lambda tx: self._append_shared(tx, _values(entry), "", unless_keyed=True)
+            )
+        else:
+            await self._load()
+            added = not (self._last or GENESIS).startswith(KEYED)
+            if added:
+                await self.append(entry)
+        if added:
+            row_id, _ = await self.head()
+            log.warning(
+                "audit: the chain is keyed from row %d on (audit.hmac_key is set and the head "
+                "was not keyed). If the key was set before, the chain was rewritten: check the "
+                "last head hash in the journal with `chatopsd audit verify --head HASH`",
+                row_id,
+            )
+        return added
 
     async def _load(self) -> None:
         async with self._loading:
@@ -162,11 +204,13 @@ class SqlAuditLog:
         actor: str | None = None,
         command: str | None = None,
         outcome: str | None = None,
+        cause: str | None = None,
         limit: int = 1000,
     ) -> Sequence[AuditEntry]:
         """Rows in order; `actor` matches the id or the name, `command` a prefix of the
-        command. `outcome` is one of core/outcome.py's set (matched exactly), or else text
-        found in the outcome or the cause (e.g. "exit 1", "PagerDuty")."""
+        command. `outcome` is one of core/outcome.py's set (matched exactly; anything else is
+        refused, so a typo never reads as "no such rows"); `cause` is text found in the
+        cause (e.g. "exit 1", "PagerDuty")."""
         where = ["at >= ?"]
         params: list[object] = [since.timestamp() if since else 0.0]
         if actor:
@@ -175,13 +219,18 @@ class SqlAuditLog:
         if command:
             where.append("(command = ? OR command LIKE ? ESCAPE '\\')")
             params += [command, _like_prefix(command)]
-        if outcome in set(Outcome):
+        if outcome is not None:
+            if outcome not in set(Outcome):
+                raise ValueError(
+                    f"outcome {outcome!r} is not one of {', '.join(o.value for o in Outcome)}"
+                )
             # (rows from before migration 0010 wrote e.g. "denied: <why>" in one column)
             where.append("(outcome = ? OR outcome LIKE ? ESCAPE '\\')")
             params += [outcome, f"{_escape_like(outcome)}:%"]
-        elif outcome:
+        if cause:
+            # (and in the outcome column of those older rows)
             where.append("(outcome LIKE ? ESCAPE '\\' OR coalesce(cause, '') LIKE ? ESCAPE '\\')")
-            params += [f"%{_escape_like(outcome)}%"] * 2
+            params += [f"%{_escape_like(cause)}%"] * 2
         rows = await self.db.fetchall(
             f"SELECT {_FIELDS}, cause FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
             (*params, limit),
@@ -219,12 +268,23 @@ class SqlAuditLog:
                 (last_id, page),
             )
             if not batch:
+                if self.key is not None and rows and not keyed:
+                    return Verdict(
+                        rows, unchained, prev or GENESIS, None, _no_keyed_row(rows, unchained),
+                        keyed, seen, unkeyed=True,
+                    )  # fmt: skip
                 return Verdict(rows, unchained, prev or GENESIS, None, "", keyed, seen)
             for r in batch:
                 rows += 1
                 last_id = r[0]
                 values, stored_prev, stored, cause = tuple(r[1:14]), r[14], r[15], r[16]
                 if stored is None:
+                    if keyed_from is not None and r[0] >= keyed_from:
+                        return broken(
+                            r[0],
+                            f"the row has no hash though the chain is keyed from row "
+                            f"{keyed_from} (rewritten without the key)",
+                        )
                     if prev is not None or r[0] > legacy_max:
                         return broken(
                             r[0],
@@ -233,6 +293,13 @@ class SqlAuditLog:
                         )
                     unchained += 1  # written before migration 0005
                     continue
+                if prev is None and r[0] <= legacy_max:
+                    # the chain began at this row, so the rows before the chain end before it
+                    return broken(
+                        r[0],
+                        f"audit_meta says rows up to id {legacy_max} predate the chain, but the "
+                        "chain begins at this row (the legacy range was widened)",
+                    )
                 if stored_prev != (prev or GENESIS):
                     return broken(
                         r[0],
@@ -268,6 +335,35 @@ class SqlAuditLog:
         except Exception:  # a database from before migration 0020
             return None
         return int(row[0]) if row else None
+
+
+def _no_keyed_row(rows: int, unchained: int) -> str:
+    legacy = f", {unchained} of them claiming to predate the chain" if unchained else ""
+    return (
+        f"audit.hmac_key is set but none of the {rows} rows{legacy} is keyed. The daemon keys "
+        "the chain when it starts with the key, so either it has not run with this key yet "
+        "(start it, then verify again), or the keyed rows were rewritten without the key "
+        "(check the last head hash in the journal with --head)"
+    )
+
+
+def _values(entry: AuditEntry) -> tuple[object, ...]:
+    """The hashed columns of a row, in `_FIELDS` order."""
+    return (
+        entry.at.timestamp(),
+        entry.platform,
+        entry.channel,
+        entry.thread,
+        entry.actor,
+        entry.actor_name,
+        entry.kind,
+        entry.text,
+        entry.command,
+        entry.outcome,
+        entry.duration_ms,
+        entry.event_id,
+        entry.ref,
+    )
 
 
 def _escape_like(text: str) -> str:

@@ -223,10 +223,12 @@ class SqlIncidentStore:
         )
         return None if row is None else Home(row[0], row[1], row[2] or None)
 
-    async def is_incident_channel(self, platform: str, channel: str) -> bool:
-        """Whether this is a channel of its own that was made for an incident."""
+    async def is_open_incident_channel(self, platform: str, channel: str) -> bool:
+        """Whether this is a channel of its own that was made for an incident not yet closed
+        (resolved still counts: it is closed, updated and followed up from there)."""
         row = await self.db.fetchone(
-            "SELECT 1 FROM incident_channels WHERE platform = ? AND channel = ? AND thread = ''",
+            "SELECT 1 FROM incident_channels c JOIN incidents i ON i.id = c.incident_id "
+            "WHERE c.platform = ? AND c.channel = ? AND c.thread = '' AND i.state <> 'closed'",
             (platform, channel),
         )
         return row is not None

@@ -1,32 +1,81 @@
-"""`!pd link`: chat identities linked to PagerDuty emails, in SQLite."""
+"""`!pd link` claims and their confirmations (core/ports.IdentityLinks), in the database."""
 
 from __future__ import annotations
 
 import time
+from datetime import UTC, datetime
 
-from chatopsd.store.db import Database
+from chatopsd.core.identity import Link
+from chatopsd.store.db import Database, Row
+
+_COLUMNS = "platform, user_id, email, confirmed_by, request, expires"
 
 
 class SqliteIdentityLinks:
     def __init__(self, db: Database) -> None:
         self.db = db
 
-    async def link(self, platform: str, user_id: str, email: str) -> None:
+    async def claim(
+        self, platform: str, user_id: str, email: str, request: str, expires: datetime
+    ) -> None:
         await self.db.write(
-            "INSERT INTO pd_links (platform, user_id, email, at) VALUES (?, ?, ?, ?) "
-            "ON CONFLICT (platform, user_id) "
-            "DO UPDATE SET email = excluded.email, at = excluded.at",
-            (platform, user_id, email.lower(), time.time()),
+            "INSERT INTO pd_links (platform, user_id, email, at, confirmed_by, request, expires) "
+            "VALUES (?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (platform, user_id) DO UPDATE SET "
+            "email = excluded.email, at = excluded.at, confirmed_by = NULL, "
+            "request = excluded.request, expires = excluded.expires",
+            (platform, user_id, email.lower(), time.time(), request, expires.timestamp()),
         )
 
-    async def email(self, platform: str, user_id: str) -> str | None:
+    async def confirm(self, platform: str, user_id: str, email: str, by: str) -> bool:
+        changed = await self.db.execute(
+            "UPDATE pd_links SET confirmed_by = ?, request = NULL, expires = NULL "
+            "WHERE platform = ? AND user_id = ? AND email = ? AND confirmed_by IS NULL",
+            (by, platform, user_id, email.lower()),
+        )
+        return changed > 0
+
+    async def grant(self, platform: str, user_id: str, email: str, by: str) -> None:
+        await self.db.write(
+            "INSERT INTO pd_links (platform, user_id, email, at, confirmed_by) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, user_id) DO UPDATE SET "
+            "email = excluded.email, at = excluded.at, "
+            "confirmed_by = excluded.confirmed_by, request = NULL, expires = NULL",
+            (platform, user_id, email.lower(), time.time(), by),
+        )
+
+    async def link(self, platform: str, user_id: str) -> Link | None:
         row = await self.db.fetchone(
-            "SELECT email FROM pd_links WHERE platform = ? AND user_id = ?", (platform, user_id)
+            f"SELECT {_COLUMNS} FROM pd_links WHERE platform = ? AND user_id = ?",
+            (platform, user_id),
         )
-        return None if row is None else str(row[0])
+        return None if row is None else _link(row)
 
-    async def holders(self, email: str) -> list[str]:
-        rows = await self.db.fetchall(
-            "SELECT platform, user_id FROM pd_links WHERE email = ?", (email.lower(),)
+    async def by_request(self, request: str) -> Link | None:
+        row = await self.db.fetchone(
+            f"SELECT {_COLUMNS} FROM pd_links WHERE request = ?", (request,)
         )
-        return [f"{r[0]}:{r[1]}" for r in rows]
+        return None if row is None else _link(row)
+
+    async def holders(self, email: str) -> list[Link]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM pd_links WHERE email = ? ORDER BY platform, user_id",
+            (email.lower(),),
+        )
+        return [_link(r) for r in rows]
+
+    async def drop(self, platform: str, user_id: str) -> bool:
+        changed = await self.db.execute(
+            "DELETE FROM pd_links WHERE platform = ? AND user_id = ?", (platform, user_id)
+        )
+        return changed > 0
+
+
+def _link(row: Row) -> Link:
+    expires = row[5]
+    return Link(
+        f"{row[0]}:{row[1]}",
+        str(row[2]),
+        confirmed_by=row[3],
+        request=row[4],
+        expires=datetime.fromtimestamp(float(expires), UTC) if expires is not None else None,
+    )

@@ -4,11 +4,13 @@ Both sides are first migrated to the newest schema of this release; then every t
 copied in one PostgreSQL transaction (parents before the tables that reference them), ids
 kept (so the audit chain verifies the same), identity sequences moved past the copied ids,
 and the row counts compared. The target must be empty: nothing is merged or overwritten.
-Stop the daemon first (the SQLite file must not change during the copy).
+The daemon must be stopped first (the SQLite file must not change during the copy): a
+source still open in another process is refused.
 """
 
 from __future__ import annotations
 
+import sqlite3
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -41,7 +43,30 @@ def parse_source(text: str) -> Path:
     return path
 
 
+def ensure_unused(path: Path) -> None:
+    """Refuse while another process holds the SQLite file open: the single-host daemon,
+    still writing. An exclusive lock in EXCLUSIVE locking mode cannot be had while any other
+    connection has the WAL database open, idle or not, and the kernel drops the other
+    process's locks when it dies (kill -9 included), so a crashed daemon does not block this."""
+    conn = sqlite3.connect(path, timeout=0, isolation_level=None)
+    try:
+        conn.execute("PRAGMA locking_mode=EXCLUSIVE")
+        conn.execute("BEGIN EXCLUSIVE")
+        conn.execute("ROLLBACK")
+    except sqlite3.OperationalError as exc:
+        if exc.sqlite_errorcode != sqlite3.SQLITE_BUSY:
+            raise MigrateError(f"--from: {path}: {exc}") from None
+        raise MigrateError(
+            f"{path} is open in another process, most likely the single-host chatopsd "
+            "still running: stop it first (systemctl stop chatopsd), then run migrate-state "
+            "again; the copy must not miss what it writes meanwhile"
+        ) from None
+    finally:
+        conn.close()
+
+
 async def migrate_state(source: Path, target_url: str) -> list[Copied]:
+    ensure_unused(source)
     lite = await SqliteDatabase.open(source)
     try:
         pg = await PgDatabase.open(target_url)

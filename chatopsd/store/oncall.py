@@ -95,7 +95,8 @@ class OnCallCache:
         if not q:
             return []
         people = self.snapshot.people.values()
-        exact = [p for p in people if q in (p.email.lower(), p.id.lower()) or q in p.chat_ids]
+        # (a chat mention was turned into an email by the identity service before this)
+        exact = [p for p in people if q in (p.email.lower(), p.id.lower())]
         if exact:
             return exact
         named = [p for p in people if q in p.name.lower()]

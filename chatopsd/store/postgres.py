@@ -63,12 +63,12 @@ def redact(url: str) -> str:
 
 def password_from_environment() -> str | None:
     """A systemd credential `chatopsd_database_password`, else $PGPASSWORD (asyncpg also
-    reads ~/.pgpass itself)."""
+    reads ~/.pgpass itself). An empty credential file means "not given", as for tokens."""
     creds = os.environ.get("CREDENTIALS_DIRECTORY")
     if creds:
         path = Path(creds) / "chatopsd_database_password"
-        if path.is_file():
-            return path.read_text(encoding="utf-8").strip()
+        if path.is_file() and (password := path.read_text(encoding="utf-8").strip()):
+            return password
     return os.environ.get("PGPASSWORD") or None
 
 
@@ -81,6 +81,18 @@ def connect_failure(exc: BaseException, timeout: float) -> str:
             "but did not answer, or the network drops packets"
         )
     return str(exc) or type(exc).__name__
+
+
+def _password_hint(given: str | None) -> str:
+    """Where the password of a refused login comes from, so the operator knows what to fix."""
+    sources = (
+        "the systemd credential chatopsd_database_password "
+        "(/etc/chatopsd/credentials/chatopsd_database_password for the service), else "
+        "PGPASSWORD, else ~/.pgpass"
+    )
+    if given is None:
+        return f"no password was given; it comes from {sources}"
+    return f"the password given was refused; it comes from {sources}"
 
 
 def _count(status: str) -> int:
@@ -149,6 +161,10 @@ class PgDatabase:
                 timeout=connect_timeout,
                 server_settings=settings,
             )
+        except asyncpg.InvalidPasswordError as exc:
+            raise ConnectionError(
+                f"PostgreSQL at {redact(url)}: {exc}: {_password_hint(password)}"
+            ) from None
         except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
             raise ConnectionError(
                 f"PostgreSQL at {redact(url)}: {connect_failure(exc, connect_timeout)}"

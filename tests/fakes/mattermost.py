@@ -11,8 +11,11 @@ Channel administration (channels.yaml, posts.yaml): `POST /channels` (201 Channe
 `store.sql_channel.save_channel.exists.app_error` for a name in `taken_names` or already made;
 403 while `refuse_channels`), `POST /channels/{id}/members` (201 ChannelMember; 403 while
 `refuse_invites`), `POST /posts/{id}/pin` (200 StatusOK; 403 while `refuse_pins`), and
-`GET /users/username/{name}`. `admin_failures` answers the next admin calls (create, member,
-pin) with the given (status, headers); `pin_failures` the next pins. Created channels show
+`GET /users/username/{name}`. Users (`GET /users/{id}`, `GET /users/email/{email}`) carry the
+address in `emails` and `email_verified` true for the ids in `verified` (`user_failures`: ids
+whose lookup answers 500). `admin_failures`
+answers the next admin calls (create, member, pin) with the given (status, headers);
+`pin_failures` the next pins. Created channels show
 in `GET /users/me/channels`, the bot a member. `POST /channels/direct` (201 Channel of type
 "D"; 400 unless two user ids including the caller's, 404 for an unknown user) and
 `PUT /channels/{id}/patch` (the header kept true, issue 18; recorded in `channel_patches`).
@@ -73,6 +76,9 @@ class FakeMattermost:
         self.users = {u["username"]: u for u in (BOT, ALICE, BOB)}
         self.broadcast = False  # every event to every connection (several instances)
         self.emails: dict[str, str] = {ALICE["id"]: "alice@example.com"}  # user id -> email
+        # users whose address Mattermost verified (User.email_verified); others are unverified
+        self.verified: set[str] = {ALICE["id"]}
+        self.user_failures: set[str] = set()  # user ids whose GET /users/{id} answers 500
         self.channel_patches: list[tuple[str, dict[str, Any]]] = []  # PUT /channels/{id}/patch
         self._ids = itertools.count(1)
         self._last_ms = 0
@@ -99,6 +105,7 @@ class FakeMattermost:
         app.router.add_post("/api/v4/channels/{id}/members", self._add_member)
         app.router.add_post("/api/v4/posts/{id}/pin", self._pin)
         app.router.add_get("/api/v4/users/username/{name}", self._user_by_name)
+        app.router.add_get("/api/v4/users/email/{email}", self._user_by_email)
         app.router.add_get("/api/v4/users/{id}", self._user_by_id)
         self.runner = web.AppRunner(app)
         await self.runner.setup()
@@ -245,10 +252,25 @@ class FakeMattermost:
     async def _user_by_id(self, request: web.Request) -> web.Response:
         """users.yaml GetUser: the email is there unless privacy settings hide it."""
         uid = request.match_info["id"]
+        if uid in self.user_failures:
+            return _app_error("app.user.get.app_error", "database unavailable", 500)
         user = next((u for u in self.users.values() if u["id"] == uid), None)
         if user is None:
             return _app_error("app.user.missing_account.const", "user not found", 404)
-        return web.json_response({**user, "email": self.emails.get(uid, "")})
+        return web.json_response(self._user_json(user))
+
+    def _user_json(self, user: dict[str, Any]) -> dict[str, Any]:
+        uid = user["id"]
+        return {**user, "email": self.emails.get(uid, ""), "email_verified": uid in self.verified}
+
+    async def _user_by_email(self, request: web.Request) -> web.Response:
+        """users.yaml GetUserByEmail: 404 when no user has the address."""
+        email = request.match_info["email"].lower()
+        for uid, known in self.emails.items():
+            user = next((u for u in self.users.values() if u["id"] == uid), None)
+            if user is not None and known.lower() == email:
+                return web.json_response(self._user_json(user))
+        return _app_error("app.user.missing_account.const", "user not found", 404)
 
     async def _me(self, request: web.Request) -> web.Response:
         return web.json_response({**BOT, "email": "", "roles": "system_user"})

@@ -9,7 +9,8 @@ also requiring them, so no request that references a service or user could ever 
 
 Fault modes (`fault`, applied to paths starting with `fault_path`): "500", "429" (with
 ratelimit-reset and Retry-After), "429-bare" (neither header nor body), "hang", "badjson",
-"empty" (no one on call), "401", "drop-after" (do it, then drop the connection).
+"empty" (no one on call), "401", "drop-after" (do it, then drop the connection), "echo-auth"
+(a 400 whose error detail quotes the request's Authorization header back, token and all).
 
 Incident state (issue 17): incidents created by `POST /incidents` or `trigger()` live in
 `incidents` (our internal dicts; `_incident_json` renders PagerDuty's shape). `PUT /incidents`,
@@ -164,6 +165,9 @@ class FakePagerDuty:
             return _error(401, "Authentication failed")
         if fault == "500":
             return _error(500, "Internal Server Error")
+        if fault == "echo-auth":
+            quoted = f"unexpected header 'Authorization': '{request.headers['Authorization']}'"
+            return _error(400, "Invalid Input Provided", [quoted])
         if fault == "429":
             return web.json_response(
                 {"error": {"message": "Rate Limit Exceeded", "code": 2020}},

@@ -21,7 +21,9 @@ The REAL slack-sdk talks to it. It behaves like Slack where it matters to us:
   * conversations.open gives one DM channel id per user (kept in `dms`);
     conversations.history / conversations.replies list the channel's messages (the users' sent
     through `event`, the bot's posts with their blocks) after `oldest`; a ts is epoch time;
-    usergroups.users.update replaces the members of a group in `usergroups` (known ids only).
+    usergroups.users.update replaces the members of a group in `usergroups` (known ids only);
+    users.info and users.lookupByEmail answer from `USERS` (users.info fails for the ids in
+    `user_failures`).
 `timeline` records ("ack", envelope_id) and ("api", method) in the order they happened.
 """
 
@@ -137,6 +139,7 @@ class FakeSlack:
         self._channel_ids = itertools.count(1)
         self.dms: dict[str, str] = {}  # DM channel id -> user (conversations.open)
         self.usergroups: dict[str, list[str]] = {}  # usergroup id -> members (issue 18)
+        self.user_failures: set[str] = set()  # user ids whose users.info answers fatal_error
         self._sent: dict[str, dict[str, Any]] = {}  # every envelope ever sent, by id
 
     # -- life ------------------------------------------------------------------------------
@@ -449,8 +452,21 @@ class FakeSlack:
         return {"ok": True, "usergroup": subteam}
 
     def _m_users_info(self, args: dict[str, Any]) -> dict[str, Any]:
+        if str(args.get("user")) in self.user_failures:
+            return {"ok": False, "error": "fatal_error"}
         user = USERS.get(str(args.get("user")))
         return {"ok": True, "user": user} if user else {"ok": False, "error": "user_not_found"}
+
+    def _m_users_lookupByEmail(self, args: dict[str, Any]) -> dict[str, Any]:
+        """users.lookupByEmail (web-api-openapi-v2.json): `email` is required; an address no
+        member has is `users_not_found`."""
+        email = str(args.get("email") or "").lower()
+        if not email:
+            return {"ok": False, "error": "invalid_arg_name"}
+        for user in USERS.values():
+            if str(user.get("profile", {}).get("email", "")).lower() == email:
+                return {"ok": True, "user": user}
+        return {"ok": False, "error": "users_not_found"}
 
     async def _response_url(self, request: web.Request) -> web.StreamResponse:
         body = await request.json()

@@ -12,7 +12,8 @@ pass unnoticed and be ignored by the real API). Component ids must be ones this 
 Fault modes (`fault`, for `fault_times` requests, then normal): "429" / "420" (with Retry-After
 `retry_after`), "429-bare" / "420-bare" (no header), "500", "hang" (until closed),
 "badjson" (does the work, then answers malformed JSON: the answer is lost), "hang-after"
-(does the work, then hangs until closed: as if the daemon died waiting).
+(does the work, then hangs until closed: as if the daemon died waiting), "echo-auth" (a 400
+whose body quotes the request's Authorization header back, key and all).
 """
 
 from __future__ import annotations
@@ -125,6 +126,9 @@ class FakeStatuspage:
             return web.Response(status=int(fault[:3]))
         if fault == "500":
             return web.json_response({"error": "Internal Server Error"}, status=500)
+        if fault == "echo-auth":
+            quoted = f"bad request with 'Authorization': '{request.headers['Authorization']}'"
+            return web.json_response({"error": quoted}, status=400)
         if fault == "hang":
             await self._closing.wait()
             return web.json_response({"error": "hung up"}, status=503)

@@ -6,7 +6,12 @@ untyped, is validated against the Atlassian Document Format schema (tests/specs/
 A violation is recorded in `violations` (tests fail on any) and answered 400.
 
 Fault modes (`fault`, for `fault_times` requests): "500", "hang" (until closed), "drop-after"
-(creates the issue, then drops the connection: the answer is lost).
+(creates the issue, then drops the connection: the answer is lost), "echo-auth" (a 400 whose
+body quotes the request's headers, Authorization included, as some proxies and APIs do).
+
+`mentions` lists who a created issue would notify, found the way the trackers find them: on
+GitHub an `@user` or `@org/team` in the title or body that does not follow a word character;
+on Jira a `mention` node in the ADF description, or wiki mention markup (`[~name]`) in it.
 """
 
 from __future__ import annotations
@@ -14,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import re
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any
@@ -27,6 +33,9 @@ from openapi_core.datatypes import RequestParameters
 from tests.spec_files import vendored_spec
 
 TOKEN = "tk-test-token-0000"
+# GitHub's mention: "@" not after a word character, then a login (and a team after "/")
+_GITHUB_MENTION = re.compile(r"(?<!\w)@([A-Za-z0-9][A-Za-z0-9-]*(?:/[A-Za-z0-9][\w.-]*)?)")
+_JIRA_WIKI_MENTION = re.compile(r"\[~[^\]\s]+\]")
 JIRA_EMAIL = "bot@example.com"
 
 
@@ -64,6 +73,7 @@ class FakeTrackers:
     jira: list[dict[str, Any]] = field(default_factory=list)
     hits: int = 0  # requests that reached the server, answered or not
     url: str = ""
+    mentions: list[str] = field(default_factory=list)  # who the created issues would notify
 
     async def start(self) -> None:
         self._closing = asyncio.Event()
@@ -100,6 +110,10 @@ class FakeTrackers:
             self.fault_times -= 1
         if fault == "500":
             return None, web.json_response({"message": "Server Error"}, status=500), None
+        if fault == "echo-auth":
+            headers = {h: request.headers.get(h) for h in ("Authorization", "Accept")}
+            echoed = {"message": "Bad request", "request_headers": headers}
+            return None, web.Response(text=str(echoed), status=400), None
         if fault == "hang":
             await self._closing.wait()
             return None, web.json_response({"message": "hung"}, status=503), None
@@ -116,6 +130,8 @@ class FakeTrackers:
         if refused is not None or body is None:
             return refused or web.Response(status=500)
         self.github.append(body)
+        for text in (body["title"], body.get("body") or ""):
+            self.mentions += _GITHUB_MENTION.findall(text)
         n = len(self.github)
         owner, repo = request.match_info["owner"], request.match_info["repo"]
         answer = web.json_response(
@@ -148,6 +164,8 @@ class FakeTrackers:
             self.violations.append(f"jira description is not ADF: {errors or 'missing'}")
             return web.json_response({"errorMessages": errors}, status=400)
         self.jira.append(body)
+        self.mentions += _JIRA_WIKI_MENTION.findall(body["fields"].get("summary", ""))
+        self.mentions += _adf_mentions(description)
         n = len(self.jira)
         key = f"{body['fields']['project']['key']}-{n}"
         answer = web.json_response(
@@ -162,3 +180,17 @@ class FakeTrackers:
         if fault == "drop-after" and request.transport is not None:
             request.transport.abort()  # created, but the answer never arrives
         return answer
+
+
+def _adf_mentions(node: Any) -> list[str]:
+    """Mentions in an ADF document: `mention` nodes, and wiki mention markup in its text."""
+    if isinstance(node, list):
+        return [m for child in node for m in _adf_mentions(child)]
+    if not isinstance(node, dict):
+        return []
+    found: list[str] = []
+    if node.get("type") == "mention":
+        found.append(str(node.get("attrs", {}).get("id")))
+    if node.get("type") == "text":
+        found += _JIRA_WIKI_MENTION.findall(str(node.get("text", "")))
+    return found + _adf_mentions(node.get("content", []))

@@ -217,15 +217,18 @@ class DiscordConnector:
     def on_reaction(self, client: discord.Client, payload: discord.RawReactionActionEvent) -> None:
         if client.user is not None and payload.user_id == client.user.id:
             return
-        member = payload.member
+        # in a server the event carries the member; in a DM only the user id, so the user
+        # comes from discord.py's cache, or stays unknown (its reaction then never counts)
+        member = payload.member or client.get_user(payload.user_id)
         if member is not None and member.bot and not self.config.allow_bots:
             return
         emoji = payload.emoji.name or str(payload.emoji.id)
+        unknown = Actor(id=str(payload.user_id), resolved=False)
         self._session_of(client).emit(
             Inbound(
                 platform=self.platform,
                 channel=str(payload.channel_id),
-                actor=_actor(member) if member is not None else Actor(id=str(payload.user_id)),
+                actor=_actor(member) if member is not None else unknown,
                 text=emoji,
                 kind="reaction",
                 event_id=f"reaction:{payload.message_id}:{payload.user_id}:{emoji}",

@@ -24,8 +24,9 @@ import asyncio
 import logging
 import ssl
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 
@@ -40,8 +41,9 @@ from chatopsd.connectors.mattermost.admin import (
 from chatopsd.connectors.mattermost.render import inline, render
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
+from chatopsd.core.identity import Profile, ProfileUnavailable
 from chatopsd.core.limits import rendered_line
-from chatopsd.core.messages import Destination, Reply, Sent
+from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock, KeyValue
 from chatopsd.core.retry import server_wait
 
@@ -86,6 +88,8 @@ class MattermostConnector(ChannelAdminCalls):
         # if that connection resumes (a resume does not bring back what REST failed to fetch).
         self._resync_owed = False
         self._bot_roots: OrderedDict[str, None] = OrderedDict()
+        # user id -> (monotonic time, profile or None for no such user): see user_profile
+        self._users: OrderedDict[str, tuple[float, Profile | None]] = OrderedDict()
 
     # -- plumbing --------------------------------------------------------------------------
 
@@ -274,7 +278,13 @@ class MattermostConnector(ChannelAdminCalls):
             elif event == "reaction_added":
                 inbound = events.reaction_event(frame, self._identity())
                 if inbound is not None:
-                    session.emit(inbound)
+                    # who reacted decides whether it counts (a bot never votes): look them
+                    # up first, without holding up the socket
+                    task = asyncio.get_running_loop().create_task(
+                        self._emit_reaction(session, inbound), name=f"mm-reactor:{inbound.event_id}"
+                    )
+                    _background.add(task)
+                    task.add_done_callback(_background.discard)
         except events.MalformedFrame as exc:
             what = "post" if event == "posted" else "reaction"
             log.warning("mattermost: %s event without a valid %s; skipped (%s)", event, what, exc)
@@ -342,13 +352,57 @@ class MattermostConnector(ChannelAdminCalls):
             "PUT", f"/posts/{sent.message_id}/patch", json={"message": render(reply, self.prefix)}
         )
 
-    async def user_email(self, user_id: str) -> str | None:
-        """The user's email (GET /users/{id}), to act in PagerDuty as them; None if hidden."""
+    async def _emit_reaction(self, session: Session, inbound: Inbound) -> None:
+        """The reaction with its reactor looked up (name, is_bot); a reactor we could not look
+        up is marked unresolved, so the bus does not count the reaction."""
+        actor = inbound.actor
+        try:
+            found = await self.user_profile(actor.id)
+        except ProfileUnavailable as exc:
+            log.warning("mattermost: could not look up reactor %s: %s", actor.id, exc)
+            found = None
+        if found is None:
+            actor = replace(actor, resolved=False)
+        else:
+            actor = replace(actor, name=found.name or actor.name, is_bot=found.is_bot)
+        session.emit(replace(inbound, actor=actor))
+
+    async def user_profile(self, user_id: str) -> Profile | None:
+        """UserProfiles: GET /users/{id}, cached for an hour (failures are not cached). The
+        address counts as verified only when the user object says `email_verified: true`."""
         if not USER_ID.fullmatch(user_id):
             return None
-        found = await self._api("GET", f"/users/{user_id}")
-        email = found.get("email") if isinstance(found, dict) else None
-        return str(email).lower() if email else None
+        now = self.clock.monotonic()
+        hit = self._users.get(user_id)
+        if hit is not None and now - hit[0] < USER_TTL:
+            return hit[1]
+        try:
+            found = _profile(await self._api("GET", f"/users/{user_id}"))
+        except MattermostHTTPError as exc:
+            if exc.status != 404:
+                raise ProfileUnavailable(str(exc)) from None
+            found = None
+        except (TransientSendError, FatalConnectorError) as exc:
+            raise ProfileUnavailable(str(exc)) from None
+        self._users[user_id] = (now, found)
+        self._users.move_to_end(user_id)
+        while len(self._users) > USERS_KEPT:
+            self._users.popitem(last=False)
+        return found
+
+    async def user_by_email(self, email: str) -> Profile | None:
+        """UserProfiles: GET /users/email/{email}; None when no user has it."""
+        try:
+            found = await self._api("GET", f"/users/email/{quote(email, safe='@')}")
+        except MattermostHTTPError as exc:
+            # 403: the server's privacy settings hide addresses from the bot, so no address
+            # here can count as verified (user_profile sees none either): nobody has it
+            if exc.status in (403, 404):
+                return None
+            raise ProfileUnavailable(str(exc)) from None
+        except (TransientSendError, FatalConnectorError) as exc:
+            raise ProfileUnavailable(str(exc)) from None
+        return _profile(found)
 
     async def set_topic(self, channel: str, text: str) -> None:
         """ChannelTopics: the channel header (PUT /channels/{id}/patch)."""
@@ -369,8 +423,24 @@ class MattermostConnector(ChannelAdminCalls):
 
 
 _background: set[asyncio.Task[None]] = set()
+USER_TTL = 3600.0  # seconds a looked-up user is trusted before asking again
+USERS_KEPT = 5000  # looked-up users remembered, oldest forgotten
 _DURABLE = frozenset({"posted", "reaction_added"})
 BOT_ROOTS_KEPT = 10_000  # threads we started that we still recognise
+
+
+def _profile(user: object) -> Profile:
+    """users.yaml User as the identity service sees it."""
+    if not isinstance(user, dict) or not isinstance(user.get("id"), str):
+        raise ProfileUnavailable("the user object has no id")
+    email = user.get("email")
+    return Profile(
+        user["id"],
+        str(user.get("username") or ""),
+        str(email).lower() if isinstance(email, str) and email else None,
+        user.get("email_verified") is True,
+        user.get("is_bot") is True,
+    )
 
 
 async def _error(r: aiohttp.ClientResponse) -> tuple[str, str]:

@@ -37,6 +37,7 @@ from slack_sdk.webhook.async_client import AsyncWebhookClient
 from chatopsd.config import SlackSection
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.slack import admin as slack_admin
+from chatopsd.connectors.slack import users as slack_users
 from chatopsd.connectors.slack.events import (
     PLATFORM,
     MalformedPayload,
@@ -47,6 +48,7 @@ from chatopsd.connectors.slack.render import escape, render
 from chatopsd.connectors.slack.users import UserCache
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
+from chatopsd.core.identity import Profile, ProfileUnavailable
 from chatopsd.core.limits import rendered_line
 from chatopsd.core.messages import Actor, Destination, Inbound, Reply, Sent
 from chatopsd.core.ports import Clock
@@ -257,11 +259,31 @@ class SlackConnector:
             return
         self.acked += 1
 
-    async def user_email(self, user_id: str) -> str | None:
-        """A user's email from the users.info cache (a mention in `!pd reassign <@U…>`)."""
-        if self._users is None:
-            return None
-        return (await self._users.resolve(Actor(user_id))).email
+    async def user_profile(self, user_id: str) -> Profile | None:
+        """UserProfiles: a user from the users.info cache (ProfileUnavailable if Slack could
+        not be asked)."""
+        self.web()
+        assert self._users is not None
+        found = await self._users.resolve(Actor(user_id))
+        if not found.resolved:
+            raise ProfileUnavailable(f"users.info failed for {user_id}")
+        return Profile(found.id, found.name, found.email, found.email is not None, found.is_bot)
+
+    async def user_by_email(self, email: str) -> Profile | None:
+        """UserProfiles: the member with this address (users.lookupByEmail), None if none."""
+        try:
+            async with asyncio.timeout(self.http_timeout):
+                response = await self.web().users_lookupByEmail(email=email)
+        except SlackApiError as exc:
+            if exc.response.get("error") == "users_not_found":
+                return None
+            raise ProfileUnavailable(f"users.lookupByEmail: {exc.response.get('error')}") from None
+        except (OSError, TimeoutError, aiohttp.ClientError) as exc:
+            raise ProfileUnavailable(f"users.lookupByEmail: {type(exc).__name__}") from None
+        user = response.get("user")
+        if not isinstance(user, dict):
+            raise ProfileUnavailable("users.lookupByEmail: no user object in the answer")
+        return slack_users.profile(user)
 
     async def _resolve(self, event: Inbound) -> Inbound:
         if self._users is None:

@@ -1,7 +1,8 @@
 """Slack user id -> name and email, through users.info, cached (bounded, with a TTL).
 
 Roles and PagerDuty users are matched by email, so every actor is resolved; a failed lookup
-leaves the actor as its bare id rather than holding up the command.
+leaves the actor as its bare id, marked unresolved (its reactions do not count), rather than
+holding up the command.
 """
 
 from __future__ import annotations
@@ -9,11 +10,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import OrderedDict
+from dataclasses import replace
 from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
+from chatopsd.core.identity import Profile
 from chatopsd.core.messages import Actor
 from chatopsd.core.ports import Clock
 
@@ -47,7 +50,7 @@ class UserCache:
         if pending is not None:
             await asyncio.wait([pending])  # our own cancellation still propagates
             failed = pending.cancelled() or pending.exception() is not None
-            return actor if failed else pending.result()
+            return replace(actor, resolved=False) if failed else pending.result()
         fut: asyncio.Future[Actor] = asyncio.get_running_loop().create_future()
         self._inflight[actor.id] = fut
         try:
@@ -69,8 +72,10 @@ class UserCache:
             user: Any = response.get("user")
         except (SlackApiError, OSError, TimeoutError) as exc:
             log.warning("users.info failed for %s: %s", actor.id, _why(exc))
-            return actor  # not cached: the next event tries again
-        found = _actor(actor, user) if isinstance(user, dict) else actor
+            return replace(actor, resolved=False)  # not cached: the next event tries again
+        if not isinstance(user, dict):
+            return replace(actor, resolved=False)
+        found = _actor(actor, user)
         self._cache[actor.id] = (now, found)
         self._cache.move_to_end(actor.id)
         while len(self._cache) > self.size:
@@ -96,6 +101,13 @@ def _actor(actor: Actor, user: dict[str, Any]) -> Actor:
         email=str(email).lower() if isinstance(email, str) and email else None,
         is_bot=bool(user.get("is_bot")) or actor.is_bot,
     )
+
+
+def profile(user: dict[str, Any]) -> Profile:
+    """A users.info or users.lookupByEmail user as the identity service sees it. Slack
+    confirms a member's address before it shows on the profile: it is a verified one."""
+    actor = _actor(Actor(str(user.get("id") or "")), user)
+    return Profile(actor.id, actor.name, actor.email, actor.email is not None, actor.is_bot)
 
 
 def _why(exc: BaseException) -> str:
