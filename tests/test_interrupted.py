@@ -12,17 +12,19 @@ import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
+from datetime import datetime
 from pathlib import Path
 
 import pytest
 
 from chatopsd.connectors.console import ConsoleConnector
-from chatopsd.core.bus import Bus
+from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import Arg, CommandSpec, Registry
 from chatopsd.core.context import Call
-from chatopsd.core.messages import Actor, Inbound, Reply
+from chatopsd.core.messages import Actor, Inbound, Reply, inbound_to_json
 from chatopsd.core.middleware import Audit, Dedupe, Started
 from chatopsd.core.outcome import Outcome
+from chatopsd.core.ports import AuditEntry
 from chatopsd.outbox import Outbox
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
@@ -55,7 +57,7 @@ class Instance:
                 CommandSpec(("echo",), "echo", self.echo, (Arg("text", kind="rest"),)),
             ]
         )
-        chain = [
+        chain: list[Middleware] = [
             Dedupe(self.ledger, durable=db.shared),
             Audit(self.audit, clock),
             Started(self.ledger),
@@ -184,8 +186,6 @@ async def test_a_command_that_finished_but_was_not_answered_says_how_it_ended(
     event = ev("!deploy staging", "E3")
     # what a left behind: claimed, started, its audit row written, killed before answering
     assert await a.ledger.claim("console", "E3", '{"unused": 1}')
-    from chatopsd.core.messages import inbound_to_json
-
     assert await a.ledger.started("console", "E3", inbound_to_json(event))
     await a.audit.append(_row(event, Outcome.FAILED, "exit 3 after 1.0 s", a.ledger.clock.now()))
     await b.beat()
@@ -197,12 +197,9 @@ async def test_a_command_that_finished_but_was_not_answered_says_how_it_ended(
     assert b.ran == []
 
 
-def _row(event: Inbound, outcome: Outcome, cause: str, at: object) -> object:
-    from chatopsd.core.ports import AuditEntry
-
+def _row(event: Inbound, outcome: Outcome, cause: str, at: datetime) -> AuditEntry:
     return AuditEntry(
-        at=at,  # type: ignore[arg-type]
-        platform=event.platform, channel=event.channel, thread=event.thread,
+        at=at, platform=event.platform, channel=event.channel, thread=event.thread,
         actor=event.actor.id, actor_name=event.actor.display, kind=event.kind,
         text=event.text, command="deploy", outcome=outcome, duration_ms=1000.0,
         event_id=event.event_id, ref="r1", cause=cause,
