@@ -267,3 +267,28 @@ async def test_sqlite_a_command_running_now_is_not_reported(
         await one.close()
     finally:
         await db.close()
+
+
+async def test_the_commands_with_outside_effects_are_the_marked_ones(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    from chatopsd.app import App, Io
+    from tests.conftest import make_config
+
+    config = make_config(
+        tmp_path, commands=[{"name": "deploy", "args": ["env"], "run": ["true", "{env}"]}]
+    )
+    app = App(config, clock=clock, io=Io(stdin=io.StringIO(""), stdout=io.StringIO()))
+    await app.start()
+    try:
+        marked = {spec.name for spec in app.registry if spec.effects}
+    finally:
+        await app.stop()
+    assert marked == {
+        "deploy",  # a [[commands]] run (approved requests run through it too)
+        "incident declare",  # a channel, a bridge, maybe an auto-publish
+        *(f"incident {s}" for s in ("publish", "unpublish", "identified", "monitor")),
+        *(f"incident {s}" for s in ("update", "escalate", "resolve", "close")),  # via hooks
+        "incident tickets",
+        "incident followup retry",
+    }
