@@ -22,12 +22,10 @@ from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
 from chatopsd.control import ControlServer, failing_jobs
-from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.identity import configured_map
-from chatopsd.core.identity_service import IdentityService
 from chatopsd.core.messages import Inbound
 from chatopsd.core.middleware import (
     AccessPolicy,
@@ -37,46 +35,48 @@ from chatopsd.core.middleware import (
     RateLimit,
     Started,
 )
-from chatopsd.core.oncall import Directory, MemoryPageLog, PageLog, Pager, Person
 from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
-from chatopsd.core.status import StatusSource
 from chatopsd.core.times import Times
-from chatopsd.handlers.approvals import ApprovalService
-from chatopsd.handlers.help import HelpHandler
-from chatopsd.handlers.ic import IcHandler
-from chatopsd.handlers.incident import IncidentHandler, settings_from_config
-from chatopsd.handlers.intents import IntentHandler
-from chatopsd.handlers.ops import OpsHandler
-from chatopsd.handlers.stalk import Stalking
-from chatopsd.handlers.status import StatusBoard, StatusHandler
-from chatopsd.integrations import demo
+from chatopsd.features.approvals.rules import Rule
+from chatopsd.features.approvals.service import ApprovalService
+from chatopsd.features.approvals.store import SqlApprovals
+from chatopsd.features.help.commands import HelpHandler
+from chatopsd.features.incidents.commands import IncidentHandler, settings_from_config
+from chatopsd.features.incidents.store import SqlIncidentStore
+from chatopsd.features.intents.commands import IntentHandler
+from chatopsd.features.ops.commands import OpsHandler
+from chatopsd.features.paging import demo
+from chatopsd.features.paging.api import Directory, MemoryPageLog, PageLog, Pager, Person
+from chatopsd.features.paging.commands import IcHandler
+from chatopsd.features.status.api import StatusSource
+from chatopsd.features.status.commands import StatusBoard, StatusHandler
+from chatopsd.features.status.stalkers import Stalking
+from chatopsd.features.status.store import SqlStalkerStore
+from chatopsd.identity.service import IdentityService
+from chatopsd.identity.store import SqliteIdentityLinks
 from chatopsd.logs import toggle_debug
 from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.platforms import Wiring
 from chatopsd.scheduler import JobFailed, Scheduler
-from chatopsd.store.approvals import SqlApprovals
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
 from chatopsd.store.db import Database, NewerDatabase
 from chatopsd.store.events import SqlEventLedger
-from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.kv import SqlKeyValue
-from chatopsd.store.links import SqliteIdentityLinks
-from chatopsd.store.stalkers import SqlStalkerStore
 from chatopsd.systemd import Notifier, Watchdog
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from chatopsd.handlers.handoffs import Handoffs
-    from chatopsd.handlers.pd_sync import IncidentSync
-    from chatopsd.handlers.reminders import Reminders
-    from chatopsd.handlers.swaps import SwapHandler
-    from chatopsd.integrations.tickets import Tracker
-    from chatopsd.store.oncall import OnCallCache
-    from chatopsd.store.shifts import ShiftCache
+    from chatopsd.features.followups.trackers import Tracker
+    from chatopsd.features.oncall.handoffs import Handoffs
+    from chatopsd.features.oncall.reminders import Reminders
+    from chatopsd.features.oncall.shifts_store import ShiftCache
+    from chatopsd.features.oncall.swaps import SwapHandler
+    from chatopsd.features.pagerduty.cards import IncidentSync
+    from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 
 log = logging.getLogger("chatopsd")
 
@@ -199,7 +199,7 @@ class App:
             run_now=False,
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
-        from chatopsd.takeover import Takeover
+        from chatopsd.ha.takeover import Takeover
 
         self.takeover = Takeover(
             self.ledger,
@@ -378,7 +378,7 @@ class App:
         pd = self.config.pagerduty
         page_log: PageLog = MemoryPageLog()  # the demo: nothing is really paged
         if pd is not None:
-            from chatopsd.store.oncall import SqlPageLog
+            from chatopsd.features.pagerduty.oncall_cache import SqlPageLog
 
             page_log = SqlPageLog(self.db)
         return IcHandler(
@@ -414,17 +414,17 @@ class App:
 
     def _incident_extras(self) -> list[CommandProvider]:
         """Status page, follow-ups and the video bridge, hooked into the incident lifecycle."""
-        from chatopsd.handlers.bridge import Bridge
-        from chatopsd.handlers.followups import FollowUps
-        from chatopsd.handlers.publish import PublicStatus
-        from chatopsd.store.followups import SqlFollowUps
-        from chatopsd.store.publications import SqlitePublications
+        from chatopsd.features.followups.commands import FollowUps
+        from chatopsd.features.followups.store import SqlFollowUps
+        from chatopsd.features.incidents.bridge import Bridge
+        from chatopsd.features.statuspage.commands import PublicStatus
+        from chatopsd.features.statuspage.store import SqlitePublications
 
         cfg = self.config
         sp = cfg.statuspage
         client = None
         if sp is not None:
-            from chatopsd.integrations.statuspage import StatuspageClient
+            from chatopsd.features.statuspage.atlassian import StatuspageClient
 
             client = StatuspageClient(
                 self._http(),
@@ -474,7 +474,7 @@ class App:
         t = self.config.tickets
         if t is None:
             return None
-        from chatopsd.integrations.tickets import GitHubIssues, JiraIssues
+        from chatopsd.features.followups.trackers import GitHubIssues, JiraIssues
 
         token = t.token.get_secret_value()
         if t.kind == "github":
@@ -539,8 +539,8 @@ class App:
         pd = self.config.pagerduty
         if pd is None:
             return None
-        from chatopsd.integrations.pagerduty import PagerDutyClient  # aiohttp: only when used
-        from chatopsd.store.oncall import OnCallCache
+        from chatopsd.features.pagerduty.client import PagerDutyClient  # aiohttp: only when used
+        from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 
         cache = OnCallCache(
             self.db,
@@ -576,7 +576,7 @@ class App:
     def _oncall(self) -> tuple[Directory, Pager]:
         pd = self.config.pagerduty
         if pd is not None and self.oncall_cache is not None:
-            from chatopsd.integrations.pagerduty import PagerDutyPager
+            from chatopsd.features.pagerduty.client import PagerDutyPager
 
             # The client's own deadline is a little shorter than the handler's, so its
             # specific error ("rate limited", "bad token") wins over a bare timeout.
@@ -594,7 +594,7 @@ class App:
     def _status_sources(self) -> list[StatusSource]:
         if not self.config.status.sources:
             return [demo.DemoStatusSource()] if self._demo() else []
-        from chatopsd.integrations import sources  # aiohttp only when something needs it
+        from chatopsd.features.status import sources  # aiohttp only when something needs it
 
         return sources.build(self.config.status.sources, self._http())
 
@@ -646,7 +646,7 @@ class App:
 
     async def _lease(self) -> Lease:
         """Who runs the singleton jobs: the one SQLite process, or the PostgreSQL lease holder."""
-        from chatopsd.store import lease
+        from chatopsd.ha import lease
 
         if not self.db.shared:
             return lease.LocalLease()

@@ -28,7 +28,7 @@ from pydantic import (
 
 from chatopsd import locations, redact
 from chatopsd.core.errors import ConfigError
-from chatopsd.core.public_status import TITLE_PLACEHOLDERS, placeholders
+from chatopsd.features.statuspage.public_status import TITLE_PLACEHOLDERS, placeholders
 
 # Sections that always exist: their secret may come from a credential alone.
 _ALWAYS_PRESENT = frozenset({"audit"})

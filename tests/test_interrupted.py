@@ -25,12 +25,12 @@ from chatopsd.core.messages import Actor, Inbound, Reply, inbound_to_json
 from chatopsd.core.middleware import Audit, Dedupe, Started
 from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry
+from chatopsd.ha.takeover import Takeover
 from chatopsd.outbox import Outbox
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
 from chatopsd.store.db import Database
 from chatopsd.store.events import SqlEventLedger
-from chatopsd.takeover import Takeover
 from tests.conftest import FakeClock
 
 _NOW = "extract(epoch from clock_timestamp())"

@@ -17,11 +17,11 @@ from chatopsd.core.commands import Arg, CommandSpec, Registry
 from chatopsd.core.context import Call
 from chatopsd.core.messages import Actor, Inbound, Reply, inbound_from_json, inbound_to_json
 from chatopsd.core.middleware import Dedupe
+from chatopsd.ha.takeover import Takeover
 from chatopsd.outbox import Outbox
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.postgres import PgDatabase
-from chatopsd.takeover import Takeover
 from tests.conftest import FakeClock
 
 _NOW = "extract(epoch from clock_timestamp())"

@@ -66,7 +66,7 @@ class Started:
     itself, until the bus reports it answered. An instance that dies in between leaves it
     started: whoever finds it (a survivor, or the next start on SQLite) tells its channel
     that it may or may not have finished and audits it as `interrupted`; it never runs it
-    again (chatopsd/takeover.py). Last in the chain: a refused command never starts. Every
+    again (chatopsd/ha/takeover.py). Last in the chain: a refused command never starts. Every
     other command passes through untouched (one attribute read)."""
 
     def __init__(self, ledger: EventLedger) -> None:

@@ -11,12 +11,12 @@ from chatopsd.core.messages import Destination, Reply, Sent
 
 if TYPE_CHECKING:
     # (annotations only, the handoff types too: that logic loads with the PagerDuty features)
-    from chatopsd.core.approvals import Action, Person
-    from chatopsd.core.approvals import State as ApprovalState
-    from chatopsd.core.handoff import OwedPost, Step, Watched
     from chatopsd.core.identity import Link, Profile
-    from chatopsd.core.incident import Incident, TimelineEntry
-    from chatopsd.core.stalking import Stalker, StalkerKey
+    from chatopsd.features.approvals.rules import Action, Person
+    from chatopsd.features.approvals.rules import State as ApprovalState
+    from chatopsd.features.incidents.rules import Incident, TimelineEntry
+    from chatopsd.features.oncall.handoff_rules import OwedPost, Step, Watched
+    from chatopsd.features.status.stalking_rules import Stalker, StalkerKey
 
 
 class Clock(Protocol):

@@ -9,7 +9,7 @@ PagerDuty incident (the incident_key is the chat event).
 
 A command with outside effects (core/commands.CommandSpec.effects) is recorded as `started`
 before it acts, on either database. One left started and unanswered is not handled again:
-it is reported (core/ports.Orphan.started_at; chatopsd/takeover.py), by a survivor or, on
+it is reported (core/ports.Orphan.started_at; chatopsd/ha/takeover.py), by a survivor or, on
 SQLite, by the next start.
 """
 
