@@ -58,7 +58,7 @@ async def main() -> None:
         await app.start()
         app.registry.add(CommandSpec(("noop", "plain"), "no effects", noop))
         app.registry.add(CommandSpec(("noop", "effects"), "marked", noop, effects=True))
-        full = app._middleware()
+        full = app.middleware()
         without = [m for m in full if not isinstance(m, Started)]
         cases = [
             ("!help, with the Started step", "!help", full),

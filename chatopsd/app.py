@@ -5,16 +5,13 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import os
 import signal
 import sqlite3
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, TextIO
-
-from pydantic import BaseModel
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 from chatopsd import __version__, logs, platforms, redact
 from chatopsd import config as config_mod
@@ -35,16 +32,11 @@ from chatopsd.core.middleware import (
     RateLimit,
     Started,
 )
-from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
+from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
 from chatopsd.core.times import Times
-from chatopsd.features.approvals.rules import Rule
-from chatopsd.features.approvals.service import ApprovalService
-from chatopsd.features.approvals.store import SqlApprovals
-from chatopsd.features.help.commands import HelpHandler
+from chatopsd.features import FEATURES
 from chatopsd.features.incidents.commands import IncidentHandler, settings_from_config
 from chatopsd.features.incidents.store import SqlIncidentStore
-from chatopsd.features.intents.commands import IntentHandler
-from chatopsd.features.ops.commands import OpsHandler
 from chatopsd.features.paging import demo
 from chatopsd.features.paging.api import Directory, MemoryPageLog, PageLog, Pager, Person
 from chatopsd.features.paging.commands import IcHandler
@@ -52,6 +44,7 @@ from chatopsd.features.status.api import StatusSource
 from chatopsd.features.status.commands import StatusBoard, StatusHandler
 from chatopsd.features.status.stalkers import Stalking
 from chatopsd.features.status.store import SqlStalkerStore
+from chatopsd.ha import strategy
 from chatopsd.identity.service import IdentityService
 from chatopsd.identity.store import SqliteIdentityLinks
 from chatopsd.logs import toggle_debug
@@ -59,6 +52,7 @@ from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.platforms import Wiring
+from chatopsd.runtime import ConnectorCapabilities, Feature, Job, Runtime, Services
 from chatopsd.scheduler import JobFailed, Scheduler
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
@@ -79,6 +73,17 @@ if TYPE_CHECKING:
     from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 
 log = logging.getLogger("chatopsd")
+T = TypeVar("T")
+# What a reload applies besides what each feature reloads (Feature.reloads). [pagerduty.users]
+# says who is who, and so grants roles and approvals.
+RELOADED = (
+    "roles",
+    "auth",
+    "ratelimit",
+    "pagerduty.users",
+    "chatopsd.log_level",
+    "chatopsd.log_format",
+)
 
 
 class StartupError(Exception):
@@ -129,6 +134,8 @@ class App:
         # every time shown in chat, in chatopsd.timezone (default: the host's zone)
         self.times = Times(self.config.chatopsd.zone())
         self._stopped = False
+        self.features: list[Feature] = []
+        self.jobs: dict[str, Callable[[], Awaitable[object]]] = {}  # by name, as scheduled
         self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
         self.handoffs: Handoffs | None = None  # handoff announcements (issue 18)
         self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
@@ -156,19 +163,24 @@ class App:
                 # "PostgreSQL at host:port/db: why" (never a password); no SQLite path
                 raise StartupError(f"state database: {exc}") from exc
             raise StartupError(f"state database {path}: {exc}") from exc
-        self.ledger = SqlEventLedger(self.db, self.clock)
+        # one instance or several: decided here, once (chatopsd/ha/strategy.py)
+        self.ha = await strategy.choose(
+            self.db, instance=cfg.chatopsd.instance, lease_seconds=cfg.chatopsd.lease_seconds
+        )
+        self.lease = self.ha.lease
+        self.ledger = SqlEventLedger(
+            self.db, self.clock, instance=self.lease.instance, answerable=self.lease.alive
+        )
         await self.ledger.load()
         self.audit = SqlAuditLog(self.db, _audit_key(cfg), redact=self.redact_secrets)
         await self.audit.key_chain(self.clock.now())  # so `audit verify` can expect keyed rows
         self.kv = SqlKeyValue(self.db)
         self.incident_store = SqlIncidentStore(self.db)
-        self.lease = await self._lease()
-        self.ledger.instance = self.lease.instance
-        self.ledger.answerable = self.lease.alive
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
         self.outbox = Outbox({c.platform: c for c in connectors}, redact=self.redact_secrets)
+        self.capabilities = ConnectorCapabilities(self.outbox.connectors)
         # who is who, for roles, approvals, `!pd`, shift DMs and mentions (core/identity.py)
         self.identities = IdentityService(
             SqliteIdentityLinks(self.db), self.outbox.connectors, _configured_identities(cfg)
@@ -176,26 +188,52 @@ class App:
         self.registry = Registry()
         self.bus = Bus(
             self.registry,
-            self._middleware(),
+            (),  # the chain comes once every feature is installed: they add to it
             self.outbox,
             prefix=cfg.chatopsd.prefix,
             bot_names=(cfg.chatopsd.bot_name,),
             redact=self.redact_secrets,
         )
         self.loop_lag = LoopLag(self.bus)  # warns when something holds the loop (looplag.py)
+        self.policy = _access_policy(cfg)
+        self.services = Services()
+        self.runtime = Runtime(
+            store=self.db,
+            kv=self.kv,
+            audit=self.audit,
+            clock=self.clock,
+            times=self.times,
+            outbox=self.outbox,
+            capabilities=self.capabilities,
+            submit=self.bus.submit,
+            ha=self.ha,
+            identity=self.identities,
+            http=self._http,
+            services=self.services,
+            access=lambda: self.policy,  # the current one: reload replaces it
+            commands=self.registry,
+        )
+        for install in FEATURES:
+            self._add(install(self.runtime, cfg))
         self._handlers()
+        self.bus.set_middleware(self.middleware())
         await self.stalking.load()
         if self.config.pagerduty is not None:
             from chatopsd import oncall_compose
 
             await oncall_compose.start(self)
+        for feature in self.features:
+            if feature.start is not None:
+                await feature.start()
 
-        self.scheduler.every("prune-events", 3600, self._prune, run_now=False)
-        self.scheduler.every("audit-head", cfg.audit.head_log_seconds, self.log_audit_head)
+        self._every(Job("prune-events", 3600, self.ledger.prune, singleton=False, run_now=False))
+        self._every(
+            Job("audit-head", cfg.audit.head_log_seconds, self.log_audit_head, singleton=False)
+        )
         self.scheduler.every(
             "incident-pulses",
             cfg.incidents.pulse_check_seconds,
-            self._leader_only(self.incidents.pulse_job),
+            self.ha.singleton(self.incidents.pulse_job),
             run_now=False,
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
@@ -209,11 +247,8 @@ class App:
             dead_after_s=cfg.chatopsd.lease_seconds,
             times=self.times,
         )
-        if self.db.shared:
-            self.scheduler.every(
-                "take-over", cfg.chatopsd.lease_seconds / 5, self._leader_only(self.takeover.sweep)
-            )
-        self.stalking.fence = lambda: self.lease.token
+        if self.ha.sweep_seconds is not None:
+            self._every(Job("take-over", self.ha.sweep_seconds, self.takeover.sweep))
         self.scheduler.start()
         self.metrics.attach(
             LiveState(
@@ -238,7 +273,7 @@ class App:
                     supervisor.run(), name=f"connector:{connector.platform}"
                 )
             )
-        if not self.db.shared:
+        if self.ha.sweep_at_start:
             self._tasks.append(
                 asyncio.get_running_loop().create_task(
                     self._report_interrupted(), name="report-interrupted"
@@ -256,6 +291,31 @@ class App:
             ",".join(c.platform for c in connectors),
             self.db.describe(),
         )
+
+    def _add(self, feature: Feature) -> None:
+        """Register what an installed feature contributes."""
+        self.features.append(feature)
+        for spec in feature.commands:
+            self.registry.add(spec)
+        for to_command in feature.reactions:
+            self.registry.add_reaction(to_command)
+        if feature.mention_fallback is not None:
+            self.registry.set_mention_fallback(feature.mention_fallback)
+        for job in feature.jobs:
+            self._every(job)
+
+    def _every(self, job: Job) -> None:
+        run = self.ha.singleton(job.run, job.follower) if job.singleton else job.run
+        self.jobs[job.name] = run
+        self.scheduler.every(job.name, job.every, run, run_now=job.run_now)
+
+    def part(self, kind: type[T]) -> T:
+        """An installed feature's object of this type (`Feature.parts`): tools and tests."""
+        for feature in self.features:
+            for part in feature.parts:
+                if isinstance(part, kind):
+                    return part
+        raise LookupError(f"no installed feature has a {kind.__name__}")
 
     async def _report_interrupted(self, connect_wait: float = 30.0) -> None:
         """SQLite: what the previous run started with outside effects and never finished
@@ -289,7 +349,9 @@ class App:
             )
         # Platform libraries are imported only when their section is configured: a console-only
         # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-        wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self._own_kv())
+        wiring = Wiring(
+            prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self.ha.connector_kv(self.kv)
+        )
         for platform, section in platforms.configured(cfg):
             found.append(platform.build(section, wiring))
         return found
@@ -304,36 +366,22 @@ class App:
             + (f"\nLogs: {log_file}" if log_file else "")
         )
 
-    def _middleware(self) -> list[Middleware]:
+    def middleware(self) -> list[Middleware]:
+        """The bus's chain, with what the features contribute (core/middleware.py: order)."""
         cfg = self.config
-        self.policy = policy = AccessPolicy(
-            roles={
-                role: frozenset(i.lower() if "@" in i and ":" not in i else i for i in ids)
-                for role, ids in cfg.roles.items()
-            },
-            command_roles=cfg.auth.command_roles,
-            paging_channels=frozenset(cfg.auth.paging_channels),
-            mutating_channels=frozenset(cfg.auth.mutating_channels),
-        )
-        # Order and why: core/middleware.py's docstring.
+        exempt = [f.rate_exempt for f in self.features if f.rate_exempt is not None]
+        channels = [f.work_channel for f in self.features if f.work_channel is not None]
+        channels.append(self.incident_store.is_open_incident_channel)
         return [
-            Dedupe(self.ledger, durable=self.db.shared),
+            Dedupe(self.ledger, durable=self.ha.durable_claims),
             self.metrics.middleware,
             Audit(self.audit, self.clock),
             RateLimit(
-                self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=self._is_grant
+                self.clock, cfg.ratelimit.per_minute, cfg.ratelimit.burst, exempt=_any(exempt)
             ),
-            Authorize(
-                policy,
-                self.incident_store.is_open_incident_channel,
-                identify=self.identities.of_call,
-            ),
+            Authorize(self.policy, _any_async(channels), identify=self.identities.of_call),
             Started(self.ledger),
         ]
-
-    def _is_grant(self, event: Inbound) -> bool:
-        approvals: ApprovalService | None = getattr(self, "approvals", None)
-        return approvals is not None and approvals.is_grant(event)
 
     def _handlers(self) -> None:
         directory, pager = self._oncall()
@@ -361,13 +409,11 @@ class App:
             max_total=status.max_stalkers,
         )
         handlers: list[CommandProvider] = [
-            HelpHandler(self.registry),
             self._ic_handler(directory, pager),
             StatusHandler(board, self.clock),
             self.stalking,
             self.incidents,
             *extras,
-            *self._approvals_and_ops(),
             *self._pagerduty_extras(),
         ]
         for handler in handlers:
@@ -501,35 +547,6 @@ class App:
         connector = self.outbox.connectors.get(platform)
         return connector if isinstance(connector, ChannelAdmin) else None
 
-    def _approvals_and_ops(self) -> list[CommandProvider]:
-        cfg = self.config
-        self.approvals = ApprovalService(
-            SqlApprovals(self.db),
-            self.audit,
-            self.clock,
-            lambda: self.policy,  # the current one: reload replaces it
-            self.outbox,
-            self.identities,
-            expire_seconds=cfg.approvals.expire_seconds,
-            prefix=cfg.chatopsd.prefix,
-            times=self.times,
-        )
-        self.approvals.submit = self.bus.submit
-        self.bus.reaction_commands.append(self.approvals.reaction_command)
-        self.scheduler.every(
-            "approvals-expire", cfg.approvals.sweep_seconds, self._leader_only(self.approvals.sweep)
-        )
-        rules = _rules(cfg)
-        self.ops = ops = OpsHandler(
-            cfg.commands, rules, self.approvals, self.audit, self.clock, prefix=cfg.chatopsd.prefix
-        )
-        intents = IntentHandler(
-            self.registry, self.approvals, prefix=cfg.chatopsd.prefix, services=self._services()
-        )
-        intents.submit = self.bus.submit
-        self.bus.mention_fallback = intents.spec()
-        return [self.approvals, ops, intents]
-
     def _demo(self) -> bool:
         """Demo data only for a console-only daemon: never show made-up people in a real chat."""
         return not self.config.platforms
@@ -562,10 +579,8 @@ class App:
             await cache.load()
             await oncall_compose.follow(self)
 
-        self.scheduler.every(
-            "pagerduty-refresh",
-            pd.refresh_seconds,
-            self._leader_only(cache.refresh_job, follower=follow),
+        self._every(
+            Job("pagerduty-refresh", pd.refresh_seconds, cache.refresh_job, follower=follow)
         )
         return cache
 
@@ -610,7 +625,7 @@ class App:
     async def _status_poll(self) -> None:
         if not self.lease.leader:
             return
-        if self.db.shared:
+        if self.ha.others_write:
             await self.stalking.resync()
         # The shared poll reads the sources even when nobody stalks, so an unreachable source
         # is logged (once, then every 5 minutes) and counted as a failing job.
@@ -630,54 +645,6 @@ class App:
         row_id, digest = await self.audit.head()
         log.info("audit head: row %d hash %s", row_id, digest)
 
-    def _own_kv(self) -> KeyValue:
-        """Connector state (session ids, cursors): this instance's own when the database is
-        shared; as before on SQLite."""
-        if not self.db.shared:
-            return self.kv
-        from chatopsd.store.kv import ScopedKeyValue
-
-        return ScopedKeyValue(self.kv, self._instance_name())
-
-    def _instance_name(self) -> str:
-        import socket
-
-        return self.config.chatopsd.instance or socket.gethostname()
-
-    async def _lease(self) -> Lease:
-        """Who runs the singleton jobs: the one SQLite process, or the PostgreSQL lease holder."""
-        from chatopsd.ha import lease
-
-        if not self.db.shared:
-            return lease.LocalLease()
-        held = lease.PgLease(
-            self.db,  # type: ignore[arg-type]
-            lease_seconds=self.config.chatopsd.lease_seconds,
-            instance=f"{self._instance_name()}:{os.getpid()}",
-        )
-        await held.start()
-        return held
-
-    def _leader_only(
-        self,
-        job: Callable[[], Awaitable[object]],
-        follower: Callable[[], Awaitable[object]] | None = None,
-    ) -> Callable[[], Awaitable[None]]:
-        """A singleton job: runs only on the lease holder; the other instances run
-        `follower` instead (e.g. re-read the cache the leader refreshed), or nothing."""
-
-        async def run() -> None:
-            if self.lease.leader:
-                await job()
-            elif follower is not None:
-                await follower()
-
-        run.__name__ = getattr(job, "__name__", "job")
-        return run
-
-    async def _prune(self) -> None:
-        await self.ledger.prune()
-
     def status_line(self) -> str:
         """Connector health for systemd's STATUS= (shown by `systemctl status`)."""
         parts = []
@@ -693,62 +660,28 @@ class App:
         """Apply what is safe to change while running; returns what still needs a restart,
         by key path: every other difference between the running and the new config.
 
-        Reloaded: log level and format, roles, auth rules and identities, `[pagerduty.users]`,
-        rate limits (buckets start afresh), `[[approvals.rules]]`, `approvals.expire_seconds`
-        (new requests) and `[[commands]]`."""
+        Reloaded here: log level and format, roles, auth rules and identities,
+        `[pagerduty.users]` and rate limits (buckets start afresh); and what each feature
+        reloads (`Feature.reloads`: `[[approvals.rules]]`, `approvals.expire_seconds` for new
+        requests, `[[commands]]`)."""
         old = self.config
-        commands_note = self._reload_commands(new)
-        applied = old.model_copy(
-            update={
-                "roles": new.roles,
-                "auth": new.auth,
-                "ratelimit": new.ratelimit,
-                # [pagerduty.users] says who is who, and so grants roles and approvals
-                "pagerduty": old.pagerduty.model_copy(update={"users": new.pagerduty.users})
-                if old.pagerduty is not None and new.pagerduty is not None
-                else old.pagerduty,
-                "commands": new.commands if commands_note is None else old.commands,
-                "approvals": old.approvals.model_copy(
-                    update={
-                        "rules": new.approvals.rules,
-                        "expire_seconds": new.approvals.expire_seconds,
-                    }
-                ),
-                "chatopsd": old.chatopsd.model_copy(
-                    update={
-                        "log_level": new.chatopsd.log_level,
-                        "log_format": new.chatopsd.log_format,
-                    }
-                ),
-            }
-        )
+        notes: list[str] = []
+        keys = list(RELOADED)
+        for feature in self.features:
+            if feature.reload is not None:
+                notes += feature.reload(new)
+                keys += feature.reloads
+        kept = {note.split(" ", 1)[0] for note in notes}  # each note starts with its key
+        applied = config_mod.with_keys(old, new, [k for k in keys if k not in kept])
         self.config = applied
         self.identities.reconfigure(_configured_identities(applied))
-        self.bus.set_middleware(self._middleware())  # a new AccessPolicy, read by approvals too
-        self.approvals.expire_seconds = new.approvals.expire_seconds
-        self.ops.reconfigure(applied.commands, _rules(applied))
+        self.policy = _access_policy(applied)  # read by approvals at every vote too
+        self.bus.set_middleware(self.middleware())
         # The running connectors still hold the old tokens: keep redacting those too.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
         logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
         self.secrets = redact.usable(secrets)
-        needs_restart = [d for d in _differences(applied, new) if d != "commands"]
-        if commands_note is not None:
-            needs_restart.append(commands_note)
-        return needs_restart
-
-    def _reload_commands(self, new: Config) -> str | None:
-        """Swap the `[[commands]]` in the registry; on a name clash keep the old ones and say so."""
-        ours = {spec.path for spec in self.ops.commands()}
-        fresh = OpsHandler(new.commands, [], self.approvals, self.audit, self.clock).commands()
-        for spec in fresh:
-            if spec.path not in ours and self.registry.get(spec.path) is not None:
-                return f"commands (kept the running ones: {spec.name!r} is a built-in command)"
-        for path in ours:
-            self.registry.remove(path)
-        self.ops.reconfigure(new.commands, self.ops.rules)
-        for spec in self.ops.commands():
-            self.registry.add(spec)
-        return None
+        return [d for d in config_mod.differences(applied, new) if d not in kept] + notes
 
     async def abort(self) -> None:
         """Undo a start that failed half way: close whatever was opened, so nothing keeps the
@@ -768,14 +701,15 @@ class App:
         outbox: Outbox | None = getattr(self, "outbox", None)
         if outbox is not None:
             await outbox.close()
+        await self._stop_features()
         cache: OnCallCache | None = getattr(self, "oncall_cache", None)
         if cache is not None:
             await cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
-        lease: Lease | None = getattr(self, "lease", None)
-        if lease is not None:
-            await lease.stop()
+        ha: strategy.Strategy | None = getattr(self, "ha", None)
+        if ha is not None:
+            await ha.stop()
         db: Database | None = getattr(self, "db", None)
         if db is not None:
             await db.close()
@@ -790,6 +724,7 @@ class App:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
         await self.scheduler.stop()
         await self.public.stop()
+        await self._stop_features()
         await self.stalking.wait_posted(timeout=min(grace, 5.0))
         await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:
@@ -805,11 +740,20 @@ class App:
             await self.oncall_cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
-        await self.lease.stop()
+        await self.ha.stop()
         await self.log_audit_head()
         await self.db.close()
         self.loop_lag.stop()
         log.info("chatopsd stopped")
+
+    async def _stop_features(self) -> None:
+        for feature in reversed(self.features):
+            if feature.stop is None:
+                continue
+            try:
+                await feature.stop()
+            except Exception:
+                log.exception("stopping %s failed", feature.name)
 
 
 async def serve(
@@ -925,29 +869,45 @@ def _audit_key(cfg: Config) -> bytes | None:
     return cfg.audit.hmac_key.get_secret_value().encode() or None
 
 
-def _rules(cfg: Config) -> list[Rule]:
-    return [Rule(r.command, dict(r.when), r.count, r.role) for r in cfg.approvals.rules]
-
-
 def _configured_identities(cfg: Config) -> dict[str, str]:
     """The configured level of the identity service: `[pagerduty.users]` and
     `auth.identities` (which wins where both name one chat identity)."""
     return configured_map(cfg.pagerduty.users if cfg.pagerduty else {}, cfg.auth.identities)
 
 
-def _differences(running: Config, new: Config) -> list[str]:
-    """Key paths whose value differs ("incidents.pulse_minutes"; a whole section when it was
-    added or removed): after a reload, exactly what it could not apply."""
-    found: list[str] = []
-    for name in type(running).model_fields:
-        a, b = getattr(running, name), getattr(new, name)
-        if a == b:
-            continue
-        if isinstance(a, BaseModel) and isinstance(b, BaseModel) and type(a) is type(b):
-            found += [f"{name}.{k}" for k in type(a).model_fields if getattr(a, k) != getattr(b, k)]
-        else:
-            found.append(name)
-    return found
+def _access_policy(cfg: Config) -> AccessPolicy:
+    return AccessPolicy(
+        roles={
+            role: frozenset(i.lower() if "@" in i and ":" not in i else i for i in ids)
+            for role, ids in cfg.roles.items()
+        },
+        command_roles=cfg.auth.command_roles,
+        paging_channels=frozenset(cfg.auth.paging_channels),
+        mutating_channels=frozenset(cfg.auth.mutating_channels),
+    )
+
+
+def _any(tests: list[Callable[[Inbound], bool]]) -> Callable[[Inbound], bool] | None:
+    """One test that holds when any of `tests` does (the one itself when alone: it runs for
+    every command)."""
+    if len(tests) <= 1:
+        return tests[0] if tests else None
+    return lambda event: any(test(event) for test in tests)
+
+
+def _any_async(
+    tests: list[Callable[[str, str], Awaitable[bool]]],
+) -> Callable[[str, str], Awaitable[bool]] | None:
+    if len(tests) <= 1:
+        return tests[0] if tests else None
+
+    async def held(platform: str, channel: str) -> bool:
+        for test in tests:
+            if await test(platform, channel):
+                return True
+        return False
+
+    return held
 
 
 def _reload(app: App, notifier: Notifier, path: Path | None) -> None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Annotated, Any, Literal, get_args
@@ -711,4 +711,35 @@ def secrets_of(config: Config) -> list[str]:
     if tickets is not None and tickets.email:
         pair = f"{tickets.email}:{tickets.token.get_secret_value()}"
         found.append(base64.b64encode(pair.encode()).decode())
+    return found
+
+
+def with_keys(running: Config, new: Config, keys: Sequence[str]) -> Config:
+    """`running` with the values of `new` at these key paths ("roles", "approvals.rules"):
+    what a reload applied. A key inside a section that either config lacks is left alone."""
+    update: dict[str, Any] = {}
+    nested: dict[str, dict[str, Any]] = {}
+    for key in keys:
+        section, _, field = key.partition(".")
+        if not field:
+            update[section] = getattr(new, section)
+        elif getattr(running, section) is not None and getattr(new, section) is not None:
+            nested.setdefault(section, {})[field] = getattr(getattr(new, section), field)
+    for section, fields in nested.items():
+        update[section] = getattr(running, section).model_copy(update=fields)
+    return running.model_copy(update=update)
+
+
+def differences(running: Config, new: Config) -> list[str]:
+    """Key paths whose value differs ("incidents.pulse_minutes"; a whole section when it was
+    added or removed): after a reload, exactly what it could not apply."""
+    found: list[str] = []
+    for name in type(running).model_fields:
+        a, b = getattr(running, name), getattr(new, name)
+        if a == b:
+            continue
+        if isinstance(a, BaseModel) and isinstance(b, BaseModel) and type(a) is type(b):
+            found += [f"{name}.{k}" for k in type(a).model_fields if getattr(a, k) != getattr(b, k)]
+        else:
+            found.append(name)
     return found

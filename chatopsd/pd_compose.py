@@ -12,6 +12,7 @@ from chatopsd.core.commands import CommandProvider
 from chatopsd.core.context import Call
 from chatopsd.core.messages import Destination, Reply
 from chatopsd.core.ports import DirectMessages
+from chatopsd.features.approvals.api import APPROVALS
 from chatopsd.features.incidents.commands import destination
 from chatopsd.features.oncall.overrides import TakeHandler
 from chatopsd.features.oncall.shift_rules import Lookahead
@@ -63,7 +64,7 @@ def build(app: App) -> list[CommandProvider]:
     )
     if pd.incident_channels:
         app.scheduler.every(
-            "pagerduty-incidents", pd.incident_poll_seconds, app._leader_only(sync.poll)
+            "pagerduty-incidents", pd.incident_poll_seconds, app.ha.singleton(sync.poll)
         )
     handler = PdHandler(
         api,
@@ -105,7 +106,9 @@ def build(app: App) -> list[CommandProvider]:
         # built later (oncall_compose): read at call time
         lookahead=lambda: app.shifts.lookahead if app.shifts is not None else Lookahead((), None),
     )
-    app.scheduler.every("swap-expire", 300, app._leader_only(swaps.sweep), run_now=False)
+    app.scheduler.every("swap-expire", 300, app.ha.singleton(swaps.sweep), run_now=False)
     app.swaps = swaps
-    links = LinkHandler(app.identities, api, app.approvals, direct, app.clock, times=app.times)
+    links = LinkHandler(
+        app.identities, api, app.services.get(APPROVALS), direct, app.clock, times=app.times
+    )
     return [handler, links, take, swaps]

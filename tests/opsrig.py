@@ -12,6 +12,7 @@ from typing import Any
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
+from chatopsd.features.approvals.service import ApprovalService
 from tests.conftest import FakeClock, make_config
 
 RECORDER = """
@@ -144,7 +145,7 @@ class OpsRig:
         return [json.loads(line) for line in self.record.read_text().splitlines()]
 
     async def pending_id(self) -> str:
-        pending = await self.app.approvals.store.pending()
+        pending = await self.app.part(ApprovalService).store.pending()
         assert len(pending) == 1, pending
         return pending[0].id
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from chatopsd.features.approvals.service import ApprovalService
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, ops_config, texts
 
@@ -55,7 +56,7 @@ async def test_two_identities_are_one_approver(rig: OpsRig) -> None:
     rid = await rig.pending_id()
     await rig.say("bob", f"!approve {rid}")
     await rig.say("bob-on-discord", f"!approve {rid}")
-    action = await rig.app.approvals.store.get(rid)
+    action = await rig.app.part(ApprovalService).store.get(rid)
     assert action is not None and action.state == "pending" and len(action.approvers) == 1
     assert rig.runs() == []
     await rig.say("dan", f"!approve {rid}")
@@ -70,7 +71,7 @@ async def test_no_self_approval_when_the_address_became_known_after_asking(
     because who asked is looked up again when the vote comes."""
     await rig.say("frank", "!deploy api 1.2 production")
     rid = await rig.pending_id()
-    action = await rig.app.approvals.store.get(rid)
+    action = await rig.app.part(ApprovalService).store.get(rid)
     assert action is not None and action.requester.email is None
     identities = {
         **LINKED["auth"]["identities"],

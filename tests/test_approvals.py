@@ -21,6 +21,7 @@ from chatopsd.features.approvals.rules import (
     requirement,
     vote_for_emoji,
 )
+from chatopsd.features.approvals.service import ApprovalService
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, texts
 
@@ -74,7 +75,7 @@ async def test_production_deploy_waits_for_a_lead_then_runs(rig: OpsRig) -> None
     assert ("carol", "pending", f"requested approval {rid}") in rows
     assert ("bob", "ok", f"approved {rid}") in rows
     assert any(r[:2] == ("carol", "ok") and r[2].startswith("exit 0") for r in rows)
-    assert (await rig.app.approvals.store.result(rid) or "").startswith("exit 0")
+    assert (await rig.app.part(ApprovalService).store.result(rid) or "").startswith("exit 0")
     # the grant is used up: approving again, or replaying the grant event, runs nothing more
     lines = await rig.say("bob", f"!approve {rid}")
     assert "already approved" in texts(lines)
@@ -113,7 +114,7 @@ async def test_self_approval_is_refused(rig: OpsRig) -> None:
     lines = await rig.say("alice", f"!approve {rid}")
     assert "you cannot approve your own request" in texts(lines)
     assert rig.runs() == []
-    action = await rig.app.approvals.store.get(rid)
+    action = await rig.app.part(ApprovalService).store.get(rid)
     assert action is not None and action.state == "pending"
     assert any(
         o == "denied" and "refused: you cannot approve" in c for _, o, c in await audit_rows(rig)
@@ -173,10 +174,10 @@ async def test_expiry_posts_a_message_and_refuses_late_votes(rig: OpsRig) -> Non
     await rig.say("carol", "!deploy api 1.2 production")
     rid = await rig.pending_id()
     rig.clock.advance(899)
-    await rig.app.approvals.sweep()
-    assert await rig.app.approvals.store.pending() != []
+    await rig.app.part(ApprovalService).sweep()
+    assert await rig.app.part(ApprovalService).store.pending() != []
     rig.clock.advance(2)
-    await rig.app.approvals.sweep()
+    await rig.app.part(ApprovalService).sweep()
     lines = await rig.settle()
     assert f"Request {rid} (!deploy api 1.2 production) expired after 15 min" in texts(lines)
     lines = await rig.say("bob", f"!approve {rid}")
@@ -206,7 +207,7 @@ async def test_pending_request_survives_a_restart(tmp_path: Path, clock: FakeClo
 
     second = await OpsRig(tmp_path, clock).start()
     try:
-        assert (await second.app.approvals.store.get(rid)) is not None
+        assert (await second.app.part(ApprovalService).store.get(rid)) is not None
         assert "approvals-expire" in second.app.scheduler.jobs
         lines = await second.say("dan", f"!approve {rid}")
         assert "needs the role" in texts(lines)
@@ -224,7 +225,7 @@ async def test_expiry_after_a_restart(tmp_path: Path, clock: FakeClock) -> None:
     clock.advance(3600)  # down for an hour
     second = await OpsRig(tmp_path, clock).start()
     try:
-        await second.app.approvals.sweep()
+        await second.app.part(ApprovalService).sweep()
         lines = await second.settle()
         assert f"Request {rid} (!migrate orders) expired" in texts(lines)
         assert second.runs() == []
@@ -238,15 +239,17 @@ async def test_granted_but_not_dispatched_resumes_once_after_restart(
     first = await OpsRig(tmp_path, clock).start()
     await first.say("carol", "!deploy api 1.2 production")
     rid = await first.pending_id()
-    first.app.approvals.submit = lambda event: None  # the bus is gone mid-decision (shutdown)
+    first.app.part(ApprovalService).submit = lambda event: (
+        None
+    )  # the bus is gone mid-decision (shutdown)
     await first.say("bob", f"!approve {rid}")
     assert first.runs() == []
     await first.stop()
     second = await OpsRig(tmp_path, clock).start()
     try:
-        await second.app.approvals.sweep()
+        await second.app.part(ApprovalService).sweep()
         await second.settle()
-        await second.app.approvals.sweep()  # a second sweep must not run it again
+        await second.app.part(ApprovalService).sweep()  # a second sweep must not run it again
         await second.settle()
         assert [r["argv"] for r in second.runs()] == [["api", "1.2", "production"]]
     finally:

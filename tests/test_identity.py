@@ -21,6 +21,7 @@ import pytest
 
 from chatopsd.app import App
 from chatopsd.core.ports import AuditEntry
+from chatopsd.features.approvals.service import ApprovalService
 from tests.conftest import FakeClock, make_config
 from tests.fakes import slack as slack_fake
 from tests.fakes.discord import GUILD_ID, FakeDiscord
@@ -140,7 +141,9 @@ async def world(
 
 
 async def approval_id(world: World, command: str) -> str:
-    [action] = [a for a in await world.app.approvals.store.pending() if a.command == command]
+    [action] = [
+        a for a in await world.app.part(ApprovalService).store.pending() if a.command == command
+    ]
     return action.id
 
 
@@ -237,7 +240,7 @@ async def test_mallory_cannot_act_as_ada(world: World) -> None:
     guessed = await world.say("discord", MALLORY, f"!pd link allow {request}")
     assert guessed.outcome == "denied" and "only an account that already has" in str(guessed.cause)
     # nor can an admin hand her Ada's address while Ada's account has it
-    assert await world.app.approvals.store.pending() == []
+    assert await world.app.part(ApprovalService).store.pending() == []
     assert world.pd.writes == [] and world.pd.overrides == {} and world.pd.notes == {}
     assert world.pd.incident("PINC001")["status"] == "triggered"
     # the real Ada is not locked out: her Slack account acts as her
@@ -252,5 +255,5 @@ async def test_a_claim_is_never_accepted_on_a_guess(world: World) -> None:
     row = await world.say("discord", ED, "!pd link edsger@example.com")
     assert row.outcome == "failed"
     assert "could not ask slack whether someone there already uses" in str(row.cause)
-    assert await world.app.approvals.store.pending() == []
+    assert await world.app.part(ApprovalService).store.pending() == []
     assert await world.app.identities.links.link("discord", str(ED)) is None

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App
+from chatopsd.features.approvals.service import ApprovalService
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOB, TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty
@@ -57,7 +58,7 @@ async def request_of(app: App, server: FakeMattermost) -> tuple[str, str]:
     """(request id, its message id) of Bob's pending link."""
     await until(lambda: any("Approval needed" in plain(p["message"]) for p in server.bot_posts()))
     for _ in range(500):
-        [action] = await app.approvals.store.pending()
+        [action] = await app.part(ApprovalService).store.pending()
         if action.message_id:
             return action.id, action.message_id
         await asyncio.sleep(0.01)
@@ -78,13 +79,13 @@ async def test_only_a_person_the_server_knows_can_vote(app: App, server: FakeMat
     server.user_failures.add(CAROL["id"])
     await server.reaction(message, "white_check_mark", user=CAROL)
     await barrier(app, server)
-    action = await app.approvals.store.get(request)
+    action = await app.part(ApprovalService).store.get(request)
     assert action is not None and action.state == "pending" and action.approvers == ()
     assert ("GET", f"/api/v4/users/{ROBOT['id']}") in server.requests  # looked up: a bot
     server.user_failures.clear()
     await server.reaction(message, "heavy_check_mark", user=CAROL)  # now she can be looked up
     await until(lambda: any("Linked: you act" in plain(p["message"]) for p in server.bot_posts()))
-    decided = await app.approvals.store.get(request)
+    decided = await app.part(ApprovalService).store.get(request)
     assert decided is not None and decided.state == "approved"
 
 

@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from chatopsd.app import App
+from chatopsd.features.approvals.service import ApprovalService
 from tests.conftest import FakeClock
 from tests.fakes import slack as slack_fake
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
@@ -75,7 +76,7 @@ async def said(fake: FakeSlack, user: str, text: str, expect: str) -> str:
 
 async def request_message(app: App) -> tuple[str, str]:
     for _ in range(500):
-        pending = await app.approvals.store.pending()
+        pending = await app.part(ApprovalService).store.pending()
         if pending and pending[0].message_id:
             return pending[0].id, pending[0].message_id
         await asyncio.sleep(0.01)
@@ -108,7 +109,7 @@ async def test_a_reactor_slack_could_not_look_up_is_no_vote(
     )
     await said(fake, "U2", "!help", "chatopsd commands")  # a barrier: the reaction was handled
     await fake.wait_for(lambda: not app.bus.in_flight)
-    action = await app.approvals.store.get(request)
+    action = await app.part(ApprovalService).store.get(request)
     assert action is not None and action.state == "pending" and runs(tmp_path) == []
     fake.user_failures.clear()
     await react(fake, ERIN, ts, 2)  # Slack answers now: Erin is a person holding `lead`
@@ -125,7 +126,7 @@ async def test_no_self_approval_when_the_requester_was_unknown_when_asking(
     fake.user_failures.add("U0CAROL")  # Carol's address is unknown when she asks
     await said(fake, "U0CAROL", "!deploy api 1.2 production", "Approval needed")
     request, _ = await request_message(app)
-    action = await app.approvals.store.get(request)
+    action = await app.part(ApprovalService).store.get(request)
     assert action is not None and action.requester.email is None
     # ... and still when her second account votes: no vote counts while we cannot tell
     unsure = await said(fake, SECOND, f"!approve {request}", "could not look up")

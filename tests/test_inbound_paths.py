@@ -18,6 +18,7 @@ import pytest
 
 from chatopsd.core.messages import Actor, Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.ports import AuditEntry
+from chatopsd.features.approvals.service import ApprovalService
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, texts
 
@@ -152,7 +153,7 @@ async def test_a_bot_check_mark_is_never_an_approval(rig: OpsRig) -> None:
         )
     )
     await rig.settle()
-    action = await rig.app.approvals.store.get(rid)
+    action = await rig.app.part(ApprovalService).store.get(rid)
     assert action is not None and action.state == "pending"
     assert rig.runs() == []
 
@@ -275,12 +276,12 @@ async def test_approved_command_runs_even_when_the_requester_is_rate_limited(
         lines = await rig.say("bob", f"!approve {rid}")
         assert [r["argv"] for r in rig.runs()] == [["api", "1.2", "production"]]
         assert "finished OK (exit 0)" in texts(lines)
-        assert (await rig.app.approvals.store.result(rid) or "").startswith("exit 0")
+        assert (await rig.app.part(ApprovalService).store.result(rid) or "").startswith("exit 0")
         grant = [r for r in await rig.app.audit.since(None) if r.event_id == f"approval:{rid}"]
         assert [r.outcome for r in grant if r.kind != "run"] == ["ok"]
         # a replay of the grant's event id from outside is no grant: it is deduped anyway,
         # and a fresh id with the same shape is rate limited like anything carol sends
-        assert not rig.app.approvals.is_grant(
+        assert not rig.app.part(ApprovalService).is_grant(
             Inbound("console", "ops", Actor("carol"), "deploy", event_id=f"approval:{rid}")
         )
     finally:
@@ -303,10 +304,10 @@ async def test_a_grant_refused_when_it_comes_to_run_is_recorded_as_not_run(
         assert "needs the role 'lead'" in texts(lines)
         assert rig.runs() == []
         for _ in range(100):
-            if await rig.app.approvals.store.result(rid):
+            if await rig.app.part(ApprovalService).store.result(rid):
                 break
             await asyncio.sleep(0.01)
-        result = await rig.app.approvals.store.result(rid)
+        result = await rig.app.part(ApprovalService).store.result(rid)
         assert result == f"not run: see the audit row of event approval:{rid}"
         [row] = [r for r in await rig.app.audit.since(None) if r.event_id == f"approval:{rid}"]
         assert row.outcome.startswith("denied")

@@ -12,6 +12,7 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
+from chatopsd.features.approvals.service import ApprovalService
 from chatopsd.features.intents.parser import parse
 from tests.conftest import FakeClock, make_config
 
@@ -280,7 +281,7 @@ async def test_ambiguous_mention_asks_back(app: App) -> None:
     assert "Page whom?" in _text(lines)
     lines = await chat.send("alice", "page the IC and create an incident for API errors")
     assert "Which one first?" in _text(lines)
-    assert await app.approvals.store.pending() == []
+    assert await app.part(ApprovalService).store.pending() == []
 
 
 async def test_unrecognised_mention_gets_help_not_silence(app: App) -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.core.errors import UsageError
+from chatopsd.features.approvals.service import ApprovalService
 from chatopsd.features.ops.runner import ArgRule, render, run_argv, validate
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, texts
@@ -50,7 +51,7 @@ async def test_injection_attempts_are_refused_before_anything_runs(rig: OpsRig, 
     lines = await rig.say("alice", f"!deploy {quoted} 1.2 staging")
     assert rig.runs() == []
     assert "service" in texts(lines)
-    assert await rig.app.approvals.store.pending() == []  # not even an approval request
+    assert await rig.app.part(ApprovalService).store.pending() == []  # not even an approval request
 
 
 async def test_bad_choice_and_version_are_refused(rig: OpsRig) -> None:

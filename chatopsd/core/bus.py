@@ -15,7 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from chatopsd.core.addressing import Addressed, address
-from chatopsd.core.commands import CommandSpec, Registry
+from chatopsd.core.commands import CommandSpec, ReactionCommand, Registry
 from chatopsd.core.context import Call
 from chatopsd.core.errors import (
     Forbidden,
@@ -36,10 +36,6 @@ MAX_COMMAND_CHARS = 40_000
 
 Next = Callable[[Call], Awaitable[list[Reply]]]
 Middleware = Callable[[Call, Next], Awaitable[list[Reply]]]
-# A reaction is never acted on directly: a handler-side mapping turns it into the command it
-# stands for (⬆️ on an incident's announcement → "incident escalate INC-…"), or None, and that
-# command then runs through the same middleware as a typed one (role, channel, rate, audit).
-ReactionCommand = Callable[[Inbound], Awaitable[str | None]]
 # Takes the configured secrets out of a text (injected: core knows no config). An outside
 # system's error may quote our own token back ("HTTP 400: … 'Authorization': 'Bearer …'").
 Redact = Callable[[str], str]
@@ -99,10 +95,6 @@ class Bus:
         self._chain = self._build(list(middleware))
         self._tasks: set[asyncio.Task[None]] = set()
         self._accepting = True
-        self.reaction_commands: list[ReactionCommand] = []
-        # A mention the grammar cannot parse goes to this spec with args {"text": body}
-        # (the plain-language intent parser), through the same middleware as any command.
-        self.mention_fallback: CommandSpec | None = None
         # What runs now and what finished last, for the loop-lag monitor to name the command
         # that held the loop (it may have been its last step): a dict entry and a bounded
         # deque append per command, nothing more on this path.
@@ -124,6 +116,17 @@ class Bus:
         for mw in reversed(middleware):
             chain = _link(mw, chain)
         return chain
+
+    @property
+    def reaction_commands(self) -> list[ReactionCommand]:
+        """The registry's reaction mappings, in order."""
+        return self.registry.reactions
+
+    @property
+    def mention_fallback(self) -> CommandSpec | None:
+        """A mention the grammar cannot parse goes to this spec with args {"text": body}
+        (the plain-language intent parser), through the same middleware as any command."""
+        return self.registry.mention_fallback
 
     def set_middleware(self, middleware: Sequence[Middleware]) -> None:
         """Swap the chain (config reload); calls in flight finish on the chain they started."""

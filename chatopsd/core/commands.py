@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Literal, Protocol
 
 from chatopsd.core.errors import UsageError
 from chatopsd.core.grammar import Quoted
-from chatopsd.core.messages import Priority, Reply
+from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.values import whole_number
 
 if TYPE_CHECKING:
@@ -22,6 +22,10 @@ if TYPE_CHECKING:
 ArgKind = Literal["word", "int", "rest"]
 HandlerResult = Reply | Sequence[Reply] | None
 Handler = Callable[["Call"], Awaitable[HandlerResult]]
+# A reaction is never acted on directly: a feature's mapping turns it into the command it
+# stands for (⬆️ on an incident's announcement → "incident escalate INC-…"), or None, and that
+# command then runs through the same middleware as a typed one (role, channel, rate, audit).
+ReactionCommand = Callable[[Inbound], Awaitable[str | None]]
 
 
 @dataclass(frozen=True, slots=True)
@@ -108,7 +112,9 @@ class CommandProvider(Protocol):
 
 
 class Registry:
-    """All commands, looked up by their words."""
+    """All commands, looked up by their words; and the other ways an event becomes a command:
+    the reaction mappings, tried in the order added, and the spec a mention the grammar
+    cannot parse goes to (`mention_fallback`, with args {"text": body})."""
 
     def __init__(self, specs: Sequence[CommandSpec] = ()) -> None:
         self._specs: dict[tuple[str, ...], CommandSpec] = {}
@@ -116,8 +122,22 @@ class Registry:
         # `!help`'s full listing per prefix: specs are frozen, so it changes only when a
         # command is added or removed (start-up, config reload), not per call (43 usages).
         self._listing: dict[str, tuple[str, ...]] = {}
+        self.reactions: list[ReactionCommand] = []
+        self._mention_fallback: CommandSpec | None = None
         for spec in specs:
             self.add(spec)
+
+    def add_reaction(self, to_command: ReactionCommand) -> None:
+        self.reactions.append(to_command)
+
+    def set_mention_fallback(self, spec: CommandSpec) -> None:
+        if self._mention_fallback is not None:
+            raise ValueError("a mention fallback is registered already")
+        self._mention_fallback = spec
+
+    @property
+    def mention_fallback(self) -> CommandSpec | None:
+        return self._mention_fallback
 
     def add(self, spec: CommandSpec) -> None:
         if spec.path in self._specs:

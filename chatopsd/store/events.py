@@ -73,6 +73,7 @@ class SqlEventLedger:
         retention_s: float = 3 * 86400,
         max_events: int = 50_000,
         instance: str = "",
+        answerable: Callable[[], bool] = lambda: True,
     ) -> None:
         self.db, self.clock, self.retention_s = db, clock, retention_s
         self.max_events = max_events
@@ -87,8 +88,8 @@ class SqlEventLedger:
         self.failures = 0  # claims that could not be made (shared database unreachable)
         self.adopted = 0  # commands taken over from dead instances
         # False while the others may count this instance dead (its heartbeat is late): it then
-        # answers only what `take_answer` still gives it (set by the app from the lease).
-        self.answerable: Callable[[], bool] = lambda: True
+        # answers only what `take_answer` still gives it (the lease's `alive`).
+        self.answerable = answerable
 
     def __len__(self) -> int:
         return len(self._seen)

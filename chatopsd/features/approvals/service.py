@@ -34,10 +34,10 @@ from chatopsd.features.approvals.rules import (
     vote_for_emoji,
 )
 from chatopsd.identity.service import IdentityService
+from chatopsd.runtime import Submit
 
 log = logging.getLogger("chatopsd.approvals")
 
-Submit = Callable[[Inbound], "asyncio.Task[None] | None"]
 GRANT_PREFIX = "approval:"
 
 
@@ -54,6 +54,7 @@ class ApprovalService:
         expire_seconds: float = 900.0,
         prefix: str = "!",
         times: Times = UTC_TIMES,
+        submit: Submit | None = None,
     ) -> None:
         self.times = times
         self.store, self.audit, self.clock = store, audit, clock
@@ -61,11 +62,16 @@ class ApprovalService:
         self.policy, self.outbox = policy, outbox
         self.identities = identities  # who is who, asked again at every decision
         self.expire_seconds, self.prefix = expire_seconds, prefix
-        self.submit: Submit | None = None  # the bus's submit; set by app.py once the bus exists
+        # the bus's submit: a granted command runs through it (None: granted, never run)
+        self.submit = submit
         self._lock = asyncio.Lock()  # one decision at a time: two approvers must not race
         # event ids of granted commands this process handed to the bus (see is_grant)
         self._granted: set[str] = set()
         self._watchers: set[asyncio.Task[None]] = set()  # strong references (see _settle)
+
+    def reconfigure(self, expire_seconds: float) -> None:
+        """A reload: requests made from now on expire after `expire_seconds`."""
+        self.expire_seconds = expire_seconds
 
     # -- requests --------------------------------------------------------------------------
 

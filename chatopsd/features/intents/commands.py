@@ -1,9 +1,10 @@
 """Plain-language mentions: `@chatopsd who is on call for payments?`.
 
-The bus hands every mention its grammar cannot parse to `!intent` (Bus.mention_fallback). The
-parser (core/intents.py) turns it into command text; read-only commands are re-dispatched
-through the bus at once (so the real command is authorized and audited as itself); paging and
-mutating ones become a confirmation request the asker must click or react to first.
+The bus hands every mention its grammar cannot parse to `!intent` (the registry's mention
+fallback). The parser (intents/parser.py) turns it into command text; read-only commands are
+re-dispatched through the bus at once (so the real command is authorized and audited as
+itself); paging and mutating ones become a confirmation request the asker must click or react
+to first.
 """
 
 from __future__ import annotations
@@ -16,22 +17,24 @@ from chatopsd.core.errors import UsageError
 from chatopsd.core.grammar import tokenize
 from chatopsd.core.messages import Inbound, Reply
 from chatopsd.core.outcome import Outcome
-from chatopsd.features.approvals.service import ApprovalService, Submit
+from chatopsd.features.approvals.api import Approvals
 from chatopsd.features.intents.parser import parse
+from chatopsd.runtime import Submit
 
 
 class IntentHandler:
     def __init__(
         self,
         registry: Registry,
-        approvals: ApprovalService,
+        approvals: Approvals,
         *,
         prefix: str = "!",
         services: Sequence[str] = (),
+        submit: Submit | None = None,
     ) -> None:
         self.registry, self.approvals = registry, approvals
         self.prefix, self.services = prefix, tuple(services)
-        self.submit: Submit | None = None  # the bus's submit; set by app.py
+        self.submit = submit  # the bus's: a read-only command runs through it as itself
 
     def spec(self) -> CommandSpec:
         return CommandSpec(

@@ -19,8 +19,7 @@ from chatopsd.core.errors import UsageError, UserError
 from chatopsd.core.messages import Reply, Sent
 from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock
-from chatopsd.features.approvals.rules import Rule, command_line, requirement
-from chatopsd.features.approvals.service import ApprovalService
+from chatopsd.features.approvals.api import Approvals, Rule, command_line, requirement
 from chatopsd.features.ops.runner import ArgRule, RunResult, child_env, render, run_argv, validate
 
 log = logging.getLogger("chatopsd.ops")
@@ -35,7 +34,7 @@ class OpsHandler:
         self,
         commands: Sequence[OpsCommandSection],
         rules: Sequence[Rule],
-        approvals: ApprovalService,
+        approvals: Approvals,
         audit: AuditLog,
         clock: Clock,
         *,

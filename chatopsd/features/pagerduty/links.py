@@ -30,8 +30,7 @@ from chatopsd.core.messages import Reply
 from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import Clock
 from chatopsd.core.times import UTC_TIMES, Times
-from chatopsd.features.approvals.rules import command_line, new_id
-from chatopsd.features.approvals.service import ApprovalService
+from chatopsd.features.approvals.api import Approvals, command_line, new_id
 from chatopsd.features.pagerduty.rules import IncidentApi
 from chatopsd.identity.service import IdentityService
 
@@ -47,7 +46,7 @@ class LinkHandler:
         self,
         identities: IdentityService,
         api: IncidentApi,
-        approvals: ApprovalService,
+        approvals: Approvals,
         direct: Direct,
         clock: Clock,
         *,
