@@ -16,6 +16,7 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from chatopsd.features.status.stalkers import Stalking
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -86,14 +87,14 @@ async def main(n: int) -> None:
             )
         )
         print(
-            f"registered {len(app.stalking.stalkers)} stalkers in "
+            f"registered {len(app.part(Stalking).stalkers)} stalkers in "
             f"{(time.perf_counter() - t0) * 1000:.0f} ms ({hits} source reads)"
         )
 
         for label in ("poll, no change", "poll, no change (again)"):
             clock.t += timedelta(hours=1)
             before, t0 = hits, time.perf_counter()
-            result = await app.stalking.poll()
+            result = await app.part(Stalking).poll()
             print(
                 f"{label}: {(time.perf_counter() - t0) * 1000:.2f} ms, "
                 f"{hits - before} source read, {result.posted} posts"
@@ -105,9 +106,9 @@ async def main(n: int) -> None:
         out.seek(0)
         out.truncate()
         before, t0 = hits, time.perf_counter()
-        result = await app.stalking.poll()
+        result = await app.part(Stalking).poll()
         t_poll = time.perf_counter() - t0
-        await app.stalking.wait_posted()
+        await app.part(Stalking).wait_posted()
         t_all = time.perf_counter() - t0
         lines = out.getvalue().count("\n")
         print(

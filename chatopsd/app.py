@@ -40,10 +40,6 @@ from chatopsd.features.incidents.store import SqlIncidentStore
 from chatopsd.features.paging import demo
 from chatopsd.features.paging.api import Directory, MemoryPageLog, PageLog, Pager, Person
 from chatopsd.features.paging.commands import IcHandler
-from chatopsd.features.status.api import StatusSource
-from chatopsd.features.status.commands import StatusBoard, StatusHandler
-from chatopsd.features.status.stalkers import Stalking
-from chatopsd.features.status.store import SqlStalkerStore
 from chatopsd.ha import strategy
 from chatopsd.identity.service import IdentityService
 from chatopsd.identity.store import SqliteIdentityLinks
@@ -53,7 +49,7 @@ from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.platforms import Wiring
 from chatopsd.runtime import ConnectorCapabilities, Feature, Job, Runtime, Services
-from chatopsd.scheduler import JobFailed, Scheduler
+from chatopsd.scheduler import Scheduler
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
 from chatopsd.store.db import Database, NewerDatabase
@@ -217,7 +213,6 @@ class App:
             self._add(install(self.runtime, cfg))
         self._handlers()
         self.bus.set_middleware(self.middleware())
-        await self.stalking.load()
         if self.config.pagerduty is not None:
             from chatopsd import oncall_compose
 
@@ -236,7 +231,6 @@ class App:
             self.ha.singleton(self.incidents.pulse_job),
             run_now=False,
         )
-        self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
         from chatopsd.ha.takeover import Takeover
 
         self.takeover = Takeover(
@@ -396,22 +390,8 @@ class App:
         )
         self.bus.reaction_commands.append(self.incidents.reaction_command)
         extras = self._incident_extras()
-        status = self.config.status
-        board = StatusBoard(self._status_sources(), timeout=status.read_timeout_seconds)
-        self.stalking = Stalking(
-            board,
-            SqlStalkerStore(self.db),
-            self.outbox,
-            self.clock,
-            poll_seconds=status.stalk_seconds,
-            unknown_after=status.unknown_after,
-            max_per_channel=status.max_stalkers_per_channel,
-            max_total=status.max_stalkers,
-        )
         handlers: list[CommandProvider] = [
             self._ic_handler(directory, pager),
-            StatusHandler(board, self.clock),
-            self.stalking,
             self.incidents,
             *extras,
             *self._pagerduty_extras(),
@@ -606,13 +586,6 @@ class App:
             return demo.DemoDirectory(self.clock), demo.DemoPager()
         return demo.NotConfigured(), demo.NotConfigured()
 
-    def _status_sources(self) -> list[StatusSource]:
-        if not self.config.status.sources:
-            return [demo.DemoStatusSource()] if self._demo() else []
-        from chatopsd.features.status import sources  # aiohttp only when something needs it
-
-        return sources.build(self.config.status.sources, self._http())
-
     def _http(self) -> aiohttp.ClientSession:
         """One HTTP session (connection pool) shared by the integrations, made on first use,
         so a console-only daemon never loads aiohttp."""
@@ -621,23 +594,6 @@ class App:
 
             self._http_session = aiohttp.ClientSession()
         return self._http_session
-
-    async def _status_poll(self) -> None:
-        if not self.lease.leader:
-            return
-        if self.ha.others_write:
-            await self.stalking.resync()
-        # The shared poll reads the sources even when nobody stalks, so an unreachable source
-        # is logged (once, then every 5 minutes) and counted as a failing job.
-        result = await self.stalking.poll()
-        readings = result.readings or tuple(await self.stalking.board.readings())
-        failing = []
-        for reading in readings:
-            self.scheduler.outages.report(f"status source {reading.source}", reading.error)
-            if reading.error is not None:
-                failing.append(f"{reading.source} unreachable ({reading.error})")
-        if failing:
-            raise JobFailed("; ".join(failing), logged=True)  # logged per source above
 
     async def log_audit_head(self) -> None:
         """The chain's head in the journal: a copy outside the database, so cutting rows
@@ -725,7 +681,6 @@ class App:
         await self.scheduler.stop()
         await self.public.stop()
         await self._stop_features()
-        await self.stalking.wait_posted(timeout=min(grace, 5.0))
         await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:
             task.cancel()

@@ -10,6 +10,7 @@ from typing import Any
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, Reply
+from chatopsd.features.status.stalkers import Stalking
 from tests.conftest import FakeClock, make_config
 
 _ids = itertools.count(1)
@@ -48,7 +49,7 @@ async def say(
 
 async def posts(app: App, out: io.StringIO) -> list[dict[str, Any]]:
     """Stalker posts written since the last call (reply_to None: not answers to a command)."""
-    await app.stalking.wait_posted()
+    await app.part(Stalking).wait_posted()
     await app.outbox.flush(5)
     lines = out.getvalue().splitlines()
     out.seek(0)

@@ -32,6 +32,7 @@ from chatopsd.features.pagerduty.cards_store import (
     SqlClickClaims,
     SqliteIncidentCards,
 )
+from chatopsd.features.status.stalkers import Stalking
 from chatopsd.features.statuspage.store import SqlitePublications
 from chatopsd.store.db import Database
 from tests.conftest import FakeClock, make_config
@@ -540,7 +541,7 @@ async def test_a_poll_whose_lease_lapsed_midway_posts_and_writes_nothing(
         fake.doc = {"status": {"indicator": "major"}}
         clock.advance(3600)  # the stalker's interval: the change is due
         fake.gate = asyncio.Event()  # the poll is held in the middle of reading the source
-        polling = asyncio.ensure_future(a.stalking.poll())
+        polling = asyncio.ensure_future(a.part(Stalking).poll())
         await asyncio.wait_for(fake.entered.wait(), 10)
         await supersede(a.db)  # another instance took the lease over meanwhile
         await a.lease.tick()  # a finds out: it no longer leads and has no token
@@ -554,10 +555,10 @@ async def test_a_poll_whose_lease_lapsed_midway_posts_and_writes_nothing(
         after = await a.db.fetchall("SELECT fingerprint, verdict, posted_at FROM stalkers")
         assert [tuple(r) for r in after] == [tuple(r) for r in before]  # nothing written
         await pair.handover()
-        await b.stalking.resync()
-        assert (await b.stalking.poll()).posted == 1  # the change, posted once by the leader
-        assert (await b.stalking.poll()).posted == 0
-        await b.stalking.wait_posted()
+        await b.part(Stalking).resync()
+        assert (await b.part(Stalking).poll()).posted == 1  # the change, posted once by the leader
+        assert (await b.part(Stalking).poll()).posted == 0
+        await b.part(Stalking).wait_posted()
         await b.outbox.flush(5)
         assert out["b"].getvalue().count("Status changed: CRITICAL") == 1
     finally:

@@ -79,7 +79,7 @@ async def test_unreachable_status_source_is_logged_and_fails_the_poll(
         with caplog.at_level(logging.INFO, logger="chatopsd.scheduler"):
             # nobody stalks: the poll still reads the sources, so the outage is seen
             for _ in range(3):
-                await app.scheduler.run("status-poll", app._status_poll)
+                await app.scheduler.run("status-poll", app.jobs["status-poll"])
                 clock.advance(30)
         said = lines(caplog, "alertmanager")  # one line for the outage, not one per poll
         assert len(said) == 1 and said[0][0] == "WARNING", said

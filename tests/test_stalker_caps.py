@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App
+from chatopsd.features.status.stalkers import Stalking
 from tests.conftest import FakeClock
 from tests.status_helpers import say, status_app
 
@@ -26,7 +27,7 @@ async def test_per_channel_cap_counts_threads_and_says_which_key(app: App) -> No
     for n in range(50):  # as Mattermost delivered top-level posts: each its own thread
         [reply] = await say(app, "!status stalk", channel="town-square", thread=f"post{n}")
         answers.append(reply.text)
-    assert len(app.stalking.stalkers) == 3
+    assert len(app.part(Stalking).stalkers) == 3
     refused = answers[3:]
     assert all("status.max_stalkers_per_channel" in text for text in refused)
     rows = await app.db.fetchall("SELECT COUNT(*) FROM stalkers")
@@ -40,7 +41,7 @@ async def test_top_level_unstalk_stops_the_channel_and_its_threads(app: App) -> 
     await say(app, "!status stalk", channel="other")
     [bye] = await say(app, "!status unstalk", channel="town-square")
     assert "3 stalkers" in bye.text
-    assert [(s.channel, s.thread) for s in app.stalking.stalkers] == [("other", "")]
+    assert [(s.channel, s.thread) for s in app.part(Stalking).stalkers] == [("other", "")]
     rows = await app.db.fetchall("SELECT channel FROM stalkers")
     assert [r[0] for r in rows] == ["other"]
 
@@ -49,4 +50,4 @@ async def test_total_cap(app: App) -> None:
     for n in range(5):
         await say(app, "!status stalk", channel=f"c{n}")
     [reply] = await say(app, "!status stalk", channel="c9")
-    assert "status.max_stalkers" in reply.text and len(app.stalking.stalkers) == 5
+    assert "status.max_stalkers" in reply.text and len(app.part(Stalking).stalkers) == 5

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatopsd.features import approvals, help, intents, ops
+from chatopsd.features import approvals, help, intents, ops, status
 
 if TYPE_CHECKING:
     from chatopsd.runtime import Install
@@ -20,4 +20,5 @@ FEATURES: tuple[Install, ...] = (
     approvals.install,  # ops, intents and `!pd link` ask for approvals
     ops.install,
     intents.install,
+    status.install,
 )

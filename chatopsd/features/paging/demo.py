@@ -1,7 +1,7 @@
-"""Demo data for a daemon with no accounts: an on-call roster, a pager, a status source.
+"""Demo data for a daemon with no accounts: an on-call roster and a pager.
 
-Used only when no PagerDuty section / status source is configured, so `!ic` and `!status`
-answer out of the box on the console. Everything it says is marked as demo data.
+Used only on a console-only daemon without a PagerDuty section, so `!ic` answers out of the
+box. Everything it says is marked as demo data.
 """
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from datetime import datetime, timedelta
 from chatopsd.core.errors import Unavailable
 from chatopsd.core.ports import Clock
 from chatopsd.features.paging.api import Group, OnCall, PageResult, Person, Roster
-from chatopsd.features.status.api import Alert, Reading, Verdict
 
 _PEOPLE = {
     "ada": Person("PDEMO01", "Ada Lovelace", "ada@example.com", ("+1 555 0100",)),
@@ -78,19 +77,6 @@ class DemoPager:
         )
         self._keys[key] = result
         return result
-
-
-class DemoStatusSource:
-    name = "demo"
-
-    async def read(self) -> Reading:
-        return Reading(
-            self.name,
-            Verdict.DEGRADED,
-            alerts=(
-                Alert("DemoHighLatency", Verdict.DEGRADED, "p99 latency above 800 ms", self.name),
-            ),
-        )
 
 
 class NotConfigured:

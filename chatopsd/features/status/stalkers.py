@@ -11,14 +11,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-from collections.abc import Callable
 from dataclasses import dataclass, replace
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.messages import Priority, Reply
-from chatopsd.core.ports import Clock, ReplySink, StalkerStore
+from chatopsd.core.ports import Clock, Lease, ReplySink, StalkerStore
 from chatopsd.features.status.api import Overview, Reading, combine
 from chatopsd.features.status.commands import StatusBoard, render
 from chatopsd.features.status.stalking_rules import (
@@ -64,6 +63,7 @@ class Stalking:
         unknown_after: int = 2,
         max_per_channel: int = 5,
         max_total: int = 500,
+        lease: Lease | None = None,
     ) -> None:
         self.board = board
         self.store = store
@@ -77,9 +77,12 @@ class Stalking:
         self.polls = 0
         self._fanouts: set[asyncio.Task[None]] = set()
         self._undelivered: dict[StalkerKey, tuple[str, int]] = {}
-        # The lease's fencing token (app.py sets it with several instances): a poll's marks
-        # are written only while it still holds, so a superseded leader posts nothing.
-        self.fence: Callable[[], int | None] = lambda: None
+        # A poll's marks carry the lease's fencing token and are written only while it still
+        # holds, so a superseded leader posts nothing (None: the only instance).
+        self.lease = lease
+
+    def _fence(self) -> int | None:
+        return self.lease.token if self.lease is not None else None
 
     async def resync(self) -> None:
         """Replace the stalkers in memory by the stored ones (with several instances, the
@@ -248,7 +251,7 @@ class Stalking:
         verdict = overview.verdict.value
         # Persisted first: a restart must not post it again. If this write fails, nothing
         # changed in memory either, and the next poll tries again.
-        if not await self.store.mark([(fp, verdict, now, s.key) for s in due], fence=self.fence()):
+        if not await self.store.mark([(fp, verdict, now, s.key) for s in due], fence=self._fence()):
             log.warning("status poll: the lease moved to another instance; not posting")
             return PollResult(read=True, fingerprint=fp)
         posts = []

@@ -1,0 +1,19 @@
+"""A status source for a daemon with no monitoring configured: used only on a console-only
+daemon without `[[status.sources]]`, so `!status` answers out of the box. Marked as demo data."""
+
+from __future__ import annotations
+
+from chatopsd.features.status.api import Alert, Reading, Verdict
+
+
+class DemoStatusSource:
+    name = "demo"
+
+    async def read(self) -> Reading:
+        return Reading(
+            self.name,
+            Verdict.DEGRADED,
+            alerts=(
+                Alert("DemoHighLatency", Verdict.DEGRADED, "p99 latency above 800 ms", self.name),
+            ),
+        )
