@@ -32,11 +32,10 @@ from chatopsd.core.middleware import (
     RateLimit,
     Started,
 )
-from chatopsd.core.ports import ChannelAdmin, Clock, SystemClock
+from chatopsd.core.ports import Clock, SystemClock
 from chatopsd.core.times import Times
 from chatopsd.features import FEATURES
-from chatopsd.features.incidents.commands import IncidentHandler, settings_from_config
-from chatopsd.features.incidents.store import SqlIncidentStore
+from chatopsd.features.incidents.api import INCIDENTS
 from chatopsd.features.paging import demo
 from chatopsd.features.paging.api import Directory, MemoryPageLog, PageLog, Pager, Person
 from chatopsd.features.paging.commands import IcHandler
@@ -60,7 +59,6 @@ from chatopsd.systemd import Notifier, Watchdog
 if TYPE_CHECKING:
     import aiohttp
 
-    from chatopsd.features.followups.trackers import Tracker
     from chatopsd.features.oncall.handoffs import Handoffs
     from chatopsd.features.oncall.reminders import Reminders
     from chatopsd.features.oncall.shifts_store import ShiftCache
@@ -171,7 +169,6 @@ class App:
         self.audit = SqlAuditLog(self.db, _audit_key(cfg), redact=self.redact_secrets)
         await self.audit.key_chain(self.clock.now())  # so `audit verify` can expect keyed rows
         self.kv = SqlKeyValue(self.db)
-        self.incident_store = SqlIncidentStore(self.db)
         self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
@@ -225,12 +222,6 @@ class App:
         self._every(
             Job("audit-head", cfg.audit.head_log_seconds, self.log_audit_head, singleton=False)
         )
-        self.scheduler.every(
-            "incident-pulses",
-            cfg.incidents.pulse_check_seconds,
-            self.ha.singleton(self.incidents.pulse_job),
-            run_now=False,
-        )
         from chatopsd.ha.takeover import Takeover
 
         self.takeover = Takeover(
@@ -273,8 +264,6 @@ class App:
                     self._report_interrupted(), name="report-interrupted"
                 )
             )
-        if self.config.statuspage is not None:
-            self.public.start()  # the status page queue; resumes what a previous run left
         self.loop_lag.start()  # from here on (start-up itself imports and migrates)
         # Everything built so far lives as long as the daemon: keep it out of the collector's
         # full passes, which otherwise walk it all and show up as latency spikes.
@@ -365,7 +354,6 @@ class App:
         cfg = self.config
         exempt = [f.rate_exempt for f in self.features if f.rate_exempt is not None]
         channels = [f.work_channel for f in self.features if f.work_channel is not None]
-        channels.append(self.incident_store.is_open_incident_channel)
         return [
             Dedupe(self.ledger, durable=self.ha.durable_claims),
             self.metrics.middleware,
@@ -379,21 +367,8 @@ class App:
 
     def _handlers(self) -> None:
         directory, pager = self._oncall()
-        self.incidents = IncidentHandler(
-            self.incident_store,
-            self.outbox,
-            self.clock,
-            settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
-            self._channel_admin,
-            threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
-            times=self.times,
-        )
-        self.bus.reaction_commands.append(self.incidents.reaction_command)
-        extras = self._incident_extras()
         handlers: list[CommandProvider] = [
             self._ic_handler(directory, pager),
-            self.incidents,
-            *extras,
             *self._pagerduty_extras(),
         ]
         for handler in handlers:
@@ -411,7 +386,7 @@ class App:
             directory,
             pager,
             page_deadline=self._page_deadline(),
-            on_paged=self.incidents.link_page,
+            on_paged=self.services.get(INCIDENTS).link_page,
             times=self.times,
             clock=self.clock,
             fallback=[
@@ -437,95 +412,6 @@ class App:
         from chatopsd import oncall_compose, pd_compose
 
         return [*pd_compose.build(self), *oncall_compose.build(self)]
-
-    def _incident_extras(self) -> list[CommandProvider]:
-        """Status page, follow-ups and the video bridge, hooked into the incident lifecycle."""
-        from chatopsd.features.followups.commands import FollowUps
-        from chatopsd.features.followups.store import SqlFollowUps
-        from chatopsd.features.incidents.bridge import Bridge
-        from chatopsd.features.statuspage.commands import PublicStatus
-        from chatopsd.features.statuspage.store import SqlitePublications
-
-        cfg = self.config
-        sp = cfg.statuspage
-        client = None
-        if sp is not None:
-            from chatopsd.features.statuspage.atlassian import StatuspageClient
-
-            client = StatuspageClient(
-                self._http(),
-                sp.api_url,
-                sp.api_key.get_secret_value(),
-                sp.page_id,
-                timeout=sp.timeout_seconds,
-            )
-        self.public = PublicStatus(
-            SqlitePublications(self.db),
-            self.incidents,
-            client,
-            self.outbox,
-            self.audit,
-            self.clock,
-            components=sp.components if sp else None,
-            auto_publish=sp.auto_publish if sp else (),
-            public_title=sp.public_title if sp else "",
-            min_interval=sp.min_interval_seconds if sp else 1.0,
-            # several instances: the leader sends, and picks up what followers queued
-            lease=self.lease,
-            poll_seconds=cfg.chatopsd.lease_seconds / 5 if self.db.shared else None,
-        )
-        self.followups = FollowUps(
-            SqlFollowUps(self.db),
-            self.incidents,
-            self._tracker(),
-            self.outbox,
-            self.audit,
-            self.clock,
-            labels=cfg.tickets.labels if cfg.tickets else (),
-            incident_url=cfg.tickets.incident_url if cfg.tickets else None,
-        )
-        self.followups.submit = self.bus.submit
-        self.bus.reaction_commands.append(self.followups.reaction_command)
-        self.incidents.hooks += [self.public, self.followups]
-        self.incidents.followups = self.followups
-        if cfg.incidents.bridge_url:
-            self.incidents.hooks.append(
-                Bridge(
-                    cfg.incidents.bridge_url, self.incident_store, self.outbox, self._channel_admin
-                )
-            )
-        return [self.public, self.followups]
-
-    def _tracker(self) -> Tracker | None:
-        t = self.config.tickets
-        if t is None:
-            return None
-        from chatopsd.features.followups.trackers import GitHubIssues, JiraIssues
-
-        token = t.token.get_secret_value()
-        if t.kind == "github":
-            return GitHubIssues(
-                self._http(),
-                token,
-                t.project,
-                api_url=t.url or "https://api.github.com",
-                timeout=t.timeout_seconds,
-            )
-        assert t.url is not None  # the config requires it for jira
-        return JiraIssues(
-            self._http(),
-            token,
-            t.project,
-            site_url=t.url,
-            email=t.email,
-            issue_type=t.issue_type,
-            timeout=t.timeout_seconds,
-        )
-
-    def _channel_admin(self, platform: str) -> ChannelAdmin | None:
-        """The platform's connector if it can create channels (an optional capability)."""
-        connector = self.outbox.connectors.get(platform)
-        return connector if isinstance(connector, ChannelAdmin) else None
 
     def _demo(self) -> bool:
         """Demo data only for a console-only daemon: never show made-up people in a real chat."""
@@ -679,7 +565,6 @@ class App:
         if cancelled:
             log.warning("shutdown: %d commands did not finish within %.0f s", cancelled, grace)
         await self.scheduler.stop()
-        await self.public.stop()
         await self._stop_features()
         await self.outbox.flush(timeout=min(grace, 5.0))
         for task in self._tasks:

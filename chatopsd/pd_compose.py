@@ -13,6 +13,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.messages import Destination, Reply
 from chatopsd.core.ports import DirectMessages
 from chatopsd.features.approvals.api import APPROVALS
+from chatopsd.features.incidents.api import ESCALATION_PAGER, INCIDENTS
 from chatopsd.features.incidents.commands import destination
 from chatopsd.features.oncall.overrides import TakeHandler
 from chatopsd.features.oncall.shift_rules import Lookahead
@@ -90,10 +91,10 @@ def build(app: App) -> list[CommandProvider]:
         pageable=[*pd.responder_schedules, *(s for svc in pd.services for s in svc.schedules)],
         service_id=pd.service_id,
         times=app.times,
-        on_paged=app.incidents.link_page,
+        on_paged=app.services.get(INCIDENTS).link_page,
         may_page=may_page,
     )
-    app.incidents.escalation_pager = take.escalation_page
+    app.services.provide(ESCALATION_PAGER, take)
     # `!ic swap` (issue 18): requests in the database, overrides made as the taker
     swaps = SwapHandler(
         api,

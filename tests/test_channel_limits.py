@@ -14,6 +14,7 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
+from chatopsd.features.incidents.store import SqlIncidentStore
 from tests.conftest import FakeClock, make_config
 
 
@@ -56,10 +57,10 @@ async def run(app: App, text: str, channel: str, event_id: str) -> None:
 
 async def test_failed_announcement_binds_no_channel_and_limits_still_apply(app: App) -> None:
     await run(app, 'incident declare --sev 3 "db slow"', "D1", "s1")
-    [incident] = await app.incident_store.open()
-    assert await app.incident_store.is_open_incident_channel("console", "D1") is False
-    assert await app.incident_store.incident_at("console", "D1", None) is None
-    assert await app.incident_store.home(incident.id) is None
+    [incident] = await app.part(SqlIncidentStore).open()
+    assert await app.part(SqlIncidentStore).is_open_incident_channel("console", "D1") is False
+    assert await app.part(SqlIncidentStore).incident_at("console", "D1", None) is None
+    assert await app.part(SqlIncidentStore).home(incident.id) is None
     await run(app, "ic page", "D1", "s2")
     [row] = [r for r in await app.audit.since(None) if r.event_id == "s2"]
     assert row.outcome == "denied" and "pages people" in (row.cause or "")

@@ -14,6 +14,7 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, Reply
+from chatopsd.features.incidents.commands import IncidentHandler
 from tests.conftest import FakeClock, make_config
 from tests.fakes.tickets import JIRA_EMAIL, TOKEN, FakeTrackers
 
@@ -227,7 +228,7 @@ async def test_reactions_pin_to_the_timeline_and_add_followups(app: App) -> None
                 message_id=ref,
             )
         )
-    timeline = await app.incidents.store.timeline(INC)
+    timeline = await app.part(IncidentHandler).store.timeline(INC)
     assert [e.text for e in timeline if e.kind == "pinned"] == ["📌 message m900"]
     assert timeline[-1].actor == "bob"
     listing = await say(app, f"!incident followup list {INC}")
@@ -239,7 +240,7 @@ async def test_reactions_pin_to_the_timeline_and_add_followups(app: App) -> None
     await app.bus.handle(
         Inbound("console", "elsewhere", Actor("bob"), "pushpin", kind="reaction", message_id="x")
     )
-    assert len(await app.incidents.store.timeline(INC)) == len(timeline)
+    assert len(await app.part(IncidentHandler).store.timeline(INC)) == len(timeline)
 
 
 async def test_bridge_link_is_posted_and_shown_in_the_status(app: App) -> None:

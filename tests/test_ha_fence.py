@@ -33,6 +33,7 @@ from chatopsd.features.pagerduty.cards_store import (
     SqliteIncidentCards,
 )
 from chatopsd.features.status.stalkers import Stalking
+from chatopsd.features.statuspage.commands import PublicStatus
 from chatopsd.features.statuspage.store import SqlitePublications
 from chatopsd.store.db import Database
 from tests.conftest import FakeClock, make_config
@@ -245,8 +246,8 @@ async def sp_pair(
 ) -> AsyncIterator[Pair]:
     a, b, out = await two_apps(tmp_path, pg_url, clock, statuspage=statuspage_section(page))
     # the tests drive the queues themselves
-    await a.public.stop()
-    await b.public.stop()
+    await a.part(PublicStatus).stop()
+    await b.part(PublicStatus).stop()
     yield Pair(a, b, out)
     await b.stop()
     await a.stop()
@@ -275,12 +276,12 @@ async def test_a_follower_queues_and_the_leader_sends_exactly_once(
 ) -> None:
     a, b = sp_pair.a, sp_pair.b
     assert "declared (SEV-1)" in await say(b, DECLARE)  # auto-published: queued on b
-    assert await b.public.drain() is None  # a follower sends nothing
+    assert await b.part(PublicStatus).drain() is None  # a follower sends nothing
     assert page.hits == 0
-    await a.public.drain()  # the leader picks up what b queued
+    await a.part(PublicStatus).drain()  # the leader picks up what b queued
     assert len(page.calls("POST")) == 1
-    await a.public.drain()
-    await b.public.drain()
+    await a.part(PublicStatus).drain()
+    await b.part(PublicStatus).drain()
     assert len(page.calls("POST")) == 1 and len(page.incidents) == 1
     assert "investigating https://stspg.io/fake1" in await say(b, f"!incident status {INC}")
     assert len(await published_said(a, sp_pair.out["a"])) == 1
@@ -293,12 +294,12 @@ async def test_a_deposed_leader_sends_nothing_and_the_next_one_sends_once(
     await say(b, DECLARE)
     await supersede(a.db)
     assert a.lease.leader  # paused past its lease: it still believes it leads
-    await a.public.drain()
+    await a.part(PublicStatus).drain()
     assert page.hits == 0  # the fence refused its claim: no request went out
     rows = await a.db.fetchall("SELECT attempts, maybe_done FROM public_outbox")
     assert [tuple(r) for r in rows] == [(0, 0)]
     await sp_pair.handover()
-    await b.public.drain()
+    await b.part(PublicStatus).drain()
     assert len(page.calls("POST")) == 1
     assert len(await published_said(b, sp_pair.out["b"])) == 1
 
@@ -311,10 +312,10 @@ async def test_the_next_leader_checks_a_lost_answer_before_sending_again(
     await say(a, DECLARE)
     if how == "answer lost":
         page.fault = "badjson"  # created on the page; the answer is malformed
-        await a.public.drain()
+        await a.part(PublicStatus).drain()
     else:
         page.fault = "hang-after"  # created on the page; the answer never comes
-        sending = asyncio.ensure_future(a.public.drain())
+        sending = asyncio.ensure_future(a.part(PublicStatus).drain())
         await asyncio.wait_for(page.created.wait(), 5)
         sending.cancel()  # the leader dies mid-call
         await asyncio.gather(sending, return_exceptions=True)
@@ -322,13 +323,13 @@ async def test_the_next_leader_checks_a_lost_answer_before_sending_again(
     page.fault = None
     await sp_pair.handover()
     clock.advance(5)
-    await b.public.drain()
+    await b.part(PublicStatus).drain()
     assert len(page.calls("POST")) == 1  # found by our metadata, not created again
     assert len(page.incidents) == 1
     assert "investigating https://stspg.io/fake1" in await say(b, f"!incident status {INC}")
     await say(b, f"!incident resolve {INC} fixed")
     clock.advance(1)
-    await b.public.drain()
+    await b.part(PublicStatus).drain()
     assert page.incidents["spinc1"]["status"] == "resolved"
 
 
@@ -337,8 +338,8 @@ async def test_the_leaders_worker_picks_up_a_followers_call_without_a_kick(
 ) -> None:
     a, b, _ = await two_apps(tmp_path, pg_url, clock, statuspage=statuspage_section(page))
     try:
-        a.public.poll_seconds = 0.05  # how often the leader looks (lease_seconds / 5)
-        a.public.kick()  # let its worker start waiting with the short interval
+        a.part(PublicStatus).poll_seconds = 0.05  # how often the leader looks (lease_seconds / 5)
+        a.part(PublicStatus).kick()  # let its worker start waiting with the short interval
         await say(b, DECLARE)  # b's kick reaches only b, which does not send
         await asyncio.wait_for(page.created.wait(), 10)
         for _ in range(200):

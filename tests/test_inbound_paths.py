@@ -19,6 +19,7 @@ import pytest
 from chatopsd.core.messages import Actor, Destination, Inbound, Priority, Reply, Sent
 from chatopsd.core.ports import AuditEntry
 from chatopsd.features.approvals.service import ApprovalService
+from chatopsd.features.incidents.store import SqlIncidentStore
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, texts
 
@@ -53,8 +54,8 @@ _ids = itertools.count(1)
 async def declare(rig: OpsRig, title: str) -> tuple[str, str]:
     """A fresh SEV-3 incident declared by alice in ops; its id and its announcement's id."""
     await rig.say("alice", f'!incident declare --sev 3 "{title}"')
-    newest = max(await rig.app.incident_store.open(), key=lambda i: i.id)
-    [announce] = await rig.app.incident_store.messages(newest.id, "announce")
+    newest = max(await rig.app.part(SqlIncidentStore).open(), key=lambda i: i.id)
+    [announce] = await rig.app.part(SqlIncidentStore).messages(newest.id, "announce")
     return newest.id, announce.message_id
 
 
@@ -93,7 +94,7 @@ async def test_every_inbound_kind_gets_the_same_decision_and_audit_row(rig: OpsR
             event = inbound(kind, Actor(role, role), channel, incident, message_id)
             await rig.app.bus.handle(event)
             await rig.settle()
-            found = await rig.app.incident_store.get(incident)
+            found = await rig.app.part(SqlIncidentStore).get(incident)
             assert found is not None
             rows = [r for r in await rig.app.audit.since(None) if r.event_id == event.event_id]
             seen = {"sev": found.sev, "audit": [row_shape(r) for r in rows]}
@@ -131,7 +132,7 @@ async def test_bot_reactions_never_count(rig: OpsRig) -> None:
         )
     )
     await rig.settle()
-    found = await rig.app.incident_store.get(incident)
+    found = await rig.app.part(SqlIncidentStore).get(incident)
     assert found is not None and found.sev == "SEV-3"
     assert not [r for r in await rig.app.audit.since(None) if r.event_id == "rb"]
 

@@ -10,6 +10,7 @@ from pathlib import Path
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
+from chatopsd.features.incidents.commands import IncidentHandler
 from tests.conftest import FakeClock, make_config
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -50,7 +51,7 @@ async def test_app_wires_incidents_and_they_survive_a_restart(
     [ack] = await app.bus.handle(ev("!incident ack", 2, thread=str(announcement["message_id"])))
     assert ack.text == "INC-2026-0001 acknowledged by alice."
     clock.advance(11 * 60)
-    assert await app.incidents.pulse() == 1
+    assert await app.part(IncidentHandler).pulse() == 1
     await app.stop()
 
     app = App(cfg, clock=clock, io=Io(stdin=io.StringIO(""), stdout=io.StringIO()))
@@ -58,7 +59,7 @@ async def test_app_wires_incidents_and_they_survive_a_restart(
     [listing] = await app.bus.handle(ev("!incident list", 3))
     assert listing.fields[0][0] == "INC-2026-0001 [SEV-1] Checkout down"
     assert listing.fields[0][1].startswith("acknowledged, commander alice")
-    assert await app.incidents.pulse() == 0  # already reminded in this quiet period
+    assert await app.part(IncidentHandler).pulse() == 0  # already reminded in this quiet period
     [declared] = await app.bus.handle(ev("!incident declare second one", 4))
     assert declared.text.startswith("INC-2026-0002 declared (SEV-3)")
     await app.stop()
@@ -104,11 +105,11 @@ async def test_ic_page_inside_the_incident_thread_links_the_pagerduty_incident(
     assert "Paged" in paged.text  # the page itself is unchanged
     [status] = await app.bus.handle(ev("!incident status INC-2026-0001", 3))
     assert ("PagerDuty", "https://example.invalid/incidents/DEMO0001") in status.fields
-    timeline = await app.incidents.store.timeline("INC-2026-0001")
+    timeline = await app.part(IncidentHandler).store.timeline("INC-2026-0001")
     assert timeline[-1].kind == "paged" and "PagerDuty DEMO0001" in timeline[-1].text
     # paging from a channel that is no incident's links nothing
     await app.bus.handle(ev("!ic page", 4))
-    assert len(await app.incidents.store.timeline("INC-2026-0001")) == len(timeline)
+    assert len(await app.part(IncidentHandler).store.timeline("INC-2026-0001")) == len(timeline)
 
 
 async def test_escalating_a_sev1_says_it_is_already_the_highest(

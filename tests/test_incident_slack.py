@@ -75,7 +75,7 @@ def status_ts(fake: FakeSlack, channel: str) -> str:
 
 
 async def test_connector_offers_channel_admin(app: App) -> None:
-    admin: object = app._channel_admin("slack")
+    admin: object = app.capabilities.channel_admin("slack")
     assert admin is app.outbox.connectors["slack"]
     assert isinstance(app.outbox.connectors["slack"], ChannelAdmin)
 

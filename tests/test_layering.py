@@ -20,7 +20,6 @@ PACKAGE = Path(__file__).resolve().parent.parent / "chatopsd"
 # the feature that owns each.
 HANDLER_STORE_ALLOWLIST: set[tuple[str, str]] = {
     ("core/ports.py", "chatopsd.features.approvals.rules"),
-    ("core/ports.py", "chatopsd.features.incidents.rules"),
     ("core/ports.py", "chatopsd.features.oncall.handoff_rules"),
     ("core/ports.py", "chatopsd.features.status.stalking_rules"),
 }

@@ -10,8 +10,9 @@ import asyncpg
 import pytest
 
 from chatopsd import cli
-from chatopsd.core.ports import AuditEntry, Home
+from chatopsd.core.ports import AuditEntry
 from chatopsd.features.incidents import rules as core
+from chatopsd.features.incidents.api import Home
 from chatopsd.features.incidents.rules import TimelineEntry
 from chatopsd.features.incidents.store import SqlIncidentStore
 from chatopsd.features.status.stalking_rules import Stalker

@@ -17,6 +17,7 @@ import pytest
 from chatopsd.app import App, Io
 from chatopsd.core.errors import UsageError
 from chatopsd.core.messages import Actor, Inbound, Reply
+from chatopsd.features.incidents.store import SqlIncidentStore
 from chatopsd.features.pagerduty.commands import parse_duration
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
@@ -260,7 +261,7 @@ async def test_incident_page_lands_in_the_incident_timeline(app: App, pd: FakePa
     declared = text_of(await say(app, '!incident declare --sev 2 "Checkout broken"'))
     assert "INC-" in declared
     incident_id = declared[declared.index("INC-") :].split()[0].rstrip(".:,")
-    home = await app.incident_store.home(incident_id)
+    home = await app.part(SqlIncidentStore).home(incident_id)
     assert home is not None
     event = Inbound(
         "console",
@@ -274,7 +275,7 @@ async def test_incident_page_lands_in_the_incident_timeline(app: App, pd: FakePa
     assert "Paged Alan Turing as grace@example.com" in paged
     assert pd.incidents[-1]["assignees"] == ["PALAN"]
     assert ("POST", "/incidents", "grace@example.com") in pd.writes
-    timeline = [e.text for e in await app.incident_store.timeline(incident_id)]
+    timeline = [e.text for e in await app.part(SqlIncidentStore).timeline(incident_id)]
     assert any("paged Alan Turing" in t for t in timeline), timeline
 
 
@@ -343,7 +344,7 @@ async def test_incident_escalate_page_pages_a_team_and_a_person_into_the_timelin
     assert pd.incidents[-1]["assignees"] == ["PBAR"]
     paged = text_of(await say(app, f"!incident escalate {incident_id} SEV-2 --page linus"))
     assert "escalated SEV-3 → SEV-2" in paged and "Paged Linus Torvalds" in paged
-    timeline = [e.text for e in await app.incident_store.timeline(incident_id)]
+    timeline = [e.text for e in await app.part(SqlIncidentStore).timeline(incident_id)]
     assert any("paged Barbara Liskov" in t for t in timeline), timeline
     assert any("paged Linus Torvalds" in t for t in timeline), timeline
     assert [w[2] for w in pd.writes] == ["grace@example.com", "grace@example.com"]

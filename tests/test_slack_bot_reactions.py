@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App
+from chatopsd.features.incidents.store import SqlIncidentStore
 from tests.conftest import FakeClock
 from tests.fakes import slack as slack_fake
 from tests.fakes.slack import FakeSlack
@@ -63,12 +64,12 @@ async def react(fake: FakeSlack, user: str, ts: str, n: int) -> None:
 async def test_only_people_react_an_incident_up(app: App, fake: FakeSlack) -> None:
     await fake.event(fake.message('!incident declare --sev 3 "db slow"'))
     await fake.wait_for(lambda: any("declared" in str(p.get("text")) for p in fake.posts()))
-    [incident] = await app.incident_store.open()
-    [announce] = await app.incident_store.messages(incident.id, "announce")
+    [incident] = await app.part(SqlIncidentStore).open()
+    [announce] = await app.part(SqlIncidentStore).messages(incident.id, "announce")
 
     await react(fake, OTHER_BOT, announce.message_id, 1)
     await settle(fake)
-    still = await app.incident_store.get(incident.id)
+    still = await app.part(SqlIncidentStore).get(incident.id)
     assert still is not None and still.sev == "SEV-3"
 
     await react(fake, "U2", announce.message_id, 2)
@@ -83,7 +84,7 @@ async def test_only_people_react_an_incident_up(app: App, fake: FakeSlack) -> No
     await fake.wait_for(
         lambda: any(m == "users.info" and a.get("user") == OTHER_BOT for m, a, _ in fake.calls)
     )
-    raised = await app.incident_store.get(incident.id)
+    raised = await app.part(SqlIncidentStore).get(incident.id)
     assert raised is not None and raised.sev == "SEV-2"  # one step: the bot's did not count
     rows = [r for r in await app.audit.since(None) if r.kind == "reaction"]
     assert [(r.actor, r.command, r.outcome) for r in rows] == [("U2", "incident escalate", "ok")]
@@ -93,20 +94,20 @@ async def test_a_reactor_slack_could_not_look_up_does_not_count(app: App, fake: 
     """users.info failed for the reactor: not known to be a person, so not a vote."""
     await fake.event(fake.message('!incident declare --sev 3 "db slow"'))
     await fake.wait_for(lambda: any("declared" in str(p.get("text")) for p in fake.posts()))
-    [incident] = await app.incident_store.open()
-    [announce] = await app.incident_store.messages(incident.id, "announce")
+    [incident] = await app.part(SqlIncidentStore).open()
+    [announce] = await app.part(SqlIncidentStore).messages(incident.id, "announce")
     fake.user_failures.add("U0CAROL")
     await react(fake, "U0CAROL", announce.message_id, 3)
     await fake.wait_for(lambda: ("users.info", {"user": "U0CAROL"}) in [c[:2] for c in fake.calls])
     await settle(fake)
     await fake.wait_for(lambda: not app.bus.in_flight)
-    still = await app.incident_store.get(incident.id)
+    still = await app.part(SqlIncidentStore).get(incident.id)
     assert still is not None and still.sev == "SEV-3"
     assert [r for r in await app.audit.since(None) if r.kind == "reaction"] == []
     fake.user_failures.clear()
     await react(fake, "U0CAROL", announce.message_id, 4)  # looked up now: a person
     for _ in range(500):
-        raised = await app.incident_store.get(incident.id)
+        raised = await app.part(SqlIncidentStore).get(incident.id)
         if raised is not None and raised.sev == "SEV-2":
             break
         await asyncio.sleep(0.01)

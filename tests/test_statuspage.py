@@ -16,6 +16,8 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, Reply
+from chatopsd.features.incidents.commands import IncidentHandler
+from chatopsd.features.statuspage.commands import PublicStatus
 from tests.conftest import FakeClock, make_config
 from tests.fakes.statuspage import API_KEY, PAGE_ID, FakeStatuspage
 
@@ -86,7 +88,7 @@ async def say(app: App, text: str) -> Reply:
 async def tick(app: App, clock: FakeClock, seconds: float = 1.0) -> None:
     """Let `seconds` pass and send whatever the queue has due."""
     clock.advance(seconds)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
 
 
 async def audit_rows(app: App) -> list[tuple[str, str]]:
@@ -117,7 +119,7 @@ async def test_sev1_is_auto_published_and_follows_the_lifecycle(
 ) -> None:
     reply = await say(app, DECLARE)
     assert reply.text.startswith(f"{INC} declared (SEV-1)")
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     [created] = page.calls("POST")
     incident = created["incident"]
     # published automatically, so under the configured public name, not the internal title
@@ -139,7 +141,7 @@ async def test_sev1_is_auto_published_and_follows_the_lifecycle(
         "body": "We found the cause, fixing",
         "deliver_notifications": True,
     }
-    timeline = await app.incidents.store.timeline(INC)
+    timeline = await app.part(IncidentHandler).store.timeline(INC)
     assert timeline[-1].text == "rolled back v2"
 
     # an internal update sends nothing
@@ -151,7 +153,7 @@ async def test_sev1_is_auto_published_and_follows_the_lifecycle(
     await say(app, f'!incident update {INC} --public "Payments recovering in EU"')
     await tick(app, clock)
     assert page.calls("PATCH")[-1]["incident"]["body"] == "Payments recovering in EU"
-    assert (await app.incidents.store.timeline(INC))[
+    assert (await app.part(IncidentHandler).store.timeline(INC))[
         -1
     ].text == "(public) Payments recovering in EU"
 
@@ -190,10 +192,10 @@ async def test_the_rate_limit_spaces_calls_one_second_apart(
     app: App, page: FakeStatuspage, clock: FakeClock
 ) -> None:
     await say(app, DECLARE)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     await say(app, f'!incident update {INC} --public "one"')
     await say(app, f'!incident update {INC} --public "two"')
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert page.hits == 1  # the second call waits for the key's next second
     await tick(app, clock, 0.5)
     assert page.hits == 1
@@ -207,7 +209,7 @@ async def test_manual_publish_with_components_and_message(
     app: App, page: FakeStatuspage, clock: FakeClock
 ) -> None:
     await say(app, '!incident declare --sev 2 "Slow checkout"')
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert page.hits == 0  # SEV-2 is not auto-published
     bad = await say(app, f"!incident publish {INC} --components payments,nope")
     assert "unknown status page component nope" in bad.text
@@ -215,7 +217,7 @@ async def test_manual_publish_with_components_and_message(
         app, f'!incident publish {INC} --components payments,api "Checkout is slow for some"'
     )
     assert reply.text == f"{INC} queued for the status page (investigating)."
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     [created] = page.calls("POST")
     assert created["incident"]["body"] == "Checkout is slow for some"
     assert created["incident"]["components"] == {
@@ -231,7 +233,7 @@ async def test_manual_publish_never_shows_the_internal_title_unless_typed(
 ) -> None:
     await say(app, '!incident declare --sev 2 "db-7 primary lost: bad migration" --service api')
     await say(app, f"!incident publish {INC}")
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     [created] = page.calls("POST")
     assert created["incident"]["name"] == "Service disruption: api"
     assert "db-7" not in str(created)
@@ -248,7 +250,7 @@ async def test_unpublish_stops_further_updates(
     app: App, page: FakeStatuspage, clock: FakeClock
 ) -> None:
     await say(app, DECLARE)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     reply = await say(app, f"!incident unpublish {INC}")
     assert reply.text.startswith(f"{INC}: no further status page updates.")
     await say(app, f'!incident update {INC} --public "should not go out"')
@@ -268,7 +270,7 @@ async def test_slow_down_waits_for_retry_after(
 ) -> None:
     page.fault, page.retry_after = code, "7"
     await say(app, DECLARE)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert page.hits == 1 and page.calls("POST") == []
     assert "queued; last attempt failed: HTTP " + code in await status_field(app)
     told = await said(app)
@@ -289,7 +291,7 @@ async def test_slow_down_without_retry_after_backs_off(
 ) -> None:
     page.fault, page.fault_times = "429-bare", 2
     await say(app, DECLARE)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     await tick(app, clock, 2)  # first backoff: 2 s
     assert page.hits == 2
     await tick(app, clock, 3)
@@ -302,7 +304,7 @@ async def test_a_500_is_said_audited_and_retried_in_order(
     app: App, page: FakeStatuspage, clock: FakeClock
 ) -> None:
     await say(app, DECLARE)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     page.fault = "500"
     await say(app, f'!incident update {INC} --public "first"')
     await say(app, f'!incident update {INC} --public "second"')
@@ -327,7 +329,7 @@ async def test_a_lost_answer_does_not_create_a_second_page_incident(
 ) -> None:
     page.fault = fault
     await say(app, DECLARE)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert (await audit_rows(app))[0][1].startswith("failed:")
     await tick(app, clock, 2)
     # badjson: created but the answer was lost, so the retry finds it by our metadata;
@@ -346,14 +348,14 @@ async def test_the_queue_survives_a_restart(
     app = await start(cfg, clock)
     page.fault = "500"
     await say(app, DECLARE)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert page.calls("POST") == []
     await app.stop()
 
     clock.advance(2)
     app = await start(cfg, clock)
     try:
-        await app.public.drain()
+        await app.part(PublicStatus).drain()
         assert len(page.calls("POST")) == 1
         assert await status_field(app) == "investigating https://stspg.io/fake1"
     finally:
@@ -379,11 +381,11 @@ async def test_escalation_publishes_or_raises_the_impact(
 ) -> None:
     await say(app, '!incident declare --sev 3 "Slow API" --service payments')
     await say(app, '!incident declare --sev 2 "Checkout errors" --service payments')
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert page.hits == 0
     # INC-1 escalated to SEV-1: in auto_publish, so it is published now
     await say(app, f"!incident escalate {INC} SEV-1")
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     [created] = page.calls("POST")
     assert created["incident"]["impact_override"] == "critical"
     # INC-2 published by hand, then escalated: the page's impact and components follow
@@ -427,7 +429,7 @@ async def test_a_lost_answer_to_an_update_does_not_post_it_twice(
     app: App, page: FakeStatuspage, clock: FakeClock
 ) -> None:
     await say(app, DECLARE)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     page.fault = "badjson"  # the update is made, its answer is lost
     await say(app, f'!incident update {INC} --public "Fix deployed"')
     await tick(app, clock)
@@ -452,7 +454,7 @@ async def test_a_daemon_stopped_mid_create_does_not_create_twice(
 
     app = await start(cfg, clock)
     try:
-        await app.public.drain()
+        await app.part(PublicStatus).drain()
         assert len(page.incidents) == 1  # found again by our metadata, not created twice
         assert await status_field(app) == "investigating https://stspg.io/fake1"
         await say(app, f"!incident resolve {INC} fixed")
@@ -479,7 +481,7 @@ async def test_a_bad_key_is_said_without_the_key(
     app = await start(config(tmp_path, page, api_key="sp-wrong-key-1234"), clock, out)
     try:
         await say(app, DECLARE)
-        await app.public.drain()
+        await app.part(PublicStatus).drain()
         [(command, outcome)] = await audit_rows(app)
         assert command == "statuspage create"
         assert outcome.startswith("failed: HTTP 401 (error) from Statuspage POST")
@@ -498,7 +500,7 @@ async def test_internal_text_never_rides_along_with_public_text(
     app: App, page: FakeStatuspage, clock: FakeClock
 ) -> None:
     await say(app, DECLARE)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     # the leak: internal words typed after the quoted public text are refused, not published
     refused = await say(
         app,
@@ -517,7 +519,7 @@ async def test_internal_text_never_rides_along_with_public_text(
     await tick(app, clock, 5)
     assert [c["incident"].get("body") for c in page.calls("PATCH")] == ["We are on it"]
     assert "ACME" not in str(page.requests)
-    timeline = [e.text for e in await app.incidents.store.timeline(INC)]
+    timeline = [e.text for e in await app.part(IncidentHandler).store.timeline(INC)]
     assert timeline[-2:] == [
         "ACME --public key leaked in logs",
         'rotate the ACME key, --public "later"',
@@ -621,7 +623,7 @@ async def test_auto_publish_shows_the_public_title_not_the_internal_one(
             app,
             f'!incident declare --sev 1 "db-7 disk full, ACME creds rotated" --service {service}',
         )
-        await app.public.drain()
+        await app.part(PublicStatus).drain()
         [created] = page.calls("POST")
         assert created["incident"]["name"] == name
         if template != "{title}":
@@ -649,7 +651,7 @@ async def test_a_key_statuspage_quotes_back_reaches_neither_chat_nor_the_audit_t
     try:
         page.fault = "echo-auth"  # a 400 whose body quotes our Authorization header
         await say(app, DECLARE)
-        await app.public.drain()
+        await app.part(PublicStatus).drain()
         [(command, outcome)] = await audit_rows(app)
         assert command == "statuspage create"
         assert outcome.startswith("failed: HTTP 400 (error) from Statuspage POST")
@@ -672,10 +674,10 @@ async def test_publish_takes_a_quoted_message_whole_and_nothing_after_it(
         app, f'!incident publish {INC} "Checkout is slow" internal: ACME key in the logs'
     )
     assert refused.text.startswith("nothing may follow the quoted message")
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert page.hits == 0
     await say(app, f'!incident publish {INC} "Checkout is slow" --components payments')
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     [created] = page.calls("POST")
     assert created["incident"]["body"] == "Checkout is slow"
     assert "ACME" not in str(page.requests)

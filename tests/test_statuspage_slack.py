@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App
+from chatopsd.features.incidents.commands import IncidentHandler
+from chatopsd.features.statuspage.commands import PublicStatus
 from tests.conftest import FakeClock, make_config
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fakes.statuspage import API_KEY, PAGE_ID, FakeStatuspage
@@ -90,7 +92,7 @@ async def test_incident_on_slack_with_status_page_bridge_followups_and_a_pin(
     assert fake.ts_of(bridge) in fake.pins[channel]
 
     # SEV-1: published without anyone asking; the pinned status shows the link
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     [created] = page.calls("POST")
     assert created["incident"]["components"] == {"cmp_pay": "major_outage"}
     await fake.wait_for(
@@ -106,7 +108,7 @@ async def test_incident_on_slack_with_status_page_bridge_followups_and_a_pin(
     await say(
         fake, '!incident update --public "We are rolling back"', channel=channel, expect="updated"
     )
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     await fake.wait_for(
         lambda: any(
             p["channel"] == channel and "could not send the update (HTTP 500" in str(p["text"])
@@ -114,11 +116,11 @@ async def test_incident_on_slack_with_status_page_bridge_followups_and_a_pin(
         )
     )
     clock.advance(2)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert [c["incident"]["body"] for c in page.calls("PATCH")] == ["We are rolling back"]
     await say(fake, "!incident update internal only", channel=channel, expect="updated")
     clock.advance(5)
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert len(page.calls("PATCH")) == 1
 
     # 📌 on a message in the incident's channel: into the timeline
@@ -138,7 +140,7 @@ async def test_incident_on_slack_with_status_page_bridge_followups_and_a_pin(
             "Added to the timeline" in str(p.get("text")) for p in fake.posts("chat.postEphemeral")
         )
     )
-    timeline = await app.incidents.store.timeline(INC)
+    timeline = await app.part(IncidentHandler).store.timeline(INC)
     [pin] = [e for e in timeline if e.kind == "pinned"]
     assert pin.text == "📌 message 1700000000.000042" and pin.platform == "slack"
 
@@ -146,7 +148,7 @@ async def test_incident_on_slack_with_status_page_bridge_followups_and_a_pin(
         await say(fake, f"!incident followup add fix {n}", channel=channel, expect="follow-up")
     clock.advance(1)
     await say(fake, "!incident resolve rolled back", channel=channel, expect="resolved")
-    await app.public.drain()
+    await app.part(PublicStatus).drain()
     assert page.incidents["spinc1"]["status"] == "resolved"
     assert page.components["cmp_pay"] == "operational"
     await say(fake, "!incident close", channel=channel, expect="closed")

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
 from chatopsd.core.messages import Destination, Reply, Sent
 
@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from chatopsd.core.identity import Link, Profile
     from chatopsd.features.approvals.rules import Action, Person
     from chatopsd.features.approvals.rules import State as ApprovalState
-    from chatopsd.features.incidents.rules import Incident, TimelineEntry
     from chatopsd.features.oncall.handoff_rules import OwedPost, Step, Watched
     from chatopsd.features.status.stalking_rules import Stalker, StalkerKey
 
@@ -274,63 +273,6 @@ class IdentityLinks(Protocol):
     async def drop(self, platform: str, user_id: str) -> bool: ...
 
 
-@dataclass(frozen=True, slots=True)
-class Home:
-    """Where an incident's conversation happens: a channel of its own, or a thread."""
-
-    platform: str
-    channel: str
-    thread: str | None
-
-    @property
-    def destination(self) -> Destination:
-        return Destination(self.platform, self.channel, self.thread)
-
-
-class IncidentStore(Protocol):
-    """Incidents, their timelines, homes (channel or thread) and the messages we edit."""
-
-    async def create(
-        self, year: int, make: Callable[[str], tuple[Incident, TimelineEntry]]
-    ) -> Incident:
-        """Allocate the next id of `year`, build the incident with it, store it and its entry."""
-        ...
-
-    async def save(self, incident: Incident, entry: TimelineEntry) -> None: ...
-
-    async def change(
-        self, incident_id: str, step: Callable[[Incident], tuple[Incident, TimelineEntry]]
-    ) -> tuple[Incident, Incident] | None:
-        """Read-change-store in one transaction with the row locked: (before, after)."""
-        ...
-
-    async def get(self, incident_id: str) -> Incident | None: ...
-
-    async def open(self) -> list[Incident]: ...
-
-    async def timeline(self, incident_id: str) -> list[TimelineEntry]: ...
-
-    async def last_update(self, incident_id: str) -> TimelineEntry | None: ...
-
-    async def bind_home(self, incident_id: str, home: Home) -> None: ...
-
-    async def home(self, incident_id: str) -> Home | None: ...
-
-    async def is_open_incident_channel(self, platform: str, channel: str) -> bool: ...
-
-    async def incident_at(self, platform: str, channel: str, thread: str | None) -> str | None: ...
-
-    async def remember(self, incident_id: str, purpose: str, sent: Sent) -> None: ...
-
-    async def messages(self, incident_id: str, purpose: str) -> list[Sent]: ...
-
-    async def incident_for_message(self, platform: str, message_id: str) -> str | None: ...
-
-    async def last_pulse(self, incident_id: str) -> datetime | None: ...
-
-    async def mark_pulse(self, incident_id: str, at: datetime) -> None: ...
-
-
 class ApprovalStore(Protocol):
     """Approval and confirmation requests and their votes."""
 
@@ -574,147 +516,8 @@ def read_fence(lease: Lease | None) -> tuple[bool, int | None]:
     return lease.leader, token
 
 
-@dataclass(frozen=True, slots=True)
-class FollowUp:
-    """A follow-up action of an incident, and the ticket it became (issue 21)."""
-
-    incident_id: str
-    n: int
-    text: str
-    owner: str | None
-    added_by: str
-    added_at: datetime
-    done_at: datetime | None
-    export_state: str | None  # None | sending | sent
-    ticket_key: str | None
-    ticket_url: str | None
-
-
-class FollowUpStore(Protocol):
-    """Follow-ups per incident. Export is decided (`claim`) durably before the ticket is
-    created, so a crash or a second instance never creates it twice."""
-
-    async def add(
-        self, incident_id: str, text: str, owner: str | None, added_by: str, at: datetime
-    ) -> int:
-        """Store a follow-up; returns its number within the incident (unique across
-        instances)."""
-        ...
-
-    async def list(self, incident_id: str) -> list[FollowUp]: ...
-
-    async def get(self, incident_id: str, n: int) -> FollowUp | None: ...
-
-    async def done(self, incident_id: str, n: int, at: datetime) -> None: ...
-
-    async def claim(self, incident_id: str, n: int) -> bool:
-        """Decide to send it; False if it was already decided (here or by another instance)."""
-        ...
-
-    async def release(self, incident_id: str, n: int) -> None: ...
-
-    async def ticket_created(self, incident_id: str, n: int, key: str, url: str) -> None: ...
-
-
 class Superseded(Exception):
     """A fenced write was refused: the lease has a newer token, this instance no longer leads."""
-
-
-@dataclass(frozen=True, slots=True)
-class Publication:
-    """What one incident shows on the public status page (issue 21)."""
-
-    incident_id: str
-    page_incident_id: str | None
-    shortlink: str | None
-    status: str | None  # confirmed by the page
-    wanted: str  # last queued
-    components: tuple[str, ...]
-    unpublished: bool
-
-
-@dataclass(frozen=True, slots=True)
-class QueuedCall:
-    """A status page call still to make, from the durable queue."""
-
-    id: int
-    incident_id: str
-    action: str  # create | update
-    payload: dict[str, Any]
-    actor: str
-    actor_name: str
-    attempts: int
-    next_at: datetime
-    last_error: str | None
-    maybe_done: bool  # the last attempt may have taken effect (no clear answer, or a crash)
-
-
-class Publications(Protocol):
-    """Status page publications and the durable queue of calls still to make. Any instance
-    queues; only the lease holder sends, and its worker's writes take its fencing token
-    (`fence`): refused with Superseded once the token is no longer the lease's."""
-
-    async def get(self, incident_id: str) -> Publication | None: ...
-
-    async def start(
-        self,
-        incident_id: str,
-        components: list[str],
-        payload: dict[str, Any],
-        actor: tuple[str, str],
-        at: datetime,
-    ) -> None:
-        """Record the decision to publish and queue the create call, atomically."""
-        ...
-
-    async def queue_update(
-        self,
-        incident_id: str,
-        wanted: str,
-        payload: dict[str, Any],
-        actor: tuple[str, str],
-        at: datetime,
-    ) -> None: ...
-
-    async def unpublish(self, incident_id: str, at: datetime) -> int:
-        """Stop publishing and cancel what is still queued; returns how many were."""
-        ...
-
-    async def heads(self) -> list[QueuedCall]:
-        """The oldest pending call of each incident (calls of one incident go in order)."""
-        ...
-
-    async def pending_count(self, incident_id: str) -> int: ...
-
-    async def last_error(self, incident_id: str) -> str | None: ...
-
-    async def attempt_failed(
-        self,
-        call_id: int,
-        error: str,
-        retry_at: datetime,
-        maybe_done: bool,
-        *,
-        fence: int | None = None,
-    ) -> None: ...
-
-    async def note_attempt(self, call_id: int, *, fence: int | None = None) -> bool:
-        """The claim of a call, before its request goes out. False: no longer pending (do
-        not send); Superseded: the fence no longer holds (send nothing)."""
-        ...
-
-    async def succeeded(
-        self,
-        call: QueuedCall,
-        page_incident_id: str,
-        shortlink: str | None,
-        status: str,
-        at: datetime,
-        *,
-        fence: int | None = None,
-    ) -> None: ...
-
-    async def cancel(self, call_id: int, reason: str, at: datetime) -> None: ...
 
 
 @runtime_checkable

@@ -10,13 +10,26 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from chatopsd.features import approvals, help, intents, ops, status
+from chatopsd.features import (
+    approvals,
+    followups,
+    help,
+    incidents,
+    intents,
+    ops,
+    status,
+    statuspage,
+)
 
 if TYPE_CHECKING:
     from chatopsd.runtime import Install
 
 FEATURES: tuple[Install, ...] = (
     help.install,
+    incidents.install,  # the incident service: the status page, follow-ups and paging use it
+    statuspage.install,
+    followups.install,
+    incidents.install_bridge,  # after them: the bridge follows the lifecycle last
     approvals.install,  # ops, intents and `!pd link` ask for approvals
     ops.install,
     intents.install,

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from chatopsd.core.commands import Arg, CommandSpec, Handler
@@ -24,19 +24,18 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.outcome import Outcome
-from chatopsd.core.ports import (
-    AuditEntry,
-    AuditLog,
-    Clock,
-    FollowUp,
-    FollowUpStore,
-    Home,
-    ReplySink,
-)
+from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.core.values import whole_number
-from chatopsd.features.incidents.api import Change
-from chatopsd.features.incidents.commands import INCIDENT_ID, IncidentHandler, given
-from chatopsd.features.incidents.rules import Incident
+from chatopsd.features.followups.ports import FollowUp, FollowUpStore
+from chatopsd.features.incidents.api import (
+    INCIDENT_ID,
+    Change,
+    Home,
+    Incident,
+    IncidentService,
+    given,
+    usage,
+)
 
 if TYPE_CHECKING:  # the tracker module is loaded only when [tickets] is configured
     from chatopsd.features.followups.trackers import TicketDraft, Tracker
@@ -45,7 +44,6 @@ log = logging.getLogger("chatopsd.followups")
 # The commands that send follow-ups to the tracker (closing an incident does too)
 _EXPORTS = frozenset({("tickets",), ("followup", "retry")})
 
-Submit = Callable[[Inbound], object]
 
 # Reaction names as the platforms send them (Slack/Mattermost names, Discord's emoji itself).
 REACTION_COMMANDS: dict[str, str] = {
@@ -80,7 +78,7 @@ class FollowUps:
     def __init__(
         self,
         store: FollowUpStore,
-        incidents: IncidentHandler,
+        incidents: IncidentService,
         tracker: Tracker | None,
         outbox: ReplySink,
         audit: AuditLog,
@@ -97,12 +95,11 @@ class FollowUps:
         self.clock = clock
         self.labels = tuple(labels)
         self.incident_url = incident_url
-        self.submit: Submit | None = None  # the bus's submit, for reactions; set by app.py
         self._exporting = asyncio.Lock()
 
     @property
     def prefix(self) -> str:
-        return self.incidents.settings.prefix
+        return self.incidents.prefix
 
     def commands(self) -> list[CommandSpec]:
         def spec(path: tuple[str, ...], summary: str, handler: Handler, *args: Arg) -> CommandSpec:
@@ -157,14 +154,14 @@ class FollowUps:
         ]
 
     async def _find(self, call: Call) -> tuple[Incident, str]:
-        return await self.incidents._target(call.event, given(call), self.incidents._usage(call))
+        return await self.incidents.find(call.event, given(call), usage(call))
 
     # -- follow-ups --------------------------------------------------------------------------
 
     async def add(self, call: Call) -> Reply:
         incident, text = await self._find(call)
         if not text:
-            raise UsageError("say what to follow up", hint=self.incidents._usage(call))
+            raise UsageError("say what to follow up", hint=usage(call))
         owner = call.text("owner")
         n = await self.store.add(
             incident.id, text, owner, call.event.actor.display, self.clock.now()
@@ -189,7 +186,7 @@ class FollowUps:
     async def _numbered(self, call: Call) -> tuple[Incident, FollowUp]:
         incident, rest = await self._find(call)
         if not rest:
-            raise UsageError("which follow-up? give its number", hint=self.incidents._usage(call))
+            raise UsageError("which follow-up? give its number", hint=usage(call))
         found = await self.store.get(incident.id, _n(rest))
         if found is None:
             raise NotFound(
@@ -232,7 +229,7 @@ class FollowUps:
         lines: list[str] = []
         async with self._exporting:
             followups = await self.store.list(incident.id)
-            home = await self.incidents.store.home(incident.id)
+            home = await self.incidents.home(incident.id)
             for f in followups:
                 if f.done_at is not None or f.export_state == "sent":
                     continue
@@ -316,7 +313,7 @@ class FollowUps:
     async def pin(self, call: Call) -> Reply:
         incident, ref = await self._find(call)
         if not ref:
-            raise UsageError("which message? give its reference", hint=self.incidents._usage(call))
+            raise UsageError("which message? give its reference", hint=usage(call))
         await self._timeline(call.event, incident.id, "pinned", f"📌 message {ref}")
         return Reply(text=f"Added to the timeline of {incident.id}.", ephemeral=True)
 
@@ -325,16 +322,14 @@ class FollowUps:
             # no state check: follow-ups and pins are still written after close (postmortem)
             return i, kind, text
 
-        await self.incidents._change(event, incident_id, "", apply)
+        await self.incidents.change(event, incident_id, "", apply)
 
     async def reaction_command(self, event: Inbound) -> str | None:
         """📌/📝 in an incident's channel stand for commands; the bus runs them through the
         same middleware as typed ones (role, channel, rate limit, audit)."""
         if not event.message_id or event.text.strip(":").lower() not in REACTION_COMMANDS:
             return None
-        incident_id = await self.incidents.store.incident_at(
-            event.platform, event.channel, event.thread
-        )
+        incident_id = await self.incidents.incident_at(event.platform, event.channel, event.thread)
         if incident_id is None:
             return None  # a reaction elsewhere is not ours to act on
         return reaction_command(event.text, incident_id, event.message_id)
@@ -345,7 +340,7 @@ class FollowUps:
         if change.kind != "closed" or self.tracker is None:
             return
         lines = await self.export(change.incident, change.event)
-        home = await self.incidents.store.home(change.incident.id)
+        home = await self.incidents.home(change.incident.id)
         if home is not None:
             self.outbox.enqueue(
                 home.destination,

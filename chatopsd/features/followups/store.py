@@ -11,7 +11,7 @@ from __future__ import annotations
 import sqlite3
 from datetime import UTC, datetime
 
-from chatopsd.core.ports import FollowUp
+from chatopsd.features.followups.ports import FollowUp
 from chatopsd.store.db import Database
 
 _ADD = (

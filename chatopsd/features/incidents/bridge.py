@@ -1,5 +1,6 @@
 """`incidents.bridge_url`: the video bridge link, posted and pinned when an incident opens,
-and shown in its pinned status. An `IncidentHook`."""
+and shown in its pinned status. An `IncidentHook`, subscribed after the status page and the
+follow-ups: its link comes after their updates, and its line shows last in the status."""
 
 from __future__ import annotations
 
@@ -7,9 +8,8 @@ import logging
 from collections.abc import Callable, Sequence
 
 from chatopsd.core.messages import Priority, Reply
-from chatopsd.core.ports import ChannelAdmin, IncidentStore, ReplySink
-from chatopsd.features.incidents.api import Change
-from chatopsd.features.incidents.rules import Incident
+from chatopsd.core.ports import ChannelAdmin, ReplySink
+from chatopsd.features.incidents.api import Change, Incident, IncidentService
 
 log = logging.getLogger("chatopsd.incident")
 
@@ -18,12 +18,12 @@ class Bridge:
     def __init__(
         self,
         template: str,
-        store: IncidentStore,
+        incidents: IncidentService,
         outbox: ReplySink,
         channel_admin: Callable[[str], ChannelAdmin | None],
     ) -> None:
         self.template = template
-        self.store = store
+        self.incidents = incidents
         self.outbox = outbox
         self.channel_admin = channel_admin
 
@@ -34,7 +34,7 @@ class Bridge:
     async def changed(self, change: Change) -> None:
         if change.kind != "declared":
             return
-        home = await self.store.home(change.incident.id)
+        home = await self.incidents.home(change.incident.id)
         if home is None:
             return
         sent = await self.outbox.send(

@@ -10,37 +10,37 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import NamedTuple
 
 from chatopsd.config import IncidentsSection
 from chatopsd.core.bus import new_ref, short_cause
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
-from chatopsd.core.errors import NotFound, TransientSendError, UsageError, UserError
+from chatopsd.core.errors import TransientSendError, UsageError, UserError
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
-from chatopsd.core.ports import (
-    ChannelAdmin,
-    ChannelRefused,
-    Clock,
-    Home,
-    IncidentStore,
-    ReplySink,
-)
+from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
 from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.features.incidents import rules as core
-from chatopsd.features.incidents.api import Change, FollowUpRows, IncidentHook
-from chatopsd.features.incidents.rules import IllegalTransition, Incident, TimelineEntry
-from chatopsd.features.paging.api import PageResult
+from chatopsd.features.incidents.api import (
+    INCIDENT_ID,
+    STATUSPAGE_ROLE,
+    Change,
+    EscalationPager,
+    FollowUpRows,
+    Given,
+    Home,
+    given,
+    usage,
+)
+from chatopsd.features.incidents.ports import IncidentStore
+from chatopsd.features.incidents.rules import Incident, TimelineEntry
+from chatopsd.features.incidents.service import IncidentLifecycle
 
 log = logging.getLogger("chatopsd.incident")
 
 DEFAULT_SEVERITY = "SEV-3"
-# The role that may speak to customers: publish to the status page, or post --public text
-# (auth.command_roles overrides it per command, or per option: "incident update --public").
-STATUSPAGE_ROLE = "statuspage"
 # Reactions that act like the announcement's buttons (Mattermost has no buttons for us).
 REACTIONS: dict[str, str] = {
     "white_check_mark": "ack",
@@ -103,48 +103,6 @@ def _dedupe(dests: Sequence[Destination]) -> list[Destination]:
     return out
 
 
-class Given(NamedTuple):
-    """What a command named: the incident id if given first, and the typed tail after it."""
-
-    incident_id: str | None
-    rest: str
-
-    @classmethod
-    def of_text(cls, text: str) -> Given:
-        """For callers that hold plain text (a reaction's incident id, other handlers' rest
-        argument): an incident id first if there is one, then the rest."""
-        first, _, after = text.strip().partition(" ")
-        if _is_id(first):
-            return cls(first, after.strip())
-        return cls(None, text.strip())
-
-
-def _raw(call: Call) -> Given:
-    """The command's typed arguments: the optional leading id and its tail (whatever its name)."""
-    args = call.spec.args if call.spec else ()
-    tail = next((a.name for a in args if a.name != "id" and not a.option), None)
-    return Given(call.text("id"), (call.text(tail) or "") if tail else "")
-
-
-def _is_id(word: str) -> bool:
-    return core.parse_id(word) is not None
-
-
-# The optional leading incident id of every incident command (its own handlers' and the
-# status page / follow-up ones): binds only a word that is an incident id.
-INCIDENT_ID = Arg(
-    "id",
-    "INC id (optional inside the incident's channel or thread)",
-    required=False,
-    accepts=_is_id,
-)
-
-
-def given(call: Call) -> Given:
-    """The incident a command named (if it did) and its typed tail."""
-    return _raw(call)
-
-
 def _user_id(text: str) -> str:
     """A user as typed ("<@U123>", "@alice", "alice") → the id a platform can invite."""
     return text.strip().removeprefix("<").removesuffix(">").lstrip("@!")
@@ -160,21 +118,27 @@ class IncidentHandler:
         channel_admin: Callable[[str], ChannelAdmin | None],
         threads: Callable[[str], bool] = lambda _platform: True,
         times: Times = UTC_TIMES,
+        *,
+        lifecycle: IncidentLifecycle | None = None,
+        escalation: Callable[[], EscalationPager | None] = lambda: None,
+        followup_rows: Callable[[], FollowUpRows | None] = lambda: None,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.clock = clock
         self.settings = settings
         self.channel_admin = channel_admin
-        # `!incident escalate --page X` (issue 17): (call, target, incident id) -> reply
-        self.escalation_pager: Callable[[Call, str, str], Awaitable[Reply]] | None = None
         # Whether a platform shows threads apart from their channel (the console does not:
         # a "thread" there is the same stream, so posting to it as well prints twice).
         self.threads = threads
         self.times = times
-        # Features that follow the lifecycle (status page, follow-ups, bridge): app.py adds them.
-        self.hooks: list[IncidentHook] = []
-        self.followups: FollowUpRows | None = None
+        self.lifecycle = lifecycle or IncidentLifecycle(
+            store, outbox, clock, prefix=settings.prefix, times=times
+        )
+        # Provided by features installed later, found at call time: the pager behind
+        # `!incident escalate --page` (PagerDuty), and the postmortem's follow-up rows.
+        self.escalation = escalation
+        self.followup_rows = followup_rows
 
     def commands(self) -> list[CommandSpec]:
         # The id is optional inside an incident's channel or thread: a leading argument that
@@ -281,106 +245,6 @@ class IncidentHandler:
         """Where a message really shows: on a platform without threads, the channel."""
         return dest if self.threads(dest.platform) else Destination(dest.platform, dest.channel)
 
-    # -- finding the incident ----------------------------------------------------------------
-
-    async def _target(self, event: Inbound, raw: Given | str, usage: str) -> tuple[Incident, str]:
-        """The incident named (an id, or a command's Given), or the one whose channel or
-        thread this is; and the rest of the command."""
-        given = raw if isinstance(raw, Given) else Given.of_text(raw)
-        incident_id = core.parse_id(given.incident_id) if given.incident_id else None
-        rest = given.rest.strip()
-        if incident_id is None:
-            incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
-        if incident_id is None:
-            # With exactly one incident open there is nothing to ask, on any platform.
-            open_now = await self.store.open()
-            if len(open_now) == 1:
-                incident_id = open_now[0].id
-            else:
-                which = (
-                    f"{len(open_now)} are open ({', '.join(i.id for i in open_now[:5])}); "
-                    if open_now
-                    else ""
-                )
-                raise UsageError(
-                    f"which incident? {which}give its id (e.g. INC-2026-0001), or run this in "
-                    "the incident's channel",
-                    hint=usage,
-                )
-        found = await self.store.get(incident_id)
-        if found is None:
-            raise NotFound(
-                f"there is no incident {incident_id}",
-                hint=f"see {self.settings.prefix}incident list",
-            )
-        return found, rest
-
-    def _entry(self, event: Inbound, kind: str, text: str) -> TimelineEntry:
-        return TimelineEntry(
-            self.clock.now(), event.actor.display, event.platform, event.channel, kind, text
-        )
-
-    async def _change(
-        self,
-        event: Inbound,
-        raw: Given | str,
-        usage: str,
-        apply: Callable[[Incident, str], tuple[Incident, str, str]],
-        public: str | None = None,
-    ) -> tuple[Incident, Incident, str]:
-        """Find, change and store an incident with its timeline entry; refresh its status.
-
-        `apply(incident, rest)` returns (new incident, timeline kind, timeline text)."""
-        found, rest = await self._target(event, raw, usage)
-        said: list[tuple[str, str]] = []
-
-        def step(current: Incident) -> tuple[Incident, TimelineEntry]:
-            # decided on the incident as stored now (another instance may have changed it)
-            try:
-                after, kind, text = apply(current, rest)
-            except IllegalTransition as exc:
-                # the core's hints name commands without the prefix, which only we know
-                if exc.hint and exc.hint.startswith("incident "):
-                    exc.hint = f"{self.settings.prefix}{exc.hint}"
-                raise
-            said.append((kind, text))
-            return after, self._entry(event, kind, text)
-
-        changed = await self.store.change(found.id, step)
-        if changed is None:
-            raise NotFound(f"there is no incident {found.id}")
-        before, after = changed
-        kind, text = said[-1]
-        await self._notify(Change(after, kind, text, event, public))
-        await self._refresh_status(after)
-        return before, after, rest
-
-    async def _notify(self, change: Change) -> None:
-        for hook in self.hooks:
-            try:
-                await hook.changed(change)
-            except Exception:  # the change is stored: a follower's failure must not undo it
-                log.exception("incident hook %s failed on %s", type(hook).__name__, change.kind)
-
-    async def _status_reply(self, incident: Incident) -> Reply:
-        last = await self.store.last_update(incident.id)
-        reply = core.status(incident, last, self.clock.now(), self.times)
-        extra: list[tuple[str, str]] = []
-        for hook in self.hooks:
-            extra.extend(await hook.status_fields(incident))
-        return replace(reply, fields=reply.fields + tuple(extra)) if extra else reply
-
-    async def _refresh_status(self, incident: Incident) -> None:
-        reply = await self._status_reply(incident)
-        for sent in await self.store.messages(incident.id, "status"):
-            await self.outbox.edit(sent, reply)
-
-    async def refresh_status(self, incident_id: str) -> None:
-        """Re-render the pinned status (a hook's own state changed, e.g. published)."""
-        incident = await self.store.get(incident_id)
-        if incident is not None:
-            await self._refresh_status(incident)
-
     # -- declare -----------------------------------------------------------------------------
 
     async def declare(self, call: Call) -> Reply:
@@ -401,7 +265,9 @@ class IncidentHandler:
                 service=call.text("service"),
                 description=call.text("description"),
             )
-            return made, self._entry(event, "declared", f"declared {made.sev}: {made.title}")
+            return made, self.lifecycle.entry(
+                event, "declared", f"declared {made.sev}: {made.title}"
+            )
 
         incident = await self.store.create(now.year, make)
         origin = Destination(event.platform, event.channel, event.thread)
@@ -433,10 +299,14 @@ class IncidentHandler:
             ]
             if announced:
                 lines.append(f"Announced in {', '.join(announced)}.")
-            await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
+            await self.lifecycle.notify(
+                Change(incident, "declared", f"declared {incident.sev}", event)
+            )
             return Reply(text="\n".join(lines), priority=Priority.STATUS)
         await self.store.bind_home(incident.id, home)
-        status = await self.outbox.send(home.destination, await self._status_reply(incident))
+        status = await self.outbox.send(
+            home.destination, await self.lifecycle.status_reply(incident)
+        )
         if status is not None:
             await self.store.remember(incident.id, "status", status)
             admin = self.channel_admin(home.platform)
@@ -449,7 +319,7 @@ class IncidentHandler:
         threaded = self.threads(event.platform)
         if notes and home.thread is not None and threaded:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
-        await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
+        await self.lifecycle.notify(Change(incident, "declared", f"declared {incident.sev}", event))
         if name:
             where = f"Incident channel: #{name}"
         elif threaded:
@@ -505,7 +375,7 @@ class IncidentHandler:
             text = f"acknowledged{': ' + note if note else ''}"
             return core.transition(i, "ack", self.clock.now()), "acknowledged", text
 
-        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
+        _, after, _ = await self.lifecycle.change(call.event, given(call), usage(call), apply)
         return Reply(text=f"{after.id} acknowledged by {call.event.actor.display}.")
 
     async def update(self, call: Call) -> Reply:
@@ -515,34 +385,35 @@ class IncidentHandler:
         if public is not None:
             public = public.strip()
             if not public:
-                raise UsageError("the --public text is empty", hint=self._usage(call))
+                raise UsageError("the --public text is empty", hint=usage(call))
 
         def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
             if not note and public:
                 note = f"(public) {public}"
             if not note:
-                raise UsageError("say what changed", hint=self._usage(call))
+                raise UsageError("say what changed", hint=usage(call))
             return core.touch(i, "update", self.clock.now()), "update", note
 
-        _, after, _ = await self._change(
-            call.event, _raw(call), self._usage(call), apply, public=public
+        _, after, _ = await self.lifecycle.change(
+            call.event, given(call), usage(call), apply, public=public
         )
         return Reply(text=f"{after.id} updated; the pinned status shows it.")
 
     async def escalate(self, call: Call) -> Reply | list[Reply]:
-        given = _raw(call)
+        named = given(call)
         # a bad severity fails before the lock
-        sev = core.parse_severity(given.rest) if given.rest else None
+        sev = core.parse_severity(named.rest) if named.rest else None
         target = call.text("page")
         if target:  # --page: page through PagerDuty; the severity moves only if one is given
-            if self.escalation_pager is None:
+            pager = self.escalation()
+            if pager is None:
                 raise UsageError("paging from an incident needs the [pagerduty] section")
-            incident, _ = await self._target(call.event, given, self._usage(call))
-            replies = [await self.escalation_pager(call, target, incident.id)]
+            incident, _ = await self.lifecycle.find(call.event, named, usage(call))
+            replies = [await pager.escalation_page(call, target, incident.id)]
             if sev is not None:
-                replies.insert(0, await self._escalate(call.event, given, self._usage(call), sev))
+                replies.insert(0, await self._escalate(call.event, named, usage(call), sev))
             return replies
-        return await self._escalate(call.event, given, self._usage(call), sev)
+        return await self._escalate(call.event, named, usage(call), sev)
 
     async def _escalate(
         self, event: Inbound, raw: Given | str, usage: str, sev: int | None
@@ -551,7 +422,7 @@ class IncidentHandler:
             new = core.escalate(i, sev, self.clock.now())
             return new, "escalated", f"escalated {i.sev} → {new.sev}"
 
-        before, after, _ = await self._change(event, raw, usage, apply)
+        before, after, _ = await self.lifecycle.change(event, raw, usage, apply)
         announce = core.announcement(after, self.settings.prefix, self.times)
         already = await self.store.messages(after.id, "announce")
         for old in already:
@@ -580,14 +451,14 @@ class IncidentHandler:
     async def _role(self, call: Call, role: str) -> Reply:
         def apply(i: Incident, user: str) -> tuple[Incident, str, str]:
             if not user:
-                raise UsageError(f"say who is the {core.ROLES[role]}", hint=self._usage(call))
+                raise UsageError(f"say who is the {core.ROLES[role]}", hint=usage(call))
             return (
                 core.set_role(i, role, user, self.clock.now()),
                 "role",
                 f"{core.ROLES[role]}: {user}",
             )
 
-        _, after, user = await self._change(call.event, _raw(call), self._usage(call), apply)
+        _, after, user = await self.lifecycle.change(call.event, given(call), usage(call), apply)
         note = await self._invite(after, [_user_id(user)])
         return Reply(text=f"{core.ROLES[role]} of {after.id}: {user}.{note}")
 
@@ -604,10 +475,10 @@ class IncidentHandler:
         return await self._role(call, "scribe")
 
     async def join(self, call: Call) -> Reply:
-        return await self._join(call.event, _raw(call), self._usage(call))
+        return await self._join(call.event, given(call), usage(call))
 
     async def _join(self, event: Inbound, raw: Given | str, usage: str) -> Reply:
-        current, _ = await self._target(event, raw, usage)
+        current, _ = await self.lifecycle.find(event, raw, usage)
         said = f"{event.actor.display} joined"
         if any(
             e.kind == "joined" and e.text == said for e in await self.store.timeline(current.id)
@@ -622,7 +493,7 @@ class IncidentHandler:
                 f"{event.actor.display} joined",
             )
 
-        _, after, _ = await self._change(event, raw, usage, apply)
+        _, after, _ = await self.lifecycle.change(event, raw, usage, apply)
         note = await self._invite(after, [event.actor.id]) if event.platform else ""
         return Reply(text=f"{event.actor.display} joined {after.id}.{note}")
 
@@ -643,12 +514,10 @@ class IncidentHandler:
     async def resolve(self, call: Call) -> list[Reply]:
         def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
             if not note:
-                raise UsageError(
-                    "say what fixed it (it goes in the postmortem)", hint=self._usage(call)
-                )
+                raise UsageError("say what fixed it (it goes in the postmortem)", hint=usage(call))
             return core.transition(i, "resolve", self.clock.now(), note), "resolved", note
 
-        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
+        _, after, _ = await self.lifecycle.change(call.event, given(call), usage(call), apply)
         wrap = core.wrapup(after, await self.store.timeline(after.id), self.times)
         places: list[Destination] = []
         home = await self.store.home(after.id)
@@ -665,37 +534,16 @@ class IncidentHandler:
         def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
             return core.transition(i, "close", self.clock.now()), "closed", "closed"
 
-        _, after, _ = await self._change(call.event, _raw(call), self._usage(call), apply)
+        _, after, _ = await self.lifecycle.change(call.event, given(call), usage(call), apply)
         return Reply(
             text=f"{after.id} closed. Postmortem draft: {call.prefix}incident export {after.id}"
         )
 
-    async def link_page(
-        self, call: Call, result: PageResult, incident_id: str | None = None
-    ) -> None:
-        """`!ic page` succeeded: if it ran in an incident's channel or thread (or names the
-        incident), link the PagerDuty incident to ours (timeline, status and postmortem)."""
-        event = call.event
-        if incident_id is None:
-            incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
-        if incident_id is None:
-            return
-        names = ", ".join(p.name for p in result.paged) or "nobody"
-        text = f"paged {names}: PagerDuty {result.incident_id} {result.url}"
-
-        def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
-            return core.link_page(i, result.url, self.clock.now()), "paged", text
-
-        try:
-            await self._change(event, incident_id, "", apply)
-        except IllegalTransition as exc:
-            log.info("page not linked to %s: %s", incident_id, exc)
-
     # -- reading -----------------------------------------------------------------------------
 
     async def status(self, call: Call) -> Reply:
-        incident, _ = await self._target(call.event, _raw(call), self._usage(call))
-        return await self._status_reply(incident)
+        incident, _ = await self.lifecycle.find(call.event, given(call), usage(call))
+        return await self.lifecycle.status_reply(incident)
 
     async def list_open(self, call: Call) -> Reply:
         found = await self.store.open()
@@ -713,23 +561,21 @@ class IncidentHandler:
         return Reply(title=f"Open incidents ({len(found)})", fields=fields)
 
     async def timeline(self, call: Call) -> Reply:
-        incident, _ = await self._target(call.event, _raw(call), self._usage(call))
+        incident, _ = await self.lifecycle.find(call.event, given(call), usage(call))
         entries = await self.store.timeline(incident.id)
         return Reply(
             title=f"Timeline of {incident.id}", code=core.timeline_text(entries, self.times)
         )
 
     async def export(self, call: Call) -> Reply:
-        incident, _ = await self._target(call.event, _raw(call), self._usage(call))
+        incident, _ = await self.lifecycle.find(call.event, given(call), usage(call))
         entries = await self.store.timeline(incident.id)
-        rows = await self.followups.postmortem_rows(incident.id) if self.followups else ()
+        followups = self.followup_rows()
+        rows = await followups.postmortem_rows(incident.id) if followups is not None else ()
         return Reply(
             title=f"Postmortem draft for {incident.id}",
             code=core.postmortem(incident, entries, self.clock.now(), rows, self.times),
         )
-
-    def _usage(self, call: Call) -> str:
-        return f"usage: {call.spec.usage(call.prefix)}" if call.spec else ""
 
     # -- reactions (Mattermost's stand-in for buttons) ---------------------------------------
 

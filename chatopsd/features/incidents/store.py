@@ -13,7 +13,7 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 
 from chatopsd.core.messages import Destination, Sent
-from chatopsd.core.ports import Home
+from chatopsd.features.incidents.api import Home
 from chatopsd.features.incidents.rules import Incident, State, TimelineEntry, format_id
 from chatopsd.store.db import Database, Op, Row, Tx
 

@@ -40,17 +40,21 @@ from chatopsd.core.ports import (
     AuditLog,
     Clock,
     Lease,
-    Publications,
-    QueuedCall,
     ReplySink,
     Superseded,
     read_fence,
 )
 from chatopsd.core.retry import Backoff
-from chatopsd.features.incidents.api import Change
-from chatopsd.features.incidents.commands import STATUSPAGE_ROLE, IncidentHandler
-from chatopsd.features.incidents.rules import Incident, touch
+from chatopsd.features.incidents.api import (
+    STATUSPAGE_ROLE,
+    Change,
+    Incident,
+    IncidentService,
+    touch,
+    usage,
+)
 from chatopsd.features.statuspage import public_status as ps
+from chatopsd.features.statuspage.ports import Publications, QueuedCall
 
 if TYPE_CHECKING:  # the client module is loaded only when [statuspage] is configured
     from chatopsd.features.statuspage.atlassian import (
@@ -78,7 +82,7 @@ class PublicStatus:
     def __init__(
         self,
         store: Publications,
-        incidents: IncidentHandler,
+        incidents: IncidentService,
         client: StatuspageClient | None,
         outbox: ReplySink,
         audit: AuditLog,
@@ -173,8 +177,9 @@ class PublicStatus:
 
     async def publish(self, call: Call) -> Reply:
         self._need_client()
-        usage = self.incidents._usage(call)
-        incident, message = await self.incidents._target(call.event, _raw(call, "message"), usage)
+        incident, message = await self.incidents.find(
+            call.event, _raw(call, "message"), usage(call)
+        )
         names = [n.strip() for n in (call.text("components") or "").split(",") if n.strip()]
         ids, unknown = ps.components_for(incident, self.components, names)
         if unknown:
@@ -220,12 +225,11 @@ class PublicStatus:
         def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
             return i, "published", f"{how} on the status page"
 
-        await self.incidents._change(event, incident.id, "", apply)
+        await self.incidents.change(event, incident.id, "", apply)
         self.kick()
 
     async def unpublish(self, call: Call) -> Reply:
-        usage = self.incidents._usage(call)
-        incident, _ = await self.incidents._target(call.event, _raw(call, "rest"), usage)
+        incident, _ = await self.incidents.find(call.event, _raw(call, "rest"), usage(call))
         pub = await self.store.get(incident.id)
         if pub is None or pub.unpublished:
             raise UsageError(f"{incident.id} is not published")
@@ -234,7 +238,7 @@ class PublicStatus:
         def apply(i: Incident, _rest: str) -> tuple[Incident, str, str]:
             return i, "unpublished", "status page updates stopped"
 
-        await self.incidents._change(call.event, incident.id, "", apply)
+        await self.incidents.change(call.event, incident.id, "", apply)
         more = f" {dropped} queued call(s) dropped." if dropped else ""
         return Reply(
             text=f"{incident.id}: no further status page updates.{more} "
@@ -251,8 +255,8 @@ class PublicStatus:
         def apply(i: Incident, note: str) -> tuple[Incident, str, str]:
             return touch(i, "update", self.clock.now()), kind, note or kind
 
-        _, after, _ = await self.incidents._change(
-            call.event, _raw(call, "rest"), self.incidents._usage(call), apply
+        _, after, _ = await self.incidents.change(
+            call.event, _raw(call, "rest"), usage(call), apply
         )
         return Reply(text=f"{after.id}: {kind}.")
 
@@ -280,7 +284,7 @@ class PublicStatus:
                 await self._say(
                     incident.id,
                     f"{incident.id} is not on the status page, so the --public text was not "
-                    f"sent. Publish it first: {self.incidents.settings.prefix}incident publish",
+                    f"sent. Publish it first: {self.incidents.prefix}incident publish",
                 )
             return
         status = pub.wanted
@@ -479,7 +483,7 @@ class PublicStatus:
         await self.incidents.refresh_status(call.incident_id)
 
     async def _audit(self, call: QueuedCall, outcome: str, started: float) -> None:
-        home = await self.incidents.store.home(call.incident_id)
+        home = await self.incidents.home(call.incident_id)
         payload = call.payload
         summary = f"{call.incident_id} status={payload.get('status')}"
         if payload.get("body"):
@@ -507,7 +511,7 @@ class PublicStatus:
         )
 
     async def _say(self, incident_id: str, text: str) -> None:
-        home = await self.incidents.store.home(incident_id)
+        home = await self.incidents.home(incident_id)
         if home is not None:
             self.outbox.enqueue(home.destination, Reply(text=text, priority=Priority.STATUS))
 

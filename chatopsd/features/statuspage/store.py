@@ -17,8 +17,9 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from chatopsd.core.ports import Publication, QueuedCall, Superseded
+from chatopsd.core.ports import Superseded
 from chatopsd.features.status.store import fence_holds, write_fenced
+from chatopsd.features.statuspage.ports import Publication, QueuedCall
 from chatopsd.store.db import Database, Op, Tx
 
 
