@@ -16,7 +16,6 @@ import tempfile
 import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from chatopsd.features.status.stalkers import Stalking
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
@@ -25,6 +24,7 @@ from aiohttp import web
 from chatopsd.app import App, Io
 from chatopsd.config import Config
 from chatopsd.core.messages import Actor, Inbound
+from chatopsd.features.status.stalkers import Stalking
 
 
 class Clock:
