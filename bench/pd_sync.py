@@ -31,6 +31,7 @@ from chatopsd.core.messages import Actor, Destination, Inbound
 from chatopsd.features.pagerduty.cards import IncidentSync
 from chatopsd.features.pagerduty.cards_store import SqliteIncidentCards
 from chatopsd.features.pagerduty.incidents_api import PagerDutyIncidents
+from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 from tests.conftest import make_config
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty, FakeUser
 
@@ -104,12 +105,11 @@ async def started_jobs(app: App, *names: str) -> None:
     raise RuntimeError(f"start-up jobs {names} did not finish within 30 s")
 
 
-async def timed_poll(app: App, label: str) -> None:
-    assert app.pd_sync is not None and app.oncall_cache is not None
-    client = app.oncall_cache.client
+async def timed_poll(app: App, label: str, sync: IncidentSync | None = None) -> None:
+    client = app.part(OnCallCache).client
     before = client.requests
     started = time.perf_counter()
-    await app.pd_sync.poll()
+    await (sync or app.part(IncidentSync)).poll()
     await app.outbox.flush(60)
     ms = (time.perf_counter() - started) * 1000
     print(
@@ -120,7 +120,7 @@ async def timed_poll(app: App, label: str) -> None:
 
 async def measure(app: App, args: argparse.Namespace) -> None:
     await started_jobs(app, "pagerduty-refresh", "pagerduty-incidents")
-    assert app.pd_sync is not None
+    assert app.part(IncidentSync) is not None
     print(f"{args.incidents} open incidents over {args.services} services; RSS {rss_mib():.1f} MiB")
     # The job already ran once at start (the first-poll case is measured by first_poll).
     await timed_poll(app, "unchanged (steady state)")
@@ -169,9 +169,8 @@ async def first_poll(args: argparse.Namespace, port: int) -> None:
     )
     app = App(cfg, io=Io(stdin=io.StringIO(""), stdout=io.StringIO()))
     await app.start()
-    assert app.oncall_cache is not None
-    app.pd_sync = IncidentSync(
-        PagerDutyIncidents(app.oncall_cache.client),
+    sync = IncidentSync(
+        PagerDutyIncidents(app.part(OnCallCache).client),
         SqliteIncidentCards(app.db),
         app.kv,
         app.outbox,
@@ -181,7 +180,7 @@ async def first_poll(args: argparse.Namespace, port: int) -> None:
     )
     try:
         await started_jobs(app, "pagerduty-refresh")
-        await timed_poll(app, f"first ({args.incidents} new cards posted)")
+        await timed_poll(app, f"first ({args.incidents} new cards posted)", sync)
     finally:
         await app.stop()
 

@@ -20,7 +20,7 @@ from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
 from chatopsd.control import ControlServer, failing_jobs
 from chatopsd.core.bus import Bus, Middleware
-from chatopsd.core.commands import CommandProvider, Registry
+from chatopsd.core.commands import Registry
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.identity import configured_map
 from chatopsd.core.messages import Inbound
@@ -35,10 +35,6 @@ from chatopsd.core.middleware import (
 from chatopsd.core.ports import Clock, SystemClock
 from chatopsd.core.times import Times
 from chatopsd.features import FEATURES
-from chatopsd.features.incidents.api import INCIDENTS
-from chatopsd.features.paging import demo
-from chatopsd.features.paging.api import Directory, MemoryPageLog, PageLog, Pager, Person
-from chatopsd.features.paging.commands import IcHandler
 from chatopsd.ha import strategy
 from chatopsd.identity.service import IdentityService
 from chatopsd.identity.store import SqliteIdentityLinks
@@ -59,12 +55,6 @@ from chatopsd.systemd import Notifier, Watchdog
 if TYPE_CHECKING:
     import aiohttp
 
-    from chatopsd.features.oncall.handoffs import Handoffs
-    from chatopsd.features.oncall.reminders import Reminders
-    from chatopsd.features.oncall.shifts_store import ShiftCache
-    from chatopsd.features.oncall.swaps import SwapHandler
-    from chatopsd.features.pagerduty.cards import IncidentSync
-    from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 
 log = logging.getLogger("chatopsd")
 T = TypeVar("T")
@@ -130,11 +120,6 @@ class App:
         self._stopped = False
         self.features: list[Feature] = []
         self.jobs: dict[str, Callable[[], Awaitable[object]]] = {}  # by name, as scheduled
-        self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
-        self.handoffs: Handoffs | None = None  # handoff announcements (issue 18)
-        self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
-        self.reminders: Reminders | None = None  # shift reminders by DM (issue 18)
-        self.swaps: SwapHandler | None = None  # `!ic swap` requests (issue 18)
         # the configured tokens, kept out of chat and the audit trail as well as the logs
         self.secrets = redact.usable(config_mod.secrets_of(self.config))
 
@@ -169,7 +154,6 @@ class App:
         self.audit = SqlAuditLog(self.db, _audit_key(cfg), redact=self.redact_secrets)
         await self.audit.key_chain(self.clock.now())  # so `audit verify` can expect keyed rows
         self.kv = SqlKeyValue(self.db)
-        self.oncall_cache = await self._oncall_cache()
 
         connectors = self._connectors()
         self.outbox = Outbox({c.platform: c for c in connectors}, redact=self.redact_secrets)
@@ -208,12 +192,7 @@ class App:
         )
         for install in FEATURES:
             self._add(install(self.runtime, cfg))
-        self._handlers()
         self.bus.set_middleware(self.middleware())
-        if self.config.pagerduty is not None:
-            from chatopsd import oncall_compose
-
-            await oncall_compose.start(self)
         for feature in self.features:
             if feature.start is not None:
                 await feature.start()
@@ -365,113 +344,6 @@ class App:
             Started(self.ledger),
         ]
 
-    def _handlers(self) -> None:
-        directory, pager = self._oncall()
-        handlers: list[CommandProvider] = [
-            self._ic_handler(directory, pager),
-            *self._pagerduty_extras(),
-        ]
-        for handler in handlers:
-            for spec in handler.commands():
-                self.registry.add(spec)
-
-    def _ic_handler(self, directory: Directory, pager: Pager) -> IcHandler:
-        pd = self.config.pagerduty
-        page_log: PageLog = MemoryPageLog()  # the demo: nothing is really paged
-        if pd is not None:
-            from chatopsd.features.pagerduty.oncall_cache import SqlPageLog
-
-            page_log = SqlPageLog(self.db)
-        return IcHandler(
-            directory,
-            pager,
-            page_deadline=self._page_deadline(),
-            on_paged=self.services.get(INCIDENTS).link_page,
-            times=self.times,
-            clock=self.clock,
-            fallback=[
-                Person(f"fallback-{i}", c.name, phones=(c.phone,))
-                for i, c in enumerate(pd.fallback_contacts if pd is not None else [])
-            ],
-            page_log=page_log,
-            repage_window=pd.repage_window_seconds if pd is not None else 300.0,
-            services=self._services(),
-            identities=self.identities,
-        )
-
-    def _services(self) -> list[str]:
-        pd = self.config.pagerduty
-        return [s.name for s in pd.services] if pd is not None else []
-
-    def _pagerduty_extras(self) -> list[CommandProvider]:
-        """`!pd`, `!ic take/next/schedule/swap`, the incident poll, handoffs and reminders:
-        built only with a [pagerduty] section (they load the PagerDuty client and aiohttp,
-        which a console-only daemon never needs)."""
-        if self.config.pagerduty is None:
-            return []
-        from chatopsd import oncall_compose, pd_compose
-
-        return [*pd_compose.build(self), *oncall_compose.build(self)]
-
-    def _demo(self) -> bool:
-        """Demo data only for a console-only daemon: never show made-up people in a real chat."""
-        return not self.config.platforms
-
-    async def _oncall_cache(self) -> OnCallCache | None:
-        """The PagerDuty on-call cache (loaded from SQLite) and its refresh job."""
-        pd = self.config.pagerduty
-        if pd is None:
-            return None
-        from chatopsd.features.pagerduty.client import PagerDutyClient  # aiohttp: only when used
-        from chatopsd.features.pagerduty.oncall_cache import OnCallCache
-
-        cache = OnCallCache(
-            self.db,
-            PagerDutyClient(pd.api_url, pd.api_token.get_secret_value()),
-            self.clock,
-            schedules={
-                "ic": pd.ic_schedules,
-                "responders": pd.responder_schedules,
-                **{f"service:{s.name}": s.schedules for s in pd.services},
-            },
-            refresh_seconds=pd.refresh_seconds,
-        )
-        await cache.load()
-
-        async def follow() -> None:
-            # a follower re-reads what the leader's refresh wrote: on-call, then lookahead
-            from chatopsd import oncall_compose
-
-            await cache.load()
-            await oncall_compose.follow(self)
-
-        self._every(
-            Job("pagerduty-refresh", pd.refresh_seconds, cache.refresh_job, follower=follow)
-        )
-        return cache
-
-    def _page_deadline(self) -> float:
-        pd = self.config.pagerduty
-        return pd.page_deadline_seconds if pd is not None else 8.0
-
-    def _oncall(self) -> tuple[Directory, Pager]:
-        pd = self.config.pagerduty
-        if pd is not None and self.oncall_cache is not None:
-            from chatopsd.features.pagerduty.client import PagerDutyPager
-
-            # The client's own deadline is a little shorter than the handler's, so its
-            # specific error ("rate limited", "bad token") wins over a bare timeout.
-            pager = PagerDutyPager(
-                self.oncall_cache.client,
-                from_email=pd.from_email,
-                service_id=pd.service_id,
-                deadline=max(0.5, pd.page_deadline_seconds - 0.5),
-            )
-            return self.oncall_cache, pager
-        if self.config.pagerduty is None and self._demo():
-            return demo.DemoDirectory(self.clock), demo.DemoPager()
-        return demo.NotConfigured(), demo.NotConfigured()
-
     def _http(self) -> aiohttp.ClientSession:
         """One HTTP session (connection pool) shared by the integrations, made on first use,
         so a console-only daemon never loads aiohttp."""
@@ -544,9 +416,6 @@ class App:
         if outbox is not None:
             await outbox.close()
         await self._stop_features()
-        cache: OnCallCache | None = getattr(self, "oncall_cache", None)
-        if cache is not None:
-            await cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
         ha: strategy.Strategy | None = getattr(self, "ha", None)
@@ -576,8 +445,6 @@ class App:
             except Exception:
                 log.exception("closing %s failed", supervisor.platform)
         await self.outbox.close()
-        if self.oncall_cache is not None:
-            await self.oncall_cache.client.close()
         if self._http_session is not None:
             await self._http_session.close()
         await self.ha.stop()

@@ -26,12 +26,16 @@ from chatopsd.core.ports import Superseded
 from chatopsd.features.incidents import rules as core
 from chatopsd.features.incidents.rules import TimelineEntry
 from chatopsd.features.incidents.store import SqlIncidentStore
+from chatopsd.features.oncall.handoffs import Handoffs
 from chatopsd.features.oncall.shift_rules import Shift
+from chatopsd.features.oncall.shifts_store import ShiftCache
+from chatopsd.features.pagerduty.cards import IncidentSync
 from chatopsd.features.pagerduty.cards_store import (
     CLAIM_STALE_SECONDS,
     SqlClickClaims,
     SqliteIncidentCards,
 )
+from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 from chatopsd.features.status.stalkers import Stalking
 from chatopsd.features.statuspage.commands import PublicStatus
 from chatopsd.features.statuspage.store import SqlitePublications
@@ -394,16 +398,16 @@ async def run(step: Callable[[], Awaitable[None]], app: App) -> None:
 
 async def test_a_deposed_leaders_poll_posts_no_card(pd_pair: Pair, pd: FakePagerDuty) -> None:
     a, b = pd_pair.a, pd_pair.b
-    assert a.pd_sync is not None and b.pd_sync is not None
+    assert a.part(IncidentSync) is not None and b.part(IncidentSync) is not None
     pd.trigger("Database on fire", assignees=["PADA"])
     await supersede(a.db)
     assert a.lease.leader
-    await run(a.pd_sync.poll, a)
+    await run(a.part(IncidentSync).poll, a)
     assert cards_in(pd_pair.out["a"], "Database on fire") == 0
     assert await a.db.fetchall("SELECT 1 FROM pd_cards") == []  # nothing decided either
     await pd_pair.handover()
-    await run(b.pd_sync.poll, b)
-    await run(b.pd_sync.poll, b)
+    await run(b.part(IncidentSync).poll, b)
+    await run(b.part(IncidentSync).poll, b)
     assert cards_in(pd_pair.out["b"], "Database on fire") == 1
 
 
@@ -411,15 +415,15 @@ async def test_a_leader_deposed_between_decide_and_post_posts_nothing(
     pd_pair: Pair, pd: FakePagerDuty
 ) -> None:
     a, b = pd_pair.a, pd_pair.b
-    assert a.pd_sync is not None and b.pd_sync is not None
+    assert a.part(IncidentSync) is not None and b.part(IncidentSync) is not None
     pd.trigger("Database on fire", assignees=["PADA"])
-    await a.pd_sync.decide()  # decided while it led; the post is owed
+    await a.part(IncidentSync).decide()  # decided while it led; the post is owed
     await supersede(a.db)
-    await run(a.pd_sync.deliver, a)  # it wakes up and tries to post
+    await run(a.part(IncidentSync).deliver, a)  # it wakes up and tries to post
     assert cards_in(pd_pair.out["a"], "Database on fire") == 0
     await pd_pair.handover()
-    await run(b.pd_sync.poll, b)  # the owed card, posted once by the new leader
-    await run(b.pd_sync.poll, b)
+    await run(b.part(IncidentSync).poll, b)  # the owed card, posted once by the new leader
+    await run(b.part(IncidentSync).poll, b)
     assert cards_in(pd_pair.out["b"], "Database on fire") == 1
 
 
@@ -427,9 +431,9 @@ async def test_two_instances_clicking_at_once_make_one_pagerduty_write(
     pd_pair: Pair, pd: FakePagerDuty
 ) -> None:
     a, b = pd_pair.a, pd_pair.b
-    assert a.pd_sync is not None
+    assert a.part(IncidentSync) is not None
     pd.trigger("Queue backlog", assignees=["PADA"])
-    await run(a.pd_sync.poll, a)
+    await run(a.part(IncidentSync).poll, a)
     pd.gate = asyncio.Event()  # hold a's write in flight while b's click lands
     first = asyncio.ensure_future(say(a, "!pd ack PINC001", actor=GRACE))
     for _ in range(400):
@@ -451,10 +455,10 @@ async def test_pd_ack_mine_takes_the_click_claim_of_each_incident(
     """Grace acknowledges #1 on instance a while Ada's `!pd ack mine` runs on b: #1 gets one
     write (Grace's), #2 (nobody else's) is acknowledged by Ada."""
     a, b = pd_pair.a, pd_pair.b
-    assert a.pd_sync is not None
+    assert a.part(IncidentSync) is not None
     pd.trigger("Queue backlog", assignees=["PADA"])
     pd.trigger("Disk full", assignees=["PADA"])
-    await run(a.pd_sync.poll, a)
+    await run(a.part(IncidentSync).poll, a)
     pd.gate = asyncio.Event()  # hold the writes in flight
     first = asyncio.ensure_future(say(a, "!pd ack PINC001", actor=GRACE))
     for _ in range(400):
@@ -582,7 +586,7 @@ async def test_a_follower_never_pairs_old_shifts_with_a_new_refresh_time(
     a, b, _ = await two_apps(tmp_path, pg_url, clock, pagerduty=pd_section(pd, lookahead_days=7))
     try:
         await first_refresh(a)
-        assert a.shifts is not None and b.shifts is not None
+        assert a.part(ShiftCache) is not None and b.part(ShiftCache) is not None
         expected: dict[datetime, str] = {}
         rounds = 40
         start = clock.now()
@@ -591,27 +595,27 @@ async def test_a_follower_never_pairs_old_shifts_with_a_new_refresh_time(
         done = asyncio.Event()
 
         async def lead() -> None:
-            assert a.shifts is not None
+            assert a.part(ShiftCache) is not None
             try:
                 for i in range(1, rounds + 1):
                     pd.shifts["PIC1"] = [(people[i % 3], 1, MON8, MON8 + 2 * DAY)]
                     clock.advance(60)
-                    assert await a.shifts.refresh()
+                    assert await a.part(ShiftCache).refresh()
             finally:
                 done.set()
 
         leading = asyncio.ensure_future(lead())
         seen = 0
         while not done.is_set():
-            await b.shifts.load()
-            look = b.shifts.lookahead
+            await b.part(ShiftCache).load()
+            look = b.part(ShiftCache).lookahead
             if look.as_of in expected:
                 seen += 1
                 assert ic(look.shifts) == [expected[look.as_of]], look
         await leading
-        await b.shifts.load()
-        assert b.shifts.lookahead.as_of == start + timedelta(minutes=rounds)
-        assert ic(b.shifts.lookahead.shifts) == [people[rounds % 3]]
+        await b.part(ShiftCache).load()
+        assert b.part(ShiftCache).lookahead.as_of == start + timedelta(minutes=rounds)
+        assert ic(b.part(ShiftCache).lookahead.shifts) == [people[rounds % 3]]
         assert seen > 0
     finally:
         await b.stop()
@@ -640,7 +644,7 @@ async def test_a_deposed_leader_announces_no_handoff_and_the_next_one_announces_
     try:
         await first_refresh(a)
         await run_job(a, "pagerduty-refresh")  # the baseline, in order after the start-up one
-        assert a.handoffs is not None and a.oncall_cache is not None
+        assert a.part(Handoffs) is not None and a.part(OnCallCache) is not None
         pd.schedules["PIC1"] = ("IC Primary", [("PGRACE", 1), ("PALAN", 2)])
         await run_job(a, "pagerduty-refresh")  # seen once: not yet news
         if when == "before deciding":
@@ -649,12 +653,12 @@ async def test_a_deposed_leader_announces_no_handoff_and_the_next_one_announces_
             await run_job(a, "pagerduty-refresh")  # the second sighting would announce
             assert await a.db.fetchall("SELECT 1 FROM oncall_posts") == []  # nothing decided
         else:
-            await a.oncall_cache.refresh()
-            entries = [e for g in a.oncall_cache.snapshot.entries.values() for e in g]
-            await a.handoffs.decide(entries)  # decided while it led: the posts are owed
+            await a.part(OnCallCache).refresh()
+            entries = [e for g in a.part(OnCallCache).snapshot.entries.values() for e in g]
+            await a.part(Handoffs).decide(entries)  # decided while it led: the posts are owed
             assert len(await a.db.fetchall("SELECT 1 FROM oncall_posts")) == 2
             await supersede(a.db)
-            await a.handoffs.deliver()  # it wakes up and tries to post
+            await a.part(Handoffs).deliver()  # it wakes up and tries to post
             await run_job(a, "pagerduty-refresh")
             rows = await a.db.fetchall("SELECT sent, claimed_by FROM oncall_posts")
             assert [tuple(r) for r in rows] == [(None, None), (None, None)]  # none claimed

@@ -15,6 +15,8 @@ from chatopsd.app import App, Io
 from chatopsd.core.errors import JobFailed
 from chatopsd.features.oncall import handoff_rules as handoff
 from chatopsd.features.oncall.handoff_rules import Holders, Watched
+from chatopsd.features.oncall.handoffs import Handoffs
+from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 from chatopsd.features.paging.api import OnCall, Person
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
@@ -38,9 +40,9 @@ async def start(tmp_path: Path, pd: FakePagerDuty, clock: FakeClock, out: io.Str
 
 async def refresh(app: App) -> bool:
     """One scheduled refresh; False when it failed (the job raises JobFailed for health)."""
-    assert app.oncall_cache is not None
+    assert app.part(OnCallCache) is not None
     try:
-        await app.oncall_cache.refresh_job()
+        await app.part(OnCallCache).refresh_job()
     except JobFailed:
         return False
     return True
@@ -136,10 +138,10 @@ async def test_a_crash_between_deciding_and_posting_neither_loses_nor_duplicates
 ) -> None:
     grace_takes_over(pd)
     await refresh(app)
-    assert app.oncall_cache is not None and app.handoffs is not None
-    await app.oncall_cache.refresh()
-    entries = [e for g in app.oncall_cache.snapshot.entries.values() for e in g]
-    await app.handoffs.decide(entries)  # decided and durable; the daemon dies before posting
+    assert app.part(OnCallCache) is not None and app.part(Handoffs) is not None
+    await app.part(OnCallCache).refresh()
+    entries = [e for g in app.part(OnCallCache).snapshot.entries.values() for e in g]
+    await app.part(Handoffs).decide(entries)  # decided and durable; the daemon dies before posting
     await app.stop()
     assert "🔁" not in out.getvalue()
     second = io.StringIO()

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App
+from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOT, TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
@@ -52,8 +53,8 @@ async def app(
 
 
 async def refresh(app: App) -> None:
-    assert app.oncall_cache is not None
-    await app.oncall_cache.refresh_job()
+    assert app.part(OnCallCache) is not None
+    await app.part(OnCallCache).refresh_job()
 
 
 def direct(server: FakeMattermost) -> list[str]:

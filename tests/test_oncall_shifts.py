@@ -14,6 +14,8 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
+from chatopsd.features.oncall.shifts_store import ShiftCache
+from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
@@ -54,8 +56,8 @@ async def start(tmp_path: Path, pd: FakePagerDuty, clock: FakeClock, out: io.Str
 
 
 async def refresh(app: App) -> None:
-    assert app.oncall_cache is not None
-    await app.oncall_cache.refresh_job()
+    assert app.part(OnCallCache) is not None
+    await app.part(OnCallCache).refresh_job()
 
 
 @pytest.fixture
@@ -118,8 +120,8 @@ async def test_lookahead_is_cached_across_a_restart_and_an_outage_says_so(
     try:
         text = await say(app2, "!ic next")
         assert "Ada Lovelace until Tue 08:00, then Grace Hopper" in text, text
-        assert app2.shifts is not None
-        assert await app2.shifts.refresh() is False
+        assert app2.part(ShiftCache) is not None
+        assert await app2.part(ShiftCache).refresh() is False
         text = await say(app2, "!ic next")
         assert "Grace Hopper" in text and "PagerDuty unreachable since Mon 12:00" in text, text
     finally:

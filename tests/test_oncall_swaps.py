@@ -17,6 +17,8 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, Reply
+from chatopsd.features.oncall.shifts_store import ShiftCache
+from chatopsd.features.oncall.swaps import SwapHandler
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
@@ -65,7 +67,10 @@ async def app(
     await running.start()
     await first_refresh(running)
     for _ in range(500):  # the coming shifts are read right after the first refresh
-        if running.shifts is not None and running.shifts.lookahead.as_of is not None:
+        if (
+            running.part(ShiftCache) is not None
+            and running.part(ShiftCache).lookahead.as_of is not None
+        ):
             break
         await asyncio.sleep(0.01)
     yield running
@@ -119,8 +124,8 @@ async def test_an_untaken_request_expires_and_its_message_says_so(
     await say(app, "!ic swap 1h 2h", GRACE)
     clock.advance(3601)
     assert "expired" in await say(app, "!ic swap take 1", ADA)
-    assert app.swaps is not None
-    await app.swaps.sweep()
+    assert app.part(SwapHandler) is not None
+    await app.part(SwapHandler).sweep()
     await app.outbox.flush(timeout=2)
     assert "Swap #1: expired, nobody took it" in out.getvalue()
     assert pd.overrides == {}
@@ -137,7 +142,9 @@ async def test_only_a_window_the_requester_is_on_call_for_can_be_offered(
     assert "I can only see shifts until" in far
     unknown = await say(app, "!ic swap 1h 2h", NOBODY)  # no PagerDuty user to check
     assert "PagerDuty user" in unknown
-    assert app.swaps is not None and await app.swaps.store.get(1) is None  # nothing posted
+    assert (
+        app.part(SwapHandler) is not None and await app.part(SwapHandler).store.get(1) is None
+    )  # nothing posted
     # across her two back-to-back shifts: one window she holds throughout
     assert "Swap request #1 posted" in await say(app, "!ic swap 2026-11-24T06:00 4h", GRACE)
     assert pd.overrides == {}

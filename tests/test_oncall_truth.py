@@ -21,6 +21,7 @@ import pytest
 from chatopsd.app import App, Io
 from chatopsd.control import ControlServer, render_health, request
 from chatopsd.core.messages import Reply
+from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 from chatopsd.systemd import Notifier, Watchdog
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
@@ -41,7 +42,7 @@ def plain(replies: list[Reply]) -> str:
 
 async def first_failure(app: App) -> None:
     """Wait for the first (failing) refresh to be recorded."""
-    cache = app.oncall_cache
+    cache = app.part(OnCallCache)
     assert cache is not None
     pd_jobs = {j for j in app.scheduler.jobs if j.startswith("pagerduty-")}
     for _ in range(500):

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App, Io
+from chatopsd.features.pagerduty.cards import IncidentSync
 from tests.conftest import FakeClock, make_config
 from tests.fakes.discord import CHANNEL_ID, FakeDiscord, Recorded
 from tests.fakes.pagerduty import FakePagerDuty
@@ -74,8 +75,8 @@ async def test_discord_card_click_refused_until_linked_then_acts_as_the_person(
 ) -> None:
     log: list[Recorded] = []
     pd.trigger("Cache stampede", assignees=["PADA"])
-    assert app.pd_sync is not None
-    await app.pd_sync.poll()
+    assert app.part(IncidentSync) is not None
+    await app.part(IncidentSync).poll()
     card = await seen(fake, log, lambda r: "pd ack PINC001" in json.dumps(r.body))
     assert card.method == "POST" and card.path == f"/channels/{CHANNEL_ID}/messages"
     assert "PagerDuty #1: Cache stampede" in text_of(card)

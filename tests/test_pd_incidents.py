@@ -18,6 +18,7 @@ from chatopsd.app import App, Io
 from chatopsd.core.errors import UsageError
 from chatopsd.core.messages import Actor, Inbound, Reply
 from chatopsd.features.incidents.store import SqlIncidentStore
+from chatopsd.features.pagerduty.cards import IncidentSync
 from chatopsd.features.pagerduty.commands import parse_duration
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
@@ -87,8 +88,8 @@ def text_of(replies: list[Reply]) -> str:
 
 
 async def poll(app: App) -> None:
-    assert app.pd_sync is not None
-    await app.pd_sync.poll()
+    assert app.part(IncidentSync) is not None
+    await app.part(IncidentSync).poll()
     await app.outbox.flush(5)
 
 
@@ -285,8 +286,8 @@ async def test_a_restart_between_poll_and_post_neither_loses_nor_duplicates(
     first_out = io.StringIO()
     app = await start(tmp_path, pd, clock, first_out)
     pd.trigger("Half-way")
-    assert app.pd_sync is not None
-    await app.pd_sync.decide()  # polled and decided; the daemon dies before posting
+    assert app.part(IncidentSync) is not None
+    await app.part(IncidentSync).decide()  # polled and decided; the daemon dies before posting
     await app.stop()
     assert "Half-way" not in first_out.getvalue()
     second_out = io.StringIO()
@@ -308,9 +309,9 @@ async def test_a_restart_between_poll_and_post_neither_loses_nor_duplicates(
 
 async def test_poll_failure_is_reported_to_the_scheduler(app: App, pd: FakePagerDuty) -> None:
     pd.fault, pd.fault_path = "401", "/incidents"
-    assert app.pd_sync is not None
+    assert app.part(IncidentSync) is not None
     with pytest.raises(Exception, match="401"):
-        await app.pd_sync.poll()
+        await app.part(IncidentSync).poll()
 
 
 def test_durations() -> None:
@@ -394,7 +395,7 @@ async def test_a_poll_read_older_than_a_click_does_not_revert_the_card(
 ) -> None:
     pd.trigger("Slow reads")
     await poll(app)
-    sync = app.pd_sync
+    sync = app.part(IncidentSync)
     assert sync is not None
     now, stale = await sync._read()  # a poll reads PagerDuty: still triggered
     clock.advance(30)
@@ -408,13 +409,13 @@ async def test_malformed_or_rate_limited_poll_changes_nothing_and_fails(
     app: App, pd: FakePagerDuty, out: io.StringIO
 ) -> None:
     pd.trigger("Garbled")
-    assert app.pd_sync is not None
+    assert app.part(IncidentSync) is not None
     pd.fault, pd.fault_path = "badjson", "/incidents"
     with pytest.raises(Exception, match="unreadable"):
-        await app.pd_sync.poll()
+        await app.part(IncidentSync).poll()
     pd.fault, pd.retry_after = "429", "30"  # a wait past the deadline: give up, say why
     with pytest.raises(Exception, match="rate limiting"):
-        await app.pd_sync.poll()
+        await app.part(IncidentSync).poll()
     assert "Garbled" not in cards(out)
     pd.fault = None
     await poll(app)

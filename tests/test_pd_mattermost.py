@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from chatopsd.app import App
+from chatopsd.features.pagerduty.cards import IncidentSync
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOB, CHANNEL, TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
@@ -71,8 +72,8 @@ def replies(server: FakeMattermost) -> list[str]:
 
 
 async def poll(app: App) -> None:
-    assert app.pd_sync is not None
-    await app.pd_sync.poll()
+    assert app.part(IncidentSync) is not None
+    await app.part(IncidentSync).poll()
 
 
 async def test_card_posted_once_acked_as_alice_and_resolved_out_of_band(

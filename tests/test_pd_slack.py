@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 
 from chatopsd.app import App
+from chatopsd.features.pagerduty.cards import IncidentSync
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
@@ -60,8 +61,8 @@ async def app(
 
 
 async def poll(app: App) -> None:
-    assert app.pd_sync is not None
-    await app.pd_sync.poll()
+    assert app.part(IncidentSync) is not None
+    await app.part(IncidentSync).poll()
 
 
 def cards(fake: FakeSlack, incident_id: str) -> list[dict[str, Any]]:
@@ -161,8 +162,8 @@ async def test_restart_between_poll_and_post(
 ) -> None:
     app = await start(tmp_path, pd, fake, clock)
     pd.trigger("Between polls")
-    assert app.pd_sync is not None
-    await app.pd_sync.decide()
+    assert app.part(IncidentSync) is not None
+    await app.part(IncidentSync).decide()
     await app.stop()
     assert cards(fake, "PINC001") == []
     app = await start(tmp_path, pd, fake, clock)
@@ -197,8 +198,8 @@ async def test_a_click_while_its_card_is_being_posted_posts_once_then_edits(
 ) -> None:
     pd.trigger("Checkout latency")
     fake.delay["chat.postMessage"] = 0.5  # Slack slow to accept the card
-    assert app.pd_sync is not None
-    polling = asyncio.ensure_future(app.pd_sync.poll())
+    assert app.part(IncidentSync) is not None
+    polling = asyncio.ensure_future(app.part(IncidentSync).poll())
     await fake.wait_for(lambda: len(fake.posts()) == 1)  # the card's post is in flight
     assert pd.incident("PINC001")["status"] == "triggered"
     await fake.click("pd ack PINC001")

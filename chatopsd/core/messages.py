@@ -133,6 +133,12 @@ class Destination:
         )
 
 
+def destination(target: str) -> Destination:
+    """A configured "platform:channel" target: "slack:C0123" → Destination("slack", "C0123")."""
+    platform, _, channel = target.partition(":")
+    return Destination(platform, channel)
+
+
 @dataclass(slots=True)
 class Sent:
     """A message we posted, so it can be edited later (pinned status, approvals)."""

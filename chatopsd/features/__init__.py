@@ -16,7 +16,10 @@ from chatopsd.features import (
     help,
     incidents,
     intents,
+    oncall,
     ops,
+    pagerduty,
+    paging,
     status,
     statuspage,
 )
@@ -34,4 +37,7 @@ FEATURES: tuple[Install, ...] = (
     ops.install,
     intents.install,
     status.install,
+    pagerduty.install,  # the on-call directory and the pager paging asks; on-call reads it
+    paging.install,
+    oncall.install,
 )

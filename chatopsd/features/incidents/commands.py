@@ -19,7 +19,7 @@ from chatopsd.core.bus import new_ref, short_cause
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
 from chatopsd.core.errors import TransientSendError, UsageError, UserError
-from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
+from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent, destination
 from chatopsd.core.ports import ChannelAdmin, ChannelRefused, Clock, ReplySink
 from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.features.incidents import rules as core
@@ -84,12 +84,6 @@ def settings_from_config(section: IncidentsSection, prefix: str) -> IncidentSett
         create_channels=section.create_channels,
         prefix=prefix,
     )
-
-
-def destination(target: str) -> Destination:
-    """ "slack:C0123" → Destination("slack", "C0123")."""
-    platform, _, channel = target.partition(":")
-    return Destination(platform, channel)
 
 
 def _dedupe(dests: Sequence[Destination]) -> list[Destination]:

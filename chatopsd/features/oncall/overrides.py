@@ -21,8 +21,7 @@ from chatopsd.core.errors import Forbidden, NotFound, UsageError, UserError
 from chatopsd.core.messages import Destination, Priority, Reply
 from chatopsd.core.ports import Clock, KeyValue
 from chatopsd.core.times import UTC_TIMES, Times
-from chatopsd.features.pagerduty.commands import ROLE, PdHandler, parse_duration
-from chatopsd.features.pagerduty.rules import IncidentApi, hhmm
+from chatopsd.features.pagerduty.api import ROLE, IncidentApi, PagerDuty, hhmm, parse_duration
 from chatopsd.features.paging.api import PageResult, Person
 
 log = logging.getLogger("chatopsd.pd")
@@ -34,7 +33,7 @@ class TakeHandler:
     def __init__(
         self,
         api: IncidentApi,
-        pd: PdHandler,
+        pd: PagerDuty,
         kv: KeyValue,
         clock: Clock,
         *,

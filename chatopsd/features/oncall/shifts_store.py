@@ -13,8 +13,9 @@ from datetime import datetime, timedelta
 
 from chatopsd.core.ports import Clock
 from chatopsd.features.oncall.shift_rules import Lookahead, Shift
-from chatopsd.features.pagerduty.client import PagerDutyClient, PagerDutyError
-from chatopsd.features.pagerduty.oncall_cache import _dt, _role
+from chatopsd.features.pagerduty.api import PagerDuty, PagerDutyError
+from chatopsd.features.pagerduty.api import parse_time as _dt
+from chatopsd.features.pagerduty.api import shift_role as _role
 from chatopsd.store.db import Database, Op
 
 log = logging.getLogger("chatopsd.shifts")
@@ -24,7 +25,7 @@ class ShiftCache:
     def __init__(
         self,
         db: Database,
-        client: PagerDutyClient,
+        client: PagerDuty,
         clock: Clock,
         *,
         schedule_ids: Sequence[str],

@@ -22,8 +22,7 @@ from chatopsd.core.ports import Clock, ReplySink
 from chatopsd.features.oncall.handoff_rules import shift_time
 from chatopsd.features.oncall.shift_rules import Lookahead, held_through
 from chatopsd.features.oncall.swap_rules import FROM_HELP, UNTIL_HELP, Swap, SwapStore, window
-from chatopsd.features.pagerduty.commands import ROLE, PdHandler
-from chatopsd.features.pagerduty.rules import IncidentApi
+from chatopsd.features.pagerduty.api import ROLE, IncidentApi, PagerDuty
 
 log = logging.getLogger("chatopsd.swaps")
 
@@ -32,7 +31,7 @@ class SwapHandler:
     def __init__(
         self,
         api: IncidentApi,
-        pd: PdHandler,
+        pd: PagerDuty,
         store: SwapStore,
         outbox: ReplySink,
         clock: Clock,

@@ -7,6 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Literal, Protocol
 
+from chatopsd.runtime import ServiceKey
+
 Group = Literal["ic", "responders"]
 # A roster's key: a Group, or "service:<name>" for a service in pagerduty.services.
 RosterKey = str
@@ -117,3 +119,10 @@ class MemoryPageLog:
 
     async def record(self, record: PageRecord) -> None:
         self._last[record.target] = record
+
+
+# Provided by the PagerDuty feature when it is configured; paging falls back to the demo
+# (console-only daemon) or to "not configured" without them.
+DIRECTORY: ServiceKey[Directory] = ServiceKey("on-call directory")
+PAGER: ServiceKey[Pager] = ServiceKey("pager")
+PAGE_LOG: ServiceKey[PageLog] = ServiceKey("page log")
