@@ -182,7 +182,8 @@ def print_table(
                 for k in ("p50", "p99", "seq_rate")
             }  # fmt: skip
             ratio = f"{median / theirs:.2f}×" if median is not None and theirs else "–"
-            if row.ours.endswith(LAG_SUFFIXES) and median is not None and median <= 1.0:
+            lag_row = row.ours.endswith(LAG_SUFFIXES)
+            if lag_row and theirs is not None and median is not None and median <= 1.0:
                 ratio = "(1 ms steps)"  # uvloop's clock: a ratio to a finer figure means nothing
             line += f" {their_text + '  ' + ratio:34}"
         if row.target is not None and median is not None:
