@@ -235,6 +235,7 @@ def main() -> None:
             print(f"{peer.name}: skipped ({found})")
         else:
             pythons[peer.key] = found
+    machine0, ours0 = _cpu_times(), _ours()
     busy = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(args.load)]
     ours: list[dict[str, float]] = []
     peers: dict[str, list[dict[str, float | None]]] = {key: [] for key in pythons}
@@ -256,7 +257,13 @@ def main() -> None:
         for proc in busy:
             proc.kill()
             proc.wait()
-    print(f"load average at end: {_loadavg()}")
+    (busy1, total1), (busy0, total0) = _cpu_times(), machine0
+    total, ours = max(1e-9, total1 - total0), _ours() - ours0
+    print(
+        f"load average at end: {_loadavg()} · during the sitting the machine's CPUs were "
+        f"{(busy1 - busy0) / total:.0%} busy, {ours / total:.0%} with this comparison (bots "
+        f"and busy loops): other processes {max(0.0, busy1 - busy0 - ours) / total:.0%}"
+    )
     print_table(ours, peers, args.load)
     if args.json is not None:
         args.json.write_text(json.dumps({"chatopsd": ours, "peers": peers}, indent=1))
@@ -283,19 +290,29 @@ def _commit() -> str:
     return (head or "unknown") + (" with local changes" if dirty else "")
 
 
+def _cpu_times() -> tuple[float, float]:
+    """The machine's busy and total CPU seconds so far (/proc/stat, all CPUs)."""
+    fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
+    tick = os.sysconf("SC_CLK_TCK")
+    idle = fields[3] + fields[4]  # idle + iowait
+    return (sum(fields) - idle) / tick, sum(fields) / tick
+
+
+def _ours() -> float:
+    """CPU seconds used by this process and every child it has waited for (bots, busy loops)."""
+    import resource
+
+    usage = [resource.getrusage(who) for who in (resource.RUSAGE_SELF, resource.RUSAGE_CHILDREN)]
+    return sum(u.ru_utime + u.ru_stime for u in usage)
+
+
 def _busy(seconds: float = 1.0) -> float:
-    """The share of the machine's CPU time spent busy over `seconds` (/proc/stat), before
-    anything of ours runs: on a shared machine, what the others are using."""
-
-    def sample() -> tuple[int, int]:
-        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n")[0].split()[1:]]
-        idle = fields[3] + fields[4]  # idle + iowait
-        return sum(fields) - idle, sum(fields)
-
-    busy0, total0 = sample()
+    """The share of the machine's CPU time spent busy over `seconds`, before anything of
+    ours runs: on a shared machine, what the others are using."""
+    busy0, total0 = _cpu_times()
     time.sleep(seconds)
-    busy1, total1 = sample()
-    return (busy1 - busy0) / max(1, total1 - total0)
+    busy1, total1 = _cpu_times()
+    return (busy1 - busy0) / max(1e-9, total1 - total0)
 
 
 def _loadavg() -> str:
