@@ -258,15 +258,15 @@ def main() -> None:
             proc.kill()
             proc.wait()
     (busy1, total1), (busy0, total0) = _cpu_times(), machine0
-    total, ours = max(1e-9, total1 - total0), _ours() - ours0
+    total, spent = max(1e-9, total1 - total0), _ours() - ours0
     print(
         f"load average at end: {_loadavg()} · during the sitting the machine's CPUs were "
-        f"{(busy1 - busy0) / total:.0%} busy, {ours / total:.0%} with this comparison (bots "
-        f"and busy loops): other processes {max(0.0, busy1 - busy0 - ours) / total:.0%}"
+        f"{(busy1 - busy0) / total:.0%} busy, {spent / total:.0%} with this comparison (bots "
+        f"and busy loops): other processes {max(0.0, busy1 - busy0 - spent) / total:.0%}"
     )
-    print_table(ours, peers, args.load)
     if args.json is not None:
         args.json.write_text(json.dumps({"chatopsd": ours, "peers": peers}, indent=1))
+    print_table(ours, peers, args.load)
 
 
 def _brief(figures: dict[str, Any]) -> str:
