@@ -90,7 +90,7 @@ def time_calls(module: Any, name: str, stage: str, stages: Stages) -> None:
 
 def time_sqlite_thread(stages: Stages) -> None:
     """Every aiosqlite operation: queued -> its thread starts it -> done -> the loop resumes."""
-    inner = aiosqlite.core.Connection._execute
+    inner: Callable[..., Any] = aiosqlite.core.Connection._execute
 
     async def execute(self: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         marks: dict[str, float] = {}
@@ -150,7 +150,7 @@ async def sequential(app: App, stages: Stages, text: str, n: int) -> None:
     if ops:
 
         def q(index: int, quantile: float) -> float:
-            values = sorted(op[index] for op in ops)
+            values = sorted(float(op[index]) for op in ops)
             return values[int(len(values) * quantile)] * 1e6
 
         print(
@@ -173,7 +173,7 @@ async def sequential(app: App, stages: Stages, text: str, n: int) -> None:
 
 async def in_flight(app: App, text: str, n: int) -> None:
     """The group commit under IN_FLIGHT concurrent commands: its batches and thread hops."""
-    db = app.db
+    db: Any = app.db  # SQLite's: the group commit is its own
     commits: list[tuple[int, int, float]] = []  # statements, aiosqlite operations, seconds
     counted = Stages()
     time_sqlite_thread(counted)
@@ -185,7 +185,7 @@ async def in_flight(app: App, text: str, n: int) -> None:
         statements = sum(len(work.ops) for work in batch)
         commits.append((statements, len(counted.operations) - before, time.perf_counter() - start))
 
-    db._commit = commit  # type: ignore[method-assign]
+    db._commit = commit
     sem = asyncio.Semaphore(IN_FLIGHT)
 
     async def one(i: int) -> None:
@@ -197,7 +197,7 @@ async def in_flight(app: App, text: str, n: int) -> None:
     await asyncio.gather(*(one(i) for i in range(n)))
     elapsed = time.perf_counter() - start
     await app.outbox.flush(60)
-    db._commit = inner  # type: ignore[method-assign]
+    db._commit = inner
     print(
         f"\n{text}, {IN_FLIGHT} in flight: {n / elapsed:,.0f} commands/s; {len(commits)} group "
         f"commits, statements each median {statistics.median(c[0] for c in commits):.0f} "

@@ -41,7 +41,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -125,6 +125,7 @@ ROWS = (
     Row("loop lag max, !ic 256 in flight *", "ic_lag_in_flight", "lag_pipe", "ms"),
 )  # fmt: skip
 
+OPSDROID_KEYS = ("p50", "p99", "seq_rate")  # what the targets compare with
 LAG_SUFFIXES = ("_lag_seq", "_lag_in_flight")
 NOTES = (
     "ratio = chatopsd ÷ peer (times, memory, lag: below 1 is better; rates: above 1 is better)",
@@ -149,9 +150,14 @@ def _fmt(value: float | None, unit: str) -> str:
     return f"{value:.1f}"
 
 
-def _spread(values: list[float], unit: str) -> tuple[float | None, str]:
+def _median(values: Iterable[float | None]) -> float | None:
+    found = [v for v in values if v is not None]
+    return statistics.median(found) if found else None
+
+
+def _spread(given: list[float | None], unit: str) -> tuple[float | None, str]:
     """Median, and 'median (lowest–highest)' as text."""
-    values = [v for v in values if v is not None and not math.isnan(v)]
+    values = [v for v in given if v is not None and not math.isnan(v)]
     if not values:
         return None, "n/a"
     median = statistics.median(values)
@@ -175,12 +181,8 @@ def print_table(
         for peer in shown:
             runs = peers[peer.key]
             assert row.theirs is not None
-            theirs, their_text = _spread([r.get(row.theirs) for r in runs], row.unit)  # type: ignore[misc]
-            peer_medians[peer.key] = {
-                k: statistics.median(vs) if (vs := [r[k] for r in runs if r.get(k) is not None])
-                else None
-                for k in ("p50", "p99", "seq_rate")
-            }  # fmt: skip
+            theirs, their_text = _spread([r.get(row.theirs) for r in runs], row.unit)
+            peer_medians[peer.key] = {k: _median(r.get(k) for r in runs) for k in OPSDROID_KEYS}
             ratio = f"{median / theirs:.2f}×" if median is not None and theirs else "–"
             lag_row = row.ours.endswith(LAG_SUFFIXES)
             if lag_row and theirs is not None and median is not None and median <= 1.0:
@@ -442,7 +444,7 @@ def peer_child(args: argparse.Namespace) -> None:
     timed runs when the peer has an event loop (opsdroid)."""
     _without_bench_on_path()
     sys.path.insert(0, str(args.peers))
-    import inproc_bench  # type: ignore[import-not-found]
+    import inproc_bench
 
     lags: dict[str, float] = {}
     if args.target == "opsdroid-core":
