@@ -35,8 +35,8 @@ from chatopsd.app import App, Io  # noqa: E402
 from chatopsd.config import Config  # noqa: E402
 from chatopsd.core.messages import Actor, Inbound  # noqa: E402
 from chatopsd.core.ports import SystemClock  # noqa: E402
+from chatopsd.ha.lease import PgLease  # noqa: E402
 from chatopsd.store.events import SqlEventLedger  # noqa: E402
-from chatopsd.store.lease import PgLease  # noqa: E402
 from chatopsd.store.postgres import PgDatabase  # noqa: E402
 from tests.pg_cluster import BIN, SUPERUSER, Cluster, start_cluster, stop_cluster  # noqa: E402
 

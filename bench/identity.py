@@ -20,10 +20,10 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chatopsd.core.identity_service import IdentityService  # noqa: E402
 from chatopsd.core.messages import Actor  # noqa: E402
+from chatopsd.identity.service import IdentityService  # noqa: E402
+from chatopsd.identity.store import SqliteIdentityLinks  # noqa: E402
 from chatopsd.store.backend import open_database  # noqa: E402
-from chatopsd.store.links import SqliteIdentityLinks  # noqa: E402
 
 N = 10_000
 

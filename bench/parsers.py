@@ -17,10 +17,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from chatopsd.core import intents  # noqa: E402
 from chatopsd.core.addressing import address  # noqa: E402
 from chatopsd.core.errors import UsageError  # noqa: E402
 from chatopsd.core.values import is_email  # noqa: E402
+from chatopsd.features.intents import parser as intents  # noqa: E402
 from tests.test_parsers_linear import PARSERS, UNLIMITED, _hostile  # noqa: E402
 
 

@@ -28,9 +28,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Destination, Inbound
-from chatopsd.handlers.pd_sync import IncidentSync
-from chatopsd.integrations.pagerduty_incidents import PagerDutyIncidents
-from chatopsd.store.pd_cards import SqliteIncidentCards
+from chatopsd.features.pagerduty.cards import IncidentSync
+from chatopsd.features.pagerduty.cards_store import SqliteIncidentCards
+from chatopsd.features.pagerduty.incidents_api import PagerDutyIncidents
 from tests.conftest import make_config
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty, FakeUser
 

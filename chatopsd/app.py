@@ -9,10 +9,10 @@ import os
 import signal
 import sqlite3
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel
 
@@ -22,54 +22,61 @@ from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
 from chatopsd.control import ControlServer, failing_jobs
-from chatopsd.core.approvals import Rule
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.identity import configured_map
-from chatopsd.core.identity_service import IdentityService
 from chatopsd.core.messages import Inbound
-from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
-from chatopsd.core.oncall import Directory, MemoryPageLog, PageLog, Pager, Person
+from chatopsd.core.middleware import (
+    AccessPolicy,
+    Audit,
+    Authorize,
+    Dedupe,
+    RateLimit,
+    Started,
+)
 from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
-from chatopsd.core.status import StatusSource
 from chatopsd.core.times import Times
-from chatopsd.handlers.approvals import ApprovalService
-from chatopsd.handlers.help import HelpHandler
-from chatopsd.handlers.ic import IcHandler
-from chatopsd.handlers.incident import IncidentHandler, settings_from_config
-from chatopsd.handlers.intents import IntentHandler
-from chatopsd.handlers.ops import OpsHandler
-from chatopsd.handlers.stalk import Stalking
-from chatopsd.handlers.status import StatusBoard, StatusHandler
-from chatopsd.integrations import demo
+from chatopsd.features.approvals.rules import Rule
+from chatopsd.features.approvals.service import ApprovalService
+from chatopsd.features.approvals.store import SqlApprovals
+from chatopsd.features.help.commands import HelpHandler
+from chatopsd.features.incidents.commands import IncidentHandler, settings_from_config
+from chatopsd.features.incidents.store import SqlIncidentStore
+from chatopsd.features.intents.commands import IntentHandler
+from chatopsd.features.ops.commands import OpsHandler
+from chatopsd.features.paging import demo
+from chatopsd.features.paging.api import Directory, MemoryPageLog, PageLog, Pager, Person
+from chatopsd.features.paging.commands import IcHandler
+from chatopsd.features.status.api import StatusSource
+from chatopsd.features.status.commands import StatusBoard, StatusHandler
+from chatopsd.features.status.stalkers import Stalking
+from chatopsd.features.status.store import SqlStalkerStore
+from chatopsd.identity.service import IdentityService
+from chatopsd.identity.store import SqliteIdentityLinks
 from chatopsd.logs import toggle_debug
 from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
 from chatopsd.platforms import Wiring
 from chatopsd.scheduler import JobFailed, Scheduler
-from chatopsd.store.approvals import SqlApprovals
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
-from chatopsd.store.db import Database
+from chatopsd.store.db import Database, NewerDatabase
 from chatopsd.store.events import SqlEventLedger
-from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.kv import SqlKeyValue
-from chatopsd.store.links import SqliteIdentityLinks
-from chatopsd.store.stalkers import SqlStalkerStore
 from chatopsd.systemd import Notifier, Watchdog
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from chatopsd.handlers.handoffs import Handoffs
-    from chatopsd.handlers.pd_sync import IncidentSync
-    from chatopsd.handlers.reminders import Reminders
-    from chatopsd.handlers.swaps import SwapHandler
-    from chatopsd.integrations.tickets import Tracker
-    from chatopsd.store.oncall import OnCallCache
-    from chatopsd.store.shifts import ShiftCache
+    from chatopsd.features.followups.trackers import Tracker
+    from chatopsd.features.oncall.handoffs import Handoffs
+    from chatopsd.features.oncall.reminders import Reminders
+    from chatopsd.features.oncall.shifts_store import ShiftCache
+    from chatopsd.features.oncall.swaps import SwapHandler
+    from chatopsd.features.pagerduty.cards import IncidentSync
+    from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 
 log = logging.getLogger("chatopsd")
 
@@ -139,8 +146,15 @@ class App:
         started = time.perf_counter()
         path = cfg.chatopsd.db_path()
         try:
-            self.db = await open_database(cfg.chatopsd.database, path)
-        except (sqlite3.Error, OSError) as exc:
+            self.db = await open_database(
+                cfg.chatopsd.database,
+                path,
+                connect_timeout=cfg.chatopsd.database_connect_timeout_seconds,
+            )
+        except (sqlite3.Error, OSError, NewerDatabase) as exc:
+            if cfg.chatopsd.database:
+                # "PostgreSQL at host:port/db: why" (never a password); no SQLite path
+                raise StartupError(f"state database: {exc}") from exc
             raise StartupError(f"state database {path}: {exc}") from exc
         self.ledger = SqlEventLedger(self.db, self.clock)
         await self.ledger.load()
@@ -185,12 +199,17 @@ class App:
             run_now=False,
         )
         self.scheduler.every("status-poll", cfg.status.stalk_seconds, self._status_poll)
-        if self.db.shared:
-            from chatopsd.takeover import Takeover
+        from chatopsd.ha.takeover import Takeover
 
-            self.takeover = Takeover(
-                self.ledger, self.bus, self.clock, dead_after_s=cfg.chatopsd.lease_seconds
-            )
+        self.takeover = Takeover(
+            self.ledger,
+            self.bus,
+            self.clock,
+            self.audit,
+            dead_after_s=cfg.chatopsd.lease_seconds,
+            times=self.times,
+        )
+        if self.db.shared:
             self.scheduler.every(
                 "take-over", cfg.chatopsd.lease_seconds / 5, self._leader_only(self.takeover.sweep)
             )
@@ -219,6 +238,12 @@ class App:
                     supervisor.run(), name=f"connector:{connector.platform}"
                 )
             )
+        if not self.db.shared:
+            self._tasks.append(
+                asyncio.get_running_loop().create_task(
+                    self._report_interrupted(), name="report-interrupted"
+                )
+            )
         if self.config.statuspage is not None:
             self.public.start()  # the status page queue; resumes what a previous run left
         self.loop_lag.start()  # from here on (start-up itself imports and migrates)
@@ -231,6 +256,21 @@ class App:
             ",".join(c.platform for c in connectors),
             self.db.describe(),
         )
+
+    async def _report_interrupted(self, connect_wait: float = 30.0) -> None:
+        """SQLite: what the previous run started with outside effects and never finished
+        (it was killed or crashed mid-command) is told in its channel and audited as
+        `interrupted`, once the connectors are up (or after `connect_wait` s regardless)."""
+        try:
+            async with asyncio.timeout(connect_wait):
+                for supervisor in self.supervisors:
+                    await supervisor.ready_event.wait()
+        except TimeoutError:
+            pass
+        try:
+            await self.takeover.sweep()
+        except Exception:
+            log.exception("could not report the commands the previous run left unfinished")
 
     def _connectors(self) -> list[Connector]:
         cfg = self.config
@@ -288,6 +328,7 @@ class App:
                 self.incident_store.is_open_incident_channel,
                 identify=self.identities.of_call,
             ),
+            Started(self.ledger),
         ]
 
     def _is_grant(self, event: Inbound) -> bool:
@@ -337,7 +378,7 @@ class App:
         pd = self.config.pagerduty
         page_log: PageLog = MemoryPageLog()  # the demo: nothing is really paged
         if pd is not None:
-            from chatopsd.store.oncall import SqlPageLog
+            from chatopsd.features.pagerduty.oncall_cache import SqlPageLog
 
             page_log = SqlPageLog(self.db)
         return IcHandler(
@@ -373,17 +414,17 @@ class App:
 
     def _incident_extras(self) -> list[CommandProvider]:
         """Status page, follow-ups and the video bridge, hooked into the incident lifecycle."""
-        from chatopsd.handlers.bridge import Bridge
-        from chatopsd.handlers.followups import FollowUps
-        from chatopsd.handlers.publish import PublicStatus
-        from chatopsd.store.followups import SqlFollowUps
-        from chatopsd.store.publications import SqlitePublications
+        from chatopsd.features.followups.commands import FollowUps
+        from chatopsd.features.followups.store import SqlFollowUps
+        from chatopsd.features.incidents.bridge import Bridge
+        from chatopsd.features.statuspage.commands import PublicStatus
+        from chatopsd.features.statuspage.store import SqlitePublications
 
         cfg = self.config
         sp = cfg.statuspage
         client = None
         if sp is not None:
-            from chatopsd.integrations.statuspage import StatuspageClient
+            from chatopsd.features.statuspage.atlassian import StatuspageClient
 
             client = StatuspageClient(
                 self._http(),
@@ -433,7 +474,7 @@ class App:
         t = self.config.tickets
         if t is None:
             return None
-        from chatopsd.integrations.tickets import GitHubIssues, JiraIssues
+        from chatopsd.features.followups.trackers import GitHubIssues, JiraIssues
 
         token = t.token.get_secret_value()
         if t.kind == "github":
@@ -498,8 +539,8 @@ class App:
         pd = self.config.pagerduty
         if pd is None:
             return None
-        from chatopsd.integrations.pagerduty import PagerDutyClient  # aiohttp: only when used
-        from chatopsd.store.oncall import OnCallCache
+        from chatopsd.features.pagerduty.client import PagerDutyClient  # aiohttp: only when used
+        from chatopsd.features.pagerduty.oncall_cache import OnCallCache
 
         cache = OnCallCache(
             self.db,
@@ -535,7 +576,7 @@ class App:
     def _oncall(self) -> tuple[Directory, Pager]:
         pd = self.config.pagerduty
         if pd is not None and self.oncall_cache is not None:
-            from chatopsd.integrations.pagerduty import PagerDutyPager
+            from chatopsd.features.pagerduty.client import PagerDutyPager
 
             # The client's own deadline is a little shorter than the handler's, so its
             # specific error ("rate limited", "bad token") wins over a bare timeout.
@@ -553,7 +594,7 @@ class App:
     def _status_sources(self) -> list[StatusSource]:
         if not self.config.status.sources:
             return [demo.DemoStatusSource()] if self._demo() else []
-        from chatopsd.integrations import sources  # aiohttp only when something needs it
+        from chatopsd.features.status import sources  # aiohttp only when something needs it
 
         return sources.build(self.config.status.sources, self._http())
 
@@ -605,7 +646,7 @@ class App:
 
     async def _lease(self) -> Lease:
         """Who runs the singleton jobs: the one SQLite process, or the PostgreSQL lease holder."""
-        from chatopsd.store import lease
+        from chatopsd.ha import lease
 
         if not self.db.shared:
             return lease.LocalLease()
@@ -802,6 +843,7 @@ async def serve(
 async def _serve(app: App, notifier: Notifier, on_ready: Callable[[App], None] | None) -> None:
     control: ControlServer | None = None
     exporter = Exporter(app, app.metrics)
+    started = False
     try:
         try:
             # first: a busy port fails before any job or connector has started
@@ -810,14 +852,20 @@ async def _serve(app: App, notifier: Notifier, on_ready: Callable[[App], None] |
             m = app.config.metrics
             where = f"metrics.listen {m.listen}" if m.listen else f"metrics.textfile {m.textfile}"
             raise StartupError(f"{where}: {exc.strerror or exc}") from exc
-        await app.start()
-        control = await _start_control(app)
+        started = await _unless_stopped(app.start(), app.stopping)
+        if started:
+            control = await _start_control(app)
     except BaseException:
         if control is not None:
             await control.close()
         await exporter.close()
         await app.abort()
         raise
+    if not started:
+        log.warning("stopped during start-up")
+        await exporter.close()
+        await app.abort()
+        return
     watchdog = Watchdog(notifier, status=app.status_line)
     watchdog.start()
     notifier.ready(app.status_line())
@@ -834,6 +882,27 @@ async def _serve(app: App, notifier: Notifier, on_ready: Callable[[App], None] |
         await exporter.close()
         await app.stop()
         notifier.close()
+
+
+async def _unless_stopped(start: Coroutine[Any, Any, None], stopping: asyncio.Event) -> bool:
+    """Run start-up unless a stop signal comes first: True once it has finished, False when
+    SIGTERM came first (start-up is then cancelled). Start-up can wait long on the outside
+    (a database that accepts connections and never answers), and systemd's stop must not
+    wait for that."""
+    starting = asyncio.ensure_future(start)
+    stop = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait({starting, stop}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        stop.cancel()
+        if not starting.done():
+            starting.cancel()
+            # whatever start-up raises while being cancelled is moot: we are stopping
+            await asyncio.gather(starting, return_exceptions=True)
+    if starting.cancelled():
+        return False
+    starting.result()  # start-up's own error, if it failed before the stop came
+    return True
 
 
 async def _start_control(app: App) -> ControlServer | None:

@@ -158,9 +158,14 @@ def _main(argv: Sequence[str] | None) -> int:
 
 
 def _migrate_state(source: str, target: str) -> int:
+    from chatopsd.config import database_url_problem
     from chatopsd.store import migrate_state as ms
     from chatopsd.store.postgres import redact
 
+    problem = database_url_problem(target)
+    if problem is not None:
+        print(f"migrate-state: --to {problem}", file=sys.stderr)  # never the URL itself
+        return 2
     try:
         path = ms.parse_source(source)
         copied = asyncio.run(ms.migrate_state(path, target))

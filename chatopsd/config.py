@@ -28,7 +28,7 @@ from pydantic import (
 
 from chatopsd import locations, redact
 from chatopsd.core.errors import ConfigError
-from chatopsd.core.public_status import TITLE_PLACEHOLDERS, placeholders
+from chatopsd.features.statuspage.public_status import TITLE_PLACEHOLDERS, placeholders
 
 # Sections that always exist: their secret may come from a credential alone.
 _ALWAYS_PRESENT = frozenset({"audit"})
@@ -48,6 +48,8 @@ class ChatopsdSection(Section):
     shutdown_grace_seconds: float = Field(10.0, gt=0)
     # PostgreSQL for several instances (high availability); absent: SQLite at state_db.
     database: str | None = None
+    # How long connecting to PostgreSQL may take (each connection: TCP, TLS, log-in).
+    database_connect_timeout_seconds: float = Field(10.0, gt=0, le=300)
     lease_seconds: float = Field(10.0, ge=1)  # leader lease for singleton jobs (PostgreSQL)
     # This instance's name among several (PostgreSQL); default: the host name.
     instance: str | None = Field(None, min_length=1, max_length=100)
@@ -57,16 +59,9 @@ class ChatopsdSection(Section):
     def _postgresql_url(cls, value: str | None) -> str | None:
         if value is None:
             return None
-        from urllib.parse import urlsplit
-
-        parts = urlsplit(value)
-        if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
-            raise ValueError("must be postgresql://user@host:5432/dbname")
-        if parts.password is not None:
-            raise ValueError(
-                "must not hold a password: use the credential chatopsd_database_password "
-                "or PGPASSWORD"
-            )
+        problem = database_url_problem(value)
+        if problem is not None:
+            raise ValueError(problem)
         return value
 
     # IANA zone for every time shown ("Europe/Paris"); default: the host's zone.
@@ -91,6 +86,33 @@ class ChatopsdSection(Section):
     def db_path(self) -> Path:
         # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
         return locations.state_db(self.state_db)[0]
+
+
+def database_url_problem(url: str) -> str | None:
+    """What is wrong with a PostgreSQL URL (`chatopsd.database`, `migrate-state --to`), or
+    None. A password is refused wherever it sits (`user:pw@`, `?password=`): the URL is shown
+    by `ctl health`, logs and errors, so the password lives in a credential instead. The
+    message never repeats any part of the URL."""
+    from urllib.parse import parse_qsl, urlsplit
+
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+    except ValueError:
+        return "must be postgresql://user@host:5432/dbname"
+    if parts.scheme not in ("postgresql", "postgres") or not parts.path.strip("/"):
+        return "must be postgresql://user@host:5432/dbname"
+    in_query = any(
+        name.strip().lower() == "password"
+        for name, _ in parse_qsl(parts.query, keep_blank_values=True)
+    )
+    if password is not None or in_query:
+        return (
+            "must not hold a password (neither user:password@ nor ?password=): put it in the "
+            "credential $CREDENTIALS_DIRECTORY/chatopsd_database_password (systemd "
+            "LoadCredential=), or in PGPASSWORD, or in ~/.pgpass"
+        )
+    return None
 
 
 class ConsoleSection(Section):

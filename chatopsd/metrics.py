@@ -68,7 +68,7 @@ class Metrics:
         try:
             replies = await nxt(call)
             outcome = call.outcome or Outcome.OK
-        except Exception as exc:
+        except BaseException as exc:  # a command cut short at shutdown is not `ok`
             outcome = outcome_of(exc)
             raise
         finally:

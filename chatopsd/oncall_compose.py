@@ -10,18 +10,18 @@ from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from chatopsd.core.commands import CommandProvider
-from chatopsd.core.oncall import Person
 from chatopsd.core.ports import ChannelTopics, DirectMessages, UserGroups
-from chatopsd.core.shifts import Lookahead
-from chatopsd.handlers.handoffs import Handoffs
-from chatopsd.handlers.ic_shifts import ShiftHandler
-from chatopsd.handlers.incident import destination
-from chatopsd.handlers.kept_true import KeptTrue, Topic
-from chatopsd.handlers.oncall_posts import PostDelivery
-from chatopsd.handlers.reminders import Reminders
-from chatopsd.store.oncall import Snapshot
-from chatopsd.store.oncall_push import SqliteKeptState, SqliteOnCallPush
-from chatopsd.store.shifts import ShiftCache
+from chatopsd.features.incidents.commands import destination
+from chatopsd.features.oncall.handoffs import Handoffs
+from chatopsd.features.oncall.posts import PostDelivery
+from chatopsd.features.oncall.reminders import Reminders
+from chatopsd.features.oncall.shift_commands import ShiftHandler
+from chatopsd.features.oncall.shift_rules import Lookahead
+from chatopsd.features.oncall.shifts_store import ShiftCache
+from chatopsd.features.oncall.store import SqliteKeptState, SqliteOnCallPush
+from chatopsd.features.oncall.topics import KeptTrue, Topic
+from chatopsd.features.pagerduty.oncall_cache import Snapshot
+from chatopsd.features.paging.api import Person
 
 if TYPE_CHECKING:
     from chatopsd.app import App

@@ -12,16 +12,16 @@ from chatopsd.core.commands import CommandProvider
 from chatopsd.core.context import Call
 from chatopsd.core.messages import Destination, Reply
 from chatopsd.core.ports import DirectMessages
-from chatopsd.core.shifts import Lookahead
-from chatopsd.handlers.incident import destination
-from chatopsd.handlers.links import LinkHandler
-from chatopsd.handlers.pd import ROLE, PdHandler
-from chatopsd.handlers.pd_sync import IncidentSync
-from chatopsd.handlers.pd_take import TakeHandler
-from chatopsd.handlers.swaps import SwapHandler
-from chatopsd.integrations.pagerduty_incidents import PagerDutyIncidents
-from chatopsd.store.pd_cards import SqlClickClaims, SqliteIncidentCards
-from chatopsd.store.swaps import SqlSwaps
+from chatopsd.features.incidents.commands import destination
+from chatopsd.features.oncall.overrides import TakeHandler
+from chatopsd.features.oncall.shift_rules import Lookahead
+from chatopsd.features.oncall.swaps import SwapHandler
+from chatopsd.features.oncall.swaps_store import SqlSwaps
+from chatopsd.features.pagerduty.cards import IncidentSync
+from chatopsd.features.pagerduty.cards_store import SqlClickClaims, SqliteIncidentCards
+from chatopsd.features.pagerduty.commands import ROLE, PdHandler
+from chatopsd.features.pagerduty.incidents_api import PagerDutyIncidents
+from chatopsd.features.pagerduty.links import LinkHandler
 
 if TYPE_CHECKING:
     from chatopsd.app import App

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from chatopsd.core.approvals import (
+from chatopsd.core.grammar import tokenize
+from chatopsd.features.approvals.rules import (
     Action,
     Person,
     Rule,
@@ -20,7 +21,6 @@ from chatopsd.core.approvals import (
     requirement,
     vote_for_emoji,
 )
-from chatopsd.core.grammar import tokenize
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, texts
 

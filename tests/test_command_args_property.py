@@ -21,10 +21,10 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from chatopsd.app import App
-from chatopsd.core.approvals import command_line
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.messages import Actor, Inbound, Reply
 from chatopsd.core.outcome import Outcome
+from chatopsd.features.approvals.rules import command_line
 from tests.conftest import FakeClock
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fixtures.pagerduty import fake_pd, pd_section

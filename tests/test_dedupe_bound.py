@@ -1,5 +1,8 @@
-"""The dedupe ledger is bounded by size as well as by time (issue 15, risk): a flood of fresh
-event ids cannot grow memory or the table without end; the newest claims are the ones kept."""
+"""The dedupe ledger keeps a claim for the platforms' redelivery horizon, however many events
+came since, while its memory stays bounded: a flood of fresh ids cannot grow memory without
+end, and cannot push an older claim out either (before, past `max_events` cheap commands the
+oldest claims were dropped, from memory and table alike, and a later redelivery ran again).
+The table is pruned by time only."""
 
 from __future__ import annotations
 
@@ -7,18 +10,41 @@ from chatopsd.store.events import SqliteEventLedger
 from chatopsd.store.sqlite import Database
 from tests.conftest import FakeClock
 
+HORIZON = 3600.0
 
-async def test_flood_of_fresh_ids_stays_bounded(db: Database, clock: FakeClock) -> None:
-    ledger = SqliteEventLedger(db, clock, max_events=100)
+
+async def test_a_flood_keeps_memory_bounded_and_forgets_no_claim_inside_the_horizon(
+    db: Database, clock: FakeClock
+) -> None:
+    ledger = SqliteEventLedger(db, clock, retention_s=HORIZON, max_events=100)
     for i in range(1000):
         assert await ledger.claim("slack", f"Ev{i}") is True
-        clock.advance(0.001)
-    assert len(ledger) == 100
-    assert await ledger.claim("slack", "Ev999") is False  # the newest are remembered
+        clock.advance(1.0)
+    assert len(ledger) == 100  # memory: the newest 100
+    assert await ledger.claim("slack", "Ev999") is False  # known to memory
+    assert await ledger.claim("slack", "Ev10") is False  # dropped from memory, not forgotten
+    assert await ledger.claim("slack", "Ev0") is False
+    assert await ledger.claim("slack", "Fresh") is True  # a new id is still new
     await ledger.prune()
     [(count,)] = await db.fetchall("SELECT COUNT(*) FROM events")
-    assert count == 100
-    fresh = SqliteEventLedger(db, clock, max_events=100)
+    assert count == 1001  # all inside the horizon: none pruned by count
+
+    fresh = SqliteEventLedger(db, clock, retention_s=HORIZON, max_events=100)  # a restart
     assert await fresh.load() == 100
     assert await fresh.claim("slack", "Ev950") is False
-    assert await fresh.claim("slack", "Ev10") is True  # forgotten first: the oldest
+    assert await fresh.claim("slack", "Ev20") is False  # not loaded, still claimed
+    assert await fresh.claim("slack", "New") is True
+
+
+async def test_claims_older_than_the_horizon_are_forgotten_by_time(
+    db: Database, clock: FakeClock
+) -> None:
+    ledger = SqliteEventLedger(db, clock, retention_s=HORIZON, max_events=100)
+    for i in range(300):
+        await ledger.claim("slack", f"Old{i}")
+    clock.advance(HORIZON + 1)
+    assert await ledger.prune() == 100  # the ones memory still held
+    [(count,)] = await db.fetchall("SELECT COUNT(*) FROM events")
+    assert count == 0
+    assert await ledger.claim("slack", "Old5") is True  # past the horizon: new again
+    assert len(ledger) == 1

@@ -21,15 +21,19 @@ from typing import Any
 import pytest
 
 from chatopsd.app import App, Io
-from chatopsd.core import incident as core
-from chatopsd.core.incident import TimelineEntry
 from chatopsd.core.messages import Actor, Destination, Inbound
 from chatopsd.core.ports import Superseded
-from chatopsd.core.shifts import Shift
+from chatopsd.features.incidents import rules as core
+from chatopsd.features.incidents.rules import TimelineEntry
+from chatopsd.features.incidents.store import SqlIncidentStore
+from chatopsd.features.oncall.shift_rules import Shift
+from chatopsd.features.pagerduty.cards_store import (
+    CLAIM_STALE_SECONDS,
+    SqlClickClaims,
+    SqliteIncidentCards,
+)
+from chatopsd.features.statuspage.store import SqlitePublications
 from chatopsd.store.db import Database
-from chatopsd.store.incidents import SqlIncidentStore
-from chatopsd.store.pd_cards import CLAIM_STALE_SECONDS, SqlClickClaims, SqliteIncidentCards
-from chatopsd.store.publications import SqlitePublications
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOT, TOKEN, FakeMattermost
 from tests.fakes.monitoring import FakeMonitoring

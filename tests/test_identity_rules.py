@@ -19,7 +19,7 @@ from chatopsd.core.identity import (
     parse_email,
     unknown_reason,
 )
-from chatopsd.core.shifts import Shift, held_through
+from chatopsd.features.oncall.shift_rules import Shift, held_through
 
 CONFIRMED = Link("discord:42", "ada@example.com", confirmed_by="slack:U0ADA")
 CLAIM = Link("discord:42", "ada@example.com", request="k7m2q")

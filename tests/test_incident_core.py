@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from chatopsd.core import incident as core
 from chatopsd.core.errors import UsageError, UserError
-from chatopsd.core.incident import IllegalTransition, Incident, State, TimelineEntry
+from chatopsd.features.incidents import rules as core
+from chatopsd.features.incidents.rules import IllegalTransition, Incident, State, TimelineEntry
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 

@@ -19,10 +19,10 @@ from chatopsd.core.commands import Registry
 from chatopsd.core.messages import Actor, Destination, Inbound, Reply
 from chatopsd.core.middleware import Dedupe
 from chatopsd.core.ports import ChannelAdmin
-from chatopsd.handlers.incident import IncidentHandler, IncidentSettings
+from chatopsd.features.incidents.commands import IncidentHandler, IncidentSettings
+from chatopsd.features.incidents.store import SqliteIncidentStore
 from chatopsd.outbox import Outbox
 from chatopsd.store.events import SqliteEventLedger
-from chatopsd.store.incidents import SqliteIncidentStore
 from chatopsd.store.sqlite import Database
 from tests.conftest import FakeClock
 from tests.fakes.chat import FakeChat

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from chatopsd.core import incident as core
-from chatopsd.core.incident import Incident, TimelineEntry
 from chatopsd.core.messages import Destination, Sent
+from chatopsd.features.incidents import rules as core
+from chatopsd.features.incidents.rules import Incident, TimelineEntry
+from chatopsd.features.incidents.store import Home, SqliteIncidentStore
 from chatopsd.store.db import Database as AnyDatabase
-from chatopsd.store.incidents import Home, SqliteIncidentStore
 from chatopsd.store.sqlite import Database
 from tests.pg_cluster import BACKENDS, integrity_errors, open_backend
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App, Io
-from chatopsd.core.intents import parse
 from chatopsd.core.messages import Actor, Inbound
+from chatopsd.features.intents.parser import parse
 from tests.conftest import FakeClock, make_config
 
 ASK = "ASK"

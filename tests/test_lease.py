@@ -11,10 +11,10 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from chatopsd.core.stalking import Stalker
-from chatopsd.store.lease import LocalLease, PgLease
+from chatopsd.features.status.stalking_rules import Stalker
+from chatopsd.features.status.store import SqlStalkerStore
+from chatopsd.ha.lease import LocalLease, PgLease
 from chatopsd.store.postgres import PgDatabase
-from chatopsd.store.stalkers import SqlStalkerStore
 from tests.tcp_proxy import TcpProxy
 
 LEASE = 3.0  # seconds: short, so the test waits little (nothing here measures speed)

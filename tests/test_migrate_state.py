@@ -10,18 +10,18 @@ import asyncpg
 import pytest
 
 from chatopsd import cli
-from chatopsd.core import incident as core
-from chatopsd.core.incident import TimelineEntry
 from chatopsd.core.ports import AuditEntry, Home
-from chatopsd.core.stalking import Stalker
+from chatopsd.features.incidents import rules as core
+from chatopsd.features.incidents.rules import TimelineEntry
+from chatopsd.features.incidents.store import SqlIncidentStore
+from chatopsd.features.status.stalking_rules import Stalker
+from chatopsd.features.status.store import SqlStalkerStore
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.db import Database
 from chatopsd.store.events import SqlEventLedger
-from chatopsd.store.incidents import SqlIncidentStore
 from chatopsd.store.kv import SqlKeyValue
 from chatopsd.store.postgres import PgDatabase
 from chatopsd.store.sqlite import SqliteDatabase
-from chatopsd.store.stalkers import SqlStalkerStore
 from tests import daemon_helpers
 from tests.conftest import FakeClock
 from tests.pg_cluster import SUPERUSER, Cluster

@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App, Io
-from chatopsd.core import handoff
 from chatopsd.core.errors import JobFailed
-from chatopsd.core.handoff import Holders, Watched
-from chatopsd.core.oncall import OnCall, Person
+from chatopsd.features.oncall import handoff_rules as handoff
+from chatopsd.features.oncall.handoff_rules import Holders, Watched
+from chatopsd.features.paging.api import OnCall, Person
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401

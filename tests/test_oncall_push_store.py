@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from chatopsd.core.handoff import Holders, OwedPost, Step
 from chatopsd.core.messages import Destination
+from chatopsd.features.oncall.handoff_rules import Holders, OwedPost, Step
+from chatopsd.features.oncall.store import CLAIM_STALE_SECONDS, SqliteKeptState, SqliteOnCallPush
 from chatopsd.store.db import Database
-from chatopsd.store.oncall_push import CLAIM_STALE_SECONDS, SqliteKeptState, SqliteOnCallPush
 from tests.pg_cluster import BACKENDS, open_backend
 
 ADA = Holders("IC primary", ("PADA",), ("Ada",))

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.core.errors import UsageError
-from chatopsd.ops.runner import ArgRule, render, run_argv, validate
+from chatopsd.features.ops.runner import ArgRule, render, run_argv, validate
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, texts
 

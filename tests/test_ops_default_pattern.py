@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from chatopsd.core.errors import UsageError
-from chatopsd.ops.runner import ArgRule
+from chatopsd.features.ops.runner import ArgRule
 
 
 @pytest.mark.parametrize(

@@ -10,8 +10,8 @@ from hypothesis import strategies as st
 
 from chatopsd.core.errors import UsageError
 from chatopsd.core.grammar import tokenize
-from chatopsd.core.intents import parse
-from chatopsd.ops.runner import DEFAULT_ARG_PATTERN, ArgRule, render, validate
+from chatopsd.features.intents.parser import parse
+from chatopsd.features.ops.runner import DEFAULT_ARG_PATTERN, ArgRule, render, validate
 
 TEMPLATE = ["/usr/local/bin/deploy", "{service}", "--env={env}", "{service}-{env}"]
 RULES = [ArgRule("service"), ArgRule("env", choices=("staging", "production"))]

@@ -16,8 +16,8 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, Reply
-from chatopsd.core.oncall import Person
-from chatopsd.integrations.pagerduty import PagerDutyClient, PagerDutyPager
+from chatopsd.features.pagerduty.client import PagerDutyClient, PagerDutyPager
+from chatopsd.features.paging.api import Person
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty, FakeUser, phone
 from tests.fixtures.pagerduty import (

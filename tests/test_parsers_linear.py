@@ -24,13 +24,16 @@ import pytest
 from chatopsd.connectors.discord.events import identity as discord_identity
 from chatopsd.connectors.mattermost.events import identity as mattermost_identity
 from chatopsd.connectors.slack.events import identity as slack_identity
-from chatopsd.core import incident, intents, swaps, values
+from chatopsd.core import values
 from chatopsd.core.addressing import address
 from chatopsd.core.bus import MAX_COMMAND_CHARS
 from chatopsd.core.commands import Arg, CommandSpec, bind
 from chatopsd.core.errors import UsageError
 from chatopsd.core.grammar import tokenize
-from chatopsd.handlers.pd import PD_ID, parse_duration
+from chatopsd.features.incidents import rules as incident
+from chatopsd.features.intents import parser as intents
+from chatopsd.features.oncall import swap_rules as swaps
+from chatopsd.features.pagerduty.commands import PD_ID, parse_duration
 
 SMALL, LARGE = 2_500, MAX_COMMAND_CHARS
 NOW = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)

@@ -8,7 +8,7 @@ import pytest
 
 from chatopsd.app import App
 from chatopsd.core.errors import UsageError
-from chatopsd.integrations.pagerduty import rest_path
+from chatopsd.features.pagerduty.client import rest_path
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.test_pd_incidents import (  # noqa: F401 (fixtures)
     ADA,

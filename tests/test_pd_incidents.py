@@ -17,7 +17,7 @@ import pytest
 from chatopsd.app import App, Io
 from chatopsd.core.errors import UsageError
 from chatopsd.core.messages import Actor, Inbound, Reply
-from chatopsd.handlers.pd import parse_duration
+from chatopsd.features.pagerduty.commands import parse_duration
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fixtures.pagerduty import (
@@ -323,7 +323,7 @@ def test_durations() -> None:
 
 
 def test_card_json_round_trip() -> None:
-    from chatopsd.core.pd import PdIncident
+    from chatopsd.features.pagerduty.rules import PdIncident
 
     inc = PdIncident("P1", 3, "t", "acknowledged", assignees=("A",), level=2)
     assert PdIncident.from_digest(inc.digest()) == inc

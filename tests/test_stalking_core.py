@@ -6,8 +6,8 @@ import pytest
 
 from chatopsd.config import Config
 from chatopsd.core.errors import ConfigError
-from chatopsd.core.stalking import Stalker, StalkerSet, Steady, fingerprint
-from chatopsd.core.status import Alert, Reading, Verdict, combine
+from chatopsd.features.status.api import Alert, Reading, Verdict, combine
+from chatopsd.features.status.stalking_rules import Stalker, StalkerSet, Steady, fingerprint
 
 A = Alert("DiskFull", Verdict.DEGRADED, "90%", "am", "fp1")
 B = Alert("ApiDown", Verdict.CRITICAL, "5xx", "am", "fp2")

@@ -23,9 +23,9 @@ NOT_AT_START = (
     "discord",
     "asyncpg",
     "prometheus_client",
-    "chatopsd.integrations.pagerduty",
+    "chatopsd.features.pagerduty.client",
     "chatopsd.store.postgres",
-    "chatopsd.core.handoff",  # the handoff logic: PagerDuty's on-call push
+    "chatopsd.features.oncall.handoff_rules",  # the handoff logic: PagerDuty's on-call push
     "difflib",  # "did you mean": only for an unknown command
 )
 
@@ -60,7 +60,7 @@ def test_console_only_daemon_loads_no_platform_or_feature_library(tmp_path: Path
         check=True,
     )
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
-    assert "chatopsd.app" in loaded and "chatopsd.handlers.help" in loaded  # it did start
+    assert "chatopsd.app" in loaded and "chatopsd.features.help.commands" in loaded  # it did start
     assert sorted(m for m in NOT_AT_START if m in loaded) == []
 
 

@@ -1,5 +1,7 @@
 """A start-up failure exits non-zero at once with one clear line (issue 15, item 8): a
-corrupt state.db, a read-only state.db and a busy metrics.listen port. Before, the process
+corrupt state.db, a read-only state.db, a state.db in a read-only directory (several starts
+at once: on a busy machine aiosqlite's thread used to outlive the event loop and add an
+"Event loop is closed" traceback) and a busy metrics.listen port. Before, the process
 hung forever (aiosqlite's thread left running) and ignored SIGTERM."""
 
 from __future__ import annotations
@@ -8,8 +10,10 @@ import asyncio
 import os
 import shutil
 import socket
+import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -98,3 +102,61 @@ def test_busy_metrics_port_exits_at_once(tmp_path: Path) -> None:
     assert code is not None and code != 0, f"still running after {took:.1f} s: {err}"
     line = one_line(err)
     assert f"metrics.listen 127.0.0.1:{port}" in line and "in use" in line
+
+
+@pytest.fixture
+def read_only_dir(tmp_path: Path) -> Iterator[Path]:
+    """A directory nothing can be created in (a read-only mount, as far as SQLite sees)."""
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    if os.geteuid() == 0:
+        if shutil.which("chattr") is None:
+            pytest.skip("running as root without chattr: cannot make a read-only directory")
+        if subprocess.run(["chattr", "+i", str(folder)], capture_output=True).returncode != 0:
+            pytest.skip("chattr +i refused here (filesystem or capability)")
+        try:
+            yield folder
+        finally:
+            subprocess.run(["chattr", "-i", str(folder)], check=True)
+    else:
+        folder.chmod(0o555)
+        yield folder
+        folder.chmod(0o755)
+
+
+def test_a_state_db_in_a_read_only_directory_fails_in_one_line_under_load(
+    tmp_path: Path, read_only_dir: Path
+) -> None:
+    config = tmp_path / "chatopsd.toml"
+    config.write_text(f'[chatopsd]\nstate_db = "{read_only_dir / "state.db"}"\n')
+    # several at once: the loaded machine on which the traceback showed
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-m", "chatopsd", "run", "--config", str(config)],
+            cwd=ROOT,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(6)
+    ]
+    for proc in procs:
+        try:
+            _out, err = proc.communicate(timeout=60)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            _out, err = proc.communicate()
+            raise AssertionError(f"still running: {err}") from None
+        assert proc.returncode == 1, err
+        line = one_line(err)  # exactly one line, and no traceback after it
+        assert "state database" in line and "unable to open database file" in line
+        assert err.strip() == line, err
+
+
+async def test_a_database_that_cannot_be_opened_leaves_no_thread_behind(tmp_path: Path) -> None:
+    before = set(threading.enumerate())
+    with pytest.raises(sqlite3.OperationalError, match="unable to open database file"):
+        await Database.open(tmp_path)  # a directory, not a database file
+    left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
+    assert not [t for t in left if "connection_worker" in t.name], left

@@ -19,8 +19,8 @@ from typing import Any
 import aiohttp
 import pytest
 
-from chatopsd.core.status import Verdict
-from chatopsd.integrations.alertmanager import AlertmanagerStatus
+from chatopsd.features.status.api import Verdict
+from chatopsd.features.status.sources.alertmanager import AlertmanagerStatus
 from tests.conftest import FakeClock
 from tests.external import free_port, running
 from tests.status_helpers import posts, say, status_app

@@ -8,8 +8,8 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from chatopsd.core.status import Verdict
-from chatopsd.integrations.prometheus import PrometheusStatus
+from chatopsd.features.status.api import Verdict
+from chatopsd.features.status.sources.prometheus import PrometheusStatus
 from tests.external import free_port, running
 
 BINARY = "/usr/bin/prometheus"

@@ -10,11 +10,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from chatopsd.core.status import Verdict
-from chatopsd.integrations.alertmanager import AlertmanagerStatus
-from chatopsd.integrations.command_source import CommandStatus
-from chatopsd.integrations.http_source import HttpStatus, dig
-from chatopsd.integrations.prometheus import PrometheusStatus
+from chatopsd.features.status.api import Verdict
+from chatopsd.features.status.sources.alertmanager import AlertmanagerStatus
+from chatopsd.features.status.sources.command import CommandStatus
+from chatopsd.features.status.sources.http import HttpStatus, dig
+from chatopsd.features.status.sources.prometheus import PrometheusStatus
 from tests.fakes.monitoring import FakeMonitoring
 from tests.fixtures.monitoring import fake  # noqa: F401 (fixtures)
 

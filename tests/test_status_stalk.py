@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.core.messages import Destination
-from chatopsd.core.stalking import Stalker
+from chatopsd.features.status.stalking_rules import Stalker
 from tests.conftest import FakeClock
 from tests.fakes.monitoring import FakeMonitoring
 from tests.fixtures.monitoring import fake  # noqa: F401 (fixtures)

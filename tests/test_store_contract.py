@@ -11,16 +11,16 @@ from pathlib import Path
 
 import pytest
 
-from chatopsd.core.approvals import Action, Person
 from chatopsd.core.ports import AuditEntry, ClaimUnavailable
-from chatopsd.core.stalking import Stalker
-from chatopsd.store.approvals import SqlApprovals
+from chatopsd.features.approvals.rules import Action, Person
+from chatopsd.features.approvals.store import SqlApprovals
+from chatopsd.features.status.stalking_rules import Stalker
+from chatopsd.features.status.store import SqlStalkerStore
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
 from chatopsd.store.db import Database, NewerDatabase, migrations
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.kv import SqlKeyValue
-from chatopsd.store.stalkers import SqlStalkerStore
 from tests.conftest import FakeClock
 from tests.pg_cluster import BACKENDS, open_backend
 
@@ -296,8 +296,8 @@ async def test_claim_on_an_unreachable_shared_database_is_not_ours(
 
 async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
     from chatopsd.core.messages import Destination
-    from chatopsd.store.links import SqliteIdentityLinks
-    from chatopsd.store.pd_cards import SqliteIncidentCards
+    from chatopsd.features.pagerduty.cards_store import SqliteIncidentCards
+    from chatopsd.identity.store import SqliteIdentityLinks
 
     links = SqliteIdentityLinks(db)
     later = T0 + timedelta(minutes=15)
@@ -344,10 +344,10 @@ async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
 
 
 async def test_followups_numbered_per_incident(db: Database) -> None:
-    from chatopsd.core import incident as core
-    from chatopsd.core.incident import TimelineEntry
-    from chatopsd.store.followups import SqlFollowUps
-    from chatopsd.store.incidents import SqlIncidentStore
+    from chatopsd.features.followups.store import SqlFollowUps
+    from chatopsd.features.incidents import rules as core
+    from chatopsd.features.incidents.rules import TimelineEntry
+    from chatopsd.features.incidents.store import SqlIncidentStore
 
     def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
         inc = core.declare(incident_id, "x", 2, T0, "ada", "slack", "C1")
@@ -403,9 +403,9 @@ def test_a_password_in_the_database_url_is_refused_without_showing_it(tmp_path: 
 async def test_incident_changes_are_decided_on_the_stored_row_one_at_a_time(
     db: Database,
 ) -> None:
-    from chatopsd.core import incident as core
-    from chatopsd.core.incident import IllegalTransition, Incident, TimelineEntry
-    from chatopsd.store.incidents import SqlIncidentStore
+    from chatopsd.features.incidents import rules as core
+    from chatopsd.features.incidents.rules import IllegalTransition, Incident, TimelineEntry
+    from chatopsd.features.incidents.store import SqlIncidentStore
 
     def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
         inc = core.declare(incident_id, "x", 2, T0, "ada", "slack", "C1")

@@ -17,10 +17,11 @@ from chatopsd.core.commands import Arg, CommandSpec, Registry
 from chatopsd.core.context import Call
 from chatopsd.core.messages import Actor, Inbound, Reply, inbound_from_json, inbound_to_json
 from chatopsd.core.middleware import Dedupe
+from chatopsd.ha.takeover import Takeover
 from chatopsd.outbox import Outbox
+from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.postgres import PgDatabase
-from chatopsd.takeover import Takeover
 from tests.conftest import FakeClock
 
 _NOW = "extract(epoch from clock_timestamp())"
@@ -41,7 +42,8 @@ class Instance:
             [CommandSpec(("echo",), "echo", self.echo, (Arg("text", kind="rest"),))]
         )
         self.bus = Bus(registry, [Dedupe(self.ledger, durable=True)], self.outbox)
-        self.takeover = Takeover(self.ledger, self.bus, clock, dead_after_s=5.0)
+        self.audit = SqlAuditLog(db)
+        self.takeover = Takeover(self.ledger, self.bus, clock, self.audit, dead_after_s=5.0)
 
     async def echo(self, call: Call) -> Reply:
         self.ran.append(call.event.event_id)

@@ -9,12 +9,12 @@ from zoneinfo import ZoneInfo
 import pytest
 
 from chatopsd import config
-from chatopsd.core import incident as core
 from chatopsd.core.errors import ConfigError
-from chatopsd.core.status import Alert, Overview, Reading, Verdict
 from chatopsd.core.times import Times, age
-from chatopsd.handlers.status import render
-from chatopsd.integrations.alertmanager import _time
+from chatopsd.features.incidents import rules as core
+from chatopsd.features.status.api import Alert, Overview, Reading, Verdict
+from chatopsd.features.status.commands import render
+from chatopsd.features.status.sources.alertmanager import _time
 
 PARIS = Times(ZoneInfo("Europe/Paris"))
 AT = datetime(2026, 11, 24, 8, 0, tzinfo=UTC)  # a Tuesday; 09:00 in Paris (CET)
@@ -84,7 +84,7 @@ def test_timezone_key(tmp_path: Path) -> None:
 
 
 def test_pagerduty_cards_follow_the_zone() -> None:
-    from chatopsd.core import pd
+    from chatopsd.features.pagerduty import rules as pd
 
     inc = pd.PdIncident(
         "Q1",

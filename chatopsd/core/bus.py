@@ -256,8 +256,9 @@ class Bus:
         if claim is None:
             await self._deliver(call, replies, wait=False)
             return replies
-        # Keyed, so a survivor can tell whether this instance's answer went out.
-        replies = [replace(r, key=f"{event.event_id}#{i}") for i, r in enumerate(replies)]
+        if claim.keyed:
+            # Keyed, so a survivor can tell whether this instance's answer went out.
+            replies = [replace(r, key=f"{event.event_id}#{i}") for i, r in enumerate(replies)]
         if claim.answerable():
             await self._deliver(call, replies, wait=True, resumed=resumed)
             await claim.answered()

@@ -64,6 +64,10 @@ class CommandSpec:
     config can restrict to some channels. `incident_work` marks the incident commands: in an
     open incident's own channel those channel lists do not apply to them (nor to paging
     commands). `priority` orders its replies in the outbox.
+    `effects` marks a command that acts outside chat and our database in a way not safe to
+    repeat (runs a process, creates a channel, publishes to the status page, files a ticket):
+    it is recorded as started, durably, before its handler runs, and one whose instance died
+    running it is reported in its channel, never run again (core/middleware.Started).
     """
 
     path: tuple[str, ...]
@@ -76,6 +80,7 @@ class CommandSpec:
     incident_work: bool = False
     priority: Priority = Priority.NORMAL
     examples: tuple[str, ...] = ()
+    effects: bool = False
 
     @property
     def name(self) -> str:

@@ -1,4 +1,5 @@
-"""The bus middleware, in the order the bus runs it: dedupe → audit → rate limit → authorize.
+"""The bus middleware, in the order the bus runs it: dedupe → audit → rate limit → authorize
+→ started (the last step before the handler, for commands with outside effects only).
 
 Why this order:
 - dedupe first: a redelivered event is nobody's doing; it costs no token and no audit row.
@@ -16,7 +17,7 @@ from dataclasses import dataclass, field
 
 from chatopsd.core.bus import Next
 from chatopsd.core.context import Call
-from chatopsd.core.errors import Forbidden, RateLimited, UserError
+from chatopsd.core.errors import Forbidden, RateLimited, Unavailable, UserError
 from chatopsd.core.identity import Identity, chat_id, unknown_reason
 from chatopsd.core.messages import Inbound, Reply, inbound_to_json
 from chatopsd.core.outcome import Outcome, outcome_of, short_cause
@@ -55,17 +56,54 @@ class Dedupe:
             )
             return []
         if self.durable:
-            call.claim = _Claim(self.ledger, event.platform, event.event_id)
+            call.claim = _Claim(self.ledger, event.platform, event.event_id, keyed=True)
+        return await nxt(call)
+
+
+class Started:
+    """Before a command with outside effects runs (CommandSpec.effects: an ops run, a
+    channel created, a publish, a ticket), record durably that it started, with the command
+    itself, until the bus reports it answered. An instance that dies in between leaves it
+    started: whoever finds it (a survivor, or the next start on SQLite) tells its channel
+    that it may or may not have finished and audits it as `interrupted`; it never runs it
+    again (chatopsd/ha/takeover.py). Last in the chain: a refused command never starts. Every
+    other command passes through untouched (one attribute read)."""
+
+    def __init__(self, ledger: EventLedger) -> None:
+        self.ledger = ledger
+
+    async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
+        spec = call.spec
+        if spec is None or not spec.effects or call.error is not None:
+            return await nxt(call)
+        event = call.event
+        event_id = event.event_id or f"ref:{call.ref}"  # (an event without an id: its own)
+        try:
+            ours = await self.ledger.started(event.platform, event_id, inbound_to_json(event))
+        except Exception as exc:
+            log.error("cannot record %s as started (database: %s)", call.command, exc)
+            raise Unavailable(
+                f"{call.prefix}{call.command} did not run: the database could not record that "
+                "it started (it records that first, so that a crash can never run it twice)",
+                hint="try again in a minute",
+            ) from exc
+        if not ours:
+            raise Unavailable(
+                f"{call.prefix}{call.command} did not run here: another instance took it over"
+            )
+        if call.claim is None:
+            call.claim = _Claim(self.ledger, event.platform, event_id, keyed=False)
         return await nxt(call)
 
 
 class _Claim:
     """core/ports.AnswerClaim over the event ledger."""
 
-    __slots__ = ("event_id", "ledger", "platform")
+    __slots__ = ("event_id", "keyed", "ledger", "platform")
 
-    def __init__(self, ledger: EventLedger, platform: str, event_id: str) -> None:
+    def __init__(self, ledger: EventLedger, platform: str, event_id: str, *, keyed: bool) -> None:
         self.ledger, self.platform, self.event_id = ledger, platform, event_id
+        self.keyed = keyed
 
     def answerable(self) -> bool:
         return self.ledger.answerable()
@@ -248,7 +286,9 @@ class Audit:
             outcome, cause = outcome_of(exc), f"{type(exc).__name__}: {exc}"
             raise
         except BaseException as exc:
-            outcome, cause = Outcome.ERROR, f"{type(exc).__name__} ref={call.ref}"
+            outcome, cause = outcome_of(exc), f"{type(exc).__name__} ref={call.ref}"
+            if outcome is Outcome.INTERRUPTED:
+                cause = "cut short before it finished (shutdown): its effect is unknown"
             raise
         finally:
             elapsed = (self.clock.monotonic() - start) * 1000

@@ -11,6 +11,10 @@ finds every command whose effect did not happen, whatever the handler was:
 - `rate_limited`: refused or dropped by the per-actor rate limit.
 - `error`: an internal error (a bug); the reply quotes a reference to the log.
 - `pending`: awaiting approval or confirmation.
+- `interrupted`: it was cut short before it finished (its instance was killed or crashed,
+  or a shutdown did not wait for it): its effect may or may not have happened. For a kill,
+  written by whoever found the command (a surviving instance, or the next start on SQLite),
+  which also tells the command's channel; it is not run again.
 
 The handler states its outcome (`Call.set_outcome`); middleware fills in the rest from the
 exception the handler raised, if any.
@@ -18,6 +22,7 @@ exception the handler raised, if any.
 
 from __future__ import annotations
 
+from asyncio import CancelledError
 from enum import StrEnum
 
 from chatopsd.core.errors import Forbidden, RateLimited, Unavailable, UserError
@@ -31,10 +36,13 @@ class Outcome(StrEnum):
     RATE_LIMITED = "rate_limited"
     ERROR = "error"
     PENDING = "pending"
+    INTERRUPTED = "interrupted"
 
 
 def outcome_of(exc: BaseException) -> Outcome:
     """The outcome of a command that raised `exc`."""
+    if isinstance(exc, CancelledError):
+        return Outcome.INTERRUPTED  # cut short (shutdown): its effect is unknown
     if isinstance(exc, Forbidden):
         return Outcome.DENIED
     if isinstance(exc, RateLimited):

@@ -11,12 +11,12 @@ from chatopsd.core.messages import Destination, Reply, Sent
 
 if TYPE_CHECKING:
     # (annotations only, the handoff types too: that logic loads with the PagerDuty features)
-    from chatopsd.core.approvals import Action, Person
-    from chatopsd.core.approvals import State as ApprovalState
-    from chatopsd.core.handoff import OwedPost, Step, Watched
     from chatopsd.core.identity import Link, Profile
-    from chatopsd.core.incident import Incident, TimelineEntry
-    from chatopsd.core.stalking import Stalker, StalkerKey
+    from chatopsd.features.approvals.rules import Action, Person
+    from chatopsd.features.approvals.rules import State as ApprovalState
+    from chatopsd.features.incidents.rules import Incident, TimelineEntry
+    from chatopsd.features.oncall.handoff_rules import OwedPost, Step, Watched
+    from chatopsd.features.status.stalking_rules import Stalker, StalkerKey
 
 
 class Clock(Protocol):
@@ -45,7 +45,12 @@ class ClaimUnavailable(Exception):
 
 
 class AnswerClaim(Protocol):
-    """A claimed command's answer, with several instances: the bus answers it once."""
+    """A claimed command's answer, with several instances (or a command with outside effects
+    recorded as started): the bus answers it once, then reports it answered."""
+
+    # Answers carry the key `<event id>#<n>`: only where another instance may take the
+    # command over and must find what was already posted.
+    keyed: bool
 
     def answerable(self) -> bool:
         """True while nobody else may take the command over (our heartbeat is fresh)."""
@@ -69,6 +74,13 @@ class EventLedger(Protocol):
         instance claimed it first); ClaimUnavailable if it could not be recorded. `payload`
         (the command) is kept until `answered`, so another instance can take the command
         over if this one dies first."""
+        ...
+
+    async def started(self, platform: str, event_id: str, payload: str) -> bool:
+        """Record durably, before a command with outside effects acts, that it started
+        (`payload`: the command): if this instance dies before `answered`, the command is
+        reported, never run again. False if the event is no longer ours to run (another
+        instance took it over); an exception if it could not be recorded."""
         ...
 
     async def answered(self, platform: str, event_id: str) -> None:
@@ -99,6 +111,9 @@ class Orphan:
     instance: str
     payload: str  # the command, as core/messages.inbound_to_json wrote it
     seen_at: float
+    # When its outside effects began (epoch seconds), or None: a started command is reported
+    # (it may or may not have taken effect), never run again.
+    started_at: float | None = None
 
 
 class OrphanedClaims(Protocol):
@@ -109,12 +124,17 @@ class OrphanedClaims(Protocol):
         `max_age_s`."""
         ...
 
-    async def adopt(self, orphan: Orphan) -> bool:
-        """Take the claim over; True for the one instance that wins it."""
+    async def adopt(self, orphan: Orphan, *, resume: bool = True) -> bool:
+        """Take the claim over; True for the one instance that wins it. `resume`: it is to
+        be handled again here (False: only reported)."""
+        ...
+
+    async def release(self, orphan: Orphan) -> None:
+        """Give an orphan adopted to be reported back to its dead owner (reporting failed)."""
         ...
 
     async def abandon(self, orphan: Orphan) -> None:
-        """Give up on it (too old, or unreadable)."""
+        """Done with it: given up (too old, unreadable), or reported as interrupted."""
         ...
 
 
@@ -142,6 +162,11 @@ class AuditLog(Protocol):
         ...
 
     async def since(self, since: datetime | None, limit: int = 1000) -> Sequence[AuditEntry]: ...
+
+    async def of_event(self, platform: str, event_id: str, since: datetime) -> AuditEntry | None:
+        """The newest row a command left from `since` on (its own or its run's): unless it
+        is `interrupted`, the command finished."""
+        ...
 
 
 class ReplySink(Protocol):

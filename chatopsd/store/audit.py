@@ -237,6 +237,16 @@ class SqlAuditLog:
         )
         return [AuditEntry(datetime.fromtimestamp(r[0], UTC), *r[1:]) for r in rows]
 
+    async def of_event(self, platform: str, event_id: str, since: datetime) -> AuditEntry | None:
+        """The newest row a command left from `since` on (its own, or its run's when it ran
+        a process): unless it is `interrupted`, the command finished."""
+        row = await self.db.fetchone(
+            f"SELECT {_FIELDS}, cause FROM audit WHERE at >= ? AND platform = ? "
+            "AND event_id = ? ORDER BY id DESC LIMIT 1",
+            (since.timestamp(), platform, event_id),
+        )
+        return AuditEntry(datetime.fromtimestamp(row[0], UTC), *row[1:]) if row else None
+
     async def verify(self, page: int = 5000, expect_head: str | None = None) -> Verdict:
         """Recompute the chain over every row; the first row that does not fit breaks it.
 

@@ -15,7 +15,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -37,15 +37,28 @@ _COUNT = re.compile(r"(\d+)$")
 
 
 def redact(url: str) -> str:
-    """The URL without a password, for logs and errors."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.hostname or ""
-    if parts.port:
-        host += f":{parts.port}"
-    user = f"{parts.username}@" if parts.username else ""
-    return urlunsplit((parts.scheme, user + host, parts.path, parts.query, parts.fragment))
+    """The URL without a password (`user:password@` or `?password=`), for logs, errors and
+    `ctl health`. The config refuses both; this is for whatever else hands us a URL."""
+    try:
+        parts = urlsplit(url)
+        password = parts.password
+        port = parts.port
+    except ValueError:
+        return "(a malformed PostgreSQL URL)"
+    netloc = parts.netloc
+    if password is not None:
+        host = parts.hostname or ""
+        if ":" in host:
+            host = f"[{host}]"
+        if port:
+            host += f":{port}"
+        netloc = (f"{parts.username}@" if parts.username else "") + host
+    query = "&".join(
+        pair
+        for pair in parts.query.split("&")
+        if unquote(pair.partition("=")[0]).strip().lower() != "password"
+    )
+    return urlunsplit((parts.scheme, netloc, parts.path, query, parts.fragment))
 
 
 def password_from_environment() -> str | None:
@@ -57,6 +70,17 @@ def password_from_environment() -> str | None:
         if path.is_file() and (password := path.read_text(encoding="utf-8").strip()):
             return password
     return os.environ.get("PGPASSWORD") or None
+
+
+def connect_failure(exc: BaseException, timeout: float) -> str:
+    """Why a connection could not be made, in words: a timeout's own text is empty."""
+    if isinstance(exc, TimeoutError):
+        return (
+            f"no answer within {timeout:g} s (connect timeout, "
+            "chatopsd.database_connect_timeout_seconds): the server accepted the connection "
+            "but did not answer, or the network drops packets"
+        )
+    return str(exc) or type(exc).__name__
 
 
 def _password_hint(given: str | None) -> str:
@@ -97,10 +121,13 @@ class PgDatabase:
     dialect: Dialect = "postgresql"
     shared: bool = True  # other instances write too: ask the database, not memory
 
-    def __init__(self, url: str, pool: Any, password: str | None) -> None:
+    def __init__(
+        self, url: str, pool: Any, password: str | None, connect_timeout: float = 10.0
+    ) -> None:
         self.url = url
         self.pool = pool
         self._password = password
+        self.connect_timeout = connect_timeout
 
     @classmethod
     async def open(
@@ -111,12 +138,15 @@ class PgDatabase:
         min_size: int = 1,
         max_size: int = 5,
         read_only: bool = False,
+        connect_timeout: float = 10.0,
     ) -> PgDatabase:
         """Connect (a small pool: the daemon's own concurrency is low) and migrate.
 
         `read_only` (`chatopsd audit`): no migration, and every transaction of the pool's
         sessions is read-only (`default_transaction_read_only`), so the server refuses writes.
-        `sslmode` and the other libpq URL parameters are honoured by asyncpg itself."""
+        `sslmode` and the other libpq URL parameters are honoured by asyncpg itself.
+        `connect_timeout` bounds each connection's set-up (TCP, TLS, start-up, password): a
+        server that accepts and never answers fails after it, not after asyncpg's 60 s."""
         password = password if password is not None else password_from_environment()
         settings = {"application_name": "chatopsd"}
         if read_only:
@@ -128,15 +158,18 @@ class PgDatabase:
                 min_size=min_size,
                 max_size=max_size,
                 command_timeout=30,
+                timeout=connect_timeout,
                 server_settings=settings,
             )
         except asyncpg.InvalidPasswordError as exc:
             raise ConnectionError(
                 f"PostgreSQL at {redact(url)}: {exc}: {_password_hint(password)}"
             ) from None
-        except (OSError, asyncpg.PostgresError) as exc:
-            raise ConnectionError(f"PostgreSQL at {redact(url)}: {exc}") from None
-        db = cls(url, pool, password)
+        except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError) as exc:
+            raise ConnectionError(
+                f"PostgreSQL at {redact(url)}: {connect_failure(exc, connect_timeout)}"
+            ) from None
+        db = cls(url, pool, password, connect_timeout)
         try:
             if read_only:
                 try:
@@ -160,6 +193,7 @@ class PgDatabase:
             self.url,
             password=self._password,
             command_timeout=30,
+            timeout=self.connect_timeout,
             # the server notices a vanished peer within seconds and frees its locks
             server_settings={
                 "application_name": "chatopsd-lease",

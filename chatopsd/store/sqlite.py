@@ -14,6 +14,7 @@ import asyncio
 import logging
 import os
 import sqlite3
+import threading
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
@@ -265,7 +266,7 @@ class SqliteReader:
     @classmethod
     async def open(cls, path: Path | str) -> SqliteReader:
         path, uri = _read_only_uri(Path(path))
-        conn = await aiosqlite.connect(uri, uri=True, isolation_level=None)
+        conn = await _open_connection(uri, uri=True)
         conn.row_factory = sqlite3.Row
         try:
             await conn.execute("PRAGMA busy_timeout=5000")  # the daemon may be checkpointing
@@ -329,8 +330,28 @@ def _settle(fut: asyncio.Future[Any], exc: BaseException | None) -> None:
         fut.set_exception(exc)
 
 
+async def _open_connection(target: Path | str, *, uri: bool = False) -> aiosqlite.Connection:
+    """aiosqlite.connect, except that a connection that fails to open leaves no thread behind.
+
+    On a failed open aiosqlite queues the stop of its worker thread without waiting for it;
+    the thread then reports to the event loop, which may be closed by then (start-up failed
+    and the process is exiting, sooner on a busy machine): "RuntimeError: Event loop is
+    closed" and a traceback from the thread, after the one clean line. So the thread is
+    waited for before the error goes on."""
+    pending = aiosqlite.connect(target, isolation_level=None, uri=uri)
+    try:
+        return await pending
+    except BaseException:
+        thread = (
+            pending if isinstance(pending, threading.Thread) else getattr(pending, "_thread", None)
+        )
+        if isinstance(thread, threading.Thread) and thread.is_alive():
+            await asyncio.to_thread(thread.join, 5.0)
+        raise
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
-    db = await aiosqlite.connect(path, isolation_level=None)
+    db = await _open_connection(path)
     db.row_factory = sqlite3.Row
     try:
         for pragma in (

@@ -1,0 +1,106 @@
+"""A JSON endpoint as a status source: one field, found by a dotted path, mapped to a state.
+
+`field = "status.indicator"` reads {"status": {"indicator": "minor"}}; a number in the path
+indexes a list ("components.0.status").
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+import aiohttp
+
+from chatopsd.features.status.api import Alert, Reading, Verdict
+from chatopsd.httpclient import SourceError, display, get_json
+
+# Words status pages commonly use (Statuspage's indicator: none/minor/major/critical).
+DEFAULT_VALUES: dict[str, str] = {
+    **dict.fromkeys(
+        ("normal", "ok", "up", "healthy", "pass", "green", "operational", "none", "true"),
+        "NORMAL",
+    ),
+    **dict.fromkeys(
+        ("degraded", "warning", "warn", "minor", "yellow", "degraded_performance"), "DEGRADED"
+    ),
+    **dict.fromkeys(
+        (
+            "critical",
+            "down",
+            "fail",
+            "error",
+            "red",
+            "major",
+            "major_outage",
+            "partial_outage",
+            "false",
+        ),
+        "CRITICAL",
+    ),
+    "unknown": "UNKNOWN",
+}
+
+
+class HttpStatus:
+    def __init__(
+        self,
+        name: str,
+        url: str,
+        field: str,
+        session: aiohttp.ClientSession,
+        *,
+        timeout: float = 5.0,
+        value_map: Mapping[str, str] | None = None,
+        default_verdict: str = "UNKNOWN",
+    ) -> None:
+        self.name = name
+        self.url = url
+        self.path = [p for p in field.split(".") if p]
+        self.field = field
+        self.session = session
+        self.timeout = timeout
+        self.values = {k.lower(): Verdict(v) for k, v in (value_map or DEFAULT_VALUES).items()}
+        self.default = Verdict(default_verdict)
+
+    async def read(self) -> Reading:
+        try:
+            value = dig(await get_json(self.session, self.url, self.timeout), self.path)
+        except SourceError as exc:
+            return Reading(self.name, Verdict.UNKNOWN, error=str(exc))
+        except Exception as exc:  # never raise out of read()
+            return Reading(self.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+        if value is None:
+            return Reading(
+                self.name, Verdict.UNKNOWN, error=f"{display(self.url)}: no field {self.field!r}"
+            )
+        text = str(value).lower()  # JSON true/false arrive as True/False: "true"/"false"
+        verdict = self.values.get(text)
+        if verdict is None:
+            if self.default is Verdict.UNKNOWN:
+                return Reading(
+                    self.name,
+                    Verdict.UNKNOWN,
+                    error=f"{self.field} = {value!r} is not a known state (add it to value_map)",
+                )
+            verdict = self.default
+        if verdict is Verdict.NORMAL:
+            return Reading(self.name, verdict)
+        alert = Alert(
+            self.name, verdict, f"{self.field} = {value}", self.name, f"{self.field}={text}"
+        )
+        return Reading(self.name, verdict, (alert,))
+
+
+def dig(doc: Any, path: list[str]) -> Any:
+    """The value at a dotted path, or None when any step is missing."""
+    for part in path:
+        if isinstance(doc, dict):
+            doc = doc.get(part)
+        elif isinstance(doc, list) and part.lstrip("-").isdigit():
+            i = int(part)
+            doc = doc[i] if -len(doc) <= i < len(doc) else None
+        else:
+            return None
+        if doc is None:
+            return None
+    return doc

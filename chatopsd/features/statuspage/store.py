@@ -1,0 +1,241 @@
+"""Status page publications: what each incident shows publicly, and the durable queue of calls
+still to make (a restart, even kill -9, loses none of them).
+
+Several instances (PostgreSQL, issue 19): any instance queues (the one that handled the
+command); only the lease holder sends. The worker's writes take the leader's fencing token
+(`fence`): `note_attempt` (the claim of a call, made before its request goes out),
+`attempt_failed` and `succeeded` (the mark-sent) happen only while that token is still the
+lease's, checked in the same transaction (stalkers.fence_holds). A leader paused past its
+lease gets no claim, so it sends nothing; whoever leads next finds the call pending, with
+`maybe_done` set if an attempt may have gone out, and checks the page before sending again.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from datetime import UTC, datetime
+from typing import Any
+
+from chatopsd.core.ports import Publication, QueuedCall, Superseded
+from chatopsd.features.status.store import fence_holds, write_fenced
+from chatopsd.store.db import Database, Op, Tx
+
+
+def _pub(r: sqlite3.Row) -> Publication:
+    return Publication(
+        r["incident_id"],
+        r["page_incident_id"],
+        r["shortlink"],
+        r["status"],
+        r["wanted"],
+        tuple(json.loads(r["components"])),
+        bool(r["unpublished"]),
+    )
+
+
+class SqlitePublications:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def get(self, incident_id: str) -> Publication | None:
+        row = await self.db.fetchone(
+            "SELECT * FROM public_incidents WHERE incident_id = ?", (incident_id,)
+        )
+        return None if row is None else _pub(row)
+
+    async def start(
+        self,
+        incident_id: str,
+        components: list[str],
+        payload: dict[str, Any],
+        actor: tuple[str, str],
+        at: datetime,
+    ) -> None:
+        """Record the decision to publish and queue the create call, atomically."""
+        await self.db.write_many(
+            [
+                (
+                    "INSERT INTO public_incidents (incident_id, wanted, components, updated_at) "
+                    "VALUES (?, 'investigating', ?, ?)",
+                    (incident_id, json.dumps(components), at.timestamp()),
+                ),
+                self._enqueue_op(incident_id, "create", payload, actor, at),
+            ]
+        )
+
+    async def queue_update(
+        self,
+        incident_id: str,
+        wanted: str,
+        payload: dict[str, Any],
+        actor: tuple[str, str],
+        at: datetime,
+    ) -> None:
+        await self.db.write_many(
+            [
+                (
+                    "UPDATE public_incidents SET wanted = ?, updated_at = ? WHERE incident_id = ?",
+                    (wanted, at.timestamp(), incident_id),
+                ),
+                self._enqueue_op(incident_id, "update", payload, actor, at),
+            ]
+        )
+
+    @staticmethod
+    def _enqueue_op(
+        incident_id: str, action: str, payload: dict[str, Any], actor: tuple[str, str], at: datetime
+    ) -> tuple[str, tuple[object, ...]]:
+        return (
+            "INSERT INTO public_outbox (incident_id, action, payload, actor, actor_name, "
+            "created_at, next_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (
+                incident_id,
+                action,
+                json.dumps(payload, sort_keys=True),
+                actor[0],
+                actor[1],
+                at.timestamp(),
+                at.timestamp(),
+            ),
+        )
+
+    async def unpublish(self, incident_id: str, at: datetime) -> int:
+        """Stop publishing: mark it, and cancel what is still queued. Returns how many."""
+        pending = await self.db.fetchone(
+            "SELECT COUNT(*) FROM public_outbox WHERE incident_id = ? AND state = 'pending'",
+            (incident_id,),
+        )
+        await self.db.write_many(
+            [
+                (
+                    "UPDATE public_incidents SET unpublished = 1, updated_at = ? "
+                    "WHERE incident_id = ?",
+                    (at.timestamp(), incident_id),
+                ),
+                (
+                    "UPDATE public_outbox SET state = 'cancelled', done_at = ? "
+                    "WHERE incident_id = ? AND state = 'pending'",
+                    (at.timestamp(), incident_id),
+                ),
+            ]
+        )
+        return int(pending[0]) if pending else 0
+
+    async def heads(self) -> list[QueuedCall]:
+        """The oldest pending call of each incident: calls of one incident go in order."""
+        rows = await self.db.fetchall(
+            "SELECT * FROM public_outbox WHERE id IN (SELECT MIN(id) FROM public_outbox "
+            "WHERE state = 'pending' GROUP BY incident_id) ORDER BY next_at, id"
+        )
+        return [
+            QueuedCall(
+                r["id"],
+                r["incident_id"],
+                r["action"],
+                json.loads(r["payload"]),
+                r["actor"],
+                r["actor_name"],
+                int(r["attempts"]),
+                datetime.fromtimestamp(r["next_at"], UTC),
+                r["last_error"],
+                bool(r["maybe_done"]),
+            )
+            for r in rows
+        ]
+
+    async def pending_count(self, incident_id: str) -> int:
+        row = await self.db.fetchone(
+            "SELECT COUNT(*) FROM public_outbox WHERE incident_id = ? AND state = 'pending'",
+            (incident_id,),
+        )
+        return int(row[0]) if row else 0
+
+    async def last_error(self, incident_id: str) -> str | None:
+        row = await self.db.fetchone(
+            "SELECT last_error FROM public_outbox WHERE incident_id = ? AND state = 'pending' "
+            "ORDER BY id LIMIT 1",
+            (incident_id,),
+        )
+        return None if row is None else row[0]
+
+    async def _fenced(self, ops: list[Op], fence: int | None) -> None:
+        """Write `ops` atomically; with `fence`, only while that token is the lease's (else
+        Superseded, nothing written)."""
+        if fence is None:
+            await self.db.write_many(ops)
+            return
+        if not await write_fenced(self.db, ops, fence):
+            raise Superseded(f"lease token {fence} superseded")
+
+    async def attempt_failed(
+        self,
+        call_id: int,
+        error: str,
+        retry_at: datetime,
+        maybe_done: bool,
+        *,
+        fence: int | None = None,
+    ) -> None:
+        await self._fenced(
+            [
+                (
+                    "UPDATE public_outbox SET last_error = ?, next_at = ?, maybe_done = ? "
+                    "WHERE id = ?",
+                    (error, retry_at.timestamp(), int(maybe_done), call_id),
+                )
+            ],
+            fence,
+        )
+
+    async def note_attempt(self, call_id: int, *, fence: int | None = None) -> bool:
+        """Counted before the request goes out, so a crash mid-call is known on restart (and
+        by the next leader). False, nothing written: the call is no longer pending (do not
+        send it); Superseded: the fence no longer holds (send nothing)."""
+        sql = (
+            "UPDATE public_outbox SET attempts = attempts + 1, maybe_done = 1 "
+            "WHERE id = ? AND state = 'pending'"
+        )
+        if fence is None:
+            return await self.db.execute(sql, (call_id,)) == 1
+
+        async def fenced(tx: Tx) -> bool:
+            if not await fence_holds(tx, fence):
+                raise Superseded(f"lease token {fence} superseded")
+            return await tx.execute(sql, (call_id,)) == 1
+
+        return await self.db.transaction(fenced)
+
+    async def succeeded(
+        self,
+        call: QueuedCall,
+        page_incident_id: str,
+        shortlink: str | None,
+        status: str,
+        at: datetime,
+        *,
+        fence: int | None = None,
+    ) -> None:
+        await self._fenced(
+            [
+                (
+                    "UPDATE public_outbox SET state = 'done', done_at = ?, last_error = NULL "
+                    "WHERE id = ?",
+                    (at.timestamp(), call.id),
+                ),
+                (
+                    "UPDATE public_incidents SET page_incident_id = ?, "
+                    "shortlink = COALESCE(?, shortlink), status = ?, updated_at = ? "
+                    "WHERE incident_id = ?",
+                    (page_incident_id, shortlink, status, at.timestamp(), call.incident_id),
+                ),
+            ],
+            fence,
+        )
+
+    async def cancel(self, call_id: int, reason: str, at: datetime) -> None:
+        await self.db.write(
+            "UPDATE public_outbox SET state = 'cancelled', last_error = ?, done_at = ? "
+            "WHERE id = ?",
+            (reason, at.timestamp(), call_id),
+        )

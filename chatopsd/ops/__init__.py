@@ -1,1 +1,0 @@
-"""Operations commands: argument validation, argv templating and the subprocess runner."""
