@@ -189,7 +189,8 @@ def _interactive_log(cfg: config.Config) -> Path | None:
 
 
 def _run(cfg: config.Config, path: Path | None = None) -> int:
-    from chatopsd.app import StartupError, nothing_to_serve, serve
+    from chatopsd.kernel import StartupError, nothing_to_serve
+    from chatopsd.serve import serve
 
     if why := nothing_to_serve(cfg, sys.stdin, path):
         # EX_CONFIG: the unit's RestartPreventExitStatus=78 shows "failed" with this line

@@ -18,17 +18,15 @@ import os
 import socket
 import stat
 import struct
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from chatopsd import redact
-from chatopsd.core.messages import Destination, Reply
+from chatopsd.core.messages import Destination, Reply, Sent
+from chatopsd.health import LABELS, HealthView
 from chatopsd.scheduler import JobHealth
-
-if TYPE_CHECKING:
-    from chatopsd.app import App
 
 log = logging.getLogger("chatopsd.control")
 MAX_REQUEST = 64 * 1024
@@ -74,14 +72,23 @@ def _alive(path: Path) -> bool:
     return True
 
 
-def health(app: App) -> dict[str, Any]:
+class Sender(Protocol):
+    """The outbox, as `ctl send` and `ctl broadcast` use it."""
+
+    @property
+    def connectors(self) -> Mapping[str, object]: ...
+
+    async def send(self, destination: Destination, reply: Reply) -> Sent | None: ...
+
+
+def health(view: HealthView) -> dict[str, Any]:
     """What `ctl health` shows: connectors, scheduled jobs (PagerDuty refresh, status poll),
     queue depth."""
-    mono = app.clock.monotonic()
-    now = app.clock.now()
+    mono = view.clock.monotonic()
+    now = view.clock.now()
     jobs: dict[str, Any] = {}
-    for name in app.scheduler.jobs:
-        job = app.scheduler.health.get(name) or JobHealth()
+    for name in view.scheduler.jobs:
+        job = view.scheduler.health.get(name) or JobHealth()
         last, since = job.last_ok, job.failing_since
         jobs[name] = {
             "last_ok": last.isoformat() if last else None,
@@ -100,7 +107,7 @@ def health(app: App) -> dict[str, Any]:
                 return {"job": name, **info}
         return None
 
-    return {
+    found = {
         "connectors": [
             {
                 "platform": s.platform,
@@ -110,17 +117,20 @@ def health(app: App) -> dict[str, Any]:
                 "connects": s.health.connects,
                 "failures": s.health.failures,
             }
-            for s in app.supervisors
+            for s in view.supervisors
         ],
         "pagerduty_refresh": job_like("pagerduty-refresh", "oncall"),
         "status_poll": job_like("status-poll", "stalk"),
         "jobs": jobs,
-        "lease": _lease(app),
-        "queue_depth": app.outbox.depth,
-        "in_flight": app.bus.in_flight,
-        "sent": app.outbox.sent,
-        "send_failures": app.outbox.failed,
+        "lease": _lease(view),
+        "queue_depth": view.outbox.depth,
+        "in_flight": view.in_flight(),
+        "sent": view.outbox.sent,
+        "send_failures": view.outbox.failed,
     }
+    if view.features:
+        found["features"] = {name: dict(report()) for name, report in view.features.items()}
+    return found
 
 
 def uid_map(text: str | None = None) -> list[tuple[int, int, int]]:
@@ -183,8 +193,17 @@ def unreachable(
 
 
 class ControlServer:
-    def __init__(self, app: App, path: Path, allow_uids: Iterable[int] = ()) -> None:
-        self.app = app
+    def __init__(
+        self,
+        view: HealthView,
+        path: Path,
+        allow_uids: Iterable[int] = (),
+        *,
+        outbox: Sender,
+        broadcast: Sequence[str] = (),
+    ) -> None:
+        self.view, self.outbox = view, outbox
+        self.broadcast_channels = tuple(broadcast)  # control.broadcast_channels
         self.path = path
         self.allow_uids = sorted(set(allow_uids))
         ranges = uid_map()
@@ -268,7 +287,7 @@ class ControlServer:
         except (ValueError, KeyError, TypeError, asyncio.LimitOverrunError, TimeoutError):
             return {"ok": False, "error": 'send one JSON line like {"cmd": "health"}'}
         if cmd == "health":
-            return {"ok": True, "health": health(self.app)}
+            return {"ok": True, "health": health(self.view)}
         if cmd == "send":
             return await self._send(
                 str(request.get("platform", "")),
@@ -280,7 +299,7 @@ class ControlServer:
         return {"ok": False, "error": f"unknown command {cmd!r} (health, send, broadcast)"}
 
     async def _send(self, platform: str, channel: str, text: str) -> dict[str, Any]:
-        known = sorted(self.app.outbox.connectors)
+        known = sorted(self.outbox.connectors)
         if platform not in known:
             return {"ok": False, "error": f"unknown platform {platform!r} (have: {known})"}
         if not channel or not text:
@@ -288,7 +307,7 @@ class ControlServer:
         log.info("ctl send to %s:%s", platform, channel)
         try:
             await asyncio.wait_for(
-                self.app.outbox.send(Destination(platform, channel), Reply(text=text)),
+                self.outbox.send(Destination(platform, channel), Reply(text=text)),
                 SEND_TIMEOUT,
             )
         except Exception as exc:
@@ -296,7 +315,7 @@ class ControlServer:
         return {"ok": True, "sent": [f"{platform}:{channel}"]}
 
     async def _broadcast(self, text: str) -> dict[str, Any]:
-        targets = self.app.config.control.broadcast_channels
+        targets = self.broadcast_channels
         if not targets:
             return {"ok": False, "error": "no control.broadcast_channels configured"}
         results = await asyncio.gather(*(self._send(*t.partition(":")[::2], text) for t in targets))
@@ -341,35 +360,21 @@ def connect_failure(path: Path, source: str, exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
 
 
-_LABELS = {"pagerduty-refresh": "PagerDuty refresh", "status-poll": "status poll"}
-
-
 def _hhmm(iso: str) -> str:
     return datetime.fromisoformat(iso).strftime("%H:%M UTC")
 
 
-def failing_jobs(app: App) -> list[str]:
-    """One phrase per failing job, e.g. "PagerDuty refresh failing since 21:13 UTC (PagerDuty
-    server error (500))", for STATUS= and logs."""
-    return [
-        f"{_LABELS.get(name, f'job {name}')} failing since "
-        f"{job.failing_since:%H:%M UTC} ({job.cause[:120]})"
-        for name, job in sorted(app.scheduler.failing().items())
-        if job.failing_since is not None
-    ]
-
-
-def _lease(app: App) -> dict[str, Any]:
+def _lease(view: HealthView) -> dict[str, Any]:
     """Leader and instances (several instances on PostgreSQL; on SQLite, this one)."""
-    st = app.lease.state()
+    st = view.lease()
     return {
         "instance": st.instance,
         "leader": st.leader,
         "holder": st.holder,
         "token": st.token,
         "instances": list(st.instances),
-        "database": app.db.describe(),
-        "claim_failures": app.ledger.failures,
+        "database": view.database,
+        "claim_failures": view.claim_failures(),
     }
 
 
@@ -398,7 +403,7 @@ def verdict(h: dict[str, Any]) -> tuple[int, list[str]]:
         failing.insert(0, "no connector is ready")
     for name, job in h.get("jobs", {}).items():
         if job.get("failing_since"):
-            degraded.append(f"{_LABELS.get(name, f'job {name}')} failing")
+            degraded.append(f"{LABELS.get(name, f'job {name}')} failing")
     if failing:
         return FAILING, failing + degraded
     return (DEGRADED, degraded) if degraded else (HEALTHY, [])
@@ -429,7 +434,7 @@ def render_health(h: dict[str, Any]) -> list[str]:
         else:
             lines.append(f"{label}: {job['age_seconds']:.0f} s ago ({job['failures']} failures)")
     for name, job in h.get("jobs", {}).items():
-        if job.get("failing_since") and name not in _LABELS:
+        if job.get("failing_since") and name not in LABELS:
             lines.append(f"job {name} failing since {_hhmm(job['failing_since'])} ({job['cause']})")
     lease = h.get("lease")
     if lease:

@@ -14,8 +14,7 @@ import math
 import os
 import time
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -27,11 +26,9 @@ if TYPE_CHECKING:
     from aiohttp import web
     from prometheus_client.metrics_core import Metric
 
-    from chatopsd.app import App
-    from chatopsd.connectors.base import Supervisor
+    from chatopsd.config import MetricsSection
     from chatopsd.core.bus import Next
-    from chatopsd.looplag import LoopLag
-    from chatopsd.outbox import Outbox
+    from chatopsd.health import HealthView
     from chatopsd.scheduler import Scheduler
 
 log = logging.getLogger("chatopsd.metrics")
@@ -50,7 +47,7 @@ class Metrics:
         self.pages: Counter[str] = Counter()  # outcome: sent | failed
         # command -> per-bucket counts (same order as LATENCY_BUCKETS, then +Inf), sum
         self.latency: dict[str, tuple[list[int], list[float]]] = {}
-        self._app: LiveState | None = None
+        self._view: HealthView | None = None
 
     def _observe(self, command: str, seconds: float) -> None:
         counts, total = self.latency.setdefault(command, ([0] * (len(LATENCY_BUCKETS) + 1), [0.0]))
@@ -94,17 +91,17 @@ class Metrics:
                 self.pages["failed"] += 1
         return replies
 
-    def attach(self, state: LiveState) -> None:
-        """The live state (connectors, outbox, jobs) read at scrape time."""
-        self._app = state
+    def attach(self, view: HealthView) -> None:
+        """The running daemon (connectors, outbox, jobs), read at scrape time."""
+        self._view = view
 
     def text(self) -> bytes:
         from prometheus_client import CollectorRegistry, generate_latest
 
         registry = CollectorRegistry()
         registry.register(_CountsCollector(self))
-        if self._app is not None:
-            registry.register(_StateCollector(self._app))
+        if self._view is not None:
+            registry.register(_StateCollector(self._view))
         return bytes(generate_latest(registry))
 
 
@@ -150,20 +147,9 @@ class _CountsCollector:
         yield pages
 
 
-@dataclass(frozen=True)
-class LiveState:
-    """What the metrics read of the running daemon, and nothing more."""
-
-    supervisors: Sequence[Supervisor]
-    outbox: Outbox
-    scheduler: Scheduler
-    pagerduty: bool  # a [pagerduty] section is configured
-    loop_lag: LoopLag | None = None
-
-
 class _StateCollector:
-    def __init__(self, state: LiveState) -> None:
-        self.state = state
+    def __init__(self, view: HealthView) -> None:
+        self.state = view
 
     def collect(self) -> Iterator[Metric]:
         from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily
@@ -236,7 +222,7 @@ class _StateCollector:
                 "Times the event loop was held for over 100 ms (each one logged as a warning)",
                 value=app.loop_lag.stalls,
             )
-        if app.pagerduty:
+        if "pagerduty-refresh" in app.scheduler.health:  # a [pagerduty] section is configured
             yield GaugeMetricFamily(
                 "chatopsd_pagerduty_refresh_age_seconds",
                 "Seconds since the on-call cache was last refreshed (NaN: never)",
@@ -247,16 +233,15 @@ class _StateCollector:
 class Exporter:
     """Publishes `Metrics` as configured: a textfile, a loopback listener or a Unix socket."""
 
-    def __init__(self, app: App, metrics: Metrics) -> None:
-        self.app, self.metrics = app, metrics
-        self.cfg = app.config.metrics
+    def __init__(self, section: MetricsSection, metrics: Metrics, scheduler: Scheduler) -> None:
+        self.cfg, self.metrics, self.scheduler = section, metrics, scheduler
         self._runner: web.AppRunner | None = None
         self.address: str | None = None
 
     async def start(self) -> None:
         if self.cfg.textfile is not None:
             await self.write_textfile()
-            self.app.scheduler.every(
+            self.scheduler.every(
                 "metrics-textfile", self.cfg.interval_seconds, self.write_textfile, run_now=False
             )
         if self.cfg.listen is not None:

@@ -162,6 +162,15 @@ class Runtime:
 Install = Callable[[Runtime, "Config"], Feature]
 
 
+def find_part(features: Sequence[Feature], kind: type[T]) -> T:
+    """The installed features' object of this type (`Feature.parts`)."""
+    for feature in features:
+        for part in feature.parts:
+            if isinstance(part, kind):
+                return part
+    raise LookupError(f"no installed feature has a {kind.__name__}")
+
+
 class ConnectorCapabilities:
     """`Capabilities` read off the running connectors (platform -> connector), at call time."""
 

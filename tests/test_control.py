@@ -18,7 +18,8 @@ from typing import Any
 import pytest
 
 from chatopsd import cli, control
-from chatopsd.app import App, Io, serve
+from chatopsd.app import App, Io
+from chatopsd.serve import serve
 from tests.conftest import make_config
 
 NOBODY = 65534
@@ -362,9 +363,9 @@ async def test_stale_socket_is_replaced_but_a_live_one_is_not(
     stale = socket_mod.socket(socket_mod.AF_UNIX)
     stale.bind(str(path))  # bound but not listening: what a kill -9 leaves behind
     stale.close()
-    first = ControlServer(app, path)
+    first = ControlServer(app.health(), path, outbox=app.outbox)
     await first.start()  # replaces the stale file
-    second = ControlServer(app, path)
+    second = ControlServer(app.health(), path, outbox=app.outbox)
     try:
         with pytest.raises(OSError, match="another chatopsd answers"):
             await second.start()

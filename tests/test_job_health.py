@@ -88,7 +88,7 @@ async def test_unreachable_status_source_is_logged_and_fails_the_poll(
         job = app.scheduler.health["status-poll"]
         assert job.failing and job.failures >= 3
         assert job.cause.startswith("alertmanager unreachable (")
-        text = "\n".join(render_health(health(app)))
+        text = "\n".join(render_health(health(app.health())))
         assert "status poll failing since 12:00 UTC (alertmanager unreachable (" in text
         assert "status poll failing since" in app.status_line()
     finally:

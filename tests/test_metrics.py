@@ -16,8 +16,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from chatopsd import config
-from chatopsd.app import App, Io, serve
+from chatopsd.app import App, Io
 from chatopsd.core.errors import ConfigError
+from chatopsd.serve import serve
 from tests.conftest import make_config
 
 
@@ -137,7 +138,7 @@ async def test_tcp_listener_is_loopback_only(tmp_path: Path) -> None:
 
     app = App(make_config(tmp_path, console={"enabled": False}, metrics={"listen": "127.0.0.1:0"}))
     await app.start()
-    exporter = Exporter(app, app.metrics)
+    exporter = Exporter(app.config.metrics, app.metrics, app.scheduler)
     try:
         await exporter.start()
         assert exporter.address is not None and exporter.address.startswith("127.0.0.1:")

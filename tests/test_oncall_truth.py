@@ -110,7 +110,7 @@ async def test_pagerduty_down_from_the_start_never_says_nobody_is_on_call(
     ]
 
     # ctl health, through the control socket, names the failure
-    control = ControlServer(down, tmp_path / "ctl.sock")
+    control = ControlServer(down.health(), tmp_path / "ctl.sock", outbox=down.outbox)
     await control.start()
     try:
         answer = await asyncio.to_thread(request, control.path, {"cmd": "health"})

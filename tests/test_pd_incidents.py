@@ -384,7 +384,7 @@ async def test_a_failing_poll_shows_in_health(
             if app.scheduler.failures.get("pagerduty-incidents"):
                 break
             await asyncio.sleep(0.01)
-        job = health(app)["jobs"]["pagerduty-incidents"]
+        job = health(app.health())["jobs"]["pagerduty-incidents"]
         assert job["failures"] == 1 and job["last_ok"] is None
     finally:
         await app.stop()

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from chatopsd.app import App, Io, serve
+from chatopsd.app import App, Io
+from chatopsd.serve import serve
 from chatopsd.systemd import Notifier, Watchdog
 from tests.conftest import make_config
 
