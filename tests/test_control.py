@@ -19,6 +19,7 @@ import pytest
 
 from chatopsd import cli, control
 from chatopsd.app import App, Io
+from chatopsd.core.messages import Actor, Inbound
 from chatopsd.serve import serve
 from tests.conftest import make_config
 
@@ -95,6 +96,21 @@ async def test_health_and_owner_only_mode(daemon: Daemon, short_dir: Path) -> No
 
     await daemon(body)
     assert not sock.exists()  # removed on shutdown
+
+
+async def test_health_shows_what_each_feature_reports(daemon: Daemon, short_dir: Path) -> None:
+    sock = short_dir / "c.sock"
+
+    async def body(app: App) -> None:
+        before = (await ask(sock, cmd="health"))["health"]["features"]
+        # console only: the demo source, nobody stalking; no PagerDuty, so nothing of it
+        assert before == {"status": {"sources": 1, "stalkers": 0}}
+        event = Inbound("console", "ops", Actor("ada"), "!status stalk", event_id="stalk-1")
+        await app.bus.handle(event)
+        after = (await ask(sock, cmd="health"))["health"]["features"]
+        assert after["status"] == {"sources": 1, "stalkers": 1}
+
+    await daemon(body)
 
 
 async def test_send_broadcast_and_bad_requests(daemon: Daemon, short_dir: Path) -> None:

@@ -118,6 +118,9 @@ async def test_pagerduty_down_from_the_start_never_says_nobody_is_on_call(
         await control.close()
     # the refresh by its name: the pagerduty-incidents poll (failing too) is another job
     assert answer["health"]["pagerduty_refresh"]["job"] == "pagerduty-refresh"
+    # and the PagerDuty feature says how old its on-call snapshot is: never refreshed
+    pagerduty = answer["health"]["features"]["pagerduty"]
+    assert pagerduty["oncall_as_of"] is None and pagerduty["failing_since"] is not None
     lines = render_health(answer["health"])
     assert any(ln.startswith("job pagerduty-incidents failing since 12:00 UTC") for ln in lines)
     assert (

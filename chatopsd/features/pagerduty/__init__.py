@@ -113,10 +113,19 @@ def install(runtime: Runtime, config: Config) -> Feature:
     jobs = [Job("pagerduty-refresh", pd.refresh_seconds, cache.refresh_job, follower=access.follow)]
     if pd.incident_channels:
         jobs.append(Job("pagerduty-incidents", pd.incident_poll_seconds, sync.poll))
+    def health() -> dict[str, object]:
+        """How old the on-call snapshot is (what `!ic` answers from)."""
+        snap = cache.snapshot
+        return {
+            "oncall_as_of": snap.last_ok.isoformat() if snap.last_ok else None,
+            "failing_since": snap.failing_since.isoformat() if snap.failing_since else None,
+        }
+
     return Feature(
         "pagerduty",
         commands=[*handler.commands(), *links.commands()],
         jobs=jobs,
+        health=health,
         start=cache.load,  # what the previous run cached, before the first refresh
         stop=client.close,
         parts=[cache, sync, handler, links, access],

@@ -55,8 +55,12 @@ def install(runtime: Runtime, config: Config) -> Feature:
     async def stop() -> None:
         await stalking.wait_posted(timeout=min(config.chatopsd.shutdown_grace_seconds, 5.0))
 
+    def health() -> dict[str, object]:
+        return {"sources": len(board.sources), "stalkers": len(stalking.stalkers)}
+
     return Feature(
         "status",
+        health=health,
         commands=[*StatusHandler(board, runtime.clock).commands(), *stalking.commands()],
         jobs=[Job("status-poll", section.stalk_seconds, poll)],
         start=stalking.load,
