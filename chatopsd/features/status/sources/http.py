@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
-from chatopsd.features.status.api import Alert, Reading, Verdict
-from chatopsd.httpclient import SourceError, display, get_json
+from chatopsd.features.status.api import Alert, Reading, SourceError, Verdict
+from chatopsd.httpclient import HttpError, HttpTransport, display
 
 # Words status pages commonly use (Statuspage's indicator: none/minor/major/critical).
 DEFAULT_VALUES: dict[str, str] = {
@@ -47,7 +45,7 @@ class HttpStatus:
         name: str,
         url: str,
         field: str,
-        session: aiohttp.ClientSession,
+        http: HttpTransport,
         *,
         timeout: float = 5.0,
         value_map: Mapping[str, str] | None = None,
@@ -57,15 +55,15 @@ class HttpStatus:
         self.url = url
         self.path = [p for p in field.split(".") if p]
         self.field = field
-        self.session = session
+        self.http = http
         self.timeout = timeout
         self.values = {k.lower(): Verdict(v) for k, v in (value_map or DEFAULT_VALUES).items()}
         self.default = Verdict(default_verdict)
 
     async def read(self) -> Reading:
         try:
-            value = dig(await get_json(self.session, self.url, self.timeout), self.path)
-        except SourceError as exc:
+            value = dig(await self.http.get_json(self.url, timeout=self.timeout), self.path)
+        except (HttpError, SourceError) as exc:
             return Reading(self.name, Verdict.UNKNOWN, error=str(exc))
         except Exception as exc:  # never raise out of read()
             return Reading(self.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
