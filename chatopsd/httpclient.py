@@ -262,8 +262,6 @@ class HttpTransport:
                     budget.spend(limit)  # that long went by, whatever the clock says
                 if retry is None or not _worth_repeating(exc) or attempt >= attempts:
                     raise
-                if exc.kind == "timeout" and limit >= left:
-                    raise  # the attempt had all the time that was left
                 wait = retry.wait(attempt, exc.retry_after)
                 if not budget.allows(wait + MIN_TRY):
                     exc.gave_up = f"retry in {wait:.0f} s would pass the deadline"
