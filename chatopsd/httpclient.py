@@ -158,8 +158,10 @@ class HttpTransport:
         secrets: Iterable[str] = (),
         sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
         user_agent: str = "chatopsd",
+        timeout: float = 10.0,
     ) -> None:
         self.clock = clock
+        self.timeout = timeout  # seconds per attempt when a call does not say
         self._secrets = tuple(secrets)
         self._sleep = sleep
         self.user_agent = user_agent
@@ -189,7 +191,7 @@ class HttpTransport:
         *,
         params: Params | None = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float,
+        timeout: float | None = None,
         json_errors: Collection[int] = (),
         secrets: Iterable[str] = (),
         ssl: ssl.SSLContext | bool | None = None,
@@ -220,7 +222,7 @@ class HttpTransport:
         params: Params | None = None,
         json: Any = None,
         headers: Mapping[str, str] | None = None,
-        timeout: float = 10.0,
+        timeout: float | None = None,
         deadline: float | Deadline | None = None,
         retry: RetryPolicy | None = None,
         secrets: Iterable[str] = (),
@@ -228,12 +230,13 @@ class HttpTransport:
     ) -> Response:
         """One call: a 2xx answer, or HttpError.
 
-        `timeout` bounds each attempt; `deadline` (seconds on the injected clock, or a
-        `Deadline` shared by several calls, e.g. the pages of one listing) bounds all of them
-        and the waits between. With a `retry` policy, timeouts, unreachable servers,
-        429 and 5xx are tried again (after the server's wait when it gives one, else the
-        policy's backoff), as long as the next try can start before the deadline; without
-        one, the call is tried once (the caller's own queue decides when to try again)."""
+        `timeout` bounds each attempt (the transport's own when None); `deadline` (seconds
+        on the injected clock, or a `Deadline` shared by several calls, e.g. the pages of one
+        listing) bounds all of them and the waits between. With a `retry` policy, timeouts,
+        unreachable servers, 429 and 5xx are tried again (after the server's wait when it
+        gives one, else the policy's backoff), as long as the next try can start before the
+        deadline; without one, the call is tried once (the caller's own queue decides when to
+        try again)."""
         sent = {"User-Agent": self.user_agent, **(headers or {})}
         hidden = (*secrets, *header_secrets(sent), *redaction.url_secrets(url))
         budget = (
@@ -252,7 +255,7 @@ class HttpTransport:
                     maybe_done=attempt > 1 and method != "GET",
                     timeout=0.0,
                 )
-            limit = min(timeout, left)
+            limit = min(self.timeout if timeout is None else timeout, left)
             try:
                 answer = await self._once(method, url, params, json, sent, limit, hidden, ssl)
                 return replace(answer, attempts=attempt)
@@ -311,12 +314,10 @@ class HttpTransport:
             why = self.redact(f"TLS certificate not trusted ({exc.certificate_error})", hidden)
             raise HttpError(f"{shown}: {why}", kind="unreachable", detail=why) from None
         except aiohttp.ClientConnectorError as exc:
-            why = self.redact(
-                exc.os_error.strerror or str(exc.os_error) or type(exc).__name__, hidden
-            )
-            raise HttpError(
-                f"cannot connect to {shown}: {why}", kind="unreachable", detail=why
-            ) from None
+            reason = exc.os_error.strerror or str(exc.os_error) or type(exc).__name__
+            why = self.redact(f"cannot connect: {reason}", hidden)
+            text = self.redact(f"cannot connect to {shown}: {reason}", hidden)
+            raise HttpError(text, kind="unreachable", detail=why) from None
         except aiohttp.ClientError as exc:
             # aiohttp's message may carry the full URL, query string and all
             why = self.redact(f"{type(exc).__name__}: {exc}", hidden)

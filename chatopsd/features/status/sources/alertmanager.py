@@ -47,12 +47,17 @@ class AlertmanagerStatus:
 
     async def read(self) -> Reading:
         try:
-            payload = await self.http.get_json(self.url, params=self.params, timeout=self.timeout)
-            alerts = self._parse(payload)
+            return await self.fetch()
         except (HttpError, SourceError) as exc:
             return Reading(self.name, Verdict.UNKNOWN, error=str(exc))
         except Exception as exc:  # never raise out of read()
             return Reading(self.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+
+    async def fetch(self) -> Reading:
+        """One read that raises what went wrong (HttpError, SourceError): what `read` and
+        `doctor` both call."""
+        payload = await self.http.get_json(self.url, params=self.params, timeout=self.timeout)
+        alerts = self._parse(payload)
         verdict = max((a.verdict for a in alerts), key=lambda v: v.rank, default=Verdict.NORMAL)
         return Reading(self.name, verdict, tuple(alerts))
 

@@ -32,20 +32,25 @@ class PrometheusStatus:
 
     async def read(self) -> Reading:
         try:
-            # Prometheus' own deadline slightly under ours, so a slow query says why it failed.
-            # (Its durations take no fractions: "4.5s" is refused, "4500ms" is not.)
-            params = {
-                "query": self.query,
-                "timeout": f"{int(max(self.timeout - 0.5, 0.5) * 1000)}ms",
-            }
-            payload = await self.http.get_json(
-                self.url, params=params, timeout=self.timeout, json_errors=(400, 422, 503)
-            )
-            alerts = self._parse(payload)
+            return await self.fetch()
         except (HttpError, SourceError) as exc:
             return Reading(self.name, Verdict.UNKNOWN, error=str(exc))
         except Exception as exc:  # never raise out of read()
             return Reading(self.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+
+    async def fetch(self) -> Reading:
+        """One read that raises what went wrong (HttpError, SourceError): what `read` and
+        `doctor` both call."""
+        # Prometheus' own deadline slightly under ours, so a slow query says why it failed.
+        # (Its durations take no fractions: "4.5s" is refused, "4500ms" is not.)
+        params = {
+            "query": self.query,
+            "timeout": f"{int(max(self.timeout - 0.5, 0.5) * 1000)}ms",
+        }
+        payload = await self.http.get_json(
+            self.url, params=params, timeout=self.timeout, json_errors=(400, 422, 503)
+        )
+        alerts = self._parse(payload)
         return Reading(self.name, self.firing if alerts else Verdict.NORMAL, tuple(alerts))
 
     def _parse(self, payload: Any) -> list[Alert]:
