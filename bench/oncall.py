@@ -28,8 +28,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
-from chatopsd.features.oncall.shifts_store import ShiftCache
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.oncall.lookahead import LookaheadRefresher
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import make_config
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty, FakeUser, phone
 
@@ -104,7 +104,7 @@ async def bench(args: argparse.Namespace, port: int) -> None:
 
 
 async def measure(app: App, args: argparse.Namespace) -> None:
-    cache = app.part(OnCallCache)
+    cache = app.part(OnCallRefresher)
     assert cache is not None
     await cache.refresh()  # waits for the job's first run at start (same lock), warms up
     base_rss = rss_mib()
@@ -116,26 +116,29 @@ async def measure(app: App, args: argparse.Namespace) -> None:
         f"peak RSS {rss_mib():.1f} MiB (before this refresh {base_rss:.1f} MiB)"
     )
 
-    assert app.part(ShiftCache) is not None
+    assert app.part(LookaheadRefresher) is not None
     for _ in range(600):  # the start-up job's lookahead: let it finish (at most 30 s)
-        if app.part(ShiftCache).lookahead.as_of is not None:
+        if app.part(LookaheadRefresher).lookahead.as_of is not None:
             break
         await asyncio.sleep(0.05)
     before, started, base_rss = cache.client.requests, time.perf_counter(), rss_mib()
     cpu = time.process_time()
     await cache.refresh_job()  # what the scheduler runs: refresh, lookahead, handoffs
     seconds = time.perf_counter() - started
-    assert app.part(ShiftCache) is not None and app.part(ShiftCache).lookahead.as_of is not None
+    assert (
+        app.part(LookaheadRefresher) is not None
+        and app.part(LookaheadRefresher).lookahead.as_of is not None
+    )
     print(
         f"refresh job with lookahead ({args.schedules} schedules, {args.lookahead_days} days, "
-        f"{len(app.part(ShiftCache).lookahead.shifts)} shifts) and handoffs: "
+        f"{len(app.part(LookaheadRefresher).lookahead.shifts)} shifts) and handoffs: "
         f"{cache.client.requests - before} requests, {seconds * 1000:.0f} ms "
         f"({(time.process_time() - cpu) * 1000:.0f} ms of our CPU), "
         f"peak RSS {rss_mib():.1f} MiB (before {base_rss:.1f} MiB)"
     )
 
     before, started, cpu = cache.client.requests, time.perf_counter(), time.process_time()
-    assert await app.part(ShiftCache).refresh()
+    assert await app.part(LookaheadRefresher).refresh()
     print(
         f"lookahead read alone: {cache.client.requests - before} requests, "
         f"{(time.perf_counter() - started) * 1000:.0f} ms "

@@ -31,7 +31,7 @@ from chatopsd.core.messages import Actor, Destination, Inbound
 from chatopsd.features.pagerduty.cards import IncidentSync
 from chatopsd.features.pagerduty.cards_store import SqliteIncidentCards
 from chatopsd.features.pagerduty.incidents_api import PagerDutyIncidents
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import make_config
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty, FakeUser
 
@@ -106,7 +106,7 @@ async def started_jobs(app: App, *names: str) -> None:
 
 
 async def timed_poll(app: App, label: str, sync: IncidentSync | None = None) -> None:
-    client = app.part(OnCallCache).client
+    client = app.part(OnCallRefresher).client
     before = client.requests
     started = time.perf_counter()
     await (sync or app.part(IncidentSync)).poll()
@@ -170,7 +170,7 @@ async def first_poll(args: argparse.Namespace, port: int) -> None:
     app = App(cfg, io=Io(stdin=io.StringIO(""), stdout=io.StringIO()))
     await app.start()
     sync = IncidentSync(
-        PagerDutyIncidents(app.part(OnCallCache).client),
+        PagerDutyIncidents(app.part(OnCallRefresher).client),
         SqliteIncidentCards(app.db),
         app.kv,
         app.outbox,

@@ -25,6 +25,7 @@ from chatopsd.core.ports import Clock, SystemClock
 from chatopsd.core.times import Times
 from chatopsd.features import FEATURES
 from chatopsd.ha.takeover import Takeover
+from chatopsd.httpclient import HttpTransport
 from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Metrics
 from chatopsd.outbox import Outbox
@@ -54,7 +55,6 @@ class App:
         self.supervisors: list[Supervisor] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.scheduler = Scheduler(self.clock)
-        self.http = kernel.HttpSession()
         self.metrics = Metrics()
         # every time shown in chat, in chatopsd.timezone (default: the host's zone)
         self.times = Times(self.config.chatopsd.zone())
@@ -63,6 +63,8 @@ class App:
         self.jobs: dict[str, Callable[[], Awaitable[object]]] = {}  # by name, as scheduled
         # the configured tokens, kept out of chat and the audit trail as well as the logs
         self.secrets = redact.usable(config_mod.secrets_of(self.config))
+        # the outbound HTTP transport of every integration (aiohttp loads on first use)
+        self.http = HttpTransport(self.clock, secrets=self.secrets)
 
     def redact_secrets(self, text: str) -> str:
         """`text` without any configured token (an outside system's error may quote one)."""

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, TextIO
+from typing import TextIO
 
 from chatopsd import __version__, logs, platforms
 from chatopsd.config import Config
@@ -28,12 +28,8 @@ from chatopsd.ha.strategy import Strategy, choose
 from chatopsd.ha.takeover import Takeover
 from chatopsd.identity.service import IdentityService
 from chatopsd.runtime import Feature, Job
-from chatopsd.store.db import Database, NewerDatabase
-
-if TYPE_CHECKING:
-    import aiohttp
-
 from chatopsd.store.audit import SqlAuditLog
+from chatopsd.store.db import Database, NewerDatabase
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.kv import SqlKeyValue
 
@@ -230,25 +226,6 @@ def nothing_to_serve(cfg: Config, stdin: TextIO | None, config_path: Path | None
         f"nothing can reach this daemon: no chat platform is configured and stdin is not a "
         f"terminal or a pipe; add a {sections} section to {where} ({guides})"
     )
-
-
-class HttpSession:
-    """One HTTP session (connection pool) shared by the features, made on first use, so a
-    console-only daemon never loads aiohttp."""
-
-    def __init__(self) -> None:
-        self._session: aiohttp.ClientSession | None = None
-
-    def __call__(self) -> aiohttp.ClientSession:
-        if self._session is None:
-            import aiohttp
-
-            self._session = aiohttp.ClientSession()
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
 
 
 def bus(cfg: Config, registry: Registry, outbox: ReplySink, redact: Callable[[str], str]) -> Bus:

@@ -17,8 +17,6 @@ from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
 if TYPE_CHECKING:  # annotations only: a feature's api.py imports this module, cheaply
     import asyncio
 
-    import aiohttp
-
     from chatopsd.config import Config
     from chatopsd.core.commands import CommandSpec, ReactionCommand, Registry
     from chatopsd.core.messages import Inbound
@@ -35,6 +33,7 @@ if TYPE_CHECKING:  # annotations only: a feature's api.py imports this module, c
     )
     from chatopsd.core.times import Times
     from chatopsd.ha.strategy import Strategy
+    from chatopsd.httpclient import HttpTransport
     from chatopsd.identity.service import IdentityService
     from chatopsd.store.db import Database
 
@@ -153,7 +152,7 @@ class Runtime:
     submit: Submit  # hand a command to the bus (approved requests, intents, reactions)
     ha: Strategy  # single instance or shared: the lease, fencing, who runs singleton work
     identity: IdentityService
-    http: Callable[[], aiohttp.ClientSession]  # one pooled session, opened on first use
+    http: HttpTransport  # THE outbound HTTP transport (its pool opens on first use)
     services: Services
     access: Callable[[], AccessPolicy]  # the current policy (a reload replaces it)
     commands: Registry  # every command (help and intents read it; ops swaps its own)

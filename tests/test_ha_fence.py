@@ -27,15 +27,15 @@ from chatopsd.features.incidents import rules as core
 from chatopsd.features.incidents.rules import TimelineEntry
 from chatopsd.features.incidents.store import SqlIncidentStore
 from chatopsd.features.oncall.handoffs import Handoffs
+from chatopsd.features.oncall.lookahead import LookaheadRefresher
 from chatopsd.features.oncall.shift_rules import Shift
-from chatopsd.features.oncall.shifts_store import ShiftCache
 from chatopsd.features.pagerduty.cards import IncidentSync
 from chatopsd.features.pagerduty.cards_store import (
     CLAIM_STALE_SECONDS,
     SqlClickClaims,
     SqliteIncidentCards,
 )
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from chatopsd.features.status.stalkers import Stalking
 from chatopsd.features.statuspage.commands import PublicStatus
 from chatopsd.features.statuspage.store import SqlitePublications
@@ -586,7 +586,7 @@ async def test_a_follower_never_pairs_old_shifts_with_a_new_refresh_time(
     a, b, _ = await two_apps(tmp_path, pg_url, clock, pagerduty=pd_section(pd, lookahead_days=7))
     try:
         await first_refresh(a)
-        assert a.part(ShiftCache) is not None and b.part(ShiftCache) is not None
+        assert a.part(LookaheadRefresher) is not None and b.part(LookaheadRefresher) is not None
         expected: dict[datetime, str] = {}
         rounds = 40
         start = clock.now()
@@ -595,27 +595,27 @@ async def test_a_follower_never_pairs_old_shifts_with_a_new_refresh_time(
         done = asyncio.Event()
 
         async def lead() -> None:
-            assert a.part(ShiftCache) is not None
+            assert a.part(LookaheadRefresher) is not None
             try:
                 for i in range(1, rounds + 1):
                     pd.shifts["PIC1"] = [(people[i % 3], 1, MON8, MON8 + 2 * DAY)]
                     clock.advance(60)
-                    assert await a.part(ShiftCache).refresh()
+                    assert await a.part(LookaheadRefresher).refresh()
             finally:
                 done.set()
 
         leading = asyncio.ensure_future(lead())
         seen = 0
         while not done.is_set():
-            await b.part(ShiftCache).load()
-            look = b.part(ShiftCache).lookahead
+            await b.part(LookaheadRefresher).load()
+            look = b.part(LookaheadRefresher).lookahead
             if look.as_of in expected:
                 seen += 1
                 assert ic(look.shifts) == [expected[look.as_of]], look
         await leading
-        await b.part(ShiftCache).load()
-        assert b.part(ShiftCache).lookahead.as_of == start + timedelta(minutes=rounds)
-        assert ic(b.part(ShiftCache).lookahead.shifts) == [people[rounds % 3]]
+        await b.part(LookaheadRefresher).load()
+        assert b.part(LookaheadRefresher).lookahead.as_of == start + timedelta(minutes=rounds)
+        assert ic(b.part(LookaheadRefresher).lookahead.shifts) == [people[rounds % 3]]
         assert seen > 0
     finally:
         await b.stop()
@@ -644,7 +644,7 @@ async def test_a_deposed_leader_announces_no_handoff_and_the_next_one_announces_
     try:
         await first_refresh(a)
         await run_job(a, "pagerduty-refresh")  # the baseline, in order after the start-up one
-        assert a.part(Handoffs) is not None and a.part(OnCallCache) is not None
+        assert a.part(Handoffs) is not None and a.part(OnCallRefresher) is not None
         pd.schedules["PIC1"] = ("IC Primary", [("PGRACE", 1), ("PALAN", 2)])
         await run_job(a, "pagerduty-refresh")  # seen once: not yet news
         if when == "before deciding":
@@ -653,8 +653,8 @@ async def test_a_deposed_leader_announces_no_handoff_and_the_next_one_announces_
             await run_job(a, "pagerduty-refresh")  # the second sighting would announce
             assert await a.db.fetchall("SELECT 1 FROM oncall_posts") == []  # nothing decided
         else:
-            await a.part(OnCallCache).refresh()
-            entries = [e for g in a.part(OnCallCache).snapshot.entries.values() for e in g]
+            await a.part(OnCallRefresher).refresh()
+            entries = [e for g in a.part(OnCallRefresher).snapshot.entries.values() for e in g]
             await a.part(Handoffs).decide(entries)  # decided while it led: the posts are owed
             assert len(await a.db.fetchall("SELECT 1 FROM oncall_posts")) == 2
             await supersede(a.db)

@@ -19,7 +19,7 @@ import pytest
 
 from chatopsd.app import App
 from chatopsd.features.approvals.service import ApprovalService
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOB, TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty
@@ -98,17 +98,17 @@ def direct(server: FakeMattermost) -> list[str]:
 async def test_no_shift_message_reaches_an_unconfirmed_link(
     app: App, server: FakeMattermost, clock: FakeClock
 ) -> None:
-    assert app.part(OnCallCache) is not None
+    assert app.part(OnCallRefresher) is not None
     clock.advance(8 * 3600 + 15 * 60)  # Mon 20:15: Edsger starts within 12 h
     await server.user_post("!pd link edsger@example.com", user=BOB)
     request, _ = await request_of(app, server)
-    await app.part(OnCallCache).refresh_job()
-    await app.part(OnCallCache).refresh_job()
+    await app.part(OnCallRefresher).refresh_job()
+    await app.part(OnCallRefresher).refresh_job()
     assert direct(server) == []  # Bob's claim is not Edsger
     await server.user_post(f"!approve {request}")  # Alice, an admin
     await until(lambda: any("Linked: you act" in plain(p["message"]) for p in server.bot_posts()))
     clock.advance(11 * 3600)  # Tue 07:15: within the hour
-    await app.part(OnCallCache).refresh_job()
-    await app.part(OnCallCache).refresh_job()
+    await app.part(OnCallRefresher).refresh_job()
+    await app.part(OnCallRefresher).refresh_job()
     [message] = direct(server)
     assert "You're Payments primary from Tue 08:00" in message

@@ -14,7 +14,7 @@ import pytest
 from chatopsd.app import App, Io
 from chatopsd.control import health, render_health
 from chatopsd.core.errors import JobFailed
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from chatopsd.scheduler import Scheduler
 from tests.conftest import FakeClock, make_config
 
@@ -113,7 +113,7 @@ async def test_pagerduty_outage_costs_one_journal_line_per_five_minutes(
     )
     await app.start()
     try:
-        cache = app.part(OnCallCache)
+        cache = app.part(OnCallRefresher)
         assert cache is not None
         await app.scheduler.run("pagerduty-refresh", cache.refresh_job)  # the outage starts
         assert "job pagerduty-refresh failing: PagerDuty server error (500)" in caplog.text

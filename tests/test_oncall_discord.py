@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App, Io
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import FakeClock, make_config
 from tests.fakes.discord import CHANNEL_ID, FakeDiscord, Recorded
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
@@ -52,10 +52,10 @@ async def app(
 async def test_a_reminder_opens_a_dm_and_posts_there_once(
     app: App, fake: FakeDiscord, clock: FakeClock
 ) -> None:
-    assert app.part(OnCallCache) is not None
+    assert app.part(OnCallRefresher) is not None
     clock.advance(19 * 3600 + 30 * 60)  # Tue 07:30: Zoe starts at 08:00
-    await app.part(OnCallCache).refresh_job()
-    await app.part(OnCallCache).refresh_job()
+    await app.part(OnCallRefresher).refresh_job()
+    await app.part(OnCallRefresher).refresh_job()
     dm = fake.dm_channels[ZOE]
     found: list[Recorded] = []
     async with asyncio.timeout(5):
@@ -65,7 +65,7 @@ async def test_a_reminder_opens_a_dm_and_posts_there_once(
                 found.append(rec)
     assert "You're IC Primary from Tue 08:00 until Wed 08:00" in text_of(found[0])
     assert "handoff from Ada Lovelace" in text_of(found[0])
-    await app.part(OnCallCache).refresh_job()
+    await app.part(OnCallRefresher).refresh_job()
     assert fake.posted.empty()  # nothing more
 
 
@@ -86,8 +86,8 @@ async def topic_app(
     await running.start()
     await asyncio.wait_for(running.supervisors[0].ready_event.wait(), 5)
     await first_refresh(running)
-    assert running.part(OnCallCache) is not None
-    await running.part(OnCallCache).refresh_job()
+    assert running.part(OnCallRefresher) is not None
+    await running.part(OnCallRefresher).refresh_job()
     yield running
     await running.stop()
 
@@ -95,12 +95,12 @@ async def topic_app(
 async def test_the_channel_topic_is_modified_once_per_change(
     topic_app: App, fake: FakeDiscord, clock: FakeClock
 ) -> None:
-    assert topic_app.part(OnCallCache) is not None
+    assert topic_app.part(OnCallRefresher) is not None
     channel = str(CHANNEL_ID)
     assert fake.topics[channel] == "IC: Ada Lovelace, Alan Turing"
     fake.topics[channel] = "edited by a person"
-    await topic_app.part(OnCallCache).refresh_job()
+    await topic_app.part(OnCallRefresher).refresh_job()
     assert fake.topics[channel] == "edited by a person"
     clock.advance(20 * 3600 + 60)  # Tue 08:01: Grace
-    await topic_app.part(OnCallCache).refresh_job()
+    await topic_app.part(OnCallRefresher).refresh_job()
     assert fake.topics[channel] == "IC: Grace Hopper, Alan Turing"

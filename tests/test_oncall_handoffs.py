@@ -16,7 +16,7 @@ from chatopsd.core.errors import JobFailed
 from chatopsd.features.oncall import handoff_rules as handoff
 from chatopsd.features.oncall.handoff_rules import Holders, Watched
 from chatopsd.features.oncall.handoffs import Handoffs
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from chatopsd.features.paging.api import OnCall, Person
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
@@ -40,9 +40,9 @@ async def start(tmp_path: Path, pd: FakePagerDuty, clock: FakeClock, out: io.Str
 
 async def refresh(app: App) -> bool:
     """One scheduled refresh; False when it failed (the job raises JobFailed for health)."""
-    assert app.part(OnCallCache) is not None
+    assert app.part(OnCallRefresher) is not None
     try:
-        await app.part(OnCallCache).refresh_job()
+        await app.part(OnCallRefresher).refresh_job()
     except JobFailed:
         return False
     return True
@@ -138,9 +138,9 @@ async def test_a_crash_between_deciding_and_posting_neither_loses_nor_duplicates
 ) -> None:
     grace_takes_over(pd)
     await refresh(app)
-    assert app.part(OnCallCache) is not None and app.part(Handoffs) is not None
-    await app.part(OnCallCache).refresh()
-    entries = [e for g in app.part(OnCallCache).snapshot.entries.values() for e in g]
+    assert app.part(OnCallRefresher) is not None and app.part(Handoffs) is not None
+    await app.part(OnCallRefresher).refresh()
+    entries = [e for g in app.part(OnCallRefresher).snapshot.entries.values() for e in g]
     await app.part(Handoffs).decide(entries)  # decided and durable; the daemon dies before posting
     await app.stop()
     assert "🔁" not in out.getvalue()

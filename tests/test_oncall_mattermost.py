@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.app import App
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOT, TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
@@ -53,8 +53,8 @@ async def app(
 
 
 async def refresh(app: App) -> None:
-    assert app.part(OnCallCache) is not None
-    await app.part(OnCallCache).refresh_job()
+    assert app.part(OnCallRefresher) is not None
+    await app.part(OnCallRefresher).refresh_job()
 
 
 def direct(server: FakeMattermost) -> list[str]:

@@ -14,8 +14,8 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
-from chatopsd.features.oncall.shifts_store import ShiftCache
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.oncall.lookahead import LookaheadRefresher
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
@@ -56,8 +56,8 @@ async def start(tmp_path: Path, pd: FakePagerDuty, clock: FakeClock, out: io.Str
 
 
 async def refresh(app: App) -> None:
-    assert app.part(OnCallCache) is not None
-    await app.part(OnCallCache).refresh_job()
+    assert app.part(OnCallRefresher) is not None
+    await app.part(OnCallRefresher).refresh_job()
 
 
 @pytest.fixture
@@ -120,8 +120,8 @@ async def test_lookahead_is_cached_across_a_restart_and_an_outage_says_so(
     try:
         text = await say(app2, "!ic next")
         assert "Ada Lovelace until Tue 08:00, then Grace Hopper" in text, text
-        assert app2.part(ShiftCache) is not None
-        assert await app2.part(ShiftCache).refresh() is False
+        assert app2.part(LookaheadRefresher) is not None
+        assert await app2.part(LookaheadRefresher).refresh() is False
         text = await say(app2, "!ic next")
         assert "Grace Hopper" in text and "PagerDuty unreachable since Mon 12:00" in text, text
     finally:

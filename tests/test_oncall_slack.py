@@ -18,7 +18,7 @@ from slack_sdk.errors import SlackApiError
 from chatopsd.app import App
 from chatopsd.config import SlackSection
 from chatopsd.connectors.slack.client import SlackConnector
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
@@ -68,8 +68,8 @@ async def start(
 
 
 async def refresh(app: App) -> None:
-    assert app.part(OnCallCache) is not None
-    await app.part(OnCallCache).refresh_job()
+    assert app.part(OnCallRefresher) is not None
+    await app.part(OnCallRefresher).refresh_job()
 
 
 @pytest.fixture

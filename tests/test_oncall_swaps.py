@@ -17,7 +17,7 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, Reply
-from chatopsd.features.oncall.shifts_store import ShiftCache
+from chatopsd.features.oncall.lookahead import LookaheadRefresher
 from chatopsd.features.oncall.swaps import SwapHandler
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
@@ -68,8 +68,8 @@ async def app(
     await first_refresh(running)
     for _ in range(500):  # the coming shifts are read right after the first refresh
         if (
-            running.part(ShiftCache) is not None
-            and running.part(ShiftCache).lookahead.as_of is not None
+            running.part(LookaheadRefresher) is not None
+            and running.part(LookaheadRefresher).lookahead.as_of is not None
         ):
             break
         await asyncio.sleep(0.01)

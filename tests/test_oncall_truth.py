@@ -21,7 +21,7 @@ import pytest
 from chatopsd.app import App, Io
 from chatopsd.control import ControlServer, render_health, request
 from chatopsd.core.messages import Reply
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from chatopsd.systemd import Notifier, Watchdog
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty
@@ -42,7 +42,7 @@ def plain(replies: list[Reply]) -> str:
 
 async def first_failure(app: App) -> None:
     """Wait for the first (failing) refresh to be recorded."""
-    cache = app.part(OnCallCache)
+    cache = app.part(OnCallRefresher)
     assert cache is not None
     pd_jobs = {j for j in app.scheduler.jobs if j.startswith("pagerduty-")}
     for _ in range(500):

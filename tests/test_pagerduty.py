@@ -17,9 +17,9 @@ import pytest
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, Reply
 from chatopsd.features.pagerduty.client import PagerDutyClient, PagerDutyPager
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from chatopsd.features.paging.api import Person
-from tests.conftest import FakeClock, make_config
+from tests.conftest import FakeClock, make_config, transport
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty, FakeUser, phone
 from tests.fixtures.pagerduty import (
     BOT,
@@ -121,12 +121,12 @@ async def test_redelivered_page_pages_once(app: App, pd: FakePagerDuty) -> None:
     assert len(pd.incidents) == 1
     # And if the same key reaches PagerDuty again (a retry after a lost answer), the
     # duplicate incident_key is recognised and the existing incident returned.
-    pager = PagerDutyPager(
-        PagerDutyClient(pd.url, TOKEN), from_email=BOT, service_id="PSVC1", deadline=2
-    )
-    ada = Person("PADA", "Ada Lovelace", "ada@example.com")
-    result = await pager.page([ada], "again", "chatopsd/console/ev-dup")
-    await pager.client.close()
+    async with transport() as http:
+        pager = PagerDutyPager(
+            PagerDutyClient(http, pd.url, TOKEN), from_email=BOT, service_id="PSVC1", deadline=2
+        )
+        ada = Person("PADA", "Ada Lovelace", "ada@example.com")
+        result = await pager.page([ada], "again", "chatopsd/console/ev-dup")
     assert result.duplicate and result.incident_id == "PINC001"
     assert len(pd.incidents) == 1
 
@@ -174,7 +174,7 @@ async def test_nobody_on_call_keeps_last_numbers_and_goes_stale(
     app: App, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
     pd.fault = "empty"
-    cache = app.part(OnCallCache)
+    cache = app.part(OnCallRefresher)
     assert cache is not None
     assert await cache.refresh() is None  # an empty IC list is treated as a failed refresh
     clock.advance(121)
@@ -187,7 +187,7 @@ async def test_nobody_on_call_keeps_last_numbers_and_goes_stale(
 async def test_lookups_served_from_cache_while_pagerduty_is_down(
     app: App, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
-    cache = app.part(OnCallCache)
+    cache = app.part(OnCallRefresher)
     assert cache is not None
     clock.advance(60)
     pd.fault = "500"
@@ -212,7 +212,7 @@ async def test_lookups_served_from_cache_while_pagerduty_is_down(
 
 
 async def test_bad_token_on_refresh_is_named(app: App, pd: FakePagerDuty, clock: FakeClock) -> None:
-    cache = app.part(OnCallCache)
+    cache = app.part(OnCallRefresher)
     assert cache is not None
     pd.fault = "401"
     assert await cache.refresh() is None
@@ -224,8 +224,8 @@ async def test_cache_survives_restart_and_serves_the_console(
     tmp_path: Path, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
     first = await started(tmp_path, pd, clock)
-    assert first.part(OnCallCache) is not None
-    await first.part(OnCallCache).refresh()
+    assert first.part(OnCallRefresher) is not None
+    await first.part(OnCallRefresher).refresh()
     await first.stop()
 
     pd.fault = "hang"  # PagerDuty is gone; the answers must come from the SQLite cache
@@ -259,7 +259,7 @@ async def test_cache_survives_restart_and_serves_the_console(
 async def test_refresh_faults_keep_the_cache_and_name_the_cause(
     app: App, pd: FakePagerDuty, clock: FakeClock, fault: str, path: str, named: str
 ) -> None:
-    cache = app.part(OnCallCache)
+    cache = app.part(OnCallRefresher)
     assert cache is not None
     pd.fault, pd.fault_path = fault, path
     assert await cache.refresh() is None
@@ -269,7 +269,7 @@ async def test_refresh_faults_keep_the_cache_and_name_the_cause(
 
 
 async def test_user_deleted_between_calls_still_listed(app: App, pd: FakePagerDuty) -> None:
-    cache = app.part(OnCallCache)
+    cache = app.part(OnCallRefresher)
     assert cache is not None
     pd.users["PGONE"] = FakeUser("PGONE", "Gone Person", "gone@example.com", [phone("555 0666")])
     pd.schedules["PIC2"] = ("IC Shadow", [("PALAN", 1), ("PGONE", 2)])
@@ -281,7 +281,7 @@ async def test_user_deleted_between_calls_still_listed(app: App, pd: FakePagerDu
 
 
 async def test_a_hanging_refresh_does_not_delay_a_page(app: App, pd: FakePagerDuty) -> None:
-    cache = app.part(OnCallCache)
+    cache = app.part(OnCallRefresher)
     assert cache is not None
     pd.fault, pd.fault_path = "hang", "/oncalls"
     refreshing = asyncio.create_task(cache.refresh(), name="test-refresh")
@@ -299,8 +299,8 @@ async def test_unknown_from_user_is_a_specific_400_message(
 ) -> None:
     app = await started(tmp_path, pd, clock, from_email="nobody@example.com")
     try:
-        assert app.part(OnCallCache) is not None
-        await app.part(OnCallCache).refresh()
+        assert app.part(OnCallRefresher) is not None
+        await app.part(OnCallRefresher).refresh()
         text = one(await say(app, "!ic page"))
         assert "refused the request as invalid (400)" in text
         assert "Requester User Not Found" in text and "+1 555 0100" in text

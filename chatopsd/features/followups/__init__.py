@@ -48,7 +48,7 @@ def _tracker(runtime: Runtime, config: Config) -> Tracker | None:
     token = t.token.get_secret_value()
     if t.kind == "github":
         return GitHubIssues(
-            runtime.http(),
+            runtime.http,
             token,
             t.project,
             api_url=t.url or "https://api.github.com",
@@ -56,7 +56,7 @@ def _tracker(runtime: Runtime, config: Config) -> Tracker | None:
         )
     assert t.url is not None  # the config requires it for jira
     return JiraIssues(
-        runtime.http(),
+        runtime.http,
         token,
         t.project,
         site_url=t.url,

@@ -27,12 +27,13 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.core.messages import destination
     from chatopsd.features.incidents.api import ESCALATION_PAGER, INCIDENTS
     from chatopsd.features.oncall.handoffs import Handoffs
+    from chatopsd.features.oncall.lookahead import LookaheadRefresher
     from chatopsd.features.oncall.overrides import TakeHandler
     from chatopsd.features.oncall.posts import PostDelivery
     from chatopsd.features.oncall.reminders import Reminders
     from chatopsd.features.oncall.shift_commands import ShiftHandler
     from chatopsd.features.oncall.shift_rules import Lookahead
-    from chatopsd.features.oncall.shifts_store import ShiftCache
+    from chatopsd.features.oncall.shifts_store import SqlShifts
     from chatopsd.features.oncall.store import SqliteOnCallPush
     from chatopsd.features.oncall.swaps import SwapHandler
     from chatopsd.features.oncall.swaps_store import SqlSwaps
@@ -64,8 +65,12 @@ def install(runtime: Runtime, config: Config) -> Feature:
     runtime.services.provide(ESCALATION_PAGER, take)
 
     schedules = [*pd.ic_schedules, *pd.responder_schedules]
-    shifts = ShiftCache(
-        runtime.store, pagerduty, runtime.clock, schedule_ids=schedules, days=pd.lookahead_days
+    shifts = LookaheadRefresher(
+        SqlShifts(runtime.store),
+        pagerduty,
+        runtime.clock,
+        schedule_ids=schedules,
+        days=pd.lookahead_days,
     )
 
     def current() -> Lookahead:

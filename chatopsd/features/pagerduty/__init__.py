@@ -30,15 +30,16 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.pagerduty.commands import PdHandler
     from chatopsd.features.pagerduty.incidents_api import PagerDutyIncidents
     from chatopsd.features.pagerduty.links import LinkHandler
-    from chatopsd.features.pagerduty.oncall_cache import OnCallCache, SqlPageLog
+    from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
+    from chatopsd.features.pagerduty.oncall_store import OnCallSnapshots, SqlPageLog
     from chatopsd.features.pagerduty.service import PagerDutyAccess
     from chatopsd.features.paging.api import DIRECTORY, PAGE_LOG, PAGER
     from chatopsd.runtime import Job
 
     log = logging.getLogger("chatopsd.pd")
-    client = PagerDutyClient(pd.api_url, pd.api_token.get_secret_value())
-    cache = OnCallCache(
-        runtime.store,
+    client = PagerDutyClient(runtime.http, pd.api_url, pd.api_token.get_secret_value())
+    cache = OnCallRefresher(
+        OnCallSnapshots(runtime.store),
         client,
         runtime.clock,
         schedules={
@@ -113,6 +114,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
     jobs = [Job("pagerduty-refresh", pd.refresh_seconds, cache.refresh_job, follower=access.follow)]
     if pd.incident_channels:
         jobs.append(Job("pagerduty-incidents", pd.incident_poll_seconds, sync.poll))
+
     def health() -> dict[str, object]:
         """How old the on-call snapshot is (what `!ic` answers from)."""
         snap = cache.snapshot
@@ -127,6 +129,5 @@ def install(runtime: Runtime, config: Config) -> Feature:
         jobs=jobs,
         health=health,
         start=cache.load,  # what the previous run cached, before the first refresh
-        stop=client.close,
         parts=[cache, sync, handler, links, access],
     )

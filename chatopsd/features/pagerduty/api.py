@@ -11,11 +11,9 @@ from datetime import datetime
 from typing import Any, Protocol
 
 from chatopsd.core.context import Call
-from chatopsd.features.pagerduty.client import PagerDutyError, ShiftRow
+from chatopsd.features.pagerduty.client import PagerDutyError, ShiftRow, pd_time, role_of
 from chatopsd.features.pagerduty.commands import ROLE, parse_duration
-from chatopsd.features.pagerduty.oncall_cache import Snapshot
-from chatopsd.features.pagerduty.oncall_cache import _dt as parse_time
-from chatopsd.features.pagerduty.oncall_cache import _role as shift_role
+from chatopsd.features.pagerduty.oncall_store import Snapshot
 from chatopsd.features.pagerduty.rules import IncidentApi, PdUser, hhmm
 from chatopsd.identity.service import IdentityService
 from chatopsd.runtime import ServiceKey
@@ -32,8 +30,8 @@ __all__ = [
     "Snapshot",
     "hhmm",
     "parse_duration",
-    "parse_time",
-    "shift_role",
+    "pd_time",
+    "role_of",
 ]
 
 AfterRefresh = Callable[[Snapshot], Awaitable[None]]

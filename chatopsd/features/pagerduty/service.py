@@ -12,7 +12,8 @@ from chatopsd.core.context import Call
 from chatopsd.features.pagerduty.api import AfterRefresh
 from chatopsd.features.pagerduty.client import PagerDutyClient, ShiftRow
 from chatopsd.features.pagerduty.commands import PdHandler
-from chatopsd.features.pagerduty.oncall_cache import OnCallCache, Snapshot
+from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
+from chatopsd.features.pagerduty.oncall_store import Snapshot
 from chatopsd.features.pagerduty.rules import IncidentApi, PdUser
 from chatopsd.identity.service import IdentityService
 
@@ -25,7 +26,7 @@ class PagerDutyAccess:
     def __init__(
         self,
         client: PagerDutyClient,
-        cache: OnCallCache,
+        cache: OnCallRefresher,
         api: IncidentApi,
         handler: PdHandler,
         identities: IdentityService,

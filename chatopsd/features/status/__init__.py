@@ -76,6 +76,6 @@ def _sources(runtime: Runtime, config: Config) -> list[StatusSource]:
         from chatopsd.features.status.demo import DemoStatusSource
 
         return [DemoStatusSource()]
-    from chatopsd.features.status import sources  # aiohttp only when something needs it
+    from chatopsd.features.status import sources  # parsers only when something needs them
 
-    return sources.build(config.status.sources, runtime.http())
+    return sources.build(config.status.sources, runtime.http)

@@ -22,7 +22,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
         from chatopsd.features.statuspage.atlassian import StatuspageClient
 
         client = StatuspageClient(
-            runtime.http(),
+            runtime.http,
             sp.api_url,
             sp.api_key.get_secret_value(),
             sp.page_id,
