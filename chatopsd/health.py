@@ -11,7 +11,8 @@ from chatopsd import redact
 
 if TYPE_CHECKING:
     from chatopsd.connectors.base import Supervisor
-    from chatopsd.core.ports import Clock, LeaseState
+    from chatopsd.core.ports import Clock
+    from chatopsd.ha.fence import LeaseState
     from chatopsd.looplag import LoopLag
     from chatopsd.scheduler import Scheduler
 

@@ -22,7 +22,6 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Destination, Inbound
-from chatopsd.core.ports import Superseded
 from chatopsd.features.incidents import rules as core
 from chatopsd.features.incidents.rules import TimelineEntry
 from chatopsd.features.incidents.store import SqlIncidentStore
@@ -30,15 +29,13 @@ from chatopsd.features.oncall.handoffs import Handoffs
 from chatopsd.features.oncall.lookahead import LookaheadRefresher
 from chatopsd.features.oncall.shift_rules import Shift
 from chatopsd.features.pagerduty.cards import IncidentSync
-from chatopsd.features.pagerduty.cards_store import (
-    CLAIM_STALE_SECONDS,
-    SqlClickClaims,
-    SqliteIncidentCards,
-)
+from chatopsd.features.pagerduty.cards_store import SqlClickClaims, SqliteIncidentCards
 from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from chatopsd.features.status.stalkers import Stalking
 from chatopsd.features.statuspage.commands import PublicStatus
 from chatopsd.features.statuspage.store import SqlitePublications
+from chatopsd.ha.claims import CLAIM_STALE_SECONDS
+from chatopsd.ha.fence import Superseded
 from chatopsd.store.db import Database
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOT, TOKEN, FakeMattermost
@@ -103,45 +100,84 @@ async def test_status_page_queue_writes_are_fenced(db: Database) -> None:
     assert pub is not None and pub.page_incident_id == "sp1"
 
 
+async def test_no_token_means_the_only_instance_or_no_lease(db: Database) -> None:
+    """Every fenced write, without a token: written on one instance (nothing to fence);
+    refused with Superseded, and nothing written, on a shared database (no lease)."""
+
+    def make(incident_id: str) -> tuple[core.Incident, TimelineEntry]:
+        inc = core.declare(incident_id, "x", 1, T0, "ada", "slack", "C1")
+        return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "x")
+
+    inc = await SqlIncidentStore(db).create(2026, make)
+    pubs = SqlitePublications(db)
+    await pubs.start(inc.id, ["cmp"], {"name": "x"}, ("slack:U1", "Ada"), T0)
+    [call] = await pubs.heads()
+    cards = SqliteIncidentCards(db)
+    writes: list[Callable[[], Awaitable[object]]] = [
+        lambda: pubs.note_attempt(call.id),
+        lambda: pubs.attempt_failed(call.id, "x", T0, True),
+        lambda: pubs.succeeded(call, "sp1", None, "investigating", T0),
+        lambda: cards.decide([("PINC1", 1, "triggered", "s1")], [HERE]),
+    ]
+    for write in writes:
+        if db.shared:
+            with pytest.raises(Superseded):
+                await write()
+        else:
+            await write()
+    if db.shared:
+        [still] = await pubs.heads()
+        assert (still.attempts, still.last_error) == (0, None)
+        assert await cards.owed() == []
+    else:
+        assert await pubs.heads() == [] and len(await cards.owed()) == 1
+    # a click's own card update is no singleton work: written on any instance
+    await cards.decide_unfenced([("PINC2", 2, "triggered", "s2")], [HERE])
+    assert "PINC2" in {o.incident_id for o in await cards.owed()}
+
+
 async def test_pagerduty_card_decide_and_delivery_claim_are_fenced(db: Database) -> None:
     cards = SqliteIncidentCards(db)
     old = await supersede(db)
     new = await supersede(db)
-    assert not await cards.decide([("PINC1", 1, "triggered", "s1")], [HERE], fence=old)
+    with pytest.raises(Superseded):
+        await cards.decide([("PINC1", 1, "triggered", "s1")], [HERE], fence=old)
     assert await cards.owed() == [] and await cards.state("PINC1") is None
-    assert await cards.decide([("PINC1", 1, "triggered", "s1")], [HERE], fence=new)
+    await cards.decide([("PINC1", 1, "triggered", "s1")], [HERE], fence=new)
     [owed] = await cards.owed()
-    assert await cards.claim(owed, fence=old) is None  # a deposed leader may not post it
+    with pytest.raises(Superseded):  # a deposed leader may not post it
+        await cards.claim(owed, fence=old)
     claim = await cards.claim(owed, fence=new)
     assert claim is not None
     await cards.shown(owed, "m1")
     assert await cards.owed() == []
-    assert await cards.decide([("PINC1", 1, "acknowledged", "s2")], [HERE], fence=new)
+    await cards.decide([("PINC1", 1, "acknowledged", "s2")], [HERE], fence=new)
     [edit] = await cards.owed()
-    assert await cards.claim(edit, fence=old) is None  # nor edit it
+    with pytest.raises(Superseded):  # nor edit it
+        await cards.claim(edit, fence=old)
     assert (edit.message_id, edit.wanted) == ("m1", "s2")
 
 
 async def test_a_card_is_delivered_by_one_instance_at_a_time(db: Database) -> None:
     cards = SqliteIncidentCards(db)
-    await cards.decide([("PINC1", 1, "triggered", "s1")], [HERE])
+    await cards.decide_unfenced([("PINC1", 1, "triggered", "s1")], [HERE])
     [owed] = await cards.owed()
-    first = await cards.claim(owed, now=1000.0)
+    first = await cards.claim_unfenced(owed, now=1000.0)
     assert first is not None
-    second = await cards.claim(owed, now=1001.0)
+    second = await cards.claim_unfenced(owed, now=1001.0)
     if not db.shared:
         # one process: its own bookkeeping keeps one delivery per card; nothing to wait for
         assert second is not None
         return
     assert second is None  # another instance is posting it
     await cards.release(owed, "not-mine")  # only the maker frees a claim
-    assert await cards.claim(owed, now=1002.0) is None
+    assert await cards.claim_unfenced(owed, now=1002.0) is None
     await cards.release(owed, first)
-    third = await cards.claim(owed, now=1003.0)
+    third = await cards.claim_unfenced(owed, now=1003.0)
     assert third is not None
     # the instance that held it died: taken over once stale, or at once by a newer leader
-    assert await cards.claim(owed, now=1003.0 + CLAIM_STALE_SECONDS - 1) is None
-    assert await cards.claim(owed, now=1004.0 + CLAIM_STALE_SECONDS) is not None
+    assert await cards.claim_unfenced(owed, now=1003.0 + CLAIM_STALE_SECONDS - 1) is None
+    assert await cards.claim_unfenced(owed, now=1004.0 + CLAIM_STALE_SECONDS) is not None
     token = await supersede(db)
     held = await cards.claim(owed, fence=token, now=2000.0)
     assert held is not None

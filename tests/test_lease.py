@@ -13,6 +13,7 @@ import pytest
 
 from chatopsd.features.status.stalking_rules import Stalker
 from chatopsd.features.status.store import SqlStalkerStore
+from chatopsd.ha.fence import Superseded
 from chatopsd.ha.lease import LocalLease, PgLease
 from chatopsd.store.postgres import PgDatabase
 from tests.tcp_proxy import TcpProxy
@@ -84,8 +85,9 @@ async def test_dead_leader_replaced_within_the_lease_and_fenced_off(
     assert not a.leader  # a, if it were only paused, has stopped counting itself leader
     assert b.token == stale + 1
     # a paused old leader waking up cannot record (and so cannot post) a stalker change
-    assert not await stalkers.mark([("fpX", "CRITICAL", 2.0, ("slack", "C1", ""))], fence=stale)
-    assert await stalkers.mark([("fpB", "DEGRADED", 2.0, ("slack", "C1", ""))], fence=b.token)
+    with pytest.raises(Superseded):
+        await stalkers.mark([("fpX", "CRITICAL", 2.0, ("slack", "C1", ""))], fence=stale)
+    await stalkers.mark([("fpB", "DEGRADED", 2.0, ("slack", "C1", ""))], fence=b.token)
     assert [s.fingerprint for s in await stalkers.all()] == ["fpB"]
     await b.stop()
 

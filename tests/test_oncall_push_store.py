@@ -12,7 +12,9 @@ import pytest
 
 from chatopsd.core.messages import Destination
 from chatopsd.features.oncall.handoff_rules import Holders, OwedPost, Step
-from chatopsd.features.oncall.store import CLAIM_STALE_SECONDS, SqliteKeptState, SqliteOnCallPush
+from chatopsd.features.oncall.store import SqliteKeptState, SqliteOnCallPush
+from chatopsd.ha.claims import CLAIM_STALE_SECONDS
+from chatopsd.ha.fence import Superseded
 from chatopsd.store.db import Database
 from tests.pg_cluster import BACKENDS, open_backend
 
@@ -90,19 +92,25 @@ async def test_a_deposed_leader_decides_reminds_and_claims_nothing(push_db: Data
     store = SqliteOnCallPush(push_db)
     old = await supersede(push_db)
     new = await supersede(push_db)
-    assert not await store.decide([ANNOUNCE], [ROOM], fence=old)
-    assert not await store.remind(["k60"], [("k60", "slack", "U0CAROL", "hi")], fence=old)
+    with pytest.raises(Superseded):
+        await store.decide([ANNOUNCE], [ROOM], fence=old)
+    with pytest.raises(Superseded):
+        await store.remind(["k60"], [("k60", "slack", "U0CAROL", "hi")], fence=old)
     assert await store.watched() == {} and await store.owed() == []
     assert await store.reminded(["k60"]) == set()
     if push_db.shared:  # no token at all: this instance does not lead
-        assert not await store.decide([ANNOUNCE], [ROOM])
-        assert not await store.remind(["k60"], [("k60", "slack", "U0CAROL", "hi")])
+        with pytest.raises(Superseded):
+            await store.decide([ANNOUNCE], [ROOM])
+        with pytest.raises(Superseded):
+            await store.remind(["k60"], [("k60", "slack", "U0CAROL", "hi")])
         assert await store.owed() == []
-    assert await store.decide([ANNOUNCE], [ROOM], fence=new)
-    assert await store.remind(["k60"], [("k60", "slack", "U0CAROL", "hi")], fence=new)
+    await store.decide([ANNOUNCE], [ROOM], fence=new)
+    await store.remind(["k60"], [("k60", "slack", "U0CAROL", "hi")], fence=new)
     post, dm = await store.owed()
-    assert await store.claim(post, fence=old) is None  # decided, but not the old leader's to send
-    assert await store.claim(dm, fence=old) is None
+    with pytest.raises(Superseded):  # decided, but not the old leader's to send
+        await store.claim(post, fence=old)
+    with pytest.raises(Superseded):
+        await store.claim(dm, fence=old)
     claim = await store.claim(post, fence=new)
     assert claim is not None
     await store.sent(post.key, "m1")
@@ -146,13 +154,15 @@ async def test_kept_true_writes_are_fenced(push_db: Database) -> None:
     new = await supersede(push_db)
     assert not await kept.holds(old)  # checked before each topic / user group write
     assert await kept.holds(new)
-    assert not await kept.record("topic:slack:C1", "IC: Ada", fence=old)
+    with pytest.raises(Superseded):
+        await kept.record("topic:slack:C1", "IC: Ada", fence=old)
     assert await kept.written() == {}
     if push_db.shared:
         assert not await kept.holds(None)
-        assert not await kept.record("topic:slack:C1", "IC: Ada")
+        with pytest.raises(Superseded):
+            await kept.record("topic:slack:C1", "IC: Ada")
     else:
         assert await kept.holds(None)  # the only process
-    assert await kept.record("topic:slack:C1", "IC: Grace", fence=new)
+    await kept.record("topic:slack:C1", "IC: Grace", fence=new)
     await kept.forget("topic:slack:C1")  # a write went out unrecorded: written again next
     assert await kept.written() == {}

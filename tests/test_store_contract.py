@@ -16,6 +16,7 @@ from chatopsd.features.approvals.rules import Action, Person
 from chatopsd.features.approvals.store import SqlApprovals
 from chatopsd.features.status.stalking_rules import Stalker
 from chatopsd.features.status.store import SqlStalkerStore
+from chatopsd.ha.fence import Superseded
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
 from chatopsd.store.db import Database, NewerDatabase, migrations
@@ -213,15 +214,17 @@ async def test_stalkers_and_fenced_marks(db: Database) -> None:
     unfenced = [("fp9", "CRITICAL", 200.0, ("slack", "C1", ""))]
     if db.shared:
         # several instances: no token means no lease (it lapsed mid-poll): refused
-        assert not await store.mark(unfenced)
+        with pytest.raises(Superseded):
+            await store.mark(unfenced)
         await db.write("UPDATE lease SET token = 5 WHERE id = 1")
-        assert await store.mark(unfenced, fence=5)
+        await store.mark(unfenced, fence=5)
     else:
-        assert await store.mark(unfenced)  # the only process: nothing to fence
+        await store.mark(unfenced)  # the only process: nothing to fence
     await db.write("UPDATE lease SET token = 7 WHERE id = 1")
     # a leader holding token 6 has been superseded: nothing is written
-    assert not await store.mark([("fpX", "NORMAL", 300.0, ("slack", "C1", ""))], fence=6)
-    assert await store.mark([("fpY", "DEGRADED", 300.0, ("slack", "C2", ""))], fence=7)
+    with pytest.raises(Superseded):
+        await store.mark([("fpX", "NORMAL", 300.0, ("slack", "C1", ""))], fence=6)
+    await store.mark([("fpY", "DEGRADED", 300.0, ("slack", "C2", ""))], fence=7)
     got = {s.channel: (s.fingerprint, s.verdict) for s in await store.all()}
     assert got == {"C1": ("fp9", "CRITICAL"), "C2": ("fpY", "DEGRADED")}
     await store.delete(("slack", "C1", ""))
@@ -330,13 +333,13 @@ async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
     assert await links.link("slack", "U1") is None
     cards = SqliteIncidentCards(db)
     here = Destination("slack", "C1")
-    await cards.decide([("PINC1", 7, "triggered", "s1")], [here])
-    await cards.decide([("PINC1", 7, "triggered", "s1")], [here])  # again: one card
+    await cards.decide_unfenced([("PINC1", 7, "triggered", "s1")], [here])
+    await cards.decide_unfenced([("PINC1", 7, "triggered", "s1")], [here])  # again: one card
     [owed] = await cards.owed()
     assert (owed.incident_id, owed.message_id, owed.wanted) == ("PINC1", None, "s1")
     await cards.shown(owed, "m1")
     assert await cards.owed() == []
-    await cards.decide([("PINC1", 7, "acknowledged", "s2")], [here])
+    await cards.decide_unfenced([("PINC1", 7, "acknowledged", "s2")], [here])
     [edit] = await cards.owed()
     assert (edit.message_id, edit.wanted) == ("m1", "s2")
     assert await cards.by_number(7) == "PINC1" and await cards.unresolved() == ["PINC1"]

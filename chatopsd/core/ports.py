@@ -1,4 +1,6 @@
-"""The ports handlers and middleware depend on. Implementations live outside core/."""
+"""The kernel's ports: the clock, small durable state, the outbox as the bus sees it, the
+audit trail, the event ledger and its claims; and the optional connector capabilities.
+Implementations live outside core/; each feature's own stores are declared in its folder."""
 
 from __future__ import annotations
 
@@ -10,12 +12,7 @@ from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from chatopsd.core.messages import Destination, Reply, Sent
 
 if TYPE_CHECKING:
-    # (annotations only, the handoff types too: that logic loads with the PagerDuty features)
-    from chatopsd.core.identity import Link, Profile
-    from chatopsd.features.approvals.rules import Action, Person
-    from chatopsd.features.approvals.rules import State as ApprovalState
-    from chatopsd.features.oncall.handoff_rules import OwedPost, Step, Watched
-    from chatopsd.features.status.stalking_rules import Stalker, StalkerKey
+    from chatopsd.core.identity import Profile
 
 
 class Clock(Protocol):
@@ -223,193 +220,6 @@ class ChannelAdmin(Protocol):
         ...
 
 
-# -- stores: what handlers and services persist (implemented once, in store/, over SQLite and
-# PostgreSQL; the composition root picks the backend) ----------------------------------------
-
-
-class StalkerStore(Protocol):
-    """Channels stalking the status, with the state last posted to each."""
-
-    async def all(self) -> list[Stalker]: ...
-
-    async def put(self, s: Stalker) -> None: ...
-
-    async def delete(self, key: StalkerKey) -> None: ...
-
-    async def mark(
-        self, entries: Sequence[tuple[str, str, float, StalkerKey]], *, fence: int | None = None
-    ) -> bool:
-        """Persist (fingerprint, verdict, posted_at) per stalker, atomically. With a fencing
-        token, only if that token is still the current lease's (False: a newer leader exists
-        and nothing was written)."""
-        ...
-
-
-class IdentityLinks(Protocol):
-    """`!pd link` claims, and whether each was confirmed (core/identity.py has the rules)."""
-
-    async def claim(
-        self, platform: str, user_id: str, email: str, request: str, expires: datetime
-    ) -> None:
-        """Record an unconfirmed claim (replacing this identity's earlier link, if any)."""
-        ...
-
-    async def confirm(self, platform: str, user_id: str, email: str, by: str) -> bool:
-        """Mark the pending claim confirmed, only if it is still a claim to this email."""
-        ...
-
-    async def grant(self, platform: str, user_id: str, email: str, by: str) -> None:
-        """Write the link confirmed (an admin approved it), whatever was there."""
-        ...
-
-    async def link(self, platform: str, user_id: str) -> Link | None: ...
-
-    async def by_request(self, request: str) -> Link | None: ...
-
-    async def holders(self, email: str) -> list[Link]:
-        """Every link (confirmed or not) to this email."""
-        ...
-
-    async def drop(self, platform: str, user_id: str) -> bool: ...
-
-
-class ApprovalStore(Protocol):
-    """Approval and confirmation requests and their votes."""
-
-    async def create(self, a: Action) -> None: ...
-
-    async def set_message(self, action_id: str, message_id: str) -> None: ...
-
-    async def get(self, action_id: str) -> Action | None: ...
-
-    async def by_message(self, platform: str, message_id: str) -> Action | None: ...
-
-    async def pending_due(self, now: datetime) -> list[Action]: ...
-
-    async def pending(self) -> list[Action]: ...
-
-    async def undispatched(self) -> list[Action]: ...
-
-    async def vote(
-        self, action_id: str, voter: Person, name: str, vote: str, at: datetime
-    ) -> None: ...
-
-    async def decide(self, action_id: str, state: ApprovalState, by: str, at: datetime) -> bool:
-        """Move a pending request to `state`; False if it was no longer pending (another
-        instance, or another approver, decided first)."""
-        ...
-
-    async def mark_dispatched(self, action_id: str) -> bool:
-        """Claim the run of an approved request; False if it was already dispatched."""
-        ...
-
-    async def set_result(self, action_id: str, result: str) -> None: ...
-
-    async def result(self, action_id: str) -> str | None: ...
-
-
-@dataclass(frozen=True, slots=True)
-class LeaseState:
-    """Who runs the singleton jobs (status poll, PagerDuty refresh, approval expiry)."""
-
-    instance: str
-    leader: bool
-    token: int | None  # the fencing token while leader
-    holder: str | None  # the instance that holds the lease, as the database says
-    instances: tuple[str, ...] = ()
-
-
-class Lease(Protocol):
-    """Leadership for singleton work. On SQLite the one process always leads."""
-
-    instance: str  # this instance's name (host:pid), as claims and heartbeats record it
-
-    @property
-    def leader(self) -> bool: ...
-
-    @property
-    def token(self) -> int | None: ...
-
-    def state(self) -> LeaseState: ...
-
-    def alive(self) -> bool:
-        """False while the other instances may count this one dead (no recent heartbeat):
-        it must not answer commands then, a survivor takes them over."""
-        ...
-
-    async def start(self) -> None: ...
-
-    async def stop(self) -> None:
-        """Hand the lease over (a successor need not wait for it to expire)."""
-        ...
-
-
-@dataclass(frozen=True, slots=True)
-class OwedCard:
-    """A PagerDuty incident card still to post (message_id None) or to edit."""
-
-    incident_id: str
-    destination: Destination
-    message_id: str | None
-    wanted: str
-
-
-class IncidentCards(Protocol):
-    """The PagerDuty incidents followed in chat: the state decided for each, and its cards."""
-
-    async def state(self, incident_id: str) -> str | None:
-        """The last decided state (a PdIncident digest) or None if never seen."""
-        ...
-
-    async def states(self, incident_ids: Sequence[str]) -> dict[str, str]:
-        """The decided state of each of these that was seen before."""
-        ...
-
-    async def by_number(self, number: int) -> str | None: ...
-
-    async def unresolved(self) -> list[str]: ...
-
-    async def decide(
-        self,
-        changes: Sequence[tuple[str, int, str, str]],
-        destinations: Sequence[Destination],
-        *,
-        fence: int | None = None,
-    ) -> bool:
-        """Record (incident id, number, status, state) atomically; every new incident gets a
-        card owed in each destination, a changed one an edit owed in each of its cards.
-        With `fence` (a lease token), only while it is still the lease's (else False)."""
-        ...
-
-    async def owed(self, incident_id: str | None = None) -> list[OwedCard]:
-        """Cards still to post or edit (of one incident, or all)."""
-        ...
-
-    async def claim(self, card: OwedCard, *, fence: int | None = None) -> str | None:
-        """Take the delivery of one card (the claim's id), or None: the fence no longer
-        holds, or another instance is delivering it."""
-        ...
-
-    async def release(self, card: OwedCard, claim: str) -> None: ...
-
-    async def shown(self, card: OwedCard, message_id: str) -> None: ...
-
-
-class ClickClaims(Protocol):
-    """One write to PagerDuty per (incident, action), whichever instance got the click."""
-
-    async def claim(
-        self, incident_id: str, action: str, holder: str, now: float, event: str = ""
-    ) -> str | None:
-        """The claim's id if this click won, None if another write is under way (`event`:
-        the chat event, which may take its own claim over when it is handled again)."""
-        ...
-
-    async def holder(self, incident_id: str, action: str) -> str | None: ...
-
-    async def release(self, incident_id: str, action: str, claim: str) -> None: ...
-
-
 @runtime_checkable
 class UserProfiles(Protocol):
     """OPTIONAL connector capability: what the platform says about a user (Slack users.info
@@ -423,8 +233,8 @@ class UserProfiles(Protocol):
 
 @runtime_checkable
 class DirectMessages(Protocol):
-    """OPTIONAL connector capability: a direct-message channel with one user (issue 18: shift
-    reminders). Slack conversations.open, Mattermost POST /channels/direct, Discord
+    """OPTIONAL connector capability: a direct-message channel with one user (shift
+    reminders, `!pd link`). Slack conversations.open, Mattermost POST /channels/direct, Discord
     POST /users/@me/channels; the reply is then sent there like any other."""
 
     async def dm_channel(self, user_id: str) -> str: ...
@@ -433,7 +243,7 @@ class DirectMessages(Protocol):
 @runtime_checkable
 class ChannelTopics(Protocol):
     """OPTIONAL connector capability: set a channel's topic (Slack conversations.setTopic,
-    the Mattermost channel header, the Discord channel topic). Issue 18."""
+    the Mattermost channel header, the Discord channel topic): who is on call, kept true."""
 
     async def set_topic(self, channel: str, text: str) -> None: ...
 
@@ -441,83 +251,9 @@ class ChannelTopics(Protocol):
 @runtime_checkable
 class UserGroups(Protocol):
     """OPTIONAL connector capability: replace a user group's members (Slack
-    usergroups.users.update). Issue 18."""
+    usergroups.users.update): the on-call groups."""
 
     async def set_usergroup(self, group_id: str, user_ids: Sequence[str]) -> None: ...
-
-
-class OnCallPosts(Protocol):
-    """Issue 18's durable state: handoffs announced, reminders handled, posts owed.
-
-    Singleton work (issue 19): `decide`, `remind` and `claim` take the leader's fencing token
-    and write only while it is still the lease's (False / None otherwise); on a shared
-    database a missing token is refused."""
-
-    async def watched(self) -> dict[str, Watched]: ...
-
-    async def decide(
-        self,
-        steps: Sequence[Step],
-        destinations: Sequence[Destination],
-        *,
-        fence: int | None = None,
-    ) -> bool:
-        """Store each watch's new state and the announcements it owes, atomically."""
-        ...
-
-    async def owed(self) -> list[OwedPost]: ...
-
-    async def claim(self, post: OwedPost, *, fence: int | None = None) -> str | None:
-        """Take the sending of one owed post (the claim's id), or None: the fence no longer
-        holds, it was sent meanwhile, or another instance is sending it."""
-        ...
-
-    async def release(self, key: str, claim: str) -> None: ...
-
-    async def sent(self, key: str, message_id: str) -> None: ...
-
-    async def reminded(self, keys: Sequence[str]) -> set[str]: ...
-
-    async def remind(
-        self,
-        handled: Sequence[str],
-        dms: Sequence[tuple[str, str, str, str]],
-        *,
-        fence: int | None = None,
-    ) -> bool:
-        """Record handled reminder keys and the DMs they owe, atomically."""
-        ...
-
-
-class KeptState(Protocol):
-    """What was last written to each topic / user group kept true (issue 18), fenced like
-    OnCallPosts (issue 19)."""
-
-    async def written(self) -> dict[str, str]: ...
-
-    async def holds(self, fence: int | None) -> bool:
-        """Whether a write may go out now (the fence still holds)."""
-        ...
-
-    async def record(self, target: str, value: str, *, fence: int | None = None) -> bool: ...
-
-    async def forget(self, target: str) -> None:
-        """A write went out unrecorded: have the next leader write it again."""
-        ...
-
-
-def read_fence(lease: Lease | None) -> tuple[bool, int | None]:
-    """(leading, token) read together, once per run of singleton work: the run then writes
-    with that token, so a lease lost midway fences its writes instead of unfencing them.
-    No lease: the only instance (always leads, nothing to fence)."""
-    if lease is None:
-        return True, None
-    token = lease.token
-    return lease.leader, token
-
-
-class Superseded(Exception):
-    """A fenced write was refused: the lease has a newer token, this instance no longer leads."""
 
 
 @runtime_checkable

@@ -8,7 +8,7 @@ PostgreSQL (`PgLease`), several instances:
   PostgreSQL drops the lock: a dead leader frees the lease without anyone's help.
 - The `lease` row carries a fencing token, raised by every takeover, and `renewed_at`
   (the database's clock). Singleton writes check the token in their own transaction
-  (stalkers.fence_holds), so a leader that was paused and wakes up cannot write, and so
+  (ha/fence.py), so a leader that was paused and wakes up cannot write, and so
   cannot post, a stale change.
 - Self-fencing: the leader renews every `lease_seconds / 5` on its lock connection and counts
   itself leader only until `lease_seconds / 2` after the last renewal it SENT that succeeded
@@ -28,7 +28,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any
 
-from chatopsd.core.ports import LeaseState
+from chatopsd.ha.fence import LeaseState
 from chatopsd.store.db import LEASE_LOCK
 
 if TYPE_CHECKING:

@@ -17,7 +17,8 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 
-from chatopsd.core.ports import KeyValue, Lease
+from chatopsd.core.ports import KeyValue
+from chatopsd.ha.fence import Lease
 from chatopsd.store.db import Database
 
 Run = Callable[[], Awaitable[object]]

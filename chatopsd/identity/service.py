@@ -25,7 +25,8 @@ from chatopsd.core.identity import (
     strongest,
 )
 from chatopsd.core.messages import Actor
-from chatopsd.core.ports import IdentityLinks, UserProfiles
+from chatopsd.core.ports import UserProfiles
+from chatopsd.identity.ports import IdentityLinks
 
 log = logging.getLogger("chatopsd.identity")
 

@@ -21,8 +21,9 @@ from chatopsd.core.errors import Forbidden, NotFound
 from chatopsd.core.messages import Actor, Button, Destination, Inbound, Reply, Sent
 from chatopsd.core.middleware import AccessPolicy
 from chatopsd.core.outcome import Outcome
-from chatopsd.core.ports import ApprovalStore, AuditEntry, AuditLog, Clock, ReplySink
+from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.core.times import UTC_TIMES, Times
+from chatopsd.features.approvals.ports import ApprovalStore
 from chatopsd.features.approvals.rules import (
     Action,
     ActionKind,

@@ -5,7 +5,7 @@ on call"): it compares each watched (schedule, role) with the state stored in th
 decides in one durable write, then posts what is owed. A post that could not be sent stays
 owed for the next run, and the job raises so the scheduler counts the failure.
 
-Several instances (issue 19): the run reads the lease's token once; its decision and each
+Several instances: the run reads the lease's token once; its decision and each
 post's claim are written only while that token is still the lease's (see PostDelivery).
 """
 
@@ -16,10 +16,11 @@ from collections.abc import Sequence
 from datetime import tzinfo
 
 from chatopsd.core.messages import Destination
-from chatopsd.core.ports import OnCallPosts
 from chatopsd.features.oncall import handoff_rules as handoff
+from chatopsd.features.oncall.ports import OnCallPosts
 from chatopsd.features.oncall.posts import PostDelivery
 from chatopsd.features.paging.api import OnCall
+from chatopsd.ha.fence import Superseded
 
 log = logging.getLogger("chatopsd.handoffs")
 
@@ -64,7 +65,9 @@ class Handoffs:
             s = handoff.step(watch, seen, before.get(watch), self.tz)
             if s is not None:
                 steps.append(s)
-        if not await self.store.decide(steps, self.destinations, fence=fence):
+        try:
+            await self.store.decide(steps, self.destinations, fence=fence)
+        except Superseded:
             log.warning("handoffs: the lease moved to another instance; deciding nothing")
             return False
         for s in steps:

@@ -3,9 +3,9 @@
 One at a time (a lock), in the order decided; a post that could not be sent stays owed for the
 next run and makes the run raise, so the scheduler counts the failure.
 
-Several instances (issue 19): each post is claimed in the database with the leader's fencing
-token before it goes out (`OnCallPosts.claim`), so a leader paused past its lease that wakes
-up sends nothing, and the next leader sends what is still owed, once.
+Several instances: each post is claimed in the database with the leader's fencing token
+before it goes out (`OnCallPosts.claim`, ha/claims.py), so a leader paused past its lease that
+wakes up sends nothing, and the next leader sends what is still owed, once.
 """
 
 from __future__ import annotations
@@ -15,7 +15,9 @@ import logging
 from collections.abc import Awaitable, Callable
 
 from chatopsd.core.messages import Destination, Reply
-from chatopsd.core.ports import Lease, OnCallPosts, ReplySink, read_fence
+from chatopsd.core.ports import ReplySink
+from chatopsd.features.oncall.ports import OnCallPosts
+from chatopsd.ha.fence import Lease, Superseded, read_fence
 
 log = logging.getLogger("chatopsd.oncall_posts")
 
@@ -49,9 +51,13 @@ class PostDelivery:
     async def deliver_locked(self, fence: int | None) -> None:
         failed = 0
         for owed in await self.store.owed():
-            claim = await self.store.claim(owed, fence=fence)
+            try:
+                claim = await self.store.claim(owed, fence=fence)
+            except Superseded:
+                log.warning("on-call posts: the lease moved to another instance; sending nothing")
+                break
             if claim is None:
-                continue  # not ours to send: the lease moved, or it is sent or being sent
+                continue  # not ours to send: it is sent, or being sent by another instance
             destination = owed.destination
             if owed.dm:
                 try:

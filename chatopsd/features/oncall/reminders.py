@@ -6,7 +6,7 @@ DM per shift and threshold, on every platform where their PagerDuty email is lin
 pairs were handled and the DMs they owe are written in one transaction, so a restart neither
 repeats nor loses one.
 
-Several instances (issue 19): the run reads the lease's token once; the handled keys and
+Several instances: the run reads the lease's token once; the handled keys and
 each DM's claim are written only while that token is still the lease's (see PostDelivery).
 """
 
@@ -16,10 +16,12 @@ import logging
 from collections.abc import Awaitable, Callable, Sequence
 from datetime import tzinfo
 
-from chatopsd.core.ports import Clock, OnCallPosts
+from chatopsd.core.ports import Clock
 from chatopsd.features.oncall import reminder_rules as core
+from chatopsd.features.oncall.ports import OnCallPosts
 from chatopsd.features.oncall.posts import PostDelivery
 from chatopsd.features.oncall.shift_rules import Lookahead
+from chatopsd.ha.fence import Superseded
 
 log = logging.getLogger("chatopsd.reminders")
 
@@ -75,7 +77,9 @@ class Reminders:
                     platform, _, user = target.partition(":")
                     dms.append((d.key, platform, user, d.text))
             handled.append(d.key)
-        if not await self.store.remind(handled, dms, fence=fence):
+        try:
+            await self.store.remind(handled, dms, fence=fence)
+        except Superseded:
             log.warning("reminders: the lease moved to another instance; deciding nothing")
             return False
         return True

@@ -1,4 +1,4 @@
-"""Handoff state and the posts it owes, in the database (issue 18).
+"""Handoff state and the posts it owes, in the database.
 
 `decide()` writes the new state of each watch and the posts it causes in ONE transaction, each
 post under an idempotency key: a crash after deciding finds the post owed at the next start and
@@ -6,44 +6,31 @@ sends it (not lost); the state already moved, so it is never decided twice (not 
 The one window left is a crash between the platform accepting a post and `sent()` being
 recorded: chat APIs take no idempotency key, so that post would be sent again.
 
-Several instances (PostgreSQL, issue 19): handoffs, reminders, topics and user groups are
-singleton work (the lease holder's `pagerduty-refresh` job). Their writes take the leader's
-fencing token and happen only while it is still the lease's, checked in the same transaction
-(stalkers.fence_holds): `decide`, `remind`, `claim` (a post is claimed before it is sent, so
-a leader paused past its lease that wakes up sends nothing) and the kept-true `record`. On a
-shared database a missing token means no lease: those writes are refused.
+Several instances (PostgreSQL): handoffs, reminders, topics and user groups are singleton
+work (the lease holder's `pagerduty-refresh` job). Their writes take the leader's fencing
+token and happen only while it is still the lease's, checked in the same transaction
+(ha/fence.py: Superseded otherwise): `decide`, `remind`, `claim` (a post is claimed before it
+is sent, ha/claims.py, so a leader paused past its lease that wakes up sends nothing) and the
+kept-true `record`.
 """
 
 from __future__ import annotations
 
 import time
-import uuid
 from collections.abc import Sequence
 
 from chatopsd.core.messages import Destination
 from chatopsd.features.oncall.handoff_rules import Holders, OwedPost, Step, Watched
-from chatopsd.features.status.store import fence_holds, write_fenced
-from chatopsd.store.db import Database, Op, Tx
-
-CLAIM_STALE_SECONDS = 120.0  # a post takes seconds, never this long
-
-
-async def _fenced(db: Database, ops: Sequence[Op], fence: int | None) -> bool:
-    """Write `ops` atomically, only while `fence` is the lease's token (False, nothing
-    written, otherwise). Without a token: written on the one SQLite process, refused on a
-    shared database (there, no token means this instance does not lead)."""
-    if fence is None:
-        if db.shared:
-            return False
-        if ops:
-            await db.write_many(ops)
-        return True
-    return await write_fenced(db, ops, fence)
+from chatopsd.ha import fence as fencing
+from chatopsd.ha.claims import FREED, DeliveryClaims
+from chatopsd.ha.fence import write_fenced
+from chatopsd.store.db import Database, Op
 
 
 class SqliteOnCallPush:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._claims = DeliveryClaims(db, "oncall_posts", ("key",), owed="sent IS NULL")
 
     async def watched(self) -> dict[str, Watched]:
         rows = await self.db.fetchall("SELECT watch, announced, pending, seq FROM oncall_announced")
@@ -60,9 +47,9 @@ class SqliteOnCallPush:
         destinations: Sequence[Destination],
         *,
         fence: int | None = None,
-    ) -> bool:
-        """Each watch's new state and the announcements it owes, atomically; False (nothing
-        written) when the fence no longer holds."""
+    ) -> None:
+        """Each watch's new state and the announcements it owes, atomically, under the lease
+        token `fence` (Superseded, nothing written, once it no longer holds)."""
         now = time.time()
         ops: list[Op] = []
         for s in steps:
@@ -97,7 +84,7 @@ class SqliteOnCallPush:
                         ),
                     )
                 )
-        return await _fenced(self.db, ops, fence)
+        await write_fenced(self.db, ops, fence)
 
     async def owe(self, key: str, destination: Destination, text: str) -> None:
         """Record one post under its idempotency key; a key owed before is left as it is."""
@@ -136,9 +123,9 @@ class SqliteOnCallPush:
         dms: Sequence[tuple[str, str, str, str]],
         *,
         fence: int | None = None,
-    ) -> bool:
-        """Record handled keys and the DMs they owe, (key, platform, user id, text), at once;
-        False (nothing written) when the fence no longer holds."""
+    ) -> None:
+        """Record handled keys and the DMs they owe, (key, platform, user id, text), at once,
+        under the lease token `fence` (Superseded, nothing written)."""
         now = time.time()
         ops: list[Op] = [
             ("INSERT INTO oncall_reminded (key, at) VALUES (?, ?) ON CONFLICT DO NOTHING", (k, now))
@@ -152,51 +139,26 @@ class SqliteOnCallPush:
             )
             for key, platform, user, text in dms
         ]
-        return await _fenced(self.db, ops, fence)
+        await write_fenced(self.db, ops, fence)
 
     async def claim(
         self, post: OwedPost, *, fence: int | None = None, now: float | None = None
     ) -> str | None:
-        """Take the sending of one owed post before it goes out. The claim's id (pass it to
-        `sent` or `release`), or None: the fence no longer holds (send nothing), the post was
-        sent meanwhile, or another instance is sending it right now. A claim left by a dead
-        instance is taken over at once by a newer leader, or by anyone once it is stale.
-
-        On SQLite (one process, one delivery at a time) only the fence is checked."""
-        nonce = uuid.uuid4().hex
-        if not self.db.shared:
-            return nonce if await _fenced(self.db, (), fence) else None
-        if fence is None:
-            return None
-        at = time.time() if now is None else now
-
-        async def claim(tx: Tx) -> str | None:
-            if not await fence_holds(tx, fence):
-                return None
-            taken = await tx.execute(
-                "UPDATE oncall_posts SET claimed_by = ?, claimed_at = ?, claimed_token = ? "
-                "WHERE key = ? AND sent IS NULL AND (claimed_by IS NULL OR claimed_at < ? "
-                "OR claimed_token < ?)",
-                (nonce, at, fence, post.key, at - CLAIM_STALE_SECONDS, fence),
-            )
-            return nonce if taken else None
-
-        return await self.db.transaction(claim)
+        """Take the sending of one owed post before it goes out, under the lease token
+        `fence` (Superseded once it no longer holds: send nothing). The claim's id (pass it to
+        `sent` or `release`), or None: the post was sent meanwhile, or another instance is
+        sending it right now."""
+        return await self._claims.claim((post.key,), fence=fence, now=now)
 
     async def release(self, key: str, claim: str) -> None:
         """Give a claimed post back (it could not be sent): only our own claim."""
-        await self.db.write(
-            "UPDATE oncall_posts SET claimed_by = NULL, claimed_at = NULL, claimed_token = NULL "
-            "WHERE key = ? AND claimed_by = ?",
-            (key, claim),
-        )
+        await self._claims.release((key,), claim)
 
     async def sent(self, key: str, message_id: str) -> None:
         """The post went out as `message_id`. Written whoever sent it: it is what chat shows,
         and forgetting a sent post would send it again."""
         await self.db.write(
-            "UPDATE oncall_posts SET sent = ?, message_id = ?, claimed_by = NULL, "
-            "claimed_at = NULL, claimed_token = NULL WHERE key = ?",
+            f"UPDATE oncall_posts SET sent = ?, message_id = ?, {FREED} WHERE key = ?",
             (time.time(), message_id, key),
         )
 
@@ -214,11 +176,11 @@ class SqliteKeptState:
     async def holds(self, fence: int | None) -> bool:
         """Whether this instance may write topics and user groups now (checked before each
         write, so a leader paused past its lease writes nothing stale)."""
-        return await _fenced(self.db, (), fence)
+        return await fencing.holds(self.db, fence)
 
-    async def record(self, target: str, value: str, *, fence: int | None = None) -> bool:
-        """What was written; False (nothing recorded) when the fence no longer holds."""
-        return await _fenced(
+    async def record(self, target: str, value: str, *, fence: int | None = None) -> None:
+        """What was written, under the lease token `fence` (Superseded, nothing recorded)."""
+        await write_fenced(
             self.db,
             [
                 (

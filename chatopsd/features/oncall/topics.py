@@ -6,7 +6,7 @@ no call at all. So a topic a person edited stays as they left it until who is on
 and a restart writes nothing new. Only a successful write is recorded: a failed one is tried
 again at the next refresh, and the run raises so the scheduler counts it.
 
-Several instances (issue 19): the run reads the lease's token once and checks it still holds
+Several instances: the run reads the lease's token once and checks it still holds
 before each write, so a leader paused past its lease that wakes up writes nothing stale. A
 write whose record is then refused (the lease moved in between) is forgotten, so whoever
 leads writes that target again at its next refresh.
@@ -20,8 +20,9 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from functools import partial
 
-from chatopsd.core.ports import KeptState, Lease, Superseded, read_fence
+from chatopsd.features.oncall.ports import KeptState
 from chatopsd.features.paging.api import OnCall, Person
+from chatopsd.ha.fence import Lease, Superseded, read_fence
 
 log = logging.getLogger("chatopsd.kept_true")
 
@@ -128,9 +129,11 @@ class KeptTrue:
             log.warning("%s: %s", target, exc)
             failed.append(f"{target}: {exc}")
             return
-        if not await self.state.record(target, value, fence=fence):
+        try:
+            await self.state.record(target, value, fence=fence)
+        except Superseded:
             await self.state.forget(target)
-            raise Superseded(f"lease token {fence} superseded")
+            raise
 
 
 def _names(entries: tuple[OnCall, ...]) -> str:

@@ -10,38 +10,34 @@ never opens.
 A failed read or a card that could not be posted makes the job raise, so the scheduler counts
 it and health shows it; a later poll delivers what is still owed.
 
-Several instances (issue 19): the poll runs on the lease holder, and it reads the lease's
-token once, at its start. Its decision and each card's delivery claim are written only while
-that token is still the lease's (store/pd_cards.py), so a leader paused past its lease that
-wakes up mid-poll decides nothing and posts nothing; the new leader's poll does it, once.
-A click's own card update (`record`) runs on whichever instance got the click, unfenced (the
-click was claimed once), and claims each card in the database like the poll does.
+Several instances: the poll runs on the lease holder, and it reads the lease's token once, at
+its start. Its decision and each card's delivery claim are written only while that token is
+still the lease's (ha/fence.py), so a leader paused past its lease that wakes up mid-poll
+decides nothing and posts nothing; the new leader's poll does it, once. A click's own card
+update (`record`) runs on whichever instance got the click, unfenced (the click was claimed
+once), and claims each card in the database like the poll does (ha/claims.py).
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import UTC, datetime, timedelta
 
 from chatopsd.core.messages import Destination, Sent
-from chatopsd.core.ports import (
-    Clock,
-    IncidentCards,
-    KeyValue,
-    Lease,
-    OwedCard,
-    ReplySink,
-    read_fence,
-)
+from chatopsd.core.ports import Clock, KeyValue, ReplySink
 from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.features.pagerduty import rules as core
+from chatopsd.features.pagerduty.ports import IncidentCards, OwedCard
 from chatopsd.features.pagerduty.rules import IncidentApi, PdIncident
+from chatopsd.ha.fence import Lease, Superseded, read_fence
 
 log = logging.getLogger("chatopsd.pd_sync")
 
 CURSOR = "pagerduty.incidents.since"
+# The claim of one card's delivery: the poll's (fenced) or a click's (ha/claims.py).
+Claim = Callable[[OwedCard], Awaitable[str | None]]
 
 
 class IncidentSync:
@@ -86,7 +82,7 @@ class IncidentSync:
         async with self._lock:
             if not await self._decide(now, found, fence):
                 return
-        await self._deliver(fence=fence)
+        await self._deliver(self._fenced(fence))
 
     async def decide(self) -> None:
         """Read PagerDuty and record what changed, without posting (the first half of a poll)."""
@@ -100,7 +96,7 @@ class IncidentSync:
     async def deliver(self) -> None:
         leading, fence = read_fence(self.lease)
         if leading:
-            await self._deliver(fence=fence)
+            await self._deliver(self._fenced(fence))
 
     async def record(self, incident: PdIncident) -> None:
         """An action from chat changed an incident: show it now, not at the next poll."""
@@ -110,8 +106,8 @@ class IncidentSync:
                 return  # not a followed incident (`!pd incidents --all`)
             change = _change(incident, old)
             if change is not None:
-                await self.cards.decide([change], self.destinations)
-        await self._deliver(incident.id)
+                await self.cards.decide_unfenced([change], self.destinations)
+        await self._deliver(self.cards.claim_unfenced, incident.id)
 
     async def current(self, incident_id: str) -> PdIncident | None:
         state = await self.cards.state(incident_id)
@@ -143,7 +139,9 @@ class IncidentSync:
             change = _change(inc, old)
             if change is not None:
                 changes.append(change)
-        if not await self.cards.decide(changes, self.destinations, fence=fence):
+        try:
+            await self.cards.decide(changes, self.destinations, fence=fence)
+        except Superseded:
             log.warning(
                 "pagerduty incidents: the lease moved on (token %s superseded); "
                 "this instance records and posts nothing",
@@ -155,14 +153,25 @@ class IncidentSync:
             log.info("pagerduty incidents: %d changed", len(changes))
         return True
 
-    async def _deliver(self, incident_id: str | None = None, *, fence: int | None = None) -> None:
+    def _fenced(self, fence: int | None) -> Claim:
+        """The poll's claims: under its lease token."""
+
+        async def claim(card: OwedCard) -> str | None:
+            return await self.cards.claim(card, fence=fence)
+
+        return claim
+
+    async def _deliver(self, claim: Claim, incident_id: str | None = None) -> None:
         failed = 0
         for owed in await self.cards.owed(incident_id):
-            failed += await self._deliver_card(owed, fence)
+            try:
+                failed += await self._deliver_card(owed, claim)
+            except Superseded:
+                break  # the lease moved on: the new leader delivers what is still owed
         if failed:
             raise RuntimeError(f"{failed} PagerDuty incident card(s) could not be posted")
 
-    async def _deliver_card(self, owed: OwedCard, fence: int | None) -> int:
+    async def _deliver_card(self, owed: OwedCard, claim_card: Claim) -> int:
         """Post or edit one card; 1 if the post failed. A card already being delivered is
         marked to go once more when that delivery ends, with whatever is owed then."""
         key = (owed.incident_id, owed.destination.platform, owed.destination.channel)
@@ -175,7 +184,7 @@ class IncidentSync:
                 self._again.discard(key)
                 # Claimed in the database first: a superseded leader gets no claim (it posts
                 # nothing), and another instance delivering this card keeps it.
-                claim = await self.cards.claim(owed, fence=fence)
+                claim = await claim_card(owed)
                 if claim is None:
                     return 0
                 shown = False

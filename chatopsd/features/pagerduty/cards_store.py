@@ -4,15 +4,15 @@ The poll decides first (one atomic write: the new state and which cards are owed
 and edits what is owed. A restart between the two finds the owed cards and delivers them once;
 a repeated poll finds nothing changed and owes nothing.
 
-Several instances (PostgreSQL, issue 19):
-- The poll runs on the lease holder only, and its writes are fenced: `decide` and the
-  delivery `claim` take the leader's token and write only while it is still the lease's,
-  checked in the same transaction (stalkers.fence_holds). A leader paused past its lease that
-  wakes up decides nothing and claims no card, so it posts nothing.
-- A card is claimed in the database before it is posted or edited (`claimed_by`), so the
-  leader's poll and a click's delivery on another instance never post the same card twice.
-  `shown` records the message that was really posted and frees the claim; a claim left by a
-  dead instance is taken over by a newer leader at once, or by anyone once it is stale.
+Several instances (PostgreSQL):
+- The poll runs on the lease holder only, and its writes are fenced (ha/fence.py): `decide`
+  and the delivery `claim` take the leader's token and write only while it is still the
+  lease's, checked in the same transaction. A leader paused past its lease that wakes up
+  decides nothing and claims no card, so it posts nothing. A click's own update is not
+  singleton work: `decide_unfenced` and `claim_unfenced`, on whichever instance got it.
+- A card is claimed before it is posted or edited (ha/claims.py), so the leader's poll and a
+  click's delivery on another instance never post the same card twice. `shown` records the
+  message that was really posted and frees the claim.
 - A click's PagerDuty write is claimed per (incident, action) in `pd_click_claims`
   (SqlClickClaims), so two clicks on two instances make one write.
 """
@@ -24,16 +24,50 @@ import uuid
 from collections.abc import Sequence
 
 from chatopsd.core.messages import Destination
-from chatopsd.core.ports import OwedCard
-from chatopsd.features.status.store import fence_holds, write_fenced
-from chatopsd.store.db import Database, Op, Tx
+from chatopsd.features.pagerduty.ports import OwedCard
+from chatopsd.ha.claims import CLAIM_STALE_SECONDS, FREED, DeliveryClaims
+from chatopsd.ha.fence import write_fenced
+from chatopsd.store.db import Database, Op
 
-CLAIM_STALE_SECONDS = 120.0  # a delivery or a PagerDuty write takes seconds, never this long
+
+def _decisions(
+    changes: Sequence[tuple[str, int, str, str]], destinations: Sequence[Destination]
+) -> list[Op]:
+    """Record (incident id, number, status, state) per change; every new incident owes a card
+    in each destination, a changed one an edit of each of its cards."""
+    now = time.time()
+    ops: list[Op] = []
+    for incident_id, number, status, state in changes:
+        ops.append(
+            (
+                "INSERT INTO pd_incidents (incident_id, number, status, state, updated) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET "
+                "status = excluded.status, state = excluded.state, updated = excluded.updated",
+                (incident_id, number, status, state, now),
+            )
+        )
+        # An incident first seen already resolved gets no card (nobody needs to act).
+        if status != "resolved":
+            for d in destinations:
+                ops.append(
+                    (
+                        "INSERT INTO pd_cards (incident_id, platform, channel, wanted) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        (incident_id, d.platform, d.channel, state),
+                    )
+                )
+        ops.append(("UPDATE pd_cards SET wanted = ? WHERE incident_id = ?", (state, incident_id)))
+    return ops
+
+
+def _key(card: OwedCard) -> tuple[str, str, str]:
+    return card.incident_id, card.destination.platform, card.destination.channel
 
 
 class SqliteIncidentCards:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self._claims = DeliveryClaims(db, "pd_cards", ("incident_id", "platform", "channel"))
 
     async def state(self, incident_id: str) -> str | None:
         row = await self.db.fetchone(
@@ -73,39 +107,18 @@ class SqliteIncidentCards:
         destinations: Sequence[Destination],
         *,
         fence: int | None = None,
-    ) -> bool:
-        """Record the changes and the cards they owe, atomically. With `fence` (the poll on
-        the lease holder), only while that token is still the lease's: False, and nothing
-        written, for a leader that was superseded."""
-        now = time.time()
-        ops: list[Op] = []
-        for incident_id, number, status, state in changes:
-            ops.append(
-                (
-                    "INSERT INTO pd_incidents (incident_id, number, status, state, updated) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET "
-                    "status = excluded.status, state = excluded.state, updated = excluded.updated",
-                    (incident_id, number, status, state, now),
-                )
-            )
-            # An incident first seen already resolved gets no card (nobody needs to act).
-            if status != "resolved":
-                for d in destinations:
-                    ops.append(
-                        (
-                            "INSERT INTO pd_cards (incident_id, platform, channel, wanted) "
-                            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
-                            (incident_id, d.platform, d.channel, state),
-                        )
-                    )
-            ops.append(
-                ("UPDATE pd_cards SET wanted = ? WHERE incident_id = ?", (state, incident_id))
-            )
-        if fence is None:
-            if ops:
-                await self.db.write_many(ops)
-            return True
-        return await write_fenced(self.db, ops, fence)
+    ) -> None:
+        """The poll's decision: the changes and the cards they owe, atomically, under its
+        lease token (Superseded, nothing written, for a leader that was superseded)."""
+        await write_fenced(self.db, _decisions(changes, destinations), fence)
+
+    async def decide_unfenced(
+        self, changes: Sequence[tuple[str, int, str, str]], destinations: Sequence[Destination]
+    ) -> None:
+        """A click's own decision, on whichever instance got the click (claimed once)."""
+        ops = _decisions(changes, destinations)
+        if ops:
+            await self.db.write_many(ops)
 
     async def owed(self, incident_id: str | None = None) -> list[OwedCard]:
         one = "" if incident_id is None else "AND incident_id = ? "
@@ -121,54 +134,25 @@ class SqliteIncidentCards:
     async def claim(
         self, card: OwedCard, *, fence: int | None = None, now: float | None = None
     ) -> str | None:
-        """Take the delivery of one card before posting or editing it. Returns the claim's id
-        (pass it to `shown` or `release`), or None: the fence no longer holds (a superseded
-        leader: post nothing), or another instance is delivering this card right now.
+        """The poll's claim of one card's delivery, before posting or editing it, under its
+        lease token (Superseded once that no longer holds: post nothing). The claim's id
+        (pass it to `shown` or `release`), or None: another instance is delivering it."""
+        return await self._claims.claim(_key(card), fence=fence, now=now)
 
-        On SQLite (one process) only the fence is checked: the process's own bookkeeping
-        already keeps one delivery per card."""
-        nonce = uuid.uuid4().hex
-        if fence is None and not self.db.shared:
-            return nonce
-        at = time.time() if now is None else now
-        d = card.destination
-        takeover = "claimed_by IS NULL OR claimed_at < ?"
-        params: list[object] = [nonce, at, fence, card.incident_id, d.platform, d.channel]
-        params.append(at - CLAIM_STALE_SECONDS)
-        if fence is not None:
-            takeover += " OR claimed_token < ?"  # an older leader's: it is no longer leading
-            params.append(fence)
-
-        async def claim(tx: Tx) -> str | None:
-            if fence is not None and not await fence_holds(tx, fence):
-                return None
-            if not self.db.shared:
-                return nonce
-            taken = await tx.execute(
-                "UPDATE pd_cards SET claimed_by = ?, claimed_at = ?, claimed_token = ? "
-                f"WHERE incident_id = ? AND platform = ? AND channel = ? AND ({takeover})",
-                params,
-            )
-            return nonce if taken else None
-
-        return await self.db.transaction(claim)
+    async def claim_unfenced(self, card: OwedCard, *, now: float | None = None) -> str | None:
+        """The same, for a click's own card update, on whichever instance got the click."""
+        return await self._claims.claim_unfenced(_key(card), now=now)
 
     async def release(self, card: OwedCard, claim: str) -> None:
         """Give a claimed card back (nothing was posted): only our own claim."""
-        d = card.destination
-        await self.db.write(
-            "UPDATE pd_cards SET claimed_by = NULL, claimed_at = NULL, claimed_token = NULL "
-            "WHERE incident_id = ? AND platform = ? AND channel = ? AND claimed_by = ?",
-            (card.incident_id, d.platform, d.channel, claim),
-        )
+        await self._claims.release(_key(card), claim)
 
     async def shown(self, card: OwedCard, message_id: str) -> None:
         """The card now shows `card.wanted` in `message_id`. Written whoever delivered it: it
         is what chat shows, and forgetting a posted message would post the card again."""
         d = card.destination
         await self.db.write(
-            "UPDATE pd_cards SET message_id = ?, shown = ?, claimed_by = NULL, "
-            "claimed_at = NULL, claimed_token = NULL "
+            f"UPDATE pd_cards SET message_id = ?, shown = ?, {FREED} "
             "WHERE incident_id = ? AND platform = ? AND channel = ?",
             (message_id, card.wanted, card.incident_id, d.platform, d.channel),
         )

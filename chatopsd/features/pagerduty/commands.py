@@ -22,11 +22,12 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, NotFound, UsageError
 from chatopsd.core.identity import unknown_reason
 from chatopsd.core.messages import Priority, Reply
-from chatopsd.core.ports import ClickClaims, Clock
+from chatopsd.core.ports import Clock
 from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.core.values import duration, is_email, whole_number
 from chatopsd.features.pagerduty import rules as core
 from chatopsd.features.pagerduty.cards import IncidentSync
+from chatopsd.features.pagerduty.ports import ClickClaims
 from chatopsd.features.pagerduty.rules import IncidentApi, PdIncident, PdUser
 from chatopsd.identity.service import IdentityService
 

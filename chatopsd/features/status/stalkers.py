@@ -17,9 +17,10 @@ from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, UsageError
 from chatopsd.core.messages import Priority, Reply
-from chatopsd.core.ports import Clock, Lease, ReplySink, StalkerStore
+from chatopsd.core.ports import Clock, ReplySink
 from chatopsd.features.status.api import Overview, Reading, combine
 from chatopsd.features.status.commands import StatusBoard, render
+from chatopsd.features.status.ports import StalkerStore
 from chatopsd.features.status.stalking_rules import (
     Stalker,
     StalkerKey,
@@ -27,6 +28,7 @@ from chatopsd.features.status.stalking_rules import (
     Steady,
     fingerprint,
 )
+from chatopsd.ha.fence import Lease, Superseded, read_fence
 
 log = logging.getLogger("chatopsd.status")
 
@@ -77,12 +79,9 @@ class Stalking:
         self.polls = 0
         self._fanouts: set[asyncio.Task[None]] = set()
         self._undelivered: dict[StalkerKey, tuple[str, int]] = {}
-        # A poll's marks carry the lease's fencing token and are written only while it still
-        # holds, so a superseded leader posts nothing (None: the only instance).
+        # A poll's marks carry the lease's token and are written only while it still holds,
+        # so a superseded leader posts nothing (None: the only instance).
         self.lease = lease
-
-    def _fence(self) -> int | None:
-        return self.lease.token if self.lease is not None else None
 
     async def resync(self) -> None:
         """Replace the stalkers in memory by the stored ones (with several instances, the
@@ -235,6 +234,8 @@ class Stalking:
         """Read every source once and post to each stalker whose last post differs."""
         if not len(self.stalkers):
             return PollResult(read=False)  # nobody to tell: do not even read the sources
+        # the lease token this poll writes under, read once (ha/fence.py)
+        _, fence = read_fence(self.lease)
         self.polls += 1
         readings = await self.board.readings()
         steady = self.steady.apply(readings)
@@ -251,7 +252,9 @@ class Stalking:
         verdict = overview.verdict.value
         # Persisted first: a restart must not post it again. If this write fails, nothing
         # changed in memory either, and the next poll tries again.
-        if not await self.store.mark([(fp, verdict, now, s.key) for s in due], fence=self._fence()):
+        try:
+            await self.store.mark([(fp, verdict, now, s.key) for s in due], fence=fence)
+        except Superseded:
             log.warning("status poll: the lease moved to another instance; not posting")
             return PollResult(read=True, fingerprint=fp)
         posts = []

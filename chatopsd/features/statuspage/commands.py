@@ -35,15 +35,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import UsageError
 from chatopsd.core.messages import Inbound, Priority, Reply
 from chatopsd.core.outcome import Outcome
-from chatopsd.core.ports import (
-    AuditEntry,
-    AuditLog,
-    Clock,
-    Lease,
-    ReplySink,
-    Superseded,
-    read_fence,
-)
+from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.core.retry import Backoff
 from chatopsd.features.incidents.api import (
     STATUSPAGE_ROLE,
@@ -55,6 +47,7 @@ from chatopsd.features.incidents.api import (
 )
 from chatopsd.features.statuspage import public_status as ps
 from chatopsd.features.statuspage.ports import Publications, QueuedCall
+from chatopsd.ha.fence import Lease, Superseded, read_fence
 
 if TYPE_CHECKING:  # the client module is loaded only when [statuspage] is configured
     from chatopsd.features.statuspage.atlassian import (

@@ -1,11 +1,11 @@
 """Status page publications: what each incident shows publicly, and the durable queue of calls
 still to make (a restart, even kill -9, loses none of them).
 
-Several instances (PostgreSQL, issue 19): any instance queues (the one that handled the
+Several instances (PostgreSQL): any instance queues (the one that handled the
 command); only the lease holder sends. The worker's writes take the leader's fencing token
 (`fence`): `note_attempt` (the claim of a call, made before its request goes out),
 `attempt_failed` and `succeeded` (the mark-sent) happen only while that token is still the
-lease's, checked in the same transaction (stalkers.fence_holds). A leader paused past its
+lease's, checked in the same transaction (ha/fence.py). A leader paused past its
 lease gets no claim, so it sends nothing; whoever leads next finds the call pending, with
 `maybe_done` set if an attempt may have gone out, and checks the page before sending again.
 """
@@ -17,10 +17,9 @@ import sqlite3
 from datetime import UTC, datetime
 from typing import Any
 
-from chatopsd.core.ports import Superseded
-from chatopsd.features.status.store import fence_holds, write_fenced
 from chatopsd.features.statuspage.ports import Publication, QueuedCall
-from chatopsd.store.db import Database, Op, Tx
+from chatopsd.ha.fence import execute_fenced, write_fenced
+from chatopsd.store.db import Database
 
 
 def _pub(r: sqlite3.Row) -> Publication:
@@ -160,15 +159,6 @@ class SqlitePublications:
         )
         return None if row is None else row[0]
 
-    async def _fenced(self, ops: list[Op], fence: int | None) -> None:
-        """Write `ops` atomically; with `fence`, only while that token is the lease's (else
-        Superseded, nothing written)."""
-        if fence is None:
-            await self.db.write_many(ops)
-            return
-        if not await write_fenced(self.db, ops, fence):
-            raise Superseded(f"lease token {fence} superseded")
-
     async def attempt_failed(
         self,
         call_id: int,
@@ -178,7 +168,8 @@ class SqlitePublications:
         *,
         fence: int | None = None,
     ) -> None:
-        await self._fenced(
+        await write_fenced(
+            self.db,
             [
                 (
                     "UPDATE public_outbox SET last_error = ?, next_at = ?, maybe_done = ? "
@@ -197,15 +188,7 @@ class SqlitePublications:
             "UPDATE public_outbox SET attempts = attempts + 1, maybe_done = 1 "
             "WHERE id = ? AND state = 'pending'"
         )
-        if fence is None:
-            return await self.db.execute(sql, (call_id,)) == 1
-
-        async def fenced(tx: Tx) -> bool:
-            if not await fence_holds(tx, fence):
-                raise Superseded(f"lease token {fence} superseded")
-            return await tx.execute(sql, (call_id,)) == 1
-
-        return await self.db.transaction(fenced)
+        return await execute_fenced(self.db, sql, (call_id,), fence) == 1
 
     async def succeeded(
         self,
@@ -217,7 +200,8 @@ class SqlitePublications:
         *,
         fence: int | None = None,
     ) -> None:
-        await self._fenced(
+        await write_fenced(
+            self.db,
             [
                 (
                     "UPDATE public_outbox SET state = 'done', done_at = ?, last_error = NULL "
