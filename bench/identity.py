@@ -22,7 +22,7 @@ sys.path.insert(0, str(ROOT))
 
 from chatopsd.core.messages import Actor  # noqa: E402
 from chatopsd.identity.service import IdentityService  # noqa: E402
-from chatopsd.identity.store import SqliteIdentityLinks  # noqa: E402
+from chatopsd.identity.store import SqlIdentityLinks  # noqa: E402
 from chatopsd.store.backend import open_database  # noqa: E402
 
 N = 10_000
@@ -31,7 +31,7 @@ N = 10_000
 async def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = await open_database(None, Path(tmp) / "bench.db")
-        links = SqliteIdentityLinks(db)
+        links = SqlIdentityLinks(db)
         for i in range(1000):  # a team's worth of links, one of them ours
             later = datetime.now(UTC) + timedelta(minutes=15)
             await links.claim("discord", str(i), f"p{i}@example.com", f"r{i}", later)

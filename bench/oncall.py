@@ -1,10 +1,10 @@
 """Benchmark the on-call cache: `!ic` latency from cache, and the cost of one refresh.
 
     .venv/bin/python bench/oncall.py [--schedules 100] [--users 1000] [--runs 2000]
-    .venv/bin/python bench/oncall.py --schedules 50 --lookahead-days 30   # issue 18's figure
+    .venv/bin/python bench/oncall.py --schedules 50 --lookahead-days 30   # with the lookahead
 
 The refresh job's full cost (the current on-calls, then the lookahead of coming shifts and the
-handoff decisions, issue 18) is printed on its own line.
+handoff decisions) is printed on its own line.
 
 The fake PagerDuty runs in a child process (spec validation off: we measure our side, not
 openapi-core), so the figures are the daemon's own seconds and peak RSS.

@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Destination, Inbound
 from chatopsd.features.pagerduty.cards import IncidentSync
-from chatopsd.features.pagerduty.cards_store import SqliteIncidentCards
+from chatopsd.features.pagerduty.cards_store import SqlIncidentCards
 from chatopsd.features.pagerduty.incidents_api import PagerDutyIncidents
 from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import make_config
@@ -171,7 +171,7 @@ async def first_poll(args: argparse.Namespace, port: int) -> None:
     await app.start()
     sync = IncidentSync(
         PagerDutyIncidents(app.part(OnCallRefresher).client),
-        SqliteIncidentCards(app.db),
+        SqlIncidentCards(app.db),
         app.kv,
         app.outbox,
         app.clock,

@@ -24,7 +24,7 @@ from aiohttp import web
 from chatopsd.app import App, Io
 from chatopsd.config import Config
 from chatopsd.core.messages import Actor, Inbound
-from chatopsd.features.status.stalkers import Stalking
+from chatopsd.features.status.stalkers import Stalkers
 
 
 class Clock:
@@ -87,14 +87,14 @@ async def main(n: int) -> None:
             )
         )
         print(
-            f"registered {len(app.part(Stalking).stalkers)} stalkers in "
+            f"registered {len(app.part(Stalkers).stalkers)} stalkers in "
             f"{(time.perf_counter() - t0) * 1000:.0f} ms ({hits} source reads)"
         )
 
         for label in ("poll, no change", "poll, no change (again)"):
             clock.t += timedelta(hours=1)
             before, t0 = hits, time.perf_counter()
-            result = await app.part(Stalking).poll()
+            result = await app.part(Stalkers).poll()
             print(
                 f"{label}: {(time.perf_counter() - t0) * 1000:.2f} ms, "
                 f"{hits - before} source read, {result.posted} posts"
@@ -106,9 +106,9 @@ async def main(n: int) -> None:
         out.seek(0)
         out.truncate()
         before, t0 = hits, time.perf_counter()
-        result = await app.part(Stalking).poll()
+        result = await app.part(Stalkers).poll()
         t_poll = time.perf_counter() - t0
-        await app.part(Stalking).wait_posted()
+        await app.part(Stalkers).wait_posted()
         t_all = time.perf_counter() - t0
         lines = out.getvalue().count("\n")
         print(

@@ -285,13 +285,13 @@ async def _open(cfg: config.Config) -> Database | None:
 
 
 async def _audit(cfg: config.Config, since: datetime | None, args: argparse.Namespace) -> int:
-    from chatopsd.store.audit import SqliteAuditLog
+    from chatopsd.store.audit import SqlAuditLog
 
     db = await _open(cfg)
     if db is None:
         return 1
     try:
-        entries = await SqliteAuditLog(db).query(
+        entries = await SqlAuditLog(db).query(
             since=since,
             actor=args.actor,
             command=args.command,
@@ -340,14 +340,14 @@ def _printable(text: str) -> str:
 
 
 async def _verify(cfg: config.Config, head: str | None = None) -> int:
-    from chatopsd.store.audit import SqliteAuditLog
+    from chatopsd.store.audit import SqlAuditLog
 
     db = await _open(cfg)
     if db is None:
         return 1
     key = cfg.audit.hmac_key.get_secret_value().encode() or None
     try:
-        verdict = await SqliteAuditLog(db, key).verify(expect_head=head)
+        verdict = await SqlAuditLog(db, key).verify(expect_head=head)
     finally:
         await db.close()
     legacy = f" ({verdict.unchained} older rows predate the chain)" if verdict.unchained else ""

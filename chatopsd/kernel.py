@@ -102,9 +102,9 @@ def configured_identities(cfg: Config) -> dict[str, str]:
 
 def identities(cfg: Config, db: Database, connectors: Mapping[str, object]) -> IdentityService:
     """Who is who, for roles, approvals, `!pd`, shift DMs and mentions (core/identity.py)."""
-    from chatopsd.identity.store import SqliteIdentityLinks
+    from chatopsd.identity.store import SqlIdentityLinks
 
-    return IdentityService(SqliteIdentityLinks(db), connectors, configured_identities(cfg))
+    return IdentityService(SqlIdentityLinks(db), connectors, configured_identities(cfg))
 
 
 def access_policy(cfg: Config) -> AccessPolicy:

@@ -177,7 +177,7 @@ class Scheduler:
         """Stop the scheduler before anything is cancelled: no new run starts, runs in flight
         get `grace` seconds, then are cancelled and end quietly. (APScheduler's own shutdown
         cancels its tasks, and one cancelled before it started is logged as a job that raised
-        CancelledError: #14.6, seen on a normal exit.)"""
+        CancelledError, seen on a normal exit.)"""
         if not self._scheduler.running:
             return
         self._scheduler.pause()

@@ -15,7 +15,7 @@ from chatopsd.app import App, Io
 from chatopsd.config import Config
 from chatopsd.core.ports import Clock, SystemClock
 from chatopsd.httpclient import HttpTransport
-from chatopsd.store.sqlite import Database
+from chatopsd.store.sqlite import SqliteDatabase
 from tests.pg_cluster import pg_cluster, pg_url  # noqa: F401 (fixtures)
 
 
@@ -55,8 +55,8 @@ async def transport(
 
 
 @pytest.fixture
-async def db(tmp_path: Path) -> AsyncIterator[Database]:
-    database = await Database.open(tmp_path / "state.db")
+async def db(tmp_path: Path) -> AsyncIterator[SqliteDatabase]:
+    database = await SqliteDatabase.open(tmp_path / "state.db")
     yield database
     await database.close()
 

@@ -10,7 +10,7 @@ from typing import Any
 
 from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, Reply
-from chatopsd.features.status.stalkers import Stalking
+from chatopsd.features.status.stalkers import Stalkers
 from tests.conftest import FakeClock, make_config
 
 _ids = itertools.count(1)
@@ -49,7 +49,7 @@ async def say(
 
 async def posts(app: App, out: io.StringIO) -> list[dict[str, Any]]:
     """Stalker posts written since the last call (reply_to None: not answers to a command)."""
-    await app.part(Stalking).wait_posted()
+    await app.part(Stalkers).wait_posted()
     await app.outbox.flush(5)
     lines = out.getvalue().splitlines()
     out.seek(0)

@@ -1,5 +1,5 @@
 """One person with two chat identities is one approver and cannot approve their own request
-from the other identity (issue 15, risk): identities are linked by email (the platform's, or
+from the other identity: identities are linked by email (the platform's, or
 auth.identities) before votes are counted."""
 
 from __future__ import annotations

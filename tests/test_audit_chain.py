@@ -12,8 +12,8 @@ import pytest
 
 from chatopsd import cli
 from chatopsd.core.ports import AuditEntry
-from chatopsd.store.audit import GENESIS, SqliteAuditLog
-from chatopsd.store.sqlite import Database
+from chatopsd.store.audit import GENESIS, SqlAuditLog
+from chatopsd.store.sqlite import SqliteDatabase
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 
@@ -40,8 +40,8 @@ def entry(
 
 
 async def fill(path: Path, n: int = 20) -> None:
-    db = await Database.open(path)
-    log = SqliteAuditLog(db)
+    db = await SqliteDatabase.open(path)
+    log = SqlAuditLog(db)
     # concurrent appends, like commands handled at once: the chain must still hold
     await asyncio.gather(*(log.append(entry(i)) for i in range(n // 2)))
     for i in range(n // 2, n):

@@ -1,4 +1,4 @@
-"""Tamper evidence of the audit trail (issue 15, item 7 and a risk): blanking every hash is
+"""Tamper evidence of the audit trail: blanking every hash is
 tampering, a keyed (HMAC) chain cannot be recomputed without the key, a head hash from the
 journal shows truncation, the daemon logs that head, and `chatopsd audit` prints no control
 characters that chat users typed."""
@@ -18,8 +18,8 @@ import pytest
 from chatopsd import cli, config
 from chatopsd.app import App, Io
 from chatopsd.core.ports import AuditEntry
-from chatopsd.store.audit import SqliteAuditLog, row_hash
-from chatopsd.store.sqlite import Database
+from chatopsd.store.audit import SqlAuditLog, row_hash
+from chatopsd.store.sqlite import SqliteDatabase
 from tests.conftest import FakeClock, make_config
 
 KEY = "PLANTED-audit-hmac-key-0123456789"
@@ -34,8 +34,8 @@ def entry(i: int, actor_name: str = "Alice") -> AuditEntry:
 
 
 async def fill(path: Path, n: int, key: bytes | None = None, name: str = "Alice") -> None:
-    db = await Database.open(path)
-    log = SqliteAuditLog(db, key)
+    db = await SqliteDatabase.open(path)
+    log = SqlAuditLog(db, key)
     for i in range(n):
         await log.append(entry(i, name))
     await db.close()

@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from chatopsd.connectors.console import ConsoleConnector
-from chatopsd.core.bus import Bus, short_cause
+from chatopsd.core.bus import Bus, chat_cause
 from chatopsd.core.commands import Arg, CommandSpec, Registry
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, RateLimitedSend, TransientSendError, Unavailable
@@ -17,21 +17,21 @@ from chatopsd.core.messages import Actor, Inbound, Priority, Reply
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
 from chatopsd.core.ports import ChannelRefused
 from chatopsd.outbox import Outbox
-from chatopsd.store.audit import SqliteAuditLog
-from chatopsd.store.events import SqliteEventLedger
-from chatopsd.store.sqlite import Database
+from chatopsd.store.audit import SqlAuditLog
+from chatopsd.store.events import SqlEventLedger
+from chatopsd.store.sqlite import SqliteDatabase
 from tests.conftest import FakeClock
 
 
 class Rig:
     """A bus with every middleware, whose replies land in a jsonl console we can read."""
 
-    def __init__(self, db: Database, clock: FakeClock, policy: AccessPolicy) -> None:
+    def __init__(self, db: SqliteDatabase, clock: FakeClock, policy: AccessPolicy) -> None:
         self.out = io.StringIO()
         self.console = ConsoleConnector(fmt="jsonl", stdout=self.out)
         self.outbox = Outbox({"console": self.console})
-        self.audit = SqliteAuditLog(db)
-        self.ledger = SqliteEventLedger(db, clock)
+        self.audit = SqlAuditLog(db)
+        self.ledger = SqlEventLedger(db, clock)
         self.handled: list[str] = []
         registry = Registry(
             [
@@ -83,7 +83,7 @@ def ev(text: str, event_id: str, actor: str = "alice", channel: str = "ops") -> 
 
 
 @pytest.fixture
-async def rig(db: Database, clock: FakeClock) -> Rig:
+async def rig(db: SqliteDatabase, clock: FakeClock) -> Rig:
     policy = AccessPolicy(
         roles={"lead": frozenset({"console:bob"})}, paging_channels=frozenset({"console:incidents"})
     )
@@ -101,13 +101,13 @@ async def test_reply_goes_back_to_the_channel(rig: Rig) -> None:
 
 
 async def test_redelivered_event_is_handled_once_even_after_restart(
-    rig: Rig, db: Database, clock: FakeClock
+    rig: Rig, db: SqliteDatabase, clock: FakeClock
 ) -> None:
     await rig.bus.handle(ev("!echo once", "dup"))
     await rig.bus.handle(ev("!echo once", "dup"))
     assert rig.handled == ["dup"]
     # a fresh ledger over the same database: what the next run of the daemon sees
-    fresh = SqliteEventLedger(db, clock)
+    fresh = SqlEventLedger(db, clock)
     assert await fresh.load() == 1
     assert await fresh.claim("console", "dup") is False
     assert await fresh.claim("slack", "dup") is True  # ids are per platform
@@ -122,7 +122,7 @@ async def test_chatter_is_not_a_command(rig: Rig) -> None:
 async def test_forbidden_is_refused_audited_and_rate_limited_too(
     rig: Rig, clock: FakeClock
 ) -> None:
-    # A flood of refused commands must not become a flood of replies (issue 15, item 4):
+    # A flood of refused commands must not become a flood of replies:
     # refusals cost a token like anything else; burst 2 → two refusals, one "easy there".
     for i in range(6):
         await rig.bus.handle(ev("!deploy api", f"f{i}"))
@@ -219,11 +219,11 @@ async def test_an_oversized_message_is_refused_before_parsing_and_audited(rig: R
     assert rig.handled == ["fits"]
 
 
-def test_short_cause_never_shows_an_unexpected_exception() -> None:
-    assert short_cause(RuntimeError("token xoxb-1"), "ab12") == (
+def test_chat_cause_never_shows_an_unexpected_exception() -> None:
+    assert chat_cause(RuntimeError("token xoxb-1"), "ab12") == (
         "internal error, reference ab12. It has been logged."
     )
-    assert short_cause(NotFound("no such user"), "r") == "no such user"
-    assert short_cause(ChannelRefused("missing_scope"), "r") == "missing_scope"
-    assert "rate limited" in short_cause(RateLimitedSend("HTTP 429 on /x"), "r")
-    assert "HTTP" not in short_cause(TransientSendError("HTTP 502 on /x"), "r")
+    assert chat_cause(NotFound("no such user"), "r") == "no such user"
+    assert chat_cause(ChannelRefused("missing_scope"), "r") == "missing_scope"
+    assert "rate limited" in chat_cause(RateLimitedSend("HTTP 429 on /x"), "r")
+    assert "HTTP" not in chat_cause(TransientSendError("HTTP 502 on /x"), "r")

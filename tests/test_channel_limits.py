@@ -1,4 +1,4 @@
-"""Channel limits cannot be side-stepped (issue 15, item 3): a declare whose announcement
+"""Channel limits cannot be side-stepped: a declare whose announcement
 failed does not make the whole channel an incident channel, and slash commands in a DM obey
 auth.paging_channels / mutating_channels like anything else."""
 

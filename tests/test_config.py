@@ -183,7 +183,8 @@ def test_incident_destinations_are_checked(tmp_path: Path) -> None:
 
 
 def test_mattermost_url_without_a_scheme_fails_check_config(tmp_path: Path) -> None:
-    """#14.11: it passed check-config, then `run` retried forever with InvalidUrlClientError."""
+    """Such a URL used to pass check-config, then `run` retried forever with
+    InvalidUrlClientError."""
     for url in ("mattermost.example.com", "ftp://mattermost.example.com", "https://"):
         text = f"[mattermost]\nurl = '{url}'\ntoken = 'sekrit-token-2'\n"
         bad = cli("check-config", str(write(tmp_path, text)))

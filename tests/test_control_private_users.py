@@ -1,4 +1,4 @@
-"""`PrivateUsers=yes` versus `control.allow_uids` (issue 15, risk): inside the unit's user
+"""`PrivateUsers=yes` versus `control.allow_uids`: inside the unit's user
 namespace every other caller is the overflow uid, so allow_uids cannot admit it. The unit
 keeps PrivateUsers=yes, the README says so, and the refusal explains it instead of
 leaving the operator puzzled by "uid 65534"."""

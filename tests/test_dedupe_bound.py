@@ -6,17 +6,17 @@ The table is pruned by time only."""
 
 from __future__ import annotations
 
-from chatopsd.store.events import SqliteEventLedger
-from chatopsd.store.sqlite import Database
+from chatopsd.store.events import SqlEventLedger
+from chatopsd.store.sqlite import SqliteDatabase
 from tests.conftest import FakeClock
 
 HORIZON = 3600.0
 
 
 async def test_a_flood_keeps_memory_bounded_and_forgets_no_claim_inside_the_horizon(
-    db: Database, clock: FakeClock
+    db: SqliteDatabase, clock: FakeClock
 ) -> None:
-    ledger = SqliteEventLedger(db, clock, retention_s=HORIZON, max_events=100)
+    ledger = SqlEventLedger(db, clock, retention_s=HORIZON, max_events=100)
     for i in range(1000):
         assert await ledger.claim("slack", f"Ev{i}") is True
         clock.advance(1.0)
@@ -29,7 +29,7 @@ async def test_a_flood_keeps_memory_bounded_and_forgets_no_claim_inside_the_hori
     [(count,)] = await db.fetchall("SELECT COUNT(*) FROM events")
     assert count == 1001  # all inside the horizon: none pruned by count
 
-    fresh = SqliteEventLedger(db, clock, retention_s=HORIZON, max_events=100)  # a restart
+    fresh = SqlEventLedger(db, clock, retention_s=HORIZON, max_events=100)  # a restart
     assert await fresh.load() == 100
     assert await fresh.claim("slack", "Ev950") is False
     assert await fresh.claim("slack", "Ev20") is False  # not loaded, still claimed
@@ -37,9 +37,9 @@ async def test_a_flood_keeps_memory_bounded_and_forgets_no_claim_inside_the_hori
 
 
 async def test_claims_older_than_the_horizon_are_forgotten_by_time(
-    db: Database, clock: FakeClock
+    db: SqliteDatabase, clock: FakeClock
 ) -> None:
-    ledger = SqliteEventLedger(db, clock, retention_s=HORIZON, max_events=100)
+    ledger = SqlEventLedger(db, clock, retention_s=HORIZON, max_events=100)
     for i in range(300):
         await ledger.claim("slack", f"Old{i}")
     clock.advance(HORIZON + 1)

@@ -159,7 +159,8 @@ def test_everything_passes(env: Env) -> None:
 
 
 def assert_summary_matches(lines: list[str]) -> None:
-    """#14.10: the summary printed "1 passed, 7 failed" beside 2 ✓ lines."""
+    """The summary counts what the lines show (it once printed "1 passed, 7 failed" beside
+    2 ✓ lines)."""
     passed = sum(ln.startswith("✓ ") for ln in lines)
     failed = sum(ln.startswith("✗ ") for ln in lines)
     assert lines[-1] == f"{passed} passed, {failed} failed", lines

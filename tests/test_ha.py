@@ -4,7 +4,7 @@ one bot: Slack spreads envelopes over the app's Socket Mode connections and rede
 not acked in time (or whose connection died) on another; Discord and Mattermost send every
 event to every session.
 
-Checked (issue 19): 300 commands spread over the three platforms, the leader `kill -9`ed in
+Checked: 300 commands spread over the three platforms, the leader `kill -9`ed in
 the middle of the stream: every command is answered exactly once, none lost, none twice; one
 `!ic page` opens exactly one PagerDuty incident; the stalker's change made during the
 failover is posted exactly once in each stalking channel; the singleton jobs (status poll,

@@ -1,4 +1,4 @@
-"""Fenced singleton writes and cross-instance claims (issue 19), on SQLite and on a real
+"""Fenced singleton writes and cross-instance claims, on SQLite and on a real
 PostgreSQL: the stores' contract first, then two App instances sharing one PostgreSQL (each
 with its own pool and PgLease), against the fake Statuspage, the fake PagerDuty, the fake
 Mattermost and a fake HTTP status source.
@@ -29,11 +29,11 @@ from chatopsd.features.oncall.handoffs import Handoffs
 from chatopsd.features.oncall.lookahead import LookaheadRefresher
 from chatopsd.features.oncall.shift_rules import Shift
 from chatopsd.features.pagerduty.cards import IncidentSync
-from chatopsd.features.pagerduty.cards_store import SqlClickClaims, SqliteIncidentCards
+from chatopsd.features.pagerduty.cards_store import SqlClickClaims, SqlIncidentCards
 from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
-from chatopsd.features.status.stalkers import Stalking
+from chatopsd.features.status.stalkers import Stalkers
 from chatopsd.features.statuspage.commands import PublicStatus
-from chatopsd.features.statuspage.store import SqlitePublications
+from chatopsd.features.statuspage.store import SqlPublications
 from chatopsd.ha.claims import CLAIM_STALE_SECONDS
 from chatopsd.ha.fence import Superseded
 from chatopsd.store.db import Database
@@ -74,7 +74,7 @@ async def test_status_page_queue_writes_are_fenced(db: Database) -> None:
         return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "x")
 
     inc = await SqlIncidentStore(db).create(2026, make)
-    store = SqlitePublications(db)
+    store = SqlPublications(db)
     await store.start(inc.id, ["cmp"], {"name": "x"}, ("slack:U1", "Ada"), T0)
     [call] = await store.heads()
     old = await supersede(db)
@@ -109,10 +109,10 @@ async def test_no_token_means_the_only_instance_or_no_lease(db: Database) -> Non
         return inc, TimelineEntry(T0, "ada", "slack", "C1", "declared", "x")
 
     inc = await SqlIncidentStore(db).create(2026, make)
-    pubs = SqlitePublications(db)
+    pubs = SqlPublications(db)
     await pubs.start(inc.id, ["cmp"], {"name": "x"}, ("slack:U1", "Ada"), T0)
     [call] = await pubs.heads()
-    cards = SqliteIncidentCards(db)
+    cards = SqlIncidentCards(db)
     writes: list[Callable[[], Awaitable[object]]] = [
         lambda: pubs.note_attempt(call.id),
         lambda: pubs.attempt_failed(call.id, "x", T0, True),
@@ -137,7 +137,7 @@ async def test_no_token_means_the_only_instance_or_no_lease(db: Database) -> Non
 
 
 async def test_pagerduty_card_decide_and_delivery_claim_are_fenced(db: Database) -> None:
-    cards = SqliteIncidentCards(db)
+    cards = SqlIncidentCards(db)
     old = await supersede(db)
     new = await supersede(db)
     with pytest.raises(Superseded):
@@ -159,7 +159,7 @@ async def test_pagerduty_card_decide_and_delivery_claim_are_fenced(db: Database)
 
 
 async def test_a_card_is_delivered_by_one_instance_at_a_time(db: Database) -> None:
-    cards = SqliteIncidentCards(db)
+    cards = SqlIncidentCards(db)
     await cards.decide_unfenced([("PINC1", 1, "triggered", "s1")], [HERE])
     [owed] = await cards.owed()
     first = await cards.claim_unfenced(owed, now=1000.0)
@@ -582,7 +582,7 @@ async def test_a_poll_whose_lease_lapsed_midway_posts_and_writes_nothing(
         fake.doc = {"status": {"indicator": "major"}}
         clock.advance(3600)  # the stalker's interval: the change is due
         fake.gate = asyncio.Event()  # the poll is held in the middle of reading the source
-        polling = asyncio.ensure_future(a.part(Stalking).poll())
+        polling = asyncio.ensure_future(a.part(Stalkers).poll())
         await asyncio.wait_for(fake.entered.wait(), 10)
         await supersede(a.db)  # another instance took the lease over meanwhile
         await a.lease.tick()  # a finds out: it no longer leads and has no token
@@ -596,10 +596,10 @@ async def test_a_poll_whose_lease_lapsed_midway_posts_and_writes_nothing(
         after = await a.db.fetchall("SELECT fingerprint, verdict, posted_at FROM stalkers")
         assert [tuple(r) for r in after] == [tuple(r) for r in before]  # nothing written
         await pair.handover()
-        await b.part(Stalking).resync()
-        assert (await b.part(Stalking).poll()).posted == 1  # the change, posted once by the leader
-        assert (await b.part(Stalking).poll()).posted == 0
-        await b.part(Stalking).wait_posted()
+        await b.part(Stalkers).resync()
+        assert (await b.part(Stalkers).poll()).posted == 1  # the change, posted once by the leader
+        assert (await b.part(Stalkers).poll()).posted == 0
+        await b.part(Stalkers).wait_posted()
         await b.outbox.flush(5)
         assert out["b"].getvalue().count("Status changed: CRITICAL") == 1
     finally:

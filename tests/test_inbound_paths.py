@@ -1,4 +1,4 @@
-"""Every path to an action passes the same checks (issue 15, items 1, 4, 5, 6).
+"""Every path to an action passes the same checks.
 
 A typed message, a slash command, a button click and a reaction that stands for the same
 command get the same decision and leave the same audit row; bot reactions never count;

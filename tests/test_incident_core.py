@@ -101,7 +101,7 @@ def test_escalate_goes_up_only() -> None:
             core.escalate(incident, sev, T0)
     with pytest.raises(IllegalTransition, match="already SEV-1"):
         core.escalate(make(severity=1), None, T0)
-    # #14.7: naming SEV-1 on a SEV-1 incident answered "(SEV-1 to SEV-0)"
+    # naming SEV-1 on a SEV-1 incident answered "(SEV-1 to SEV-0)"
     for sev in (1, 2):
         with pytest.raises(IllegalTransition, match="already SEV-1, the highest") as caught:
             core.escalate(make(severity=1), sev, T0)

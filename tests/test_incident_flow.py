@@ -20,10 +20,10 @@ from chatopsd.core.messages import Actor, Destination, Inbound, Reply
 from chatopsd.core.middleware import Dedupe
 from chatopsd.core.ports import ChannelAdmin
 from chatopsd.features.incidents.commands import IncidentHandler, IncidentSettings
-from chatopsd.features.incidents.store import SqliteIncidentStore
+from chatopsd.features.incidents.store import SqlIncidentStore
 from chatopsd.outbox import Outbox
-from chatopsd.store.events import SqliteEventLedger
-from chatopsd.store.sqlite import Database
+from chatopsd.store.events import SqlEventLedger
+from chatopsd.store.sqlite import SqliteDatabase
 from tests.conftest import FakeClock
 from tests.fakes.chat import FakeChat
 
@@ -40,17 +40,19 @@ SETTINGS = IncidentSettings(
 class Rig:
     """What the daemon builds, minus the sockets: a bus whose replies land on fake platforms."""
 
-    def __init__(self, db: Database, clock: FakeClock, chat: FakeChat, settings: IncidentSettings):
+    def __init__(
+        self, db: SqliteDatabase, clock: FakeClock, chat: FakeChat, settings: IncidentSettings
+    ):
         self.db, self.clock, self.chat = db, clock, chat
         self.console_out = io.StringIO()
         self.console = ConsoleConnector(fmt="jsonl", stdout=self.console_out)
         self.outbox = Outbox({"chat": chat, "console": self.console})
-        self.store = SqliteIncidentStore(db)
+        self.store = SqlIncidentStore(db)
         self.handler = IncidentHandler(
             self.store, self.outbox, clock, settings, self.admin, threads=self.threads
         )
         self.bus = Bus(
-            Registry(self.handler.commands()), [Dedupe(SqliteEventLedger(db, clock))], self.outbox
+            Registry(self.handler.commands()), [Dedupe(SqlEventLedger(db, clock))], self.outbox
         )
         self.bus.reaction_commands.append(self.handler.reaction_command)
         self._ids = itertools.count(1)
@@ -86,7 +88,7 @@ class Rig:
 
 
 @pytest.fixture
-async def rig(db: Database, clock: FakeClock) -> AsyncIterator[Rig]:
+async def rig(db: SqliteDatabase, clock: FakeClock) -> AsyncIterator[Rig]:
     r = Rig(db, clock, FakeChat(), SETTINGS)
     yield r
     await r.outbox.close()
@@ -195,7 +197,9 @@ async def test_resolve_posts_wrapup_everywhere_and_close_needs_resolve(
     assert "No open incidents." in await rig.text("!incident list")
 
 
-async def test_an_unexpected_admin_error_is_not_shown_raw(db: Database, clock: FakeClock) -> None:
+async def test_an_unexpected_admin_error_is_not_shown_raw(
+    db: SqliteDatabase, clock: FakeClock
+) -> None:
     # A connector bug must not put its exception text (here, something secret) into chat.
     chat = FakeChat(broken_invites=KeyError("secret-not-for-chat"))
     rig = Rig(db, clock, chat, IncidentSettings())
@@ -209,7 +213,7 @@ async def test_an_unexpected_admin_error_is_not_shown_raw(db: Database, clock: F
 
 
 async def test_channel_refused_falls_back_to_a_thread_and_says_so(
-    db: Database, clock: FakeClock
+    db: SqliteDatabase, clock: FakeClock
 ) -> None:
     chat = FakeChat(refuse_channels="missing_scope: channels:manage")
     rig = Rig(db, clock, chat, IncidentSettings())
@@ -323,7 +327,7 @@ async def test_buttons_run_the_commands(rig: Rig) -> None:
 async def test_pulses_once_per_quiet_period_across_a_restart(
     tmp_path: Path, clock: FakeClock
 ) -> None:
-    db = await Database.open(tmp_path / "state.db")
+    db = await SqliteDatabase.open(tmp_path / "state.db")
     rig = Rig(db, clock, FakeChat(), SETTINGS)
     inc = await declare(rig)
     channel = next(iter(rig.chat.channels))
@@ -345,7 +349,7 @@ async def test_pulses_once_per_quiet_period_across_a_restart(
     await db.close()
 
     # a restart: new process state, same database. No reminder storm.
-    db = await Database.open(tmp_path / "state.db")
+    db = await SqliteDatabase.open(tmp_path / "state.db")
     chat = FakeChat()
     rig = Rig(db, clock, chat, SETTINGS)
     assert await rig.handler.pulse() == 0
@@ -403,7 +407,7 @@ async def test_joining_twice_is_one_timeline_entry(rig: Rig) -> None:
 
 
 async def test_unreachable_route_and_refused_pin_do_not_undo_the_declaration(
-    db: Database, clock: FakeClock
+    db: SqliteDatabase, clock: FakeClock
 ) -> None:
     settings = IncidentSettings(default=(Destination("ghost", "C1"), Destination("chat", "CALL")))
     rig = Rig(db, clock, FakeChat(refuse_pins="not_pinnable"), settings)

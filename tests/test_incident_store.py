@@ -11,10 +11,11 @@ import pytest
 
 from chatopsd.core.messages import Destination, Sent
 from chatopsd.features.incidents import rules as core
+from chatopsd.features.incidents.api import Home
 from chatopsd.features.incidents.rules import Incident, TimelineEntry
-from chatopsd.features.incidents.store import Home, SqliteIncidentStore
+from chatopsd.features.incidents.store import SqlIncidentStore
 from chatopsd.store.db import Database as AnyDatabase
-from chatopsd.store.sqlite import Database
+from chatopsd.store.sqlite import SqliteDatabase
 from tests.pg_cluster import BACKENDS, integrity_errors, open_backend
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
@@ -36,7 +37,7 @@ def maker(title: str, at: datetime = T0):
 
 
 async def test_ids_are_a_sequence_per_year_even_when_declared_at_once(db: AnyDatabase) -> None:
-    store = SqliteIncidentStore(db)
+    store = SqlIncidentStore(db)
     made = await asyncio.gather(*(store.create(2026, maker(f"t{i}")) for i in range(5)))
     assert sorted(i.id for i in made) == [f"INC-2026-000{n}" for n in range(1, 6)]
     nxt = await store.create(2027, maker("new year", T0.replace(year=2027)))
@@ -45,8 +46,8 @@ async def test_ids_are_a_sequence_per_year_even_when_declared_at_once(db: AnyDat
 
 
 async def test_round_trip_and_reopen(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "s.db")
-    store = SqliteIncidentStore(db)
+    db = await SqliteDatabase.open(tmp_path / "s.db")
+    store = SqlIncidentStore(db)
     inc = await store.create(2026, maker("Payments failing"))
     acked = core.set_role(
         core.transition(inc, "ack", T0 + timedelta(minutes=2)), "scribe", "bob", T0
@@ -57,8 +58,8 @@ async def test_round_trip_and_reopen(tmp_path: Path) -> None:
     await store.remember(inc.id, "status", Sent(Destination("slack", "C777"), "1700.1"))
     await db.close()
 
-    db = await Database.open(tmp_path / "s.db")
-    store = SqliteIncidentStore(db)
+    db = await SqliteDatabase.open(tmp_path / "s.db")
+    store = SqlIncidentStore(db)
     got = await store.get(inc.id)
     assert got == acked and got is not None and got.pagerduty == "https://pd.example/incidents/P1"
     assert [e.kind for e in await store.timeline(inc.id)] == ["declared", "acknowledged"]
@@ -71,7 +72,7 @@ async def test_round_trip_and_reopen(tmp_path: Path) -> None:
 
 
 async def test_state_change_and_entry_commit_together_or_not_at_all(db: AnyDatabase) -> None:
-    store = SqliteIncidentStore(db)
+    store = SqlIncidentStore(db)
     inc = await store.create(2026, maker("x"))
     resolved = core.transition(inc, "resolve", T0, "fixed")
     # an entry the schema refuses (NOT NULL actor) must take the state change down with it
@@ -83,7 +84,7 @@ async def test_state_change_and_entry_commit_together_or_not_at_all(db: AnyDatab
 
 
 async def test_channel_and_thread_lookup(db: AnyDatabase) -> None:
-    store = SqliteIncidentStore(db)
+    store = SqlIncidentStore(db)
     a = await store.create(2026, maker("a"))
     b = await store.create(2026, maker("b"))
     await store.bind_home(a.id, Home("slack", "CINC", None))  # a channel of its own
@@ -97,7 +98,7 @@ async def test_channel_and_thread_lookup(db: AnyDatabase) -> None:
 
 
 async def test_messages_and_pulses(db: AnyDatabase) -> None:
-    store = SqliteIncidentStore(db)
+    store = SqlIncidentStore(db)
     inc = await store.create(2026, maker("a"))
     await store.remember(inc.id, "announce", Sent(Destination("slack", "C1"), "m1"))
     await store.remember(inc.id, "announce", Sent(Destination("discord", "5"), "m2"))
@@ -110,7 +111,7 @@ async def test_messages_and_pulses(db: AnyDatabase) -> None:
 
 
 async def test_open_lists_worst_first_and_skips_resolved(db: AnyDatabase) -> None:
-    store = SqliteIncidentStore(db)
+    store = SqlIncidentStore(db)
     low = await store.create(2026, maker("low"))
     high = await store.create(2026, maker("high"))
     await store.save(core.escalate(high, 1, T0), TimelineEntry(T0, "a", "s", "c", "escalated", "x"))

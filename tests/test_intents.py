@@ -24,7 +24,7 @@ HELP = None
 TABLE: list[tuple[str, str | None, bool]] = [
     # who is on call: read-only
     ("who is on call", "ic", False),
-    # a service it does not know: said so, never the IC list as if it answered (#14.8)
+    # a service it does not know: said so, never the IC list as if it answered
     ("who is on call for payments?", SAY, False),
     ("Who's on call right now?", "ic", False),
     ("whos oncall", "ic", False),

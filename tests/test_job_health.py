@@ -1,6 +1,6 @@
 """Health comes from outcomes: a job that swallowed its failure is still a failing job, and the
 journal gets one WARNING when it starts, at most one line every 5 minutes while it lasts, and
-one INFO when it recovers (#14.3, #14.4)."""
+one INFO when it recovers."""
 
 from __future__ import annotations
 

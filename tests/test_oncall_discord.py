@@ -1,4 +1,4 @@
-"""Shift reminders by Discord DM (issue 18), end to end: discord.py against the fake gateway and
+"""Shift reminders by Discord DM, end to end: discord.py against the fake gateway and
 REST (POST /users/@me/channels, then a message in that DM channel), the fake PagerDuty's timed
 shifts (spec-checked), an injected clock. Discord gives no email: the link is in config."""
 

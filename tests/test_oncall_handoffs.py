@@ -1,4 +1,4 @@
-"""Handoff announcements (issue 18), end to end on the console connector: the PagerDuty refresh
+"""Handoff announcements, end to end on the console connector: the PagerDuty refresh
 job → the on-call cache → Handoffs → SQLite → the outbox, against the fake PagerDuty (every
 request checked against PagerDuty's OpenAPI document) whose on-call answers the tests change."""
 

@@ -1,4 +1,4 @@
-"""Shift reminders by Mattermost direct message (issue 18), end to end: the real connector
+"""Shift reminders by Mattermost direct message, end to end: the real connector
 (aiohttp) against the fake Mattermost (POST /channels/direct as channels.yaml describes it),
 the fake PagerDuty's timed shifts (spec-checked), an injected clock. Alice's PagerDuty email
 is linked to her Mattermost id by `[pagerduty.users]`."""

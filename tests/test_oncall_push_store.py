@@ -1,6 +1,6 @@
 """The issue-18 stores' contract, on SQLite and on a real PostgreSQL (the twins of migrations
 0080-0083): handoff state and owed posts decided atomically under idempotency keys, reminder
-keys, and what the topics / user groups were last written with; and (issue 19) every
+keys, and what the topics / user groups were last written with; and every
 singleton write fenced by the lease's token, every post claimed before it is sent."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ import pytest
 
 from chatopsd.core.messages import Destination
 from chatopsd.features.oncall.handoff_rules import Holders, OwedPost, Step
-from chatopsd.features.oncall.store import SqliteKeptState, SqliteOnCallPush
+from chatopsd.features.oncall.store import SqlKeptState, SqlOnCallPosts
 from chatopsd.ha.claims import CLAIM_STALE_SECONDS
 from chatopsd.ha.fence import Superseded
 from chatopsd.store.db import Database
@@ -44,7 +44,7 @@ async def token(db: Database) -> int:
 
 
 async def test_decisions_and_owed_posts(push_db: Database) -> None:
-    store = SqliteOnCallPush(push_db)
+    store = SqlOnCallPosts(push_db)
     t = await token(push_db)  # written as the leader
     assert await store.watched() == {}
     await store.decide([Step("PIC1:primary", ADA, None, 0, None)], [ROOM], fence=t)
@@ -64,7 +64,7 @@ async def test_decisions_and_owed_posts(push_db: Database) -> None:
 
 
 async def test_reminder_keys_and_dms(push_db: Database) -> None:
-    store = SqliteOnCallPush(push_db)
+    store = SqlOnCallPosts(push_db)
     t = await token(push_db)
     await store.remind(["k60", "k720"], [("k60", "slack", "U0CAROL", "You're on")], fence=t)
     await store.remind(["k60"], [("k60", "slack", "U0CAROL", "You're on")], fence=t)  # idempotent
@@ -74,7 +74,7 @@ async def test_reminder_keys_and_dms(push_db: Database) -> None:
 
 
 async def test_kept_state(push_db: Database) -> None:
-    kept = SqliteKeptState(push_db)
+    kept = SqlKeptState(push_db)
     t = await token(push_db)
     assert await kept.written() == {}
     await kept.record("topic:slack:C1", "IC: Ada", fence=t)
@@ -83,13 +83,13 @@ async def test_kept_state(push_db: Database) -> None:
     assert await kept.written() == {"topic:slack:C1": "IC: Grace", "usergroup:S0123ABC": "U2"}
 
 
-# -- issue 19: fenced singleton writes, claimed posts ---------------------------------------
+# -- several instances: fenced singleton writes, claimed posts ------------------------------
 
 ANNOUNCE = Step("PIC1:primary", GRACE, None, 1, "🔁 IC primary: Ada → Grace")
 
 
 async def test_a_deposed_leader_decides_reminds_and_claims_nothing(push_db: Database) -> None:
-    store = SqliteOnCallPush(push_db)
+    store = SqlOnCallPosts(push_db)
     old = await supersede(push_db)
     new = await supersede(push_db)
     with pytest.raises(Superseded):
@@ -120,7 +120,7 @@ async def test_a_deposed_leader_decides_reminds_and_claims_nothing(push_db: Data
 
 
 async def test_a_post_is_sent_by_one_instance_at_a_time(push_db: Database) -> None:
-    store = SqliteOnCallPush(push_db)
+    store = SqlOnCallPosts(push_db)
     t = await token(push_db)
     await store.decide([ANNOUNCE], [ROOM], fence=t)
     [post] = await store.owed()
@@ -148,7 +148,7 @@ async def test_a_post_is_sent_by_one_instance_at_a_time(push_db: Database) -> No
 
 
 async def test_kept_true_writes_are_fenced(push_db: Database) -> None:
-    kept = SqliteKeptState(push_db)
+    kept = SqlKeptState(push_db)
     old = await supersede(push_db)
     assert await kept.holds(old)
     new = await supersede(push_db)

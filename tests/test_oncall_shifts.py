@@ -1,4 +1,4 @@
-"""The on-call lookahead (issue 18): GET /oncalls with since/until after each refresh, cached in
+"""The on-call lookahead: GET /oncalls with since/until after each refresh, cached in
 SQLite, and `!ic next` / `!ic schedule` answered from it; handoffs driven by the clock. End to
 end on the console connector against the fake PagerDuty (requests checked against the spec)."""
 

@@ -1,4 +1,4 @@
-"""Shift reminders by Slack DM (issue 18), end to end: the real slack-sdk against the fake
+"""Shift reminders by Slack DM, end to end: the real slack-sdk against the fake
 Slack (conversations.open + chat.postMessage, answers checked against the published Web API
 schema), the fake PagerDuty's timed shifts (spec-checked), an injected clock."""
 

@@ -1,4 +1,4 @@
-"""`!ic swap` (issue 18) end to end on the console connector: the request with its "Take it"
+"""`!ic swap` end to end on the console connector: the request with its "Take it"
 button, a take by a linked person with the `oncall` role making the override in the fake
 PagerDuty (spec-checked, From checked), the message edited, the requester told, a second
 taker refused, and expiry. A requester offers only a window they are on call for (the coming

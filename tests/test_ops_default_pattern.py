@@ -1,4 +1,4 @@
-"""The default argument pattern refuses path traversal and host:path values (issue 15, risk);
+"""The default argument pattern refuses path traversal and host:path values;
 a command's own pattern may still allow them."""
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""`!ic` commands end to end: console App → bus → IcHandler → on-call cache / PagerDuty client
+"""`!ic` commands end to end: console App → bus → PagingHandler → on-call cache / PagerDuty client
 → aiohttp → the fake PagerDuty (which checks every request against the OpenAPI spec)."""
 
 from __future__ import annotations

@@ -207,7 +207,7 @@ async def test_pagerduty_down_during_an_ack_fails_clearly_and_buttons_stay_usabl
     assert pd.incident("PINC001")["status"] == "triggered"
     rows = await app.audit.since(None)
     outcome = [r.outcome for r in rows if r.command == "pd ack"][-1]
-    # `failed` once the audit outcomes land (issue 14); until then the error's class name
+    # `failed` once the audit outcomes land; until then the error's class name
     assert outcome == "failed", outcome
     pd.fault = None
     assert "acknowledged by Grace Hopper" in text_of(await say(app, "!pd ack PINC001"))

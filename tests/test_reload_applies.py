@@ -1,4 +1,4 @@
-"""SIGHUP reload applies everywhere or says what it did not apply (issue 15, item 2): the
+"""SIGHUP reload applies everywhere or says what it did not apply: the
 approvals read the current roles (a revoked approver cannot approve), `[[approvals.rules]]`
 and `[[commands]]` changes apply, and every other change is named as needing a restart."""
 

@@ -62,7 +62,7 @@ async def test_a_slow_job_never_overlaps_itself() -> None:
 async def test_stop_during_a_run_logs_no_cancelled_error(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    """#14.6: `printf '!IC\\n' | chatopsd run` sometimes ended with "Job approvals-expire raised
+    """`printf '!IC\\n' | chatopsd run` sometimes ended with "Job approvals-expire raised
     an exception ... CancelledError": the scheduler cancelled a run at a normal exit."""
     scheduler = Scheduler()
     started = asyncio.Event()

@@ -1,6 +1,6 @@
 """Slack end to end (real slack-sdk, fake Slack): another bot's reaction never acts, even on a
 daemon that answers other bots' messages (`allow_bots`); a person's reaction does, through the
-same checks as the typed command (issue 15, items 1 and 6)."""
+same checks as the typed command."""
 
 from __future__ import annotations
 

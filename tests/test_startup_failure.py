@@ -1,4 +1,4 @@
-"""A start-up failure exits non-zero at once with one clear line (issue 15, item 8): a
+"""A start-up failure exits non-zero at once with one clear line: a
 corrupt state.db, a read-only state.db, a state.db in a read-only directory (several starts
 at once: on a busy machine aiosqlite's thread used to outlive the event loop and add an
 "Event loop is closed" traceback) and a busy metrics.listen port. Before, the process
@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 
-from chatopsd.store.sqlite import Database
+from chatopsd.store.sqlite import SqliteDatabase
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -67,7 +67,7 @@ def read_only_db(tmp_path: Path) -> Iterator[Path]:
     path = tmp_path / "state.db"
 
     async def make() -> None:
-        db = await Database.open(path)
+        db = await SqliteDatabase.open(path)
         await db.close()
 
     asyncio.run(make())
@@ -157,6 +157,6 @@ def test_a_state_db_in_a_read_only_directory_fails_in_one_line_under_load(
 async def test_a_database_that_cannot_be_opened_leaves_no_thread_behind(tmp_path: Path) -> None:
     before = set(threading.enumerate())
     with pytest.raises(sqlite3.OperationalError, match="unable to open database file"):
-        await Database.open(tmp_path)  # a directory, not a database file
+        await SqliteDatabase.open(tmp_path)  # a directory, not a database file
     left = [t for t in threading.enumerate() if t not in before and t.is_alive()]
     assert not [t for t in left if "connection_worker" in t.name], left

@@ -21,7 +21,7 @@ import pytest
 
 from chatopsd.features.status.api import Verdict
 from chatopsd.features.status.sources.alertmanager import AlertmanagerStatus
-from chatopsd.features.status.stalkers import Stalking
+from chatopsd.features.status.stalkers import Stalkers
 from tests.conftest import FakeClock, transport
 from tests.external import free_port, running
 from tests.status_helpers import posts, say, status_app
@@ -194,15 +194,15 @@ async def test_status_and_stalker_against_alertmanager(
         assert "CheckoutErrors2" not in reply.text
 
         clock.advance(30)
-        assert (await app.part(Stalking).poll()).posted == 1
+        assert (await app.part(Stalkers).poll()).posted == 1
         [post] = await posts(app, out)
         assert post["text"].startswith("🔥 Status changed: CRITICAL (was NORMAL)")
         clock.advance(30)
-        assert (await app.part(Stalking).poll()).posted == 0
+        assert (await app.part(Stalkers).poll()).posted == 0
 
         await am.fire("QueueBacklog", "critical")  # same verdict, new alert: a change
         clock.advance(30)
-        assert (await app.part(Stalking).poll()).posted == 1
+        assert (await app.part(Stalkers).poll()).posted == 1
         [post] = await posts(app, out)
         assert post["text"].startswith("🔥 Status: CRITICAL (firing alerts changed)")
         assert "2 critical firing" in post["text"]
@@ -210,7 +210,7 @@ async def test_status_and_stalker_against_alertmanager(
         await am.fire("CheckoutErrors", "critical", resolve=True)
         await am.fire("QueueBacklog", "critical", resolve=True)
         clock.advance(30)
-        assert (await app.part(Stalking).poll()).posted == 1
+        assert (await app.part(Stalkers).poll()).posted == 1
         [post] = await posts(app, out)
         assert post["text"].startswith("✅ Status changed: NORMAL (was CRITICAL)")
     finally:

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from chatopsd.core.messages import Destination
-from chatopsd.features.status.stalkers import Stalking
+from chatopsd.features.status.stalkers import Stalkers
 from chatopsd.features.status.stalking_rules import Stalker
 from tests.conftest import FakeClock
 from tests.fakes.monitoring import FakeMonitoring
@@ -58,22 +58,22 @@ async def test_stalk_posts_only_on_change(app_out, fake: FakeMonitoring, clock: 
 
     for _ in range(3):  # nothing changed: nothing posted
         clock.advance(POLL)
-        result = await app.part(Stalking).poll()
+        result = await app.part(Stalkers).poll()
         assert result.read and result.posted == 0
     assert await posts(app, out) == []
 
     fake.doc = {"status": {"indicator": "minor"}}
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 1
+    assert (await app.part(Stalkers).poll()).posted == 1
     [post] = await posts(app, out)
     assert post["channel"] == "ops"
     assert post["text"].startswith("⚠️ Status changed: DEGRADED (was NORMAL)")
 
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 0  # still degraded: quiet
+    assert (await app.part(Stalkers).poll()).posted == 0  # still degraded: quiet
     fake.doc = {"status": {"indicator": "none"}}
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 1
+    assert (await app.part(Stalkers).poll()).posted == 1
     [post] = await posts(app, out)
     assert post["text"].startswith("✅ Status changed: NORMAL (was DEGRADED)")
 
@@ -84,21 +84,21 @@ async def test_unknown_after_n_failures_counts_as_change(
     app, out = app_out
     await say(app, "!status stalk")
     clock.advance(POLL)
-    await app.part(Stalking).poll()  # a good reading to hold
+    await app.part(Stalkers).poll()  # a good reading to hold
     fake.mode = "500"
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 0  # one failure: held, not yet a change
+    assert (await app.part(Stalkers).poll()).posted == 0  # one failure: held, not yet a change
     assert await posts(app, out) == []
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 1  # second failure in a row: UNKNOWN
+    assert (await app.part(Stalkers).poll()).posted == 1  # second failure in a row: UNKNOWN
     [post] = await posts(app, out)
     assert post["text"].startswith("❓ Status changed: UNKNOWN (was NORMAL)")
     assert "cannot check statuspage: HTTP 500" in post["text"]
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 0  # still down: said once
+    assert (await app.part(Stalkers).poll()).posted == 0  # still down: said once
     fake.mode = "ok"
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 1
+    assert (await app.part(Stalkers).poll()).posted == 1
     assert (await posts(app, out))[0]["text"].startswith("✅ Status changed: NORMAL")
 
 
@@ -120,7 +120,7 @@ async def test_unstalk_and_stalkers(app_out, fake: FakeMonitoring, clock: FakeCl
 
     fake.doc = {"status": {"indicator": "major"}}
     clock.advance(300)
-    assert (await app.part(Stalking).poll()).posted == 1
+    assert (await app.part(Stalkers).poll()).posted == 1
     [post] = await posts(app, out)
     assert post["channel"] == "war-room"
     rows = await app.db.fetchall("SELECT channel, thread FROM stalkers")
@@ -144,10 +144,10 @@ async def test_interval_coalesces_changes(app_out, fake: FakeMonitoring, clock: 
     await say(app, "!status stalk 2m")
     fake.doc = {"status": {"indicator": "minor"}}
     clock.advance(60)
-    assert (await app.part(Stalking).poll()).posted == 0  # changed, but told 60 s ago
+    assert (await app.part(Stalkers).poll()).posted == 0  # changed, but told 60 s ago
     fake.doc = {"status": {"indicator": "major"}}
     clock.advance(60)
-    assert (await app.part(Stalking).poll()).posted == 1  # one post for both changes
+    assert (await app.part(Stalkers).poll()).posted == 1  # one post for both changes
     [post] = await posts(app, out)
     assert post["text"].startswith("🔥 Status changed: CRITICAL (was NORMAL)")
 
@@ -156,7 +156,7 @@ async def test_no_stalkers_no_reads(app_out, fake: FakeMonitoring, clock: FakeCl
     app, _ = app_out
     before = _hits(fake)
     clock.advance(POLL)
-    assert not (await app.part(Stalking).poll()).read
+    assert not (await app.part(Stalkers).poll()).read
     assert _hits(fake) == before
 
 
@@ -169,23 +169,23 @@ async def test_thousand_stalkers_cost_one_poll(
     )
     assert {r[0].title for r in replies} == {"✅ Status: NORMAL"}
     assert _hits(fake) < 1000  # a burst of commands shares reads
-    assert len(app.part(Stalking).stalkers) == 1000
+    assert len(app.part(Stalkers).stalkers) == 1000
     await posts(app, out)
 
     before = _hits(fake)
     for n in range(1, 4):
         clock.advance(POLL)
-        assert (await app.part(Stalking).poll()).posted == 0
+        assert (await app.part(Stalkers).poll()).posted == 0
         assert _hits(fake) == before + n  # one read per interval, whatever the stalkers
     fake.doc = {"status": {"indicator": "major"}}
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 1000
+    assert (await app.part(Stalkers).poll()).posted == 1000
     assert _hits(fake) == before + 4
     sent = await posts(app, out)
     assert len(sent) == 1000
     assert {p["channel"] for p in sent} == {f"c{i}" for i in range(1000)}
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 0
+    assert (await app.part(Stalkers).poll()).posted == 0
     assert _hits(fake) == before + 5
     rows = await app.db.fetchall("SELECT COUNT(DISTINCT fingerprint) FROM stalkers")
     assert rows[0][0] == 1
@@ -197,27 +197,27 @@ async def test_undelivered_post_is_retried(app_out, fake: FakeMonitoring, clock:
     await say(app, "!status stalk")
     now = clock.now().timestamp()
     ghost = Stalker("nowhere", "x", "", POLL, "", "NORMAL", now, now, "test")
-    await app.part(Stalking).store.put(ghost)
-    app.part(Stalking).stalkers.put(ghost)
+    await app.part(Stalkers).store.put(ghost)
+    app.part(Stalkers).stalkers.put(ghost)
     fake.doc = {"status": {"indicator": "minor"}}
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 2
+    assert (await app.part(Stalkers).poll()).posted == 2
     assert len(await posts(app, out)) == 1
     row = await app.db.fetchone("SELECT fingerprint FROM stalkers WHERE platform = 'nowhere'")
     assert row is not None and row[0] == ""  # persisted as "not told", for a restart too
     for _ in range(3):
         clock.advance(POLL)
-        assert (await app.part(Stalking).poll()).posted == 1  # the undelivered one, again
-        await app.part(Stalking).wait_posted()
+        assert (await app.part(Stalkers).poll()).posted == 1  # the undelivered one, again
+        await app.part(Stalkers).wait_posted()
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 0  # gave up until the next change
+    assert (await app.part(Stalkers).poll()).posted == 0  # gave up until the next change
     fake.doc = {"status": {"indicator": "major"}}
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 2  # a new change: tried again
-    await app.part(Stalking).wait_posted()
+    assert (await app.part(Stalkers).poll()).posted == 2  # a new change: tried again
+    await app.part(Stalkers).wait_posted()
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 1
-    await app.part(Stalking).wait_posted()
+    assert (await app.part(Stalkers).poll()).posted == 1
+    await app.part(Stalkers).wait_posted()
     assert Destination("nowhere", "x") == ghost.destination
     row = await app.db.fetchone("SELECT fingerprint FROM stalkers WHERE platform = 'nowhere'")
     assert row is not None and row[0] == ""  # still undelivered, so still "not told"
@@ -231,17 +231,17 @@ async def test_restart_resumes_without_duplicate(
     await say(app, "!status stalk")
     fake.doc = {"status": {"indicator": "minor"}}
     clock.advance(POLL)
-    assert (await app.part(Stalking).poll()).posted == 1
+    assert (await app.part(Stalkers).poll()).posted == 1
     await app.stop()
 
     app2, out2 = await status_app(tmp_path, clock, [source], stalk_seconds=POLL)
     try:
-        assert len(app2.part(Stalking).stalkers) == 1
+        assert len(app2.part(Stalkers).stalkers) == 1
         clock.advance(POLL)
-        assert (await app2.part(Stalking).poll()).posted == 0  # already told DEGRADED
+        assert (await app2.part(Stalkers).poll()).posted == 0  # already told DEGRADED
         fake.doc = {"status": {"indicator": "none"}}
         clock.advance(POLL)
-        assert (await app2.part(Stalking).poll()).posted == 1
+        assert (await app2.part(Stalkers).poll()).posted == 1
         assert (await posts(app2, out2))[0]["text"].startswith("✅ Status changed: NORMAL")
     finally:
         await app2.stop()

@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 
 from chatopsd.core.ports import AuditEntry
-from chatopsd.store.audit import SqliteAuditLog
-from chatopsd.store.events import SqliteEventLedger
-from chatopsd.store.kv import SqliteKeyValue
-from chatopsd.store.sqlite import Database, migrations
+from chatopsd.store.audit import SqlAuditLog
+from chatopsd.store.events import SqlEventLedger
+from chatopsd.store.kv import SqlKeyValue
+from chatopsd.store.sqlite import SqliteDatabase, migrations
 from tests.conftest import FakeClock
 
 
@@ -25,7 +25,7 @@ def test_migrations_are_numbered_uniquely_from_one() -> None:
 
 async def test_opening_twice_applies_migrations_once(tmp_path: Path) -> None:
     for _ in range(2):
-        db = await Database.open(tmp_path / "s.db")
+        db = await SqliteDatabase.open(tmp_path / "s.db")
         rows = await db.fetchall("SELECT version FROM schema_version ORDER BY version")
         assert [r[0] for r in rows] == [v for v, _, _ in migrations()]
         mode = await db.fetchone("PRAGMA journal_mode")
@@ -34,18 +34,20 @@ async def test_opening_twice_applies_migrations_once(tmp_path: Path) -> None:
 
 
 async def test_writes_are_visible_after_reopen(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "s.db")
-    kv = SqliteKeyValue(db)
+    db = await SqliteDatabase.open(tmp_path / "s.db")
+    kv = SqlKeyValue(db)
     await kv.put("cursor", "41")
     await kv.put("cursor", "42")
     await db.close()
-    db = await Database.open(tmp_path / "s.db")
-    assert await SqliteKeyValue(db).get("cursor") == "42"
-    assert await SqliteKeyValue(db).get("absent") is None
+    db = await SqliteDatabase.open(tmp_path / "s.db")
+    assert await SqlKeyValue(db).get("cursor") == "42"
+    assert await SqlKeyValue(db).get("absent") is None
     await db.close()
 
 
-async def test_concurrent_writes_share_commits_and_a_bad_group_fails_alone(db: Database) -> None:
+async def test_concurrent_writes_share_commits_and_a_bad_group_fails_alone(
+    db: SqliteDatabase,
+) -> None:
     good = [db.write("INSERT INTO kv VALUES (?, ?, 0)", (f"k{i}", str(i))) for i in range(50)]
     bad = db.write_many(
         [
@@ -62,26 +64,26 @@ async def test_concurrent_writes_share_commits_and_a_bad_group_fails_alone(db: D
 
 
 async def test_closed_database_refuses_writes(tmp_path: Path) -> None:
-    db = await Database.open(tmp_path / "s.db")
+    db = await SqliteDatabase.open(tmp_path / "s.db")
     await db.close()
     with pytest.raises(RuntimeError, match="closed"):
         await db.write("INSERT INTO kv VALUES ('a', 'b', 0)")
 
 
-async def test_ledger_claims_once_and_prunes(db: Database, clock: FakeClock) -> None:
-    ledger = SqliteEventLedger(db, clock, retention_s=3600)
+async def test_ledger_claims_once_and_prunes(db: SqliteDatabase, clock: FakeClock) -> None:
+    ledger = SqlEventLedger(db, clock, retention_s=3600)
     assert await ledger.claim("slack", "Ev1") is True
     assert await ledger.claim("slack", "Ev1") is False
     clock.advance(7200)
     assert await ledger.claim("slack", "Ev2") is True
     assert await ledger.prune() == 1
-    fresh = SqliteEventLedger(db, clock, retention_s=3600)
+    fresh = SqlEventLedger(db, clock, retention_s=3600)
     assert await fresh.load() == 1
     assert await fresh.claim("slack", "Ev2") is False
 
 
-async def test_audit_round_trip_and_since(db: Database, clock: FakeClock) -> None:
-    log = SqliteAuditLog(db)
+async def test_audit_round_trip_and_since(db: SqliteDatabase, clock: FakeClock) -> None:
+    log = SqlAuditLog(db)
     first = AuditEntry(
         clock.now(),
         "slack",

@@ -299,10 +299,10 @@ async def test_claim_on_an_unreachable_shared_database_is_not_ours(
 
 async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
     from chatopsd.core.messages import Destination
-    from chatopsd.features.pagerduty.cards_store import SqliteIncidentCards
-    from chatopsd.identity.store import SqliteIdentityLinks
+    from chatopsd.features.pagerduty.cards_store import SqlIncidentCards
+    from chatopsd.identity.store import SqlIdentityLinks
 
-    links = SqliteIdentityLinks(db)
+    links = SqlIdentityLinks(db)
     later = T0 + timedelta(minutes=15)
     await links.claim("discord", "42", "Ada@Example.com", "k7m2q", later)
     await links.claim("slack", "U1", "ada@example.com", "x2b9c", later)
@@ -331,7 +331,7 @@ async def test_identity_links_and_pagerduty_cards(db: Database) -> None:
     assert [link.chat for link in await links.holders("ada@example.com")] == ["slack:U1"]
     assert await links.drop("slack", "U1") and not await links.drop("slack", "U1")
     assert await links.link("slack", "U1") is None
-    cards = SqliteIncidentCards(db)
+    cards = SqlIncidentCards(db)
     here = Destination("slack", "C1")
     await cards.decide_unfenced([("PINC1", 7, "triggered", "s1")], [here])
     await cards.decide_unfenced([("PINC1", 7, "triggered", "s1")], [here])  # again: one card

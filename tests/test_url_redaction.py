@@ -1,4 +1,4 @@
-"""Secrets in URLs never reach chat, logs, doctor or health (issue 15, items 9 and 13):
+"""Secrets in URLs never reach chat, logs, doctor or health:
 userinfo and query values of every URL shown, Discord webhook/interaction tokens and Slack
 response URLs, as well as the configured tokens. One module does it: chatopsd/redact.py."""
 

@@ -56,7 +56,7 @@ def render_error(exc: BaseException, ref: str, redact: Redact = _unchanged) -> R
     return Reply(text=f"internal error, reference {ref}. It has been logged.")
 
 
-def short_cause(exc: BaseException, ref: str, redact: Redact = _unchanged) -> str:
+def chat_cause(exc: BaseException, ref: str, redact: Redact = _unchanged) -> str:
     """Why a step failed, in a few words fit for chat, for a command that goes on anyway (an
     incident declared without its pin). A typed error's own message (less any configured
     secret); for anything else the kind of failure and a reference to the log line, never

@@ -10,7 +10,7 @@ from chatopsd.core.commands import CommandSpec
 from chatopsd.core.errors import UsageError
 from chatopsd.core.identity import Identity
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
-from chatopsd.core.outcome import Outcome, short_cause
+from chatopsd.core.outcome import Outcome, audit_cause
 from chatopsd.core.ports import AnswerClaim, ReplySink
 
 
@@ -70,7 +70,7 @@ class Call:
 
     def set_outcome(self, outcome: Outcome, cause: str = "") -> None:
         """State what happened, e.g. `failed` with "PagerDuty server error (500)"."""
-        self.outcome, self.cause = outcome, short_cause(cause)
+        self.outcome, self.cause = outcome, audit_cause(cause)
 
     def respond(self, reply: Reply) -> None:
         """Post an interim reply now (e.g. "paging..."), before the handler returns."""

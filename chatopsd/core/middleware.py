@@ -20,7 +20,7 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import Forbidden, RateLimited, Unavailable, UserError
 from chatopsd.core.identity import Identity, chat_id, unknown_reason
 from chatopsd.core.messages import Inbound, Reply, inbound_to_json
-from chatopsd.core.outcome import Outcome, outcome_of, short_cause
+from chatopsd.core.outcome import Outcome, audit_cause, outcome_of
 from chatopsd.core.ports import AuditEntry, AuditLog, ClaimUnavailable, Clock, EventLedger
 
 log = logging.getLogger("chatopsd.bus")
@@ -220,7 +220,7 @@ def audit_entry(
         duration_ms=round(duration_ms, 3),
         event_id=e.event_id,
         ref=call.ref,
-        cause=short_cause(cause),
+        cause=audit_cause(cause),
     )
 
 

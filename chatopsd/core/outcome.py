@@ -54,7 +54,7 @@ def outcome_of(exc: BaseException) -> Outcome:
     return Outcome.ERROR
 
 
-def short_cause(text: str, limit: int = 200) -> str:
+def audit_cause(text: str, limit: int = 200) -> str:
     """One line, bounded: causes go into every audit row."""
     line = " ".join(text.split())
     return line if len(line) <= limit else line[: limit - 1] + "…"

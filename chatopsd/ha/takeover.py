@@ -28,7 +28,7 @@ from chatopsd.core.bus import Bus, new_ref
 from chatopsd.core.errors import UserError
 from chatopsd.core.grammar import tokenize
 from chatopsd.core.messages import Destination, Inbound, Reply, inbound_from_json
-from chatopsd.core.outcome import Outcome, short_cause
+from chatopsd.core.outcome import Outcome, audit_cause
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, Orphan, OrphanedClaims
 from chatopsd.core.times import UTC_TIMES, Times
 
@@ -130,7 +130,7 @@ class Takeover:
                     duration_ms=0.0,  # unknown: it never reported an end
                     event_id=event.event_id,
                     ref=new_ref(),
-                    cause=short_cause(
+                    cause=audit_cause(
                         f"{instance} stopped while running it (started {started.isoformat()}); "
                         "it may or may not have taken effect; not run again"
                     ),

@@ -11,7 +11,7 @@ from chatopsd.store.db import Database, Row
 _COLUMNS = "platform, user_id, email, confirmed_by, request, expires"
 
 
-class SqliteIdentityLinks:
+class SqlIdentityLinks:
     def __init__(self, db: Database) -> None:
         self.db = db
 

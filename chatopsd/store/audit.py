@@ -372,6 +372,3 @@ def _escape_like(text: str) -> str:
 
 def _like_prefix(text: str) -> str:
     return _escape_like(text) + " %"
-
-
-SqliteAuditLog = SqlAuditLog  # the former name, still imported elsewhere

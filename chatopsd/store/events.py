@@ -281,6 +281,3 @@ class SqlEventLedger:
         for k in old:
             del self._seen[k]
         return len(old)
-
-
-SqliteEventLedger = SqlEventLedger  # the former name, still imported elsewhere

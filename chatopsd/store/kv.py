@@ -36,6 +36,3 @@ class ScopedKeyValue:
 
     async def put(self, key: str, value: str) -> None:
         await self.kv.put(f"{self.scope}/{key}", value)
-
-
-SqliteKeyValue = SqlKeyValue  # the former name, still imported elsewhere

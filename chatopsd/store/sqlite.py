@@ -35,7 +35,7 @@ from chatopsd.store.db import (
 
 log = logging.getLogger("chatopsd.store")
 
-__all__ = ["Database", "Op", "Params", "SqliteDatabase", "SqliteReader", "migrations"]
+__all__ = ["Op", "Params", "SqliteDatabase", "SqliteReader", "migrations"]
 _MAX_BATCH = 512
 
 
@@ -415,6 +415,3 @@ def _statements(script: str) -> list[str]:
     ):
         raise RuntimeError(f"unterminated statement in a migration: {pending[:80]!r}")
     return found
-
-
-Database = SqliteDatabase  # the name other modules and branches import

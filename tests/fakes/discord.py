@@ -119,8 +119,8 @@ class FakeDiscord:
         self.acknowledged: set[str] = set()
         self.callback_types: dict[str, Any] = {}  # interaction id -> callback type
         self.originals: dict[str, str] = {}  # interaction token -> its response message id
-        self.dm_channels: dict[str, str] = {}  # recipient id -> DM channel id (issue 18)
-        self.topics: dict[str, str] = {}  # channel id -> topic set by Modify Channel (issue 18)
+        self.dm_channels: dict[str, str] = {}  # recipient id -> DM channel id
+        self.topics: dict[str, str] = {}  # channel id -> topic set by Modify Channel
         self.refuse_gateway = 0  # refuse this many websocket handshakes (an outage)
         self.identifies = 0
         self.resumes = 0

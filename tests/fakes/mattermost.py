@@ -18,7 +18,7 @@ answers the next admin calls (create, member, pin) with the given (status, heade
 `pin_failures` the next pins. Created channels show
 in `GET /users/me/channels`, the bot a member. `POST /channels/direct` (201 Channel of type
 "D"; 400 unless two user ids including the caller's, 404 for an unknown user) and
-`PUT /channels/{id}/patch` (the header kept true, issue 18; recorded in `channel_patches`).
+`PUT /channels/{id}/patch` (the header kept true; recorded in `channel_patches`).
 """
 
 from __future__ import annotations

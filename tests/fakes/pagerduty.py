@@ -12,7 +12,7 @@ ratelimit-reset and Retry-After), "429-bare" (neither header nor body), "hang", 
 "empty" (no one on call), "401", "drop-after" (do it, then drop the connection), "echo-auth"
 (a 400 whose error detail quotes the request's Authorization header back, token and all).
 
-Incident state (issue 17): incidents created by `POST /incidents` or `trigger()` live in
+Incident state: incidents created by `POST /incidents` or `trigger()` live in
 `incidents` (our internal dicts; `_incident_json` renders PagerDuty's shape). `PUT /incidents`,
 `PUT /incidents/{id}` (status, escalation_level, assignments, resolution), notes, snooze,
 `GET /incidents` (statuses[], service_ids[], since on created_at, date_range=all, offset

@@ -138,7 +138,7 @@ class FakeSlack:
         self.refuse_pin: str | None = None
         self._channel_ids = itertools.count(1)
         self.dms: dict[str, str] = {}  # DM channel id -> user (conversations.open)
-        self.usergroups: dict[str, list[str]] = {}  # usergroup id -> members (issue 18)
+        self.usergroups: dict[str, list[str]] = {}  # usergroup id -> members
         self.user_failures: set[str] = set()  # user ids whose users.info answers fatal_error
         self._sent: dict[str, dict[str, Any]] = {}  # every envelope ever sent, by id
 
@@ -406,7 +406,7 @@ class FakeSlack:
         return {"ok": True}
 
     def _m_conversations_open(self, args: dict[str, Any]) -> dict[str, Any]:
-        """A DM with one user (issue 18's reminders); the same id every time, as Slack does."""
+        """A DM with one user; the same id every time, as Slack does."""
         users = [u for u in str(args.get("users") or "").split(",") if u]
         if not users:
             return {"ok": False, "error": "users_list_not_supplied"}

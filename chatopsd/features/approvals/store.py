@@ -138,6 +138,3 @@ class SqlApprovals:
             message_id=r["message_id"],
             approvers=tuple(v[0] for v in votes),
         )
-
-
-SqliteApprovals = SqlApprovals  # the former name, still imported elsewhere

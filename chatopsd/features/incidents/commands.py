@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from chatopsd.config import IncidentsSection
-from chatopsd.core.bus import new_ref, short_cause
+from chatopsd.core.bus import chat_cause, new_ref
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
 from chatopsd.core.errors import TransientSendError, UsageError, UserError
@@ -624,8 +624,8 @@ class IncidentHandler:
 
 
 def _cause(exc: Exception, what: str) -> str:
-    """Log a failed channel-admin step and say why in a few words (core/bus.short_cause)."""
+    """Log a failed channel-admin step and say why in a few words (core/bus.chat_cause)."""
     ref = new_ref()
     expected = isinstance(exc, UserError | ChannelRefused | TransientSendError)
     log.warning("%s failed (ref %s): %s", what, ref, exc, exc_info=None if expected else exc)
-    return short_cause(exc, ref)
+    return chat_cause(exc, ref)

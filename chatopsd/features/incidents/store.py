@@ -28,7 +28,7 @@ _ENTRY = (
 )
 
 
-__all__ = ["Home", "SqlIncidentStore", "SqliteIncidentStore"]
+__all__ = ["SqlIncidentStore"]
 
 
 def _ts(at: datetime | None) -> float | None:
@@ -281,6 +281,3 @@ class SqlIncidentStore:
         await self.db.write(
             "UPDATE incidents SET last_pulse_at = ? WHERE id = ?", (at.timestamp(), incident_id)
         )
-
-
-SqliteIncidentStore = SqlIncidentStore  # the former name, still imported elsewhere

@@ -495,8 +495,9 @@ _NOT_A_SERVICE = frozenset(
 
 
 def _for_service(base: Intent, service: str, services: Sequence[str]) -> Intent:
-    """#14.8: "who is on call for payments?" answers for that service, or says it does not
-    know the service; never the IC list as if it were the answer."""
+    """A question about a service ("who is on call for payments?") is answered for that
+    service, or says it does not know the service; never the IC list as if it were the
+    answer."""
     known = {s.lower(): s for s in services}
     name = known.get(service.lower())
     if name is not None:

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
     from chatopsd.config import Config
-    from chatopsd.features.oncall.topics import KeptTrue
+    from chatopsd.features.oncall.topics import OnCallTopics
     from chatopsd.runtime import Feature, Runtime
 
 
@@ -28,13 +28,13 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.incidents.api import ESCALATION_PAGER, INCIDENTS
     from chatopsd.features.oncall.handoffs import Handoffs
     from chatopsd.features.oncall.lookahead import LookaheadRefresher
-    from chatopsd.features.oncall.overrides import TakeHandler
+    from chatopsd.features.oncall.overrides import OverrideHandler
     from chatopsd.features.oncall.posts import PostDelivery
     from chatopsd.features.oncall.reminders import Reminders
     from chatopsd.features.oncall.shift_commands import ShiftHandler
     from chatopsd.features.oncall.shift_rules import Lookahead
     from chatopsd.features.oncall.shifts_store import SqlShifts
-    from chatopsd.features.oncall.store import SqliteOnCallPush
+    from chatopsd.features.oncall.store import SqlOnCallPosts
     from chatopsd.features.oncall.swaps import SwapHandler
     from chatopsd.features.oncall.swaps_store import SqlSwaps
     from chatopsd.features.pagerduty.api import PAGERDUTY, ROLE, Snapshot
@@ -50,7 +50,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
         role = policy.command_roles.get("incident page", ROLE)
         return policy.holds(await identity.of_call(call), role)
 
-    take = TakeHandler(
+    take = OverrideHandler(
         pagerduty.api,
         pagerduty,
         runtime.kv,
@@ -87,7 +87,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
         tz=runtime.times.zone,
         lookahead=current,
     )
-    store = SqliteOnCallPush(runtime.store)
+    store = SqlOnCallPosts(runtime.store)
     capabilities = runtime.capabilities
 
     async def dm_channel(platform: str, user_id: str) -> str:
@@ -120,7 +120,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
 
     steps.append(("lookahead", lookahead))
     if pd.topic_channels or pd.slack_usergroups:
-        kept = _kept_true(runtime, config)
+        kept = _oncall_topics(runtime, config)
         parts.append(kept)
 
         async def keep(snap: Snapshot) -> None:
@@ -191,11 +191,11 @@ def install(runtime: Runtime, config: Config) -> Feature:
     )
 
 
-def _kept_true(runtime: Runtime, config: Config) -> KeptTrue:
+def _oncall_topics(runtime: Runtime, config: Config) -> OnCallTopics:
     """Channel topics and Slack user groups that say who is on call, rewritten when it
     changes (under the leader's token)."""
-    from chatopsd.features.oncall.store import SqliteKeptState
-    from chatopsd.features.oncall.topics import KeptTrue, Topic
+    from chatopsd.features.oncall.store import SqlKeptState
+    from chatopsd.features.oncall.topics import OnCallTopics, Topic
     from chatopsd.features.paging.api import Person
 
     pd = config.pagerduty
@@ -218,8 +218,8 @@ def _kept_true(runtime: Runtime, config: Config) -> KeptTrue:
         found = await identity.chat_ids(person.email, platform)
         return [c.partition(":")[2] for c in found]
 
-    return KeptTrue(
-        SqliteKeptState(runtime.store),
+    return OnCallTopics(
+        SqlKeptState(runtime.store),
         topics=[
             Topic(target.partition(":")[0], target.partition(":")[2], template)
             for target, template in pd.topic_channels.items()

@@ -1,4 +1,4 @@
-"""Handoff announcements after each PagerDuty refresh (issue 18).
+"""Handoff announcements after each PagerDuty refresh.
 
 Runs only after a refresh that succeeded (the cache never calls a failed or empty read "nobody
 on call"): it compares each watched (schedule, role) with the state stored in the database,
@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from datetime import tzinfo
 
 from chatopsd.core.messages import Destination
-from chatopsd.features.oncall import handoff_rules as handoff
+from chatopsd.features.oncall import handoff_rules as rules
 from chatopsd.features.oncall.ports import OnCallPosts
 from chatopsd.features.oncall.posts import PostDelivery
 from chatopsd.features.paging.api import OnCall
@@ -61,8 +61,8 @@ class Handoffs:
     async def _decide(self, entries: Sequence[OnCall], fence: int | None) -> bool:
         before = await self.store.watched()
         steps = []
-        for watch, seen in handoff.observe(entries).items():
-            s = handoff.step(watch, seen, before.get(watch), self.tz)
+        for watch, seen in rules.observe(entries).items():
+            s = rules.step(watch, seen, before.get(watch), self.tz)
             if s is not None:
                 steps.append(s)
         try:

@@ -29,7 +29,7 @@ log = logging.getLogger("chatopsd.pd")
 OnPaged = Callable[[Call, PageResult, str | None], Awaitable[None]]
 
 
-class TakeHandler:
+class OverrideHandler:
     def __init__(
         self,
         api: IncidentApi,

@@ -1,4 +1,4 @@
-"""Shift reminders by direct message (issue 18), run after each lookahead refresh.
+"""Shift reminders by direct message, run after each lookahead refresh.
 
 Each person whose shift starts within a `pagerduty.remind_before_minutes` threshold gets one
 DM per shift and threshold, on every platform where their PagerDuty email is linked (config

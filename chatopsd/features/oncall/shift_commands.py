@@ -11,8 +11,8 @@ from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, Unavailable, UsageError
 from chatopsd.core.messages import Reply
 from chatopsd.core.ports import Clock
-from chatopsd.features.oncall import handoff_rules as handoff
 from chatopsd.features.oncall import shift_rules as core
+from chatopsd.features.oncall.handoff_rules import shift_time
 from chatopsd.features.oncall.shift_rules import Lookahead
 
 
@@ -123,4 +123,4 @@ def _freshness(look: Lookahead, tz: tzinfo | None) -> list[str]:
 
 
 def _at(at: datetime, tz: tzinfo | None) -> str:
-    return handoff.shift_time(at, tz)
+    return shift_time(at, tz)

@@ -27,7 +27,7 @@ from chatopsd.ha.fence import write_fenced
 from chatopsd.store.db import Database, Op
 
 
-class SqliteOnCallPush:
+class SqlOnCallPosts:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._claims = DeliveryClaims(db, "oncall_posts", ("key",), owed="sent IS NULL")
@@ -163,7 +163,7 @@ class SqliteOnCallPush:
         )
 
 
-class SqliteKeptState:
+class SqlKeptState:
     """What was last written to each topic and user group kept true (oncall_kept)."""
 
     def __init__(self, db: Database) -> None:

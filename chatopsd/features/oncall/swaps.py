@@ -1,4 +1,4 @@
-"""`!ic swap <from> <until> [reason]`: ask for cover, with a "Take it" button (issue 18).
+"""`!ic swap <from> <until> [reason]`: ask for cover, with a "Take it" button.
 
 The request is posted where it was asked; whoever takes it (the `oncall` role, linked to a
 PagerDuty user) gets an override on the schedule for that window, made as them. The take is

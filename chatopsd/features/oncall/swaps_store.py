@@ -1,4 +1,4 @@
-"""`!ic swap` requests in the database (issue 18)."""
+"""`!ic swap` requests in the database."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Channel topics and Slack user groups kept true after each PagerDuty refresh (issue 18).
+"""Channel topics and Slack user groups kept true after each PagerDuty refresh.
 
 For each target the bot computes what it would write now (a topic from its template, a user
 group's members) and compares it with what it last wrote, stored in the database: equal means
@@ -39,7 +39,7 @@ class Topic:
     template: str
 
 
-class KeptTrue:
+class OnCallTopics:
     def __init__(
         self,
         state: KeptState,

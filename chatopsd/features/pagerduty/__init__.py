@@ -25,9 +25,9 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.approvals.api import APPROVALS
     from chatopsd.features.pagerduty.api import PAGERDUTY
     from chatopsd.features.pagerduty.cards import IncidentSync
-    from chatopsd.features.pagerduty.cards_store import SqlClickClaims, SqliteIncidentCards
+    from chatopsd.features.pagerduty.cards_store import SqlClickClaims, SqlIncidentCards
     from chatopsd.features.pagerduty.client import PagerDutyClient, PagerDutyPager
-    from chatopsd.features.pagerduty.commands import PdHandler
+    from chatopsd.features.pagerduty.commands import PagerDutyHandler
     from chatopsd.features.pagerduty.incidents_api import PagerDutyIncidents
     from chatopsd.features.pagerduty.links import LinkHandler
     from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
@@ -68,7 +68,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
     service_ids = pd.service_ids or [pd.service_id]
     sync = IncidentSync(
         api,
-        SqliteIncidentCards(runtime.store),
+        SqlIncidentCards(runtime.store),
         runtime.kv,
         runtime.outbox,
         runtime.clock,
@@ -77,7 +77,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
         times=runtime.times,
         lease=runtime.ha.lease,  # the poll's writes are fenced with the leader's token
     )
-    handler = PdHandler(
+    handler = PagerDutyHandler(
         api,
         sync,
         runtime.identity,

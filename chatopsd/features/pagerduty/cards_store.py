@@ -64,7 +64,7 @@ def _key(card: OwedCard) -> tuple[str, str, str]:
     return card.incident_id, card.destination.platform, card.destination.channel
 
 
-class SqliteIncidentCards:
+class SqlIncidentCards:
     def __init__(self, db: Database) -> None:
         self.db = db
         self._claims = DeliveryClaims(db, "pd_cards", ("incident_id", "platform", "channel"))

@@ -39,7 +39,7 @@ MAX_DURATION = 7 * 24 * 3600
 ROLE = "oncall"
 
 
-class PdHandler:
+class PagerDutyHandler:
     def __init__(
         self,
         api: IncidentApi,

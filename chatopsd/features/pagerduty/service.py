@@ -11,7 +11,7 @@ from typing import Any
 from chatopsd.core.context import Call
 from chatopsd.features.pagerduty.api import AfterRefresh
 from chatopsd.features.pagerduty.client import PagerDutyClient, ShiftRow
-from chatopsd.features.pagerduty.commands import PdHandler
+from chatopsd.features.pagerduty.commands import PagerDutyHandler
 from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from chatopsd.features.pagerduty.oncall_store import Snapshot
 from chatopsd.features.pagerduty.rules import IncidentApi, PdUser
@@ -28,7 +28,7 @@ class PagerDutyAccess:
         client: PagerDutyClient,
         cache: OnCallRefresher,
         api: IncidentApi,
-        handler: PdHandler,
+        handler: PagerDutyHandler,
         identities: IdentityService,
     ) -> None:
         self.client, self.cache, self.api, self.handler = client, cache, api, handler

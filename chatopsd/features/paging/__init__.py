@@ -16,12 +16,12 @@ if TYPE_CHECKING:
 def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.incidents.api import INCIDENTS
     from chatopsd.features.paging.api import PAGE_LOG, MemoryPageLog, Person
-    from chatopsd.features.paging.commands import IcHandler
+    from chatopsd.features.paging.commands import PagingHandler
     from chatopsd.runtime import Feature
 
     pd = config.pagerduty
     directory, pager = _roster(runtime, config)
-    handler = IcHandler(
+    handler = PagingHandler(
         directory,
         pager,
         page_deadline=pd.page_deadline_seconds if pd is not None else 8.0,

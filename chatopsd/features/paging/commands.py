@@ -35,7 +35,7 @@ SEARCH_BEFORE_PAGE = 1.0  # seconds a one-word `!ic page <word>` may spend askin
 _TITLES: dict[str, str] = {"ic": "Incident Commanders", "responders": "Responders"}
 
 
-class IcHandler:
+class PagingHandler:
     def __init__(
         self,
         directory: Directory,

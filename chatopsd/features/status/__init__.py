@@ -16,14 +16,14 @@ def install(runtime: Runtime, config: Config) -> Feature:
 
     from chatopsd.core.errors import JobFailed
     from chatopsd.features.status.commands import StatusBoard, StatusHandler
-    from chatopsd.features.status.stalkers import Stalking
+    from chatopsd.features.status.stalkers import Stalkers
     from chatopsd.features.status.store import SqlStalkerStore
     from chatopsd.runtime import Feature, Job
     from chatopsd.scheduler import OutageLog
 
     section = config.status
     board = StatusBoard(_sources(runtime, config), timeout=section.read_timeout_seconds)
-    stalking = Stalking(
+    stalking = Stalkers(
         board,
         SqlStalkerStore(runtime.store),
         runtime.outbox,

@@ -53,7 +53,7 @@ class PollResult:
     readings: tuple[Reading, ...] = ()  # what the sources said, when they were read
 
 
-class Stalking:
+class Stalkers:
     def __init__(
         self,
         board: StatusBoard,

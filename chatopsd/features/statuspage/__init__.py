@@ -13,7 +13,7 @@ if TYPE_CHECKING:
 def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.incidents.api import INCIDENTS
     from chatopsd.features.statuspage.commands import PublicStatus
-    from chatopsd.features.statuspage.store import SqlitePublications
+    from chatopsd.features.statuspage.store import SqlPublications
     from chatopsd.runtime import Feature
 
     sp = config.statuspage
@@ -30,7 +30,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
         )
     incidents = runtime.services.get(INCIDENTS)
     public = PublicStatus(
-        SqlitePublications(runtime.store),
+        SqlPublications(runtime.store),
         incidents,
         client,
         runtime.outbox,

@@ -11,7 +11,7 @@ off), anything else backs off exponentially. A failed attempt is audited as fail
 in the incident's channel, and stays queued; calls of one incident go in order. A create whose
 answer was lost is looked up (by our metadata) before it is sent again, so no duplicate.
 
-Several instances on PostgreSQL (issue 19): every instance queues (the one that handled the
+Several instances on PostgreSQL: every instance queues (the one that handled the
 command), only the lease holder sends. The leader looks at the queue every `poll_seconds`
 (lease_seconds / 5) besides its own kicks, so it picks up what followers queued. The token
 is read when a drain starts; the claim of a call (`note_attempt`, before its request) and the

@@ -34,7 +34,7 @@ def _pub(r: sqlite3.Row) -> Publication:
     )
 
 
-class SqlitePublications:
+class SqlPublications:
     def __init__(self, db: Database) -> None:
         self.db = db
 
