@@ -28,7 +28,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from chatopsd.core.errors import UsageError
-from chatopsd.features.approvals.rules import command_line
+from chatopsd.features.approvals.api import command_line
 
 # A question or a request is a sentence or two; a title a line. Past this it is not chat.
 MAX_CHARS = 1000

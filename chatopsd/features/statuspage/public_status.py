@@ -13,7 +13,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from chatopsd.features.incidents.rules import Incident
+from chatopsd.features.incidents.api import Incident
 
 IMPACT: dict[int, str] = {1: "critical", 2: "major", 3: "minor", 4: "minor"}
 COMPONENT_STATUS: dict[int, str] = {
