@@ -385,7 +385,7 @@ class IncidentsSection(Section):
 
 
 class StatuspageSection(Section):
-    """Atlassian Statuspage: incidents published from chat (integrations/statuspage.py)."""
+    """Atlassian Statuspage: incidents published from chat (features/statuspage)."""
 
     api_url: str = "https://api.statuspage.io/v1"
     api_key: SecretStr
@@ -410,7 +410,7 @@ class StatuspageSection(Section):
 
 
 class TicketsSection(Section):
-    """Where follow-ups become tickets (integrations/tickets.py)."""
+    """Where follow-ups become tickets (features/followups/trackers.py)."""
 
     kind: Literal["github", "jira"]
     url: str | None = None  # default https://api.github.com for github; required for jira

@@ -3,7 +3,7 @@
 Export is decided before it is sent: `claim` marks a follow-up 'sending' durably, then the
 ticket is created, then `ticket_created` stores its link. A crash between the two leaves it
 'sending' (unconfirmed), which is never sent again on its own: a duplicate ticket is worse
-than asking a person to look (see handlers/followups.py).
+than asking a person to look (see commands.py).
 """
 
 from __future__ import annotations

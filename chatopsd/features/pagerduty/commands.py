@@ -2,7 +2,7 @@
 
 Who is who is the identity service's answer (core/identity.py): an admin's entry in config,
 an address the platform verified, or a `!pd link` someone who can vouch for it confirmed
-(handlers/links.py). Every PagerDuty write is sent with `From: <that email>`; without one the
+(links.py). Every PagerDuty write is sent with `From: <that email>`; without one the
 action is refused with what to do, never done silently as the bot.
 
 Clicks are claimed once per (incident, action), in the database (so across instances too):

@@ -1,6 +1,6 @@
 """A small Atlassian Statuspage v1 client on the HTTP transport: create, update, find incidents.
 
-One request per call and no retries here: the durable queue (handlers/publish.py) decides
+One request per call and no retries here: the durable queue (commands.py) decides
 when to try again, so retries survive a restart and keep each incident's calls in order.
 Every failure is a `StatuspageError` whose message a person can act on; `retry_after` is set
 when Statuspage asked us to slow down (420 or 429), and `maybe_done` when the request may have
