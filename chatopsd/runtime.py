@@ -4,8 +4,8 @@ Every feature package exposes `install(runtime, config) -> Feature`; chatopsd/fe
 __init__.py lists the installers in order, and app.py calls them, registers what each returns
 (commands, jobs, reactions, the mention fallback) and runs its start, stop and reload. A feature
 sees ports only: the store, the clock, the outbox, the high-availability strategy, the identity
-service, an HTTP session opened on first use, and the interfaces other features declared in
-their `api.py`, found in `services` by the key declared there.
+service, the outbound HTTP transport, and the interfaces other features declared in their
+`api.py`, found in `services` by the key declared there.
 """
 
 from __future__ import annotations
