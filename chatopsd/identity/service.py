@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Mapping
+from typing import TYPE_CHECKING
 
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Unavailable
@@ -26,7 +27,9 @@ from chatopsd.core.identity import (
 )
 from chatopsd.core.messages import Actor
 from chatopsd.core.ports import UserProfiles
-from chatopsd.identity.ports import IdentityLinks
+
+if TYPE_CHECKING:
+    from chatopsd.identity.ports import IdentityLinks  # a protocol: annotations only
 
 log = logging.getLogger("chatopsd.identity")
 

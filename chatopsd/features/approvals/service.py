@@ -14,6 +14,7 @@ import asyncio
 import logging
 from collections.abc import Callable
 from datetime import timedelta
+from typing import TYPE_CHECKING
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
@@ -23,7 +24,6 @@ from chatopsd.core.middleware import AccessPolicy
 from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock, ReplySink
 from chatopsd.core.times import UTC_TIMES, Times
-from chatopsd.features.approvals.ports import ApprovalStore
 from chatopsd.features.approvals.rules import (
     Action,
     ActionKind,
@@ -36,6 +36,9 @@ from chatopsd.features.approvals.rules import (
 )
 from chatopsd.identity.service import IdentityService
 from chatopsd.runtime import Submit
+
+if TYPE_CHECKING:
+    from chatopsd.features.approvals.ports import ApprovalStore  # a protocol: annotations only
 
 log = logging.getLogger("chatopsd.approvals")
 

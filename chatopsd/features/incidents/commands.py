@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import TYPE_CHECKING
 
 from chatopsd.config import IncidentsSection
 from chatopsd.core.bus import chat_cause, new_ref
@@ -34,9 +35,11 @@ from chatopsd.features.incidents.api import (
     given,
     usage,
 )
-from chatopsd.features.incidents.ports import IncidentStore
 from chatopsd.features.incidents.rules import Incident, TimelineEntry
 from chatopsd.features.incidents.service import IncidentLifecycle
+
+if TYPE_CHECKING:
+    from chatopsd.features.incidents.ports import IncidentStore  # a protocol: annotations only
 
 log = logging.getLogger("chatopsd.incident")
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import replace
+from typing import TYPE_CHECKING
 
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, UsageError
@@ -14,9 +15,11 @@ from chatopsd.core.ports import Clock, ReplySink
 from chatopsd.core.times import Times
 from chatopsd.features.incidents import rules as core
 from chatopsd.features.incidents.api import Apply, Change, Given, Home, IncidentHook
-from chatopsd.features.incidents.ports import IncidentStore
 from chatopsd.features.incidents.rules import IllegalTransition, Incident, TimelineEntry
 from chatopsd.features.paging.api import PageResult
+
+if TYPE_CHECKING:
+    from chatopsd.features.incidents.ports import IncidentStore  # a protocol: annotations only
 
 log = logging.getLogger("chatopsd.incident")
 

@@ -12,6 +12,7 @@ import asyncio
 import logging
 import re
 from dataclasses import dataclass, replace
+from typing import TYPE_CHECKING
 
 from chatopsd.core.commands import Arg, CommandSpec
 from chatopsd.core.context import Call
@@ -20,7 +21,6 @@ from chatopsd.core.messages import Priority, Reply
 from chatopsd.core.ports import Clock, ReplySink
 from chatopsd.features.status.api import Overview, Reading, combine
 from chatopsd.features.status.commands import StatusBoard, render
-from chatopsd.features.status.ports import StalkerStore
 from chatopsd.features.status.stalking_rules import (
     Stalker,
     StalkerKey,
@@ -29,6 +29,9 @@ from chatopsd.features.status.stalking_rules import (
     fingerprint,
 )
 from chatopsd.ha.fence import Lease, Superseded, read_fence
+
+if TYPE_CHECKING:
+    from chatopsd.features.status.ports import StalkerStore  # a protocol: annotations only
 
 log = logging.getLogger("chatopsd.status")
 
