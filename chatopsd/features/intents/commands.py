@@ -18,7 +18,6 @@ from chatopsd.core.grammar import tokenize
 from chatopsd.core.messages import Inbound, Reply
 from chatopsd.core.outcome import Outcome
 from chatopsd.features.approvals.api import Approvals
-from chatopsd.features.intents.parser import parse
 from chatopsd.runtime import Submit
 
 
@@ -49,6 +48,9 @@ class IntentHandler:
         return [self.spec()]
 
     async def understand(self, call: Call) -> Reply | None:
+        # the parser (its patterns compiled at import) loads with the first mention it reads
+        from chatopsd.features.intents.parser import parse
+
         text = call.text("text") or ""
         intent = parse(text, self.services)
         p = self.prefix

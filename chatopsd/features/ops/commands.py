@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from chatopsd.config import OpsCommandSection
 from chatopsd.core.commands import Arg, CommandSpec
@@ -20,7 +21,9 @@ from chatopsd.core.messages import Reply, Sent
 from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry, AuditLog, Clock
 from chatopsd.features.approvals.api import Approvals, Rule, command_line, requirement
-from chatopsd.features.ops.runner import ArgRule, RunResult, child_env, render, run_argv, validate
+
+if TYPE_CHECKING:
+    from chatopsd.features.ops.runner import RunResult
 
 log = logging.getLogger("chatopsd.ops")
 
@@ -74,6 +77,9 @@ class OpsHandler:
         cfg = self.commands_cfg.get(call.spec.name)
         if cfg is None:  # removed by a reload while this call was on its way
             raise UsageError(f"{self.prefix}{call.spec.name} is no longer configured")
+        # the runner loads with the first command run (a daemon may have none configured)
+        from chatopsd.features.ops.runner import ArgRule, validate
+
         rules = [ArgRule(a, cfg.patterns.get(a), tuple(cfg.choices.get(a, ()))) for a in cfg.args]
         values = validate(rules, call.args)  # raises before anything is stored or run
         text = command_line(cfg.name, [values[a] for a in cfg.args])
@@ -134,6 +140,8 @@ class OpsHandler:
     async def _run(
         self, call: Call, cfg: OpsCommandSection, values: dict[str, str], text: str, grant: str
     ) -> RunResult:
+        from chatopsd.features.ops.runner import child_env, render, run_argv
+
         argv = render(cfg.run, values)
         started: Sent | None = await call.outbox.send(
             call.destination, Reply(text=f"running {self.prefix}{text} …")
