@@ -27,6 +27,8 @@ NOT_AT_START = (
     "chatopsd.store.postgres",
     "chatopsd.features.oncall.handoff_rules",  # the handoff logic: PagerDuty's on-call push
     "difflib",  # "did you mean": only for an unknown command
+    "chatopsd.features.intents.parser",  # with the first mention the grammar cannot parse
+    "chatopsd.features.ops.runner",  # with the first [[commands]] run
 )
 
 SCRIPT = """
