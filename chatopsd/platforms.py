@@ -17,6 +17,19 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from chatopsd.core.capabilities import (
+    CHANNEL_INVITES,
+    CHANNEL_TOPICS,
+    DIRECT_MESSAGES,
+    INCIDENT_CHANNELS,
+    MESSAGE_PINS,
+    POSTED_ANSWERS,
+    THREADS,
+    USER_GROUPS,
+    USER_PROFILES,
+    Capability,
+)
+
 if TYPE_CHECKING:
     import aiohttp
 
@@ -44,9 +57,8 @@ class Platform:
     name: str  # its config section's key, and Inbound.platform
     build: Build
     probe: Probe
-    channel_admin: bool = False  # creates incident channels (the ChannelAdmin port)
-    direct_messages: bool = False  # answers commands in DMs without the prefix
-    topics: bool = False  # incident titles go into channel topics/headers
+    # what its connector can do besides posting (core/capabilities): declared here only
+    capabilities: tuple[Capability[Any], ...] = ()
 
 
 def _slack(section: Any, w: Wiring) -> Connector:
@@ -86,15 +98,37 @@ async def _probe_mattermost(cfg: Config, http: aiohttp.ClientSession) -> list[Re
 
 
 PLATFORMS: tuple[Platform, ...] = (
-    Platform("slack", _slack, _probe_slack, channel_admin=True, direct_messages=True, topics=True),
-    Platform("discord", _discord, _probe_discord, direct_messages=True),
+    Platform(
+        "slack",
+        _slack,
+        _probe_slack,
+        (
+            THREADS,
+            INCIDENT_CHANNELS,
+            CHANNEL_INVITES,
+            MESSAGE_PINS,
+            DIRECT_MESSAGES,
+            CHANNEL_TOPICS,
+            USER_GROUPS,
+            USER_PROFILES,
+            POSTED_ANSWERS,
+        ),
+    ),
+    Platform("discord", _discord, _probe_discord, (THREADS, DIRECT_MESSAGES, CHANNEL_TOPICS)),
     Platform(
         "mattermost",
         _mattermost,
         _probe_mattermost,
-        channel_admin=True,
-        direct_messages=True,
-        topics=True,
+        (
+            THREADS,
+            INCIDENT_CHANNELS,
+            CHANNEL_INVITES,
+            MESSAGE_PINS,
+            DIRECT_MESSAGES,
+            CHANNEL_TOPICS,
+            USER_PROFILES,
+            POSTED_ANSWERS,
+        ),
     ),
 )
 

@@ -5,9 +5,13 @@ from __future__ import annotations
 
 from typing import get_args
 
+import pytest
+
 from chatopsd import platforms
 from chatopsd.config import SECRET_KEYS, Config, Section
-from chatopsd.core.ports import ChannelAdmin, SystemClock
+from chatopsd.core import capabilities
+from chatopsd.core.capabilities import THREADS, Capabilities, Capability
+from chatopsd.core.ports import SystemClock
 from chatopsd.platforms import PLATFORMS, Wiring
 
 SECTIONS = {
@@ -46,10 +50,35 @@ def test_each_entry_builds_its_connector_with_the_capabilities_it_declares() -> 
     wiring = Wiring(prefix="!", clock=SystemClock(), kv=_Kv())
     built = {p.name: p.build(section, wiring) for p, section in platforms.configured(cfg)}
     assert list(built) == [p.name for p in PLATFORMS]
+    offers = [(p.name, built[p.name], p.capabilities) for p in PLATFORMS]
+    table = Capabilities(offers)  # refuses a declared capability whose methods are missing
     for platform in PLATFORMS:
         connector = built[platform.name]
         assert connector.platform == platform.name
-        assert isinstance(connector, ChannelAdmin) is platform.channel_admin, platform.name
+        # nothing it can do goes undeclared: a capability whose methods the connector has
+        # is in its declaration (threads have no method: every platform but the console)
+        assert THREADS in platform.capabilities, platform.name
+        for capability in CAPABILITIES:
+            implemented = all(callable(getattr(connector, m, None)) for m in capability.methods)
+            assert (capability in platform.capabilities) is implemented, (platform, capability)
+            assert table.get(platform.name, capability) is (connector if implemented else None)
+
+
+CAPABILITIES = [
+    value
+    for value in vars(capabilities).values()
+    if isinstance(value, Capability) and value.methods
+]
+
+
+def test_a_declared_capability_the_connector_lacks_is_refused() -> None:
+    class Mute:
+        platform = "mute"
+
+    with pytest.raises(TypeError, match=r"mute declares direct messages .* no dm_channel\(\)"):
+        Capabilities([("mute", Mute(), [capabilities.DIRECT_MESSAGES])])
+    assert Capabilities([("mute", Mute(), [THREADS])]).has("mute", THREADS)
+    assert Capabilities().get("mute", capabilities.DIRECT_MESSAGES) is None
 
 
 def test_every_token_is_found_without_a_list_of_names() -> None:

@@ -83,7 +83,7 @@ class SlackSendError(Exception):
 _NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 _RESPONSE_URL_TTL = 25 * 60.0
 TOPIC_LIMIT = 250  # characters, conversations.setTopic
-# The block id that carries Reply.key on our answers (core/ports.PostedAnswers).
+# The block id that carries Reply.key on our answers (core/capabilities.PostedAnswers).
 ANSWER_BLOCK = "chatopsd-answer:"
 # How long an envelope may wait for its claim before it is left unacknowledged (Slack
 # redelivers after 3 s without an ack).
@@ -383,7 +383,7 @@ class SlackConnector:
         }
         await _call(self.web().chat_update, "chat.update", args)
 
-    # -- ChannelAdmin (optional port: per-incident channels) -------------------------------
+    # -- incident channels, invites, pins (optional capabilities) --------------------------
 
     async def create_channel(self, name: str, topic: str) -> str:
         return await slack_admin.create_channel(self.web(), name, topic)
