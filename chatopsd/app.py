@@ -16,11 +16,12 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel
 
-from chatopsd import __version__, logs, platforms, redact
+from chatopsd import __version__, logs, redact
 from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
+from chatopsd.connectors.platform import Wiring
 from chatopsd.control import ControlServer, failing_jobs
 from chatopsd.core.bus import Bus, Middleware
 from chatopsd.core.capabilities import Capabilities
@@ -59,7 +60,6 @@ from chatopsd.logs import toggle_debug
 from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
-from chatopsd.platforms import Wiring
 from chatopsd.scheduler import JobFailed, Scheduler
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
@@ -96,7 +96,7 @@ def nothing_to_serve(cfg: Config, stdin: TextIO | None, config_path: Path | None
 
     if cfg.platforms or not cfg.console_enabled or not no_input(stdin):
         return None
-    names = platforms.names()
+    names = [platform.name for platform in cfg.platform_registry]
     sections = ", ".join(f"[{name}]" for name in names[:-1]) + f" or [{names[-1]}]"
     guides = ", ".join(f"docs/{name}.md" for name in names)
     where = str(config_path) if config_path else "a config file given with --config"
@@ -298,7 +298,7 @@ class App:
         # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
         wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self._own_kv())
         offers = []
-        for platform, section in platforms.configured(cfg):
+        for platform, section in cfg.configured_platforms():
             connector = platform.build(section, wiring)
             found.append(connector)
             offers.append((platform.name, connector, platform.capabilities))

@@ -10,10 +10,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import ssl
 import sys
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 from urllib.parse import quote
@@ -22,86 +20,17 @@ import aiohttp
 
 from chatopsd import config as config_mod
 from chatopsd import locations, redact
+from chatopsd.checks import TIMEOUT, HttpError, Result, get_json, token_hint, why
 from chatopsd.config import (
     AlertmanagerSource,
     CommandSource,
     Config,
     HttpSource,
-    MattermostSection,
     PagerDutySection,
     PrometheusSource,
 )
 from chatopsd.core.errors import ConfigError
-from chatopsd.platforms import configured
 from chatopsd.store.backend import open_readonly
-
-# What the Slack connector needs: post, see mentions, see prefixed commands in channels.
-SLACK_SCOPES = ("chat:write", "app_mentions:read", "channels:history")
-# Discord application flags: the message content intent, approved (large bot) or limited.
-DISCORD_MESSAGE_CONTENT = (1 << 18) | (1 << 19)
-TIMEOUT = 10.0
-
-
-@dataclass(frozen=True)
-class Result:
-    name: str
-    ok: bool
-    detail: str
-
-    def line(self) -> str:
-        return f"{'✓' if self.ok else '✗'} {self.name}: {self.detail}"
-
-
-def _token_hint(section: str, key: str) -> str:
-    return (
-        f"set {section}.{key} (credential {section}_{key}, "
-        f"env CHATOPSD_{section.upper()}_{key.upper()}, or the config file)"
-    )
-
-
-class HttpError(Exception):
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status, self.body = status, body
-
-
-async def _get_json(
-    http: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-    ssl_ctx: ssl.SSLContext | bool = True,
-) -> Any:
-    async with http.get(url, headers=headers, params=params, ssl=ssl_ctx) as resp:
-        try:
-            body = await resp.json(content_type=None)
-        except ValueError:
-            body = None
-        if resp.status >= 400:
-            raise HttpError(resp.status, body)
-        if body is None:
-            raise ValueError("the answer is not JSON")
-        return body
-
-
-def _why(exc: BaseException) -> str:
-    """A failure as the operator needs it: no token, no traceback."""
-    if isinstance(exc, TimeoutError):
-        return "no answer in time (timeout)"
-    if isinstance(exc, HttpError):
-        return {
-            401: "HTTP 401: the token is not accepted",
-            403: "HTTP 403: the token lacks permission",
-            404: "HTTP 404: not found",
-            429: "HTTP 429: rate limited, try again in a minute",
-        }.get(exc.status, f"HTTP {exc.status}")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate not trusted ({exc.certificate_error})"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
-    if isinstance(exc, aiohttp.ClientError):
-        return f"{type(exc).__name__}: {exc}"
-    return f"{type(exc).__name__}: {exc}"
 
 
 async def check_state_db(cfg: Config, env: Mapping[str, str] | None = None) -> list[Result]:
@@ -126,7 +55,7 @@ async def check_state_db(cfg: Config, env: Mapping[str, str] | None = None) -> l
     try:
         db = await open_readonly(None, path)
     except Exception as exc:
-        return [Result(name, False, f"{where}: cannot read it ({_why(exc)})")]
+        return [Result(name, False, f"{where}: cannot read it ({why(exc)})")]
     await db.close()
     return [Result(name, True, f"{where}: readable, schema current")]
 
@@ -144,161 +73,14 @@ async def _check_postgresql(url: str) -> list[Result]:
             Result(
                 name,
                 False,
-                f"{where}: cannot connect ({_why(exc)}); check the URL, sslmode, and the "
+                f"{where}: cannot connect ({why(exc)}); check the URL, sslmode, and the "
                 "password in the credential chatopsd_database_password or PGPASSWORD",
             )
         ]
     except Exception as exc:
-        return [Result(name, False, f"{where}: cannot read it ({_why(exc)})")]
+        return [Result(name, False, f"{where}: cannot read it ({why(exc)})")]
     await db.close()
     return [Result(name, True, f"{where}: reachable, schema current (PostgreSQL)")]
-
-
-async def check_slack(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
-    from slack_sdk.errors import SlackApiError
-    from slack_sdk.web.async_client import AsyncWebClient
-
-    assert cfg.slack is not None
-    base = cfg.slack.api_url if cfg.slack.api_url.endswith("/") else cfg.slack.api_url + "/"
-    out: list[Result] = []
-    bot = AsyncWebClient(
-        token=cfg.slack.bot_token.get_secret_value(), base_url=base, timeout=int(TIMEOUT)
-    )
-    try:
-        auth = await bot.auth_test()
-        scopes = set(filter(None, auth.headers.get("x-oauth-scopes", "").split(",")))
-        scopes = {s.strip() for s in scopes}
-        missing = [s for s in SLACK_SCOPES if s not in scopes]
-        who = f"@{auth.get('user')} in {auth.get('team')}"
-        if missing:
-            out.append(
-                Result(
-                    "slack bot token",
-                    False,
-                    f"{who}, but missing scopes "
-                    f"{', '.join(missing)}: add them under OAuth & Permissions and "
-                    "reinstall the app",
-                )
-            )
-        else:
-            out.append(Result("slack bot token", True, f"{who}, scopes ok"))
-    except SlackApiError as exc:
-        out.append(
-            Result(
-                "slack bot token",
-                False,
-                f"{exc.response.get('error')}: {_token_hint('slack', 'bot_token')}",
-            )
-        )
-    except Exception as exc:
-        out.append(Result("slack bot token", False, f"{base}: {_why(exc)}"))
-    # apps.connections.open takes the app-level token (xapp-), not the bot token.
-    app_token = cfg.slack.app_token.get_secret_value()
-    app = AsyncWebClient(token=app_token, base_url=base, timeout=int(TIMEOUT))
-    try:
-        await app.apps_connections_open(app_token=app_token)
-        out.append(Result("slack socket mode", True, "app token opens a Socket Mode connection"))
-    except SlackApiError as exc:
-        error = exc.response.get("error")
-        fix = (
-            "enable Socket Mode in the app settings"
-            if error in ("not_allowed_token_type", "not_authed", "socket_mode_not_enabled")
-            else "an app-level token with connections:write is needed"
-        )
-        out.append(
-            Result(
-                "slack socket mode", False, f"{error}: {fix}; {_token_hint('slack', 'app_token')}"
-            )
-        )
-    except Exception as exc:
-        out.append(Result("slack socket mode", False, f"{base}: {_why(exc)}"))
-    return out
-
-
-async def check_discord(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
-    assert cfg.discord is not None
-    api = cfg.discord.api_url.rstrip("/")
-    headers = {"Authorization": f"Bot {cfg.discord.token.get_secret_value()}"}
-    try:
-        me = await _get_json(http, f"{api}/users/@me", headers)
-    except Exception as exc:
-        if isinstance(exc, HttpError) and exc.status in (401, 403):
-            why = f"{_why(exc)}; {_token_hint('discord', 'token')}"
-        else:
-            # Not an answer about the token: the network, a proxy or discord.api_url is at fault.
-            why = f"{api}: {_why(exc)} (the token could not be checked: check the network)"
-        return [Result("discord token", False, why)]
-    out = [Result("discord token", True, f"logged in as {me.get('username', '?')}")]
-    try:
-        app = await _get_json(http, f"{api}/oauth2/applications/@me", headers)
-        flags = int(app.get("flags") or 0)
-    except Exception as exc:
-        out.append(Result("discord intents", False, f"cannot read the application: {_why(exc)}"))
-        return out
-    if flags & DISCORD_MESSAGE_CONTENT:
-        out.append(Result("discord intents", True, "message content intent enabled"))
-    else:
-        out.append(
-            Result(
-                "discord intents",
-                False,
-                "message content intent is off: enable it "
-                "under Bot → Privileged Gateway Intents (else only mentions work)",
-            )
-        )
-    return out
-
-
-def _mattermost_tls(section: MattermostSection) -> ssl.SSLContext | bool:
-    if not section.verify_tls:
-        return False
-    ctx = ssl.create_default_context()
-    if section.ca_file is not None:
-        ctx.load_verify_locations(cafile=str(section.ca_file))
-    return ctx
-
-
-async def check_mattermost(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
-    section = cfg.mattermost
-    assert section is not None
-    base = section.url.rstrip("/")
-    out: list[Result] = []
-    if base.startswith("https://"):
-        if section.verify_tls:
-            out.append(Result("mattermost TLS", True, "https with certificate verification"))
-        else:
-            out.append(
-                Result(
-                    "mattermost TLS",
-                    False,
-                    "verify_tls = false: set "
-                    "mattermost.ca_file to your CA instead of turning checks off",
-                )
-            )
-    elif base.startswith("http://"):
-        out.append(
-            Result(
-                "mattermost TLS",
-                False,
-                "url is http://: the token crosses the network in clear; use https://",
-            )
-        )
-    else:
-        return [Result("mattermost url", False, f"{base!r} is not an http(s) URL")]
-    try:
-        ctx = _mattermost_tls(section)
-    except (OSError, ssl.SSLError) as exc:
-        out.append(Result("mattermost token", False, f"cannot load ca_file: {exc}"))
-        return out
-    headers = {"Authorization": f"Bearer {section.token.get_secret_value()}"}
-    try:
-        me = await _get_json(http, f"{base}/api/v4/users/me", headers, ssl_ctx=ctx)
-    except Exception as exc:
-        hint = "" if not isinstance(exc, HttpError) else f"; {_token_hint('mattermost', 'token')}"
-        out.append(Result("mattermost token", False, f"{base}: {_why(exc)}{hint}"))
-        return out
-    out.append(Result("mattermost token", True, f"{base}: logged in as {me.get('username')}"))
-    return out
 
 
 async def check_pagerduty(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
@@ -310,10 +92,10 @@ async def check_pagerduty(cfg: Config, http: aiohttp.ClientSession) -> list[Resu
         "Accept": "application/vnd.pagerduty+json;version=2",
     }
     try:
-        users = await _get_json(http, f"{api}/users", headers, {"query": pd.from_email})
+        users = await get_json(http, f"{api}/users", headers, {"query": pd.from_email})
     except Exception as exc:
-        hint = f"; {_token_hint('pagerduty', 'api_token')}" if isinstance(exc, HttpError) else ""
-        return [Result("pagerduty token", False, f"{api}: {_why(exc)}{hint}")]
+        hint = f"; {token_hint('pagerduty', 'api_token')}" if isinstance(exc, HttpError) else ""
+        return [Result("pagerduty token", False, f"{api}: {why(exc)}{hint}")]
     out = [Result("pagerduty token", True, f"{api} accepts the token")]
     emails = {str(u.get("email", "")).lower() for u in users.get("users", [])}
     if pd.from_email.lower() in emails:
@@ -330,10 +112,10 @@ async def check_pagerduty(cfg: Config, http: aiohttp.ClientSession) -> list[Resu
 
     async def exists(kind: str, key: str, ident: str) -> Result:
         try:
-            body = await _get_json(http, f"{api}/{kind}s/{quote(ident, safe='')}", headers)
+            body = await get_json(http, f"{api}/{kind}s/{quote(ident, safe='')}", headers)
             return Result(f"pagerduty {key}", True, f"{ident} ({body[kind].get('name', '?')})")
         except Exception as exc:
-            return Result(f"pagerduty {key}", False, f"{ident}: {_why(exc)}; check pagerduty.{key}")
+            return Result(f"pagerduty {key}", False, f"{ident}: {why(exc)}; check pagerduty.{key}")
 
     probes = [exists("service", "service_id", pd.service_id)]
     probes += [exists("schedule", "ic_schedules", s) for s in pd.ic_schedules]
@@ -347,18 +129,18 @@ async def check_status_sources(cfg: Config, http: aiohttp.ClientSession) -> list
         name = f"status source {src.name}"
         try:
             if isinstance(src, AlertmanagerSource):
-                body = await _get_json(http, src.url.rstrip("/") + "/api/v2/alerts")
+                body = await get_json(http, src.url.rstrip("/") + "/api/v2/alerts")
                 if not isinstance(body, list):
                     raise ValueError("/api/v2/alerts did not return a list")
                 return Result(name, True, f"alertmanager answers ({len(body)} alerts)")
             if isinstance(src, PrometheusSource):
                 url = src.url.rstrip("/") + "/api/v1/query"
-                body = await _get_json(http, url, params={"query": src.query})
+                body = await get_json(http, url, params={"query": src.query})
                 if body.get("status") != "success":
                     raise ValueError(f"query failed: {body.get('error', body.get('status'))}")
                 return Result(name, True, "prometheus answers the query")
             if isinstance(src, HttpSource):
-                body = await _get_json(http, src.url)
+                body = await get_json(http, src.url)
                 value: Any = body
                 for part in src.field.split("."):
                     if not isinstance(value, dict) or part not in value:
@@ -368,7 +150,7 @@ async def check_status_sources(cfg: Config, http: aiohttp.ClientSession) -> list
             if isinstance(src, CommandSource):
                 return await _probe_command(name, src)
         except Exception as exc:
-            return Result(name, False, f"{getattr(src, 'url', '')}: {_why(exc)}")
+            return Result(name, False, f"{getattr(src, 'url', '')}: {why(exc)}")
         return Result(name, False, f"unknown kind {src.kind}")
 
     return list(await asyncio.gather(*(one(s) for s in cfg.status.sources)))
@@ -402,14 +184,18 @@ Probe = Callable[[Config, aiohttp.ClientSession], Awaitable[list[Result]]]
 async def run_checks(
     cfg: Config, timeout_seconds: float = TIMEOUT, env: Mapping[str, str] | None = None
 ) -> list[Result]:
-    probes: list[Probe] = [platform.probe for platform, _section in configured(cfg)]
+    probes: list[Probe] = []
     if cfg.pagerduty is not None:
         probes.append(check_pagerduty)
     if cfg.status.sources:
         probes.append(check_status_sources)
     timeout = aiohttp.ClientTimeout(total=timeout_seconds)
     async with aiohttp.ClientSession(timeout=timeout) as http:
-        groups = await asyncio.gather(check_state_db(cfg, env), *(p(cfg, http) for p in probes))
+        # each configured platform's own probe (its package's), with its section
+        platforms = [p.probe(section, http) for p, section in cfg.configured_platforms()]
+        groups = await asyncio.gather(
+            check_state_db(cfg, env), *platforms, *(p(cfg, http) for p in probes)
+        )
     return [r for group in groups for r in group]
 
 

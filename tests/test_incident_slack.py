@@ -16,8 +16,8 @@ from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
-from chatopsd.config import SlackSection
 from chatopsd.connectors.slack.client import SlackConnector
+from chatopsd.connectors.slack.config import SlackSection
 from chatopsd.core.capabilities import (
     CHANNEL_INVITES,
     INCIDENT_CHANNELS,

@@ -1,5 +1,5 @@
-"""The platform registry: config, app and doctor all read the same list, and what each entry
-says it can do is what its connector does."""
+"""The platform registry: config, app and doctor all read the same list, each entry is its
+package's PLATFORM, and what each entry says it can do is what its connector does."""
 
 from __future__ import annotations
 
@@ -7,12 +7,13 @@ from typing import get_args
 
 import pytest
 
-from chatopsd import platforms
 from chatopsd.config import SECRET_KEYS, Config, Section
+from chatopsd.connectors import discord, mattermost, slack
+from chatopsd.connectors.platform import Wiring
 from chatopsd.core import capabilities
 from chatopsd.core.capabilities import THREADS, Capabilities, Capability
 from chatopsd.core.ports import SystemClock
-from chatopsd.platforms import PLATFORMS, Wiring
+from chatopsd.platforms import PLATFORMS
 
 SECTIONS = {
     "slack": {"app_token": "xapp-1-test", "bot_token": "xoxb-test"},
@@ -30,12 +31,12 @@ class _Kv:
 
 
 def test_every_platform_has_a_config_section() -> None:
+    assert PLATFORMS == (slack.PLATFORM, discord.PLATFORM, mattermost.PLATFORM)
     for platform in PLATFORMS:
         field = Config.model_fields[platform.name]
-        assert any(
-            isinstance(t, type) and issubclass(t, Section) for t in get_args(field.annotation)
-        )
-    assert set(platforms.names()) == set(SECTIONS)
+        assert get_args(field.annotation) == (platform.section, type(None))
+        assert issubclass(platform.section, Section)
+    assert [p.name for p in Config.platform_registry] == list(SECTIONS)
 
 
 def test_config_lists_the_configured_platforms_in_registry_order() -> None:
@@ -48,7 +49,7 @@ def test_config_lists_the_configured_platforms_in_registry_order() -> None:
 def test_each_entry_builds_its_connector_with_the_capabilities_it_declares() -> None:
     cfg = Config.model_validate(SECTIONS)
     wiring = Wiring(prefix="!", clock=SystemClock(), kv=_Kv())
-    built = {p.name: p.build(section, wiring) for p, section in platforms.configured(cfg)}
+    built = {p.name: p.build(section, wiring) for p, section in cfg.configured_platforms()}
     assert list(built) == [p.name for p in PLATFORMS]
     offers = [(p.name, built[p.name], p.capabilities) for p in PLATFORMS]
     table = Capabilities(offers)  # refuses a declared capability whose methods are missing

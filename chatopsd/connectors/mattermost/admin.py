@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from chatopsd.config import MattermostSection
+from chatopsd.connectors.mattermost.config import MattermostSection
 from chatopsd.connectors.mattermost.render import inline
 from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.errors import RateLimitedSend

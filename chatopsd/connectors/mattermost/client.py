@@ -30,7 +30,6 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from chatopsd.config import MattermostSection
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.mattermost import events
 from chatopsd.connectors.mattermost.admin import (
@@ -38,6 +37,7 @@ from chatopsd.connectors.mattermost.admin import (
     ChannelCalls,
     MattermostHTTPError,
 )
+from chatopsd.connectors.mattermost.config import MattermostSection
 from chatopsd.connectors.mattermost.render import inline, render
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError

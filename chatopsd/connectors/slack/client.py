@@ -34,10 +34,10 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from chatopsd.config import SlackSection
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.slack import admin as slack_admin
 from chatopsd.connectors.slack import users as slack_users
+from chatopsd.connectors.slack.config import SlackSection
 from chatopsd.connectors.slack.events import (
     PLATFORM,
     MalformedPayload,
