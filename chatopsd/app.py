@@ -431,21 +431,15 @@ class App:
 
         cfg = self.config
         sp = cfg.statuspage
-        client = None
+        provider = None
         if sp is not None:
-            from chatopsd.features.statuspage.atlassian import StatuspageClient
+            from chatopsd.features.statuspage import providers
 
-            client = StatuspageClient(
-                self._http(),
-                sp.api_url,
-                sp.api_key.get_secret_value(),
-                sp.page_id,
-                timeout=sp.timeout_seconds,
-            )
+            provider = providers.build(sp, self._http())
         self.public = PublicStatus(
             SqlitePublications(self.db),
             self.incidents,
-            client,
+            provider,
             self.outbox,
             self.audit,
             self.clock,

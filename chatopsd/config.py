@@ -33,7 +33,7 @@ from pydantic import (
 from chatopsd import locations, redact
 from chatopsd.connectors.platform import Platform
 from chatopsd.core.errors import ConfigError
-from chatopsd.features.statuspage.public_status import TITLE_PLACEHOLDERS, placeholders
+from chatopsd.features.statuspage.rules import TITLE_PLACEHOLDERS, placeholders
 from chatopsd.platforms import PLATFORMS
 from chatopsd.sections import Section
 
@@ -332,7 +332,7 @@ class IncidentsSection(Section):
 
 
 class StatuspageSection(Section):
-    """Atlassian Statuspage: incidents published from chat (integrations/statuspage.py)."""
+    """Atlassian Statuspage: incidents published from chat (features/statuspage/)."""
 
     api_url: str = "https://api.statuspage.io/v1"
     api_key: SecretStr
