@@ -559,12 +559,12 @@ else:
 
 
 @functools.cache
-def secret_keys(model: type[BaseConfig] = Config) -> tuple[tuple[str, str], ...]:
+def secret_keys(config_model: type[BaseConfig] = Config) -> tuple[tuple[str, str], ...]:
     """(section, key) of every token: the SecretStr fields of the top-level sections, so a
     new platform's or integration's token is redacted and read from credentials without
     being listed here."""
     found: list[tuple[str, str]] = []
-    for name, field in model.model_fields.items():
+    for name, field in config_model.model_fields.items():
         for model in (field.annotation, *get_args(field.annotation)):
             if isinstance(model, type) and issubclass(model, BaseModel):
                 found += [
