@@ -14,23 +14,34 @@ import sys
 from collections.abc import Awaitable, Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import quote
-
-import aiohttp
 
 from chatopsd import config as config_mod
 from chatopsd import locations, redact
-from chatopsd.checks import TIMEOUT, HttpError, Result, get_json, token_hint, why
+from chatopsd.checks import STATUS_WORDS, TIMEOUT, Result, token_hint, why
 from chatopsd.config import (
-    AlertmanagerSource,
     CommandSource,
     Config,
-    HttpSource,
     PagerDutySection,
-    PrometheusSource,
+    StatusSourceConfig,
 )
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.ports import SystemClock
+from chatopsd.httpclient import HttpTransport
 from chatopsd.store.backend import open_readonly
+
+
+def _why(exc: BaseException) -> str:
+    """A failure as the operator needs it (checks.why), with the PagerDuty client's and the
+    status sources' own errors."""
+    from chatopsd.features.pagerduty.client import PagerDutyError
+    from chatopsd.features.status.sources.http import MissingField
+
+    if isinstance(exc, PagerDutyError):
+        # the client's words name what to fix in chat; here the status says it per line
+        return STATUS_WORDS.get(exc.status or 0, exc.message)
+    if isinstance(exc, MissingField):
+        return f"field {exc.field!r} is not in the answer"
+    return why(exc)
 
 
 async def check_state_db(cfg: Config, env: Mapping[str, str] | None = None) -> list[Result]:
@@ -55,7 +66,7 @@ async def check_state_db(cfg: Config, env: Mapping[str, str] | None = None) -> l
     try:
         db = await open_readonly(None, path)
     except Exception as exc:
-        return [Result(name, False, f"{where}: cannot read it ({why(exc)})")]
+        return [Result(name, False, f"{where}: cannot read it ({_why(exc)})")]
     await db.close()
     return [Result(name, True, f"{where}: readable, schema current")]
 
@@ -73,31 +84,35 @@ async def _check_postgresql(url: str) -> list[Result]:
             Result(
                 name,
                 False,
-                f"{where}: cannot connect ({why(exc)}); check the URL, sslmode, and the "
+                f"{where}: cannot connect ({_why(exc)}); check the URL, sslmode, and the "
                 "password in the credential chatopsd_database_password or PGPASSWORD",
             )
         ]
     except Exception as exc:
-        return [Result(name, False, f"{where}: cannot read it ({why(exc)})")]
+        return [Result(name, False, f"{where}: cannot read it ({_why(exc)})")]
     await db.close()
     return [Result(name, True, f"{where}: reachable, schema current (PostgreSQL)")]
 
 
-async def check_pagerduty(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+async def check_pagerduty(cfg: Config, http: HttpTransport) -> list[Result]:
+    """The PagerDuty client's own calls: the user search `!ic who` uses, then the configured
+    service and schedules."""
+    from chatopsd.features.pagerduty.client import PagerDutyClient, PagerDutyError
+
     pd: PagerDutySection | None = cfg.pagerduty
     assert pd is not None
     api = pd.api_url.rstrip("/")
-    headers = {
-        "Authorization": f"Token token={pd.api_token.get_secret_value()}",
-        "Accept": "application/vnd.pagerduty+json;version=2",
-    }
+    client = PagerDutyClient(
+        http, api, pd.api_token.get_secret_value(), request_timeout=http.timeout, max_attempts=1
+    )
     try:
-        users = await get_json(http, f"{api}/users", headers, {"query": pd.from_email})
+        users = await client.search_users(pd.from_email, deadline=http.timeout)
     except Exception as exc:
-        hint = f"; {token_hint('pagerduty', 'api_token')}" if isinstance(exc, HttpError) else ""
-        return [Result("pagerduty token", False, f"{api}: {why(exc)}{hint}")]
+        answered = isinstance(exc, PagerDutyError) and exc.status is not None
+        hint = f"; {token_hint('pagerduty', 'api_token')}" if answered else ""
+        return [Result("pagerduty token", False, f"{api}: {_why(exc)}{hint}")]
     out = [Result("pagerduty token", True, f"{api} accepts the token")]
-    emails = {str(u.get("email", "")).lower() for u in users.get("users", [])}
+    emails = {str(u.get("email", "")).lower() for u in users}
     if pd.from_email.lower() in emails:
         out.append(Result("pagerduty from_email", True, f"{pd.from_email} is a user"))
     else:
@@ -110,48 +125,43 @@ async def check_pagerduty(cfg: Config, http: aiohttp.ClientSession) -> list[Resu
             )
         )
 
-    async def exists(kind: str, key: str, ident: str) -> Result:
+    async def exists(
+        read: Callable[[str], Awaitable[dict[str, Any]]], key: str, ident: str
+    ) -> Result:
         try:
-            body = await get_json(http, f"{api}/{kind}s/{quote(ident, safe='')}", headers)
-            return Result(f"pagerduty {key}", True, f"{ident} ({body[kind].get('name', '?')})")
+            found = await read(ident)
+            return Result(f"pagerduty {key}", True, f"{ident} ({found.get('name', '?')})")
         except Exception as exc:
-            return Result(f"pagerduty {key}", False, f"{ident}: {why(exc)}; check pagerduty.{key}")
+            return Result(f"pagerduty {key}", False, f"{ident}: {_why(exc)}; check pagerduty.{key}")
 
-    probes = [exists("service", "service_id", pd.service_id)]
-    probes += [exists("schedule", "ic_schedules", s) for s in pd.ic_schedules]
-    probes += [exists("schedule", "responder_schedules", s) for s in pd.responder_schedules]
+    probes = [exists(client.service, "service_id", pd.service_id)]
+    probes += [exists(client.schedule, "ic_schedules", s) for s in pd.ic_schedules]
+    probes += [exists(client.schedule, "responder_schedules", s) for s in pd.responder_schedules]
     out += await asyncio.gather(*probes)
     return out
 
 
-async def check_status_sources(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
-    async def one(src: Any) -> Result:
+async def check_status_sources(cfg: Config, http: HttpTransport) -> list[Result]:
+    """Each source read as the daemon reads it (its own request and parsing), within the
+    doctor's timeout; commands are run and their exit status checked against exit_map."""
+    from chatopsd.features.status import sources
+    from chatopsd.features.status.sources.alertmanager import AlertmanagerStatus
+    from chatopsd.features.status.sources.http import HttpStatus
+    from chatopsd.features.status.sources.prometheus import PrometheusStatus
+
+    async def one(src: StatusSourceConfig) -> Result:
         name = f"status source {src.name}"
+        if isinstance(src, CommandSource):
+            return await _probe_command(name, src)
+        limited = src.model_copy(update={"timeout_seconds": min(src.timeout_seconds, http.timeout)})
+        [reader] = sources.build([limited], http)
+        assert isinstance(reader, AlertmanagerStatus | PrometheusStatus | HttpStatus)
         try:
-            if isinstance(src, AlertmanagerSource):
-                body = await get_json(http, src.url.rstrip("/") + "/api/v2/alerts")
-                if not isinstance(body, list):
-                    raise ValueError("/api/v2/alerts did not return a list")
-                return Result(name, True, f"alertmanager answers ({len(body)} alerts)")
-            if isinstance(src, PrometheusSource):
-                url = src.url.rstrip("/") + "/api/v1/query"
-                body = await get_json(http, url, params={"query": src.query})
-                if body.get("status") != "success":
-                    raise ValueError(f"query failed: {body.get('error', body.get('status'))}")
-                return Result(name, True, "prometheus answers the query")
-            if isinstance(src, HttpSource):
-                body = await get_json(http, src.url)
-                value: Any = body
-                for part in src.field.split("."):
-                    if not isinstance(value, dict) or part not in value:
-                        raise ValueError(f"field {src.field!r} is not in the answer")
-                    value = value[part]
-                return Result(name, True, f"{src.field} = {str(value)[:40]}")
-            if isinstance(src, CommandSource):
-                return await _probe_command(name, src)
+            reading = await reader.fetch()
         except Exception as exc:
-            return Result(name, False, f"{getattr(src, 'url', '')}: {why(exc)}")
-        return Result(name, False, f"unknown kind {src.kind}")
+            return Result(name, False, f"{getattr(src, 'url', '')}: {_why(exc)}")
+        alerts = f", {len(reading.alerts)} alerts" if reading.alerts else ""
+        return Result(name, True, f"{src.kind} answers: {reading.verdict.value}{alerts}")
 
     return list(await asyncio.gather(*(one(s) for s in cfg.status.sources)))
 
@@ -178,7 +188,7 @@ async def _probe_command(name: str, src: CommandSource) -> Result:
     return Result(name, True, f"exit {code} = {src.exit_map[str(code)]}")
 
 
-Probe = Callable[[Config, aiohttp.ClientSession], Awaitable[list[Result]]]
+Probe = Callable[[Config, HttpTransport], Awaitable[list[Result]]]
 
 
 async def run_checks(
@@ -189,13 +199,16 @@ async def run_checks(
         probes.append(check_pagerduty)
     if cfg.status.sources:
         probes.append(check_status_sources)
-    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    # one attempt per probe: doctor says what it finds now, it does not wait out an outage
+    http = HttpTransport(SystemClock(), secrets=config_mod.secrets_of(cfg), timeout=timeout_seconds)
+    try:
         # each configured platform's own probe (its package's), with its section
         platforms = [p.probe(section, http) for p, section in cfg.configured_platforms()]
         groups = await asyncio.gather(
             check_state_db(cfg, env), *platforms, *(p(cfg, http) for p in probes)
         )
+    finally:
+        await http.close()
     return [r for group in groups for r in group]
 
 

@@ -9,7 +9,8 @@ A platform package (connectors/<name>/) says in its `__init__.py`:
   present enables the platform, and config.py composes it into `Config` from the registry;
 - `build(section, wiring) -> Connector`: imports the platform's library only when called, so
   a daemon that does not use the platform never loads it (start time, idle memory);
-- `probe(section, http) -> [Result]`: `chatopsd doctor`'s read-only checks of that section;
+- `probe(section, http) -> [Result]`: `chatopsd doctor`'s read-only checks of that section,
+  over the daemon's HTTP transport (httpclient.py) or the platform's own library;
 - `capabilities`: what its connector can do besides posting (core/capabilities), declared
   here and nowhere else.
 
@@ -28,11 +29,10 @@ from pydantic import BaseModel
 from chatopsd.core.capabilities import Capability
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatopsd.checks import Result
     from chatopsd.connectors.base import Connector
     from chatopsd.core.ports import Clock, KeyValue
+    from chatopsd.httpclient import HttpTransport
 
 S = TypeVar("S", bound=BaseModel)
 
@@ -51,5 +51,5 @@ class Platform(Generic[S]):
     name: str
     section: type[S]
     build: Callable[[S, Wiring], Connector]
-    probe: Callable[[S, aiohttp.ClientSession], Awaitable[list[Result]]]
+    probe: Callable[[S, HttpTransport], Awaitable[list[Result]]]
     capabilities: tuple[Capability[Any], ...] = ()

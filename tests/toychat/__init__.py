@@ -13,10 +13,9 @@ from chatopsd.core.capabilities import DIRECT_MESSAGES, THREADS
 from tests.toychat.config import ToyChatSection
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatopsd.checks import Result
     from chatopsd.connectors.base import Connector
+    from chatopsd.httpclient import HttpTransport
 
 
 def _build(section: ToyChatSection, wiring: Wiring) -> Connector:
@@ -25,7 +24,7 @@ def _build(section: ToyChatSection, wiring: Wiring) -> Connector:
     return ToyChatConnector(section, clock=wiring.clock, prefix=wiring.prefix)
 
 
-async def _probe(section: ToyChatSection, http: aiohttp.ClientSession) -> list[Result]:
+async def _probe(section: ToyChatSection, http: HttpTransport) -> list[Result]:
     from tests.toychat.probe import probe
 
     return await probe(section, http)

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import aiohttp
-
 from chatopsd.checks import Result, token_hint
+from chatopsd.httpclient import HttpTransport
 from tests.fakes.toychat import SERVERS
 from tests.toychat.config import ToyChatSection
 
 
-async def probe(section: ToyChatSection, http: aiohttp.ClientSession) -> list[Result]:
+async def probe(section: ToyChatSection, http: HttpTransport) -> list[Result]:
     server = SERVERS.get(section.room)
     if server is None:
         return [Result("toychat room", False, f"{section.room}: no such room")]

@@ -2,7 +2,7 @@
 commands), events.py (pure translation), render.py (pure markup), config.py (the `[discord]`
 section), probe.py (`chatopsd doctor`). See ARCHITECTURE.md and docs/discord.md.
 
-Cheap to import: discord.py loads only when the connector is built, aiohttp when probed.
+Cheap to import: discord.py loads only when the connector is built.
 """
 
 from __future__ import annotations
@@ -14,10 +14,9 @@ from chatopsd.connectors.platform import Platform, Wiring
 from chatopsd.core.capabilities import CHANNEL_TOPICS, DIRECT_MESSAGES, THREADS
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatopsd.checks import Result
     from chatopsd.connectors.base import Connector
+    from chatopsd.httpclient import HttpTransport
 
 
 def _build(section: DiscordSection, wiring: Wiring) -> Connector:
@@ -26,7 +25,7 @@ def _build(section: DiscordSection, wiring: Wiring) -> Connector:
     return DiscordConnector(section, clock=wiring.clock, prefix=wiring.prefix)
 
 
-async def _probe(section: DiscordSection, http: aiohttp.ClientSession) -> list[Result]:
+async def _probe(section: DiscordSection, http: HttpTransport) -> list[Result]:
     from chatopsd.connectors.discord.probe import probe
 
     return await probe(section, http)

@@ -3,20 +3,19 @@ message content intent (GET /oauth2/applications/@me), read-only."""
 
 from __future__ import annotations
 
-import aiohttp
-
-from chatopsd.checks import HttpError, Result, get_json, token_hint, why
+from chatopsd.checks import Result, token_hint, why
 from chatopsd.connectors.discord.config import DiscordSection
+from chatopsd.httpclient import HttpError, HttpTransport
 
 # Discord application flags: the message content intent, approved (large bot) or limited.
 DISCORD_MESSAGE_CONTENT = (1 << 18) | (1 << 19)
 
 
-async def probe(section: DiscordSection, http: aiohttp.ClientSession) -> list[Result]:
+async def probe(section: DiscordSection, http: HttpTransport) -> list[Result]:
     api = section.api_url.rstrip("/")
     headers = {"Authorization": f"Bot {section.token.get_secret_value()}"}
     try:
-        me = await get_json(http, f"{api}/users/@me", headers)
+        me = await http.get_json(f"{api}/users/@me", headers=headers)
     except Exception as exc:
         if isinstance(exc, HttpError) and exc.status in (401, 403):
             reason = f"{why(exc)}; {token_hint('discord', 'token')}"
@@ -26,7 +25,7 @@ async def probe(section: DiscordSection, http: aiohttp.ClientSession) -> list[Re
         return [Result("discord token", False, reason)]
     out = [Result("discord token", True, f"logged in as {me.get('username', '?')}")]
     try:
-        app = await get_json(http, f"{api}/oauth2/applications/@me", headers)
+        app = await http.get_json(f"{api}/oauth2/applications/@me", headers=headers)
         flags = int(app.get("flags") or 0)
     except Exception as exc:
         out.append(Result("discord intents", False, f"cannot read the application: {why(exc)}"))

@@ -3,7 +3,7 @@
 `[mattermost]` section), probe.py (`chatopsd doctor`). See ARCHITECTURE.md and
 docs/mattermost.md.
 
-Cheap to import: aiohttp loads only when the connector is built or probed.
+Cheap to import: aiohttp loads only when the connector is built.
 """
 
 from __future__ import annotations
@@ -24,10 +24,9 @@ from chatopsd.core.capabilities import (
 )
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatopsd.checks import Result
     from chatopsd.connectors.base import Connector
+    from chatopsd.httpclient import HttpTransport
 
 
 def _build(section: MattermostSection, wiring: Wiring) -> Connector:
@@ -36,7 +35,7 @@ def _build(section: MattermostSection, wiring: Wiring) -> Connector:
     return MattermostConnector(section, clock=wiring.clock, kv=wiring.kv, prefix=wiring.prefix)
 
 
-async def _probe(section: MattermostSection, http: aiohttp.ClientSession) -> list[Result]:
+async def _probe(section: MattermostSection, http: HttpTransport) -> list[Result]:
     from chatopsd.connectors.mattermost.probe import probe
 
     return await probe(section, http)

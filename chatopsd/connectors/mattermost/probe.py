@@ -5,10 +5,9 @@ from __future__ import annotations
 
 import ssl
 
-import aiohttp
-
-from chatopsd.checks import HttpError, Result, get_json, token_hint, why
+from chatopsd.checks import Result, token_hint, why
 from chatopsd.connectors.mattermost.config import MattermostSection
+from chatopsd.httpclient import HttpError, HttpTransport
 
 
 def _tls(section: MattermostSection) -> ssl.SSLContext | bool:
@@ -20,7 +19,7 @@ def _tls(section: MattermostSection) -> ssl.SSLContext | bool:
     return ctx
 
 
-async def probe(section: MattermostSection, http: aiohttp.ClientSession) -> list[Result]:
+async def probe(section: MattermostSection, http: HttpTransport) -> list[Result]:
     base = section.url.rstrip("/")
     out: list[Result] = []
     if base.startswith("https://"):
@@ -52,9 +51,10 @@ async def probe(section: MattermostSection, http: aiohttp.ClientSession) -> list
         return out
     headers = {"Authorization": f"Bearer {section.token.get_secret_value()}"}
     try:
-        me = await get_json(http, f"{base}/api/v4/users/me", headers, ssl_ctx=ctx)
+        me = await http.get_json(f"{base}/api/v4/users/me", headers=headers, ssl=ctx)
     except Exception as exc:
-        hint = "" if not isinstance(exc, HttpError) else f"; {token_hint('mattermost', 'token')}"
+        answered = isinstance(exc, HttpError) and exc.kind == "status"
+        hint = f"; {token_hint('mattermost', 'token')}" if answered else ""
         out.append(Result("mattermost token", False, f"{base}: {why(exc)}{hint}"))
         return out
     out.append(Result("mattermost token", True, f"{base}: logged in as {me.get('username')}"))

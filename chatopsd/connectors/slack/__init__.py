@@ -24,10 +24,9 @@ from chatopsd.core.capabilities import (
 )
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatopsd.checks import Result
     from chatopsd.connectors.base import Connector
+    from chatopsd.httpclient import HttpTransport
 
 
 def _build(section: SlackSection, wiring: Wiring) -> Connector:
@@ -36,7 +35,7 @@ def _build(section: SlackSection, wiring: Wiring) -> Connector:
     return SlackConnector(section, clock=wiring.clock, prefix=wiring.prefix)
 
 
-async def _probe(section: SlackSection, http: aiohttp.ClientSession) -> list[Result]:
+async def _probe(section: SlackSection, http: HttpTransport) -> list[Result]:
     from chatopsd.connectors.slack.probe import probe
 
     return await probe(section, http)

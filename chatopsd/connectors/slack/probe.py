@@ -3,18 +3,18 @@ the app-level token (apps.connections.open), read-only, through slack-sdk itself
 
 from __future__ import annotations
 
-import aiohttp
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatopsd.checks import TIMEOUT, Result, token_hint, why
 from chatopsd.connectors.slack.config import SlackSection
+from chatopsd.httpclient import HttpTransport
 
 # What the Slack connector needs: post, see mentions, see prefixed commands in channels.
 SLACK_SCOPES = ("chat:write", "app_mentions:read", "channels:history")
 
 
-async def probe(section: SlackSection, http: aiohttp.ClientSession) -> list[Result]:
+async def probe(section: SlackSection, http: HttpTransport) -> list[Result]:
     base = section.api_url if section.api_url.endswith("/") else section.api_url + "/"
     out: list[Result] = []
     bot = AsyncWebClient(

@@ -1,4 +1,4 @@
-"""Atlassian Statuspage (API v1) as a StatusPageProvider, on aiohttp.
+"""Atlassian Statuspage (API v1) as a StatusPageProvider, on the HTTP transport.
 
 Statuspage's vocabulary lives here and nowhere else: the request bodies, its impact names
 (critical, major, minor) and component statuses (major_outage ... operational), chosen from
@@ -14,15 +14,11 @@ key never appears in an error.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from chatopsd.core.retry import server_wait
 from chatopsd.features.statuspage.api import PageCall, PageIncident, StatusPageError
-
-if TYPE_CHECKING:
-    import aiohttp
+from chatopsd.httpclient import HttpError, HttpTransport
 
 SLOW_DOWN = (420, 429)
 # severity (SEV-1..4) -> the page's impact, and the affected components' status
@@ -93,14 +89,14 @@ def call_from_body(body: Mapping[str, Any]) -> PageCall:
 class AtlassianStatuspage:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        http: HttpTransport,
         api_url: str,
         api_key: str,
         page_id: str,
         *,
         timeout: float = 10.0,
     ) -> None:
-        self.session = session
+        self.http = http
         self.base = api_url.rstrip("/")
         self._key = api_key
         self.page_id = page_id
@@ -134,52 +130,32 @@ class AtlassianStatuspage:
         return None
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
-        import aiohttp  # here, not at import: a daemon without [statuspage] never loads it
-
-        from chatopsd.httpclient import display, error_snippet
-
-        url = self.base + path
-        shown = display(url)
-        maybe = method != "GET"  # a write that got no clear answer may have happened
+        headers = {"Authorization": f"OAuth {self._key}", "Accept": "application/json"}
         try:
-            async with self.session.request(
-                method,
-                url,
-                json=body,
-                headers={"Authorization": f"OAuth {self._key}", "Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-                # seconds only: a date (rare here) falls back to the queue's own backoff
-                after = server_wait(resp.headers)
-        except TimeoutError:
-            raise StatusPageError(
-                f"no answer from {shown} in {self.timeout:g} s", maybe_done=maybe
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or str(exc)
-            raise StatusPageError(f"cannot connect to {shown}: {reason}") from None
-        except aiohttp.ClientError as exc:
-            raise StatusPageError(
-                f"{shown}: {type(exc).__name__}: {exc}", maybe_done=maybe
-            ) from None
-        if status >= 400:
-            snippet = error_snippet(raw, (self._key,))
-            what = "rate limited" if status in SLOW_DOWN else "error"
-            raise StatusPageError(
-                f"HTTP {status} ({what}) from Statuspage {method} {path}"
-                + (f": {snippet}" if snippet and status not in SLOW_DOWN else ""),
-                slow_down=status in SLOW_DOWN,
-                retry_after=after,
+            answer = await self.http.request(
+                method, self.base + path, json=body, headers=headers, timeout=self.timeout
             )
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StatusPageError(
-                f"Statuspage answered {method} {path} with malformed JSON ({exc})",
-                maybe_done=maybe,
-            ) from None
+            return answer.json()
+        except HttpError as exc:
+            raise _mapped(exc, method, path) from None
+
+
+def _mapped(exc: HttpError, method: str, path: str) -> StatusPageError:
+    """The transport's error in Statuspage's words: 420 and 429 say "slow down"."""
+    if exc.kind == "status" and exc.status is not None:
+        what = "rate limited" if exc.status in SLOW_DOWN else "error"
+        shown = f": {exc.detail}" if exc.detail and exc.status not in SLOW_DOWN else ""
+        return StatusPageError(
+            f"HTTP {exc.status} ({what}) from Statuspage {method} {path}{shown}",
+            slow_down=exc.status in SLOW_DOWN,
+            retry_after=exc.retry_after,
+        )
+    if exc.kind == "malformed":
+        return StatusPageError(
+            f"Statuspage answered {method} {path} with malformed JSON ({exc.detail})",
+            maybe_done=exc.maybe_done,
+        )
+    return StatusPageError(exc.text, maybe_done=exc.maybe_done)
 
 
 def _incident(data: Any) -> PageIncident:
