@@ -29,7 +29,7 @@ from chatopsd.httpclient import HttpTransport
 from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Metrics
 from chatopsd.outbox import Outbox
-from chatopsd.runtime import ConnectorCapabilities, Feature, Runtime, Services, find_part
+from chatopsd.runtime import Feature, Runtime, Services, find_part
 from chatopsd.scheduler import Scheduler
 
 log = logging.getLogger("chatopsd")
@@ -76,10 +76,15 @@ class App:
         self.db, self.ha, self.ledger, self.audit = state.db, state.ha, state.ledger, state.audit
         self.kv, self.lease = state.kv, state.ha.lease
         io, kv = self.io, self.ha.connector_kv(self.kv)
-        connectors = kernel.connectors(cfg, io.stdin, io.stdout, self.stopping.set, self.clock, kv)
-        self.outbox = Outbox({c.platform: c for c in connectors}, redact=self.redact_secrets)
-        self.capabilities = ConnectorCapabilities(self.outbox.connectors)
-        self.identities = kernel.identities(cfg, self.db, self.outbox.connectors)
+        connectors, self.capabilities = kernel.connectors(
+            cfg, io.stdin, io.stdout, self.stopping.set, self.clock, kv
+        )
+        self.outbox = Outbox(
+            {c.platform: c for c in connectors},
+            redact=self.redact_secrets,
+            capabilities=self.capabilities,
+        )
+        self.identities = kernel.identities(cfg, self.db, self.capabilities)
         self.registry = Registry()
         self.bus = kernel.bus(cfg, self.registry, self.outbox, self.redact_secrets)
         self.loop_lag = LoopLag(self.bus)  # warns when something holds the loop (looplag.py)

@@ -7,16 +7,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from collections.abc import Awaitable, Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import TextIO
 
-from chatopsd import __version__, logs, platforms
+from chatopsd import __version__, logs
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
+from chatopsd.connectors.platform import Wiring
 from chatopsd.core.bus import Bus, Middleware
+from chatopsd.core.capabilities import Capabilities
 from chatopsd.core.commands import Registry
 from chatopsd.core.context import Call
 from chatopsd.core.identity import Identity, configured_map
@@ -100,11 +102,11 @@ def configured_identities(cfg: Config) -> dict[str, str]:
     return configured_map(cfg.pagerduty.users if cfg.pagerduty else {}, cfg.auth.identities)
 
 
-def identities(cfg: Config, db: Database, connectors: Mapping[str, object]) -> IdentityService:
+def identities(cfg: Config, db: Database, capabilities: Capabilities) -> IdentityService:
     """Who is who, for roles, approvals, `!pd`, shift DMs and mentions (core/identity.py)."""
     from chatopsd.identity.store import SqlIdentityLinks
 
-    return IdentityService(SqlIdentityLinks(db), connectors, configured_identities(cfg))
+    return IdentityService(SqlIdentityLinks(db), capabilities, configured_identities(cfg))
 
 
 def access_policy(cfg: Config) -> AccessPolicy:
@@ -174,7 +176,9 @@ def connectors(
     on_eof: Callable[[], None],
     clock: Clock,
     kv: KeyValue,
-) -> list[Connector]:
+) -> tuple[list[Connector], Capabilities]:
+    """The connectors, and what each platform can do besides posting (the console: nothing),
+    as its platform package declares it."""
     found: list[Connector] = []
     if cfg.console_enabled:
         from chatopsd.connectors.console import ConsoleConnector
@@ -192,10 +196,13 @@ def connectors(
         )
     # Platform libraries are imported only when their section is configured: a console-only
     # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-    wiring = platforms.Wiring(prefix=cfg.chatopsd.prefix, clock=clock, kv=kv)
-    for platform, section in platforms.configured(cfg):
-        found.append(platform.build(section, wiring))
-    return found
+    wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=clock, kv=kv)
+    offers = []
+    for platform, section in cfg.configured_platforms():
+        connector = platform.build(section, wiring)
+        found.append(connector)
+        offers.append((platform.name, connector, platform.capabilities))
+    return found, Capabilities(offers)
 
 
 def console_banner(cfg: Config) -> str:
@@ -218,7 +225,7 @@ def nothing_to_serve(cfg: Config, stdin: TextIO | None, config_path: Path | None
 
     if cfg.platforms or not cfg.console_enabled or not no_input(stdin):
         return None
-    names = platforms.names()
+    names = [platform.name for platform in cfg.platform_registry]
     sections = ", ".join(f"[{name}]" for name in names[:-1]) + f" or [{names[-1]}]"
     guides = ", ".join(f"docs/{name}.md" for name in names)
     where = str(config_path) if config_path else "a config file given with --config"

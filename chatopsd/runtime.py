@@ -12,25 +12,17 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 if TYPE_CHECKING:  # annotations only: a feature's api.py imports this module, cheaply
     import asyncio
 
     from chatopsd.config import Config
+    from chatopsd.core.capabilities import Capabilities
     from chatopsd.core.commands import CommandSpec, ReactionCommand, Registry
     from chatopsd.core.messages import Inbound
     from chatopsd.core.middleware import AccessPolicy
-    from chatopsd.core.ports import (
-        AuditLog,
-        ChannelAdmin,
-        ChannelTopics,
-        Clock,
-        DirectMessages,
-        KeyValue,
-        ReplySink,
-        UserGroups,
-    )
+    from chatopsd.core.ports import AuditLog, Clock, KeyValue, ReplySink
     from chatopsd.core.times import Times
     from chatopsd.ha.strategy import Strategy
     from chatopsd.httpclient import HttpTransport
@@ -119,25 +111,6 @@ class Services:
         return found  # type: ignore[return-value]  # provide() stored a T under ServiceKey[T]
 
 
-class Capabilities(Protocol):
-    """What each connected platform can do beyond posting (optional connector capabilities),
-    by platform name; None where it cannot."""
-
-    def channel_admin(self, platform: str) -> ChannelAdmin | None:
-        """Channels of its own for incidents."""
-        ...
-
-    def direct_messages(self, platform: str) -> DirectMessages | None: ...
-
-    def topics(self, platform: str) -> ChannelTopics | None: ...
-
-    def user_groups(self, platform: str) -> UserGroups | None: ...
-
-    def threads(self, platform: str) -> bool:
-        """Whether threads show apart from their channel (the console: no)."""
-        ...
-
-
 @dataclass(frozen=True)
 class Runtime:
     """The ports a feature may use. Nothing concrete leaks: no App, no connector, no bus."""
@@ -148,7 +121,7 @@ class Runtime:
     clock: Clock
     times: Times
     outbox: ReplySink
-    capabilities: Capabilities
+    capabilities: Capabilities  # what each platform can do besides posting, one lookup
     submit: Submit  # hand a command to the bus (approved requests, intents, reactions)
     ha: Strategy  # single instance or shared: the lease, fencing, who runs singleton work
     identity: IdentityService
@@ -168,37 +141,3 @@ def find_part(features: Sequence[Feature], kind: type[T]) -> T:
             if isinstance(part, kind):
                 return part
     raise LookupError(f"no installed feature has a {kind.__name__}")
-
-
-class ConnectorCapabilities:
-    """`Capabilities` read off the running connectors (platform -> connector), at call time."""
-
-    def __init__(self, connectors: Mapping[str, object]) -> None:
-        self.connectors = connectors
-
-    def channel_admin(self, platform: str) -> ChannelAdmin | None:
-        from chatopsd.core.ports import ChannelAdmin
-
-        found = self.connectors.get(platform)
-        return found if isinstance(found, ChannelAdmin) else None
-
-    def direct_messages(self, platform: str) -> DirectMessages | None:
-        from chatopsd.core.ports import DirectMessages
-
-        found = self.connectors.get(platform)
-        return found if isinstance(found, DirectMessages) else None
-
-    def topics(self, platform: str) -> ChannelTopics | None:
-        from chatopsd.core.ports import ChannelTopics
-
-        found = self.connectors.get(platform)
-        return found if isinstance(found, ChannelTopics) else None
-
-    def user_groups(self, platform: str) -> UserGroups | None:
-        from chatopsd.core.ports import UserGroups
-
-        found = self.connectors.get(platform)
-        return found if isinstance(found, UserGroups) else None
-
-    def threads(self, platform: str) -> bool:
-        return bool(getattr(self.connectors.get(platform), "threads", True))

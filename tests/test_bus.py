@@ -10,12 +10,12 @@ import pytest
 
 from chatopsd.connectors.console import ConsoleConnector
 from chatopsd.core.bus import Bus, chat_cause
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.commands import Arg, CommandSpec, Registry
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, RateLimitedSend, TransientSendError, Unavailable
 from chatopsd.core.messages import Actor, Inbound, Priority, Reply
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
-from chatopsd.core.ports import ChannelRefused
 from chatopsd.outbox import Outbox
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.events import SqlEventLedger

@@ -30,8 +30,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
         runtime.outbox,
         runtime.clock,
         settings_from_config(config.incidents, prefix),
-        runtime.capabilities.channel_admin,
-        threads=runtime.capabilities.threads,
+        runtime.capabilities,
         times=runtime.times,
         lifecycle=lifecycle,
         # provided by features installed later: found when a command needs them
@@ -69,6 +68,6 @@ def install_bridge(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.incidents.bridge import Bridge
 
     incidents = runtime.services.get(INCIDENTS)
-    bridge = Bridge(template, incidents, runtime.outbox, runtime.capabilities.channel_admin)
+    bridge = Bridge(template, incidents, runtime.outbox, runtime.capabilities)
     incidents.subscribe(bridge)
     return Feature("bridge", parts=[bridge])

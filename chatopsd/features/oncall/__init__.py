@@ -23,6 +23,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
     import logging
     from collections.abc import Awaitable, Callable
 
+    from chatopsd.core.capabilities import DIRECT_MESSAGES
     from chatopsd.core.context import Call
     from chatopsd.core.messages import destination
     from chatopsd.features.incidents.api import ESCALATION_PAGER, INCIDENTS
@@ -91,7 +92,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
     capabilities = runtime.capabilities
 
     async def dm_channel(platform: str, user_id: str) -> str:
-        dms = capabilities.direct_messages(platform)
+        dms = capabilities.get(platform, DIRECT_MESSAGES)
         if dms is None:
             raise RuntimeError(f"{platform} cannot open direct messages")
         return await dms.dm_channel(user_id)
@@ -139,7 +140,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
             return [
                 chat
                 for chat in await identity.chat_ids(email)
-                if capabilities.direct_messages(chat.partition(":")[0]) is not None
+                if capabilities.has(chat.partition(":")[0], DIRECT_MESSAGES)
             ]
 
         reminders = Reminders(
@@ -194,6 +195,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
 def _oncall_topics(runtime: Runtime, config: Config) -> OnCallTopics:
     """Channel topics and Slack user groups that say who is on call, rewritten when it
     changes (under the leader's token)."""
+    from chatopsd.core.capabilities import CHANNEL_TOPICS, USER_GROUPS
     from chatopsd.features.oncall.store import SqlKeptState
     from chatopsd.features.oncall.topics import OnCallTopics, Topic
     from chatopsd.features.paging.api import Person
@@ -203,13 +205,13 @@ def _oncall_topics(runtime: Runtime, config: Config) -> OnCallTopics:
     capabilities, identity = runtime.capabilities, runtime.identity
 
     async def set_topic(platform: str, channel: str, text: str) -> None:
-        topics = capabilities.topics(platform)
+        topics = capabilities.get(platform, CHANNEL_TOPICS)
         if topics is None:
             raise RuntimeError(f"{platform} cannot set channel topics")
         await topics.set_topic(channel, text)
 
     async def set_group(group_id: str, user_ids: list[str]) -> None:
-        groups = capabilities.user_groups("slack")
+        groups = capabilities.get("slack", USER_GROUPS)
         if groups is None:
             raise RuntimeError("no Slack connector to update user groups with")
         await groups.set_usergroup(group_id, user_ids)

@@ -21,6 +21,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
 
     import logging
 
+    from chatopsd.core.capabilities import DIRECT_MESSAGES
     from chatopsd.core.messages import Destination, Reply, destination
     from chatopsd.features.approvals.api import APPROVALS
     from chatopsd.features.pagerduty.api import PAGERDUTY
@@ -91,7 +92,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
     async def direct(chat: str, reply: Reply) -> bool:
         """A direct message to one chat identity; False if it could not be sent."""
         platform, _, user_id = chat.partition(":")
-        dms = capabilities.direct_messages(platform)
+        dms = capabilities.get(platform, DIRECT_MESSAGES)
         if dms is None:
             return False
         try:

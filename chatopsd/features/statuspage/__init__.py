@@ -17,22 +17,16 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
     sp = config.statuspage
-    client = None
+    provider = None
     if sp is not None:
-        from chatopsd.features.statuspage.atlassian import StatuspageClient
+        from chatopsd.features.statuspage import providers
 
-        client = StatuspageClient(
-            runtime.http,
-            sp.api_url,
-            sp.api_key.get_secret_value(),
-            sp.page_id,
-            timeout=sp.timeout_seconds,
-        )
+        provider = providers.build(sp, runtime.http)
     incidents = runtime.services.get(INCIDENTS)
     public = PublicStatus(
         SqlPublications(runtime.store),
         incidents,
-        client,
+        provider,
         runtime.outbox,
         runtime.audit,
         runtime.clock,
