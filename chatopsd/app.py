@@ -28,7 +28,6 @@ from chatopsd.ha.takeover import Takeover
 from chatopsd.httpclient import HttpTransport
 from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Metrics
-from chatopsd.outbox import Outbox
 from chatopsd.runtime import Feature, Runtime, Services, find_part
 from chatopsd.scheduler import Scheduler
 
@@ -56,8 +55,7 @@ class App:
         self._tasks: list[asyncio.Task[None]] = []
         self.scheduler = Scheduler(self.clock)
         self.metrics = Metrics()
-        # every time shown in chat, in chatopsd.timezone (default: the host's zone)
-        self.times = Times(self.config.chatopsd.zone())
+        self.times = Times(self.config.chatopsd.zone())  # times shown: chatopsd.timezone
         self._stopped = False
         self.features: list[Feature] = []
         self.jobs: dict[str, Callable[[], Awaitable[object]]] = {}  # by name, as scheduled
@@ -75,15 +73,10 @@ class App:
         state = await kernel.open_state(cfg, self.clock, self.redact_secrets)
         self.db, self.ha, self.ledger, self.audit = state.db, state.ha, state.ledger, state.audit
         self.kv, self.lease = state.kv, state.ha.lease
-        io, kv = self.io, self.ha.connector_kv(self.kv)
-        connectors, self.capabilities = kernel.connectors(
-            cfg, io.stdin, io.stdout, self.stopping.set, self.clock, kv
-        )
-        self.outbox = Outbox(
-            {c.platform: c for c in connectors},
-            redact=self.redact_secrets,
-            capabilities=self.capabilities,
-        )
+        own = self.ha.connector_kv(self.kv)  # connector state: this instance's own
+        built = kernel.connectors(cfg, self.io, self.stopping.set, own, self.clock)
+        connectors, self.capabilities = built
+        self.outbox = kernel.outbox(connectors, self.capabilities, self.redact_secrets)
         self.identities = kernel.identities(cfg, self.db, self.capabilities)
         self.registry = Registry()
         self.bus = kernel.bus(cfg, self.registry, self.outbox, self.redact_secrets)

@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TextIO
+from typing import Protocol, TextIO
 
 from chatopsd import __version__, logs
 from chatopsd.config import Config
@@ -29,6 +29,7 @@ from chatopsd.core.times import Times
 from chatopsd.ha.strategy import Strategy, choose
 from chatopsd.ha.takeover import Takeover
 from chatopsd.identity.service import IdentityService
+from chatopsd.outbox import Outbox
 from chatopsd.runtime import Feature, Job
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.db import Database, NewerDatabase
@@ -169,13 +170,13 @@ def _any_async(
     return held
 
 
+class ConsoleStreams(Protocol):
+    stdin: TextIO | None
+    stdout: TextIO | None
+
+
 def connectors(
-    cfg: Config,
-    stdin: TextIO | None,
-    stdout: TextIO | None,
-    on_eof: Callable[[], None],
-    clock: Clock,
-    kv: KeyValue,
+    cfg: Config, io: ConsoleStreams, on_eof: Callable[[], None], kv: KeyValue, clock: Clock
 ) -> tuple[list[Connector], Capabilities]:
     """The connectors, and what each platform can do besides posting (the console: nothing),
     as its platform package declares it."""
@@ -186,8 +187,8 @@ def connectors(
         found.append(
             ConsoleConnector(
                 fmt=cfg.console.format,
-                stdin=stdin,
-                stdout=stdout,
+                stdin=io.stdin,
+                stdout=io.stdout,
                 # a console-only daemon stops at the end of its input
                 on_eof=None if cfg.platforms else on_eof,
                 prefix=cfg.chatopsd.prefix,
@@ -233,6 +234,12 @@ def nothing_to_serve(cfg: Config, stdin: TextIO | None, config_path: Path | None
         f"nothing can reach this daemon: no chat platform is configured and stdin is not a "
         f"terminal or a pipe; add a {sections} section to {where} ({guides})"
     )
+
+
+def outbox(
+    connectors: Sequence[Connector], capabilities: Capabilities, redact: Callable[[str], str]
+) -> Outbox:
+    return Outbox({c.platform: c for c in connectors}, redact=redact, capabilities=capabilities)
 
 
 def bus(cfg: Config, registry: Registry, outbox: ReplySink, redact: Callable[[str], str]) -> Bus:
