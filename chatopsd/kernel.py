@@ -1,6 +1,8 @@
-"""The kernel's parts, built from the config for app.py: the store, the access policy, the
-middleware chain, the connectors, the HTTP session, and the kernel's own jobs (forgetting old
-event claims, the audit head in the journal, the take-over of a dead instance's commands)."""
+"""The kernel's parts, built from the config for app.py: the shared state (store, the
+one-or-several strategy, event ledger, audit), the access policy, the middleware chain with
+what features contribute, the connectors and their outbox, the bus, and the kernel's own jobs
+(forgetting old event claims, the audit head in the journal, the take-over of a dead
+instance's commands)."""
 
 from __future__ import annotations
 
