@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel
 
-from chatopsd import __version__, logs, platforms, redact
+from chatopsd import __version__, locations, logs, platforms, redact
 from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
@@ -285,6 +285,8 @@ class App:
                     on_eof=on_eof,
                     prefix=cfg.chatopsd.prefix,
                     banner=self._console_banner(),
+                    commands=lambda: (spec.path for spec in self.registry),
+                    history=locations.locate(cfg).state_db.with_suffix(".history"),
                 )
             )
         # Platform libraries are imported only when their section is configured: a console-only
