@@ -66,6 +66,11 @@ class Screen:
     def text(self, text: str) -> None:
         self._tmux("send-keys", "-t", self.target, "-l", text)
 
+    def paste(self, text: str) -> None:
+        """Paste as a terminal does from the clipboard (bracketed, when the program asks)."""
+        self._tmux("set-buffer", "-b", "paste", text)
+        self._tmux("paste-buffer", "-p", "-d", "-b", "paste", "-t", self.target)
+
     def lines(self) -> list[str]:
         """Everything the pane shows and has scrolled off, wrapped lines joined."""
         out = self._tmux("capture-pane", "-p", "-J", "-S", "-", "-t", self.target)
@@ -205,6 +210,19 @@ def test_arrow_keys_and_home_edit_the_line(screen: Screen, tmp_path: Path) -> No
     screen.keys("Enter")
     screen.wait("the answer", lambda lines: any("Ada Lovelace" in x for x in lines))
     assert not any("\x1b" in x or "^[" in x for x in screen.lines())
+
+
+def test_a_pasted_block_runs_line_by_line(screen: Screen, tmp_path: Path) -> None:
+    screen.start(tmp_path)
+    screen.wait_prompt()
+    screen.paste("!ic who ada\n!ic who grace\n")
+    screen.wait("the pasted block", lambda lines: lines[-2:] == ["> !ic who ada", "!ic who grace"])
+    screen.keys("Enter")  # shown for review first; Enter runs each line as its own command
+    lines = screen.wait(
+        "both answers", lambda ls: _last(ls) == ">" and "Grace Hopper" in "".join(ls)
+    )
+    shown = "\n".join(lines)
+    assert "Ada Lovelace" in shown and "nobody matches" not in shown
 
 
 def test_up_recalls_the_history_also_after_a_restart(screen: Screen, tmp_path: Path) -> None:

@@ -6,10 +6,11 @@ is imported only when stdin and stdout are a terminal (connectors/console.py), s
 (stdin /dev/null, a pipe, a jsonl script) never loads prompt_toolkit: its start time and
 memory are unchanged.
 
-Keys: Enter sends the line; Ctrl-D on an empty line ends the input (it stops a console-only
-daemon); Ctrl-C stops the daemon, as it does in any terminal program. Anything printed while
-the prompt is on screen (an answer, a stalker's post, a stray write to stdout or stderr)
-appears above the prompt, and the line being typed stays as it was.
+Keys: Enter sends the line (a pasted block: each of its lines, in order); Ctrl-D on an empty
+line ends the input (it stops a console-only daemon); Ctrl-C stops the daemon, as it does in
+any terminal program. Anything printed while the prompt is on screen (an answer, a stalker's
+post, a stray write to stdout or stderr) appears above the prompt, and the line being typed
+stays as it was.
 """
 
 from __future__ import annotations
@@ -158,7 +159,10 @@ class Terminal:
                 except KeyboardInterrupt:
                     signal.raise_signal(signal.SIGINT)
                     await asyncio.Event().wait()  # the daemon is stopping: it cancels us
-                await handle(line)
+                # A pasted block arrives whole (bracketed paste) and is shown for review;
+                # Enter then runs it line by line, as typing each line would have.
+                for each in line.splitlines():
+                    await handle(each)
 
     def write(self, text: str) -> None:
         """Print above the prompt when it is on screen, else at the cursor."""
