@@ -78,6 +78,10 @@ class ConsoleConnector:
         self._msg_ids = itertools.count(1)
         self._terminal: Terminal | None = None  # the prompt, on a terminal
         self._printed = 0  # replies and edits printed so far
+        # The input line being answered (its message id), and the answers to it printed
+        self._answering: str | None = None
+        self._answers = 0
+        self._answer_printed = asyncio.Event()
         # jsonl event ids of this run (the latest ones), to name a repeat as such
         self._event_ids: dict[str, None] = {}
 
@@ -128,6 +132,7 @@ class ConsoleConnector:
         if event is None:
             return
         printed = self._printed
+        self._answering, self._answers = event.message_id, 0
         task = session.emit(event)
         if task is None:
             self._no_answer(event, "the daemon is shutting down")
@@ -139,10 +144,25 @@ class ConsoleConnector:
             self._no_answer(event, "internal error; it has been logged")
         elif not task.result() and self._printed == printed:
             self._no_answer(event, self._why_unanswered(event))
+        else:
+            await self._printed_answers(len(task.result()))
+        self._answering = None
         if self.fmt == "jsonl":
             self._event_ids[event.event_id] = None
             if len(self._event_ids) > REMEMBERED_IDS:
                 del self._event_ids[next(iter(self._event_ids))]
+
+    async def _printed_answers(self, count: int) -> None:
+        """Wait until the answers to the current line are printed: the bus queues most of
+        them for the outbox, which prints them a moment after the command is done; the next
+        prompt (and the next piped line) comes after them."""
+        try:
+            async with asyncio.timeout(ANSWERS_WAIT):
+                while self._answers < count:
+                    self._answer_printed.clear()
+                    await self._answer_printed.wait()
+        except TimeoutError:
+            log.warning("%d answer(s) not printed after %.0f s; reading on", count, ANSWERS_WAIT)
 
     def _why_unanswered(self, event: Inbound) -> str:
         if event.event_id in self._event_ids:
@@ -200,7 +220,7 @@ class ConsoleConnector:
 
     async def send(self, destination: Destination, reply: Reply) -> Sent | None:
         message_id = str(next(self._msg_ids))
-        self._printed += 1
+        self._counted(destination)
         if self.fmt == "jsonl":
             self._write(
                 json.dumps(
@@ -218,11 +238,17 @@ class ConsoleConnector:
         return Sent(destination, message_id)
 
     async def edit(self, sent: Sent, reply: Reply) -> None:
-        self._printed += 1
+        self._counted(sent.destination)  # an answer that replaces a notice ("Paging…")
         if self.fmt == "jsonl":
             self._write(json.dumps({"edit": sent.message_id, "text": self.render(reply)}))
         else:
             self._write(f"↻ updated: {self.render(reply)}\n")
+
+    def _counted(self, destination: Destination) -> None:
+        self._printed += 1
+        if destination.reply_to is not None and destination.reply_to == self._answering:
+            self._answers += 1
+            self._answer_printed.set()
 
     def render(self, reply: Reply) -> str:
         """Plain text, with each button shown as the command to type, prefix included."""
@@ -250,6 +276,9 @@ class ConsoleConnector:
 
 PROMPT = "> "
 REMEMBERED_IDS = 10_000
+# At most this long for the answers to a line to be printed before reading the next
+# (they come within milliseconds; this only bounds a reply the outbox could not deliver).
+ANSWERS_WAIT = 30.0
 
 
 def interactive(fmt: str, stdin: TextIO, stdout: TextIO) -> bool:
