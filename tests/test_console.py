@@ -145,7 +145,7 @@ def _exit(line: str) -> int | None:
 @pytest.fixture
 def screen(tmp_path: Path) -> Iterator[Screen]:
     if TMUX is None:
-        pytest.skip("tmux is not installed: the terminal tests need a terminal emulator")
+        pytest.skip("tmux is not installed (.ci/run installs it): the terminal tests need one")
     term = Screen(tmp_path)
     try:
         yield term
