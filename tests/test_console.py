@@ -42,6 +42,7 @@ class Screen:
         self.tmux = [TMUX, "-L", f"chatopsd-test-{uuid.uuid4().hex[:12]}", "-f", str(conf)]
         self.env = {k: v for k, v in os.environ.items() if k != "TMUX"}
         self.runs = 0
+        self.socket: Path | None = None
 
     def start(self, cwd: Path) -> None:
         """Run the daemon in a new window, as a shell would (then print its exit status)."""
@@ -55,6 +56,7 @@ class Screen:
         if self.runs == 1:
             size = ["-x", "160", "-y", "50"]
             self._tmux("new-session", "-d", "-s", "console", "-n", window, *size, *where, *wrapper)
+            self.socket = Path(self._tmux("display-message", "-p", "#{socket_path}").strip())
         else:
             self._tmux("new-window", "-t", "console", "-n", window, *where, *wrapper)
         self.target = f"console:{window}"
@@ -124,6 +126,8 @@ class Screen:
 
     def close(self) -> None:
         subprocess.run([*self.tmux, "kill-server"], capture_output=True, timeout=30, check=False)
+        if self.socket is not None:  # tmux leaves the socket file behind
+            self.socket.unlink(missing_ok=True)
 
     def _tmux(self, *args: str) -> str:
         done = subprocess.run(
