@@ -10,6 +10,7 @@ import pytest
 
 from chatopsd.connectors.console import ConsoleConnector
 from chatopsd.core.bus import Bus, short_cause
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.commands import Arg, CommandSpec, Registry
 from chatopsd.core.context import Call
 from chatopsd.core.errors import (
@@ -21,7 +22,6 @@ from chatopsd.core.errors import (
 )
 from chatopsd.core.messages import Actor, Inbound, Priority, Reply
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
-from chatopsd.core.ports import ChannelRefused
 from chatopsd.outbox import Outbox
 from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger

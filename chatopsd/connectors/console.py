@@ -46,8 +46,9 @@ log = logging.getLogger("chatopsd.console")
 
 
 class ConsoleConnector:
+    # No optional capability (core/capabilities), threads included: one stream, where a
+    # reply "in a thread" prints where everything else does.
     platform = "console"
-    threads = False  # one stream: a reply "in a thread" prints where everything else does
 
     def __init__(
         self,

@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from chatopsd.core.addressing import Addressed, address
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.commands import CommandSpec, Registry
 from chatopsd.core.context import Call
 from chatopsd.core.errors import (
@@ -27,7 +28,7 @@ from chatopsd.core.errors import (
 )
 from chatopsd.core.grammar import tokenize
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply
-from chatopsd.core.ports import ChannelRefused, ReplySink
+from chatopsd.core.ports import ReplySink
 
 log = logging.getLogger("chatopsd.bus")
 
