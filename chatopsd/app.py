@@ -73,12 +73,12 @@ class App:
         state = await kernel.open_state(cfg, self.clock, self.redact_secrets)
         self.db, self.ha, self.ledger, self.audit = state.db, state.ha, state.ledger, state.audit
         self.kv, self.lease = state.kv, state.ha.lease
+        self.registry = Registry()  # every command: the features' installs fill it
         own = self.ha.connector_kv(self.kv)  # connector state: this instance's own
-        built = kernel.connectors(cfg, self.io, self.stopping.set, own, self.clock)
+        built = kernel.connectors(cfg, self.io, self.stopping.set, own, self.clock, self.registry)
         connectors, self.capabilities = built
         self.outbox = kernel.outbox(connectors, self.capabilities, self.redact_secrets)
         self.identities = kernel.identities(cfg, self.db, self.capabilities)
-        self.registry = Registry()
         self.bus = kernel.bus(cfg, self.registry, self.outbox, self.redact_secrets)
         self.loop_lag = LoopLag(self.bus)  # warns when something holds the loop (looplag.py)
         self.policy = kernel.access_policy(cfg)

@@ -15,7 +15,7 @@ from functools import partial
 from pathlib import Path
 from typing import Protocol, TextIO
 
-from chatopsd import __version__, logs
+from chatopsd import __version__, locations, logs
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.platform import Wiring
@@ -178,7 +178,12 @@ class ConsoleStreams(Protocol):
 
 
 def connectors(
-    cfg: Config, io: ConsoleStreams, on_eof: Callable[[], None], kv: KeyValue, clock: Clock
+    cfg: Config,
+    io: ConsoleStreams,
+    on_eof: Callable[[], None],
+    kv: KeyValue,
+    clock: Clock,
+    registry: Registry,
 ) -> tuple[list[Connector], Capabilities]:
     """The connectors, and what each platform can do besides posting (the console: nothing),
     as its platform package declares it."""
@@ -195,6 +200,9 @@ def connectors(
                 on_eof=None if cfg.platforms else on_eof,
                 prefix=cfg.chatopsd.prefix,
                 banner=console_banner(cfg),
+                # what a terminal completes: the commands registered by then
+                commands=lambda: (spec.path for spec in registry),
+                history=locations.locate(cfg).state_db.with_suffix(".history"),
             )
         )
     # Platform libraries are imported only when their section is configured: a console-only

@@ -32,8 +32,8 @@ if TYPE_CHECKING:  # annotations only: a feature's api.py imports this module, c
 T = TypeVar("T")
 
 Run = Callable[[], Awaitable[object]]
-# Bus.submit: the command's task (None while shutting down)
-Submit = Callable[["Inbound"], "asyncio.Task[None] | None"]
+# Bus.submit: the command's task, whose result is its replies (None while shutting down)
+Submit = Callable[["Inbound"], "asyncio.Task[object] | None"]
 
 
 @dataclass(frozen=True)
