@@ -77,7 +77,7 @@ async def in_process(tmp: Path) -> None:
             await app.outbox.flush(60)
             sink.seek(0)
             sink.truncate()
-            rows = await app.db.fetchone("SELECT COUNT(*) FROM audit WHERE text = ?", (text,))
+            rows = await app.db.fetchone("SELECT COUNT(*) FROM audit WHERE text = $1", (text,))
             audited = rows[0] if rows else 0
             print(
                 f"{text:6} latency p50 {p50:.3f} ms  p99 {p99:.3f} ms  |  throughput "

@@ -1,12 +1,16 @@
 """One store, two databases: the small interface every store class is written against.
 
 The store classes (events, audit, kv, stalkers, incidents, approvals, on-call cache) hold
-their SQL once, written with `?` placeholders in the dialect both databases accept
-(`INSERT … ON CONFLICT … DO UPDATE/NOTHING`, `RETURNING`, `LIKE … ESCAPE`). A backend runs it:
+their SQL once, in the dialect both databases accept (`INSERT … ON CONFLICT … DO
+UPDATE/NOTHING`, `RETURNING`), with numbered placeholders `$1, $2, …`: a value may appear
+twice, and `placeholders(n)` writes a VALUES row or an IN list. A backend runs it:
 
 - `sqlite.SqliteDatabase` (aiosqlite): one process owns the file; one writer, group commit.
-- `postgres.PgDatabase` (asyncpg): several instances share it; `?` become `$1, $2, …`.
+  `$n` becomes SQLite's `?n` (`sqlite_sql`: once per distinct statement, quotes and comments
+  left alone; a bare `?` is refused).
+- `postgres.PgDatabase` (asyncpg): several instances share it; the SQL goes as it is.
 
+LIKE is written with `like_sql`, which finds the same rows on both databases.
 Where the dialects really differ (a lock statement, a type), a store asks `db.dialect`.
 `db.shared` says whether other processes may write at the same time: with SQLite (never
 shared) a store may trust what it keeps in memory; with PostgreSQL it must ask the database
@@ -32,6 +36,7 @@ build that had 0095 but not yet 0090 must still get 0090 when a build with both 
 from __future__ import annotations
 
 import functools
+import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
 from importlib import resources
 from typing import Any, Literal, Protocol, TypeVar
@@ -149,18 +154,100 @@ def require_current(applied: Iterable[int], dialect: Dialect, where: str) -> Non
         )
 
 
-@functools.lru_cache(maxsize=512)
-def numbered(sql: str) -> str:
-    """`?` placeholders as PostgreSQL's `$1, $2, …` (quoted text is left alone)."""
+class PlaceholderError(ValueError):
+    """SQL that breaks the store's placeholder rules (`$1`, `$2`, … every number used): a
+    programming error, raised before the statement reaches either database."""
+
+
+# What the scanner stops at: a quote, a comment, a placeholder (ours or a stray `?`).
+_SPECIAL = re.compile(r"['\"?$]|--|/\*")
+_DIGITS = re.compile(r"[0-9]+")
+
+
+@functools.lru_cache(maxsize=1024)
+def sqlite_sql(sql: str) -> str:
+    """The store's SQL (`$1`, `$2`, …, as PostgreSQL takes it) with SQLite's numbered `?1`,
+    `?2`, …: a value may be used twice, and each value keeps its number whatever the order.
+
+    One linear scan, once per distinct statement (cached): text in quotes ('…' literals,
+    "…" identifiers) and comments is copied unchanged, so a `?` or `$` there never counts.
+    Refused with PlaceholderError: a bare `?` (the old unnumbered style), `$` without a
+    number (dollar quoting, `$name`), `$0`, an unterminated literal or comment, and numbers
+    with a gap (PostgreSQL cannot type a parameter it never sees; SQLite would bind it
+    silently)."""
     out: list[str] = []
-    n = 0
-    quoted = False
-    for ch in sql:
-        if ch == "'":
-            quoted = not quoted
-        if ch == "?" and not quoted:
-            n += 1
-            out.append(f"${n}")
-        else:
-            out.append(ch)
+    copied = 0
+    used: set[int] = set()
+    found = _SPECIAL.search(sql)
+    while found is not None:
+        mark, at = found.group(), found.start()
+        if mark in ("'", '"'):
+            end = _closing(sql, mark, at)
+        elif mark == "--":
+            newline = sql.find("\n", at)
+            end = len(sql) if newline == -1 else newline + 1
+        elif mark == "/*":
+            close = sql.find("*/", at + 2)
+            if close == -1:
+                raise PlaceholderError(f"unterminated comment in SQL: {_short(sql)}")
+            end = close + 2
+        elif mark == "?":
+            raise PlaceholderError(
+                f"a `?` placeholder in SQL: the store numbers its parameters ($1, $2, …): "
+                f"{_short(sql)}"
+            )
+        else:  # "$"
+            digits = _DIGITS.match(sql, at + 1)
+            if digits is None or int(digits.group()) == 0:
+                raise PlaceholderError(
+                    f"`$` not followed by a parameter number (from $1) in SQL: {_short(sql)}"
+                )
+            used.add(int(digits.group()))
+            out.append(sql[copied:at])
+            out.append("?" + digits.group())
+            copied = end = digits.end()
+        found = _SPECIAL.search(sql, end)
+    if used and len(used) != max(used):
+        gaps = ", ".join(f"${n}" for n in range(1, max(used)) if n not in used)
+        raise PlaceholderError(f"parameter {gaps} never used in SQL: {_short(sql)}")
+    out.append(sql[copied:])
     return "".join(out)
+
+
+def _closing(sql: str, quote: str, at: int) -> int:
+    """Just past the quote that closes the literal opened at `at` (a doubled quote is one
+    quote character inside it)."""
+    close = sql.find(quote, at + 1)
+    while close != -1 and sql.startswith(quote, close + 1):
+        close = sql.find(quote, close + 2)
+    if close == -1:
+        raise PlaceholderError(f"unterminated {quote}…{quote} in SQL: {_short(sql)}")
+    return close + 1
+
+
+def _short(sql: str) -> str:
+    one_line = " ".join(sql.split())
+    return one_line if len(one_line) <= 200 else one_line[:199] + "…"
+
+
+def like_sql(text: str, pattern: str, dialect: Dialect) -> str:
+    """SQL for `text LIKE pattern` that finds the same rows on both databases: ASCII letters
+    match in either case, every other character only itself, `%` and `_` are wildcards and
+    `\\` escapes them (build patterns with `like_escape`).
+
+    That is SQLite's own LIKE. PostgreSQL's LIKE is case-sensitive and its ILIKE also folds
+    é/É, so there both sides are lowered in the "C" collation, which lowers A-Z only.
+    `text` and `pattern` are SQL expressions (a column, a `$n`)."""
+    if dialect == "postgresql":
+        return f'lower({text} COLLATE "C") LIKE lower({pattern} COLLATE "C") ESCAPE \'\\\''
+    return f"{text} LIKE {pattern} ESCAPE '\\'"
+
+
+def like_escape(text: str) -> str:
+    """`text` matched literally inside a LIKE pattern of `like_sql`."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+def placeholders(count: int, first: int = 1) -> str:
+    """`$first, $first+1, …` for `count` values: a VALUES row, an IN list."""
+    return ", ".join(f"${n}" for n in range(first, first + count))

@@ -128,7 +128,7 @@ async def _copy(lite: SqliteDatabase, pg: PgDatabase) -> list[Copied]:
             offset = total = 0
             while True:
                 rows = await lite.fetchall(
-                    f"SELECT {col_list} FROM {table} ORDER BY {order} LIMIT ? OFFSET ?",
+                    f"SELECT {col_list} FROM {table} ORDER BY {order} LIMIT $1 OFFSET $2",
                     (_CHUNK, offset),
                 )
                 if not rows:

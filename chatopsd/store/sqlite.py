@@ -31,6 +31,7 @@ from chatopsd.store.db import (
     migrations,
     missing,
     require_current,
+    sqlite_sql,
 )
 
 log = logging.getLogger("chatopsd.store")
@@ -58,15 +59,15 @@ class _Tx:
         self._db = db
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self._db.execute(sql, params) as cur:
+        async with self._db.execute(sqlite_sql(sql), params) as cur:
             return cur.rowcount
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self._db.execute(sql, params) as cur:
+        async with self._db.execute(sqlite_sql(sql), params) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self._db.execute(sql, params) as cur:
+        async with self._db.execute(sqlite_sql(sql), params) as cur:
             return list(await cur.fetchall())
 
 
@@ -98,14 +99,17 @@ class SqliteDatabase:
 
     async def write(self, sql: str, params: Params = ()) -> None:
         """Run one statement in the next group commit; returns once it is durable."""
-        await self.write_many([(sql, params)])
+        await self._queue_ops([(sqlite_sql(sql), params)])
 
     async def write_many(self, ops: Iterable[Op]) -> None:
         """Run statements atomically (all or none) in the next group commit."""
+        await self._queue_ops([(sqlite_sql(sql), params) for sql, params in ops])
+
+    async def _queue_ops(self, ops: list[Op]) -> None:
         if self._closed:
             raise RuntimeError("database is closed")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Work(list(ops), fut))
+        self._queue.put_nowait(_Work(ops, fut))
         await fut
 
     async def execute(self, sql: str, params: Params = ()) -> int:
@@ -144,11 +148,11 @@ class SqliteDatabase:
         return f"sqlite:{self.path}"
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self._reader.execute(sql, params) as cur:
+        async with self._reader.execute(sqlite_sql(sql), params) as cur:
             return list(await cur.fetchall())
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self._reader.execute(sql, params) as cur:
+        async with self._reader.execute(sqlite_sql(sql), params) as cur:
             return await cur.fetchone()
 
     async def close(self) -> None:
@@ -282,22 +286,25 @@ class SqliteReader:
         return f"sqlite:{self.path} (read-only)"
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self._conn.execute(sql, params) as cur:
+        async with self._conn.execute(sqlite_sql(sql), params) as cur:
             return list(await cur.fetchall())
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self._conn.execute(sql, params) as cur:
+        async with self._conn.execute(sqlite_sql(sql), params) as cur:
             return await cur.fetchone()
 
     async def write(self, sql: str, params: Params = ()) -> None:
-        await self.execute(sql, params)
+        await self._execute(sql, params)
 
     async def write_many(self, ops: Iterable[Op]) -> None:
         for sql, params in ops:
-            await self.execute(sql, params)
+            await self._execute(sql, params)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self._conn.execute(sql, params) as cur:
+        return await self._execute(sql, params)
+
+    async def _execute(self, sql: str, params: Params) -> int:
+        async with self._conn.execute(sqlite_sql(sql), params) as cur:
             return cur.rowcount
 
     async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
@@ -383,7 +390,7 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
             log.info("applying migration %s", name)
             for statement in _statements(sql):
                 await db.execute(statement)
-            await db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            await db.execute("INSERT INTO schema_version VALUES ($1)", (version,))
         await db.execute("COMMIT")
     except BaseException:
         await db.execute("ROLLBACK")

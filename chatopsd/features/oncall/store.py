@@ -23,7 +23,7 @@ from collections.abc import Sequence
 from chatopsd.core.messages import Destination
 from chatopsd.features.oncall.handoff_rules import Holders, OwedPost, Step, Watched
 from chatopsd.features.status.store import fence_holds, write_fenced
-from chatopsd.store.db import Database, Op, Tx
+from chatopsd.store.db import Database, Op, Tx, placeholders
 
 CLAIM_STALE_SECONDS = 120.0  # a post takes seconds, never this long
 
@@ -69,7 +69,7 @@ class SqliteOnCallPush:
             ops.append(
                 (
                     "INSERT INTO oncall_announced (watch, announced, pending, seq, updated) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (watch) DO UPDATE SET "
+                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (watch) DO UPDATE SET "
                     "announced = excluded.announced, pending = excluded.pending, "
                     "seq = excluded.seq, updated = excluded.updated",
                     (
@@ -87,7 +87,7 @@ class SqliteOnCallPush:
                 ops.append(
                     (
                         "INSERT INTO oncall_posts (key, platform, channel, text, decided) "
-                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
                         (
                             f"handoff:{s.watch}:{s.seq}:{d.platform}:{d.channel}",
                             d.platform,
@@ -103,7 +103,7 @@ class SqliteOnCallPush:
         """Record one post under its idempotency key; a key owed before is left as it is."""
         await self.db.write(
             "INSERT INTO oncall_posts (key, platform, channel, text, decided) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
             (key, destination.platform, destination.channel, text, time.time()),
         )
 
@@ -124,7 +124,7 @@ class SqliteOnCallPush:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             rows = await self.db.fetchall(
-                f"SELECT key FROM oncall_reminded WHERE key IN ({', '.join('?' * len(chunk))})",
+                f"SELECT key FROM oncall_reminded WHERE key IN ({placeholders(len(chunk))})",
                 chunk,
             )
             found.update(str(r[0]) for r in rows)
@@ -141,13 +141,16 @@ class SqliteOnCallPush:
         False (nothing written) when the fence no longer holds."""
         now = time.time()
         ops: list[Op] = [
-            ("INSERT INTO oncall_reminded (key, at) VALUES (?, ?) ON CONFLICT DO NOTHING", (k, now))
+            (
+                "INSERT INTO oncall_reminded (key, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                (k, now),
+            )
             for k in handled
         ]
         ops += [
             (
                 "INSERT INTO oncall_posts (key, platform, channel, text, decided, dm) "
-                "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (key) DO NOTHING",
+                "VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (key) DO NOTHING",
                 (f"{key}:{platform}:{user}", platform, user, text, now),
             )
             for key, platform, user, text in dms
@@ -174,9 +177,9 @@ class SqliteOnCallPush:
             if not await fence_holds(tx, fence):
                 return None
             taken = await tx.execute(
-                "UPDATE oncall_posts SET claimed_by = ?, claimed_at = ?, claimed_token = ? "
-                "WHERE key = ? AND sent IS NULL AND (claimed_by IS NULL OR claimed_at < ? "
-                "OR claimed_token < ?)",
+                "UPDATE oncall_posts SET claimed_by = $1, claimed_at = $2, claimed_token = $3 "
+                "WHERE key = $4 AND sent IS NULL AND (claimed_by IS NULL OR claimed_at < $5 "
+                "OR claimed_token < $6)",
                 (nonce, at, fence, post.key, at - CLAIM_STALE_SECONDS, fence),
             )
             return nonce if taken else None
@@ -187,7 +190,7 @@ class SqliteOnCallPush:
         """Give a claimed post back (it could not be sent): only our own claim."""
         await self.db.write(
             "UPDATE oncall_posts SET claimed_by = NULL, claimed_at = NULL, claimed_token = NULL "
-            "WHERE key = ? AND claimed_by = ?",
+            "WHERE key = $1 AND claimed_by = $2",
             (key, claim),
         )
 
@@ -195,8 +198,8 @@ class SqliteOnCallPush:
         """The post went out as `message_id`. Written whoever sent it: it is what chat shows,
         and forgetting a sent post would send it again."""
         await self.db.write(
-            "UPDATE oncall_posts SET sent = ?, message_id = ?, claimed_by = NULL, "
-            "claimed_at = NULL, claimed_token = NULL WHERE key = ?",
+            "UPDATE oncall_posts SET sent = $1, message_id = $2, claimed_by = NULL, "
+            "claimed_at = NULL, claimed_token = NULL WHERE key = $3",
             (time.time(), message_id, key),
         )
 
@@ -222,7 +225,7 @@ class SqliteKeptState:
             self.db,
             [
                 (
-                    "INSERT INTO oncall_kept (target, written, at) VALUES (?, ?, ?) "
+                    "INSERT INTO oncall_kept (target, written, at) VALUES ($1, $2, $3) "
                     "ON CONFLICT (target) DO UPDATE SET written = excluded.written, "
                     "at = excluded.at",
                     (target, value, time.time()),
@@ -235,4 +238,4 @@ class SqliteKeptState:
         """A write went out but could not be recorded (the lease moved meanwhile): forget
         what was recorded, so whoever leads writes the target again at its next refresh
         rather than trust a value this write may have overwritten."""
-        await self.db.write("DELETE FROM oncall_kept WHERE target = ?", (target,))
+        await self.db.write("DELETE FROM oncall_kept WHERE target = $1", (target,))

@@ -26,7 +26,7 @@ from collections.abc import Sequence
 from chatopsd.core.messages import Destination
 from chatopsd.core.ports import OwedCard
 from chatopsd.features.status.store import fence_holds, write_fenced
-from chatopsd.store.db import Database, Op, Tx
+from chatopsd.store.db import Database, Op, Tx, placeholders
 
 CLAIM_STALE_SECONDS = 120.0  # a delivery or a PagerDuty write takes seconds, never this long
 
@@ -37,7 +37,7 @@ class SqliteIncidentCards:
 
     async def state(self, incident_id: str) -> str | None:
         row = await self.db.fetchone(
-            "SELECT state FROM pd_incidents WHERE incident_id = ?", (incident_id,)
+            "SELECT state FROM pd_incidents WHERE incident_id = $1", (incident_id,)
         )
         return None if row is None else str(row[0])
 
@@ -48,7 +48,7 @@ class SqliteIncidentCards:
             chunk = ids[i : i + 500]
             rows = await self.db.fetchall(
                 "SELECT incident_id, state FROM pd_incidents "
-                f"WHERE incident_id IN ({', '.join('?' * len(chunk))})",
+                f"WHERE incident_id IN ({placeholders(len(chunk))})",
                 chunk,
             )
             found.update((str(r[0]), str(r[1])) for r in rows)
@@ -56,7 +56,7 @@ class SqliteIncidentCards:
 
     async def by_number(self, number: int) -> str | None:
         row = await self.db.fetchone(
-            "SELECT incident_id FROM pd_incidents WHERE number = ? ORDER BY updated DESC",
+            "SELECT incident_id FROM pd_incidents WHERE number = $1 ORDER BY updated DESC",
             (number,),
         )
         return None if row is None else str(row[0])
@@ -83,7 +83,7 @@ class SqliteIncidentCards:
             ops.append(
                 (
                     "INSERT INTO pd_incidents (incident_id, number, status, state, updated) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET "
+                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (incident_id) DO UPDATE SET "
                     "status = excluded.status, state = excluded.state, updated = excluded.updated",
                     (incident_id, number, status, state, now),
                 )
@@ -94,12 +94,12 @@ class SqliteIncidentCards:
                     ops.append(
                         (
                             "INSERT INTO pd_cards (incident_id, platform, channel, wanted) "
-                            "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                            "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                             (incident_id, d.platform, d.channel, state),
                         )
                     )
             ops.append(
-                ("UPDATE pd_cards SET wanted = ? WHERE incident_id = ?", (state, incident_id))
+                ("UPDATE pd_cards SET wanted = $1 WHERE incident_id = $2", (state, incident_id))
             )
         if fence is None:
             if ops:
@@ -108,7 +108,7 @@ class SqliteIncidentCards:
         return await write_fenced(self.db, ops, fence)
 
     async def owed(self, incident_id: str | None = None) -> list[OwedCard]:
-        one = "" if incident_id is None else "AND incident_id = ? "
+        one = "" if incident_id is None else "AND incident_id = $1 "
         rows = await self.db.fetchall(
             "SELECT incident_id, platform, channel, message_id, wanted FROM pd_cards "
             f"WHERE (shown IS NULL OR shown <> wanted) {one}ORDER BY incident_id",
@@ -132,12 +132,18 @@ class SqliteIncidentCards:
             return nonce
         at = time.time() if now is None else now
         d = card.destination
-        takeover = "claimed_by IS NULL OR claimed_at < ?"
-        params: list[object] = [nonce, at, fence, card.incident_id, d.platform, d.channel]
-        params.append(at - CLAIM_STALE_SECONDS)
+        takeover = "claimed_by IS NULL OR claimed_at < $7"
+        params = (
+            nonce,
+            at,
+            fence,
+            card.incident_id,
+            d.platform,
+            d.channel,
+            at - CLAIM_STALE_SECONDS,
+        )
         if fence is not None:
-            takeover += " OR claimed_token < ?"  # an older leader's: it is no longer leading
-            params.append(fence)
+            takeover += " OR claimed_token < $3"  # an older leader's: it is no longer leading
 
         async def claim(tx: Tx) -> str | None:
             if fence is not None and not await fence_holds(tx, fence):
@@ -145,8 +151,8 @@ class SqliteIncidentCards:
             if not self.db.shared:
                 return nonce
             taken = await tx.execute(
-                "UPDATE pd_cards SET claimed_by = ?, claimed_at = ?, claimed_token = ? "
-                f"WHERE incident_id = ? AND platform = ? AND channel = ? AND ({takeover})",
+                "UPDATE pd_cards SET claimed_by = $1, claimed_at = $2, claimed_token = $3 "
+                f"WHERE incident_id = $4 AND platform = $5 AND channel = $6 AND ({takeover})",
                 params,
             )
             return nonce if taken else None
@@ -158,7 +164,7 @@ class SqliteIncidentCards:
         d = card.destination
         await self.db.write(
             "UPDATE pd_cards SET claimed_by = NULL, claimed_at = NULL, claimed_token = NULL "
-            "WHERE incident_id = ? AND platform = ? AND channel = ? AND claimed_by = ?",
+            "WHERE incident_id = $1 AND platform = $2 AND channel = $3 AND claimed_by = $4",
             (card.incident_id, d.platform, d.channel, claim),
         )
 
@@ -167,9 +173,9 @@ class SqliteIncidentCards:
         is what chat shows, and forgetting a posted message would post the card again."""
         d = card.destination
         await self.db.write(
-            "UPDATE pd_cards SET message_id = ?, shown = ?, claimed_by = NULL, "
+            "UPDATE pd_cards SET message_id = $1, shown = $2, claimed_by = NULL, "
             "claimed_at = NULL, claimed_token = NULL "
-            "WHERE incident_id = ? AND platform = ? AND channel = ?",
+            "WHERE incident_id = $3 AND platform = $4 AND channel = $5",
             (message_id, card.wanted, card.incident_id, d.platform, d.channel),
         )
 
@@ -189,23 +195,23 @@ class SqlClickClaims:
         nonce = uuid.uuid4().hex
         won = await self.db.execute(
             "INSERT INTO pd_click_claims (incident_id, action, holder, nonce, claimed_at, event) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, action) DO UPDATE SET "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (incident_id, action) DO UPDATE SET "
             "holder = excluded.holder, nonce = excluded.nonce, claimed_at = excluded.claimed_at, "
             "event = excluded.event "
-            "WHERE pd_click_claims.claimed_at < ? OR pd_click_claims.event = excluded.event",
+            "WHERE pd_click_claims.claimed_at < $7 OR pd_click_claims.event = excluded.event",
             (incident_id, action, holder, nonce, now, event or None, now - CLAIM_STALE_SECONDS),
         )
         return nonce if won else None
 
     async def holder(self, incident_id: str, action: str) -> str | None:
         row = await self.db.fetchone(
-            "SELECT holder FROM pd_click_claims WHERE incident_id = ? AND action = ?",
+            "SELECT holder FROM pd_click_claims WHERE incident_id = $1 AND action = $2",
             (incident_id, action),
         )
         return None if row is None else str(row[0])
 
     async def release(self, incident_id: str, action: str, claim: str) -> None:
         await self.db.write(
-            "DELETE FROM pd_click_claims WHERE incident_id = ? AND action = ? AND nonce = ?",
+            "DELETE FROM pd_click_claims WHERE incident_id = $1 AND action = $2 AND nonce = $3",
             (incident_id, action, claim),
         )
