@@ -1,8 +1,10 @@
 """The store's SQL dialect, run on SQLite and on a real PostgreSQL: `$n` placeholders (a value
-used twice, quotes and comments left alone), and LIKE finding the same rows on both."""
+used twice, quotes and comments left alone), the refusal of a database call inside that
+database's own transaction callback, and LIKE finding the same rows on both."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -13,6 +15,7 @@ import pytest
 from chatopsd.core.ports import AuditEntry
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.db import (
+    CallInsideTransaction,
     Database,
     PlaceholderError,
     Tx,
@@ -151,6 +154,70 @@ async def test_a_question_mark_placeholder_is_refused_on_both(db: Database) -> N
         await db.fetchone("SELECT key FROM kv WHERE key = ?", ("x",))
     if db.dialect == "sqlite":
         assert isinstance(refused.value, PlaceholderError)
+
+
+# -- no database call inside the database's own transaction ------------------------------
+
+
+async def test_a_database_call_inside_its_own_transaction_is_refused(db: Database) -> None:
+    """Each `db.*` call inside a `transaction()` callback fails at once with a clear error
+    (on SQLite it used to wait for the writer that runs the callback: a silent deadlock;
+    on PostgreSQL it ran outside the transaction). The callback goes on through its `tx`,
+    and the transaction commits."""
+    insert = "INSERT INTO kv (key, value, updated) VALUES ($1, $2, $3)"
+    calls = {
+        "write": lambda: db.write(insert, ("w", "w", 1.0)),
+        "write_many": lambda: db.write_many([(insert, ("m", "m", 1.0))]),
+        "execute": lambda: db.execute(insert, ("e", "e", 1.0)),
+        "fetchone": lambda: db.fetchone("SELECT 1"),
+        "fetchall": lambda: db.fetchall("SELECT 1"),
+        "transaction": lambda: db.transaction(lambda tx: tx.fetchone("SELECT 1")),
+    }
+    refused: list[str] = []
+    go_on = asyncio.Event()
+
+    async def after_commit() -> object:
+        await go_on.wait()  # started inside the callback, runs once it has ended
+        return await db.fetchone("SELECT value FROM kv WHERE key = $1", ("in tx",))
+
+    later: asyncio.Task[object] | None = None
+
+    async def callback(tx: Tx) -> str:
+        nonlocal later
+        await tx.execute(insert, ("in tx", "kept", 1.0))
+        for name, call in calls.items():
+            with pytest.raises(CallInsideTransaction, match=rf"db\.{name}\(\).*tx") as exc:
+                # (a deadlock fails here, instead of hanging the writer and the test)
+                await asyncio.wait_for(call(), 10)
+            refused.append(name)
+            assert "transaction() callback" in str(exc.value)
+        later = asyncio.get_running_loop().create_task(after_commit())
+        return "done"
+
+    assert await db.transaction(callback) == "done"
+    assert refused == list(calls)
+    rows = await db.fetchall("SELECT key, value FROM kv ORDER BY key")
+    assert [tuple(r) for r in rows] == [("in tx", "kept")]
+    go_on.set()
+    assert later is not None
+    row = await later
+    assert row is not None and row[0] == "kept"
+
+
+async def test_a_refused_call_that_is_not_caught_rolls_the_transaction_back(
+    db: Database,
+) -> None:
+    async def callback(tx: Tx) -> None:
+        await tx.execute("INSERT INTO kv (key, value, updated) VALUES ('k', 'v', 1)")
+        await asyncio.wait_for(
+            db.write("INSERT INTO kv (key, value, updated) VALUES ('k2', 'v', 1)"), 10
+        )
+
+    with pytest.raises(CallInsideTransaction):
+        await db.transaction(callback)
+    assert await db.fetchall("SELECT key FROM kv") == []
+    await db.write("INSERT INTO kv (key, value, updated) VALUES ('after', 'v', 1)")
+    assert [r[0] for r in await db.fetchall("SELECT key FROM kv")] == ["after"]
 
 
 # -- LIKE: the same rows on both databases -----------------------------------------------

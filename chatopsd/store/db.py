@@ -10,7 +10,9 @@ twice, and `placeholders(n)` writes a VALUES row or an IN list. A backend runs i
   left alone; a bare `?` is refused).
 - `postgres.PgDatabase` (asyncpg): several instances share it; the SQL goes as it is.
 
-LIKE is written with `like_sql`, which finds the same rows on both databases.
+Inside a `transaction(fn)` callback every statement goes through `fn`'s `tx`: a call on the
+database itself is refused at once (CallInsideTransaction; on SQLite it would deadlock the
+writer). LIKE is written with `like_sql`, which finds the same rows on both databases.
 Where the dialects really differ (a lock statement, a type), a store asks `db.dialect`.
 `db.shared` says whether other processes may write at the same time: with SQLite (never
 shared) a store may trust what it keeps in memory; with PostgreSQL it must ask the database
@@ -35,9 +37,11 @@ build that had 0095 but not yet 0090 must still get 0090 when a build with both 
 
 from __future__ import annotations
 
+import contextvars
 import functools
 import re
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any, Literal, Protocol, TypeVar
 
@@ -59,6 +63,53 @@ class NewerDatabase(RuntimeError):
 
 class OlderDatabase(RuntimeError):
     """A read-only reader found migrations missing (it may not apply them itself)."""
+
+
+class CallInsideTransaction(RuntimeError):
+    """A `db.*` call made inside that database's own `transaction()` callback: a programming
+    error. On SQLite it would wait for the writer, which is busy running the callback: a
+    deadlock. On PostgreSQL it would run on another pooled connection, outside the
+    transaction (and wait forever on a row the transaction has locked)."""
+
+
+@dataclass(slots=True)
+class _Open:
+    """One `transaction()` callback running; `outer` is the one it runs inside, if any (a
+    callback may use another database). Tasks the callback starts see it too (they copy the
+    context): they are refused while it runs, and free once it has ended."""
+
+    db: object
+    outer: _Open | None
+    running: bool = True
+
+
+_OPEN: contextvars.ContextVar[_Open | None] = contextvars.ContextVar(
+    "chatopsd_open_transaction", default=None
+)
+
+
+def refuse_inside_transaction(db: object, call: str) -> None:
+    """Raise CallInsideTransaction when `db`'s own transaction callback makes this call."""
+    open_ = _OPEN.get()
+    while open_ is not None:
+        if open_.db is db and open_.running:
+            raise CallInsideTransaction(
+                f"db.{call}() inside a transaction() callback of the same database: use the "
+                "callback's `tx` (tx.execute, tx.fetchone, tx.fetchall) for every statement "
+                "of the transaction"
+            )
+        open_ = open_.outer
+
+
+async def run_transaction(db: object, fn: Callable[[Tx], Awaitable[T]], tx: Tx) -> T:
+    """Run a `transaction()` callback, with `db.*` calls refused while it runs."""
+    open_ = _Open(db, _OPEN.get())
+    token = _OPEN.set(open_)
+    try:
+        return await fn(tx)
+    finally:
+        open_.running = False
+        _OPEN.reset(token)
 
 
 class Tx(Protocol):

@@ -28,7 +28,9 @@ from chatopsd.store.db import (
     T,
     Tx,
     missing,
+    refuse_inside_transaction,
     require_current,
+    run_transaction,
 )
 
 log = logging.getLogger("chatopsd.store")
@@ -221,9 +223,11 @@ class PgDatabase:
                 await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATE_LOCK)
 
     async def write(self, sql: str, params: Params = ()) -> None:
+        refuse_inside_transaction(self, "write")
         await self.pool.execute(sql, *params)
 
     async def write_many(self, ops: Iterable[Op]) -> None:
+        refuse_inside_transaction(self, "write_many")
         batch = list(ops)
         if not batch:
             return
@@ -244,16 +248,23 @@ class PgDatabase:
                 i = j
 
     async def execute(self, sql: str, params: Params = ()) -> int:
+        refuse_inside_transaction(self, "execute")
         return _count(await self.pool.execute(sql, *params))
 
     async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `fn` on one pooled connection inside a transaction. Inside `fn` every
+        statement goes through its `tx`: a call on this database itself is refused
+        (CallInsideTransaction), since it would run outside the transaction."""
+        refuse_inside_transaction(self, "transaction")
         async with self.pool.acquire() as conn, conn.transaction():
-            return await fn(_Tx(conn))
+            return await run_transaction(self, fn, _Tx(conn))
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
+        refuse_inside_transaction(self, "fetchall")
         return list(await self.pool.fetch(sql, *params))
 
     async def fetchone(self, sql: str, params: Params = ()) -> Any:
+        refuse_inside_transaction(self, "fetchone")
         return await self.pool.fetchrow(sql, *params)
 
     async def close(self) -> None:
