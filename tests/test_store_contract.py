@@ -18,7 +18,7 @@ from chatopsd.features.status.stalking_rules import Stalker
 from chatopsd.features.status.store import SqlStalkerStore
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
-from chatopsd.store.db import Database, NewerDatabase, migrations
+from chatopsd.store.db import Database, NewerDatabase, migration_files, migrations
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.kv import SqlKeyValue
 from tests.conftest import FakeClock
@@ -34,10 +34,12 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
 
 
 def test_every_sqlite_migration_has_a_postgresql_twin() -> None:
-    lite = {name for _, name, _ in migrations("sqlite")}
-    pg = {name for _, name, _ in migrations("postgresql")}
-    assert sorted(lite - pg) == [], "write its twin in chatopsd/store/migrations_pg/"
-    assert sorted(pg - lite) == []
+    """In the same folder, with the same number and name."""
+    lite = {(m.home, m.name) for m in migration_files("sqlite")}
+    pg = {(m.home, m.name) for m in migration_files("postgresql")}
+    assert len(lite) > 20  # every folder was read
+    assert sorted(lite - pg) == [], "write its twin in chatopsd/<home>/migrations/postgresql/"
+    assert sorted(pg - lite) == [], "write its twin in chatopsd/<home>/migrations/sqlite/"
 
 
 async def test_migrated_once_and_a_newer_database_is_refused(db: Database, tmp_path: Path) -> None:

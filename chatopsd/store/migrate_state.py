@@ -97,7 +97,7 @@ async def _copy(lite: SqliteDatabase, pg: PgDatabase) -> list[Copied]:
     if missing:
         raise MigrateError(
             f"PostgreSQL has no table {', '.join(missing)}: its migration twin is missing "
-            "(chatopsd/store/migrations_pg)"
+            "(a migrations/postgresql/ folder, store/db.py)"
         )
     for table in tables:
         row = await pg.fetchone(f"SELECT 1 FROM {table} LIMIT 1")

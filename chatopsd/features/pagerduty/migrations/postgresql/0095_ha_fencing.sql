@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0095_ha_fencing.sql.
+-- PostgreSQL twin of ../sqlite/0095_ha_fencing.sql.
 CREATE TABLE pd_click_claims (
     incident_id TEXT NOT NULL,
     action      TEXT NOT NULL,

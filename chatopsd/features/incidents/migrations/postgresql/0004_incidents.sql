@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0004_incidents.sql.
+-- PostgreSQL twin of ../sqlite/0004_incidents.sql.
 CREATE TABLE incidents (
     id              TEXT PRIMARY KEY,
     year            INTEGER NOT NULL,

@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0125_identity_links.sql.
+-- PostgreSQL twin of ../sqlite/0125_identity_links.sql.
 ALTER TABLE pd_links ADD COLUMN confirmed_by TEXT;
 ALTER TABLE pd_links ADD COLUMN request TEXT;
 ALTER TABLE pd_links ADD COLUMN expires DOUBLE PRECISION;

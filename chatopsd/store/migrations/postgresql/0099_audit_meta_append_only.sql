@@ -1,4 +1,4 @@
--- Twin of migrations/0099_audit_meta_append_only.sql: audit_meta is append-only like audit.
+-- Twin of ../sqlite/0099_audit_meta_append_only.sql: audit_meta is append-only like audit.
 CREATE FUNCTION audit_meta_append_only() RETURNS trigger LANGUAGE plpgsql AS $$
 BEGIN
     RAISE EXCEPTION 'audit_meta rows are append-only';

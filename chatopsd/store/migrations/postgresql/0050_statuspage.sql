@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0050_statuspage.sql.
+-- PostgreSQL twin of ../sqlite/0050_statuspage.sql.
 CREATE TABLE public_incidents (
     incident_id      TEXT PRIMARY KEY REFERENCES incidents (id),
     page_incident_id TEXT,

@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0040_lease.sql.
+-- PostgreSQL twin of ../sqlite/0040_lease.sql.
 CREATE TABLE lease (
     id         INTEGER PRIMARY KEY CHECK (id = 1),
     token      BIGINT NOT NULL,

@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0002_oncall.sql.
+-- PostgreSQL twin of ../sqlite/0002_oncall.sql.
 CREATE TABLE oncall_people (
     id     TEXT PRIMARY KEY,
     name   TEXT NOT NULL,

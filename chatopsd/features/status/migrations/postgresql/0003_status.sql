@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0003_status.sql.
+-- PostgreSQL twin of ../sqlite/0003_status.sql.
 CREATE TABLE stalkers (
     platform         TEXT NOT NULL,
     channel          TEXT NOT NULL,

@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0081_oncall_shifts.sql.
+-- PostgreSQL twin of ../sqlite/0081_oncall_shifts.sql.
 -- Issue 18: the on-call lookahead (GET /oncalls with since/until), rewritten after each
 -- PagerDuty refresh; read by `!ic next`, `!ic schedule` and the shift reminders.
 CREATE TABLE oncall_shifts (

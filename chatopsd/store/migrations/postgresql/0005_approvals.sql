@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0005_approvals.sql.
+-- PostgreSQL twin of ../sqlite/0005_approvals.sql.
 CREATE TABLE approvals (
     id             TEXT PRIMARY KEY,
     kind           TEXT NOT NULL,

@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0080_oncall_push.sql.
+-- PostgreSQL twin of ../sqlite/0080_oncall_push.sql.
 -- Issue 18: on-call awareness pushed out (handoff announcements, and the posts they owe).
 
 -- One row per watched (schedule, role): who we last announced as on call there, and a change

@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0011_recent_pages.sql.
+-- PostgreSQL twin of ../sqlite/0011_recent_pages.sql.
 CREATE TABLE recent_pages (
     target TEXT PRIMARY KEY,
     at     DOUBLE PRECISION NOT NULL,

@@ -1,4 +1,4 @@
--- Twin of migrations/0020_audit_meta.sql: which audit rows may lack a hash (store/audit.py).
+-- Twin of ../sqlite/0020_audit_meta.sql: which audit rows may lack a hash (store/audit.py).
 CREATE TABLE audit_meta (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL

@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0060_pagerduty_sync.sql.
+-- PostgreSQL twin of ../sqlite/0060_pagerduty_sync.sql.
 CREATE TABLE pd_links (
     platform TEXT NOT NULL,
     user_id  TEXT NOT NULL,

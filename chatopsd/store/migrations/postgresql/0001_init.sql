@@ -1,4 +1,4 @@
--- PostgreSQL twin of migrations/0001_init.sql.
+-- PostgreSQL twin of ../sqlite/0001_init.sql.
 CREATE TABLE events (
     platform TEXT NOT NULL,
     event_id TEXT NOT NULL,
