@@ -52,6 +52,7 @@ from chatopsd.features.status.api import StatusSource
 from chatopsd.features.status.commands import StatusBoard, StatusHandler
 from chatopsd.features.status.stalkers import Stalking
 from chatopsd.features.status.store import SqlStalkerStore
+from chatopsd.httpclient import HttpTransport
 from chatopsd.identity.service import IdentityService
 from chatopsd.identity.store import SqliteIdentityLinks
 from chatopsd.logs import toggle_debug
@@ -68,15 +69,13 @@ from chatopsd.store.kv import SqlKeyValue
 from chatopsd.systemd import Notifier, Watchdog
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatopsd.features.followups.trackers import Tracker
     from chatopsd.features.oncall.handoffs import Handoffs
+    from chatopsd.features.oncall.lookahead import LookaheadRefresher
     from chatopsd.features.oncall.reminders import Reminders
-    from chatopsd.features.oncall.shifts_store import ShiftCache
     from chatopsd.features.oncall.swaps import SwapHandler
     from chatopsd.features.pagerduty.cards import IncidentSync
-    from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+    from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 
 log = logging.getLogger("chatopsd")
 
@@ -124,18 +123,19 @@ class App:
         self.supervisors: list[Supervisor] = []
         self._tasks: list[asyncio.Task[None]] = []
         self.scheduler = Scheduler(self.clock)
-        self._http_session: aiohttp.ClientSession | None = None
         self.metrics = Metrics()
         # every time shown in chat, in chatopsd.timezone (default: the host's zone)
         self.times = Times(self.config.chatopsd.zone())
         self._stopped = False
         self.pd_sync: IncidentSync | None = None  # PagerDuty incidents in chat (issue 17)
         self.handoffs: Handoffs | None = None  # handoff announcements (issue 18)
-        self.shifts: ShiftCache | None = None  # the on-call lookahead (issue 18)
+        self.shifts: LookaheadRefresher | None = None  # the on-call lookahead (issue 18)
         self.reminders: Reminders | None = None  # shift reminders by DM (issue 18)
         self.swaps: SwapHandler | None = None  # `!ic swap` requests (issue 18)
         # the configured tokens, kept out of chat and the audit trail as well as the logs
         self.secrets = redact.usable(config_mod.secrets_of(self.config))
+        # the outbound HTTP transport of every integration (aiohttp loads on first use)
+        self.http = HttpTransport(self.clock, secrets=self.secrets)
 
     def redact_secrets(self, text: str) -> str:
         """`text` without any configured token (an outside system's error may quote one)."""
@@ -378,7 +378,7 @@ class App:
         pd = self.config.pagerduty
         page_log: PageLog = MemoryPageLog()  # the demo: nothing is really paged
         if pd is not None:
-            from chatopsd.features.pagerduty.oncall_cache import SqlPageLog
+            from chatopsd.features.pagerduty.oncall_store import SqlPageLog
 
             page_log = SqlPageLog(self.db)
         return IcHandler(
@@ -534,17 +534,18 @@ class App:
         """Demo data only for a console-only daemon: never show made-up people in a real chat."""
         return not self.config.platforms
 
-    async def _oncall_cache(self) -> OnCallCache | None:
+    async def _oncall_cache(self) -> OnCallRefresher | None:
         """The PagerDuty on-call cache (loaded from SQLite) and its refresh job."""
         pd = self.config.pagerduty
         if pd is None:
             return None
-        from chatopsd.features.pagerduty.client import PagerDutyClient  # aiohttp: only when used
-        from chatopsd.features.pagerduty.oncall_cache import OnCallCache
+        from chatopsd.features.pagerduty.client import PagerDutyClient
+        from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
+        from chatopsd.features.pagerduty.oncall_store import OnCallSnapshots
 
-        cache = OnCallCache(
-            self.db,
-            PagerDutyClient(pd.api_url, pd.api_token.get_secret_value()),
+        cache = OnCallRefresher(
+            OnCallSnapshots(self.db),
+            PagerDutyClient(self.http, pd.api_url, pd.api_token.get_secret_value()),
             self.clock,
             schedules={
                 "ic": pd.ic_schedules,
@@ -598,14 +599,8 @@ class App:
 
         return sources.build(self.config.status.sources, self._http())
 
-    def _http(self) -> aiohttp.ClientSession:
-        """One HTTP session (connection pool) shared by the integrations, made on first use,
-        so a console-only daemon never loads aiohttp."""
-        if self._http_session is None:
-            import aiohttp
-
-            self._http_session = aiohttp.ClientSession()
-        return self._http_session
+    def _http(self) -> HttpTransport:
+        return self.http
 
     async def _status_poll(self) -> None:
         if not self.lease.leader:
@@ -768,11 +763,7 @@ class App:
         outbox: Outbox | None = getattr(self, "outbox", None)
         if outbox is not None:
             await outbox.close()
-        cache: OnCallCache | None = getattr(self, "oncall_cache", None)
-        if cache is not None:
-            await cache.client.close()
-        if self._http_session is not None:
-            await self._http_session.close()
+        await self.http.close()
         lease: Lease | None = getattr(self, "lease", None)
         if lease is not None:
             await lease.stop()
@@ -801,10 +792,7 @@ class App:
             except Exception:
                 log.exception("closing %s failed", supervisor.platform)
         await self.outbox.close()
-        if self.oncall_cache is not None:
-            await self.oncall_cache.client.close()
-        if self._http_session is not None:
-            await self._http_session.close()
+        await self.http.close()
         await self.lease.stop()
         await self.log_audit_head()
         await self.db.close()

@@ -16,22 +16,19 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
-from urllib.parse import quote
-
-import aiohttp
 
 from chatopsd import config as config_mod
 from chatopsd import locations, redact
 from chatopsd.config import (
-    AlertmanagerSource,
     CommandSource,
     Config,
-    HttpSource,
     MattermostSection,
     PagerDutySection,
-    PrometheusSource,
+    StatusSourceConfig,
 )
 from chatopsd.core.errors import ConfigError
+from chatopsd.core.ports import SystemClock
+from chatopsd.httpclient import HttpError, HttpTransport
 from chatopsd.platforms import configured
 from chatopsd.store.backend import open_readonly
 
@@ -59,48 +56,35 @@ def _token_hint(section: str, key: str) -> str:
     )
 
 
-class HttpError(Exception):
-    def __init__(self, status: int, body: Any) -> None:
-        super().__init__(f"HTTP {status}")
-        self.status, self.body = status, body
-
-
-async def _get_json(
-    http: aiohttp.ClientSession,
-    url: str,
-    headers: dict[str, str] | None = None,
-    params: dict[str, str] | None = None,
-    ssl_ctx: ssl.SSLContext | bool = True,
-) -> Any:
-    async with http.get(url, headers=headers, params=params, ssl=ssl_ctx) as resp:
-        try:
-            body = await resp.json(content_type=None)
-        except ValueError:
-            body = None
-        if resp.status >= 400:
-            raise HttpError(resp.status, body)
-        if body is None:
-            raise ValueError("the answer is not JSON")
-        return body
+_STATUS_WORDS = {
+    401: "HTTP 401: the token is not accepted",
+    403: "HTTP 403: the token lacks permission",
+    404: "HTTP 404: not found",
+    429: "HTTP 429: rate limited, try again in a minute",
+}
 
 
 def _why(exc: BaseException) -> str:
     """A failure as the operator needs it: no token, no traceback."""
+    from chatopsd.features.pagerduty.client import PagerDutyError
+    from chatopsd.features.status.sources.http import MissingField
+
     if isinstance(exc, TimeoutError):
         return "no answer in time (timeout)"
     if isinstance(exc, HttpError):
-        return {
-            401: "HTTP 401: the token is not accepted",
-            403: "HTTP 403: the token lacks permission",
-            404: "HTTP 404: not found",
-            429: "HTTP 429: rate limited, try again in a minute",
-        }.get(exc.status, f"HTTP {exc.status}")
-    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
-        return f"TLS certificate not trusted ({exc.certificate_error})"
-    if isinstance(exc, aiohttp.ClientConnectorError):
-        return f"cannot connect: {exc.os_error.strerror or exc.os_error}"
-    if isinstance(exc, aiohttp.ClientError):
-        return f"{type(exc).__name__}: {exc}"
+        if exc.kind == "timeout":
+            return "no answer in time (timeout)"
+        if exc.kind == "malformed":
+            return "the answer is not JSON"
+        if exc.kind == "unreachable":
+            return exc.detail or exc.text
+        status = exc.status or 0
+        return _STATUS_WORDS.get(status, f"HTTP {status}")
+    if isinstance(exc, PagerDutyError):
+        # the client's words name what to fix in chat; here the status says it per line
+        return _STATUS_WORDS.get(exc.status or 0, exc.message)
+    if isinstance(exc, MissingField):
+        return f"field {exc.field!r} is not in the answer"
     return f"{type(exc).__name__}: {exc}"
 
 
@@ -154,7 +138,7 @@ async def _check_postgresql(url: str) -> list[Result]:
     return [Result(name, True, f"{where}: reachable, schema current (PostgreSQL)")]
 
 
-async def check_slack(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+async def check_slack(cfg: Config, http: HttpTransport) -> list[Result]:
     from slack_sdk.errors import SlackApiError
     from slack_sdk.web.async_client import AsyncWebClient
 
@@ -215,12 +199,12 @@ async def check_slack(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
     return out
 
 
-async def check_discord(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+async def check_discord(cfg: Config, http: HttpTransport) -> list[Result]:
     assert cfg.discord is not None
     api = cfg.discord.api_url.rstrip("/")
     headers = {"Authorization": f"Bot {cfg.discord.token.get_secret_value()}"}
     try:
-        me = await _get_json(http, f"{api}/users/@me", headers)
+        me = await http.get_json(f"{api}/users/@me", headers=headers)
     except Exception as exc:
         if isinstance(exc, HttpError) and exc.status in (401, 403):
             why = f"{_why(exc)}; {_token_hint('discord', 'token')}"
@@ -230,7 +214,7 @@ async def check_discord(cfg: Config, http: aiohttp.ClientSession) -> list[Result
         return [Result("discord token", False, why)]
     out = [Result("discord token", True, f"logged in as {me.get('username', '?')}")]
     try:
-        app = await _get_json(http, f"{api}/oauth2/applications/@me", headers)
+        app = await http.get_json(f"{api}/oauth2/applications/@me", headers=headers)
         flags = int(app.get("flags") or 0)
     except Exception as exc:
         out.append(Result("discord intents", False, f"cannot read the application: {_why(exc)}"))
@@ -258,7 +242,7 @@ def _mattermost_tls(section: MattermostSection) -> ssl.SSLContext | bool:
     return ctx
 
 
-async def check_mattermost(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+async def check_mattermost(cfg: Config, http: HttpTransport) -> list[Result]:
     section = cfg.mattermost
     assert section is not None
     base = section.url.rstrip("/")
@@ -292,30 +276,35 @@ async def check_mattermost(cfg: Config, http: aiohttp.ClientSession) -> list[Res
         return out
     headers = {"Authorization": f"Bearer {section.token.get_secret_value()}"}
     try:
-        me = await _get_json(http, f"{base}/api/v4/users/me", headers, ssl_ctx=ctx)
+        me = await http.get_json(f"{base}/api/v4/users/me", headers=headers, ssl=ctx)
     except Exception as exc:
-        hint = "" if not isinstance(exc, HttpError) else f"; {_token_hint('mattermost', 'token')}"
+        answered = isinstance(exc, HttpError) and exc.kind == "status"
+        hint = f"; {_token_hint('mattermost', 'token')}" if answered else ""
         out.append(Result("mattermost token", False, f"{base}: {_why(exc)}{hint}"))
         return out
     out.append(Result("mattermost token", True, f"{base}: logged in as {me.get('username')}"))
     return out
 
 
-async def check_pagerduty(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+async def check_pagerduty(cfg: Config, http: HttpTransport) -> list[Result]:
+    """The PagerDuty client's own calls: the user search `!ic who` uses, then the configured
+    service and schedules."""
+    from chatopsd.features.pagerduty.client import PagerDutyClient, PagerDutyError
+
     pd: PagerDutySection | None = cfg.pagerduty
     assert pd is not None
     api = pd.api_url.rstrip("/")
-    headers = {
-        "Authorization": f"Token token={pd.api_token.get_secret_value()}",
-        "Accept": "application/vnd.pagerduty+json;version=2",
-    }
+    client = PagerDutyClient(
+        http, api, pd.api_token.get_secret_value(), request_timeout=http.timeout, max_attempts=1
+    )
     try:
-        users = await _get_json(http, f"{api}/users", headers, {"query": pd.from_email})
+        users = await client.search_users(pd.from_email, deadline=http.timeout)
     except Exception as exc:
-        hint = f"; {_token_hint('pagerduty', 'api_token')}" if isinstance(exc, HttpError) else ""
+        answered = isinstance(exc, PagerDutyError) and exc.status is not None
+        hint = f"; {_token_hint('pagerduty', 'api_token')}" if answered else ""
         return [Result("pagerduty token", False, f"{api}: {_why(exc)}{hint}")]
     out = [Result("pagerduty token", True, f"{api} accepts the token")]
-    emails = {str(u.get("email", "")).lower() for u in users.get("users", [])}
+    emails = {str(u.get("email", "")).lower() for u in users}
     if pd.from_email.lower() in emails:
         out.append(Result("pagerduty from_email", True, f"{pd.from_email} is a user"))
     else:
@@ -328,48 +317,43 @@ async def check_pagerduty(cfg: Config, http: aiohttp.ClientSession) -> list[Resu
             )
         )
 
-    async def exists(kind: str, key: str, ident: str) -> Result:
+    async def exists(
+        read: Callable[[str], Awaitable[dict[str, Any]]], key: str, ident: str
+    ) -> Result:
         try:
-            body = await _get_json(http, f"{api}/{kind}s/{quote(ident, safe='')}", headers)
-            return Result(f"pagerduty {key}", True, f"{ident} ({body[kind].get('name', '?')})")
+            found = await read(ident)
+            return Result(f"pagerduty {key}", True, f"{ident} ({found.get('name', '?')})")
         except Exception as exc:
             return Result(f"pagerduty {key}", False, f"{ident}: {_why(exc)}; check pagerduty.{key}")
 
-    probes = [exists("service", "service_id", pd.service_id)]
-    probes += [exists("schedule", "ic_schedules", s) for s in pd.ic_schedules]
-    probes += [exists("schedule", "responder_schedules", s) for s in pd.responder_schedules]
+    probes = [exists(client.service, "service_id", pd.service_id)]
+    probes += [exists(client.schedule, "ic_schedules", s) for s in pd.ic_schedules]
+    probes += [exists(client.schedule, "responder_schedules", s) for s in pd.responder_schedules]
     out += await asyncio.gather(*probes)
     return out
 
 
-async def check_status_sources(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
-    async def one(src: Any) -> Result:
+async def check_status_sources(cfg: Config, http: HttpTransport) -> list[Result]:
+    """Each source read as the daemon reads it (its own request and parsing), within the
+    doctor's timeout; commands are run and their exit status checked against exit_map."""
+    from chatopsd.features.status import sources
+    from chatopsd.features.status.sources.alertmanager import AlertmanagerStatus
+    from chatopsd.features.status.sources.http import HttpStatus
+    from chatopsd.features.status.sources.prometheus import PrometheusStatus
+
+    async def one(src: StatusSourceConfig) -> Result:
         name = f"status source {src.name}"
+        if isinstance(src, CommandSource):
+            return await _probe_command(name, src)
+        limited = src.model_copy(update={"timeout_seconds": min(src.timeout_seconds, http.timeout)})
+        [reader] = sources.build([limited], http)
+        assert isinstance(reader, AlertmanagerStatus | PrometheusStatus | HttpStatus)
         try:
-            if isinstance(src, AlertmanagerSource):
-                body = await _get_json(http, src.url.rstrip("/") + "/api/v2/alerts")
-                if not isinstance(body, list):
-                    raise ValueError("/api/v2/alerts did not return a list")
-                return Result(name, True, f"alertmanager answers ({len(body)} alerts)")
-            if isinstance(src, PrometheusSource):
-                url = src.url.rstrip("/") + "/api/v1/query"
-                body = await _get_json(http, url, params={"query": src.query})
-                if body.get("status") != "success":
-                    raise ValueError(f"query failed: {body.get('error', body.get('status'))}")
-                return Result(name, True, "prometheus answers the query")
-            if isinstance(src, HttpSource):
-                body = await _get_json(http, src.url)
-                value: Any = body
-                for part in src.field.split("."):
-                    if not isinstance(value, dict) or part not in value:
-                        raise ValueError(f"field {src.field!r} is not in the answer")
-                    value = value[part]
-                return Result(name, True, f"{src.field} = {str(value)[:40]}")
-            if isinstance(src, CommandSource):
-                return await _probe_command(name, src)
+            reading = await reader.fetch()
         except Exception as exc:
             return Result(name, False, f"{getattr(src, 'url', '')}: {_why(exc)}")
-        return Result(name, False, f"unknown kind {src.kind}")
+        alerts = f", {len(reading.alerts)} alerts" if reading.alerts else ""
+        return Result(name, True, f"{src.kind} answers: {reading.verdict.value}{alerts}")
 
     return list(await asyncio.gather(*(one(s) for s in cfg.status.sources)))
 
@@ -396,7 +380,7 @@ async def _probe_command(name: str, src: CommandSource) -> Result:
     return Result(name, True, f"exit {code} = {src.exit_map[str(code)]}")
 
 
-Probe = Callable[[Config, aiohttp.ClientSession], Awaitable[list[Result]]]
+Probe = Callable[[Config, HttpTransport], Awaitable[list[Result]]]
 
 
 async def run_checks(
@@ -407,9 +391,12 @@ async def run_checks(
         probes.append(check_pagerduty)
     if cfg.status.sources:
         probes.append(check_status_sources)
-    timeout = aiohttp.ClientTimeout(total=timeout_seconds)
-    async with aiohttp.ClientSession(timeout=timeout) as http:
+    # one attempt per probe: doctor says what it finds now, it does not wait out an outage
+    http = HttpTransport(SystemClock(), secrets=config_mod.secrets_of(cfg), timeout=timeout_seconds)
+    try:
         groups = await asyncio.gather(check_state_db(cfg, env), *(p(cfg, http) for p in probes))
+    finally:
+        await http.close()
     return [r for group in groups for r in group]
 
 

@@ -13,14 +13,15 @@ from chatopsd.core.commands import CommandProvider
 from chatopsd.core.ports import ChannelTopics, DirectMessages, UserGroups
 from chatopsd.features.incidents.commands import destination
 from chatopsd.features.oncall.handoffs import Handoffs
+from chatopsd.features.oncall.lookahead import LookaheadRefresher
 from chatopsd.features.oncall.posts import PostDelivery
 from chatopsd.features.oncall.reminders import Reminders
 from chatopsd.features.oncall.shift_commands import ShiftHandler
 from chatopsd.features.oncall.shift_rules import Lookahead
-from chatopsd.features.oncall.shifts_store import ShiftCache
+from chatopsd.features.oncall.shifts_store import SqlShifts
 from chatopsd.features.oncall.store import SqliteKeptState, SqliteOnCallPush
 from chatopsd.features.oncall.topics import KeptTrue, Topic
-from chatopsd.features.pagerduty.oncall_cache import Snapshot
+from chatopsd.features.pagerduty.oncall_store import Snapshot
 from chatopsd.features.paging.api import Person
 
 if TYPE_CHECKING:
@@ -39,8 +40,8 @@ def build(app: App) -> list[CommandProvider]:
         return []
     store = SqliteOnCallPush(app.db)
     schedules = [*pd.ic_schedules, *pd.responder_schedules]
-    app.shifts = shifts = ShiftCache(
-        app.db, cache.client, app.clock, schedule_ids=schedules, days=pd.lookahead_days
+    app.shifts = shifts = LookaheadRefresher(
+        SqlShifts(app.db), cache.client, app.clock, schedule_ids=schedules, days=pd.lookahead_days
     )
     hooks: list[tuple[str, Hook]] = []
 
@@ -170,7 +171,7 @@ def build(app: App) -> list[CommandProvider]:
 async def start(app: App) -> None:
     """Load what the previous run cached (before the first refresh can replace it)."""
     shifts = getattr(app, "shifts", None)
-    if isinstance(shifts, ShiftCache):
+    if isinstance(shifts, LookaheadRefresher):
         await shifts.load()
 
 
@@ -180,5 +181,5 @@ async def follow(app: App) -> None:
     and `!ic schedule` answer here what they answer on the leader (one interval late at most).
     """
     shifts = getattr(app, "shifts", None)
-    if isinstance(shifts, ShiftCache):
+    if isinstance(shifts, LookaheadRefresher):
         await shifts.load()

@@ -18,12 +18,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    import aiohttp
-
     from chatopsd.config import Config
     from chatopsd.connectors.base import Connector
     from chatopsd.core.ports import Clock, KeyValue
     from chatopsd.doctor import Result
+    from chatopsd.httpclient import HttpTransport
 
 
 @dataclass(frozen=True)
@@ -36,7 +35,7 @@ class Wiring:
 
 
 Build = Callable[[Any, Wiring], "Connector"]
-Probe = Callable[["Config", "aiohttp.ClientSession"], Awaitable[list["Result"]]]
+Probe = Callable[["Config", "HttpTransport"], Awaitable[list["Result"]]]
 
 
 @dataclass(frozen=True)
@@ -67,19 +66,19 @@ def _mattermost(section: Any, w: Wiring) -> Connector:
     return MattermostConnector(section, clock=w.clock, kv=w.kv, prefix=w.prefix)
 
 
-async def _probe_slack(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+async def _probe_slack(cfg: Config, http: HttpTransport) -> list[Result]:
     from chatopsd.doctor import check_slack
 
     return await check_slack(cfg, http)
 
 
-async def _probe_discord(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+async def _probe_discord(cfg: Config, http: HttpTransport) -> list[Result]:
     from chatopsd.doctor import check_discord
 
     return await check_discord(cfg, http)
 
 
-async def _probe_mattermost(cfg: Config, http: aiohttp.ClientSession) -> list[Result]:
+async def _probe_mattermost(cfg: Config, http: HttpTransport) -> list[Result]:
     from chatopsd.doctor import check_mattermost
 
     return await check_mattermost(cfg, http)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -12,6 +13,8 @@ import pytest
 
 from chatopsd.app import App, Io
 from chatopsd.config import Config
+from chatopsd.core.ports import Clock, SystemClock
+from chatopsd.httpclient import HttpTransport
 from chatopsd.store.sqlite import Database
 from tests.pg_cluster import pg_cluster, pg_url  # noqa: F401 (fixtures)
 
@@ -37,6 +40,18 @@ class FakeClock:
 @pytest.fixture
 def clock() -> FakeClock:
     return FakeClock()
+
+
+@contextlib.asynccontextmanager
+async def transport(
+    clock: Clock | None = None, secrets: tuple[str, ...] = ()
+) -> AsyncIterator[HttpTransport]:
+    """The outbound HTTP transport, closed after use (the clients under test read through it)."""
+    http = HttpTransport(clock or SystemClock(), secrets=secrets)
+    try:
+        yield http
+    finally:
+        await http.close()
 
 
 @pytest.fixture

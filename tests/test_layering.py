@@ -93,3 +93,52 @@ def test_the_checker_catches_a_violation(tmp_path: Path) -> None:
     features = PACKAGE / "features"
     assert not _within("chatopsd.corex", "chatopsd.core")
     assert _within("chatopsd.store.kv", "chatopsd.store") and features.is_dir()
+
+
+# Outside HTTP APIs are reached through these modules; a store only keeps what a job or a
+# command read from them (the PagerDuty refresher fills the on-call snapshot store).
+HTTP_CLIENTS = (
+    "aiohttp",
+    "chatopsd.httpclient",
+    "chatopsd.features.pagerduty.client",
+    "chatopsd.features.pagerduty.incidents_api",
+    "chatopsd.features.statuspage.atlassian",
+    "chatopsd.features.followups.trackers",
+    "chatopsd.features.status.sources",
+    "slack_sdk",
+    "discord",
+)
+
+
+def _stores() -> list[Path]:
+    """chatopsd/store/**, and every store module of a feature (features/*/*store*.py)."""
+    return sorted({*(PACKAGE / "store").rglob("*.py"), *PACKAGE.glob("features/*/*store*.py")})
+
+
+def _client_imports(paths: list[Path]) -> list[str]:
+    return [
+        f"{'/'.join(path.parts[path.parts.index('chatopsd') :])} imports {module}"
+        for path in paths
+        for module in _imports(path)
+        if any(_within(module, client) for client in HTTP_CLIENTS)
+    ]
+
+
+def test_no_store_imports_an_http_client() -> None:
+    stores = _stores()
+    assert PACKAGE / "features/pagerduty/oncall_store.py" in stores
+    assert PACKAGE / "features/oncall/shifts_store.py" in stores
+    assert _client_imports(stores) == []
+
+
+def test_the_store_check_catches_a_client_import(tmp_path: Path) -> None:
+    planted = tmp_path / "chatopsd" / "store" / "bad_store.py"
+    planted.parent.mkdir(parents=True)
+    planted.write_text(
+        "from chatopsd.store.db import Database\n"
+        "def refresh():\n    from chatopsd.features.pagerduty.client import PagerDutyClient\n"
+    )
+    assert _client_imports([planted]) == [
+        "chatopsd/store/bad_store.py imports chatopsd.features.pagerduty.client",
+        "chatopsd/store/bad_store.py imports chatopsd.features.pagerduty.client.PagerDutyClient",
+    ]

@@ -18,7 +18,7 @@ from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, Reply
 from chatopsd.features.pagerduty.client import PagerDutyClient, PagerDutyPager
 from chatopsd.features.paging.api import Person
-from tests.conftest import FakeClock, make_config
+from tests.conftest import FakeClock, make_config, transport
 from tests.fakes.pagerduty import TOKEN, FakePagerDuty, FakeUser, phone
 from tests.fixtures.pagerduty import (
     BOT,
@@ -120,12 +120,12 @@ async def test_redelivered_page_pages_once(app: App, pd: FakePagerDuty) -> None:
     assert len(pd.incidents) == 1
     # And if the same key reaches PagerDuty again (a retry after a lost answer), the
     # duplicate incident_key is recognised and the existing incident returned.
-    pager = PagerDutyPager(
-        PagerDutyClient(pd.url, TOKEN), from_email=BOT, service_id="PSVC1", deadline=2
-    )
-    ada = Person("PADA", "Ada Lovelace", "ada@example.com")
-    result = await pager.page([ada], "again", "chatopsd/console/ev-dup")
-    await pager.client.close()
+    async with transport() as http:
+        pager = PagerDutyPager(
+            PagerDutyClient(http, pd.url, TOKEN), from_email=BOT, service_id="PSVC1", deadline=2
+        )
+        ada = Person("PADA", "Ada Lovelace", "ada@example.com")
+        result = await pager.page([ada], "again", "chatopsd/console/ev-dup")
     assert result.duplicate and result.incident_id == "PINC001"
     assert len(pd.incidents) == 1
 

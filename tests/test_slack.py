@@ -301,7 +301,7 @@ async def test_rate_limited_post_waits_for_retry_after(app: App, fake: FakeSlack
 
 
 async def test_rate_limit_exhausted_goes_back_to_the_outbox(app: App, fake: FakeSlack) -> None:
-    # The SDK retries twice; the third 429 reaches us and the outbox retries after Retry-After.
+    # Each 429 reaches the outbox (the one layer that retries), which waits Retry-After.
     for _ in range(3):
         fake.fail("chat.postMessage", 429, "ratelimited", {"Retry-After": "0"})
     await fake.event(fake.message("!help"))

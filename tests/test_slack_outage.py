@@ -11,8 +11,9 @@ import pytest
 from chatopsd.config import SlackSection
 from chatopsd.connectors.base import Backoff, State, Supervisor
 from chatopsd.connectors.slack.client import SlackConnector, SlackSendError
-from chatopsd.core.errors import TransientSendError
+from chatopsd.core.errors import RateLimitedSend, TransientSendError
 from chatopsd.core.messages import Destination, Inbound, Reply
+from chatopsd.outbox import Outbox
 from tests.conftest import FakeClock
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fixtures.slack import fake  # noqa: F401 (fixtures)
@@ -92,11 +93,30 @@ async def test_send_timeout_is_transient(fake: FakeSlack, clock: FakeClock) -> N
 
 
 async def test_rate_limit_without_retry_after_is_retried(fake: FakeSlack, clock: FakeClock) -> None:
+    # The outbox is the one layer that retries a post (the connector tries once).
     fake.fail("chat.postMessage", 429, "ratelimited")
-    connector = _connector(fake, clock)
-    sent = await connector.send(Destination("slack", "C1"), Reply(text="hi"))
+    waits: list[float] = []
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    outbox = Outbox({"slack": _connector(fake, clock)}, sleep=sleep)
+    try:
+        sent = await outbox.send(Destination("slack", "C1"), Reply(text="hi"))
+    finally:
+        await outbox.close()
     assert sent is not None and sent.extra["channel"] == "C1"
-    assert len(fake.posts()) == 2
+    assert len(fake.posts()) == 2 and len(waits) == 1
+
+
+async def test_the_connector_itself_does_not_retry_a_post(
+    fake: FakeSlack, clock: FakeClock
+) -> None:
+    # A retry inside the connector would run inside each of the outbox's attempts.
+    fake.fail("chat.postMessage", 429, "ratelimited", {"Retry-After": "0"})
+    with pytest.raises(RateLimitedSend) as caught:
+        await _connector(fake, clock).send(Destination("slack", "C1"), Reply(text="hi"))
+    assert caught.value.retry_after == 0.0 and len(fake.posts()) == 1
 
 
 @pytest.mark.parametrize(
@@ -111,8 +131,7 @@ async def test_rate_limit_without_retry_after_is_retried(fake: FakeSlack, clock:
 async def test_send_errors_are_classified(
     fake: FakeSlack, clock: FakeClock, status: int, error: str, raised: type[Exception]
 ) -> None:
-    for _ in range(3):  # more than the SDK's own retries
-        fake.fail("chat.postMessage", status, error)
+    fake.fail("chat.postMessage", status, error)
     connector = _connector(fake, clock)
     with pytest.raises(raised, match=error):
         await connector.send(Destination("slack", "C1"), Reply(text="hi"))

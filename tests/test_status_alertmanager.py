@@ -21,7 +21,7 @@ import pytest
 
 from chatopsd.features.status.api import Verdict
 from chatopsd.features.status.sources.alertmanager import AlertmanagerStatus
-from tests.conftest import FakeClock
+from tests.conftest import FakeClock, transport
 from tests.external import free_port, running
 from tests.status_helpers import posts, say, status_app
 
@@ -134,7 +134,7 @@ def am(alertmanager: str) -> Am:
 
 
 async def test_active_alerts_with_severity_mapping(am: Am) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with transport() as session:
         src = AlertmanagerStatus("am", am.url, session, matchers=(am.matcher,))
         r = await src.read()
         assert (r.verdict, r.alerts, r.error) == (Verdict.NORMAL, (), None)
@@ -152,7 +152,7 @@ async def test_active_alerts_with_severity_mapping(am: Am) -> None:
 
 
 async def test_silenced_and_inhibited_alerts_are_ignored(am: Am) -> None:
-    async with aiohttp.ClientSession() as session:
+    async with transport() as session:
         src = AlertmanagerStatus("am", am.url, session, matchers=(am.matcher,))
         await am.fire("NoisyAlert", "critical")
         await am.silence("NoisyAlert")

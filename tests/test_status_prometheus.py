@@ -5,11 +5,12 @@ from __future__ import annotations
 import shutil
 from collections.abc import AsyncIterator, Iterator
 
-import aiohttp
 import pytest
 
 from chatopsd.features.status.api import Verdict
 from chatopsd.features.status.sources.prometheus import PrometheusStatus
+from chatopsd.httpclient import HttpTransport
+from tests.conftest import transport
 from tests.external import free_port, running
 
 BINARY = "/usr/bin/prometheus"
@@ -36,9 +37,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def session() -> AsyncIterator[HttpTransport]:
+    async with transport() as http:
+        yield http
 
 
 async def test_empty_result_is_normal(prometheus: str, session) -> None:

@@ -7,7 +7,6 @@ import sys
 from collections.abc import AsyncIterator
 from pathlib import Path
 
-import aiohttp
 import pytest
 
 from chatopsd.features.status.api import Verdict
@@ -15,14 +14,16 @@ from chatopsd.features.status.sources.alertmanager import AlertmanagerStatus
 from chatopsd.features.status.sources.command import CommandStatus
 from chatopsd.features.status.sources.http import HttpStatus, dig
 from chatopsd.features.status.sources.prometheus import PrometheusStatus
+from chatopsd.httpclient import HttpTransport
+from tests.conftest import transport
 from tests.fakes.monitoring import FakeMonitoring
 from tests.fixtures.monitoring import fake  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
-async def session() -> AsyncIterator[aiohttp.ClientSession]:
-    async with aiohttp.ClientSession() as s:
-        yield s
+async def session() -> AsyncIterator[HttpTransport]:
+    async with transport() as http:
+        yield http
 
 
 def _closed_port() -> int:

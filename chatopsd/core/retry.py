@@ -59,21 +59,34 @@ class RetryPolicy:
 
 
 class Deadline:
-    """A point on a monotonic clock that every attempt of one call must finish by."""
+    """A point on a monotonic clock that every attempt of one call must finish by.
+
+    `spend` records time known to have passed (a wait slept, an attempt that used its whole
+    timeout): the deadline counts whichever is further, the clock or what was spent, so a
+    clock that stands still while we wait (a test's) cannot stretch a call past its deadline.
+    On a real clock the two agree and `spend` changes nothing."""
 
     def __init__(self, seconds: float, monotonic: Callable[[], float]) -> None:
         self._monotonic = monotonic
-        self.at = monotonic() + seconds
+        self._start = monotonic()
+        self._spent = 0.0
+        self.at = self._start + seconds
+
+    def spend(self, seconds: float) -> None:
+        self._spent += max(0.0, seconds)
+
+    def _now(self) -> float:
+        return max(self._monotonic(), self._start + self._spent)
 
     def left(self) -> float:
-        return self.at - self._monotonic()
+        return self.at - self._now()
 
     def expired(self) -> bool:
         return self.left() <= 0
 
     def allows(self, wait: float) -> bool:
         """Would a retry after `wait` seconds still start before the deadline?"""
-        return self._monotonic() + wait < self.at
+        return self._now() + wait < self.at
 
 
 def server_wait(headers: Mapping[str, str], *, now: float | None = None) -> float | None:

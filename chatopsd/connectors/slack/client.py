@@ -112,6 +112,7 @@ class SlackConnector:
         self.reconnect_grace = reconnect_grace or max(5 * self.ping_interval, 5.0)
         self.connect_timeout, self.http_timeout = connect_timeout, http_timeout
         self._web: AsyncWebClient | None = None
+        self._posts: AsyncWebClient | None = None
         self._users: UserCache | None = None
         self._socket: SocketModeClient | None = None
         self._session: Session | None = None
@@ -123,7 +124,9 @@ class SlackConnector:
     # -- connection ------------------------------------------------------------------------
 
     def web(self) -> AsyncWebClient:
-        """The Web API client, built on first use (inside the running loop)."""
+        """The Web API client for calls made outside the outbox (channel admin, user lookups,
+        topics, history), built on first use (inside the running loop). Its retry handlers
+        are the one layer that retries those calls."""
         if self._web is None:
             self._web = AsyncWebClient(
                 token=self._bot_token,
@@ -138,6 +141,19 @@ class SlackConnector:
             )
             self._users = UserCache(self._web, self.clock)
         return self._web
+
+    def _poster(self) -> AsyncWebClient:
+        """The Web API client for what the outbox delivers (posts, edits): no retry handlers.
+        The outbox is the one layer that retries a reply (Retry-After honoured, pages
+        first); a retry here would run inside each of its attempts."""
+        if self._posts is None:
+            self._posts = AsyncWebClient(
+                token=self._bot_token,
+                base_url=self.api_url,
+                timeout=self.http_timeout,
+                retry_handlers=[],
+            )
+        return self._posts
 
     async def run(self, session: Session) -> None:
         web = self.web()
@@ -301,7 +317,7 @@ class SlackConnector:
         thread = reply.thread or destination.thread
         if thread:
             args["thread_ts"] = thread
-        web = self.web()
+        web = self._poster()
         if reply.ephemeral and destination.actor:
             response = await _call(
                 web.chat_postEphemeral, "chat.postEphemeral", args, user=destination.actor
@@ -354,7 +370,8 @@ class SlackConnector:
         return found[0]
 
     async def _respond(self, url: str, text: str, blocks: list[Any], ephemeral: bool) -> None:
-        hook = AsyncWebhookClient(url, timeout=self.http_timeout)
+        # no retry handlers: the outbox retries the reply (see _poster)
+        hook = AsyncWebhookClient(url, timeout=self.http_timeout, retry_handlers=[])
         try:
             response = await hook.send(
                 text=text,
@@ -364,7 +381,10 @@ class SlackConnector:
             )
         except _NETWORK as exc:
             raise TransientSendError(f"response_url: {type(exc).__name__}: {exc}") from None
-        if response.status_code == 429 or response.status_code >= 500:
+        if response.status_code == 429:
+            wait = server_wait(_flat(response.headers), now=time.time())
+            raise RateLimitedSend("response_url: rate limited", retry_after=wait)
+        if response.status_code >= 500:
             raise TransientSendError(f"response_url: HTTP {response.status_code}")
         if response.status_code != 200:
             raise SlackSendError(f"response_url failed: HTTP {response.status_code}")
@@ -381,7 +401,7 @@ class SlackConnector:
             "text": text,
             "blocks": blocks,
         }
-        await _call(self.web().chat_update, "chat.update", args)
+        await _call(self._poster().chat_update, "chat.update", args)
 
     # -- ChannelAdmin (optional port: per-incident channels) -------------------------------
 
@@ -443,10 +463,12 @@ async def _call(method: Any, name: str, args: dict[str, Any], **more: Any) -> An
 
 
 def _retry_after(exc: SlackApiError) -> float | None:
-    headers = exc.response.headers or {}
+    return server_wait(_flat(exc.response.headers or {}), now=time.time())
+
+
+def _flat(headers: Any) -> dict[str, str]:
     # slack-sdk may hand a header's values as a list
-    flat = {k: v[0] if isinstance(v, list) and v else str(v) for k, v in headers.items()}
-    return server_wait(flat, now=time.time())
+    return {k: v[0] if isinstance(v, list) and v else str(v) for k, v in headers.items()}
 
 
 def _connect_error(exc: SlackApiError, key: str, method: str) -> Exception:

@@ -1,4 +1,4 @@
-"""Follow-ups as tickets: GitHub issues or Jira Cloud issues, on aiohttp.
+"""Follow-ups as tickets: GitHub issues or Jira Cloud issues, on the HTTP transport.
 
 One request per ticket, no retries here (the follow-up store decides what may be sent again).
 `TicketError.maybe_created` is True when the request may have reached the tracker although we
@@ -14,15 +14,12 @@ tracker sees a mention.
 from __future__ import annotations
 
 import base64
-import json
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import Any, Protocol
 
-if TYPE_CHECKING:
-    import aiohttp
-
+from chatopsd.httpclient import HttpError, HttpTransport
 
 _ZWSP = "\u200b"
 # "@" where GitHub starts a mention (not inside a word: "ada@example.com" is no mention);
@@ -62,39 +59,28 @@ class Tracker(Protocol):
 
 
 async def _post(
-    session: aiohttp.ClientSession,
+    http: HttpTransport,
     url: str,
     body: dict[str, Any],
     headers: dict[str, str],
     timeout: float,
     what: str,
-    secrets: Sequence[str],
 ) -> Any:
-    import aiohttp  # here, not at import: a daemon without [tickets] never loads it
-
-    from chatopsd.httpclient import display, error_snippet
-
-    shown = display(url)
+    """One POST, no retry; failures in the tracker's words. The transport masks the token of
+    `headers` (and an echo of it in the answer) in every error."""
     try:
-        async with session.post(
-            url, json=body, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
-        ) as resp:
-            raw = await resp.read()
-            status = resp.status
-    except TimeoutError:
-        raise TicketError(f"no answer from {shown} in {timeout:g} s", maybe_created=True) from None
-    except aiohttp.ClientConnectorError as exc:
-        raise TicketError(f"cannot connect to {shown}: {exc.os_error.strerror or exc}") from None
-    except aiohttp.ClientError as exc:
-        raise TicketError(f"{shown}: {type(exc).__name__}: {exc}", maybe_created=True) from None
-    if status not in (200, 201):
-        snippet = error_snippet(raw, secrets)  # an echo of our Authorization header included
-        raise TicketError(f"HTTP {status} from {what}" + (f": {snippet}" if snippet else ""))
-    try:
-        return json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError):
-        # created (2xx), but we cannot say which ticket: treat as unconfirmed
-        raise TicketError(f"{what} answered malformed JSON", maybe_created=True) from None
+        answer = await http.request("POST", url, json=body, headers=headers, timeout=timeout)
+        if answer.status not in (200, 201):
+            raise TicketError(f"HTTP {answer.status} from {what}")
+        return answer.json()
+    except HttpError as exc:
+        if exc.kind == "status":
+            detail = f": {exc.detail}" if exc.detail else ""
+            raise TicketError(f"HTTP {exc.status} from {what}{detail}") from None
+        if exc.kind == "malformed":
+            # created (2xx), but we cannot say which ticket: treat as unconfirmed
+            raise TicketError(f"{what} answered malformed JSON", maybe_created=True) from None
+        raise TicketError(exc.text, maybe_created=exc.maybe_done) from None
 
 
 class GitHubIssues:
@@ -102,14 +88,14 @@ class GitHubIssues:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        http: HttpTransport,
         token: str,
         repo: str,
         *,
         api_url: str = "https://api.github.com",
         timeout: float = 10.0,
     ) -> None:
-        self.session, self._token, self.repo = session, token, repo
+        self.http, self._token, self.repo = http, token, repo
         self.base, self.timeout = api_url.rstrip("/"), timeout
 
     async def create(self, draft: TicketDraft) -> Ticket:
@@ -120,7 +106,7 @@ class GitHubIssues:
         if draft.labels:
             body["labels"] = list(draft.labels)
         data = await _post(
-            self.session,
+            self.http,
             f"{self.base}/repos/{self.repo}/issues",
             body,
             {
@@ -130,7 +116,6 @@ class GitHubIssues:
             },
             self.timeout,
             "GitHub",
-            (self._token,),
         )
         if not isinstance(data, dict) or not isinstance(data.get("html_url"), str):
             raise TicketError("GitHub answered without the issue's URL", maybe_created=True)
@@ -142,7 +127,7 @@ class JiraIssues:
 
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        http: HttpTransport,
         token: str,
         project: str,
         *,
@@ -151,14 +136,12 @@ class JiraIssues:
         issue_type: str = "Task",
         timeout: float = 10.0,
     ) -> None:
-        self.session, self.project, self.issue_type = session, project, issue_type
+        self.http, self.project, self.issue_type = http, project, issue_type
         self.base, self.timeout = site_url.rstrip("/"), timeout
         # Jira Cloud: basic auth with the account's email and an API token; else a bearer token.
-        self._secrets: tuple[str, ...] = (token,)
         if email:
             pair = base64.b64encode(f"{email}:{token}".encode()).decode()
             self._auth = f"Basic {pair}"
-            self._secrets += (pair,)
         else:
             self._auth = f"Bearer {token}"
 
@@ -173,13 +156,12 @@ class JiraIssues:
             # Jira labels cannot contain spaces
             fields["labels"] = [label.replace(" ", "-") for label in draft.labels]
         data = await _post(
-            self.session,
+            self.http,
             f"{self.base}/rest/api/3/issue",
             {"fields": fields},
             {"Authorization": self._auth, "Accept": "application/json"},
             self.timeout,
             "Jira",
-            self._secrets,
         )
         if not isinstance(data, dict) or not isinstance(data.get("key"), str):
             raise TicketError("Jira answered without the issue's key", maybe_created=True)

@@ -1,41 +1,21 @@
-"""The on-call lookahead cache: coming shifts from GET /oncalls with since/until, in the database.
-
-Refreshed right after each successful on-call refresh (one paginated read for every
-configured schedule), loaded at start, served from memory. A failed read keeps the last good
-shifts and says since when it fails; it never replaces them with an empty list.
+"""The on-call lookahead in SQL: the coming shifts, when they were read, how far ahead, and
+since when reading them fails. Pure persistence: the lookahead refresher (lookahead.py) reads
+PagerDuty and decides; this module only keeps what it read.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import datetime
 
-from chatopsd.core.ports import Clock
 from chatopsd.features.oncall.shift_rules import Lookahead, Shift
-from chatopsd.features.pagerduty.client import PagerDutyClient, PagerDutyError
-from chatopsd.features.pagerduty.oncall_cache import _dt, _role
 from chatopsd.store.db import Database, Op
 
-log = logging.getLogger("chatopsd.shifts")
 
+class SqlShifts:
+    def __init__(self, db: Database) -> None:
+        self.db = db
 
-class ShiftCache:
-    def __init__(
-        self,
-        db: Database,
-        client: PagerDutyClient,
-        clock: Clock,
-        *,
-        schedule_ids: Sequence[str],
-        days: float,
-    ) -> None:
-        self.db, self.client, self.clock = db, client, clock
-        self.schedule_ids = tuple(dict.fromkeys(schedule_ids))
-        self.days = days
-        self.lookahead = Lookahead((), None)
-
-    async def load(self) -> None:
+    async def load(self) -> Lookahead:
         """The shifts and their as_of/horizon in ONE statement (one snapshot on both
         databases): a follower reloading while the leader's refresh commits never pairs old
         shifts with the new horizon. The meta row is joined onto every shift row; with no
@@ -63,41 +43,11 @@ class ShiftCache:
         )
         meta = rows[0]  # always one row at least (the base)
         if meta[0] is None:  # never refreshed
-            self.lookahead = Lookahead(shifts, None)
-        else:
-            self.lookahead = Lookahead(shifts, _dt(meta[1]), _dt(meta[2]), _dt(meta[3]), meta[4])
+            return Lookahead(shifts, None)
+        return Lookahead(shifts, _time(meta[1]), _time(meta[2]), _time(meta[3]), meta[4])
 
-    async def refresh(self) -> bool:
-        """Read the coming shifts; True if they were replaced, False if the read failed."""
-        now = self.clock.now()
-        horizon = now + timedelta(days=self.days)
-        try:
-            rows = await self.client.shifts(self.schedule_ids, now, horizon)
-        except PagerDutyError as exc:
-            before = self.lookahead
-            since = before.failing_since or now
-            log.error("on-call lookahead failed (since %s): %s", since.isoformat(), exc.message)
-            await self.db.write(*_meta(before.as_of, before.horizon, since, exc.message))
-            self.lookahead = Lookahead(
-                before.shifts, before.as_of, before.horizon, since, exc.message
-            )
-            return False
-        shifts = []
-        for r in rows:
-            start, end = _dt(r.start), _dt(r.end)
-            if start is None or end is None:
-                continue
-            shifts.append(
-                Shift(
-                    r.row.schedule_id,
-                    r.row.schedule_name,
-                    _role(r.row),
-                    r.row.user_id,
-                    r.row.user_name,
-                    start,
-                    end,
-                )
-            )
+    async def replace(self, lookahead: Lookahead) -> None:
+        """A good read: its shifts replace the old ones, with its as_of and horizon."""
         ops: list[Op] = [("DELETE FROM oncall_shifts", ())]
         ops += [
             (
@@ -114,12 +64,16 @@ class ShiftCache:
                     s.end.isoformat(),
                 ),
             )
-            for i, s in enumerate(shifts)
+            for i, s in enumerate(lookahead.shifts)
         ]
-        ops.append(_meta(now, horizon, None, None))
+        ops.append(_meta(lookahead.as_of, lookahead.horizon, None, None))
         await self.db.write_many(ops)
-        self.lookahead = Lookahead(tuple(shifts), now, horizon)
-        return True
+
+    async def record_failure(self, lookahead: Lookahead) -> None:
+        """A failed read: the last good shifts stay; since when it fails, and why."""
+        await self.db.write(
+            *_meta(lookahead.as_of, lookahead.horizon, lookahead.failing_since, lookahead.error)
+        )
 
 
 def _meta(
@@ -138,3 +92,12 @@ def _meta(
             for x in (last_ok, horizon, failing_since, error)
         ),
     )
+
+
+def _time(value: str | None) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value)
+    except ValueError:
+        return None

@@ -1,35 +1,31 @@
-"""A small async PagerDuty REST v2 client on aiohttp, and the Pager built on it.
+"""A small async PagerDuty REST v2 client on the HTTP transport, and the Pager built on it.
 
 Why not the official `pagerduty` package (7.x): it is synchronous (it would block the loop or
 need a thread per call), retries 429 without limit by default while ignoring `Retry-After`,
 returns 5xx without retrying, waits 60 s per attempt, refuses non-https base URLs (so it cannot
 talk to a loopback fake) and its `iter_all` yields nothing on cursor-paginated paths. We need
-five endpoints with hard deadlines, so a hundred lines of aiohttp are simpler and testable.
+a few endpoints with hard deadlines, so a small client on our transport is simpler and testable.
 
 Every call has a deadline covering all of its attempts; retries (5xx, 429, timeouts, dropped
-connections) are bounded and sleep for `ratelimit-reset` / `Retry-After` when PagerDuty says,
-never past the deadline. Errors become `PagerDutyError` with a message fit for chat (the token
-is never part of it).
+connections) are the transport's, bounded, and sleep for `ratelimit-reset` / `Retry-After`
+when PagerDuty says, never past the deadline. Errors become `PagerDutyError` with a message
+fit for chat (the token is never part of it).
 """
 
 from __future__ import annotations
 
-import asyncio
-import json
 import logging
 import re
-import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-import aiohttp
-
 from chatopsd.core.errors import Unavailable, UsageError
-from chatopsd.core.retry import Backoff, RetryPolicy, server_wait
+from chatopsd.core.retry import Backoff, Deadline, RetryPolicy
 from chatopsd.features.paging.api import PageResult, Person
+from chatopsd.httpclient import HttpError, HttpTransport
 
 log = logging.getLogger("chatopsd.pagerduty")
 
@@ -37,8 +33,7 @@ Query = Sequence[tuple[str, str]]
 _ACCEPT = "application/vnd.pagerduty+json;version=2"
 # Waits between attempts: 0.25 s doubling to 4 s (full jitter), or what PagerDuty asks for;
 # the call's deadline bounds them all.
-RETRY = RetryPolicy(backoff=Backoff(base=0.125, cap=4.0))
-RETRY_MIN_TRY = 0.2  # seconds a retry must have left before the deadline
+BACKOFF = Backoff(base=0.125, cap=4.0)
 
 # PagerDuty's object ids (PABC123, Q2KEIG9RMGOSUL): capital letters and digits, short.
 PD_ID = re.compile(r"[A-Z0-9]{1,64}")
@@ -47,7 +42,7 @@ _TEMPLATE = re.compile(r"(?:/(?:[a-z_]+|\{\}))+")
 
 
 def rest_path(template: str, ids: Sequence[str] = ()) -> str:
-    """The ONE place a PagerDuty REST path is built from ids (`_request` calls it).
+    """The ONE place a PagerDuty REST path is built from ids (`request` calls it).
 
     Each `{}` of `template` takes the next id, which must look like a PagerDuty id and is
     percent-quoted as one path segment besides: an id from chat (`PIC1/../PRS1`, `PINC1?x=`)
@@ -101,6 +96,7 @@ class ShiftRow:
 class PagerDutyClient:
     def __init__(
         self,
+        http: HttpTransport,
         api_url: str,
         token: str,
         *,
@@ -108,31 +104,20 @@ class PagerDutyClient:
         max_attempts: int = 4,
         page_size: int = 100,
     ) -> None:
+        self.http = http
         self.api_url = api_url.rstrip("/")
-        self._token = token
+        self._headers = {
+            "Accept": _ACCEPT,
+            "Authorization": f"Token token={token}",
+        }
         self.request_timeout = request_timeout
-        self.max_attempts = max_attempts
+        self.retry = RetryPolicy(attempts=max_attempts, backoff=BACKOFF)
         self.page_size = page_size
-        self.requests = 0  # counted for the benchmark and for tests
-        self._session: aiohttp.ClientSession | None = None
+        self.requests = 0  # attempts sent, counted for the benchmark and for tests
 
-    def _http(self) -> aiohttp.ClientSession:
-        # Created lazily: a ClientSession must be built inside the running loop.
-        if self._session is None or self._session.closed:
-            self._session = aiohttp.ClientSession(
-                headers={
-                    "Accept": _ACCEPT,
-                    "Content-Type": "application/json",
-                    "Authorization": f"Token token={self._token}",
-                    "User-Agent": "chatopsd",
-                },
-                raise_for_status=False,
-            )
-        return self._session
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
+    def deadline(self, seconds: float) -> Deadline:
+        """A deadline on the transport's clock, for several calls that share one (pages)."""
+        return Deadline(seconds, self.http.clock.monotonic)
 
     # -- endpoints ---------------------------------------------------------------------
 
@@ -146,11 +131,11 @@ class PagerDutyClient:
         the published spec documents)."""
         best: dict[tuple[str, str], OnCallRow] = {}
         offset = 0
-        until = time.monotonic() + deadline
+        until = self.deadline(deadline)
         while True:
             query: list[tuple[str, str]] = [("schedule_ids[]", s) for s in schedule_ids]
             query += [("limit", str(self.page_size)), ("offset", str(offset))]
-            body = await self._request("GET", "/oncalls", query, until=until)
+            body = await self.request("GET", "/oncalls", query, deadline=until)
             items = _list(body, "oncalls")
             for item in items:
                 row = _oncall_row(item)
@@ -177,12 +162,12 @@ class PagerDutyClient:
         one row per (schedule, user, start), at its lowest escalation level."""
         best: dict[tuple[str, str, str], ShiftRow] = {}
         offset = 0
-        stop = time.monotonic() + deadline
+        stop = self.deadline(deadline)
         window = [("since", _iso(since)), ("until", _iso(until))]
         while True:
             query: list[tuple[str, str]] = [("schedule_ids[]", s) for s in schedule_ids]
             query += [*window, ("limit", str(self.page_size)), ("offset", str(offset))]
-            body = await self._request("GET", "/oncalls", query, until=stop)
+            body = await self.request("GET", "/oncalls", query, deadline=stop)
             items = _list(body, "oncalls")
             for item in items:
                 row = _oncall_row(item)
@@ -198,12 +183,12 @@ class PagerDutyClient:
         return sorted(best.values(), key=lambda r: (r.start, r.row.schedule_name, r.row.level))
 
     async def user(self, user_id: str, *, deadline: float = 30.0) -> dict[str, Any]:
-        body = await self._request(
+        body = await self.request(
             "GET",
             "/users/{}",
             [("include[]", "contact_methods")],
             ids=(user_id,),
-            until=time.monotonic() + deadline,
+            deadline=deadline,
         )
         user = body.get("user")
         if not isinstance(user, dict):
@@ -211,11 +196,11 @@ class PagerDutyClient:
         return user
 
     async def search_users(self, query: str, *, deadline: float = 5.0) -> list[dict[str, Any]]:
-        body = await self._request(
+        body = await self.request(
             "GET",
             "/users",
             [("query", query), ("limit", "25"), ("include[]", "contact_methods")],
-            until=time.monotonic() + deadline,
+            deadline=deadline,
         )
         return [u for u in _list(body, "users") if isinstance(u, dict)]
 
@@ -234,7 +219,7 @@ class PagerDutyClient:
 
         No `body.details`: the published spec types it as an object, the live API as a string;
         the title carries the summary and the incident_key the chat event."""
-        until = time.monotonic() + deadline
+        until = self.deadline(deadline)
         payload: dict[str, dict[str, Any]] = {
             "incident": {
                 "type": "incident",
@@ -249,17 +234,17 @@ class PagerDutyClient:
                 {"assignee": {"id": uid, "type": "user_reference"}} for uid in user_ids
             ]
         try:
-            body = await self._request(
+            body = await self.request(
                 "POST",
                 "/incidents",
                 (),
-                until=until,
+                deadline=until,
                 json_body=payload,
                 headers={"From": from_email},
             )
         except PagerDutyError as exc:
             if exc.status == 400 and _is_duplicate_key(exc.body):
-                found = await self.find_incident(service_id, incident_key, until=until)
+                found = await self.find_incident(service_id, incident_key, deadline=until)
                 if found is not None:
                     return found, True
             raise
@@ -269,92 +254,94 @@ class PagerDutyClient:
         return incident, False
 
     async def find_incident(
-        self, service_id: str, incident_key: str, *, until: float
+        self, service_id: str, incident_key: str, *, deadline: float | Deadline
     ) -> dict[str, Any] | None:
-        body = await self._request(
+        body = await self.request(
             "GET",
             "/incidents",
             [("incident_key", incident_key), ("service_ids[]", service_id)],
-            until=until,
+            deadline=deadline,
         )
         items = _list(body, "incidents")
         return items[0] if items and isinstance(items[0], dict) else None
 
-    # -- transport ---------------------------------------------------------------------
+    async def service(self, service_id: str, *, deadline: float = 10.0) -> dict[str, Any]:
+        """GET /services/{id}: the service object (doctor checks the configured one)."""
+        body = await self.request("GET", "/services/{}", ids=(service_id,), deadline=deadline)
+        return _object(body, "service")
 
-    async def _request(
+    async def schedule(self, schedule_id: str, *, deadline: float = 10.0) -> dict[str, Any]:
+        """GET /schedules/{id}: the schedule object (doctor checks the configured ones)."""
+        body = await self.request("GET", "/schedules/{}", ids=(schedule_id,), deadline=deadline)
+        return _object(body, "schedule")
+
+    # -- the one way a request leaves --------------------------------------------------
+
+    async def request(
         self,
         method: str,
         template: str,
-        query: Query,
+        query: Query = (),
         *,
         ids: Sequence[str] = (),
-        until: float,
+        deadline: float | Deadline,
         json_body: Any = None,
         headers: Mapping[str, str] | None = None,
     ) -> dict[str, Any]:
-        """`template` is a literal path with `{}` for each of `ids` (see `rest_path`)."""
+        """`template` is a literal path with `{}` for each of `ids` (see `rest_path`); the
+        answer's JSON object (a bare list or an empty 204 as {"items": [...]})."""
         path = rest_path(template, ids)
         what = f"{method} {path}"
-        last = "no attempt made"
-        for attempt in range(1, self.max_attempts + 1):
-            left = until - time.monotonic()
-            if left <= 0:
-                break
-            wait: float | None = None
-            try:
-                self.requests += 1
-                timeout = aiohttp.ClientTimeout(total=min(self.request_timeout, left))
-                async with self._http().request(
-                    method,
-                    self.api_url + path,
-                    params=list(query),
-                    json=json_body,
-                    headers=dict(headers or {}),
-                    timeout=timeout,
-                ) as resp:
-                    raw = await resp.read()
-                    status = resp.status
-                    resp_headers = resp.headers
-            except TimeoutError:
-                last = f"no answer from PagerDuty within {min(self.request_timeout, left):.0f} s"
-                log.debug("pagerduty %s attempt %d: timeout", what, attempt)
-                continue
-            except aiohttp.ClientError as exc:
-                last = f"cannot reach PagerDuty ({type(exc).__name__})"
-                log.debug("pagerduty %s attempt %d: %s", what, attempt, exc)
-                wait = RETRY.backoff.delay(attempt)
-            else:
-                body = _decode(raw)
-                if 200 <= status < 300:
-                    if status == 204 or isinstance(body, list):
-                        # DELETE answers 204 without a body; schedule overrides, a bare list
-                        return {"items": body if isinstance(body, list) else []}
-                    if not isinstance(body, dict):
-                        raise PagerDutyError(
-                            "PagerDuty sent an unreadable answer (not a JSON object)",
-                            status=status,
-                        )
-                    return body
-                if status == 429:
-                    last = "PagerDuty is rate limiting us (429)"
-                    wait = RETRY.wait(attempt, server_wait(resp_headers, now=time.time()))
-                elif status >= 500:
-                    last = f"PagerDuty server error ({status})"
-                    wait = RETRY.wait(attempt, server_wait(resp_headers, now=time.time()))
-                else:
-                    raise _client_error(what, status, body)
-                log.debug("pagerduty %s attempt %d: %s", what, attempt, last)
-            if wait is not None:
-                # A try with almost no time left would only time out and hide the real cause.
-                if time.monotonic() + wait + RETRY_MIN_TRY >= until:
-                    last += f"; retry in {wait:.0f} s would pass the deadline"
-                    break
-                await asyncio.sleep(wait)
-        # DEBUG: the caller says it once (the page's log line, the refresh job's outage log),
-        # so an outage costs a line every 5 minutes, not one per attempt per refresh.
-        log.debug("pagerduty %s failed: %s", what, last)
-        raise PagerDutyError(last)
+        try:
+            answer = await self.http.request(
+                method,
+                self.api_url + path,
+                params=list(query),
+                json=json_body,
+                headers={**self._headers, **(headers or {})},
+                timeout=self.request_timeout,
+                deadline=deadline,
+                retry=self.retry,
+            )
+            self.requests += answer.attempts
+            if answer.status == 204:  # DELETE answers 204 without a body
+                return {"items": []}
+            body = answer.json()
+        except HttpError as exc:
+            self.requests += exc.attempts
+            failed = self._mapped(what, exc)
+            # DEBUG: the caller says it once (the page's log line, the refresh job's outage
+            # log), so an outage costs a line every 5 minutes, not one per attempt.
+            log.debug("pagerduty %s failed: %s", what, failed.message)
+            raise failed from None
+        if isinstance(body, list):  # schedule overrides answer a bare list
+            return {"items": body}
+        if not isinstance(body, dict):
+            raise PagerDutyError(
+                "PagerDuty sent an unreadable answer (not a JSON object)", status=answer.status
+            )
+        return body
+
+    def _mapped(self, what: str, exc: HttpError) -> PagerDutyError:
+        """The transport's error in PagerDuty's words."""
+        if exc.kind == "timeout":
+            within = f" within {exc.timeout:.0f} s" if exc.timeout else ""
+            message = f"no answer from PagerDuty{within}"
+        elif exc.kind == "unreachable":
+            message = f"cannot reach PagerDuty ({exc.detail or 'connection failed'})"
+        elif exc.kind == "malformed":
+            return PagerDutyError(
+                "PagerDuty sent an unreadable answer (not JSON)", status=exc.status
+            )
+        elif exc.status == 429:
+            message = "PagerDuty is rate limiting us (429)"
+        elif exc.status is not None and exc.status >= 500:
+            message = f"PagerDuty server error ({exc.status})"
+        else:
+            return _client_error(what, exc.status or 0, exc.body, self.http.redact)
+        if exc.gave_up:
+            message += f"; {exc.gave_up}"
+        return PagerDutyError(message, status=exc.status)
 
 
 class PagerDutyPager:
@@ -413,11 +400,11 @@ def _iso(at: datetime) -> str:
     return at.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _decode(raw: bytes) -> Any:
-    try:
-        return json.loads(raw) if raw else None
-    except ValueError:
-        return None
+def _object(body: Mapping[str, Any], key: str) -> dict[str, Any]:
+    value = body.get(key)
+    if not isinstance(value, dict):
+        raise PagerDutyError(f"PagerDuty sent an answer without a '{key}' object")
+    return value
 
 
 def _list(body: Mapping[str, Any], key: str) -> list[Any]:
@@ -464,8 +451,10 @@ def _is_duplicate_key(body: Any) -> bool:
     return "incident_key" in text or "dedup key" in text or "matching" in text
 
 
-def _client_error(what: str, status: int, body: Any) -> PagerDutyError:
-    detail = _errors(body)
+def _client_error(
+    what: str, status: int, body: Any, redact: Callable[[str], str]
+) -> PagerDutyError:
+    detail = redact(_errors(body))  # PagerDuty's words, which may quote what we sent
     if status == 401:
         message = "PagerDuty rejected the API token (401): check pagerduty.api_token"
     elif status == 403:
@@ -482,3 +471,23 @@ def _client_error(what: str, status: int, body: Any) -> PagerDutyError:
     # debug only: the caller reports it (the page's own log line, the refresh's outage log)
     log.debug("pagerduty %s -> %d %s", what, status, detail)
     return PagerDutyError(message, status=status, body=body)
+
+
+def pd_time(value: str | None) -> datetime | None:
+    """A time PagerDuty sent (ISO 8601, "Z" for UTC); None if absent or unreadable."""
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+
+
+def role_of(row: OnCallRow) -> str:
+    """What a person on call is there as: trainee or shadow by the schedule's name, else by
+    escalation level (primary, backup, level N)."""
+    name = row.schedule_name.lower()
+    for word in ("trainee", "shadow"):
+        if word in name:
+            return word
+    return {1: "primary", 2: "backup"}.get(row.level, f"level {row.level}")

@@ -1,4 +1,4 @@
-"""PagerDuty's incident, user and override endpoints on the shared REST client (issue 17).
+"""PagerDuty's incident, user and override endpoints on the shared REST client.
 
 Every write carries `From: <the person's email>`, so PagerDuty's log names whoever clicked,
 never the bot. Failures become `Unavailable` (what failed, fit for chat) or `NotFound`.
@@ -6,7 +6,6 @@ never the bot. Failures become `Unavailable` (what failed, fit for chat) or `Not
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
@@ -34,15 +33,15 @@ class PagerDutyIncidents:
         body: Any = None,
         sender: str | None = None,
     ) -> dict[str, Any]:
-        """`path` is a template with `{}` for each of `ids` (integrations.pagerduty.rest_path)."""
+        """`path` is a template with `{}` for each of `ids` (client.rest_path)."""
         headers = {"From": sender} if sender else None
         try:
-            return await self.client._request(
+            return await self.client.request(
                 method,
                 path,
                 query,
                 ids=ids,
-                until=time.monotonic() + self.deadline,
+                deadline=self.deadline,
                 json_body=body,
                 headers=headers,
             )
@@ -219,12 +218,12 @@ class PagerDutyIncidents:
         }
         headers = {"From": sender}
         try:
-            answer = await self.client._request(
+            answer = await self.client.request(
                 "POST",
                 "/schedules/{}/overrides",
                 (),
                 ids=(schedule_id,),
-                until=time.monotonic() + self.deadline,
+                deadline=self.deadline,
                 json_body=body,
                 headers=headers,
             )

@@ -9,6 +9,11 @@ from enum import Enum
 from typing import Protocol
 
 
+class SourceError(Exception):
+    """A source answered, but not what its kind promises (a list of alerts, a Prometheus
+    answer, the configured field); the message is shown in chat as it is."""
+
+
 class Verdict(Enum):
     NORMAL = "NORMAL"
     DEGRADED = "DEGRADED"

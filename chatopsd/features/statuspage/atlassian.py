@@ -1,4 +1,4 @@
-"""A small Atlassian Statuspage v1 client on aiohttp: create, update and find incidents.
+"""A small Atlassian Statuspage v1 client on the HTTP transport: create, update, find incidents.
 
 One request per call and no retries here: the durable queue (handlers/publish.py) decides
 when to try again, so retries survive a restart and keep each incident's calls in order.
@@ -10,14 +10,10 @@ The API key never appears in an error.
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from chatopsd.core.retry import server_wait
-
-if TYPE_CHECKING:
-    import aiohttp
+from chatopsd.httpclient import HttpError, HttpTransport
 
 SLOW_DOWN = (420, 429)
 
@@ -53,14 +49,14 @@ class PageIncident:
 class StatuspageClient:
     def __init__(
         self,
-        session: aiohttp.ClientSession,
+        http: HttpTransport,
         api_url: str,
         api_key: str,
         page_id: str,
         *,
         timeout: float = 10.0,
     ) -> None:
-        self.session = session
+        self.http = http
         self.base = api_url.rstrip("/")
         self._key = api_key
         self.page_id = page_id
@@ -91,53 +87,33 @@ class StatuspageClient:
         return [_incident(i) for i in found]
 
     async def _call(self, method: str, path: str, body: dict[str, Any] | None) -> Any:
-        import aiohttp  # here, not at import: a daemon without [statuspage] never loads it
-
-        from chatopsd.httpclient import display, error_snippet
-
-        url = self.base + path
-        shown = display(url)
-        maybe = method != "GET"  # a write that got no clear answer may have happened
+        headers = {"Authorization": f"OAuth {self._key}", "Accept": "application/json"}
         try:
-            async with self.session.request(
-                method,
-                url,
-                json=body,
-                headers={"Authorization": f"OAuth {self._key}", "Accept": "application/json"},
-                timeout=aiohttp.ClientTimeout(total=self.timeout),
-            ) as resp:
-                raw = await resp.read()
-                status = resp.status
-                # seconds only: a date (rare here) falls back to the queue's own backoff
-                after = server_wait(resp.headers)
-        except TimeoutError:
-            raise StatuspageError(
-                f"no answer from {shown} in {self.timeout:g} s", maybe_done=maybe
-            ) from None
-        except aiohttp.ClientConnectorError as exc:
-            reason = exc.os_error.strerror or str(exc)
-            raise StatuspageError(f"cannot connect to {shown}: {reason}") from None
-        except aiohttp.ClientError as exc:
-            raise StatuspageError(
-                f"{shown}: {type(exc).__name__}: {exc}", maybe_done=maybe
-            ) from None
-        if status >= 400:
-            snippet = error_snippet(raw, (self._key,))
-            what = "rate limited" if status in SLOW_DOWN else "error"
-            raise StatuspageError(
-                f"HTTP {status} ({what}) from Statuspage {method} {path}"
-                + (f": {snippet}" if snippet and status not in SLOW_DOWN else ""),
-                status=status,
-                retry_after=after,
+            answer = await self.http.request(
+                method, self.base + path, json=body, headers=headers, timeout=self.timeout
             )
-        try:
-            return json.loads(raw)
-        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-            raise StatuspageError(
-                f"Statuspage answered {method} {path} with malformed JSON ({exc})",
-                status=status,
-                maybe_done=maybe,
-            ) from None
+            return answer.json()
+        except HttpError as exc:
+            raise _mapped(exc, method, path) from None
+
+
+def _mapped(exc: HttpError, method: str, path: str) -> StatuspageError:
+    """The transport's error in Statuspage's words: 420 and 429 say "slow down"."""
+    if exc.kind == "status" and exc.status is not None:
+        what = "rate limited" if exc.status in SLOW_DOWN else "error"
+        shown = f": {exc.detail}" if exc.detail and exc.status not in SLOW_DOWN else ""
+        return StatuspageError(
+            f"HTTP {exc.status} ({what}) from Statuspage {method} {path}{shown}",
+            status=exc.status,
+            retry_after=exc.retry_after,
+        )
+    if exc.kind == "malformed":
+        return StatuspageError(
+            f"Statuspage answered {method} {path} with malformed JSON ({exc.detail})",
+            status=exc.status,
+            maybe_done=exc.maybe_done,
+        )
+    return StatuspageError(exc.text, maybe_done=exc.maybe_done)
 
 
 def _incident(data: Any) -> PageIncident:

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-import aiohttp
-
 from chatopsd.config import (
     AlertmanagerSource,
     CommandSource,
@@ -18,11 +16,10 @@ from chatopsd.features.status.sources.alertmanager import AlertmanagerStatus
 from chatopsd.features.status.sources.command import CommandStatus
 from chatopsd.features.status.sources.http import HttpStatus
 from chatopsd.features.status.sources.prometheus import PrometheusStatus
+from chatopsd.httpclient import HttpTransport
 
 
-def build(
-    configs: Sequence[StatusSourceConfig], session: aiohttp.ClientSession
-) -> list[StatusSource]:
+def build(configs: Sequence[StatusSourceConfig], http: HttpTransport) -> list[StatusSource]:
     found: list[StatusSource] = []
     for c in configs:
         if isinstance(c, AlertmanagerSource):
@@ -30,7 +27,7 @@ def build(
                 AlertmanagerStatus(
                     c.name,
                     c.url,
-                    session,
+                    http,
                     timeout=c.timeout_seconds,
                     severity_map=c.severity_map,
                     default_verdict=c.default_verdict,
@@ -43,7 +40,7 @@ def build(
                     c.name,
                     c.url,
                     c.query,
-                    session,
+                    http,
                     timeout=c.timeout_seconds,
                     firing_verdict=c.firing_verdict,
                     alert_name=c.alert_name,
@@ -55,7 +52,7 @@ def build(
                     c.name,
                     c.url,
                     c.field,
-                    session,
+                    http,
                     timeout=c.timeout_seconds,
                     value_map=c.value_map,
                     default_verdict=c.default_verdict,

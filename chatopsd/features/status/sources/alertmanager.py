@@ -11,10 +11,8 @@ from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
-import aiohttp
-
-from chatopsd.features.status.api import Alert, Reading, Verdict
-from chatopsd.httpclient import SourceError, display, get_json, join
+from chatopsd.features.status.api import Alert, Reading, SourceError, Verdict
+from chatopsd.httpclient import HttpError, HttpTransport, display, join
 
 DEFAULT_SEVERITIES = {"critical": "CRITICAL", "page": "CRITICAL", "warning": "DEGRADED"}
 
@@ -24,7 +22,7 @@ class AlertmanagerStatus:
         self,
         name: str,
         url: str,
-        session: aiohttp.ClientSession,
+        http: HttpTransport,
         *,
         timeout: float = 5.0,
         severity_map: Mapping[str, str] | None = None,
@@ -33,7 +31,7 @@ class AlertmanagerStatus:
     ) -> None:
         self.name = name
         self.url = join(url, "/api/v2/alerts")
-        self.session = session
+        self.http = http
         self.timeout = timeout
         self.severity_map = {
             k.lower(): Verdict(v) for k, v in (severity_map or DEFAULT_SEVERITIES).items()
@@ -49,12 +47,17 @@ class AlertmanagerStatus:
 
     async def read(self) -> Reading:
         try:
-            payload = await get_json(self.session, self.url, self.timeout, self.params)
-            alerts = self._parse(payload)
-        except SourceError as exc:
+            return await self.fetch()
+        except (HttpError, SourceError) as exc:
             return Reading(self.name, Verdict.UNKNOWN, error=str(exc))
         except Exception as exc:  # never raise out of read()
             return Reading(self.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+
+    async def fetch(self) -> Reading:
+        """One read that raises what went wrong (HttpError, SourceError): what `read` and
+        `doctor` both call."""
+        payload = await self.http.get_json(self.url, params=self.params, timeout=self.timeout)
+        alerts = self._parse(payload)
         verdict = max((a.verdict for a in alerts), key=lambda v: v.rank, default=Verdict.NORMAL)
         return Reading(self.name, verdict, tuple(alerts))
 

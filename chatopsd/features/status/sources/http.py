@@ -9,10 +9,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import aiohttp
-
-from chatopsd.features.status.api import Alert, Reading, Verdict
-from chatopsd.httpclient import SourceError, display, get_json
+from chatopsd.features.status.api import Alert, Reading, SourceError, Verdict
+from chatopsd.httpclient import HttpError, HttpTransport, display
 
 # Words status pages commonly use (Statuspage's indicator: none/minor/major/critical).
 DEFAULT_VALUES: dict[str, str] = {
@@ -47,7 +45,7 @@ class HttpStatus:
         name: str,
         url: str,
         field: str,
-        session: aiohttp.ClientSession,
+        http: HttpTransport,
         *,
         timeout: float = 5.0,
         value_map: Mapping[str, str] | None = None,
@@ -57,30 +55,31 @@ class HttpStatus:
         self.url = url
         self.path = [p for p in field.split(".") if p]
         self.field = field
-        self.session = session
+        self.http = http
         self.timeout = timeout
         self.values = {k.lower(): Verdict(v) for k, v in (value_map or DEFAULT_VALUES).items()}
         self.default = Verdict(default_verdict)
 
     async def read(self) -> Reading:
         try:
-            value = dig(await get_json(self.session, self.url, self.timeout), self.path)
-        except SourceError as exc:
+            return await self.fetch()
+        except (HttpError, SourceError) as exc:
             return Reading(self.name, Verdict.UNKNOWN, error=str(exc))
         except Exception as exc:  # never raise out of read()
             return Reading(self.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+
+    async def fetch(self) -> Reading:
+        """One read that raises what went wrong (HttpError, SourceError, MissingField): what
+        `read` and `doctor` both call."""
+        value = dig(await self.http.get_json(self.url, timeout=self.timeout), self.path)
         if value is None:
-            return Reading(
-                self.name, Verdict.UNKNOWN, error=f"{display(self.url)}: no field {self.field!r}"
-            )
+            raise MissingField(f"{display(self.url)}: no field {self.field!r}", self.field)
         text = str(value).lower()  # JSON true/false arrive as True/False: "true"/"false"
         verdict = self.values.get(text)
         if verdict is None:
             if self.default is Verdict.UNKNOWN:
-                return Reading(
-                    self.name,
-                    Verdict.UNKNOWN,
-                    error=f"{self.field} = {value!r} is not a known state (add it to value_map)",
+                raise SourceError(
+                    f"{self.field} = {value!r} is not a known state (add it to value_map)"
                 )
             verdict = self.default
         if verdict is Verdict.NORMAL:
@@ -89,6 +88,14 @@ class HttpStatus:
             self.name, verdict, f"{self.field} = {value}", self.name, f"{self.field}={text}"
         )
         return Reading(self.name, verdict, (alert,))
+
+
+class MissingField(SourceError):
+    """The answer has no value at the configured field."""
+
+    def __init__(self, message: str, field: str) -> None:
+        super().__init__(message)
+        self.field = field
 
 
 def dig(doc: Any, path: list[str]) -> Any:

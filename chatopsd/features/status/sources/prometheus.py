@@ -4,10 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-import aiohttp
-
-from chatopsd.features.status.api import Alert, Reading, Verdict
-from chatopsd.httpclient import SourceError, display, get_json, join
+from chatopsd.features.status.api import Alert, Reading, SourceError, Verdict
+from chatopsd.httpclient import HttpError, HttpTransport, display, join
 
 _MAX_ALERTS = 50  # a query matching thousands of series must not flood the reply
 
@@ -18,7 +16,7 @@ class PrometheusStatus:
         name: str,
         url: str,
         query: str,
-        session: aiohttp.ClientSession,
+        http: HttpTransport,
         *,
         timeout: float = 5.0,
         firing_verdict: str = "CRITICAL",
@@ -27,27 +25,32 @@ class PrometheusStatus:
         self.name = name
         self.url = join(url, "/api/v1/query")
         self.query = query
-        self.session = session
+        self.http = http
         self.timeout = timeout
         self.firing = Verdict(firing_verdict)
         self.alert_name = alert_name
 
     async def read(self) -> Reading:
         try:
-            # Prometheus' own deadline slightly under ours, so a slow query says why it failed.
-            # (Its durations take no fractions: "4.5s" is refused, "4500ms" is not.)
-            params = {
-                "query": self.query,
-                "timeout": f"{int(max(self.timeout - 0.5, 0.5) * 1000)}ms",
-            }
-            payload = await get_json(
-                self.session, self.url, self.timeout, params, json_errors=(400, 422, 503)
-            )
-            alerts = self._parse(payload)
-        except SourceError as exc:
+            return await self.fetch()
+        except (HttpError, SourceError) as exc:
             return Reading(self.name, Verdict.UNKNOWN, error=str(exc))
         except Exception as exc:  # never raise out of read()
             return Reading(self.name, Verdict.UNKNOWN, error=f"{type(exc).__name__}: {exc}")
+
+    async def fetch(self) -> Reading:
+        """One read that raises what went wrong (HttpError, SourceError): what `read` and
+        `doctor` both call."""
+        # Prometheus' own deadline slightly under ours, so a slow query says why it failed.
+        # (Its durations take no fractions: "4.5s" is refused, "4500ms" is not.)
+        params = {
+            "query": self.query,
+            "timeout": f"{int(max(self.timeout - 0.5, 0.5) * 1000)}ms",
+        }
+        payload = await self.http.get_json(
+            self.url, params=params, timeout=self.timeout, json_errors=(400, 422, 503)
+        )
+        alerts = self._parse(payload)
         return Reading(self.name, self.firing if alerts else Verdict.NORMAL, tuple(alerts))
 
     def _parse(self, payload: Any) -> list[Alert]:
