@@ -156,7 +156,9 @@ class Database(Protocol):
         ...
 
     async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run `fn` in one transaction (read, decide, write); committed when it returns."""
+        """Run `fn` in one transaction (read, decide, write); committed when it returns.
+        Every statement of `fn` goes through its `tx`: a call on the database itself inside
+        `fn` raises CallInsideTransaction."""
         ...
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Row]: ...
