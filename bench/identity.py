@@ -20,6 +20,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from chatopsd.core.capabilities import Capabilities  # noqa: E402
 from chatopsd.core.messages import Actor  # noqa: E402
 from chatopsd.identity.service import IdentityService  # noqa: E402
 from chatopsd.identity.store import SqliteIdentityLinks  # noqa: E402
@@ -36,7 +37,7 @@ async def main() -> None:
             later = datetime.now(UTC) + timedelta(minutes=15)
             await links.claim("discord", str(i), f"p{i}@example.com", f"r{i}", later)
             await links.confirm("discord", str(i), f"p{i}@example.com", "slack:U0")
-        service = IdentityService(links, {}, {"console:ada": "ada@example.com"})
+        service = IdentityService(links, Capabilities(), {"console:ada": "ada@example.com"})
         for label, actor in (
             ("configured", Actor("ada")),
             ("confirmed link", Actor("500")),

@@ -16,13 +16,15 @@ from typing import TYPE_CHECKING, Any, TextIO
 
 from pydantic import BaseModel
 
-from chatopsd import __version__, logs, platforms, redact
+from chatopsd import __version__, locations, logs, redact
 from chatopsd import config as config_mod
 from chatopsd.config import Config
 from chatopsd.connectors.base import Connector, Supervisor
 from chatopsd.connectors.console import ConsoleConnector
+from chatopsd.connectors.platform import Wiring
 from chatopsd.control import ControlServer, failing_jobs
 from chatopsd.core.bus import Bus, Middleware
+from chatopsd.core.capabilities import Capabilities
 from chatopsd.core.commands import CommandProvider, Registry
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.identity import configured_map
@@ -35,7 +37,7 @@ from chatopsd.core.middleware import (
     RateLimit,
     Started,
 )
-from chatopsd.core.ports import ChannelAdmin, Clock, KeyValue, Lease, SystemClock
+from chatopsd.core.ports import Clock, KeyValue, Lease, SystemClock
 from chatopsd.core.times import Times
 from chatopsd.features.approvals.rules import Rule
 from chatopsd.features.approvals.service import ApprovalService
@@ -59,7 +61,6 @@ from chatopsd.logs import toggle_debug
 from chatopsd.looplag import LoopLag
 from chatopsd.metrics import Exporter, LiveState, Metrics
 from chatopsd.outbox import Outbox
-from chatopsd.platforms import Wiring
 from chatopsd.scheduler import JobFailed, Scheduler
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
@@ -94,7 +95,7 @@ def nothing_to_serve(cfg: Config, stdin: TextIO | None, config_path: Path | None
 
     if cfg.platforms or not cfg.console_enabled or not no_input(stdin):
         return None
-    names = platforms.names()
+    names = [platform.name for platform in cfg.platform_registry]
     sections = ", ".join(f"[{name}]" for name in names[:-1]) + f" or [{names[-1]}]"
     guides = ", ".join(f"docs/{name}.md" for name in names)
     where = str(config_path) if config_path else "a config file given with --config"
@@ -167,11 +168,15 @@ class App:
         self.ledger.answerable = self.lease.alive
         self.oncall_cache = await self._oncall_cache()
 
-        connectors = self._connectors()
-        self.outbox = Outbox({c.platform: c for c in connectors}, redact=self.redact_secrets)
+        connectors, self.capabilities = self._connectors()
+        self.outbox = Outbox(
+            {c.platform: c for c in connectors},
+            redact=self.redact_secrets,
+            capabilities=self.capabilities,
+        )
         # who is who, for roles, approvals, `!pd`, shift DMs and mentions (core/identity.py)
         self.identities = IdentityService(
-            SqliteIdentityLinks(self.db), self.outbox.connectors, _configured_identities(cfg)
+            SqliteIdentityLinks(self.db), self.capabilities, _configured_identities(cfg)
         )
         self.registry = Registry()
         self.bus = Bus(
@@ -272,7 +277,9 @@ class App:
         except Exception:
             log.exception("could not report the commands the previous run left unfinished")
 
-    def _connectors(self) -> list[Connector]:
+    def _connectors(self) -> tuple[list[Connector], Capabilities]:
+        """The connectors, and what each platform can do besides posting (the console:
+        nothing), as its platform package declares it."""
         cfg = self.config
         found: list[Connector] = []
         if cfg.console_enabled:
@@ -285,14 +292,19 @@ class App:
                     on_eof=on_eof,
                     prefix=cfg.chatopsd.prefix,
                     banner=self._console_banner(),
+                    commands=lambda: (spec.path for spec in self.registry),
+                    history=locations.locate(cfg).state_db.with_suffix(".history"),
                 )
             )
         # Platform libraries are imported only when their section is configured: a console-only
         # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
         wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=self.clock, kv=self._own_kv())
-        for platform, section in platforms.configured(cfg):
-            found.append(platform.build(section, wiring))
-        return found
+        offers = []
+        for platform, section in cfg.configured_platforms():
+            connector = platform.build(section, wiring)
+            found.append(connector)
+            offers.append((platform.name, connector, platform.capabilities))
+        return found, Capabilities(offers)
 
     def _console_banner(self) -> str:
         cfg = self.config
@@ -342,8 +354,7 @@ class App:
             self.outbox,
             self.clock,
             settings_from_config(self.config.incidents, self.config.chatopsd.prefix),
-            self._channel_admin,
-            threads=lambda p: bool(getattr(self.outbox.connectors.get(p), "threads", True)),
+            self.capabilities,
             times=self.times,
         )
         self.bus.reaction_commands.append(self.incidents.reaction_command)
@@ -422,21 +433,15 @@ class App:
 
         cfg = self.config
         sp = cfg.statuspage
-        client = None
+        provider = None
         if sp is not None:
-            from chatopsd.features.statuspage.atlassian import StatuspageClient
+            from chatopsd.features.statuspage import providers
 
-            client = StatuspageClient(
-                self._http(),
-                sp.api_url,
-                sp.api_key.get_secret_value(),
-                sp.page_id,
-                timeout=sp.timeout_seconds,
-            )
+            provider = providers.build(sp, self._http())
         self.public = PublicStatus(
             SqlitePublications(self.db),
             self.incidents,
-            client,
+            provider,
             self.outbox,
             self.audit,
             self.clock,
@@ -465,7 +470,7 @@ class App:
         if cfg.incidents.bridge_url:
             self.incidents.hooks.append(
                 Bridge(
-                    cfg.incidents.bridge_url, self.incident_store, self.outbox, self._channel_admin
+                    cfg.incidents.bridge_url, self.incident_store, self.outbox, self.capabilities
                 )
             )
         return [self.public, self.followups]
@@ -495,11 +500,6 @@ class App:
             issue_type=t.issue_type,
             timeout=t.timeout_seconds,
         )
-
-    def _channel_admin(self, platform: str) -> ChannelAdmin | None:
-        """The platform's connector if it can create channels (an optional capability)."""
-        connector = self.outbox.connectors.get(platform)
-        return connector if isinstance(connector, ChannelAdmin) else None
 
     def _approvals_and_ops(self) -> list[CommandProvider]:
         cfg = self.config

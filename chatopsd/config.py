@@ -2,41 +2,45 @@
 
 Tokens may also come from a systemd credential ($CREDENTIALS_DIRECTORY/<section>_<key>) or an
 environment variable (CHATOPSD_<SECTION>_<KEY>), preferred in that order over the file.
-A platform section that is present is enabled.
+
+The platform sections (`[slack]`, `[discord]`, ...) are not listed here: each platform package
+brings its own model, and `Config` is composed from the platform registry (chatopsd/platforms.py)
+with one optional section per platform. A platform section that is present is enabled.
 """
 
 from __future__ import annotations
 
 import base64
+import functools
 import os
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from datetime import UTC, tzinfo
 from pathlib import Path
-from typing import Annotated, Any, Literal, get_args
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal, TypeVar, get_args
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
+    create_model,
     field_validator,
     model_validator,
 )
 
 from chatopsd import locations, redact
+from chatopsd.connectors.platform import Platform
 from chatopsd.core.errors import ConfigError
-from chatopsd.features.statuspage.public_status import TITLE_PLACEHOLDERS, placeholders
+from chatopsd.features.statuspage.rules import TITLE_PLACEHOLDERS, placeholders
+from chatopsd.platforms import PLATFORMS
+from chatopsd.sections import Section
 
 # Sections that always exist: their secret may come from a credential alone.
 _ALWAYS_PRESENT = frozenset({"audit"})
 VerdictName = Literal["NORMAL", "DEGRADED", "CRITICAL", "UNKNOWN"]
-
-
-class Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+S = TypeVar("S", bound=BaseModel)
 
 
 class ChatopsdSection(Section):
@@ -118,63 +122,6 @@ def database_url_problem(url: str) -> str | None:
 class ConsoleSection(Section):
     enabled: bool | None = None
     format: Literal["text", "jsonl"] = "text"
-
-
-class SlackSection(Section):
-    app_token: SecretStr
-    bot_token: SecretStr
-    api_url: str = "https://slack.com/api/"
-    allow_bots: bool = False
-    # Socket Mode heartbeat: a dead or half-open socket is replaced within ~2 intervals.
-    ping_interval_seconds: float = Field(3.0, gt=0, le=60)
-
-    @field_validator("app_token")
-    @classmethod
-    def _app_token(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value().startswith("xapp-"):
-            raise ValueError("must be an app-level token starting with xapp-")
-        return v
-
-    @field_validator("bot_token")
-    @classmethod
-    def _bot_token(cls, v: SecretStr) -> SecretStr:
-        if not v.get_secret_value().startswith("xoxb-"):
-            raise ValueError("must be a bot token starting with xoxb-")
-        return v
-
-
-class DiscordSection(Section):
-    token: SecretStr
-    api_url: str = "https://discord.com/api/v10"
-    gateway_url: str = "wss://gateway.discord.gg/"
-    guild_ids: list[int] = []
-    allow_bots: bool = False
-    # No gateway traffic (not even a heartbeat ACK) for this long means a zombie connection.
-    heartbeat_timeout: float = Field(60.0, gt=0)
-    # Discord allows one IDENTIFY per 5 s per bot; tests shorten it.
-    identify_delay: float = Field(5.0, ge=0)
-    # How long after the last GUILD_CREATE discord.py waits before it calls the session ready.
-    guild_ready_timeout: float = Field(2.0, ge=0)
-
-
-class MattermostSection(Section):
-    url: str
-    token: SecretStr
-
-    @field_validator("url")
-    @classmethod
-    def _url_scheme(cls, v: str) -> str:
-        # Without a scheme the client cannot even build a request: say so here, not in a
-        # reconnect loop at run time.
-        if not v.startswith(("https://", "http://")) or not v.split("://", 1)[1].strip("/"):
-            raise ValueError("must be the server's base URL with its scheme, like https://host")
-        return v
-
-    ca_file: Path | None = None
-    verify_tls: bool = True
-    teams: list[str] = []
-    allow_bots: bool = False
-    heartbeat_seconds: float = Field(20.0, gt=0)
 
 
 class FallbackContact(Section):
@@ -385,7 +332,7 @@ class IncidentsSection(Section):
 
 
 class StatuspageSection(Section):
-    """Atlassian Statuspage: incidents published from chat (integrations/statuspage.py)."""
+    """Atlassian Statuspage: incidents published from chat (features/statuspage/)."""
 
     api_url: str = "https://api.statuspage.io/v1"
     api_key: SecretStr
@@ -527,12 +474,15 @@ class AuditSection(Section):
     head_log_seconds: float = Field(3600.0, ge=60)  # the chain's head hash goes to the journal
 
 
-class Config(Section):
+class BaseConfig(Section):
+    """Every section but the platforms'. The daemon's model is `Config`: this one composed
+    with the registry's platforms (`with_platforms`)."""
+
+    # The platforms this model was composed with: each has an optional section (a field).
+    platform_registry: ClassVar[tuple[Platform[Any], ...]] = ()
+
     chatopsd: ChatopsdSection = ChatopsdSection()
     console: ConsoleSection = ConsoleSection()
-    slack: SlackSection | None = None
-    discord: DiscordSection | None = None
-    mattermost: MattermostSection | None = None
     pagerduty: PagerDutySection | None = None
     status: StatusSection = StatusSection()
     auth: AuthSection = AuthSection()
@@ -548,7 +498,7 @@ class Config(Section):
     tickets: TicketsSection | None = None
 
     @model_validator(mode="after")
-    def _rules_name_commands(self) -> Config:
+    def _rules_name_commands(self) -> BaseConfig:
         known = {c.name: c for c in self.commands}
         if len(known) != len(self.commands):
             raise ValueError("two [[commands]] share a name")
@@ -561,11 +511,23 @@ class Config(Section):
                     raise ValueError(f"approvals.rules[{i}].when: {arg!r} is not an argument")
         return self
 
+    def section(self, platform: Platform[S]) -> S | None:
+        """The platform's section; None when it is absent (the platform is off)."""
+        found = getattr(self, platform.name, None)
+        return found if isinstance(found, platform.section) else None
+
+    def configured_platforms(self) -> list[tuple[Platform[Any], BaseModel]]:
+        """The platforms whose section is present, with that section, in registry order."""
+        found = []
+        for platform in self.platform_registry:
+            section = self.section(platform)
+            if section is not None:
+                found.append((platform, section))
+        return found
+
     @property
     def platforms(self) -> list[str]:
-        from chatopsd.platforms import configured  # the registry imports this module
-
-        return [platform.name for platform, _section in configured(self)]
+        return [platform.name for platform, _section in self.configured_platforms()]
 
     @property
     def console_enabled(self) -> bool:
@@ -574,12 +536,35 @@ class Config(Section):
         return not self.platforms
 
 
-def _secret_keys() -> tuple[tuple[str, str], ...]:
+@functools.cache
+def with_platforms(platforms: tuple[Platform[Any], ...]) -> type[BaseConfig]:
+    """The config model with one optional `[<name>]` section per platform, in their order.
+    `Config` is this for the registry; a test may compose its own platform list."""
+    names = [platform.name for platform in platforms]
+    for name in names:
+        if name in BaseConfig.model_fields or names.count(name) > 1:
+            raise ValueError(f"platform {name!r}: another section has that name")
+    fields: dict[str, Any] = {p.name: (p.section | None, None) for p in platforms}
+    model = create_model("Config", __base__=BaseConfig, __module__=__name__, **fields)
+    model.platform_registry = platforms
+    return model
+
+
+if TYPE_CHECKING:
+    # What the code sees: every section but the platforms', which it reads through
+    # `cfg.section(PLATFORM)` (`cfg.slack` works too, at run time).
+    Config = BaseConfig
+else:
+    Config = with_platforms(PLATFORMS)
+
+
+@functools.cache
+def secret_keys(config_model: type[BaseConfig] = Config) -> tuple[tuple[str, str], ...]:
     """(section, key) of every token: the SecretStr fields of the top-level sections, so a
     new platform's or integration's token is redacted and read from credentials without
     being listed here."""
     found: list[tuple[str, str]] = []
-    for name, field in Config.model_fields.items():
+    for name, field in config_model.model_fields.items():
         for model in (field.annotation, *get_args(field.annotation)):
             if isinstance(model, type) and issubclass(model, BaseModel):
                 found += [
@@ -590,7 +575,7 @@ def _secret_keys() -> tuple[tuple[str, str], ...]:
     return tuple(found)
 
 
-SECRET_KEYS: tuple[tuple[str, str], ...] = _secret_keys()
+SECRET_KEYS: tuple[tuple[str, str], ...] = secret_keys(Config)
 # chatopsd.database holds no password: it comes from this credential, else PGPASSWORD.
 DATABASE_CREDENTIAL = "chatopsd_database_password"
 
@@ -617,9 +602,15 @@ def _zone_key(localtime: Path) -> str | None:
     return target.split("/zoneinfo/", 1)[1] if "/zoneinfo/" in target else None
 
 
-def load(path: Path | None, env: dict[str, str] | None = None) -> Config:
-    """Read and validate the config file (or the defaults when `path` is None)."""
+def load(
+    path: Path | None,
+    env: dict[str, str] | None = None,
+    platforms: Sequence[Platform[Any]] = PLATFORMS,
+) -> Config:
+    """Read and validate the config file (or the defaults when `path` is None), with a
+    section for each of `platforms` (default: the registry's)."""
     env = dict(os.environ) if env is None else env
+    model = with_platforms(tuple(platforms))
     raw: dict[str, Any] = {}
     where = str(path) if path else "defaults"
     if path is not None:
@@ -631,9 +622,9 @@ def load(path: Path | None, env: dict[str, str] | None = None) -> Config:
             raise ConfigError(f"{where}: cannot read: {exc.strerror}") from None
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{where}: not valid TOML: {exc}") from None
-    _overlay_secrets(raw, env)
+    _overlay_secrets(raw, env, secret_keys(model))
     try:
-        return Config.model_validate(raw)
+        return model.model_validate(raw)
     except ValidationError as exc:
         raise ConfigError("\n".join(f"{where}: {line}" for line in explain(exc))) from None
 
@@ -660,8 +651,10 @@ def explain(exc: ValidationError) -> list[str]:
     return lines
 
 
-def _overlay_secrets(raw: dict[str, Any], env: dict[str, str]) -> None:
-    for section, key in SECRET_KEYS:
+def _overlay_secrets(
+    raw: dict[str, Any], env: dict[str, str], keys: Sequence[tuple[str, str]]
+) -> None:
+    for section, key in keys:
         table = raw.setdefault(section, {}) if section in _ALWAYS_PRESENT else raw.get(section)
         if not isinstance(table, dict):
             continue  # sections enable platforms; a token alone does not
@@ -697,7 +690,7 @@ def secrets_of(config: Config) -> list[str]:
     the token keys, the secret parts of the status sources' URLs (a key in the path or the
     query), and the basic-auth pair that carries the Jira token."""
     found = []
-    for section, key in SECRET_KEYS:
+    for section, key in secret_keys(type(config)):
         table = getattr(config, section)
         if table is not None:
             value = getattr(table, key).get_secret_value()

@@ -9,8 +9,8 @@ import logging
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
+from chatopsd.core.capabilities import CHANNEL_TOPICS, DIRECT_MESSAGES, USER_GROUPS
 from chatopsd.core.commands import CommandProvider
-from chatopsd.core.ports import ChannelTopics, DirectMessages, UserGroups
 from chatopsd.features.incidents.commands import destination
 from chatopsd.features.oncall.handoffs import Handoffs
 from chatopsd.features.oncall.lookahead import LookaheadRefresher
@@ -46,10 +46,10 @@ def build(app: App) -> list[CommandProvider]:
     hooks: list[tuple[str, Hook]] = []
 
     async def dm_channel(platform: str, user_id: str) -> str:
-        connector = app.outbox.connectors.get(platform)
-        if not isinstance(connector, DirectMessages):
+        dms = app.capabilities.get(platform, DIRECT_MESSAGES)
+        if dms is None:
             raise RuntimeError(f"{platform} cannot open direct messages")
-        return await connector.dm_channel(user_id)
+        return await dms.dm_channel(user_id)
 
     # the lease: handoffs and reminders are decided and sent under the leader's token
     delivery = PostDelivery(store, app.outbox, dm_channel, app.lease)
@@ -78,16 +78,16 @@ def build(app: App) -> list[CommandProvider]:
     if pd.topic_channels or pd.slack_usergroups:
 
         async def set_topic(platform: str, channel: str, text: str) -> None:
-            connector = app.outbox.connectors.get(platform)
-            if not isinstance(connector, ChannelTopics):
+            topics = app.capabilities.get(platform, CHANNEL_TOPICS)
+            if topics is None:
                 raise RuntimeError(f"{platform} cannot set channel topics")
-            await connector.set_topic(channel, text)
+            await topics.set_topic(channel, text)
 
         async def set_group(group_id: str, user_ids: list[str]) -> None:
-            connector = app.outbox.connectors.get("slack")
-            if not isinstance(connector, UserGroups):
+            groups = app.capabilities.get("slack", USER_GROUPS)
+            if groups is None:
                 raise RuntimeError("no Slack connector to update user groups with")
-            await connector.set_usergroup(group_id, user_ids)
+            await groups.set_usergroup(group_id, user_ids)
 
         async def chat_ids(person: Person, platform: str) -> list[str]:
             found = await app.identities.chat_ids(person.email, platform)
@@ -123,7 +123,7 @@ def build(app: App) -> list[CommandProvider]:
             return [
                 chat
                 for chat in await app.identities.chat_ids(email)
-                if isinstance(app.outbox.connectors.get(chat.partition(":")[0]), DirectMessages)
+                if app.capabilities.has(chat.partition(":")[0], DIRECT_MESSAGES)
             ]
 
         app.reminders = reminders = Reminders(

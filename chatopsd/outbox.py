@@ -17,9 +17,9 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from chatopsd.connectors.base import Connector
+from chatopsd.core.capabilities import POSTED_ANSWERS, Capabilities
 from chatopsd.core.errors import TransientSendError
 from chatopsd.core.messages import Destination, Priority, Reply, Sent
-from chatopsd.core.ports import PostedAnswers
 from chatopsd.core.retry import Backoff, RetryPolicy, retrying
 
 log = logging.getLogger("chatopsd.outbox")
@@ -45,8 +45,11 @@ class Outbox:
         max_delay: float = 30.0,
         sleep: Callable[[float], Awaitable[Any]] = asyncio.sleep,
         redact: Callable[[str], str] | None = None,
+        capabilities: Capabilities | None = None,
     ) -> None:
         self.connectors = dict(connectors)
+        # what the platforms can do besides posting (here: find an answer by its key)
+        self.capabilities = capabilities or Capabilities()
         self.redact = redact
         self.policy = RetryPolicy(attempts, Backoff(base=base_delay, cap=max_delay))
         self._sleep = sleep
@@ -99,11 +102,11 @@ class Outbox:
         return await fut  # None: it could not be edited
 
     async def posted(self, destination: Destination, key: str, since: float) -> bool:
-        connector = self.connectors.get(destination.platform)
-        if not isinstance(connector, PostedAnswers):
+        answers = self.capabilities.get(destination.platform, POSTED_ANSWERS)
+        if answers is None:
             return False
         try:
-            return await connector.answer_posted(destination, key, since)
+            return await answers.answer_posted(destination, key, since)
         except Exception as exc:
             # Cannot tell: answer (a possible second answer beats a certainly lost one).
             log.warning("could not look for answer %s on %s: %s", key, destination.platform, exc)

@@ -8,10 +8,10 @@ from __future__ import annotations
 import logging
 from typing import TYPE_CHECKING
 
+from chatopsd.core.capabilities import DIRECT_MESSAGES
 from chatopsd.core.commands import CommandProvider
 from chatopsd.core.context import Call
 from chatopsd.core.messages import Destination, Reply
-from chatopsd.core.ports import DirectMessages
 from chatopsd.features.incidents.commands import destination
 from chatopsd.features.oncall.overrides import TakeHandler
 from chatopsd.features.oncall.shift_rules import Lookahead
@@ -38,11 +38,11 @@ def build(app: App) -> list[CommandProvider]:
     async def direct(chat: str, reply: Reply) -> bool:
         """A direct message to one chat identity; False if it could not be sent."""
         platform, _, user_id = chat.partition(":")
-        connector = app.outbox.connectors.get(platform)
-        if not isinstance(connector, DirectMessages):
+        dms = app.capabilities.get(platform, DIRECT_MESSAGES)
+        if dms is None:
             return False
         try:
-            channel = await connector.dm_channel(user_id)
+            channel = await dms.dm_channel(user_id)
         except Exception:
             log.warning("could not open a direct message with %s", chat, exc_info=True)
             return False

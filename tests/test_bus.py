@@ -10,12 +10,18 @@ import pytest
 
 from chatopsd.connectors.console import ConsoleConnector
 from chatopsd.core.bus import Bus, short_cause
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.commands import Arg, CommandSpec, Registry
 from chatopsd.core.context import Call
-from chatopsd.core.errors import NotFound, RateLimitedSend, TransientSendError, Unavailable
+from chatopsd.core.errors import (
+    NotFound,
+    RateLimited,
+    RateLimitedSend,
+    TransientSendError,
+    Unavailable,
+)
 from chatopsd.core.messages import Actor, Inbound, Priority, Reply
 from chatopsd.core.middleware import AccessPolicy, Audit, Authorize, Dedupe, RateLimit
-from chatopsd.core.ports import ChannelRefused
 from chatopsd.outbox import Outbox
 from chatopsd.store.audit import SqliteAuditLog
 from chatopsd.store.events import SqliteEventLedger
@@ -54,7 +60,8 @@ class Rig:
             [
                 Dedupe(self.ledger),
                 Audit(self.audit, clock),
-                RateLimit(clock, per_minute=6, burst=2),
+                # here the console stands for a chat platform, where anyone may type
+                RateLimit(clock, per_minute=6, burst=2, unlimited=frozenset()),
                 Authorize(policy),
             ],
             self.outbox,
@@ -165,6 +172,31 @@ async def test_rate_limit_is_polite_once_then_quiet(rig: Rig, clock: FakeClock) 
     clock.advance(10)
     await rig.bus.handle(ev("!echo back", "r9"))
     assert (await rig.replies())[-1]["text"] == "echo back"
+
+
+async def test_the_console_is_the_operator_and_is_never_rate_limited(
+    rig: Rig, clock: FakeClock
+) -> None:
+    """A chat user gets `burst` commands at once; the local console (a terminal, a pipe, a
+    jsonl script on the daemon's stdin) is the person running the daemon: 15 commands, 15
+    answers, with the limiter's default platforms."""
+    limit = RateLimit(clock, per_minute=6, burst=2)
+
+    async def answered(call: Call) -> list[Reply]:
+        return [Reply(text=f"ran {call.event.event_id}")]
+
+    ran: dict[str, int] = {}
+    for platform in ("console", "slack"):
+        ran[platform] = 0
+        for i in range(15):
+            event = Inbound(platform, "ops", Actor("root"), f"!echo {i}", event_id=f"{i}")
+            call = Call(event, None, {}, "!", f"r{i}", rig.outbox)
+            try:
+                await limit(call, answered)
+            except RateLimited:
+                continue
+            ran[platform] += 1
+    assert ran == {"console": 15, "slack": 2}
 
 
 async def test_internal_error_gives_a_reference_and_the_bus_stays_up(

@@ -9,6 +9,9 @@ from pathlib import Path
 import pytest
 
 from chatopsd import config
+from chatopsd.connectors.discord.config import DiscordSection
+from chatopsd.connectors.mattermost.config import MattermostSection
+from chatopsd.connectors.slack.config import SlackSection
 from chatopsd.core.errors import ConfigError
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -127,9 +130,9 @@ def test_example_config_is_valid_and_documents_every_key() -> None:
     for section, model in [
         ("chatopsd", config.ChatopsdSection),
         ("console", config.ConsoleSection),
-        ("slack", config.SlackSection),
-        ("discord", config.DiscordSection),
-        ("mattermost", config.MattermostSection),
+        ("slack", SlackSection),
+        ("discord", DiscordSection),
+        ("mattermost", MattermostSection),
         ("pagerduty", config.PagerDutySection),
         ("auth", config.AuthSection),
         ("ratelimit", config.RateLimitSection),

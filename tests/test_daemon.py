@@ -85,8 +85,10 @@ def test_sigkill_loses_no_answered_command_and_replays_are_dropped(tmp_path: Pat
     proc = start(cfg)
     assert proc.stdout is not None
     try:
-        send(proc, "ev-3", "!help")  # a replay of an answered event: dropped
+        send(proc, "ev-3", "!help")  # a replay of an answered event: dropped, and said so
         send(proc, "ev-fresh", "!ic")
+        dropped = read_json(proc.stdout)
+        assert dropped["reply_to"] == "ev-3" and str(dropped["error"]).startswith("no answer")
         reply = read_json(proc.stdout)
         assert reply["reply_to"] == "ev-fresh"
     finally:

@@ -180,9 +180,10 @@ async def test_reaction_approval_goes_through_the_chain(rig: OpsRig) -> None:
 
 class GatedChat:
     """A chat platform whose sending waits until the test opens the gate, so everything the
-    bus produces is queued first and the outbox's order can be read back."""
+    bus produces is queued first and the outbox's order can be read back. (A chat platform,
+    not the console: the console is the operator and never rate limited.)"""
 
-    platform = "console"
+    platform = "mattermost"
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
@@ -213,18 +214,22 @@ async def test_refused_page_flood_is_rate_limited_and_queued_behind_a_real_page(
     rig = await OpsRig(
         tmp_path,
         clock,
-        auth={"paging_channels": ["console:incidents"]},
+        auth={"paging_channels": ["mattermost:incidents"]},
         ratelimit={"burst": 5, "per_minute": 6},
     ).start()
     try:
         chat = GatedChat()
         old = rig.app.outbox
-        rig.app.outbox = rig.app.bus.outbox = Outbox({"console": chat})  # type: ignore[dict-item]
+        rig.app.outbox = rig.app.bus.outbox = Outbox({"mattermost": chat})  # type: ignore[dict-item]
         await old.close()
         for i in range(200):
             await rig.app.bus.handle(
                 Inbound(
-                    "console", "random", Actor("mallory", "mallory"), "!ic page", event_id=f"m{i}"
+                    "mattermost",
+                    "random",
+                    Actor("mallory", "mallory"),
+                    "!ic page",
+                    event_id=f"m{i}",
                 )
             )
         # `!ic page` posts "Paging…" and waits for it to be posted, so it runs beside the
@@ -233,7 +238,7 @@ async def test_refused_page_flood_is_rate_limited_and_queued_behind_a_real_page(
         legit = asyncio.create_task(
             rig.app.bus.handle(
                 Inbound(
-                    "console", "incidents", Actor("alice", "alice"), "!ic page", event_id="legit"
+                    "mattermost", "incidents", Actor("alice", "alice"), "!ic page", event_id="legit"
                 )
             )
         )

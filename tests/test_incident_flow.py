@@ -15,10 +15,16 @@ import pytest
 
 from chatopsd.connectors.console import ConsoleConnector
 from chatopsd.core.bus import Bus
+from chatopsd.core.capabilities import (
+    CHANNEL_INVITES,
+    INCIDENT_CHANNELS,
+    MESSAGE_PINS,
+    THREADS,
+    Capabilities,
+)
 from chatopsd.core.commands import Registry
 from chatopsd.core.messages import Actor, Destination, Inbound, Reply
 from chatopsd.core.middleware import Dedupe
-from chatopsd.core.ports import ChannelAdmin
 from chatopsd.features.incidents.commands import IncidentHandler, IncidentSettings
 from chatopsd.features.incidents.store import SqliteIncidentStore
 from chatopsd.outbox import Outbox
@@ -46,21 +52,17 @@ class Rig:
         self.console = ConsoleConnector(fmt="jsonl", stdout=self.console_out)
         self.outbox = Outbox({"chat": chat, "console": self.console})
         self.store = SqliteIncidentStore(db)
-        self.handler = IncidentHandler(
-            self.store, self.outbox, clock, settings, self.admin, threads=self.threads
+        # the fake platform creates channels, invites, pins and has threads; the console
+        # has no capability at all
+        capabilities = Capabilities(
+            [("chat", chat, (THREADS, INCIDENT_CHANNELS, CHANNEL_INVITES, MESSAGE_PINS))]
         )
+        self.handler = IncidentHandler(self.store, self.outbox, clock, settings, capabilities)
         self.bus = Bus(
             Registry(self.handler.commands()), [Dedupe(SqliteEventLedger(db, clock))], self.outbox
         )
         self.bus.reaction_commands.append(self.handler.reaction_command)
         self._ids = itertools.count(1)
-
-    def threads(self, platform: str) -> bool:
-        return bool(getattr(self.outbox.connectors.get(platform), "threads", True))
-
-    def admin(self, platform: str) -> ChannelAdmin | None:
-        connector = self.outbox.connectors.get(platform)
-        return connector if isinstance(connector, ChannelAdmin) else None
 
     async def say(
         self,

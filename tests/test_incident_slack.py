@@ -1,6 +1,6 @@
 """Incidents on Slack end to end: the real App, the real slack-sdk, tests/fakes/slack.py.
 
-The Slack connector implements the optional ChannelAdmin port, so a declared incident gets a
+Slack has the incident channel, invite and pin capabilities, so a declared incident gets a
 channel of its own (conversations.create + setTopic), the declarer is invited, and the status
 message is posted there and pinned; later changes edit that one message (chat.update)."""
 
@@ -16,10 +16,15 @@ from jsonschema import Draft4Validator  # type: ignore[import-untyped]
 from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
-from chatopsd.config import SlackSection
 from chatopsd.connectors.slack.client import SlackConnector
+from chatopsd.connectors.slack.config import SlackSection
+from chatopsd.core.capabilities import (
+    CHANNEL_INVITES,
+    INCIDENT_CHANNELS,
+    MESSAGE_PINS,
+    ChannelRefused,
+)
 from chatopsd.core.messages import Destination, Reply, Sent
-from chatopsd.core.ports import ChannelAdmin, ChannelRefused
 from tests.conftest import FakeClock, make_config
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, BOT_USER, FakeSlack
 from tests.fixtures.slack import (
@@ -75,9 +80,9 @@ def status_ts(fake: FakeSlack, channel: str) -> str:
 
 
 async def test_connector_offers_channel_admin(app: App) -> None:
-    admin: object = app._channel_admin("slack")
-    assert admin is app.outbox.connectors["slack"]
-    assert isinstance(app.outbox.connectors["slack"], ChannelAdmin)
+    for capability in (INCIDENT_CHANNELS, CHANNEL_INVITES, MESSAGE_PINS):
+        admin: object = app.capabilities.get("slack", capability)
+        assert admin is app.outbox.connectors["slack"]
 
 
 async def test_declare_creates_the_channel_invites_and_pins_the_status(

@@ -18,6 +18,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from chatopsd import config
 from chatopsd.app import App, Io, serve
 from chatopsd.core.errors import ConfigError
+from tests.chat_sink import ChatSink
 from tests.conftest import make_config
 
 
@@ -81,7 +82,14 @@ async def run_daemon(
     return stdout.getvalue()
 
 
-COMMANDS = "!ic\n!ic page\n!nonsense\n!ic\n"  # the 4th is over the burst of 3
+COMMANDS = "!ic\n!ic page\n!nonsense\n!ic\n"  # over the burst of 3: the console is not limited
+
+
+async def chat_flood(app: App) -> None:
+    """A chat user sends 4 commands against the burst of 3: the 4th is rate limited."""
+    chat = ChatSink().attach(app)
+    for i in range(4):
+        await app.bus.handle(chat.event("flood", "!ic", f"flood-{i}"))
 
 
 async def test_unix_listener_serves_parseable_metrics(tmp_path: Path, short_dir: Path) -> None:
@@ -89,6 +97,7 @@ async def test_unix_listener_serves_parseable_metrics(tmp_path: Path, short_dir:
     seen: dict[str, str] = {}
 
     async def body(app: App) -> None:
+        await chat_flood(app)
         connector = aiohttp.UnixConnector(path=str(sock))
         async with (
             aiohttp.ClientSession(connector=connector) as http,
@@ -104,9 +113,10 @@ async def test_unix_listener_serves_parseable_metrics(tmp_path: Path, short_dir:
     assert s[("chatopsd_commands_received_total", (("command", "ic"), console))] == 2
     assert s[("chatopsd_commands_received_total", (("command", "ic page"), console))] == 1
     assert s[("chatopsd_commands_received_total", (("command", "unknown"), console))] == 1
-    assert s[("chatopsd_rate_limit_hits_total", (console,))] == 1
+    assert ("chatopsd_rate_limit_hits_total", (console,)) not in s  # the operator
+    assert s[("chatopsd_rate_limit_hits_total", (("platform", "mattermost"),))] == 1
     assert s[("chatopsd_pages_total", (("outcome", "sent"),))] == 1
-    assert s[("chatopsd_command_duration_seconds_count", (("command", "ic"),))] == 2
+    assert s[("chatopsd_command_duration_seconds_count", (("command", "ic"),))] == 2 + 4
     assert s[("chatopsd_connector_up", (console,))] == 1
     assert s[("chatopsd_connector_reconnects_total", (console,))] == 0
     assert s[("chatopsd_messages_sent_total", (console,))] >= 4
@@ -168,13 +178,12 @@ def test_metrics_are_off_by_default() -> None:
 async def test_each_command_is_logged_once_with_context(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    async def body(app: App) -> None:
-        pass
-
     caplog.set_level("INFO", logger="chatopsd.command")
-    await run_daemon(tmp_path, {}, COMMANDS, body)
+    await run_daemon(tmp_path, {}, COMMANDS, chat_flood)
     lines = [r.getMessage() for r in caplog.records if r.name == "chatopsd.command"]
-    assert len(lines) == 4
+    assert len(lines) == 4 + 4
     assert lines[0].startswith("command 'ic' on console:") and "-> ok in" in lines[0]
-    assert "-> rate_limited" in lines[3]
+    assert "-> ok in" in lines[3]  # the console is the operator: never rate limited
+    assert lines[4].startswith("command 'ic' on mattermost:ops by flood")
+    assert "-> rate_limited" in lines[7]
     assert all("ref=" in line for line in lines)

@@ -16,8 +16,8 @@ from jsonschema import Draft4Validator
 from slack_sdk.errors import SlackApiError
 
 from chatopsd.app import App
-from chatopsd.config import SlackSection
 from chatopsd.connectors.slack.client import SlackConnector
+from chatopsd.connectors.slack.config import SlackSection
 from tests.conftest import FakeClock, make_config
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack

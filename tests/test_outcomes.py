@@ -19,6 +19,7 @@ from chatopsd.core.commands import CommandSpec
 from chatopsd.core.context import Call
 from chatopsd.core.messages import Reply
 from chatopsd.core.outcome import Outcome
+from tests.chat_sink import ChatSink
 from tests.conftest import FakeClock
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
@@ -85,10 +86,12 @@ async def test_every_handler_path_is_audited_with_its_outcome(
         assert rows[0].outcome == outcome.value, (what, rows[0].cause)
         assert cause in (rows[0].cause or ""), (what, rows[0].cause)
 
-    # rate limited: the polite refusal and the silent drops are rate_limited, never ok
+    # rate limited (a chat user: the console is the operator, never limited): the polite
+    # refusal and the silent drops are rate_limited, never ok
     pd.fault = None
-    for _ in range(4):
-        await rig.app.bus.handle(rig.event("flood", "!ic"))
+    chat = ChatSink().attach(rig.app)
+    for i in range(4):
+        await rig.app.bus.handle(chat.event("flood", "!ic", f"flood-{i}"))
     await rig.settle()
     flood = [r.outcome for r in await rig.app.audit.since(None) if r.actor == "flood"]
     assert flood == ["ok", "ok", "rate_limited", "rate_limited"]

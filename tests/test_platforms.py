@@ -1,14 +1,19 @@
-"""The platform registry: config, app and doctor all read the same list, and what each entry
-says it can do is what its connector does."""
+"""The platform registry: config, app and doctor all read the same list, each entry is its
+package's PLATFORM, and what each entry says it can do is what its connector does."""
 
 from __future__ import annotations
 
 from typing import get_args
 
-from chatopsd import platforms
+import pytest
+
 from chatopsd.config import SECRET_KEYS, Config, Section
-from chatopsd.core.ports import ChannelAdmin, SystemClock
-from chatopsd.platforms import PLATFORMS, Wiring
+from chatopsd.connectors import discord, mattermost, slack
+from chatopsd.connectors.platform import Wiring
+from chatopsd.core import capabilities
+from chatopsd.core.capabilities import THREADS, Capabilities, Capability
+from chatopsd.core.ports import SystemClock
+from chatopsd.platforms import PLATFORMS
 
 SECTIONS = {
     "slack": {"app_token": "xapp-1-test", "bot_token": "xoxb-test"},
@@ -26,12 +31,12 @@ class _Kv:
 
 
 def test_every_platform_has_a_config_section() -> None:
+    assert PLATFORMS == (slack.PLATFORM, discord.PLATFORM, mattermost.PLATFORM)
     for platform in PLATFORMS:
         field = Config.model_fields[platform.name]
-        assert any(
-            isinstance(t, type) and issubclass(t, Section) for t in get_args(field.annotation)
-        )
-    assert set(platforms.names()) == set(SECTIONS)
+        assert get_args(field.annotation) == (platform.section, type(None))
+        assert issubclass(platform.section, Section)
+    assert [p.name for p in Config.platform_registry] == list(SECTIONS)
 
 
 def test_config_lists_the_configured_platforms_in_registry_order() -> None:
@@ -44,12 +49,37 @@ def test_config_lists_the_configured_platforms_in_registry_order() -> None:
 def test_each_entry_builds_its_connector_with_the_capabilities_it_declares() -> None:
     cfg = Config.model_validate(SECTIONS)
     wiring = Wiring(prefix="!", clock=SystemClock(), kv=_Kv())
-    built = {p.name: p.build(section, wiring) for p, section in platforms.configured(cfg)}
+    built = {p.name: p.build(section, wiring) for p, section in cfg.configured_platforms()}
     assert list(built) == [p.name for p in PLATFORMS]
+    offers = [(p.name, built[p.name], p.capabilities) for p in PLATFORMS]
+    table = Capabilities(offers)  # refuses a declared capability whose methods are missing
     for platform in PLATFORMS:
         connector = built[platform.name]
         assert connector.platform == platform.name
-        assert isinstance(connector, ChannelAdmin) is platform.channel_admin, platform.name
+        # nothing it can do goes undeclared: a capability whose methods the connector has
+        # is in its declaration (threads have no method: every platform but the console)
+        assert THREADS in platform.capabilities, platform.name
+        for capability in CAPABILITIES:
+            implemented = all(callable(getattr(connector, m, None)) for m in capability.methods)
+            assert (capability in platform.capabilities) is implemented, (platform, capability)
+            assert table.get(platform.name, capability) is (connector if implemented else None)
+
+
+CAPABILITIES = [
+    value
+    for value in vars(capabilities).values()
+    if isinstance(value, Capability) and value.methods
+]
+
+
+def test_a_declared_capability_the_connector_lacks_is_refused() -> None:
+    class Mute:
+        platform = "mute"
+
+    with pytest.raises(TypeError, match=r"mute declares direct messages .* no dm_channel\(\)"):
+        Capabilities([("mute", Mute(), [capabilities.DIRECT_MESSAGES])])
+    assert Capabilities([("mute", Mute(), [THREADS])]).has("mute", THREADS)
+    assert Capabilities().get("mute", capabilities.DIRECT_MESSAGES) is None
 
 
 def test_every_token_is_found_without_a_list_of_names() -> None:

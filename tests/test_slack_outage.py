@@ -8,9 +8,9 @@ from typing import Any
 
 import pytest
 
-from chatopsd.config import SlackSection
 from chatopsd.connectors.base import Backoff, State, Supervisor
 from chatopsd.connectors.slack.client import SlackConnector, SlackSendError
+from chatopsd.connectors.slack.config import SlackSection
 from chatopsd.core.errors import RateLimitedSend, TransientSendError
 from chatopsd.core.messages import Destination, Inbound, Reply
 from chatopsd.outbox import Outbox

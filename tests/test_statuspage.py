@@ -679,3 +679,29 @@ async def test_publish_takes_a_quoted_message_whole_and_nothing_after_it(
     [created] = page.calls("POST")
     assert created["incident"]["body"] == "Checkout is slow"
     assert "ACME" not in str(page.requests)
+
+
+async def test_calls_queued_by_an_earlier_version_are_sent_as_they_were_meant(
+    app: App, page: FakeStatuspage, clock: FakeClock
+) -> None:
+    """Before the provider port, the queue stored Statuspage's request body itself: a row left
+    queued across the upgrade still reaches the page unchanged, through the port."""
+    await say(app, '!incident declare --sev 2 "Payments failing" --service payments')
+    create = {
+        "name": "Service disruption: payments",
+        "status": "investigating",
+        "impact_override": "major",
+        "deliver_notifications": True,
+        "metadata": {"chatopsd": {"incident_id": INC}},
+        "component_ids": ["cmp_pay"],
+        "components": {"cmp_pay": "partial_outage"},
+        "body": "Checkout is slow",
+    }
+    update = {"status": "identified", "deliver_notifications": True, "body": "Found it"}
+    store = app.public.store
+    await store.start(INC, ["cmp_pay"], create, ("console:alice", "alice"), clock.now())
+    await store.queue_update(INC, "identified", update, ("console:alice", "alice"), clock.now())
+    await tick(app, clock)
+    await tick(app, clock)
+    assert page.calls("POST") == [{"incident": create}]
+    assert page.calls("PATCH") == [{"incident": update}]

@@ -21,9 +21,10 @@ from chatopsd.connectors.teams.client import (
     ThreadLimiter,
     UntrustedServiceUrl,
 )
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.errors import RateLimitedSend, TransientSendError
 from chatopsd.core.messages import Button, Reply
-from chatopsd.core.ports import ChannelRefused, SystemClock
+from chatopsd.core.ports import SystemClock
 from tests.conftest import FakeClock
 from tests.fakes import teams_bot
 from tests.fakes.teams_bot import FakeBotService

@@ -26,8 +26,9 @@ __all__ = ["Backoff", "Connector", "Health", "Session", "State", "Supervisor"]
 
 log = logging.getLogger("chatopsd.connector")
 
-# Returns the task handling the event, for a connector that wants to wait for it.
-Emit = Callable[[Inbound], "asyncio.Task[None] | None"]
+# Returns the task handling the event, for a connector that wants to wait for it; its
+# result is the replies the event got (none: it was not for us, or a repeat).
+Emit = Callable[[Inbound], "asyncio.Task[list[Reply]] | None"]
 
 
 class State(Enum):
@@ -50,7 +51,7 @@ class Health:
 class Session(Protocol):
     """Handed to `Connector.run`: where events go and how to say the connection is up."""
 
-    def emit(self, event: Inbound) -> asyncio.Task[None] | None: ...
+    def emit(self, event: Inbound) -> asyncio.Task[list[Reply]] | None: ...
 
     async def admit(self, event: Inbound) -> bool:
         """Emit the event and wait until it is recorded as handled-here or not-ours: for a
@@ -122,7 +123,7 @@ class Supervisor:
         return self.connector.platform
 
     # Session, as the connector sees us
-    def emit(self, event: Inbound) -> asyncio.Task[None] | None:
+    def emit(self, event: Inbound) -> asyncio.Task[list[Reply]] | None:
         return self._emit(event)
 
     async def admit(self, event: Inbound) -> bool:

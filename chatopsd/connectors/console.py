@@ -2,17 +2,26 @@
 
 `format = "text"` is for people. `format = "jsonl"` is for scripts and tests: each input line
 is a JSON object {"text", optional "event_id", "actor", "channel", "kind"} and each reply is
-printed as one JSON object {"channel", "reply_to", "text", "ephemeral"}.
+printed as one JSON object {"channel", "reply_to", "text", "ephemeral"}; a button is shown in
+"text" as the command to type, prefix included ("[Page: !ic page]").
 End of input stops a console-only daemon, so `printf '!ic\n' | chatopsd run` works.
 
+The console is the operator at the machine, not a chat user: it is never rate limited
+(core/middleware.RateLimit), and every input line gets a line back. A line that gets no
+answer (not a command, an event id handled before) says so: "no answer to …" in text,
+{"reply_to", "error"} in jsonl. Blank lines are skipped.
+
 On a terminal (stdin and stdout both a tty, text format) it behaves like a tool: a banner
-(version, platforms, how to quit), a prompt, and log lines kept out of the way (cli.py sends
-them to a file, named in the banner). Through a pipe it prints replies only.
+(version, platforms, how to quit), a prompt with line editing, history kept in a file beside
+the database, and Tab completion of command names (connectors/terminal.py, prompt_toolkit,
+imported only then); log lines are kept out of the way (cli.py sends them to a file, named
+in the banner). Through a pipe it prints replies only.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import getpass
 import itertools
 import json
@@ -22,19 +31,24 @@ import stat
 import sys
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
-from typing import TextIO, get_args
+from pathlib import Path
+from typing import TYPE_CHECKING, TextIO, get_args
 
 from chatopsd.connectors.base import Session
 from chatopsd.core.messages import Actor, Destination, Inbound, Kind, Reply, Sent
+
+if TYPE_CHECKING:
+    from chatopsd.connectors.terminal import Terminal
 
 log = logging.getLogger("chatopsd.console")
 
 
 class ConsoleConnector:
+    # No optional capability (core/capabilities), threads included: one stream, where a
+    # reply "in a thread" prints where everything else does.
     platform = "console"
-    threads = False  # one stream: a reply "in a thread" prints where everything else does
 
     def __init__(
         self,
@@ -45,7 +59,11 @@ class ConsoleConnector:
         on_eof: Callable[[], None] | None = None,
         prefix: str = "!",
         banner: str = "",
+        commands: Callable[[], Iterable[tuple[str, ...]]] = tuple,
+        history: Path | None = None,
     ) -> None:
+        """`commands`: the command paths, for Tab completion on a terminal. `history`: the
+        file that keeps what was typed at the terminal, across runs."""
         self.fmt = fmt
         self.stdin = stdin or sys.stdin
         self.stdout = stdout or sys.stdout
@@ -53,13 +71,45 @@ class ConsoleConnector:
         self.prefix = prefix
         self.interactive = interactive(fmt, self.stdin, self.stdout)
         self.banner = banner
-        self._prompting = False  # the prompt is on screen, waiting for a line
+        self.commands = commands
+        self.history = history
         self.user = _user()
         self._run_id = uuid.uuid4().hex[:8]
         self._ids = itertools.count(1)
         self._msg_ids = itertools.count(1)
+        self._terminal: Terminal | None = None  # the prompt, on a terminal
+        self._printed = 0  # replies and edits printed so far
+        # The input line being answered (its message id), and the answers to it printed
+        self._answering: str | None = None
+        self._answers = 0
+        self._answer_printed = asyncio.Event()
+        # jsonl event ids of this run (the latest ones), to name a repeat as such
+        self._event_ids: dict[str, None] = {}
 
     async def run(self, session: Session) -> None:
+        if self.interactive:
+            from chatopsd.connectors.terminal import Terminal
+
+            self._terminal = Terminal(
+                stdin=self.stdin,
+                stdout=self.stdout,
+                prompt=PROMPT,
+                prefix=self.prefix,
+                commands=self.commands,
+                history=self.history,
+            )
+            session.ready()
+            if self.banner:
+                self._write(self.banner)
+            await self._terminal.serve(lambda line: self._line(session, line))
+        else:
+            session.ready()
+            await self._piped(session)
+        if self.on_eof is not None:
+            self.on_eof()
+        await asyncio.Event().wait()  # input is over; stay "connected" until shutdown
+
+    async def _piped(self, session: Session) -> None:
         loop = asyncio.get_running_loop()
         lines: asyncio.Queue[str | None] = asyncio.Queue()
 
@@ -73,23 +123,66 @@ class ConsoleConnector:
                 pass  # the loop closed (daemon stopped) or stdin was closed under us
 
         threading.Thread(target=pump, name="console-stdin", daemon=True).start()
-        session.ready()
-        if self.interactive:
-            if self.banner:
-                self._write(self.banner)
-            self._prompt()
         while (line := await lines.get()) is not None:
-            self._prompting = False  # the user's Enter ended the prompt line
-            event = self._parse(line.rstrip("\r\n"))
-            if event is not None and (task := session.emit(event)) is not None:
-                await asyncio.wait([task])  # one at a time, so answers print in order
-            self._prompt()
-        if self.interactive:
-            self._prompting = False
-            self._write("")  # end the prompt line that Ctrl-D left open
-        if self.on_eof is not None:
-            self.on_eof()
-        await asyncio.Event().wait()  # input is over; stay "connected" until shutdown
+            await self._line(session, line.rstrip("\r\n"))
+
+    async def _line(self, session: Session, line: str) -> None:
+        """One input line: handled, one at a time so answers print in order, and never
+        dropped without a line saying so."""
+        event = self._parse(line)
+        if event is None:
+            return
+        printed = self._printed
+        self._answering, self._answers = event.message_id, 0
+        task = session.emit(event)
+        if task is None:
+            self._no_answer(event, "the daemon is shutting down")
+            return
+        await asyncio.wait([task])
+        if task.cancelled():
+            self._no_answer(event, "the daemon is shutting down")
+        elif task.exception() is not None:
+            self._no_answer(event, "internal error; it has been logged")
+        elif not task.result() and self._printed == printed:
+            self._no_answer(event, self._why_unanswered(event))
+        else:
+            await self._printed_answers(len(task.result()))
+        self._answering = None
+        if self.fmt == "jsonl":
+            self._event_ids[event.event_id] = None
+            if len(self._event_ids) > REMEMBERED_IDS:
+                del self._event_ids[next(iter(self._event_ids))]
+
+    async def _printed_answers(self, count: int) -> None:
+        """Wait until the answers to the current line are printed: the bus queues most of
+        them for the outbox, which prints them a moment after the command is done; the next
+        prompt (and the next piped line) comes after them."""
+        try:
+            async with asyncio.timeout(ANSWERS_WAIT):
+                while self._answers < count:
+                    self._answer_printed.clear()
+                    await self._answer_printed.wait()
+        except TimeoutError:
+            log.warning("%d answer(s) not printed after %.0f s; reading on", count, ANSWERS_WAIT)
+
+    def _why_unanswered(self, event: Inbound) -> str:
+        if event.event_id in self._event_ids:
+            return f"event id {event.event_id} was handled before (a repeat is dropped)"
+        if event.kind == "reaction":
+            return "this reaction stands for no command"
+        if event.kind == "message" and not event.text.lstrip().startswith(self.prefix):
+            return (
+                f"not a command (commands start with {self.prefix}; {self.prefix}help lists them)"
+            )
+        if event.kind == "thread":
+            return "talk in a thread, not a command"
+        return "a repeated event id, or not this instance's to answer (the log says which)"
+
+    def _no_answer(self, event: Inbound, why: str) -> None:
+        if self.fmt == "jsonl":
+            self._write(json.dumps({"reply_to": event.message_id, "error": f"no answer: {why}"}))
+        else:
+            self._write(f"no answer to {_quoted(event.text)}: {why}")
 
     def _parse(self, line: str) -> Inbound | None:
         if not line.strip():
@@ -128,6 +221,7 @@ class ConsoleConnector:
 
     async def send(self, destination: Destination, reply: Reply) -> Sent | None:
         message_id = str(next(self._msg_ids))
+        self._counted(destination)
         if self.fmt == "jsonl":
             self._write(
                 json.dumps(
@@ -135,7 +229,7 @@ class ConsoleConnector:
                         "channel": destination.channel,
                         "reply_to": destination.reply_to,
                         "message_id": message_id,
-                        "text": reply.plain(),
+                        "text": self.render(reply),
                         "ephemeral": reply.ephemeral,
                     }
                 )
@@ -145,10 +239,17 @@ class ConsoleConnector:
         return Sent(destination, message_id)
 
     async def edit(self, sent: Sent, reply: Reply) -> None:
+        self._counted(sent.destination)  # an answer that replaces a notice ("Paging…")
         if self.fmt == "jsonl":
-            self._write(json.dumps({"edit": sent.message_id, "text": reply.plain()}))
+            self._write(json.dumps({"edit": sent.message_id, "text": self.render(reply)}))
         else:
             self._write(f"↻ updated: {self.render(reply)}\n")
+
+    def _counted(self, destination: Destination) -> None:
+        self._printed += 1
+        if destination.reply_to is not None and destination.reply_to == self._answering:
+            self._answers += 1
+            self._answer_printed.set()
 
     def render(self, reply: Reply) -> str:
         """Plain text, with each button shown as the command to type, prefix included."""
@@ -159,27 +260,14 @@ class ConsoleConnector:
         return text
 
     async def close(self) -> None:
-        if self._prompting:
-            # Stopped at the prompt (Ctrl-C, SIGTERM): end its line, or the shell's prompt
-            # would follow "> " on the same line.
-            self._prompting = False
-            self._raw("\n")
-        self.stdout.flush()
-
-    def _prompt(self) -> None:
-        if self.interactive and not self._prompting:
-            self._raw(PROMPT)
-            self._prompting = True
+        with contextlib.suppress(BrokenPipeError, ValueError):
+            self.stdout.flush()
 
     def _write(self, text: str) -> None:
-        if self._prompting:
-            # Something arrived while the user is at the prompt (a stalker, an edit): print it
-            # over the prompt line, then show the prompt again below it.
-            self._raw("\r\x1b[K" + text + "\n" + PROMPT)
-        else:
-            self._raw(text + "\n")
-
-    def _raw(self, text: str) -> None:
+        text += "\n"
+        if self._terminal is not None:
+            self._terminal.write(text)  # above the prompt when it is on screen
+            return
         try:
             self.stdout.write(text)
             self.stdout.flush()
@@ -188,6 +276,10 @@ class ConsoleConnector:
 
 
 PROMPT = "> "
+REMEMBERED_IDS = 10_000
+# At most this long for the answers to a line to be printed before reading the next
+# (they come within milliseconds; this only bounds a reply the outbox could not deliver).
+ANSWERS_WAIT = 30.0
 
 
 def interactive(fmt: str, stdin: TextIO, stdout: TextIO) -> bool:
@@ -214,6 +306,10 @@ def no_input(stdin: TextIO | None) -> bool:
         return here.st_rdev == os.stat(os.devnull).st_rdev
     except OSError:
         return False
+
+
+def _quoted(text: str, limit: int = 60) -> str:
+    return json.dumps(text if len(text) <= limit else text[: limit - 1] + "…", ensure_ascii=False)
 
 
 def _user() -> Actor:

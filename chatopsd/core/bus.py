@@ -15,6 +15,7 @@ from dataclasses import replace
 from typing import Any
 
 from chatopsd.core.addressing import Addressed, address
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.commands import CommandSpec, Registry
 from chatopsd.core.context import Call
 from chatopsd.core.errors import (
@@ -27,7 +28,7 @@ from chatopsd.core.errors import (
 )
 from chatopsd.core.grammar import tokenize
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply
-from chatopsd.core.ports import ChannelRefused, ReplySink
+from chatopsd.core.ports import ReplySink
 
 log = logging.getLogger("chatopsd.bus")
 
@@ -97,7 +98,7 @@ class Bus:
         # Typed mentions of the bot (console, tests); platform connectors strip their own.
         self.mentions = tuple(t for n in bot_names for t in (f"@{n}", f"<@{n}>"))
         self._chain = self._build(list(middleware))
-        self._tasks: set[asyncio.Task[None]] = set()
+        self._tasks: set[asyncio.Task[list[Reply]]] = set()
         self._accepting = True
         self.reaction_commands: list[ReactionCommand] = []
         # A mention the grammar cannot parse goes to this spec with args {"text": body}
@@ -133,10 +134,12 @@ class Bus:
 
     def submit(
         self, event: Inbound, claimed: asyncio.Future[bool] | None = None
-    ) -> asyncio.Task[None] | None:
+    ) -> asyncio.Task[list[Reply]] | None:
         """Hand an event to the bus; handled in its own task, returned for whoever wants to
-        wait for it (the console, to keep its output in order). Never raises. `claimed`
-        (see `admit`) is resolved once the event is recorded as ours or as not ours."""
+        wait for it (the console, to keep its output in order and to say so when an input
+        line got no answer): its result is the replies sent or queued. Never raises.
+        `claimed` (see `admit`) is resolved once the event is recorded as ours or as not
+        ours."""
         if not self._accepting:
             # Not claimed, so a platform that redelivers will deliver it to the next run.
             log.warning("shutting down; dropped %s event %s", event.platform, event.event_id)
@@ -147,7 +150,9 @@ class Bus:
             self._handle_quietly(event, claimed=claimed), f"cmd:{event.platform}:{event.event_id}"
         )
 
-    def _spawn(self, work: Coroutine[Any, Any, None], name: str) -> asyncio.Task[None]:
+    def _spawn(
+        self, work: Coroutine[Any, Any, list[Reply]], name: str
+    ) -> asyncio.Task[list[Reply]]:
         """A command's own task, kept until done (drain waits for these)."""
         task = asyncio.get_running_loop().create_task(work, name=name)
         self._tasks.add(task)
@@ -170,10 +175,10 @@ class Bus:
         event: Inbound,
         resumed: float | None = None,
         claimed: asyncio.Future[bool] | None = None,
-    ) -> None:
+    ) -> list[Reply]:
         settled = True  # whatever happens before a claim (not for us, say): nothing to redo
         try:
-            await self.handle(event, resumed=resumed, claimed=claimed)
+            return await self.handle(event, resumed=resumed, claimed=claimed)
         except asyncio.CancelledError:
             settled = False  # cut short by shutdown before it was claimed: deliver it again
             raise
@@ -181,7 +186,7 @@ class Bus:
             if claimed is not None and not claimed.done():
                 claimed.set_result(settled)
 
-    def resume(self, event: Inbound, since: float) -> asyncio.Task[None] | None:
+    def resume(self, event: Inbound, since: float) -> asyncio.Task[list[Reply]] | None:
         """Handle a command taken over from an instance that died before recording its
         answer (claimed at `since`, epoch seconds): replies it had posted are not posted
         again."""

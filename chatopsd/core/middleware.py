@@ -295,6 +295,10 @@ class Audit:
             await self.audit.append(audit_entry(call, self.clock, outcome, elapsed, cause))
 
 
+# The platforms whose input is the operator's own: never rate limited (RateLimit).
+OPERATOR_PLATFORMS = frozenset({"console"})
+
+
 class RateLimit:
     """A token bucket per actor: `burst` commands at once, refilled at `per_minute`.
 
@@ -302,6 +306,9 @@ class RateLimit:
     quietly (audited, no reply) so a flood cannot make the bot flood the channel back.
     `exempt(event)` names events that are not the actor's own doing now: an approved
     command re-dispatched as its requester must run even if the requester is out of tokens.
+    `unlimited` names platforms whose every event comes from the operator: the local console
+    (a terminal, a pipe, a jsonl script on the daemon's own stdin) is the person running the
+    daemon, not a chat user, so a script of 15 commands gets 15 answers.
     """
 
     def __init__(
@@ -310,12 +317,16 @@ class RateLimit:
         per_minute: float = 30,
         burst: int = 10,
         exempt: Callable[[Inbound], bool] | None = None,
+        unlimited: frozenset[str] = OPERATOR_PLATFORMS,
     ) -> None:
         self.clock, self.rate, self.burst = clock, per_minute / 60.0, burst
         self.exempt = exempt
+        self.unlimited = unlimited
         self._buckets: dict[tuple[str, str], tuple[float, float, bool]] = {}
 
     async def __call__(self, call: Call, nxt: Next) -> list[Reply]:
+        if call.event.platform in self.unlimited:
+            return await nxt(call)
         if self.exempt is not None and self.exempt(call.event):
             return await nxt(call)
         key = (call.event.platform, call.event.actor.id)

@@ -5,13 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol
 
 from chatopsd.core.messages import Destination, Reply, Sent
 
 if TYPE_CHECKING:
     # (annotations only, the handoff types too: that logic loads with the PagerDuty features)
-    from chatopsd.core.identity import Link, Profile
+    from chatopsd.core.identity import Link
     from chatopsd.features.approvals.rules import Action, Person
     from chatopsd.features.approvals.rules import State as ApprovalState
     from chatopsd.features.incidents.rules import Incident, TimelineEntry
@@ -186,7 +186,7 @@ class ReplySink(Protocol):
 
     async def posted(self, destination: Destination, key: str, since: float) -> bool:
         """Whether a reply marked `key` was posted there since `since` (epoch seconds);
-        False where the platform cannot tell (see PostedAnswers)."""
+        False where the platform cannot tell (core/capabilities.PostedAnswers)."""
         ...
 
 
@@ -196,32 +196,6 @@ class KeyValue(Protocol):
     async def get(self, key: str) -> str | None: ...
 
     async def put(self, key: str, value: str) -> None: ...
-
-
-class ChannelRefused(Exception):
-    """The platform (or the bot's permissions) did not allow creating a channel; say why."""
-
-
-@runtime_checkable
-class ChannelAdmin(Protocol):
-    """OPTIONAL connector capability: channels of its own for incidents.
-
-    A connector that has these methods gets per-incident channels (the App finds it with
-    isinstance); one without them gets a thread under the announcement instead.
-    """
-
-    async def create_channel(self, name: str, topic: str) -> str:
-        """Create a channel; return its id. Raise ChannelRefused if not allowed or the name
-        is taken (the caller then tries another name, then falls back to a thread)."""
-        ...
-
-    async def invite(self, channel: str, user_ids: Sequence[str]) -> None:
-        """Add people to the channel. Raise ChannelRefused if not allowed."""
-        ...
-
-    async def pin(self, sent: Sent) -> None:
-        """Pin a message we posted. Raise ChannelRefused if not allowed."""
-        ...
 
 
 # -- stores: what handlers and services persist (implemented once, in store/, over SQLite and
@@ -468,42 +442,6 @@ class ClickClaims(Protocol):
     async def release(self, incident_id: str, action: str, claim: str) -> None: ...
 
 
-@runtime_checkable
-class UserProfiles(Protocol):
-    """OPTIONAL connector capability: what the platform says about a user (Slack users.info
-    and users.lookupByEmail, Mattermost GET /users/{id} and /users/email/{email}), for the
-    identity service. None: no such user; ProfileUnavailable: the platform could not say."""
-
-    async def user_profile(self, user_id: str) -> Profile | None: ...
-
-    async def user_by_email(self, email: str) -> Profile | None: ...
-
-
-@runtime_checkable
-class DirectMessages(Protocol):
-    """OPTIONAL connector capability: a direct-message channel with one user (issue 18: shift
-    reminders). Slack conversations.open, Mattermost POST /channels/direct, Discord
-    POST /users/@me/channels; the reply is then sent there like any other."""
-
-    async def dm_channel(self, user_id: str) -> str: ...
-
-
-@runtime_checkable
-class ChannelTopics(Protocol):
-    """OPTIONAL connector capability: set a channel's topic (Slack conversations.setTopic,
-    the Mattermost channel header, the Discord channel topic). Issue 18."""
-
-    async def set_topic(self, channel: str, text: str) -> None: ...
-
-
-@runtime_checkable
-class UserGroups(Protocol):
-    """OPTIONAL connector capability: replace a user group's members (Slack
-    usergroups.users.update). Issue 18."""
-
-    async def set_usergroup(self, group_id: str, user_ids: Sequence[str]) -> None: ...
-
-
 class OnCallPosts(Protocol):
     """Issue 18's durable state: handoffs announced, reminders handled, posts owed.
 
@@ -715,12 +653,3 @@ class Publications(Protocol):
     ) -> None: ...
 
     async def cancel(self, call_id: int, reason: str, at: datetime) -> None: ...
-
-
-@runtime_checkable
-class PostedAnswers(Protocol):
-    """OPTIONAL connector capability: find a reply by the key it was posted with
-    (Reply.key). An instance taking over a dead one's command asks before answering, so a
-    command the dead one answered just before dying is not answered twice."""
-
-    async def answer_posted(self, destination: Destination, key: str, since: float) -> bool: ...

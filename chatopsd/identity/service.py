@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Mapping
 
+from chatopsd.core.capabilities import USER_PROFILES, Capabilities
 from chatopsd.core.context import Call
 from chatopsd.core.errors import Unavailable
 from chatopsd.core.identity import (
@@ -25,24 +26,24 @@ from chatopsd.core.identity import (
     strongest,
 )
 from chatopsd.core.messages import Actor
-from chatopsd.core.ports import IdentityLinks, UserProfiles
+from chatopsd.core.ports import IdentityLinks
 
 log = logging.getLogger("chatopsd.identity")
 
 
 class IdentityService:
-    """`connectors` is read at call time (platform -> connector); those that implement
-    core/ports.UserProfiles are asked about their users. `configured` is the merged
+    """The platforms with the USER_PROFILES capability (core/capabilities) are asked about
+    their users. `configured` is the merged
     `[pagerduty.users]` and `auth.identities` table; `reconfigure` swaps it on reload."""
 
     def __init__(
         self,
         links: IdentityLinks,
-        connectors: Mapping[str, object],
+        capabilities: Capabilities,
         configured: Mapping[str, str] | None = None,
     ) -> None:
         self.links = links
-        self.connectors = connectors
+        self.capabilities = capabilities
         self.configured: dict[str, str] = dict(configured or {})
 
     def reconfigure(self, configured: Mapping[str, str]) -> None:
@@ -95,11 +96,11 @@ class IdentityService:
         return None if user_id is None else await self.of_chat(platform, user_id)
 
     async def _profile(self, platform: str, user_id: str) -> Profile | None:
-        connector = self.connectors.get(platform)
-        if not isinstance(connector, UserProfiles):
+        profiles = self.capabilities.get(platform, USER_PROFILES)
+        if profiles is None:
             return None
         try:
-            return await connector.user_profile(user_id)
+            return await profiles.user_profile(user_id)
         except ProfileUnavailable:
             raise
         except Exception as exc:  # a platform fault is "could not look", never "nobody"
@@ -115,11 +116,9 @@ class IdentityService:
         own directory (an account whose address it verified) and the links. Unavailable when
         a platform could not be asked: we never say "nobody has it" without looking."""
         found = [Holder(chat, Trust.CONFIGURED) for chat in self._configured_for(email)]
-        for platform, connector in list(self.connectors.items()):
-            if not isinstance(connector, UserProfiles):
-                continue
+        for platform, profiles in self.capabilities.every(USER_PROFILES):
             try:
-                profile = await connector.user_by_email(email)
+                profile = await profiles.user_by_email(email)
             except Exception as exc:
                 log.warning("could not ask %s who has %s: %s", platform, email, exc)
                 why = str(exc) if isinstance(exc, ProfileUnavailable) else type(exc).__name__

@@ -1,8 +1,9 @@
 """A fake chat PLATFORM connector (not a fake of our code): it records what the daemon posts,
 edits, pins and creates, and can refuse channel creation like a bot without the permission.
 
-It implements the Connector contract and the optional ChannelAdmin port, so the incident
-handler treats it exactly as it would a real platform that can create channels.
+It implements the Connector contract and the methods of the incident channel, invite and pin
+capabilities (core/capabilities), so the incident handler, told it has them, treats it exactly
+as it would a real platform that can create channels.
 """
 
 from __future__ import annotations
@@ -13,8 +14,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from chatopsd.connectors.base import Session
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.messages import Destination, Reply, Sent
-from chatopsd.core.ports import ChannelRefused
 
 
 @dataclass
@@ -64,7 +65,7 @@ class FakeChat:
     async def close(self) -> None:
         return None
 
-    # ChannelAdmin
+    # incident channels, invites, pins (core/capabilities)
     async def create_channel(self, name: str, topic: str) -> str:
         if self.refuse_channels:
             raise ChannelRefused(self.refuse_channels)

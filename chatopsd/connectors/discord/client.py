@@ -23,10 +23,10 @@ import discord
 import yarl
 from discord.http import Route
 
-from chatopsd.config import DiscordSection
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.discord import commands as discord_commands
 from chatopsd.connectors.discord import events
+from chatopsd.connectors.discord.config import DiscordSection
 from chatopsd.connectors.discord.gateway import GatewayClient, watch_acks
 from chatopsd.connectors.discord.render import render
 from chatopsd.core.errors import FatalConnectorError, TransientSendError

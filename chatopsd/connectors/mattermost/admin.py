@@ -1,4 +1,4 @@
-"""Mattermost's incident channels (the optional ChannelAdmin port), over its REST API.
+"""Mattermost's incident channels, invites and pins (core/capabilities), over its REST API.
 
 `create_channel` makes a public channel in the first watched team (mattermost.teams, else the
 bot's first team) and adds it to the watched set, so its posts are caught up after an outage
@@ -15,12 +15,12 @@ from collections.abc import Awaitable, Callable, Sequence
 from functools import partial
 from typing import Any, TypeVar
 
-from chatopsd.config import MattermostSection
+from chatopsd.connectors.mattermost.config import MattermostSection
 from chatopsd.connectors.mattermost.render import inline
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.errors import RateLimitedSend
 from chatopsd.core.limits import one_line, rendered_line
 from chatopsd.core.messages import Sent
-from chatopsd.core.ports import ChannelRefused
 from chatopsd.core.retry import Backoff, RetryPolicy, retrying
 
 T = TypeVar("T")
@@ -41,8 +41,8 @@ class MattermostHTTPError(Exception):
         self.message = message
 
 
-class ChannelAdminCalls:
-    """The ChannelAdmin methods of the Mattermost connector, on top of its REST call."""
+class ChannelCalls:
+    """Incident channels, invites and pins for the Mattermost connector, over its REST call."""
 
     cfg: MattermostSection
     _cursors: dict[str, int]
@@ -53,7 +53,7 @@ class ChannelAdminCalls:
     async def _api(self, method: str, path: str, **kw: Any) -> Any:
         raise NotImplementedError
 
-    # -- incident channels (ChannelAdmin) -------------------------------------------------
+    # -- incident channels, invites, pins ---------------------------------------------------
 
     async def create_channel(self, name: str, topic: str) -> str:
         team = await self._create_team()

@@ -15,7 +15,7 @@ closes a socket whose pong does not come back within half of that (half-open det
 every watched channel since the last seen post time are fetched over REST and go through the
 same path; the post id is the event id, so the bus's dedupe drops any already handled.
 
-Incident channels (the optional ChannelAdmin port) are in admin.py.
+Incident channels, invites and pins (optional capabilities, core/capabilities) are in admin.py.
 """
 
 from __future__ import annotations
@@ -30,14 +30,14 @@ from urllib.parse import quote, urlsplit
 
 import aiohttp
 
-from chatopsd.config import MattermostSection
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.mattermost import events
 from chatopsd.connectors.mattermost.admin import (
     USER_ID,
-    ChannelAdminCalls,
+    ChannelCalls,
     MattermostHTTPError,
 )
+from chatopsd.connectors.mattermost.config import MattermostSection
 from chatopsd.connectors.mattermost.render import inline, render
 from chatopsd.core.addressing import Identity
 from chatopsd.core.errors import FatalConnectorError, RateLimitedSend, TransientSendError
@@ -55,7 +55,7 @@ ANSWER_PROP = "chatopsd_answer"
 Json = dict[str, Any]
 
 
-class MattermostConnector(ChannelAdminCalls):
+class MattermostConnector(ChannelCalls):
     platform = "mattermost"
 
     def __init__(
@@ -80,7 +80,7 @@ class MattermostConnector(ChannelAdminCalls):
         self._cursors: dict[str, int] = {}  # channel id -> last seen post create_at (ms)
         self._team_ids: set[str] = set()
         self._home_team: str | None = None  # where incident channels are created
-        self.admin_attempts = 3  # tries of a ChannelAdmin call answered with HTTP 429
+        self.admin_attempts = 3  # tries of a channel admin call answered with HTTP 429
         self.admin_max_wait = 10.0  # longest Retry-After honoured between those tries
         self._resume: tuple[str, int] | None = None  # (connection_id, last seq) to resume
         self.resyncs = 0  # how many times missed posts were fetched (for tests and health)

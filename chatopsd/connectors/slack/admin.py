@@ -1,4 +1,4 @@
-"""Slack's side of the optional ChannelAdmin port: per-incident channels, invites, pins.
+"""Slack's incident channels, invites and pins (optional capabilities, core/capabilities).
 
 Calls go through the connector's AsyncWebClient, so 429 (Retry-After) and 5xx are retried by
 its retry handlers first; whatever still fails becomes `ChannelRefused` with a message a
@@ -18,9 +18,9 @@ from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatopsd.connectors.slack.render import escape
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.limits import rendered_line
 from chatopsd.core.messages import Sent
-from chatopsd.core.ports import ChannelRefused
 
 log = logging.getLogger("chatopsd.slack")
 

@@ -34,10 +34,10 @@ from slack_sdk.socket_mode.async_client import AsyncBaseSocketModeClient
 from slack_sdk.web.async_client import AsyncWebClient
 from slack_sdk.webhook.async_client import AsyncWebhookClient
 
-from chatopsd.config import SlackSection
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.slack import admin as slack_admin
 from chatopsd.connectors.slack import users as slack_users
+from chatopsd.connectors.slack.config import SlackSection
 from chatopsd.connectors.slack.events import (
     PLATFORM,
     MalformedPayload,
@@ -83,7 +83,7 @@ class SlackSendError(Exception):
 _NOT_A_MEMBER = {"not_in_channel", "channel_not_found"}
 _RESPONSE_URL_TTL = 25 * 60.0
 TOPIC_LIMIT = 250  # characters, conversations.setTopic
-# The block id that carries Reply.key on our answers (core/ports.PostedAnswers).
+# The block id that carries Reply.key on our answers (core/capabilities.PostedAnswers).
 ANSWER_BLOCK = "chatopsd-answer:"
 # How long an envelope may wait for its claim before it is left unacknowledged (Slack
 # redelivers after 3 s without an ack).
@@ -403,7 +403,7 @@ class SlackConnector:
         }
         await _call(self._poster().chat_update, "chat.update", args)
 
-    # -- ChannelAdmin (optional port: per-incident channels) -------------------------------
+    # -- incident channels, invites, pins (optional capabilities) --------------------------
 
     async def create_channel(self, name: str, topic: str) -> str:
         return await slack_admin.create_channel(self.web(), name, topic)

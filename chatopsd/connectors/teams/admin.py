@@ -22,9 +22,10 @@ import aiohttp
 from yarl import URL
 
 from chatopsd.connectors.teams.auth import TokenProvider
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.errors import RateLimitedSend, TransientSendError
 from chatopsd.core.limits import one_line
-from chatopsd.core.ports import ChannelRefused, Clock
+from chatopsd.core.ports import Clock
 from chatopsd.core.retry import server_wait
 
 log = logging.getLogger("chatopsd.teams.admin")

@@ -37,7 +37,7 @@ from chatopsd.identity.service import IdentityService
 
 log = logging.getLogger("chatopsd.approvals")
 
-Submit = Callable[[Inbound], "asyncio.Task[None] | None"]
+Submit = Callable[[Inbound], "asyncio.Task[object] | None"]
 GRANT_PREFIX = "approval:"
 
 
@@ -288,7 +288,7 @@ class ApprovalService:
         self._watchers.add(watcher)
         watcher.add_done_callback(self._watchers.discard)
 
-    async def _settle(self, action_id: str, task: asyncio.Task[None]) -> None:
+    async def _settle(self, action_id: str, task: asyncio.Task[object]) -> None:
         """A granted command that ended without running (refused when it came to run: the
         requester lost the role, the channel became restricted) must not look pending or
         done: its request records that it did not run. (A run records its exit itself.)"""

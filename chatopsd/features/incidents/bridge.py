@@ -4,10 +4,11 @@ and shown in its pinned status. An `IncidentHook`."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
+from chatopsd.core.capabilities import MESSAGE_PINS, Capabilities
 from chatopsd.core.messages import Priority, Reply
-from chatopsd.core.ports import ChannelAdmin, IncidentStore, ReplySink
+from chatopsd.core.ports import IncidentStore, ReplySink
 from chatopsd.features.incidents.api import Change
 from chatopsd.features.incidents.rules import Incident
 
@@ -20,12 +21,12 @@ class Bridge:
         template: str,
         store: IncidentStore,
         outbox: ReplySink,
-        channel_admin: Callable[[str], ChannelAdmin | None],
+        capabilities: Capabilities,
     ) -> None:
         self.template = template
         self.store = store
         self.outbox = outbox
-        self.channel_admin = channel_admin
+        self.capabilities = capabilities
 
     def url(self, incident_id: str) -> str:
         # replace, not str.format: a template with other braces must not raise or leak
@@ -41,11 +42,11 @@ class Bridge:
             home.destination,
             Reply(text=f"Video bridge: {self.url(change.incident.id)}", priority=Priority.STATUS),
         )
-        admin = self.channel_admin(home.platform)
-        if sent is None or admin is None or home.thread is not None:
+        pins = self.capabilities.get(home.platform, MESSAGE_PINS)
+        if sent is None or pins is None or home.thread is not None:
             return
         try:
-            await admin.pin(sent)
+            await pins.pin(sent)
         except Exception as exc:  # the link is posted; an unpinned link is still useful
             log.warning("%s: could not pin the bridge link: %s", change.incident.id, exc)
 

@@ -17,18 +17,19 @@ from typing import NamedTuple
 
 from chatopsd.config import IncidentsSection
 from chatopsd.core.bus import new_ref, short_cause
+from chatopsd.core.capabilities import (
+    CHANNEL_INVITES,
+    INCIDENT_CHANNELS,
+    MESSAGE_PINS,
+    THREADS,
+    Capabilities,
+    ChannelRefused,
+)
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
 from chatopsd.core.errors import NotFound, TransientSendError, UsageError, UserError
 from chatopsd.core.messages import Destination, Inbound, Priority, Reply, Sent
-from chatopsd.core.ports import (
-    ChannelAdmin,
-    ChannelRefused,
-    Clock,
-    Home,
-    IncidentStore,
-    ReplySink,
-)
+from chatopsd.core.ports import Clock, Home, IncidentStore, ReplySink
 from chatopsd.core.times import UTC_TIMES, Times
 from chatopsd.features.incidents import rules as core
 from chatopsd.features.incidents.api import Change, FollowUpRows, IncidentHook
@@ -157,20 +158,19 @@ class IncidentHandler:
         outbox: ReplySink,
         clock: Clock,
         settings: IncidentSettings,
-        channel_admin: Callable[[str], ChannelAdmin | None],
-        threads: Callable[[str], bool] = lambda _platform: True,
+        capabilities: Capabilities,
         times: Times = UTC_TIMES,
     ) -> None:
         self.store = store
         self.outbox = outbox
         self.clock = clock
         self.settings = settings
-        self.channel_admin = channel_admin
+        # Which platforms create channels, invite, pin, and show threads apart from their
+        # channel (the console does not: a "thread" there is the same stream, so posting to
+        # it as well prints twice).
+        self.capabilities = capabilities
         # `!incident escalate --page X` (issue 17): (call, target, incident id) -> reply
         self.escalation_pager: Callable[[Call, str, str], Awaitable[Reply]] | None = None
-        # Whether a platform shows threads apart from their channel (the console does not:
-        # a "thread" there is the same stream, so posting to it as well prints twice).
-        self.threads = threads
         self.times = times
         # Features that follow the lifecycle (status page, follow-ups, bridge): app.py adds them.
         self.hooks: list[IncidentHook] = []
@@ -279,7 +279,11 @@ class IncidentHandler:
 
     def _flat(self, dest: Destination) -> Destination:
         """Where a message really shows: on a platform without threads, the channel."""
-        return dest if self.threads(dest.platform) else Destination(dest.platform, dest.channel)
+        return (
+            dest
+            if self.capabilities.has(dest.platform, THREADS)
+            else Destination(dest.platform, dest.channel)
+        )
 
     # -- finding the incident ----------------------------------------------------------------
 
@@ -439,14 +443,14 @@ class IncidentHandler:
         status = await self.outbox.send(home.destination, await self._status_reply(incident))
         if status is not None:
             await self.store.remember(incident.id, "status", status)
-            admin = self.channel_admin(home.platform)
-            if admin is not None and home.thread is None:
+            pins = self.capabilities.get(home.platform, MESSAGE_PINS)
+            if pins is not None and home.thread is None:
                 try:
-                    await admin.pin(status)
+                    await pins.pin(status)
                 except Exception as exc:  # a missing pin must not undo the declaration
                     cause = _cause(exc, f"{incident.id}: pin")
                     notes.append(f"Could not pin the status message: {cause}")
-        threaded = self.threads(event.platform)
+        threaded = self.capabilities.has(event.platform, THREADS)
         if notes and home.thread is not None and threaded:
             self.outbox.enqueue(home.destination, Reply(text="\n".join(notes)))
         await self._notify(Change(incident, "declared", f"declared {incident.sev}", event))
@@ -466,16 +470,21 @@ class IncidentHandler:
     ) -> tuple[Home | None, str | None, list[str]]:
         """A channel of its own if the platform allows it; else a thread in the declaring one."""
         notes: list[str] = []
-        admin = self.channel_admin(event.platform) if self.settings.create_channels else None
+        channels = (
+            self.capabilities.get(event.platform, INCIDENT_CHANNELS)
+            if self.settings.create_channels
+            else None
+        )
         reason = "this platform connector cannot create channels"
         if not self.settings.create_channels:
             reason = "incidents.create_channels is off"
         admin_reason: str | None = None
-        if admin is not None:
+        if channels is not None:
+            invites = self.capabilities.get(event.platform, CHANNEL_INVITES)
             for name in core.channel_names(incident):
                 try:
                     topic = f"{incident.id} [{incident.sev}] {incident.title}"
-                    channel = await admin.create_channel(name, topic)
+                    channel = await channels.create_channel(name, topic)
                 except Exception as exc:
                     # Any failure (refused, name taken, network): the incident is declared
                     # already, so it must not fail now; a thread will do.
@@ -484,7 +493,8 @@ class IncidentHandler:
                         admin_reason = reason = failed  # the first refusal is the telling one
                     continue
                 try:
-                    await admin.invite(channel, [event.actor.id])
+                    if invites is not None:
+                        await invites.invite(channel, [event.actor.id])
                 except Exception as exc:
                     cause = _cause(exc, f"{incident.id}: invite")
                     notes.append(f"Could not invite {event.actor.display}: {cause}")
@@ -494,7 +504,7 @@ class IncidentHandler:
         if not thread:
             notes.append(f"No incident channel ({reason}).")
             return None, None, notes
-        if self.threads(event.platform):
+        if self.capabilities.has(event.platform, THREADS):
             notes.append(f"No incident channel ({reason}); this thread is the incident's home.")
         return Home(event.platform, event.channel, thread), None, notes
 
@@ -630,11 +640,11 @@ class IncidentHandler:
         home = await self.store.home(incident.id)
         if home is None or home.thread is not None:
             return ""
-        admin = self.channel_admin(home.platform)
-        if admin is None:
+        invites = self.capabilities.get(home.platform, CHANNEL_INVITES)
+        if invites is None:
             return ""
         try:
-            await admin.invite(home.channel, user_ids)
+            await invites.invite(home.channel, user_ids)
         except Exception as exc:
             cause = _cause(exc, f"{incident.id}: invite")
             return f" Could not invite them to the incident channel: {cause}"

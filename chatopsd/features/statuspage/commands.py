@@ -1,15 +1,17 @@
 """The status page from chat: `!incident publish/unpublish/identified/monitor`, automatic
-publication by severity, and the durable queue that sends every call to the page.
+publication by severity, and the durable queue that sends every call to the page through the
+StatusPageProvider port (api.py), in its neutral vocabulary.
 
 Hooked into the incident lifecycle as an `IncidentHook`: ack → identified, `update --public`
 → an incident update with exactly that text, resolve → resolved with the components back to
 operational. Internal updates are never sent.
 
 Every call is queued in SQLite first, then sent by one worker: one request per
-`min_interval` (Statuspage allows 1/s per key), a 420/429 waits for Retry-After (or backs
-off), anything else backs off exponentially. A failed attempt is audited as failed, said once
-in the incident's channel, and stays queued; calls of one incident go in order. A create whose
-answer was lost is looked up (by our metadata) before it is sent again, so no duplicate.
+`min_interval` (Statuspage allows 1/s per key), a "slow down" answer waits for the time the
+page asked (or backs off), anything else backs off exponentially. A failed attempt is audited
+as failed, said once in the incident's channel, and stays queued; calls of one incident go in
+order. A create whose answer was lost is looked up (the provider's `find`) before it is sent
+again, so no duplicate.
 
 Several instances on PostgreSQL (issue 19): every instance queues (the one that handled the
 command), only the lease holder sends. The leader looks at the queue every `poll_seconds`
@@ -28,7 +30,7 @@ import contextlib
 import logging
 from collections.abc import Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING
+from typing import Any
 
 from chatopsd.core.commands import Arg, CommandSpec, Handler
 from chatopsd.core.context import Call
@@ -50,14 +52,13 @@ from chatopsd.core.retry import Backoff
 from chatopsd.features.incidents.api import Change
 from chatopsd.features.incidents.commands import STATUSPAGE_ROLE, IncidentHandler
 from chatopsd.features.incidents.rules import Incident, touch
-from chatopsd.features.statuspage import public_status as ps
-
-if TYPE_CHECKING:  # the client module is loaded only when [statuspage] is configured
-    from chatopsd.features.statuspage.atlassian import (
-        PageIncident,
-        StatuspageClient,
-        StatuspageError,
-    )
+from chatopsd.features.statuspage import rules as ps
+from chatopsd.features.statuspage.api import (
+    PageCall,
+    PageIncident,
+    StatusPageError,
+    StatusPageProvider,
+)
 
 log = logging.getLogger("chatopsd.statuspage")
 
@@ -79,7 +80,7 @@ class PublicStatus:
         self,
         store: Publications,
         incidents: IncidentHandler,
-        client: StatuspageClient | None,
+        provider: StatusPageProvider | None,
         outbox: ReplySink,
         audit: AuditLog,
         clock: Clock,
@@ -93,7 +94,7 @@ class PublicStatus:
     ) -> None:
         self.store = store
         self.incidents = incidents
-        self.client = client
+        self.provider = provider  # None: no [statuspage] section
         self.outbox = outbox
         self.audit = audit
         self.clock = clock
@@ -163,16 +164,16 @@ class PublicStatus:
             spec("monitor", "a fix is out, watching: status page → monitoring", self.monitor, rest),
         ]
 
-    def _need_client(self) -> StatuspageClient:
-        if self.client is None:
+    def _need_provider(self) -> StatusPageProvider:
+        if self.provider is None:
             raise UsageError(
                 "the status page is not configured",
                 hint="add a [statuspage] section (api_key, page_id) to the config",
             )
-        return self.client
+        return self.provider
 
     async def publish(self, call: Call) -> Reply:
-        self._need_client()
+        self._need_provider()
         usage = self.incidents._usage(call)
         incident, message = await self.incidents._target(call.event, _raw(call, "message"), usage)
         names = [n.strip() for n in (call.text("components") or "").split(",") if n.strip()]
@@ -212,7 +213,7 @@ class PublicStatus:
         await self.store.start(
             incident.id,
             components,
-            ps.create_body(incident, name, components, message),
+            queued(ps.publish_call(incident, name, components, message)),
             _who(event),
             self.clock.now(),
         )
@@ -266,7 +267,7 @@ class PublicStatus:
         wanted = ps.STATUS_FOR.get(change.kind)
         if wanted is None and change.public is None:
             return
-        if self.client is None:
+        if self.provider is None:
             if change.public is not None:
                 await self._say(
                     incident.id,
@@ -288,9 +289,9 @@ class PublicStatus:
             status = wanted
         elif change.public is None:
             return  # e.g. a late ack after monitoring: nothing to say publicly
-        body = ps.update_body(status, pub.components, change.public, resolve=status == "resolved")
+        page_call = ps.update_call(status, pub.components, change.public)
         await self.store.queue_update(
-            incident.id, status, body, _who(change.event), self.clock.now()
+            incident.id, status, queued(page_call), _who(change.event), self.clock.now()
         )
         self.kick()
 
@@ -298,7 +299,7 @@ class PublicStatus:
         """Declared or escalated: publish if the severity says so; if already published, an
         escalation raises the impact and the components' status on the page."""
         incident = change.incident
-        if self.client is None:
+        if self.provider is None:
             return
         pub = await self.store.get(incident.id)
         if pub is None:
@@ -310,9 +311,9 @@ class PublicStatus:
                 await self._start(incident, name, change.event, ids, None, how)
             return
         if change.kind == "escalated" and not pub.unpublished:
-            body = ps.severity_body(incident, pub.wanted, pub.components)
+            page_call = ps.severity_call(incident, pub.wanted, pub.components)
             await self.store.queue_update(
-                incident.id, pub.wanted, body, _who(change.event), self.clock.now()
+                incident.id, pub.wanted, queued(page_call), _who(change.event), self.clock.now()
             )
             self.kick()
 
@@ -360,7 +361,7 @@ class PublicStatus:
     async def drain(self) -> float | None:
         """Send every call that is due, rate limit allowing. Returns seconds until the next
         one is due (None: the queue is empty, or another instance leads and sends)."""
-        if self.client is None:
+        if self.provider is None:
             return None
         leading, fence = read_fence(self.lease)
         if not leading:
@@ -378,7 +379,7 @@ class PublicStatus:
                     wait = self._next_request - self.clock.monotonic()
                     if wait > 0:
                         return wait
-                    await self._attempt(self.client, due[0], fence)
+                    await self._attempt(self.provider, due[0], fence)
             except Superseded:
                 log.warning(
                     "status page queue: the lease moved on (token %s superseded); "
@@ -387,7 +388,9 @@ class PublicStatus:
                 )
                 return None
 
-    async def _attempt(self, client: StatuspageClient, call: QueuedCall, fence: int | None) -> None:
+    async def _attempt(
+        self, provider: StatusPageProvider, call: QueuedCall, fence: int | None
+    ) -> None:
         started = self.clock.monotonic()
         self._next_request = started + self.min_interval
         pub = await self.store.get(call.incident_id)
@@ -403,15 +406,14 @@ class PublicStatus:
             return  # done or cancelled meanwhile (heads were read before)
         if self.lease is not None and not self.lease.leader:
             raise Superseded("the lease lapsed before the request went out")
-        from chatopsd.features.statuspage.atlassian import StatuspageError
-
+        page_call = sent_call(call.payload)
         try:
-            result = await self._send(client, call, pub.page_incident_id)
-        except StatuspageError as exc:
+            result = await self._send(provider, call, page_call, pub.page_incident_id)
+        except StatusPageError as exc:
             await self._failed(call, exc, started, fence)
             return
         now = self.clock.now()
-        status = str(call.payload.get("status") or result.status)
+        status = page_call.status or result.status
         try:
             await self.store.succeeded(call, result.id, result.shortlink, status, now, fence=fence)
         except Superseded:
@@ -428,28 +430,30 @@ class PublicStatus:
         await self.incidents.refresh_status(call.incident_id)
 
     async def _send(
-        self, client: StatuspageClient, call: QueuedCall, page_incident_id: str | None
+        self,
+        provider: StatusPageProvider,
+        call: QueuedCall,
+        page_call: PageCall,
+        page_incident_id: str | None,
     ) -> PageIncident:
         if call.action == "update":
             assert page_incident_id is not None
             if call.maybe_done:
                 # An earlier attempt may have posted this update already: a second identical
                 # public update would be noise for every subscriber.
-                current = await client.get_incident(page_incident_id)
-                wanted = (str(call.payload.get("status")), str(call.payload.get("body") or ""))
-                if current.latest_update == wanted:
+                current = await provider.get(page_incident_id)
+                if current.latest_update == (page_call.status, page_call.message or ""):
                     return current
-            return await client.update_incident(page_incident_id, call.payload)
+            return await provider.update(page_incident_id, page_call)
         if call.maybe_done:
             # An earlier attempt may have created it before its answer was lost (or a crash).
-            for found in await client.unresolved():
-                mine = found.metadata.get(ps.METADATA_KEY)
-                if isinstance(mine, dict) and mine.get("incident_id") == call.incident_id:
-                    return found
-        return await client.create_incident(call.payload)
+            found = await provider.find(call.incident_id)
+            if found is not None:
+                return found
+        return await provider.create(call.incident_id, page_call)
 
     async def _failed(
-        self, call: QueuedCall, exc: StatuspageError, started: float, fence: int | None
+        self, call: QueuedCall, exc: StatusPageError, started: float, fence: int | None
     ) -> None:
         attempts = call.attempts + 1
         if exc.slow_down and exc.retry_after is not None:
@@ -480,12 +484,14 @@ class PublicStatus:
 
     async def _audit(self, call: QueuedCall, outcome: str, started: float) -> None:
         home = await self.incidents.store.home(call.incident_id)
-        payload = call.payload
-        summary = f"{call.incident_id} status={payload.get('status')}"
-        if payload.get("body"):
-            summary += f" body={payload['body']!r}"
-        if payload.get("components"):
-            summary += f" components={payload['components']}"
+        page_call = sent_call(call.payload)
+        summary = f"{call.incident_id} status={page_call.status}"
+        if page_call.message:
+            summary += f" message={page_call.message!r}"
+        if page_call.components:
+            summary += f" components={','.join(page_call.components)}"
+        if page_call.severity is not None:
+            summary += f" severity=SEV-{page_call.severity}"
         await self.audit.append(
             AuditEntry(
                 at=self.clock.now(),
@@ -514,3 +520,18 @@ class PublicStatus:
 
 def _who(event: Inbound) -> tuple[str, str]:
     return f"{event.platform}:{event.actor.id}", event.actor.display
+
+
+def queued(page_call: PageCall) -> dict[str, Any]:
+    """A call as the queue stores it."""
+    return {"call": page_call.to_json()}
+
+
+def sent_call(payload: dict[str, Any]) -> PageCall:
+    """A queued call, to send. One queued before the queue spoke PageCall holds the request
+    body itself, and only Atlassian Statuspage was ever sent those: it knows what it meant."""
+    if isinstance(payload.get("call"), dict):
+        return PageCall.from_json(payload["call"])
+    from chatopsd.features.statuspage.atlassian import call_from_body
+
+    return call_from_body(payload)

@@ -1,7 +1,8 @@
-"""What an incident looks like on a public status page: pure mappings and request bodies.
+"""What an incident looks like on a public status page: pure rules, in the port's neutral
+vocabulary (api.py); a provider turns the calls into its own requests.
 
-Severity sets the impact and the affected components' status; the incident's lifecycle sets
-the public status. Nothing internal is ever copied into a body: the only texts sent are the
+Severity sets the impact shown and the affected components; the incident's lifecycle sets
+the public status. Nothing internal is ever copied into a call: the only texts sent are the
 public name (the incident's title when a person publishes it; for an automatic publication,
 which nobody chose to show, `statuspage.public_title`) and the text a person gave
 `--public` or `publish`.
@@ -11,17 +12,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from chatopsd.features.incidents.rules import Incident
+from chatopsd.features.statuspage.api import STATUSES, PageCall
 
-IMPACT: dict[int, str] = {1: "critical", 2: "major", 3: "minor", 4: "minor"}
-COMPONENT_STATUS: dict[int, str] = {
-    1: "major_outage",
-    2: "partial_outage",
-    3: "degraded_performance",
-    4: "degraded_performance",
-}
 # incident change kind -> public status it moves the page incident to
 STATUS_FOR: dict[str, str] = {
     "acknowledged": "identified",
@@ -29,8 +23,6 @@ STATUS_FOR: dict[str, str] = {
     "monitoring": "monitoring",
     "resolved": "resolved",
 }
-ORDER = ("investigating", "identified", "monitoring", "resolved")
-METADATA_KEY = "chatopsd"
 TITLE_PLACEHOLDERS = frozenset({"service", "sev", "title"})
 _PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 # left dangling by an empty {service}: "Service disruption: " reads "Service disruption"
@@ -68,49 +60,32 @@ def components_for(
     return ids, unknown
 
 
-def create_body(
+def publish_call(
     incident: Incident, name: str, components: Sequence[str], message: str | None
-) -> dict[str, Any]:
-    body: dict[str, Any] = {
-        "name": name[:255],
-        "status": "investigating",
-        "impact_override": IMPACT[incident.severity],
-        "deliver_notifications": True,
-        # lets a retry after a lost answer find the incident instead of creating a second one
-        "metadata": {METADATA_KEY: {"incident_id": incident.id}},
-    }
-    if components:
-        body["component_ids"] = list(components)
-        body["components"] = {c: COMPONENT_STATUS[incident.severity] for c in components}
-    if message:
-        body["body"] = message
-    return body
+) -> PageCall:
+    """A new page incident: investigating, with the incident's severity as its impact."""
+    return PageCall(
+        "investigating",
+        message=message,
+        components=tuple(components),
+        severity=incident.severity,
+        name=name[:255],
+    )
 
 
-def update_body(
-    status: str, components: Sequence[str], message: str | None, *, resolve: bool = False
-) -> dict[str, Any]:
-    body: dict[str, Any] = {"status": status, "deliver_notifications": True}
-    if resolve and components:
-        body["components"] = {c: "operational" for c in components}
-    if message:
-        body["body"] = message
-    return body
+def update_call(status: str, components: Sequence[str], message: str | None) -> PageCall:
+    """A move along the lifecycle, or a public update (resolved: components operational)."""
+    return PageCall(status, message=message, components=tuple(components))
 
 
-def severity_body(incident: Incident, status: str, components: Sequence[str]) -> dict[str, Any]:
-    """After an escalation: the new impact and component status, the public status kept."""
-    body: dict[str, Any] = {
-        "status": status,
-        "impact_override": IMPACT[incident.severity],
-        "deliver_notifications": False,  # no message to subscribers without public text
-    }
-    if components:
-        body["components"] = {c: COMPONENT_STATUS[incident.severity] for c in components}
-    return body
+def severity_call(incident: Incident, status: str, components: Sequence[str]) -> PageCall:
+    """After an escalation: the new impact and components' state, the public status kept,
+    and no message to subscribers without public text."""
+    return PageCall(status, components=tuple(components), severity=incident.severity, notify=False)
 
 
 def moves_forward(current: str, new: str) -> bool:
     """Whether `new` is later in the lifecycle than `current` (no going back to identified
     after monitoring because someone acknowledged late)."""
-    return ORDER.index(new) > ORDER.index(current) if current in ORDER and new in ORDER else True
+    known = current in STATUSES and new in STATUSES
+    return STATUSES.index(new) > STATUSES.index(current) if known else True
