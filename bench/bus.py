@@ -108,7 +108,7 @@ async def command_figures(app: App, text: str, n: int = N) -> CommandFigures:
     await app.outbox.flush(60)
     sink.seek(0)
     sink.truncate()
-    rows = await app.db.fetchone("SELECT COUNT(*) FROM audit WHERE text = ?", (text,))
+    rows = await app.db.fetchone("SELECT COUNT(*) FROM audit WHERE text = $1", (text,))
     audited = rows[0] if rows else 0
     assert audited == 2 * n, "every command must have its audit row"
     return CommandFigures(

@@ -108,8 +108,8 @@ def where(request: pytest.FixtureRequest, tmp_path: Path) -> Where:
 
 def _set_meta(key: str, value: int) -> list[tuple[str, tuple[object, ...]]]:
     return [
-        ("DELETE FROM audit_meta WHERE key = ?", (key,)),
-        ("INSERT INTO audit_meta (key, value) VALUES (?, ?)", (key, str(value))),
+        ("DELETE FROM audit_meta WHERE key = $1", (key,)),
+        ("INSERT INTO audit_meta (key, value) VALUES ($1, $2)", (key, str(value))),
     ]
 
 
@@ -160,7 +160,7 @@ def test_an_unkeyed_rewrite_with_the_marker_moved_past_the_end_fails(
             values[9] = "denied"
         digest = row_hash(prev, values, str(r[14]))
         statements.append(
-            ("UPDATE audit SET outcome = ?, prev_hash = ?, hash = ? WHERE id = ?",
+            ("UPDATE audit SET outcome = $1, prev_hash = $2, hash = $3 WHERE id = $4",
              (values[9], prev, digest, r[0]))
         )  # fmt: skip
         prev = digest

@@ -108,7 +108,9 @@ async def test_a_write_through_the_readonly_connection_fails(db: Database, tmp_p
 
             refused = (asyncpg.ReadOnlySQLTransactionError,)
         with pytest.raises(refused, match=r"read-?only"):
-            await ro.write("INSERT INTO kv (key, value, updated) VALUES (?, ?, ?)", ("k", "v", 0))
+            await ro.write(
+                "INSERT INTO kv (key, value, updated) VALUES ($1, $2, $3)", ("k", "v", 0)
+            )
         entry = AuditEntry(
             datetime(2026, 11, 30, tzinfo=UTC), "console", "ops", None, "ada", "Ada",
             "message", "!help", "help", "ok", 1.0, "e1", "r1",
@@ -120,8 +122,8 @@ async def test_a_write_through_the_readonly_connection_fails(db: Database, tmp_p
     finally:
         await ro.close()
     # the writer's own connection still writes (the reader left nothing locked)
-    await db.write("INSERT INTO kv (key, value, updated) VALUES (?, ?, ?)", ("k", "v", 0))
-    row = await db.fetchone("SELECT value FROM kv WHERE key = ?", ("k",))
+    await db.write("INSERT INTO kv (key, value, updated) VALUES ($1, $2, $3)", ("k", "v", 0))
+    row = await db.fetchone("SELECT value FROM kv WHERE key = $1", ("k",))
     assert row is not None and row[0] == "v"
 
 

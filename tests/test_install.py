@@ -126,7 +126,11 @@ def test_files_and_modes(dest: tuple[Path, str]) -> None:
     site = list((root / "opt/chatopsd/lib").glob("python3*/site-packages"))
     assert len(site) == 1
     assert (site[0] / "chatopsd" / "cli.py").is_file()
-    assert (site[0] / "chatopsd" / "store" / "migrations" / "0001_init.sql").is_file()
+    # every migration of both databases, from every folder (the wheel once lacked the
+    # PostgreSQL ones: a shared-database install could not start)
+    shipped = sorted(p.relative_to(site[0]) for p in (site[0] / "chatopsd").rglob("*.sql"))
+    assert shipped == sorted(p.relative_to(ROOT) for p in (ROOT / "chatopsd").rglob("*.sql"))
+    assert Path("chatopsd/store/migrations/postgresql/0001_init.sql") in shipped
     assert not list(site[0].glob("__editable__*")) and not list(site[0].glob("*.egg-link"))
     # readable by the service's user whatever root's umask was
     assert _mode(site[0] / "chatopsd" / "cli.py") & 0o004

@@ -78,7 +78,7 @@ class Instance:
     async def beat(self, age_s: float = 0.0) -> None:
         """This instance's heartbeat, `age_s` old by the database's clock."""
         await self.db.write(
-            f"INSERT INTO instances (id, started_at, seen_at) VALUES (?, 0, {_NOW} - ?) "
+            f"INSERT INTO instances (id, started_at, seen_at) VALUES ($1, 0, {_NOW} - $2) "
             "ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
             (self.name, age_s),
         )
@@ -117,7 +117,7 @@ async def killed_mid_command(a: Instance, event: Inbound) -> None:
 
 async def audit_rows(db: Database, event_id: str) -> list[tuple[str, str, str]]:
     rows = await db.fetchall(
-        "SELECT command, outcome, cause FROM audit WHERE event_id = ? ORDER BY id", (event_id,)
+        "SELECT command, outcome, cause FROM audit WHERE event_id = $1 ORDER BY id", (event_id,)
     )
     return [(r[0], r[1], r[2]) for r in rows]
 

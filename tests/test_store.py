@@ -48,7 +48,7 @@ async def test_writes_are_visible_after_reopen(tmp_path: Path) -> None:
 async def test_concurrent_writes_share_commits_and_a_bad_group_fails_alone(
     db: SqliteDatabase,
 ) -> None:
-    good = [db.write("INSERT INTO kv VALUES (?, ?, 0)", (f"k{i}", str(i))) for i in range(50)]
+    good = [db.write("INSERT INTO kv VALUES ($1, $2, 0)", (f"k{i}", str(i))) for i in range(50)]
     bad = db.write_many(
         [
             ("INSERT INTO kv VALUES ('atomic', 'x', 0)", ()),

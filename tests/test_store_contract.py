@@ -19,7 +19,7 @@ from chatopsd.features.status.store import SqlStalkerStore
 from chatopsd.ha.fence import Superseded
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_database
-from chatopsd.store.db import Database, NewerDatabase, migrations
+from chatopsd.store.db import Database, NewerDatabase, migration_files, migrations
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.kv import SqlKeyValue
 from tests.conftest import FakeClock
@@ -35,16 +35,18 @@ async def db(request: pytest.FixtureRequest, tmp_path: Path) -> AsyncIterator[Da
 
 
 def test_every_sqlite_migration_has_a_postgresql_twin() -> None:
-    lite = {name for _, name, _ in migrations("sqlite")}
-    pg = {name for _, name, _ in migrations("postgresql")}
-    assert sorted(lite - pg) == [], "write its twin in chatopsd/store/migrations_pg/"
-    assert sorted(pg - lite) == []
+    """In the same folder, with the same number and name."""
+    lite = {(m.home, m.name) for m in migration_files("sqlite")}
+    pg = {(m.home, m.name) for m in migration_files("postgresql")}
+    assert len(lite) > 20  # every folder was read
+    assert sorted(lite - pg) == [], "write its twin in chatopsd/<home>/migrations/postgresql/"
+    assert sorted(pg - lite) == [], "write its twin in chatopsd/<home>/migrations/sqlite/"
 
 
 async def test_migrated_once_and_a_newer_database_is_refused(db: Database, tmp_path: Path) -> None:
     rows = await db.fetchall("SELECT version FROM schema_version ORDER BY version")
     assert [r[0] for r in rows] == [v for v, _, _ in migrations(db.dialect)]
-    await db.write("INSERT INTO schema_version VALUES (?)", (9999,))
+    await db.write("INSERT INTO schema_version VALUES ($1)", (9999,))
     url = db.describe() if db.dialect == "postgresql" else None  # the same database again
     with pytest.raises(NewerDatabase, match="newer than this chatopsd knows"):
         await open_database(url, tmp_path / "state.db")
@@ -65,15 +67,15 @@ async def test_a_missing_lower_migration_is_applied(db: Database, tmp_path: Path
         rows = await again.fetchall("SELECT version FROM schema_version ORDER BY version")
         assert [r[0] for r in rows] == [v for v, _, _ in migrations(db.dialect)]
         await again.write(
-            "INSERT INTO recent_pages (target, at, actor, url) VALUES (?, ?, ?, ?)",
+            "INSERT INTO recent_pages (target, at, actor, url) VALUES ($1, $2, $3, $4)",
             ("ic", 1.0, "ada", "https://example.invalid/1"),
         )
-        row = await again.fetchone("SELECT actor FROM recent_pages WHERE target = ?", ("ic",))
+        row = await again.fetchone("SELECT actor FROM recent_pages WHERE target = $1", ("ic",))
         assert row is not None and row[0] == "ada"
     finally:
         await again.close()
     # and a newer database is still refused, gap or not
-    await db.write_many([*_forget_0011(db), ("INSERT INTO schema_version VALUES (?)", (9999,))])
+    await db.write_many([*_forget_0011(db), ("INSERT INTO schema_version VALUES ($1)", (9999,))])
     with pytest.raises(NewerDatabase, match="newer than this chatopsd knows"):
         await open_database(url, tmp_path / "state.db")
 

@@ -53,7 +53,7 @@ class Instance:
     async def beat(self, age_s: float = 0.0) -> None:
         """This instance's heartbeat, `age_s` old by the database's clock."""
         await self.db.write(
-            f"INSERT INTO instances (id, started_at, seen_at) VALUES (?, 0, {_NOW} - ?) "
+            f"INSERT INTO instances (id, started_at, seen_at) VALUES ($1, 0, {_NOW} - $2) "
             "ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
             (self.name, age_s),
         )

@@ -45,7 +45,7 @@ async def claimed_by_the_dead(app: App, server: FakeMattermost, text: str) -> st
     )  # fmt: skip
     await app.db.write(
         "INSERT INTO events (platform, event_id, seen_at, instance, payload) "
-        "VALUES (?, ?, ?, ?, ?)",
+        "VALUES ($1, $2, $3, $4, $5)",
         ("mattermost", post["id"], app.clock.now().timestamp(), "one:1", inbound_to_json(event)),
     )
     return str(post["id"])
@@ -73,7 +73,7 @@ async def test_an_answer_the_dead_instance_posted_is_not_posted_again(
     assert mine["props"] == {"chatopsd_answer": f"{unanswered}#0"}
     assert survivor.takeover.resumed == 2
     rows = await survivor.db.fetchall(
-        "SELECT done_at IS NOT NULL, payload IS NULL FROM events WHERE instance = ?",
+        "SELECT done_at IS NOT NULL, payload IS NULL FROM events WHERE instance = $1",
         (survivor.lease.instance,),
     )
     assert [tuple(r) for r in rows] == [(True, True), (True, True)]  # both settled

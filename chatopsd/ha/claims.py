@@ -33,9 +33,15 @@ class DeliveryClaims:
         """`key`: the columns that name one message; `owed`: an SQL condition it must still
         meet to be claimed (e.g. "sent IS NULL")."""
         self.db = db
-        self._key = " AND ".join(f"{column} = ?" for column in key)
-        self._where = f"{self._key} AND {owed}" if owed else self._key
+        self._key_columns = tuple(key)
+        self._owed = owed
         self._table = table
+
+    def _key(self, first: int) -> str:
+        """The key's condition, its values numbered from `$first`."""
+        return " AND ".join(
+            f"{column} = ${first + n}" for n, column in enumerate(self._key_columns)
+        )
 
     async def claim(
         self, key: Sequence[object], *, fence: int | None, now: float | None = None
@@ -60,11 +66,12 @@ class DeliveryClaims:
         if not shared and fence is None:
             return nonce  # the only instance, nothing to fence
         at = time.time() if now is None else now
-        takeover = "claimed_by IS NULL OR claimed_at < ?"
-        params: list[object] = [nonce, at, fence, *key, at - CLAIM_STALE_SECONDS]
+        stale = 4 + len(key)
+        takeover = f"claimed_by IS NULL OR claimed_at < ${stale}"
+        params = (nonce, at, fence, *key, at - CLAIM_STALE_SECONDS)
         if fence is not None:
-            takeover += " OR claimed_token < ?"  # an older leader's: it no longer leads
-            params.append(fence)
+            takeover += " OR claimed_token < $3"  # an older leader's: it no longer leads
+        where = f"{self._key(4)} AND {self._owed}" if self._owed else self._key(4)
 
         async def claim(tx: Tx) -> str | None:
             if fenced:
@@ -72,8 +79,8 @@ class DeliveryClaims:
             if not shared:
                 return nonce
             taken = await tx.execute(
-                f"UPDATE {self._table} SET claimed_by = ?, claimed_at = ?, claimed_token = ? "
-                f"WHERE {self._where} AND ({takeover})",
+                f"UPDATE {self._table} SET claimed_by = $1, claimed_at = $2, claimed_token = $3 "
+                f"WHERE {where} AND ({takeover})",
                 params,
             )
             return nonce if taken else None
@@ -83,6 +90,7 @@ class DeliveryClaims:
     async def release(self, key: Sequence[object], claim: str) -> None:
         """Give a claimed message back (nothing was posted): only our own claim."""
         await self.db.write(
-            f"UPDATE {self._table} SET {FREED} WHERE {self._key} AND claimed_by = ?",
+            f"UPDATE {self._table} SET {FREED} "
+            f"WHERE {self._key(1)} AND claimed_by = ${len(key) + 1}",
             (*key, claim),
         )

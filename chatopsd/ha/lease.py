@@ -139,7 +139,7 @@ class PgLease:
                 await asyncio.wait_for(self._release(self._conn, self._token), self.interval)
         with contextlib.suppress(Exception):
             await asyncio.wait_for(
-                self.db.write("DELETE FROM instances WHERE id = ?", (self.instance,)),
+                self.db.write("DELETE FROM instances WHERE id = $1", (self.instance,)),
                 self.interval,
             )
         self._step_down("stopping")
@@ -240,13 +240,13 @@ class PgLease:
         # The database's clock: other instances judge "dead" by it (events.orphans).
         sent = time.monotonic()
         await self.db.write(
-            f"INSERT INTO instances (id, started_at, seen_at) VALUES (?, ?, {_NOW}) "
+            f"INSERT INTO instances (id, started_at, seen_at) VALUES ($1, $2, {_NOW}) "
             "ON CONFLICT (id) DO UPDATE SET seen_at = excluded.seen_at",
             (self.instance, self._started),
         )
         self._beat_sent = sent
         rows = await self.db.fetchall(
-            f"SELECT id FROM instances WHERE seen_at > {_NOW} - ? ORDER BY id",
+            f"SELECT id FROM instances WHERE seen_at > {_NOW} - $1 ORDER BY id",
             (3 * self.lease_seconds,),
         )
         self._instances = tuple(str(r[0]) for r in rows)

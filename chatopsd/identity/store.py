@@ -20,7 +20,7 @@ class SqlIdentityLinks:
     ) -> None:
         await self.db.write(
             "INSERT INTO pd_links (platform, user_id, email, at, confirmed_by, request, expires) "
-            "VALUES (?, ?, ?, ?, NULL, ?, ?) ON CONFLICT (platform, user_id) DO UPDATE SET "
+            "VALUES ($1, $2, $3, $4, NULL, $5, $6) ON CONFLICT (platform, user_id) DO UPDATE SET "
             "email = excluded.email, at = excluded.at, confirmed_by = NULL, "
             "request = excluded.request, expires = excluded.expires",
             (platform, user_id, email.lower(), time.time(), request, expires.timestamp()),
@@ -28,8 +28,8 @@ class SqlIdentityLinks:
 
     async def confirm(self, platform: str, user_id: str, email: str, by: str) -> bool:
         changed = await self.db.execute(
-            "UPDATE pd_links SET confirmed_by = ?, request = NULL, expires = NULL "
-            "WHERE platform = ? AND user_id = ? AND email = ? AND confirmed_by IS NULL",
+            "UPDATE pd_links SET confirmed_by = $1, request = NULL, expires = NULL "
+            "WHERE platform = $2 AND user_id = $3 AND email = $4 AND confirmed_by IS NULL",
             (by, platform, user_id, email.lower()),
         )
         return changed > 0
@@ -37,7 +37,7 @@ class SqlIdentityLinks:
     async def grant(self, platform: str, user_id: str, email: str, by: str) -> None:
         await self.db.write(
             "INSERT INTO pd_links (platform, user_id, email, at, confirmed_by) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (platform, user_id) DO UPDATE SET "
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (platform, user_id) DO UPDATE SET "
             "email = excluded.email, at = excluded.at, "
             "confirmed_by = excluded.confirmed_by, request = NULL, expires = NULL",
             (platform, user_id, email.lower(), time.time(), by),
@@ -45,27 +45,27 @@ class SqlIdentityLinks:
 
     async def link(self, platform: str, user_id: str) -> Link | None:
         row = await self.db.fetchone(
-            f"SELECT {_COLUMNS} FROM pd_links WHERE platform = ? AND user_id = ?",
+            f"SELECT {_COLUMNS} FROM pd_links WHERE platform = $1 AND user_id = $2",
             (platform, user_id),
         )
         return None if row is None else _link(row)
 
     async def by_request(self, request: str) -> Link | None:
         row = await self.db.fetchone(
-            f"SELECT {_COLUMNS} FROM pd_links WHERE request = ?", (request,)
+            f"SELECT {_COLUMNS} FROM pd_links WHERE request = $1", (request,)
         )
         return None if row is None else _link(row)
 
     async def holders(self, email: str) -> list[Link]:
         rows = await self.db.fetchall(
-            f"SELECT {_COLUMNS} FROM pd_links WHERE email = ? ORDER BY platform, user_id",
+            f"SELECT {_COLUMNS} FROM pd_links WHERE email = $1 ORDER BY platform, user_id",
             (email.lower(),),
         )
         return [_link(r) for r in rows]
 
     async def drop(self, platform: str, user_id: str) -> bool:
         changed = await self.db.execute(
-            "DELETE FROM pd_links WHERE platform = ? AND user_id = ?", (platform, user_id)
+            "DELETE FROM pd_links WHERE platform = $1 AND user_id = $2", (platform, user_id)
         )
         return changed > 0
 

@@ -31,6 +31,7 @@ inserts in one transaction under an advisory transaction lock, so the chain stay
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import hmac
 import json
@@ -41,7 +42,7 @@ from datetime import UTC, datetime
 
 from chatopsd.core.outcome import Outcome
 from chatopsd.core.ports import AuditEntry
-from chatopsd.store.db import AUDIT_LOCK, Database, Tx
+from chatopsd.store.db import AUDIT_LOCK, Database, Tx, like_escape, like_sql, placeholders
 
 log = logging.getLogger("chatopsd.audit")
 
@@ -50,7 +51,7 @@ _FIELDS = (
     "duration_ms, event_id, ref"
 )
 _COLUMNS = f"{_FIELDS}, prev_hash, hash, cause"
-_INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({', '.join('?' * 16)})"
+_INSERT = f"INSERT INTO audit ({_COLUMNS}) VALUES ({placeholders(16)})"
 GENESIS = "0" * 64
 _KEYED_FROM = (  # SQLite and PostgreSQL alike ("WHERE 1 = 1": SQLite's upsert-after-SELECT)
     "INSERT INTO audit_meta (key, value) "
@@ -129,7 +130,7 @@ class SqlAuditLog:
     async def _append_shared(
         self, tx: Tx, values: tuple[object, ...], cause: str, *, unless_keyed: bool = False
     ) -> bool:
-        await tx.execute("SELECT pg_advisory_xact_lock(?)", (AUDIT_LOCK,))
+        await tx.execute("SELECT pg_advisory_xact_lock($1)", (AUDIT_LOCK,))
         row = await tx.fetchone(
             "SELECT hash FROM audit WHERE hash IS NOT NULL ORDER BY id DESC LIMIT 1"
         )
@@ -211,29 +212,40 @@ class SqlAuditLog:
         command. `outcome` is one of core/outcome.py's set (matched exactly; anything else is
         refused, so a typo never reads as "no such rows"); `cause` is text found in the
         cause (e.g. "exit 1", "PagerDuty")."""
-        where = ["at >= ?"]
-        params: list[object] = [since.timestamp() if since else 0.0]
+        params: list[object] = []
+
+        def param(value: object) -> str:
+            params.append(value)
+            return f"${len(params)}"
+
+        like = functools.partial(like_sql, dialect=self.db.dialect)
+        where = [f"at >= {param(since.timestamp() if since else 0.0)}"]
         if actor:
-            where.append("(actor = ? OR actor_name = ?)")
-            params += [actor, actor]
+            who = param(actor)
+            where.append(f"(actor = {who} OR actor_name = {who})")
         if command:
-            where.append("(command = ? OR command LIKE ? ESCAPE '\\')")
-            params += [command, _like_prefix(command)]
+            where.append(
+                f"(command = {param(command)} OR {like('command', param(_like_prefix(command)))})"
+            )
         if outcome is not None:
             if outcome not in set(Outcome):
                 raise ValueError(
                     f"outcome {outcome!r} is not one of {', '.join(o.value for o in Outcome)}"
                 )
             # (rows from before migration 0010 wrote e.g. "denied: <why>" in one column)
-            where.append("(outcome = ? OR outcome LIKE ? ESCAPE '\\')")
-            params += [outcome, f"{_escape_like(outcome)}:%"]
+            where.append(
+                f"(outcome = {param(outcome)} OR "
+                f"{like('outcome', param(like_escape(outcome) + ':%'))})"
+            )
         if cause:
             # (and in the outcome column of those older rows)
-            where.append("(outcome LIKE ? ESCAPE '\\' OR coalesce(cause, '') LIKE ? ESCAPE '\\')")
-            params += [f"%{_escape_like(cause)}%"] * 2
+            found = param(f"%{like_escape(cause)}%")
+            cause_text = "coalesce(cause, '')"
+            where.append(f"({like('outcome', found)} OR {like(cause_text, found)})")
         rows = await self.db.fetchall(
-            f"SELECT {_FIELDS}, cause FROM audit WHERE {' AND '.join(where)} ORDER BY id LIMIT ?",
-            (*params, limit),
+            f"SELECT {_FIELDS}, cause FROM audit WHERE {' AND '.join(where)} "
+            f"ORDER BY id LIMIT {param(limit)}",
+            params,
         )
         return [AuditEntry(datetime.fromtimestamp(r[0], UTC), *r[1:]) for r in rows]
 
@@ -241,8 +253,8 @@ class SqlAuditLog:
         """The newest row a command left from `since` on (its own, or its run's when it ran
         a process): unless it is `interrupted`, the command finished."""
         row = await self.db.fetchone(
-            f"SELECT {_FIELDS}, cause FROM audit WHERE at >= ? AND platform = ? "
-            "AND event_id = ? ORDER BY id DESC LIMIT 1",
+            f"SELECT {_FIELDS}, cause FROM audit WHERE at >= $1 AND platform = $2 "
+            "AND event_id = $3 ORDER BY id DESC LIMIT 1",
             (since.timestamp(), platform, event_id),
         )
         return AuditEntry(datetime.fromtimestamp(row[0], UTC), *row[1:]) if row else None
@@ -264,7 +276,7 @@ class SqlAuditLog:
 
         while True:
             batch = await self.db.fetchall(
-                f"SELECT id, {_COLUMNS} FROM audit WHERE id > ? ORDER BY id LIMIT ?",
+                f"SELECT id, {_COLUMNS} FROM audit WHERE id > $1 ORDER BY id LIMIT $2",
                 (last_id, page),
             )
             if not batch:
@@ -331,7 +343,7 @@ class SqlAuditLog:
 
     async def _meta_id(self, key: str) -> int | None:
         try:
-            row = await self.db.fetchone("SELECT value FROM audit_meta WHERE key = ?", (key,))
+            row = await self.db.fetchone("SELECT value FROM audit_meta WHERE key = $1", (key,))
         except Exception:  # a database from before migration 0020
             return None
         return int(row[0]) if row else None
@@ -366,9 +378,5 @@ def _values(entry: AuditEntry) -> tuple[object, ...]:
     )
 
 
-def _escape_like(text: str) -> str:
-    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
-
-
 def _like_prefix(text: str) -> str:
-    return _escape_like(text) + " %"
+    return like_escape(text) + " %"

@@ -30,20 +30,21 @@ DB_NOW = "extract(epoch from clock_timestamp())"
 
 
 _CLAIM = (
-    "INSERT INTO events (platform, event_id, seen_at) VALUES (?, ?, ?) "
+    "INSERT INTO events (platform, event_id, seen_at) VALUES ($1, $2, $3) "
     "ON CONFLICT (platform, event_id) DO NOTHING"
 )
 # Before a command with outside effects acts: the row (ours, still open) says it started.
 # On SQLite the claim row exists already (no instance); an event without an id gets its own.
 _STARTED = (
     "INSERT INTO events (platform, event_id, seen_at, instance, payload, started_at) "
-    "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (platform, event_id) DO UPDATE SET "
+    "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (platform, event_id) DO UPDATE SET "
     "started_at = excluded.started_at, instance = excluded.instance, payload = excluded.payload "
     "WHERE events.done_at IS NULL "
     "AND (events.instance IS NULL OR events.instance = excluded.instance)"
 )
 _CLAIM_OWNED = (
-    "INSERT INTO events (platform, event_id, seen_at, instance, payload) VALUES (?, ?, ?, ?, ?) "
+    "INSERT INTO events (platform, event_id, seen_at, instance, payload) "
+    "VALUES ($1, $2, $3, $4, $5) "
     "ON CONFLICT (platform, event_id) DO NOTHING"
 )
 
@@ -97,8 +98,8 @@ class SqlEventLedger:
     async def load(self) -> int:
         cutoff = self.clock.now().timestamp() - self.retention_s
         rows = await self.db.fetchall(
-            "SELECT platform, event_id, seen_at FROM events WHERE seen_at >= ? "
-            "ORDER BY seen_at DESC LIMIT ?",
+            "SELECT platform, event_id, seen_at FROM events WHERE seen_at >= $1 "
+            "ORDER BY seen_at DESC LIMIT $2",
             (cutoff, self.max_events),
         )
         rows.reverse()  # oldest first, like claims made in this run
@@ -174,8 +175,8 @@ class SqlEventLedger:
         self._started.discard(key)
         try:
             await self.db.execute(
-                "UPDATE events SET done_at = ?, payload = NULL "
-                "WHERE platform = ? AND event_id = ? AND instance = ?",
+                "UPDATE events SET done_at = $1, payload = NULL "
+                "WHERE platform = $2 AND event_id = $3 AND instance = $4",
                 (self.clock.now().timestamp(), platform, event_id, self.instance),
             )
         except Exception as exc:
@@ -194,8 +195,8 @@ class SqlEventLedger:
         for attempt in range(attempts):
             try:
                 changed = await self.db.execute(
-                    "UPDATE events SET done_at = ?, payload = NULL WHERE platform = ? "
-                    "AND event_id = ? AND instance = ? AND done_at IS NULL",
+                    "UPDATE events SET done_at = $1, payload = NULL WHERE platform = $2 "
+                    "AND event_id = $3 AND instance = $4 AND done_at IS NULL",
                     (self.clock.now().timestamp(), platform, event_id, self.instance),
                 )
             except Exception as exc:
@@ -225,9 +226,9 @@ class SqlEventLedger:
         rows = await self.db.fetchall(
             "SELECT e.platform, e.event_id, e.instance, e.payload, e.seen_at, e.started_at "
             "FROM events e WHERE e.done_at IS NULL AND e.payload IS NOT NULL "
-            "AND (e.seen_at >= ? OR e.started_at IS NOT NULL) "
-            "AND e.instance <> ? AND NOT EXISTS (SELECT 1 FROM instances i "
-            f"WHERE i.id = e.instance AND i.seen_at > {DB_NOW} - ?) "
+            "AND (e.seen_at >= $1 OR e.started_at IS NOT NULL) "
+            "AND e.instance <> $2 AND NOT EXISTS (SELECT 1 FROM instances i "
+            f"WHERE i.id = e.instance AND i.seen_at > {DB_NOW} - $3) "
             "ORDER BY e.seen_at LIMIT 500",
             (self.clock.now().timestamp() - max_age_s, self.instance, dead_after_s),
         )
@@ -237,8 +238,8 @@ class SqlEventLedger:
         """Take the claim over from its dead owner; True if we won it (one survivor does).
         `resume`: it is to be handled again here (not when it is only reported)."""
         changed = await self.db.execute(
-            "UPDATE events SET instance = ? WHERE platform = ? AND event_id = ? "
-            "AND instance = ? AND done_at IS NULL",
+            "UPDATE events SET instance = $1 WHERE platform = $2 AND event_id = $3 "
+            "AND instance = $4 AND done_at IS NULL",
             (self.instance, orphan.platform, orphan.event_id, orphan.instance),
         )
         if changed != 1:
@@ -252,8 +253,8 @@ class SqlEventLedger:
         """Give back an orphan adopted to be reported, when reporting it failed: it is its
         dead owner's again, for the next sweep (here or on another survivor)."""
         await self.db.execute(
-            "UPDATE events SET instance = ? WHERE platform = ? AND event_id = ? "
-            "AND instance = ? AND done_at IS NULL",
+            "UPDATE events SET instance = $1 WHERE platform = $2 AND event_id = $3 "
+            "AND instance = $4 AND done_at IS NULL",
             (orphan.instance, orphan.platform, orphan.event_id, self.instance),
         )
 
@@ -261,8 +262,8 @@ class SqlEventLedger:
         """Done with an orphan: given up on (too old to answer now, unreadable; logged by
         the caller), or reported as interrupted after `adopt`."""
         await self.db.execute(
-            "UPDATE events SET done_at = ?, payload = NULL "
-            "WHERE platform = ? AND event_id = ? AND instance IN (?, ?)",
+            "UPDATE events SET done_at = $1, payload = NULL "
+            "WHERE platform = $2 AND event_id = $3 AND instance IN ($4, $5)",
             (
                 self.clock.now().timestamp(),
                 orphan.platform,
@@ -276,7 +277,7 @@ class SqlEventLedger:
         """Forget claims older than the redelivery horizon (by time only: a claim inside it
         still stops a redelivery, however many events came since)."""
         cutoff = self.clock.now().timestamp() - self.retention_s
-        await self.db.write("DELETE FROM events WHERE seen_at < ?", (cutoff,))
+        await self.db.write("DELETE FROM events WHERE seen_at < $1", (cutoff,))
         old = [k for k, t in self._seen.items() if t < cutoff]
         for k in old:
             del self._seen[k]

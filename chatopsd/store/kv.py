@@ -13,12 +13,12 @@ class SqlKeyValue:
         self.db = db
 
     async def get(self, key: str) -> str | None:
-        row = await self.db.fetchone("SELECT value FROM kv WHERE key = ?", (key,))
+        row = await self.db.fetchone("SELECT value FROM kv WHERE key = $1", (key,))
         return None if row is None else str(row[0])
 
     async def put(self, key: str, value: str) -> None:
         await self.db.write(
-            "INSERT INTO kv (key, value, updated) VALUES (?, ?, ?) "
+            "INSERT INTO kv (key, value, updated) VALUES ($1, $2, $3) "
             "ON CONFLICT (key) DO UPDATE SET value = excluded.value, updated = excluded.updated",
             (key, value, time.time()),
         )

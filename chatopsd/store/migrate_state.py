@@ -97,7 +97,7 @@ async def _copy(lite: SqliteDatabase, pg: PgDatabase) -> list[Copied]:
     if missing:
         raise MigrateError(
             f"PostgreSQL has no table {', '.join(missing)}: its migration twin is missing "
-            "(chatopsd/store/migrations_pg)"
+            "(a migrations/postgresql/ folder, store/db.py)"
         )
     for table in tables:
         row = await pg.fetchone(f"SELECT 1 FROM {table} LIMIT 1")
@@ -128,7 +128,7 @@ async def _copy(lite: SqliteDatabase, pg: PgDatabase) -> list[Copied]:
             offset = total = 0
             while True:
                 rows = await lite.fetchall(
-                    f"SELECT {col_list} FROM {table} ORDER BY {order} LIMIT ? OFFSET ?",
+                    f"SELECT {col_list} FROM {table} ORDER BY {order} LIMIT $1 OFFSET $2",
                     (_CHUNK, offset),
                 )
                 if not rows:

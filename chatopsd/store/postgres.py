@@ -1,9 +1,10 @@
 """The PostgreSQL backend (asyncpg): several chatopsd instances share one database.
 
-The store classes' SQL is the same as on SQLite (see store/db.py); here `?` placeholders
-become `$n` and each write runs on a pooled connection (a group of statements in one
-transaction). Migrations run under a session advisory lock, so two instances starting at
-once migrate exactly once: the second waits, then finds the schema current.
+The store classes' SQL is the same as on SQLite (see store/db.py), written with asyncpg's own
+`$n` placeholders, so it goes to the server as it is; each write runs on a pooled connection
+(a group of statements in one transaction). Migrations run under a session advisory lock, so
+two instances starting at once migrate exactly once: the second waits, then finds the schema
+current.
 """
 
 from __future__ import annotations
@@ -27,8 +28,9 @@ from chatopsd.store.db import (
     T,
     Tx,
     missing,
-    numbered,
+    refuse_inside_transaction,
     require_current,
+    run_transaction,
 )
 
 log = logging.getLogger("chatopsd.store")
@@ -108,13 +110,13 @@ class _Tx:
         self._conn = conn
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return _count(await self._conn.execute(numbered(sql), *params))
+        return _count(await self._conn.execute(sql, *params))
 
     async def fetchone(self, sql: str, params: Params = ()) -> Any:
-        return await self._conn.fetchrow(numbered(sql), *params)
+        return await self._conn.fetchrow(sql, *params)
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
-        return list(await self._conn.fetch(numbered(sql), *params))
+        return list(await self._conn.fetch(sql, *params))
 
 
 class PgDatabase:
@@ -221,14 +223,16 @@ class PgDatabase:
                 await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATE_LOCK)
 
     async def write(self, sql: str, params: Params = ()) -> None:
-        await self.pool.execute(numbered(sql), *params)
+        refuse_inside_transaction(self, "write")
+        await self.pool.execute(sql, *params)
 
     async def write_many(self, ops: Iterable[Op]) -> None:
+        refuse_inside_transaction(self, "write_many")
         batch = list(ops)
         if not batch:
             return
         if len(batch) == 1:
-            await self.write(*batch[0])
+            await self.pool.execute(batch[0][0], *batch[0][1])
             return
         async with self.pool.acquire() as conn, conn.transaction():
             i = 0
@@ -238,23 +242,30 @@ class PgDatabase:
                 while j < len(batch) and batch[j][0] == sql:
                     j += 1
                 if j - i == 1:
-                    await conn.execute(numbered(sql), *batch[i][1])
+                    await conn.execute(sql, *batch[i][1])
                 else:
-                    await conn.executemany(numbered(sql), [p for _, p in batch[i:j]])
+                    await conn.executemany(sql, [p for _, p in batch[i:j]])
                 i = j
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        return _count(await self.pool.execute(numbered(sql), *params))
+        refuse_inside_transaction(self, "execute")
+        return _count(await self.pool.execute(sql, *params))
 
     async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
+        """Run `fn` on one pooled connection inside a transaction. Inside `fn` every
+        statement goes through its `tx`: a call on this database itself is refused
+        (CallInsideTransaction), since it would run outside the transaction."""
+        refuse_inside_transaction(self, "transaction")
         async with self.pool.acquire() as conn, conn.transaction():
-            return await fn(_Tx(conn))
+            return await run_transaction(self, fn, _Tx(conn))
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[Any]:
-        return list(await self.pool.fetch(numbered(sql), *params))
+        refuse_inside_transaction(self, "fetchall")
+        return list(await self.pool.fetch(sql, *params))
 
     async def fetchone(self, sql: str, params: Params = ()) -> Any:
-        return await self.pool.fetchrow(numbered(sql), *params)
+        refuse_inside_transaction(self, "fetchone")
+        return await self.pool.fetchrow(sql, *params)
 
     async def close(self) -> None:
         try:

@@ -30,7 +30,10 @@ from chatopsd.store.db import (
     Tx,
     migrations,
     missing,
+    refuse_inside_transaction,
     require_current,
+    run_transaction,
+    sqlite_sql,
 )
 
 log = logging.getLogger("chatopsd.store")
@@ -58,15 +61,15 @@ class _Tx:
         self._db = db
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self._db.execute(sql, params) as cur:
+        async with self._db.execute(sqlite_sql(sql), params) as cur:
             return cur.rowcount
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self._db.execute(sql, params) as cur:
+        async with self._db.execute(sqlite_sql(sql), params) as cur:
             return await cur.fetchone()
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self._db.execute(sql, params) as cur:
+        async with self._db.execute(sqlite_sql(sql), params) as cur:
             return list(await cur.fetchall())
 
 
@@ -98,18 +101,24 @@ class SqliteDatabase:
 
     async def write(self, sql: str, params: Params = ()) -> None:
         """Run one statement in the next group commit; returns once it is durable."""
-        await self.write_many([(sql, params)])
+        refuse_inside_transaction(self, "write")
+        await self._queue_ops([(sqlite_sql(sql), params)])
 
     async def write_many(self, ops: Iterable[Op]) -> None:
         """Run statements atomically (all or none) in the next group commit."""
+        refuse_inside_transaction(self, "write_many")
+        await self._queue_ops([(sqlite_sql(sql), params) for sql, params in ops])
+
+    async def _queue_ops(self, ops: list[Op]) -> None:
         if self._closed:
             raise RuntimeError("database is closed")
         fut: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._queue.put_nowait(_Work(list(ops), fut))
+        self._queue.put_nowait(_Work(ops, fut))
         await fut
 
     async def execute(self, sql: str, params: Params = ()) -> int:
         """Run one statement on its own (in queue order); returns the rows it changed."""
+        refuse_inside_transaction(self, "execute")
 
         async def run(tx: Tx) -> int:
             return await tx.execute(sql, params)
@@ -117,7 +126,11 @@ class SqliteDatabase:
         return await self._submit(run, begin=False)
 
     async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        """Run `fn` on the writer inside BEGIN IMMEDIATE, between two group commits."""
+        """Run `fn` on the writer inside BEGIN IMMEDIATE, between two group commits.
+        Inside `fn` every statement goes through its `tx`: a call on this database itself
+        is refused (CallInsideTransaction), since the writer it would wait for is running
+        `fn`."""
+        refuse_inside_transaction(self, "transaction")
         return await self._submit(fn, begin=True)
 
     async def _submit(self, fn: Callable[[Tx], Awaitable[T]], *, begin: bool) -> T:
@@ -130,7 +143,7 @@ class SqliteDatabase:
                 return await fn(tx)
             await self._writer.execute("BEGIN IMMEDIATE")
             try:
-                result = await fn(tx)
+                result = await run_transaction(self, fn, tx)
                 await self._writer.execute("COMMIT")
             except BaseException:
                 await self._writer.execute("ROLLBACK")
@@ -144,11 +157,13 @@ class SqliteDatabase:
         return f"sqlite:{self.path}"
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self._reader.execute(sql, params) as cur:
+        refuse_inside_transaction(self, "fetchall")
+        async with self._reader.execute(sqlite_sql(sql), params) as cur:
             return list(await cur.fetchall())
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self._reader.execute(sql, params) as cur:
+        refuse_inside_transaction(self, "fetchone")
+        async with self._reader.execute(sqlite_sql(sql), params) as cur:
             return await cur.fetchone()
 
     async def close(self) -> None:
@@ -282,26 +297,35 @@ class SqliteReader:
         return f"sqlite:{self.path} (read-only)"
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
-        async with self._conn.execute(sql, params) as cur:
+        refuse_inside_transaction(self, "fetchall")
+        async with self._conn.execute(sqlite_sql(sql), params) as cur:
             return list(await cur.fetchall())
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
-        async with self._conn.execute(sql, params) as cur:
+        refuse_inside_transaction(self, "fetchone")
+        async with self._conn.execute(sqlite_sql(sql), params) as cur:
             return await cur.fetchone()
 
     async def write(self, sql: str, params: Params = ()) -> None:
-        await self.execute(sql, params)
+        refuse_inside_transaction(self, "write")
+        await self._execute(sql, params)
 
     async def write_many(self, ops: Iterable[Op]) -> None:
+        refuse_inside_transaction(self, "write_many")
         for sql, params in ops:
-            await self.execute(sql, params)
+            await self._execute(sql, params)
 
     async def execute(self, sql: str, params: Params = ()) -> int:
-        async with self._conn.execute(sql, params) as cur:
+        refuse_inside_transaction(self, "execute")
+        return await self._execute(sql, params)
+
+    async def _execute(self, sql: str, params: Params) -> int:
+        async with self._conn.execute(sqlite_sql(sql), params) as cur:
             return cur.rowcount
 
     async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
-        return await fn(_Tx(self._conn))
+        refuse_inside_transaction(self, "transaction")
+        return await run_transaction(self, fn, _Tx(self._conn))
 
     async def close(self) -> None:
         await self._conn.close()
@@ -383,7 +407,7 @@ async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
             log.info("applying migration %s", name)
             for statement in _statements(sql):
                 await db.execute(statement)
-            await db.execute("INSERT INTO schema_version VALUES (?)", (version,))
+            await db.execute("INSERT INTO schema_version VALUES ($1)", (version,))
         await db.execute("COMMIT")
     except BaseException:
         await db.execute("ROLLBACK")

@@ -16,8 +16,8 @@ from chatopsd.store.db import Database
 
 _ADD = (
     "INSERT INTO incident_followups (incident_id, n, text, owner, added_by, added_at) "
-    "SELECT ?, COALESCE(MAX(n), 0) + 1, ?, ?, ?, ? FROM incident_followups "
-    "WHERE incident_id = ? RETURNING n"
+    "SELECT $1, COALESCE(MAX(n), 0) + 1, $2, $3, $4, $5 FROM incident_followups "
+    "WHERE incident_id = $6 RETURNING n"
 )
 
 
@@ -60,19 +60,19 @@ class SqlFollowUps:
 
     async def list(self, incident_id: str) -> list[FollowUp]:
         rows = await self.db.fetchall(
-            "SELECT * FROM incident_followups WHERE incident_id = ? ORDER BY n", (incident_id,)
+            "SELECT * FROM incident_followups WHERE incident_id = $1 ORDER BY n", (incident_id,)
         )
         return [_row(r) for r in rows]
 
     async def get(self, incident_id: str, n: int) -> FollowUp | None:
         row = await self.db.fetchone(
-            "SELECT * FROM incident_followups WHERE incident_id = ? AND n = ?", (incident_id, n)
+            "SELECT * FROM incident_followups WHERE incident_id = $1 AND n = $2", (incident_id, n)
         )
         return None if row is None else _row(row)
 
     async def done(self, incident_id: str, n: int, at: datetime) -> None:
         await self.db.write(
-            "UPDATE incident_followups SET done_at = ? WHERE incident_id = ? AND n = ?",
+            "UPDATE incident_followups SET done_at = $1 WHERE incident_id = $2 AND n = $3",
             (at.timestamp(), incident_id, n),
         )
 
@@ -81,7 +81,7 @@ class SqlFollowUps:
         already (by another command, or another instance)."""
         changed = await self.db.execute(
             "UPDATE incident_followups SET export_state = 'sending' "
-            "WHERE incident_id = ? AND n = ? AND export_state IS NULL",
+            "WHERE incident_id = $1 AND n = $2 AND export_state IS NULL",
             (incident_id, n),
         )
         return changed == 1
@@ -90,14 +90,14 @@ class SqlFollowUps:
         """The tracker certainly did not create it (it answered with an error): may retry."""
         await self.db.write(
             "UPDATE incident_followups SET export_state = NULL "
-            "WHERE incident_id = ? AND n = ? AND export_state = 'sending'",
+            "WHERE incident_id = $1 AND n = $2 AND export_state = 'sending'",
             (incident_id, n),
         )
 
     async def ticket_created(self, incident_id: str, n: int, key: str, url: str) -> None:
         await self.db.write(
-            "UPDATE incident_followups SET export_state = 'sent', ticket_key = ?, "
-            "ticket_url = ? WHERE incident_id = ? AND n = ?",
+            "UPDATE incident_followups SET export_state = 'sent', ticket_key = $1, "
+            "ticket_url = $2 WHERE incident_id = $3 AND n = $4",
             (key, url, incident_id, n),
         )
 

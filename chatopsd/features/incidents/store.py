@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 from chatopsd.core.messages import Destination, Sent
 from chatopsd.features.incidents.api import Home
 from chatopsd.features.incidents.rules import Incident, State, TimelineEntry, format_id
-from chatopsd.store.db import Database, Op, Row, Tx
+from chatopsd.store.db import Database, Op, Row, Tx, placeholders
 
 _COLUMNS = (
     "id, title, severity, state, service, description, declared_at, declared_by, platform, "
@@ -24,7 +24,7 @@ _COLUMNS = (
 )
 _ENTRY = (
     "INSERT INTO incident_timeline (incident_id, at, actor, platform, channel, kind, text) "
-    "VALUES (?, ?, ?, ?, ?, ?, ?)"
+    "VALUES ($1, $2, $3, $4, $5, $6, $7)"
 )
 
 
@@ -69,9 +69,9 @@ def _entry_op(incident_id: str, e: TimelineEntry) -> Op:
 
 def _update_op(i: Incident) -> Op:
     return (
-        "UPDATE incidents SET title = ?, severity = ?, state = ?, service = ?, "
-        "description = ?, acknowledged_at = ?, resolved_at = ?, closed_at = ?, "
-        "resolution = ?, last_update_at = ?, roles = ?, pagerduty = ? WHERE id = ?",
+        "UPDATE incidents SET title = $1, severity = $2, state = $3, service = $4, "
+        "description = $5, acknowledged_at = $6, resolved_at = $7, closed_at = $8, "
+        "resolution = $9, last_update_at = $10, roles = $11, pagerduty = $12 WHERE id = $13",
         (
             i.title,
             i.severity,
@@ -102,13 +102,13 @@ class SqlIncidentStore:
 
         async def allocate(tx: Tx) -> Incident | None:
             row = await tx.fetchone(
-                "SELECT COALESCE(MAX(seq), 0) FROM incidents WHERE year = ?", (year,)
+                "SELECT COALESCE(MAX(seq), 0) FROM incidents WHERE year = $1", (year,)
             )
             seq = int(row[0]) + 1 if row else 1
             incident, entry = make(format_id(year, seq))
             inserted = await tx.execute(
                 f"INSERT INTO incidents (year, seq, {_COLUMNS}) "
-                f"VALUES (?, ?, {', '.join('?' * 17)}) ON CONFLICT DO NOTHING",
+                f"VALUES ({placeholders(19)}) ON CONFLICT DO NOTHING",
                 (year, seq, *self._values(incident)),
             )
             if inserted != 1:
@@ -160,7 +160,7 @@ class SqlIncidentStore:
         lock = " FOR UPDATE" if self.db.dialect == "postgresql" else ""
 
         async def run(tx: Tx) -> tuple[Incident, Incident] | None:
-            row = await tx.fetchone(f"SELECT * FROM incidents WHERE id = ?{lock}", (incident_id,))
+            row = await tx.fetchone(f"SELECT * FROM incidents WHERE id = $1{lock}", (incident_id,))
             if row is None:
                 return None
             before = _row(row)
@@ -173,7 +173,7 @@ class SqlIncidentStore:
 
     async def get(self, incident_id: str) -> Incident | None:
         row = await self.db.fetchone(
-            f"SELECT {_COLUMNS} FROM incidents WHERE id = ?", (incident_id,)
+            f"SELECT {_COLUMNS} FROM incidents WHERE id = $1", (incident_id,)
         )
         return None if row is None else _row(row)
 
@@ -187,7 +187,7 @@ class SqlIncidentStore:
     async def timeline(self, incident_id: str) -> list[TimelineEntry]:
         rows = await self.db.fetchall(
             "SELECT at, actor, platform, channel, kind, text FROM incident_timeline "
-            "WHERE incident_id = ? ORDER BY id",
+            "WHERE incident_id = $1 ORDER BY id",
             (incident_id,),
         )
         return [
@@ -198,7 +198,7 @@ class SqlIncidentStore:
     async def last_update(self, incident_id: str) -> TimelineEntry | None:
         row = await self.db.fetchone(
             "SELECT at, actor, platform, channel, kind, text FROM incident_timeline "
-            "WHERE incident_id = ? AND kind IN ('update', 'acknowledged', 'resolved', "
+            "WHERE incident_id = $1 AND kind IN ('update', 'acknowledged', 'resolved', "
             "'escalated', 'declared') ORDER BY id DESC LIMIT 1",
             (incident_id,),
         )
@@ -211,14 +211,15 @@ class SqlIncidentStore:
     async def bind_home(self, incident_id: str, home: Home) -> None:
         await self.db.write(
             "INSERT INTO incident_channels (platform, channel, thread, incident_id) "
-            "VALUES (?, ?, ?, ?) ON CONFLICT (platform, channel, thread) "
+            "VALUES ($1, $2, $3, $4) ON CONFLICT (platform, channel, thread) "
             "DO UPDATE SET incident_id = excluded.incident_id",
             (home.platform, home.channel, home.thread or "", incident_id),
         )
 
     async def home(self, incident_id: str) -> Home | None:
         row = await self.db.fetchone(
-            "SELECT platform, channel, thread FROM incident_channels WHERE incident_id = ? LIMIT 1",
+            "SELECT platform, channel, thread FROM incident_channels WHERE incident_id = $1 "
+            "LIMIT 1",
             (incident_id,),
         )
         return None if row is None else Home(row[0], row[1], row[2] or None)
@@ -228,7 +229,7 @@ class SqlIncidentStore:
         (resolved still counts: it is closed, updated and followed up from there)."""
         row = await self.db.fetchone(
             "SELECT 1 FROM incident_channels c JOIN incidents i ON i.id = c.incident_id "
-            "WHERE c.platform = ? AND c.channel = ? AND c.thread = '' AND i.state <> 'closed'",
+            "WHERE c.platform = $1 AND c.channel = $2 AND c.thread = '' AND i.state <> 'closed'",
             (platform, channel),
         )
         return row is not None
@@ -236,8 +237,8 @@ class SqlIncidentStore:
     async def incident_at(self, platform: str, channel: str, thread: str | None) -> str | None:
         """The incident whose channel (or thread) this is, if any."""
         row = await self.db.fetchone(
-            "SELECT incident_id FROM incident_channels WHERE platform = ? AND channel = ? "
-            "AND thread IN (?, '') ORDER BY thread DESC LIMIT 1",
+            "SELECT incident_id FROM incident_channels WHERE platform = $1 AND channel = $2 "
+            "AND thread IN ($3, '') ORDER BY thread DESC LIMIT 1",
             (platform, channel, thread or ""),
         )
         return None if row is None else str(row[0])
@@ -249,7 +250,7 @@ class SqlIncidentStore:
         await self.db.write(
             "INSERT INTO incident_messages "
             "(incident_id, purpose, platform, channel, thread, message_id) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, purpose, platform, channel) "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (incident_id, purpose, platform, channel) "
             "DO UPDATE SET thread = excluded.thread, message_id = excluded.message_id",
             (incident_id, purpose, d.platform, d.channel, d.thread or "", sent.message_id),
         )
@@ -257,14 +258,14 @@ class SqlIncidentStore:
     async def messages(self, incident_id: str, purpose: str) -> list[Sent]:
         rows = await self.db.fetchall(
             "SELECT platform, channel, thread, message_id FROM incident_messages "
-            "WHERE incident_id = ? AND purpose = ? ORDER BY platform, channel",
+            "WHERE incident_id = $1 AND purpose = $2 ORDER BY platform, channel",
             (incident_id, purpose),
         )
         return [Sent(Destination(r[0], r[1], r[2] or None), r[3]) for r in rows]
 
     async def incident_for_message(self, platform: str, message_id: str) -> str | None:
         row = await self.db.fetchone(
-            "SELECT incident_id FROM incident_messages WHERE platform = ? AND message_id = ?",
+            "SELECT incident_id FROM incident_messages WHERE platform = $1 AND message_id = $2",
             (platform, message_id),
         )
         return None if row is None else str(row[0])
@@ -273,11 +274,11 @@ class SqlIncidentStore:
 
     async def last_pulse(self, incident_id: str) -> datetime | None:
         row = await self.db.fetchone(
-            "SELECT last_pulse_at FROM incidents WHERE id = ?", (incident_id,)
+            "SELECT last_pulse_at FROM incidents WHERE id = $1", (incident_id,)
         )
         return None if row is None else _dt(row[0])
 
     async def mark_pulse(self, incident_id: str, at: datetime) -> None:
         await self.db.write(
-            "UPDATE incidents SET last_pulse_at = ? WHERE id = ?", (at.timestamp(), incident_id)
+            "UPDATE incidents SET last_pulse_at = $1 WHERE id = $2", (at.timestamp(), incident_id)
         )

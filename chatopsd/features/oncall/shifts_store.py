@@ -52,7 +52,7 @@ class SqlShifts:
         ops += [
             (
                 "INSERT INTO oncall_shifts (position, schedule_id, schedule_name, role, "
-                "person_id, person_name, start, until) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                "person_id, person_name, start, until) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                 (
                     i,
                     s.schedule_id,
@@ -84,7 +84,7 @@ def _meta(
 ) -> Op:
     return (
         "INSERT INTO oncall_shifts_meta (id, last_ok, horizon, failing_since, error) "
-        "VALUES (1, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET last_ok = excluded.last_ok, "
+        "VALUES (1, $1, $2, $3, $4) ON CONFLICT (id) DO UPDATE SET last_ok = excluded.last_ok, "
         "horizon = excluded.horizon, failing_since = excluded.failing_since, "
         "error = excluded.error",
         tuple(

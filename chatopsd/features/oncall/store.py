@@ -24,7 +24,7 @@ from chatopsd.features.oncall.handoff_rules import Holders, OwedPost, Step, Watc
 from chatopsd.ha import fence as fencing
 from chatopsd.ha.claims import FREED, DeliveryClaims
 from chatopsd.ha.fence import write_fenced
-from chatopsd.store.db import Database, Op
+from chatopsd.store.db import Database, Op, placeholders
 
 
 class SqlOnCallPosts:
@@ -56,7 +56,7 @@ class SqlOnCallPosts:
             ops.append(
                 (
                     "INSERT INTO oncall_announced (watch, announced, pending, seq, updated) "
-                    "VALUES (?, ?, ?, ?, ?) ON CONFLICT (watch) DO UPDATE SET "
+                    "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (watch) DO UPDATE SET "
                     "announced = excluded.announced, pending = excluded.pending, "
                     "seq = excluded.seq, updated = excluded.updated",
                     (
@@ -74,7 +74,7 @@ class SqlOnCallPosts:
                 ops.append(
                     (
                         "INSERT INTO oncall_posts (key, platform, channel, text, decided) "
-                        "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+                        "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
                         (
                             f"handoff:{s.watch}:{s.seq}:{d.platform}:{d.channel}",
                             d.platform,
@@ -90,7 +90,7 @@ class SqlOnCallPosts:
         """Record one post under its idempotency key; a key owed before is left as it is."""
         await self.db.write(
             "INSERT INTO oncall_posts (key, platform, channel, text, decided) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (key) DO NOTHING",
+            "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (key) DO NOTHING",
             (key, destination.platform, destination.channel, text, time.time()),
         )
 
@@ -111,7 +111,7 @@ class SqlOnCallPosts:
         for i in range(0, len(ids), 500):
             chunk = ids[i : i + 500]
             rows = await self.db.fetchall(
-                f"SELECT key FROM oncall_reminded WHERE key IN ({', '.join('?' * len(chunk))})",
+                f"SELECT key FROM oncall_reminded WHERE key IN ({placeholders(len(chunk))})",
                 chunk,
             )
             found.update(str(r[0]) for r in rows)
@@ -128,13 +128,16 @@ class SqlOnCallPosts:
         under the lease token `fence` (Superseded, nothing written)."""
         now = time.time()
         ops: list[Op] = [
-            ("INSERT INTO oncall_reminded (key, at) VALUES (?, ?) ON CONFLICT DO NOTHING", (k, now))
+            (
+                "INSERT INTO oncall_reminded (key, at) VALUES ($1, $2) ON CONFLICT DO NOTHING",
+                (k, now),
+            )
             for k in handled
         ]
         ops += [
             (
                 "INSERT INTO oncall_posts (key, platform, channel, text, decided, dm) "
-                "VALUES (?, ?, ?, ?, ?, 1) ON CONFLICT (key) DO NOTHING",
+                "VALUES ($1, $2, $3, $4, $5, 1) ON CONFLICT (key) DO NOTHING",
                 (f"{key}:{platform}:{user}", platform, user, text, now),
             )
             for key, platform, user, text in dms
@@ -158,7 +161,7 @@ class SqlOnCallPosts:
         """The post went out as `message_id`. Written whoever sent it: it is what chat shows,
         and forgetting a sent post would send it again."""
         await self.db.write(
-            f"UPDATE oncall_posts SET sent = ?, message_id = ?, {FREED} WHERE key = ?",
+            f"UPDATE oncall_posts SET sent = $1, message_id = $2, {FREED} WHERE key = $3",
             (time.time(), message_id, key),
         )
 
@@ -184,7 +187,7 @@ class SqlKeptState:
             self.db,
             [
                 (
-                    "INSERT INTO oncall_kept (target, written, at) VALUES (?, ?, ?) "
+                    "INSERT INTO oncall_kept (target, written, at) VALUES ($1, $2, $3) "
                     "ON CONFLICT (target) DO UPDATE SET written = excluded.written, "
                     "at = excluded.at",
                     (target, value, time.time()),
@@ -197,4 +200,4 @@ class SqlKeptState:
         """A write went out but could not be recorded (the lease moved meanwhile): forget
         what was recorded, so whoever leads writes the target again at its next refresh
         rather than trust a value this write may have overwritten."""
-        await self.db.write("DELETE FROM oncall_kept WHERE target = ?", (target,))
+        await self.db.write("DELETE FROM oncall_kept WHERE target = $1", (target,))

@@ -22,7 +22,7 @@ class SqlSwaps:
         async def run(tx: Tx) -> int:
             row = await tx.fetchone(
                 "INSERT INTO oncall_swaps (schedule_id, start, until, reason, requester, "
-                "req_name, platform, channel, expires) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+                "req_name, platform, channel, expires) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
                 "RETURNING id",
                 (
                     swap.schedule_id,
@@ -43,36 +43,37 @@ class SqlSwaps:
 
     async def posted(self, swap_id: int, message_id: str) -> None:
         await self.db.write(
-            "UPDATE oncall_swaps SET message_id = ? WHERE id = ?", (message_id, swap_id)
+            "UPDATE oncall_swaps SET message_id = $1 WHERE id = $2", (message_id, swap_id)
         )
 
     async def get(self, swap_id: int) -> Swap | None:
-        row = await self.db.fetchone(f"SELECT {_COLS} FROM oncall_swaps WHERE id = ?", (swap_id,))
+        row = await self.db.fetchone(f"SELECT {_COLS} FROM oncall_swaps WHERE id = $1", (swap_id,))
         return None if row is None else _swap(row)
 
     async def claim(self, swap_id: int, taker: str, taker_name: str, now: datetime) -> bool:
         changed = await self.db.execute(
-            "UPDATE oncall_swaps SET taker = ?, taker_name = ? "
-            "WHERE id = ? AND taker IS NULL AND expires > ?",
+            "UPDATE oncall_swaps SET taker = $1, taker_name = $2 "
+            "WHERE id = $3 AND taker IS NULL AND expires > $4",
             (taker, taker_name, swap_id, now.isoformat()),
         )
         return changed == 1
 
     async def release(self, swap_id: int, taker: str) -> None:
         await self.db.write(
-            "UPDATE oncall_swaps SET taker = NULL, taker_name = NULL WHERE id = ? AND taker = ?",
+            "UPDATE oncall_swaps SET taker = NULL, taker_name = NULL WHERE id = $1 AND taker = $2",
             (swap_id, taker),
         )
 
     async def expired(self, now: datetime) -> list[Swap]:
         rows = await self.db.fetchall(
-            f"SELECT {_COLS} FROM oncall_swaps WHERE taker IS NULL AND closed = 0 AND expires <= ?",
+            f"SELECT {_COLS} FROM oncall_swaps "
+            "WHERE taker IS NULL AND closed = 0 AND expires <= $1",
             (now.isoformat(),),
         )
         return [_swap(r) for r in rows]
 
     async def close(self, swap_id: int) -> None:
-        await self.db.write("UPDATE oncall_swaps SET closed = 1 WHERE id = ?", (swap_id,))
+        await self.db.write("UPDATE oncall_swaps SET closed = 1 WHERE id = $1", (swap_id,))
 
 
 def _swap(r: Any) -> Swap:

@@ -27,7 +27,7 @@ from chatopsd.core.messages import Destination
 from chatopsd.features.pagerduty.ports import OwedCard
 from chatopsd.ha.claims import CLAIM_STALE_SECONDS, FREED, DeliveryClaims
 from chatopsd.ha.fence import write_fenced
-from chatopsd.store.db import Database, Op
+from chatopsd.store.db import Database, Op, placeholders
 
 
 def _decisions(
@@ -41,7 +41,7 @@ def _decisions(
         ops.append(
             (
                 "INSERT INTO pd_incidents (incident_id, number, status, state, updated) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (incident_id) DO UPDATE SET "
+                "VALUES ($1, $2, $3, $4, $5) ON CONFLICT (incident_id) DO UPDATE SET "
                 "status = excluded.status, state = excluded.state, updated = excluded.updated",
                 (incident_id, number, status, state, now),
             )
@@ -52,11 +52,11 @@ def _decisions(
                 ops.append(
                     (
                         "INSERT INTO pd_cards (incident_id, platform, channel, wanted) "
-                        "VALUES (?, ?, ?, ?) ON CONFLICT DO NOTHING",
+                        "VALUES ($1, $2, $3, $4) ON CONFLICT DO NOTHING",
                         (incident_id, d.platform, d.channel, state),
                     )
                 )
-        ops.append(("UPDATE pd_cards SET wanted = ? WHERE incident_id = ?", (state, incident_id)))
+        ops.append(("UPDATE pd_cards SET wanted = $1 WHERE incident_id = $2", (state, incident_id)))
     return ops
 
 
@@ -71,7 +71,7 @@ class SqlIncidentCards:
 
     async def state(self, incident_id: str) -> str | None:
         row = await self.db.fetchone(
-            "SELECT state FROM pd_incidents WHERE incident_id = ?", (incident_id,)
+            "SELECT state FROM pd_incidents WHERE incident_id = $1", (incident_id,)
         )
         return None if row is None else str(row[0])
 
@@ -82,7 +82,7 @@ class SqlIncidentCards:
             chunk = ids[i : i + 500]
             rows = await self.db.fetchall(
                 "SELECT incident_id, state FROM pd_incidents "
-                f"WHERE incident_id IN ({', '.join('?' * len(chunk))})",
+                f"WHERE incident_id IN ({placeholders(len(chunk))})",
                 chunk,
             )
             found.update((str(r[0]), str(r[1])) for r in rows)
@@ -90,7 +90,7 @@ class SqlIncidentCards:
 
     async def by_number(self, number: int) -> str | None:
         row = await self.db.fetchone(
-            "SELECT incident_id FROM pd_incidents WHERE number = ? ORDER BY updated DESC",
+            "SELECT incident_id FROM pd_incidents WHERE number = $1 ORDER BY updated DESC",
             (number,),
         )
         return None if row is None else str(row[0])
@@ -121,7 +121,7 @@ class SqlIncidentCards:
             await self.db.write_many(ops)
 
     async def owed(self, incident_id: str | None = None) -> list[OwedCard]:
-        one = "" if incident_id is None else "AND incident_id = ? "
+        one = "" if incident_id is None else "AND incident_id = $1 "
         rows = await self.db.fetchall(
             "SELECT incident_id, platform, channel, message_id, wanted FROM pd_cards "
             f"WHERE (shown IS NULL OR shown <> wanted) {one}ORDER BY incident_id",
@@ -152,8 +152,8 @@ class SqlIncidentCards:
         is what chat shows, and forgetting a posted message would post the card again."""
         d = card.destination
         await self.db.write(
-            f"UPDATE pd_cards SET message_id = ?, shown = ?, {FREED} "
-            "WHERE incident_id = ? AND platform = ? AND channel = ?",
+            f"UPDATE pd_cards SET message_id = $1, shown = $2, {FREED} "
+            "WHERE incident_id = $3 AND platform = $4 AND channel = $5",
             (message_id, card.wanted, card.incident_id, d.platform, d.channel),
         )
 
@@ -173,23 +173,23 @@ class SqlClickClaims:
         nonce = uuid.uuid4().hex
         won = await self.db.execute(
             "INSERT INTO pd_click_claims (incident_id, action, holder, nonce, claimed_at, event) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (incident_id, action) DO UPDATE SET "
+            "VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (incident_id, action) DO UPDATE SET "
             "holder = excluded.holder, nonce = excluded.nonce, claimed_at = excluded.claimed_at, "
             "event = excluded.event "
-            "WHERE pd_click_claims.claimed_at < ? OR pd_click_claims.event = excluded.event",
+            "WHERE pd_click_claims.claimed_at < $7 OR pd_click_claims.event = excluded.event",
             (incident_id, action, holder, nonce, now, event or None, now - CLAIM_STALE_SECONDS),
         )
         return nonce if won else None
 
     async def holder(self, incident_id: str, action: str) -> str | None:
         row = await self.db.fetchone(
-            "SELECT holder FROM pd_click_claims WHERE incident_id = ? AND action = ?",
+            "SELECT holder FROM pd_click_claims WHERE incident_id = $1 AND action = $2",
             (incident_id, action),
         )
         return None if row is None else str(row[0])
 
     async def release(self, incident_id: str, action: str, claim: str) -> None:
         await self.db.write(
-            "DELETE FROM pd_click_claims WHERE incident_id = ? AND action = ? AND nonce = ?",
+            "DELETE FROM pd_click_claims WHERE incident_id = $1 AND action = $2 AND nonce = $3",
             (incident_id, action, claim),
         )

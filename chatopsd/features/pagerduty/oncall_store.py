@@ -62,7 +62,7 @@ class OnCallSnapshots:
         ops: list[Op] = [("DELETE FROM oncall_people", ()), ("DELETE FROM oncall_entries", ())]
         ops += [
             (
-                "INSERT INTO oncall_people (id, name, email, phones) VALUES (?, ?, ?, ?)",
+                "INSERT INTO oncall_people (id, name, email, phones) VALUES ($1, $2, $3, $4)",
                 (p.id, p.name, p.email, json.dumps(list(p.phones))),
             )
             for p in snap.people.values()
@@ -70,7 +70,7 @@ class OnCallSnapshots:
         ops += [
             (
                 "INSERT INTO oncall_entries (grp, position, schedule_id, schedule_name, role, "
-                "person_id, until) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                "person_id, until) VALUES ($1, $2, $3, $4, $5, $6, $7)",
                 (
                     group,
                     i,
@@ -96,7 +96,7 @@ class OnCallSnapshots:
 
 def _meta_op(last_ok: datetime | None, failing_since: datetime | None, error: str | None) -> Op:
     return (
-        "INSERT INTO oncall_refresh (id, last_ok, failing_since, error) VALUES (1, ?, ?, ?) "
+        "INSERT INTO oncall_refresh (id, last_ok, failing_since, error) VALUES (1, $1, $2, $3) "
         "ON CONFLICT (id) DO UPDATE SET last_ok = excluded.last_ok, "
         "failing_since = excluded.failing_since, error = excluded.error",
         (
@@ -124,7 +124,7 @@ class SqlPageLog:
 
     async def last(self, target: str) -> PageRecord | None:
         row = await self.db.fetchone(
-            "SELECT at, actor, url FROM recent_pages WHERE target = ?", (target,)
+            "SELECT at, actor, url FROM recent_pages WHERE target = $1", (target,)
         )
         if row is None:
             return None
@@ -132,7 +132,7 @@ class SqlPageLog:
 
     async def record(self, record: PageRecord) -> None:
         await self.db.write(
-            "INSERT INTO recent_pages (target, at, actor, url) VALUES (?, ?, ?, ?) "
+            "INSERT INTO recent_pages (target, at, actor, url) VALUES ($1, $2, $3, $4) "
             "ON CONFLICT (target) DO UPDATE SET at = excluded.at, actor = excluded.actor, "
             "url = excluded.url",
             (record.target, record.at.timestamp(), record.actor, record.url),

@@ -14,8 +14,8 @@ from chatopsd.ha.fence import write_fenced
 from chatopsd.store.db import Database
 
 _MARK = (
-    "UPDATE stalkers SET fingerprint = ?, verdict = ?, posted_at = ? "
-    "WHERE platform = ? AND channel = ? AND thread = ?"
+    "UPDATE stalkers SET fingerprint = $1, verdict = $2, posted_at = $3 "
+    "WHERE platform = $4 AND channel = $5 AND thread = $6"
 )
 
 
@@ -33,7 +33,8 @@ class SqlStalkerStore:
     async def put(self, s: Stalker) -> None:
         await self.db.write(
             "INSERT INTO stalkers (platform, channel, thread, interval_seconds, fingerprint, "
-            "verdict, posted_at, created_at, created_by) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
+            "verdict, posted_at, created_at, created_by) "
+            "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) "
             "ON CONFLICT (platform, channel, thread) DO UPDATE SET "
             "interval_seconds = excluded.interval_seconds, fingerprint = excluded.fingerprint, "
             "verdict = excluded.verdict, posted_at = excluded.posted_at",
@@ -52,7 +53,7 @@ class SqlStalkerStore:
 
     async def delete(self, key: StalkerKey) -> None:
         await self.db.write(
-            "DELETE FROM stalkers WHERE platform = ? AND channel = ? AND thread = ?", key
+            "DELETE FROM stalkers WHERE platform = $1 AND channel = $2 AND thread = $3", key
         )
 
     async def mark(

@@ -40,7 +40,7 @@ class SqlPublications:
 
     async def get(self, incident_id: str) -> Publication | None:
         row = await self.db.fetchone(
-            "SELECT * FROM public_incidents WHERE incident_id = ?", (incident_id,)
+            "SELECT * FROM public_incidents WHERE incident_id = $1", (incident_id,)
         )
         return None if row is None else _pub(row)
 
@@ -57,7 +57,7 @@ class SqlPublications:
             [
                 (
                     "INSERT INTO public_incidents (incident_id, wanted, components, updated_at) "
-                    "VALUES (?, 'investigating', ?, ?)",
+                    "VALUES ($1, 'investigating', $2, $3)",
                     (incident_id, json.dumps(components), at.timestamp()),
                 ),
                 self._enqueue_op(incident_id, "create", payload, actor, at),
@@ -75,7 +75,8 @@ class SqlPublications:
         await self.db.write_many(
             [
                 (
-                    "UPDATE public_incidents SET wanted = ?, updated_at = ? WHERE incident_id = ?",
+                    "UPDATE public_incidents SET wanted = $1, updated_at = $2 "
+                    "WHERE incident_id = $3",
                     (wanted, at.timestamp(), incident_id),
                 ),
                 self._enqueue_op(incident_id, "update", payload, actor, at),
@@ -88,7 +89,7 @@ class SqlPublications:
     ) -> tuple[str, tuple[object, ...]]:
         return (
             "INSERT INTO public_outbox (incident_id, action, payload, actor, actor_name, "
-            "created_at, next_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            "created_at, next_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
             (
                 incident_id,
                 action,
@@ -103,19 +104,19 @@ class SqlPublications:
     async def unpublish(self, incident_id: str, at: datetime) -> int:
         """Stop publishing: mark it, and cancel what is still queued. Returns how many."""
         pending = await self.db.fetchone(
-            "SELECT COUNT(*) FROM public_outbox WHERE incident_id = ? AND state = 'pending'",
+            "SELECT COUNT(*) FROM public_outbox WHERE incident_id = $1 AND state = 'pending'",
             (incident_id,),
         )
         await self.db.write_many(
             [
                 (
-                    "UPDATE public_incidents SET unpublished = 1, updated_at = ? "
-                    "WHERE incident_id = ?",
+                    "UPDATE public_incidents SET unpublished = 1, updated_at = $1 "
+                    "WHERE incident_id = $2",
                     (at.timestamp(), incident_id),
                 ),
                 (
-                    "UPDATE public_outbox SET state = 'cancelled', done_at = ? "
-                    "WHERE incident_id = ? AND state = 'pending'",
+                    "UPDATE public_outbox SET state = 'cancelled', done_at = $1 "
+                    "WHERE incident_id = $2 AND state = 'pending'",
                     (at.timestamp(), incident_id),
                 ),
             ]
@@ -146,14 +147,14 @@ class SqlPublications:
 
     async def pending_count(self, incident_id: str) -> int:
         row = await self.db.fetchone(
-            "SELECT COUNT(*) FROM public_outbox WHERE incident_id = ? AND state = 'pending'",
+            "SELECT COUNT(*) FROM public_outbox WHERE incident_id = $1 AND state = 'pending'",
             (incident_id,),
         )
         return int(row[0]) if row else 0
 
     async def last_error(self, incident_id: str) -> str | None:
         row = await self.db.fetchone(
-            "SELECT last_error FROM public_outbox WHERE incident_id = ? AND state = 'pending' "
+            "SELECT last_error FROM public_outbox WHERE incident_id = $1 AND state = 'pending' "
             "ORDER BY id LIMIT 1",
             (incident_id,),
         )
@@ -172,8 +173,8 @@ class SqlPublications:
             self.db,
             [
                 (
-                    "UPDATE public_outbox SET last_error = ?, next_at = ?, maybe_done = ? "
-                    "WHERE id = ?",
+                    "UPDATE public_outbox SET last_error = $1, next_at = $2, maybe_done = $3 "
+                    "WHERE id = $4",
                     (error, retry_at.timestamp(), int(maybe_done), call_id),
                 )
             ],
@@ -186,7 +187,7 @@ class SqlPublications:
         send it); Superseded: the fence no longer holds (send nothing)."""
         sql = (
             "UPDATE public_outbox SET attempts = attempts + 1, maybe_done = 1 "
-            "WHERE id = ? AND state = 'pending'"
+            "WHERE id = $1 AND state = 'pending'"
         )
         return await execute_fenced(self.db, sql, (call_id,), fence) == 1
 
@@ -204,14 +205,14 @@ class SqlPublications:
             self.db,
             [
                 (
-                    "UPDATE public_outbox SET state = 'done', done_at = ?, last_error = NULL "
-                    "WHERE id = ?",
+                    "UPDATE public_outbox SET state = 'done', done_at = $1, last_error = NULL "
+                    "WHERE id = $2",
                     (at.timestamp(), call.id),
                 ),
                 (
-                    "UPDATE public_incidents SET page_incident_id = ?, "
-                    "shortlink = COALESCE(?, shortlink), status = ?, updated_at = ? "
-                    "WHERE incident_id = ?",
+                    "UPDATE public_incidents SET page_incident_id = $1, "
+                    "shortlink = COALESCE($2, shortlink), status = $3, updated_at = $4 "
+                    "WHERE incident_id = $5",
                     (page_incident_id, shortlink, status, at.timestamp(), call.incident_id),
                 ),
             ],
@@ -220,7 +221,7 @@ class SqlPublications:
 
     async def cancel(self, call_id: int, reason: str, at: datetime) -> None:
         await self.db.write(
-            "UPDATE public_outbox SET state = 'cancelled', last_error = ?, done_at = ? "
-            "WHERE id = ?",
+            "UPDATE public_outbox SET state = 'cancelled', last_error = $1, done_at = $2 "
+            "WHERE id = $3",
             (reason, at.timestamp(), call_id),
         )

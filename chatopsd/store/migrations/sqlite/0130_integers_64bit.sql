@@ -1,0 +1,2 @@
+-- Nothing to do on SQLite: its PostgreSQL twin brings the PostgreSQL schema to this one's
+-- (64-bit integers; an INTEGER PRIMARY KEY that numbers itself).

@@ -1,2 +1,0 @@
--- PostgreSQL twin of migrations/0096_pd_click_event.sql.
-ALTER TABLE pd_click_claims ADD COLUMN event TEXT;
