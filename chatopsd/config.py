@@ -152,12 +152,12 @@ class PagerDutySection(Section):
     repage_window_seconds: float = Field(300.0, ge=0)
     # Services known by name ("who is on call for payments?") -> their schedule ids.
     services: list[PagerDutyService] = []
-    # Issue 17: incidents followed in chat, and who is who.
+    # Incidents followed in chat, and who is who.
     service_ids: list[str] = []
     incident_channels: list[str] = []
     incident_poll_seconds: float = Field(20.0, ge=1)
     users: dict[str, str] = {}
-    # Issue 18: on-call awareness pushed out.
+    # On-call awareness pushed out.
     handoff_channels: list[str] = []
     lookahead_days: float = Field(14.0, gt=0, le=90)
     remind_before_minutes: list[Annotated[int, Field(gt=0)]] = []

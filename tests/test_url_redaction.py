@@ -42,9 +42,9 @@ def test_url_loses_userinfo_query_values_and_path_tokens() -> None:
 def test_text_redacts_urls_inside_sentences_and_configured_secrets() -> None:
     line = (
         f"HTTP 500 from http://u:{PASSWORD}@h/s?token={SECRET}: upstream said "
-        f"'see http://h/s?token={SECRET}'; bot token xoxb-PLANTED-TOKEN"
+        f"'see http://h/s?token={SECRET}'; bot token xoxb-test-planted-token"
     )
-    out = redact.text(line, ["xoxb-PLANTED-TOKEN"])
+    out = redact.text(line, ["xoxb-test-planted-token"])
     assert SECRET not in out and PASSWORD not in out and "xoxb-PLANTED" not in out
     assert out.startswith("HTTP 500 from http://h/s?token=[redacted]")
     # a route logged without its scheme still loses the interaction token

@@ -106,7 +106,7 @@ class FakePagerDuty:
     # team id -> (name, escalation policy id); policy id -> (name, user ids at its first level)
     teams: dict[str, tuple[str, str]] = field(default_factory=dict)
     policies: dict[str, tuple[str, list[str]]] = field(default_factory=dict)
-    # Issue 18: timed shifts, schedule id -> [(user id, level, start, end)]. A schedule listed
+    # Timed shifts, schedule id -> [(user id, level, start, end)]. A schedule listed
     # here answers GET /oncalls from them (the shift covering `now`, or every shift overlapping
     # `since`..`until`); its entry in `schedules` then only gives the name.
     shifts: dict[str, list[tuple[str, int, datetime, datetime]]] = field(default_factory=dict)

@@ -1,5 +1,5 @@
 """`!ic next [schedule]` and `!ic schedule [days]`: coming on-call shifts, from the lookahead
-cache (never a PagerDuty call per request). Issue 18."""
+cache (never a PagerDuty call per request)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
--- High availability (issue 19). The lease row: the fencing token of the current leader (a
+-- High availability. The lease row: the fencing token of the current leader (a
 -- singleton write checks it in its own transaction) and who holds it. On SQLite the one
 -- process is always the leader; the table exists so both schemas match (migrate-state).
 CREATE TABLE lease (

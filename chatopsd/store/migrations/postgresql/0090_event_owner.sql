@@ -1,4 +1,4 @@
--- High availability (issue 19): a claimed command is not lost when its instance dies.
+-- High availability: a claimed command is not lost when its instance dies.
 -- `instance` claimed the event; `payload` is the command (JSON) until it was answered
 -- (`done_at`), so a survivor can take over what a dead instance claimed but never answered.
 ALTER TABLE events ADD COLUMN instance TEXT;

@@ -1,4 +1,4 @@
--- Status page publication of incidents (issue 21). Times are UTC epoch seconds.
+-- Status page publication of incidents. Times are UTC epoch seconds.
 
 -- One row per published incident: what the page shows (confirmed) and what was last asked for.
 CREATE TABLE public_incidents (

@@ -1,4 +1,4 @@
--- Issue 17: chat identity -> PagerDuty email links, and PagerDuty incidents mirrored in chat.
+-- Chat identity -> PagerDuty email links, and PagerDuty incidents mirrored in chat.
 
 -- `!pd link <email>` (Discord has no email to read); config links are not stored here.
 CREATE TABLE pd_links (

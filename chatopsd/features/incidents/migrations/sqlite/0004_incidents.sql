@@ -1,4 +1,4 @@
--- Incidents declared in chat (issue 9). Times are UTC epoch seconds.
+-- Incidents declared in chat. Times are UTC epoch seconds.
 CREATE TABLE incidents (
     id              TEXT PRIMARY KEY,          -- INC-2026-0042
     year            INTEGER NOT NULL,

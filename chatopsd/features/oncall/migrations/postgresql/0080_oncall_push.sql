@@ -1,5 +1,5 @@
 -- PostgreSQL twin of ../sqlite/0080_oncall_push.sql.
--- Issue 18: on-call awareness pushed out (handoff announcements, and the posts they owe).
+-- On-call awareness pushed out (handoff announcements, and the posts they owe).
 
 -- One row per watched (schedule, role): who we last announced as on call there, and a change
 -- seen once but not yet confirmed by a second refresh (so a one-refresh blip, or PagerDuty's

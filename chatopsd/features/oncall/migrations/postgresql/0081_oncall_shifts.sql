@@ -1,5 +1,5 @@
 -- PostgreSQL twin of ../sqlite/0081_oncall_shifts.sql.
--- Issue 18: the on-call lookahead (GET /oncalls with since/until), rewritten after each
+-- The on-call lookahead (GET /oncalls with since/until), rewritten after each
 -- PagerDuty refresh; read by `!ic next`, `!ic schedule` and the shift reminders.
 CREATE TABLE oncall_shifts (
     position      INTEGER PRIMARY KEY,

@@ -1,5 +1,5 @@
 -- PostgreSQL twin of ../sqlite/0082_oncall_reminders.sql.
--- Issue 18: shift reminders by direct message. One row per (shift, threshold) handled, written
+-- Shift reminders by direct message. One row per (shift, threshold) handled, written
 -- in the same transaction as the DMs it owes (oncall_posts rows with dm = 1, whose channel is
 -- the user id: the DM channel is opened when the post is sent).
 CREATE TABLE oncall_reminded (

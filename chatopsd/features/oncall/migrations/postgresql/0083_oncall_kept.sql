@@ -1,5 +1,5 @@
 -- PostgreSQL twin of ../sqlite/0083_oncall_kept.sql.
--- Issue 18: what the bot last wrote to each channel topic and Slack user group it keeps true.
+-- What the bot last wrote to each channel topic and Slack user group it keeps true.
 -- Compared with what it would write now: equal means no call at all (so a topic a person
 -- edited is left alone until who is on call changes).
 CREATE TABLE oncall_kept (

@@ -1,4 +1,4 @@
--- Issue 18: the on-call lookahead (GET /oncalls with since/until), rewritten after each
+-- The on-call lookahead (GET /oncalls with since/until), rewritten after each
 -- PagerDuty refresh; read by `!ic next`, `!ic schedule` and the shift reminders.
 CREATE TABLE oncall_shifts (
     position      INTEGER PRIMARY KEY,

@@ -1,4 +1,4 @@
--- Issue 18: `!ic swap` requests. taker IS NULL while open; a take is one conditional UPDATE,
+-- `!ic swap` requests. taker IS NULL while open; a take is one conditional UPDATE,
 -- so two people clicking "Take it" at once cannot both get it.
 CREATE TABLE oncall_swaps (
     id          INTEGER PRIMARY KEY,

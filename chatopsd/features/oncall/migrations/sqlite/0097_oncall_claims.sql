@@ -1,4 +1,4 @@
--- Issue 19 (several instances on one database): a handoff announcement or a reminder DM is
+-- Several instances on one database: a handoff announcement or a reminder DM is
 -- claimed before it is sent. claimed_by: that sending's own id (NULL: nobody is on it);
 -- claimed_token: the lease token of the leader that claimed it, so a newer leader takes an
 -- older leader's claim over at once; any other claim is taken over once `claimed_at` old.

@@ -1,4 +1,4 @@
--- Issue 19 (several instances on one database): cross-instance claims for PagerDuty work.
+-- Several instances on one database: cross-instance claims for PagerDuty work.
 
 -- A button click (or `!pd ack/resolve`) claims (incident, action) before it writes to
 -- PagerDuty, so two clicks on two instances make one write. Freed when the write ends; a
