@@ -194,9 +194,9 @@ class App:
         self.identities.reconfigure(kernel.configured_identities(applied))
         self.policy = kernel.access_policy(applied)  # read by approvals at every vote too
         self.bus.set_middleware(self.middleware())
-        # The running connectors still hold the old tokens: keep redacting those too.
+        # Connectors still hold the old tokens (redact those too); log lines stay in their file.
         secrets = config_mod.secrets_of(old) + config_mod.secrets_of(new)
-        logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets)
+        logs.setup(new.chatopsd.log_level, new.chatopsd.log_format, secrets, logs.log_file())
         self.secrets = redact.usable(secrets)
         return [d for d in config_mod.differences(applied, new) if d not in kept] + notes
 

@@ -125,9 +125,17 @@ class Screen:
         return int(children[0])
 
     def close(self) -> None:
+        """Close the terminal, as closing its window does; a daemon that outlived it (a test
+        that failed half way) is killed, so no run leaves one behind."""
+        try:
+            daemon: int | None = self.daemon_pid()
+        except (AssertionError, OSError):
+            daemon = None  # never started, or already gone
         subprocess.run([*self.tmux, "kill-server"], capture_output=True, timeout=30, check=False)
         if self.socket is not None:  # tmux leaves the socket file behind
             self.socket.unlink(missing_ok=True)
+        if daemon is not None and not _stopped(daemon, WAIT):
+            os.kill(daemon, signal.SIGKILL)
 
     def _tmux(self, *args: str) -> str:
         done = subprocess.run(
@@ -139,6 +147,21 @@ class Screen:
 
 def _last(lines: list[str]) -> str:
     return next((line for line in reversed(lines) if line), "")
+
+
+def _stopped(pid: int, within: float) -> bool:
+    """Whether process `pid` ends (or is a zombie waiting for its parent) within `within` s."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except OSError:
+            return True
+        if state == "Z":
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
 
 
 def _exit(line: str) -> int | None:
@@ -194,6 +217,30 @@ def test_ctrl_c_at_the_prompt_stops_and_leaves_the_shell_a_fresh_line(
     # the shell's next output starts a line of its own, not after "> !ic pa"
     assert "[exit 0]" in screen.lines()
     assert "stopping" in (tmp_path / "chatopsd.log").read_text()
+
+
+def test_a_terminal_that_goes_away_stops_a_console_only_daemon(
+    screen: Screen, tmp_path: Path
+) -> None:
+    screen.start(tmp_path)
+    screen.wait_prompt()
+    daemon = screen.daemon_pid()
+    subprocess.run([*screen.tmux, "kill-server"], capture_output=True, timeout=30, check=True)
+    assert _stopped(daemon, WAIT), "the daemon kept running after its terminal went away"
+    logged = (tmp_path / "chatopsd.log").read_text()
+    assert "console input ended" in logged and "stopping" in logged
+
+
+def test_a_reload_keeps_the_log_lines_in_the_file(screen: Screen, tmp_path: Path) -> None:
+    screen.start(tmp_path)
+    screen.wait_prompt()
+    os.kill(screen.daemon_pid(), signal.SIGHUP)  # the reload signal, as `systemctl reload`
+    log_file = tmp_path / "chatopsd.log"
+    screen.type("!help")  # answered after the reload: its log line comes after the reload's
+    logged = log_file.read_text()
+    assert "config reloaded" in logged and "command 'help'" in logged
+    shown = "\n".join(screen.lines())
+    assert not re.search(r"\b(INFO|DEBUG|WARNING)\b", shown), shown
 
 
 def test_arrow_keys_and_home_edit_the_line(screen: Screen, tmp_path: Path) -> None:

@@ -156,6 +156,12 @@ class Terminal:
                     )
                 except EOFError:
                     return
+                except OSError as exc:
+                    # EIO: the terminal hung up (its window closed, the ssh session dropped).
+                    # Nobody can type here any more: the console's input is over, as with
+                    # Ctrl-D, so a console-only daemon stops instead of running on unseen.
+                    log.warning("the console's terminal went away (%s): console input ended", exc)
+                    return
                 except KeyboardInterrupt:
                     signal.raise_signal(signal.SIGINT)
                     await asyncio.Event().wait()  # the daemon is stopping: it cancels us
