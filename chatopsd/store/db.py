@@ -5,7 +5,8 @@ their SQL once, in the dialect both databases accept (`INSERT … ON CONFLICT �
 UPDATE/NOTHING`, `RETURNING`), with numbered placeholders `$1, $2, …`: a value may appear
 twice, and `placeholders(n)` writes a VALUES row or an IN list. A backend runs it:
 
-- `sqlite.SqliteDatabase` (aiosqlite): one process owns the file; one writer, group commit.
+- `sqlite.SqliteDatabase`: one process owns the file; one writer on the loop thread, group
+  commit, checkpoints and reads on threads of their own.
   `$n` becomes SQLite's `?n` (`sqlite_sql`: once per distinct statement, quotes and comments
   left alone; a bare `?` is refused).
 - `postgres.PgDatabase` (asyncpg): several instances share it; the SQL goes as it is.

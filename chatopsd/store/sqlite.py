@@ -1,16 +1,33 @@
 """The SQLite database: WAL, one writer with group commit, a reader, numbered migrations.
 
-Why one writer: SQLite allows one writer at a time, and an aiosqlite connection shared by
-tasks is ONE transaction (a commit in one task would commit another's half-done work). So
-every write goes through a queue; the writer takes whatever is queued, runs it in one
-`BEGIN IMMEDIATE` transaction (consecutive identical statements as one executemany), commits,
-then wakes the waiters. A write is durable against kill -9 once `write` returns (WAL with
+Why one writer: SQLite allows one writer at a time, and a connection shared by tasks is ONE
+transaction (a commit in one task would commit another's half-done work). So every write
+goes through a queue; the writer takes whatever is queued, runs it in one `BEGIN IMMEDIATE`
+transaction (consecutive identical statements as one executemany), commits, then wakes the
+waiters. A write is durable against kill -9 once `write` returns (WAL with
 synchronous=NORMAL loses nothing on a process crash, only on power loss).
+
+Why the writer runs on the event loop's own thread: a WAL commit without fsync costs tens of
+microseconds, less than handing the statement to another thread and waiting for it to be
+scheduled (on a busy machine that thread is scheduled late, and every command waits on two
+commits: its claim and its audit row). So the writes run synchronously, one group commit per
+turn of the writer, and the loop is never held longer than one group takes.
+
+What could hold the loop for long is taken off it: the WAL checkpoint (copying the log back
+into the database file) never runs inside a commit (`wal_autocheckpoint=0` on the writer);
+a checkpointer thread with its own connection runs it every `_CHECKPOINT_EVERY` commits and
+when the writer falls idle. Should the log still grow past `_WAL_LIMIT` (writes that never
+pause, so a passive checkpoint never catches up), the writer pauses, for at most
+`_WAL_PAUSE` seconds, while the checkpoint finishes, so the next commit starts the log over.
+Reads (`fetchall`, `fetchone`) run on a reader connection in its own thread (aiosqlite): a
+large read must not hold the loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
+import contextlib
 import logging
 import os
 import sqlite3
@@ -40,6 +57,14 @@ log = logging.getLogger("chatopsd.store")
 
 __all__ = ["Op", "Params", "SqliteDatabase", "SqliteReader", "migrations"]
 _MAX_BATCH = 512
+# A passive checkpoint every this many commits (about SQLite's own 1,000-page default, for
+# rows the size of a claim or an audit row), and once the writer has been idle this long.
+_CHECKPOINT_EVERY = 1000
+_CHECKPOINT_IDLE_S = 1.0
+# The WAL file size past which the writer waits (at most _WAL_PAUSE) for a checkpoint to finish.
+_WAL_LIMIT = 16 * 1024 * 1024
+_WAL_PAUSE = 0.5
+_WAL_CHECK_EVERY = 64  # commits between two looks at the WAL file's size
 
 
 @dataclass(slots=True)
@@ -53,7 +78,40 @@ class _Work:
 
 
 class _Tx:
-    """The writer connection inside `BEGIN IMMEDIATE` (see SqliteDatabase.transaction)."""
+    """The writer connection inside `BEGIN IMMEDIATE` (see SqliteDatabase.transaction). The
+    statements run at once, on the loop's thread: no other write can come between them,
+    since the writer runs one unit at a time."""
+
+    dialect: Dialect = "sqlite"
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    async def execute(self, sql: str, params: Params = ()) -> int:
+        cur = self._db.execute(sqlite_sql(sql), params)
+        try:
+            return cur.rowcount
+        finally:
+            cur.close()
+
+    async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
+        cur = self._db.execute(sqlite_sql(sql), params)
+        try:
+            row: sqlite3.Row | None = cur.fetchone()
+            return row
+        finally:
+            cur.close()
+
+    async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
+        cur = self._db.execute(sqlite_sql(sql), params)
+        try:
+            return list(cur.fetchall())
+        finally:
+            cur.close()
+
+
+class _ReaderTx:
+    """A read-only connection's statements, on its thread (SqliteReader.transaction)."""
 
     dialect: Dialect = "sqlite"
 
@@ -73,14 +131,70 @@ class _Tx:
             return list(await cur.fetchall())
 
 
+class _Checkpointer:
+    """WAL checkpoints on a thread of their own, with a connection of their own, so that no
+    command waits for one. One runs at a time; asking while one runs is a no-op."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.wal = path.with_name(path.name + "-wal")
+        self._pool = concurrent.futures.ThreadPoolExecutor(1, "sqlite-checkpoint")
+        self._conn: sqlite3.Connection | None = None
+        self.running: asyncio.Future[None] | None = None
+        self.runs = 0
+
+    def start(self) -> asyncio.Future[None]:
+        """A passive checkpoint (it never waits for or blocks the writer), unless one runs."""
+        if self.running is None or self.running.done():
+            loop = asyncio.get_running_loop()
+            self.running = loop.run_in_executor(self._pool, self._checkpoint)
+            self.running.add_done_callback(_log_checkpoint_failure)
+        return self.running
+
+    def _checkpoint(self) -> None:
+        if self._conn is None:
+            self._conn = sqlite3.connect(self.path, isolation_level=None)
+            self._conn.execute("PRAGMA busy_timeout=5000")
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        self.runs += 1
+
+    def wal_size(self) -> int:
+        try:
+            return os.stat(self.wal).st_size
+        except OSError:
+            return 0
+
+    async def close(self) -> None:
+        if self.running is not None:
+            with contextlib.suppress(Exception):  # logged by _log_checkpoint_failure
+                await self.running
+        self._pool.submit(self._close).result()
+        self._pool.shutdown(wait=True)
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _log_checkpoint_failure(fut: asyncio.Future[None]) -> None:
+    if not fut.cancelled() and fut.exception() is not None:
+        log.warning("WAL checkpoint failed: %s", fut.exception())
+
+
 class SqliteDatabase:
     dialect: Dialect = "sqlite"
     shared: bool = False  # one process owns the file: what it keeps in memory is the truth
 
-    def __init__(self, path: Path, writer: aiosqlite.Connection, reader: aiosqlite.Connection):
+    def __init__(self, path: Path, writer: sqlite3.Connection, reader: aiosqlite.Connection):
         self.path = path
         self._writer = writer
         self._reader = reader
+        self._checkpointer = _Checkpointer(path)
+        self._commits = 0  # since the last checkpoint began
+        self.commits = 0  # group commits made (a figure for the benches)
+        self.paused = 0  # times the writer waited for a checkpoint (the WAL past _WAL_LIMIT)
+        self._idle: asyncio.TimerHandle | None = None
         self._queue: asyncio.Queue[_Work | None] = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._write_loop(), name="db-writer")
         self._closed = False
@@ -89,13 +203,13 @@ class SqliteDatabase:
     async def open(cls, path: Path | str) -> SqliteDatabase:
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        writer = await _connect(path)
+        writer = _connect_writer(path)
         try:
-            await _migrate(writer, path)
-            await _check_writable(writer)
+            _migrate(writer, path)
+            _check_writable(writer)
             reader = await _connect(path)
         except BaseException:
-            await writer.close()  # an open connection hangs interpreter exit
+            writer.close()
             raise
         return cls(path, writer, reader)
 
@@ -141,12 +255,12 @@ class SqliteDatabase:
         async def wrapped(tx: Tx) -> T:
             if not begin:
                 return await fn(tx)
-            await self._writer.execute("BEGIN IMMEDIATE")
+            self._writer.execute("BEGIN IMMEDIATE")
             try:
                 result = await run_transaction(self, fn, tx)
-                await self._writer.execute("COMMIT")
+                self._writer.execute("COMMIT")
             except BaseException:
-                await self._writer.execute("ROLLBACK")
+                self._writer.execute("ROLLBACK")
                 raise
             return result
 
@@ -167,18 +281,21 @@ class SqliteDatabase:
             return await cur.fetchone()
 
     async def close(self) -> None:
-        """Finish queued writes, checkpoint, close both connections (an open one hangs exit)."""
+        """Finish queued writes, checkpoint, close the connections (an open one hangs exit)."""
         if self._closed:
             return
         self._closed = True
         self._queue.put_nowait(None)
         await self._task
+        if self._idle is not None:
+            self._idle.cancel()
+        await self._checkpointer.close()
         try:
-            await self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            self._writer.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         except sqlite3.Error:
             log.warning("WAL checkpoint at close failed", exc_info=True)
         await self._reader.close()
-        await self._writer.close()
+        self._writer.close()
 
     async def _write_loop(self) -> None:
         stop = False
@@ -202,11 +319,49 @@ class SqliteDatabase:
                     group.append(work)
                     continue
                 if group:
-                    await self._commit(group)
+                    self._commit(group)
                     group = []
                 await self._run(work)
             if group:
-                await self._commit(group)
+                self._commit(group)
+            if batch:
+                await self._after_commits(len(batch))
+
+    async def _after_commits(self, units: int) -> None:
+        """Keep the WAL short without a command waiting for it: a checkpoint on the other
+        thread every _CHECKPOINT_EVERY commits and when writes pause; a bounded wait for one
+        when the WAL has grown past _WAL_LIMIT anyway."""
+        before = self.commits
+        self.commits += units
+        self._commits += units
+        if self._commits >= _CHECKPOINT_EVERY:
+            self._checkpoint()
+        elif self._idle is None:
+            self._idle = asyncio.get_running_loop().call_later(
+                _CHECKPOINT_IDLE_S, self._idle_checkpoint
+            )
+        looked = before // _WAL_CHECK_EVERY != self.commits // _WAL_CHECK_EVERY
+        if looked and self._checkpointer.wal_size() > _WAL_LIMIT:
+            self.paused += 1
+            running = self._checkpoint()
+            # the writes go on after the pause; the checkpoint finishes on its thread
+            with contextlib.suppress(TimeoutError, sqlite3.Error):
+                await asyncio.wait_for(asyncio.shield(running), _WAL_PAUSE)
+
+    def _checkpoint(self) -> asyncio.Future[None]:
+        self._commits = 0
+        return self._checkpointer.start()
+
+    def _idle_checkpoint(self) -> None:
+        self._idle = None
+        if self._closed:
+            return
+        if self._queue.empty() and self._commits:
+            self._checkpoint()
+        elif self._commits:  # still writing: look again later
+            self._idle = asyncio.get_running_loop().call_later(
+                _CHECKPOINT_IDLE_S, self._idle_checkpoint
+            )
 
     async def _run(self, work: _Work) -> None:
         assert work.fn is not None
@@ -218,9 +373,11 @@ class SqliteDatabase:
             if not work.fut.done():
                 work.fut.set_result(result)
 
-    async def _commit(self, batch: list[_Work]) -> None:
+    def _commit(self, batch: list[_Work]) -> None:
         try:
-            await self._transaction([op for w in batch for op in w.ops])
+            self._transaction(
+                [op for w in batch for op in w.ops] if len(batch) > 1 else batch[0].ops
+            )
         except Exception as exc:
             if len(batch) == 1:
                 _settle(batch[0].fut, exc)
@@ -228,7 +385,7 @@ class SqliteDatabase:
             # One bad group must not fail its neighbours: retry each group on its own.
             for w in batch:
                 try:
-                    await self._transaction(w.ops)
+                    self._transaction(w.ops)
                 except Exception as one:
                     _settle(w.fut, one)
                 else:
@@ -237,16 +394,15 @@ class SqliteDatabase:
         for w in batch:
             _settle(w.fut, None)
 
-    async def _transaction(self, ops: list[Op]) -> None:
+    def _transaction(self, ops: list[Op]) -> None:
         db = self._writer
         if not ops:
             return
         if len(ops) == 1:
-            # One statement is atomic on its own in autocommit mode: one thread hop, not three.
-            # (This is the common case when load is light, so it sets the per-command latency.)
-            await db.execute(*ops[0])
+            # One statement is atomic on its own in autocommit mode.
+            db.execute(*ops[0]).close()
             return
-        await db.execute("BEGIN IMMEDIATE")
+        db.execute("BEGIN IMMEDIATE")
         try:
             i = 0
             while i < len(ops):
@@ -255,13 +411,14 @@ class SqliteDatabase:
                 while j < len(ops) and ops[j][0] == sql:
                     j += 1
                 if j - i == 1:
-                    await db.execute(sql, ops[i][1])
+                    db.execute(sql, ops[i][1]).close()
                 else:
-                    await db.executemany(sql, [p for _, p in ops[i:j]])
+                    db.executemany(sql, [p for _, p in ops[i:j]]).close()
                 i = j
-            await db.execute("COMMIT")
+            db.execute("COMMIT")
         except BaseException:
-            await db.execute("ROLLBACK")
+            if db.in_transaction:
+                db.execute("ROLLBACK")
             raise
 
 
@@ -325,7 +482,7 @@ class SqliteReader:
 
     async def transaction(self, fn: Callable[[Tx], Awaitable[T]]) -> T:
         refuse_inside_transaction(self, "transaction")
-        return await run_transaction(self, fn, _Tx(self._conn))
+        return await run_transaction(self, fn, _ReaderTx(self._conn))
 
     async def close(self) -> None:
         await self._conn.close()
@@ -374,54 +531,66 @@ async def _open_connection(target: Path | str, *, uri: bool = False) -> aiosqlit
         raise
 
 
+_PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON")
+
+
 async def _connect(path: Path) -> aiosqlite.Connection:
+    """The reader: its own thread, so a long read never holds the loop."""
     db = await _open_connection(path)
     db.row_factory = sqlite3.Row
     try:
-        for pragma in (
-            "journal_mode=WAL",
-            "synchronous=NORMAL",
-            "busy_timeout=5000",
-            "foreign_keys=ON",
-        ):
+        for pragma in _PRAGMAS:
             await db.execute(f"PRAGMA {pragma}")
-        # A corrupt or foreign file fails here, at start-up, not at the first command.
-        async with db.execute("SELECT count(*) FROM sqlite_master") as cur:
-            await cur.fetchall()  # closed at once: an open read would pin a stale snapshot
     except BaseException:
         await db.close()
         raise
     return db
 
 
-async def _migrate(db: aiosqlite.Connection, path: Path) -> None:
+def _connect_writer(path: Path) -> sqlite3.Connection:
+    """The writer, used on the loop's thread. It never checkpoints inside a commit
+    (`wal_autocheckpoint=0`): the checkpointer thread does."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    db.row_factory = sqlite3.Row
+    try:
+        for pragma in (*_PRAGMAS, "wal_autocheckpoint=0"):
+            db.execute(f"PRAGMA {pragma}").close()
+        # A corrupt or foreign file fails here, at start-up, not at the first command.
+        db.execute("SELECT count(*) FROM sqlite_master").fetchall()
+    except BaseException:
+        db.close()
+        raise
+    return db
+
+
+def _migrate(db: sqlite3.Connection, path: Path) -> None:
     """Apply every migration this database lacks (store/db.py: `missing`), all in ONE
     `BEGIN IMMEDIATE` transaction: a second process starting at the same moment waits on the
     lock, then finds nothing to do."""
-    await db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
-    await db.execute("BEGIN IMMEDIATE")
+    db.execute("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+    db.execute("BEGIN IMMEDIATE")
     try:
-        async with db.execute("SELECT version FROM schema_version") as cur:
-            applied = [row[0] for row in await cur.fetchall()]
+        applied = [row[0] for row in db.execute("SELECT version FROM schema_version")]
         for version, name, sql in missing(applied, "sqlite", str(path)):
             log.info("applying migration %s", name)
             for statement in _statements(sql):
-                await db.execute(statement)
-            await db.execute("INSERT INTO schema_version VALUES ($1)", (version,))
-        await db.execute("COMMIT")
+                db.execute(statement)
+            db.execute("INSERT INTO schema_version VALUES (?1)", (version,))
+        db.execute("COMMIT")
     except BaseException:
-        await db.execute("ROLLBACK")
+        if db.in_transaction:
+            db.execute("ROLLBACK")
         raise
 
 
-async def _check_writable(db: aiosqlite.Connection) -> None:
+def _check_writable(db: sqlite3.Connection) -> None:
     """Fail at start-up, not at the first command, when the file cannot be written (a
     read-only file or mount opens fine and reads fine). The probe row is rolled back."""
-    await db.execute("BEGIN IMMEDIATE")
+    db.execute("BEGIN IMMEDIATE")
     try:
-        await db.execute("INSERT INTO schema_version VALUES (-1)")
+        db.execute("INSERT INTO schema_version VALUES (-1)")
     finally:
-        await db.execute("ROLLBACK")
+        db.execute("ROLLBACK")
 
 
 def _statements(script: str) -> list[str]:
