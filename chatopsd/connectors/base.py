@@ -53,10 +53,12 @@ class Session(Protocol):
 
     def emit(self, event: Inbound) -> asyncio.Task[list[Reply]] | None: ...
 
-    async def admit(self, event: Inbound) -> bool:
+    async def admit(self, event: Inbound, acknowledged: asyncio.Future[None] | None = None) -> bool:
         """Emit the event and wait until it is recorded as handled-here or not-ours: for a
         connector that acknowledges events (Slack Socket Mode), which acknowledges only when
-        this returns True (False: leave it for the platform to deliver again)."""
+        this returns True (False: leave it for the platform to deliver again). With
+        `acknowledged`, the command acts only once the connector resolves it (after its
+        acknowledgement went out, or failed)."""
         ...
 
     def ready(self) -> None: ...
@@ -102,7 +104,7 @@ class Supervisor:
         rng: random.Random | None = None,
         sleep: Callable[[float], object] = asyncio.sleep,
         accepting: Callable[[], bool] = lambda: True,
-        admit: Callable[[Inbound], Awaitable[bool]] | None = None,
+        admit: Callable[[Inbound, asyncio.Future[None] | None], Awaitable[bool]] | None = None,
     ) -> None:
         self.connector = connector
         self._emit = emit
@@ -126,11 +128,11 @@ class Supervisor:
     def emit(self, event: Inbound) -> asyncio.Task[list[Reply]] | None:
         return self._emit(event)
 
-    async def admit(self, event: Inbound) -> bool:
+    async def admit(self, event: Inbound, acknowledged: asyncio.Future[None] | None = None) -> bool:
         if self._admit is None:
             self._emit(event)
             return True
-        return await self._admit(event)
+        return await self._admit(event, acknowledged)
 
     def ready(self) -> None:
         self._connected_at = self.clock.monotonic()

@@ -57,6 +57,7 @@ class Dedupe:
             return []
         if self.durable:
             call.claim = _Claim(self.ledger, event.platform, event.event_id, keyed=True)
+        await call.wait_acknowledged()
         return await nxt(call)
 
 

@@ -106,6 +106,8 @@ class FakeSlack:
         self.bot_token, self.app_token = bot_token, app_token
         self.calls: list[tuple[str, dict[str, Any], float]] = []
         self.timeline: list[tuple[str, str]] = []
+        # the client ends (address, port) Web API calls came from: one per TCP connection
+        self.api_peers: set[Any] = set()
         self.acks: dict[str, dict[str, Any]] = {}
         self.ack_times: dict[str, float] = {}
         self.sent_times: dict[str, float] = {}
@@ -128,6 +130,7 @@ class FakeSlack:
         self._ids = itertools.count(1)
         self._last_ts = 0.0
         self.history: dict[str, list[dict[str, Any]]] = {}  # channel -> messages, oldest first
+        self._history_ts: dict[str, set[str]] = {}  # channel -> the ts of the users' messages
         self._runner: web.AppRunner | None = None
         self.port = 0
         self.channels: dict[str, dict[str, Any]] = {}
@@ -211,6 +214,9 @@ class FakeSlack:
                 args.update(dict(await request.post()))
         self.calls.append((method, args, time.monotonic()))
         self.timeline.append(("api", method))
+        self.api_peers.add(
+            request.transport.get_extra_info("peername") if request.transport else None
+        )
         if delay := self.delay.get(method):
             await asyncio.sleep(delay)
         if self.scripted.get(method):
@@ -637,9 +643,14 @@ class FakeSlack:
             "authorizations": [{"team_id": "T1", "user_id": BOT_USER, "is_bot": True}],
         }
         if event.get("type") == "message" and event.get("channel") and event.get("ts"):
-            known = self.history.setdefault(str(event["channel"]), [])
-            if not any(m["ts"] == event["ts"] for m in known):
-                known.append({k: event[k] for k in ("type", "user", "text", "ts") if k in event})
+            # a set of the ts seen: a burst of a thousand events stays linear
+            channel, ts = str(event["channel"]), str(event["ts"])
+            seen = self._history_ts.setdefault(channel, set())
+            if ts not in seen:
+                seen.add(ts)
+                self.history.setdefault(channel, []).append(
+                    {k: event[k] for k in ("type", "user", "text", "ts") if k in event}
+                )
         return await self.send_envelope("events_api", payload, retry_attempt=retry_attempt)
 
     def message(

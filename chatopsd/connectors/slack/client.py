@@ -15,6 +15,7 @@ socket is replaced within a couple of intervals. This connector adds what the SD
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import time
 from collections import OrderedDict
@@ -88,6 +89,10 @@ ANSWER_BLOCK = "chatopsd-answer:"
 # How long an envelope may wait for its claim before it is left unacknowledged (Slack
 # redelivers after 3 s without an ack).
 ACK_WAIT = 2.5
+# In a burst, the commands already acknowledged wait (at most this long) until every
+# envelope of the burst is acknowledged too: their own work would otherwise delay the acks
+# still to go out, and Slack counts 3 s per envelope.
+BURST_HOLD = 0.25
 
 
 class SlackConnector:
@@ -113,11 +118,15 @@ class SlackConnector:
         self.connect_timeout, self.http_timeout = connect_timeout, http_timeout
         self._web: AsyncWebClient | None = None
         self._posts: AsyncWebClient | None = None
+        self._http: aiohttp.ClientSession | None = None
         self._users: UserCache | None = None
         self._socket: SocketModeClient | None = None
         self._session: Session | None = None
         self.me = identity("", allow_bots=self.allow_bots)
         self.acked = 0
+        self._unacked = 0  # envelopes between arrival and their ack (or giving up on it)
+        self._held: list[asyncio.Future[None]] = []  # acknowledged, waiting for the burst
+        self._hold_timer: asyncio.TimerHandle | None = None
         self.malformed = 0
         self._response_urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
@@ -132,6 +141,7 @@ class SlackConnector:
                 token=self._bot_token,
                 base_url=self.api_url,
                 timeout=self.http_timeout,
+                session=self._pool(),
                 retry_handlers=[
                     AsyncConnectionErrorRetryHandler(max_retry_count=1),
                     # waits for Retry-After (plus up to 1 s of jitter) before the retry
@@ -151,9 +161,21 @@ class SlackConnector:
                 token=self._bot_token,
                 base_url=self.api_url,
                 timeout=self.http_timeout,
+                session=self._pool(),
                 retry_handlers=[],
             )
         return self._posts
+
+    def _pool(self) -> aiohttp.ClientSession:
+        """The HTTP connections both Web API clients share, kept alive between calls.
+        Without it slack-sdk opens a session, and a new TCP (and TLS) connection, for every
+        call: in a burst of answers that set-up, not Slack, is what the replies wait for.
+        (With a session given, slack-sdk applies the session's timeout, not its own.)"""
+        if self._http is None or self._http.closed:
+            self._http = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(total=self.http_timeout)
+            )
+        return self._http
 
     async def run(self, session: Session) -> None:
         web = self.web()
@@ -247,28 +269,64 @@ class SlackConnector:
             self.malformed += 1
             log.warning("malformed %s envelope %s ignored: %s", kind, envelope_id, exc)
             event = None  # acknowledged below: a redelivery would be just as malformed
-        if event is not None and self._session is not None:
-            if event.kind == "slash":
-                self._remember_response_url(event, message.get("payload"))
-            if isinstance(message.get("retry_attempt"), int) and message["retry_attempt"] > 0:
-                log.info(
-                    "redelivered event %s (attempt %d)", event.event_id, message["retry_attempt"]
-                )
-            # Acknowledge only once the event is claimed (recorded in the state store), so a
-            # kill between the two loses nothing: unacknowledged, Slack delivers it again,
-            # to another connection. Slack counts 3 s; a claim is milliseconds. Past
-            # ACK_WAIT it stays unacknowledged and the redelivery meets the claim.
-            try:
-                recorded = await asyncio.wait_for(
-                    self._session.admit(await self._resolve(event)), ACK_WAIT
-                )
-            except TimeoutError:
-                recorded = False
+        if event is None or self._session is None:
+            await self._ack(client, envelope_id, str(kind), message)
+            return
+        if event.kind == "slash":
+            self._remember_response_url(event, message.get("payload"))
+        if isinstance(message.get("retry_attempt"), int) and message["retry_attempt"] > 0:
+            log.info("redelivered event %s (attempt %d)", event.event_id, message["retry_attempt"])
+        # Acknowledge only once the event is claimed (recorded in the state store), so a
+        # kill between the two loses nothing: unacknowledged, Slack delivers it again, to
+        # another connection. Slack counts 3 s; a claim is milliseconds. Past ACK_WAIT it
+        # stays unacknowledged and the redelivery meets the claim. The command acts only
+        # once its acknowledgement went out (`acknowledged`): in a burst, the claims share
+        # one commit and their acknowledgements go out together, before any of the
+        # commands' own work.
+        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._unacked += 1
+        try:
+            recorded = False
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(ACK_WAIT):  # (wait_for would start a task each)
+                    recorded = await self._session.admit(await self._resolve(event), acknowledged)
             if not recorded:
                 log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
                 return
+            await self._ack(client, envelope_id, str(kind), message)
+        finally:
+            self._unacked -= 1
+            self._hold(acknowledged)
+
+    def _hold(self, acknowledged: asyncio.Future[None]) -> None:
+        """Let the command act once every envelope that arrived with it is acknowledged,
+        or BURST_HOLD after the first of them was held, whichever comes first. Alone (the
+        usual case) it acts at once."""
+        if not acknowledged.done():
+            self._held.append(acknowledged)
+        if self._unacked == 0:
+            self._release()
+        elif self._hold_timer is None:
+            self._hold_timer = asyncio.get_running_loop().call_later(BURST_HOLD, self._release)
+
+    def _release(self) -> None:
+        if self._hold_timer is not None:
+            self._hold_timer.cancel()
+            self._hold_timer = None
+        held, self._held = self._held, []
+        for fut in held:
+            if not fut.done():
+                fut.set_result(None)
+
+    async def _ack(
+        self,
+        client: AsyncBaseSocketModeClient,
+        envelope_id: str,
+        kind: str,
+        message: dict[str, Any],
+    ) -> None:
         try:
-            await client.send_socket_mode_response(_ack(envelope_id, str(kind), message))
+            await client.send_socket_mode_response(_ack(envelope_id, kind, message))
         except (ConnectionError, aiohttp.ClientError, RuntimeError) as exc:
             # Claimed but not acked: Slack redelivers it and the claim drops the redelivery.
             log.warning("could not ack envelope %s (%s); Slack will redeliver it", envelope_id, exc)
@@ -431,9 +489,14 @@ class SlackConnector:
         await _call(self.web().usergroups_users_update, "usergroups.users.update", args)
 
     async def close(self) -> None:
+        self._release()
         if self._socket is not None:
             await _close_quietly(self._socket)
             self._socket = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+            self._web = self._posts = None  # their session is closed: built anew if used
 
 
 def _ack(envelope_id: str, kind: str, message: dict[str, Any]) -> dict[str, Any]:
