@@ -18,6 +18,7 @@ import pytest
 from chatopsd.app import App
 from chatopsd.core.messages import Actor, Inbound
 from chatopsd.core.ports import AuditEntry
+from chatopsd.store import sqlite as store_sqlite
 from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.backend import open_readonly
 from chatopsd.store.db import Database
@@ -68,8 +69,11 @@ async def audit_cli(cfg: Path, *args: str) -> tuple[int, str, str]:
 
 
 async def test_audit_reads_while_the_daemon_holds_the_database_and_changes_nothing(
-    console_app: App, tmp_path: Path
+    console_app: App, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # The daemon itself checkpoints its WAL once idle (store/sqlite.py), which changes the
+    # file; this test is about the reader, so the daemon keeps its writes in the WAL here.
+    monkeypatch.setattr(store_sqlite, "_CHECKPOINT_IDLE_S", 3600.0)
     cfg = tmp_path / "chatopsd.toml"
     cfg.write_text(f'[chatopsd]\nstate_db = "{tmp_path / "state.db"}"\n')
     for i in range(3):

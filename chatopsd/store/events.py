@@ -49,6 +49,23 @@ _CLAIM_OWNED = (
 )
 
 
+_ANSWERED = (
+    "UPDATE events SET done_at = $1, payload = NULL "
+    "WHERE platform = $2 AND event_id = $3 AND instance = $4"
+)
+# The same on PostgreSQL without waiting for the server's disk (`synchronous_commit` off for
+# this one statement's own transaction: set_config(..., true) lasts until its commit). Losing
+# the mark is harmless: only a server crash loses it, and then the claim looks unanswered,
+# yet it is taken over only if its instance is dead too, and the survivor finds the reply
+# already posted (the replies of a shared claim are keyed: Bus._deliver) and does not post
+# it again. A commit costs a disk flush; this one is on every command's path.
+_ANSWERED_LAZY = (
+    "WITH lazy AS (SELECT set_config('synchronous_commit', 'off', true)) "
+    "UPDATE events SET done_at = $1, payload = NULL FROM lazy "
+    "WHERE platform = $2 AND event_id = $3 AND instance = $4"
+)
+
+
 class SqlEventLedger:
     """Claims live in memory for speed and in the database for restarts and other instances.
 
@@ -175,8 +192,7 @@ class SqlEventLedger:
         self._started.discard(key)
         try:
             await self.db.execute(
-                "UPDATE events SET done_at = $1, payload = NULL "
-                "WHERE platform = $2 AND event_id = $3 AND instance = $4",
+                _ANSWERED_LAZY if self.db.dialect == "postgresql" else _ANSWERED,
                 (self.clock.now().timestamp(), platform, event_id, self.instance),
             )
         except Exception as exc:

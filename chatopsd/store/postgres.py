@@ -103,6 +103,15 @@ def _count(status: str) -> int:
     return int(m.group(1)) if m else 0
 
 
+async def _keep_session(conn: Any) -> None:
+    """What the pool runs when a connection comes back: nothing beyond asyncpg's own
+    clean-up (a transaction left open is rolled back). Its default reset costs a round trip
+    per statement (advisory locks, cursors, LISTEN, settings), for state this store never
+    leaves on a pooled connection: its advisory locks are transaction-scoped (the one session
+    lock, the migration's, is released in a `finally`), it opens no cursor, listens to
+    nothing and sets nothing for the session."""
+
+
 class _Tx:
     dialect: Dialect = "postgresql"
 
@@ -162,6 +171,7 @@ class PgDatabase:
                 command_timeout=30,
                 timeout=connect_timeout,
                 server_settings=settings,
+                reset=_keep_session,
             )
         except asyncpg.InvalidPasswordError as exc:
             raise ConnectionError(

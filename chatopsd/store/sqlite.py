@@ -195,6 +195,7 @@ class SqliteDatabase:
         self.commits = 0  # group commits made (a figure for the benches)
         self.paused = 0  # times the writer waited for a checkpoint (the WAL past _WAL_LIMIT)
         self._idle: asyncio.TimerHandle | None = None
+        self._last_commit = 0.0  # loop time
         self._queue: asyncio.Queue[_Work | None] = asyncio.Queue()
         self._task = asyncio.get_running_loop().create_task(self._write_loop(), name="db-writer")
         self._closed = False
@@ -334,6 +335,7 @@ class SqliteDatabase:
         before = self.commits
         self.commits += units
         self._commits += units
+        self._last_commit = asyncio.get_running_loop().time()
         if self._commits >= _CHECKPOINT_EVERY:
             self._checkpoint()
         elif self._idle is None:
@@ -353,14 +355,17 @@ class SqliteDatabase:
         return self._checkpointer.start()
 
     def _idle_checkpoint(self) -> None:
+        """A checkpoint once no commit came for _CHECKPOINT_IDLE_S (else look again then)."""
         self._idle = None
-        if self._closed:
+        if self._closed or not self._commits:
             return
-        if self._queue.empty() and self._commits:
+        loop = asyncio.get_running_loop()
+        quiet = loop.time() - self._last_commit
+        if quiet >= _CHECKPOINT_IDLE_S and self._queue.empty():
             self._checkpoint()
-        elif self._commits:  # still writing: look again later
-            self._idle = asyncio.get_running_loop().call_later(
-                _CHECKPOINT_IDLE_S, self._idle_checkpoint
+        else:
+            self._idle = loop.call_later(
+                max(_CHECKPOINT_IDLE_S - quiet, 0.01), self._idle_checkpoint
             )
 
     async def _run(self, work: _Work) -> None:
