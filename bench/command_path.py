@@ -1,13 +1,13 @@
-"""Where one command's time goes: the durable writes, aiosqlite's thread hops, checkpoints.
+"""Where one command's time goes: the durable writes, the group commits, the collector.
 
 Runs `!help` and `!ic` one at a time through the whole bus (as bench/bus.py does) and times
 each stage of every command from outside, by wrapping the app's own objects for this run:
-the claim (event ledger), the audit append (and its hash), each aiosqlite operation (the
-wait for its thread, SQLite's own work there, the way back to the loop) and the garbage
-collector. Prints each stage's mean over the commands around the median (p45-p55) and over
-the slowest 1 %, so the stages that set p50 and p99 can be read off, then the slowest
-SQLite operations (a WAL checkpoint runs inside the commit that crosses 1,000 pages). Then
-10,000 commands with 256 in flight: the group commits (statements and thread hops each).
+the claim (event ledger), the audit append (and its hash), each group commit of the SQLite
+writer (on the loop's own thread: SQLite's work and nothing else) and the garbage collector.
+Prints each stage's mean over the commands around the median (p45-p55) and over the slowest
+1 %, so the stages that set p50 and p99 can be read off, then the slowest commits (WAL
+checkpoints run on a thread of their own, never inside a commit). Then 10,000 commands with
+256 in flight: the group commits (statements each, time each).
 
 Run: .venv/bin/python bench/command_path.py [--n 10000]   (a diagnosis, not a test)
 """
@@ -27,7 +27,6 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import aiosqlite.core
 import uvloop
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -88,35 +87,27 @@ def time_calls(module: Any, name: str, stage: str, stages: Stages) -> None:
     setattr(module, name, timed)
 
 
-def time_sqlite_thread(stages: Stages) -> None:
-    """Every aiosqlite operation: queued -> its thread starts it -> done -> the loop resumes."""
-    inner: Callable[..., Any] = aiosqlite.core.Connection._execute
+def time_commits(db: Any, stages: Stages) -> Callable[[], None]:
+    """Every group commit of the SQLite writer (synchronous, on the loop's thread); returns
+    the function that unwraps it."""
+    inner: Callable[[list[Any]], None] = db._commit
 
-    async def execute(self: Any, fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
-        marks: dict[str, float] = {}
-
-        def run(*a: Any, **k: Any) -> Any:
-            marks["start"] = time.perf_counter()
-            try:
-                return fn(*a, **k)
-            finally:
-                marks["end"] = time.perf_counter()
-
-        queued = time.perf_counter()
+    def commit(batch: list[Any]) -> None:
+        start = time.perf_counter()
         try:
-            return await inner(self, run, *args, **kwargs)
+            inner(batch)
         finally:
-            resumed = time.perf_counter()
-            if "end" in marks:
-                wait, ran = marks["start"] - queued, marks["end"] - marks["start"]
-                back = resumed - marks["end"]
-                sql = str(args[0])[:40] if args else getattr(fn, "__name__", "?")
-                stages.operations.append((wait, ran, back, sql))
-                stages.add("sqlite thread: wait to start", wait)
-                stages.add("sqlite thread: SQLite's own work", ran)
-                stages.add("sqlite thread: back to the loop", back)
+            ran = time.perf_counter() - start
+            sql = batch[0].ops[0][0][:40] if batch and batch[0].ops else "?"
+            stages.operations.append((0.0, ran, 0.0, sql))
+            stages.add("SQLite group commit (on the loop)", ran)
 
-    aiosqlite.core.Connection._execute = execute  # type: ignore[method-assign]
+    db._commit = commit
+
+    def unwrap() -> None:
+        db._commit = inner
+
+    return unwrap
 
 
 async def sequential(app: App, stages: Stages, text: str, n: int) -> None:
@@ -154,13 +145,12 @@ async def sequential(app: App, stages: Stages, text: str, n: int) -> None:
             return values[int(len(values) * quantile)] * 1e6
 
         print(
-            f"  SQLite operations: {len(ops) / n:.2f} per command; p50/p99 µs: wait to start "
-            f"{q(0, 0.5):.0f}/{q(0, 0.99):.0f}, own work {q(1, 0.5):.0f}/{q(1, 0.99):.0f}, "
-            f"back to the loop {q(2, 0.5):.0f}/{q(2, 0.99):.0f}"
+            f"  SQLite group commits: {len(ops) / n:.2f} per command; p50/p99 µs "
+            f"{q(1, 0.5):.0f}/{q(1, 0.99):.0f}"
         )
         slow = Counter(op[3] for op in ops if op[1] > 1e-3)
         print(
-            f"  SQLite operations over 1 ms of own work: {sum(slow.values())} "
+            f"  SQLite group commits over 1 ms: {sum(slow.values())} "
             f"({dict(slow)}); slowest {max(op[1] for op in ops) * 1e3:.1f} ms"
         )
     pauses = [seconds for _, seconds in stages.collections]
@@ -172,18 +162,15 @@ async def sequential(app: App, stages: Stages, text: str, n: int) -> None:
 
 
 async def in_flight(app: App, text: str, n: int) -> None:
-    """The group commit under IN_FLIGHT concurrent commands: its batches and thread hops."""
+    """The group commit under IN_FLIGHT concurrent commands: its batches and their time."""
     db: Any = app.db  # SQLite's: the group commit is its own
-    commits: list[tuple[int, int, float]] = []  # statements, aiosqlite operations, seconds
-    counted = Stages()
-    time_sqlite_thread(counted)
+    commits: list[tuple[int, float]] = []  # statements, seconds
     inner = db._commit
 
-    async def commit(batch: list[Any]) -> None:
-        before, start = len(counted.operations), time.perf_counter()
-        await inner(batch)
-        statements = sum(len(work.ops) for work in batch)
-        commits.append((statements, len(counted.operations) - before, time.perf_counter() - start))
+    def commit(batch: list[Any]) -> None:
+        start = time.perf_counter()
+        inner(batch)
+        commits.append((sum(len(work.ops) for work in batch), time.perf_counter() - start))
 
     db._commit = commit
     sem = asyncio.Semaphore(IN_FLIGHT)
@@ -201,10 +188,9 @@ async def in_flight(app: App, text: str, n: int) -> None:
     print(
         f"\n{text}, {IN_FLIGHT} in flight: {n / elapsed:,.0f} commands/s; {len(commits)} group "
         f"commits, statements each median {statistics.median(c[0] for c in commits):.0f} "
-        f"(max {max(c[0] for c in commits)}), SQLite operations (thread hops) each median "
-        f"{statistics.median(c[1] for c in commits):.0f}; a commit takes median "
-        f"{statistics.median(c[2] for c in commits) * 1e3:.2f} ms, the writer was committing "
-        f"{sum(c[2] for c in commits) / elapsed:.0%} of the time"
+        f"(max {max(c[0] for c in commits)}); a commit takes median "
+        f"{statistics.median(c[1] for c in commits) * 1e3:.2f} ms, the writer was committing "
+        f"{sum(c[1] for c in commits) / elapsed:.0%} of the time"
     )
 
 
@@ -212,24 +198,25 @@ async def main(n: int) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         app = App(config(Path(tmp)), io=Io(stdin=io.StringIO(""), stdout=io.StringIO()))
         await app.start()
+        unwrap = None
         try:
             stages = Stages()
             time_awaits(app.ledger, "claim", "claim (awaited write)", stages)
             time_awaits(app.audit, "append", "audit row (awaited write, hash included)", stages)
             time_calls(sys.modules[type(app.audit).__module__], "row_hash", "audit hash", stages)
-            time_sqlite_thread(stages)
+            unwrap = time_commits(app.db, stages)
             gc.callbacks.append(stages.on_gc)
             for text in ("!help", "!ic"):
                 await sequential(app, stages, text, n)
             gc.callbacks.remove(stages.on_gc)
-            aiosqlite.core.Connection._execute = _UNWRAPPED  # type: ignore[method-assign]
+            unwrap()
+            unwrap = None
             await in_flight(app, "!help", n)
         finally:
-            aiosqlite.core.Connection._execute = _UNWRAPPED  # type: ignore[method-assign]
+            if unwrap is not None:
+                unwrap()
             await app.stop()
 
-
-_UNWRAPPED = aiosqlite.core.Connection._execute
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])

@@ -253,7 +253,7 @@ class ConsoleConnector:
 
     def render(self, reply: Reply) -> str:
         """Plain text, with each button shown as the command to type, prefix included."""
-        text = replace(reply, buttons=()).plain()
+        text = (replace(reply, buttons=()) if reply.buttons else reply).plain()  # no idle copy
         if reply.buttons:
             hints = "  ".join(f"[{b.label}: {self.prefix}{b.command}]" for b in reply.buttons)
             text = f"{text}\n{hints}" if text else hints

@@ -106,9 +106,9 @@ class SqlAuditLog:
         if self._last is None:
             await self._load()
         if self.redact is not None:
-            entry = replace(
-                entry, text=self.redact(entry.text), cause=self.redact(entry.cause or "")
-            )
+            text, cause = self.redact(entry.text), self.redact(entry.cause or "")
+            if text != entry.text or cause != (entry.cause or ""):  # a copy only when it differs
+                entry = replace(entry, text=text, cause=cause)
         values = _values(entry)
         cause = entry.cause or ""
         if self.db.shared:
