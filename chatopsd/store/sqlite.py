@@ -554,11 +554,14 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
     """The writer, used on the loop's thread. It never checkpoints inside a commit
-    (`wal_autocheckpoint=0`): the checkpointer thread does."""
+    (`wal_autocheckpoint=0`): the checkpointer thread does. (_WAL_LIMIT is read when the
+    database opens.)"""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     try:
-        for pragma in (*_PRAGMAS, "wal_autocheckpoint=0"):
+        # journal_size_limit: when the log starts over, its file is cut back to that size, so
+        # the file's size says how far the log has grown since (the writer looks at it).
+        for pragma in (*_PRAGMAS, "wal_autocheckpoint=0", f"journal_size_limit={_WAL_LIMIT // 4}"):
             db.execute(f"PRAGMA {pragma}").close()
         # A corrupt or foreign file fails here, at start-up, not at the first command.
         db.execute("SELECT count(*) FROM sqlite_master").fetchall()
