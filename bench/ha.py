@@ -10,7 +10,8 @@ real failovers (--e2e 5): two chatopsd processes on the fake Slack, Discord and 
 status stalker's post) and how many commands were lost or answered twice.
 Starts a private PostgreSQL 15 cluster (as the tests do, but with fsync on), torn down at
 the end.
-Run: .venv/bin/python bench/ha.py [--lease 10] [--e2e 5]   (figures vary by machine)
+Run: .venv/bin/python bench/ha.py [--lease 10] [--e2e 5] [--latency-only]
+(figures vary by machine)
 """
 
 from __future__ import annotations
@@ -180,7 +181,9 @@ async def e2e(cluster: Cluster, runs: int) -> None:
     )
 
 
-async def run_all(cluster: Cluster, lease_seconds: float, e2e_runs: int) -> None:
+async def run_all(
+    cluster: Cluster, lease_seconds: float, e2e_runs: int, latency_only: bool = False
+) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         base = {"ratelimit": {"per_minute": 1e9, "burst": 1_000_000}}
         await latency("SQLite", {"chatopsd": {"state_db": f"{tmp}/bench.db"}, **base})
@@ -188,13 +191,15 @@ async def run_all(cluster: Cluster, lease_seconds: float, e2e_runs: int) -> None
             "PostgreSQL",
             {"chatopsd": {"state_db": f"{tmp}/pg.db", "database": cluster.url("lat")}, **base},
         )
+    if latency_only:
+        return
     await claims(cluster.url("claims"))
     await failover(cluster.url("lease"), lease_seconds)
     if e2e_runs:
         await e2e(cluster, e2e_runs)
 
 
-def main(lease_seconds: float, e2e_runs: int) -> None:
+def main(lease_seconds: float, e2e_runs: int, latency_only: bool = False) -> None:
     if not (BIN / "initdb").exists():
         print(f"PostgreSQL 15 is not installed ({BIN}): apt-get install postgresql")
         return
@@ -203,7 +208,7 @@ def main(lease_seconds: float, e2e_runs: int) -> None:
         where = ["-h", cluster.host, "-p", str(cluster.port), "-U", SUPERUSER]
         for name in ("lat", "claims", "lease", *(f"e2e{run}" for run in range(e2e_runs))):
             subprocess.run([str(BIN / "createdb"), *where, name], check=True)
-        uvloop.run(run_all(cluster, lease_seconds, e2e_runs))
+        uvloop.run(run_all(cluster, lease_seconds, e2e_runs, latency_only))
     finally:
         stop_cluster(cluster)
 
@@ -212,5 +217,8 @@ if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--lease", type=float, default=10.0, help="lease_seconds (default 10)")
     parser.add_argument("--e2e", type=int, default=5, help="real kill -9 failovers (0: none)")
+    parser.add_argument(
+        "--latency-only", action="store_true", help="only the SQLite / PostgreSQL latencies"
+    )
     args = parser.parse_args()
-    main(args.lease, args.e2e)
+    main(args.lease, 0 if args.latency_only else args.e2e, args.latency_only)
