@@ -16,11 +16,9 @@ turn of the writer, and the loop is never held longer than one group takes.
 What could hold the loop for long is taken off it: the WAL checkpoint (copying the log back
 into the database file) never runs inside a commit (`wal_autocheckpoint=0` on the writer);
 a checkpointer thread with its own connection runs it every `_CHECKPOINT_EVERY` commits and
-when the writer falls idle. A checkpoint that copied every frame of the log lets the next
-commit start the log over. Writes that never pause keep a passive checkpoint from ever
-catching up, so the log would grow without end: once `_PAUSE_AFTER` commits came since the
-last checkpoint that caught up (about 16 MiB of log), the writer pauses, for at most
-`_WAL_PAUSE` seconds, while one finishes.
+when the writer falls idle. Should the log still grow past `_WAL_LIMIT` (writes that never
+pause, so a passive checkpoint never catches up), the writer pauses, for at most
+`_WAL_PAUSE` seconds, while the checkpoint finishes, so the next commit starts the log over.
 Reads (`fetchall`, `fetchone`) run on a reader connection in its own thread (aiosqlite): a
 large read must not hold the loop.
 """
@@ -63,14 +61,10 @@ _MAX_BATCH = 512
 # rows the size of a claim or an audit row), and once the writer has been idle this long.
 _CHECKPOINT_EVERY = 1000
 _CHECKPOINT_IDLE_S = 1.0
-# Commits since the last checkpoint that caught up, past which the writer waits (at most
-# _WAL_PAUSE) for one to finish: a commit adds two to three 4 KiB pages (a row and its
-# indexes) to the log, so about 16 MiB. (SQLite offers no cheap way to read the log's length
-# from Python; the file's size does not shrink when the log starts over.)
-_PAUSE_AFTER = 2000
+# The WAL file size past which the writer waits (at most _WAL_PAUSE) for a checkpoint to finish.
+_WAL_LIMIT = 16 * 1024 * 1024
 _WAL_PAUSE = 0.5
-# A log file larger than this (one very large transaction) is cut back when it starts over.
-_WAL_FILE_LIMIT = 64 * 1024 * 1024
+_WAL_CHECK_EVERY = 64  # commits between two looks at the WAL file's size
 
 
 @dataclass(slots=True)
@@ -146,28 +140,29 @@ class _Checkpointer:
         self.wal = path.with_name(path.name + "-wal")
         self._pool = concurrent.futures.ThreadPoolExecutor(1, "sqlite-checkpoint")
         self._conn: sqlite3.Connection | None = None
-        self.running: asyncio.Future[bool] | None = None
+        self.running: asyncio.Future[None] | None = None
         self.runs = 0
 
-    def idle(self) -> bool:
-        return self.running is None or self.running.done()
-
-    def start(self) -> asyncio.Future[bool]:
-        """A passive checkpoint (it never waits for or blocks the writer), unless one runs.
-        Its result: whether it copied every frame the log held when it began."""
+    def start(self) -> asyncio.Future[None]:
+        """A passive checkpoint (it never waits for or blocks the writer), unless one runs."""
         if self.running is None or self.running.done():
             loop = asyncio.get_running_loop()
             self.running = loop.run_in_executor(self._pool, self._checkpoint)
             self.running.add_done_callback(_log_checkpoint_failure)
         return self.running
 
-    def _checkpoint(self) -> bool:
+    def _checkpoint(self) -> None:
         if self._conn is None:
             self._conn = sqlite3.connect(self.path, isolation_level=None)
             self._conn.execute("PRAGMA busy_timeout=5000")
-        busy, log, copied = self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        self._conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
         self.runs += 1
-        return bool(busy == 0 and log >= 0 and copied == log)
+
+    def wal_size(self) -> int:
+        try:
+            return os.stat(self.wal).st_size
+        except OSError:
+            return 0
 
     async def close(self) -> None:
         if self.running is not None:
@@ -182,7 +177,7 @@ class _Checkpointer:
             self._conn = None
 
 
-def _log_checkpoint_failure(fut: asyncio.Future[bool]) -> None:
+def _log_checkpoint_failure(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.warning("WAL checkpoint failed: %s", fut.exception())
 
@@ -198,8 +193,7 @@ class SqliteDatabase:
         self._checkpointer = _Checkpointer(path)
         self._commits = 0  # since the last checkpoint began
         self.commits = 0  # group commits made (a figure for the benches)
-        self.paused = 0  # times the writer waited for a checkpoint (_PAUSE_AFTER)
-        self._caught_up_at = 0  # `commits` when the last checkpoint that caught up began
+        self.paused = 0  # times the writer waited for a checkpoint (the WAL past _WAL_LIMIT)
         self._idle: asyncio.TimerHandle | None = None
         self._last_commit = 0.0  # loop time
         self._queue: asyncio.Queue[_Work | None] = asyncio.Queue()
@@ -337,7 +331,8 @@ class SqliteDatabase:
     async def _after_commits(self, units: int) -> None:
         """Keep the WAL short without a command waiting for it: a checkpoint on the other
         thread every _CHECKPOINT_EVERY commits and when writes pause; a bounded wait for one
-        when none caught up for _PAUSE_AFTER commits."""
+        when the WAL has grown past _WAL_LIMIT anyway."""
+        before = self.commits
         self.commits += units
         self._commits += units
         self._last_commit = asyncio.get_running_loop().time()
@@ -347,28 +342,16 @@ class SqliteDatabase:
             self._idle = asyncio.get_running_loop().call_later(
                 _CHECKPOINT_IDLE_S, self._idle_checkpoint
             )
-        if self.commits - self._caught_up_at > _PAUSE_AFTER:
+        looked = before // _WAL_CHECK_EVERY != self.commits // _WAL_CHECK_EVERY
+        if looked and self._checkpointer.wal_size() > _WAL_LIMIT:
             self.paused += 1
-            # no write comes while this one runs: it copies the whole log
             running = self._checkpoint()
+            # the writes go on after the pause; the checkpoint finishes on its thread
             with contextlib.suppress(TimeoutError, sqlite3.Error):
                 await asyncio.wait_for(asyncio.shield(running), _WAL_PAUSE)
-            if self.commits - self._caught_up_at > _PAUSE_AFTER:
-                # Not caught up (still copying, or a reader holds an old snapshot): the writes
-                # go on, and wait again only after another half of _PAUSE_AFTER.
-                self._caught_up_at = self.commits - _PAUSE_AFTER // 2
 
-    def _checkpoint(self) -> asyncio.Future[bool]:
-        """Start a checkpoint (or join the one running)."""
+    def _checkpoint(self) -> asyncio.Future[None]:
         self._commits = 0
-        if self._checkpointer.idle():
-            began = self.commits
-
-            def caught_up(fut: asyncio.Future[bool]) -> None:
-                if not fut.cancelled() and fut.exception() is None and fut.result():
-                    self._caught_up_at = max(self._caught_up_at, began)
-
-            self._checkpointer.start().add_done_callback(caught_up)
         return self._checkpointer.start()
 
     def _idle_checkpoint(self) -> None:
@@ -571,11 +554,16 @@ async def _connect(path: Path) -> aiosqlite.Connection:
 
 def _connect_writer(path: Path) -> sqlite3.Connection:
     """The writer, used on the loop's thread. It never checkpoints inside a commit
-    (`wal_autocheckpoint=0`): the checkpointer thread does."""
+    (`wal_autocheckpoint=0`): the checkpointer thread does. (_WAL_LIMIT is read when the
+    database opens.)"""
     db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     try:
-        limit = f"journal_size_limit={_WAL_FILE_LIMIT}"
+        # journal_size_limit: when the log starts over, a file grown past _WAL_LIMIT is cut
+        # back to it, so a file past it again says the log itself grew past it since (the
+        # writer looks at the size). The cut is only that excess: a log that starts over
+        # reuses its file, without the file system freeing and allocating its blocks anew.
+        limit = f"journal_size_limit={_WAL_LIMIT}"
         for pragma in (*_PRAGMAS, "wal_autocheckpoint=0", limit):
             db.execute(f"PRAGMA {pragma}").close()
         # A corrupt or foreign file fails here, at start-up, not at the first command.
