@@ -102,8 +102,8 @@ async def test_the_daemon_listens_on_no_port_and_reads_its_secrets_from_credenti
     # the check can fail: this test process, which runs the fakes, does listen
     assert socket_inodes(os.getpid()) & listening_inodes()
     cfg, env = write_config(tmp_path, raw_section(relay.listen_url, bot.section()))
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "chatopsd", "run", "--config", str(cfg)],
+    proc = await asyncio.create_subprocess_exec(
+        *[sys.executable, "-m", "chatopsd", "run", "--config", str(cfg)],
         cwd=ROOT,
         env=env,
         stdin=subprocess.DEVNULL,
@@ -127,7 +127,7 @@ async def test_the_daemon_listens_on_no_port_and_reads_its_secrets_from_credenti
         assert not sockets & listening_inodes(), "the daemon opened a listening socket"
     finally:
         proc.send_signal(signal.SIGTERM)
-        _out, err = await asyncio.to_thread(proc.communicate, timeout=30)
+        _out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()
     assert APP_PASSWORD.encode() not in err and b"c2VjcmV0" not in err  # no secret logged
 
