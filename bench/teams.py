@@ -69,6 +69,14 @@ async def wait_answer(bot: FakeBotService, aid: str, timeout: float = 30.0) -> N
         await asyncio.sleep(0.0005)
 
 
+async def wait_all(bot: FakeBotService, ids: set[str], timeout: float) -> None:
+    end = time.perf_counter() + timeout
+    while not ids <= answered(bot):
+        if time.perf_counter() > end:
+            return  # the count printed says how many came
+        await asyncio.sleep(0.01)
+
+
 async def main(requests: int, burst: int) -> None:
     relay, bot = FakeRelay(pong_every=30, timeout=30), FakeBotService()
     await relay.start()
@@ -136,9 +144,7 @@ async def main(requests: int, burst: int) -> None:
                 )
                 all_200 = time.perf_counter() - start
                 ids = {a["id"] for a in activities}
-                end = time.perf_counter() + 120
-                while not ids <= answered(bot) and time.perf_counter() < end:
-                    await asyncio.sleep(0.01)
+                await wait_all(bot, ids, 120.0)
                 all_replies = time.perf_counter() - start
                 got = len(ids & answered(bot))
                 ok = sum(1 for s in statuses if s == 200)
