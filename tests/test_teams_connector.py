@@ -16,7 +16,7 @@ import pytest
 from chatopsd.app import App
 from chatopsd.connectors.teams import render
 from chatopsd.connectors.teams.inbound import WORKING
-from chatopsd.core.capabilities import DIRECT_MESSAGES
+from chatopsd.core.capabilities import DIRECT_MESSAGES, INCIDENT_CHANNELS, ChannelRefused
 from chatopsd.core.messages import Destination, Reply
 from chatopsd.core.ports import SystemClock
 from tests.conftest import make_config
@@ -257,3 +257,46 @@ async def test_a_post_where_the_bot_never_was_fails_truthfully(
     sent = await app.outbox.send(Destination("teams", "19:unknown@thread.tacv2"), Reply(text="x"))
     assert sent is None and app.outbox.failed == 1
     assert bot.activities == [] and bot.conversations == []
+
+
+def with_group(bot: FakeBotService, text: str) -> Json:
+    activity = bot.activity(text)
+    activity["channelData"]["team"]["aadGroupId"] = "0a0a0a0a-1111-4222-8333-444444444444"
+    return activity
+
+
+async def test_an_incident_channel_is_made_through_graph_and_posted_to(
+    start: Callable[..., Any], relay: FakeRelay, bot: FakeBotService
+) -> None:
+    app = await start()
+    channels = app.capabilities.get("teams", INCIDENT_CHANNELS)
+    assert channels is not None
+    with pytest.raises(ChannelRefused, match="no Teams team known"):
+        await channels.create_channel("inc-1", "before any activity")
+    status, *_ = await bot.post_activity(relay.endpoint, with_group(bot, "hello"))
+    assert status == 200
+    name = "inc-42 " + "database primary unreachable in eu-west " * 3
+    channel = await channels.create_channel(name, "SEV-1")
+    (made,) = bot.channels
+    assert made["team"] == "0a0a0a0a-1111-4222-8333-444444444444"
+    assert len(made["displayName"]) <= 50 and made["id"] == channel
+    # a Graph token, not the Bot Connector's
+    assert {r["scope"] for r in bot.token_requests} >= {"https://graph.microsoft.com/.default"}
+    sent = await app.outbox.send(Destination("teams", channel), Reply(text="SEV-1 declared"))
+    assert sent is not None
+    (create,) = bot.conversations
+    assert create["channelData"]["channel"]["id"] == channel
+
+
+async def test_a_refused_incident_channel_says_why(
+    start: Callable[..., Any], relay: FakeRelay, bot: FakeBotService
+) -> None:
+    app = await start()
+    status, *_ = await bot.post_activity(relay.endpoint, with_group(bot, "hello"))
+    assert status == 200
+    bot.refuse_channels = True
+    channels = app.capabilities.get("teams", INCIDENT_CHANNELS)
+    assert channels is not None
+    with pytest.raises(ChannelRefused, match=r"Channel\.Create\.Group"):
+        await channels.create_channel("inc-43", "SEV-2")
+    assert bot.channels == []

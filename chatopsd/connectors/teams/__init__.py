@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from chatopsd.connectors.platform import Platform, Wiring
 from chatopsd.connectors.teams.config import TeamsSection
-from chatopsd.core.capabilities import DIRECT_MESSAGES, THREADS
+from chatopsd.core.capabilities import DIRECT_MESSAGES, INCIDENT_CHANNELS, THREADS
 
 if TYPE_CHECKING:
     from chatopsd.checks import Result
@@ -36,4 +36,6 @@ async def _probe(section: TeamsSection, http: HttpTransport) -> list[Result]:
     return await probe(section, http)
 
 
-PLATFORM = Platform("teams", TeamsSection, _build, _probe, (THREADS, DIRECT_MESSAGES))
+PLATFORM = Platform(
+    "teams", TeamsSection, _build, _probe, (THREADS, INCIDENT_CHANNELS, DIRECT_MESSAGES)
+)

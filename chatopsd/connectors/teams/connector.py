@@ -19,6 +19,7 @@ announcement) starts a new thread by creating a conversation there; a direct mes
 person creates (or reuses) the bot's 1:1 chat with them. These survive a restart, because
 the references are in the database, not in memory. Teams has no ephemeral messages: an
 ephemeral reply goes to the person's 1:1 chat, or where the command was when there is none.
+Incident channels are made through Graph (admin.py) in the team the bot heard from last.
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ from typing import Any
 
 from chatopsd.connectors.base import Session
 from chatopsd.connectors.teams import events, render
+from chatopsd.connectors.teams.admin import GraphChannels
 from chatopsd.connectors.teams.auth import BotFrameworkAuth, TokenProvider
 from chatopsd.connectors.teams.client import ConnectorClient, ConnectorError
 from chatopsd.connectors.teams.config import TeamsSection
 from chatopsd.connectors.teams.inbound import InboundPipeline
 from chatopsd.connectors.teams.relay import RelayListener
+from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.errors import TransientSendError
 from chatopsd.core.limits import one_line
 from chatopsd.core.messages import Destination, Reply, Sent
@@ -135,6 +138,8 @@ class References:
         )
         await self.put(found)
         await self._put("teams:service_url", ref.service_url)
+        if ref.team_group_id:  # the team incident channels are made in: the latest seen
+            await self._put("teams:team_group", ref.team_group_id)
         if ref.user is not None and ref.conversation_type == "personal":
             for who in {ref.user.id, ref.user.aad_object_id} - {""}:
                 await self._put(f"teams:dm:{who}", ref.channel)
@@ -154,6 +159,9 @@ class References:
 
     async def service_url(self) -> str | None:
         return await self._get("teams:service_url")
+
+    async def team_group(self) -> str | None:
+        return await self._get("teams:team_group")
 
 
 class TeamsConnector:
@@ -177,6 +185,8 @@ class TeamsConnector:
             self.tokens, service_url_hosts=cfg.service_url_hosts, clock=clock
         )
         self.auth = BotFrameworkAuth(cfg, clock=clock)
+        self.graph_tokens = TokenProvider(cfg, cfg.graph_scope, clock=clock)
+        self.graph = GraphChannels(self.graph_tokens, cfg.graph_url, clock=clock)
         self._bot_roots: OrderedDict[str, None] = OrderedDict()
         self.translate = functools.partial(
             events.translate,
@@ -213,6 +223,8 @@ class TeamsConnector:
         await self.auth.close()
         await self.client.close()
         await self.tokens.close()
+        await self.graph.close()
+        await self.graph_tokens.close()
 
     # -- inbound -----------------------------------------------------------------------------
 
@@ -327,6 +339,32 @@ class TeamsConnector:
         await self.refs.put(ref)
         await self.refs.remember_dm(user_id, created.conversation_id)
         return created.conversation_id
+
+    async def create_channel(self, name: str, topic: str) -> str:
+        """IncidentChannels: a standard channel through Graph in the team the bot heard from
+        last (it needs the app's Channel.Create.Group permission there); ChannelRefused when
+        no team is known yet or Graph refuses, and the incident gets a thread instead. The
+        bot is installed in the team, so it may post there: the new channel's reference is
+        kept like one it heard from."""
+        team = await self.refs.team_group()
+        service_url = self.cfg.service_url or await self.refs.service_url()
+        if team is None or service_url is None:
+            raise ChannelRefused(
+                "no Teams team known yet to create the channel in (the bot hears of a team "
+                "when it is installed there or receives a message from it)"
+            )
+        channel = await self.graph.create_channel(team, name, topic)
+        await self.refs.put(
+            Reference(
+                service_url=service_url,
+                tenant_id=self.cfg.tenant_id,
+                conversation_id=channel,
+                conversation_type="channel",
+                teams_channel_id=channel,
+                bot_id=f"28:{self.cfg.app_id}",
+            )
+        )
+        return channel
 
     def _remember_root(self, activity_id: str) -> None:
         """A thread we started: replies in it need no prefix. Bounded, oldest forgotten."""
