@@ -300,3 +300,28 @@ async def test_a_refused_incident_channel_says_why(
     with pytest.raises(ChannelRefused, match=r"Channel\.Create\.Group"):
         await channels.create_channel("inc-43", "SEV-2")
     assert bot.channels == []
+
+
+async def test_a_private_answer_goes_to_the_persons_chat_when_there_is_one(
+    start: Callable[..., Any], relay: FakeRelay, bot: FakeBotService
+) -> None:
+    app = await start()
+    for activity in (
+        bot.activity("hello team"),
+        bot.activity(
+            "hello",
+            entities=[],
+            conversation={"conversationType": "personal", "id": "a:1chat-alice"},
+            channelData={"tenant": {"id": teams_bot.TENANT}},
+        ),
+    ):
+        status, *_ = await bot.post_activity(relay.endpoint, activity)
+        assert status == 200
+    await until(lambda: posts(bot, "SEND"))  # "hello" in the 1:1 chat is answered
+    bot.activities.clear()
+    where = Destination("teams", teams_bot.CHANNEL, actor=teams_bot.USER_AAD, reply_to="7")
+    await app.outbox.send(where, Reply(text="only you", ephemeral=True))
+    assert [p[1] for p in posts(bot, "SEND")] == ["a:1chat-alice"]
+    stranger = Destination("teams", teams_bot.CHANNEL, actor="aad-of-someone-else", reply_to="7")
+    await app.outbox.send(stranger, Reply(text="no chat with them", ephemeral=True))
+    assert posts(bot, "SEND")[-1][1] == f"{teams_bot.CHANNEL};messageid=7"
