@@ -239,7 +239,7 @@ class TeamsConnector:
         admitted = True
         for event in translated.events:
             admitted = await session.admit(event, work) and admitted
-        if translated.invoke is not None:
+        if translated.invoke is not None and admitted:  # _submit takes it (only if admitted)
             self._work[translated.envelope.id] = work
         return admitted
 
