@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_sub = ctl.add_subparsers(dest="ctl_cmd", required=True, metavar="ACTION")
     ctl_sub.add_parser("health", help="connector states, job ages, queue depth", parents=[ctl_opts])
     ctl_send = ctl_sub.add_parser("send", help="post a message", parents=[ctl_opts])
-    ctl_send.add_argument("platform", help="slack, discord, mattermost or console")
+    ctl_send.add_argument("platform", help="slack, discord, mattermost, teams or console")
     ctl_send.add_argument("channel", help="the platform's channel id")
     ctl_send.add_argument("text", help="the message")
     ctl_broadcast = ctl_sub.add_parser(
