@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from chatopsd.app import App
+from chatopsd.connectors.base import State
 from chatopsd.connectors.teams import render
 from chatopsd.connectors.teams.inbound import WORKING
 from chatopsd.core.capabilities import DIRECT_MESSAGES, INCIDENT_CHANNELS, ChannelRefused
@@ -325,3 +326,34 @@ async def test_a_private_answer_goes_to_the_persons_chat_when_there_is_one(
     stranger = Destination("teams", teams_bot.CHANNEL, actor="aad-of-someone-else", reply_to="7")
     await app.outbox.send(stranger, Reply(text="no chat with them", ephemeral=True))
     assert posts(bot, "SEND")[-1][1] == f"{teams_bot.CHANNEL};messageid=7"
+
+
+async def test_a_dropped_relay_connection_shows_in_health_and_comes_back(
+    start: Callable[..., Any], relay: FakeRelay, bot: FakeBotService
+) -> None:
+    app = await start()
+    supervisor = app.supervisors[0]
+    assert supervisor.health.state is State.READY
+    relay.drop()
+    await until(lambda: supervisor.health.state is not State.READY)
+    await until(lambda: supervisor.health.state is State.READY and relay.listeners)
+    assert supervisor.health.connects == 2
+    status, *_ = await bot.post_activity(relay.endpoint, bot.activity("<at>chatopsd</at> help"))
+    assert status == 200
+    await until(lambda: posts(bot, "SEND"))
+
+
+async def test_a_wrong_relay_key_fails_the_connector_once_with_the_reason(
+    tmp_path: Path, relay: FakeRelay, bot: FakeBotService
+) -> None:
+    cfg = teams_config(tmp_path, relay, bot, relay_key="d3Jvbmcta2V5")
+    app = App(cfg, clock=SystemClock())
+    await app.start()
+    try:
+        supervisor = app.supervisors[0]
+        await until(lambda: supervisor.health.state is State.FAILED)
+        assert "teams_relay_key" in supervisor.health.reason
+        await asyncio.sleep(0.3)
+        assert len(relay.refused) == 1  # no retry: a key no retry fixes
+    finally:
+        await app.stop()
