@@ -314,7 +314,12 @@ def main(
         print(f"✗ config: {exc}", file=out)
         return 2
     # The config check is a result like the others: the summary counts every ✓ and ✗ line.
-    results = [Result("config", True, f"{path or 'defaults'} is valid")]
+    unreachable = cfg.unreachable()
+    results = [
+        Result("config", False, unreachable)
+        if unreachable is not None
+        else Result("config", True, f"{path or 'defaults'} is valid")
+    ]
     results += asyncio.run(run_checks(cfg, timeout_seconds, env))
     secrets = config_mod.secrets_of(cfg)
     for r in results:

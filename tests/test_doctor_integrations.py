@@ -4,6 +4,7 @@ page, and each configured component id. It publishes nothing."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -100,3 +101,13 @@ async def test_a_failing_statuspage_is_a_failed_line(
     statuspage.fault = "500"
     found = await probe(tmp_path, statuspage)
     assert found["statuspage"].line() == f"✗ statuspage: {statuspage.url}: HTTP 500"
+
+
+def test_a_config_nothing_can_reach_is_not_called_valid(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text(f'[chatopsd]\nstate_db = "{tmp_path / "s.db"}"\n[console]\nenabled = false\n')
+    out = io.StringIO()
+    assert doctor.main(path, out=out, env={}) == 1
+    first = out.getvalue().splitlines()[0]
+    assert first.startswith("✗ config: console.enabled: the console is off and no platform")
+    assert "nothing can reach the daemon" in first
