@@ -607,6 +607,17 @@ class BaseConfig(Section):
             each("incidents.management_channel", self.incidents.management_channel)
         each("control.broadcast_channels", self.control.broadcast_channels)
         each("auth.identities", self.auth.identities, destination=False)
+        # where paging / mutating commands are allowed: a channel of a platform that is off
+        # allows nothing, but a misspelt platform is a mistake
+        each("auth.paging_channels", self.auth.paging_channels, destination=False)
+        each("auth.mutating_channels", self.auth.mutating_channels, destination=False)
+        for role, members in self.roles.items():
+            # members are "platform:user_id", an email address, or "*"
+            found.extend(
+                (f"roles.{role}[{i}]", m, False)
+                for i, m in enumerate(members)
+                if ":" in m and "@" not in m
+            )
         return found
 
     def unreachable(self) -> str | None:

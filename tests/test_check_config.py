@@ -111,6 +111,12 @@ BAD = [
         "pagerduty.handoff_channels[0]",
     ),
     ("misspelt identity", _with("pagerduty", "users = { 'slak:U1' = 'a@example.com' }"), "users"),
+    ("misspelt role member", _with("roles", "lead = ['slakc:U1']"), "roles.lead[0]"),
+    (
+        "misspelt paging channel",
+        _with("auth", "paging_channels = ['slack:C1', 'discrod:9']"),
+        "auth.paging_channels[1]",
+    ),
     # emails
     ("from_email no @", _with("pagerduty", "from_email = 'ada.example.com'"), "from_email"),
     ("from_email no domain", _with("pagerduty", "from_email = 'ada@example'"), "from_email"),
