@@ -1,12 +1,16 @@
-"""Shift reminders by Slack DM, end to end: the real slack-sdk against the fake
-Slack (conversations.open + chat.postMessage, answers checked against the published Web API
-schema), the fake PagerDuty's timed shifts (spec-checked), an injected clock."""
+"""On-call pushed out to chat, end to end on every platform (tests/rig.py): shift reminders by
+direct message and a channel's topic kept true, from the fake PagerDuty's timed shifts
+(spec-checked), on an injected clock. Each platform's real client talks to its fake: Slack
+(conversations.open, conversations.setTopic), Discord (POST /users/@me/channels, Modify
+Channel), Mattermost (POST /channels/direct, PUT /channels/{id}/patch). The person's chat
+identity is linked to her PagerDuty email by `[pagerduty.users]` (compared without case).
+
+Slack's own extras (user groups, its 250-character topic, failures it answers with) follow,
+on the Slack fake only."""
 
 from __future__ import annotations
 
-import asyncio
 import json
-from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -19,49 +23,35 @@ from chatopsd.app import App
 from chatopsd.connectors.slack.client import SlackConnector
 from chatopsd.connectors.slack.config import SlackSection
 from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
-from tests.conftest import FakeClock, make_config
+from tests.conftest import FakeClock
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
-from tests.fixtures.slack import fake  # noqa: F401
+from tests.rig import Chat, SlackChat, chat, daemon  # noqa: F401
 from tests.spec_files import vendored_spec
 
 MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # the clock starts Monday 12:00 UTC
 DAY = timedelta(days=1)
-CAROL_DM = "D000CAROL"
-
-
-def config(tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, **extra: Any) -> Any:
-    return make_config(
-        tmp_path,
-        console={"enabled": False},
-        slack={"app_token": APP_TOKEN, "bot_token": BOT_TOKEN, "api_url": fake.api_url},
-        pagerduty=pd_section(
-            pd,
-            **(
-                extra
-                or {
-                    "remind_before_minutes": [720, 60],
-                    "users": {"slack:U0CAROL": "carol@example.com"},
-                }
-            ),
-        ),
-    )
+SHIFT = "You're IC Primary from Tue 08:00 until Wed 08:00"
+SLACK_ONLY = pytest.mark.parametrize("chat", ["slack"], indirect=True)
 
 
 async def start(
-    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock, **extra: Any
+    tmp_path: Path, chat: Chat, pd: FakePagerDuty, clock: FakeClock, **pagerduty: Any
 ) -> App:
+    """Carol takes IC Primary from Ada on Tuesday 08:00, Grace (no chat identity) after her."""
     pd.now = clock.now
     pd.users["PCAROL"] = FakeUser("PCAROL", "Carol Poe", "carol@example.com")
     pd.shifts["PIC1"] = [
         ("PADA", 1, MON8, MON8 + DAY),
         ("PCAROL", 1, MON8 + DAY, MON8 + 2 * DAY),
-        ("PGRACE", 1, MON8 + 2 * DAY, MON8 + 3 * DAY),  # Grace: no chat identity linked
+        ("PGRACE", 1, MON8 + 2 * DAY, MON8 + 3 * DAY),
     ]
-    app = App(config(tmp_path, pd, fake, **extra), clock=clock)
-    await app.start()
-    await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
+    settings = pagerduty or {
+        "remind_before_minutes": [60],
+        "users": {f"{chat.name}:{chat.person}": "Carol@Example.com"},
+    }
+    app = await daemon(tmp_path, chat, clock, pagerduty=pd_section(pd, **settings))
     await first_refresh(app)
     await refresh(app)
     return app
@@ -72,56 +62,87 @@ async def refresh(app: App) -> None:
     await app.part(OnCallRefresher).refresh_job()
 
 
-@pytest.fixture
-async def app(
-    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
-) -> AsyncIterator[App]:
-    running = await start(tmp_path, pd, fake, clock)
-    yield running
-    await running.stop()
-
-
-def dms(fake: FakeSlack) -> list[str]:
-    return [str(p.get("text")) for p in fake.posts() if p.get("channel") == CAROL_DM]
+async def test_a_reminder_is_one_direct_message_to_the_linked_person(
+    tmp_path: Path, chat: Chat, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    app = await start(tmp_path, chat, pd, clock)
+    try:
+        assert chat.direct_messages() == []  # Carol starts Tue 08:00: 20 h away
+        clock.advance(19 * 3600 + 15 * 60)  # Tue 07:15: within the hour
+        await refresh(app)
+        await refresh(app)
+        [message] = chat.direct_messages()
+        assert SHIFT in message and "(handoff from Ada Lovelace)" in message, message
+        assert chat.direct_recipients() == {chat.person}
+        posted = len(chat.posts())
+        await refresh(app)
+        assert len(chat.posts()) == posted  # nothing more, anywhere
+    finally:
+        await app.stop()
 
 
 async def test_reminders_at_each_threshold_exactly_once_across_a_restart(
-    tmp_path: Path, app: App, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+    tmp_path: Path, chat: Chat, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
-    assert dms(fake) == []  # Carol starts Tue 08:00: 20 h away, no threshold reached
-    clock.advance(8 * 3600 + 30 * 60)  # Mon 20:30: within 720 minutes
-    await refresh(app)
-    await refresh(app)
-    want = "You're IC Primary from Tue 08:00 until Wed 08:00 (handoff from Ada Lovelace)"
-    assert len(dms(fake)) == 1 and want in dms(fake)[0], dms(fake)
-    assert fake.dms == {CAROL_DM: "U0CAROL"}
-    await app.stop()
-    app2 = await start(tmp_path, pd, fake, clock)
+    settings = {
+        "remind_before_minutes": [720, 60],
+        "users": {f"{chat.name}:{chat.person}": "carol@example.com"},
+    }
+    app = await start(tmp_path, chat, pd, clock, **settings)
     try:
-        await refresh(app2)
-        assert len(dms(fake)) == 1  # not again after a restart
-        clock.advance(10 * 3600 + 45 * 60)  # Tue 07:15: within 60 minutes
-        await refresh(app2)
-        await refresh(app2)
-        assert len(dms(fake)) == 2 and want in dms(fake)[1]
-        clock.advance(3600)  # her shift has started: nothing more
-        await refresh(app2)
-        assert len(dms(fake)) == 2
+        assert chat.direct_messages() == []  # 20 h away: no threshold reached
+        clock.advance(8 * 3600 + 30 * 60)  # Mon 20:30: within 720 minutes
+        await refresh(app)
+        await refresh(app)
+        want = f"{SHIFT} (handoff from Ada Lovelace)"
+        assert len(chat.direct_messages()) == 1, chat.direct_messages()
+        assert want in chat.direct_messages()[0]
+        assert chat.direct_recipients() == {chat.person}
     finally:
-        await app2.stop()
+        await app.stop()
+    app = await start(tmp_path, chat, pd, clock, **settings)
+    try:
+        await refresh(app)
+        assert len(chat.direct_messages()) == 1  # not again after a restart
+        clock.advance(10 * 3600 + 45 * 60)  # Tue 07:15: within 60 minutes
+        await refresh(app)
+        await refresh(app)
+        assert len(chat.direct_messages()) == 2 and want in chat.direct_messages()[1]
+        clock.advance(3600)  # her shift has started: nothing more
+        await refresh(app)
+        assert len(chat.direct_messages()) == 2
+    finally:
+        await app.stop()
 
 
-async def test_a_late_start_sends_only_the_closest_threshold_and_a_failed_dm_stays_owed(
-    app: App, fake: FakeSlack, clock: FakeClock
+async def test_the_channel_topic_is_written_once_per_change_and_a_hand_edit_kept(
+    tmp_path: Path, chat: Chat, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
-    clock.advance(19 * 3600 + 30 * 60)  # Tue 07:30: both thresholds reached at once
-    fake.fail("conversations.open", 200, "user_disabled")  # a refused DM...
-    with pytest.raises(RuntimeError, match="could not be sent"):
-        await refresh(app)  # ...is a failure the scheduler counts
-    assert dms(fake) == []
-    await refresh(app)  # ...and is sent by the next run
-    assert len(dms(fake)) == 1
+    keep = {"topic_channels": {f"{chat.name}:{chat.channel}": "IC: {ic}"}}
+    app = await start(tmp_path, chat, pd, clock, **keep)
+    try:
+        assert chat.topic() == "IC: Ada Lovelace, Alan Turing"
+        assert chat.topic_writes() == 1
+        chat.edit_topic("edited by a person")
+        await refresh(app)
+        await refresh(app)
+        assert chat.topic() == "edited by a person"
+        assert chat.topic_writes() == 1
+        clock.advance(20 * 3600 + 60)  # Tue 08:01: Carol takes over IC Primary
+        await refresh(app)
+        assert chat.topic() == "IC: Carol Poe, Alan Turing"
+        assert chat.topic_writes() == 2
+    finally:
+        await app.stop()
+    app = await start(tmp_path, chat, pd, clock, **keep)  # a restart writes nothing new
+    try:
+        await refresh(app)
+        assert chat.topic_writes() == 2
+    finally:
+        await app.stop()
 
+
+# -- Slack only: user groups, its topic limit, and failures as Slack answers them ----------
 
 KEEP = {
     "topic_channels": {"slack:C0ONCALL": "IC: {ic} · Responders: {responders}"},
@@ -135,18 +156,34 @@ def calls(fake: FakeSlack, method: str) -> int:
     return len(fake.posts(method))
 
 
-async def test_topic_and_user_group_written_once_per_change_and_a_hand_edit_kept(
-    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+@SLACK_ONLY
+async def test_a_late_start_sends_only_the_closest_threshold_and_a_failed_dm_stays_owed(
+    tmp_path: Path, chat: SlackChat, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
-    fake.channels["C0ONCALL"] = {
-        "id": "C0ONCALL",
-        "name": "oncall",
-        "is_private": False,
-        "topic": "",
-        "members": ["UBOT"],
+    settings = {
+        "remind_before_minutes": [720, 60],
+        "users": {"slack:U0CAROL": "carol@example.com"},
     }
+    app = await start(tmp_path, chat, pd, clock, **settings)
+    try:
+        clock.advance(19 * 3600 + 30 * 60)  # Tue 07:30: both thresholds reached at once
+        chat.fake.fail("conversations.open", 200, "user_disabled")  # a refused DM...
+        with pytest.raises(RuntimeError, match="could not be sent"):
+            await refresh(app)  # ...is a failure the scheduler counts
+        assert chat.direct_messages() == []
+        await refresh(app)  # ...and is sent by the next run
+        assert len(chat.direct_messages()) == 1
+    finally:
+        await app.stop()
+
+
+@SLACK_ONLY
+async def test_topic_and_user_group_written_once_per_change_and_a_hand_edit_kept(
+    tmp_path: Path, chat: SlackChat, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    fake = chat.fake
     fake.usergroups["S0123ABC"] = []
-    app = await start(tmp_path, pd, fake, clock, **KEEP)
+    app = await start(tmp_path, chat, pd, clock, **KEEP)
     try:
         topic = fake.channels["C0ONCALL"]["topic"]
         assert topic.startswith("IC: Ada Lovelace, Alan Turing · Responders: "), topic
@@ -168,7 +205,7 @@ async def test_topic_and_user_group_written_once_per_change_and_a_hand_edit_kept
         assert calls(fake, "usergroups.users.update") == 2
     finally:
         await app.stop()
-    app = await start(tmp_path, pd, fake, clock, **KEEP)  # a restart writes nothing new
+    app = await start(tmp_path, chat, pd, clock, **KEEP)  # a restart writes nothing new
     try:
         await refresh(app)
         assert calls(fake, "conversations.setTopic") == 2
@@ -177,18 +214,13 @@ async def test_topic_and_user_group_written_once_per_change_and_a_hand_edit_kept
         await app.stop()
 
 
+@SLACK_ONLY
 async def test_a_refused_topic_write_is_retried_and_counted(
-    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+    tmp_path: Path, chat: SlackChat, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
+    fake = chat.fake
     fake.usergroups["S0123ABC"] = []
-    fake.channels["C0ONCALL"] = {
-        "id": "C0ONCALL",
-        "name": "oncall",
-        "is_private": False,
-        "topic": "",
-        "members": ["UBOT"],
-    }
-    app = await start(tmp_path, pd, fake, clock, **KEEP)
+    app = await start(tmp_path, chat, pd, clock, **KEEP)
     try:
         clock.advance(20 * 3600 + 60)  # Tue 08:01: Carol takes over
         fake.fail("conversations.setTopic", 200, "channel_not_found")
@@ -205,10 +237,12 @@ async def test_a_refused_topic_write_is_retried_and_counted(
 SPEC = vendored_spec("slack", "web-api-openapi-v2.json")
 
 
+@SLACK_ONLY
 @pytest.mark.skipif(not SPEC.exists(), reason="the Slack spec is not here")
 async def test_conversations_open_answers_match_the_published_schema(
-    fake: FakeSlack, clock: FakeClock
+    chat: SlackChat, clock: FakeClock
 ) -> None:
+    fake = chat.fake
     connector = SlackConnector(
         SlackSection(app_token=APP_TOKEN, bot_token=BOT_TOKEN, api_url=fake.api_url), clock=clock
     )
@@ -228,7 +262,7 @@ async def test_conversations_open_answers_match_the_published_schema(
             await call("conversations.open", users=users)
         await call("usergroups.users.update", usergroup="S0123ABC", users="U0CAROL")
         await call("usergroups.users.update", usergroup="S0OTHER", users="U0CAROL")
-        assert await connector.dm_channel("U0CAROL") == CAROL_DM
+        assert await connector.dm_channel("U0CAROL") == "D000CAROL"
         await connector.set_usergroup("S0123ABC", ["U2"])
         assert fake.usergroups["S0123ABC"] == ["U2"]
     finally:
@@ -240,20 +274,15 @@ async def test_conversations_open_answers_match_the_published_schema(
         assert [e.message for e in validator.iter_errors(body)] == [], body
 
 
+@SLACK_ONLY
 async def test_a_topic_longer_than_slack_takes_is_cut_not_refused(
-    tmp_path: Path, pd: FakePagerDuty, fake: FakeSlack, clock: FakeClock
+    tmp_path: Path, chat: SlackChat, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
-    fake.channels["C0ONCALL"] = {
-        "id": "C0ONCALL",
-        "name": "oncall",
-        "is_private": False,
-        "topic": "",
-        "members": ["UBOT"],
-    }
+    fake = chat.fake
     fake.usergroups["S0123ABC"] = []
     long_template = "IC: {ic} · Responders: {responders} · " + "escalate via #ops-help " * 20
     keep = {**KEEP, "topic_channels": {"slack:C0ONCALL": long_template}}
-    app = await start(tmp_path, pd, fake, clock, **keep)
+    app = await start(tmp_path, chat, pd, clock, **keep)
     try:
         [sent] = fake.posts("conversations.setTopic")
         assert len(sent["topic"]) <= 250  # Slack answers too_long past 250 characters
