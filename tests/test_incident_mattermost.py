@@ -20,8 +20,8 @@ from tests.fakes.mattermost import ALICE, BOB, BOT, CHANNEL, TEAM, TOKEN, FakeMa
 from tests.fixtures.mattermost import (
     plain,
     server,  # noqa: F401 (fixtures)
-    until,
 )
+from tests.waiting import eventually
 
 ANNOUNCE = "announce000000000000000000"  # where SEV-2 incidents are announced
 NAME = "inc-20261123-payments-failing"  # FakeClock's day
@@ -63,7 +63,7 @@ def connector_of(app: App) -> MattermostConnector:
 async def declare(server: FakeMattermost) -> str:
     """Declare the payments incident in CHANNEL; the bot's reply, as read."""
     await server.user_post('!incident declare --sev 2 "Payments failing"')
-    await until(lambda: said(server, CHANNEL, f"{INC} declared"))
+    await eventually(lambda: said(server, CHANNEL, f"{INC} declared"))
     return plain(said(server, CHANNEL, f"{INC} declared")[0]["message"])
 
 
@@ -98,21 +98,23 @@ async def test_declare_update_ack_resolve_in_an_incident_channel(
     assert cid in connector_of(app)._cursors
 
     await server.user_post(f"!incident update {INC} rolled back the deploy")
-    await until(lambda: "rolled back the deploy" in plain(server.posts[status["id"]]["message"]))
+    await eventually(
+        lambda: "rolled back the deploy" in plain(server.posts[status["id"]]["message"])
+    )
     assert server.posts[status["id"]]["edit_at"] > 0
-    await until(lambda: said(server, CHANNEL, f"{INC} updated"))
+    await eventually(lambda: said(server, CHANNEL, f"{INC} updated"))
 
     # typed in the incident channel, without an id
     await server.user_post("!incident ack on it", channel=cid)
-    await until(lambda: said(server, cid, f"{INC} acknowledged by alice"))
-    await until(lambda: "State: acknowledged" in plain(server.posts[status["id"]]["message"]))
+    await eventually(lambda: said(server, cid, f"{INC} acknowledged by alice"))
+    await eventually(lambda: "State: acknowledged" in plain(server.posts[status["id"]]["message"]))
     assert patches_of(server, status["id"]) >= 2  # edited in place, twice
     assert [p["id"] for p in said(server, cid, "State:")] == [status["id"]]  # one status
     assert server.pinned == [status["id"]]  # no second status, no second pin
 
     await server.user_post(f"!incident resolve {INC} fixed the card processor config")
     wrapped = f"{INC} resolved: Payments failing"
-    await until(lambda: all(said(server, w, wrapped) for w in (cid, ANNOUNCE, CHANNEL)))
+    await eventually(lambda: all(said(server, w, wrapped) for w in (cid, ANNOUNCE, CHANNEL)))
     [wrap] = said(server, cid, f"{INC} resolved")
     assert "Resolution: fixed the card processor config" in plain(wrap["message"])
     assert "State: resolved" in plain(server.posts[status["id"]]["message"])
@@ -134,7 +136,7 @@ async def test_creation_refused_falls_back_to_a_thread_and_says_so(
     assert status["root_id"]
     # and the thread works as the incident's home: no id needed there
     await server.user_post("!incident ack", root_id=status["root_id"])
-    await until(lambda: "State: acknowledged" in plain(server.posts[status["id"]]["message"]))
+    await eventually(lambda: "State: acknowledged" in plain(server.posts[status["id"]]["message"]))
 
 
 async def test_name_taken_uses_the_numbered_name(server: FakeMattermost, app: App) -> None:
@@ -185,8 +187,8 @@ async def test_5xx_and_429_on_invite_retried(server: FakeMattermost, app: App) -
     cid = created(server)["id"]
     server.admin_failures += [(503, {}), (429, {})]
     await server.user_post(f"!incident commander {INC} @bob")
-    await until(lambda: BOB["id"] in server.members[cid], timeout=8)
-    await until(lambda: said(server, CHANNEL, "Incident Commander of"))
+    await eventually(lambda: BOB["id"] in server.members[cid], timeout=8)
+    await eventually(lambda: said(server, CHANNEL, "Incident Commander of"))
     assert "Could not invite" not in plain(
         said(server, CHANNEL, "Incident Commander of")[0]["message"]
     )
@@ -205,7 +207,7 @@ async def test_pin_and_invite_refused_are_reported(server: FakeMattermost, app: 
 async def test_unknown_user_invite_is_reported(server: FakeMattermost, app: App) -> None:
     await declare(server)
     await server.user_post(f"!incident scribe {INC} @nobody")
-    await until(lambda: said(server, CHANNEL, "Scribe of"))
+    await eventually(lambda: said(server, CHANNEL, "Scribe of"))
     msg = plain(said(server, CHANNEL, "Scribe of")[0]["message"])
     assert "Could not invite them to the incident channel: could not add nobody (HTTP 404" in msg
 
@@ -218,7 +220,9 @@ async def test_command_in_incident_channel_caught_up_after_outage(
     server.drop()
     server.forget_connections()  # the post below only comes back through the REST catch-up
     await server.user_post("!incident status", channel=cid)
-    await until(lambda: said(server, cid, "State: declared") and len(posts_in(server, cid)) == 2, 8)
+    await eventually(
+        lambda: said(server, cid, "State: declared") and len(posts_in(server, cid)) == 2, timeout=8
+    )
 
 
 async def test_new_channel_watched_before_any_post(server: FakeMattermost, app: App) -> None:

@@ -21,13 +21,13 @@ from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fixtures.mattermost import (
     plain,
     server,  # noqa: F401 (fixtures)
-    until,
 )
 from tests.fixtures.pagerduty import (
     first_refresh,
     pd,  # noqa: F401 (fixtures)
     pd_section,
 )
+from tests.waiting import eventually
 
 CARDS = "cards00000000000000000000a"  # pagerduty.incident_channels
 
@@ -86,13 +86,15 @@ async def test_card_posted_once_acked_as_alice_and_resolved_out_of_band(
     card = plain(cards(server)[0]["message"])
     assert "PagerDuty #1: Search is slow" in card and "pd ack PINC001" in card
     await server.user_post("!pd ack 1")  # the card's Acknowledge hint, typed by Alice
-    await until(lambda: "acknowledged by Alice Liddell" in plain(cards(server)[0]["message"]))
+    await eventually(lambda: "acknowledged by Alice Liddell" in plain(cards(server)[0]["message"]))
     assert pd.writes == [("PUT", "/incidents/PINC001", "alice@example.com")]
     assert ("GET", f"/api/v4/users/{'aliceid00000000000000000aa'}") in server.requests
     clock.advance(600)
     pd.act("PINC001", "resolved", "PGRACE")
     await poll(app)
-    await until(lambda: "resolved by Grace Hopper at 12:10" in plain(cards(server)[0]["message"]))
+    await eventually(
+        lambda: "resolved by Grace Hopper at 12:10" in plain(cards(server)[0]["message"])
+    )
     assert len(cards(server)) == 1
 
 
@@ -102,18 +104,20 @@ async def test_bob_without_an_email_is_refused_until_he_links(
     pd.trigger("Search is slow")
     await poll(app)
     await server.user_post("!pd ack 1", user=BOB)
-    await until(lambda: any("I don't know your PagerDuty user" in r for r in replies(server)))
+    await eventually(lambda: any("I don't know your PagerDuty user" in r for r in replies(server)))
     assert pd.writes == []
     await server.user_post("!pd link edsger@example.com", user=BOB)
-    await until(lambda: any("an admin must approve" in r for r in replies(server)))
+    await eventually(lambda: any("an admin must approve" in r for r in replies(server)))
     [asked] = [r for r in replies(server) if "an admin must approve" in r]
     request = asked.split("(request ", 1)[1].split(",", 1)[0]
     await server.user_post(f"!approve {request}")  # Alice holds admin
-    await until(lambda: any("Linked: you act in PagerDuty as Edsger" in r for r in replies(server)))
+    await eventually(
+        lambda: any("Linked: you act in PagerDuty as Edsger" in r for r in replies(server))
+    )
     await server.user_post("!pd whoami", user=BOB)
-    await until(lambda: any("confirmed by an admin" in r for r in replies(server)))
+    await eventually(lambda: any("confirmed by an admin" in r for r in replies(server)))
     await server.user_post("!pd ack 1", user=BOB)
-    await until(lambda: "acknowledged by Edsger" in plain(cards(server)[0]["message"]))
+    await eventually(lambda: "acknowledged by Edsger" in plain(cards(server)[0]["message"]))
     assert pd.writes == [("PUT", "/incidents/PINC001", "edsger@example.com")]
     # Bob's hidden email was looked up once and cached, not once per command
     lookups = [r for r in server.requests if r == ("GET", f"/api/v4/users/{BOB['id']}")]
@@ -124,8 +128,8 @@ async def test_take_and_handback_on_mattermost(
     app: App, server: FakeMattermost, pd: FakePagerDuty
 ) -> None:
     await server.user_post("!ic take 30m")
-    await until(lambda: any("Pager taken" in r for r in replies(server)))
+    await eventually(lambda: any("Pager taken" in r for r in replies(server)))
     assert [o["user"]["id"] for o in pd.overrides.values()] == ["PALICE"]
     await server.user_post("!ic handback")
-    await until(lambda: any("Pager handed back" in r for r in replies(server)))
+    await eventually(lambda: any("Pager handed back" in r for r in replies(server)))
     assert pd.overrides == {}

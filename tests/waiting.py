@@ -21,7 +21,7 @@ async def eventually(
     *,
     timeout: float = 5.0,
     interval: float = 0.01,
-    what: str = "",
+    what: str | Callable[[], str] = "",
 ) -> T:
     loop = asyncio.get_running_loop()
     end = loop.time() + timeout
@@ -36,6 +36,6 @@ async def eventually(
         except AssertionError as exc:
             failure = exc
         if loop.time() >= end:
-            said = what or getattr(check, "__name__", "the condition")
+            said = (what() if callable(what) else what) or getattr(check, "__name__", "check")
             raise AssertionError(f"{said}: not met within {timeout} s") from failure
         await asyncio.sleep(interval)
