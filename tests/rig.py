@@ -13,6 +13,8 @@ A new platform is one `Chat` subclass and one entry in PLATFORMS.
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -37,6 +39,13 @@ class Chat:
     name: ClassVar[str]
     person: ClassVar[str]  # a chat user the scenarios link to a PagerDuty person
     channel: ClassVar[str]  # a channel the bot is in, whose topic the scenarios keep
+    cards: ClassVar[str]  # the channel PagerDuty incident cards go to
+    admin: ClassVar[str]  # a chat user the scenarios give the admin role
+    stranger: ClassVar[str]  # a chat user PagerDuty cannot name without a `!pd link`
+    refusal: ClassVar[str]  # what the stranger is told (the platform says why it cannot tell)
+    # (chat user, name, email, PagerDuty id) of someone whose email the platform shares and
+    # PagerDuty knows; None where the platform shares no email (Discord)
+    known: ClassVar[tuple[str, str, str, str] | None] = None
 
     async def start(self) -> None:
         raise NotImplementedError
@@ -71,9 +80,36 @@ class Chat:
         """How many times the bot wrote `channel`'s topic."""
         raise NotImplementedError
 
+    async def say(self, text: str, user: str) -> None:
+        """`user` writes `text` in the command channel."""
+        raise NotImplementedError
+
+    async def click(self, command: str, user: str) -> None:
+        """`user` presses a card's button for `command` (typed, where a platform has none)."""
+        raise NotImplementedError
+
+    def texts(self) -> list[str]:
+        """Everything the bot said: posts, edits, private answers, in order."""
+        raise NotImplementedError
+
+    def card_versions(self, incident: str) -> list[str]:
+        """The cards posted for a PagerDuty incident (each one's latest version)."""
+        raise NotImplementedError
+
+    def card_actions(self, card: str) -> set[str]:
+        """The commands a card's buttons (or hints) offer."""
+        raise NotImplementedError
+
+    def lookups(self, user: str) -> int | None:
+        """How often the bot asked the platform for `user`'s profile; None: not counted."""
+        return None
+
 
 class SlackChat(Chat):
     name, person, channel = "slack", "U0CAROL", "C0ONCALL"
+    cards, admin, stranger = "C1", "U1", "U0CAROL"
+    refusal = "carol@example.com is not a PagerDuty user"  # Slack shares her email
+    known = ("U1", "Jane Doe", "jane@example.com", "PJANE")
 
     def __init__(self) -> None:
         self.fake = slack_fake.FakeSlack()
@@ -120,10 +156,35 @@ class SlackChat(Chat):
             p.get("channel") == self.channel for p in self.fake.posts("conversations.setTopic")
         )
 
+    async def say(self, text: str, user: str) -> None:
+        await self.fake.event(self.fake.message(text, user=user, channel=self.cards))
+
+    async def click(self, command: str, user: str) -> None:
+        await self.fake.click(command, user=user)
+
+    def texts(self) -> list[str]:
+        said = ("chat.postMessage", "chat.update", "chat.postEphemeral")
+        return [_json(args) for method, args, _ in self.fake.calls if method in said]
+
+    def card_versions(self, incident: str) -> list[str]:
+        found = []
+        for post in self.fake.posts():
+            if f"pd resolve {incident}" not in _json(post) or post.get("channel") != self.cards:
+                continue
+            ts = self.fake.ts_of(post)
+            edits = [u for u in self.fake.posts("chat.update") if u.get("ts") == ts]
+            found.append(_json(edits[-1] if edits else post))
+        return found
+
+    def card_actions(self, card: str) -> set[str]:
+        return set(re.findall(r'"value": "([^"]+)"', card))
+
 
 class DiscordChat(Chat):
     # Discord gives no email: the link is in config, like every platform's here
     name, person, channel = "discord", "424242424242", str(discord_fake.CHANNEL_ID)
+    cards, admin, stranger = str(discord_fake.CHANNEL_ID), "77", "42"  # 42 clicks in the fake
+    refusal = "PagerDuty user"
 
     def __init__(self) -> None:
         self.fake = discord_fake.FakeDiscord()
@@ -177,6 +238,44 @@ class DiscordChat(Chat):
             for rec in self.fake.requests
         )
 
+    async def say(self, text: str, user: str) -> None:
+        message = self.fake.message(text, author_id=int(user), name=f"user{user}")
+        await self.fake.dispatch("MESSAGE_CREATE", message)
+
+    async def click(self, command: str, user: str) -> None:
+        assert user == self.stranger, "the fake's interactions come from user 42"
+        await self.fake.dispatch("INTERACTION_CREATE", self.fake.click(command))
+
+    def texts(self) -> list[str]:
+        return [
+            _json(rec.body)
+            for rec in self.fake.requests
+            if rec.method in ("POST", "PATCH") and not rec.path.startswith("/applications/")
+        ]
+
+    def card_versions(self, incident: str) -> list[str]:
+        messages = f"/channels/{self.cards}/messages"
+        found = []
+        for rec in self.fake.requests:
+            body = _json(rec.body)
+            if rec.method != "POST" or rec.path != messages or rec.duplicate:
+                continue
+            title = re.search(r"PagerDuty #\d+", body)
+            if f"pd resolve {incident}" not in body or title is None:
+                continue
+            edits = [  # an edit of the card keeps its title
+                e
+                for e in self.fake.requests
+                if e.method == "PATCH"
+                and e.path.startswith(messages + "/")
+                and title.group(0) in _json(e.body)
+            ]
+            found.append(_json(edits[-1].body) if edits else body)
+        return found
+
+    def card_actions(self, card: str) -> set[str]:
+        return set(re.findall(r'"custom_id": "([^"]+)"', card))
+
 
 class MattermostChat(Chat):
     name, person, channel = (
@@ -184,6 +283,10 @@ class MattermostChat(Chat):
         str(mattermost_fake.ALICE["id"]),
         "oncallchan0000000000000000",
     )
+    cards = "cards00000000000000000000a"
+    admin, stranger = str(mattermost_fake.ALICE["id"]), str(mattermost_fake.BOB["id"])
+    refusal = "I don't know your PagerDuty user"  # Bob hides his email
+    known = (str(mattermost_fake.ALICE["id"]), "Alice Liddell", "alice@example.com", "PALICE")
 
     def __init__(self) -> None:
         self.fake = mattermost_fake.FakeMattermost()
@@ -232,6 +335,30 @@ class MattermostChat(Chat):
 
     def topic_writes(self) -> int:
         return sum(channel == self.channel for channel, _ in self.fake.channel_patches)
+
+    async def say(self, text: str, user: str) -> None:
+        people = (mattermost_fake.ALICE, mattermost_fake.BOB)
+        await self.fake.user_post(text, user=next(u for u in people if u["id"] == user))
+
+    async def click(self, command: str, user: str) -> None:
+        await self.say(f"!{command}", user)  # buttons need an HTTP callback: the card's hint
+
+    def texts(self) -> list[str]:
+        return [plain(p["message"]) for p in self.fake.bot_posts()]
+
+    def card_versions(self, incident: str) -> list[str]:
+        # the channel holds cards only; a post is edited in place
+        return [plain(p["message"]) for p in self.fake.bot_posts() if p["channel_id"] == self.cards]
+
+    def card_actions(self, card: str) -> set[str]:
+        return set(re.findall(r"`!(pd [a-z]+ [A-Z0-9]+)`", card))
+
+    def lookups(self, user: str) -> int:
+        return sum(r == ("GET", f"/api/v4/users/{user}") for r in self.fake.requests)
+
+
+def _json(body: Any) -> str:
+    return json.dumps(body, ensure_ascii=False)
 
 
 CHATS: dict[str, type[Chat]] = {
