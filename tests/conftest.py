@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import inspect
@@ -27,6 +28,7 @@ class FakeClock:
     def __init__(self, start: datetime | None = None) -> None:
         self._now = start or datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
         self._mono = 1000.0
+        self._sleepers: list[tuple[float, asyncio.Future[None]]] = []
 
     def now(self) -> datetime:
         return self._now
@@ -37,6 +39,17 @@ class FakeClock:
     def advance(self, seconds: float) -> None:
         self._now += timedelta(seconds=seconds)
         self._mono += seconds
+        for due, woken in list(self._sleepers):
+            if due <= self._mono:
+                self._sleepers.remove((due, woken))
+                if not woken.done():
+                    woken.set_result(None)
+
+    async def sleep(self, seconds: float) -> None:
+        """asyncio.sleep on this clock: it ends when `advance` has passed the time."""
+        woken = asyncio.get_running_loop().create_future()
+        self._sleepers.append((self._mono + seconds, woken))
+        await woken
 
 
 @pytest.fixture

@@ -39,3 +39,13 @@ async def eventually(
             said = (what() if callable(what) else what) or getattr(check, "__name__", "check")
             raise AssertionError(f"{said}: not met within {timeout} s") from failure
         await asyncio.sleep(interval)
+
+
+async def loop_barrier(rounds: int = 3) -> None:
+    """Every callback already queued on the loop has run (and what those queued in turn, to
+    `rounds` levels): the in-process barrier, where there is no command to send."""
+    loop = asyncio.get_running_loop()
+    for _ in range(rounds):
+        done = loop.create_future()
+        loop.call_soon(done.set_result, None)
+        await done
