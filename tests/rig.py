@@ -105,9 +105,62 @@ class Chat:
         return None
 
 
-class SlackChat(Chat):
+class IncidentChat(Chat):
+    """A platform with incident channels, invites and pins (Slack, Mattermost)."""
+
+    home: ClassVar[str]  # where commands are typed
+    announce: ClassVar[str]  # where the scenarios route SEV-2 announcements
+    declarer: ClassVar[str]  # who declares; the bot adds them to the incident channel
+    handle: ClassVar[str]  # how an answer names the declarer
+    bot: ClassVar[str]
+    create_refused: ClassVar[tuple[str, ...]]  # what the fallback says when creation is refused
+    pin_refused: ClassVar[str]  # what the declare answer says when the pin is refused
+    name_after_5xx: ClassVar[str]  # "" (the same name, retried) or "-0001" (a channel may exist)
+
+    async def say_in(self, text: str, user: str, channel: str, thread: str = "") -> None:
+        raise NotImplementedError
+
+    def replies(self, channel: str) -> list[tuple[str, str, str]]:
+        """(id, thread id or "", current text) of the bot's posts in `channel`, in order."""
+        raise NotImplementedError
+
+    def incident_channels(self) -> list[dict[str, Any]]:
+        """The channels the bot made: id, name, topic, members."""
+        raise NotImplementedError
+
+    def pins(self) -> list[str]:
+        raise NotImplementedError
+
+    def edits(self, post: str) -> int:
+        raise NotImplementedError
+
+    def create_attempts(self) -> int:
+        raise NotImplementedError
+
+    def refuse_creation(self) -> None:
+        raise NotImplementedError
+
+    def take_name(self, name: str) -> None:
+        raise NotImplementedError
+
+    def refuse_pins(self) -> None:
+        raise NotImplementedError
+
+    def fail_next_create(self, status: int) -> None:
+        """The next channel creation answers `status` (429 with a short Retry-After)."""
+        raise NotImplementedError
+
+    def tune(self, app: App) -> None:
+        """What a test shortens on the connector (waits that would make it slow)."""
+
+
+class SlackChat(IncidentChat):
     name, person, channel = "slack", "U0CAROL", "C0ONCALL"
     cards, admin, stranger = "C1", "U1", "U0CAROL"
+    home, announce, declarer, handle, bot = "C1", "CANN", "U1", "Jane Doe", slack_fake.BOT_USER
+    create_refused = ("does not let this app do that", "restricted_action")
+    pin_refused = "Could not pin the status message: pins.add: the bot may not pin"
+    name_after_5xx = ""  # Slack's answer says no channel was made: the same name again
     refusal = "carol@example.com is not a PagerDuty user"  # Slack shares her email
     known = ("U1", "Jane Doe", "jane@example.com", "PJANE")
 
@@ -178,6 +231,52 @@ class SlackChat(Chat):
 
     def card_actions(self, card: str) -> set[str]:
         return set(re.findall(r'"value": "([^"]+)"', card))
+
+    async def say_in(self, text: str, user: str, channel: str, thread: str = "") -> None:
+        message = self.fake.message(text, user=user, channel=channel, thread_ts=thread or None)
+        await self.fake.event(message)
+
+    def replies(self, channel: str) -> list[tuple[str, str, str]]:
+        found = []
+        for post in self.fake.posts():
+            if post.get("channel") != channel:
+                continue
+            ts = self.fake.ts_of(post)
+            edits = [u for u in self.fake.posts("chat.update") if u.get("ts") == ts]
+            text = str((edits[-1] if edits else post).get("text"))
+            found.append((ts, str(post.get("thread_ts") or ""), text))
+        return found
+
+    def incident_channels(self) -> list[dict[str, Any]]:
+        return [
+            {"id": cid, "name": c["name"], "topic": c["topic"], "members": c["members"]}
+            for cid, c in self.fake.channels.items()
+            if c["name"].startswith("inc-")
+        ]
+
+    def pins(self) -> list[str]:
+        return [ts for pinned in self.fake.pins.values() for ts in pinned]
+
+    def edits(self, post: str) -> int:
+        return sum(u.get("ts") == post for u in self.fake.posts("chat.update"))
+
+    def create_attempts(self) -> int:
+        return len(self.fake.posts("conversations.create"))
+
+    def refuse_creation(self) -> None:
+        self.fake.refuse_create = "restricted_action"
+
+    def take_name(self, name: str) -> None:
+        self.fake.taken.add(name)
+
+    def refuse_pins(self) -> None:
+        self.fake.refuse_pin = "permission_denied"
+
+    def fail_next_create(self, status: int) -> None:
+        if status == 429:
+            self.fake.fail("conversations.create", 429, "ratelimited", {"Retry-After": "0"})
+        else:
+            self.fake.fail("conversations.create", status, "service_unavailable")
 
 
 class DiscordChat(Chat):
@@ -277,7 +376,7 @@ class DiscordChat(Chat):
         return set(re.findall(r'"custom_id": "([^"]+)"', card))
 
 
-class MattermostChat(Chat):
+class MattermostChat(IncidentChat):
     name, person, channel = (
         "mattermost",
         str(mattermost_fake.ALICE["id"]),
@@ -286,6 +385,12 @@ class MattermostChat(Chat):
     cards = "cards00000000000000000000a"
     admin, stranger = str(mattermost_fake.ALICE["id"]), str(mattermost_fake.BOB["id"])
     refusal = "I don't know your PagerDuty user"  # Bob hides his email
+    home, announce = mattermost_fake.CHANNEL, "announce000000000000000000"
+    declarer, handle = str(mattermost_fake.ALICE["id"]), "alice"
+    bot = str(mattermost_fake.BOT["id"])
+    create_refused = ("the bot may not create", "create_public_channel")
+    pin_refused = "Could not pin the status message: Mattermost refused to pin the post (HTTP 403"
+    name_after_5xx = "-0001"  # a 5xx may hide a channel that was made: the next name
     known = (str(mattermost_fake.ALICE["id"]), "Alice Liddell", "alice@example.com", "PALICE")
 
     def __init__(self) -> None:
@@ -356,10 +461,61 @@ class MattermostChat(Chat):
     def lookups(self, user: str) -> int:
         return sum(r == ("GET", f"/api/v4/users/{user}") for r in self.fake.requests)
 
+    async def say_in(self, text: str, user: str, channel: str, thread: str = "") -> None:
+        people = (mattermost_fake.ALICE, mattermost_fake.BOB)
+        author = next(u for u in people if u["id"] == user)
+        await self.fake.user_post(text, user=author, channel=channel, root_id=thread)
+
+    def replies(self, channel: str) -> list[tuple[str, str, str]]:
+        return [
+            (str(p["id"]), str(p["root_id"]), plain(p["message"]))
+            for p in self.fake.bot_posts()
+            if p["channel_id"] == channel
+        ]
+
+    def incident_channels(self) -> list[dict[str, Any]]:
+        return [
+            {
+                "id": cid,
+                "name": c["name"],
+                "topic": c.get("header", ""),
+                "members": self.fake.members.get(cid, []),
+            }
+            for cid, c in self.fake.channels.items()
+            if c["name"].startswith("inc-")
+        ]
+
+    def pins(self) -> list[str]:
+        return list(self.fake.pinned)
+
+    def edits(self, post: str) -> int:
+        return self.fake.requests.count(("PUT", f"/api/v4/posts/{post}/patch"))
+
+    def create_attempts(self) -> int:
+        return self.fake.requests.count(("POST", "/api/v4/channels"))
+
+    def refuse_creation(self) -> None:
+        self.fake.refuse_channels = True
+
+    def take_name(self, name: str) -> None:
+        self.fake.taken_names.add(name)
+
+    def refuse_pins(self) -> None:
+        self.fake.refuse_pins = True
+
+    def fail_next_create(self, status: int) -> None:
+        self.fake.admin_failures.append((status, {"Retry-After": "0.2"} if status == 429 else {}))
+
+    def tune(self, app: App) -> None:
+        connector: Any = app.supervisors[0].connector
+        connector.admin_max_wait = 1.0  # the longest Retry-After it honours, 10 s by default
+
 
 def _json(body: Any) -> str:
     return json.dumps(body, ensure_ascii=False)
 
+
+INCIDENT_PLATFORMS = ["slack", "mattermost"]  # the platforms with incident channels
 
 CHATS: dict[str, type[Chat]] = {
     "slack": SlackChat,
