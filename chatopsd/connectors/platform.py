@@ -44,6 +44,9 @@ class Wiring:
     prefix: str  # the command prefix, `chatopsd.prefix`
     clock: Clock
     kv: KeyValue  # small durable state: session ids, cursors (this instance's own)
+    # Small durable state every instance shares (with several instances, the one database):
+    # what any of them may need to post later, such as Teams' conversation references.
+    shared: KeyValue | None = None
 
 
 @dataclass(frozen=True, eq=False)
