@@ -7,7 +7,9 @@ protocol-level fake, through its real client library. What differs between platf
 the linked person is, what a channel's topic is called, where a direct message lands) is in
 each `Chat` below: the table of per-platform expectations.
 
-A new platform is one `Chat` subclass and one entry in PLATFORMS.
+A scenario that needs a capability runs on the platforms whose package declares it
+(`platforms_with(DIRECT_MESSAGES)`), Toy Chat (tests/toychat/, in memory) included. A new
+platform is one `Chat` subclass, one entry in CHATS and, if it is a real one, in PLATFORMS.
 """
 
 from __future__ import annotations
@@ -21,12 +23,26 @@ from typing import Any, ClassVar
 
 import pytest
 
+from chatopsd import config as config_module
 from chatopsd.app import App
 from chatopsd.config import Config
+from chatopsd.connectors import discord as discord_package
+from chatopsd.connectors import mattermost as mattermost_package
+from chatopsd.connectors import slack as slack_package
+from chatopsd.connectors.platform import Platform
+from chatopsd.core.capabilities import (
+    CHANNEL_INVITES,
+    INCIDENT_CHANNELS,
+    MESSAGE_PINS,
+    Capability,
+)
+from chatopsd.platforms import PLATFORMS as REGISTRY
+from tests import toychat
 from tests.conftest import FakeClock, make_config
 from tests.fakes import discord as discord_fake
 from tests.fakes import mattermost as mattermost_fake
 from tests.fakes import slack as slack_fake
+from tests.fakes import toychat as toychat_fake
 from tests.fixtures.discord import text_of
 from tests.fixtures.mattermost import plain
 
@@ -37,6 +53,8 @@ class Chat:
     """One platform's fake, seen the same way by every scenario."""
 
     name: ClassVar[str]
+    platform: ClassVar[Platform[Any]]  # its package's PLATFORM: what it declares it can do
+    registry: ClassVar[tuple[Platform[Any], ...] | None] = None  # None: chatopsd/platforms.py
     person: ClassVar[str]  # a chat user the scenarios link to a PagerDuty person
     channel: ClassVar[str]  # a channel the bot is in, whose topic the scenarios keep
     cards: ClassVar[str]  # the channel PagerDuty incident cards go to
@@ -156,6 +174,7 @@ class IncidentChat(Chat):
 
 class SlackChat(IncidentChat):
     name, person, channel = "slack", "U0CAROL", "C0ONCALL"
+    platform = slack_package.PLATFORM
     cards, admin, stranger = "C1", "U1", "U0CAROL"
     home, announce, declarer, handle, bot = "C1", "CANN", "U1", "Jane Doe", slack_fake.BOT_USER
     create_refused = ("does not let this app do that", "restricted_action")
@@ -282,6 +301,7 @@ class SlackChat(IncidentChat):
 class DiscordChat(Chat):
     # Discord gives no email: the link is in config, like every platform's here
     name, person, channel = "discord", "424242424242", str(discord_fake.CHANNEL_ID)
+    platform = discord_package.PLATFORM
     cards, admin, stranger = str(discord_fake.CHANNEL_ID), "77", "42"  # 42 clicks in the fake
     refusal = "PagerDuty user"
 
@@ -382,6 +402,7 @@ class MattermostChat(IncidentChat):
         str(mattermost_fake.ALICE["id"]),
         "oncallchan0000000000000000",
     )
+    platform = mattermost_package.PLATFORM
     cards = "cards00000000000000000000a"
     admin, stranger = str(mattermost_fake.ALICE["id"]), str(mattermost_fake.BOB["id"])
     refusal = "I don't know your PagerDuty user"  # Bob hides his email
@@ -511,17 +532,67 @@ class MattermostChat(IncidentChat):
         connector.admin_max_wait = 1.0  # the longest Retry-After it honours, 10 s by default
 
 
+class ToyChat(Chat):
+    """Toy Chat, the in-memory platform added by ARCHITECTURE.md's recipe (tests/toychat/):
+    no network, and not in chatopsd/platforms.py, so its daemon gets a registry with it."""
+
+    name, person, channel = "toychat", "u-zoe", "ops"
+    platform = toychat.PLATFORM
+    registry = (*REGISTRY, toychat.PLATFORM)
+    token = "toy-test-token-1"
+
+    def __init__(self) -> None:
+        self.fake = toychat_fake.ToyServer("rig-room", self.token)
+
+    async def start(self) -> None:
+        self.fake.__enter__()
+
+    async def stop(self) -> None:
+        self.fake.__exit__()
+        assert self.fake.violations == []
+
+    def section(self) -> dict[str, Any]:
+        return {"room": self.fake.room, "token": self.token}
+
+    def posts(self) -> list[str]:
+        return [p.edits[-1] if p.edits else p.text for p in self.fake.posts]
+
+    def direct_messages(self) -> list[str]:
+        return [
+            p.edits[-1] if p.edits else p.text
+            for p in self.fake.posts
+            if p.channel.startswith("dm-")
+        ]
+
+    def direct_recipients(self) -> set[str]:
+        return {
+            p.channel.removeprefix("dm-") for p in self.fake.posts if p.channel.startswith("dm-")
+        }
+
+
 def _json(body: Any) -> str:
     return json.dumps(body, ensure_ascii=False)
 
-
-INCIDENT_PLATFORMS = ["slack", "mattermost"]  # the platforms with incident channels
 
 CHATS: dict[str, type[Chat]] = {
     "slack": SlackChat,
     "discord": DiscordChat,
     "mattermost": MattermostChat,
+    "toychat": ToyChat,
 }
+
+
+def platforms_with(*capabilities: Capability[Any]) -> list[str]:
+    """The rig's platforms whose package declares every one of `capabilities`."""
+    return [
+        name
+        for name, made in CHATS.items()
+        if all(capability in made.platform.capabilities for capability in capabilities)
+    ]
+
+
+# the platforms that open a channel per incident, invite to it and pin its status
+INCIDENT_PLATFORMS = platforms_with(INCIDENT_CHANNELS, CHANNEL_INVITES, MESSAGE_PINS)
 
 
 @pytest.fixture(params=PLATFORMS)
@@ -536,9 +607,19 @@ async def chat(request: pytest.FixtureRequest) -> AsyncIterator[Chat]:
 
 def daemon_config(tmp_path: Path, chat: Chat, **sections: Any) -> Config:
     """The config of a daemon on `chat` only (no console), plus TOML-shaped sections."""
-    return make_config(
-        tmp_path, console={"enabled": False}, **{chat.name: chat.section()}, **sections
-    )
+    if chat.registry is None:
+        return make_config(
+            tmp_path, console={"enabled": False}, **{chat.name: chat.section()}, **sections
+        )
+    raw = {
+        "chatopsd": {"state_db": str(tmp_path / "state.db"), "timezone": "UTC"},
+        "console": {"enabled": False},
+        chat.name: chat.section(),
+        **sections,
+    }
+    model: Any = config_module.with_platforms(chat.registry)
+    found: Config = model.model_validate(raw)
+    return found
 
 
 async def daemon(tmp_path: Path, chat: Chat, clock: FakeClock, **sections: Any) -> App:

@@ -22,18 +22,22 @@ from slack_sdk.errors import SlackApiError
 from chatopsd.app import App
 from chatopsd.connectors.slack.client import SlackConnector
 from chatopsd.connectors.slack.config import SlackSection
+from chatopsd.core.capabilities import CHANNEL_TOPICS, DIRECT_MESSAGES
 from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import FakeClock
 from tests.fakes.pagerduty import FakePagerDuty, FakeUser
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
-from tests.rig import Chat, SlackChat, chat, daemon  # noqa: F401
+from tests.rig import Chat, SlackChat, chat, daemon, platforms_with  # noqa: F401
 from tests.spec_files import vendored_spec
 
 MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # the clock starts Monday 12:00 UTC
 DAY = timedelta(days=1)
 SHIFT = "You're IC Primary from Tue 08:00 until Wed 08:00"
 SLACK_ONLY = pytest.mark.parametrize("chat", ["slack"], indirect=True)
+# every platform whose package says it can send a direct message (Toy Chat too)
+WITH_DMS = pytest.mark.parametrize("chat", platforms_with(DIRECT_MESSAGES), indirect=True)
+WITH_TOPICS = pytest.mark.parametrize("chat", platforms_with(CHANNEL_TOPICS), indirect=True)
 
 
 async def start(
@@ -62,6 +66,7 @@ async def refresh(app: App) -> None:
     await app.part(OnCallRefresher).refresh_job()
 
 
+@WITH_DMS
 async def test_a_reminder_is_one_direct_message_to_the_linked_person(
     tmp_path: Path, chat: Chat, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
@@ -81,6 +86,7 @@ async def test_a_reminder_is_one_direct_message_to_the_linked_person(
         await app.stop()
 
 
+@WITH_DMS
 async def test_reminders_at_each_threshold_exactly_once_across_a_restart(
     tmp_path: Path, chat: Chat, pd: FakePagerDuty, clock: FakeClock
 ) -> None:
@@ -115,6 +121,7 @@ async def test_reminders_at_each_threshold_exactly_once_across_a_restart(
         await app.stop()
 
 
+@WITH_TOPICS
 async def test_the_channel_topic_is_written_once_per_change_and_a_hand_edit_kept(
     tmp_path: Path, chat: Chat, pd: FakePagerDuty, clock: FakeClock
 ) -> None:

@@ -11,8 +11,9 @@ from typing import Any
 
 import pytest
 
+from chatopsd.core.capabilities import DIRECT_MESSAGES, INCIDENT_CHANNELS
 from tests.conftest import level_of
-from tests.rig import CHATS, PLATFORMS
+from tests.rig import CHATS, PLATFORMS, platforms_with
 from tests.waiting import eventually
 
 
@@ -53,9 +54,12 @@ async def test_eventually_awaits_a_coroutine_check() -> None:
 
 
 def test_every_platform_of_the_rig_has_its_chat() -> None:
-    assert list(CHATS) == PLATFORMS and {"slack", "discord", "mattermost"} <= set(PLATFORMS)
+    assert {"slack", "discord", "mattermost"} <= set(PLATFORMS) <= set(CHATS)
     for name, chat in CHATS.items():
-        assert chat.name == name and chat.person and chat.channel
+        assert chat.name == name == chat.platform.name and chat.person and chat.channel
+    # a scenario runs where the platform's package declares what it needs, the toy included
+    assert platforms_with(DIRECT_MESSAGES) == ["slack", "discord", "mattermost", "toychat"]
+    assert platforms_with(INCIDENT_CHANNELS) == ["slack", "mattermost"]
 
 
 def _item(function: Any, fixtures: dict[str, Any] | None = None, marker: str = "") -> Any:
