@@ -148,6 +148,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.cmd == "ctl":
         return _ctl(cfg, args)
     if args.cmd == "check-config":
+        unreachable = cfg.unreachable()
+        if unreachable is not None:
+            print(f"{args.file}: {unreachable}", file=sys.stderr)
+            return 2
         print(f"{args.file}: OK (platforms: {', '.join(cfg.platforms) or 'console only'})")
         return 0
     if args.cmd == "audit":

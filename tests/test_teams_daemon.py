@@ -170,7 +170,7 @@ async def test_doctor_probes_token_keys_relay_and_says_no_listener(
 ) -> None:
     cfg = section(relay.listen_url, **bot.section())
     async with transport() as http:
-        results = await teams.PLATFORM.probe(cfg, http)
+        results = await teams.PLATFORM.probe(cfg, http, frozenset())
     lines = {r.name: r for r in results}
     assert [r.name for r in results] == [
         "teams token",
@@ -199,11 +199,11 @@ async def test_doctor_sees_a_running_listener_and_names_a_wrong_key(
     try:
         await relay.wait_listeners(1)
         async with transport() as http:
-            good = {r.name: r for r in await teams.PLATFORM.probe(cfg, http)}
+            good = {r.name: r for r in await teams.PLATFORM.probe(cfg, http, frozenset())}
             wrong = section(
                 relay.listen_url, **bot.section(), relay_key="d3Jvbmcta2V5", app_password="nope"
             )
-            bad = {r.name: r for r in await teams.PLATFORM.probe(wrong, http)}
+            bad = {r.name: r for r in await teams.PLATFORM.probe(wrong, http, frozenset())}
     finally:
         task.cancel()
         await asyncio.gather(task, return_exceptions=True)

@@ -117,6 +117,8 @@ class Supervisor:
         self.rng = rng or random.Random()
         self._sleep = sleep
         self.health = Health(since=clock.monotonic())
+        # Called after every change of state (serve.py: systemd's STATUS= follows at once).
+        self.on_change: Callable[[], None] | None = None
         self._connected_at: float | None = None
         self._last_log = -1e9
         self._suppressed = 0
@@ -157,8 +159,14 @@ class Supervisor:
             )
 
     def _set(self, state: State, reason: str) -> None:
+        changed = (state, reason) != (self.health.state, self.health.reason)
         self.health.state, self.health.reason = state, reason
         self.health.since = self.clock.monotonic()
+        if changed and self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:  # telling systemd must never break the connection's loop
+                log.exception("%s: reporting a state change failed", self.platform)
 
     async def run(self) -> None:
         attempt = 0

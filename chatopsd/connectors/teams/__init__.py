@@ -10,11 +10,11 @@ Cheap to import: aiohttp and PyJWT load only when the connector is built or prob
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatopsd.connectors.platform import Platform, Wiring
 from chatopsd.connectors.teams.config import TeamsSection
-from chatopsd.core.capabilities import DIRECT_MESSAGES, INCIDENT_CHANNELS, THREADS
+from chatopsd.core.capabilities import DIRECT_MESSAGES, INCIDENT_CHANNELS, THREADS, Capability
 
 if TYPE_CHECKING:
     from chatopsd.checks import Result
@@ -30,7 +30,9 @@ def _build(section: TeamsSection, wiring: Wiring) -> Connector:
     return TeamsConnector(section, clock=wiring.clock, kv=kv, prefix=wiring.prefix)
 
 
-async def _probe(section: TeamsSection, http: HttpTransport) -> list[Result]:
+async def _probe(
+    section: TeamsSection, http: HttpTransport, uses: frozenset[Capability[Any]]
+) -> list[Result]:
     from chatopsd.connectors.teams.probe import probe
 
     return await probe(section, http)
