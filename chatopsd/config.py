@@ -34,7 +34,7 @@ from chatopsd import locations, redact
 from chatopsd.connectors.platform import Platform
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.values import EMAIL_MAX, is_email
-from chatopsd.features.statuspage.rules import TITLE_PLACEHOLDERS, placeholders
+from chatopsd.features.statuspage.api import TITLE_PLACEHOLDERS, placeholders
 from chatopsd.platforms import PLATFORMS
 from chatopsd.sections import Section, checked_url
 

@@ -18,8 +18,8 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.status.commands import StatusBoard, StatusHandler
     from chatopsd.features.status.stalkers import Stalkers
     from chatopsd.features.status.store import SqlStalkerStore
+    from chatopsd.logs import OutageLog
     from chatopsd.runtime import Feature, Job
-    from chatopsd.scheduler import OutageLog
 
     section = config.status
     board = StatusBoard(_sources(runtime, config), timeout=section.read_timeout_seconds)
