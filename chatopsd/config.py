@@ -535,6 +535,22 @@ class BaseConfig(Section):
             return self.console.enabled
         return not self.platforms
 
+    @property
+    def demo(self) -> bool:
+        """THE one decision about demo data: a console-only daemon with nothing real to talk
+        to (no PagerDuty, no status source, no status page, no ticket tracker) runs an
+        in-process demo of all of them, so every command can be tried with no account.
+        Anything real configured, and there is no demo anywhere: made-up people or alerts
+        never sit beside real ones."""
+        return (
+            not self.platforms
+            and self.console_enabled
+            and self.pagerduty is None
+            and not self.status.sources
+            and self.statuspage is None
+            and self.tickets is None
+        )
+
 
 @functools.cache
 def with_platforms(platforms: tuple[Platform[Any], ...]) -> type[BaseConfig]:

@@ -16,8 +16,7 @@ if TYPE_CHECKING:
 def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
-    pd = config.pagerduty
-    if pd is None:
+    if config.pagerduty is None and not config.demo:
         return Feature("oncall")
 
     import logging
@@ -38,8 +37,10 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.oncall.store import SqlOnCallPosts
     from chatopsd.features.oncall.swaps import SwapHandler
     from chatopsd.features.oncall.swaps_store import SqlSwaps
-    from chatopsd.features.pagerduty.api import PAGERDUTY, ROLE, Snapshot
+    from chatopsd.features.pagerduty.api import PAGERDUTY, ROLE, Snapshot, section
     from chatopsd.runtime import Job
+
+    pd = section(config)  # the configured one, or the demo's
 
     log = logging.getLogger("chatopsd.oncall_push")
     pagerduty = runtime.services.get(PAGERDUTY)
@@ -201,7 +202,7 @@ def _oncall_topics(runtime: Runtime, config: Config) -> OnCallTopics:
     from chatopsd.features.paging.api import Person
 
     pd = config.pagerduty
-    assert pd is not None
+    assert pd is not None  # topics and user groups are never in the demo
     capabilities, identity = runtime.capabilities, runtime.identity
 
     async def set_topic(platform: str, channel: str, text: str) -> None:

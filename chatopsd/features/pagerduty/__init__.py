@@ -15,9 +15,11 @@ if TYPE_CHECKING:
 def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
-    pd = config.pagerduty
-    if pd is None:
+    if config.pagerduty is None and not config.demo:
         return Feature("pagerduty")
+    from chatopsd.features.pagerduty.api import section
+
+    pd = section(config)
 
     import logging
 
@@ -38,7 +40,12 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Job
 
     log = logging.getLogger("chatopsd.pd")
-    client = PagerDutyClient(runtime.http, pd.api_url, pd.api_token.get_secret_value())
+    if config.demo:  # no account: the demo PagerDuty answers in memory (demo.py)
+        from chatopsd.features.pagerduty.demo import DemoPagerDuty
+
+        client: PagerDutyClient = DemoPagerDuty(runtime.http)
+    else:
+        client = PagerDutyClient(runtime.http, pd.api_url, pd.api_token.get_secret_value())
     cache = OnCallRefresher(
         OnCallSnapshots(runtime.store),
         client,
@@ -124,11 +131,17 @@ def install(runtime: Runtime, config: Config) -> Feature:
             "failing_since": snap.failing_since.isoformat() if snap.failing_since else None,
         }
 
+    async def start() -> None:
+        await cache.load()  # what the previous run cached, before the first refresh
+        if config.demo:
+            # in memory, so at once: the first command typed finds people on call
+            await cache.refresh_job()
+
     return Feature(
         "pagerduty",
         commands=[*handler.commands(), *links.commands()],
         jobs=jobs,
         health=health,
-        start=cache.load,  # what the previous run cached, before the first refresh
+        start=start,
         parts=[cache, sync, handler, links, access],
     )

@@ -10,6 +10,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from chatopsd.config import Config, PagerDutySection
 from chatopsd.core.context import Call
 from chatopsd.features.pagerduty.client import PagerDutyError, ShiftRow, pd_time, role_of
 from chatopsd.features.pagerduty.commands import ROLE, parse_duration
@@ -32,6 +33,7 @@ __all__ = [
     "parse_duration",
     "pd_time",
     "role_of",
+    "section",
 ]
 
 AfterRefresh = Callable[[Snapshot], Awaitable[None]]
@@ -72,3 +74,14 @@ class PagerDuty(Protocol):
 
 
 PAGERDUTY: ServiceKey[PagerDuty] = ServiceKey("pagerduty")
+
+
+def section(config: Config) -> PagerDutySection:
+    """The `[pagerduty]` section this daemon runs with: the configured one, else the demo's
+    (`config.demo`: features/pagerduty/demo.py). Asked only when one of them is there."""
+    if config.pagerduty is not None:
+        return config.pagerduty
+    assert config.demo, "PagerDuty is neither configured nor a demo"
+    from chatopsd.features.pagerduty import demo
+
+    return demo.section()

@@ -22,6 +22,10 @@ def install(runtime: Runtime, config: Config) -> Feature:
         from chatopsd.features.statuspage import providers
 
         provider = providers.build(sp, runtime.http)
+    elif config.demo:  # nothing real configured: a status page in memory
+        from chatopsd.features.statuspage.demo import DemoStatusPage
+
+        provider = DemoStatusPage()
     incidents = runtime.services.get(INCIDENTS)
     public = PublicStatus(
         SqlPublications(runtime.store),
@@ -46,7 +50,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
     return Feature(
         "statuspage",
         commands=public.commands(),
-        start=start if sp is not None else None,
+        start=start if provider is not None else None,
         stop=public.stop,
         parts=[public],
     )
