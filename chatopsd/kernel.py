@@ -103,11 +103,11 @@ def configured_identities(cfg: Config) -> dict[str, str]:
     """The configured level of the identity service: `[pagerduty.users]` and
     `auth.identities` (which wins where both name one chat identity)."""
     users = cfg.pagerduty.users if cfg.pagerduty else {}
-    if cfg.demo:  # the console's operator is the demo PagerDuty's user, so `!pd ack` acts
+    if cfg.demo:  # the console's operator is a demo PagerDuty user, so `!pd ack` acts
         from chatopsd.connectors.console import console_user
-        from chatopsd.features.pagerduty.demo import OPERATOR_EMAIL
+        from chatopsd.features.pagerduty import demo
 
-        users = {f"console:{console_user().id}": OPERATOR_EMAIL}
+        users = demo.identities(console_user().id)
     return configured_map(users, cfg.auth.identities)
 
 

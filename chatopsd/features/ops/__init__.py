@@ -15,7 +15,17 @@ if TYPE_CHECKING:
 def rules(config: Config) -> list[Rule]:
     from chatopsd.features.approvals.api import Rule
 
-    return [Rule(r.command, dict(r.when), r.count, r.role) for r in config.approvals.rules]
+    found = config.approvals.rules
+    if _demo(config):
+        from chatopsd.features.ops import demo
+
+        found = demo.rules()
+    return [Rule(r.command, dict(r.when), r.count, r.role) for r in found]
+
+
+def _demo(config: Config) -> bool:
+    """The demo's `!deploy` stands in only where no `[[commands]]` are configured either."""
+    return config.demo and not config.commands
 
 
 def install(runtime: Runtime, config: Config) -> Feature:
@@ -24,8 +34,13 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
     approvals = runtime.services.get(APPROVALS)
+    commands = config.commands
+    if _demo(config):
+        from chatopsd.features.ops import demo
+
+        commands = demo.commands()
     handler = OpsHandler(
-        config.commands,
+        commands,
         rules(config),
         approvals,
         runtime.audit,

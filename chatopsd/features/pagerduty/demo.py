@@ -123,6 +123,16 @@ def section() -> PagerDutySection:
     )
 
 
+def identities(console_user: str) -> dict[str, str]:
+    """Who is who in the demo: the console's own user is the demo operator, and a jsonl
+    script's actors named after the demo's Incident Commanders act as them (`ada`, `grace`,
+    `alan`), so swaps and hand-overs between people can be tried. The responders are left
+    unlinked, for `!pd link` to be tried."""
+    found = {f"console:{u.email.partition('@')[0]}": u.email for u in USERS[1:4]}
+    found[f"console:{console_user}"] = OPERATOR_EMAIL
+    return found
+
+
 @dataclass
 class _Incident:
     id: str

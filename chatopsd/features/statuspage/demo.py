@@ -9,6 +9,8 @@ import itertools
 from chatopsd.features.statuspage.api import PageCall, PageIncident, StatusPageError
 
 WEB = "https://status.demo.invalid"
+# service -> component id, as statuspage.components maps them (the demo PagerDuty's services)
+COMPONENTS = {"payments": "democomp1", "database": "democomp2"}
 
 
 class DemoStatusPage:
