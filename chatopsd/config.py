@@ -91,6 +91,10 @@ class ChatopsdSection(Section):
         # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
         return locations.state_db(self.state_db)[0]
 
+    def fallback_card(self) -> Path:
+        """Where the daemon writes the fallback card (locations.py; `chatopsd runbook`)."""
+        return locations.fallback_card(self.db_path())
+
 
 def database_url_problem(url: str) -> str | None:
     """What is wrong with a PostgreSQL URL (`chatopsd.database`, `migrate-state --to`), or

@@ -8,8 +8,12 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chatopsd.config import Config
+    from collections.abc import Awaitable, Callable
+
+    from chatopsd.config import Config, PagerDutySection
+    from chatopsd.features.oncall.shift_rules import Lookahead
     from chatopsd.features.oncall.topics import OnCallTopics
+    from chatopsd.features.pagerduty.api import PagerDuty, Snapshot
     from chatopsd.runtime import Feature, Runtime
 
 
@@ -20,7 +24,6 @@ def install(runtime: Runtime, config: Config) -> Feature:
         return Feature("oncall")
 
     import logging
-    from collections.abc import Awaitable, Callable
 
     from chatopsd.core.capabilities import DIRECT_MESSAGES
     from chatopsd.core.context import Call
@@ -32,12 +35,11 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.oncall.posts import PostDelivery
     from chatopsd.features.oncall.reminders import Reminders
     from chatopsd.features.oncall.shift_commands import ShiftHandler
-    from chatopsd.features.oncall.shift_rules import Lookahead
     from chatopsd.features.oncall.shifts_store import SqlShifts
     from chatopsd.features.oncall.store import SqlOnCallPosts
     from chatopsd.features.oncall.swaps import SwapHandler
     from chatopsd.features.oncall.swaps_store import SqlSwaps
-    from chatopsd.features.pagerduty.api import PAGERDUTY, ROLE, Snapshot, section
+    from chatopsd.features.pagerduty.api import PAGERDUTY, ROLE, section
     from chatopsd.runtime import Job
 
     pd = section(config)  # the configured one, or the demo's
@@ -121,6 +123,8 @@ def install(runtime: Runtime, config: Config) -> Feature:
             raise RuntimeError(f"on-call lookahead failed: {shifts.lookahead.error}")
 
     steps.append(("lookahead", lookahead))
+    card = _fallback_card(runtime, config, pd, pagerduty, current)
+    steps.append(("fallback card", card))
     if pd.topic_channels or pd.slack_usergroups:
         kept = _oncall_topics(runtime, config)
         parts.append(kept)
@@ -173,9 +177,14 @@ def install(runtime: Runtime, config: Config) -> Feature:
         if failed:
             raise RuntimeError("; ".join(failed))
 
-    # on a follower, re-read the lookahead the leader's refresh wrote, so `!ic next` and
-    # `!ic schedule` answer here what they answer on the leader (one interval late at most)
-    pagerduty.on_refresh(after_refresh, follow=shifts.load)
+    async def follow() -> None:
+        # on a follower, re-read the lookahead the leader's refresh wrote, so `!ic next` and
+        # `!ic schedule` answer here what they answer on the leader (one interval late at
+        # most); its own fallback card too, in its own state directory
+        await shifts.load()
+        await card(pagerduty.snapshot)
+
+    pagerduty.on_refresh(after_refresh, follow=follow)
     shift_handler = ShiftHandler(
         current,
         runtime.clock,
@@ -187,10 +196,47 @@ def install(runtime: Runtime, config: Config) -> Feature:
     return Feature(
         "oncall",
         commands=[*take.commands(), *swaps.commands(), *shift_handler.commands()],
-        jobs=[Job("swap-expire", 300, swaps.sweep, run_now=False)],
+        jobs=[
+            Job("swap-expire", 300, swaps.sweep, run_now=False),
+            # a card at least once a day, even when nothing changed (every instance: each
+            # keeps its own in its state directory)
+            Job("fallback-card", 3600, lambda: card(pagerduty.snapshot), False, run_now=False),
+        ],
         start=shifts.load,  # what the previous run cached, before the first refresh
         parts=parts,
     )
+
+
+def _fallback_card(
+    runtime: Runtime,
+    config: Config,
+    pd: PagerDutySection,
+    pagerduty: PagerDuty,
+    lookahead: Callable[[], Lookahead],
+) -> Callable[[Snapshot], Awaitable[None]]:
+    """The step that writes the fallback card (fallback_card.py) when it is due."""
+    from chatopsd.features.oncall.fallback_card import CardWriter, Facts, render, setting
+    from chatopsd.features.pagerduty.api import web_url
+
+    shown = setting(config, pd, web_url(config))
+    writer = CardWriter(config.chatopsd.fallback_card())
+    clock, times = runtime.clock, runtime.times
+
+    async def write(snap: Snapshot) -> None:
+        now = clock.now()
+        known = lookahead()
+        facts = Facts(
+            now,
+            tuple(e for group in ("ic", "responders") for e in snap.entries.get(group, ())),
+            snap.people,
+            snap.last_ok,
+            snap.failing_since,
+            snap.error,
+            known.shifts,
+        )
+        writer.write(render(facts, shown, times), now)
+
+    return write
 
 
 def _oncall_topics(runtime: Runtime, config: Config) -> OnCallTopics:

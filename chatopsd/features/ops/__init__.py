@@ -14,31 +14,19 @@ if TYPE_CHECKING:
 
 def rules(config: Config) -> list[Rule]:
     from chatopsd.features.approvals.api import Rule
+    from chatopsd.features.ops.api import configured
 
-    found = config.approvals.rules
-    if _demo(config):
-        from chatopsd.features.ops import demo
-
-        found = demo.rules()
-    return [Rule(r.command, dict(r.when), r.count, r.role) for r in found]
-
-
-def _demo(config: Config) -> bool:
-    """The demo's `!deploy` stands in only where no `[[commands]]` are configured either."""
-    return config.demo and not config.commands
+    return [Rule(r.command, dict(r.when), r.count, r.role) for r in configured(config)[1]]
 
 
 def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.approvals.api import APPROVALS
+    from chatopsd.features.ops.api import configured
     from chatopsd.features.ops.commands import OpsHandler
     from chatopsd.runtime import Feature
 
     approvals = runtime.services.get(APPROVALS)
-    commands = config.commands
-    if _demo(config):
-        from chatopsd.features.ops import demo
-
-        commands = demo.commands()
+    commands = configured(config)[0]  # the demo's `!deploy` in the demo
     handler = OpsHandler(
         commands,
         rules(config),

@@ -34,6 +34,7 @@ __all__ = [
     "pd_time",
     "role_of",
     "section",
+    "web_url",
 ]
 
 AfterRefresh = Callable[[Snapshot], Awaitable[None]]
@@ -85,3 +86,12 @@ def section(config: Config) -> PagerDutySection:
     from chatopsd.features.pagerduty import demo
 
     return demo.section()
+
+
+def web_url(config: Config) -> str:
+    """PagerDuty's web app, where people act by hand (the demo's own address in the demo)."""
+    if config.pagerduty is None and config.demo:
+        from chatopsd.features.pagerduty import demo
+
+        return demo.WEB
+    return "https://app.pagerduty.com"
