@@ -192,6 +192,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
         schedules=schedules,
         days=pd.lookahead_days,
         tz=runtime.times.zone,
+        outage=lambda: (pagerduty.snapshot.failing_since, pagerduty.snapshot.error),
     )
     return Feature(
         "oncall",
