@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import queue
 import re
+import sqlite3
 import subprocess
 import sys
 import threading
@@ -275,10 +276,23 @@ def _longest(paths: set[str], text: str) -> str | None:
     return None
 
 
-def test_the_demo_says_it_is_a_demo(demo_config: Path) -> None:
-    answers = _converse(demo_config, [("!ic", None), ("!pd incidents", None), ("!status", None)])
+def test_the_demo_says_it_is_a_demo_and_keeps_its_people_out_of_the_database(
+    demo_config: Path, tmp_path: Path
+) -> None:
+    answers = _converse(
+        demo_config,
+        [("!ic", None), ("!pd incidents", None), ("!status", None), ("!ic page", None)],
+    )
     for event in ("demo-0", "demo-1", "demo-2"):
         assert "(demo)" in "\n".join(answers[event])
+    # made-up people, shifts and pages stay in memory: a daemon later configured for real
+    # never serves them from its cache
+    db = sqlite3.connect(tmp_path / "state.db")
+    try:
+        for table in ("oncall_people", "oncall_entries", "oncall_shifts", "recent_pages"):
+            assert db.execute(f"SELECT count(*) FROM {table}").fetchone() == (0,), table
+    finally:
+        db.close()
 
 
 def test_demo_is_one_decision_nothing_real_configured(tmp_path: Path) -> None:

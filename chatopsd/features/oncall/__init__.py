@@ -35,7 +35,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.oncall.posts import PostDelivery
     from chatopsd.features.oncall.reminders import Reminders
     from chatopsd.features.oncall.shift_commands import ShiftHandler
-    from chatopsd.features.oncall.shifts_store import SqlShifts
+    from chatopsd.features.oncall.shifts_store import MemoryShifts, SqlShifts
     from chatopsd.features.oncall.store import SqlOnCallPosts
     from chatopsd.features.oncall.swaps import SwapHandler
     from chatopsd.features.oncall.swaps_store import SqlSwaps
@@ -70,7 +70,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
 
     schedules = [*pd.ic_schedules, *pd.responder_schedules]
     shifts = LookaheadRefresher(
-        SqlShifts(runtime.store),
+        MemoryShifts() if config.demo else SqlShifts(runtime.store),  # the demo's: in memory
         pagerduty,
         runtime.clock,
         schedule_ids=schedules,

@@ -34,7 +34,11 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.pagerduty.incidents_api import PagerDutyIncidents
     from chatopsd.features.pagerduty.links import LinkHandler
     from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
-    from chatopsd.features.pagerduty.oncall_store import OnCallSnapshots, SqlPageLog
+    from chatopsd.features.pagerduty.oncall_store import (
+        MemorySnapshots,
+        OnCallSnapshots,
+        SqlPageLog,
+    )
     from chatopsd.features.pagerduty.service import PagerDutyAccess
     from chatopsd.features.paging.api import DIRECTORY, PAGE_LOG, PAGER
     from chatopsd.runtime import Job
@@ -47,7 +51,8 @@ def install(runtime: Runtime, config: Config) -> Feature:
     else:
         client = PagerDutyClient(runtime.http, pd.api_url, pd.api_token.get_secret_value())
     cache = OnCallRefresher(
-        OnCallSnapshots(runtime.store),
+        # the demo's made-up people stay in memory, out of the database
+        MemorySnapshots() if config.demo else OnCallSnapshots(runtime.store),
         client,
         runtime.clock,
         schedules={
@@ -70,7 +75,8 @@ def install(runtime: Runtime, config: Config) -> Feature:
             deadline=max(0.5, pd.page_deadline_seconds - 0.5),
         ),
     )
-    services.provide(PAGE_LOG, SqlPageLog(runtime.store))
+    if not config.demo:  # the demo's pages are logged in memory (paging's own log)
+        services.provide(PAGE_LOG, SqlPageLog(runtime.store))
 
     api = PagerDutyIncidents(client, deadline=pd.page_deadline_seconds)
     service_ids = pd.service_ids or [pd.service_id]
