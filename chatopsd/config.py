@@ -541,11 +541,12 @@ class BaseConfig(Section):
 
     @property
     def demo(self) -> bool:
-        """THE one decision about demo data: a console-only daemon with nothing real to talk
-        to (no PagerDuty, no status source, no status page, no ticket tracker) runs an
-        in-process demo of all of them, so every command can be tried with no account.
-        Anything real configured, and there is no demo anywhere: made-up people or alerts
-        never sit beside real ones."""
+        """THE one decision about demo data: a console-only daemon with nothing real
+        configured (no PagerDuty, status source, status page or ticket tracker to talk to,
+        and no `[roles]` or `[[commands]]` of its own) runs an in-process demo of all of them,
+        so every command can be tried with no account. Anything real configured, and there
+        is no demo anywhere: made-up people or alerts never sit beside real ones, and the
+        demo's every-role operator never overrides roles someone set."""
         return (
             not self.platforms
             and self.console_enabled
@@ -553,6 +554,8 @@ class BaseConfig(Section):
             and not self.status.sources
             and self.statuspage is None
             and self.tickets is None
+            and not any(self.roles.values())
+            and not self.commands
         )
 
 

@@ -297,6 +297,7 @@ def test_the_demo_says_it_is_a_demo_and_keeps_its_people_out_of_the_database(
 
 def test_demo_is_one_decision_nothing_real_configured(tmp_path: Path) -> None:
     assert make_config(tmp_path).demo
+    assert make_config(tmp_path, roles={"oncall": []}, chatopsd={"prefix": "?"}).demo
     pd = {
         "api_token": "test-value",
         "from_email": "bot@example.com",
@@ -309,6 +310,8 @@ def test_demo_is_one_decision_nothing_real_configured(tmp_path: Path) -> None:
         {"statuspage": {"api_key": "test-value", "page_id": "p1"}},
         {"tickets": {"kind": "github", "token": "test-value", "project": "o/r"}},
         {"console": {"enabled": False}},
+        {"roles": {"oncall": ["console:ada"]}},  # access someone set: no every-role operator
+        {"commands": [{"name": "hello", "summary": "hi", "run": ["true"]}]},
     ]
     for sections in real:
         cfg: Config = make_config(tmp_path, **sections)

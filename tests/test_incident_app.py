@@ -104,9 +104,10 @@ async def test_ic_page_inside_the_incident_thread_links_the_pagerduty_incident(
     [paged] = await app.bus.handle(ev("!ic page", 2, thread=home["thread"]))
     assert "Paged" in paged.text  # the page itself is unchanged
     [status] = await app.bus.handle(ev("!incident status INC-2026-0001", 3))
-    assert ("PagerDuty", "https://example.invalid/incidents/DEMO0001") in status.fields
+    # the demo PagerDuty (two incidents open at start): a third
+    assert ("PagerDuty", "https://demo.pagerduty.invalid/incidents/PDEMOI3") in status.fields
     timeline = await app.part(IncidentHandler).store.timeline("INC-2026-0001")
-    assert timeline[-1].kind == "paged" and "PagerDuty DEMO0001" in timeline[-1].text
+    assert timeline[-1].kind == "paged" and "PagerDuty PDEMOI3" in timeline[-1].text
     # paging from a channel that is no incident's links nothing
     await app.bus.handle(ev("!ic page", 4))
     assert len(await app.part(IncidentHandler).store.timeline("INC-2026-0001")) == len(timeline)
