@@ -52,6 +52,12 @@ async def test_runbook_prints_the_card_the_daemon_wrote_after_it_stopped(
     tmp_path: Path,
     pd: FakePagerDuty,
 ) -> None:
+    # IC Primary: Ada now, then Linus, who is on call nowhere now (not in the on-call cache)
+    now = datetime.now(UTC)
+    pd.shifts["PIC1"] = [
+        ("PADA", 1, now - timedelta(hours=1), now + timedelta(hours=2)),
+        ("PLIN", 1, now + timedelta(hours=2), now + timedelta(hours=26)),
+    ]
     cfg = _config(tmp_path, pd)
     card = tmp_path / "state.fallback.md"
     missing = await asyncio.to_thread(_runbook, cfg)
@@ -91,14 +97,17 @@ async def test_runbook_prints_the_card_the_daemon_wrote_after_it_stopped(
     assert len(pd.requests) == asked  # the card is all there is: PagerDuty is not asked
     assert shown.returncode == 0, shown.stderr
     out = shown.stdout
+    now_part, next_part = out.split("## On call next")
     for name, number in (
         ("Ada Lovelace", "+1 555 0100"),
-        ("Grace Hopper", "+1 555 0101"),
         ("Alan Turing", "+1 555 0102"),
         ("Edsger Dijkstra", "+1 555 0103"),
     ):
-        row = next((ln for ln in out.splitlines() if ln.startswith(f"| {name} |")), "")
+        row = next((ln for ln in now_part.splitlines() if ln.startswith(f"| {name} |")), "")
         assert number in row, (name, out)
+    # next on call, with the number read for the card
+    row = next((ln for ln in next_part.splitlines() if ln.startswith("| Linus Torvalds |")), "")
+    assert "+1 555 0105" in row, out
     assert "- Ops desk: +1 555 0150" in out
     assert "new incident on service PSVC1" in out  # `!ic page` by hand
     assert "DEMO" not in out

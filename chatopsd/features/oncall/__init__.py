@@ -216,20 +216,38 @@ def _fallback_card(
     lookahead: Callable[[], Lookahead],
 ) -> Callable[[Snapshot], Awaitable[None]]:
     """The step that writes the fallback card (fallback_card.py) when it is due."""
+    import logging
+
     from chatopsd.features.oncall.fallback_card import CardWriter, Facts, render, setting
-    from chatopsd.features.pagerduty.api import web_url
+    from chatopsd.features.pagerduty.api import PagerDutyError, person_of, web_url
+    from chatopsd.features.paging.api import Person
+
+    log = logging.getLogger("chatopsd.oncall")
 
     shown = setting(config, pd, web_url(config))
     writer = CardWriter(config.chatopsd.fallback_card())
     clock, times = runtime.clock, runtime.times
 
+    # People on call next but not now are not in the on-call cache: their numbers are read
+    # once (PagerDuty answered the refresh just before), and kept for the card
+    numbers: dict[str, Person] = {}
+
     async def write(snap: Snapshot) -> None:
         now = clock.now()
         known = lookahead()
+        for shift in known.shifts:
+            pid = shift.person_id
+            if pid in snap.people or pid in numbers or snap.failing_since is not None:
+                continue
+            try:
+                numbers[pid] = person_of(await pagerduty.raw_user(pid))
+            except PagerDutyError as exc:
+                log.info("fallback card: no numbers for %s (%s)", shift.person_name, exc.message)
+                numbers[pid] = Person(pid, shift.person_name)  # not asked again this run
         facts = Facts(
             now,
             tuple(e for group in ("ic", "responders") for e in snap.entries.get(group, ())),
-            snap.people,
+            {**numbers, **snap.people},
             snap.last_ok,
             snap.failing_since,
             snap.error,

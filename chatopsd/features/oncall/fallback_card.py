@@ -194,7 +194,7 @@ def _next(facts: Facts) -> list[Shift]:
         if coming:
             first = coming[0].start
             found += [s for s in coming if s.start == first]
-    return found
+    return sorted(found, key=lambda s: (s.start, s.label))
 
 
 def _when(times: Times) -> Callable[[datetime], str]:

@@ -14,6 +14,7 @@ from chatopsd.config import Config, PagerDutySection
 from chatopsd.core.context import Call
 from chatopsd.features.pagerduty.client import PagerDutyError, ShiftRow, pd_time, role_of
 from chatopsd.features.pagerduty.commands import ROLE, parse_duration
+from chatopsd.features.pagerduty.oncall_refresher import person_of
 from chatopsd.features.pagerduty.oncall_store import Snapshot
 from chatopsd.features.pagerduty.rules import IncidentApi, PdUser, hhmm
 from chatopsd.identity.service import IdentityService
@@ -32,6 +33,7 @@ __all__ = [
     "hhmm",
     "parse_duration",
     "pd_time",
+    "person_of",
     "role_of",
     "section",
     "web_url",
