@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_sub = ctl.add_subparsers(dest="ctl_cmd", required=True, metavar="ACTION")
     ctl_sub.add_parser("health", help="connector states, job ages, queue depth", parents=[ctl_opts])
     ctl_send = ctl_sub.add_parser("send", help="post a message", parents=[ctl_opts])
-    ctl_send.add_argument("platform", help="slack, discord, mattermost or console")
+    ctl_send.add_argument("platform", help="slack, discord, mattermost, teams or console")
     ctl_send.add_argument("channel", help="the platform's channel id")
     ctl_send.add_argument("text", help="the message")
     ctl_broadcast = ctl_sub.add_parser(
@@ -101,6 +101,15 @@ def build_parser() -> argparse.ArgumentParser:
         "daemon stopped",
         parents=[opts],
     )
+    teams = sub.add_parser("teams", help="Microsoft Teams tools (docs/teams.md)", parents=[opts])
+    teams_sub = teams.add_subparsers(dest="teams_cmd", required=True, metavar="ACTION")
+    manifest = teams_sub.add_parser(
+        "manifest", help="write the Teams app package to upload", parents=[opts]
+    )
+    manifest.add_argument("--out", type=Path, required=True, help="the zip file to write")
+    manifest.add_argument("--website", required=True, help="https:// URL of your ops site")
+    manifest.add_argument("--app-id", help="the bot's app id (default: teams.app_id of --config)")
+    manifest.add_argument("--name", default="chatopsd", help="the app's name in Teams")
     migrate = sub.add_parser(
         "migrate-state", help="copy a single-host SQLite state into PostgreSQL (docs/ha.md)"
     )
@@ -126,11 +135,13 @@ def _main(argv: Sequence[str] | None) -> int:
     from chatopsd import config  # after gc.disable(): it loads pydantic and builds the models
 
     args = build_parser().parse_args(argv)
-    if args.cmd in ("ctl", "audit", "doctor", "runbook"):
+    if args.cmd in ("ctl", "audit", "doctor", "runbook", "teams"):
         # A client on the service's host reads the service's config unless told otherwise.
         args.config = locations.default_config(args.config)
     if args.cmd == "migrate-state":
         return _migrate_state(args.source, args.target)
+    if args.cmd == "teams":
+        return _teams_manifest(args)
     if args.cmd == "doctor":
         from chatopsd import doctor as doctor_mod
 
@@ -145,6 +156,10 @@ def _main(argv: Sequence[str] | None) -> int:
     if args.cmd == "runbook":
         return _runbook(cfg)
     if args.cmd == "check-config":
+        unreachable = cfg.unreachable()
+        if unreachable is not None:
+            print(f"{args.file}: {unreachable}", file=sys.stderr)
+            return 2
         print(f"{args.file}: OK (platforms: {', '.join(cfg.platforms) or 'console only'})")
         return 0
     if args.cmd == "audit":
@@ -163,6 +178,39 @@ def _main(argv: Sequence[str] | None) -> int:
         file=_interactive_log(cfg),
     )
     return _run(cfg, args.config)
+
+
+def _teams_manifest(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from chatopsd import config
+    from chatopsd.connectors import teams
+    from chatopsd.connectors.teams.manifest import package
+
+    app_id = args.app_id
+    if app_id is None:
+        if args.config is None:
+            print(
+                "teams manifest: give --app-id or --config with a [teams] section", file=sys.stderr
+            )
+            return 2
+        try:
+            cfg = config.load(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        section = cfg.section(teams.PLATFORM)
+        if section is None:
+            print(f"teams manifest: {args.config} has no [teams] section", file=sys.stderr)
+            return 2
+        app_id = section.app_id
+    site = urlsplit(args.website)
+    if site.scheme != "https" or not site.hostname:
+        print("teams manifest: --website must be an https:// URL", file=sys.stderr)
+        return 2
+    args.out.write_bytes(package(app_id, args.website, name=args.name))
+    print(f"{args.out}: Teams app package for bot {app_id}; upload it in Teams (docs/teams.md)")
+    return 0
 
 
 def _migrate_state(source: str, target: str) -> int:

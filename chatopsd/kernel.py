@@ -195,6 +195,7 @@ def connectors(
     kv: KeyValue,
     clock: Clock,
     registry: Registry,
+    shared: KeyValue | None = None,
 ) -> tuple[list[Connector], Capabilities]:
     """The connectors, and what each platform can do besides posting (the console: nothing),
     as its platform package declares it."""
@@ -218,7 +219,7 @@ def connectors(
         )
     # Platform libraries are imported only when their section is configured: a console-only
     # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-    wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=clock, kv=kv)
+    wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=clock, kv=kv, shared=shared)
     offers = []
     for platform, section in cfg.configured_platforms():
         connector = platform.build(section, wiring)

@@ -120,6 +120,12 @@ class Watchdog:
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
 
+    def ready(self) -> None:
+        """READY=1 with the status as it is now (the next push_status sends only a change)."""
+        text = self.status() if self.status is not None else ""
+        self._last_status = text
+        self.notifier.ready(text)
+
     def push_status(self) -> None:
         if self.status is None:
             return

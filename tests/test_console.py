@@ -317,8 +317,11 @@ def test_tab_completes_command_names(screen: Screen, tmp_path: Path) -> None:
     screen.keys("C-u")
     screen.text("!i")
     screen.keys("Tab")  # several: like a shell, they are listed and the line is kept
-    lines = screen.wait("the choices", lambda ls: any(re.search(r"!ic +!incident", x) for x in ls))
-    assert _last(lines) == "> !i"
+    # The choices are printed first and the prompt is drawn again below them: wait for both.
+    screen.wait(
+        "the choices, then the line kept",
+        lambda ls: any(re.search(r"!ic +!incident", x) for x in ls) and _last(ls) == "> !i",
+    )
 
 
 def test_what_arrives_at_the_prompt_is_printed_above_the_line_being_typed(

@@ -17,6 +17,8 @@ from chatopsd.app import App, Io
 from chatopsd.serve import serve
 from chatopsd.systemd import Notifier, Watchdog
 from tests.conftest import make_config
+from tests.fakes.mattermost import TOKEN, FakeMattermost
+from tests.fixtures.mattermost import server  # noqa: F401 (fixtures)
 
 
 @pytest.fixture
@@ -221,3 +223,48 @@ def test_real_process_under_uvloop(listener: tuple[socket.socket, str], tmp_path
             proc.wait()
     _, err = proc.communicate(timeout=10)
     assert "chatopsd stopped" in err.decode()
+
+
+async def test_status_follows_a_connector_state_change_at_once(
+    listener: tuple[socket.socket, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server: FakeMattermost,
+) -> None:
+    """STATUS= used to wait for the 5-second tick: `systemctl status` showed a connector's
+    old state for seconds after it changed. Each change is pushed at once now: here the
+    Mattermost socket drops under a running daemon, and reconnects."""
+    sock, path = listener
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)  # no watchdog: only the tick, or a push
+    section = {"url": server.url, "token": TOKEN, "heartbeat_seconds": 1.0}
+    cfg = make_config(tmp_path, mattermost=section, console={"enabled": False})
+    seen: list[str] = []
+    took: list[float] = []
+
+    async def status_with(text: str, loop: asyncio.AbstractEventLoop) -> float:
+        start = loop.time()
+        while loop.time() - start < 3.0:
+            for message in drain(sock):
+                seen.extend(line for line in message.splitlines() if line.startswith("STATUS="))
+            if any(text in line for line in seen):
+                return loop.time() - start
+            await asyncio.sleep(0.02)
+        return float("inf")
+
+    def ready(app: App) -> None:
+        async def watch() -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                await status_with("mattermost: ready", loop)
+                seen.clear()
+                server.drop()
+                took.append(await status_with("mattermost: connecting", loop))
+                took.append(await status_with("mattermost: ready", loop))
+            finally:
+                app.stopping.set()
+
+        asyncio.get_running_loop().create_task(watch())
+
+    await asyncio.wait_for(serve(cfg, Io(), on_ready=ready), 15)
+    assert len(took) == 2 and max(took) < 2.0, (took, seen)  # not the 5-second tick

@@ -162,15 +162,21 @@ class Bus:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def admit(self, event: Inbound) -> bool:
+    async def admit(
+        self, event: Inbound, work: list[asyncio.Task[list[Reply]]] | None = None
+    ) -> bool:
         """Submit the event and wait until its claim is recorded: True when the platform may
         forget it (claimed, a redelivery, or nothing for us), False when it should deliver it
         again (shutting down, or the shared database could not record the claim). A
         platform that acknowledges events (Slack) acknowledges only then, so an instance
         killed between the two loses nothing: the event comes again, or a survivor takes
-        the recorded claim over."""
+        the recorded claim over. `work`, when given, receives the task handling the event
+        (a platform whose acknowledgement carries the answer, a Teams card button, waits
+        for it)."""
         claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.submit(event, claimed)
+        task = self.submit(event, claimed)
+        if work is not None and task is not None:
+            work.append(task)
         return await asyncio.shield(claimed)
 
     async def _handle_quietly(
