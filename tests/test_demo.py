@@ -345,3 +345,24 @@ def test_real_pagerduty_on_a_console_only_daemon_shows_no_demo_data(tmp_path: Pa
     assert "[statuspage]" in publish and "docs/statuspage.md" in publish, publish
     assert "[tickets]" in tickets and "docs/tickets.md" in tickets, tickets
     assert "unknown command !deploy" in "\n".join(answers["demo-4"])  # no demo [[commands]]
+
+
+def test_without_pagerduty_its_commands_name_the_section_and_the_guide(tmp_path: Path) -> None:
+    cfg = tmp_path / "chatopsd.toml"
+    cfg.write_text(
+        f'[chatopsd]\nstate_db = "{tmp_path / "state.db"}"\n'
+        '[console]\nformat = "jsonl"\n'
+        '[[status.sources]]\nkind = "command"\nargv = ["true"]\n'  # real: no demo
+    )
+    script: list[tuple[str, str | None]] = [
+        ("!pd ack 1", None),
+        ("!pd incidents", None),
+        ("!ic next", None),
+        ("!ic take 1h", None),
+        ("!ic swap take 3", None),
+    ]
+    answers = _converse(cfg, script)
+    for n, (text, _) in enumerate(script):
+        said = "\n".join(answers[f"demo-{n}"])
+        assert "unknown command" not in said, (text, said)
+        assert "PagerDuty is not configured" in said and "docs/pagerduty.md" in said, said

@@ -21,7 +21,16 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
     if config.pagerduty is None and not config.demo:
-        return Feature("oncall")
+        from chatopsd.core.commands import needs_section
+
+        # `!ic next`, `!ic take`, … say what to configure instead of "unknown command"
+        return Feature(
+            "oncall",
+            commands=[
+                needs_section(("ic", word), "PagerDuty", "pagerduty", "docs/pagerduty.md")
+                for word in ("next", "schedule", "take", "handback", "swap")
+            ],
+        )
 
     import logging
 

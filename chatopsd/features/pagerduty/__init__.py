@@ -16,7 +16,13 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
     if config.pagerduty is None and not config.demo:
-        return Feature("pagerduty")
+        from chatopsd.core.commands import needs_section
+
+        # `!pd …` says what to configure instead of "unknown command"
+        return Feature(
+            "pagerduty",
+            commands=[needs_section(("pd",), "PagerDuty", "pagerduty", "docs/pagerduty.md")],
+        )
     from chatopsd.features.pagerduty.api import section
 
     pd = section(config)
