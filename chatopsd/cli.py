@@ -95,6 +95,12 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--cause", help="text in the cause, e.g. 'exit 1' or 'PagerDuty'")
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
     audit.add_argument("--head", help="verify: a head hash from the journal that must be there")
+    sub.add_parser(
+        "runbook",
+        help="print the fallback card (who to call, what to do by hand); works with the "
+        "daemon stopped",
+        parents=[opts],
+    )
     teams = sub.add_parser("teams", help="Microsoft Teams tools (docs/teams.md)", parents=[opts])
     teams_sub = teams.add_subparsers(dest="teams_cmd", required=True, metavar="ACTION")
     manifest = teams_sub.add_parser(
@@ -129,7 +135,7 @@ def _main(argv: Sequence[str] | None) -> int:
     from chatopsd import config  # after gc.disable(): it loads pydantic and builds the models
 
     args = build_parser().parse_args(argv)
-    if args.cmd in ("ctl", "audit", "doctor", "teams"):
+    if args.cmd in ("ctl", "audit", "doctor", "runbook", "teams"):
         # A client on the service's host reads the service's config unless told otherwise.
         args.config = locations.default_config(args.config)
     if args.cmd == "migrate-state":
@@ -147,6 +153,8 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     if args.cmd == "ctl":
         return _ctl(cfg, args)
+    if args.cmd == "runbook":
+        return _runbook(cfg)
     if args.cmd == "check-config":
         unreachable = cfg.unreachable()
         if unreachable is not None:
@@ -292,6 +300,33 @@ def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
     if args.ctl_cmd == "health":
         return control.verdict(answer["health"])[0] if answer.get("ok") else control.UNKNOWN
     return 0 if answer.get("ok") else 1
+
+
+def _runbook(cfg: config.Config) -> int:
+    """The fallback card the daemon last wrote, found by the daemon's own rules: it needs
+    neither the daemon nor its database, so it works when chatopsd is down."""
+    found = locations.locate(cfg, client=True)
+    path = locations.fallback_card(found.state_db)
+    try:
+        card = path.read_text(encoding="utf-8")
+        age = datetime.now(UTC).timestamp() - path.stat().st_mtime
+    except OSError as exc:
+        why = "none there" if isinstance(exc, FileNotFoundError) else exc.strerror
+        print(
+            f"no fallback card at {path} (beside the database, from {found.db_source}): "
+            f"{why}. The daemon writes it when PagerDuty is configured, at start and at every "
+            "on-call change; give --config if it runs with another one.",
+            file=sys.stderr,
+        )
+        return 1
+    sys.stdout.write(card)
+    if age > 2 * 86400:
+        print(
+            f"note: this card is {age / 86400:.0f} days old: the daemon has not written one "
+            "since; the numbers may be out of date (check PagerDuty's app)",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _since(text: str | None) -> datetime | None:

@@ -92,6 +92,10 @@ class ChatopsdSection(Section):
         # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
         return locations.state_db(self.state_db)[0]
 
+    def fallback_card(self) -> Path:
+        """Where the daemon writes the fallback card (locations.py; `chatopsd runbook`)."""
+        return locations.fallback_card(self.db_path())
+
 
 def database_url_problem(url: str) -> str | None:
     """What is wrong with a PostgreSQL URL (`chatopsd.database`, `migrate-state --to`), or
@@ -655,6 +659,25 @@ class BaseConfig(Section):
         if self.console.enabled is not None:
             return self.console.enabled
         return not self.platforms
+
+    @property
+    def demo(self) -> bool:
+        """THE one decision about demo data: a console-only daemon with nothing real
+        configured (no PagerDuty, status source, status page or ticket tracker to talk to,
+        and no `[roles]` or `[[commands]]` of its own) runs an in-process demo of all of them,
+        so every command can be tried with no account. Anything real configured, and there
+        is no demo anywhere: made-up people or alerts never sit beside real ones, and the
+        demo's every-role operator never overrides roles someone set."""
+        return (
+            not self.platforms
+            and self.console_enabled
+            and self.pagerduty is None
+            and not self.status.sources
+            and self.statuspage is None
+            and self.tickets is None
+            and not any(self.roles.values())
+            and not self.commands
+        )
 
 
 @functools.cache

@@ -466,10 +466,12 @@ def test_a_service_never_loads_the_line_editor(tmp_path: Path) -> None:
 
 def test_what_a_run_in_the_checkout_leaves_behind_is_ignored_by_git() -> None:
     """Running the daemon from a clone (the README's quick start) leaves its database, its
-    socket and, on a terminal, its log file there: none of them is something to commit."""
+    socket, its fallback card and, on a terminal, its log file there: none of them is
+    something to commit."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     names = ["chatopsd.db", "chatopsd.db-wal", "chatopsd.sock", "chatopsd.log", "chatopsd.history"]
+    names.append("chatopsd.fallback.md")  # the fallback card the demo writes
     done = subprocess.run(
         ["git", "check-ignore", "--no-index", *names],
         cwd=ROOT,

@@ -103,8 +103,11 @@ async def test_health_shows_what_each_feature_reports(daemon: Daemon, short_dir:
 
     async def body(app: App) -> None:
         before = (await ask(sock, cmd="health"))["health"]["features"]
-        # console only: the demo source, nobody stalking; no PagerDuty, so nothing of it
-        assert before == {"status": {"sources": 1, "stalkers": 0}}
+        # console only, nothing real configured: the demo source, nobody stalking, and the
+        # demo PagerDuty, read at start
+        assert before["status"] == {"sources": 1, "stalkers": 0}
+        assert before["pagerduty"]["failing_since"] is None
+        assert before["pagerduty"]["oncall_as_of"] is not None
         event = Inbound("console", "ops", Actor("ada"), "!status stalk", event_id="stalk-1")
         await app.bus.handle(event)
         after = (await ask(sock, cmd="health"))["health"]["features"]

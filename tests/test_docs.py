@@ -17,7 +17,16 @@ from chatopsd.config import Config
 from tests.test_config_example import model_keys
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-GUIDES = ("slack", "discord", "mattermost", "pagerduty", "status", "operations")
+GUIDES = (
+    "slack",
+    "discord",
+    "mattermost",
+    "pagerduty",
+    "status",
+    "statuspage",
+    "tickets",
+    "operations",
+)
 SECTIONS = set(Config.model_fields)
 _DOTTED = re.compile(r"`(\[?)([a-z_]+)\.([a-z_]+)(?: = [^`]*)?\]?`")
 _SECTION = re.compile(r"`\[\[?([a-z_.]+)\]\]?`")
@@ -59,7 +68,8 @@ def _walk(doc: dict[str, Any], prefix: str) -> list[str]:
 
 def _is_free(path: str) -> bool:
     """A free-form table (roles, severity_map): its keys are the user's, not the model's."""
-    return path in {"roles"} or path.endswith(("_map", ".routing", ".command_roles", ".users"))
+    free = ("_map", ".routing", ".command_roles", ".users", ".components")
+    return path in {"roles"} or path.endswith(free)
 
 
 @pytest.mark.parametrize("guide", sorted({*GUIDES, *(p.stem for p in DOCS.glob("*.md"))}))

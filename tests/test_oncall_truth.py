@@ -361,3 +361,13 @@ async def test_mattermost_page_notice_is_edited_into_the_failure(
     finally:
         await app.stop()
         await server.stop()
+
+
+async def test_ic_next_says_pagerduty_is_unreachable_when_that_is_why(down: App) -> None:
+    for command in ("!ic next", "!ic schedule"):
+        text = plain(await say(down, command))
+        assert (
+            "PagerDuty is unreachable since Mon 12:00 (PagerDuty server error (500)): "
+            "the coming shifts have not been read"
+        ) in text, text
+        assert "yet" not in text

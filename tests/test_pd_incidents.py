@@ -245,7 +245,8 @@ async def test_take_and_handback_create_and_delete_an_override(app: App, pd: Fak
     back = text_of(await say(app, "!ic handback --schedule PIC2"))
     assert "removed" in back and len(pd.overrides) == 1
     assert "no override" in text_of(await say(app, "!ic handback --schedule PIC2"))
-    assert "already hold the pager on PIC1" in text_of(await say(app, "!ic take 1h", actor=ADA))
+    held = text_of(await say(app, "!ic take 1h", actor=ADA))
+    assert "already hold the pager on PIC1 until 08:00 UTC" in held and "UTC UTC" not in held
     pd.overrides.clear()  # someone removed it in PagerDuty's app
     gone = text_of(await say(app, "!ic handback", actor=ADA))
     assert "already removed in PagerDuty" in gone
@@ -451,7 +452,8 @@ async def test_handback_after_the_override_ended(
 ) -> None:
     await say(app, "!ic take 30m")
     clock.advance(3600)
-    assert "already ended at 12:30 UTC" in text_of(await say(app, "!ic handback"))
+    ended = text_of(await say(app, "!ic handback"))
+    assert "already ended at 12:30 UTC." in ended and "UTC UTC" not in ended
     assert "Pager taken" in text_of(await say(app, "!ic take 30m"))  # free to take it again
 
 

@@ -71,7 +71,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
 
 def _sources(runtime: Runtime, config: Config) -> list[StatusSource]:
     if not config.status.sources:
-        if config.platforms:  # never show made-up alerts in a real chat
+        if not config.demo:  # made-up alerts only where nothing real is configured
             return []
         from chatopsd.features.status.demo import DemoStatusSource
 
