@@ -69,7 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
     ctl_sub = ctl.add_subparsers(dest="ctl_cmd", required=True, metavar="ACTION")
     ctl_sub.add_parser("health", help="connector states, job ages, queue depth", parents=[ctl_opts])
     ctl_send = ctl_sub.add_parser("send", help="post a message", parents=[ctl_opts])
-    ctl_send.add_argument("platform", help="slack, discord, mattermost or console")
+    ctl_send.add_argument("platform", help="slack, discord, mattermost, teams or console")
     ctl_send.add_argument("channel", help="the platform's channel id")
     ctl_send.add_argument("text", help="the message")
     ctl_broadcast = ctl_sub.add_parser(
@@ -95,6 +95,21 @@ def build_parser() -> argparse.ArgumentParser:
     audit.add_argument("--cause", help="text in the cause, e.g. 'exit 1' or 'PagerDuty'")
     audit.add_argument("--json", action="store_true", help="JSON Lines: one object per row")
     audit.add_argument("--head", help="verify: a head hash from the journal that must be there")
+    sub.add_parser(
+        "runbook",
+        help="print the fallback card (who to call, what to do by hand); works with the "
+        "daemon stopped",
+        parents=[opts],
+    )
+    teams = sub.add_parser("teams", help="Microsoft Teams tools (docs/teams.md)", parents=[opts])
+    teams_sub = teams.add_subparsers(dest="teams_cmd", required=True, metavar="ACTION")
+    manifest = teams_sub.add_parser(
+        "manifest", help="write the Teams app package to upload", parents=[opts]
+    )
+    manifest.add_argument("--out", type=Path, required=True, help="the zip file to write")
+    manifest.add_argument("--website", required=True, help="https:// URL of your ops site")
+    manifest.add_argument("--app-id", help="the bot's app id (default: teams.app_id of --config)")
+    manifest.add_argument("--name", default="chatopsd", help="the app's name in Teams")
     migrate = sub.add_parser(
         "migrate-state", help="copy a single-host SQLite state into PostgreSQL (docs/ha.md)"
     )
@@ -120,11 +135,13 @@ def _main(argv: Sequence[str] | None) -> int:
     from chatopsd import config  # after gc.disable(): it loads pydantic and builds the models
 
     args = build_parser().parse_args(argv)
-    if args.cmd in ("ctl", "audit", "doctor"):
+    if args.cmd in ("ctl", "audit", "doctor", "runbook", "teams"):
         # A client on the service's host reads the service's config unless told otherwise.
         args.config = locations.default_config(args.config)
     if args.cmd == "migrate-state":
         return _migrate_state(args.source, args.target)
+    if args.cmd == "teams":
+        return _teams_manifest(args)
     if args.cmd == "doctor":
         from chatopsd import doctor as doctor_mod
 
@@ -136,7 +153,13 @@ def _main(argv: Sequence[str] | None) -> int:
         return 2
     if args.cmd == "ctl":
         return _ctl(cfg, args)
+    if args.cmd == "runbook":
+        return _runbook(cfg)
     if args.cmd == "check-config":
+        unreachable = cfg.unreachable()
+        if unreachable is not None:
+            print(f"{args.file}: {unreachable}", file=sys.stderr)
+            return 2
         print(f"{args.file}: OK (platforms: {', '.join(cfg.platforms) or 'console only'})")
         return 0
     if args.cmd == "audit":
@@ -155,6 +178,39 @@ def _main(argv: Sequence[str] | None) -> int:
         file=_interactive_log(cfg),
     )
     return _run(cfg, args.config)
+
+
+def _teams_manifest(args: argparse.Namespace) -> int:
+    from urllib.parse import urlsplit
+
+    from chatopsd import config
+    from chatopsd.connectors import teams
+    from chatopsd.connectors.teams.manifest import package
+
+    app_id = args.app_id
+    if app_id is None:
+        if args.config is None:
+            print(
+                "teams manifest: give --app-id or --config with a [teams] section", file=sys.stderr
+            )
+            return 2
+        try:
+            cfg = config.load(args.config)
+        except ConfigError as exc:
+            print(exc, file=sys.stderr)
+            return 2
+        section = cfg.section(teams.PLATFORM)
+        if section is None:
+            print(f"teams manifest: {args.config} has no [teams] section", file=sys.stderr)
+            return 2
+        app_id = section.app_id
+    site = urlsplit(args.website)
+    if site.scheme != "https" or not site.hostname:
+        print("teams manifest: --website must be an https:// URL", file=sys.stderr)
+        return 2
+    args.out.write_bytes(package(app_id, args.website, name=args.name))
+    print(f"{args.out}: Teams app package for bot {app_id}; upload it in Teams (docs/teams.md)")
+    return 0
 
 
 def _migrate_state(source: str, target: str) -> int:
@@ -244,6 +300,33 @@ def _ctl(cfg: config.Config, args: argparse.Namespace) -> int:
     if args.ctl_cmd == "health":
         return control.verdict(answer["health"])[0] if answer.get("ok") else control.UNKNOWN
     return 0 if answer.get("ok") else 1
+
+
+def _runbook(cfg: config.Config) -> int:
+    """The fallback card the daemon last wrote, found by the daemon's own rules: it needs
+    neither the daemon nor its database, so it works when chatopsd is down."""
+    found = locations.locate(cfg, client=True)
+    path = locations.fallback_card(found.state_db)
+    try:
+        card = path.read_text(encoding="utf-8")
+        age = datetime.now(UTC).timestamp() - path.stat().st_mtime
+    except OSError as exc:
+        why = "none there" if isinstance(exc, FileNotFoundError) else exc.strerror
+        print(
+            f"no fallback card at {path} (beside the database, from {found.db_source}): "
+            f"{why}. The daemon writes it when PagerDuty is configured, at start and at every "
+            "on-call change; give --config if it runs with another one.",
+            file=sys.stderr,
+        )
+        return 1
+    sys.stdout.write(card)
+    if age > 2 * 86400:
+        print(
+            f"note: this card is {age / 86400:.0f} days old: the daemon has not written one "
+            "since; the numbers may be out of date (check PagerDuty's app)",
+            file=sys.stderr,
+        )
+    return 0
 
 
 def _since(text: str | None) -> datetime | None:

@@ -33,9 +33,10 @@ from pydantic import (
 from chatopsd import locations, redact
 from chatopsd.connectors.platform import Platform
 from chatopsd.core.errors import ConfigError
-from chatopsd.features.statuspage.rules import TITLE_PLACEHOLDERS, placeholders
+from chatopsd.core.values import EMAIL_MAX, is_email
+from chatopsd.features.statuspage.api import TITLE_PLACEHOLDERS, placeholders
 from chatopsd.platforms import PLATFORMS
-from chatopsd.sections import Section
+from chatopsd.sections import Section, checked_url
 
 # Sections that always exist: their secret may come from a credential alone.
 _ALWAYS_PRESENT = frozenset({"audit"})
@@ -90,6 +91,10 @@ class ChatopsdSection(Section):
     def db_path(self) -> Path:
         # The rules live in locations.py, shared with `chatopsd ctl` and `chatopsd audit`.
         return locations.state_db(self.state_db)[0]
+
+    def fallback_card(self) -> Path:
+        """Where the daemon writes the fallback card (locations.py; `chatopsd runbook`)."""
+        return locations.fallback_card(self.db_path())
 
 
 def database_url_problem(url: str) -> str | None:
@@ -166,6 +171,16 @@ class PagerDutySection(Section):
     ] = {}  # "platform:channel" -> "IC: {ic} · Responders: {responders}"
     slack_usergroups: dict[str, str] = {}  # schedule id -> Slack user group id
 
+    @field_validator("api_url", "events_url")
+    @classmethod
+    def _urls(cls, v: str) -> str:
+        return checked_url(v)
+
+    @field_validator("from_email")
+    @classmethod
+    def _from_email(cls, v: str) -> str:
+        return email(v)
+
     @field_validator("topic_channels")
     @classmethod
     def _topic_templates(cls, v: dict[str, str]) -> dict[str, str]:
@@ -188,9 +203,24 @@ class PagerDutySection(Section):
         return v
 
 
+def email(value: str) -> str:
+    """`value` if it looks like an email address (core.values.is_email: linear, at most
+    EMAIL_MAX characters), else a ValueError that does not repeat it."""
+    if not is_email(value):
+        raise ValueError(
+            f"must be an email address like ada@example.com (at most {EMAIL_MAX} characters)"
+        )
+    return value
+
+
 class SourceBase(Section):
     name: str = ""  # default: the kind, numbered when repeated (alertmanager, alertmanager-2)
     timeout_seconds: float = Field(5.0, gt=0)
+
+    @field_validator("url", check_fields=False)
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return checked_url(v)
 
 
 class AlertmanagerSource(SourceBase):
@@ -313,6 +343,11 @@ class IncidentsSection(Section):
     # when an incident opens.
     bridge_url: str | None = None
 
+    @field_validator("bridge_url")
+    @classmethod
+    def _bridge_url(cls, v: str | None) -> str | None:
+        return None if v is None else checked_url(v)
+
     @field_validator("default_channels", "routing", "management_channel")
     @classmethod
     def _destinations(cls, v: object) -> object:
@@ -346,6 +381,11 @@ class StatuspageSection(Section):
     # Statuspage allows one request per second per API key.
     min_interval_seconds: float = Field(1.0, ge=0)
 
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, v: str) -> str:
+        return checked_url(v)
+
     @field_validator("public_title")
     @classmethod
     def _known_placeholders(cls, template: str) -> str:
@@ -369,6 +409,16 @@ class TicketsSection(Section):
     # Link in each ticket back to the incident ("https://wiki.example.com/{incident_id}").
     incident_url: str | None = None
     timeout_seconds: float = Field(10.0, gt=0)
+
+    @field_validator("url", "incident_url")
+    @classmethod
+    def _urls(cls, v: str | None) -> str | None:
+        return None if v is None else checked_url(v)
+
+    @field_validator("email")
+    @classmethod
+    def _email(cls, v: str | None) -> str | None:
+        return None if v is None else email(v)
 
     @model_validator(mode="after")
     def _shape(self) -> TicketsSection:
@@ -511,6 +561,81 @@ class BaseConfig(Section):
                     raise ValueError(f"approvals.rules[{i}].when: {arg!r} is not an argument")
         return self
 
+    @model_validator(mode="after")
+    def _destinations_reach_a_platform(self) -> BaseConfig:
+        """Each "platform:channel" destination names a platform that is configured (the
+        console counts when it is on), and each "platform:user" identity a platform the
+        daemon knows: `slak:C1` or a `[discord]` destination without `[discord]` would
+        otherwise be dropped, or fail, at the first announcement."""
+        known = [p.name for p in self.platform_registry] + ["console"]
+        reachable = set(self.platforms) | ({"console"} if self.console_enabled else set())
+        problems = []
+        for key, value, must_reach in self.addresses():
+            platform = value.partition(":")[0]
+            if platform not in known:
+                problems.append(f"{key}: unknown platform {platform!r} (known: {', '.join(known)})")
+            elif must_reach and platform not in reachable:
+                problems.append(
+                    f"{key}: {platform!r} is not configured (no [{platform}] section)"
+                    if platform != "console"
+                    else f"{key}: the console is off (console.enabled = false)"
+                )
+        if problems:
+            raise ValueError("\n".join(problems))
+        return self
+
+    def addresses(self) -> list[tuple[str, str, bool]]:
+        """(key path, "platform:id", is a destination) of every chat address in the config:
+        where the daemon posts (destinations, which must reach a configured platform) and
+        who is who (identities, whose platform may be off for now)."""
+        found: list[tuple[str, str, bool]] = []
+
+        def each(key: str, values: object, destination: bool = True) -> None:
+            if isinstance(values, str):
+                found.append((key, values, destination))
+            elif isinstance(values, list):
+                found.extend((f"{key}[{i}]", v, destination) for i, v in enumerate(values))
+            elif isinstance(values, dict):
+                found.extend((f"{key}.{k}", str(k), destination) for k in values)
+
+        pd = self.pagerduty
+        if pd is not None:
+            each("pagerduty.incident_channels", pd.incident_channels)
+            each("pagerduty.handoff_channels", pd.handoff_channels)
+            each("pagerduty.topic_channels", pd.topic_channels)
+            each("pagerduty.users", pd.users, destination=False)
+        for sev, targets in self.incidents.routing.items():
+            each(f"incidents.routing.{sev}", targets)
+        each("incidents.default_channels", self.incidents.default_channels)
+        if self.incidents.management_channel is not None:
+            each("incidents.management_channel", self.incidents.management_channel)
+        each("control.broadcast_channels", self.control.broadcast_channels)
+        each("auth.identities", self.auth.identities, destination=False)
+        # where paging / mutating commands are allowed: a channel of a platform that is off
+        # allows nothing, but a misspelt platform is a mistake
+        each("auth.paging_channels", self.auth.paging_channels, destination=False)
+        each("auth.mutating_channels", self.auth.mutating_channels, destination=False)
+        for role, members in self.roles.items():
+            # members are "platform:user_id", an email address, or "*"
+            found.extend(
+                (f"roles.{role}[{i}]", m, False)
+                for i, m in enumerate(members)
+                if ":" in m and "@" not in m
+            )
+        return found
+
+    def unreachable(self) -> str | None:
+        """Why nobody could talk to a daemon run with this config, or None: the console is
+        off and no platform is configured. (Tests run such daemons through the control
+        socket alone; `check-config` refuses it for a service.)"""
+        if self.console_enabled or self.platforms:
+            return None
+        sections = ", ".join(f"[{p.name}]" for p in self.platform_registry)
+        return (
+            "console.enabled: the console is off and no platform is configured "
+            f"({sections}): nothing can reach the daemon"
+        )
+
     def section(self, platform: Platform[S]) -> S | None:
         """The platform's section; None when it is absent (the platform is off)."""
         found = getattr(self, platform.name, None)
@@ -534,6 +659,25 @@ class BaseConfig(Section):
         if self.console.enabled is not None:
             return self.console.enabled
         return not self.platforms
+
+    @property
+    def demo(self) -> bool:
+        """THE one decision about demo data: a console-only daemon with nothing real
+        configured (no PagerDuty, status source, status page or ticket tracker to talk to,
+        and no `[roles]` or `[[commands]]` of its own) runs an in-process demo of all of them,
+        so every command can be tried with no account. Anything real configured, and there
+        is no demo anywhere: made-up people or alerts never sit beside real ones, and the
+        demo's every-role operator never overrides roles someone set."""
+        return (
+            not self.platforms
+            and self.console_enabled
+            and self.pagerduty is None
+            and not self.status.sources
+            and self.statuspage is None
+            and self.tickets is None
+            and not any(self.roles.values())
+            and not self.commands
+        )
 
 
 @functools.cache
@@ -643,6 +787,10 @@ def explain(exc: ValidationError) -> list[str]:
             else:
                 path += f".{part}" if path else str(part)
         message = err["msg"]
+        if not path and err["type"] == "value_error":
+            # a rule across sections: its message names each key itself, one per line
+            lines += message.removeprefix("Value error, ").splitlines()
+            continue
         if err["type"] == "extra_forbidden":
             message = "unknown key (check the spelling against config.example.toml)"
         elif err["type"] == "missing":

@@ -19,7 +19,7 @@ import socket
 import stat
 import struct
 from collections.abc import Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -360,6 +360,23 @@ def connect_failure(path: Path, source: str, exc: OSError) -> str:
     return f"{where}: {exc.strerror or exc}"
 
 
+def _lease_line(lease: dict[str, Any]) -> str:
+    """This instance's role, the live instances and the dead ones. "leader" only while the
+    lease is held; a follower that cannot read who holds it says "unknown"."""
+    if lease["leader"]:
+        role = "leader"
+    elif lease.get("database_error"):
+        role = "follower (leader: unknown)"
+    else:
+        role = f"follower (leader: {lease['holder'] or 'none'})"
+    line = f"instance {lease['instance']}: {role}; instances: {', '.join(lease['instances'])}"
+    dead = [
+        f"{d['instance']} dead, last seen {datetime.fromisoformat(d['last_seen']):%H:%M:%S UTC}"
+        for d in lease.get("dead", [])
+    ]
+    return line + (f"; {', '.join(dead)}" if dead else "")
+
+
 def _hhmm(iso: str) -> str:
     return datetime.fromisoformat(iso).strftime("%H:%M UTC")
 
@@ -373,7 +390,12 @@ def _lease(view: HealthView) -> dict[str, Any]:
         "holder": st.holder,
         "token": st.token,
         "instances": list(st.instances),
+        "dead": [
+            {"instance": name, "last_seen": datetime.fromtimestamp(seen, UTC).isoformat()}
+            for name, seen in st.dead
+        ],
         "database": view.database,
+        "database_error": st.database_error,
         "claim_failures": view.claim_failures(),
     }
 
@@ -386,8 +408,9 @@ VERDICT_WORDS = {HEALTHY: "healthy", DEGRADED: "degraded", FAILING: "failing", U
 def verdict(h: dict[str, Any]) -> tuple[int, list[str]]:
     """The daemon's health as one status and its reasons, from the `health` answer:
 
-    - failing (2): nobody can reach the bot (no connector ready), or a connector gave up
-      (a fatal error such as a revoked token: it will not come back by itself);
+    - failing (2): nobody can reach the bot (no connector ready), a connector gave up
+      (a fatal error such as a revoked token: it will not come back by itself), or the
+      shared database cannot be reached (no command is recorded, no singleton job runs);
     - degraded (1): a connector is reconnecting while another works, or a scheduled job is
       failing (answers come from a stale cache, a status source is not read);
     - healthy (0): everything else."""
@@ -401,6 +424,9 @@ def verdict(h: dict[str, Any]) -> tuple[int, list[str]]:
             degraded.append(f"{c['platform']} {c['state']}")
     if not any(c["state"] == "ready" for c in connectors):
         failing.insert(0, "no connector is ready")
+    lease = h.get("lease") or {}
+    if lease.get("database_error"):
+        failing.append(f"database {lease['database']} unreachable ({lease['database_error']})")
     for name, job in h.get("jobs", {}).items():
         if job.get("failing_since"):
             degraded.append(f"{LABELS.get(name, f'job {name}')} failing")
@@ -438,10 +464,9 @@ def render_health(h: dict[str, Any]) -> list[str]:
             lines.append(f"job {name} failing since {_hhmm(job['failing_since'])} ({job['cause']})")
     lease = h.get("lease")
     if lease:
-        role = "leader" if lease["leader"] else f"follower (leader: {lease['holder'] or 'none'})"
-        lines.append(
-            f"instance {lease['instance']}: {role}; instances: {', '.join(lease['instances'])}"
-        )
+        if lease.get("database_error"):
+            lines.append(f"database {lease['database']}: failing ({lease['database_error']})")
+        lines.append(_lease_line(lease))
     lines.append(
         f"queue depth: {h['queue_depth']}, in flight: {h['in_flight']}, "
         f"sent: {h['sent']}, send failures: {h['send_failures']}"

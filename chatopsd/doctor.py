@@ -24,9 +24,21 @@ from chatopsd.config import (
     PagerDutySection,
     StatusSourceConfig,
 )
+from chatopsd.core.capabilities import (
+    CHANNEL_INVITES,
+    CHANNEL_TOPICS,
+    DIRECT_MESSAGES,
+    INCIDENT_CHANNELS,
+    MESSAGE_PINS,
+    POSTED_ANSWERS,
+    THREADS,
+    USER_GROUPS,
+    USER_PROFILES,
+    Capability,
+)
 from chatopsd.core.errors import ConfigError
 from chatopsd.core.ports import SystemClock
-from chatopsd.httpclient import HttpTransport
+from chatopsd.httpclient import HttpError, HttpTransport
 from chatopsd.store.backend import open_readonly
 
 
@@ -188,7 +200,79 @@ async def _probe_command(name: str, src: CommandSource) -> Result:
     return Result(name, True, f"exit {code} = {src.exit_map[str(code)]}")
 
 
+_PER_PAGE, _MAX_PAGES = 100, 20
+
+
+async def check_statuspage(cfg: Config, http: HttpTransport) -> list[Result]:
+    """[statuspage]: the key and the page, read-only (GET /pages/{page_id}/components, which
+    the key must be allowed to read), and each component id of `statuspage.components` among
+    the page's components: a wrong id is refused by Statuspage only when an incident is
+    published, in the middle of one."""
+    sp = cfg.statuspage
+    assert sp is not None
+    api = sp.api_url.rstrip("/")
+    headers = {"Authorization": f"OAuth {sp.api_key.get_secret_value()}"}
+    found: list[Any] = []
+    try:
+        # paginated, at most 100 a page: read on while pages come back full
+        for page in range(1, _MAX_PAGES + 1):
+            batch = await http.get_json(
+                f"{api}/pages/{sp.page_id}/components",
+                params={"page": str(page), "per_page": str(_PER_PAGE)},
+                headers=headers,
+            )
+            if not isinstance(batch, list):
+                return [Result("statuspage", False, f"{api}: the answer is not a list")]
+            found += batch
+            if len(batch) < _PER_PAGE:
+                break
+    except HttpError as exc:
+        hint = ""
+        if exc.status in (401, 403):
+            hint = f"; {token_hint('statuspage', 'api_key')}"
+        elif exc.status == 404:
+            hint = "; check statuspage.page_id"
+        return [Result("statuspage", False, f"{api}: {_why(exc)}{hint}")]
+    ids = {str(c.get("id")) for c in found if isinstance(c, dict)}
+    out = [Result("statuspage", True, f"page {sp.page_id} accepts the key ({len(ids)} components)")]
+    unknown = sorted(
+        f"{service} = {cid}" for service, cid in sp.components.items() if cid not in ids
+    )
+    if sp.components:
+        out.append(
+            Result(
+                "statuspage components",
+                not unknown,
+                f"not on page {sp.page_id}: {', '.join(unknown)}; check statuspage.components"
+                if unknown
+                else f"all {len(sp.components)} are on the page",
+            )
+        )
+    return out
+
+
 Probe = Callable[[Config, HttpTransport], Awaitable[list[Result]]]
+
+
+def capabilities_used(cfg: Config) -> frozenset[Capability[Any]]:
+    """The platform capabilities this config's features call on, so each platform's probe
+    can say which permissions they need that its token lacks (features/*: where each
+    capability is asked for)."""
+    used: set[Capability[Any]] = {THREADS, USER_PROFILES}  # replies, who is who
+    if cfg.chatopsd.database:
+        used.add(POSTED_ANSWERS)  # a take-over asks whether the dead instance answered
+    if cfg.incidents.create_channels:
+        used |= {INCIDENT_CHANNELS, CHANNEL_INVITES, MESSAGE_PINS}  # its status message
+    if cfg.incidents.bridge_url:
+        used.add(MESSAGE_PINS)
+    pd = cfg.pagerduty
+    if pd is not None:
+        used.add(DIRECT_MESSAGES)  # `!pd link`'s code, shift reminders
+        if pd.topic_channels:
+            used.add(CHANNEL_TOPICS)
+        if pd.slack_usergroups:
+            used.add(USER_GROUPS)
+    return frozenset(used)
 
 
 async def run_checks(
@@ -199,11 +283,14 @@ async def run_checks(
         probes.append(check_pagerduty)
     if cfg.status.sources:
         probes.append(check_status_sources)
+    if cfg.statuspage is not None:
+        probes.append(check_statuspage)
     # one attempt per probe: doctor says what it finds now, it does not wait out an outage
     http = HttpTransport(SystemClock(), secrets=config_mod.secrets_of(cfg), timeout=timeout_seconds)
     try:
         # each configured platform's own probe (its package's), with its section
-        platforms = [p.probe(section, http) for p, section in cfg.configured_platforms()]
+        uses = capabilities_used(cfg)
+        platforms = [p.probe(section, http, uses) for p, section in cfg.configured_platforms()]
         groups = await asyncio.gather(
             check_state_db(cfg, env), *platforms, *(p(cfg, http) for p in probes)
         )
@@ -227,7 +314,12 @@ def main(
         print(f"✗ config: {exc}", file=out)
         return 2
     # The config check is a result like the others: the summary counts every ✓ and ✗ line.
-    results = [Result("config", True, f"{path or 'defaults'} is valid")]
+    unreachable = cfg.unreachable()
+    results = [
+        Result("config", False, unreachable)
+        if unreachable is not None
+        else Result("config", True, f"{path or 'defaults'} is valid")
+    ]
     results += asyncio.run(run_checks(cfg, timeout_seconds, env))
     secrets = config_mod.secrets_of(cfg)
     for r in results:

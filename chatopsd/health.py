@@ -77,5 +77,8 @@ def status_line(view: HealthView) -> str:
         if s.health.reason and s.health.state.value != "ready":
             text += f" ({redact.text(s.health.reason)[:80]})"
         parts.append(text)
+    problem = view.lease().database_error
+    if problem is not None:
+        parts.append(f"database unreachable ({problem[:80]})")
     parts.extend(failing_jobs(view))  # e.g. "PagerDuty refresh failing since 21:13 UTC (…)"
     return "; ".join(parts) or "no connectors"

@@ -180,6 +180,11 @@ class HttpTransport:
             self._session = aiohttp.ClientSession(raise_for_status=False)
         return self._session
 
+    def session(self) -> aiohttp.ClientSession:
+        """The pool itself, for a client that takes an aiohttp session and speaks a protocol
+        of its own over it (the Teams relay's websocket handshake, in `doctor`)."""
+        return self._http()
+
     async def close(self) -> None:
         if self._session is not None:
             await self._session.close()

@@ -102,7 +102,13 @@ def audit_key(cfg: Config) -> bytes | None:
 def configured_identities(cfg: Config) -> dict[str, str]:
     """The configured level of the identity service: `[pagerduty.users]` and
     `auth.identities` (which wins where both name one chat identity)."""
-    return configured_map(cfg.pagerduty.users if cfg.pagerduty else {}, cfg.auth.identities)
+    users = cfg.pagerduty.users if cfg.pagerduty else {}
+    if cfg.demo:  # the console's operator is a demo PagerDuty user, so `!pd ack` acts
+        from chatopsd.connectors.console import console_user
+        from chatopsd.features.pagerduty import demo
+
+        users = demo.identities(console_user().id)
+    return configured_map(users, cfg.auth.identities)
 
 
 def identities(cfg: Config, db: Database, capabilities: Capabilities) -> IdentityService:
@@ -113,11 +119,16 @@ def identities(cfg: Config, db: Database, capabilities: Capabilities) -> Identit
 
 
 def access_policy(cfg: Config) -> AccessPolicy:
+    roles = {
+        role: frozenset(i.lower() if "@" in i and ":" not in i else i for i in ids)
+        for role, ids in cfg.roles.items()
+    }
+    if cfg.demo:
+        # The demo's only way in is the console, the operator at the machine: every role,
+        # so every command can be tried (Config.demo: nothing real to act on).
+        roles["admin"] = roles.get("admin", frozenset()) | {"*"}
     return AccessPolicy(
-        roles={
-            role: frozenset(i.lower() if "@" in i and ":" not in i else i for i in ids)
-            for role, ids in cfg.roles.items()
-        },
+        roles=roles,
         command_roles=cfg.auth.command_roles,
         paging_channels=frozenset(cfg.auth.paging_channels),
         mutating_channels=frozenset(cfg.auth.mutating_channels),
@@ -184,6 +195,7 @@ def connectors(
     kv: KeyValue,
     clock: Clock,
     registry: Registry,
+    shared: KeyValue | None = None,
 ) -> tuple[list[Connector], Capabilities]:
     """The connectors, and what each platform can do besides posting (the console: nothing),
     as its platform package declares it."""
@@ -207,7 +219,7 @@ def connectors(
         )
     # Platform libraries are imported only when their section is configured: a console-only
     # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-    wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=clock, kv=kv)
+    wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=clock, kv=kv, shared=shared)
     offers = []
     for platform, section in cfg.configured_platforms():
         connector = platform.build(section, wiring)
@@ -222,6 +234,12 @@ def console_banner(cfg: Config) -> str:
     return (
         f"chatopsd {__version__} · platforms: {', '.join(['console', *cfg.platforms])}\n"
         f"Type {cfg.chatopsd.prefix}help for the commands; {quits}."
+        + (
+            "\nDemo: PagerDuty, monitoring, the status page and the ticket tracker are "
+            "in-memory demos (nothing real is configured; nothing leaves this machine)."
+            if cfg.demo
+            else ""
+        )
         + (f"\nLogs: {log_file}" if log_file else "")
     )
 

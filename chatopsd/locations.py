@@ -1,6 +1,10 @@
 """Where the daemon keeps its database and control socket: one set of rules for the daemon and
 for the `chatopsd ctl` / `chatopsd audit` clients.
 
+The fallback card (what to do by hand when chatopsd is down) sits beside the database:
+`state.fallback.md` in the service's state directory, `chatopsd.fallback.md` in the working
+directory; `chatopsd runbook` finds it by the same rules, with the daemon stopped.
+
 In order: the config file (`chatopsd.state_db`, `control.socket`); systemd's
 `$STATE_DIRECTORY` / `$RUNTIME_DIRECTORY`, set for the service; then, for a client only, the
 directories the shipped unit asks for (`/var/lib/chatopsd`, `/run/chatopsd`) when the daemon has
@@ -32,6 +36,7 @@ class UnitDirs:
 UNIT = UnitDirs()
 DB_NAME = "state.db"
 SOCKET_NAME = "control.sock"
+CARD_SUFFIX = ".fallback.md"
 
 
 @dataclass(frozen=True)
@@ -104,3 +109,8 @@ def control_socket(
     if client and (unit.runtime / SOCKET_NAME).is_socket():
         return unit.runtime / SOCKET_NAME, "the unit's RuntimeDirectory"
     return db.parent / "chatopsd.sock", "next to the database"
+
+
+def fallback_card(db: Path) -> Path:
+    """The fallback card beside the database (`state.db` -> `state.fallback.md`)."""
+    return db.with_suffix(CARD_SUFFIX)

@@ -1,4 +1,5 @@
-"""Logging to stderr for journald: one line per event, plain or JSON, tokens redacted."""
+"""Logging to stderr for journald: one line per event, plain or JSON, tokens redacted; and
+`OutageLog`, the rationed lines about something that fails for a while (a job, a status source)."""
 
 from __future__ import annotations
 
@@ -6,9 +7,15 @@ import json
 import logging
 import sys
 from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from chatopsd import redact
+
+if TYPE_CHECKING:
+    from chatopsd.core.ports import Clock
 
 _PLAIN = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
@@ -71,3 +78,55 @@ def toggle_debug() -> str:
     new = logging.INFO if logger.getEffectiveLevel() <= logging.DEBUG else logging.DEBUG
     logger.setLevel(new)
     return logging.getLevelName(new)
+
+
+REMIND_SECONDS = 300.0
+
+
+@dataclass(slots=True)
+class _Outage:
+    since: datetime
+    cause: str
+    said_at: float  # monotonic time of the last log line about it
+
+
+class OutageLog:
+    """Log lines about things that fail for a while (a job, a status source), rationed: one
+    WARNING with the cause when it starts, at most one line every `remind` s while it lasts,
+    one INFO when it recovers."""
+
+    def __init__(
+        self, logger: logging.Logger, clock: Clock, remind: float = REMIND_SECONDS
+    ) -> None:
+        self.logger, self.clock, self.remind = logger, clock, remind
+        self._open: dict[str, _Outage] = {}
+
+    def failed(self, what: str, cause: str) -> None:
+        now, mono = self.clock.now(), self.clock.monotonic()
+        outage = self._open.get(what)
+        if outage is None:
+            self._open[what] = _Outage(now, cause, mono)
+            self.logger.warning("%s failing: %s", what, cause)
+            return
+        outage.cause = cause
+        if mono - outage.said_at >= self.remind:
+            outage.said_at = mono
+            self.logger.warning(
+                "%s still failing since %s: %s", what, outage.since.strftime("%H:%M UTC"), cause
+            )
+
+    def ok(self, what: str) -> None:
+        outage = self._open.pop(what, None)
+        if outage is not None:
+            self.logger.info(
+                "%s recovered (failing since %s: %s)",
+                what,
+                outage.since.strftime("%H:%M UTC"),
+                outage.cause,
+            )
+
+    def report(self, what: str, cause: str | None) -> None:
+        if cause is None:
+            self.ok(what)
+        else:
+            self.failed(what, cause)

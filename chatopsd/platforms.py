@@ -11,11 +11,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatopsd.connectors import discord, mattermost, slack
+from chatopsd.connectors import discord, mattermost, slack, teams
 from chatopsd.connectors.platform import Platform
 
 PLATFORMS: tuple[Platform[Any], ...] = (
     slack.PLATFORM,
     discord.PLATFORM,
     mattermost.PLATFORM,
+    teams.PLATFORM,
 )

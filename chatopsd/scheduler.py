@@ -7,7 +7,7 @@ instead of waiting on the wall clock.
 Health comes from outcomes: a job that catches its own failure (the PagerDuty refresh keeps the
 cache and records the error; the status poll reads UNKNOWN) raises `JobFailed` with the cause,
 so `ctl health`, STATUS= and the metrics count it as the failure it is. Logging goes through
-`OutageLog`: one WARNING when a job starts failing, a reminder at most every 5 minutes while it
+`logs.OutageLog`: one WARNING when a job starts failing, a reminder at most every 5 minutes while it
 lasts, one INFO when it recovers.
 """
 
@@ -23,13 +23,13 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from chatopsd.core.errors import JobFailed
 from chatopsd.core.ports import Clock, SystemClock
+from chatopsd.logs import OutageLog
 
-__all__ = ["JobFailed", "JobHealth", "OutageLog", "Scheduler"]
+__all__ = ["JobFailed", "JobHealth", "Scheduler"]
 
 log = logging.getLogger("chatopsd.scheduler")
 
 Job = Callable[[], Awaitable[object]]
-REMIND_SECONDS = 300.0
 
 
 @dataclass(slots=True)
@@ -42,55 +42,6 @@ class JobHealth:
     @property
     def failing(self) -> bool:
         return self.failing_since is not None
-
-
-@dataclass(slots=True)
-class _Outage:
-    since: datetime
-    cause: str
-    said_at: float  # monotonic time of the last log line about it
-
-
-class OutageLog:
-    """Log lines about things that fail for a while (a job, a status source), rationed: one
-    WARNING with the cause when it starts, at most one line every `remind` s while it lasts,
-    one INFO when it recovers."""
-
-    def __init__(
-        self, logger: logging.Logger, clock: Clock, remind: float = REMIND_SECONDS
-    ) -> None:
-        self.logger, self.clock, self.remind = logger, clock, remind
-        self._open: dict[str, _Outage] = {}
-
-    def failed(self, what: str, cause: str) -> None:
-        now, mono = self.clock.now(), self.clock.monotonic()
-        outage = self._open.get(what)
-        if outage is None:
-            self._open[what] = _Outage(now, cause, mono)
-            self.logger.warning("%s failing: %s", what, cause)
-            return
-        outage.cause = cause
-        if mono - outage.said_at >= self.remind:
-            outage.said_at = mono
-            self.logger.warning(
-                "%s still failing since %s: %s", what, outage.since.strftime("%H:%M UTC"), cause
-            )
-
-    def ok(self, what: str) -> None:
-        outage = self._open.pop(what, None)
-        if outage is not None:
-            self.logger.info(
-                "%s recovered (failing since %s: %s)",
-                what,
-                outage.since.strftime("%H:%M UTC"),
-                outage.cause,
-            )
-
-    def report(self, what: str, cause: str | None) -> None:
-        if cause is None:
-            self.ok(what)
-        else:
-            self.failed(what, cause)
 
 
 class Scheduler:

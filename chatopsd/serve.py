@@ -80,7 +80,10 @@ async def _serve(app: App, notifier: Notifier, on_ready: Callable[[App], None] |
         return
     watchdog = Watchdog(notifier, status=app.status_line)
     watchdog.start()
-    notifier.ready(app.status_line())
+    watchdog.ready()
+    for supervisor in app.supervisors:
+        # STATUS= follows each connector's state at once, not at the next 5-second tick
+        supervisor.on_change = watchdog.push_status
     if on_ready is not None:
         on_ready(app)
     try:

@@ -12,7 +12,7 @@ import logging
 import os
 import socket
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 log = logging.getLogger("chatopsd.systemd")
 
@@ -95,11 +95,16 @@ class Watchdog:
         healthy: Callable[[], bool] = lambda: True,
         status: Callable[[], str] | None = None,
         status_every: float = 5.0,
+        *,
+        monotonic: Callable[[], float] | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         self.notifier = notifier
         self.healthy = healthy
         self.status = status
         self.status_every = status_every
+        # the loop's clock and sleep unless a test drives them (an injected clock)
+        self.monotonic, self.sleep = monotonic, sleep
         self.pings = 0
         self._last_status = ""
         self.task: asyncio.Task[None] | None = None
@@ -120,6 +125,12 @@ class Watchdog:
             await asyncio.gather(self.task, return_exceptions=True)
             self.task = None
 
+    def ready(self) -> None:
+        """READY=1 with the status as it is now (the next push_status sends only a change)."""
+        text = self.status() if self.status is not None else ""
+        self._last_status = text
+        self.notifier.ready(text)
+
     def push_status(self) -> None:
         if self.status is None:
             return
@@ -129,14 +140,14 @@ class Watchdog:
             self.notifier.status(text)
 
     async def _run(self) -> None:
-        loop = asyncio.get_running_loop()
+        now = self.monotonic or asyncio.get_running_loop().time
         step = self.interval if self.interval > 0 else self.status_every
         step = min(step, self.status_every)
-        last_status = loop.time()
+        last_status = now()
         while True:
-            before = loop.time()
-            await asyncio.sleep(step)
-            lag = loop.time() - before - step
+            before = now()
+            await self.sleep(step)
+            lag = now() - before - step
             if lag > max(1.0, step):
                 # The loop was blocked; we are running again, so it is responsive now, but say so.
                 log.warning("event loop was blocked for about %.1f s", lag)
@@ -146,6 +157,6 @@ class Watchdog:
                     self.pings += 1
                 else:
                     log.error("watchdog: daemon unhealthy, not pinging systemd")
-            if loop.time() - last_status >= self.status_every:
-                last_status = loop.time()
+            if now() - last_status >= self.status_every:
+                last_status = now()
                 self.push_status()

@@ -3,7 +3,6 @@ back from its jsonl console. Run targets are small Python scripts that record th
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 import sys
@@ -14,6 +13,7 @@ from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
 from chatopsd.features.approvals.service import ApprovalService
 from tests.conftest import FakeClock, make_config
+from tests.waiting import eventually
 
 RECORDER = """
 import json, os, sys, time
@@ -126,10 +126,7 @@ class OpsRig:
         return await self.say(actor, emoji, kind="reaction", message_id=message_id)
 
     async def settle(self) -> list[dict[str, Any]]:
-        for _ in range(1000):
-            if not self.app.bus.in_flight:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: not self.app.bus.in_flight, timeout=10)
         await self.app.outbox.flush(5)
         return self.new_lines()
 

@@ -27,3 +27,21 @@ def section(relay_url: str | None = None, **overrides: Any) -> TeamsSection:
         raw.update(relay_url=relay_url, allow_insecure_relay=True)
     raw.update(overrides)
     return TeamsSection.model_validate(raw)
+
+
+def raw_section(relay_url: str, bot_keys: dict[str, Any], **overrides: Any) -> dict[str, Any]:
+    """The `[teams]` table, TOML-shaped, for a daemon pointed at the loopback fakes."""
+    return {
+        "app_id": APP_ID,
+        "app_password": APP_PASSWORD,
+        "tenant_id": TENANT,
+        "relay_namespace": teams_relay.NAMESPACE,
+        "relay_path": teams_relay.PATH,
+        "relay_key_name": teams_relay.KEY_NAME,
+        "relay_key": teams_relay.KEY,
+        "service_url_hosts": ["127.0.0.1"],
+        "relay_url": relay_url,
+        "allow_insecure_relay": True,
+        **bot_keys,
+        **overrides,
+    }

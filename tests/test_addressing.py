@@ -15,6 +15,7 @@ import pytest
 from chatopsd.connectors.discord import events as discord_events
 from chatopsd.connectors.mattermost import events as mattermost_events
 from chatopsd.connectors.slack import events as slack_events
+from chatopsd.connectors.teams import events as teams_events
 from chatopsd.core.addressing import Addressed, address
 from chatopsd.core.bus import Bus
 from chatopsd.core.commands import Registry
@@ -52,6 +53,7 @@ MENTION = {
     "slack": "<@UBOT>",
     "discord": "<@777>",
     "mattermost": "@chatopsd",
+    "teams": "<at>chatopsd</at>",
     "console": "@chatopsd",
 }
 
@@ -114,6 +116,41 @@ def _mattermost(
     return [inbound] if inbound is not None else []
 
 
+TEAMS_APP = "00000000-0000-4000-8000-0000000000b1"
+
+
+def _teams(
+    text: str, *, direct: bool = False, root: str = "", bot_roots: tuple[str, ...] = ()
+) -> list[Inbound]:
+    """A Teams message activity; a mention of the bot comes with its `mention` entity, as
+    Teams sends it."""
+    conversation = f"19:c1@thread.tacv2;messageid={root or 'm1'}"
+    activity: dict[str, Any] = {
+        "type": "message",
+        "id": "m2" if root else "m1",
+        "serviceUrl": "https://smba.trafficmanager.net/amer/t1/",
+        "channelId": "msteams",
+        "from": {"id": "29:alice", "name": "Alice", "aadObjectId": "aad-alice"},
+        "recipient": {"id": f"28:{TEAMS_APP}", "name": "chatopsd"},
+        "conversation": {
+            "id": "a:1dm" if direct else conversation,
+            "conversationType": "personal" if direct else "channel",
+            "tenantId": "t1",
+        },
+        "text": text,
+        "entities": [
+            {
+                "type": "mention",
+                "text": "<at>chatopsd</at>",
+                "mentioned": {"id": f"28:{TEAMS_APP}", "name": "chatopsd"},
+            }
+            for _ in range(text.count("<at>chatopsd</at>"))
+        ],
+    }
+    found = teams_events.translate(activity, app_id=TEAMS_APP, prefix="!", bot_roots=bot_roots)
+    return list(found.events)
+
+
 def _console(text: str) -> list[Inbound]:
     return [Inbound("console", "console", Actor("ada"), text, event_id="e1")]
 
@@ -122,6 +159,7 @@ PLATFORMS: dict[str, Callable[[str], list[Inbound]]] = {
     "slack": _slack,
     "discord": _discord,
     "mattermost": _mattermost,
+    "teams": _teams,
     "console": _console,
 }
 
@@ -147,7 +185,7 @@ def test_discord_nickname_mention() -> None:
     assert _commands(_discord("hey <@!777> ic page")) == ["ic page"]
 
 
-@pytest.mark.parametrize("platform", ["slack", "discord", "mattermost"])
+@pytest.mark.parametrize("platform", ["slack", "discord", "mattermost", "teams"])
 def test_direct_message_needs_no_prefix(platform: str) -> None:
     translate: Any = PLATFORMS[platform]
     assert _commands(translate("ic page", direct=True)) == ["ic page"]
@@ -165,6 +203,9 @@ def test_reply_in_a_thread_the_bot_started() -> None:
     mm = _mattermost("ic", root="r1", bot_roots=("r1",))
     assert _commands(mm) == ["ic"] and mm[0].kind == "thread"
     assert _commands(_mattermost("ic", root="r2", bot_roots=("r1",))) == []
+    teams = _teams("ic", root="r1", bot_roots=("r1",))
+    assert _commands(teams) == ["ic"] and teams[0].kind == "thread"
+    assert _commands(_teams("ic", root="r2", bot_roots=("r1",))) == []
 
 
 def test_mattermost_top_level_post_is_not_a_thread() -> None:

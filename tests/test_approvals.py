@@ -24,6 +24,7 @@ from chatopsd.features.approvals.rules import (
 from chatopsd.features.approvals.service import ApprovalService
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, texts
+from tests.waiting import eventually
 
 
 @pytest.fixture(autouse=True)
@@ -331,10 +332,7 @@ async def test_approved_run_waits_for_a_busy_slot_instead_of_being_lost(
 
     first = rig.app.bus.submit(rig.event("alice", "!slow wait"))
     assert first is not None
-    for _ in range(300):
-        if rig.runs():
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: rig.runs(), timeout=3)
     await rig.app.bus.handle(rig.event("carol", "!slow gated"))
     rid = await rig.pending_id()
     await rig.app.bus.handle(rig.event("bob", f"!approve {rid}"))
@@ -371,10 +369,9 @@ async def test_two_instances_counting_votes_at_once_decide_and_run_once(
         await a.say("carol", "!migrate users")
         rid = await a.pending_id()
         await asyncio.gather(a.say("dan", f"!approve {rid}"), b.say("erin", f"!approve {rid}"))
-        for _ in range(300):
-            if a.runs() and not (a.app.bus.in_flight or b.app.bus.in_flight):
-                break
-            await asyncio.sleep(0.02)
+        await eventually(
+            lambda: a.runs() and not (a.app.bus.in_flight or b.app.bus.in_flight), timeout=6
+        )
         await asyncio.gather(a.settle(), b.settle())
         assert [r["argv"] for r in a.runs()] == [["users"]]
         decided = [r for r in await a.app.audit.since(None) if (r.cause or "") == f"approved {rid}"]

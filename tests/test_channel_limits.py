@@ -4,7 +4,6 @@ auth.paging_channels / mutating_channels like anything else."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import json
 from collections.abc import AsyncIterator
@@ -16,6 +15,7 @@ from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound
 from chatopsd.features.incidents.store import SqlIncidentStore
 from tests.conftest import FakeClock, make_config
+from tests.waiting import eventually
 
 
 class RefusingTerminal(io.StringIO):
@@ -48,10 +48,7 @@ async def run(app: App, text: str, channel: str, event_id: str) -> None:
     await app.bus.handle(
         Inbound("console", channel, Actor("ann", "ann"), text, kind="slash", event_id=event_id)
     )
-    for _ in range(500):
-        if not app.bus.in_flight:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: not app.bus.in_flight, timeout=5)
     await app.outbox.flush(5)
 
 

@@ -170,6 +170,8 @@ def test_check_config_cli(tmp_path: Path) -> None:
 def test_incident_destinations_are_checked(tmp_path: Path) -> None:
     good = write(
         tmp_path,
+        "[slack]\napp_token = 'xapp-test-1'\nbot_token = 'xoxb-test-1'\n"
+        "[discord]\ntoken = 'test-token-1'\n"
         "[incidents]\nrouting = { 'SEV-1' = ['slack:C1'] }\nmanagement_channel = 'discord:9'\n",
     )
     cfg = config.load(good, env={})

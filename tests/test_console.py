@@ -317,8 +317,11 @@ def test_tab_completes_command_names(screen: Screen, tmp_path: Path) -> None:
     screen.keys("C-u")
     screen.text("!i")
     screen.keys("Tab")  # several: like a shell, they are listed and the line is kept
-    lines = screen.wait("the choices", lambda ls: any(re.search(r"!ic +!incident", x) for x in ls))
-    assert _last(lines) == "> !i"
+    # The choices are printed first and the prompt is drawn again below them: wait for both.
+    screen.wait(
+        "the choices, then the line kept",
+        lambda ls: any(re.search(r"!ic +!incident", x) for x in ls) and _last(ls) == "> !i",
+    )
 
 
 def test_what_arrives_at_the_prompt_is_printed_above_the_line_being_typed(
@@ -463,10 +466,12 @@ def test_a_service_never_loads_the_line_editor(tmp_path: Path) -> None:
 
 def test_what_a_run_in_the_checkout_leaves_behind_is_ignored_by_git() -> None:
     """Running the daemon from a clone (the README's quick start) leaves its database, its
-    socket and, on a terminal, its log file there: none of them is something to commit."""
+    socket, its fallback card and, on a terminal, its log file there: none of them is
+    something to commit."""
     if shutil.which("git") is None or not (ROOT / ".git").exists():
         pytest.skip("not a git checkout")
     names = ["chatopsd.db", "chatopsd.db-wal", "chatopsd.sock", "chatopsd.log", "chatopsd.history"]
+    names.append("chatopsd.fallback.md")  # the fallback card the demo writes
     done = subprocess.run(
         ["git", "check-ignore", "--no-index", *names],
         cwd=ROOT,

@@ -6,7 +6,7 @@ import asyncio
 import io
 import json
 import zlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from tests.fixtures.discord import (
     fake,  # noqa: F401 (fixtures)
     text_of,
 )
+from tests.waiting import eventually
 
 
 async def start_app(tmp_path: Path, fake: FakeDiscord, clock: FakeClock, **extra: Any) -> App:
@@ -38,13 +39,6 @@ async def start_app(tmp_path: Path, fake: FakeDiscord, clock: FakeClock, **extra
 
 def supervisor(app: App) -> Supervisor:
     return app.supervisors[0]
-
-
-async def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> None:
-    async with asyncio.timeout(timeout):
-        # polling: the conditions live in the fake and the App, which signal nothing
-        while not cond():
-            await asyncio.sleep(0.01)
 
 
 @pytest.fixture
@@ -61,6 +55,16 @@ async def next_message(fake: FakeDiscord) -> Recorded:
         rec = await fake.next_post()
         if "/callback" not in rec.path:
             return rec
+
+
+async def barrier(fake: FakeDiscord) -> None:
+    """Send `!help` and wait for its answer, which must be the next thing posted: whatever the
+    daemon was given before it has been handled, and nothing else was said."""
+    msg = fake.message("!help")
+    await fake.dispatch("MESSAGE_CREATE", msg)
+    rec = await fake.next_post()
+    assert rec.body.get("message_reference", {}).get("message_id") == msg["id"], rec
+    assert fake.posted.empty()
 
 
 async def test_prefix_command_answered_with_reference(app: App, fake: FakeDiscord) -> None:
@@ -95,8 +99,7 @@ async def test_chatter_own_and_bot_messages_ignored(app: App, fake: FakeDiscord)
     await fake.dispatch("MESSAGE_CREATE", fake.message("!help"))  # the only one answered
     rec = await next_message(fake)
     assert rec.body["message_reference"]["message_id"]
-    await asyncio.sleep(0.3)
-    assert fake.posted.empty()
+    await barrier(fake)
 
 
 async def test_unknown_command_escapes_user_text(app: App, fake: FakeDiscord) -> None:
@@ -126,18 +129,17 @@ async def test_replayed_interaction_answered_once(app: App, fake: FakeDiscord) -
     await fake.next_post()  # deferral
     await fake.next_post()  # follow-up
     await fake.dispatch("INTERACTION_CREATE", inter)  # delivered again (e.g. replay)
-    await wait_for(lambda: sum("/callback" in r.path for r in fake.requests) == 2)
-    await asyncio.sleep(0.3)
-    assert fake.posted.empty()
+    await eventually(lambda: sum("/callback" in r.path for r in fake.requests) == 2)
+    await barrier(fake)  # the replay is acknowledged, and not answered again
 
 
 async def test_app_commands_registered_once(app: App, fake: FakeDiscord) -> None:
-    await wait_for(lambda: fake.command_writes == 1)
+    await eventually(lambda: fake.command_writes == 1)
     names = sorted(c["name"] for c in fake.commands[str(GUILD_ID)])
     assert names == ["ic", "incident", "status"]
     # a reconnect that needs a new session (op 9) brings a new READY: nothing is re-written
     await fake.send_op(9, False)
-    await wait_for(lambda: fake.identifies == 2)
+    await eventually(lambda: fake.identifies == 2)
     await asyncio.sleep(0.2)
     assert fake.command_writes == 1
 
@@ -148,7 +150,7 @@ async def test_restart_does_not_reregister(
     for _ in range(2):
         application = await start_app(tmp_path, fake, clock)
         await asyncio.wait_for(supervisor(application).ready_event.wait(), 5)
-        await wait_for(lambda: fake.command_writes == 1)
+        await eventually(lambda: fake.command_writes == 1)
         await asyncio.sleep(0.1)
         await application.stop()
     assert fake.command_writes == 1
@@ -173,7 +175,7 @@ async def test_reaction_reaches_listeners(app: App, fake: FakeDiscord) -> None:
     app.bus.reaction_commands.append(listener)
     await fake.dispatch("MESSAGE_REACTION_ADD", fake.reaction("👍", "12345"))
     await fake.dispatch("MESSAGE_REACTION_ADD", fake.reaction("👍", "12345", user_id=BOT_ID))
-    await wait_for(lambda: len(seen) == 1)
+    await eventually(lambda: len(seen) == 1)
     event = seen[0]
     assert (event.kind, event.text, event.message_id, event.actor.id) == (
         "reaction",
@@ -181,7 +183,7 @@ async def test_reaction_reaches_listeners(app: App, fake: FakeDiscord) -> None:
         "12345",
         "42",
     )
-    await asyncio.sleep(0.2)
+    await barrier(fake)
     assert len(seen) == 1
 
 
@@ -189,13 +191,12 @@ async def test_resume_after_drop_replays_missed_event_once(app: App, fake: FakeD
     await fake.drop()
     msg = fake.message("!help")
     await fake.dispatch("MESSAGE_CREATE", msg)  # missed while down: replayed on RESUME
-    await wait_for(lambda: fake.resumes == 1, timeout=15)
+    await eventually(lambda: fake.resumes == 1, timeout=15)
     rec = await next_message(fake)
     assert rec.body["message_reference"]["message_id"] == msg["id"]
     assert fake.identifies == 1
     await fake.dispatch("MESSAGE_CREATE", msg)  # a second delivery of the same message
-    await asyncio.sleep(0.3)
-    assert fake.posted.empty()
+    await barrier(fake)
 
 
 async def test_failed_reconnect_backs_off_then_resumes(app: App, fake: FakeDiscord) -> None:
@@ -203,7 +204,7 @@ async def test_failed_reconnect_backs_off_then_resumes(app: App, fake: FakeDisco
     await fake.drop()
     msg = fake.message("!help")
     await fake.dispatch("MESSAGE_CREATE", msg)
-    await wait_for(lambda: fake.resumes == 1, timeout=10)
+    await eventually(lambda: fake.resumes == 1, timeout=10)
     rec = await next_message(fake)
     assert rec.body["message_reference"]["message_id"] == msg["id"]
     assert (fake.refuse_gateway, fake.identifies) == (0, 1)
@@ -214,7 +215,7 @@ async def test_failed_reconnect_backs_off_then_resumes(app: App, fake: FakeDisco
 
 async def test_op7_reconnect_resumes(app: App, fake: FakeDiscord) -> None:
     await fake.send_op(7)
-    await wait_for(lambda: fake.resumes == 1)
+    await eventually(lambda: fake.resumes == 1)
     await fake.dispatch("MESSAGE_CREATE", fake.message("!help"))
     await next_message(fake)
     assert fake.identifies == 1
@@ -222,13 +223,13 @@ async def test_op7_reconnect_resumes(app: App, fake: FakeDiscord) -> None:
 
 async def test_op9_resumable_resumes(app: App, fake: FakeDiscord) -> None:
     await fake.send_op(9, True)
-    await wait_for(lambda: fake.resumes == 1)
+    await eventually(lambda: fake.resumes == 1)
     assert fake.identifies == 1
 
 
 async def test_op9_not_resumable_identifies_again(app: App, fake: FakeDiscord) -> None:
     await fake.send_op(9, False)
-    await wait_for(lambda: fake.identifies == 2)
+    await eventually(lambda: fake.identifies == 2)
     await asyncio.sleep(0.1)
     await fake.dispatch("MESSAGE_CREATE", fake.message("!help"))
     await next_message(fake)
@@ -241,9 +242,9 @@ async def test_zombie_connection_detected(
     try:
         await asyncio.wait_for(supervisor(application).ready_event.wait(), 5)
         fake.ack_heartbeats = False  # the server goes silent: no ACK, nothing at all
-        await wait_for(lambda: fake.connections == 2, timeout=5)
+        await eventually(lambda: fake.connections == 2, timeout=5)
         fake.ack_heartbeats = True
-        await wait_for(lambda: fake.resumes == 1)
+        await eventually(lambda: fake.resumes == 1)
     finally:
         await application.stop()
 
@@ -282,7 +283,7 @@ async def test_fatal_close_codes(
     application = await start_app(tmp_path, fake, clock)
     try:
         sup = supervisor(application)
-        await wait_for(lambda: sup.health.state is State.FAILED)
+        await eventually(lambda: sup.health.state is State.FAILED)
         assert words in sup.health.reason
         assert "developer portal" in sup.health.reason or code == 4013
         assert TOKEN not in sup.health.reason
@@ -297,7 +298,7 @@ async def test_bad_token_at_login_is_fatal(
     application = await start_app(tmp_path, fake, clock, token="not-the-token")
     try:
         sup = supervisor(application)
-        await wait_for(lambda: sup.health.state is State.FAILED)
+        await eventually(lambda: sup.health.state is State.FAILED)
         assert "Reset Token" in sup.health.reason
         assert "not-the-token" not in sup.health.reason
     finally:
@@ -358,9 +359,9 @@ async def test_zombie_with_traffic_but_no_acks_detected(app: App, fake: FakeDisc
 
     task = asyncio.get_running_loop().create_task(chatter(), name="test:chatter")
     try:
-        await wait_for(lambda: fake.connections == 2, timeout=5)
+        await eventually(lambda: fake.connections == 2, timeout=5)
         fake.ack_heartbeats = True
-        await wait_for(lambda: fake.resumes == 1)
+        await eventually(lambda: fake.resumes == 1)
         assert fake.identifies == 1
     finally:
         task.cancel()
@@ -371,7 +372,7 @@ async def test_commands_registered_globally_without_guild_ids(
 ) -> None:
     application = await start_app(tmp_path, fake, clock, guild_ids=[])
     try:
-        await wait_for(lambda: fake.command_writes == 1)
+        await eventually(lambda: fake.command_writes == 1)
         assert sorted(c["name"] for c in fake.commands["global"]) == ["ic", "incident", "status"]
         assert str(GUILD_ID) not in fake.commands
     finally:
@@ -385,7 +386,7 @@ async def test_registration_refused_is_logged_not_fatal(
     application = await start_app(tmp_path, fake, clock)
     try:
         await asyncio.wait_for(supervisor(application).ready_event.wait(), 5)
-        await wait_for(lambda: "applications.commands" in caplog.text)
+        await eventually(lambda: "applications.commands" in caplog.text)
         await fake.dispatch("MESSAGE_CREATE", fake.message("!help"))
         await next_message(fake)
         assert fake.command_writes == 0
@@ -460,7 +461,7 @@ async def test_every_session_of_the_bot_gets_every_dispatch(app: App, fake: Fake
         await ws.send_json({"op": 2, "d": {"token": TOKEN, "intents": 0, "properties": {}}})
         assert (await receive())["t"] == "READY"
         assert (await receive())["t"] == "GUILD_CREATE"
-        await wait_for(lambda: fake.ready_sessions() == 2)
+        await eventually(lambda: fake.ready_sessions() == 2)
         msg = fake.message("!help")
         await fake.dispatch("MESSAGE_CREATE", msg)
         seen = await receive()

@@ -5,6 +5,7 @@ of every ```toml block (parsed, so a block that is not valid TOML fails too)."""
 
 from __future__ import annotations
 
+import ast
 import re
 import tomllib
 from pathlib import Path
@@ -16,7 +17,16 @@ from chatopsd.config import Config
 from tests.test_config_example import model_keys
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
-GUIDES = ("slack", "discord", "mattermost", "pagerduty", "status", "operations")
+GUIDES = (
+    "slack",
+    "discord",
+    "mattermost",
+    "pagerduty",
+    "status",
+    "statuspage",
+    "tickets",
+    "operations",
+)
 SECTIONS = set(Config.model_fields)
 _DOTTED = re.compile(r"`(\[?)([a-z_]+)\.([a-z_]+)(?: = [^`]*)?\]?`")
 _SECTION = re.compile(r"`\[\[?([a-z_.]+)\]\]?`")
@@ -58,7 +68,8 @@ def _walk(doc: dict[str, Any], prefix: str) -> list[str]:
 
 def _is_free(path: str) -> bool:
     """A free-form table (roles, severity_map): its keys are the user's, not the model's."""
-    return path in {"roles"} or path.endswith(("_map", ".routing", ".command_roles", ".users"))
+    free = ("_map", ".routing", ".command_roles", ".users", ".components")
+    return path in {"roles"} or path.endswith(free)
 
 
 @pytest.mark.parametrize("guide", sorted({*GUIDES, *(p.stem for p in DOCS.glob("*.md"))}))
@@ -84,3 +95,71 @@ def test_the_readme_links_every_guide() -> None:
     readme = (DOCS.parent / "README.md").read_text(encoding="utf-8")
     for guide in GUIDES:
         assert f"docs/{guide}.md" in readme, guide
+
+
+# -- ARCHITECTURE.md: every rule names the test that checks it, and that test exists ------
+
+_TEST_REF = re.compile(r"tests/[\w/]+\.py(?:::\w+)?|(?<![\w/])::\w+")
+
+
+def named_tests(text: str) -> list[tuple[str, str | None]]:
+    """(file, test) pairs a text names: `tests/f.py`, `tests/f.py::t`, and `::t` meaning a
+    test of the file named last."""
+    found: list[tuple[str, str | None]] = []
+    last = ""
+    for ref in _TEST_REF.findall(text):
+        if ref.startswith("::"):
+            found.append((last, ref[2:]))
+            continue
+        last, _, name = ref.partition("::")
+        found.append((last, name or None))
+    return found
+
+
+def _missing(root: Path, refs: list[tuple[str, str | None]]) -> list[str]:
+    missing = []
+    for file, name in refs:
+        path = root / file
+        if not file or not path.is_file():
+            missing.append(f"{file}::{name}" if name else file or f"::{name}")
+            continue
+        if name is None:
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        defined = {
+            node.name
+            for node in ast.walk(tree)
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+        }
+        if name not in defined:
+            missing.append(f"{file}::{name}")
+    return missing
+
+
+def test_every_test_architecture_names_exists() -> None:
+    text = (DOCS.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    refs = named_tests(text)
+    assert len(refs) >= 20
+    assert _missing(DOCS.parent, refs) == []
+
+
+def test_every_section_of_architecture_names_a_test() -> None:
+    text = (DOCS.parent / "ARCHITECTURE.md").read_text(encoding="utf-8")
+    sections = text.split("\n## ")[1:]
+    assert len(sections) >= 8
+    for section in sections:
+        assert named_tests(section), section.splitlines()[0]
+
+
+def test_the_test_reference_check_sees_a_missing_test() -> None:
+    refs = named_tests(
+        "rule (tests/test_docs.py::test_every_test_architecture_names_exists, ::nope);"
+        " tests/test_gone.py and tests/fakes/toychat.py"
+    )
+    assert refs == [
+        ("tests/test_docs.py", "test_every_test_architecture_names_exists"),
+        ("tests/test_docs.py", "nope"),
+        ("tests/test_gone.py", None),
+        ("tests/fakes/toychat.py", None),
+    ]
+    assert _missing(DOCS.parent, refs) == ["tests/test_docs.py::nope", "tests/test_gone.py"]

@@ -200,7 +200,9 @@ def test_slack_missing_scopes_and_socket_mode(env: Env) -> None:
     env.targets.socket_mode = False
     code, lines = env.run(env.config())
     assert code == 1
-    assert "missing scopes app_mentions:read, channels:history" in line(lines, "slack bot token")
+    bad = line(lines, "slack bot token")
+    assert "missing 12 of the 13 scopes the enabled features need: app_mentions:read, " in bad
+    assert "app_mentions:read for the app_mention event" in bad
     assert "enable Socket Mode" in line(lines, "slack socket mode")
 
 
@@ -370,3 +372,41 @@ def test_status_source_failures(env: Env, how: str, expected: str) -> None:
     code, lines = env.run(path, timeout=0.5)
     assert code == 1
     assert expected in line(lines, "status source page")
+
+
+def test_slack_scopes_are_those_the_enabled_features_need(env: Env) -> None:
+    """A token with 3 of the manifest's scopes used to get "scopes ok". Each missing scope
+    is named with what needs it, and a feature that is switched on adds its own."""
+    env.targets.slack_scopes = "chat:write,app_mentions:read,channels:history"
+    code, lines = env.run(env.config())
+    assert code == 1
+    bad = line(lines, "slack bot token")
+    for scope, why in [
+        ("channels:manage", "conversations.create"),  # incident channels (on by default)
+        ("pins:write", "pins.add"),
+        ("im:write", "conversations.open"),  # [pagerduty]: `!pd link`, shift reminders
+        ("users:read.email", "users.info"),
+        ("reactions:read", "the reaction_added event"),
+        ("commands", "slash commands"),
+    ]:
+        assert f"{scope} for {why}" in bad, bad
+    assert "usergroups:write" not in bad  # no pagerduty.slack_usergroups
+    assert "scopes ok" not in "\n".join(lines)
+
+    # the manifest's scopes but usergroups:write, with on-call user groups configured
+    env.targets.slack_scopes = Targets().slack_scopes.replace(",usergroups:write", "")
+    pd = env.config().read_text().split("[pagerduty]\n", 1)[1].split("[status]", 1)[0]
+    groups = f'[pagerduty]\nslack_usergroups = {{ PSCHED1 = "S0001" }}\n{pd}'
+    code, lines = env.run(env.config(pagerduty=groups))
+    assert code == 1
+    assert "missing 1 of the 14 scopes" in line(lines, "slack bot token")
+    assert "usergroups:write for usergroups.users.update" in line(lines, "slack bot token")
+    # without incident channels, PagerDuty or user groups: the base scopes are enough
+    env.targets.slack_scopes = (
+        "app_mentions:read,channels:history,groups:history,im:history,mpim:history,"
+        "chat:write,commands,reactions:read,users:read,users:read.email"
+    )
+    code, lines = env.run(
+        env.config(pagerduty="", incidents="[incidents]\ncreate_channels = false\n")
+    )
+    assert line(lines, "slack bot token").endswith("all 10 scopes needed"), lines

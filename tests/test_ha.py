@@ -22,7 +22,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -42,6 +42,7 @@ from tests.fixtures.pagerduty import (
     pd,  # noqa: F401 (fixtures)
     pd_section,
 )
+from tests.waiting import eventually
 
 LEASE = 2.0
 STALK = 1  # status.stalk_seconds
@@ -50,19 +51,6 @@ SLACK_ACK_WINDOW = 1.0  # Slack's is 3 s; shorter here so a redelivery comes soo
 ROOT = Path(__file__).resolve().parent.parent
 PLATFORMS = ("slack", "discord", "mattermost")
 SLACK_STALKING = "CCMD9000"  # the channel of the Slack command numbered 9000
-
-
-async def until(cond: Callable[[], Any], timeout: float = 20.0, what: str = "") -> float:
-    started = time.monotonic()
-    while True:
-        value = cond()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return time.monotonic() - started
-        if time.monotonic() - started > timeout:
-            raise AssertionError(f"not met in {timeout:.0f} s: {what or 'condition'}")
-        await asyncio.sleep(0.02)
 
 
 @dataclass
@@ -402,23 +390,33 @@ async def test_three_platforms_300_commands_leader_killed_mid_stream(
     inst = Instances(tmp_path, pg_url, chat, pd)
     try:
         first = inst.start("one")
-        await until(lambda: chat.connected(1), 30, "the first instance on all three platforms")
+        await eventually(
+            lambda: chat.connected(1), timeout=30, what="the first instance on all three platforms"
+        )
         killed_slack = chat.slack.connection_numbers()  # the first instance's Slack socket
-        await until(lambda: lease_holder(pg_url), what="a lease holder")
+        await eventually(lambda: lease_holder(pg_url), what="a lease holder", timeout=20)
         assert (await lease_holder(pg_url) or "").endswith(f":{first.pid}")
-        await until(lambda: last_refresh(pg_url), what="the leader's first PagerDuty refresh")
+        await eventually(
+            lambda: last_refresh(pg_url), what="the leader's first PagerDuty refresh", timeout=20
+        )
         second = inst.start("two")
-        await until(lambda: chat.connected(2), 30, "both instances on all three platforms")
-        await until(lambda: chat.discord_ready() >= 2, what="both Discord clients ready")
+        await eventually(
+            lambda: chat.connected(2), timeout=30, what="both instances on all three platforms"
+        )
+        await eventually(
+            lambda: chat.discord_ready() >= 2, what="both Discord clients ready", timeout=20
+        )
 
         # one `!ic page`, seen by both instances: one PagerDuty incident, one answer
         page = await chat.command("mattermost", "!ic page", 0)
-        await until(lambda: chat.answers()[page] >= 1, what="the page answered")
+        await eventually(lambda: chat.answers()[page] >= 1, what="the page answered", timeout=20)
         # stalking in one channel per platform (answered like any command)
         stalks = [await chat.command("slack", "!status stalk", 9000)]
         stalks.append(await chat.command("discord", "!status stalk", 9001))
         stalks.append(await chat.command("mattermost", "!status stalk", 9002))
-        await until(lambda: all(chat.answers()[k] >= 1 for k in stalks), what="stalks answered")
+        await eventually(
+            lambda: all(chat.answers()[k] >= 1 for k in stalks), what="stalks answered", timeout=20
+        )
 
         # 300 commands over the three platforms; the leader is killed at the 150th
         keys: list[tuple[str, str]] = []
@@ -439,16 +437,22 @@ async def test_three_platforms_300_commands_leader_killed_mid_stream(
         async def survivor_leads() -> bool:
             return (await lease_holder(pg_url) or "").endswith(f":{second.pid}")
 
-        await until(survivor_leads, LEASE * 4, "the survivor takes the lease")
+        await eventually(survivor_leads, timeout=LEASE * 4, what="the survivor takes the lease")
         lease_moved = time.monotonic() - killed_at
-        await until(lambda: len(chat.stalker_changes()) == 3, 20, "the change on every platform")
+        await eventually(
+            lambda: len(chat.stalker_changes()) == 3,
+            timeout=20,
+            what="the change on every platform",
+        )
         stalker_ran = time.monotonic() - killed_at
 
         async def refreshed_after_kill() -> bool:
             last = await last_refresh(pg_url)
             return last is not None and last > killed_wall
 
-        await until(refreshed_after_kill, 20, "a PagerDuty refresh by the survivor")
+        await eventually(
+            refreshed_after_kill, timeout=20, what="a PagerDuty refresh by the survivor"
+        )
         refresh_ran = time.monotonic() - killed_at
 
         everything = [page, *stalks, *keys]
@@ -483,10 +487,16 @@ async def test_three_platforms_300_commands_leader_killed_mid_stream(
 
         # the killed instance comes back, as a follower; nothing is answered twice
         third = inst.start("one")
-        await until(lambda: chat.connected(2), 30, "the restarted instance on all platforms")
-        await until(lambda: chat.discord_ready() >= 3, what="its Discord client ready")
+        await eventually(
+            lambda: chat.connected(2), timeout=30, what="the restarted instance on all platforms"
+        )
+        await eventually(
+            lambda: chat.discord_ready() >= 3, what="its Discord client ready", timeout=20
+        )
         late = [await chat.command(PLATFORMS[n % 3], "!help", 1000 + n) for n in range(30)]
-        await until(lambda: all(chat.answers()[k] >= 1 for k in late), 30, "late answers")
+        await eventually(
+            lambda: all(chat.answers()[k] >= 1 for k in late), timeout=30, what="late answers"
+        )
         await asyncio.sleep(LEASE)
         assert await survivor_leads()
         after = chat.answers()

@@ -19,7 +19,7 @@ import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +28,7 @@ import pytest
 
 from tests.fakes.mattermost import TOKEN, FakeMattermost
 from tests.fixtures.mattermost import plain
+from tests.waiting import eventually
 
 ROOT = Path(__file__).resolve().parent.parent
 LEASE = 2.0
@@ -42,20 +43,6 @@ while not os.path.exists(out + ".gate"):
     time.sleep(0.05)  # a slow deploy, until the test lets it end
 print("deployed")
 """
-
-
-async def until(cond: Callable[[], Any], timeout: float = 30.0, what: str = "") -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while True:
-        value = cond()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return
-        if loop.time() > end:
-            raise AssertionError(f"not met in {timeout:.0f} s: {what}")
-        await asyncio.sleep(0.05)
 
 
 class Daemons:
@@ -123,7 +110,7 @@ run = ["{sys.executable}", "{self.script}", "{self.effects}", "{{env}}"]
     async def barrier(self) -> None:
         """A `!help` answered: whatever came before it has been handled."""
         post = await self.chat.user_post("!help")
-        await until(lambda: self.answers(post["id"]), what="!help answered")
+        await eventually(lambda: self.answers(post["id"]), what="!help answered", timeout=30)
 
     def logs(self) -> str:
         return "\n".join(
@@ -156,7 +143,7 @@ async def chat() -> AsyncIterator[FakeMattermost]:
 async def deploy_killed_mid_run(daemons: Daemons) -> tuple[str, dict[str, Any]]:
     """`!deploy production` posted; the chatopsd running it killed while the deploy runs."""
     post = await daemons.chat.user_post("!deploy production")
-    await until(lambda: daemons.deploys(), what="the deploy started")
+    await eventually(lambda: daemons.deploys(), what="the deploy started", timeout=30)
     [run] = daemons.deploys()
     os.kill(run["daemon"], signal.SIGKILL)
     return post["id"], run
@@ -172,14 +159,16 @@ async def test_two_instances_on_postgresql_the_deploy_of_a_killed_one_runs_once(
     daemons = Daemons(tmp_path, chat, pg_url)
     try:
         one, two = daemons.start("one"), daemons.start("two")
-        await until(lambda: daemons.connected(2), 60, "both instances connected")
+        await eventually(lambda: daemons.connected(2), timeout=60, what="both instances connected")
         post_id, run = await deploy_killed_mid_run(daemons)
         killed = one if run["daemon"] == one.pid else two
         survivor = two if killed is one else one
         assert run["daemon"] in (one.pid, two.pid)
         await asyncio.to_thread(killed.wait, 10)
 
-        await until(lambda: told(daemons.answers(post_id)), 60, "the channel told")
+        await eventually(
+            lambda: told(daemons.answers(post_id)), timeout=60, what="the channel told"
+        )
         [notice] = told(daemons.answers(post_id))
         assert "may or may not have finished" in notice
         assert "!deploy production" in notice  # the exact text to run it again
@@ -206,12 +195,14 @@ async def test_sqlite_a_deploy_killed_mid_run_is_told_and_audited_at_the_next_st
     daemons = Daemons(tmp_path, chat, None)
     try:
         daemons.start("solo")
-        await until(lambda: daemons.connected(1), 60, "connected")
+        await eventually(lambda: daemons.connected(1), timeout=60, what="connected")
         post_id, _run = await deploy_killed_mid_run(daemons)
         await asyncio.to_thread(daemons.procs["solo"].wait, 10)
 
         daemons.start("solo")  # the restart
-        await until(lambda: told(daemons.answers(post_id)), 60, "the channel told")
+        await eventually(
+            lambda: told(daemons.answers(post_id)), timeout=60, what="the channel told"
+        )
         [notice] = told(daemons.answers(post_id))
         assert "may or may not have finished" in notice and "!deploy production" in notice
         await daemons.barrier()

@@ -46,6 +46,7 @@ from tests.fixtures.mattermost import plain, server  # noqa: F401
 from tests.fixtures.monitoring import fake  # noqa: F401
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
 from tests.pg_cluster import BACKENDS, open_backend
+from tests.waiting import eventually
 
 T0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
 HERE = Destination("slack", "C1")
@@ -382,10 +383,11 @@ async def test_the_leaders_worker_picks_up_a_followers_call_without_a_kick(
         a.part(PublicStatus).kick()  # let its worker start waiting with the short interval
         await say(b, DECLARE)  # b's kick reaches only b, which does not send
         await asyncio.wait_for(page.created.wait(), 10)
-        for _ in range(200):
-            if not await a.db.fetchall("SELECT 1 FROM public_outbox WHERE state = 'pending'"):
-                break
-            await asyncio.sleep(0.02)
+
+        async def drained() -> bool:
+            return not await a.db.fetchall("SELECT 1 FROM public_outbox WHERE state = 'pending'")
+
+        await eventually(drained, timeout=4)
         assert len(page.calls("POST")) == 1
     finally:
         await b.stop()
@@ -472,10 +474,7 @@ async def test_two_instances_clicking_at_once_make_one_pagerduty_write(
     await run(a.part(IncidentSync).poll, a)
     pd.gate = asyncio.Event()  # hold a's write in flight while b's click lands
     first = asyncio.ensure_future(say(a, "!pd ack PINC001", actor=GRACE))
-    for _ in range(400):
-        if pd.from_emails:
-            break
-        await asyncio.sleep(0.005)
+    await eventually(lambda: pd.from_emails, timeout=2)
     assert pd.from_emails, "a's write never reached PagerDuty"
     second = await say(b, "!pd ack PINC001", actor=ADA)
     pd.gate.set()
@@ -497,16 +496,10 @@ async def test_pd_ack_mine_takes_the_click_claim_of_each_incident(
     await run(a.part(IncidentSync).poll, a)
     pd.gate = asyncio.Event()  # hold the writes in flight
     first = asyncio.ensure_future(say(a, "!pd ack PINC001", actor=GRACE))
-    for _ in range(400):
-        if pd.from_emails:
-            break
-        await asyncio.sleep(0.005)
+    await eventually(lambda: pd.from_emails, timeout=2)
     assert pd.from_emails == ["grace@example.com"], "a's write never reached PagerDuty"
     mine = asyncio.ensure_future(say(b, "!pd ack mine", actor=ADA))
-    for _ in range(400):
-        if len(pd.from_emails) == 2:
-            break
-        await asyncio.sleep(0.005)
+    await eventually(lambda: len(pd.from_emails) == 2, timeout=2)
     assert pd.from_emails == ["grace@example.com", "ada@example.com"]
     pd.gate.set()
     assert "acknowledged by Grace Hopper" in await first

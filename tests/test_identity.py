@@ -31,6 +31,7 @@ from tests.fakes.mattermost import TOKEN as MM_TOKEN
 from tests.fakes.pagerduty import FakePagerDuty
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.waiting import eventually
 
 # Slack members: Ada (her real account), Mallory (her address hidden), and Jane (U1, whom the
 # config makes Grace)
@@ -61,11 +62,9 @@ class World:
 
     async def settled(self) -> None:
         """Every command handed to the bus (granted ones too) has run."""
-        for _ in range(500):
-            if not self.app.bus.in_flight:
-                return
-            await asyncio.sleep(0.01)
-        raise AssertionError("commands still running")
+        await eventually(
+            lambda: not self.app.bus.in_flight, timeout=5, what="commands still running"
+        )
 
     def slack_dms(self, user: str) -> list[str]:
         channel = next((c for c, u in self.slack.dms.items() if u == user), None)

@@ -23,8 +23,9 @@ from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOB, TOKEN, FakeMattermost
 from tests.fakes.pagerduty import FakePagerDuty
-from tests.fixtures.mattermost import plain, server, until  # noqa: F401
+from tests.fixtures.mattermost import plain, server  # noqa: F401
 from tests.fixtures.pagerduty import first_refresh, pd, pd_section  # noqa: F401
+from tests.waiting import eventually
 
 MON8 = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)  # the clock starts Monday 12:00 UTC
 DAY = timedelta(days=1)
@@ -57,7 +58,9 @@ async def app(
 
 async def request_of(app: App, server: FakeMattermost) -> tuple[str, str]:
     """(request id, its message id) of Bob's pending link."""
-    await until(lambda: any("Approval needed" in plain(p["message"]) for p in server.bot_posts()))
+    await eventually(
+        lambda: any("Approval needed" in plain(p["message"]) for p in server.bot_posts())
+    )
     for _ in range(500):
         [action] = await app.part(ApprovalService).store.pending()
         if action.message_id:
@@ -70,7 +73,7 @@ async def barrier(app: App, server: FakeMattermost) -> None:
     """Everything sent before has been handled: one more command, answered."""
     before = len(server.bot_posts())
     await server.user_post("!help")
-    await until(lambda: len(server.bot_posts()) > before and not app.bus.in_flight)
+    await eventually(lambda: len(server.bot_posts()) > before and not app.bus.in_flight)
 
 
 async def test_only_a_person_the_server_knows_can_vote(app: App, server: FakeMattermost) -> None:
@@ -85,7 +88,9 @@ async def test_only_a_person_the_server_knows_can_vote(app: App, server: FakeMat
     assert ("GET", f"/api/v4/users/{ROBOT['id']}") in server.requests  # looked up: a bot
     server.user_failures.clear()
     await server.reaction(message, "heavy_check_mark", user=CAROL)  # now she can be looked up
-    await until(lambda: any("Linked: you act" in plain(p["message"]) for p in server.bot_posts()))
+    await eventually(
+        lambda: any("Linked: you act" in plain(p["message"]) for p in server.bot_posts())
+    )
     decided = await app.part(ApprovalService).store.get(request)
     assert decided is not None and decided.state == "approved"
 
@@ -106,7 +111,9 @@ async def test_no_shift_message_reaches_an_unconfirmed_link(
     await app.part(OnCallRefresher).refresh_job()
     assert direct(server) == []  # Bob's claim is not Edsger
     await server.user_post(f"!approve {request}")  # Alice, an admin
-    await until(lambda: any("Linked: you act" in plain(p["message"]) for p in server.bot_posts()))
+    await eventually(
+        lambda: any("Linked: you act" in plain(p["message"]) for p in server.bot_posts())
+    )
     clock.advance(11 * 3600)  # Tue 07:15: within the hour
     await app.part(OnCallRefresher).refresh_job()
     await app.part(OnCallRefresher).refresh_job()

@@ -24,6 +24,7 @@ from tests.fakes import slack as slack_fake
 from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fixtures.slack import fake  # noqa: F401 (fixtures)
 from tests.opsrig import ops_config
+from tests.waiting import eventually
 
 SECOND = "U0CAROL2"  # Carol's second account, tied to her address by auth.identities
 ERIN = "U0ERIN"
@@ -113,10 +114,7 @@ async def test_a_reactor_slack_could_not_look_up_is_no_vote(
     assert action is not None and action.state == "pending" and runs(tmp_path) == []
     fake.user_failures.clear()
     await react(fake, ERIN, ts, 2)  # Slack answers now: Erin is a person holding `lead`
-    for _ in range(500):
-        if runs(tmp_path):
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: runs(tmp_path), timeout=5)
     assert [r["argv"] for r in runs(tmp_path)] == [["api", "1.2", "production"]]
 
 
@@ -136,8 +134,5 @@ async def test_no_self_approval_when_the_requester_was_unknown_when_asking(
     assert "you cannot approve your own request" in own
     assert runs(tmp_path) == []
     await said(fake, ERIN, f"!approve {request}", "Noted")  # someone else may
-    for _ in range(500):
-        if runs(tmp_path):
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: runs(tmp_path), timeout=5)
     assert len(runs(tmp_path)) == 1

@@ -22,6 +22,7 @@ from chatopsd.features.approvals.service import ApprovalService
 from chatopsd.features.incidents.store import SqlIncidentStore
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, texts
+from tests.waiting import eventually
 
 KINDS = ("message", "slash", "button", "reaction")
 ROLES = ("bob", "carol")  # bob holds "lead" (tests/opsrig.py), carol holds nothing
@@ -244,10 +245,7 @@ async def test_refused_page_flood_is_rate_limited_and_queued_behind_a_real_page(
                 )
             )
         )
-        for _ in range(500):
-            if rig.app.outbox.depth > before:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: rig.app.outbox.depth > before, timeout=5)
         chat.gate.set()
         await asyncio.wait_for(legit, 10)
         await rig.app.outbox.flush(5)
@@ -309,10 +307,7 @@ async def test_a_grant_refused_when_it_comes_to_run_is_recorded_as_not_run(
         lines = await rig.say("bob", f"!approve {rid}")
         assert "needs the role 'lead'" in texts(lines)
         assert rig.runs() == []
-        for _ in range(100):
-            if await rig.app.part(ApprovalService).store.result(rid):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: rig.app.part(ApprovalService).store.result(rid), timeout=1)
         result = await rig.app.part(ApprovalService).store.result(rid)
         assert result == f"not run: see the audit row of event approval:{rid}"
         [row] = [r for r in await rig.app.audit.since(None) if r.event_id == f"approval:{rid}"]

@@ -104,9 +104,10 @@ async def test_ic_page_inside_the_incident_thread_links_the_pagerduty_incident(
     [paged] = await app.bus.handle(ev("!ic page", 2, thread=home["thread"]))
     assert "Paged" in paged.text  # the page itself is unchanged
     [status] = await app.bus.handle(ev("!incident status INC-2026-0001", 3))
-    assert ("PagerDuty", "https://example.invalid/incidents/DEMO0001") in status.fields
+    # the demo PagerDuty (two incidents open at start): a third
+    assert ("PagerDuty", "https://demo.pagerduty.invalid/incidents/PDEMOI3") in status.fields
     timeline = await app.part(IncidentHandler).store.timeline("INC-2026-0001")
-    assert timeline[-1].kind == "paged" and "PagerDuty DEMO0001" in timeline[-1].text
+    assert timeline[-1].kind == "paged" and "PagerDuty PDEMOI3" in timeline[-1].text
     # paging from a channel that is no incident's links nothing
     await app.bus.handle(ev("!ic page", 4))
     assert len(await app.part(IncidentHandler).store.timeline("INC-2026-0001")) == len(timeline)
@@ -126,5 +127,31 @@ async def test_escalating_a_sev1_says_it_is_already_the_highest(
         assert "SEV-0" not in reply.plain()
         [reply] = await app.bus.handle(ev("!incident escalate INC-2026-0001", 3))
         assert "already SEV-1" in reply.plain() and "SEV-0" not in reply.plain()
+    finally:
+        await app.stop()
+
+
+async def test_after_resolve_a_bare_close_closes_the_only_incident(
+    tmp_path: Path, clock: FakeClock
+) -> None:
+    app = App(
+        make_config(tmp_path), clock=clock, io=Io(stdin=io.StringIO(""), stdout=io.StringIO())
+    )
+    await app.start()
+    try:
+        await app.bus.handle(ev('!incident declare --sev 2 "Checkout down"', 1))
+        await app.bus.handle(ev("!incident resolve rolled back", 2))
+        # none open, one resolved: that one is meant, as while it was the one open
+        [export] = await app.bus.handle(ev("!incident export", 3))
+        assert "Checkout down" in export.plain() and "which incident" not in export.plain()
+        [closed] = await app.bus.handle(ev("!incident close", 4))
+        assert "INC-2026-0001" in closed.plain() and "closed" in closed.plain()
+        # two resolved (none open): it asks which
+        await app.bus.handle(ev('!incident declare --sev 3 "Search slow"', 5))
+        await app.bus.handle(ev('!incident declare --sev 3 "Search down"', 6))
+        await app.bus.handle(ev("!incident resolve INC-2026-0002 reindexed", 7))
+        await app.bus.handle(ev("!incident resolve INC-2026-0003 reindexed", 8))
+        [asked] = await app.bus.handle(ev("!incident close", 9))
+        assert "which incident?" in asked.plain()
     finally:
         await app.stop()

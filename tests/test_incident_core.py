@@ -201,6 +201,9 @@ def test_postmortem_export() -> None:
     assert "- Declared: 2026-11-23 12:00 UTC" in md
     assert "- Resolved: 2026-11-23 13:35 UTC" in md and "- Duration: 1h 35m" in md
     assert "| 2026-11-23 12:20:00 | bob | discord #42 | update: rolled back \\| v2 |" in md
+    # the kind is not said twice when the text starts with it
+    assert "| alice | slack #C1 | declared SEV-3: Payments failing |" in md
+    assert "declared: declared" not in md and "acknowledged: acknowledged" not in md
     assert "- Incident Commander: alice" in md and "- Scribe: carol" in md
     assert "- Resolution: fixed \\*db\\*" in md  # user text cannot become markup
 

@@ -279,8 +279,9 @@ def test_the_shipped_config_fails_at_once_with_the_line_to_fix(
     config_file = root / "etc/chatopsd/chatopsd.toml"
     assert done.stderr.splitlines() == [
         "chatopsd: nothing can reach this daemon: no chat platform is configured and stdin "
-        "is not a terminal or a pipe; add a [slack], [discord] or [mattermost] section to "
-        f"{config_file} (docs/slack.md, docs/discord.md, docs/mattermost.md)"
+        "is not a terminal or a pipe; add a [slack], [discord], [mattermost] or [teams] "
+        f"section to {config_file} (docs/slack.md, docs/discord.md, docs/mattermost.md, "
+        "docs/teams.md)"
     ]
     with pytest.raises(BlockingIOError):
         service.notify.recv(4096)  # never "ready"
@@ -383,6 +384,12 @@ url = "https://mattermost.example.com"
 from_email = "oncall-bot@example.com"
 service_id = "PSVC01"
 ic_schedules = ["PSCHED1"]
+[teams]
+app_id = "00000000-0000-4000-8000-0000000000b1"
+tenant_id = "11111111-2222-4333-8444-555555555555"
+relay_namespace = "contoso-ops.servicebus.windows.net"
+relay_path = "chatopsd"
+relay_key_name = "chatopsd-listen"
 [statuspage]
 page_id = "p1"
 [tickets]

@@ -32,6 +32,7 @@ from chatopsd.store.backend import open_database
 from chatopsd.store.db import Database
 from chatopsd.store.events import SqlEventLedger
 from tests.conftest import FakeClock
+from tests.waiting import eventually
 
 _NOW = "extract(epoch from clock_timestamp())"
 
@@ -106,10 +107,7 @@ async def killed_mid_command(a: Instance, event: Inbound) -> None:
     a.hold.clear()
     task = a.bus.submit(event)
     assert task is not None
-    for _ in range(500):
-        if a.ran:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: a.ran, timeout=5)
     assert a.ran == [event.event_id]
     task.cancel()  # kill -9: nothing after this point runs
     await asyncio.gather(task, return_exceptions=True)
@@ -254,10 +252,7 @@ async def test_sqlite_a_command_running_now_is_not_reported(
         one = Instance(db, clock, "host:1")
         one.hold.clear()
         task = one.bus.submit(ev("!deploy production", "E8"))
-        for _ in range(500):
-            if one.ran:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: one.ran, timeout=5)
         await one.takeover.sweep()  # its own, still running: not an orphan
         assert one.takeover.interrupted == 0
         one.hold.set()

@@ -17,6 +17,7 @@ from chatopsd.ha.fence import Superseded
 from chatopsd.ha.lease import LocalLease, PgLease
 from chatopsd.store.postgres import PgDatabase
 from tests.tcp_proxy import TcpProxy
+from tests.waiting import eventually
 
 LEASE = 3.0  # seconds: short, so the test waits little (nothing here measures speed)
 
@@ -27,16 +28,6 @@ async def two(pg_url: str) -> AsyncIterator[tuple[PgDatabase, PgDatabase]]:
     yield a, b
     await a.close()
     await b.close()
-
-
-async def until(cond: object, timeout: float = 10.0) -> float:
-    """Wait (polling) until cond() is true; returns the seconds it took."""
-    started = time.monotonic()
-    while not cond():  # type: ignore[operator]
-        if time.monotonic() - started > timeout:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-    return time.monotonic() - started
 
 
 def test_sqlite_process_always_leads() -> None:
@@ -116,11 +107,11 @@ async def test_cut_network_leader_stops_before_another_takes_over(
     sampler = asyncio.get_running_loop().create_task(sample())
     try:
         assert a.leader and not b.leader
-        await until(lambda: len(b.state().instances) == 2)
+        await eventually(lambda: len(b.state().instances) == 2, timeout=10)
         cut_at = time.monotonic()
         await proxy.close()
-        await until(lambda: not a.leader)
-        await until(lambda: b.leader)
+        await eventually(lambda: not a.leader, timeout=10)
+        await eventually(lambda: b.leader, timeout=10)
         assert overlap == []  # never two leaders at the same moment
         # and a stopped answering commands (Lease.alive: half a lease without a heartbeat),
         # which b takes over only once a's heartbeat is a whole lease old

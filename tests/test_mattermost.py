@@ -21,8 +21,8 @@ from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import BOT, CHANNEL, TOKEN, FakeMattermost
 from tests.fixtures.mattermost import (
     server,  # noqa: F401 (fixtures)
-    until,
 )
+from tests.waiting import eventually
 
 
 def mm_config(tmp_path: Path, url: str, **extra: Any) -> Any:
@@ -48,26 +48,34 @@ def replies(server: FakeMattermost) -> list[dict[str, Any]]:
     return server.bot_posts()
 
 
+async def barrier(server: FakeMattermost) -> list[dict[str, Any]]:
+    """Post `!help` and wait for its answer: whatever came before it has been handled. The
+    bot's posts other than that answer."""
+    post = await server.user_post("!help")
+    await eventually(lambda: [p for p in server.bot_posts() if p["root_id"] == post["id"]])
+    return [p for p in server.bot_posts() if p["root_id"] != post["id"]]
+
+
 async def test_command_answered_in_thread(server: FakeMattermost, app: App) -> None:
     post = await server.user_post("!help")
-    await until(lambda: replies(server))
+    await eventually(lambda: replies(server))
     reply = replies(server)[0]
     assert reply["root_id"] == post["id"] and reply["channel_id"] == CHANNEL
     assert "help" in reply["message"]
-    await asyncio.sleep(0.2)  # our own post came back over the websocket: not answered
-    assert len(replies(server)) == 1
+    # our own post came back over the websocket: not answered
+    assert len(await barrier(server)) == 1
 
 
 async def test_thread_reply_keeps_root(server: FakeMattermost, app: App) -> None:
     root = await server.user_post("incident chatter")
     await server.user_post("!help", root_id=root["id"])
-    await until(lambda: replies(server))
+    await eventually(lambda: replies(server))
     assert replies(server)[0]["root_id"] == root["id"]
 
 
 async def test_mention(server: FakeMattermost, app: App) -> None:
     await server.user_post("@chatopsd help")
-    await until(lambda: replies(server))
+    await eventually(lambda: replies(server))
     assert "help" in replies(server)[0]["message"]
 
 
@@ -78,8 +86,7 @@ async def test_bot_posts_ignored(server: FakeMattermost, app: App) -> None:
         props={"from_bot": "true"},
     )
     own = await server.user_post("!help", user=BOT)
-    await asyncio.sleep(0.3)
-    assert [p["id"] for p in replies(server)] == [own["id"]]  # nothing answered
+    assert [p["id"] for p in await barrier(server)] == [own["id"]]  # nothing answered
 
 
 async def test_reaction_event(server: FakeMattermost, app: App) -> None:
@@ -91,7 +98,7 @@ async def test_reaction_event(server: FakeMattermost, app: App) -> None:
     app.bus.reaction_commands.append(listener)
     post = await server.user_post("deploy?")
     await server.reaction(post["id"], "white_check_mark")
-    await until(lambda: seen)
+    await eventually(lambda: seen)
     assert seen[0].kind == "reaction" and seen[0].text == "white_check_mark"
     assert seen[0].message_id == post["id"] and seen[0].channel == CHANNEL
 
@@ -103,8 +110,9 @@ async def test_escaping_blocks_mass_mentions() -> None:
 
 
 async def test_unknown_command_echo_is_escaped(server: FakeMattermost, app: App) -> None:
-    await server.user_post("!@here")
-    await asyncio.sleep(0.3)
+    await server.user_post("!hlp @here")
+    [echo] = await barrier(server)  # the unknown command is answered, its echo...
+    assert "hlp" in echo["message"] and "@here" not in echo["message"]  # ...defused
     for reply in replies(server):
         assert "@here" not in reply["message"]
 
@@ -124,10 +132,9 @@ async def test_resume_same_connection_no_resync(server: FakeMattermost, app: App
     before = connector.resyncs
     server.drop()
     await server.user_post("!help")  # queued on the connection, replayed on resume
-    await until(lambda: replies(server), timeout=8)
+    await eventually(lambda: replies(server), timeout=8)
     assert server.ws_connects[-1]["connection_id"] and connector.resyncs == before
-    await asyncio.sleep(0.2)
-    assert len(replies(server)) == 1
+    assert len(await barrier(server)) == 1
 
 
 async def test_new_connection_fetches_missed_post_once(server: FakeMattermost, app: App) -> None:
@@ -135,14 +142,13 @@ async def test_new_connection_fetches_missed_post_once(server: FakeMattermost, a
     server.drop()
     server.forget_connections()  # server restarted: the post below is never sent over a socket
     await server.user_post("!help")
-    await until(lambda: replies(server), timeout=8)
+    await eventually(lambda: replies(server), timeout=8)
     assert connector.resyncs >= 2
     # a second outage and resync sees the same post again: still answered once
     server.drop()
     server.forget_connections()
-    await until(lambda: connector.resyncs >= 3, timeout=8)
-    await asyncio.sleep(0.3)
-    assert len(replies(server)) == 1
+    await eventually(lambda: connector.resyncs >= 3, timeout=8)
+    assert len(await barrier(server)) == 1
 
 
 async def test_seq_gap_triggers_resync(server: FakeMattermost, app: App) -> None:
@@ -155,10 +161,9 @@ async def test_seq_gap_triggers_resync(server: FakeMattermost, app: App) -> None
     assert replies(server) == []
     server.current = live
     await server.user_post("unrelated")  # its seq shows the gap
-    await until(lambda: replies(server))
+    await eventually(lambda: replies(server))
     assert connector.resyncs == before + 1
-    await asyncio.sleep(0.2)
-    assert len(replies(server)) == 1
+    assert len(await barrier(server)) == 1
 
 
 async def test_failed_resync_retried_after_reconnect(server: FakeMattermost, app: App) -> None:
@@ -167,19 +172,18 @@ async def test_failed_resync_retried_after_reconnect(server: FakeMattermost, app
     server.drop()
     server.forget_connections()
     await server.user_post("!help")
-    await until(lambda: replies(server), timeout=10)
+    await eventually(lambda: replies(server), timeout=10)
     assert connector.resyncs >= 3  # startup, the failed one, the retry
-    await asyncio.sleep(0.2)
-    assert len(replies(server)) == 1
+    assert len(await barrier(server)) == 1
 
 
 async def test_half_open_detected(server: FakeMattermost, app: App) -> None:
     supervisor = app.supervisors[0]
     connects = len(server.ws_connects)
     server.mute_pings = True
-    await until(lambda: supervisor.health.state is not State.READY, timeout=4)
+    await eventually(lambda: supervisor.health.state is not State.READY, timeout=4)
     server.mute_pings = False
-    await until(lambda: len(server.ws_connects) > connects, timeout=8)
+    await eventually(lambda: len(server.ws_connects) > connects, timeout=8)
 
 
 @pytest.mark.parametrize(
@@ -190,7 +194,7 @@ async def test_429_retried_honouring_header(
 ) -> None:
     server.post_failures.append((429, headers))
     await server.user_post("!help")
-    await until(lambda: replies(server), timeout=8)
+    await eventually(lambda: replies(server), timeout=8)
     assert len(server.post_times) == 2
     assert server.post_times[1] - server.post_times[0] >= 0.6
 
@@ -198,7 +202,7 @@ async def test_429_retried_honouring_header(
 async def test_429_without_headers_and_5xx_retried(server: FakeMattermost, app: App) -> None:
     server.post_failures += [(429, {}), (502, {})]
     await server.user_post("!help")
-    await until(lambda: replies(server), timeout=8)
+    await eventually(lambda: replies(server), timeout=8)
     assert len(server.post_times) == 3
 
 
@@ -209,7 +213,7 @@ async def test_malformed_frame_ignored(
     await server.send_raw("{not json")
     await server.event("posted", {"post": "{broken"})
     await server.user_post("!help")
-    await until(lambda: replies(server))
+    await eventually(lambda: replies(server))
     assert "malformed websocket frame" in caplog.text
     assert "without a valid post" in caplog.text
 
@@ -223,7 +227,7 @@ async def test_bad_token_is_fatal(server: FakeMattermost, tmp_path: Path, clock:
     app = await start_app(config, clock)
     try:
         health = app.supervisors[0].health
-        await until(lambda: health.state is State.FAILED)
+        await eventually(lambda: health.state is State.FAILED)
         assert "mattermost.token" in health.reason and "wrong" not in health.reason
     finally:
         await app.stop()
@@ -250,7 +254,7 @@ async def test_tls_with_private_ca(ca: trustme.CA, tmp_path: Path, clock: FakeCl
     try:
         await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
         await server.user_post("!help")
-        await until(lambda: replies(server))
+        await eventually(lambda: replies(server))
     finally:
         await app.stop()
         await server.stop()
@@ -263,7 +267,7 @@ async def test_tls_untrusted_fails_clearly(
     app = await start_app(mm_config(tmp_path, server.url), clock)
     try:
         health = app.supervisors[0].health
-        await until(lambda: health.state is State.FAILED)
+        await eventually(lambda: health.state is State.FAILED)
         assert "mattermost.ca_file" in health.reason and "not trusted" in health.reason
     finally:
         await app.stop()
@@ -292,7 +296,7 @@ async def test_restart_resumes_from_stored_cursor(
     app = await start_app(config, clock)
     await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
     await server.user_post("!help")
-    await until(lambda: replies(server))
+    await eventually(lambda: replies(server))
     assert server.current is not None
     first_connection = server.current.id
     await app.stop()
@@ -300,10 +304,9 @@ async def test_restart_resumes_from_stored_cursor(
     await server.user_post("!help")  # typed while the daemon was down
     app = await start_app(config, clock)
     try:
-        await until(lambda: len(replies(server)) == 2, timeout=8)
+        await eventually(lambda: len(replies(server)) == 2, timeout=8)
         assert server.ws_connects[-1]["connection_id"] == first_connection  # resumed
-        await asyncio.sleep(0.3)
-        assert len(replies(server)) == 2
+        assert len(await barrier(server)) == 2
     finally:
         await app.stop()
 
@@ -344,7 +347,7 @@ async def test_malformed_frames_from_the_field_keep_the_connection(
     await server.send_raw('{"event": "posted", "data": {"post": {"props": ' + deep + "}}}")
     await server.send_raw(json.dumps({"event": "posted", "data": {"post": '{"props": ' + deep}}))
     await server.user_post("!help")
-    await until(lambda: replies(server))
+    await eventually(lambda: replies(server))
     assert len(server.ws_connects) == connects  # the same websocket all along
     assert app.supervisors[0].health.state is State.READY
     assert len(replies(server)) == 1  # none of the malformed posts became a command

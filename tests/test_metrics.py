@@ -21,6 +21,7 @@ from chatopsd.core.errors import ConfigError
 from chatopsd.serve import serve
 from tests.chat_sink import ChatSink
 from tests.conftest import make_config
+from tests.waiting import eventually
 
 
 def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
@@ -132,10 +133,8 @@ async def test_textfile_is_written_atomically(tmp_path: Path) -> None:
     async def body(app: App) -> None:
         assert "metrics-textfile" in app.scheduler.jobs
         # written at start, then every interval_seconds (1 s here): wait for a fresh one
-        for _ in range(300):
-            if 'command="ic"' in path.read_text():
-                return
-            await asyncio.sleep(0.01)
+        await eventually(lambda: 'command="ic"' in path.read_text(), timeout=3)
+        return
 
     await run_daemon(tmp_path, {"textfile": str(path), "interval_seconds": 1}, COMMANDS, body)
     s = samples(path.read_text())

@@ -89,7 +89,7 @@ def test_no_platform_and_dev_null_exits_78_with_one_line_before_ready(
     lines = done.stderr.splitlines()
     assert len(lines) == 1, lines
     assert "no chat platform is configured" in lines[0]
-    assert f"add a [slack], [discord] or [mattermost] section to {cfg}" in lines[0]
+    assert f"add a [slack], [discord], [mattermost] or [teams] section to {cfg}" in lines[0]
     with pytest.raises(BlockingIOError):
         sock.recv(4096)  # systemd never heard READY=1
     assert not (tmp_path / "chatopsd.db").exists()  # nor was a database made

@@ -29,6 +29,7 @@ from tests.fakes.slack import APP_TOKEN, BOT_TOKEN, FakeSlack
 from tests.fixtures.pagerduty import DEADLINE, first_refresh, pd, pd_section  # noqa: F401
 from tests.fixtures.slack import fake  # noqa: F401
 from tests.test_pagerduty import say
+from tests.waiting import eventually
 
 FALLBACK = [{"name": "Duty Manager", "phone": "+1 555 0911"}]
 # Words that read as "nobody is on call" at 3am.
@@ -45,11 +46,13 @@ async def first_failure(app: App) -> None:
     cache = app.part(OnCallRefresher)
     assert cache is not None
     pd_jobs = {j for j in app.scheduler.jobs if j.startswith("pagerduty-")}
-    for _ in range(500):
-        if cache.snapshot.failing_since is not None and pd_jobs <= set(app.scheduler.failing()):
-            return
-        await asyncio.sleep(0.01)
-    raise AssertionError("the first refresh never failed")
+    await eventually(
+        lambda: (
+            cache.snapshot.failing_since is not None and pd_jobs <= set(app.scheduler.failing())
+        ),
+        timeout=5,
+        what="the first refresh never failed",
+    )
 
 
 @pytest.fixture
@@ -358,3 +361,13 @@ async def test_mattermost_page_notice_is_edited_into_the_failure(
     finally:
         await app.stop()
         await server.stop()
+
+
+async def test_ic_next_says_pagerduty_is_unreachable_when_that_is_why(down: App) -> None:
+    for command in ("!ic next", "!ic schedule"):
+        text = plain(await say(down, command))
+        assert (
+            "PagerDuty is unreachable since Mon 12:00 (PagerDuty server error (500)): "
+            "the coming shifts have not been read"
+        ) in text, text
+        assert "yet" not in text

@@ -14,6 +14,7 @@ from chatopsd.features.approvals.service import ApprovalService
 from chatopsd.features.ops.runner import ArgRule, render, run_argv, validate
 from tests.conftest import FakeClock
 from tests.opsrig import OpsRig, texts
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -113,10 +114,7 @@ async def test_timeout_kills_the_process_group_and_reports(rig: OpsRig, tmp_path
     assert "timed out after" in texts(lines)
     assert "killed" in texts(lines)
     child = int((tmp_path / "runs.jsonl.child").read_text())
-    for _ in range(200):
-        if not _alive(child):
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: not _alive(child), timeout=2)
     assert not _alive(child), "the grandchild survived the timeout"
     rows = await rig.app.audit.since(None)
     assert any(
@@ -138,10 +136,7 @@ def _alive(pid: int) -> bool:
 async def test_concurrent_runs_of_one_command_are_limited(rig: OpsRig, tmp_path: Path) -> None:
     first = rig.app.bus.submit(rig.event("alice", "!slow wait"))
     assert first is not None
-    for _ in range(300):
-        if rig.runs():
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: rig.runs(), timeout=3)
     assert len(rig.runs()) == 1
     await rig.app.bus.handle(rig.event("bob", "!slow again"))
     await rig.app.outbox.flush(2)
@@ -168,10 +163,7 @@ async def test_cancelled_run_kills_its_group(tmp_path: Path) -> None:
     import sys
 
     task = asyncio.ensure_future(run_argv([sys.executable, "-c", code], timeout=30))
-    for _ in range(300):
-        if marker.exists() and marker.read_text():
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: marker.exists() and marker.read_text(), timeout=3)
     task.cancel()
     with pytest.raises(asyncio.CancelledError):
         await task

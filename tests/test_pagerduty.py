@@ -326,3 +326,30 @@ async def test_a_lost_answer_is_retried_without_paging_twice(app: App, pd: FakeP
     assert "Already paged for this request: Ada Lovelace, Grace Hopper, Alan Turing." in text
     assert "PINC001" in text
     assert len(pd.incidents) == 1 and pd.count("POST", "/incidents") == 2
+
+
+async def test_stale_cache_says_the_cause_first_then_whom_to_call_then_the_fallback(
+    tmp_path: Path, pd: FakePagerDuty, clock: FakeClock
+) -> None:
+    app = await started(
+        tmp_path, pd, clock, fallback_contacts=[{"name": "Duty Manager", "phone": "+1 555 0911"}]
+    )
+    try:
+        await first_refresh(app)
+        cache = app.part(OnCallRefresher)
+        clock.advance(60)
+        pd.fault = "500"
+        assert await cache.refresh() is None
+        clock.advance(70)  # stale
+        for command in ("!ic", "!ic page"):
+            lines = one(await say(app, command)).splitlines()
+            cause = next(i for i, ln in enumerate(lines) if "unreachable since" in ln)
+            ada = next(i for i, ln in enumerate(lines) if "+1 555 0100" in ln)
+            header = next(i for i, ln in enumerate(lines) if "call the fallback contacts" in ln)
+            manager = next(i for i, ln in enumerate(lines) if "+1 555 0911" in ln)
+            # the cause, then the IC on call, then the fallback header, then the contact
+            assert cause < ada < header <= manager, (command, lines)
+            if command == "!ic page":
+                assert lines[1].startswith("Could not page the Incident Commanders: ")
+    finally:
+        await app.stop()

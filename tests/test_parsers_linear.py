@@ -24,6 +24,7 @@ import pytest
 from chatopsd.connectors.discord.events import identity as discord_identity
 from chatopsd.connectors.mattermost.events import identity as mattermost_identity
 from chatopsd.connectors.slack.events import identity as slack_identity
+from chatopsd.connectors.teams import events as teams_events
 from chatopsd.core import values
 from chatopsd.core.addressing import address
 from chatopsd.core.bus import MAX_COMMAND_CHARS
@@ -80,6 +81,9 @@ def _hostile(n: int) -> dict[str, str]:
         "durations": fill("1d"),
         "iso dates": fill("9999-12-31T23:00"),
         "incident ids": fill("INC-2026-"),
+        "teams at chain": fill("<at>"),
+        "teams mention tags": fill("<at>chatopsd</at>", "x"),
+        "entities": fill("&amp;&nbsp;&#x"),
     }
 
 
@@ -113,6 +117,31 @@ def _either(parse: Callable[[str], object]) -> Callable[[str], object]:
     return run
 
 
+TEAMS_APP = "00000000-0000-4000-8000-0000000000b1"
+
+
+def _teams(text: str) -> object:
+    """A Teams channel message as the connector translates it (mention tags, entities)."""
+    activity = {
+        "type": "message",
+        "id": "m1",
+        "serviceUrl": "https://smba.trafficmanager.net/amer/t1/",
+        "channelId": "msteams",
+        "from": {"id": "29:alice", "aadObjectId": "aad-alice"},
+        "recipient": {"id": f"28:{TEAMS_APP}", "name": "chatopsd"},
+        "conversation": {"id": "19:c@thread.tacv2;messageid=m1", "conversationType": "channel"},
+        "text": text,
+        "entities": [
+            {
+                "type": "mention",
+                "text": "<at>chatopsd</at>",
+                "mentioned": {"id": f"28:{TEAMS_APP}", "name": "chatopsd"},
+            }
+        ],
+    }
+    return teams_events.translate(activity, app_id=TEAMS_APP, prefix="!")
+
+
 # What the daemon runs on text people type (name -> parser of one string).
 PARSERS: dict[str, Callable[[str], object]] = {
     "grammar.tokenize": _either(tokenize),
@@ -130,6 +159,7 @@ PARSERS: dict[str, Callable[[str], object]] = {
     "incident id": incident.parse_id,
     "severity": _either(incident.parse_severity),
     "PagerDuty id": PD_ID.fullmatch,
+    "teams message": _teams,
 }
 # The same parsers without their length limit, so the patterns themselves are held to
 # linear time (a limit is a second line of defence, not the only one).

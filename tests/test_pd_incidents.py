@@ -27,6 +27,7 @@ from tests.fixtures.pagerduty import (
     pd,  # noqa: F401 (fixtures)
     pd_section,
 )
+from tests.waiting import eventually
 
 _ids = itertools.count(1)
 GRACE = Actor("u-grace", "Grace")
@@ -147,10 +148,7 @@ async def test_two_simultaneous_clicks_make_one_pagerduty_write(
     await poll(app)
     pd.gate = asyncio.Event()  # hold the first write in flight while the second click lands
     first = asyncio.ensure_future(say(app, "!pd ack PINC001", actor=GRACE))
-    for _ in range(200):
-        if pd.from_emails:
-            break
-        await asyncio.sleep(0.005)
+    await eventually(lambda: pd.from_emails, timeout=1)
     second = text_of(await say(app, "!pd ack PINC001", actor=ADA))
     pd.gate.set()
     winner = text_of(await first)
@@ -181,10 +179,7 @@ async def test_unlinked_user_is_refused_and_nothing_is_sent(app: App, pd: FakePa
     assert "not confirmed yet" in text_of(await say(app, "!pd whoami", actor=NOBODY))
     assert pd.writes == []
     await say(app, f"!approve {request}", actor=Actor("u-root", "Root"))
-    for _ in range(500):  # the granted `pd link` runs as its own command
-        if not app.bus.in_flight:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: not app.bus.in_flight, timeout=5)
     assert "Linus Torvalds" in text_of(await say(app, "!pd whoami", actor=NOBODY))
     # now that it is someone's, nobody else on this platform can have it
     assert "already belongs to another console account (a confirmed !pd link)" in text_of(
@@ -250,7 +245,8 @@ async def test_take_and_handback_create_and_delete_an_override(app: App, pd: Fak
     back = text_of(await say(app, "!ic handback --schedule PIC2"))
     assert "removed" in back and len(pd.overrides) == 1
     assert "no override" in text_of(await say(app, "!ic handback --schedule PIC2"))
-    assert "already hold the pager on PIC1" in text_of(await say(app, "!ic take 1h", actor=ADA))
+    held = text_of(await say(app, "!ic take 1h", actor=ADA))
+    assert "already hold the pager on PIC1 until 08:00 UTC" in held and "UTC UTC" not in held
     pd.overrides.clear()  # someone removed it in PagerDuty's app
     gone = text_of(await say(app, "!ic handback", actor=ADA))
     assert "already removed in PagerDuty" in gone
@@ -380,10 +376,7 @@ async def test_a_failing_poll_shows_in_health(
     pd.fault, pd.fault_path = "401", "/incidents"
     app = await start(tmp_path, pd, clock, io.StringIO())
     try:
-        for _ in range(500):  # the job's run at start-up
-            if app.scheduler.failures.get("pagerduty-incidents"):
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: app.scheduler.failures.get("pagerduty-incidents"), timeout=5)
         job = health(app.health())["jobs"]["pagerduty-incidents"]
         assert job["failures"] == 1 and job["last_ok"] is None
     finally:
@@ -459,7 +452,8 @@ async def test_handback_after_the_override_ended(
 ) -> None:
     await say(app, "!ic take 30m")
     clock.advance(3600)
-    assert "already ended at 12:30 UTC" in text_of(await say(app, "!ic handback"))
+    ended = text_of(await say(app, "!ic handback"))
+    assert "already ended at 12:30 UTC." in ended and "UTC UTC" not in ended
     assert "Pager taken" in text_of(await say(app, "!ic take 30m"))  # free to take it again
 
 

@@ -8,7 +8,7 @@ from typing import get_args
 import pytest
 
 from chatopsd.config import SECRET_KEYS, Config, Section
-from chatopsd.connectors import discord, mattermost, slack
+from chatopsd.connectors import discord, mattermost, slack, teams
 from chatopsd.connectors.platform import Wiring
 from chatopsd.core import capabilities
 from chatopsd.core.capabilities import THREADS, Capabilities, Capability
@@ -19,6 +19,15 @@ SECTIONS = {
     "slack": {"app_token": "xapp-1-test", "bot_token": "xoxb-test"},
     "discord": {"token": "discord-test-token"},
     "mattermost": {"url": "http://127.0.0.1:1", "token": "mm-test"},
+    "teams": {
+        "app_id": "00000000-0000-4000-8000-0000000000b1",
+        "app_password": "teams-test-password",
+        "tenant_id": "11111111-2222-4333-8444-555555555555",
+        "relay_namespace": "contoso.servicebus.windows.net",
+        "relay_path": "chatopsd",
+        "relay_key_name": "chatopsd-listen",
+        "relay_key": "teams-test-relay-key",
+    },
 }
 
 
@@ -31,7 +40,7 @@ class _Kv:
 
 
 def test_every_platform_has_a_config_section() -> None:
-    assert PLATFORMS == (slack.PLATFORM, discord.PLATFORM, mattermost.PLATFORM)
+    assert PLATFORMS == (slack.PLATFORM, discord.PLATFORM, mattermost.PLATFORM, teams.PLATFORM)
     for platform in PLATFORMS:
         field = Config.model_fields[platform.name]
         assert get_args(field.annotation) == (platform.section, type(None))

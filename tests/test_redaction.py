@@ -110,7 +110,7 @@ def test_repr_of_config_hides_tokens(tmp_path: Path) -> None:
         # unknown key next to a token
         f'[slack]\napp_token = "{APP}"\nbot_token = "{BOT}"\nbot_tokn = "{BOT}"\n',
         # a token where a number belongs
-        f'[pagerduty]\napi_token = "{PD}"\nfrom_email = "a@b"\nservice_id = "S"\n'
+        f'[pagerduty]\napi_token = "{PD}"\nfrom_email = "a@example.com"\nservice_id = "S"\n'
         f'ic_schedules = ["X"]\nrefresh_seconds = "{PD}"\n',
     ],
 )

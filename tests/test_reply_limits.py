@@ -1,7 +1,8 @@
 """Long replies fit every platform's documented limits: cut with a note, never refused.
 
 Discord: content 2,000, embed description 4,096, 6,000 per embed. Slack: section text 3,000,
-50 blocks, text about 40,000. Mattermost: a post's message 16,383 (MaxPostSize).
+50 blocks, text about 40,000. Mattermost: a post's message 16,383 (MaxPostSize). Teams: an
+activity of about 100 KB counted in UTF-16, 80 KB recommended.
 """
 
 from __future__ import annotations
@@ -15,8 +16,9 @@ from hypothesis import strategies as st
 from chatopsd.connectors.discord import render as discord_render
 from chatopsd.connectors.mattermost import render as mattermost_render
 from chatopsd.connectors.slack import render as slack_render
+from chatopsd.connectors.teams import render as teams_render
 from chatopsd.core.limits import cut, fit, one_line
-from chatopsd.core.messages import Reply
+from chatopsd.core.messages import Button, Reply
 
 BIG = "ada@example.com <@here> & *x* " * 4_000  # ~120,000 characters, all of them escaped
 
@@ -67,6 +69,16 @@ def test_mattermost_post() -> None:
     assert not re.search(r"(?<!\\)(\\\\)*\\…", out)  # no escape cut in half
 
 
+def test_teams_message_and_card() -> None:
+    message = teams_render.render(Reply(text=BIG))
+    assert teams_render.message_size(message) <= teams_render.MESSAGE_MAX
+    assert _note(message["text"]) > 50_000
+    with_buttons = Reply(title="Log", text=BIG, code=BIG, buttons=(Button("Ack", "ic ack"),))
+    card = teams_render.render(with_buttons)
+    assert teams_render.message_size(card) <= teams_render.MESSAGE_MAX
+    assert card["attachments"][0]["content"]["actions"]  # the button survives the cut
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     text=st.text(max_size=30_000),
@@ -83,6 +95,7 @@ def test_every_platform_fits_any_reply(text: str, code: str | None, title: str |
     fallback, blocks = slack_render.render(reply)
     assert len(fallback) <= 40_000 and len(blocks) <= 50
     assert len(mattermost_render.render(reply)) <= 16_383
+    assert teams_render.message_size(teams_render.render(reply)) <= teams_render.MESSAGE_MAX
 
 
 @pytest.mark.parametrize(

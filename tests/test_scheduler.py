@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 
 import pytest
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES
 
 from chatopsd.scheduler import Scheduler
+from tests.waiting import eventually, loop_barrier
 
 
 async def test_failing_job_is_logged_by_name_and_keeps_its_schedule(
@@ -28,35 +30,48 @@ async def test_failing_job_is_logged_by_name_and_keeps_its_schedule(
     with caplog.at_level(logging.ERROR, logger="chatopsd.scheduler"):
         scheduler.start()
         await asyncio.wait_for(ran.wait(), 5)
-        for _ in range(50):
-            if scheduler.failures:
-                break
-            await asyncio.sleep(0.01)
+        await eventually(lambda: scheduler.failures)
     assert scheduler.failures == {"refresh-oncall": 1}
     assert "job refresh-oncall failed" in caplog.text and "upstream returned garbage" in caplog.text
     assert scheduler.jobs == ["refresh-oncall"]  # still scheduled for its next run
     scheduler.shutdown()
 
 
-async def test_a_slow_job_never_overlaps_itself() -> None:
+async def test_a_slow_job_never_overlaps_itself_and_missed_runs_coalesce() -> None:
+    """Told by events, not by a window of wall time: the run in flight is held until
+    APScheduler has refused to start the job again (max_instances) at least twice."""
     scheduler = Scheduler()
-    running = 0
-    overlaps = 0
-    runs = 0
+    gates: list[asyncio.Event] = []  # one per run: the run ends when the test opens it
+    running = overlaps = refused = 0
 
     async def slow() -> None:
-        nonlocal running, overlaps, runs
+        nonlocal running, overlaps
         running += 1
-        runs += 1
         overlaps += running > 1
-        await asyncio.sleep(0.35)
+        gates.append(gate := asyncio.Event())
+        await gate.wait()
         running -= 1
 
-    scheduler.every("slow", 0.1, slow)  # due every 0.1 s, takes 0.35 s
+    def on_refused(event: object) -> None:
+        nonlocal refused
+        refused += 1
+
+    scheduler.every("slow", 0.02, slow)  # due every 20 ms, held far longer
+    scheduler._scheduler.add_listener(on_refused, EVENT_JOB_MAX_INSTANCES)
     scheduler.start()
-    await asyncio.sleep(1.0)
-    scheduler.shutdown()
-    assert overlaps == 0 and 2 <= runs <= 4
+    try:
+        await eventually(lambda: len(gates) == 1)
+        await eventually(lambda: refused >= 2, what="two refused starts while one runs")
+        assert len(gates) == 1 and overlaps == 0  # refused, not run alongside
+        held_back = refused
+        gates[0].set()  # the first run ends; the next due time starts one run, not the missed
+        await eventually(lambda: len(gates) == 2)
+        await eventually(lambda: refused >= held_back + 2, what="refused again")
+        assert len(gates) == 2 and overlaps == 0
+    finally:
+        for gate in gates:
+            gate.set()
+        scheduler.shutdown()
 
 
 async def test_stop_during_a_run_logs_no_cancelled_error(
@@ -77,7 +92,7 @@ async def test_stop_during_a_run_logs_no_cancelled_error(
         scheduler.start()
         await asyncio.wait_for(started.wait(), 5)
         await scheduler.stop(grace=0.05)
-        await asyncio.sleep(0.05)  # the executor's done-callbacks have run
+        await loop_barrier()  # the executor's done-callbacks have run
     assert not [r for r in caplog.records if r.levelno >= logging.WARNING], caplog.text
     assert "CancelledError" not in caplog.text
     assert scheduler.failures == {}  # a shutdown is not a job failure

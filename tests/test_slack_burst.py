@@ -70,7 +70,7 @@ def _event(event_id: str) -> Inbound:
 
 async def test_an_admitted_command_acts_only_once_acknowledged(console_app: App) -> None:
     acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    assert await console_app.bus.admit(_event("E1"), acknowledged) is True  # claimed
+    assert await console_app.bus.admit(_event("E1"), acknowledged=acknowledged) is True  # claimed
     await asyncio.sleep(0.1)
     assert list(await console_app.audit.since(None)) == []  # claimed, not acted on yet
     acknowledged.set_result(None)
@@ -84,7 +84,7 @@ async def test_an_acknowledgement_that_never_comes_holds_the_command_briefly(
 ) -> None:
     monkeypatch.setattr(context, "ACK_HOLD", 0.05)
     never: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-    assert await console_app.bus.admit(_event("E2"), never) is True
+    assert await console_app.bus.admit(_event("E2"), acknowledged=never) is True
     await console_app.bus.drain(5)
     [row] = await console_app.audit.since(None)
     assert row.event_id == "E2" and row.outcome == "ok"

@@ -50,9 +50,18 @@ print(json.dumps(sorted(sys.modules)))
 """
 
 
-def test_console_only_daemon_loads_no_platform_or_feature_library(tmp_path: Path) -> None:
+# The demo (Config.demo: nothing real configured) runs the PagerDuty feature's own code
+# against the in-memory demo PagerDuty, so it loads the client, but never the transport.
+DEMO_LOADS = (
+    "chatopsd.features.pagerduty.client",
+    "chatopsd.features.pagerduty.demo",
+    "chatopsd.features.oncall.handoff_rules",
+)
+
+
+def _loaded(tmp_path: Path, config: str) -> set[str]:
     cfg = tmp_path / "chatopsd.toml"
-    cfg.write_text(f'[chatopsd]\nstate_db = "{tmp_path / "state.db"}"\n')
+    cfg.write_text(f'[chatopsd]\nstate_db = "{tmp_path / "state.db"}"\n' + config)
     done = subprocess.run(
         [sys.executable, "-c", SCRIPT, str(cfg)],
         cwd=ROOT,
@@ -63,7 +72,20 @@ def test_console_only_daemon_loads_no_platform_or_feature_library(tmp_path: Path
     )
     loaded = set(json.loads(done.stdout.splitlines()[-1]))
     assert "chatopsd.app" in loaded and "chatopsd.features.help.commands" in loaded  # it did start
+    return loaded
+
+
+def test_console_only_daemon_loads_no_platform_or_feature_library(tmp_path: Path) -> None:
+    # something real configured (a status source), so no demo
+    loaded = _loaded(tmp_path, '[[status.sources]]\nkind = "command"\nargv = ["true"]\n')
+    assert "chatopsd.features.pagerduty.demo" not in loaded
     assert sorted(m for m in NOT_AT_START if m in loaded) == []
+
+
+def test_the_demo_loads_no_platform_library_nor_the_http_transport(tmp_path: Path) -> None:
+    loaded = _loaded(tmp_path, "")
+    assert sorted(m for m in DEMO_LOADS if m not in loaded) == []  # it is the demo
+    assert sorted(m for m in NOT_AT_START if m in loaded and m not in DEMO_LOADS) == []
 
 
 def test_cli_leaves_the_collector_on(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

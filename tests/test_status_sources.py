@@ -233,3 +233,40 @@ async def test_credentials_in_url_never_shown(session) -> None:
     r = await src.read()
     assert r.error is not None and "s3cret-pass" not in r.error
     assert r.error.startswith(f"cannot connect to http://127.0.0.1:{port}/s")
+
+
+async def test_one_alert_read_by_two_sources_counts_once(fake: FakeMonitoring, session) -> None:
+    """Two Alertmanagers of one cluster (here: the same server twice) report the same alert,
+    with the same fingerprint: `!status` says "1 critical", naming both sources. An alert
+    each source has alone still counts for each, and two keyless alerts stay two."""
+    from chatopsd.features.status.api import Alert, Reading, combine
+    from chatopsd.features.status.commands import render
+
+    fake.alerts = [
+        {
+            "labels": {"alertname": "ApiDown", "severity": "critical"},
+            "annotations": {"summary": "5xx"},
+            "fingerprint": "fp-api",
+            "startsAt": "2026-11-23T11:50:00Z",
+            "status": {"state": "active", "silencedBy": [], "inhibitedBy": []},
+        }
+    ]
+    one = await AlertmanagerStatus("am-1", fake.url, session).read()
+    two = await AlertmanagerStatus("am-2", fake.url, session).read()
+    overview = combine([one, two])
+    assert len(overview.alerts) == 1
+    text = render(overview).text
+    assert text.splitlines()[0] == "1 critical firing", text
+    assert "CRITICAL ApiDown: 5xx (am-1, am-2)" in text
+    assert "×2" not in text
+
+    other = Alert("DiskFull", Verdict.DEGRADED, "90%", "am-2", "fp-disk")
+    keyless = [Alert("check", Verdict.CRITICAL, "exit 2", f"cmd-{i}") for i in (1, 2)]
+    overview = combine(
+        [
+            one,
+            Reading("am-2", Verdict.CRITICAL, (*two.alerts, other)),
+            Reading("c", Verdict.CRITICAL, tuple(keyless)),
+        ]
+    )
+    assert render(overview).text.splitlines()[0] == "3 critical, 1 degraded firing"

@@ -16,7 +16,10 @@ import pytest
 from chatopsd.app import App, Io
 from chatopsd.serve import serve
 from chatopsd.systemd import Notifier, Watchdog
-from tests.conftest import make_config
+from tests.conftest import FakeClock, make_config
+from tests.fakes.mattermost import TOKEN, FakeMattermost
+from tests.fixtures.mattermost import server  # noqa: F401 (fixtures)
+from tests.waiting import loop_barrier
 
 
 @pytest.fixture
@@ -73,41 +76,61 @@ def test_watchdog_pid_of_another_process_disables(listener: tuple[socket.socket,
     assert mine.watchdog_usec == 1_000_000
 
 
-async def test_watchdog_stops_pinging_while_the_loop_is_blocked(
-    listener: tuple[socket.socket, str],
+async def test_watchdog_pings_from_its_loop_and_says_when_the_loop_was_blocked(
+    listener: tuple[socket.socket, str], clock: FakeClock, caplog: pytest.LogCaptureFixture
 ) -> None:
     sock, path = listener
-    wd = Watchdog(Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"}))
+    notifier = Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "100000"})
+    wd = Watchdog(notifier, monotonic=clock.monotonic, sleep=clock.sleep)
     assert wd.interval == pytest.approx(0.05)
     wd.start()
     try:
-        await asyncio.sleep(0.3)
-        assert drain(sock).count("WATCHDOG=1") >= 3
-        time.sleep(0.4)  # noqa: ASYNC251 - block the loop, as a wedged handler would
-        assert drain(sock) == []  # nothing arrived while the loop was blocked
-        await asyncio.sleep(0.2)
-        assert "WATCHDOG=1" in drain(sock)  # and pings resume once it runs again
+        for _ in range(3):
+            await loop_barrier()  # the watchdog sleeps on the clock...
+            clock.advance(0.05)  # ...until its interval has passed
+        await loop_barrier()
+        assert drain(sock) == ["WATCHDOG=1"] * 3
+        clock.advance(0.05)  # due, but the loop has not run since: a blocked loop pings not
+        assert drain(sock) == []
+        await loop_barrier()
+        assert drain(sock) == ["WATCHDOG=1"]  # and pings resume once it runs again
+        with caplog.at_level(logging.WARNING, logger="chatopsd.systemd"):
+            await loop_barrier()
+            clock.advance(3.05)  # a handler held the loop for 3 s
+            await loop_barrier()
+        assert drain(sock) == ["WATCHDOG=1"]
+        assert "event loop was blocked for about 3.0 s" in caplog.text
     finally:
         await wd.stop()
 
 
 async def test_watchdog_refuses_to_ping_when_unhealthy(
-    listener: tuple[socket.socket, str],
+    listener: tuple[socket.socket, str], clock: FakeClock
 ) -> None:
     sock, path = listener
     healthy = True
     wd = Watchdog(
-        Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "60000"}), healthy=lambda: healthy
+        Notifier({"NOTIFY_SOCKET": path, "WATCHDOG_USEC": "60000"}),
+        healthy=lambda: healthy,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
     )
     wd.start()
     try:
-        await asyncio.sleep(0.15)
-        assert "WATCHDOG=1" in drain(sock)
+        await loop_barrier()
+        clock.advance(0.03)
+        await loop_barrier()
+        assert drain(sock) == ["WATCHDOG=1"]
         healthy = False
-        await asyncio.sleep(0.05)
-        drain(sock)
-        await asyncio.sleep(0.15)
+        for _ in range(3):
+            clock.advance(0.03)
+            await loop_barrier()
         assert drain(sock) == []
+        assert wd.pings == 1
+        healthy = True
+        clock.advance(0.03)
+        await loop_barrier()
+        assert drain(sock) == ["WATCHDOG=1"]
     finally:
         await wd.stop()
 
@@ -221,3 +244,48 @@ def test_real_process_under_uvloop(listener: tuple[socket.socket, str], tmp_path
             proc.wait()
     _, err = proc.communicate(timeout=10)
     assert "chatopsd stopped" in err.decode()
+
+
+async def test_status_follows_a_connector_state_change_at_once(
+    listener: tuple[socket.socket, str],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    server: FakeMattermost,
+) -> None:
+    """STATUS= used to wait for the 5-second tick: `systemctl status` showed a connector's
+    old state for seconds after it changed. Each change is pushed at once now: here the
+    Mattermost socket drops under a running daemon, and reconnects."""
+    sock, path = listener
+    monkeypatch.setenv("NOTIFY_SOCKET", path)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)  # no watchdog: only the tick, or a push
+    section = {"url": server.url, "token": TOKEN, "heartbeat_seconds": 1.0}
+    cfg = make_config(tmp_path, mattermost=section, console={"enabled": False})
+    seen: list[str] = []
+    took: list[float] = []
+
+    async def status_with(text: str, loop: asyncio.AbstractEventLoop) -> float:
+        start = loop.time()
+        while loop.time() - start < 3.0:
+            for message in drain(sock):
+                seen.extend(line for line in message.splitlines() if line.startswith("STATUS="))
+            if any(text in line for line in seen):
+                return loop.time() - start
+            await asyncio.sleep(0.02)
+        return float("inf")
+
+    def ready(app: App) -> None:
+        async def watch() -> None:
+            loop = asyncio.get_running_loop()
+            try:
+                await status_with("mattermost: ready", loop)
+                seen.clear()
+                server.drop()
+                took.append(await status_with("mattermost: connecting", loop))
+                took.append(await status_with("mattermost: ready", loop))
+            finally:
+                app.stopping.set()
+
+        asyncio.get_running_loop().create_task(watch())
+
+    await asyncio.wait_for(serve(cfg, Io(), on_ready=ready), 15)
+    assert len(took) == 2 and max(took) < 2.0, (took, seen)  # not the 5-second tick

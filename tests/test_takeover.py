@@ -23,6 +23,7 @@ from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.postgres import PgDatabase
 from tests.conftest import FakeClock
+from tests.waiting import eventually
 
 _NOW = "extract(epoch from clock_timestamp())"
 
@@ -88,10 +89,7 @@ async def killed_mid_command(a: Instance, event: Inbound) -> None:
     a.hold.clear()
     task = a.bus.submit(event)
     assert task is not None
-    for _ in range(200):
-        if a.ran:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: a.ran, timeout=2)
     assert a.ran == [event.event_id]
     task.cancel()  # kill -9: nothing after this point runs
 
@@ -203,10 +201,7 @@ async def test_a_late_instance_does_not_answer_what_was_taken_over(
     await a.beat()
     task = a.bus.submit(ev("!echo slow", "E1"))
     assert task is not None
-    for _ in range(200):
-        if a.ran:
-            break
-        await asyncio.sleep(0.01)
+    await eventually(lambda: a.ran, timeout=2)
     await a.beat(age_s=60.0)
     await b.beat()
     await b.takeover.sweep()  # counted dead: b takes the command over and answers it

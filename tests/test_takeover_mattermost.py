@@ -15,7 +15,8 @@ from chatopsd.app import App, Io
 from chatopsd.core.messages import Actor, Inbound, inbound_to_json
 from tests.conftest import FakeClock, make_config
 from tests.fakes.mattermost import ALICE, BOT, CHANNEL, TOKEN, FakeMattermost
-from tests.fixtures.mattermost import server, until  # noqa: F401 (fixtures)
+from tests.fixtures.mattermost import server  # noqa: F401 (fixtures)
+from tests.waiting import eventually
 
 
 @pytest.fixture
@@ -66,7 +67,7 @@ async def test_an_answer_the_dead_instance_posted_is_not_posted_again(
     unanswered = await claimed_by_the_dead(survivor, server, "!help ic")
 
     await survivor.takeover.sweep()
-    await until(lambda: len(answers_to(server, unanswered)) == 1)
+    await eventually(lambda: len(answers_to(server, unanswered)) == 1)
     await survivor.bus.drain(5)
     assert len(answers_to(server, answered)) == 1  # only the dead instance's
     [mine] = answers_to(server, unanswered)
@@ -85,4 +86,4 @@ async def test_when_the_lookup_fails_the_command_is_answered_rather_than_lost(
     unanswered = await claimed_by_the_dead(survivor, server, "!help")
     server.since_failures = 5  # Mattermost cannot list the channel's posts right now
     await survivor.takeover.sweep()
-    await until(lambda: len(answers_to(server, unanswered)) == 1)
+    await eventually(lambda: len(answers_to(server, unanswered)) == 1)

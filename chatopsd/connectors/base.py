@@ -53,12 +53,18 @@ class Session(Protocol):
 
     def emit(self, event: Inbound) -> asyncio.Task[list[Reply]] | None: ...
 
-    async def admit(self, event: Inbound, acknowledged: asyncio.Future[None] | None = None) -> bool:
+    async def admit(
+        self,
+        event: Inbound,
+        work: list[asyncio.Task[list[Reply]]] | None = None,
+        acknowledged: asyncio.Future[None] | None = None,
+    ) -> bool:
         """Emit the event and wait until it is recorded as handled-here or not-ours: for a
         connector that acknowledges events (Slack Socket Mode), which acknowledges only when
-        this returns True (False: leave it for the platform to deliver again). With
-        `acknowledged`, the command acts only once the connector resolves it (after its
-        acknowledgement went out, or failed)."""
+        this returns True (False: leave it for the platform to deliver again). `work`, when
+        given, receives the task handling the event, for a connector whose acknowledgement
+        carries the answer (a Teams card button). With `acknowledged`, the command acts only
+        once the connector resolves it (after its acknowledgement went out, or failed)."""
         ...
 
     def ready(self) -> None: ...
@@ -104,7 +110,11 @@ class Supervisor:
         rng: random.Random | None = None,
         sleep: Callable[[float], object] = asyncio.sleep,
         accepting: Callable[[], bool] = lambda: True,
-        admit: Callable[[Inbound, asyncio.Future[None] | None], Awaitable[bool]] | None = None,
+        admit: Callable[
+            [Inbound, list[asyncio.Task[list[Reply]]] | None, asyncio.Future[None] | None],
+            Awaitable[bool],
+        ]
+        | None = None,
     ) -> None:
         self.connector = connector
         self._emit = emit
@@ -114,6 +124,8 @@ class Supervisor:
         self.rng = rng or random.Random()
         self._sleep = sleep
         self.health = Health(since=clock.monotonic())
+        # Called after every change of state (serve.py: systemd's STATUS= follows at once).
+        self.on_change: Callable[[], None] | None = None
         self._connected_at: float | None = None
         self._last_log = -1e9
         self._suppressed = 0
@@ -128,11 +140,18 @@ class Supervisor:
     def emit(self, event: Inbound) -> asyncio.Task[list[Reply]] | None:
         return self._emit(event)
 
-    async def admit(self, event: Inbound, acknowledged: asyncio.Future[None] | None = None) -> bool:
+    async def admit(
+        self,
+        event: Inbound,
+        work: list[asyncio.Task[list[Reply]]] | None = None,
+        acknowledged: asyncio.Future[None] | None = None,
+    ) -> bool:
         if self._admit is None:
-            self._emit(event)
+            task = self._emit(event)
+            if work is not None and task is not None:
+                work.append(task)
             return True
-        return await self._admit(event, acknowledged)
+        return await self._admit(event, work, acknowledged)
 
     def ready(self) -> None:
         self._connected_at = self.clock.monotonic()
@@ -150,8 +169,14 @@ class Supervisor:
             )
 
     def _set(self, state: State, reason: str) -> None:
+        changed = (state, reason) != (self.health.state, self.health.reason)
         self.health.state, self.health.reason = state, reason
         self.health.since = self.clock.monotonic()
+        if changed and self.on_change is not None:
+            try:
+                self.on_change()
+            except Exception:  # telling systemd must never break the connection's loop
+                log.exception("%s: reporting a state change failed", self.platform)
 
     async def run(self) -> None:
         attempt = 0

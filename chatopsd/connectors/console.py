@@ -73,7 +73,7 @@ class ConsoleConnector:
         self.banner = banner
         self.commands = commands
         self.history = history
-        self.user = _user()
+        self.user = console_user()
         self._run_id = uuid.uuid4().hex[:8]
         self._ids = itertools.count(1)
         self._msg_ids = itertools.count(1)
@@ -312,7 +312,8 @@ def _quoted(text: str, limit: int = 60) -> str:
     return json.dumps(text if len(text) <= limit else text[: limit - 1] + "…", ensure_ascii=False)
 
 
-def _user() -> Actor:
+def console_user() -> Actor:
+    """Who types on the console: the user the daemon runs as."""
     try:
         name = getpass.getuser()
     except (KeyError, OSError):

@@ -9,8 +9,10 @@ A platform package (connectors/<name>/) says in its `__init__.py`:
   present enables the platform, and config.py composes it into `Config` from the registry;
 - `build(section, wiring) -> Connector`: imports the platform's library only when called, so
   a daemon that does not use the platform never loads it (start time, idle memory);
-- `probe(section, http) -> [Result]`: `chatopsd doctor`'s read-only checks of that section,
-  over the daemon's HTTP transport (httpclient.py) or the platform's own library;
+- `probe(section, http, uses) -> [Result]`: `chatopsd doctor`'s read-only checks of that
+  section, over the daemon's HTTP transport (httpclient.py) or the platform's own library;
+  `uses` is the capabilities the enabled features use, so a probe can name the permissions
+  they need that the token lacks;
 - `capabilities`: what its connector can do besides posting (core/capabilities), declared
   here and nowhere else.
 
@@ -44,6 +46,9 @@ class Wiring:
     prefix: str  # the command prefix, `chatopsd.prefix`
     clock: Clock
     kv: KeyValue  # small durable state: session ids, cursors (this instance's own)
+    # Small durable state every instance shares (with several instances, the one database):
+    # what any of them may need to post later, such as Teams' conversation references.
+    shared: KeyValue | None = None
 
 
 @dataclass(frozen=True, eq=False)
@@ -51,5 +56,5 @@ class Platform(Generic[S]):
     name: str
     section: type[S]
     build: Callable[[S, Wiring], Connector]
-    probe: Callable[[S, HttpTransport], Awaitable[list[Result]]]
+    probe: Callable[[S, HttpTransport, frozenset[Capability[Any]]], Awaitable[list[Result]]]
     capabilities: tuple[Capability[Any], ...] = ()

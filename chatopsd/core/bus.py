@@ -167,16 +167,25 @@ class Bus:
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def admit(self, event: Inbound, acknowledged: asyncio.Future[None] | None = None) -> bool:
+    async def admit(
+        self,
+        event: Inbound,
+        work: list[asyncio.Task[list[Reply]]] | None = None,
+        acknowledged: asyncio.Future[None] | None = None,
+    ) -> bool:
         """Submit the event and wait until its claim is recorded: True when the platform may
         forget it (claimed, a redelivery, or nothing for us), False when it should deliver it
         again (shutting down, or the shared database could not record the claim). A
         platform that acknowledges events (Slack) acknowledges only then, so an instance
         killed between the two loses nothing: the event comes again, or a survivor takes
-        the recorded claim over. With `acknowledged`, the command acts once that is resolved
-        (the caller resolves it when it has acknowledged, or given up)."""
+        the recorded claim over. `work`, when given, receives the task handling the event
+        (a platform whose acknowledgement carries the answer, a Teams card button, waits
+        for it). With `acknowledged`, the command acts once that is resolved (the caller
+        resolves it when it has acknowledged, or given up)."""
         claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        self.submit(event, claimed, acknowledged)
+        task = self.submit(event, claimed, acknowledged)
+        if work is not None and task is not None:
+            work.append(task)
         # Awaited as it is (no shield: one loop turn fewer per event in a burst). Cancelling
         # the caller cancels `claimed` only; the command's task goes on and finds it done.
         return await claimed

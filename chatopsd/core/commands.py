@@ -315,3 +315,20 @@ def help_lines(registry: Registry, prefix: str, topic: Sequence[str] = ()) -> li
         lines.extend(f"    {a.usage()}: {a.help}" for a in spec.args if a.help)
         lines.extend(f"    e.g. {prefix}{ex}" for ex in spec.examples)
     return lines
+
+
+def needs_section(path: tuple[str, ...], what: str, section: str, guide: str) -> CommandSpec:
+    """A stand-in for commands a feature has only when its section is configured: `!pd ack
+    1` without `[pagerduty]` says which section and which guide, not "unknown command"."""
+
+    async def refuse(call: Call) -> HandlerResult:
+        raise UsageError(
+            f"{what} is not configured", hint=f"add a [{section}] section: see {guide}"
+        )
+
+    return CommandSpec(
+        path,
+        f"needs [{section}] ({guide})",
+        refuse,
+        (Arg("words", "what you would ask", kind="rest", required=False),),
+    )

@@ -34,8 +34,13 @@ class LeaseState:
     instance: str
     leader: bool
     token: int | None  # the fencing token while leader
-    holder: str | None  # the instance that holds the lease, as the database says
-    instances: tuple[str, ...] = ()
+    holder: str | None  # the instance that holds the lease, as the database says; None: unknown
+    instances: tuple[str, ...] = ()  # those alive (a recent heartbeat)
+    # Why the last contact with the shared database failed; None while it answers.
+    database_error: str | None = None
+    # Instances whose heartbeat stopped without a clean stop (kill -9, a lost host) in the
+    # last day, with when they were last seen (epoch seconds, the database's clock).
+    dead: tuple[tuple[str, float], ...] = ()
 
 
 class Lease(Protocol):

@@ -37,6 +37,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("chatopsd.lease")
 
 _NOW = "extract(epoch from clock_timestamp())"
+# How long an instance that stopped without a clean stop stays listed as dead.
+DEAD_LISTED_SECONDS = 86400.0
+
+
+def _cause(exc: BaseException, timeout: float) -> str:
+    """A failed contact with the database in a few words (no URL: it names the server)."""
+    if isinstance(exc, TimeoutError):
+        return f"no answer within {timeout:g} s"
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text}"[:200] if text else type(exc).__name__
 
 
 def instance_name() -> str:
@@ -83,6 +93,10 @@ class PgLease:
         self._valid_until = 0.0  # time.monotonic() past which we no longer count as leader
         self._holder: str | None = None
         self._instances: tuple[str, ...] = ()
+        self._dead: tuple[tuple[str, float], ...] = ()
+        # Why the last lease round / heartbeat could not reach the database (None: it did).
+        self._round_error: str | None = None
+        self._beat_error: str | None = None
         self._task: asyncio.Task[None] | None = None
         self._started = time.time()
         self._beat_sent = -1e9  # time.monotonic() when the last heartbeat that went in was sent
@@ -111,8 +125,20 @@ class PgLease:
 
     def state(self) -> LeaseState:
         leader = self.leader
+        error = self._round_error or self._beat_error
+        # Who holds the lease is known only from a round that reached the database, and it
+        # is not this instance unless it still leads (its lease may be running out).
+        holder = None if error else self._holder
+        if holder == self.instance and not leader:
+            holder = None
         return LeaseState(
-            self.instance, leader, self._token if leader else None, self._holder, self._instances
+            self.instance,
+            leader,
+            self._token if leader else None,
+            holder,
+            self._instances,
+            error,
+            self._dead,
         )
 
     async def start(self) -> None:
@@ -167,14 +193,19 @@ class PgLease:
             if self._conn is None or self._conn.is_closed():
                 self._conn = await asyncio.wait_for(self.db.connect(), self.lease_seconds)
             await asyncio.wait_for(self._round(), self.interval)
+            self._round_error = None
         except Exception as exc:
             if self._token is not None:
                 log.error("lease: lost the database connection (%s); stepping down", exc)
+            self._round_error = _cause(exc, self.interval)
+            self._holder = None
             self._step_down(str(exc))
             await self._drop_connection()
         try:
             await asyncio.wait_for(self._heartbeat(), self.interval)
+            self._beat_error = None
         except Exception as exc:
+            self._beat_error = _cause(exc, self.interval)
             log.debug("lease heartbeat failed: %s", exc)
 
     async def _round(self) -> None:
@@ -245,11 +276,19 @@ class PgLease:
             (self.instance, self._started),
         )
         self._beat_sent = sent
+        # alive: a heartbeat within 3 lease periods; dead: silent since, kept for a day (a
+        # clean stop deletes its row, so only the ones that vanished stay listed)
         rows = await self.db.fetchall(
-            f"SELECT id FROM instances WHERE seen_at > {_NOW} - $1 ORDER BY id",
-            (3 * self.lease_seconds,),
+            f"SELECT id, seen_at, seen_at > {_NOW} - $1 FROM instances "
+            f"WHERE seen_at > {_NOW} - $2 ORDER BY id",
+            (3 * self.lease_seconds, DEAD_LISTED_SECONDS),
         )
-        self._instances = tuple(str(r[0]) for r in rows)
+        self._instances = tuple(str(r[0]) for r in rows if r[2])
+        self._dead = tuple((str(r[0]), float(r[1])) for r in rows if not r[2])
+        if self.leader:
+            await self.db.write(
+                f"DELETE FROM instances WHERE seen_at < {_NOW} - $1", (DEAD_LISTED_SECONDS,)
+            )
 
     def _step_down(self, why: str) -> None:
         if self._token is not None:

@@ -17,6 +17,7 @@ import os
 import socket
 from collections.abc import Awaitable, Callable
 
+from chatopsd.core.errors import JobFailed
 from chatopsd.core.ports import KeyValue
 from chatopsd.ha.fence import Lease
 from chatopsd.store.db import Database
@@ -47,7 +48,13 @@ class Strategy:
         async def job() -> None:
             if lease.leader:
                 await run()
-            elif follower is not None:
+                return
+            problem = lease.state().database_error
+            if problem is not None:
+                # Not leading because the database cannot be reached: the job's work is not
+                # being done by anyone this instance can see, so it fails, it is not "ok".
+                raise JobFailed(f"the database cannot be reached ({problem})")
+            if follower is not None:
                 await follower()
 
         job.__name__ = getattr(run, "__name__", "job")

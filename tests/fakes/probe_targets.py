@@ -35,7 +35,12 @@ def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -
 
 @dataclass
 class Targets:
-    slack_scopes: str = "chat:write,app_mentions:read,channels:history,reactions:read"
+    # every bot scope docs/slack.md's manifest grants
+    slack_scopes: str = (
+        "app_mentions:read,channels:history,groups:history,im:history,mpim:history,"
+        "chat:write,commands,channels:manage,pins:write,reactions:read,users:read,"
+        "users:read.email,im:write,usergroups:write"
+    )
     socket_mode: bool = True
     discord_flags: int = 1 << 19
     pd_users: list[str] = field(default_factory=lambda: ["oncall-bot@example.com"])

@@ -41,6 +41,8 @@ from typing import Any
 
 from aiohttp import WSMsgType, web
 
+from tests.waiting import eventually
+
 BOT_TOKEN = "xoxb-test-bot"
 APP_TOKEN = "xapp-test-app"
 BOT_USER = "UBOT"
@@ -196,11 +198,8 @@ class FakeSlack:
         return [t for m, _, t in self.calls if m == method]
 
     async def wait_for(self, cond: Callable[[], bool], timeout: float = 5.0) -> None:
-        deadline = time.monotonic() + timeout
-        while not cond():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out; calls={[c[0] for c in self.calls]}")
-            await asyncio.sleep(0.01)
+        """tests/waiting.eventually, naming the calls the fake saw when it gives up."""
+        await eventually(cond, timeout=timeout, what=lambda: f"calls={[c[0] for c in self.calls]}")
 
     # -- web API ---------------------------------------------------------------------------
 

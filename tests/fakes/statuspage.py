@@ -87,6 +87,7 @@ class FakeStatuspage:
         app.router.add_get(base + "/unresolved", self._unresolved)
         app.router.add_patch(base + "/{id}", self._update)
         app.router.add_get(base + "/{id}", self._get)
+        app.router.add_get(f"/v1/pages/{PAGE_ID}/components", self._components)
         self._runner = web.AppRunner(app)
         await self._runner.setup()
         site = web.TCPSite(self._runner, "127.0.0.1", 0)
@@ -206,6 +207,16 @@ class FakeStatuspage:
         if record is None:
             return web.json_response({"error": "not found"}, status=404)
         return web.json_response(record)
+
+    async def _components(self, request: web.Request) -> web.Response:
+        """The page's components, paginated as Statuspage does (at most 100 a page)."""
+        page = int(request.query.get("page", "1"))
+        per_page = min(int(request.query.get("per_page", "100")), 100)
+        rows = [
+            {"id": cid, "page_id": PAGE_ID, "name": cid, "status": status}
+            for cid, status in self.components.items()
+        ]
+        return web.json_response(rows[(page - 1) * per_page : page * per_page])
 
     async def _unresolved(self, request: web.Request) -> web.Response:
         return web.json_response([r for r in self.incidents.values() if r["status"] != "resolved"])

@@ -6,10 +6,10 @@ Nothing in chatopsd/ knows it: a test gives the daemon a platform list with PLAT
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatopsd.connectors.platform import Platform, Wiring
-from chatopsd.core.capabilities import DIRECT_MESSAGES, THREADS
+from chatopsd.core.capabilities import DIRECT_MESSAGES, THREADS, Capability
 from tests.toychat.config import ToyChatSection
 
 if TYPE_CHECKING:
@@ -24,7 +24,9 @@ def _build(section: ToyChatSection, wiring: Wiring) -> Connector:
     return ToyChatConnector(section, clock=wiring.clock, prefix=wiring.prefix)
 
 
-async def _probe(section: ToyChatSection, http: HttpTransport) -> list[Result]:
+async def _probe(
+    section: ToyChatSection, http: HttpTransport, uses: frozenset[Capability[Any]]
+) -> list[Result]:
     from tests.toychat.probe import probe
 
     return await probe(section, http)

@@ -7,11 +7,11 @@ Cheap to import: discord.py loads only when the connector is built.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatopsd.connectors.discord.config import DiscordSection
 from chatopsd.connectors.platform import Platform, Wiring
-from chatopsd.core.capabilities import CHANNEL_TOPICS, DIRECT_MESSAGES, THREADS
+from chatopsd.core.capabilities import CHANNEL_TOPICS, DIRECT_MESSAGES, THREADS, Capability
 
 if TYPE_CHECKING:
     from chatopsd.checks import Result
@@ -25,7 +25,9 @@ def _build(section: DiscordSection, wiring: Wiring) -> Connector:
     return DiscordConnector(section, clock=wiring.clock, prefix=wiring.prefix)
 
 
-async def _probe(section: DiscordSection, http: HttpTransport) -> list[Result]:
+async def _probe(
+    section: DiscordSection, http: HttpTransport, uses: frozenset[Capability[Any]]
+) -> list[Result]:
     from chatopsd.connectors.discord.probe import probe
 
     return await probe(section, http)

@@ -6,9 +6,9 @@ CHATOPSD_DISCORD_TOKEN, then the file.
 
 from __future__ import annotations
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 
-from chatopsd.sections import Section
+from chatopsd.sections import SOCKET, Section, checked_url
 
 
 class DiscordSection(Section):
@@ -23,3 +23,13 @@ class DiscordSection(Section):
     identify_delay: float = Field(5.0, ge=0)
     # How long after the last GUILD_CREATE discord.py waits before it calls the session ready.
     guild_ready_timeout: float = Field(2.0, ge=0)
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, v: str) -> str:
+        return checked_url(v)
+
+    @field_validator("gateway_url")
+    @classmethod
+    def _gateway_url(cls, v: str) -> str:
+        return checked_url(v, SOCKET)

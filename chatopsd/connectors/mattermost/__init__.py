@@ -8,7 +8,7 @@ Cheap to import: aiohttp loads only when the connector is built.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatopsd.connectors.mattermost.config import MattermostSection
 from chatopsd.connectors.platform import Platform, Wiring
@@ -21,6 +21,7 @@ from chatopsd.core.capabilities import (
     POSTED_ANSWERS,
     THREADS,
     USER_PROFILES,
+    Capability,
 )
 
 if TYPE_CHECKING:
@@ -35,7 +36,9 @@ def _build(section: MattermostSection, wiring: Wiring) -> Connector:
     return MattermostConnector(section, clock=wiring.clock, kv=wiring.kv, prefix=wiring.prefix)
 
 
-async def _probe(section: MattermostSection, http: HttpTransport) -> list[Result]:
+async def _probe(
+    section: MattermostSection, http: HttpTransport, uses: frozenset[Capability[Any]]
+) -> list[Result]:
     from chatopsd.connectors.mattermost.probe import probe
 
     return await probe(section, http)

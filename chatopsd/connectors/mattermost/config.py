@@ -11,7 +11,7 @@ from pathlib import Path
 
 from pydantic import Field, SecretStr, field_validator
 
-from chatopsd.sections import Section
+from chatopsd.sections import Section, url_problem
 
 
 class MattermostSection(Section):
@@ -23,8 +23,9 @@ class MattermostSection(Section):
     def _url_scheme(cls, v: str) -> str:
         # Without a scheme the client cannot even build a request: say so here, not in a
         # reconnect loop at run time.
-        if not v.startswith(("https://", "http://")) or not v.split("://", 1)[1].strip("/"):
-            raise ValueError("must be the server's base URL with its scheme, like https://host")
+        problem = url_problem(v)
+        if problem is not None:
+            raise ValueError(f"must be the server's base URL with its scheme: it {problem}")
         return v
 
     ca_file: Path | None = None

@@ -7,7 +7,7 @@ Cheap to import: slack-sdk loads only when the connector is built or probed.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from chatopsd.connectors.platform import Platform, Wiring
 from chatopsd.connectors.slack.config import SlackSection
@@ -21,6 +21,7 @@ from chatopsd.core.capabilities import (
     THREADS,
     USER_GROUPS,
     USER_PROFILES,
+    Capability,
 )
 
 if TYPE_CHECKING:
@@ -35,10 +36,12 @@ def _build(section: SlackSection, wiring: Wiring) -> Connector:
     return SlackConnector(section, clock=wiring.clock, prefix=wiring.prefix)
 
 
-async def _probe(section: SlackSection, http: HttpTransport) -> list[Result]:
+async def _probe(
+    section: SlackSection, http: HttpTransport, uses: frozenset[Capability[Any]]
+) -> list[Result]:
     from chatopsd.connectors.slack.probe import probe
 
-    return await probe(section, http)
+    return await probe(section, http, uses)
 
 
 PLATFORM = Platform(

@@ -289,7 +289,9 @@ class SlackConnector:
             recorded = False
             with contextlib.suppress(TimeoutError):
                 async with asyncio.timeout(ACK_WAIT):  # (wait_for would start a task each)
-                    recorded = await self._session.admit(await self._resolve(event), acknowledged)
+                    recorded = await self._session.admit(
+                        await self._resolve(event), acknowledged=acknowledged
+                    )
             if not recorded:
                 log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
                 return

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from pydantic import Field, SecretStr, field_validator
 
-from chatopsd.sections import Section
+from chatopsd.sections import Section, checked_url
 
 
 class SlackSection(Section):
@@ -18,6 +18,11 @@ class SlackSection(Section):
     allow_bots: bool = False
     # Socket Mode heartbeat: a dead or half-open socket is replaced within ~2 intervals.
     ping_interval_seconds: float = Field(3.0, gt=0, le=60)
+
+    @field_validator("api_url")
+    @classmethod
+    def _api_url(cls, v: str) -> str:
+        return checked_url(v)
 
     @field_validator("app_token")
     @classmethod

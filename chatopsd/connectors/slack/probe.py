@@ -1,20 +1,26 @@
-"""`chatopsd doctor` for `[slack]`: the bot token (auth.test, with the scopes it carries) and
-the app-level token (apps.connections.open), read-only, through slack-sdk itself."""
+"""`chatopsd doctor` for `[slack]`: the bot token (auth.test, with the scopes it carries,
+compared with the scopes the enabled features need: permissions.py) and the app-level token
+(apps.connections.open), read-only, through slack-sdk itself."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from slack_sdk.errors import SlackApiError
 from slack_sdk.web.async_client import AsyncWebClient
 
 from chatopsd.checks import TIMEOUT, Result, token_hint, why
 from chatopsd.connectors.slack.config import SlackSection
+from chatopsd.connectors.slack.permissions import needed
+from chatopsd.core.capabilities import Capability
 from chatopsd.httpclient import HttpTransport
 
-# What the Slack connector needs: post, see mentions, see prefixed commands in channels.
-SLACK_SCOPES = ("chat:write", "app_mentions:read", "channels:history")
 
-
-async def probe(section: SlackSection, http: HttpTransport) -> list[Result]:
+async def probe(
+    section: SlackSection, http: HttpTransport, uses: frozenset[Capability[Any]] = frozenset()
+) -> list[Result]:
+    """`uses`: the capabilities the enabled features use; the token must have every scope
+    they need (and what every Slack daemon needs), each missing one is named."""
     base = section.api_url if section.api_url.endswith("/") else section.api_url + "/"
     out: list[Result] = []
     bot = AsyncWebClient(
@@ -24,20 +30,22 @@ async def probe(section: SlackSection, http: HttpTransport) -> list[Result]:
         auth = await bot.auth_test()
         scopes = set(filter(None, auth.headers.get("x-oauth-scopes", "").split(",")))
         scopes = {s.strip() for s in scopes}
-        missing = [s for s in SLACK_SCOPES if s not in scopes]
+        wanted = needed(uses)
+        missing = [s for s in sorted(wanted) if s not in scopes]
         who = f"@{auth.get('user')} in {auth.get('team')}"
         if missing:
+            uses_of = "; ".join(f"{s} for {wanted[s]}" for s in missing)
             out.append(
                 Result(
                     "slack bot token",
                     False,
-                    f"{who}, but missing scopes "
-                    f"{', '.join(missing)}: add them under OAuth & Permissions and "
-                    "reinstall the app",
+                    f"{who}, but missing {len(missing)} of the {len(wanted)} scopes the "
+                    f"enabled features need: {', '.join(missing)} ({uses_of}): add them "
+                    "under OAuth & Permissions (docs/slack.md) and reinstall the app",
                 )
             )
         else:
-            out.append(Result("slack bot token", True, f"{who}, scopes ok"))
+            out.append(Result("slack bot token", True, f"{who}, all {len(wanted)} scopes needed"))
     except SlackApiError as exc:
         out.append(
             Result(

@@ -28,7 +28,7 @@ import asyncio
 import json
 import logging
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
@@ -217,6 +217,11 @@ class BotFrameworkAuth:
                 await self._refresh(self._fetched_at)
                 key = self._keys.get(kid)
         return key
+
+    def endorsed(self, channels: Collection[str]) -> int:
+        """How many of the fetched keys are endorsed for any of `channels` (doctor)."""
+        wanted = set(channels)
+        return sum(1 for key in self._keys.values() if wanted & set(key.endorsements))
 
     async def prefetch(self) -> int:
         """Fetch the keys now (at start, and for `doctor`); the number published."""

@@ -14,7 +14,9 @@ import re
 from typing import Annotated
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from chatopsd.sections import Section
 
 # A DNS name: labels of letters, digits and hyphens (what an Azure Relay namespace FQDN is).
 _FQDN = re.compile(r"(?=.{1,253}$)([A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}")
@@ -48,11 +50,8 @@ def _secure_url(value: str, schemes: tuple[str, str]) -> str:
     return value
 
 
-class TeamsSection(BaseModel):
+class TeamsSection(Section):
     """Microsoft Teams through an Azure Relay Hybrid Connection and a single-tenant Azure Bot."""
-
-    # Same behaviour as chatopsd.config.Section: unknown keys refused, values frozen.
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     # The Azure Bot's "Microsoft App ID" (the Entra application's client id) and its secret.
     app_id: str = Field(min_length=1, max_length=100)

@@ -117,6 +117,9 @@ class ConversationRef:
     teams_channel_id: str  # channelData.channel.id (19:…@thread.tacv2)
     bot_id: str
     user: Account | None  # the person, in a personal chat
+    # The team's Microsoft 365 group id (channelData.team.aadGroupId): what Graph names a
+    # team by, for creating channels in it.
+    team_group_id: str = ""
 
     @property
     def channel(self) -> str:
@@ -186,6 +189,7 @@ def translate(
             teams_channel_id=_str(_obj(data, "channel"), "id"),
             bot_id=bot_id,
             user=sender if ctype == "personal" else None,
+            team_group_id=_str(team, "aadGroupId"),
         )
     base = Translated(env, reference=reference, sender=sender)
     if team_ids and team and not ({_str(team, "id"), _str(team, "name")} & set(team_ids)):

@@ -307,25 +307,16 @@ class RelayListener:
             log.log(level, "teams relay: %s; listening again in %.1f s", reason, delay)
             await self._sleep(delay)
 
+    async def handshake(self) -> None:
+        """Open the control channel and close it at once, serving nothing (`chatopsd doctor`:
+        the key, path and namespace are right). RelayRefused, or ConnectionError and friends."""
+        ws = await self._connect()
+        await ws.close()
+
     async def listen_once(self, on_ready: Callable[[], object] = lambda: None) -> bool:
         """One control channel, served until it is lost (raises ConnectionError and friends)
         or recycled (returns True)."""
-        url = URL(
-            f"{self.cfg.listen_url}?sb-hc-action=listen&sb-hc-id={uuid.uuid4()}", encoded=True
-        )
-        try:
-            ws = await self._session().ws_connect(
-                url,
-                headers={"ServiceBusAuthorization": self.token()},
-                heartbeat=None,  # never a PING: Relay is reported to drop the channel for one
-                autoping=False,  # PINGs and PONGs reach the loop: any frame proves liveness
-                max_msg_size=self._max_msg,
-            )
-        except aiohttp.WSServerHandshakeError as exc:
-            refused = self._refusal(exc.status)
-            if refused is not None:
-                raise refused from None
-            raise ConnectionError(f"relay handshake failed: HTTP {exc.status}") from None
+        ws = await self._connect()
         channel = _Socket(ws, "control")
         self.health.connects += 1
         self.health.reason = ""
@@ -343,6 +334,25 @@ class RelayListener:
             for task in background:
                 task.cancel()
             await ws.close()
+
+    async def _connect(self) -> aiohttp.ClientWebSocketResponse:
+        url = URL(
+            f"{self.cfg.listen_url}?sb-hc-action=listen&sb-hc-id={uuid.uuid4()}", encoded=True
+        )
+        try:
+            ws = await self._session().ws_connect(
+                url,
+                headers={"ServiceBusAuthorization": self.token()},
+                heartbeat=None,  # never a PING: Relay is reported to drop the channel for one
+                autoping=False,  # PINGs and PONGs reach the loop: any frame proves liveness
+                max_msg_size=self._max_msg,
+            )
+        except aiohttp.WSServerHandshakeError as exc:
+            refused = self._refusal(exc.status)
+            if refused is not None:
+                raise refused from None
+            raise ConnectionError(f"relay handshake failed: HTTP {exc.status}") from None
+        return ws
 
     async def close(self) -> None:
         """Stop every task and socket (the daemon is stopping)."""

@@ -42,7 +42,11 @@ def install(runtime: Runtime, config: Config) -> Feature:
 def _tracker(runtime: Runtime, config: Config) -> Tracker | None:
     t = config.tickets
     if t is None:
-        return None
+        if not config.demo:
+            return None
+        from chatopsd.features.followups.demo import DemoTracker
+
+        return DemoTracker()  # nothing real configured: tickets numbered in memory
     from chatopsd.features.followups.trackers import GitHubIssues, JiraIssues
 
     token = t.token.get_secret_value()

@@ -215,7 +215,7 @@ class FollowUps:
         if self.tracker is None:
             raise UsageError(
                 "no ticket tracker is configured",
-                hint="add a [tickets] section (kind, token, project) to the config",
+                hint="add a [tickets] section (kind, token, project): see docs/tickets.md",
             )
         return Reply(text="\n".join(await self.export(incident, call.event)))
 

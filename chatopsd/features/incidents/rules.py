@@ -369,7 +369,7 @@ def wrapup(
     highlights = [
         e for e in timeline if e.kind in ("declared", "acknowledged", "escalated", "resolved")
     ]
-    lines.extend(f"{times.hm(e.at)} {e.kind}: {e.text}" for e in highlights)
+    lines.extend(f"{times.hm(e.at)} {what(e)}" for e in highlights)
     return Reply(
         title=f"✅ {incident.id} resolved: {incident.title}",
         text="\n".join(lines),
@@ -384,6 +384,15 @@ def timeline_text(timeline: Sequence[TimelineEntry], times: Times = UTC_TIMES) -
         f"({e.platform} #{e.channel}): {e.text}"
         for e in timeline
     )
+
+
+def what(entry: TimelineEntry) -> str:
+    """ "declared: SEV-1 …", without saying the kind twice when the text already starts with
+    it ("declared SEV-1: Payments failing", not "declared: declared SEV-1: …")."""
+    first = entry.text.split(maxsplit=1)[0].lower() if entry.text.strip() else ""
+    if first.rstrip(":") == entry.kind.lower():
+        return entry.text
+    return f"{entry.kind}: {entry.text}"
 
 
 def _md(text: str) -> str:
@@ -446,7 +455,7 @@ def postmortem(
     ]
     lines += [
         f"| {times.stamp(e.at)} | {_md(e.actor)} | {e.platform} #{_md(e.channel)} "
-        f"| {e.kind}: {_md(e.text)} |"
+        f"| {_md(what(e))} |"
         for e in timeline
     ]
     lines += ["", "## Roles", ""]

@@ -45,10 +45,12 @@ class IncidentLifecycle:
         if incident_id is None:
             incident_id = await self.store.incident_at(event.platform, event.channel, event.thread)
         if incident_id is None:
-            # With exactly one incident open there is nothing to ask, on any platform.
+            # With exactly one incident open there is nothing to ask, on any platform; with
+            # none open, the one resolved and not yet closed is the one to close or export.
             open_now = await self.store.open()
-            if len(open_now) == 1:
-                incident_id = open_now[0].id
+            only = open_now or await self.store.resolved()
+            if len(only) == 1:
+                incident_id = only[0].id
             else:
                 which = (
                     f"{len(open_now)} are open ({', '.join(i.id for i in open_now[:5])}); "

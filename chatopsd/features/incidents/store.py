@@ -184,6 +184,12 @@ class SqlIncidentStore:
         )
         return [_row(r) for r in rows]
 
+    async def resolved(self) -> list[Incident]:
+        rows = await self.db.fetchall(
+            f"SELECT {_COLUMNS} FROM incidents WHERE state = 'resolved' ORDER BY resolved_at"
+        )
+        return [_row(r) for r in rows]
+
     async def timeline(self, incident_id: str) -> list[TimelineEntry]:
         rows = await self.db.fetchall(
             "SELECT at, actor, platform, channel, kind, text FROM incident_timeline "

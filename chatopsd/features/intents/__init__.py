@@ -16,6 +16,10 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
     pd = config.pagerduty
+    if pd is None and config.demo:  # the demo PagerDuty's services and fallback contacts
+        from chatopsd.features.pagerduty.api import section
+
+        pd = section(config)
     handler = IntentHandler(
         runtime.commands,
         runtime.services.get(APPROVALS),

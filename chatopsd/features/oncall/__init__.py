@@ -8,20 +8,31 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from chatopsd.config import Config
+    from collections.abc import Awaitable, Callable
+
+    from chatopsd.config import Config, PagerDutySection
+    from chatopsd.features.oncall.shift_rules import Lookahead
     from chatopsd.features.oncall.topics import OnCallTopics
+    from chatopsd.features.pagerduty.api import PagerDuty, Snapshot
     from chatopsd.runtime import Feature, Runtime
 
 
 def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
-    pd = config.pagerduty
-    if pd is None:
-        return Feature("oncall")
+    if config.pagerduty is None and not config.demo:
+        from chatopsd.core.commands import needs_section
+
+        # `!ic next`, `!ic take`, … say what to configure instead of "unknown command"
+        return Feature(
+            "oncall",
+            commands=[
+                needs_section(("ic", word), "PagerDuty", "pagerduty", "docs/pagerduty.md")
+                for word in ("next", "schedule", "take", "handback", "swap")
+            ],
+        )
 
     import logging
-    from collections.abc import Awaitable, Callable
 
     from chatopsd.core.capabilities import DIRECT_MESSAGES
     from chatopsd.core.context import Call
@@ -33,13 +44,14 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.oncall.posts import PostDelivery
     from chatopsd.features.oncall.reminders import Reminders
     from chatopsd.features.oncall.shift_commands import ShiftHandler
-    from chatopsd.features.oncall.shift_rules import Lookahead
-    from chatopsd.features.oncall.shifts_store import SqlShifts
+    from chatopsd.features.oncall.shifts_store import MemoryShifts, SqlShifts
     from chatopsd.features.oncall.store import SqlOnCallPosts
     from chatopsd.features.oncall.swaps import SwapHandler
     from chatopsd.features.oncall.swaps_store import SqlSwaps
-    from chatopsd.features.pagerduty.api import PAGERDUTY, ROLE, Snapshot
+    from chatopsd.features.pagerduty.api import PAGERDUTY, ROLE, section
     from chatopsd.runtime import Job
+
+    pd = section(config)  # the configured one, or the demo's
 
     log = logging.getLogger("chatopsd.oncall_push")
     pagerduty = runtime.services.get(PAGERDUTY)
@@ -67,7 +79,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
 
     schedules = [*pd.ic_schedules, *pd.responder_schedules]
     shifts = LookaheadRefresher(
-        SqlShifts(runtime.store),
+        MemoryShifts() if config.demo else SqlShifts(runtime.store),  # the demo's: in memory
         pagerduty,
         runtime.clock,
         schedule_ids=schedules,
@@ -120,6 +132,8 @@ def install(runtime: Runtime, config: Config) -> Feature:
             raise RuntimeError(f"on-call lookahead failed: {shifts.lookahead.error}")
 
     steps.append(("lookahead", lookahead))
+    card = _fallback_card(runtime, config, pd, pagerduty, current)
+    steps.append(("fallback card", card))
     if pd.topic_channels or pd.slack_usergroups:
         kept = _oncall_topics(runtime, config)
         parts.append(kept)
@@ -172,9 +186,14 @@ def install(runtime: Runtime, config: Config) -> Feature:
         if failed:
             raise RuntimeError("; ".join(failed))
 
-    # on a follower, re-read the lookahead the leader's refresh wrote, so `!ic next` and
-    # `!ic schedule` answer here what they answer on the leader (one interval late at most)
-    pagerduty.on_refresh(after_refresh, follow=shifts.load)
+    async def follow() -> None:
+        # on a follower, re-read the lookahead the leader's refresh wrote, so `!ic next` and
+        # `!ic schedule` answer here what they answer on the leader (one interval late at
+        # most); its own fallback card too, in its own state directory
+        await shifts.load()
+        await card(pagerduty.snapshot)
+
+    pagerduty.on_refresh(after_refresh, follow=follow)
     shift_handler = ShiftHandler(
         current,
         runtime.clock,
@@ -182,14 +201,70 @@ def install(runtime: Runtime, config: Config) -> Feature:
         schedules=schedules,
         days=pd.lookahead_days,
         tz=runtime.times.zone,
+        outage=lambda: (pagerduty.snapshot.failing_since, pagerduty.snapshot.error),
     )
     return Feature(
         "oncall",
         commands=[*take.commands(), *swaps.commands(), *shift_handler.commands()],
-        jobs=[Job("swap-expire", 300, swaps.sweep, run_now=False)],
+        jobs=[
+            Job("swap-expire", 300, swaps.sweep, run_now=False),
+            # a card at least once a day, even when nothing changed (every instance: each
+            # keeps its own in its state directory)
+            Job("fallback-card", 3600, lambda: card(pagerduty.snapshot), False, run_now=False),
+        ],
         start=shifts.load,  # what the previous run cached, before the first refresh
         parts=parts,
     )
+
+
+def _fallback_card(
+    runtime: Runtime,
+    config: Config,
+    pd: PagerDutySection,
+    pagerduty: PagerDuty,
+    lookahead: Callable[[], Lookahead],
+) -> Callable[[Snapshot], Awaitable[None]]:
+    """The step that writes the fallback card (fallback_card.py) when it is due."""
+    import logging
+
+    from chatopsd.features.oncall.fallback_card import CardWriter, Facts, render, setting
+    from chatopsd.features.pagerduty.api import PagerDutyError, person_of, web_url
+    from chatopsd.features.paging.api import Person
+
+    log = logging.getLogger("chatopsd.oncall")
+
+    shown = setting(config, pd, web_url(config))
+    writer = CardWriter(config.chatopsd.fallback_card())
+    clock, times = runtime.clock, runtime.times
+
+    # People on call next but not now are not in the on-call cache: their numbers are read
+    # once (PagerDuty answered the refresh just before), and kept for the card
+    numbers: dict[str, Person] = {}
+
+    async def write(snap: Snapshot) -> None:
+        now = clock.now()
+        known = lookahead()
+        for shift in known.shifts:
+            pid = shift.person_id
+            if pid in snap.people or pid in numbers or snap.failing_since is not None:
+                continue
+            try:
+                numbers[pid] = person_of(await pagerduty.raw_user(pid))
+            except PagerDutyError as exc:
+                log.info("fallback card: no numbers for %s (%s)", shift.person_name, exc.message)
+                numbers[pid] = Person(pid, shift.person_name)  # not asked again this run
+        facts = Facts(
+            now,
+            tuple(e for group in ("ic", "responders") for e in snap.entries.get(group, ())),
+            {**numbers, **snap.people},
+            snap.last_ok,
+            snap.failing_since,
+            snap.error,
+            known.shifts,
+        )
+        writer.write(render(facts, shown, times), now)
+
+    return write
 
 
 def _oncall_topics(runtime: Runtime, config: Config) -> OnCallTopics:
@@ -201,7 +276,7 @@ def _oncall_topics(runtime: Runtime, config: Config) -> OnCallTopics:
     from chatopsd.features.paging.api import Person
 
     pd = config.pagerduty
-    assert pd is not None
+    assert pd is not None  # topics and user groups are never in the demo
     capabilities, identity = runtime.capabilities, runtime.identity
 
     async def set_topic(platform: str, channel: str, text: str) -> None:

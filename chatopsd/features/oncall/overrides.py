@@ -124,7 +124,8 @@ class OverrideHandler:
         held = await self._held(call, schedule)
         if held is not None and held[1] > now:
             raise UsageError(
-                f"you already hold the pager on {schedule} until {hhmm(held[1].isoformat())} UTC",
+                f"you already hold the pager on {schedule} until "
+                f"{hhmm(held[1].isoformat(), self.times)}",
                 hint=f"{call.prefix}ic handback first, then take it again",
             )
         before = await self.api.on_call(schedule)
@@ -164,7 +165,8 @@ class OverrideHandler:
         if end <= self.clock.now():
             await self.kv.put(key, "")
             return Reply(
-                text=f"Your override on {schedule} already ended at {hhmm(end.isoformat())} UTC."
+                text=f"Your override on {schedule} already ended at "
+                f"{hhmm(end.isoformat(), self.times)}."
             )
         try:
             await self.api.delete_override(schedule, sender, override)

@@ -26,8 +26,12 @@ class ShiftHandler:
         schedules: Sequence[str],
         days: float,
         tz: tzinfo | None = None,
+        outage: Callable[[], tuple[datetime | None, str | None]] = lambda: (None, None),
     ) -> None:
         self.lookahead, self.clock = lookahead, clock
+        # (since when, why) the on-call refresh has been failing, or (None, None): the
+        # lookahead is read only after a refresh that succeeded, so an outage is told here
+        self.outage = outage
         self.ic_schedules = tuple(ic_schedules)
         self.schedules = tuple(dict.fromkeys([*ic_schedules, *schedules]))
         self.days = days
@@ -67,8 +71,7 @@ class ShiftHandler:
     def _cached(self) -> Lookahead:
         look = self.lookahead()
         if look.as_of is None:
-            why = f": {look.error}" if look.error else ""
-            raise Unavailable(f"the coming shifts have not been read from PagerDuty yet{why}")
+            raise Unavailable(unread(look, self.outage(), self.tz))
         return look
 
     def _pick(self, query: str | None, look: Lookahead) -> list[str]:
@@ -110,6 +113,20 @@ class ShiftHandler:
             code=text or None,
             text="\n".join(notes),
         )
+
+
+def unread(look: Lookahead, outage: tuple[datetime | None, str | None], tz: tzinfo | None) -> str:
+    """Why there are no coming shifts to show: PagerDuty unreachable when that is the
+    cause, not a bare "not read yet" that hides it."""
+    since = look.failing_since or outage[0]
+    if since is not None:
+        error = look.error or outage[1]
+        why = f" ({error})" if error else ""
+        return (
+            f"PagerDuty is unreachable since {_at(since, tz)}{why}: the coming shifts "
+            "have not been read"
+        )
+    return "the coming shifts have not been read from PagerDuty yet (the first refresh is running)"
 
 
 def _freshness(look: Lookahead, tz: tzinfo | None) -> list[str]:

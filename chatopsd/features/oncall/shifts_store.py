@@ -76,6 +76,23 @@ class SqlShifts:
         )
 
 
+class MemoryShifts(SqlShifts):
+    """The demo's lookahead, kept in memory (like its on-call snapshot): made-up shifts never
+    reach the database."""
+
+    def __init__(self) -> None:
+        self._kept = Lookahead((), None)
+
+    async def load(self) -> Lookahead:
+        return self._kept
+
+    async def replace(self, lookahead: Lookahead) -> None:
+        self._kept = lookahead
+
+    async def record_failure(self, lookahead: Lookahead) -> None:
+        self._kept = lookahead
+
+
 def _meta(
     last_ok: datetime | None,
     horizon: datetime | None,

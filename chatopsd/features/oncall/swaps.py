@@ -20,6 +20,7 @@ from chatopsd.core.errors import Forbidden, NotFound, Unavailable, UsageError
 from chatopsd.core.messages import Button, Destination, Reply, Sent
 from chatopsd.core.ports import Clock, ReplySink
 from chatopsd.features.oncall.handoff_rules import shift_time
+from chatopsd.features.oncall.shift_commands import unread
 from chatopsd.features.oncall.shift_rules import Lookahead, held_through
 from chatopsd.features.oncall.swap_rules import FROM_HELP, UNTIL_HELP, Swap, SwapStore, window
 from chatopsd.features.pagerduty.api import ROLE, IncidentApi, PagerDuty
@@ -109,9 +110,10 @@ class SwapHandler:
             raise NotFound(f"PagerDuty has no user with the email {sender}")
         known = self.lookahead()
         if known.as_of is None:
+            snap = self.pd.snapshot
             raise Unavailable(
-                "I cannot check your shifts: the coming shifts have not been read from "
-                f"PagerDuty yet{f' ({known.error})' if known.error else ''}",
+                "I cannot check your shifts: "
+                + unread(known, (snap.failing_since, snap.error), self.tz),
                 hint="try again after the next on-call refresh",
             )
         now = self.clock.now()

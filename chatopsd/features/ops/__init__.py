@@ -14,18 +14,21 @@ if TYPE_CHECKING:
 
 def rules(config: Config) -> list[Rule]:
     from chatopsd.features.approvals.api import Rule
+    from chatopsd.features.ops.api import configured
 
-    return [Rule(r.command, dict(r.when), r.count, r.role) for r in config.approvals.rules]
+    return [Rule(r.command, dict(r.when), r.count, r.role) for r in configured(config)[1]]
 
 
 def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.approvals.api import APPROVALS
+    from chatopsd.features.ops.api import configured
     from chatopsd.features.ops.commands import OpsHandler
     from chatopsd.runtime import Feature
 
     approvals = runtime.services.get(APPROVALS)
+    commands = configured(config)[0]  # the demo's `!deploy` in the demo
     handler = OpsHandler(
-        config.commands,
+        commands,
         rules(config),
         approvals,
         runtime.audit,

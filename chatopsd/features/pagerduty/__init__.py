@@ -15,9 +15,17 @@ if TYPE_CHECKING:
 def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
-    pd = config.pagerduty
-    if pd is None:
-        return Feature("pagerduty")
+    if config.pagerduty is None and not config.demo:
+        from chatopsd.core.commands import needs_section
+
+        # `!pd …` says what to configure instead of "unknown command"
+        return Feature(
+            "pagerduty",
+            commands=[needs_section(("pd",), "PagerDuty", "pagerduty", "docs/pagerduty.md")],
+        )
+    from chatopsd.features.pagerduty.api import section
+
+    pd = section(config)
 
     import logging
 
@@ -32,15 +40,25 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.pagerduty.incidents_api import PagerDutyIncidents
     from chatopsd.features.pagerduty.links import LinkHandler
     from chatopsd.features.pagerduty.oncall_refresher import OnCallRefresher
-    from chatopsd.features.pagerduty.oncall_store import OnCallSnapshots, SqlPageLog
+    from chatopsd.features.pagerduty.oncall_store import (
+        MemorySnapshots,
+        OnCallSnapshots,
+        SqlPageLog,
+    )
     from chatopsd.features.pagerduty.service import PagerDutyAccess
     from chatopsd.features.paging.api import DIRECTORY, PAGE_LOG, PAGER
     from chatopsd.runtime import Job
 
     log = logging.getLogger("chatopsd.pd")
-    client = PagerDutyClient(runtime.http, pd.api_url, pd.api_token.get_secret_value())
+    if config.demo:  # no account: the demo PagerDuty answers in memory (demo.py)
+        from chatopsd.features.pagerduty.demo import DemoPagerDuty
+
+        client: PagerDutyClient = DemoPagerDuty(runtime.http)
+    else:
+        client = PagerDutyClient(runtime.http, pd.api_url, pd.api_token.get_secret_value())
     cache = OnCallRefresher(
-        OnCallSnapshots(runtime.store),
+        # the demo's made-up people stay in memory, out of the database
+        MemorySnapshots() if config.demo else OnCallSnapshots(runtime.store),
         client,
         runtime.clock,
         schedules={
@@ -63,7 +81,8 @@ def install(runtime: Runtime, config: Config) -> Feature:
             deadline=max(0.5, pd.page_deadline_seconds - 0.5),
         ),
     )
-    services.provide(PAGE_LOG, SqlPageLog(runtime.store))
+    if not config.demo:  # the demo's pages are logged in memory (paging's own log)
+        services.provide(PAGE_LOG, SqlPageLog(runtime.store))
 
     api = PagerDutyIncidents(client, deadline=pd.page_deadline_seconds)
     service_ids = pd.service_ids or [pd.service_id]
@@ -124,11 +143,17 @@ def install(runtime: Runtime, config: Config) -> Feature:
             "failing_since": snap.failing_since.isoformat() if snap.failing_since else None,
         }
 
+    async def start() -> None:
+        await cache.load()  # what the previous run cached, before the first refresh
+        if config.demo:
+            # in memory, so at once: the first command typed finds people on call
+            await cache.refresh_job()
+
     return Feature(
         "pagerduty",
         commands=[*handler.commands(), *links.commands()],
         jobs=jobs,
         health=health,
-        start=cache.load,  # what the previous run cached, before the first refresh
+        start=start,
         parts=[cache, sync, handler, links, access],
     )

@@ -10,9 +10,11 @@ from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
+from chatopsd.config import Config, PagerDutySection
 from chatopsd.core.context import Call
 from chatopsd.features.pagerduty.client import PagerDutyError, ShiftRow, pd_time, role_of
 from chatopsd.features.pagerduty.commands import ROLE, parse_duration
+from chatopsd.features.pagerduty.oncall_refresher import person_of
 from chatopsd.features.pagerduty.oncall_store import Snapshot
 from chatopsd.features.pagerduty.rules import IncidentApi, PdUser, hhmm
 from chatopsd.identity.service import IdentityService
@@ -31,7 +33,10 @@ __all__ = [
     "hhmm",
     "parse_duration",
     "pd_time",
+    "person_of",
     "role_of",
+    "section",
+    "web_url",
 ]
 
 AfterRefresh = Callable[[Snapshot], Awaitable[None]]
@@ -72,3 +77,23 @@ class PagerDuty(Protocol):
 
 
 PAGERDUTY: ServiceKey[PagerDuty] = ServiceKey("pagerduty")
+
+
+def section(config: Config) -> PagerDutySection:
+    """The `[pagerduty]` section this daemon runs with: the configured one, else the demo's
+    (`config.demo`: features/pagerduty/demo.py). Asked only when one of them is there."""
+    if config.pagerduty is not None:
+        return config.pagerduty
+    assert config.demo, "PagerDuty is neither configured nor a demo"
+    from chatopsd.features.pagerduty import demo
+
+    return demo.section()
+
+
+def web_url(config: Config) -> str:
+    """PagerDuty's web app, where people act by hand (the demo's own address in the demo)."""
+    if config.pagerduty is None and config.demo:
+        from chatopsd.features.pagerduty import demo
+
+        return demo.WEB
+    return "https://app.pagerduty.com"

@@ -202,6 +202,11 @@ class OnCallRefresher:
         snap.failing_since, snap.error = since, error
 
 
+def person_of(user: dict[str, Any]) -> Person:
+    """A PagerDuty user object (with its contact methods) as a Person with phone numbers."""
+    return _person(user)
+
+
 def _person(user: dict[str, Any]) -> Person:
     return Person(
         id=str(user.get("id", "")),

@@ -94,6 +94,25 @@ class OnCallSnapshots:
         await self.db.write(*_meta_op(last_ok, failing_since, error))
 
 
+class MemorySnapshots(OnCallSnapshots):
+    """The demo's on-call snapshot, kept in memory: made-up people never reach the database,
+    so a daemon configured for real later never serves them from its cache."""
+
+    def __init__(self) -> None:
+        self._snap = Snapshot()
+
+    async def load(self) -> Snapshot:
+        return self._snap
+
+    async def replace(self, snap: Snapshot) -> None:
+        self._snap = snap
+
+    async def record_failure(
+        self, last_ok: datetime | None, failing_since: datetime, error: str
+    ) -> None:
+        self._snap = Snapshot(self._snap.people, self._snap.entries, last_ok, failing_since, error)
+
+
 def _meta_op(last_ok: datetime | None, failing_since: datetime | None, error: str | None) -> Op:
     return (
         "INSERT INTO oncall_refresh (id, last_ok, failing_since, error) VALUES (1, $1, $2, $3) "

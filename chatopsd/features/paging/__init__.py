@@ -1,7 +1,7 @@
 """`!ic`: who is on call (the IC, responders, a service's people), `!ic page`, and paging a
 person or the responders; the page log that answers "already paged". Asks the directory and
 the pager the PagerDuty feature provides; a console-only daemon without PagerDuty gets demo
-people, a chat daemon without it says PagerDuty is not configured."""
+people (the demo PagerDuty), anything else without it says PagerDuty is not configured."""
 
 from __future__ import annotations
 
@@ -20,6 +20,10 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.runtime import Feature
 
     pd = config.pagerduty
+    if pd is None and config.demo:  # the demo PagerDuty's services and fallback contacts
+        from chatopsd.features.pagerduty.api import section
+
+        pd = section(config)
     directory, pager = _roster(runtime, config)
     handler = PagingHandler(
         directory,
@@ -42,13 +46,10 @@ def install(runtime: Runtime, config: Config) -> Feature:
 
 
 def _roster(runtime: Runtime, config: Config) -> tuple[Directory, Pager]:
-    from chatopsd.features.paging import demo
     from chatopsd.features.paging.api import DIRECTORY, PAGER
+    from chatopsd.features.paging.unconfigured import NotConfigured
 
     directory, pager = runtime.services.find(DIRECTORY), runtime.services.find(PAGER)
     if directory is not None and pager is not None:
-        return directory, pager
-    if config.pagerduty is None and not config.platforms:
-        # demo data only for a console-only daemon: never made-up people in a real chat
-        return demo.DemoDirectory(runtime.clock), demo.DemoPager()
-    return demo.NotConfigured(), demo.NotConfigured()
+        return directory, pager  # PagerDuty's, or the demo PagerDuty's (Config.demo)
+    return NotConfigured(), NotConfigured()

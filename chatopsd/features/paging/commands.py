@@ -170,8 +170,9 @@ class PagingHandler:
         )
         text = f"Page them with {call.prefix}{command}."
         if note := _freshness(roster, self.times):
-            text = f"{note}\n{text}{self._by_hand()}"
-            fields += _contacts(self.fallback, "fallback")
+            # the cause first, then who is on call, then whom to call if they do not answer
+            text = f"{note}\n{text}"
+            fields += self._fallback_after()
         label = _TITLES.get(group, "Incident Commanders")
         return Reply(
             title=title if group.startswith("service:") else f"{title} on call",
@@ -184,6 +185,14 @@ class PagingHandler:
         if not self.fallback:
             return ""
         return "\nIf you cannot reach anyone, call the fallback contacts:"
+
+    def _fallback_after(self) -> tuple[tuple[str, str], ...]:
+        """The fallback contacts as one field, to follow the people on call: its label is
+        the header, so it can never sit above their names."""
+        if not self.fallback:
+            return ()
+        listed = " · ".join(f"{p.name} {', '.join(p.phones)}" for p in self.fallback)
+        return (("If you cannot reach anyone, call the fallback contacts", listed),)
 
     async def who(self, call: Call) -> Reply:
         person = await self._one(call.text("user") or "", call.event.platform)
@@ -377,20 +386,26 @@ class PagingHandler:
     def _fallback_reply(
         self, people: Sequence[Person], whom: str, what: str, roster: Roster | None
     ) -> Reply:
+        # The cause first (what failed, how old the numbers are), then whom to call: the
+        # people paged, then the fallback contacts if they do not answer.
         text = f"Could not page {whom}: {what}."
-        fields = tuple(_field(p, "") for p in people)
-        if people:
-            text += "\nCall them now:"
-        elif roster is not None and not roster.answers:
-            text += f"\n{_cant_tell(roster, self.times)}"
-        else:
-            text += "\nNobody to call from the on-call cache; escalate by hand."
-        cache_short = roster is not None and not roster.answers
-        if self.fallback and (cache_short or not people):
-            text += "\nFallback contacts to call by hand are listed too."
-            fields += _contacts(self.fallback, "fallback")
         if roster is not None and people and (note := _freshness(roster, self.times)):
             text += f"\n{note}"
+        fields = tuple(_field(p, "") for p in people)
+        cache_short = roster is not None and not roster.answers
+        fallback = self.fallback and (cache_short or not people)
+        if people:
+            text += "\nCall them now:"
+            if fallback:
+                fields += self._fallback_after()
+        else:
+            if roster is not None and not roster.answers:
+                text += f"\n{_cant_tell(roster, self.times)}"
+            else:
+                text += "\nNobody to call from the on-call cache; escalate by hand."
+            if fallback:
+                text += self._by_hand()
+                fields += _contacts(self.fallback, "fallback")
         return Reply(
             title=f"⚠ PAGING FAILED: {whom}",
             text=text,

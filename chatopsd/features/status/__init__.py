@@ -18,8 +18,8 @@ def install(runtime: Runtime, config: Config) -> Feature:
     from chatopsd.features.status.commands import StatusBoard, StatusHandler
     from chatopsd.features.status.stalkers import Stalkers
     from chatopsd.features.status.store import SqlStalkerStore
+    from chatopsd.logs import OutageLog
     from chatopsd.runtime import Feature, Job
-    from chatopsd.scheduler import OutageLog
 
     section = config.status
     board = StatusBoard(_sources(runtime, config), timeout=section.read_timeout_seconds)
@@ -71,7 +71,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
 
 def _sources(runtime: Runtime, config: Config) -> list[StatusSource]:
     if not config.status.sources:
-        if config.platforms:  # never show made-up alerts in a real chat
+        if not config.demo:  # made-up alerts only where nothing real is configured
             return []
         from chatopsd.features.status.demo import DemoStatusSource
 

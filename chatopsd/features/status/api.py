@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from enum import Enum
 from typing import Protocol
@@ -27,6 +27,8 @@ class Verdict(Enum):
 
 
 _RANK = {Verdict.NORMAL: 0, Verdict.DEGRADED: 1, Verdict.UNKNOWN: 2, Verdict.CRITICAL: 3}
+# The key of the alert that stands for the series a source did not list ("and 12 more").
+MORE_KEY = "+more"
 
 
 @dataclass(frozen=True, slots=True)
@@ -75,6 +77,30 @@ def combine(readings: Sequence[Reading]) -> Overview:
         return Overview(Verdict.UNKNOWN, (), ())
     verdict = max((r.verdict for r in readings), key=lambda v: v.rank)
     alerts = sorted(
-        (a for r in readings for a in r.alerts), key=lambda a: (-a.verdict.rank, a.name)
+        _once(a for r in readings for a in r.alerts), key=lambda a: (-a.verdict.rank, a.name)
     )
     return Overview(verdict, tuple(readings), tuple(alerts))
+
+
+def _once(alerts: Iterable[Alert]) -> list[Alert]:
+    """One alert read by several sources (two Alertmanagers of one cluster give the same
+    fingerprint; two Prometheus servers the same series) counts once: the same name and key,
+    kept at its highest verdict and shown with every source that reported it. Alerts
+    without a key (a scalar, a command's exit) are each their own."""
+    found: dict[tuple[str, str], Alert] = {}
+    loose: list[Alert] = []
+    for alert in alerts:
+        if not alert.key or alert.key == MORE_KEY:
+            loose.append(alert)
+            continue
+        seen = found.get((alert.name, alert.key))
+        if seen is None:
+            found[(alert.name, alert.key)] = alert
+            continue
+        top = seen if seen.verdict.rank >= alert.verdict.rank else alert
+        sources = seen.source.split(", ")
+        if alert.source not in sources:
+            sources.append(alert.source)
+        since = min((t for t in (seen.since, alert.since) if t is not None), default=None)
+        found[(alert.name, alert.key)] = replace(top, source=", ".join(sources), since=since)
+    return [*found.values(), *loose]

@@ -1,5 +1,5 @@
-"""A status source for a daemon with no monitoring configured: used only on a console-only
-daemon without `[[status.sources]]`, so `!status` answers out of the box. Marked as demo data."""
+"""The demo status source, used only when nothing real is configured (`Config.demo`), so
+`!status` answers out of the box. Marked as demo data."""
 
 from __future__ import annotations
 

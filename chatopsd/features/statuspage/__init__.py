@@ -18,10 +18,16 @@ def install(runtime: Runtime, config: Config) -> Feature:
 
     sp = config.statuspage
     provider = None
+    components = sp.components if sp else None
     if sp is not None:
         from chatopsd.features.statuspage import providers
 
         provider = providers.build(sp, runtime.http)
+    elif config.demo:  # nothing real configured: a status page in memory
+        from chatopsd.features.statuspage.demo import COMPONENTS, DemoStatusPage
+
+        provider = DemoStatusPage()
+        components = COMPONENTS
     incidents = runtime.services.get(INCIDENTS)
     public = PublicStatus(
         SqlPublications(runtime.store),
@@ -30,7 +36,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
         runtime.outbox,
         runtime.audit,
         runtime.clock,
-        components=sp.components if sp else None,
+        components=components,
         auto_publish=sp.auto_publish if sp else (),
         public_title=sp.public_title if sp else "",
         min_interval=sp.min_interval_seconds if sp else 1.0,
@@ -46,7 +52,7 @@ def install(runtime: Runtime, config: Config) -> Feature:
     return Feature(
         "statuspage",
         commands=public.commands(),
-        start=start if sp is not None else None,
+        start=start if provider is not None else None,
         stop=public.stop,
         parts=[public],
     )

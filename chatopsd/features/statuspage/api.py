@@ -9,12 +9,21 @@ and, when the impact changes (publication, escalation), the incident's severity.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 # The public lifecycle of a page incident, in order.
 STATUSES = ("investigating", "identified", "monitoring", "resolved")
+# What `statuspage.public_title` may name: config.py refuses a template naming anything else.
+TITLE_PLACEHOLDERS = frozenset({"service", "sev", "title"})
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+
+
+def placeholders(template: str) -> set[str]:
+    """The {names} a title template refers to."""
+    return set(PLACEHOLDER.findall(template))
 
 
 @dataclass(frozen=True, slots=True)

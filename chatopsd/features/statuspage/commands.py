@@ -165,7 +165,7 @@ class PublicStatus:
         if self.provider is None:
             raise UsageError(
                 "the status page is not configured",
-                hint="add a [statuspage] section (api_key, page_id) to the config",
+                hint="add a [statuspage] section (api_key, page_id): see docs/statuspage.md",
             )
         return self.provider
 
@@ -269,7 +269,7 @@ class PublicStatus:
                 await self._say(
                     incident.id,
                     "No status page is configured ([statuspage]), so the --public text was "
-                    "not sent anywhere.",
+                    "not sent anywhere (docs/statuspage.md says how to set one up).",
                 )
             return
         pub = await self.store.get(incident.id)

@@ -10,11 +10,10 @@ which nobody chose to show, `statuspage.public_title`) and the text a person gav
 
 from __future__ import annotations
 
-import re
 from collections.abc import Mapping, Sequence
 
 from chatopsd.features.incidents.api import Incident
-from chatopsd.features.statuspage.api import STATUSES, PageCall
+from chatopsd.features.statuspage.api import PLACEHOLDER, STATUSES, PageCall
 
 # incident change kind -> public status it moves the page incident to
 STATUS_FOR: dict[str, str] = {
@@ -23,15 +22,8 @@ STATUS_FOR: dict[str, str] = {
     "monitoring": "monitoring",
     "resolved": "resolved",
 }
-TITLE_PLACEHOLDERS = frozenset({"service", "sev", "title"})
-_PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
 # left dangling by an empty {service}: "Service disruption: " reads "Service disruption"
 _DANGLING = " \t:;,-\u2013\u2014"
-
-
-def placeholders(template: str) -> set[str]:
-    """The {names} a title template refers to."""
-    return set(_PLACEHOLDER.findall(template))
 
 
 def auto_title(template: str, incident: Incident, components: Mapping[str, str]) -> str:
@@ -40,7 +32,7 @@ def auto_title(template: str, incident: Incident, components: Mapping[str, str])
     severity; the internal title appears only where the template says {title}."""
     service = incident.service if incident.service and incident.service in components else ""
     values = {"service": service, "sev": incident.sev, "title": incident.title}
-    name = _PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
+    name = PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), template)
     return name.strip(_DANGLING)[:255] or "Service disruption"
 
 

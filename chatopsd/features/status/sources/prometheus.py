@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from chatopsd.features.status.api import Alert, Reading, SourceError, Verdict
+from chatopsd.features.status.api import MORE_KEY, Alert, Reading, SourceError, Verdict
 from chatopsd.httpclient import HttpError, HttpTransport, display, join
 
 _MAX_ALERTS = 50  # a query matching thousands of series must not flood the reply
@@ -90,7 +90,7 @@ class PrometheusStatus:
                     self.firing,
                     f"and {more} more series",
                     self.name,
-                    "+more",
+                    MORE_KEY,
                 )
             )
         return alerts
