@@ -3,7 +3,7 @@ ack latency p50/p99 (envelope sent -> its ack received, as the fake's clock sees
 time until all were acked and until all were answered, and the loop's largest lag.
 
 Each ack still waits for its claim (durable in the state store); the claims of envelopes that
-arrive together share one commit, and the commands act only once their acks went out.
+arrive together share one commit.
 The daemon runs on uvloop, as `chatopsd run`. The fake Slack runs in the same process: on
 the daemon's own event loop (as the tests run it; sending 1,000 envelopes then holds that
 loop for tens of milliseconds, counted in every ack's latency), and with `--fake-thread` on

@@ -54,17 +54,13 @@ class Session(Protocol):
     def emit(self, event: Inbound) -> asyncio.Task[list[Reply]] | None: ...
 
     async def admit(
-        self,
-        event: Inbound,
-        work: list[asyncio.Task[list[Reply]]] | None = None,
-        acknowledged: asyncio.Future[None] | None = None,
+        self, event: Inbound, work: list[asyncio.Task[list[Reply]]] | None = None
     ) -> bool:
         """Emit the event and wait until it is recorded as handled-here or not-ours: for a
         connector that acknowledges events (Slack Socket Mode), which acknowledges only when
         this returns True (False: leave it for the platform to deliver again). `work`, when
         given, receives the task handling the event, for a connector whose acknowledgement
-        carries the answer (a Teams card button). With `acknowledged`, the command acts only
-        once the connector resolves it (after its acknowledgement went out, or failed)."""
+        carries the answer (a Teams card button)."""
         ...
 
     def ready(self) -> None: ...
@@ -110,10 +106,7 @@ class Supervisor:
         rng: random.Random | None = None,
         sleep: Callable[[float], object] = asyncio.sleep,
         accepting: Callable[[], bool] = lambda: True,
-        admit: Callable[
-            [Inbound, list[asyncio.Task[list[Reply]]] | None, asyncio.Future[None] | None],
-            Awaitable[bool],
-        ]
+        admit: Callable[[Inbound, list[asyncio.Task[list[Reply]]] | None], Awaitable[bool]]
         | None = None,
     ) -> None:
         self.connector = connector
@@ -141,17 +134,14 @@ class Supervisor:
         return self._emit(event)
 
     async def admit(
-        self,
-        event: Inbound,
-        work: list[asyncio.Task[list[Reply]]] | None = None,
-        acknowledged: asyncio.Future[None] | None = None,
+        self, event: Inbound, work: list[asyncio.Task[list[Reply]]] | None = None
     ) -> bool:
         if self._admit is None:
             task = self._emit(event)
             if work is not None and task is not None:
                 work.append(task)
             return True
-        return await self._admit(event, work, acknowledged)
+        return await self._admit(event, work)
 
     def ready(self) -> None:
         self._connected_at = self.clock.monotonic()

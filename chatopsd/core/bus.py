@@ -136,17 +136,13 @@ class Bus:
     # -- entry points ----------------------------------------------------------------------
 
     def submit(
-        self,
-        event: Inbound,
-        claimed: asyncio.Future[bool] | None = None,
-        acknowledged: asyncio.Future[None] | None = None,
+        self, event: Inbound, claimed: asyncio.Future[bool] | None = None
     ) -> asyncio.Task[list[Reply]] | None:
         """Hand an event to the bus; handled in its own task, returned for whoever wants to
         wait for it (the console, to keep its output in order and to say so when an input
         line got no answer): its result is the replies sent or queued. Never raises.
         `claimed` (see `admit`) is resolved once the event is recorded as ours or as not
-        ours; `acknowledged`, if given, once the platform was told (the command acts only
-        then, core/context.Call.acknowledged)."""
+        ours."""
         if not self._accepting:
             # Not claimed, so a platform that redelivers will deliver it to the next run.
             log.warning("shutting down; dropped %s event %s", event.platform, event.event_id)
@@ -154,8 +150,7 @@ class Bus:
                 claimed.set_result(False)
             return None
         return self._spawn(
-            self._handle_quietly(event, claimed=claimed, acknowledged=acknowledged),
-            f"cmd:{event.platform}:{event.event_id}",
+            self._handle_quietly(event, claimed=claimed), f"cmd:{event.platform}:{event.event_id}"
         )
 
     def _spawn(
@@ -168,10 +163,7 @@ class Bus:
         return task
 
     async def admit(
-        self,
-        event: Inbound,
-        work: list[asyncio.Task[list[Reply]]] | None = None,
-        acknowledged: asyncio.Future[None] | None = None,
+        self, event: Inbound, work: list[asyncio.Task[list[Reply]]] | None = None
     ) -> bool:
         """Submit the event and wait until its claim is recorded: True when the platform may
         forget it (claimed, a redelivery, or nothing for us), False when it should deliver it
@@ -180,28 +172,22 @@ class Bus:
         killed between the two loses nothing: the event comes again, or a survivor takes
         the recorded claim over. `work`, when given, receives the task handling the event
         (a platform whose acknowledgement carries the answer, a Teams card button, waits
-        for it). With `acknowledged`, the command acts once that is resolved (the caller
-        resolves it when it has acknowledged, or given up)."""
+        for it)."""
         claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        task = self.submit(event, claimed, acknowledged)
+        task = self.submit(event, claimed)
         if work is not None and task is not None:
             work.append(task)
-        # Awaited as it is (no shield: one loop turn fewer per event in a burst). Cancelling
-        # the caller cancels `claimed` only; the command's task goes on and finds it done.
-        return await claimed
+        return await asyncio.shield(claimed)
 
     async def _handle_quietly(
         self,
         event: Inbound,
         resumed: float | None = None,
         claimed: asyncio.Future[bool] | None = None,
-        acknowledged: asyncio.Future[None] | None = None,
     ) -> list[Reply]:
         settled = True  # whatever happens before a claim (not for us, say): nothing to redo
         try:
-            return await self.handle(
-                event, resumed=resumed, claimed=claimed, acknowledged=acknowledged
-            )
+            return await self.handle(event, resumed=resumed, claimed=claimed)
         except asyncio.CancelledError:
             settled = False  # cut short by shutdown before it was claimed: deliver it again
             raise
@@ -225,7 +211,6 @@ class Bus:
         *,
         resumed: float | None = None,
         claimed: asyncio.Future[bool] | None = None,
-        acknowledged: asyncio.Future[None] | None = None,
     ) -> list[Reply]:
         """Handle one event and send its replies; returns them (for tests and benchmarks).
 
@@ -247,7 +232,6 @@ class Bus:
             return []
         call = self._parse(event, addressed)
         call.claimed = claimed
-        call.acknowledged = acknowledged
         if call.error is not None and addressed.how == "thread" and not self._known_root(call):
             return []  # people talking in a thread we started, not a command for us
         failed = False

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -13,9 +12,6 @@ from chatopsd.core.identity import Identity
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.outcome import Outcome, audit_cause
 from chatopsd.core.ports import AnswerClaim, ReplySink
-
-# The most a claimed command waits for its acknowledgement before it acts anyway.
-ACK_HOLD = 1.0
 
 
 @dataclass(slots=True)
@@ -46,10 +42,6 @@ class Call:
     # Resolved once the event's claim is recorded (True) or could not be (False): a
     # connector that acknowledges events (Slack) waits on it (Bus.admit).
     claimed: asyncio.Future[bool] | None = None
-    # Resolved once that connector has acknowledged the claimed event (or given up trying):
-    # the command acts only then, so a burst's acknowledgements all go out right after
-    # their claims' commit instead of queueing behind the commands' own work.
-    acknowledged: asyncio.Future[None] | None = None
     # Who the actor is (core/identity), resolved on first need by the identity service.
     identity: Identity | None = None
 
@@ -75,16 +67,6 @@ class Call:
     def settle_claim(self, recorded: bool) -> None:
         if self.claimed is not None and not self.claimed.done():
             self.claimed.set_result(recorded)
-
-    async def wait_acknowledged(self) -> None:
-        """Until the connector acknowledged the event (see `acknowledged`), at most ACK_HOLD
-        seconds: an acknowledgement that hangs must not hold the command back for long."""
-        if self.acknowledged is None or self.acknowledged.done():
-            return
-        # (a timeout cancels the future: the connector then finds it done and leaves it)
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(ACK_HOLD):
-                await self.acknowledged
 
     def set_outcome(self, outcome: Outcome, cause: str = "") -> None:
         """State what happened, e.g. `failed` with "PagerDuty server error (500)"."""

@@ -57,7 +57,6 @@ class Dedupe:
             return []
         if self.durable:
             call.claim = _Claim(self.ledger, event.platform, event.event_id, keyed=True)
-        await call.wait_acknowledged()
         return await nxt(call)
 
 

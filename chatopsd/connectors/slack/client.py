@@ -89,10 +89,6 @@ ANSWER_BLOCK = "chatopsd-answer:"
 # How long an envelope may wait for its claim before it is left unacknowledged (Slack
 # redelivers after 3 s without an ack).
 ACK_WAIT = 2.5
-# In a burst, the commands already acknowledged wait (at most this long) until every
-# envelope of the burst is acknowledged too: their own work would otherwise delay the acks
-# still to go out, and Slack counts 3 s per envelope.
-BURST_HOLD = 0.25
 
 
 class SlackConnector:
@@ -124,9 +120,6 @@ class SlackConnector:
         self._session: Session | None = None
         self.me = identity("", allow_bots=self.allow_bots)
         self.acked = 0
-        self._unacked = 0  # envelopes between arrival and their ack (or giving up on it)
-        self._held: list[asyncio.Future[None]] = []  # acknowledged, waiting for the burst
-        self._hold_timer: asyncio.TimerHandle | None = None
         self.malformed = 0
         self._response_urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
 
@@ -279,46 +272,16 @@ class SlackConnector:
         # Acknowledge only once the event is claimed (recorded in the state store), so a
         # kill between the two loses nothing: unacknowledged, Slack delivers it again, to
         # another connection. Slack counts 3 s; a claim is milliseconds. Past ACK_WAIT it
-        # stays unacknowledged and the redelivery meets the claim. The command acts only
-        # once its acknowledgement went out (`acknowledged`): in a burst, the claims share
-        # one commit and their acknowledgements go out together, before any of the
-        # commands' own work.
-        acknowledged: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._unacked += 1
-        try:
-            recorded = False
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(ACK_WAIT):  # (wait_for would start a task each)
-                    recorded = await self._session.admit(
-                        await self._resolve(event), acknowledged=acknowledged
-                    )
-            if not recorded:
-                log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
-                return
-            await self._ack(client, envelope_id, str(kind), message)
-        finally:
-            self._unacked -= 1
-            self._hold(acknowledged)
-
-    def _hold(self, acknowledged: asyncio.Future[None]) -> None:
-        """Let the command act once every envelope that arrived with it is acknowledged,
-        or BURST_HOLD after the first of them was held, whichever comes first. Alone (the
-        usual case) it acts at once."""
-        if not acknowledged.done():
-            self._held.append(acknowledged)
-        if self._unacked == 0:
-            self._release()
-        elif self._hold_timer is None:
-            self._hold_timer = asyncio.get_running_loop().call_later(BURST_HOLD, self._release)
-
-    def _release(self) -> None:
-        if self._hold_timer is not None:
-            self._hold_timer.cancel()
-            self._hold_timer = None
-        held, self._held = self._held, []
-        for fut in held:
-            if not fut.done():
-                fut.set_result(None)
+        # stays unacknowledged and the redelivery meets the claim.
+        event = await self._resolve(event)
+        recorded = False
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(ACK_WAIT):  # (wait_for would start a task for each)
+                recorded = await self._session.admit(event)
+        if not recorded:
+            log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
+            return
+        await self._ack(client, envelope_id, str(kind), message)
 
     async def _ack(
         self,
@@ -491,7 +454,6 @@ class SlackConnector:
         await _call(self.web().usergroups_users_update, "usergroups.users.update", args)
 
     async def close(self) -> None:
-        self._release()
         if self._socket is not None:
             await _close_quietly(self._socket)
             self._socket = None
