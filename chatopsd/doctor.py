@@ -281,6 +281,11 @@ async def check_tickets(cfg: Config, http: HttpTransport) -> list[Result]:
                 f"check tickets.project ({t.project}) and that tickets.token can see it "
                 "(a fine-grained token must list the repository)"
             )
+            if isinstance(exc, HttpError) and exc.status == 403:
+                fix = (
+                    f"tickets.token may not read {t.project}: authorise it for the "
+                    "organisation's SAML SSO, or check its IP allow list and rate limit"
+                )
             return [Result("tickets", False, f"{api}: {_refused(exc, fix)}")]
         if not isinstance(repo, dict) or not isinstance(repo.get("has_issues"), bool):
             return [Result("tickets", False, f"{api}: field 'has_issues' is not in the answer")]

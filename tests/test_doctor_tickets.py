@@ -156,6 +156,18 @@ async def test_a_github_repository_that_takes_no_issues_fails(
     assert found["tickets"].line() == expected
 
 
+async def test_a_github_token_the_organisation_refuses_says_why_it_may_be(
+    tmp_path: Path, trackers: FakeTrackers
+) -> None:
+    trackers.fault = "403"
+    found = await probe(tmp_path, trackers, **github())
+    assert found["tickets"].line() == (
+        f"✗ tickets: {trackers.url}: HTTP 403: the token lacks permission; tickets.token may "
+        "not read acme/infra: authorise it for the organisation's SAML SSO, or check its IP "
+        "allow list and rate limit"
+    )
+
+
 @pytest.mark.parametrize(
     ("fault", "why"),
     [("500", "HTTP 500"), ("badjson", "the answer is not JSON")],

@@ -12,7 +12,8 @@ A violation is recorded in `violations` (tests fail on any) and answered 400.
 Fault modes (`fault`, for `fault_times` requests): "500", "hang" (until closed), "drop-after"
 (creates the issue, then drops the connection: the answer is lost), "echo-auth" (a 400 whose
 body quotes the request's headers, Authorization included, as some proxies and APIs do),
-"badjson" (a 200 whose body is not JSON). `fault_after` requests are answered normally first.
+"badjson" (a 200 whose body is not JSON), "403" (GitHub's answer for a token not authorised
+for the organisation's SAML SSO). `fault_after` requests are answered normally first.
 
 `repos` are the GitHub repositories the token can see (owner/repo -> has_issues, archived);
 `projects` the Jira projects the account can see (key -> issue type names). Anything else is
@@ -152,6 +153,13 @@ class FakeTrackers:
             self.fault_times -= 1
         if fault == "500":
             return None, web.json_response({"message": "Server Error"}, status=500), None
+        if fault == "403":
+            # as GitHub answers a token not authorised for an organisation's SAML SSO
+            sso = {
+                "message": "Resource protected by organization SAML enforcement.",
+                "documentation_url": "https://docs.github.com/articles/authenticating-to-a-github-organization-with-saml-single-sign-on/",
+            }
+            return None, web.json_response(sso, status=403), None
         if fault == "echo-auth":
             headers = {h: request.headers.get(h) for h in ("Authorization", "Accept")}
             echoed = {"message": "Bad request", "request_headers": headers}
