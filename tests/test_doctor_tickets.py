@@ -193,10 +193,13 @@ async def test_a_jira_project_read_that_fails_after_the_credentials_is_its_own_l
     assert found["tickets project"].line() == "✗ tickets project: OPS: HTTP 500"
 
 
+@pytest.mark.parametrize("kind", ["github", "jira"])
 async def test_a_tracker_that_does_not_answer_times_out(
-    tmp_path: Path, trackers: FakeTrackers
+    tmp_path: Path, trackers: FakeTrackers, kind: str
 ) -> None:
     trackers.fault = "hang"
-    found = await probe(tmp_path, trackers, timeout=0.3, **github())
-    assert found["tickets"].line() == f"✗ tickets: {trackers.url}: no answer in time (timeout)"
+    keys = github() if kind == "github" else jira()
+    found = await probe(tmp_path, trackers, timeout=0.3, **keys)
+    [line] = found.values()
+    assert line.line() == f"✗ {line.name}: {trackers.url}: no answer in time (timeout)"
     assert trackers.hits == 1
