@@ -116,3 +116,30 @@ async def test_the_writer_waits_only_when_the_wal_has_grown_again(
         assert 1 <= db.paused <= 600 // 20, db.paused
     finally:
         await db.close()
+
+
+async def test_a_read_begun_after_a_commit_sees_it_while_other_reads_run(tmp_path: Path) -> None:
+    # Reads share one connection on the reader's thread. Were their steps to interleave (one
+    # read executed, another executed before the first was fetched), the second would join the
+    # first's read transaction and miss a write committed in between: a card read as still
+    # owed after it was posted was posted twice.
+    db = await SqliteDatabase.open(tmp_path / "s.db")
+    try:
+        await db.write_many(
+            [
+                ("INSERT INTO kv (key, value, updated) VALUES ($1, $2, 0)", (f"k{i}", "0"))
+                for i in range(200)
+            ]
+        )
+        missed = 0
+        for i in range(1, 200):
+            background = [
+                asyncio.ensure_future(db.fetchall("SELECT key, value FROM kv")) for _ in range(3)
+            ]
+            await db.write("UPDATE kv SET value = $1 WHERE key = 'k0'", (str(i),))
+            row = await db.fetchone("SELECT value FROM kv WHERE key = 'k0'")
+            missed += row is None or row[0] != str(i)
+            await asyncio.gather(*background)
+        assert missed == 0
+    finally:
+        await db.close()

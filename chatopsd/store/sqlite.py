@@ -19,8 +19,10 @@ a checkpointer thread with its own connection runs it every `_CHECKPOINT_EVERY` 
 when the writer falls idle. Should the log still grow past `_WAL_LIMIT` (writes that never
 pause, so a passive checkpoint never catches up), the writer pauses, for at most
 `_WAL_PAUSE` seconds, while the checkpoint finishes, so the next commit starts the log over.
-Reads (`fetchall`, `fetchone`) run on a reader connection in its own thread (aiosqlite): a
-large read must not hold the loop.
+Reads (`fetchall`, `fetchone`) run on a reader connection in a thread of its own: a large
+read must not hold the loop. Each read runs whole on that thread (execute, fetch, reset) before
+the next starts: two reads whose steps interleaved on one connection would share one read
+transaction, and the second would not see a write committed after the first began.
 """
 
 from __future__ import annotations
@@ -177,6 +179,52 @@ class _Checkpointer:
             self._conn = None
 
 
+class _Reader:
+    """The reader connection and its thread: one read at a time, each run to its end there."""
+
+    def __init__(self, conn: sqlite3.Connection, pool: concurrent.futures.ThreadPoolExecutor):
+        self._conn, self._pool = conn, pool
+
+    @classmethod
+    async def open(cls, path: Path) -> _Reader:
+        pool = concurrent.futures.ThreadPoolExecutor(1, "sqlite-reader")
+        try:
+            conn = await asyncio.get_running_loop().run_in_executor(pool, _connect_reader, path)
+        except BaseException:
+            pool.shutdown(wait=True)
+            raise
+        return cls(conn, pool)
+
+    async def fetchall(self, sql: str, params: Params) -> list[sqlite3.Row]:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._fetchall, sql, params
+        )
+
+    async def fetchone(self, sql: str, params: Params) -> sqlite3.Row | None:
+        return await asyncio.get_running_loop().run_in_executor(
+            self._pool, self._fetchone, sql, params
+        )
+
+    def _fetchall(self, sql: str, params: Params) -> list[sqlite3.Row]:
+        cur = self._conn.execute(sql, params)
+        try:
+            return cur.fetchall()
+        finally:
+            cur.close()
+
+    def _fetchone(self, sql: str, params: Params) -> sqlite3.Row | None:
+        cur = self._conn.execute(sql, params)
+        try:
+            row: sqlite3.Row | None = cur.fetchone()
+            return row
+        finally:
+            cur.close()
+
+    async def close(self) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._pool, self._conn.close)
+        self._pool.shutdown(wait=True)
+
+
 def _log_checkpoint_failure(fut: asyncio.Future[None]) -> None:
     if not fut.cancelled() and fut.exception() is not None:
         log.warning("WAL checkpoint failed: %s", fut.exception())
@@ -186,7 +234,7 @@ class SqliteDatabase:
     dialect: Dialect = "sqlite"
     shared: bool = False  # one process owns the file: what it keeps in memory is the truth
 
-    def __init__(self, path: Path, writer: sqlite3.Connection, reader: aiosqlite.Connection):
+    def __init__(self, path: Path, writer: sqlite3.Connection, reader: _Reader):
         self.path = path
         self._writer = writer
         self._reader = reader
@@ -208,7 +256,7 @@ class SqliteDatabase:
         try:
             _migrate(writer, path)
             _check_writable(writer)
-            reader = await _connect(path)
+            reader = await _Reader.open(path)
         except BaseException:
             writer.close()
             raise
@@ -273,13 +321,11 @@ class SqliteDatabase:
 
     async def fetchall(self, sql: str, params: Params = ()) -> list[sqlite3.Row]:
         refuse_inside_transaction(self, "fetchall")
-        async with self._reader.execute(sqlite_sql(sql), params) as cur:
-            return list(await cur.fetchall())
+        return await self._reader.fetchall(sqlite_sql(sql), params)
 
     async def fetchone(self, sql: str, params: Params = ()) -> sqlite3.Row | None:
         refuse_inside_transaction(self, "fetchone")
-        async with self._reader.execute(sqlite_sql(sql), params) as cur:
-            return await cur.fetchone()
+        return await self._reader.fetchone(sqlite_sql(sql), params)
 
     async def close(self) -> None:
         """Finish queued writes, checkpoint, close the connections (an open one hangs exit)."""
@@ -539,15 +585,15 @@ async def _open_connection(target: Path | str, *, uri: bool = False) -> aiosqlit
 _PRAGMAS = ("journal_mode=WAL", "synchronous=NORMAL", "busy_timeout=5000", "foreign_keys=ON")
 
 
-async def _connect(path: Path) -> aiosqlite.Connection:
-    """The reader: its own thread, so a long read never holds the loop."""
-    db = await _open_connection(path)
+def _connect_reader(path: Path) -> sqlite3.Connection:
+    """The reader, opened on (and used only by) _Reader's thread."""
+    db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
     db.row_factory = sqlite3.Row
     try:
         for pragma in _PRAGMAS:
-            await db.execute(f"PRAGMA {pragma}")
+            db.execute(f"PRAGMA {pragma}").close()
     except BaseException:
-        await db.close()
+        db.close()
         raise
     return db
 
