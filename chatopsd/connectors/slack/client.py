@@ -326,6 +326,8 @@ class SlackConnector:
         redelivery meets the claim. The ack is queued at once, so the acks of claims
         committed together leave together, ahead of those commands' work."""
         envelope_id, kind = str(message["envelope_id"]), str(message.get("type"))
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ACK_WAIT
         settled = False
 
         def claimed(recorded: bool) -> asyncio.Future[None] | None:
@@ -333,19 +335,14 @@ class SlackConnector:
             if settled:
                 return None
             settled = True
-            expiry.cancel()
-            if recorded:
+            if not recorded:
+                log.warning("envelope %s not claimed; left for redelivery", envelope_id)
+            elif loop.time() > deadline:
+                log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
+            else:
                 return self._queue_ack(client, envelope_id, kind, message)
-            log.warning("envelope %s not claimed; left for redelivery", envelope_id)
             return None
 
-        def expired() -> None:
-            nonlocal settled
-            if not settled:
-                settled = True
-                log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
-
-        expiry = asyncio.get_running_loop().call_later(ACK_WAIT, expired)
         return claimed
 
     def _queue_ack(
