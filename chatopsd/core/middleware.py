@@ -56,9 +56,10 @@ class Dedupe:
         # recorded (by us or before): the platform may forget it
         acked = call.settle_claim(True)
         if acked is not None:
-            # The command goes on once its ack is sent: in a burst the acks of one commit's
-            # claims then leave together, instead of each waiting behind the work of every
-            # command before it. Bounded: a stuck socket must not hold the command.
+            # The command goes on once the connector lets it (Slack: once its ack, and those
+            # of the rest of the burst, are sent): the acks of claims committed together then
+            # leave together, instead of each waiting behind the work of every command
+            # before it. Bounded: a stuck socket or an endless burst must not hold it.
             await asyncio.wait([acked], timeout=_ACK_WAIT_S)
         if not won:
             log.info(

@@ -127,6 +127,7 @@ class SlackConnector:
         self._acks: deque[tuple[AsyncBaseSocketModeClient, str, str, dict[str, Any]]] = deque()
         self._acker: asyncio.Task[None] | None = None
         self._acks_sent: asyncio.Future[None] | None = None  # done when the queued are sent
+        self._unsettled = 0  # envelopes handed to the bus whose claim is not settled yet
 
     # -- connection ------------------------------------------------------------------------
 
@@ -324,8 +325,10 @@ class SlackConnector:
         loses nothing: unacknowledged, Slack delivers it again, to another connection. Slack
         counts 3 s; a claim is milliseconds. Past ACK_WAIT it stays unacknowledged and the
         redelivery meets the claim. The ack is queued at once, so the acks of claims
-        committed together leave together, ahead of those commands' work."""
+        committed together leave together; the commands go on once the burst is acked
+        (`_release`; the bus waits at most a second for that)."""
         envelope_id, kind = str(message["envelope_id"]), str(message.get("type"))
+        self._unsettled += 1
         loop = asyncio.get_running_loop()
         deadline = loop.time() + ACK_WAIT
         settled = False
@@ -335,12 +338,15 @@ class SlackConnector:
             if settled:
                 return None
             settled = True
+            self._unsettled -= 1
             if not recorded:
                 log.warning("envelope %s not claimed; left for redelivery", envelope_id)
             elif loop.time() > deadline:
                 log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
             else:
                 return self._queue_ack(client, envelope_id, kind, message)
+            if self._acker is None or self._acker.done():
+                self._release()
             return None
 
         return claimed
@@ -354,7 +360,7 @@ class SlackConnector:
     ) -> asyncio.Future[None]:
         """Queue an ack; one task sends whatever is queued, in order (a websocket send
         rarely waits, so a whole commit's acks go out in one turn of the loop). Returns a
-        future done once it was sent (or could not be)."""
+        future done once it and the rest of the burst were sent (or could not be)."""
         self._acks.append((client, envelope_id, kind, message))
         if self._acks_sent is None:
             self._acks_sent = asyncio.get_running_loop().create_future()
@@ -363,15 +369,22 @@ class SlackConnector:
         return self._acks_sent
 
     async def _send_acks(self) -> None:
-        while self._acks:
-            batch, self._acks = self._acks, deque()
-            sent, self._acks_sent = self._acks_sent, None
-            try:
+        try:
+            while self._acks:
+                batch, self._acks = self._acks, deque()
                 for item in batch:
                     await self._ack(*item)
-            finally:
-                if sent is not None and not sent.done():
-                    sent.set_result(None)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Let the claimed commands go on once the burst is acked: no ack left to send and
+        no envelope still waiting for its claim (those claims commit sooner for it)."""
+        if self._unsettled or self._acks or self._acks_sent is None:
+            return
+        sent, self._acks_sent = self._acks_sent, None
+        if not sent.done():
+            sent.set_result(None)
 
     async def _ack(
         self,
