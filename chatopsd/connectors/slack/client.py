@@ -560,6 +560,10 @@ class SlackConnector:
         if self._socket is not None:
             await _close_quietly(self._socket)
             self._socket = None
+        # Envelopes not yet claimed or acked stay unacked: Slack delivers them again.
+        for task in [*self._envelopes, *([self._acker] if self._acker else [])]:
+            task.cancel()
+        self._acks.clear()
         if self._http is not None:
             await self._http.close()
             self._http = None
