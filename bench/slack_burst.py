@@ -3,7 +3,8 @@ ack latency p50/p99 (envelope sent -> its ack received, as the fake's clock sees
 time until all were acked and until all were answered, and the loop's largest lag.
 
 Each ack still waits for its claim (durable in the state store); the claims of envelopes that
-arrive together share one commit.
+arrive together share one commit, and their acks leave together right after it (the bus tells
+the connector at once; the commands go on once the burst is acked).
 The daemon runs on uvloop, as `chatopsd run`. The fake Slack runs in the same process: on
 the daemon's own event loop (as the tests run it; sending 1,000 envelopes then holds that
 loop for tens of milliseconds, counted in every ack's latency), and with `--fake-thread` on

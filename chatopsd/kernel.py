@@ -292,7 +292,14 @@ async def close_connectors(supervisors: Sequence[Supervisor]) -> None:
 def supervisors(connectors: Sequence[Connector], bus: Bus, clock: Clock) -> list[Supervisor]:
     """One supervisor per connector: it keeps the connection up and hands events to the bus."""
     return [
-        Supervisor(c, bus.submit, clock, accepting=bus.accepting, admit=bus.admit)
+        Supervisor(
+            c,
+            bus.submit,
+            clock,
+            accepting=bus.accepting,
+            admit=bus.admit,
+            admit_soon=bus.admit_soon,
+        )
         for c in connectors
     ]
 

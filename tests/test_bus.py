@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
+from collections.abc import Callable
 
 import pytest
 
@@ -27,6 +29,7 @@ from chatopsd.store.audit import SqlAuditLog
 from chatopsd.store.events import SqlEventLedger
 from chatopsd.store.sqlite import SqliteDatabase
 from tests.conftest import FakeClock
+from tests.waiting import eventually
 
 
 class Rig:
@@ -259,3 +262,49 @@ def test_chat_cause_never_shows_an_unexpected_exception() -> None:
     assert chat_cause(ChannelRefused("missing_scope"), "r") == "missing_scope"
     assert "rate limited" in chat_cause(RateLimitedSend("HTTP 429 on /x"), "r")
     assert "HTTP" not in chat_cause(TransientSendError("HTTP 502 on /x"), "r")
+
+
+async def test_admit_soon_tells_of_the_durable_claim_at_once_and_the_command_waits_for_it(
+    rig: Rig, db: SqliteDatabase, clock: FakeClock
+) -> None:
+    # A connector that acknowledges events (Slack) is told the moment the claim is settled,
+    # and hands back what the command waits for before it goes on: its ack being sent.
+    told: list[bool] = []
+    ack_sent: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+    fresh = SqlEventLedger(db, clock)
+
+    def on_claimed(recorded: bool) -> asyncio.Future[None]:
+        told.append(recorded)
+        return ack_sent
+
+    rig.bus.admit_soon(ev("!echo hi", "s1"), on_claimed)
+    assert told == []  # not before the claim is committed
+    await eventually(lambda: told)
+    assert told == [True]
+    assert await fresh.load() == 1  # committed: a restart would drop a redelivery
+    assert await fresh.claim("console", "s1") is False
+    await asyncio.sleep(0.05)
+    assert rig.handled == []  # the command waits until its ack is out
+    assert await rig.audit.since(None) == []
+    ack_sent.set_result(None)
+    await eventually(lambda: rig.handled == ["s1"])
+    [row] = await rig.audit.since(None)
+    assert (row.event_id, row.outcome) == ("s1", "ok")
+
+
+async def test_admit_soon_says_redelivered_yes_and_shutting_down_no(rig: Rig) -> None:
+    told: list[tuple[str, bool]] = []
+
+    def tell(event_id: str) -> Callable[[bool], None]:
+        return lambda recorded: told.append((event_id, recorded))
+
+    await rig.bus.handle(ev("!echo once", "r1"))
+    rig.bus.admit_soon(ev("!echo once", "r1"), tell("r1"))  # a redelivery: may be forgotten
+    rig.bus.admit_soon(ev("good morning", "r2"), tell("r2"))  # not for us: nothing to redo
+    await eventually(lambda: len(told) == 2)
+    assert sorted(told) == [("r1", True), ("r2", True)]
+    assert rig.handled == ["r1"]
+    await rig.bus.drain(5)
+    rig.bus.admit_soon(ev("!echo late", "r3"), tell("r3"))
+    assert told[-1] == ("r3", False)  # at once: the platform is to deliver it again
+    assert await rig.ledger.claim("console", "r3") is True  # never claimed

@@ -54,3 +54,21 @@ async def test_replies_share_kept_alive_connections(app: App, fake: FakeSlack) -
     # 20 posts and a user lookup: one connection kept alive, not one per call
     assert len(fake.calls) > 20
     assert len(fake.api_peers) <= 2, fake.api_peers
+
+
+async def test_a_claim_settled_past_the_ack_window_is_left_unacked(
+    app: App, fake: FakeSlack, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    # The window within which a claimed envelope is still acked, cut to nothing: every
+    # claim now settles too late, so the envelope stays unacked (Slack delivers it again and
+    # the redelivery meets the claim) while the command itself is answered once.
+    from chatopsd.connectors.slack import client as slack_client
+
+    await fake.event(fake.message("!help"))  # warm: the user is cached, the direct path
+    await fake.wait_for(lambda: len(fake.posts()) == 1)
+    monkeypatch.setattr(slack_client, "ACK_WAIT", -1.0)
+    late = await fake.event(fake.message("!help"))
+    await fake.wait_for(lambda: len(fake.posts()) == 2)
+    assert late not in fake.acks
+    assert "not claimed in time" in caplog.text
+    assert len(await app.audit.since(None)) == 2  # claimed and handled once

@@ -63,6 +63,14 @@ class Session(Protocol):
         carries the answer (a Teams card button)."""
         ...
 
+    def admit_soon(
+        self, event: Inbound, on_claimed: Callable[[bool], asyncio.Future[None] | None]
+    ) -> None:
+        """`admit` for a connector that acknowledges a burst: returns at once, and
+        `on_claimed` is called with admit's answer the moment the claim is settled; the
+        command waits (briefly) for the future it may return: its ack being sent."""
+        ...
+
     def ready(self) -> None: ...
 
     def lost(self, reason: str) -> None:
@@ -108,10 +116,13 @@ class Supervisor:
         accepting: Callable[[], bool] = lambda: True,
         admit: Callable[[Inbound, list[asyncio.Task[list[Reply]]] | None], Awaitable[bool]]
         | None = None,
+        admit_soon: Callable[[Inbound, Callable[[bool], asyncio.Future[None] | None]], None]
+        | None = None,
     ) -> None:
         self.connector = connector
         self._emit = emit
         self._admit = admit
+        self._admit_soon = admit_soon
         self.clock = clock
         self.backoff = backoff or Backoff()
         self.rng = rng or random.Random()
@@ -142,6 +153,15 @@ class Supervisor:
                 work.append(task)
             return True
         return await self._admit(event, work)
+
+    def admit_soon(
+        self, event: Inbound, on_claimed: Callable[[bool], asyncio.Future[None] | None]
+    ) -> None:
+        if self._admit_soon is None:
+            self._emit(event)
+            on_claimed(True)
+            return
+        self._admit_soon(event, on_claimed)
 
     def ready(self) -> None:
         self._connected_at = self.clock.monotonic()

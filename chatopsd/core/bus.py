@@ -17,7 +17,7 @@ from typing import Any
 from chatopsd.core.addressing import Addressed, address
 from chatopsd.core.capabilities import ChannelRefused
 from chatopsd.core.commands import CommandSpec, ReactionCommand, Registry
-from chatopsd.core.context import Call
+from chatopsd.core.context import Call, OnClaimed, settle_claim
 from chatopsd.core.errors import (
     Forbidden,
     RateLimited,
@@ -136,21 +136,24 @@ class Bus:
     # -- entry points ----------------------------------------------------------------------
 
     def submit(
-        self, event: Inbound, claimed: asyncio.Future[bool] | None = None
+        self,
+        event: Inbound,
+        claimed: asyncio.Future[bool] | None = None,
+        on_claimed: OnClaimed | None = None,
     ) -> asyncio.Task[list[Reply]] | None:
         """Hand an event to the bus; handled in its own task, returned for whoever wants to
         wait for it (the console, to keep its output in order and to say so when an input
         line got no answer): its result is the replies sent or queued. Never raises.
         `claimed` (see `admit`) is resolved once the event is recorded as ours or as not
-        ours."""
+        ours; `on_claimed` is told at the same moment."""
         if not self._accepting:
             # Not claimed, so a platform that redelivers will deliver it to the next run.
             log.warning("shutting down; dropped %s event %s", event.platform, event.event_id)
-            if claimed is not None and not claimed.done():
-                claimed.set_result(False)
+            settle_claim(claimed, on_claimed, False)
             return None
         return self._spawn(
-            self._handle_quietly(event, claimed=claimed), f"cmd:{event.platform}:{event.event_id}"
+            self._handle_quietly(event, claimed=claimed, on_claimed=on_claimed),
+            f"cmd:{event.platform}:{event.event_id}",
         )
 
     def _spawn(
@@ -179,21 +182,30 @@ class Bus:
             work.append(task)
         return await asyncio.shield(claimed)
 
+    def admit_soon(self, event: Inbound, on_claimed: OnClaimed) -> None:
+        """`admit` without waiting: `on_claimed` is called with its answer the moment the
+        claim is settled, right after the commit that recorded it and before the command
+        goes on. A burst's acknowledgements then leave together, right after the commit of
+        their claims, instead of each waiting for its own task's turn behind every other
+        command's work."""
+        claimed: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self.submit(event, claimed, on_claimed)
+
     async def _handle_quietly(
         self,
         event: Inbound,
         resumed: float | None = None,
         claimed: asyncio.Future[bool] | None = None,
+        on_claimed: OnClaimed | None = None,
     ) -> list[Reply]:
         settled = True  # whatever happens before a claim (not for us, say): nothing to redo
         try:
-            return await self.handle(event, resumed=resumed, claimed=claimed)
+            return await self.handle(event, resumed=resumed, claimed=claimed, on_claimed=on_claimed)
         except asyncio.CancelledError:
             settled = False  # cut short by shutdown before it was claimed: deliver it again
             raise
         finally:
-            if claimed is not None and not claimed.done():
-                claimed.set_result(settled)
+            settle_claim(claimed, on_claimed, settled)
 
     def resume(self, event: Inbound, since: float) -> asyncio.Task[list[Reply]] | None:
         """Handle a command taken over from an instance that died before recording its
@@ -211,6 +223,7 @@ class Bus:
         *,
         resumed: float | None = None,
         claimed: asyncio.Future[bool] | None = None,
+        on_claimed: OnClaimed | None = None,
     ) -> list[Reply]:
         """Handle one event and send its replies; returns them (for tests and benchmarks).
 
@@ -231,7 +244,7 @@ class Bus:
         if addressed is None:
             return []
         call = self._parse(event, addressed)
-        call.claimed = claimed
+        call.claimed, call.on_claimed = claimed, on_claimed
         if call.error is not None and addressed.how == "thread" and not self._known_root(call):
             return []  # people talking in a thread we started, not a command for us
         failed = False

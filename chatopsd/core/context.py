@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Mapping
+import logging
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
 from chatopsd.core.commands import CommandSpec
@@ -12,6 +13,12 @@ from chatopsd.core.identity import Identity
 from chatopsd.core.messages import Destination, Inbound, Reply, Sent
 from chatopsd.core.outcome import Outcome, audit_cause
 from chatopsd.core.ports import AnswerClaim, ReplySink
+
+log = logging.getLogger("chatopsd.bus")
+
+# Told, at the moment a claim is settled, whether it was recorded (Bus.admit_soon). It may
+# return a future the command waits for before it goes on (the platform's ack being sent).
+OnClaimed = Callable[[bool], "asyncio.Future[None] | None"]
 
 
 @dataclass(slots=True)
@@ -42,6 +49,9 @@ class Call:
     # Resolved once the event's claim is recorded (True) or could not be (False): a
     # connector that acknowledges events (Slack) waits on it (Bus.admit).
     claimed: asyncio.Future[bool] | None = None
+    # Called synchronously when `claimed` is settled: a connector that acknowledges a burst
+    # of events sends the acks of one commit's claims before those commands go on.
+    on_claimed: OnClaimed | None = None
     # Who the actor is (core/identity), resolved on first need by the identity service.
     identity: Identity | None = None
 
@@ -64,9 +74,10 @@ class Call:
         value = self.args.get(name)
         return None if value is None else str(value)
 
-    def settle_claim(self, recorded: bool) -> None:
-        if self.claimed is not None and not self.claimed.done():
-            self.claimed.set_result(recorded)
+    def settle_claim(self, recorded: bool) -> asyncio.Future[None] | None:
+        """Settle the claim; returns what the command should wait for before going on
+        (its acknowledgement being sent), if anything."""
+        return settle_claim(self.claimed, self.on_claimed, recorded)
 
     def set_outcome(self, outcome: Outcome, cause: str = "") -> None:
         """State what happened, e.g. `failed` with "PagerDuty server error (500)"."""
@@ -75,3 +86,20 @@ class Call:
     def respond(self, reply: Reply) -> None:
         """Post an interim reply now (e.g. "paging..."), before the handler returns."""
         self.outbox.enqueue(self.destination, reply)
+
+
+def settle_claim(
+    claimed: asyncio.Future[bool] | None, on_claimed: OnClaimed | None, recorded: bool
+) -> asyncio.Future[None] | None:
+    """Settle a claim once: its future, then (at once, not on a later turn of the loop) the
+    one who asked to be told; returns what that one asks the command to wait for."""
+    if claimed is None or claimed.done():
+        return None
+    claimed.set_result(recorded)
+    if on_claimed is None:
+        return None
+    try:
+        return on_claimed(recorded)
+    except Exception:  # the connector's; it must not fail the command
+        log.exception("a claim's listener failed")
+        return None

@@ -11,6 +11,7 @@ Why this order:
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
@@ -24,6 +25,9 @@ from chatopsd.core.outcome import Outcome, audit_cause, outcome_of
 from chatopsd.core.ports import AuditEntry, AuditLog, ClaimUnavailable, Clock, EventLedger
 
 log = logging.getLogger("chatopsd.bus")
+
+# The longest a claimed command waits for its platform acknowledgement to be sent.
+_ACK_WAIT_S = 1.0
 
 
 class Dedupe:
@@ -49,7 +53,14 @@ class Dedupe:
             # wrong answer where another instance claims it.
             call.settle_claim(False)
             return []
-        call.settle_claim(True)  # recorded (by us or before): the platform may forget it
+        # recorded (by us or before): the platform may forget it
+        acked = call.settle_claim(True)
+        if acked is not None:
+            # The command goes on once the connector lets it (Slack: once its ack, and those
+            # of the rest of the burst, are sent): the acks of claims committed together then
+            # leave together, instead of each waiting behind the work of every command
+            # before it. Bounded: a stuck socket or an endless burst must not hold it.
+            await asyncio.wait([acked], timeout=_ACK_WAIT_S)
         if not won:
             log.info(
                 "dropped redelivered event platform=%s event=%s", event.platform, event.event_id

@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import time
-from collections import OrderedDict
-from collections.abc import Sequence
+from collections import OrderedDict, deque
+from collections.abc import Callable, Sequence
 from dataclasses import replace
 from typing import Any
 
@@ -122,6 +123,11 @@ class SlackConnector:
         self.acked = 0
         self.malformed = 0
         self._response_urls: OrderedDict[tuple[str, str], tuple[str, float]] = OrderedDict()
+        self._envelopes: set[asyncio.Task[None]] = set()  # being claimed and acked
+        self._acks: deque[tuple[AsyncBaseSocketModeClient, str, str, dict[str, Any]]] = deque()
+        self._acker: asyncio.Task[None] | None = None
+        self._acks_sent: asyncio.Future[None] | None = None  # done when the queued are sent
+        self._unsettled = 0  # envelopes handed to the bus whose claim is not settled yet
 
     # -- connection ------------------------------------------------------------------------
 
@@ -175,8 +181,11 @@ class SlackConnector:
         self.me = await self._identify(web)
         url = await self._open(web)
         # The SDK client starts tasks in its constructor: build it here, inside the loop.
-        client = SocketModeClient(
-            app_token=self._app_token, web_client=web, ping_interval=self.ping_interval
+        client = _DirectSocket(
+            self._on_envelope,
+            app_token=self._app_token,
+            web_client=web,
+            ping_interval=self.ping_interval,
         )
         client.message_listeners.append(self._on_message)
         client.wss_uri = url
@@ -241,21 +250,52 @@ class SlackConnector:
 
     # -- inbound ---------------------------------------------------------------------------
 
+    def _on_envelope(
+        self, client: AsyncBaseSocketModeClient, message: dict[str, Any], raw: str
+    ) -> None:
+        """An envelope straight from the socket's receive loop (see _DirectSocket). When its
+        author is in the user cache (the usual case) it goes to the bus right here, with no
+        task of its own: in a burst every extra turn of the loop before the claim is a turn
+        behind every other envelope's work. Otherwise a task looks the author up first."""
+        event = self._envelope(client, message, raw)
+        if event is None:
+            return
+        known = self._users.cached(event.actor) if self._users is not None else event.actor
+        if known is None:
+            task = asyncio.get_running_loop().create_task(
+                self._claim_then_ack(client, message, event)
+            )
+            self._envelopes.add(task)
+            task.add_done_callback(self._envelopes.discard)
+            return
+        assert self._session is not None  # else _envelope acked it
+        self._session.admit_soon(replace(event, actor=known), self._acker_for(client, message))
+
     async def _on_message(
         self, client: AsyncBaseSocketModeClient, message: dict[str, Any], raw: str | None
     ) -> None:
-        kind = message.get("type")
-        if kind == "hello":
+        """slack-sdk's listener: what _DirectSocket did not take (hello, malformed frames)."""
+        if message.get("type") == "hello":
             return
+        event = self._envelope(client, message, raw)
+        if event is not None:
+            await self._claim_then_ack(client, message, event)
+
+    def _envelope(
+        self, client: AsyncBaseSocketModeClient, message: dict[str, Any], raw: str | None
+    ) -> Inbound | None:
+        """The event in an envelope, or None when there is nothing to claim: malformed or
+        not for us (acked: a redelivery would be no better), or shutting down (left
+        unacked, so Slack redelivers it to the next run)."""
+        kind = message.get("type")
         envelope_id = message.get("envelope_id")
         if not isinstance(envelope_id, str) or not envelope_id:
             self.malformed += 1
             log.warning("malformed Socket Mode message ignored (no envelope_id): %.200r", raw)
-            return
+            return None
         if self._session is not None and not self._session.accepting():
-            # Shutting down: leave it unacked so Slack redelivers it to the next run.
             log.info("shutting down; left envelope %s for redelivery", envelope_id)
-            return
+            return None
         try:
             event = translate(str(kind), message.get("payload"), self.me, self.prefix)
         except MalformedPayload as exc:
@@ -263,25 +303,88 @@ class SlackConnector:
             log.warning("malformed %s envelope %s ignored: %s", kind, envelope_id, exc)
             event = None  # acknowledged below: a redelivery would be just as malformed
         if event is None or self._session is None:
-            await self._ack(client, envelope_id, str(kind), message)
-            return
+            self._queue_ack(client, envelope_id, str(kind), message)
+            return None
         if event.kind == "slash":
             self._remember_response_url(event, message.get("payload"))
         if isinstance(message.get("retry_attempt"), int) and message["retry_attempt"] > 0:
             log.info("redelivered event %s (attempt %d)", event.event_id, message["retry_attempt"])
-        # Acknowledge only once the event is claimed (recorded in the state store), so a
-        # kill between the two loses nothing: unacknowledged, Slack delivers it again, to
-        # another connection. Slack counts 3 s; a claim is milliseconds. Past ACK_WAIT it
-        # stays unacknowledged and the redelivery meets the claim.
-        event = await self._resolve(event)
-        recorded = False
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(ACK_WAIT):  # (wait_for would start a task for each)
-                recorded = await self._session.admit(event)
-        if not recorded:
-            log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
+        return event
+
+    async def _claim_then_ack(
+        self, client: AsyncBaseSocketModeClient, message: dict[str, Any], event: Inbound
+    ) -> None:
+        assert self._session is not None
+        self._session.admit_soon(await self._resolve(event), self._acker_for(client, message))
+
+    def _acker_for(
+        self, client: AsyncBaseSocketModeClient, message: dict[str, Any]
+    ) -> Callable[[bool], asyncio.Future[None] | None]:
+        """What the bus calls the moment the envelope's claim is settled. Acknowledge only
+        once the event is claimed (recorded in the state store), so a kill between the two
+        loses nothing: unacknowledged, Slack delivers it again, to another connection. Slack
+        counts 3 s; a claim is milliseconds. Past ACK_WAIT it stays unacknowledged and the
+        redelivery meets the claim. The ack is queued at once, so the acks of claims
+        committed together leave together; the commands go on once the burst is acked
+        (`_release`; the bus waits at most a second for that)."""
+        envelope_id, kind = str(message["envelope_id"]), str(message.get("type"))
+        self._unsettled += 1
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + ACK_WAIT
+        settled = False
+
+        def claimed(recorded: bool) -> asyncio.Future[None] | None:
+            nonlocal settled
+            if settled:
+                return None
+            settled = True
+            self._unsettled -= 1
+            if not recorded:
+                log.warning("envelope %s not claimed; left for redelivery", envelope_id)
+            elif loop.time() > deadline:
+                log.warning("envelope %s not claimed in time; left for redelivery", envelope_id)
+            else:
+                return self._queue_ack(client, envelope_id, kind, message)
+            if self._acker is None or self._acker.done():
+                self._release()
+            return None
+
+        return claimed
+
+    def _queue_ack(
+        self,
+        client: AsyncBaseSocketModeClient,
+        envelope_id: str,
+        kind: str,
+        message: dict[str, Any],
+    ) -> asyncio.Future[None]:
+        """Queue an ack; one task sends whatever is queued, in order (a websocket send
+        rarely waits, so a whole commit's acks go out in one turn of the loop). Returns a
+        future done once it and the rest of the burst were sent (or could not be)."""
+        self._acks.append((client, envelope_id, kind, message))
+        if self._acks_sent is None:
+            self._acks_sent = asyncio.get_running_loop().create_future()
+        if self._acker is None or self._acker.done():
+            self._acker = asyncio.get_running_loop().create_task(self._send_acks())
+        return self._acks_sent
+
+    async def _send_acks(self) -> None:
+        try:
+            while self._acks:
+                batch, self._acks = self._acks, deque()
+                for item in batch:
+                    await self._ack(*item)
+        finally:
+            self._release()
+
+    def _release(self) -> None:
+        """Let the claimed commands go on once the burst is acked: no ack left to send and
+        no envelope still waiting for its claim (those claims commit sooner for it)."""
+        if self._unsettled or self._acks or self._acks_sent is None:
             return
-        await self._ack(client, envelope_id, str(kind), message)
+        sent, self._acks_sent = self._acks_sent, None
+        if not sent.done():
+            sent.set_result(None)
 
     async def _ack(
         self,
@@ -457,10 +560,48 @@ class SlackConnector:
         if self._socket is not None:
             await _close_quietly(self._socket)
             self._socket = None
+        # Envelopes not yet claimed or acked stay unacked: Slack delivers them again.
+        for task in [*self._envelopes, *([self._acker] if self._acker else [])]:
+            task.cancel()
+        self._acks.clear()
         if self._http is not None:
             await self._http.close()
             self._http = None
             self._web = self._posts = None  # their session is closed: built anew if used
+
+
+class _DirectSocket(SocketModeClient):
+    """slack-sdk's aiohttp client, less three scheduling steps per envelope.
+
+    The SDK puts every frame it reads on a queue; a second task takes it off, parses it and
+    starts a third task to run the listeners. In a burst each of those steps waits behind
+    every other envelope's work on the loop, and the ack waits for all of them. Here an
+    envelope (a frame with an envelope_id) is parsed as it is read and handed to the
+    connector at once; the rest (hello, disconnect, anything malformed) takes the SDK's
+    own path, so its reconnect handling is unchanged."""
+
+    def __init__(
+        self,
+        on_envelope: Callable[[AsyncBaseSocketModeClient, dict[str, Any], str], None],
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self._on_envelope = on_envelope
+
+    async def enqueue_message(self, message: str) -> None:
+        parsed: Any = None
+        if message.startswith("{"):
+            with contextlib.suppress(ValueError):
+                parsed = json.loads(message)
+        if (
+            isinstance(parsed, dict)
+            and isinstance(parsed.get("envelope_id"), str)
+            and parsed["envelope_id"]
+            and parsed.get("type") != "disconnect"
+        ):
+            self._on_envelope(self, parsed, message)
+            return
+        await super().enqueue_message(message)
 
 
 def _ack(envelope_id: str, kind: str, message: dict[str, Any]) -> dict[str, Any]:

@@ -40,6 +40,14 @@ class UserCache:
         self._inflight: dict[str, asyncio.Future[Actor]] = {}
         self.lookups = 0
 
+    def cached(self, actor: Actor) -> Actor | None:
+        """The actor as cached, or None when it has to be looked up (`resolve`)."""
+        hit = self._cache.get(actor.id)
+        if hit is None or self.clock.monotonic() - hit[0] >= self.ttl:
+            return None
+        self._cache.move_to_end(actor.id)
+        return hit[1]
+
     async def resolve(self, actor: Actor) -> Actor:
         hit = self._cache.get(actor.id)
         now = self.clock.monotonic()
