@@ -83,6 +83,7 @@ async def one_start(
     assert proc.stderr is not None
     ready = float("nan")
     seen: dict[str, float] = {}
+    drain: asyncio.Task[bytes] | None = None
     try:
         async with asyncio.timeout(TIMEOUT):
             while not platforms <= seen.keys():
@@ -100,9 +101,11 @@ async def one_start(
         await asyncio.sleep(idle)
         rss = rss_kib(proc.pid)
     finally:
-        proc.terminate()
+        if proc.returncode is None:
+            proc.terminate()
         await proc.wait()
-    await drain
+        if drain is not None:
+            await drain
     if figures is not None:
         figures.ready_s.append(ready)
         figures.connected_s.append(max(seen.values()))
