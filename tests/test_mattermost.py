@@ -260,6 +260,36 @@ async def test_tls_with_private_ca(ca: trustme.CA, tmp_path: Path, clock: FakeCl
         await server.stop()
 
 
+async def test_tls_reconnect_reads_the_ca_file_once(
+    ca: trustme.CA, tmp_path: Path, clock: FakeClock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The REST session and every websocket (re)connect share one TLS context: the CA store
+    is loaded once per connector, not once per connection (memory, and CPU on each retry)."""
+    server = await tls_server(ca)
+    ca_file = tmp_path / "ca.pem"
+    ca.cert_pem.write_to_path(str(ca_file))
+    loads: list[str | None] = []
+    real = ssl.create_default_context
+
+    def counted(*args: Any, **kwargs: Any) -> ssl.SSLContext:
+        loads.append(kwargs.get("cafile"))
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ssl, "create_default_context", counted)
+    app = await start_app(mm_config(tmp_path, server.url, ca_file=str(ca_file)), clock)
+    try:
+        await asyncio.wait_for(app.supervisors[0].ready_event.wait(), 5)
+        connects = len(server.ws_connects)
+        server.drop()
+        await eventually(lambda: len(server.ws_connects) > connects, timeout=8)
+        await server.user_post("!help")
+        await eventually(lambda: replies(server), timeout=8)
+        assert loads.count(str(ca_file)) == 1, loads
+    finally:
+        await app.stop()
+        await server.stop()
+
+
 async def test_tls_untrusted_fails_clearly(
     ca: trustme.CA, tmp_path: Path, clock: FakeClock
 ) -> None:

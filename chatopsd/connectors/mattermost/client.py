@@ -90,14 +90,19 @@ class MattermostConnector(ChannelCalls):
         self._bot_roots: OrderedDict[str, None] = OrderedDict()
         # user id -> (monotonic time, profile or None for no such user): see user_profile
         self._users: OrderedDict[str, tuple[float, Profile | None]] = OrderedDict()
+        self._tls: ssl.SSLContext | None = None  # built at the first connection: see _ssl
 
     # -- plumbing --------------------------------------------------------------------------
 
     def _ssl(self) -> ssl.SSLContext | bool:
+        # One context for the connector's life: the REST session and every websocket
+        # (re)connect share it, instead of each loading the CA store again (about a MiB each).
         if not self.cfg.verify_tls:
             return False
-        ctx = ssl.create_default_context(cafile=str(self.cfg.ca_file) if self.cfg.ca_file else None)
-        return ctx
+        if self._tls is None:
+            ca_file = str(self.cfg.ca_file) if self.cfg.ca_file else None
+            self._tls = ssl.create_default_context(cafile=ca_file)
+        return self._tls
 
     def _session(self) -> aiohttp.ClientSession:
         if self._http is None or self._http.closed:
