@@ -251,6 +251,104 @@ async def check_statuspage(cfg: Config, http: HttpTransport) -> list[Result]:
     return out
 
 
+def _refused(exc: BaseException, fix: str) -> str:
+    """A refused tracker call, with the key to fix: the token for 401, `fix` otherwise."""
+    if isinstance(exc, HttpError) and exc.status == 401:
+        return f"{_why(exc)}; {token_hint('tickets', 'token')}"
+    if isinstance(exc, HttpError) and exc.status in (403, 404):
+        return f"{_why(exc)}; {fix}"
+    return _why(exc)
+
+
+async def check_tickets(cfg: Config, http: HttpTransport) -> list[Result]:
+    """[tickets], read-only and with the daemon's own tracker client (its address and
+    credentials): on GitHub the repository as the token sees it, issues enabled and not
+    archived; on Jira the account the credentials belong to, then the project and whether
+    `tickets.issue_type` is one of its issue types. Whether the token may write is not
+    checked: that would take creating an issue."""
+    from chatopsd.features.followups.trackers import GitHubIssues, JiraIssues
+
+    t = cfg.tickets
+    assert t is not None
+    token, timeout = t.token.get_secret_value(), min(t.timeout_seconds, http.timeout)
+    if t.kind == "github":
+        api = (t.url or "https://api.github.com").rstrip("/")
+        github = GitHubIssues(http, token, t.project, api_url=api, timeout=timeout)
+        try:
+            repo = await github.get_repository()
+        except Exception as exc:
+            fix = (
+                f"check tickets.project ({t.project}) and that tickets.token can see it "
+                "(a fine-grained token must list the repository)"
+            )
+            if isinstance(exc, HttpError) and exc.status == 403:
+                fix = (
+                    f"tickets.token may not read {t.project}: authorise it for the "
+                    "organisation's SAML SSO, or check its IP allow list and rate limit"
+                )
+            return [Result("tickets", False, f"{api}: {_refused(exc, fix)}")]
+        if not isinstance(repo, dict) or not isinstance(repo.get("has_issues"), bool):
+            return [Result("tickets", False, f"{api}: field 'has_issues' is not in the answer")]
+        move = "set tickets.project to another repository"
+        if not repo["has_issues"]:
+            why = f"{t.project} has issues turned off: turn them on in its settings, or {move}"
+            return [Result("tickets", False, why)]
+        if repo.get("archived") is True:
+            why = f"{t.project} is archived (read-only), no issue can be opened: {move}"
+            return [Result("tickets", False, why)]
+        return [Result("tickets", True, f"{t.project}: the token can see it, issues are on")]
+    assert t.url is not None  # the config requires it for jira
+    site = t.url.rstrip("/")
+    jira = JiraIssues(
+        http,
+        token,
+        t.project,
+        site_url=site,
+        email=t.email,
+        issue_type=t.issue_type,
+        timeout=timeout,
+    )
+    try:
+        me = await jira.get_myself()
+    except Exception as exc:
+        account = (
+            "check tickets.email, the account the API token belongs to"
+            if t.email
+            else "tickets.email is not set: a Jira Cloud API token needs its account's email"
+        )
+        fix = "the account of tickets.email has no access to Jira on this site"
+        line = _refused(exc, fix)
+        if isinstance(exc, HttpError) and exc.status == 401:
+            line += f"; {account}"
+        return [Result("tickets token", False, f"{site}: {line}")]
+    who = me.get("displayName") if isinstance(me, dict) else None
+    if not isinstance(who, str):
+        return [Result("tickets token", False, f"{site}: field 'displayName' is not in the answer")]
+    out = [Result("tickets token", True, f"{site} accepts the credentials (account {who})")]
+    try:
+        project = await jira.get_project()
+    except Exception as exc:
+        fix = f"check tickets.project ({t.project}), a project key the account can see"
+        out.append(Result("tickets project", False, f"{t.project}: {_refused(exc, fix)}"))
+        return out
+    types = project.get("issueTypes") if isinstance(project, dict) else None
+    if not isinstance(types, list):
+        why = f"{t.project}: field 'issueTypes' is not in the answer"
+        out.append(Result("tickets project", False, why))
+        return out
+    names = sorted({str(i.get("name")) for i in types if isinstance(i, dict)})
+    if t.issue_type not in names:
+        why = (
+            f"{t.project} has no issue type {t.issue_type!r}: set tickets.issue_type to one "
+            f"of {', '.join(names) or '(none)'}"
+        )
+        out.append(Result("tickets project", False, why))
+        return out
+    name = project.get("name", "?")
+    out.append(Result("tickets project", True, f"{t.project} ({name}), issue type {t.issue_type}"))
+    return out
+
+
 Probe = Callable[[Config, HttpTransport], Awaitable[list[Result]]]
 
 
@@ -285,6 +383,8 @@ async def run_checks(
         probes.append(check_status_sources)
     if cfg.statuspage is not None:
         probes.append(check_statuspage)
+    if cfg.tickets is not None:
+        probes.append(check_tickets)
     # one attempt per probe: doctor says what it finds now, it does not wait out an outage
     http = HttpTransport(SystemClock(), secrets=config_mod.secrets_of(cfg), timeout=timeout_seconds)
     try:

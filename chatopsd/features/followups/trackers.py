@@ -1,6 +1,9 @@
 """Follow-ups as tickets: GitHub issues or Jira Cloud issues, on the HTTP transport.
 
 One request per ticket, no retries here (the follow-up store decides what may be sent again).
+`get_repository`, `get_project` and `get_myself` are the read-only calls `chatopsd doctor`
+probes with, sent with the same address and credentials as `create`; they raise the
+transport's HttpError.
 `TicketError.maybe_created` is True when the request may have reached the tracker although we
 got no usable answer (timeout, dropped connection): such a follow-up is not sent again on its
 own. Tokens never appear in an error.
@@ -18,6 +21,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
+from urllib.parse import quote
 
 from chatopsd.httpclient import HttpError, HttpTransport
 
@@ -98,6 +102,21 @@ class GitHubIssues:
         self.http, self._token, self.repo = http, token, repo
         self.base, self.timeout = api_url.rstrip("/"), timeout
 
+    def _headers(self) -> dict[str, str]:
+        return {
+            "Authorization": f"Bearer {self._token}",
+            "Accept": "application/vnd.github+json",
+            "X-GitHub-Api-Version": "2022-11-28",
+        }
+
+    async def get_repository(self) -> Any:
+        """The repository as the token sees it (GET /repos/{owner}/{repo}): a 404 or 403
+        when the token cannot see it; `has_issues` and `archived` say whether issues can be
+        opened there."""
+        return await self.http.get_json(
+            f"{self.base}/repos/{self.repo}", headers=self._headers(), timeout=self.timeout
+        )
+
     async def create(self, draft: TicketDraft) -> Ticket:
         text = "\n\n".join(inert(p) for p in draft.paragraphs)
         if draft.link is not None:
@@ -109,11 +128,7 @@ class GitHubIssues:
             self.http,
             f"{self.base}/repos/{self.repo}/issues",
             body,
-            {
-                "Authorization": f"Bearer {self._token}",
-                "Accept": "application/vnd.github+json",
-                "X-GitHub-Api-Version": "2022-11-28",
-            },
+            self._headers(),
             self.timeout,
             "GitHub",
         )
@@ -145,6 +160,25 @@ class JiraIssues:
         else:
             self._auth = f"Bearer {token}"
 
+    async def get_myself(self) -> Any:
+        """The account the credentials belong to (GET /rest/api/3/myself): 401 when Jira
+        does not accept them."""
+        return await self.http.get_json(
+            f"{self.base}/rest/api/3/myself", headers=self._headers(), timeout=self.timeout
+        )
+
+    async def get_project(self) -> Any:
+        """The project (GET /rest/api/3/project/{key}), with its issue types: 404 when it
+        does not exist or the account cannot see it."""
+        return await self.http.get_json(
+            f"{self.base}/rest/api/3/project/{quote(self.project, safe='')}",
+            headers=self._headers(),
+            timeout=self.timeout,
+        )
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": self._auth, "Accept": "application/json"}
+
     async def create(self, draft: TicketDraft) -> Ticket:
         fields: dict[str, Any] = {
             "project": {"key": self.project},
@@ -159,7 +193,7 @@ class JiraIssues:
             self.http,
             f"{self.base}/rest/api/3/issue",
             {"fields": fields},
-            {"Authorization": self._auth, "Accept": "application/json"},
+            self._headers(),
             self.timeout,
             "Jira",
         )
