@@ -56,6 +56,7 @@ class Rig:
                     mutates=True,
                 ),
                 CommandSpec(("page",), "pages", self.page, pages=True, priority=Priority.PAGE),
+                CommandSpec(("relay",), "hands over", self.relay, (Arg("text", kind="rest"),)),
             ]
         )
         self.bus = Bus(
@@ -82,6 +83,23 @@ class Rig:
 
     async def page(self, call: Call) -> Reply:
         raise Unavailable("PagerDuty timed out")
+
+    async def relay(self, call: Call) -> None:
+        """Like a plain-language request: the command it stands for runs as itself."""
+        e = call.event
+        task = self.bus.submit(
+            Inbound(
+                e.platform,
+                e.channel,
+                e.actor,
+                f"echo {call.text('text')}",
+                "slash",
+                event_id=f"relay:{e.event_id}",
+                message_id=e.message_id,
+            )
+        )
+        assert task is not None
+        call.hand_over(task)
 
     async def replies(self) -> list[dict[str, object]]:
         await self.outbox.flush(5)
@@ -229,6 +247,17 @@ async def test_user_errors_render_in_one_place(rig: Rig, clock: FakeClock) -> No
         "missing <text...>\nusage: !echo <text...>",
     ]
     assert [r.command for r in await rig.audit.since(None)] == ["missing", "ech", "echo"]
+
+
+async def test_a_handed_over_commands_answer_is_the_events_answer(rig: Rig) -> None:
+    # The event's task (what the console waits for) ends with the command it handed over,
+    # and its result holds that command's reply: the event was answered, once.
+    task = rig.bus.submit(ev("!relay hi", "r1"))
+    assert task is not None
+    assert [r.text for r in await task] == ["echo hi"]
+    assert rig.handled == ["relay:r1"]
+    assert [r["text"] for r in await rig.replies()] == ["echo hi"]
+    assert sorted(r.command for r in await rig.audit.since(None)) == ["echo", "relay"]
 
 
 async def test_drain_stops_taking_commands(rig: Rig) -> None:

@@ -448,6 +448,26 @@ def test_no_jsonl_line_goes_without_a_line_back(tmp_path: Path) -> None:
     assert again["reply_to"] == "e1" and str(again["error"]).startswith("no answer: ")
 
 
+def test_a_plain_language_request_gets_its_commands_answer_and_nothing_else(
+    tmp_path: Path,
+) -> None:
+    """`!intent` re-dispatches what it reads as the command itself: that command's answer is
+    the line's answer, in order, never preceded by a "no answer" for the request."""
+    script = [
+        {"text": "!intent who is on call", "event_id": "i1"},
+        {"text": "!intent what is the status", "event_id": "i2"},
+        {"text": "!intent list incidents", "event_id": "i3"},
+        {"text": "!status", "event_id": "s1"},
+    ]
+    printed = jsonl(tmp_path, script)
+    assert [line.get("error") for line in printed] == [None] * 4, printed
+    assert [line["reply_to"] for line in printed] == ["i1", "i2", "i3", "s1"]
+    texts = [str(line["text"]) for line in printed]
+    assert "Incident Commanders on call" in texts[0]
+    assert "Status:" in texts[1] and "Status:" in texts[3]
+    assert texts[2] == "No open incidents."
+
+
 def test_jsonl_button_hints_carry_the_prefix(tmp_path: Path) -> None:
     """A hint is the command to type: "!ic page", not "ic page"."""
     [answer] = jsonl(tmp_path, [{"text": "!ic", "event_id": "b1"}])

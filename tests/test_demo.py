@@ -9,12 +9,10 @@ command's outcome is read back from its audit trail (`chatopsd audit --json`).
 from __future__ import annotations
 
 import json
-import queue
 import re
 import sqlite3
 import subprocess
 import sys
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -24,6 +22,7 @@ import pytest
 
 from chatopsd.config import Config
 from chatopsd.features.pagerduty import demo
+from tests import daemon_helpers
 from tests.conftest import make_config
 from tests.daemon_helpers import ROOT
 
@@ -148,17 +147,10 @@ def _converse(cfg: Path, script: list[tuple[str, str | None]]) -> dict[str, list
         bufsize=1,
     )
     assert proc.stdin is not None and proc.stdout is not None
-    # A thread reads the output: select() on a buffered text stream misses lines that were
-    # read into its buffer with an earlier one.
-    lines: queue.Queue[str] = queue.Queue()
     stdout = proc.stdout
-    threading.Thread(target=lambda: [lines.put(ln) for ln in stdout], daemon=True).start()
 
     def read_json(timeout: float) -> dict[str, Any]:
-        try:
-            return dict(json.loads(lines.get(timeout=timeout)))
-        except queue.Empty:
-            raise AssertionError(f"no answer within {timeout} s") from None
+        return daemon_helpers.read_json(stdout, timeout)
 
     answers: dict[str, list[str]] = {}
     ids: dict[str, str] = {"ada_shift": _ada_shift()}

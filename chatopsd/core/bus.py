@@ -143,7 +143,8 @@ class Bus:
     ) -> asyncio.Task[list[Reply]] | None:
         """Hand an event to the bus; handled in its own task, returned for whoever wants to
         wait for it (the console, to keep its output in order and to say so when an input
-        line got no answer): its result is the replies sent or queued. Never raises.
+        line got no answer): its result is the replies sent or queued, those of the commands it
+        handed over (Call.hand_over) included. Never raises.
         `claimed` (see `admit`) is resolved once the event is recorded as ours or as not
         ours; `on_claimed` is told at the same moment."""
         if not self._accepting:
@@ -282,7 +283,7 @@ class Bus:
         claim = call.claim
         if claim is None:
             await self._deliver(call, replies, wait=False)
-            return replies
+            return replies + await self._handed_over(call)
         if claim.keyed:
             # Keyed, so a survivor can tell whether this instance's answer went out.
             replies = [replace(r, key=f"{event.event_id}#{i}") for i, r in enumerate(replies)]
@@ -299,7 +300,21 @@ class Bus:
                 event.platform,
                 event.event_id,
             )
-        return replies
+        return replies + await self._handed_over(call)
+
+    @staticmethod
+    async def _handed_over(call: Call) -> list[Reply]:
+        """The replies of the commands this one handed over (each ran as itself, and sent its
+        own), once they are done: an event answered that way is not an event left unanswered."""
+        answers: list[Reply] = []
+        for task in call.handed_over:
+            await asyncio.wait([task])
+            if task.cancelled() or task.exception() is not None:
+                continue  # the bus logged it; its own task answered with the error
+            result = task.result()
+            if isinstance(result, list):
+                answers += [r for r in result if isinstance(r, Reply)]
+        return answers
 
     async def _deliver(
         self, call: Call, replies: list[Reply], *, wait: bool, resumed: float | None = None

@@ -54,6 +54,9 @@ class Call:
     on_claimed: OnClaimed | None = None
     # Who the actor is (core/identity), resolved on first need by the identity service.
     identity: Identity | None = None
+    # Commands this one handed to the bus to run as themselves (a plain-language request
+    # re-dispatched as the command it reads as): their answers count as this event's.
+    handed_over: list[asyncio.Task[object]] = field(default_factory=list)
 
     @property
     def command(self) -> str:
@@ -82,6 +85,12 @@ class Call:
     def set_outcome(self, outcome: Outcome, cause: str = "") -> None:
         """State what happened, e.g. `failed` with "PagerDuty server error (500)"."""
         self.outcome, self.cause = outcome, audit_cause(cause)
+
+    def hand_over(self, task: asyncio.Task[object]) -> None:
+        """The answer to this event is another command's, submitted to the bus as `task`:
+        the event is done when that one is, and its replies are the event's (so whoever
+        waits for the event, the console, sees it answered)."""
+        self.handed_over.append(task)
 
     def respond(self, reply: Reply) -> None:
         """Post an interim reply now (e.g. "paging..."), before the handler returns."""

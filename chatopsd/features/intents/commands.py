@@ -89,7 +89,7 @@ class IntentHandler:
             return None
         if self.submit is not None:
             e = call.event
-            self.submit(
+            task = self.submit(
                 Inbound(
                     platform=e.platform,
                     channel=e.channel,
@@ -101,6 +101,8 @@ class IntentHandler:
                     message_id=e.message_id,
                 )
             )
+            if task is not None:
+                call.hand_over(task)  # its answer is this mention's answer
         return None
 
     def _grammar_error(self, text: str) -> None:
