@@ -74,9 +74,9 @@ class App:
         self.db, self.ha, self.ledger, self.audit = state.db, state.ha, state.ledger, state.audit
         self.kv, self.lease = state.kv, state.ha.lease
         self.registry = Registry()  # every command: the features' installs fill it
-        own = self.ha.connector_kv(self.kv)  # connector state: this instance's own (and shared)
         connectors, self.capabilities = kernel.connectors(
-            cfg, self.io, self.stopping.set, own, self.clock, self.registry, self.kv)  # fmt: skip
+            cfg, self.io, self.stopping.set, self.ha, self.kv, self.clock, self.registry
+        )
         self.outbox = kernel.outbox(connectors, self.capabilities, self.redact_secrets)
         self.identities = kernel.identities(cfg, self.db, self.capabilities)
         self.bus = kernel.bus(cfg, self.registry, self.outbox, self.redact_secrets)

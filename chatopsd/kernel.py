@@ -192,13 +192,14 @@ def connectors(
     cfg: Config,
     io: ConsoleStreams,
     on_eof: Callable[[], None],
+    ha: Strategy,
     kv: KeyValue,
     clock: Clock,
     registry: Registry,
-    shared: KeyValue | None = None,
 ) -> tuple[list[Connector], Capabilities]:
     """The connectors, and what each platform can do besides posting (the console: nothing),
-    as its platform package declares it."""
+    as its platform package declares it. Each keeps its session state in this instance's own
+    keys (`ha.connector_kv`), and what any instance may need later in the shared `kv`."""
     found: list[Connector] = []
     if cfg.console_enabled:
         from chatopsd.connectors.console import ConsoleConnector
@@ -219,7 +220,7 @@ def connectors(
         )
     # Platform libraries are imported only when their section is configured: a console-only
     # daemon then never loads slack-sdk, discord.py or aiohttp (start time, idle memory).
-    wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=clock, kv=kv, shared=shared)
+    wiring = Wiring(prefix=cfg.chatopsd.prefix, clock=clock, kv=ha.connector_kv(kv), shared=kv)
     offers = []
     for platform, section in cfg.configured_platforms():
         connector = platform.build(section, wiring)
