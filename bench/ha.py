@@ -126,7 +126,8 @@ async def e2e_run(url: str) -> tuple[float, int, int, int]:
     """One real failover: (seconds to the survivor's first stalker post, commands sent,
     lost, answered twice)."""
     from tests.fixtures.pagerduty import fake_pd
-    from tests.test_ha import PLATFORMS, Instances, answers_settle, lease_holder, open_chat, until
+    from tests.test_ha import PLATFORMS, Instances, answers_settle, lease_holder, open_chat
+    from tests.waiting import eventually
 
     pd = fake_pd()
     pd.validate = False
@@ -137,13 +138,13 @@ async def e2e_run(url: str) -> tuple[float, int, int, int]:
                 inst = Instances(Path(tmp), url, chat, pd)
                 try:
                     first = inst.start("one")
-                    await until(lambda: chat.connected(1), 60)
-                    await until(lambda: lease_holder(url))
+                    await eventually(lambda: chat.connected(1), timeout=60)
+                    await eventually(lambda: lease_holder(url), timeout=20)
                     inst.start("two")
-                    await until(lambda: chat.connected(2), 60)
-                    await until(lambda: chat.discord_ready() >= 2)
+                    await eventually(lambda: chat.connected(2), timeout=60)
+                    await eventually(lambda: chat.discord_ready() >= 2, timeout=20)
                     stalk = await chat.command("mattermost", "!status stalk", 9000)
-                    await until(lambda: chat.answers()[stalk] >= 1)
+                    await eventually(lambda: chat.answers()[stalk] >= 1, timeout=20)
                     keys = []
                     killed = 0.0
                     for n in range(150):
@@ -154,7 +155,7 @@ async def e2e_run(url: str) -> tuple[float, int, int, int]:
                         keys.append(await chat.command(PLATFORMS[n % 3], "!help ic", n))
                         if n % 30 == 29:
                             await asyncio.sleep(0.05)
-                    await until(lambda: chat.stalker_changes()["mattermost"] >= 1, 60)
+                    await eventually(lambda: chat.stalker_changes()["mattermost"] >= 1, timeout=60)
                     took = time.monotonic() - killed
                     await answers_settle(chat, keys)
                     counts = chat.answers()
