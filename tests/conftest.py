@@ -20,6 +20,7 @@ from chatopsd.core.ports import Clock, SystemClock
 from chatopsd.httpclient import HttpTransport
 from chatopsd.store.sqlite import SqliteDatabase
 from tests.pg_cluster import pg_cluster, pg_url  # noqa: F401 (fixtures)
+from tests.teams_helpers import bot, relay  # noqa: F401 (fixtures)
 
 
 class FakeClock:

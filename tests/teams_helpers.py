@@ -1,11 +1,20 @@
-"""Shared pieces of the Teams tests: a `[teams]` section pointing at the loopback fakes."""
+"""Shared pieces of the Teams tests: a `[teams]` section pointing at the loopback fakes, and
+the two fakes as fixtures (`relay`, `bot`; tests/conftest.py offers them to every test), each
+failing the test that used it if it received anything its published description refuses."""
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import TYPE_CHECKING, Any
+
+import pytest
 
 from chatopsd.connectors.teams.config import TeamsSection
 from tests.fakes import teams_relay
+
+if TYPE_CHECKING:  # the bot fake reads this module's ids: imported where used
+    from tests.fakes.teams_bot import FakeBotService
+    from tests.fakes.teams_relay import FakeRelay
 
 APP_ID = "00000000-0000-4000-8000-0000000000b1"
 TENANT = "11111111-2222-4333-8444-555555555555"
@@ -45,3 +54,23 @@ def raw_section(relay_url: str, bot_keys: dict[str, Any], **overrides: Any) -> d
         **bot_keys,
         **overrides,
     }
+
+
+@pytest.fixture
+async def relay() -> AsyncIterator[FakeRelay]:
+    fake = teams_relay.FakeRelay(pong_every=30)
+    await fake.start()
+    yield fake
+    await fake.close()
+    assert fake.violations == []
+
+
+@pytest.fixture
+async def bot() -> AsyncIterator[FakeBotService]:
+    from tests.fakes.teams_bot import FakeBotService
+
+    fake = FakeBotService()
+    await fake.start()
+    yield fake
+    await fake.close()
+    assert fake.violations == []

@@ -31,15 +31,6 @@ from tests.fakes.teams_bot import FakeBotService
 from tests.teams_helpers import TENANT, section
 
 
-@pytest.fixture
-async def bot() -> AsyncIterator[FakeBotService]:
-    fake = FakeBotService()
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == []
-
-
 class Rig:
     """A client whose waits are recorded (and advance a fake clock), not slept."""
 

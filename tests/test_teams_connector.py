@@ -25,35 +25,9 @@ from tests.fakes import teams_bot
 from tests.fakes.teams_bot import FakeBotService
 from tests.fakes.teams_relay import FakeRelay
 from tests.teams_helpers import raw_section
+from tests.waiting import eventually
 
 Json = dict[str, Any]
-
-
-async def until(cond: Callable[[], Any], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not cond():
-        if loop.time() > end:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.01)
-
-
-@pytest.fixture
-async def relay() -> AsyncIterator[FakeRelay]:
-    fake = FakeRelay(pong_every=30)
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == []
-
-
-@pytest.fixture
-async def bot() -> AsyncIterator[FakeBotService]:
-    fake = FakeBotService()
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == []
 
 
 def teams_config(tmp_path: Path, relay: FakeRelay, bot: FakeBotService, **overrides: Any) -> Any:
@@ -99,14 +73,14 @@ async def test_help_by_mention_and_ic_by_prefix_are_answered_in_their_threads(
     status, headers, body = await bot.post_activity(relay.endpoint, mention)
     assert (status, body) == (200, b"") and "Via" in headers
     thread = f"{teams_bot.CHANNEL};messageid={mention['id']}"
-    await until(lambda: any(p[1] == thread for p in posts(bot, "SEND")))
+    await eventually(lambda: any(p[1] == thread for p in posts(bot, "SEND")), timeout=10)
     (answer,) = [p for p in posts(bot, "SEND") if p[1] == thread]
     assert "ic" in text_of(answer[3]) and "help" in text_of(answer[3])
     prefixed = bot.activity("!ic", entities=[])
     status, *_ = await bot.post_activity(relay.endpoint, prefixed)
     assert status == 200
     thread = f"{teams_bot.CHANNEL};messageid={prefixed['id']}"
-    await until(lambda: any(p[1] == thread for p in posts(bot, "SEND")))
+    await eventually(lambda: any(p[1] == thread for p in posts(bot, "SEND")), timeout=10)
     # every Connector call carried a Bot Connector token from the bot's own tenant
     assert bot.token_requests and all(
         r["scope"] == "https://api.botframework.com/.default" for r in bot.token_requests
@@ -121,7 +95,7 @@ async def test_a_redelivered_activity_is_answered_once(
     for _ in range(2):
         status, *_ = await bot.post_activity(relay.endpoint, activity)
         assert status == 200
-    await until(lambda: posts(bot, "SEND"))
+    await eventually(lambda: posts(bot, "SEND"), timeout=10)
     await asyncio.sleep(0.3)
     assert len(posts(bot, "SEND")) == 1
 
@@ -138,7 +112,7 @@ async def test_an_action_submit_button_runs_its_command(
     )
     status, *_ = await bot.post_activity(relay.endpoint, click)
     assert status == 200
-    await until(lambda: posts(bot, "SEND"))
+    await eventually(lambda: posts(bot, "SEND"), timeout=10)
     assert "help" in text_of(posts(bot, "SEND")[0][3])
 
 
@@ -174,7 +148,7 @@ async def test_an_execute_button_is_answered_within_the_deadline(
     assert answer["statusCode"] == 200 and answer["type"] == render.MESSAGE
     assert answer["value"] not in (WORKING, "") and "Working" not in answer["value"]
     # the full answer is in the thread as for any command
-    await until(lambda: posts(bot, "SEND"))
+    await eventually(lambda: posts(bot, "SEND"), timeout=10)
     assert answer["value"] in text_of(posts(bot, "SEND")[0][3]) and not posts(bot, "UPDATE")
 
 
@@ -186,7 +160,7 @@ async def test_a_slow_button_gets_working_on_it_then_the_card_is_updated(
     status, _headers, body = await bot.post_activity(relay.endpoint, invoke(bot, "help"))
     assert status == 200
     assert json.loads(body) == render.invoke_message(WORKING)
-    await until(lambda: posts(bot, "UPDATE"))
+    await eventually(lambda: posts(bot, "UPDATE"), timeout=10)
     (update,) = posts(bot, "UPDATE")
     assert update[2] == "1700000000042"  # the card the button was on
     card = update[3]["attachments"][0]["content"]
@@ -227,7 +201,7 @@ async def test_proactive_posts_and_dms_survive_a_restart(
     # a thread started by the bot: a reply to its post goes into that thread
     await again.outbox.send(sent.destination, Reply(text="update", thread=sent.message_id))
     thread = f"{teams_bot.CHANNEL};messageid={sent.message_id}"
-    await until(lambda: any(p[1] == thread for p in posts(bot, "SEND")))
+    await eventually(lambda: any(p[1] == thread for p in posts(bot, "SEND")), timeout=10)
     dms = again.capabilities.get("teams", DIRECT_MESSAGES)
     assert dms is not None
     dm = await dms.dm_channel(teams_bot.USER_AAD)
@@ -318,7 +292,7 @@ async def test_a_private_answer_goes_to_the_persons_chat_when_there_is_one(
     ):
         status, *_ = await bot.post_activity(relay.endpoint, activity)
         assert status == 200
-    await until(lambda: posts(bot, "SEND"))  # "hello" in the 1:1 chat is answered
+    await eventually(lambda: posts(bot, "SEND"), timeout=10)  # "hello" in the 1:1 chat is answered
     bot.activities.clear()
     where = Destination("teams", teams_bot.CHANNEL, actor=teams_bot.USER_AAD, reply_to="7")
     await app.outbox.send(where, Reply(text="only you", ephemeral=True))
@@ -335,12 +309,12 @@ async def test_a_dropped_relay_connection_shows_in_health_and_comes_back(
     supervisor = app.supervisors[0]
     assert supervisor.health.state is State.READY
     relay.drop()
-    await until(lambda: supervisor.health.state is not State.READY)
-    await until(lambda: supervisor.health.state is State.READY and relay.listeners)
+    await eventually(lambda: supervisor.health.state is not State.READY, timeout=10)
+    await eventually(lambda: supervisor.health.state is State.READY and relay.listeners, timeout=10)
     assert supervisor.health.connects == 2
     status, *_ = await bot.post_activity(relay.endpoint, bot.activity("<at>chatopsd</at> help"))
     assert status == 200
-    await until(lambda: posts(bot, "SEND"))
+    await eventually(lambda: posts(bot, "SEND"), timeout=10)
 
 
 async def test_a_wrong_relay_key_fails_the_connector_once_with_the_reason(
@@ -351,7 +325,7 @@ async def test_a_wrong_relay_key_fails_the_connector_once_with_the_reason(
     await app.start()
     try:
         supervisor = app.supervisors[0]
-        await until(lambda: supervisor.health.state is State.FAILED)
+        await eventually(lambda: supervisor.health.state is State.FAILED, timeout=10)
         assert "teams_relay_key" in supervisor.health.reason
         await asyncio.sleep(0.3)
         assert len(relay.refused) == 1  # no retry: a key no retry fixes

@@ -12,11 +12,8 @@ import signal
 import subprocess
 import sys
 import zipfile
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from chatopsd.connectors import teams
 from chatopsd.connectors.teams.manifest import PERMISSIONS
@@ -28,24 +25,6 @@ from tests.teams_helpers import APP_ID, APP_PASSWORD, raw_section, section
 
 ROOT = Path(__file__).resolve().parent.parent
 REQUIRED = ("app_id", "tenant_id", "relay_namespace", "relay_path", "relay_key_name")
-
-
-@pytest.fixture
-async def relay() -> AsyncIterator[FakeRelay]:
-    fake = FakeRelay(pong_every=30)
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == []
-
-
-@pytest.fixture
-async def bot() -> AsyncIterator[FakeBotService]:
-    fake = FakeBotService()
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == []
 
 
 def toml(tables: dict[str, dict[str, Any]]) -> str:

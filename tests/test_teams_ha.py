@@ -28,24 +28,6 @@ COMMANDS = 30
 
 
 @pytest.fixture
-async def relay() -> AsyncIterator[FakeRelay]:
-    fake = FakeRelay(pong_every=30)
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == []
-
-
-@pytest.fixture
-async def bot() -> AsyncIterator[FakeBotService]:
-    fake = FakeBotService()
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == []
-
-
-@pytest.fixture
 async def instances(
     tmp_path: Path, relay: FakeRelay, bot: FakeBotService, pg_url: str
 ) -> AsyncIterator[list[App]]:

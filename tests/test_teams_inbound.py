@@ -100,24 +100,6 @@ class Rig:
 
 
 @pytest.fixture
-async def relay() -> AsyncIterator[FakeRelay]:
-    fake = FakeRelay(pong_every=30)
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == []
-
-
-@pytest.fixture
-async def bot() -> AsyncIterator[FakeBotService]:
-    fake = FakeBotService()
-    await fake.start()
-    yield fake
-    await fake.close()
-    assert fake.violations == []
-
-
-@pytest.fixture
 async def make_rig(relay: FakeRelay, bot: FakeBotService) -> AsyncIterator[Callable[..., Any]]:
     rigs: list[tuple[Rig, asyncio.Task[None]]] = []
 
