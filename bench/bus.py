@@ -32,6 +32,7 @@ import uvloop
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.process import rss_kib  # noqa: E402
 from chatopsd.app import App, Io  # noqa: E402
 from chatopsd.config import Config  # noqa: E402
 from chatopsd.core.messages import Actor, Inbound  # noqa: E402
@@ -222,7 +223,7 @@ def start_to_ready_figures(
         proc.stdout.readline()
         answered = time.perf_counter() - start
         time.sleep(idle)
-        rss = _rss_kib(proc.pid)
+        rss = rss_kib(proc.pid)
         proc.stdin.close()
         proc.wait(timeout=30)
         if warm_up and run == 0:  # the run that wrote the bytecode
@@ -231,13 +232,6 @@ def start_to_ready_figures(
         figures.answered_s.append(answered)
         figures.rss_kib.append(rss)
     return figures
-
-
-def _rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 def print_figures(f: CommandFigures) -> None:

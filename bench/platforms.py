@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import re
 import statistics
@@ -35,6 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 # The script's own folder comes first on sys.path, and bench/discord.py would shadow discord.py.
 sys.path[0] = str(ROOT)
 
+from bench.process import rss_kib, toml  # noqa: E402
 from tests.fakes.teams_bot import FakeBotService  # noqa: E402
 from tests.fakes.teams_relay import FakeRelay  # noqa: E402
 from tests.rig import DiscordChat, MattermostChat, SlackChat  # noqa: E402
@@ -42,21 +42,6 @@ from tests.teams_helpers import raw_section  # noqa: E402
 
 CONNECTED = re.compile(r"\b(\w+) connected\b")
 TIMEOUT = 60.0
-
-
-def toml(tables: dict[str, dict[str, Any]]) -> str:
-    lines: list[str] = []
-    for name, table in tables.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {json.dumps(value)}" for key, value in table.items())
-    return "\n".join(lines) + "\n"
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    raise RuntimeError("no VmRSS")
 
 
 @dataclass

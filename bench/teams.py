@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import os
 import statistics
 import subprocess
@@ -30,26 +29,12 @@ import aiohttp
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.process import rss_kib, toml  # noqa: E402
 from tests.fakes.teams_bot import FakeBotService  # noqa: E402
 from tests.fakes.teams_relay import FakeRelay  # noqa: E402
 from tests.teams_helpers import raw_section  # noqa: E402
 
 IN_FLIGHT = 64
-
-
-def toml(tables: dict[str, dict[str, Any]]) -> str:
-    lines: list[str] = []
-    for name, table in tables.items():
-        lines.append(f"[{name}]")
-        lines.extend(f"{key} = {json.dumps(value)}" for key, value in table.items())
-    return "\n".join(lines) + "\n"
-
-
-def rss_kib(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
 
 
 def pct(values: list[float], q: float) -> float:
